@@ -1,0 +1,138 @@
+"""A pure, read-only model of a SUMO network: what the core needs to know, nothing more.
+
+It is built once from a ``.net.xml`` (and the signal programs of additional files) by
+``controller.sim.netload`` and then handed to the core. SUMO's nouns are kept: ``edge_id``,
+``lane_id``, ``tls_id``, ``link_index``, ``program``, ``phase``. Units are in the names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+GREEN_CHARS = frozenset("Gg")
+YELLOW_CHARS = frozenset("yYu")
+RED_CHARS = frozenset("rs")
+
+
+def is_green(c: str) -> bool:
+    return c in GREEN_CHARS
+
+
+def is_yellow(c: str) -> bool:
+    return c in YELLOW_CHARS
+
+
+def is_red(c: str) -> bool:
+    return c in RED_CHARS
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One phase of a signal program. ``state`` is SUMO's signal string, one char per link."""
+
+    state: str
+    duration_s: float
+    min_dur_s: float
+    max_dur_s: float
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class Program:
+    """A traffic light's program (``tlLogic``) as SUMO runs it."""
+
+    tls_id: str
+    program_id: str
+    kind: str  # "static", "actuated", "delay_based", ...
+    offset_s: float
+    phases: tuple[Phase, ...]
+
+    def __post_init__(self) -> None:
+        if not self.phases:
+            raise ValueError(f"program {self.program_id!r} of traffic light {self.tls_id!r} has no phases")
+        n = len(self.phases[0].state)
+        for i, p in enumerate(self.phases):
+            if len(p.state) != n:
+                raise ValueError(
+                    f"program {self.program_id!r} of traffic light {self.tls_id!r}: phase {i} has "
+                    f"{len(p.state)} links, phase 0 has {n}"
+                )
+
+    @property
+    def link_count(self) -> int:
+        return len(self.phases[0].state)
+
+    @property
+    def cycle_s(self) -> float:
+        return sum(p.duration_s for p in self.phases)
+
+
+@dataclass(frozen=True)
+class Lane:
+    lane_id: str
+    edge_id: str
+    index: int
+    length_m: float
+    speed_mps: float
+    allows_emergency: bool = True
+
+
+@dataclass(frozen=True)
+class Edge:
+    edge_id: str
+    from_node: str
+    to_node: str
+    length_m: float
+    speed_mps: float
+    lanes: tuple[Lane, ...]
+    function: str = ""  # "" for normal edges, "internal", "connector", ...
+
+    @property
+    def is_internal(self) -> bool:
+        return self.function == "internal"
+
+
+@dataclass(frozen=True)
+class Connection:
+    """A lane-to-lane connection across a junction, as in the net's ``<connection>`` elements.
+
+    ``tls_id`` is empty and ``link_index`` is -1 for an unsignalized connection.
+    ``via_lane_id`` is the first internal lane of the crossing ('' if the net has none);
+    ``via_length_m`` the summed length of its internal lanes.
+    """
+
+    from_edge: str
+    to_edge: str
+    from_lane: str
+    to_lane: str
+    junction_id: str
+    tls_id: str = ""
+    link_index: int = -1
+    direction: str = ""  # SUMO's dir: s, l, r, t, L, R
+    via_lane_id: str = ""
+    via_length_m: float = 0.0
+
+
+@dataclass(frozen=True)
+class Network:
+    """Edges, connections and the active signal program of each traffic light."""
+
+    edges: Mapping[str, Edge]
+    connections: tuple[Connection, ...]
+    programs: Mapping[str, Program]  # tls_id -> the program SUMO runs when the simulation starts
+    junction_types: Mapping[str, str] = field(default_factory=dict)  # node id -> type
+    source: str = ""  # the file it was read from, for error messages
+
+    def connections_between(self, from_edge: str, to_edge: str) -> tuple[Connection, ...]:
+        return tuple(c for c in self._by_pair().get((from_edge, to_edge), ()))
+
+    def _by_pair(self) -> Mapping[tuple[str, str], list[Connection]]:
+        cache = self.__dict__.get("_pair_cache")
+        if cache is None:
+            built: dict[tuple[str, str], list[Connection]] = {}
+            for c in self.connections:
+                built.setdefault((c.from_edge, c.to_edge), []).append(c)
+            object.__setattr__(self, "_pair_cache", built)
+            cache = built
+        return cache

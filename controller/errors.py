@@ -1,0 +1,40 @@
+"""The one error tree of greenwave.
+
+Every error a user can cause is a :class:`GreenwaveError`; its message names the file,
+field or id that is wrong, and the CLI maps it to ``exit_code`` without a traceback::
+
+    GreenwaveError                 exit 2, user input or environment
+    ├── ScenarioError              a scenario file: missing, malformed, invalid field
+    ├── NetworkError               a network: missing edge, unreadable net or additional file
+    ├── RouteError                 no route between origin and destination
+    ├── CorridorError              a signal program the corridor cannot serve
+    └── SimulationError            SUMO refused the configuration or died
+"""
+
+from __future__ import annotations
+
+
+class GreenwaveError(Exception):
+    """Base of every error greenwave reports to a user."""
+
+    exit_code: int = 2
+
+
+class ScenarioError(GreenwaveError):
+    """A scenario file or its fields are missing or invalid."""
+
+
+class NetworkError(GreenwaveError):
+    """A network file or an id in it (edge, lane, traffic light) is missing or invalid."""
+
+
+class RouteError(GreenwaveError):
+    """No route connects the requested origin and destination."""
+
+
+class CorridorError(GreenwaveError):
+    """A signal on the route has a program that cannot serve the emergency vehicle's movement."""
+
+
+class SimulationError(GreenwaveError):
+    """SUMO rejected the configuration or stopped unexpectedly."""
