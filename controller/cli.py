@@ -1,0 +1,147 @@
+"""The ``greenwave`` command (also ``python -m controller``)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from controller.errors import GreenwaveError, ScenarioError
+
+
+def _fail(error: GreenwaveError) -> NoReturn:
+    """Report a user's mistake in one line, with its exit code, and no traceback."""
+    click.echo(f"greenwave: error: {error}", err=True)
+    sys.exit(error.exit_code)
+
+
+def _parse_ev(raw: str, n: int) -> Any:
+    from controller.scenario import EvSpec
+
+    parts = [p.strip() for p in raw.split(",")]
+    if len(parts) not in (3, 4) or not all(parts[:3]):
+        raise ScenarioError(f"--ev '{raw}': expected FROM_EDGE,TO_EDGE,DEPART[,TYPE]")
+    try:
+        depart = float(parts[2])
+    except ValueError:
+        raise ScenarioError(f"--ev '{raw}': DEPART '{parts[2]}' is not a number of seconds") from None
+    ev_type = parts[3] if len(parts) == 4 else "ambulance"
+    if ev_type not in ("ambulance", "fire", "police", "transit"):
+        raise ScenarioError(f"--ev '{raw}': TYPE '{ev_type}' is not one of ambulance, fire, police, transit")
+    return EvSpec.model_validate({"id": f"ev{n}", "from": parts[0], "to": parts[1], "depart_s": depart,
+                                  "type": ev_type})
+
+
+def _fmt(x: object, digits: int = 1) -> str:
+    if x is None:
+        return "-"
+    if isinstance(x, float):
+        return f"{x:.{digits}f}"
+    return str(x)
+
+
+def print_summary(summary: dict[str, Any], out_dir: Path, console: Console) -> None:
+    title = f"{summary['scenario']} · controller {summary['controller']} · seed {summary['seed']}"
+    table = Table(title=title, title_justify="left")
+    for col in ("EV", "depart s", "travel s", "free-flow s", "ratio", "delay s", "stops", "stopped s",
+                "signals", "preempted"):
+        table.add_column(col, justify="left" if col == "EV" else "right")
+    for ev in summary["evs"]:
+        table.add_row(
+            ev["id"], _fmt(ev["depart"], 0), _fmt(ev["travel_time"]), _fmt(ev["free_flow_time"]),
+            _fmt(ev["ratio_to_free_flow"], 2), _fmt(ev["delay"]), str(ev["stops"]), _fmt(ev["time_stopped"]),
+            str(ev["junctions"]), str(ev["preempted"]),
+        )
+    console.print(table)
+    s = summary["safety"]
+    bg = summary["background"]
+    rt = summary["realtime"]
+    console.print(
+        f"background: {bg['trips']} trips, mean time loss {_fmt(bg['mean_time_loss'])} s\n"
+        f"safety: S1 {s['S1']}  S2 {s['S2']}  S3 {s['S3']}  S4 {s['S4']}  S5 {s['S5']}  ·  "
+        f"collisions {s['collisions']} (EV {s['collisions_ev']})  emergency braking {s['emergency_braking']}  "
+        f"teleports {s['teleports']}  ({s['watched_signals']} signals watched)\n"
+        f"realtime: {rt['ticks']} ticks, controller p50 {_fmt(rt['tick_ms_p50'], 3)} ms "
+        f"p99 {_fmt(rt['tick_ms_p99'], 3)} ms, SUMO step p50 {_fmt(rt['sumo_step_ms_p50'], 2)} ms, "
+        f"wall {rt['wall_s']} s\n"
+        f"written: {out_dir / 'summary.json'}",
+        highlight=False,
+    )
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="greenwave")
+def main() -> None:
+    """greenwave: green waves for emergency vehicles in SUMO."""
+
+
+@main.command()
+@click.argument("scenario", required=False, type=click.Path(path_type=Path))
+@click.option("--controller", "controller_name", default="none", show_default=True,
+              type=click.Choice(["none", "oracle"]), help="Who drives the signals.")
+@click.option("--seed", default=1, show_default=True, type=int, help="Seed of SUMO and of generated demand.")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
+              help="Output folder [default: runs/<scenario>-<controller>-s<seed>].")
+@click.option("--backend", default="libsumo", show_default=True, type=click.Choice(["libsumo", "traci"]))
+@click.option("--gui", is_flag=True, help="Show sumo-gui (runs over TraCI).")
+@click.option("--sumocfg", type=click.Path(path_type=Path), default=None,
+              help="Run a SUMO configuration of your own instead of a scenario file.")
+@click.option("--ev", "evs", multiple=True, metavar="FROM,TO,DEPART[,TYPE]",
+              help="With --sumocfg: an emergency vehicle from edge FROM to edge TO departing at DEPART s.")
+@click.option("--end", "end_s", type=float, default=None,
+              help="With --sumocfg: simulation end in s [default: the config's end, or last EV depart + 1800].")
+@click.option("--bluelight", is_flag=True,
+              help="Give EVs SUMO's bluelight device (they may then pass red); reported separately.")
+def run(
+    scenario: Path | None,
+    controller_name: str,
+    seed: int,
+    out_dir: Path | None,
+    backend: str,
+    gui: bool,
+    sumocfg: Path | None,
+    evs: tuple[str, ...],
+    end_s: float | None,
+    bluelight: bool,
+) -> None:
+    """Run one SCENARIO (a .toml file), or your own --sumocfg with --ev, and write summary.json."""
+    from controller.runtime.run import run as run_simulation
+    from controller.runtime.setup import prepare_scenario, prepare_sumocfg
+    from controller.scenario import load_scenario
+
+    console = Console()
+    try:
+        if (scenario is None) == (sumocfg is None):
+            raise ScenarioError("give a SCENARIO file or --sumocfg FILE (with at least one --ev), not both")
+        if sumocfg is not None:
+            if not evs:
+                raise ScenarioError("--sumocfg needs at least one --ev FROM,TO,DEPART")
+            specs = [_parse_ev(raw, i + 1) for i, raw in enumerate(evs)]
+            out = out_dir or Path("runs") / f"{sumocfg.stem}-{controller_name}-s{seed}"
+            setup = prepare_sumocfg(sumocfg, specs, seed=seed, out_dir=out.resolve(), end_s=end_s,
+                                    bluelight=bluelight)
+        else:
+            assert scenario is not None
+            if evs or end_s is not None:
+                raise ScenarioError("--ev and --end go with --sumocfg; a scenario file names its own EVs and end")
+            sc = load_scenario(scenario)
+            out = out_dir or Path("runs") / f"{sc.name}-{controller_name}-s{seed}"
+            setup = prepare_scenario(sc, seed=seed, out_dir=out.resolve(), bluelight=bluelight)
+        console.print(
+            f"greenwave: {setup.name}: {len(setup.evs)} EV(s), "
+            f"{sum(len(e.corridor.junctions) for e in setup.evs)} signalized junction(s) on their routes; "
+            f"simulating {setup.begin_s:g}-{setup.end_s:g} s with controller '{controller_name}' ...",
+            highlight=False,
+        )
+        summary = run_simulation(setup, controller_name, backend="traci" if backend == "traci" else "libsumo",
+                                 gui=gui)
+    except GreenwaveError as e:
+        _fail(e)
+    except KeyboardInterrupt:
+        click.echo("greenwave: interrupted; signals handed back, SUMO closed, no summary written", err=True)
+        sys.exit(130)
+    print_summary(summary, out, console)

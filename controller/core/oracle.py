@@ -1,0 +1,88 @@
+"""The oracle bound: every signal on an emergency vehicle's route shows its approach green from
+dispatch until the vehicle has crossed it.
+
+Unsafe for cross traffic by design (it switches without yellow or red clearance, and holds for
+as long as the vehicle needs): it is the bound controllers are judged against, not a controller
+to deploy. Every link leaving the EV's approach edge is green (so the queue ahead of it flushes,
+whatever those vehicles' turns), every other link of the signal red.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from controller.core.corridor import Corridor, CorridorJunction
+from controller.core.network import Network
+from controller.core.progress import EvProgress
+from controller.core.snapshot import SignalCommand, Snapshot
+
+
+def approach_links(network: Network, junction: CorridorJunction) -> frozenset[int]:
+    """Every link index of the junction's signal that leaves the EV's approach edge."""
+    links = {
+        c.link_index
+        for c in network.connections
+        if c.from_edge == junction.approach_edge and c.tls_id == junction.tls_id and c.link_index >= 0
+    }
+    return frozenset(links | set(junction.link_indices))
+
+
+class OracleController:
+    name = "oracle"
+
+    def __init__(
+        self,
+        network: Network,
+        corridors: Mapping[str, Corridor],
+        dispatch_s: Mapping[str, float],
+    ) -> None:
+        self._network = network
+        self._corridors = dict(corridors)
+        self._dispatch_s = dict(dispatch_s)
+        self._links: dict[tuple[str, int], frozenset[int]] = {
+            (ev, j.index): approach_links(network, j) for ev, c in corridors.items() for j in c.junctions
+        }
+        self._shown: dict[str, str] = {}  # tls_id -> state we last set
+        self.preempted: set[str] = set()  # every tls this controller ever switched
+
+    def tick(self, snapshot: Snapshot, progress: Mapping[str, EvProgress]) -> list[SignalCommand]:
+        wanted: dict[str, set[int]] = {}
+        for ev, corridor in self._corridors.items():
+            p = progress[ev]
+            if snapshot.t_s < self._dispatch_s[ev] or p.arrived_s is not None:
+                continue
+            for j in corridor.junctions:
+                if not p.crossed(j.index):
+                    wanted.setdefault(j.tls_id, set()).update(self._links[(ev, j.index)])
+        commands: list[SignalCommand] = []
+        for tls_id, links in sorted(wanted.items()):
+            n = self._network.programs[tls_id].link_count
+            state = "".join("G" if i in links else "r" for i in range(n))
+            if self._shown.get(tls_id) != state:
+                commands.append(SignalCommand(tls_id, "set_state", state=state, reason="oracle: route green"))
+                self._shown[tls_id] = state
+                self.preempted.add(tls_id)
+        for tls_id in sorted(set(self._shown) - set(wanted)):
+            commands.append(self._restore(tls_id))
+        return commands
+
+    def stop(self) -> list[SignalCommand]:
+        return [self._restore(tls_id) for tls_id in sorted(self._shown)]
+
+    def _restore(self, tls_id: str) -> SignalCommand:
+        del self._shown[tls_id]
+        program = self._network.programs[tls_id]
+        return SignalCommand(tls_id, "restore", program_id=program.program_id, reason="oracle: EV crossed")
+
+
+class NoController:
+    """Controller ``none``: the signals run their own programs."""
+
+    name = "none"
+    preempted: set[str] = set()  # noqa: RUF012 - never mutated
+
+    def tick(self, snapshot: Snapshot, progress: Mapping[str, EvProgress]) -> Sequence[SignalCommand]:
+        return ()
+
+    def stop(self) -> Sequence[SignalCommand]:
+        return ()

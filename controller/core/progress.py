@@ -1,0 +1,112 @@
+"""Where an emergency vehicle is along its corridor, which stop lines it has crossed, and when.
+
+Pure: fed one :class:`~controller.core.snapshot.VehicleState` (or ``None`` when the vehicle is
+not in the simulation) per tick with the tick's time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from controller.core.corridor import Corridor
+from controller.core.snapshot import VehicleState
+
+STOP_SPEED_MPS = 0.1  # a stop is an episode below this speed after departure (DESIGN §5)
+
+
+@dataclass(frozen=True)
+class StopEpisode:
+    start_s: float
+    end_s: float | None  # None while still stopped
+    position_m: float
+    next_junction: int | None  # corridor index of the next stop line ahead, if any
+    distance_to_stop_line_m: float | None
+
+
+@dataclass
+class EvProgress:
+    """Mutable tracker of one emergency vehicle on one corridor."""
+
+    ev_id: str
+    corridor: Corridor
+    depart_s: float | None = None
+    arrived_s: float | None = None
+    position_m: float | None = None
+    speed_mps: float = 0.0
+    crossed_s: dict[int, float] = field(default_factory=dict)  # corridor junction index -> time
+    stops: list[StopEpisode] = field(default_factory=list)
+    _offset_m: float | None = None  # route position minus odometer
+    _last_t_s: float | None = None
+
+    @property
+    def next_junction(self) -> int | None:
+        """Index of the first corridor junction not yet crossed, None when all are behind."""
+        for j in self.corridor.junctions:
+            if j.index not in self.crossed_s:
+                return j.index
+        return None
+
+    @property
+    def running(self) -> bool:
+        return self.depart_s is not None and self.arrived_s is None
+
+    def crossed(self, junction_index: int) -> bool:
+        return junction_index in self.crossed_s
+
+    def time_stopped_s(self, end_s: float) -> float:
+        return sum((s.end_s if s.end_s is not None else end_s) - s.start_s for s in self.stops)
+
+    def update(self, t_s: float, vehicle: VehicleState | None, *, arrived: bool = False) -> None:
+        if arrived and self.depart_s is not None and self.arrived_s is None:
+            self.arrived_s = t_s
+            for j in self.corridor.junctions:  # it reached its destination: everything is behind it
+                self.crossed_s.setdefault(j.index, t_s)
+            self._close_stop(t_s)
+            return
+        if vehicle is None:
+            return
+        if self.depart_s is None:
+            self.depart_s = t_s
+        if not vehicle.on_junction and 0 <= vehicle.route_index < len(self.corridor.route):
+            on_route = self.corridor.position_m(vehicle.route_index, vehicle.lane_pos_m)
+            self._offset_m = on_route - vehicle.odometer_m
+        if self._offset_m is None:
+            return
+        previous = self.position_m
+        position = self._offset_m + vehicle.odometer_m
+        self.position_m = position
+        self.speed_mps = vehicle.speed_mps
+        for j in self.corridor.junctions:
+            if j.index in self.crossed_s:
+                continue
+            past_stop_line = position >= j.distance_m or vehicle.route_index > j.route_index or (
+                vehicle.on_junction and vehicle.route_index == j.route_index
+            )
+            if not past_stop_line:
+                break
+            self.crossed_s[j.index] = self._interpolate(t_s, previous, position, j.distance_m)
+        self._track_stops(t_s, vehicle)
+        self._last_t_s = t_s
+
+    def _interpolate(self, t_s: float, previous: float | None, position: float, target: float) -> float:
+        if previous is None or self._last_t_s is None or position <= previous:
+            return t_s
+        frac = min(max((target - previous) / (position - previous), 0.0), 1.0)
+        return self._last_t_s + frac * (t_s - self._last_t_s)
+
+    def _track_stops(self, t_s: float, vehicle: VehicleState) -> None:
+        stopped = vehicle.speed_mps < STOP_SPEED_MPS
+        open_stop = self.stops[-1] if self.stops and self.stops[-1].end_s is None else None
+        if stopped and open_stop is None:
+            nxt = self.next_junction
+            dist = None
+            if nxt is not None and self.position_m is not None:
+                dist = self.corridor.junctions[nxt].distance_m - self.position_m
+            self.stops.append(StopEpisode(t_s, None, self.position_m or 0.0, nxt, dist))
+        elif not stopped and open_stop is not None:
+            self._close_stop(t_s)
+
+    def _close_stop(self, t_s: float) -> None:
+        if self.stops and self.stops[-1].end_s is None:
+            s = self.stops[-1]
+            self.stops[-1] = StopEpisode(s.start_s, t_s, s.position_m, s.next_junction, s.distance_to_stop_line_m)

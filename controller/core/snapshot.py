@@ -1,0 +1,63 @@
+"""What one tick reads from the simulation, and the commands the core sends back: plain data."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class VehicleState:
+    vehicle_id: str
+    road_id: str  # edge id, or an internal edge ':...' while crossing a junction
+    lane_id: str
+    lane_pos_m: float
+    speed_mps: float
+    route_index: int  # index in the vehicle's route of the edge it is on (or last left)
+    odometer_m: float  # distance driven since departure
+
+    @property
+    def on_junction(self) -> bool:
+        return self.road_id.startswith(":")
+
+
+@dataclass(frozen=True)
+class SignalState:
+    tls_id: str
+    state: str  # SUMO's red-yellow-green string, one char per link
+    program_id: str  # "online" while a controller sets states directly
+    phase: int
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The state after one simulation step at time ``t_s``."""
+
+    t_s: float
+    vehicles: Mapping[str, VehicleState]  # the watched (emergency) vehicles that are running
+    signals: Mapping[str, SignalState]  # the watched traffic lights
+    departed: tuple[str, ...] = ()
+    arrived: tuple[str, ...] = ()
+    teleports_started: int = 0
+    colliding: tuple[str, ...] = ()
+    emergency_stopping: int = 0
+    extra: Mapping[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SignalCommand:
+    """One command to one traffic light, produced by a controller and applied by the adapter.
+
+    - ``set_state``: show ``state`` (switches SUMO to its 'online' program until restored);
+    - ``restore``: return to program ``program_id``, entering at ``phase`` if given (for the
+      remaining ``phase_remaining_s`` if given).
+    """
+
+    tls_id: str
+    kind: Literal["set_state", "restore"]
+    state: str = ""
+    program_id: str = ""
+    phase: int | None = None
+    phase_remaining_s: float | None = None
+    reason: str = ""

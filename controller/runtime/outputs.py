@@ -1,0 +1,77 @@
+"""Reading SUMO's own output files of a run: tripinfo, statistics, collisions."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from controller.errors import SimulationError
+
+
+@dataclass(frozen=True)
+class Trip:
+    vehicle_id: str
+    depart_s: float
+    arrival_s: float
+    duration_s: float
+    time_loss_s: float
+    waiting_count: int
+    waiting_time_s: float
+
+
+@dataclass(frozen=True)
+class SumoOutputs:
+    trips: dict[str, Trip]
+    collisions: int = 0
+    emergency_braking: int = 0
+    emergency_stops: int = 0
+    teleports: int = 0
+    colliders: tuple[tuple[str, str], ...] = field(default_factory=tuple)  # (collider, victim)
+
+
+def _parse(path: Path) -> ET.Element:
+    try:
+        return ET.parse(path).getroot()
+    except (OSError, ET.ParseError) as e:
+        raise SimulationError(f"SUMO output '{path}' is missing or incomplete: {e}") from None
+
+
+def read_outputs(out_dir: Path) -> SumoOutputs:
+    trips: dict[str, Trip] = {}
+    for t in _parse(out_dir / "tripinfo.xml").iter("tripinfo"):
+        vid = t.get("id", "")
+        trips[vid] = Trip(
+            vehicle_id=vid,
+            depart_s=float(t.get("depart", "nan")),
+            arrival_s=float(t.get("arrival", "nan")),
+            duration_s=float(t.get("duration", "nan")),
+            time_loss_s=float(t.get("timeLoss", "nan")),
+            waiting_count=int(t.get("waitingCount", "0")),
+            waiting_time_s=float(t.get("waitingTime", "0")),
+        )
+    stats = _parse(out_dir / "statistics.xml")
+    safety = stats.find("safety")
+    teleports = stats.find("teleports")
+    colliders: list[tuple[str, str]] = []
+    coll_file = out_dir / "collisions.xml"
+    if coll_file.is_file():
+        for c in _parse(coll_file).iter("collision"):
+            colliders.append((c.get("collider", ""), c.get("victim", "")))
+    return SumoOutputs(
+        trips=trips,
+        collisions=int(safety.get("collisions", "0")) if safety is not None else 0,
+        emergency_braking=int(safety.get("emergencyBraking", "0")) if safety is not None else 0,
+        emergency_stops=int(safety.get("emergencyStops", "0")) if safety is not None else 0,
+        teleports=int(teleports.get("total", "0")) if teleports is not None else 0,
+        colliders=tuple(colliders),
+    )
+
+
+def background(outputs: SumoOutputs, exclude: Collection[str], until_s: float) -> tuple[int, float | None]:
+    """Number and mean time loss of the non-EV trips that arrived by ``until_s``."""
+    losses = [
+        t.time_loss_s for vid, t in outputs.trips.items() if vid not in exclude and t.arrival_s <= until_s + 1e-9
+    ]
+    return len(losses), (sum(losses) / len(losses) if losses else None)

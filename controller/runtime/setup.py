@@ -1,0 +1,253 @@
+"""From a scenario (or a user's .sumocfg plus EVs) to everything one run needs.
+
+All files a run writes go under its output folder: generated demand and vehicle types in
+``inputs/``, SUMO's outputs beside ``summary.json``. Nothing is written next to the user's files.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from controller.core.corridor import Corridor, build_corridor
+from controller.core.network import Network
+from controller.core.routing import fastest_route, validate_route
+from controller.errors import ScenarioError
+from controller.scenario import EvSpec, Scenario
+from controller.sim.netload import load_network
+from controller.sim.sumocfg import SumoInputs, read_sumocfg, redirect_additional_outputs
+
+EV_VTYPE_PREFIX = "greenwave_"
+PRIORITY = {"ambulance": 1, "fire": 1, "police": 2, "transit": 3}
+
+
+@dataclass(frozen=True)
+class EvPlan:
+    ev_id: str
+    ev_type: str  # ambulance | fire | police | transit
+    vtype_id: str
+    depart_s: float
+    route: tuple[str, ...]
+    corridor: Corridor
+
+
+@dataclass(frozen=True)
+class RunSetup:
+    name: str
+    source: str
+    demand_level: str
+    inputs: SumoInputs  # final: sanitized additional files, generated demand included
+    begin_s: float
+    end_s: float
+    step_length_s: float
+    network: Network
+    evs: tuple[EvPlan, ...]
+    out_dir: Path
+    seed: int
+    bluelight: bool
+
+    @property
+    def watched_tls(self) -> tuple[str, ...]:
+        seen: dict[str, None] = {}
+        for ev in self.evs:
+            for tls in ev.corridor.tls_ids():
+                seen.setdefault(tls, None)
+        return tuple(seen)
+
+
+def _write_ev_vtypes(path: Path, bluelight: bool) -> None:
+    param = '        <param key="has.bluelight.device" value="true"/>\n' if bluelight else ""
+    colors = {"ambulance": "1,1,1", "fire": "1,0,0", "police": "0,0,1", "transit": "1,1,0"}
+    body = "".join(
+        f'    <vType id="{EV_VTYPE_PREFIX}{kind}" vClass="emergency" speedFactor="1" speedDev="0" '
+        f'guiShape="emergency" color="{colors[kind]}">\n{param}    </vType>\n'
+        for kind in PRIORITY
+    )
+    path.write_text(f'<?xml version="1.0" encoding="UTF-8"?>\n<additional>\n{body}</additional>\n', "utf-8")
+
+
+def _plan_evs(network: Network, evs: Sequence[EvSpec]) -> tuple[EvPlan, ...]:
+    plans = []
+    for ev in evs:
+        if ev.route is not None:
+            validate_route(network, ev.route)
+            route = tuple(ev.route)
+        else:
+            assert ev.from_edge is not None and ev.to_edge is not None  # guaranteed by EvSpec
+            route = fastest_route(network, ev.from_edge, ev.to_edge)
+        plans.append(
+            EvPlan(
+                ev_id=ev.id,
+                ev_type=ev.type,
+                vtype_id=f"{EV_VTYPE_PREFIX}{ev.type}",
+                depart_s=ev.depart_s,
+                route=route,
+                corridor=build_corridor(network, route),
+            )
+        )
+    return tuple(plans)
+
+
+def _finish(
+    *,
+    name: str,
+    source: str,
+    demand_level: str,
+    inputs: SumoInputs,
+    begin_s: float,
+    end_s: float,
+    step_length_s: float,
+    evs: Sequence[EvSpec],
+    out_dir: Path,
+    seed: int,
+    bluelight: bool,
+) -> RunSetup:
+    inputs_dir = out_dir / "inputs"
+    inputs_dir.mkdir(parents=True, exist_ok=True)
+    additionals = tuple(redirect_additional_outputs(a, out_dir) for a in inputs.additional_files)
+    network = load_network(inputs.net_file, inputs.additional_files)
+    plans = _plan_evs(network, evs)
+    vtypes = inputs_dir / "greenwave_vtypes.add.xml"
+    _write_ev_vtypes(vtypes, bluelight)
+    final = SumoInputs(
+        net_file=inputs.net_file,
+        route_files=inputs.route_files,
+        additional_files=(vtypes.resolve(), *additionals),
+        begin_s=begin_s,
+        end_s=end_s,
+        step_length_s=step_length_s,
+        options=inputs.options,
+        dropped=inputs.dropped,
+    )
+    return RunSetup(
+        name=name,
+        source=source,
+        demand_level=demand_level,
+        inputs=final,
+        begin_s=begin_s,
+        end_s=end_s,
+        step_length_s=step_length_s,
+        network=network,
+        evs=plans,
+        out_dir=out_dir,
+        seed=seed,
+        bluelight=bluelight,
+    )
+
+
+def prepare_scenario(scenario: Scenario, *, seed: int, out_dir: Path, bluelight: bool = False) -> RunSetup:
+    sim = scenario.simulation
+    net = scenario.network
+    if net.sumocfg is not None:
+        inputs = read_sumocfg(net.sumocfg)
+        inputs = SumoInputs(
+            net_file=inputs.net_file,
+            route_files=inputs.route_files + scenario.demand.routes,
+            additional_files=inputs.additional_files + net.additional,
+            options=inputs.options,
+            dropped=inputs.dropped,
+        )
+    else:
+        assert net.net is not None  # guaranteed by NetworkSpec
+        inputs = SumoInputs(net_file=net.net, route_files=scenario.demand.routes, additional_files=net.additional)
+    demand = scenario.demand
+    if demand.generator is not None:
+        from controller.sim.demand import write_random_trips
+
+        assert demand.vehicles_per_hour is not None  # guaranteed by DemandSpec
+        (out_dir / "inputs").mkdir(parents=True, exist_ok=True)
+        trips = out_dir / "inputs" / "background.rou.xml"
+        generator_params: dict[str, Any] = dict(demand.params)
+        write_random_trips(
+            inputs.net_file,
+            trips,
+            seed=seed,
+            begin_s=sim.begin_s,
+            end_s=sim.end_s,
+            vehicles_per_hour=demand.vehicles_per_hour,
+            **generator_params,
+        )
+        inputs = SumoInputs(
+            net_file=inputs.net_file,
+            route_files=(*inputs.route_files, trips.resolve()),
+            additional_files=inputs.additional_files,
+            options=inputs.options,
+            dropped=inputs.dropped,
+        )
+    return _finish(
+        name=scenario.name,
+        source=str(scenario.source or scenario.name),
+        demand_level=demand.level,
+        inputs=inputs,
+        begin_s=sim.begin_s,
+        end_s=sim.end_s,
+        step_length_s=sim.step_length_s,
+        evs=scenario.ev,
+        out_dir=out_dir,
+        seed=seed,
+        bluelight=bluelight,
+    )
+
+
+def prepare_sumocfg(
+    sumocfg: Path,
+    evs: Sequence[EvSpec],
+    *,
+    seed: int,
+    out_dir: Path,
+    end_s: float | None = None,
+    bluelight: bool = False,
+) -> RunSetup:
+    inputs = read_sumocfg(sumocfg)
+    begin = inputs.begin_s if inputs.begin_s is not None else 0.0
+    last_depart = max(ev.depart_s for ev in evs)
+    if end_s is None:
+        end_s = inputs.end_s if inputs.end_s is not None and inputs.end_s > last_depart else last_depart + 1800.0
+    if last_depart < begin or last_depart >= end_s:
+        raise ScenarioError(
+            f"{sumocfg}: an emergency departs at {last_depart} s, outside the simulation [{begin}, {end_s})"
+        )
+    return _finish(
+        name=sumocfg.stem,
+        source=str(sumocfg),
+        demand_level="sumocfg",
+        inputs=inputs,
+        begin_s=begin,
+        end_s=end_s,
+        step_length_s=inputs.step_length_s or 1.0,
+        evs=evs,
+        out_dir=out_dir,
+        seed=seed,
+        bluelight=bluelight,
+    )
+
+
+def sumo_args(setup: RunSetup) -> list[str]:
+    """The SUMO command line (without the binary) of a run; outputs go to its folder."""
+    inp = setup.inputs
+    out = setup.out_dir
+    args = ["--net-file", str(inp.net_file)]
+    if inp.route_files:
+        args += ["--route-files", ",".join(str(p) for p in inp.route_files)]
+    if inp.additional_files:
+        args += ["--additional-files", ",".join(str(p) for p in inp.additional_files)]
+    for name, value in inp.options.items():
+        if name in {"seed", "random", "step-length", "begin", "end"}:
+            continue
+        args += [f"--{name}", value]
+    args += [
+        "--begin", f"{setup.begin_s:g}",
+        "--step-length", f"{setup.step_length_s:g}",
+        "--seed", str(setup.seed),
+        "--no-step-log", "true",
+        "--duration-log.disable", "true",
+        "--collision.check-junctions", "true",
+        "--tripinfo-output", str(out / "tripinfo.xml"),
+        "--statistic-output", str(out / "statistics.xml"),
+        "--collision-output", str(out / "collisions.xml"),
+        "--log", str(out / "sumo.log"),
+        "--no-warnings", "true",
+    ]  # fmt: skip
+    return args

@@ -1,0 +1,195 @@
+"""Scenario files (TOML): what network, what background demand, which emergencies, when.
+
+A scenario is validated once, at the edge, into typed objects; every error names the file and
+the field. The format (paths are relative to the scenario file)::
+
+    name = "grid5-moderate"
+    description = "..."
+
+    [network]
+    net = "../networks/grid5/grid5.net.xml"   # or: sumocfg = "../networks/x/run.sumocfg"
+    additional = []                            # extra additional files (signal programs, vTypes)
+
+    [demand]
+    level = "moderate"                         # a label for reports
+    generator = "random_trips"                 # generated from the seed ...
+    vehicles_per_hour = 1200
+    params = { through_share = 0.6 }
+    # routes = ["../networks/x/x.rou.xml"]     # ... or fixed route files (real demand)
+
+    [simulation]
+    begin_s = 0
+    end_s = 1500
+    step_length_s = 1.0
+
+    [[ev]]
+    id = "ambulance_1"
+    from = "A0B0"                               # origin edge (or give `route = [...]`)
+    to = "E4D4"                                 # destination edge
+    depart_s = 600
+    type = "ambulance"                          # ambulance | fire | police
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from controller.errors import ScenarioError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+EvType = Literal["ambulance", "fire", "police", "transit"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class NetworkSpec(_Model):
+    net: Path | None = None
+    additional: tuple[Path, ...] = ()
+    sumocfg: Path | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> NetworkSpec:
+        if (self.net is None) == (self.sumocfg is None):
+            raise ValueError("give exactly one of 'net' or 'sumocfg'")
+        return self
+
+
+class DemandSpec(_Model):
+    level: str = "none"
+    generator: Literal["random_trips"] | None = None
+    vehicles_per_hour: float | None = Field(default=None, gt=0)
+    params: dict[str, float | int | str | bool] = Field(default_factory=dict)
+    routes: tuple[Path, ...] = ()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DemandSpec:
+        if self.generator is not None and self.vehicles_per_hour is None:
+            raise ValueError("'vehicles_per_hour' is required with a generator")
+        if self.generator is not None and self.routes:
+            raise ValueError("give either 'generator' or 'routes', not both")
+        return self
+
+
+class SimulationSpec(_Model):
+    begin_s: float = 0.0
+    end_s: float = Field(gt=0)
+    step_length_s: float = Field(default=1.0, gt=0, le=1.0)
+
+    @model_validator(mode="after")
+    def _order(self) -> SimulationSpec:
+        if self.end_s <= self.begin_s:
+            raise ValueError(f"end_s ({self.end_s}) must be after begin_s ({self.begin_s})")
+        return self
+
+
+class EvSpec(_Model):
+    id: str = Field(min_length=1)
+    from_edge: str | None = Field(default=None, alias="from")
+    to_edge: str | None = Field(default=None, alias="to")
+    route: tuple[str, ...] | None = None
+    depart_s: float
+    type: EvType = "ambulance"
+
+    @model_validator(mode="after")
+    def _route_or_od(self) -> EvSpec:
+        has_od = self.from_edge is not None and self.to_edge is not None
+        if self.route is None and not has_od:
+            raise ValueError("give 'from' and 'to' edges, or 'route'")
+        if self.route is not None and len(self.route) < 1:
+            raise ValueError("'route' is empty")
+        return self
+
+
+class Scenario(_Model):
+    name: str
+    description: str = ""
+    network: NetworkSpec
+    demand: DemandSpec = DemandSpec()
+    simulation: SimulationSpec
+    ev: tuple[EvSpec, ...] = Field(min_length=1)
+    source: Path | None = None  # the file this scenario was read from
+
+    @model_validator(mode="after")
+    def _evs(self) -> Scenario:
+        ids = [e.id for e in self.ev]
+        dup = {i for i in ids if ids.count(i) > 1}
+        if dup:
+            raise ValueError(f"duplicate ev id(s): {', '.join(sorted(dup))}")
+        for e in self.ev:
+            if not self.simulation.begin_s <= e.depart_s < self.simulation.end_s:
+                raise ValueError(
+                    f"ev '{e.id}': depart_s {e.depart_s} is outside the simulation "
+                    f"[{self.simulation.begin_s}, {self.simulation.end_s})"
+                )
+        return self
+
+
+def _field_path(loc: tuple[int | str, ...], raw: dict[str, Any]) -> str:
+    parts: list[str] = []
+    for item in loc:
+        if isinstance(item, int):
+            parts[-1:] = [f"{parts[-1]}[{item}]"] if parts else [f"[{item}]"]
+        else:
+            parts.append(str(item))
+    # EvSpec aliases: pydantic reports 'from'/'to', which is what the user wrote.
+    return ".".join(parts) or "<top level>"
+
+
+def describe_validation_error(err: ValidationError, source: str, raw: dict[str, Any]) -> str:
+    """One line naming the file and the first offending field."""
+    first = err.errors()[0]
+    loc = tuple(x for x in first["loc"] if not (isinstance(x, str) and x.startswith("function-after")))
+    field = _field_path(loc, raw)
+    msg = first["msg"].removeprefix("Value error, ")
+    more = len(err.errors()) - 1
+    extra = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
+    return f"{source}: field '{field}': {msg}{extra}"
+
+
+def _resolve(base: Path, p: Path) -> Path:
+    return p if p.is_absolute() else (base / p).resolve()
+
+
+def load_scenario(path: Path | str) -> Scenario:
+    """Read and validate a scenario file; paths in it are resolved against its folder."""
+    path = Path(path)
+    if not path.is_file():
+        raise ScenarioError(f"scenario file '{path}' does not exist")
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as e:
+        raise ScenarioError(f"{path}: not valid TOML: {e}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ScenarioError(f"{path}: cannot be read: {e}") from None
+    try:
+        scenario = Scenario.model_validate(raw)
+    except ValidationError as e:
+        raise ScenarioError(describe_validation_error(e, str(path), raw)) from None
+    base = path.resolve().parent
+    net = scenario.network
+    network = NetworkSpec(
+        net=_resolve(base, net.net) if net.net else None,
+        additional=tuple(_resolve(base, a) for a in net.additional),
+        sumocfg=_resolve(base, net.sumocfg) if net.sumocfg else None,
+    )
+    demand = scenario.demand.model_copy(update={"routes": tuple(_resolve(base, r) for r in scenario.demand.routes)})
+    for field, files in (
+        ("network.net", [network.net] if network.net else []),
+        ("network.sumocfg", [network.sumocfg] if network.sumocfg else []),
+        ("network.additional", list(network.additional)),
+        ("demand.routes", list(demand.routes)),
+    ):
+        for f in files:
+            if not f.is_file():
+                raise ScenarioError(f"{path}: field '{field}': file '{f}' does not exist")
+    return scenario.model_copy(update={"network": network, "demand": demand, "source": path.resolve()})

@@ -1,0 +1,254 @@
+"""The one owner of a SUMO connection.
+
+``SumoAdapter`` starts SUMO (in-process through libsumo by default, or over a TraCI socket,
+optionally with sumo-gui), subscribes once to what the run needs (the emergency vehicles and the
+traffic lights on their routes, never every signal of the network), reads one
+:class:`~controller.core.snapshot.Snapshot` per step from the subscription results, and turns
+the core's :class:`~controller.core.snapshot.SignalCommand` data into TraCI calls.
+
+It is a context manager: on any exit (error, Ctrl-C) every traffic light it switched is handed
+back to its original program and SUMO is closed. Connections are held on the object; the
+module-level ``traci.*`` singleton is never used, so several adapters (e.g. a free-flow run
+beside a main run over TraCI) do not interfere. libsumo is one simulation per process, so the
+adapter refuses to open a second libsumo simulation while one is open.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal
+
+import libsumo
+import traci
+import traci.constants as tc
+
+from controller.core.snapshot import SignalCommand, SignalState, Snapshot, VehicleState
+from controller.errors import SimulationError
+from controller.sim.sumo_paths import binary
+
+Backend = Literal["libsumo", "traci"]
+
+_VEHICLE_VARS = (
+    tc.VAR_ROAD_ID,
+    tc.VAR_LANE_ID,
+    tc.VAR_LANEPOSITION,
+    tc.VAR_SPEED,
+    tc.VAR_ROUTE_INDEX,
+    tc.VAR_DISTANCE,
+)
+_SIGNAL_VARS = (tc.TL_RED_YELLOW_GREEN_STATE, tc.TL_CURRENT_PROGRAM, tc.TL_CURRENT_PHASE)
+_SIM_VARS = (
+    tc.VAR_DEPARTED_VEHICLES_IDS,
+    tc.VAR_ARRIVED_VEHICLES_IDS,
+    tc.VAR_TELEPORT_STARTING_VEHICLES_NUMBER,
+    tc.VAR_COLLIDING_VEHICLES_IDS,
+    tc.VAR_EMERGENCYSTOPPING_VEHICLES_NUMBER,
+)
+# What SUMO raises: libsumo's and the TraCI client's exceptions share no base class.
+SUMO_ERRORS: tuple[type[BaseException], ...] = (
+    libsumo.TraCIException,
+    traci.exceptions.TraCIException,
+    traci.exceptions.FatalTraCIError,
+)
+_labels = itertools.count()
+_libsumo_open = False
+
+
+def _last_error(log: Path | None) -> str:
+    """The last 'Error: ...' line SUMO wrote to its error log, if any."""
+    if log is None or not log.is_file():
+        return ""
+    lines = [ln.strip() for ln in log.read_text(encoding="utf-8", errors="replace").splitlines()]
+    errors = [ln for ln in lines if ln.startswith("Error:")]
+    return errors[-1].removeprefix("Error:").strip() if errors else ""
+
+
+class SumoAdapter:
+    """Owns one SUMO simulation. Use as ``with SumoAdapter(args) as sim: ...``."""
+
+    def __init__(
+        self,
+        args: Sequence[str],
+        *,
+        backend: Backend = "libsumo",
+        gui: bool = False,
+        error_log: Path | None = None,
+    ) -> None:
+        if gui and backend == "libsumo":
+            backend = "traci"  # sumo-gui runs as its own process
+        self.backend: Backend = backend
+        self.gui = gui
+        self._args = list(args)
+        self._error_log = error_log
+        self._api: Any = None
+        self._label = ""
+        self._vehicles: set[str] = set()
+        self._signals: set[str] = set()
+        self._original_program: dict[str, str] = {}  # tls switched by us -> program to return to
+        self.time_s = 0.0
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def __enter__(self) -> SumoAdapter:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def start(self) -> None:
+        global _libsumo_open
+        cmd = [str(binary("sumo-gui" if self.gui else "sumo")), *self._args]
+        if self._error_log is not None:
+            cmd += ["--error-log", str(self._error_log)]
+        if self.gui:
+            cmd += ["--start", "--quit-on-end"]
+        try:
+            if self.backend == "libsumo":
+                if _libsumo_open:
+                    raise SimulationError("a libsumo simulation is already open in this process")
+                libsumo.start(cmd)
+                _libsumo_open = True
+                self._api = libsumo
+            else:
+                self._label = f"greenwave-{next(_labels)}"
+                traci.start(cmd, label=self._label)
+                self._api = traci.getConnection(self._label)
+        except SUMO_ERRORS as e:
+            detail = _last_error(self._error_log) or str(e)
+            raise SimulationError(f"SUMO rejected the configuration: {detail}") from None
+        self.time_s = float(self._api.simulation.getTime())
+        self._api.simulation.subscribe(list(_SIM_VARS))
+
+    def close(self) -> None:
+        """Hand back every signal this adapter switched, then close SUMO. Safe to call twice."""
+        global _libsumo_open
+        if self._api is None:
+            return
+        try:
+            self.restore_all()
+        finally:
+            with contextlib.suppress(*SUMO_ERRORS):  # SUMO may already be gone; don't mask the cause
+                self._api.close()
+            if self.backend == "libsumo":
+                _libsumo_open = False
+            self._api = None
+
+    # -- what to read ------------------------------------------------------------------------
+    def watch_vehicle(self, vehicle_id: str) -> None:
+        self._api.vehicle.subscribe(vehicle_id, list(_VEHICLE_VARS))
+        self._vehicles.add(vehicle_id)
+
+    def watch_signals(self, tls_ids: Iterable[str]) -> None:
+        for tls_id in tls_ids:
+            if tls_id in self._signals:
+                continue
+            self._api.trafficlight.subscribe(tls_id, list(_SIGNAL_VARS))
+            self._signals.add(tls_id)
+
+    # -- setup calls -------------------------------------------------------------------------
+    def add_vehicle(
+        self, vehicle_id: str, route: Sequence[str], type_id: str, depart: str = "now"
+    ) -> None:
+        route_id = f"{vehicle_id}__route"
+        try:
+            self._api.route.add(route_id, list(route))
+            self._api.vehicle.add(
+                vehicle_id, route_id, typeID=type_id, depart=depart, departLane="best", departSpeed="max"
+            )
+        except SUMO_ERRORS as e:
+            raise SimulationError(f"SUMO refused vehicle '{vehicle_id}': {e}") from None
+
+    def program_of(self, tls_id: str) -> str:
+        return str(self._api.trafficlight.getProgram(tls_id))
+
+    # -- the per-tick batch ------------------------------------------------------------------
+    def step(self) -> Snapshot:
+        """Advance one step and read everything watched, from the subscription results."""
+        try:
+            self._api.simulationStep()
+        except SUMO_ERRORS as e:
+            detail = _last_error(self._error_log) or str(e)
+            raise SimulationError(f"SUMO stopped: {detail}") from None
+        api = self._api
+        self.time_s = float(api.simulation.getTime())
+        sim = api.simulation.getSubscriptionResults()
+        arrived = tuple(sim.get(tc.VAR_ARRIVED_VEHICLES_IDS, ()))
+        vehicles: dict[str, VehicleState] = {}
+        for vid in self._vehicles:
+            r = api.vehicle.getSubscriptionResults(vid)
+            if not r:
+                continue
+            road = r.get(tc.VAR_ROAD_ID, "")
+            if not road:  # not yet departed (SUMO reports invalid values)
+                continue
+            vehicles[vid] = VehicleState(
+                vehicle_id=vid,
+                road_id=road,
+                lane_id=r[tc.VAR_LANE_ID],
+                lane_pos_m=float(r[tc.VAR_LANEPOSITION]),
+                speed_mps=float(r[tc.VAR_SPEED]),
+                route_index=int(r[tc.VAR_ROUTE_INDEX]),
+                odometer_m=float(r[tc.VAR_DISTANCE]),
+            )
+        for vid in arrived:
+            self._vehicles.discard(vid)
+        signals: dict[str, SignalState] = {}
+        for tls_id in self._signals:
+            r = api.trafficlight.getSubscriptionResults(tls_id)
+            signals[tls_id] = SignalState(
+                tls_id=tls_id,
+                state=r[tc.TL_RED_YELLOW_GREEN_STATE],
+                program_id=r[tc.TL_CURRENT_PROGRAM],
+                phase=int(r[tc.TL_CURRENT_PHASE]),
+            )
+        return Snapshot(
+            t_s=self.time_s,
+            vehicles=vehicles,
+            signals=signals,
+            departed=tuple(sim.get(tc.VAR_DEPARTED_VEHICLES_IDS, ())),
+            arrived=arrived,
+            teleports_started=int(sim.get(tc.VAR_TELEPORT_STARTING_VEHICLES_NUMBER, 0)),
+            colliding=tuple(sim.get(tc.VAR_COLLIDING_VEHICLES_IDS, ())),
+            emergency_stopping=int(sim.get(tc.VAR_EMERGENCYSTOPPING_VEHICLES_NUMBER, 0)),
+        )
+
+    # -- commands ----------------------------------------------------------------------------
+    def apply(self, commands: Sequence[SignalCommand]) -> None:
+        tl = self._api.trafficlight
+        for cmd in commands:
+            if cmd.kind == "set_state":
+                if cmd.tls_id not in self._original_program:
+                    self._original_program[cmd.tls_id] = str(tl.getProgram(cmd.tls_id))
+                tl.setRedYellowGreenState(cmd.tls_id, cmd.state)
+            else:
+                program = cmd.program_id or self._original_program.get(cmd.tls_id, "")
+                if program:
+                    tl.setProgram(cmd.tls_id, program)
+                if cmd.phase is not None:
+                    tl.setPhase(cmd.tls_id, cmd.phase)
+                if cmd.phase_remaining_s is not None:
+                    tl.setPhaseDuration(cmd.tls_id, cmd.phase_remaining_s)
+                self._original_program.pop(cmd.tls_id, None)
+
+    def restore_all(self) -> list[str]:
+        """Return every signal this adapter switched to its original program (S5 on any exit)."""
+        restored = []
+        for tls_id, program in list(self._original_program.items()):
+            try:
+                self._api.trafficlight.setProgram(tls_id, program)
+                restored.append(tls_id)
+            except SUMO_ERRORS:  # keep restoring the others
+                continue
+        self._original_program.clear()
+        return restored
+
+    @property
+    def preempted(self) -> tuple[str, ...]:
+        return tuple(sorted(self._original_program))
+

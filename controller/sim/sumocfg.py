@@ -1,0 +1,137 @@
+"""Reading a user's SUMO configuration without letting it write anywhere but ``--out``.
+
+A ``.sumocfg`` may name its own outputs (tripinfo, logs, state files) and its additional
+files may carry detectors with ``file="..."`` attributes, all written next to the user's files.
+greenwave keeps the inputs, drops every output option, and rewrites additional files that
+name output files into copies under the run's folder, with their outputs redirected there.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from controller.errors import ScenarioError
+
+# Options whose values are input files (comma or space separated lists).
+_PATH_LIST_OPTIONS = {"net-file", "route-files", "additional-files", "weight-files", "state-files"}
+_RENAMED = {"n": "net-file", "r": "route-files", "a": "additional-files", "b": "begin", "e": "end"}
+_DROP_EXACT = {"log", "log-file", "l", "message-log", "error-log", "summary", "tripinfo", "save-configuration",
+               "save-template", "save-schema", "save-commented", "configuration-file", "c"}
+
+
+def _is_output_option(name: str) -> bool:
+    return name in _DROP_EXACT or "output" in name or "dump" in name or name.startswith("save-")
+
+
+def split_files(value: str) -> list[str]:
+    return [v for v in value.replace(",", " ").split() if v]
+
+
+@dataclass(frozen=True)
+class SumoInputs:
+    """The inputs of a simulation: files and the options that are not outputs."""
+
+    net_file: Path
+    route_files: tuple[Path, ...] = ()
+    additional_files: tuple[Path, ...] = ()
+    begin_s: float | None = None
+    end_s: float | None = None
+    step_length_s: float | None = None
+    options: dict[str, str] = field(default_factory=dict)  # other kept options, name -> value
+    dropped: tuple[str, ...] = ()  # output options of the user's config that greenwave ignored
+
+
+def read_sumocfg(path: Path) -> SumoInputs:
+    """Parse a SUMO configuration; relative paths are resolved against its folder."""
+    if not path.is_file():
+        raise ScenarioError(f"SUMO configuration '{path}' does not exist")
+    try:
+        root = ET.parse(path).getroot()
+    except ET.ParseError as e:
+        raise ScenarioError(f"{path}: not a valid SUMO configuration (XML error: {e})") from None
+    base = path.resolve().parent
+    options: dict[str, str] = {}
+    dropped: list[str] = []
+    for section in root:
+        if not isinstance(section.tag, str):
+            continue
+        for opt in section:
+            if not isinstance(opt.tag, str):
+                continue
+            name = _RENAMED.get(opt.tag, opt.tag)
+            value = opt.get("value")
+            if value is None:
+                continue
+            if _is_output_option(name):
+                dropped.append(name)
+                continue
+            options[name] = value
+    net = options.pop("net-file", None)
+    if not net:
+        raise ScenarioError(f"{path}: no 'net-file' in the configuration")
+
+    def files(name: str) -> tuple[Path, ...]:
+        out = []
+        for f in split_files(options.pop(name, "")):
+            p = Path(f)
+            p = p if p.is_absolute() else base / p
+            if not p.is_file():
+                raise ScenarioError(f"{path}: option '{name}': file '{p}' does not exist")
+            out.append(p.resolve())
+        return tuple(out)
+
+    net_path = Path(net)
+    net_path = (net_path if net_path.is_absolute() else base / net_path).resolve()
+    if not net_path.is_file():
+        raise ScenarioError(f"{path}: option 'net-file': file '{net_path}' does not exist")
+    routes = files("route-files")
+    additionals = files("additional-files")
+    for name in _PATH_LIST_OPTIONS - {"net-file", "route-files", "additional-files"}:
+        if name in options:
+            options[name] = ",".join(str(p) for p in files(name))
+
+    def num(name: str) -> float | None:
+        if name not in options:
+            return None
+        raw = options.pop(name)
+        try:
+            return float(raw)
+        except ValueError:
+            raise ScenarioError(f"{path}: option '{name}': '{raw}' is not a number of seconds") from None
+
+    return SumoInputs(
+        net_file=net_path,
+        route_files=routes,
+        additional_files=additionals,
+        begin_s=num("begin"),
+        end_s=num("end"),
+        step_length_s=num("step-length"),
+        options=options,
+        dropped=tuple(dropped),
+    )
+
+
+def redirect_additional_outputs(additional: Path, out_dir: Path) -> Path:
+    """Return ``additional`` itself, or, if it names output files, a copy under ``out_dir``
+    whose ``file`` attributes point into ``out_dir/outputs``."""
+    try:
+        tree = ET.parse(additional)
+    except ET.ParseError as e:
+        raise ScenarioError(f"{additional}: not valid XML: {e}") from None
+    changed = False
+    outputs = out_dir / "outputs"
+    for el in tree.iter():
+        f = el.get("file")
+        if f is not None and el.tag not in {"include"}:
+            outputs.mkdir(parents=True, exist_ok=True)
+            el.set("file", str((outputs / Path(f).name).resolve()))
+            changed = True
+    if not changed:
+        return additional
+    inputs = out_dir / "inputs"
+    inputs.mkdir(parents=True, exist_ok=True)
+    copy = inputs / additional.name
+    tree.write(copy, encoding="utf-8", xml_declaration=True)
+    return copy.resolve()

@@ -1,0 +1,16 @@
+"""Helpers shared by tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def write_scenario(path: Path, net: Path, *, ev: str = 'from = "left1A1"\nto = "C1right1"', end_s: float = 200,
+                   extra: str = "", additional: str = "[]", demand: str = "") -> Path:
+    """A minimal scenario file on ``net`` (an absolute path) with one EV."""
+    path.write_text(
+        f'name = "tiny"\n\n[network]\nnet = "{net}"\nadditional = {additional}\n\n{demand}\n'
+        f"[simulation]\nbegin_s = 0\nend_s = {end_s}\n\n[[ev]]\nid = \"amb\"\n{ev}\ndepart_s = 10\n{extra}",
+        encoding="utf-8",
+    )
+    return path

@@ -1,0 +1,128 @@
+"""Bad input: one line naming the file, field or id; exit code 2; no traceback; no summary."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from controller.cli import main
+from tests.helpers import write_scenario
+
+
+def _run(args: list[str]) -> tuple[int, str]:
+    result = CliRunner().invoke(main, args)
+    assert "Traceback" not in result.output
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise AssertionError(f"unexpected exception: {result.exception!r}")
+    return result.exit_code, result.output
+
+
+def _assert_error(code: int, output: str, *needles: str) -> None:
+    assert code == 2, output
+    lines = [ln for ln in output.splitlines() if ln.startswith("greenwave: error:")]
+    assert len(lines) == 1, output
+    for needle in needles:
+        assert needle in lines[0], f"{needle!r} not in {lines[0]!r}"
+
+
+def test_missing_scenario_file(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.toml"
+    code, out = _run(["run", str(missing), "--out", str(tmp_path / "o")])
+    _assert_error(code, out, "nope.toml", "does not exist")
+    assert not (tmp_path / "o" / "summary.json").exists()
+
+
+def test_malformed_toml(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('name = "x"\n[network\nnet = 1\n', encoding="utf-8")
+    code, out = _run(["run", str(bad)])
+    _assert_error(code, out, "bad.toml", "not valid TOML")
+
+
+@pytest.mark.parametrize(
+    ("edit", "field"),
+    [
+        (lambda s: s.replace("end_s = 200", "end_s = -5"), "simulation.end_s"),
+        (lambda s: s.replace('from = "left1A1"\n', ""), "ev[0]"),
+        (lambda s: s.replace("depart_s = 10", 'depart_s = "soon"'), "ev[0].depart_s"),
+        (lambda s: s + 'colour = "red"\n', "ev[0].colour"),
+        (lambda s: s.replace('type = "ambulance"', 'type = "taxi"'), "ev[0].type"),
+    ],
+)
+def test_invalid_field_is_named(tmp_path: Path, tiny_net: Path, edit: object, field: str) -> None:
+    path = write_scenario(tmp_path / "s.toml", tiny_net, extra='type = "ambulance"\n')
+    path.write_text(edit(path.read_text()), encoding="utf-8")  # type: ignore[operator]
+    code, out = _run(["run", str(path)])
+    _assert_error(code, out, "s.toml", f"'{field}'")
+
+
+def test_missing_network_file_is_named(tmp_path: Path) -> None:
+    path = write_scenario(tmp_path / "s.toml", tmp_path / "missing.net.xml")
+    code, out = _run(["run", str(path)])
+    _assert_error(code, out, "network.net", "missing.net.xml")
+
+
+def test_unknown_edge_is_named(tmp_path: Path, tiny_net: Path) -> None:
+    path = write_scenario(tmp_path / "s.toml", tiny_net, ev='from = "left1A1"\nto = "NoSuchEdge"')
+    code, out = _run(["run", str(path), "--out", str(tmp_path / "o")])
+    _assert_error(code, out, "NoSuchEdge")
+    assert not (tmp_path / "o" / "summary.json").exists()
+
+
+def test_no_route_between_edges(tmp_path: Path, tiny_net: Path) -> None:
+    # A0left0 leaves the grid at its west edge; nothing leads from it back into the grid.
+    path = write_scenario(tmp_path / "s.toml", tiny_net, ev='from = "A0left0"\nto = "C1right1"')
+    code, out = _run(["run", str(path), "--out", str(tmp_path / "o")])
+    _assert_error(code, out, "A0left0", "C1right1")
+    assert "route" in out
+
+
+def test_ev_with_bad_format_on_command_line(tmp_path: Path, tiny_net: Path) -> None:
+    cfg = tmp_path / "c.sumocfg"
+    cfg.write_text(f'<configuration><input><net-file value="{tiny_net}"/></input></configuration>')
+    code, out = _run(["run", "--sumocfg", str(cfg), "--ev", "left1A1,C1right1"])
+    _assert_error(code, out, "--ev", "FROM_EDGE,TO_EDGE,DEPART")
+
+
+@pytest.mark.sumo
+def test_configuration_sumo_rejects(tmp_path: Path, tiny_net: Path) -> None:
+    routes = tmp_path / "bad.rou.xml"
+    routes.write_text(
+        '<routes><vehicle id="v" type="noSuchType" depart="0"><route edges="left1A1"/></vehicle></routes>'
+    )
+    cfg = tmp_path / "c.sumocfg"
+    cfg.write_text(
+        f'<configuration><input><net-file value="{tiny_net}"/><route-files value="{routes.name}"/></input>'
+        "</configuration>"
+    )
+    out_dir = tmp_path / "o"
+    code, out = _run(["run", "--sumocfg", str(cfg), "--ev", "left1A1,C1right1,10", "--out", str(out_dir)])
+    _assert_error(code, out, "SUMO rejected", "noSuchType")
+    assert not (out_dir / "summary.json").exists()
+
+
+def test_program_that_cannot_serve_the_route(tmp_path: Path, tiny_net: Path) -> None:
+    """A program (from an additional file) that never gives the EV's movement green at B1."""
+    from controller.sim.netload import load_network
+
+    network = load_network(tiny_net)
+    b1 = network.programs["B1"]
+    served = {c.link_index for c in network.connections if c.tls_id == "B1" and c.from_edge == "A1B1"
+              and c.to_edge == "B1C1"}
+    assert served
+    phases = "".join(
+        f'<phase duration="{p.duration_s:g}" state="'
+        + "".join("r" if i in served else ch for i, ch in enumerate(p.state))
+        + '"/>'
+        for p in b1.phases
+    )
+    add = tmp_path / "never.add.xml"
+    add.write_text(f'<additional><tlLogic id="B1" type="static" programID="never" offset="0">{phases}'
+                   "</tlLogic></additional>")
+    path = write_scenario(tmp_path / "s.toml", tiny_net, additional=f'["{add}"]')
+    code, out = _run(["run", str(path), "--out", str(tmp_path / "o")])
+    _assert_error(code, out, "'B1'", "A1B1")
+    assert re.search(r"never", out)

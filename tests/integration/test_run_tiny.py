@@ -1,0 +1,125 @@
+"""End-to-end runs on a tiny generated grid: fast checks of the run command, its summary, the
+bounds, both backends, hand-back on failure, and that a user's config folder stays untouched."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from controller.cli import main
+from controller.core.snapshot import SignalCommand
+from controller.sim.adapter import SumoAdapter
+from tests.helpers import write_scenario
+
+pytestmark = pytest.mark.sumo
+
+DESIGN_FIELDS = {
+    "top": {"scenario", "controller", "seed", "evs", "background", "eta", "safety", "realtime"},
+    "ev": {"id", "depart", "arrival", "travel_time", "free_flow_time", "stops", "time_stopped", "junctions",
+           "preempted"},
+    "background": {"trips", "mean_time_loss"},
+    "eta": {"abs_error_p50", "abs_error_p90", "by_horizon"},
+    "safety": {"S1", "S2", "S3", "S4", "S5", "collisions", "emergency_braking", "teleports"},
+    "realtime": {"ticks", "tick_ms_p50", "tick_ms_p99", "tick_ms_max", "budget_ms", "over_budget",
+                 "sumo_step_ms_p50"},
+}
+
+
+def assert_design_fields(summary: dict[str, Any]) -> None:
+    assert DESIGN_FIELDS["top"] <= summary.keys()
+    for ev in summary["evs"]:
+        assert DESIGN_FIELDS["ev"] <= ev.keys()
+    for section in ("background", "eta", "safety", "realtime"):
+        assert DESIGN_FIELDS[section] <= summary[section].keys(), section
+    assert set(summary["eta"]["by_horizon"]) == {"10", "30", "60"}
+
+
+def _cli(args: list[str]) -> dict[str, Any]:
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    out = Path(args[args.index("--out") + 1])
+    summary: dict[str, Any] = json.loads((out / "summary.json").read_text())
+    return summary
+
+
+@pytest.fixture(scope="module")
+def scenario(tmp_path_factory: pytest.TempPathFactory, tiny_net: Path) -> Path:
+    tmp = tmp_path_factory.mktemp("scn")
+    demand = '[demand]\nlevel = "light"\ngenerator = "random_trips"\nvehicles_per_hour = 400\n'
+    return write_scenario(tmp / "tiny.toml", tiny_net, demand=demand, end_s=300)
+
+
+def test_none_and_oracle_bound_the_trip(scenario: Path, tmp_path: Path) -> None:
+    none = _cli(["run", str(scenario), "--controller", "none", "--seed", "2", "--out", str(tmp_path / "none")])
+    oracle = _cli(["run", str(scenario), "--controller", "oracle", "--seed", "2", "--out", str(tmp_path / "or")])
+    for s in (none, oracle):
+        assert_design_fields(s)
+        ev = s["evs"][0]
+        assert ev["arrival"] is not None
+        assert ev["travel_time"] >= ev["free_flow_time"] > 0
+        assert ev["junctions"] == 3
+        assert s["background"]["trips"] > 0
+    assert none["evs"][0]["free_flow_time"] == oracle["evs"][0]["free_flow_time"]
+    assert oracle["evs"][0]["travel_time"] <= none["evs"][0]["travel_time"] + 2
+    assert none["evs"][0]["preempted"] == 0 and oracle["evs"][0]["preempted"] == 3
+    # the monitor does not cry wolf on the programs themselves
+    assert all(none["safety"][r] == 0 for r in ("S1", "S2", "S3", "S4", "S5"))
+    assert all(v == 0 for v in oracle["safety"]["by_touch"]["untouched"].values())
+    # the oracle hands every signal back once the EV has crossed it
+    assert oracle["safety"]["S5"] == 0
+    assert oracle["safety"]["preempted_signals"] == ["A1", "B1", "C1"]
+
+
+def test_same_seed_same_result_on_both_backends(scenario: Path, tmp_path: Path) -> None:
+    a = _cli(["run", str(scenario), "--seed", "4", "--out", str(tmp_path / "a")])
+    b = _cli(["run", str(scenario), "--seed", "4", "--backend", "traci", "--out", str(tmp_path / "b")])
+    assert a["evs"][0]["travel_time"] == b["evs"][0]["travel_time"]
+    assert a["background"] == b["background"]
+    assert b["backend"] == "traci"
+
+
+def test_signals_handed_back_when_the_run_fails(tiny_net: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    restored: list[str] = []
+    original = SumoAdapter.restore_all
+
+    def spy(self: SumoAdapter) -> list[str]:
+        got = original(self)
+        restored.extend(got)
+        return got
+
+    monkeypatch.setattr(SumoAdapter, "restore_all", spy)
+    with pytest.raises(RuntimeError, match="controller failed"), SumoAdapter(["--net-file", str(tiny_net)]) as sim:
+        sim.watch_signals(["B1"])
+        sim.step()
+        n = len(sim.step().signals["B1"].state)
+        sim.apply([SignalCommand("B1", "set_state", state="r" * n)])
+        assert sim.step().signals["B1"].program_id == "online"
+        assert sim.preempted == ("B1",)
+        raise RuntimeError("controller failed")
+    assert restored == ["B1"]
+
+
+def test_user_config_folder_is_left_untouched(tmp_path: Path, tiny_net: Path) -> None:
+    user = tmp_path / "user"
+    user.mkdir()
+    (user / "net.net.xml").write_bytes(tiny_net.read_bytes())
+    (user / "det.add.xml").write_text(
+        '<additional><e1Detector id="d" lane="A1B1_0" pos="50" freq="60" file="det_out.xml"/></additional>'
+    )
+    (user / "run.sumocfg").write_text(
+        '<configuration><input><net-file value="net.net.xml"/><additional-files value="det.add.xml"/></input>'
+        '<output><tripinfo-output value="trips.xml"/><summary-output value="sum.xml"/></output>'
+        '<report><log value="log.txt"/></report><time><begin value="0"/><end value="200"/></time>'
+        "</configuration>"
+    )
+    before = sorted(p.name for p in user.iterdir())
+    out = tmp_path / "out"
+    s = _cli(["run", "--sumocfg", str(user / "run.sumocfg"), "--ev", "left1A1,C1right1,20", "--out", str(out)])
+    assert sorted(p.name for p in user.iterdir()) == before
+    assert (out / "outputs" / "det_out.xml").is_file()
+    assert s["evs"][0]["arrival"] is not None
+    assert s["end"] == 200
