@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import click
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -45,10 +46,9 @@ def _fmt(x: object, digits: int = 1) -> str:
 
 
 def print_summary(summary: dict[str, Any], out_dir: Path, console: Console) -> None:
-    title = f"{summary['scenario']} · controller {summary['controller']} · seed {summary['seed']}"
-    table = Table(title=title, title_justify="left")
-    for col in ("EV", "depart s", "travel s", "free-flow s", "ratio", "delay s", "stops", "stopped s",
-                "signals", "preempted"):
+    title = f"{summary['scenario']} · controller {summary['controller']} · seed {summary['seed']} · times in s"
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
+    for col in ("EV", "depart", "travel", "free flow", "ratio", "delay", "stops", "stopped", "signals", "preempted"):
         table.add_column(col, justify="left" if col == "EV" else "right")
     for ev in summary["evs"]:
         table.add_row(
@@ -113,7 +113,7 @@ def run(
     from controller.runtime.setup import prepare_scenario, prepare_sumocfg
     from controller.scenario import load_scenario
 
-    console = Console()
+    console = Console() if sys.stdout.isatty() else Console(width=120)
     try:
         if (scenario is None) == (sumocfg is None):
             raise ScenarioError("give a SCENARIO file or --sumocfg FILE (with at least one --ev), not both")

@@ -212,6 +212,10 @@ class ProgramRules:
             red_runs = _runs([int(f) for f in all_red_flags], lo, md, dur)
             all_red = [r.lo_s for r in red_runs if r.cls == 1]
             all_red_s = min(all_red) if all_red else 0.0
+        # The red clearance a program "has" is its all-red interval: a gap the program leaves
+        # between M and L because other phases run in between is not clearance, so it is capped
+        # at the program's longest all-red run (DESIGN S2).
+        max_all_red_s = max(all_red) if not all(all_red_flags) and all_red else all_red_s
 
         inf = math.inf
         found = [[inf] * n for _ in range(n)]  # [M][L]
@@ -236,7 +240,10 @@ class ProgramRules:
                                 break
                             gap_s += lo[pk]
                             k = pk
-        clearance = tuple(tuple(found[M][L] if found[M][L] != inf else all_red_s for L in range(n)) for M in range(n))
+        clearance = tuple(
+            tuple(min(found[M][L], max_all_red_s) if found[M][L] != inf else all_red_s for L in range(n))
+            for M in range(n)
+        )
         conflicts = tuple(
             tuple(
                 Conflict(M, clearance[M][L], yellow_ok[M][L])

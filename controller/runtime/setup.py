@@ -225,29 +225,36 @@ def prepare_sumocfg(
 
 
 def sumo_args(setup: RunSetup) -> list[str]:
-    """The SUMO command line (without the binary) of a run; outputs go to its folder."""
+    """The SUMO command line (without the binary) of a run; outputs go to its folder.
+
+    The user's own options (from a .sumocfg) are kept unless greenwave sets them itself."""
     inp = setup.inputs
     out = setup.out_dir
-    args = ["--net-file", str(inp.net_file)]
+    ours: dict[str, str] = {"net-file": str(inp.net_file)}
     if inp.route_files:
-        args += ["--route-files", ",".join(str(p) for p in inp.route_files)]
+        ours["route-files"] = ",".join(str(p) for p in inp.route_files)
     if inp.additional_files:
-        args += ["--additional-files", ",".join(str(p) for p in inp.additional_files)]
+        ours["additional-files"] = ",".join(str(p) for p in inp.additional_files)
+    ours.update(
+        {
+            "begin": f"{setup.begin_s:g}",
+            "step-length": f"{setup.step_length_s:g}",
+            "seed": str(setup.seed),
+            "no-step-log": "true",
+            "duration-log.disable": "true",
+            "collision.check-junctions": "true",
+            "tripinfo-output": str(out / "tripinfo.xml"),
+            "statistic-output": str(out / "statistics.xml"),
+            "collision-output": str(out / "collisions.xml"),
+            "log": str(out / "sumo.log"),
+            "no-warnings": "true",
+        }
+    )
+    ignored = {"random", "end"}  # the run's seed decides; greenwave ends the run itself
+    args: list[str] = []
     for name, value in inp.options.items():
-        if name in {"seed", "random", "step-length", "begin", "end"}:
-            continue
+        if name not in ours and name not in ignored:
+            args += [f"--{name}", value]
+    for name, value in ours.items():
         args += [f"--{name}", value]
-    args += [
-        "--begin", f"{setup.begin_s:g}",
-        "--step-length", f"{setup.step_length_s:g}",
-        "--seed", str(setup.seed),
-        "--no-step-log", "true",
-        "--duration-log.disable", "true",
-        "--collision.check-junctions", "true",
-        "--tripinfo-output", str(out / "tripinfo.xml"),
-        "--statistic-output", str(out / "statistics.xml"),
-        "--collision-output", str(out / "collisions.xml"),
-        "--log", str(out / "sumo.log"),
-        "--no-warnings", "true",
-    ]  # fmt: skip
     return args

@@ -257,6 +257,20 @@ def test_s2_all_red_may_be_skipped_between_compatible_links() -> None:
     assert found[0].link_index == 1
 
 
+def test_s2_clearance_is_the_all_red_interval_not_the_phases_in_between() -> None:
+    # Three approaches: A (link 0), B (link 1), C (link 2), each with yellow 3 s and all-red 2 s.
+    # In the program C follows B, so A turns red 15 s before C turns green; a preemption that
+    # goes straight from A to C only owes A's yellow and the 2 s all-red.
+    prog = program([("Grr", 10), ("yrr", 3), ("rrr", 2), ("rGr", 10), ("ryr", 3), ("rrr", 2),
+                    ("rrG", 10), ("rry", 3), ("rrr", 2)])
+    assert ProgramRules.from_program(prog, SafetyConfig()).clearance_s[0][2] == 2.0
+    watch = SignalWatch(prog)
+    assert feed(watch, [("Grr", 10), ("yrr", 3), ("rrr", 2), ("rrG", 10)], program_id=ONLINE) == []
+    watch = SignalWatch(prog)
+    found = feed(watch, [("Grr", 10), ("yrr", 3), ("rrr", 1), ("rrG", 10)], program_id=ONLINE)
+    assert count(found) == only("S2")
+
+
 def test_s2_green_while_conflicting_link_still_yellow() -> None:
     watch = SignalWatch(P2)
     found = feed(watch, [("rr", 2), ("Gr", 10), ("yG", 10)])
