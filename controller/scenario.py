@@ -68,7 +68,7 @@ class DemandSpec(_Model):
     level: str = "none"
     generator: Literal["random_trips"] | None = None
     vehicles_per_hour: float | None = Field(default=None, gt=0)
-    params: dict[str, float | int | str | bool] = Field(default_factory=dict)
+    params: dict[str, Any] = Field(default_factory=dict)  # checked by the generator
     routes: tuple[Path, ...] = ()
 
     @model_validator(mode="after")
@@ -77,6 +77,9 @@ class DemandSpec(_Model):
             raise ValueError("'vehicles_per_hour' is required with a generator")
         if self.generator is not None and self.routes:
             raise ValueError("give either 'generator' or 'routes', not both")
+        reserved = {"seed", "begin_s", "end_s", "vehicles_per_hour", "net_file", "out_file"} & set(self.params)
+        if reserved:
+            raise ValueError(f"'{sorted(reserved)[0]}' is set by greenwave, not in 'params'")
         return self
 
 

@@ -36,6 +36,9 @@ class Phase:
     min_dur_s: float
     max_dur_s: float
     name: str = ""
+    # False where the file gave no minDur (SUMO then uses the duration): the minimum green of
+    # a static program without minDur is the configurable floor, not the phase's full length.
+    min_dur_given: bool = True
 
 
 @dataclass(frozen=True)

@@ -167,7 +167,7 @@ class ProgramRules:
         n_ph = len(phases)
         n = program.link_count
         lo = [_phase_lo_s(p.min_dur_s, p.duration_s) for p in phases]
-        md = [max(0.0, p.min_dur_s) for p in phases]
+        md = [max(0.0, p.min_dur_s) if p.min_dur_given else 0.0 for p in phases]  # explicit minDur only
         dur = [max(0.0, p.duration_s) for p in phases]
         cls_ = [[char_class(c) for c in p.state] for p in phases]  # [phase][link]
         floor_s = config.min_green_floor_s

@@ -160,15 +160,18 @@ def prepare_scenario(scenario: Scenario, *, seed: int, out_dir: Path, bluelight:
         (out_dir / "inputs").mkdir(parents=True, exist_ok=True)
         trips = out_dir / "inputs" / "background.rou.xml"
         generator_params: dict[str, Any] = dict(demand.params)
-        write_random_trips(
-            inputs.net_file,
-            trips,
-            seed=seed,
-            begin_s=sim.begin_s,
-            end_s=sim.end_s,
-            vehicles_per_hour=demand.vehicles_per_hour,
-            **generator_params,
-        )
+        try:
+            write_random_trips(
+                inputs.net_file,
+                trips,
+                seed=seed,
+                begin_s=sim.begin_s,
+                end_s=sim.end_s,
+                vehicles_per_hour=demand.vehicles_per_hour,
+                **generator_params,
+            )
+        except ScenarioError as e:
+            raise ScenarioError(f"{scenario.source}: field 'demand.params': {e}") from None
         inputs = SumoInputs(
             net_file=inputs.net_file,
             route_files=(*inputs.route_files, trips.resolve()),

@@ -206,7 +206,14 @@ def _phase(
         raise NetworkError(f"{where}: tlLogic '{tls_id}': phase without a state")
     if duration_s <= 0:
         raise NetworkError(f"{where}: tlLogic '{tls_id}': phase duration {duration_s} is not positive")
-    return Phase(state=state, duration_s=duration_s, min_dur_s=min_dur_s, max_dur_s=max_dur_s, name=name)
+    return Phase(
+        state=state,
+        duration_s=duration_s,
+        min_dur_s=min_dur_s,
+        max_dur_s=max_dur_s,
+        name=name,
+        min_dur_given=min_dur is not None,
+    )
 
 
 def _program(

@@ -467,3 +467,13 @@ def test_replaying_a_valid_program_gives_no_violation(
     static = [(s, prog.phases[(start + k) % n].duration_s) for k, (s, _) in enumerate(segs)]
     watch = SignalWatch(prog, SafetyConfig(max_presence_s=1e9))
     assert feed(watch, static, dt, program_id=ONLINE) == []
+
+
+def test_static_program_without_min_dur_has_the_floor_as_minimum_green() -> None:
+    phases = tuple(replace(p, min_dur_given=False) for p in P2.phases)
+    rules = ProgramRules.from_program(replace(P2, phases=phases), SafetyConfig())
+    assert rules.min_green_s == (5.0, 5.0)
+    watch = SignalWatch(replace(P2, phases=phases))
+    ok = [("Gr", 10), ("yr", 3), ("rr", 2), ("rG", 5), ("ry", 3), ("rr", 2), ("Gr", 4), ("yr", 3)]
+    found = feed(watch, ok, program_id=[ORIGINAL] * 15 + [ONLINE] * 17)
+    assert count(found) == only("S3")  # the 4 s green is below the 5 s floor; the 5 s one is not
