@@ -1,0 +1,86 @@
+"""The bundled scenarios, run the way a user runs them (the issue's acceptance commands)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from controller.cli import main
+from controller.scenario import load_scenario
+from tests.integration.test_run_tiny import assert_design_fields
+
+pytestmark = pytest.mark.sumo
+
+REPO = Path(__file__).resolve().parents[2]
+SCENARIOS = sorted((REPO / "scenarios").glob("*.toml"))
+
+
+def _run(args: list[str]) -> dict[str, Any]:
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    out = Path(args[args.index("--out") + 1])
+    summary: dict[str, Any] = json.loads((out / "summary.json").read_text())
+    return summary
+
+
+def test_every_scenario_file_is_valid_and_routes_cross_enough_signals() -> None:
+
+    names = {p.stem for p in SCENARIOS}
+    assert {"grid5-moderate", "grid5-heavy", "arterial-moderate", "arterial-heavy", "ingolstadt21",
+            "ingolstadt7", "bologna"} <= names
+    for path in SCENARIOS:
+        sc = load_scenario(path)
+        assert all(ev.depart_s >= sc.simulation.begin_s + 300 for ev in sc.ev), path.name  # after a warm-up
+
+
+@pytest.mark.parametrize("name", ["grid5-moderate", "ingolstadt7", "bologna", "arterial-heavy", "ingolstadt21"])
+def test_route_signal_counts(name: str, tmp_path: Path) -> None:
+    from controller.runtime.setup import prepare_scenario
+
+    setup = prepare_scenario(load_scenario(REPO / "scenarios" / f"{name}.toml"), seed=1, out_dir=tmp_path)
+    for ev in setup.evs:
+        assert len(ev.corridor.junctions) >= 6
+    if name == "ingolstadt7":
+        assert len(set(setup.evs[0].corridor.tls_ids())) == 7
+    if name == "grid5-moderate":
+        assert len(setup.evs[0].corridor.junctions) == 9
+
+
+def test_grid5_moderate_none_and_oracle(tmp_path: Path) -> None:
+    scenario = str(REPO / "scenarios" / "grid5-moderate.toml")
+    none = _run(["run", scenario, "--controller", "none", "--seed", "3", "--out", str(tmp_path / "a")])
+    oracle = _run(["run", scenario, "--controller", "oracle", "--seed", "3", "--out", str(tmp_path / "b")])
+    for s in (none, oracle):
+        assert_design_fields(s)
+        for ev in s["evs"]:
+            assert ev["travel_time"] >= ev["free_flow_time"] > 0
+        assert all(v == 0 for v in s["safety"]["by_touch"]["untouched"].values())
+    assert all(none["safety"][r] == 0 for r in ("S1", "S2", "S3", "S4"))
+    assert oracle["evs"][0]["travel_time"] <= none["evs"][0]["travel_time"] + 2
+    assert oracle["evs"][0]["preempted"] == oracle["evs"][0]["junctions"] == 9
+
+
+def test_ingolstadt7_oracle_not_slower_than_none(tmp_path: Path) -> None:
+    scenario = str(REPO / "scenarios" / "ingolstadt7.toml")
+    none = _run(["run", scenario, "--controller", "none", "--seed", "1", "--out", str(tmp_path / "a")])
+    oracle = _run(["run", scenario, "--controller", "oracle", "--seed", "1", "--out", str(tmp_path / "b")])
+    assert oracle["evs"][0]["travel_time"] <= none["evs"][0]["travel_time"] + 2
+    assert none["safety"]["S1"] == none["safety"]["S2"] == none["safety"]["S3"] == none["safety"]["S4"] == 0
+
+
+def test_bologna_sumocfg_writes_nothing_into_its_folder(tmp_path: Path) -> None:
+    folder = tmp_path / "bologna_joined"
+    shutil.copytree(REPO / "networks" / "bologna_joined", folder)
+    before = sorted(p.name for p in folder.iterdir())
+    s = _run(["run", "--sumocfg", str(folder / "run.sumocfg"), "--ev", "a210,b28,900", "--out",
+              str(tmp_path / "out"), "--end", "1500"])
+    assert sorted(p.name for p in folder.iterdir()) == before
+    ev = s["evs"][0]
+    assert ev["arrival"] is not None and ev["travel_time"] >= ev["free_flow_time"] > 0
+    assert (tmp_path / "out" / "outputs" / "e1_output.xml").is_file()
+    assert all(v == 0 for v in s["safety"]["by_touch"]["untouched"].values())
