@@ -1,0 +1,220 @@
+"""Safe signal transitions, built from each signal's own program.
+
+The generator is reactive: every tick it is given what the signal showed (a
+:class:`DisplayClock` fed with the observed states) and the state it should reach, and answers
+the one state to command now (shown from the next step on), or ``None`` to leave the display
+as it is. Per link:
+
+- a green that must end stays green until it has run its minimum (the program's explicit
+  minDur, never below the 5 s floor), then shows yellow for the program's yellow time for that
+  link (the longest it shows; 3 s where it has none), then red: never shortened (S1, S3);
+- a yellow always runs to its full time and then turns red: never back to green (S2);
+- the target's new greens turn on together, and only once every link that is not green in the
+  target is red and has been red for the program's red clearance (its longest all-red run) (S2);
+- every state shown on the way keeps only greens of the state before, until the target itself
+  is shown; the target is a program phase or a subset of one's greens (S4).
+
+Timing convention: a state commanded at an observation at ``t`` is displayed from ``t + dt``.
+A run that started being displayed at ``since`` has therefore lasted ``t + dt - since`` when
+the next command takes effect.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from controller.core.network import Phase, Program, is_green, is_yellow
+
+EPS_S = 1e-6
+GREEN, YELLOW, RED = 0, 1, 2
+
+
+def link_class(c: str) -> int:
+    if is_green(c):
+        return GREEN
+    if is_yellow(c):
+        return YELLOW
+    return RED
+
+
+@dataclass(frozen=True)
+class SignalTiming:
+    """What the program says about safe switching, per link; conservative by construction."""
+
+    tls_id: str
+    program: Program
+    yellow_s: tuple[float, ...]
+    min_green_s: tuple[float, ...]
+    clearance_s: float
+    phase_greens: tuple[frozenset[int], ...]  # per phase: links green ('G' or 'g')
+
+    @classmethod
+    def from_program(
+        cls, program: Program, *, min_green_floor_s: float = 5.0, default_yellow_s: float = 3.0
+    ) -> SignalTiming:
+        if min_green_floor_s < 5.0:
+            raise ValueError("the minimum green floor is at least 5 s")
+        phases = program.phases
+        n = program.link_count
+        n_ph = len(phases)
+        classes = [[link_class(c) for c in p.state] for p in phases]
+        yellow: list[float] = []
+        min_green: list[float] = []
+        for i in range(n):
+            seq = [classes[p][i] for p in range(n_ph)]
+            yellow.append(max([*_runs(seq, phases, YELLOW, use_min_dur=False), default_yellow_s]))
+            # the shortest green run counted with explicit minDur only (0 where none is given)
+            green_min_runs = _runs(seq, phases, GREEN, use_min_dur=True)
+            min_green.append(max(min(green_min_runs, default=0.0), min_green_floor_s))
+        all_red = _all_red_runs(classes, phases)
+        return cls(
+            tls_id=program.tls_id,
+            program=program,
+            yellow_s=tuple(yellow),
+            min_green_s=tuple(min_green),
+            clearance_s=max(all_red, default=0.0),
+            phase_greens=tuple(frozenset(i for i in range(n) if classes[p][i] == GREEN) for p in range(n_ph)),
+        )
+
+    @property
+    def link_count(self) -> int:
+        return self.program.link_count
+
+    def is_program_subset(self, state: str) -> bool:
+        """True when the state's greens are a subset of one phase's greens (with G only where G)."""
+        if len(state) != self.link_count:
+            return False
+        return any(
+            all(_green_within(c, p) for c, p in zip(state, phase.state, strict=True)) for phase in self.program.phases
+        )
+
+
+def _green_within(shown: str, program: str) -> bool:
+    """A shown link is allowed by a phase's link: not green, or green where the phase is (G only on G)."""
+    return not is_green(shown) or (is_green(program) and (shown != "G" or program == "G"))
+
+
+def _runs(seq: Sequence[int], phases: Sequence[Phase], cls: int, *, use_min_dur: bool) -> list[float]:
+    """Durations of the cyclic runs of consecutive phases where the link has class ``cls``."""
+    n = len(seq)
+    if all(c == cls for c in seq) or cls not in seq:
+        return []
+    start = next(k for k in range(n) if seq[k] != cls)  # begin scanning just after a change
+    out: list[float] = []
+    acc: float | None = None
+    for step in range(1, n + 1):
+        k = (start + step) % n
+        phase = phases[k]
+        if seq[k] == cls:
+            d = (phase.min_dur_s if phase.min_dur_given else 0.0) if use_min_dur else phase.duration_s
+            acc = d if acc is None else acc + d
+        elif acc is not None:
+            out.append(acc)
+            acc = None
+    if acc is not None:
+        out.append(acc)
+    return out
+
+
+def _all_red_runs(classes: Sequence[Sequence[int]], phases: Sequence[Phase]) -> list[float]:
+    flags = [int(all(c == RED for c in row)) for row in classes]
+    return _runs(flags, phases, 1, use_min_dur=False)
+
+
+class DisplayClock:
+    """What a signal has shown, per link: its class and since when (from observed states)."""
+
+    def __init__(self, link_count: int) -> None:
+        self.state = ""
+        self._n = link_count
+        self.since_s: list[float] = [float("-inf")] * link_count
+        self.classes: list[int] = [RED] * link_count
+
+    def observe(self, t_s: float, state: str) -> None:
+        if len(state) != self._n:
+            raise ValueError(f"state {state!r} has {len(state)} links, expected {self._n}")
+        if state == self.state:
+            return
+        first = not self.state
+        for i, c in enumerate(state):
+            cls = link_class(c)
+            if first:
+                self.classes[i] = cls
+                self.since_s[i] = t_s  # conservative: a run seen first now started now
+            elif cls != self.classes[i]:
+                self.classes[i] = cls
+                self.since_s[i] = t_s
+        self.state = state
+
+    def elapsed_s(self, link: int, t_s: float, dt_s: float) -> float:
+        """How long link's current run will have lasted when a command given at ``t_s`` shows."""
+        return t_s + dt_s - self.since_s[link]
+
+
+def next_state(timing: SignalTiming, clock: DisplayClock, target: str, t_s: float, dt_s: float) -> str | None:
+    """The state to command at ``t_s`` on the way to ``target``; None to keep the display."""
+    current = clock.state
+    if not current or current == target:
+        return None
+    if len(target) != len(current):
+        raise ValueError(f"target {target!r} has {len(target)} links, the signal {len(current)}")
+    new = list(current)
+    ready = True  # can the target's new greens turn on now?
+    for i, (c, want) in enumerate(zip(current, target, strict=True)):
+        cls = clock.classes[i]
+        want_green = is_green(want)
+        if cls == GREEN:
+            if want_green:
+                continue  # kept green (its character is set when the target is shown)
+            ready = False
+            if clock.elapsed_s(i, t_s, dt_s) >= timing.min_green_s[i] - EPS_S:
+                new[i] = "y"
+        elif cls == YELLOW:
+            ready = False
+            if clock.elapsed_s(i, t_s, dt_s) >= timing.yellow_s[i] - EPS_S:
+                new[i] = "r"
+        else:
+            new[i] = "r" if c not in "rs" else c
+            if not want_green and clock.elapsed_s(i, t_s, dt_s) < timing.clearance_s - EPS_S:
+                ready = False  # a link that turned red lately: red clearance still running
+    if ready:
+        return target
+    candidate = "".join(new)
+    return None if candidate == current else candidate
+
+
+def time_to_show_s(timing: SignalTiming, clock: DisplayClock, target: str, t_s: float, dt_s: float) -> float:
+    """The earliest time after ``t_s`` at which ``target`` can be displayed if switching starts now."""
+    current = clock.state
+    if not current:
+        return float("inf")
+    if current == target:
+        return 0.0
+    red_at = t_s + dt_s  # when every link not green in the target is red
+    cleared_at = t_s + dt_s
+    any_change = False
+    for i, want in enumerate(target):
+        cls = clock.classes[i]
+        want_green = is_green(want)
+        if cls == GREEN and want_green:
+            continue
+        if cls == GREEN:
+            yellow_from = max(t_s + dt_s, clock.since_s[i] + timing.min_green_s[i])
+            red_from = yellow_from + timing.yellow_s[i]
+        elif cls == YELLOW:
+            red_from = max(t_s + dt_s, clock.since_s[i] + timing.yellow_s[i])
+            if want_green:  # yellow, then red for at least a step, then green again
+                any_change = True
+                cleared_at = max(cleared_at, red_from + dt_s)
+                continue
+        else:
+            red_from = clock.since_s[i]
+            if want_green:
+                continue
+        any_change = True
+        red_at = max(red_at, red_from)
+        cleared_at = max(cleared_at, red_from + timing.clearance_s)
+    if not any_change:
+        return dt_s
+    return max(red_at, cleared_at) - t_s

@@ -1,0 +1,193 @@
+"""Transitions: hand-checked sequences, and a property test in which the independent safety
+monitor watches the generator drive random programs through random requests: no S1-S4 ever."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from controller.core.network import Phase, Program
+from controller.core.safety import SafetyConfig, SignalWatch
+from controller.core.transitions import DisplayClock, SignalTiming, next_state, time_to_show_s
+
+# Two approaches: A (links 0, 1: through G, permissive left g) and B (links 2, 3).
+PROG = Program(
+    "J",
+    "0",
+    "static",
+    0.0,
+    (
+        Phase("Ggrr", 30, 30, 30, min_dur_given=False),
+        Phase("yyrr", 3, 3, 3, min_dur_given=False),
+        Phase("rrrr", 2, 2, 2, min_dur_given=False),
+        Phase("rrGg", 30, 30, 30, min_dur_given=False),
+        Phase("rryy", 4, 4, 4, min_dur_given=False),
+        Phase("rrrr", 2, 2, 2, min_dur_given=False),
+    ),
+)
+
+
+def test_timing_from_program() -> None:
+    t = SignalTiming.from_program(PROG)
+    assert t.yellow_s == (3.0, 3.0, 4.0, 4.0)
+    assert t.min_green_s == (5.0, 5.0, 5.0, 5.0)  # no explicit minDur: the floor
+    assert t.clearance_s == 2.0
+    assert t.is_program_subset("Grrr") and t.is_program_subset("rrGg")
+    assert not t.is_program_subset("GrGr")  # A and B never green together
+    assert not t.is_program_subset("GGrr")  # link 1 is only permissive in the program
+
+
+def test_explicit_min_dur_sets_minimum_green() -> None:
+    phases = (Phase("Gr", 40, 12, 60), Phase("yr", 3, 3, 3), Phase("rG", 40, 8, 60), Phase("ry", 3, 3, 3))
+    t = SignalTiming.from_program(Program("K", "0", "actuated", 0.0, phases))
+    assert t.min_green_s == (12.0, 8.0)
+    assert t.clearance_s == 0.0
+
+
+def _drive(start: str, since: float, target: str, t0: float, ticks: int) -> list[tuple[float, str]]:
+    timing = SignalTiming.from_program(PROG)
+    clock = DisplayClock(4)
+    clock.observe(since, start)
+    shown = [(t0, start)]
+    state = start
+    for k in range(ticks):
+        t = t0 + k
+        clock.observe(t, state)
+        cmd = next_state(timing, clock, target, t, 1.0)
+        if cmd is not None:
+            state = cmd
+        shown.append((t + 1, state))
+    return shown
+
+
+def _changes(seq: list[tuple[float, str]]) -> list[tuple[float, str]]:
+    out = [seq[0]]
+    for t, s in seq[1:]:
+        if s != out[-1][1]:
+            out.append((t, s))
+    return out
+
+
+def test_switch_waits_for_min_green_then_yellow_then_all_red() -> None:
+    # B's green started at t=100; at t=101 the EV needs A. Min green 5 s → yellow from 105 for
+    # 4 s → red at 109 → 2 s clearance → A green at 111.
+    got = _changes(_drive("rrGg", 100.0, "Ggrr", 101.0, 20))
+    assert got == [(101.0, "rrGg"), (105.0, "rryy"), (109.0, "rrrr"), (111.0, "Ggrr")]
+
+
+def test_time_to_show_predicts_the_switch() -> None:
+    timing = SignalTiming.from_program(PROG)
+    clock = DisplayClock(4)
+    clock.observe(100.0, "rrGg")
+    assert time_to_show_s(timing, clock, "Ggrr", 101.0, 1.0) == 10.0  # shown at 111
+    clock.observe(90.0 + 0, "rrGg")
+    long_ago = DisplayClock(4)
+    long_ago.observe(0.0, "rrGg")
+    assert time_to_show_s(timing, long_ago, "Ggrr", 101.0, 1.0) == 7.0  # 1 + yellow 4 + clearance 2
+
+
+def test_yellow_already_running_is_never_shortened_nor_reversed() -> None:
+    # A is yellow since t=50 (the program ended it); the EV wants A back at t=51.
+    got = _changes(_drive("yyrr", 50.0, "Ggrr", 51.0, 10))
+    assert got == [(51.0, "yyrr"), (53.0, "rrrr"), (54.0, "Ggrr")]
+
+
+def test_extension_keeps_green_and_drops_only_the_permissive_partner() -> None:
+    got = _changes(_drive("Ggrr", 0.0, "Grrr", 20.0, 10))
+    assert got == [(20.0, "Ggrr"), (21.0, "Gyrr"), (24.0, "Grrr")]
+    assert _changes(_drive("Ggrr", 0.0, "Ggrr", 20.0, 3)) == [(20.0, "Ggrr")]
+
+
+# --- property: the monitor never sees S1-S4 from the generator ------------------------------
+
+
+@dataclass
+class Signal:
+    """A tiny model of a SUMO signal: runs its program, or shows what it was told to."""
+
+    program: Program
+    phase: int
+    left_s: float
+    online: str | None = None
+
+    def display(self) -> str:
+        return self.online if self.online is not None else self.program.phases[self.phase].state
+
+    def advance(self, dt: float) -> None:
+        if self.online is not None:
+            return
+        self.left_s -= dt
+        while self.left_s <= 1e-9:
+            self.phase = (self.phase + 1) % len(self.program.phases)
+            self.left_s += self.program.phases[self.phase].duration_s
+
+
+@st.composite
+def programs(draw: st.DrawFn) -> Program:
+    n = draw(st.integers(2, 7))
+    groups = draw(st.integers(2, 4))
+    phases: list[Phase] = []
+    for _ in range(groups):
+        greens = draw(st.sets(st.integers(0, n - 1), min_size=1))
+        chars = ["r"] * n
+        for i in greens:
+            chars[i] = draw(st.sampled_from("Gg"))
+        g = draw(st.integers(6, 40))
+        given_min = draw(st.booleans())
+        phases.append(Phase("".join(chars), g, draw(st.integers(5, g)) if given_min else g, g, min_dur_given=given_min))
+        y = draw(st.integers(3, 5))
+        phases.append(Phase("".join("y" if c in "Gg" else "r" for c in chars), y, y, y))
+        if draw(st.booleans()):
+            ar = draw(st.integers(1, 3))
+            phases.append(Phase("r" * n, ar, ar, ar))
+    return Program("P", "0", "static", 0.0, tuple(phases))
+
+
+def _subset_of(phase_state: str, keep: list[bool]) -> str:
+    return "".join(c if (c in "Gg" and k) else "r" for c, k in zip(phase_state, keep, strict=True))
+
+
+@settings(max_examples=250, deadline=None)
+@given(data=st.data(), prog=programs())
+def test_generator_never_violates_s1_to_s4(data: st.DataObject, prog: Program) -> None:
+    timing = SignalTiming.from_program(prog)
+    green_phases = [i for i, p in enumerate(prog.phases) if any(c in "Gg" for c in p.state)]
+    sig = Signal(prog, data.draw(st.sampled_from(range(len(prog.phases)))), 0.0)
+    sig.left_s = data.draw(st.integers(1, int(prog.phases[sig.phase].duration_s)))
+    watch = SignalWatch(prog, SafetyConfig())
+    clock = DisplayClock(prog.link_count)
+    # a schedule of requests: (start tick, target state or a hand-back phase index)
+    events = sorted(data.draw(st.lists(st.integers(5, 400), min_size=1, max_size=6, unique=True)))
+    schedule: list[tuple[int, str | int]] = []
+    for t in events:
+        p = data.draw(st.sampled_from(green_phases))
+        if data.draw(st.booleans()):
+            keep = data.draw(st.lists(st.booleans(), min_size=prog.link_count, max_size=prog.link_count))
+            target = _subset_of(prog.phases[p].state, keep)
+            schedule.append((t, target if any(c in "Gg" for c in target) else prog.phases[p].state))
+        else:
+            schedule.append((t, p))  # hand back, entering at phase p
+    violations = []
+    request: str | int | None = None
+    for t in range(500):
+        while schedule and schedule[0][0] <= t:
+            request = schedule.pop(0)[1]
+        shown = sig.display()
+        violations += watch.observe(float(t), shown, "online" if sig.online is not None else "0")
+        clock.observe(float(t), shown)
+        if request is not None:
+            target = request if isinstance(request, str) else prog.phases[request].state
+            assert timing.is_program_subset(target)
+            if isinstance(request, int) and shown == target:
+                sig.online, sig.phase = None, request  # restore: the program resumes at that phase
+                sig.left_s = prog.phases[request].duration_s + 1.0
+                request = None
+            else:
+                cmd = next_state(timing, clock, target, float(t), 1.0)
+                if cmd is not None:
+                    assert timing.is_program_subset(cmd) or not any(c in "Gg" for c in cmd)
+                    sig.online = cmd
+        sig.advance(1.0)
+    assert [v for v in violations if v.rule in ("S1", "S2", "S3", "S4")] == []
