@@ -82,7 +82,7 @@ def main() -> None:
 @main.command()
 @click.argument("scenario", required=False, type=click.Path(path_type=Path))
 @click.option("--controller", "controller_name", default="none", show_default=True,
-              type=click.Choice(["none", "oracle"]), help="Who drives the signals.")
+              type=click.Choice(["none", "local", "greenwave", "oracle"]), help="Who drives the signals.")
 @click.option("--seed", default=1, show_default=True, type=int, help="Seed of SUMO and of generated demand.")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
               help="Output folder [default: runs/<scenario>-<controller>-s<seed>].")
@@ -145,3 +145,41 @@ def run(
         click.echo("greenwave: interrupted; signals handed back, SUMO closed, no summary written", err=True)
         sys.exit(130)
     print_summary(summary, out, console)
+
+
+@main.command()
+@click.argument("suite", required=False, type=click.Path(path_type=Path))
+@click.option("--seeds", default=None, metavar="1-10|1,2,3", help="Seeds to run [default: the suite's].")
+@click.option("--controllers", default=None, metavar="none,local,greenwave,oracle",
+              help="Controllers to compare [default: the suite's].")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
+              help="Output folder [default: runs/bench-<suite name>].")
+@click.option("--jobs", type=click.IntRange(min=1), default=None,
+              help="Worker processes (one simulation each at a time) [default: CPU count].")
+@click.option("--check", "baseline", type=click.Path(path_type=Path), default=None,
+              help="Compare with a baseline JSON; exit 1 on a regression.")
+@click.option("--write-baseline", "write_baseline", type=click.Path(path_type=Path), default=None,
+              help="Write this bench's aggregate as a baseline JSON.")
+def bench(
+    suite: Path | None,
+    seeds: str | None,
+    controllers: str | None,
+    out_dir: Path | None,
+    jobs: int | None,
+    baseline: Path | None,
+    write_baseline: Path | None,
+) -> None:
+    """Run a benchmark SUITE [default: benchmarks/suite.toml]: every scenario x controller x seed,
+    in parallel; print one comparison table; write bench.json and bench.csv."""
+    from controller.bench.command import run_bench
+
+    console = Console() if sys.stdout.isatty() else Console(width=200)
+    try:
+        code = run_bench(console, suite=suite, seeds=seeds, controllers=controllers, out_dir=out_dir, jobs=jobs,
+                         baseline=baseline, write_baseline=write_baseline)
+    except GreenwaveError as e:
+        _fail(e)
+    except KeyboardInterrupt:
+        click.echo("greenwave: interrupted; the runs in progress were stopped, nothing aggregated", err=True)
+        sys.exit(130)
+    sys.exit(code)

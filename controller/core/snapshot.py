@@ -31,12 +31,20 @@ class SignalState:
 
 
 @dataclass(frozen=True)
+class LaneState:
+    lane_id: str
+    vehicles: int
+    halting: int  # vehicles below 0.1 m/s
+
+
+@dataclass(frozen=True)
 class Snapshot:
     """The state after one simulation step at time ``t_s``."""
 
     t_s: float
     vehicles: Mapping[str, VehicleState]  # the watched (emergency) vehicles that are running
     signals: Mapping[str, SignalState]  # the watched traffic lights
+    lanes: Mapping[str, LaneState] = field(default_factory=dict)  # the watched approach lanes
     departed: tuple[str, ...] = ()
     arrived: tuple[str, ...] = ()
     teleports_started: int = 0

@@ -81,6 +81,29 @@ class SignalTiming:
     def link_count(self) -> int:
         return self.program.link_count
 
+    def green_left_s(self, phase: int, link: int) -> float:
+        """How long the program keeps ``link`` green if it starts ``phase`` now (its minimum:
+        explicit minDur where given, else the duration)."""
+        phases = self.program.phases
+        total = 0.0
+        for k in range(len(phases)):
+            ph = phases[(phase + k) % len(phases)]
+            if not is_green(ph.state[link]):
+                break
+            total += min(ph.min_dur_s, ph.duration_s) if ph.min_dur_given else ph.duration_s
+        return total
+
+    def handback_ready(self, clock: DisplayClock, phase: int, t_s: float, dt_s: float) -> bool:
+        """Can the program take over at ``phase`` now without cutting any green it shows below
+        its minimum? Every green of that phase has run, with what the program will still show
+        of it, at least its minimum green."""
+        state = self.program.phases[phase].state
+        return all(
+            clock.elapsed_s(i, t_s, dt_s) - dt_s + self.green_left_s(phase, i) >= self.min_green_s[i] - EPS_S
+            for i, c in enumerate(state)
+            if is_green(c)
+        )
+
     def is_program_subset(self, state: str) -> bool:
         """True when the state's greens are a subset of one phase's greens (with G only where G)."""
         if len(state) != self.link_count:

@@ -75,3 +75,26 @@ def background(outputs: SumoOutputs, exclude: Collection[str], until_s: float) -
         t.time_loss_s for vid, t in outputs.trips.items() if vid not in exclude and t.arrival_s <= until_s + 1e-9
     ]
     return len(losses), (sum(losses) / len(losses) if losses else None)
+
+
+CROSS_STREETS_FILE = "cross_streets.xml"
+
+
+def cross_streets(out_dir: Path) -> dict[str, float | int | None]:
+    """Vehicles that entered the cross streets of the EVs' signals, and their mean time loss
+    there (SUMO's edgeData over the whole run)."""
+    path = out_dir / CROSS_STREETS_FILE
+    if not path.is_file():
+        return {"edges": 0, "vehicles": 0, "mean_time_loss": None}
+    entered = 0.0
+    loss = 0.0
+    edges = set()
+    for e in _parse(path).iter("edge"):
+        edges.add(e.get("id", ""))
+        entered += float(e.get("entered", "0")) + float(e.get("departed", "0"))
+        loss += float(e.get("timeLoss", "0"))
+    return {
+        "edges": len(edges),
+        "vehicles": int(entered),
+        "mean_time_loss": round(loss / entered, 3) if entered else None,
+    }

@@ -7,36 +7,55 @@ import json
 import math
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import numpy as np
 
 from controller import __version__
+from controller.core.corridor import build_corridor
+from controller.core.eta import EvDynamics
+from controller.core.greenwave import ControllerConfig, EvSetup, PreemptionController
 from controller.core.oracle import NoController, OracleController
 from controller.core.progress import EvProgress
 from controller.core.safety import SafetyConfig, SafetyMonitor
-from controller.core.snapshot import SignalCommand, Snapshot
+from controller.core.snapshot import SignalCommand, Snapshot, VehicleState
 from controller.errors import GreenwaveError
 from controller.runtime.freeflow import free_flow_time
-from controller.runtime.outputs import background, read_outputs
+from controller.runtime.outputs import background, cross_streets, read_outputs
 from controller.runtime.setup import RunSetup, sumo_args
 from controller.sim.adapter import Backend, SumoAdapter
 
-CONTROLLERS = ("none", "oracle")
+CONTROLLERS = ("none", "local", "greenwave", "oracle")
+DRAIN_LIMIT_S = 300.0  # after the run: how long hand-backs in progress may take to finish
+STOP_AT_SIGNAL_M = 100.0  # a stop within this distance of the next stop line is a stop at a signal
 MAX_EXTENSION_S = 1800.0  # how long a run goes on past its end waiting for an EV to arrive
+DEFAULT_DYNAMICS = EvDynamics(max_speed_mps=41.67, accel_mps2=2.6, decel_mps2=4.5)
 
 
 class Controller(Protocol):
     name: str
-    preempted: set[str]
+
+    @property
+    def preempted(self) -> set[str]: ...
 
     def tick(self, snapshot: Snapshot, progress: Mapping[str, EvProgress]) -> Sequence[SignalCommand]: ...
 
     def stop(self) -> Sequence[SignalCommand]: ...
 
 
-def make_controller(name: str, setup: RunSetup) -> Controller:
+def check_controller(name: str) -> None:
+    if name not in CONTROLLERS:
+        raise GreenwaveError(f"unknown controller '{name}' (choose from: {', '.join(CONTROLLERS)})")
+
+
+def make_controller(
+    name: str,
+    setup: RunSetup,
+    dynamics: Mapping[str, EvDynamics] | None = None,
+    config: ControllerConfig | None = None,
+) -> Controller:
+    check_controller(name)
     if name == "none":
         return NoController()
     if name == "oracle":
@@ -45,7 +64,13 @@ def make_controller(name: str, setup: RunSetup) -> Controller:
             {ev.ev_id: ev.corridor for ev in setup.evs},
             {ev.ev_id: ev.depart_s for ev in setup.evs},
         )
-    raise GreenwaveError(f"unknown controller '{name}' (choose from: {', '.join(CONTROLLERS)})")
+    dyn = dynamics or {}
+    evs = [
+        EvSetup(ev.ev_id, ev.ev_type, ev.corridor, dyn.get(ev.ev_id, DEFAULT_DYNAMICS), ev.depart_s)
+        for ev in setup.evs
+    ]
+    cfg = config or ControllerConfig()
+    return PreemptionController(setup.network, evs, replace(cfg, mode="local" if name == "local" else "greenwave"))
 
 
 @dataclass
@@ -72,6 +97,7 @@ def run(
     backend: Backend = "libsumo",
     gui: bool = False,
     safety: SafetyConfig | None = None,
+    controller_config: ControllerConfig | None = None,
 ) -> dict[str, Any]:
     """Run one simulation and return its summary (also written to ``out_dir/summary.json``)."""
     out = setup.out_dir
@@ -79,7 +105,7 @@ def run(
     summary_path = out / "summary.json"
     summary_path.unlink(missing_ok=True)  # never leave an old summary looking like this run's
     started = time.perf_counter()
-    controller = make_controller(controller_name, setup)
+    check_controller(controller_name)
     free_flow = {ev.ev_id: free_flow_time(setup, ev, backend=backend) for ev in setup.evs}
     programs = {tls: setup.network.programs[tls] for tls in setup.watched_tls}
     monitor = SafetyMonitor(programs, safety or SafetyConfig())
@@ -89,34 +115,48 @@ def run(
     end_s = setup.end_s
 
     with SumoAdapter(sumo_args(setup), backend=backend, gui=gui, error_log=out / "sumo-errors.log") as sim:
+        dynamics = {}
         for ev in setup.evs:
             sim.add_vehicle(ev.ev_id, ev.route, ev.vtype_id, depart=f"{ev.depart_s:g}")
             sim.watch_vehicle(ev.ev_id)
+            dynamics[ev.ev_id] = EvDynamics(**sim.vehicle_type(ev.vtype_id))
+        controller = make_controller(controller_name, setup, dynamics, controller_config)
         sim.watch_signals(setup.watched_tls)
-        t = sim.time_s
-        while True:
-            if t >= end_s - 1e-9 and (
-                all(p.arrived_s is not None for p in progress.values()) or t >= end_s + MAX_EXTENSION_S
-            ):
-                break
-            t0 = time.perf_counter()
-            snap = sim.step()
+        sim.watch_lanes(lane for ev in setup.evs for j in ev.corridor.junctions for lane in j.approach_lanes)
+
+        def control_tick(snap: Snapshot) -> None:
             t1 = time.perf_counter()
-            t = snap.t_s
-            monitor.observe(t, {s.tls_id: (s.state, s.program_id) for s in snap.signals.values()})
+            monitor.observe(snap.t_s, {s.tls_id: (s.state, s.program_id) for s in snap.signals.values()})
             arrived = set(snap.arrived)
             for ev_id, p in progress.items():
-                p.update(t, snap.vehicles.get(ev_id), arrived=ev_id in arrived)
+                vehicle = snap.vehicles.get(ev_id)
+                if vehicle is not None and _left_route(vehicle, p):
+                    _reroute(sim, controller, setup, progress, ev_id, snap.t_s)
+                progress[ev_id].update(snap.t_s, vehicle, arrived=ev_id in arrived)
             commands = controller.tick(snap, progress)
             if commands:
                 sim.apply(commands)
-            t2 = time.perf_counter()
-            timing.step_ms.append((t1 - t0) * 1000.0)
-            timing.tick_ms.append((t2 - t1) * 1000.0)
+            timing.tick_ms.append((time.perf_counter() - t1) * 1000.0)
+
+        t = sim.time_s
+        while not (
+            t >= end_s - 1e-9
+            and (all(p.arrived_s is not None for p in progress.values()) or t >= end_s + MAX_EXTENSION_S)
+        ):
+            t0 = time.perf_counter()
+            snap = sim.step()
+            timing.step_ms.append((time.perf_counter() - t0) * 1000.0)
+            t = snap.t_s
+            control_tick(snap)
+        # Hand back whatever is still preempted, through the same safe transitions.
         final = controller.stop()
         if final:
             sim.apply(final)
-        snap = sim.step()  # one more step so the monitor sees the hand-back
+        drain_until = t + DRAIN_LIMIT_S
+        snap = sim.step()
+        while getattr(controller, "busy", False) and snap.t_s < drain_until:
+            control_tick(snap)
+            snap = sim.step()
         monitor.observe(snap.t_s, {s.tls_id: (s.state, s.program_id) for s in snap.signals.values()})
         monitor.finish(snap.t_s)
         last_t = snap.t_s
@@ -143,6 +183,11 @@ def run(
                 "ratio_to_free_flow": round(tt / ff, 4) if tt is not None and ff > 0 else None,
                 "delay": round(tt - ff, 2) if tt is not None else None,
                 "stops": len(p.stops),
+                "stops_at_signals": sum(
+                    1
+                    for st in p.stops
+                    if st.distance_to_stop_line_m is not None and st.distance_to_stop_line_m <= STOP_AT_SIGNAL_M
+                ),
                 "time_stopped": round(p.time_stopped_s(last_t), 2),
                 "junctions": len(ev.corridor.junctions),
                 "preempted": preempted,
@@ -159,6 +204,9 @@ def run(
             }
         )
     counts = monitor.counts()
+    planner = getattr(controller, "planner", None)
+    preemptions = [r.as_dict() for r in planner.records()] if planner is not None else []
+    recoveries = [float(r["recovery_s"]) for r in preemptions if isinstance(r["recovery_s"], (int, float))]
     ev_collisions = sum(1 for a, b in outputs.colliders if a in ev_ids or b in ev_ids)
     tick = _quantiles(timing.tick_ms)
     step = _quantiles(timing.step_ms)
@@ -177,14 +225,17 @@ def run(
         "backend": "traci" if gui else backend,
         "greenwave_version": __version__,
         "evs": evs,
-        "background": {"trips": bg_trips, "mean_time_loss": None if bg_loss is None else round(bg_loss, 3)},
-        "eta": {
-            "n": 0,
-            "abs_error_p50": None,
-            "abs_error_p90": None,
-            "by_horizon": {h: {"n": 0, "abs_error_p50": None, "abs_error_p90": None} for h in ("10", "30", "60")},
-            "at_entry": {"n": 0, "abs_error_p50": None, "abs_error_p90": None},
-            "note": f"controller '{controller.name}' makes no predictions",
+        "background": {
+            "trips": bg_trips,
+            "mean_time_loss": None if bg_loss is None else round(bg_loss, 3),
+            "cross_streets": cross_streets(out),
+        },
+        "eta": _eta_section(controller, progress),
+        "preemptions": preemptions,
+        "recovery": {
+            "junctions": len(recoveries),
+            "mean_s": round(sum(recoveries) / len(recoveries), 2) if recoveries else None,
+            "max_s": max(recoveries) if recoveries else None,
         },
         "safety": {
             **{rule: counts.get(rule, 0) for rule in ("S1", "S2", "S3", "S4", "S5")},
@@ -223,3 +274,47 @@ def _json_default(o: object) -> object:
     if isinstance(o, float) and not math.isfinite(o):
         return None
     raise TypeError(f"not JSON serializable: {type(o).__name__}")
+
+
+def _left_route(vehicle: VehicleState, progress: EvProgress) -> bool:
+    """The EV drives on a normal edge that is not where its corridor says it is."""
+    if vehicle.on_junction:
+        return False
+    route = progress.corridor.route
+    return not (0 <= vehicle.route_index < len(route) and route[vehicle.route_index] == vehicle.road_id)
+
+
+def _reroute(
+    sim: SumoAdapter,
+    controller: Controller,
+    setup: RunSetup,
+    progress: dict[str, EvProgress],
+    ev_id: str,
+    t_s: float,
+) -> None:
+    """The EV left its planned route (SUMO re-routed it): plan its new corridor."""
+    route = sim.vehicle_route(ev_id)
+    corridor = build_corridor(setup.network, route)
+    old = progress[ev_id]
+    new = EvProgress(ev_id, corridor, depart_s=old.depart_s, stops=old.stops)
+    progress[ev_id] = new
+    sim.watch_signals(corridor.tls_ids())
+    sim.watch_lanes(lane for j in corridor.junctions for lane in j.approach_lanes)
+    reroute = getattr(controller, "reroute", None)
+    if reroute is not None:
+        reroute(ev_id, corridor)
+
+
+def _eta_section(controller: Controller, progress: Mapping[str, EvProgress]) -> dict[str, Any]:
+    log = getattr(controller, "eta_log", None)
+    if log is None:
+        empty = {"n": 0, "abs_error_p50": None, "abs_error_p90": None}
+        return {
+            **empty,
+            "by_horizon": {h: dict(empty) for h in ("10", "30", "60")},
+            "at_entry": dict(empty),
+            "note": f"controller '{controller.name}' makes no predictions",
+        }
+    actual = {(ev_id, j): t for ev_id, p in progress.items() for j, t in p.crossed_s.items()}
+    result: dict[str, Any] = log.evaluate(actual)
+    return result

@@ -10,11 +10,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from xml.sax.saxutils import escape
 
 from controller.core.corridor import Corridor, build_corridor
 from controller.core.network import Network
 from controller.core.routing import fastest_route, validate_route
 from controller.errors import ScenarioError
+from controller.runtime.outputs import CROSS_STREETS_FILE
 from controller.scenario import EvSpec, Scenario
 from controller.sim.netload import load_network
 from controller.sim.sumocfg import SumoInputs, read_sumocfg, redirect_additional_outputs
@@ -68,6 +70,36 @@ def _write_ev_vtypes(path: Path, bluelight: bool) -> None:
     path.write_text(f'<?xml version="1.0" encoding="UTF-8"?>\n<additional>\n{body}</additional>\n', "utf-8")
 
 
+def cross_street_edges(network: Network, plans: Sequence[EvPlan]) -> list[str]:
+    """Edges entering the EVs' signalized junctions across their path: not the EV's approach,
+    not the opposing approach (the one coming back from the EV's exit edge)."""
+    out: dict[str, None] = {}
+    for ev in plans:
+        for j in ev.corridor.junctions:
+            exit_edge = network.edges.get(j.exit_edge)
+            for c in network.connections:
+                if c.junction_id != j.junction_id or c.tls_id != j.tls_id or c.from_edge == j.approach_edge:
+                    continue
+                edge = network.edges.get(c.from_edge)
+                if edge is None or edge.is_internal:
+                    continue
+                if exit_edge is not None and edge.from_node == exit_edge.to_node:
+                    continue  # the opposing approach
+                out.setdefault(c.from_edge, None)
+    return list(out)
+
+
+def _write_cross_street_data(path: Path, network: Network, plans: Sequence[EvPlan], output: Path) -> None:
+    edges = " ".join(escape(e, {'"': "&quot;"}) for e in cross_street_edges(network, plans))
+    body = (
+        f'    <edgeData id="greenwave_cross_streets" file="{escape(str(output), {chr(34): "&quot;"})}" '
+        f'edges="{edges}"/>\n'
+        if edges
+        else ""
+    )
+    path.write_text(f'<?xml version="1.0" encoding="UTF-8"?>\n<additional>\n{body}</additional>\n', "utf-8")
+
+
 def _plan_evs(network: Network, evs: Sequence[EvSpec]) -> tuple[EvPlan, ...]:
     plans = []
     for ev in evs:
@@ -111,10 +143,12 @@ def _finish(
     plans = _plan_evs(network, evs)
     vtypes = inputs_dir / "greenwave_vtypes.add.xml"
     _write_ev_vtypes(vtypes, bluelight)
+    cross = inputs_dir / "greenwave_cross_streets.add.xml"
+    _write_cross_street_data(cross, network, plans, out_dir / CROSS_STREETS_FILE)
     final = SumoInputs(
         net_file=inputs.net_file,
         route_files=inputs.route_files,
-        additional_files=(vtypes.resolve(), *additionals),
+        additional_files=(vtypes.resolve(), *additionals, cross.resolve()),
         begin_s=begin_s,
         end_s=end_s,
         step_length_s=step_length_s,

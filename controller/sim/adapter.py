@@ -26,7 +26,7 @@ import libsumo
 import traci
 import traci.constants as tc
 
-from controller.core.snapshot import SignalCommand, SignalState, Snapshot, VehicleState
+from controller.core.snapshot import LaneState, SignalCommand, SignalState, Snapshot, VehicleState
 from controller.errors import SimulationError
 from controller.sim.sumo_paths import binary
 
@@ -41,6 +41,7 @@ _VEHICLE_VARS = (
     tc.VAR_DISTANCE,
 )
 _SIGNAL_VARS = (tc.TL_RED_YELLOW_GREEN_STATE, tc.TL_CURRENT_PROGRAM, tc.TL_CURRENT_PHASE)
+_LANE_VARS = (tc.LAST_STEP_VEHICLE_NUMBER, tc.LAST_STEP_VEHICLE_HALTING_NUMBER)
 _SIM_VARS = (
     tc.VAR_DEPARTED_VEHICLES_IDS,
     tc.VAR_ARRIVED_VEHICLES_IDS,
@@ -88,6 +89,7 @@ class SumoAdapter:
         self._label = ""
         self._vehicles: set[str] = set()
         self._signals: set[str] = set()
+        self._lanes: set[str] = set()
         self._original_program: dict[str, str] = {}  # tls switched by us -> program to return to
         self.time_s = 0.0
 
@@ -151,7 +153,24 @@ class SumoAdapter:
             self._api.trafficlight.subscribe(tls_id, list(_SIGNAL_VARS))
             self._signals.add(tls_id)
 
+    def watch_lanes(self, lane_ids: Iterable[str]) -> None:
+        for lane_id in lane_ids:
+            if lane_id in self._lanes:
+                continue
+            self._api.lane.subscribe(lane_id, list(_LANE_VARS))
+            self._lanes.add(lane_id)
+
     # -- setup calls -------------------------------------------------------------------------
+    def vehicle_type(self, type_id: str) -> dict[str, float]:
+        """Dynamics of a vehicle type: max speed, acceleration, deceleration, speed factor."""
+        vt = self._api.vehicletype
+        return {
+            "max_speed_mps": float(vt.getMaxSpeed(type_id)),
+            "accel_mps2": float(vt.getAccel(type_id)),
+            "decel_mps2": float(vt.getDecel(type_id)),
+            "speed_factor": float(vt.getSpeedFactor(type_id)),
+        }
+
     def add_vehicle(
         self, vehicle_id: str, route: Sequence[str], type_id: str, depart: str = "now"
     ) -> None:
@@ -163,6 +182,9 @@ class SumoAdapter:
             )
         except SUMO_ERRORS as e:
             raise SimulationError(f"SUMO refused vehicle '{vehicle_id}': {e}") from None
+
+    def vehicle_route(self, vehicle_id: str) -> tuple[str, ...]:
+        return tuple(self._api.vehicle.getRoute(vehicle_id))
 
     def program_of(self, tls_id: str) -> str:
         return str(self._api.trafficlight.getProgram(tls_id))
@@ -207,10 +229,17 @@ class SumoAdapter:
                 program_id=r[tc.TL_CURRENT_PROGRAM],
                 phase=int(r[tc.TL_CURRENT_PHASE]),
             )
+        lanes: dict[str, LaneState] = {}
+        for lane_id in self._lanes:
+            r = api.lane.getSubscriptionResults(lane_id)
+            lanes[lane_id] = LaneState(
+                lane_id, int(r[tc.LAST_STEP_VEHICLE_NUMBER]), int(r[tc.LAST_STEP_VEHICLE_HALTING_NUMBER])
+            )
         return Snapshot(
             t_s=self.time_s,
             vehicles=vehicles,
             signals=signals,
+            lanes=lanes,
             departed=tuple(sim.get(tc.VAR_DEPARTED_VEHICLES_IDS, ())),
             arrived=arrived,
             teleports_started=int(sim.get(tc.VAR_TELEPORT_STARTING_VEHICLES_NUMBER, 0)),

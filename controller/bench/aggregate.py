@@ -1,0 +1,438 @@
+"""From the runs' summaries to one row of figures per (scenario, controller), the acceptance
+verdicts and the baseline check. Pure: plain dicts in, plain dicts out; no SUMO, no files, no
+clock. Every figure comes from the summaries (``summary.json``, see README "What the summary
+means"); fields added after the first release (``stops_at_signals``, ``cross_streets``,
+``recovery``, ``eta.errors``) are optional and reported as missing (None) when absent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+# --- gap closed -------------------------------------------------------------------------------
+GAP_JUDGED_MIN_SAVING = 0.10  # the oracle must save >= 10 % of none's EV time for the gap to be judged
+
+# --- acceptance (controller "greenwave", per scenario; ETA over all runs) --------------------------
+ACCEPT_CONTROLLER = "greenwave"
+ACCEPT_GAP_MIN = 0.90
+ACCEPT_DELAY_FACTOR_OF_LOCAL = 0.5  # delay over the oracle <= 0.5 x local's ...
+ACCEPT_DELAY_MAX_S = 5.0  # ... or <= 5 s
+ACCEPT_BG_CHANGE_MAX_PCT = 2.0  # background time loss vs none, and <= local's
+ACCEPT_ETA_ENTRY_P90_S = 2.0
+ACCEPT_ETA_60_P90_S = 6.0
+
+# --- baseline check -------------------------------------------------------------------------
+CHECK_CONTROLLERS = ("greenwave",)  # controllers whose performance figures are checked
+CHECK_GAP_DROP = 0.05  # gap closed may drop by at most this much
+CHECK_TRAVEL_REL = 0.05  # mean EV travel time may rise by at most 5 % ...
+CHECK_TRAVEL_ABS_S = 2.0  # ... + 2 s
+CHECK_BG_CHANGE_PP = 1.0  # background time loss change may rise by at most 1 percentage point
+_EPS = 1e-9  # figures are deterministic; this only absorbs float rounding at a limit
+
+SAFETY_RULES = ("S1", "S2", "S3", "S4", "S5")
+SAFETY_KEYS = (*SAFETY_RULES, "collisions", "collisions_ev", "emergency_braking", "teleports")
+BASELINE_FORMAT = "greenwave-bench-baseline"
+BASELINE_FORMAT_VERSION = 1
+
+# One row of bench.csv per (scenario, controller), in this order (units in the names).
+CSV_COLUMNS = (
+    "scenario", "controller", "runs", "failed", "seeds", "evs", "evs_not_arrived",
+    "ev_travel_mean_s", "ev_travel_p95_s", "ev_ratio_mean", "gap_closed", "gap_judged",
+    "ev_stops_at_signals_mean", "ev_stops_mean", "delay_over_oracle_s",
+    "bg_time_loss_mean_s", "bg_time_loss_change_pct", "cross_time_loss_mean_s", "cross_time_loss_change_pct",
+    "recovery_mean_s", "eta_p90_s", "eta_p90_60_s", "eta_p90_entry_s", "eta_pooling",
+    *SAFETY_KEYS, "wall_mean_s",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """One job: its summary when it completed, else the error that stopped it."""
+
+    scenario: str
+    controller: str
+    seed: int
+    summary: Mapping[str, Any] | None
+    error: str | None = None
+    out_dir: str | None = None
+    wall_s: float | None = None  # the job's wall time (setup + run), measured by the runner
+
+    @property
+    def ok(self) -> bool:
+        return self.summary is not None
+
+
+# --- small helpers ----------------------------------------------------------------------------
+
+
+def _get(d: Mapping[str, Any] | None, *path: str) -> Any:
+    """``d[path[0]][path[1]]...``, or None as soon as a level is missing."""
+    cur: Any = d
+    for key in path:
+        if not isinstance(cur, Mapping) or key not in cur:
+            return None
+        cur = cur[key]
+    return cur
+
+
+def _num(x: Any) -> float | None:
+    return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) and np.isfinite(x) else None
+
+
+def _mean(values: Iterable[float | None]) -> float | None:
+    vals = [v for v in values if v is not None]
+    return float(np.mean(vals)) if vals else None
+
+
+def _p(values: Sequence[float], q: float) -> float | None:
+    return float(np.percentile(np.asarray(values, dtype=float), q)) if values else None
+
+
+def _r(x: float | None, digits: int = 3) -> float | None:
+    return None if x is None else round(x, digits)
+
+
+def ev_travel_times(summary: Mapping[str, Any]) -> list[float]:
+    """Travel times of the EVs of one run that arrived."""
+    return [t for t in (_num(ev.get("travel_time")) for ev in summary.get("evs", [])) if t is not None]
+
+
+def run_ev_mean(summary: Mapping[str, Any]) -> float | None:
+    return _mean(ev_travel_times(summary))
+
+
+def _stops_at_signals(ev: Mapping[str, Any]) -> float | None:
+    return _num(ev.get("stops_at_signals", ev.get("stops")))
+
+
+# --- ETA --------------------------------------------------------------------------------------
+
+_ETA_ENTRY_TAGS = ("entry", "at_entry")
+_ETA_RUN_P90 = {"all": ("eta", "abs_error_p90"), "60": ("eta", "by_horizon", "60", "abs_error_p90"),
+                "entry": ("eta", "at_entry", "abs_error_p90")}
+
+
+def _eta_raw(summary: Mapping[str, Any], which: str) -> list[float] | None:
+    errors = _get(summary, "eta", "errors")
+    if not isinstance(errors, list):
+        return None
+    out = []
+    for e in errors:
+        err = _num(e.get("err")) if isinstance(e, Mapping) else None
+        tag = str(e.get("h")) if isinstance(e, Mapping) else ""
+        if err is None:
+            continue
+        if which == "all" or (which == "entry" and tag in _ETA_ENTRY_TAGS) or tag == which:
+            out.append(abs(err))
+    return out
+
+
+def eta_p90(summaries: Sequence[Mapping[str, Any]], which: str) -> tuple[float | None, str | None]:
+    """p90 of |ETA error| over runs, for ``which`` in all | 60 | entry, and how it was obtained.
+
+    Pooled over the raw errors (``eta.errors``) when every run carries them; otherwise the mean of
+    the runs' own p90s (a p90 of p90s is not a p90 of the pooled errors: the method is reported)."""
+    if not summaries:
+        return None, None
+    raw = [_eta_raw(s, which) for s in summaries]
+    if all(r is not None for r in raw):
+        pooled = [e for r in raw if r is not None for e in r]
+        return (_p(pooled, 90), "pooled") if pooled else (None, None)
+    value = _mean(_num(_get(s, *_ETA_RUN_P90[which])) for s in summaries)
+    return (value, "mean_of_run_p90") if value is not None else (None, None)
+
+
+# --- per (scenario, controller) -----------------------------------------------------------------
+
+
+def _by_seed(results: Iterable[RunResult]) -> dict[int, Mapping[str, Any]]:
+    return {r.seed: r.summary for r in results if r.summary is not None}
+
+
+def _paired_change_pct(x: Mapping[int, Mapping[str, Any]], base: Mapping[int, Mapping[str, Any]],
+                       *path: str) -> float | None:
+    """Mean over the seeds both ran of (X - none) / none, in %."""
+    changes = []
+    for seed in sorted(set(x) & set(base)):
+        xv, bv = _num(_get(x[seed], *path)), _num(_get(base[seed], *path))
+        if xv is not None and bv is not None and bv > 0:
+            changes.append((xv - bv) / bv * 100.0)
+    return _mean(changes)
+
+
+def _mean_travel_on(seeds: Iterable[int], runs: Mapping[int, Mapping[str, Any]]) -> float | None:
+    return _mean([t for s in seeds for t in ev_travel_times(runs[s])])
+
+
+def _group(results: Sequence[RunResult], none: dict[int, Mapping[str, Any]] | None,
+           oracle: dict[int, Mapping[str, Any]] | None) -> dict[str, Any]:
+    first = results[0]
+    runs = _by_seed(results)
+    summaries = [runs[s] for s in sorted(runs)]
+    evs = [ev for s in summaries for ev in s.get("evs", [])]
+    travel = [t for s in summaries for t in ev_travel_times(s)]
+    ratios = [
+        t / ff
+        for ev in evs
+        if (t := _num(ev.get("travel_time"))) is not None and (ff := _num(ev.get("free_flow_time"))) and ff > 0
+    ]
+    row: dict[str, Any] = {
+        "scenario": first.scenario,
+        "controller": first.controller,
+        "runs": len(runs),
+        "failed": sum(1 for r in results if r.summary is None),
+        "seeds": sorted(runs),
+        "evs": len(evs),
+        "evs_not_arrived": len(evs) - len(travel),
+        "ev_travel_mean_s": _r(_mean(travel), 2),
+        "ev_travel_p95_s": _r(_p(travel, 95), 2),
+        "ev_ratio_mean": _r(_mean(ratios), 4),
+    }
+
+    # Gap closed and delay over the oracle, on the seeds X, none and oracle all completed.
+    gap = delay = None
+    judged: bool | None = None
+    if none is not None and oracle is not None:
+        common = sorted(set(runs) & set(none) & set(oracle))
+        m_x, m_none, m_oracle = (_mean_travel_on(common, d) for d in (runs, none, oracle))
+        if m_x is not None and m_none is not None and m_oracle is not None:
+            saving = m_none - m_oracle
+            judged = m_none > 0 and saving >= GAP_JUDGED_MIN_SAVING * m_none
+            gap = (m_none - m_x) / saving if abs(saving) > _EPS else None
+            delay = m_x - m_oracle
+    elif oracle is not None:
+        common = sorted(set(runs) & set(oracle))
+        m_x, m_oracle = _mean_travel_on(common, runs), _mean_travel_on(common, oracle)
+        delay = m_x - m_oracle if m_x is not None and m_oracle is not None else None
+    row.update(gap_closed=_r(gap, 4), gap_judged=judged, delay_over_oracle_s=_r(delay, 2))
+
+    row["ev_stops_at_signals_mean"] = _r(_mean(_stops_at_signals(ev) for ev in evs), 3)
+    row["ev_stops_mean"] = _r(_mean(_num(ev.get("stops")) for ev in evs), 3)
+
+    bg, cross = ("background", "mean_time_loss"), ("background", "cross_streets", "mean_time_loss")
+    row["bg_time_loss_mean_s"] = _r(_mean(_num(_get(s, *bg)) for s in summaries), 3)
+    row["bg_time_loss_change_pct"] = _r(_paired_change_pct(runs, none, *bg), 3) if none is not None else None
+    row["cross_time_loss_mean_s"] = _r(_mean(_num(_get(s, *cross)) for s in summaries), 3)
+    row["cross_time_loss_change_pct"] = _r(_paired_change_pct(runs, none, *cross), 3) if none is not None else None
+    row["recovery_mean_s"] = _r(_mean(_num(_get(s, "recovery", "mean_s")) for s in summaries), 2)
+
+    methods = set()
+    for key, which in (("eta_p90_s", "all"), ("eta_p90_60_s", "60"), ("eta_p90_entry_s", "entry")):
+        value, method = eta_p90(summaries, which)
+        row[key] = _r(value, 3)
+        if method:
+            methods.add(method)
+    row["eta_pooling"] = "mean_of_run_p90" if "mean_of_run_p90" in methods else (methods.pop() if methods else None)
+
+    for key in SAFETY_KEYS:
+        row[key] = int(sum(_num(_get(s, "safety", key)) or 0 for s in summaries))
+    row["wall_mean_s"] = _r(
+        _mean(_num(_get(runs[s], "realtime", "wall_s")) for s in sorted(runs)) if runs else None, 2
+    )
+    return row
+
+
+def aggregate(results: Sequence[RunResult]) -> list[dict[str, Any]]:
+    """One row per (scenario, controller), in the order they first appear in ``results``."""
+    groups: dict[tuple[str, str], list[RunResult]] = {}
+    for r in results:
+        groups.setdefault((r.scenario, r.controller), []).append(r)
+    rows = []
+    for (scenario, _controller), members in groups.items():
+        none = _by_seed(groups[(scenario, "none")]) if (scenario, "none") in groups else None
+        oracle = _by_seed(groups[(scenario, "oracle")]) if (scenario, "oracle") in groups else None
+        rows.append(_group(members, none, oracle))
+    return rows
+
+
+def run_row(r: RunResult) -> dict[str, Any]:
+    """The per-run figures kept in bench.json (the full summary stays in the run's folder)."""
+    s = r.summary
+    row: dict[str, Any] = {"scenario": r.scenario, "controller": r.controller, "seed": r.seed,
+                           "status": "ok" if s is not None else "failed", "error": r.error,
+                           "out_dir": r.out_dir, "job_wall_s": _r(r.wall_s, 2)}
+    if s is None:
+        return row
+    evs = s.get("evs", [])
+    row.update(
+        ev_travel_times_s=ev_travel_times(s),
+        ev_travel_mean_s=_r(run_ev_mean(s), 2),
+        ev_stops=[ev.get("stops") for ev in evs],
+        bg_time_loss_s=_num(_get(s, "background", "mean_time_loss")),
+        eta_p90_s=_num(_get(s, "eta", "abs_error_p90")),
+        **{key: _get(s, "safety", key) for key in SAFETY_KEYS},
+        wall_s=_num(_get(s, "realtime", "wall_s")),
+    )
+    return row
+
+
+def csv_rows(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The aggregate rows flattened for bench.csv: columns CSV_COLUMNS, None as empty."""
+    out = []
+    for row in rows:
+        flat = {}
+        for col in CSV_COLUMNS:
+            v = row.get(col)
+            if isinstance(v, list):
+                v = " ".join(str(s) for s in v)
+            elif isinstance(v, bool):
+                v = str(v).lower()
+            flat[col] = "" if v is None else v
+        out.append(flat)
+    return out
+
+
+# --- acceptance verdicts ----------------------------------------------------------------------
+
+
+def _criterion(name: str, ok: bool | None, detail: str) -> dict[str, Any]:
+    return {"name": name, "ok": ok, "detail": detail}
+
+
+def _status(criteria: Sequence[Mapping[str, Any]]) -> str:
+    oks = [c["ok"] for c in criteria]
+    return "fail" if False in oks else ("pass" if all(o is True for o in oks) else "incomplete")
+
+
+def _f(x: float | None, unit: str = "", digits: int = 2) -> str:
+    return "n/a" if x is None else f"{x:.{digits}f}{unit}"
+
+
+def scenario_verdict(rows: Sequence[Mapping[str, Any]], scenario: str) -> dict[str, Any] | None:
+    """The acceptance verdict of ACCEPT_CONTROLLER on one scenario (None when it was not run)."""
+    by_ctrl = {r["controller"]: r for r in rows if r["scenario"] == scenario}
+    gw = by_ctrl.get(ACCEPT_CONTROLLER)
+    if gw is None:
+        return None
+    local, none = by_ctrl.get("local"), by_ctrl.get("none")
+    crit = [_criterion("all runs completed", gw["failed"] == 0 and gw["runs"] > 0,
+                       f"{gw['runs']} ok, {gw['failed']} failed")]
+
+    gap = gw["gap_closed"]
+    if gap is None:
+        crit.append(_criterion("gap closed >= 0.90", None, "n/a (needs none and oracle)"))
+    elif gw["gap_judged"] is False:
+        crit.append(_criterion("gap closed >= 0.90", True, f"{gap:.2f}, not judged (oracle saves < 10 %)"))
+    else:
+        crit.append(_criterion("gap closed >= 0.90", gap >= ACCEPT_GAP_MIN - _EPS, f"{gap:.2f}"))
+
+    d = gw["delay_over_oracle_s"]
+    d_local = local["delay_over_oracle_s"] if local else None
+    if d is None:
+        crit.append(_criterion("delay over oracle", None, "n/a (needs oracle)"))
+    else:
+        ok = d <= ACCEPT_DELAY_MAX_S + _EPS or (
+            d_local is not None and d <= ACCEPT_DELAY_FACTOR_OF_LOCAL * d_local + _EPS
+        )
+        local_txt = f"local {d_local:.1f} s" if d_local is not None else "local not run"
+        crit.append(_criterion("delay over oracle <= 0.5 x local's or <= 5 s", ok, f"{d:.1f} s ({local_txt})"))
+
+    c = gw["bg_time_loss_change_pct"]
+    c_local = local["bg_time_loss_change_pct"] if local else None
+    if c is None:
+        crit.append(_criterion("background time loss", None, "n/a (needs none)"))
+    else:
+        within = c <= ACCEPT_BG_CHANGE_MAX_PCT + _EPS
+        if c_local is None:
+            ok_bg: bool | None = False if not within else None
+            local_txt = "local not run"
+        else:
+            ok_bg = within and c <= c_local + _EPS
+            local_txt = f"local {c_local:+.1f} %"
+        crit.append(_criterion("background time loss change <= +2 % and <= local's", ok_bg,
+                               f"{c:+.1f} % ({local_txt})"))
+
+    s15 = sum(gw[k] for k in SAFETY_RULES)
+    crit.append(_criterion("zero S1-S5", s15 == 0, " ".join(f"{k} {gw[k]}" for k in SAFETY_RULES)))
+    if none is None:
+        crit.append(_criterion("collisions <= none's", None, "n/a (needs none)"))
+    else:
+        crit.append(_criterion("collisions <= none's", gw["collisions"] <= none["collisions"],
+                               f"{gw['collisions']} vs none {none['collisions']}"))
+    return {"scenario": scenario, "controller": ACCEPT_CONTROLLER, "status": _status(crit), "criteria": crit}
+
+
+def eta_verdict(results: Sequence[RunResult]) -> dict[str, Any] | None:
+    """ETA p90 at entry and at 60 s over all runs of ACCEPT_CONTROLLER (None when it was not run)."""
+    summaries = [r.summary for r in results if r.controller == ACCEPT_CONTROLLER and r.summary is not None]
+    if not summaries:
+        return None
+    entry, m1 = eta_p90(summaries, "entry")
+    h60, m2 = eta_p90(summaries, "60")
+    crit = [
+        _criterion("ETA p90 at entry <= 2 s", None if entry is None else entry <= ACCEPT_ETA_ENTRY_P90_S + _EPS,
+                   _f(entry, " s")),
+        _criterion("ETA p90 at 60 s <= 6 s", None if h60 is None else h60 <= ACCEPT_ETA_60_P90_S + _EPS,
+                   _f(h60, " s")),
+    ]
+    pooling = "mean_of_run_p90" if "mean_of_run_p90" in (m1, m2) else (m1 or m2)
+    return {"scenario": "(all)", "controller": ACCEPT_CONTROLLER, "status": _status(crit), "criteria": crit,
+            "eta_pooling": pooling, "runs": len(summaries)}
+
+
+def verdicts(results: Sequence[RunResult], rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    scenarios = list(dict.fromkeys(r["scenario"] for r in rows))
+    out = [v for s in scenarios if (v := scenario_verdict(rows, s)) is not None]
+    eta = eta_verdict(results)
+    if eta is not None:
+        out.append(eta)
+    return out
+
+
+# --- baseline ---------------------------------------------------------------------------------
+
+
+def make_baseline(suite: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    return {"format": BASELINE_FORMAT, "format_version": BASELINE_FORMAT_VERSION, "suite": dict(suite),
+            "groups": [dict(r) for r in rows]}
+
+
+def check_baseline(rows: Sequence[Mapping[str, Any]], baseline: Mapping[str, Any]) -> dict[str, Any]:
+    """Compare the current rows with a baseline: ``{"regressions": [...], "notes": [...]}``.
+
+    A regression: any S1-S5 count above the baseline's (every controller); for CHECK_CONTROLLERS,
+    gap closed down by more than CHECK_GAP_DROP, mean EV travel time up by more than
+    CHECK_TRAVEL_REL + CHECK_TRAVEL_ABS_S, background time loss change up by more than
+    CHECK_BG_CHANGE_PP points; a group whose completed seeds differ from the baseline's (its
+    figures cannot be compared). Groups on only one side are noted, not failed."""
+    base = {(g["scenario"], g["controller"]): g for g in baseline.get("groups", [])}
+    cur = {(r["scenario"], r["controller"]): r for r in rows}
+    regressions: list[dict[str, Any]] = []
+    notes: list[str] = []
+
+    def regress(key: tuple[str, str], metric: str, b: Any, c: Any, limit: str) -> None:
+        regressions.append({"scenario": key[0], "controller": key[1], "metric": metric, "baseline": b,
+                            "current": c, "limit": limit})
+
+    for key, r in cur.items():
+        b = base.get(key)
+        if b is None:
+            notes.append(f"{key[0]} / {key[1]}: not in the baseline, not checked")
+            continue
+        if list(r["seeds"]) != list(b["seeds"]):
+            regress(key, "seeds", b["seeds"], r["seeds"], "the same completed seeds as the baseline")
+            continue
+        for rule in SAFETY_RULES:
+            if r[rule] > b[rule]:
+                regress(key, rule, b[rule], r[rule], f"<= {b[rule]}")
+        if key[1] not in CHECK_CONTROLLERS:
+            continue
+        g, gb = r.get("gap_closed"), b.get("gap_closed")
+        if g is not None and gb is not None and g < gb - CHECK_GAP_DROP - _EPS:
+            regress(key, "gap_closed", gb, g, f">= {gb - CHECK_GAP_DROP:.4f}")
+        t, tb = r.get("ev_travel_mean_s"), b.get("ev_travel_mean_s")
+        if t is not None and tb is not None:
+            limit = tb * (1 + CHECK_TRAVEL_REL) + CHECK_TRAVEL_ABS_S
+            if t > limit + _EPS:
+                regress(key, "ev_travel_mean_s", tb, t, f"<= {limit:.2f}")
+        c, cb = r.get("bg_time_loss_change_pct"), b.get("bg_time_loss_change_pct")
+        if c is not None and cb is not None and c > cb + CHECK_BG_CHANGE_PP + _EPS:
+            regress(key, "bg_time_loss_change_pct", cb, c, f"<= {cb + CHECK_BG_CHANGE_PP:.3f}")
+    for key in base:
+        if key not in cur:
+            notes.append(f"{key[0]} / {key[1]}: in the baseline but not run, not checked")
+    return {"regressions": regressions, "notes": notes}

@@ -1,0 +1,142 @@
+"""The ``greenwave bench`` command's work, apart from option parsing (which stays in
+controller/cli.py): plan the jobs, run them, aggregate, report, write, check."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from controller import __version__
+from controller.bench.aggregate import (
+    RunResult,
+    aggregate,
+    check_baseline,
+    make_baseline,
+    run_ev_mean,
+    run_row,
+    verdicts,
+)
+from controller.bench.report import print_report, read_baseline, write_csv, write_json
+from controller.bench.runner import Job, run_jobs
+from controller.bench.suite import DEFAULT_SUITE, load_suite, parse_controllers, parse_seeds
+from controller.errors import GreenwaveError
+
+
+def _progress(console: Console, width: int) -> Any:
+    def on_done(r: RunResult, n: int, total: int) -> None:
+        head = f"[{n:>{len(str(total))}}/{total}] {r.scenario:<{width}} {r.controller:<9} s{r.seed:<3}"
+        if r.summary is None:
+            console.print(f"{head} FAILED: {r.error}", highlight=False, markup=False)
+            return
+        ev = run_ev_mean(r.summary)
+        ev_txt = f"{ev:7.1f} s" if ev is not None else "   (no EV arrived)"
+        wall = f"{r.wall_s:6.1f} s" if r.wall_s is not None else "-"
+        console.print(f"{head} EV travel {ev_txt}  wall {wall}", highlight=False, markup=False)
+
+    return on_done
+
+
+def run_bench(
+    console: Console,
+    *,
+    suite: Path | None,
+    seeds: str | None,
+    controllers: str | None,
+    out_dir: Path | None,
+    jobs: int | None,
+    baseline: Path | None,
+    write_baseline: Path | None,
+) -> int:
+    """Run a bench; the exit code (0 ok, 1 failed runs or a regression). Input errors raise."""
+    from controller.runtime.run import CONTROLLERS  # imports SUMO; the aggregation does not
+
+    s = load_suite(suite or DEFAULT_SUITE)
+    seed_list = parse_seeds(seeds) if seeds is not None else s.seeds
+    ctrl_list = parse_controllers(controllers) if controllers is not None else s.controllers
+    missing = [c for c in ctrl_list if c not in CONTROLLERS]
+    if missing:
+        raise GreenwaveError(
+            f"controller{'s' if len(missing) > 1 else ''} {', '.join(missing)} not available yet "
+            f"(available: {', '.join(CONTROLLERS)}); choose with --controllers"
+        )
+    base = read_baseline(baseline) if baseline is not None else None  # a bad baseline fails before any run
+    out = (out_dir or Path("runs") / f"bench-{s.name}").resolve()
+    out.mkdir(parents=True, exist_ok=True)
+
+    plan = [
+        Job(sc.name, sc.source, ctrl, seed, out / "runs" / sc.name / f"{ctrl}-s{seed}")
+        for sc in s.scenarios if sc.source is not None
+        for seed in seed_list
+        for ctrl in ctrl_list
+    ]  # fmt: skip
+    workers = min(jobs or os.cpu_count() or 1, len(plan))
+    console.print(
+        f"greenwave bench: suite {s.name} v{s.version}: {len(s.scenarios)} scenario(s) x "
+        f"{len(ctrl_list)} controller(s) x {len(seed_list)} seed(s) = {len(plan)} runs on {workers} worker(s); "
+        f"output {out}",
+        highlight=False,
+    )
+    width = max(len(sc.name) for sc in s.scenarios)
+    results = run_jobs(plan, workers=workers, on_done=_progress(console, width))
+
+    rows = aggregate(results)
+    verdict_list = verdicts(results, rows)
+    suite_info = {"name": s.name, "version": s.version, "file": str(s.source), "seeds": list(seed_list),
+                  "controllers": list(ctrl_list), "scenarios": [sc.name for sc in s.scenarios]}
+    print_report(console, rows, verdict_list,
+                 f"{s.name} v{s.version} · seeds {_seed_text(seed_list)} · times in s, changes vs none in %")
+    check = check_baseline(rows, base) if base is not None else None
+    failures = [run_row(r) for r in results if r.summary is None]
+    write_json(out / "bench.json", {
+        "suite": suite_info,
+        "greenwave_version": __version__,
+        "out_dir": str(out),
+        "aggregate": rows,
+        "verdicts": verdict_list,
+        "check": None if check is None else {"baseline": str(baseline), **check},
+        "failures": failures,
+        "runs": [run_row(r) for r in results],
+        "notes": {
+            "gap_closed": "(mean_none - mean_X) / (mean_none - mean_oracle) of EV travel time on the seeds all "
+                          "three completed; gap_judged false when the oracle saves < 10 % of none's time",
+            "eta_pooling": "pooled: p90 over every run's raw errors (eta.errors); mean_of_run_p90: the mean of "
+                           "the runs' own p90s, used when some summary carries no raw errors",
+            "changes": "bg/cross time loss change: mean over seeds of (X - none) / none, in %",
+        },
+    })  # fmt: skip
+    write_csv(out / "bench.csv", rows)
+    console.print(f"written: {out / 'bench.json'}, {out / 'bench.csv'}", highlight=False)
+    if write_baseline is not None:
+        write_baseline.parent.mkdir(parents=True, exist_ok=True)
+        write_json(write_baseline, make_baseline(suite_info, rows))
+        console.print(f"baseline written: {write_baseline}", highlight=False)
+
+    code = 0
+    if failures:
+        console.print(f"{len(failures)} run(s) failed:", highlight=False)
+        for f in failures:
+            console.print(f"  {f['scenario']} {f['controller']} s{f['seed']}: {f['error']}", highlight=False,
+                          markup=False)
+        code = 1
+    if check is not None:
+        assert base is not None
+        for note in check["notes"]:
+            console.print(f"check: {note}", highlight=False, markup=False)
+        if check["regressions"]:
+            console.print(f"check against {baseline}: {len(check['regressions'])} regression(s):", highlight=False)
+            for g in check["regressions"]:
+                console.print(f"  {g['scenario']} / {g['controller']}: {g['metric']} {g['baseline']} -> "
+                              f"{g['current']} (allowed {g['limit']})", highlight=False, markup=False)
+            code = 1
+        else:
+            console.print(f"check against {baseline}: no regression", highlight=False)
+    return code
+
+
+def _seed_text(seeds: tuple[int, ...]) -> str:
+    if len(seeds) > 2 and list(seeds) == list(range(seeds[0], seeds[0] + len(seeds))):
+        return f"{seeds[0]}-{seeds[-1]}"
+    return ",".join(map(str, seeds))

@@ -1,0 +1,125 @@
+"""Run the jobs of a bench: one per (scenario, controller, seed), each in a worker process.
+
+libsumo runs one simulation per process, so every job runs in a spawned worker, and a worker
+runs its jobs one after another. At most ``jobs`` are in flight at a time, so when a worker dies
+(SUMO crashing takes the process with it) only the jobs that were running are suspects: they are
+tried once more in a fresh pool, and recorded as failed if that worker dies too.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from controller.bench.aggregate import RunResult
+from controller.errors import GreenwaveError
+
+MAX_ATTEMPTS = 2  # tries of a job whose worker process died
+
+
+@dataclass(frozen=True)
+class Job:
+    scenario: str  # the scenario's name
+    scenario_file: Path
+    controller: str
+    seed: int
+    out_dir: Path
+
+    @property
+    def label(self) -> str:
+        return f"{self.scenario} {self.controller} s{self.seed}"
+
+
+def run_job(job: Job) -> tuple[dict[str, Any], float]:
+    """In a worker: set up and run one simulation; its summary and the job's wall time in s."""
+    from controller.runtime.run import run
+    from controller.runtime.setup import prepare_scenario
+    from controller.scenario import load_scenario
+
+    started = time.perf_counter()
+    setup = prepare_scenario(load_scenario(job.scenario_file), seed=job.seed, out_dir=job.out_dir)
+    summary = run(setup, job.controller)
+    return summary, time.perf_counter() - started
+
+
+def _describe(error: BaseException) -> tuple[str, str | None]:
+    """A one-line message, and the worker's traceback for errors that are not the user's."""
+    if isinstance(error, GreenwaveError):
+        return str(error), None
+    if isinstance(error, BrokenProcessPool):
+        return "the worker process died (SUMO crashed?)", None
+    remote = error.__cause__  # concurrent.futures attaches the worker's traceback here
+    tb = str(remote) if remote is not None else "".join(traceback.format_exception(error))
+    return f"{type(error).__name__}: {error}", tb
+
+
+def run_jobs(
+    jobs: Sequence[Job],
+    *,
+    workers: int,
+    on_done: Callable[[RunResult, int, int], None] | None = None,
+    job_fn: Callable[[Job], tuple[dict[str, Any], float]] = run_job,
+) -> list[RunResult]:
+    """Run every job in ``workers`` spawned processes; results in the order of ``jobs``.
+
+    A failing job is recorded (its error in the result, a traceback in ``out_dir/error.txt`` for
+    unexpected errors) and the others go on. ``on_done(result, n_done, n_total)`` is called as
+    each job finishes. ``job_fn`` must be a module-level function (it is pickled)."""
+    results: dict[int, RunResult] = {}
+    attempts = dict.fromkeys(range(len(jobs)), 0)
+    pending = list(range(len(jobs)))
+    ctx = multiprocessing.get_context("spawn")
+
+    def record(i: int, result: RunResult) -> None:
+        results[i] = result
+        if on_done is not None:
+            on_done(result, len(results), len(jobs))
+
+    while pending:
+        retry: list[int] = []
+        with ProcessPoolExecutor(max_workers=max(1, workers), mp_context=ctx) as pool:
+            in_flight: dict[Future[tuple[dict[str, Any], float]], int] = {}
+            try:
+                while pending or in_flight:
+                    while pending and len(in_flight) < workers:
+                        i = pending.pop(0)
+                        attempts[i] += 1
+                        in_flight[pool.submit(job_fn, jobs[i])] = i
+                    done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                    for fut in done:
+                        i = in_flight.pop(fut)
+                        error = fut.exception()
+                        if error is None:
+                            summary, wall = fut.result()
+                            record(i, RunResult(jobs[i].scenario, jobs[i].controller, jobs[i].seed, summary,
+                                                out_dir=str(jobs[i].out_dir), wall_s=wall))
+                        elif isinstance(error, BrokenProcessPool) and attempts[i] < MAX_ATTEMPTS:
+                            retry.append(i)
+                        else:
+                            record(i, _failed(jobs[i], error))
+                    if retry:  # the pool is broken: the jobs not yet finished go to a fresh one
+                        retry.extend(in_flight.values())
+                        break
+            except KeyboardInterrupt:
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
+        pending = sorted(set(retry) | set(pending))
+    return [results[i] for i in range(len(jobs))]
+
+
+def _failed(job: Job, error: BaseException) -> RunResult:
+    message, tb = _describe(error)
+    if tb is not None:
+        try:
+            job.out_dir.mkdir(parents=True, exist_ok=True)
+            (job.out_dir / "error.txt").write_text(f"{message}\n\n{tb}\n", encoding="utf-8")
+        except OSError:
+            pass  # the message is still in the result
+    return RunResult(job.scenario, job.controller, job.seed, None, error=message, out_dir=str(job.out_dir))

@@ -1,0 +1,549 @@
+"""ETA prediction: when an emergency vehicle reaches each stop line still ahead on its corridor.
+
+Three layers, all pure (time is an argument):
+
+* **Kinematics.** :func:`build_profile` turns the route into a piecewise-constant speed-limit
+  profile along the corridor (route edges and the internal lanes of each crossing: a left
+  turn's internal lane is much slower than the edges it joins). :func:`arrival_times_s` drives
+  it from a position and speed: accelerate at ``accel`` to the local limit × ``speed_factor``
+  (capped by ``max_speed``), cruise, and brake at ``decel`` ahead of slower segments so that
+  every segment is entered within its limit. One forward pass gives the arrival time at every
+  target; the braking envelope (the highest speed allowed at each segment start) is
+  precomputed once per profile and dynamics.
+* **Online correction.** :class:`EtaPredictor` learns how much slower than free flow the EV
+  actually progresses (it follows cars): the ratio of moving time to kinematic time over the
+  last ``correction_window_s``, clipped and smoothed, applied to the kinematic time left.
+  Stopped samples are left out and a run of movement that ends in a stop is compared with a
+  kinematic run that also ends in a stop, so waiting at a red does not inflate the factor (the
+  signal's effect is the queue term's job).
+* **Queue term.** A red movement with vehicles queued ahead: the EV cannot pass before
+  ``t + red_for + start-up lost time + vehicles × saturation headway``; the delay it adds
+  carries over to every later junction.
+
+:class:`EtaLog` records predictions and evaluates them against the actual arrivals (DESIGN §5).
+"""
+
+from __future__ import annotations
+
+import bisect
+import functools
+import math
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from controller.core.corridor import Corridor
+from controller.core.network import Connection, Network
+
+STOP_SPEED_MPS = 0.1  # below this the EV is stopped (DESIGN §5)
+MIN_LIMIT_MPS = 0.1  # floor of a segment's effective limit (a 0 m/s lane would never be left)
+_EPS_M = 1e-6
+_PREDICTIONS_KEPT = 300  # per junction, for the learned spread
+_ERRORS_KEPT = 200  # relative errors of recent predictions, for the learned spread
+_SPREAD_MAX_HORIZON_S = 120.0
+_SPREAD_MIN_HORIZON_S = 10.0
+
+
+# ----------------------------------------------------------------------------------------------
+# values
+
+
+@dataclass(frozen=True)
+class EvDynamics:
+    max_speed_mps: float  # vehicle type maxSpeed
+    accel_mps2: float
+    decel_mps2: float
+    speed_factor: float = 1.0  # drives at speed_factor × the lane speed limit (capped by max speed)
+
+    def __post_init__(self) -> None:
+        for name in ("max_speed_mps", "accel_mps2", "decel_mps2", "speed_factor"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"EvDynamics.{name} must be a positive finite number, not {value!r}")
+
+
+@dataclass(frozen=True)
+class SpeedProfile:
+    """Speed limits along the corridor: contiguous segments ``[starts_m[k], ends_m[k])``."""
+
+    starts_m: tuple[float, ...]
+    ends_m: tuple[float, ...]
+    speeds_mps: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        n = len(self.starts_m)
+        if n == 0 or len(self.ends_m) != n or len(self.speeds_mps) != n:
+            raise ValueError(
+                f"SpeedProfile needs as many starts, ends and speeds, at least one: got "
+                f"{len(self.starts_m)}, {len(self.ends_m)}, {len(self.speeds_mps)}"
+            )
+        for k in range(n):
+            if not self.ends_m[k] > self.starts_m[k]:
+                raise ValueError(f"SpeedProfile segment {k} is empty: [{self.starts_m[k]}, {self.ends_m[k]})")
+            if not (math.isfinite(self.speeds_mps[k]) and self.speeds_mps[k] > 0):
+                raise ValueError(f"SpeedProfile segment {k} has speed {self.speeds_mps[k]!r}, not > 0")
+            if k and abs(self.starts_m[k] - self.ends_m[k - 1]) > _EPS_M:
+                raise ValueError(
+                    f"SpeedProfile segment {k} starts at {self.starts_m[k]}, the previous one ends at "
+                    f"{self.ends_m[k - 1]}: segments must be contiguous"
+                )
+
+    @property
+    def start_m(self) -> float:
+        return self.starts_m[0]
+
+    @property
+    def end_m(self) -> float:
+        return self.ends_m[-1]
+
+    def speed_at(self, position_m: float) -> float:
+        """The limit at ``position_m`` (a boundary belongs to the segment it starts; outside, the nearest)."""
+        k = bisect.bisect_right(self.starts_m, position_m) - 1
+        return self.speeds_mps[min(max(k, 0), len(self.speeds_mps) - 1)]
+
+
+# ----------------------------------------------------------------------------------------------
+# the profile of a corridor
+
+
+def crossing_connection(network: Network, from_edge: str, to_edge: str) -> Connection:
+    """The connection whose crossing the corridor counts: the shortest ``via_length_m`` (as corridor.py)."""
+    return min(network.connections_between(from_edge, to_edge), key=lambda c: c.via_length_m)
+
+
+def _crossing_speed_mps(network: Network, conn: Connection) -> float:
+    """Speed of the crossing's first internal lane; the exit edge's speed if the net has no internal lanes."""
+    internal = network.edges.get(conn.via_lane_id.rpartition("_")[0]) if conn.via_lane_id else None
+    if internal is not None:
+        for lane in internal.lanes:
+            if lane.lane_id == conn.via_lane_id:
+                return lane.speed_mps
+        return internal.speed_mps
+    return network.edges[conn.to_edge].speed_mps
+
+
+def build_profile(network: Network, corridor: Corridor) -> SpeedProfile:
+    """Speed limits along ``corridor``: each route edge at its speed, each crossing at its internal lane's.
+
+    Adjacent segments with the same limit are merged.
+    """
+    segments: list[tuple[float, float, float]] = []
+    route, offsets = corridor.route, corridor.edge_offsets_m
+    for i, edge_id in enumerate(route):
+        edge = network.edges[edge_id]
+        start = offsets[i]
+        end = start + edge.length_m
+        segments.append((start, end, edge.speed_mps))
+        if i + 1 < len(route) and offsets[i + 1] - end > _EPS_M:
+            conn = crossing_connection(network, edge_id, route[i + 1])
+            segments.append((end, offsets[i + 1], _crossing_speed_mps(network, conn)))
+    merged: list[list[float]] = []
+    for start, end, speed in segments:
+        if end - start <= _EPS_M:
+            continue
+        if merged and merged[-1][2] == speed:
+            merged[-1][1] = end
+        else:
+            merged.append([start, end, speed])
+    if not merged:
+        raise ValueError(f"corridor {corridor.route!r} has zero length")
+    for k in range(1, len(merged)):  # close float gaps between an edge end and a crossing start
+        merged[k][0] = merged[k - 1][1]
+    return SpeedProfile(
+        starts_m=tuple(s[0] for s in merged),
+        ends_m=tuple(s[1] for s in merged),
+        speeds_mps=tuple(s[2] for s in merged),
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# kinematics
+
+
+class _Kinematics:
+    """A profile with the EV's effective limits and braking envelope precomputed."""
+
+    def __init__(self, profile: SpeedProfile, dyn: EvDynamics) -> None:
+        self.starts = profile.starts_m
+        self.ends = profile.ends_m
+        self.a = dyn.accel_mps2
+        self.b = dyn.decel_mps2
+        self.limits = tuple(
+            max(min(s * dyn.speed_factor, dyn.max_speed_mps), MIN_LIMIT_MPS) for s in profile.speeds_mps
+        )
+        n = len(self.limits)
+        entry = [math.inf] * (n + 1)  # highest speed allowed at the start of segment k (n: the end)
+        for k in range(n - 1, -1, -1):
+            entry[k] = min(self.limits[k], math.sqrt(entry[k + 1] ** 2 + 2 * self.b * (self.ends[k] - self.starts[k])))
+        self.entry_cap = tuple(entry)
+
+    def times(
+        self,
+        from_m: float,
+        speed_mps: float,
+        targets_m: Sequence[float],
+        end_speed_mps: float | None = None,
+    ) -> list[float]:
+        """Seconds from ``from_m`` to each target; with ``end_speed_mps``, reaching the last one at most that fast."""
+        if not targets_m:
+            return []
+        if not (math.isfinite(speed_mps) and speed_mps >= 0):
+            raise ValueError(f"speed must be a finite number >= 0, not {speed_mps!r}")
+        if not math.isfinite(from_m) or from_m < self.starts[0] - _EPS_M:
+            raise ValueError(f"position {from_m} m is outside the profile [{self.starts[0]}, {self.ends[-1]}]")
+        prev = from_m
+        for x in targets_m:
+            if x < prev - _EPS_M:
+                if prev == from_m:
+                    raise ValueError(f"target {x} m is behind the vehicle at {from_m} m")
+                raise ValueError(f"targets must be sorted ascending: {list(targets_m)}")
+            prev = x
+        if targets_m[-1] > self.ends[-1] + _EPS_M:
+            raise ValueError(f"target {targets_m[-1]} m is beyond the end of the profile at {self.ends[-1]} m")
+
+        a, b = self.a, self.b
+        terminal = targets_m[-1] if end_speed_mps is not None else math.inf
+        end_v = max(end_speed_mps, 0.0) if end_speed_mps is not None else math.inf
+        n_seg, n_tgt = len(self.limits), len(targets_m)
+        k = min(max(bisect.bisect_right(self.starts, from_m) - 1, 0), n_seg - 1)
+        x, u, t = from_m, speed_mps, 0.0
+        out: list[float] = []
+        i = 0
+        while i < n_tgt and k < n_seg:
+            limit = self.limits[k]
+            if terminal <= self.ends[k]:
+                x_end, w = terminal, end_v
+            else:
+                x_end, w = self.ends[k], self.entry_cap[k + 1]
+                if end_speed_mps is not None:
+                    w = min(w, math.sqrt(end_v**2 + 2 * b * (terminal - x_end)))
+            dist = max(x_end - x, 0.0)
+            u = min(u, limit, math.sqrt(w**2 + 2 * b * dist))  # enter within the limit and the envelope
+            w_eff = min(w, limit)
+            # phases: accelerate over [0, p1] to vc, cruise at vc over [p1, p2], brake over [p2, dist]
+            s_acc = (limit**2 - u**2) / (2 * a)
+            s_brk = (limit**2 - w_eff**2) / (2 * b)
+            if s_acc + s_brk <= dist:
+                vc, p1, p2 = limit, s_acc, dist - s_brk
+            else:
+                meet = (w**2 - u**2 + 2 * b * dist) / (2 * (a + b)) if math.isfinite(w) else math.inf
+                if meet >= dist:
+                    vc = math.sqrt(u**2 + 2 * a * dist)
+                    p1 = p2 = dist
+                else:
+                    p1 = p2 = max(meet, 0.0)
+                    vc = math.sqrt(u**2 + 2 * a * p1)
+            while i < n_tgt and targets_m[i] <= x_end + _EPS_M:
+                out.append(t + _time_in(min(max(targets_m[i] - x, 0.0), dist), u, vc, p1, p2, a, b))
+                i += 1
+            t += _time_in(dist, u, vc, p1, p2, a, b)
+            u = math.sqrt(max(vc**2 - 2 * b * (dist - p2), 0.0))
+            x = x_end
+            k += 1
+        out.extend([t] * (n_tgt - i))  # targets within _EPS_M past the end
+        return out
+
+
+def _time_in(d: float, u: float, vc: float, p1: float, p2: float, a: float, b: float) -> float:
+    """Seconds to cover ``d`` m of a segment: accelerate from ``u`` over [0, p1] to ``vc``, cruise to p2, brake."""
+    if d <= p1:
+        return (math.sqrt(u * u + 2 * a * d) - u) / a
+    t = (vc - u) / a
+    if d <= p2:
+        return t + (d - p1) / vc
+    return t + (p2 - p1) / vc + (vc - math.sqrt(max(vc * vc - 2 * b * (d - p2), 0.0))) / b
+
+
+@functools.lru_cache(maxsize=64)
+def _kinematics(profile: SpeedProfile, dyn: EvDynamics) -> _Kinematics:
+    return _Kinematics(profile, dyn)
+
+
+def arrival_times_s(
+    profile: SpeedProfile,
+    dyn: EvDynamics,
+    from_m: float,
+    speed_mps: float,
+    targets_m: Sequence[float],
+) -> list[float]:
+    """Free-flow seconds from ``from_m`` at ``speed_mps`` to each of ``targets_m`` (sorted ascending).
+
+    Raises ValueError for a target behind ``from_m``, beyond the profile, or out of order.
+    """
+    return _kinematics(profile, dyn).times(from_m, speed_mps, targets_m)
+
+
+def travel_time_s(profile: SpeedProfile, dyn: EvDynamics, from_m: float, speed_mps: float, to_m: float) -> float:
+    """Free-flow seconds from ``from_m`` at ``speed_mps`` to ``to_m``."""
+    return arrival_times_s(profile, dyn, from_m, speed_mps, (to_m,))[0]
+
+
+# ----------------------------------------------------------------------------------------------
+# prediction
+
+
+@dataclass(frozen=True)
+class EtaConfig:
+    correction_window_s: float = 30.0  # online correction from recent progress
+    min_factor: float = 1.0
+    max_factor: float = 4.0
+    band_base_s: float = 1.0  # band half-width = base + max(per_s, spread_z × learned spread) × horizon
+    band_per_s: float = 0.08
+    saturation_headway_s: float = 2.0  # queue discharge: count × headway + lost time
+    startup_lost_s: float = 2.0
+    smoothing_s: float = 10.0  # time constant of the factor's exponential smoothing
+    band_spread_z: float = 1.5  # multiple of the RMS relative error of past predictions
+    min_moving_s: float = 3.0  # less moving time than this in the window: the factor is not updated
+
+
+@dataclass(frozen=True)
+class QueueAhead:
+    """Vehicles that must discharge before the EV can pass junction ``junction_index``."""
+
+    junction_index: int
+    vehicles: int  # on the EV's approach lanes ahead of it (max over lanes)
+    red_for_s: float  # how long, from now, the EV's movement stays red (0 if green now and kept green)
+
+
+@dataclass(frozen=True)
+class Eta:
+    junction_index: int
+    eta_s: float  # absolute time
+    low_s: float
+    high_s: float
+    free_flow_s: float  # the kinematic part alone (absolute), for diagnostics
+
+
+class EtaPredictor:
+    """ETAs of one EV on one corridor; feed :meth:`observe` every tick, ask :meth:`predict`."""
+
+    def __init__(
+        self,
+        corridor: Corridor,
+        profile: SpeedProfile,
+        dyn: EvDynamics,
+        config: EtaConfig | None = None,
+    ) -> None:
+        self._corridor = corridor
+        self._kin = _kinematics(profile, dyn)
+        self._config = config if config is not None else EtaConfig()
+        if self._config.min_factor > self._config.max_factor:
+            raise ValueError("EtaConfig.min_factor must not exceed max_factor")
+        self._samples: deque[tuple[float, float, float]] = deque()  # (t, position, speed)
+        self._factor = min(max(1.0, self._config.min_factor), self._config.max_factor)
+        self._predictions: dict[int, deque[tuple[float, float]]] = {}  # junction -> (t made, eta)
+        self._rel_errors: deque[float] = deque(maxlen=_ERRORS_KEPT)
+
+    @property
+    def factor(self) -> float:
+        """The current online correction: actual / free-flow time of recent movement."""
+        return self._factor
+
+    @property
+    def spread_per_s(self) -> float:
+        """RMS of (predicted − actual) / horizon of the predictions scored so far (0 before any)."""
+        if not self._rel_errors:
+            return 0.0
+        return math.sqrt(sum(r * r for r in self._rel_errors) / len(self._rel_errors))
+
+    def observe(self, t_s: float, position_m: float, speed_mps: float) -> None:
+        """The EV's position along the corridor and speed at ``t_s``.
+
+        Ignored when not after the last observation or not finite.
+        """
+        if not (math.isfinite(t_s) and math.isfinite(position_m) and math.isfinite(speed_mps)):
+            return
+        if self._samples and t_s <= self._samples[-1][0]:
+            return
+        position_m = max(position_m, self._kin.starts[0])
+        prev = self._samples[-1] if self._samples else None
+        self._samples.append((t_s, position_m, max(speed_mps, 0.0)))
+        horizon = t_s - self._config.correction_window_s
+        while self._samples[0][0] < horizon - 1e-9:
+            self._samples.popleft()
+        if prev is not None:
+            self._score_crossings(prev, self._samples[-1])
+            self._update_factor(t_s - prev[0])
+
+    def predict(self, t_s: float, queues: Sequence[QueueAhead] = ()) -> list[Eta]:
+        """ETAs at every junction still ahead (position < stop line), in corridor order.
+
+        Made from the last observed state (the route start at rest, at ``t_s``, before any).
+        """
+        cfg = self._config
+        t0, x0, v0 = self._samples[-1] if self._samples else (t_s, self._kin.starts[0], 0.0)
+        ahead = [j for j in self._corridor.junctions if x0 < j.distance_m]
+        if not ahead:
+            return []
+        kin = self._kin.times(x0, v0, [j.distance_m for j in ahead])
+        bound: dict[int, float] = {}
+        for q in queues:
+            lost = cfg.startup_lost_s if q.red_for_s > 0 else 0.0
+            earliest = t_s + max(q.red_for_s, 0.0) + lost + max(q.vehicles, 0) * cfg.saturation_headway_s
+            bound[q.junction_index] = max(earliest, bound.get(q.junction_index, -math.inf))
+        per_s = max(cfg.band_per_s, cfg.band_spread_z * self.spread_per_s)
+        shift = 0.0
+        out: list[Eta] = []
+        for j, k in zip(ahead, kin, strict=True):
+            free = t0 + k
+            eta = t0 + self._factor * k + shift
+            floor_s = bound.get(j.index)
+            if floor_s is not None and floor_s > eta:
+                shift += floor_s - eta
+                eta = floor_s
+            half = cfg.band_base_s + per_s * max(eta - t_s, 0.0)
+            low = max(eta - half, min(free, eta) - cfg.band_base_s)
+            out.append(Eta(j.index, eta, low, eta + half, free))
+            made = self._predictions.setdefault(j.index, deque(maxlen=_PREDICTIONS_KEPT))
+            if made and made[-1][0] == t_s:  # asked again in the same tick: keep the latest
+                made[-1] = (t_s, eta)
+            else:
+                made.append((t_s, eta))
+        return out
+
+    def _update_factor(self, dt_s: float) -> None:
+        """Smooth toward the moving-time / kinematic-time ratio of the runs of movement in the window."""
+        cfg = self._config
+        samples = self._samples
+        moving_s = 0.0
+        kinematic_s = 0.0
+        start = 0
+        n = len(samples)
+        for k in range(1, n + 1):
+            run_ends = k == n or (samples[k - 1][2] < STOP_SPEED_MPS and samples[k][2] < STOP_SPEED_MPS)
+            if not run_ends:
+                continue
+            end = k - 1
+            if end > start:
+                t_a, x_a, v_a = samples[start]
+                t_b, x_b, v_b = samples[end]
+                if x_b > x_a:
+                    # a run ending in a stop is compared with a kinematic run ending in a stop
+                    end_cap = v_b if v_b < STOP_SPEED_MPS else None
+                    x_b = min(x_b, self._kin.ends[-1])
+                    x_a = min(x_a, x_b)
+                    moving_s += t_b - t_a
+                    kinematic_s += self._kin.times(x_a, v_a, (x_b,), end_cap)[0]
+            start = k
+        if moving_s < cfg.min_moving_s or kinematic_s <= 0:
+            return
+        raw = min(max(moving_s / kinematic_s, cfg.min_factor), cfg.max_factor)
+        weight = min(1.0, dt_s / cfg.smoothing_s) * min(1.0, moving_s / (0.5 * cfg.correction_window_s))
+        self._factor += weight * (raw - self._factor)
+
+    def _score_crossings(self, prev: tuple[float, float, float], cur: tuple[float, float, float]) -> None:
+        (t_a, x_a, _), (t_b, x_b, _) = prev, cur
+        if x_b <= x_a:
+            return
+        for j in self._corridor.junctions:
+            if not x_a < j.distance_m <= x_b:
+                continue
+            made = self._predictions.pop(j.index, None)
+            if not made:
+                continue
+            actual = t_a + (j.distance_m - x_a) / (x_b - x_a) * (t_b - t_a)
+            for t_made, eta in made:
+                horizon = actual - t_made
+                if 0 < horizon <= _SPREAD_MAX_HORIZON_S:
+                    self._rel_errors.append((eta - actual) / max(horizon, _SPREAD_MIN_HORIZON_S))
+
+
+# ----------------------------------------------------------------------------------------------
+# evaluation
+
+
+@dataclass(frozen=True)
+class EtaRecord:
+    ev_id: str
+    junction_index: int
+    t_s: float  # when the prediction was made
+    eta_s: float
+    low_s: float
+    high_s: float
+    tag: str = ""  # e.g. "entry": the prediction used at the start of a junction's preemption
+
+
+def _percentile(sorted_values: Sequence[float], q: float) -> float:
+    """Linear interpolation between closest ranks (numpy's default)."""
+    pos = (len(sorted_values) - 1) * q
+    lo = math.floor(pos)
+    hi = min(lo + 1, len(sorted_values) - 1)
+    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
+
+
+def _round(x: float | None) -> float | None:
+    return None if x is None else round(x, 3)
+
+
+def _abs_stats(errors: Sequence[float]) -> dict[str, object]:
+    if not errors:
+        return {"n": 0, "abs_error_p50": None, "abs_error_p90": None}
+    a = sorted(abs(e) for e in errors)
+    return {"n": len(a), "abs_error_p50": _round(_percentile(a, 0.5)), "abs_error_p90": _round(_percentile(a, 0.9))}
+
+
+def _horizon_key(h: float) -> str:
+    return f"{h:g}"
+
+
+class EtaLog:
+    """Every prediction made, and their errors against the actual arrivals."""
+
+    OVERALL_MAX_HORIZON_S = 120.0
+    MATCH_TOLERANCE_S = 1.0
+
+    def __init__(self) -> None:
+        self._records: list[EtaRecord] = []
+
+    @property
+    def records(self) -> tuple[EtaRecord, ...]:
+        return tuple(self._records)
+
+    def record(self, ev_id: str, t_s: float, etas: Sequence[Eta], tag_for: Mapping[int, str] | None = None) -> None:
+        for e in etas:
+            tag = tag_for.get(e.junction_index, "") if tag_for else ""
+            self._records.append(EtaRecord(ev_id, e.junction_index, t_s, e.eta_s, e.low_s, e.high_s, tag))
+
+    def evaluate(
+        self,
+        actual_s: Mapping[tuple[str, int], float],
+        horizons_s: Sequence[float] = (10, 30, 60),
+    ) -> dict[str, object]:
+        """JSON-ready errors (predicted − actual) overall, per horizon and at entry; None where n == 0.
+
+        Overall: every prediction made 0 < actual − t ≤ 120 s ahead. Horizon h: per (ev,
+        junction) the prediction whose actual − t is closest to h, within ±1 s. Entry: the
+        records tagged "entry".
+        """
+        scored: list[tuple[EtaRecord, float, float]] = []  # record, actual, horizon
+        for r in self._records:
+            actual = actual_s.get((r.ev_id, r.junction_index))
+            if actual is not None:
+                scored.append((r, actual, actual - r.t_s))
+
+        overall = [(r, a) for r, a, h in scored if 0 < h <= self.OVERALL_MAX_HORIZON_S]
+        errors = [r.eta_s - a for r, a in overall]
+        result: dict[str, object] = dict(_abs_stats(errors))
+        result["bias_s"] = _round(sum(errors) / len(errors)) if errors else None
+        covered = sum(1 for r, a in overall if r.low_s <= a <= r.high_s)
+        result["band_coverage"] = _round(covered / len(overall)) if overall else None
+
+        groups: dict[tuple[str, int], list[tuple[EtaRecord, float, float]]] = {}
+        for item in scored:
+            groups.setdefault((item[0].ev_id, item[0].junction_index), []).append(item)
+        by_horizon: dict[str, object] = {}
+        error_lists: dict[str, list[float | None]] = {}
+        for h in horizons_s:
+            errs: list[float] = []
+            for key in sorted(groups):
+                r, a, hz = min(groups[key], key=lambda item: (abs(item[2] - h), item[0].t_s))
+                if abs(hz - h) <= self.MATCH_TOLERANCE_S + 1e-9:
+                    errs.append(r.eta_s - a)
+            by_horizon[_horizon_key(h)] = _abs_stats(errs)
+            error_lists[_horizon_key(h)] = [_round(e) for e in errs]
+        result["by_horizon"] = by_horizon
+        entry = [r.eta_s - a for r, a, _ in scored if r.tag == "entry"]
+        result["at_entry"] = _abs_stats(entry)
+        error_lists["entry"] = [_round(e) for e in entry]
+        result["errors"] = error_lists
+        return result

@@ -1,0 +1,215 @@
+"""The controllers that preempt safely: ``greenwave`` (predictive) and ``local`` (detector-style).
+
+Both turn each emergency vehicle's (EV's) progress into per-signal :class:`ServiceRequest` data
+and let the :class:`~controller.core.planner.Planner` switch through safe transitions:
+
+- **greenwave** predicts the EV's arrival at every signal ahead (:mod:`controller.core.eta`) and
+  asks for green at ``ETA − (queue discharge + margin)``; with *progression*, a signal also turns
+  green in time for the vehicles that the previous signal releases ahead of the EV, so queues do
+  not re-form in front of it from junction to junction.
+- **local** is what roadside optical or GPS preemption does: it asks for green as soon as the EV
+  is within a detection range of the stop line (default 300 m) or, in the ETA variant, within an
+  ETA threshold; no prediction, no queue clearance.
+
+Pure: the snapshot carries time, the EVs, the signals and the approach lanes' queues.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from controller.core.corridor import Corridor, CorridorJunction
+from controller.core.eta import Eta, EtaConfig, EtaLog, EtaPredictor, EvDynamics, build_profile
+from controller.core.network import Network, Program, is_green
+from controller.core.planner import Planner, PlannerConfig, ServiceRequest
+from controller.core.progress import EvProgress
+from controller.core.snapshot import SignalCommand, Snapshot
+
+Mode = Literal["greenwave", "local"]
+PRIORITY = {"ambulance": 1, "fire": 1, "police": 2, "transit": 3}
+
+
+@dataclass(frozen=True)
+class ControllerConfig:
+    mode: Mode = "greenwave"
+    margin_s: float = 3.0  # green this long before the queue ahead of the EV has to be gone
+    saturation_headway_s: float = 2.0
+    startup_lost_s: float = 2.0
+    progression: bool = True
+    detect_range_m: float = 300.0  # local: detection range
+    detect_eta_s: float | None = None  # local, ETA-threshold variant
+    planner: PlannerConfig = field(default_factory=PlannerConfig)
+    eta: EtaConfig = field(default_factory=EtaConfig)
+
+
+@dataclass(frozen=True)
+class EvSetup:
+    ev_id: str
+    ev_type: str
+    corridor: Corridor
+    dynamics: EvDynamics
+    dispatch_s: float
+
+    @property
+    def priority(self) -> int:
+        return PRIORITY.get(self.ev_type, 3)
+
+
+def approach_targets(network: Network, program: Program, junction: CorridorJunction) -> tuple[str, int]:
+    """The state that serves the EV's approach, and the program phase it is taken from.
+
+    The phase is the one that greens the EV's links and most of the other links leaving its
+    approach edge (so the whole queue ahead of it can flush), the longest on ties. The state
+    keeps that phase's greens; but where a link of the approach is only permissive there (a
+    turn that waits for a gap), the opposing movements it yields to are dropped: the approach
+    is served exclusively, so nothing ahead of the EV waits for a gap.
+    """
+    approach = {
+        c.link_index
+        for c in network.connections
+        if c.from_edge == junction.approach_edge and c.tls_id == junction.tls_id and c.link_index >= 0
+    } | set(junction.link_indices)
+
+    def score(p: int) -> tuple[int, float]:
+        state = program.phases[p].state
+        return (sum(1 for i in approach if is_green(state[i])), program.phases[p].duration_s)
+
+    phase = max(junction.green_phases, key=score)
+    state = program.phases[phase].state
+    permissive = any(state[i] == "g" for i in approach)
+    keep = {i for i, c in enumerate(state) if is_green(c) and (i in approach or not permissive)}
+    return "".join(c if i in keep else "r" for i, c in enumerate(state)), phase
+
+
+class PreemptionController:
+    """``greenwave`` or ``local``, depending on ``config.mode``."""
+
+    def __init__(self, network: Network, evs: Sequence[EvSetup], config: ControllerConfig | None = None) -> None:
+        self.config = config or ControllerConfig()
+        self.name: str = self.config.mode
+        self.network = network
+        self.evs: dict[str, EvSetup] = {e.ev_id: e for e in evs}
+        self.cancelled: set[str] = set()
+        programs = {tls: network.programs[tls] for e in evs for tls in e.corridor.tls_ids()}
+        self.planner = Planner(programs, self.config.planner)
+        self.eta_log = EtaLog()
+        self._predictors: dict[str, EtaPredictor] = {}
+        self._targets: dict[tuple[str, int], tuple[str, int]] = {}
+        for e in evs:
+            self._plan_corridor(e)
+
+    # -- EV lifecycle -------------------------------------------------------------------------
+    def _plan_corridor(self, ev: EvSetup) -> None:
+        for tls in ev.corridor.tls_ids():
+            if tls not in self.planner.junctions:
+                self.planner.add_signal(self.network.programs[tls])
+        self._predictors[ev.ev_id] = EtaPredictor(
+            ev.corridor, build_profile(self.network, ev.corridor), ev.dynamics, self.config.eta
+        )
+        for j in ev.corridor.junctions:
+            self._targets[(ev.ev_id, j.index)] = approach_targets(self.network, self.network.programs[j.tls_id], j)
+
+    def cancel(self, ev_id: str) -> None:
+        """Drop an EV: every signal held only for it is handed back on the next ticks (S5)."""
+        self.cancelled.add(ev_id)
+
+    def reroute(self, ev_id: str, corridor: Corridor) -> None:
+        """The EV left its route: plan the new corridor; signals it no longer needs are handed
+        back on the next tick (their requests are gone)."""
+        old = self.evs[ev_id]
+        self.evs[ev_id] = EvSetup(ev_id, old.ev_type, corridor, old.dynamics, old.dispatch_s)
+        for key in [k for k in self._targets if k[0] == ev_id]:
+            del self._targets[key]
+        self._plan_corridor(self.evs[ev_id])
+
+    @property
+    def preempted(self) -> set[str]:
+        return self.planner.preempted
+
+    @property
+    def busy(self) -> bool:
+        return self.planner.busy
+
+    # -- the tick -----------------------------------------------------------------------------
+    def tick(self, snapshot: Snapshot, progress: Mapping[str, EvProgress]) -> list[SignalCommand]:
+        t = snapshot.t_s
+        self.planner.observe(t, snapshot.signals)
+        requests: list[ServiceRequest] = []
+        predictions: dict[str, list[Eta]] = {}
+        for ev_id, ev in self.evs.items():
+            p = progress.get(ev_id)
+            if p is None or ev_id in self.cancelled or p.arrived_s is not None or t < ev.dispatch_s:
+                continue
+            vehicle = snapshot.vehicles.get(ev_id)
+            if p.depart_s is not None and vehicle is None:
+                self.cancelled.add(ev_id)  # vanished (teleported away, removed): hand back
+                continue
+            predictor = self._predictors[ev_id]
+            position = p.position_m if p.position_m is not None and vehicle is not None else 0.0
+            speed = vehicle.speed_mps if vehicle is not None else 0.0
+            if vehicle is not None:
+                predictor.observe(t, position, speed)
+            etas = [e for e in predictor.predict(t) if not p.crossed(e.junction_index)]
+            predictions[ev_id] = etas
+            requests.extend(self._requests(ev, etas, snapshot, position))
+        commands = self.planner.tick(t, requests)
+        entered = self.planner.entries_at(t)
+        for ev_id, etas in predictions.items():
+            tags = {j: "entry" for (e, j) in entered if e == ev_id}
+            self.eta_log.record(ev_id, t, etas, tag_for=tags)
+        return commands
+
+    def _requests(
+        self, ev: EvSetup, etas: Sequence[Eta], snapshot: Snapshot, position_m: float
+    ) -> list[ServiceRequest]:
+        cfg = self.config
+        out: list[ServiceRequest] = []
+        previous_need: float | None = None
+        previous_eta: float | None = None
+        for eta in etas:
+            j = ev.corridor.junctions[eta.junction_index]
+            eta_s = eta.eta_s
+            target, phase = self._targets[(ev.ev_id, j.index)]
+            queue = max((snapshot.lanes[ln].halting for ln in j.approach_lanes if ln in snapshot.lanes), default=0)
+            clear_s = (cfg.startup_lost_s + queue * cfg.saturation_headway_s) if queue else 0.0
+            need = eta_s - clear_s - cfg.margin_s
+            if (
+                cfg.mode == "greenwave"
+                and cfg.progression
+                and previous_need is not None
+                and previous_eta is not None
+                and previous_need > snapshot.t_s
+            ):
+                # vehicles released ahead of the EV by the previous signal arrive here after the
+                # free travel time between the two: be green for them, minus this queue's clearance
+                need = min(need, previous_need + (eta_s - previous_eta) - clear_s)
+            start_now = False
+            if cfg.mode == "local":
+                distance = j.distance_m - position_m
+                start_now = distance <= cfg.detect_range_m or (
+                    cfg.detect_eta_s is not None and eta_s - snapshot.t_s <= cfg.detect_eta_s
+                )
+                if not start_now:
+                    previous_need, previous_eta = need, eta_s
+                    continue
+            out.append(
+                ServiceRequest(
+                    ev_id=ev.ev_id,
+                    priority=ev.priority,
+                    tls_id=j.tls_id,
+                    junction_index=j.index,
+                    target=target,
+                    phase=phase,
+                    eta_s=eta_s,
+                    need_green_by_s=need,
+                    start_now=start_now,
+                )
+            )
+            previous_need, previous_eta = need, eta_s
+        return out
+
+    def stop(self) -> list[SignalCommand]:
+        self.planner.stop()
+        return []

@@ -1,0 +1,373 @@
+"""Preemption planning: one state machine per traffic light, in NTCIP 1202 terms.
+
+    idle → armed → entry → dwell → exit → idle
+
+- **armed**: an emergency vehicle (EV) is approaching; nothing switched yet.
+- **entry**: the running phase ends safely (minimum green, yellow, red clearance from the
+  program, see :mod:`controller.core.transitions`) and the EV's approach turns green. It starts
+  as late as possible: when the time needed to show the target is about to exceed the time left
+  before the approach must be green (``need_green_by_s``: the EV's arrival less the time its
+  queue needs to discharge and a margin). If the approach is already green, it is held.
+- **dwell**: the approach is green until the EV has crossed the stop line (or the maximum
+  presence time has passed).
+- **exit**: hand-back: the signal goes, again through safe transitions, to the program phase
+  that serves what was skipped, and the program resumes there.
+
+Requests are data (:class:`ServiceRequest`), computed by the controller from ETAs; several EVs
+are arbitrated per signal by priority class then ETA, and compatible movements (subsets of the
+same program phase) are served together. Pure: time is an argument, commands are returned.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from controller.core.network import Program, is_green, is_yellow
+from controller.core.snapshot import SignalCommand, SignalState
+from controller.core.transitions import DisplayClock, SignalTiming, next_state, time_to_show_s
+
+Stage = Literal["idle", "armed", "entry", "dwell", "exit"]
+
+
+@dataclass(frozen=True)
+class PlannerConfig:
+    step_s: float = 1.0
+    arm_horizon_s: float = 150.0  # arm when the EV's ETA is this close
+    max_presence_s: float = 120.0  # then the signal is handed back whatever happens (hand-back fits in 180 s)
+    lockout_s: float = 30.0  # after a max-presence exit, no re-service for the same EV this long
+    slack_s: float = 1.0  # start entry this much before the last safe moment (re-planning granularity)
+    hold_for_next_s: float = 15.0  # keep dwelling if another EV's need is this close
+    min_green_floor_s: float = 5.0
+
+
+@dataclass(frozen=True)
+class ServiceRequest:
+    """One EV asking one signal to serve its approach."""
+
+    ev_id: str
+    priority: int  # 1 fire/ambulance, 2 police, 3 transit
+    tls_id: str
+    junction_index: int  # in the EV's corridor
+    target: str  # state serving the approach: a program phase's greens or a subset of them
+    phase: int  # the program phase the target comes from
+    eta_s: float
+    need_green_by_s: float  # when the approach must show green
+    start_now: bool = False  # local (detector) preemption: switch as soon as detected
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return (self.ev_id, self.junction_index)
+
+
+@dataclass
+class PreemptionRecord:
+    tls_id: str
+    ev_id: str
+    junction_index: int
+    armed_s: float
+    eta_at_entry_s: float | None = None
+    entry_s: float | None = None
+    dwell_s: float | None = None
+    exit_s: float | None = None
+    restored_s: float | None = None
+    exit_reason: str = ""
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "tls": self.tls_id,
+            "ev": self.ev_id,
+            "junction_index": self.junction_index,
+            "armed": self.armed_s,
+            "entry": self.entry_s,
+            "eta_at_entry": None if self.eta_at_entry_s is None else round(self.eta_at_entry_s, 2),
+            "dwell": self.dwell_s,
+            "exit": self.exit_s,
+            "restored": self.restored_s,
+            "preempted_s": None if self.entry_s is None or self.restored_s is None
+            else round(self.restored_s - self.entry_s, 2),
+            "recovery_s": None if self.exit_s is None or self.restored_s is None
+            else round(self.restored_s - self.exit_s, 2),
+            "exit_reason": self.exit_reason,
+        }
+
+
+@dataclass
+class JunctionControl:
+    """The state machine of one traffic light."""
+
+    timing: SignalTiming
+    clock: DisplayClock
+    stage: Stage = "idle"
+    target: str = ""
+    serving: tuple[tuple[str, int], ...] = ()
+    phase: int = -1
+    entry_s: float | None = None
+    holding: bool = False  # we have switched it to our own states
+    in_program: bool = False  # SUMO reports it running its own program
+    program_phase: int = -1
+    program_phase_since: float = 0.0
+    reentry_phase: int = -1
+    lockout: dict[str, float] = field(default_factory=dict)  # ev_id -> until
+    records: list[PreemptionRecord] = field(default_factory=list)
+    current: dict[tuple[str, int], PreemptionRecord] = field(default_factory=dict)
+
+    @property
+    def tls_id(self) -> str:
+        return self.timing.tls_id
+
+    @property
+    def program(self) -> Program:
+        return self.timing.program
+
+
+def merge_targets(timing: SignalTiming, reqs: Sequence[ServiceRequest]) -> tuple[str, int, tuple[ServiceRequest, ...]]:
+    """The winner's target (priority class, then urgency), plus every other request whose
+    greens fit the winner's program phase: compatible movements are served together."""
+    winner = min(reqs, key=lambda r: (r.priority, r.need_green_by_s, r.ev_id))
+    phase_state = timing.program.phases[winner.phase].state
+    greens = {i for i, c in enumerate(winner.target) if is_green(c)}
+    served = [winner]
+    for r in reqs:
+        if r is winner:
+            continue
+        theirs = {i for i, c in enumerate(r.target) if is_green(c)}
+        if all(is_green(phase_state[i]) for i in theirs):
+            greens |= theirs
+            served.append(r)
+    state = "".join(c if i in greens else "r" for i, c in enumerate(phase_state))
+    return state, winner.phase, tuple(served)
+
+
+def reentry_phase(program: Program, served_phase: int, target: str) -> int:
+    """The program phase to hand back at: the next one after ``served_phase`` that starts a
+    green the target did not show (the skipped cross street gets its turn first), shows no
+    yellow, and begins a run of green so that the program plays that green in full."""
+    n = len(program.phases)
+    target_greens = {i for i, c in enumerate(target) if is_green(c)}
+
+    def greens(p: int) -> set[int]:
+        return {i for i, c in enumerate(program.phases[p].state) if is_green(c)}
+
+    fallback = -1
+    for k in range(1, n + 1):
+        p = (served_phase + k) % n
+        state = program.phases[p].state
+        if any(is_yellow(c) for c in state) or not greens(p):
+            continue
+        if fallback < 0:
+            fallback = p
+        starts_green = bool(greens(p) - greens((p - 1) % n))
+        if starts_green and not greens(p) <= target_greens:
+            return p
+    return fallback if fallback >= 0 else served_phase
+
+
+class Planner:
+    """Plans every signal on the EVs' corridors; fed each tick with the signals' states."""
+
+    def __init__(self, programs: Mapping[str, Program], config: PlannerConfig = PlannerConfig()) -> None:
+        self.config = config
+        self.junctions: dict[str, JunctionControl] = {
+            tls: JunctionControl(
+                SignalTiming.from_program(p, min_green_floor_s=config.min_green_floor_s), DisplayClock(p.link_count)
+            )
+            for tls, p in programs.items()
+        }
+        self.stopping = False
+
+    def add_signal(self, program: Program) -> None:
+        """Plan one more signal (an EV was re-routed onto it)."""
+        if program.tls_id not in self.junctions:
+            self.junctions[program.tls_id] = JunctionControl(
+                SignalTiming.from_program(program, min_green_floor_s=self.config.min_green_floor_s),
+                DisplayClock(program.link_count),
+            )
+
+    # -- queries ------------------------------------------------------------------------------
+    def entries_at(self, t_s: float) -> list[tuple[str, int]]:
+        """(EV, junction index) whose preemption entry started at ``t_s``."""
+        return [key for j in self.junctions.values() for key, rec in j.current.items() if rec.entry_s == t_s]
+
+    @property
+    def busy(self) -> bool:
+        return any(j.stage in ("entry", "dwell", "exit") for j in self.junctions.values())
+
+    @property
+    def preempted(self) -> set[str]:
+        return {tls for tls, j in self.junctions.items() if j.records}
+
+    def stage(self, tls_id: str) -> Stage:
+        return self.junctions[tls_id].stage
+
+    def records(self) -> list[PreemptionRecord]:
+        out = [r for j in self.junctions.values() for r in j.records]
+        return sorted(out, key=lambda r: (r.entry_s if r.entry_s is not None else r.armed_s, r.tls_id))
+
+    def time_to_show_s(self, tls_id: str, target: str, t_s: float) -> float:
+        j = self.junctions[tls_id]
+        return time_to_show_s(j.timing, j.clock, target, t_s, self.config.step_s)
+
+    # -- the tick -----------------------------------------------------------------------------
+    def observe(self, t_s: float, signals: Mapping[str, SignalState]) -> None:
+        for tls, sig in signals.items():
+            j = self.junctions.get(tls)
+            if j is None:
+                continue
+            j.clock.observe(t_s, sig.state)
+            running_program = sig.program_id == j.program.program_id
+            if running_program and (sig.phase != j.program_phase or not j.in_program):
+                j.program_phase, j.program_phase_since = sig.phase, t_s
+            j.in_program = running_program
+
+    def tick(self, t_s: float, requests: Iterable[ServiceRequest]) -> list[SignalCommand]:
+        by_tls: dict[str, list[ServiceRequest]] = {}
+        for r in requests:
+            if r.tls_id in self.junctions:
+                by_tls.setdefault(r.tls_id, []).append(r)
+        commands: list[SignalCommand] = []
+        for tls, j in self.junctions.items():
+            reqs = [] if self.stopping else [r for r in by_tls.get(tls, ()) if j.lockout.get(r.ev_id, -1.0) <= t_s]
+            cmd = self._tick_junction(j, t_s, reqs)
+            if cmd is not None:
+                commands.append(cmd)
+        return commands
+
+    def stop(self) -> None:
+        """Hand every signal back (through safe transitions) on the next ticks."""
+        self.stopping = True
+
+    # -- one signal ---------------------------------------------------------------------------
+    def _tick_junction(self, j: JunctionControl, t_s: float, reqs: list[ServiceRequest]) -> SignalCommand | None:
+        cfg = self.config
+        if j.stage in ("idle", "exit") and reqs:
+            near = [r for r in reqs if r.eta_s - t_s <= cfg.arm_horizon_s or r.start_now]
+            if near:
+                if j.stage == "idle":
+                    j.stage = "armed"
+                else:  # a new EV while handing back: serve it from where the signal is
+                    j.stage = "entry"
+                for r in near:
+                    j.current.setdefault(r.key, PreemptionRecord(j.tls_id, r.ev_id, r.junction_index, t_s))
+        if j.stage == "armed":
+            if not reqs:
+                self._close(j, t_s, "cancelled before entry", restored=True)
+                j.stage = "idle"
+                return None
+            target, phase, served = merge_targets(j.timing, reqs)
+            for r in reqs:
+                j.current.setdefault(r.key, PreemptionRecord(j.tls_id, r.ev_id, r.junction_index, t_s))
+            if self._entry_due(j, t_s, target, served):
+                j.stage = "entry"
+                j.entry_s = t_s
+                for r in served:
+                    rec = j.current[r.key]
+                    rec.entry_s = t_s
+                    rec.eta_at_entry_s = r.eta_s
+            else:
+                return None
+        if j.stage in ("entry", "dwell"):
+            if not reqs:
+                return self._begin_exit(j, t_s, "crossed")
+            assert j.entry_s is not None
+            if t_s - j.entry_s >= cfg.max_presence_s:
+                for r in reqs:
+                    j.lockout[r.ev_id] = t_s + cfg.lockout_s
+                return self._begin_exit(j, t_s, "max presence")
+            target, phase, served = merge_targets(j.timing, reqs)
+            for r in served:
+                rec = j.current.setdefault(r.key, PreemptionRecord(j.tls_id, r.ev_id, r.junction_index, t_s))
+                if rec.entry_s is None:
+                    rec.entry_s = t_s
+                    rec.eta_at_entry_s = r.eta_s
+            if target != j.target:
+                j.target, j.phase, j.serving = target, phase, tuple(r.key for r in served)
+                if j.stage == "dwell" and j.clock.state != target:
+                    j.stage = "entry"
+            cmd = next_state(j.timing, j.clock, target, t_s, cfg.step_s)
+            if cmd is None and not j.holding:
+                cmd = j.clock.state  # take the signal over where it is (same display, now held)
+            if j.stage == "entry" and (cmd == target or (cmd is None and j.clock.state == target)):
+                j.stage = "dwell"
+                for key in j.serving:
+                    if key in j.current and j.current[key].dwell_s is None:
+                        j.current[key].dwell_s = t_s + cfg.step_s
+            return self._set(j, cmd, "entry" if j.stage == "entry" else "dwell")
+        if j.stage == "exit":
+            back = j.program.phases[j.reentry_phase].state
+            if not j.holding:  # never switched: the program is still running
+                j.stage = "idle"
+                self._close(j, t_s, "", restored=True)
+                return None
+            if j.clock.state == back:
+                if not j.timing.handback_ready(j.clock, j.reentry_phase, t_s, cfg.step_s):
+                    return None  # hold the re-entry state until the program cannot cut a green short
+                j.stage = "idle"
+                j.holding = False
+                self._close(j, t_s, "", restored=True)
+                return SignalCommand(
+                    j.tls_id, "restore", program_id=j.program.program_id, phase=j.reentry_phase,
+                    reason=f"hand-back at phase {j.reentry_phase}",
+                )
+            return self._set(j, next_state(j.timing, j.clock, back, t_s, cfg.step_s), "exit")
+        return None
+
+    def _entry_due(self, j: JunctionControl, t_s: float, target: str, served: Sequence[ServiceRequest]) -> bool:
+        cfg = self.config
+        if any(r.start_now for r in served):
+            return True
+        need = min(r.need_green_by_s for r in served)
+        state = j.clock.state
+        if not state:
+            return False
+        if all(is_green(s) for s, want in zip(state, target, strict=True) if is_green(want)):
+            # The approach is green now: hold it before the program can end it, i.e. when the
+            # time to get it back after losing it would no longer fit.
+            worst = max(j.timing.min_green_s) + max(j.timing.yellow_s) + j.timing.clearance_s + cfg.step_s
+            ends_at = self._program_green_ends_s(j, t_s)
+            if ends_at is not None and ends_at <= t_s + cfg.step_s + 1e-9:
+                return ends_at + worst + cfg.slack_s >= need  # last step of the green: now or never
+            return t_s + worst + cfg.slack_s >= need
+        show = time_to_show_s(j.timing, j.clock, target, t_s, cfg.step_s)
+        return t_s + show + cfg.slack_s >= need
+
+    def _program_green_ends_s(self, j: JunctionControl, t_s: float) -> float | None:
+        """When the program will end the phase it shows (its last displayed step + 1), if known.
+        Actuated phases may end at their minDur: the earliest end is assumed."""
+        if not j.in_program or j.program_phase < 0:
+            return None
+        phase = j.program.phases[j.program_phase]
+        length = phase.duration_s if j.program.kind == "static" else min(phase.min_dur_s, phase.duration_s)
+        return j.program_phase_since + length
+
+    def _begin_exit(self, j: JunctionControl, t_s: float, reason: str) -> SignalCommand | None:
+        j.stage = "exit"
+        phase = j.phase if j.phase >= 0 else 0
+        j.reentry_phase = reentry_phase(j.program, phase, j.target or j.clock.state)
+        for rec in j.current.values():
+            if rec.exit_s is None:
+                rec.exit_s = t_s
+                rec.exit_reason = reason
+        return self._tick_junction(j, t_s, [])
+
+    def _close(self, j: JunctionControl, t_s: float, reason: str, *, restored: bool) -> None:
+        for rec in j.current.values():
+            if rec.entry_s is None:
+                continue  # armed but never switched: nothing to report
+            if rec.exit_s is None:
+                rec.exit_s = t_s
+                rec.exit_reason = rec.exit_reason or reason
+            if restored:
+                rec.restored_s = t_s + self.config.step_s
+            j.records.append(rec)
+        j.current.clear()
+        j.target, j.phase, j.serving, j.entry_s = "", -1, (), None
+
+    def _set(self, j: JunctionControl, state: str | None, why: str) -> SignalCommand | None:
+        if state is None:
+            return None
+        if state == j.clock.state and j.holding:
+            return None
+        j.holding = True
+        return SignalCommand(j.tls_id, "set_state", state=state, reason=why)

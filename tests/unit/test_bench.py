@@ -1,0 +1,333 @@
+"""The bench's aggregation, verdicts and baseline check, on hand-made summaries (no SUMO)."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from controller.bench import aggregate as agg
+from controller.bench.aggregate import RunResult, aggregate, check_baseline, make_baseline, verdicts
+from controller.bench.report import write_csv
+from controller.bench.suite import load_suite, parse_controllers, parse_seeds
+from controller.errors import ScenarioError
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def summary(travel: float | list[float], *, ff: float = 100.0, bg: float | None = 50.0, s1: int = 0,
+            collisions: int = 0, stops: int = 0, extra_ev: dict[str, Any] | None = None,
+            **more: Any) -> dict[str, Any]:
+    times = travel if isinstance(travel, list) else [travel]
+    return {
+        "evs": [{"id": f"ev{i}", "travel_time": t, "free_flow_time": ff, "stops": stops, **(extra_ev or {})}
+                for i, t in enumerate(times)],
+        "background": {"trips": 100, "mean_time_loss": bg},
+        "eta": {"abs_error_p90": None, "by_horizon": {"60": {"abs_error_p90": None}},
+                "at_entry": {"abs_error_p90": None}},
+        "safety": {"S1": s1, "S2": 0, "S3": 0, "S4": 0, "S5": 0, "collisions": collisions, "collisions_ev": 0,
+                   "emergency_braking": 0, "teleports": 0},
+        "realtime": {"wall_s": 2.0},
+        **more,
+    }
+
+
+def res(scenario: str, controller: str, seed: int, s: dict[str, Any] | None, error: str | None = None) -> RunResult:
+    return RunResult(scenario, controller, seed, s, error=error)
+
+
+def rows_by_ctrl(rows: list[dict[str, Any]], scenario: str = "a") -> dict[str, dict[str, Any]]:
+    return {r["controller"]: r for r in rows if r["scenario"] == scenario}
+
+
+def basic(gw_travel: tuple[float, float] = (115.0, 125.0), gw_bg: tuple[float, float] = (50.5, 60.6),
+          local_travel: tuple[float, float] = (160.0, 170.0), local_bg: tuple[float, float] = (52.0, 62.0),
+          gw_s1: int = 0) -> list[RunResult]:
+    """Seeds 1, 2: none 200/220, oracle 100/120 (mean 210 vs 110: the oracle saves 100 s)."""
+    out = []
+    for i, seed in enumerate((1, 2)):
+        out += [
+            res("a", "none", seed, summary((200.0, 220.0)[i], bg=(50.0, 60.0)[i], collisions=2)),
+            res("a", "local", seed, summary(local_travel[i], bg=local_bg[i])),
+            res("a", "greenwave", seed, summary(gw_travel[i], bg=gw_bg[i], s1=gw_s1, collisions=1)),
+            res("a", "oracle", seed, summary((100.0, 120.0)[i], bg=(49.0, 58.0)[i], s1=7)),
+        ]
+    return out
+
+
+def test_gap_closed_delay_and_means() -> None:
+    rows = rows_by_ctrl(aggregate(basic()))
+    assert rows["none"]["gap_closed"] == 0.0
+    assert rows["oracle"]["gap_closed"] == 1.0
+    assert rows["greenwave"]["gap_closed"] == pytest.approx(0.9)  # (210 - 120) / (210 - 110)
+    assert rows["local"]["gap_closed"] == pytest.approx(0.45)
+    assert rows["greenwave"]["gap_judged"] is True
+    assert rows["greenwave"]["delay_over_oracle_s"] == pytest.approx(10.0)
+    assert rows["greenwave"]["ev_travel_mean_s"] == 120.0
+    assert rows["greenwave"]["ev_ratio_mean"] == pytest.approx(1.2)
+    assert rows["greenwave"]["runs"] == 2 and rows["greenwave"]["failed"] == 0
+    assert rows["greenwave"]["seeds"] == [1, 2]
+    assert rows["oracle"]["S1"] == 14
+    assert rows["none"]["collisions"] == 4
+    assert rows["none"]["wall_mean_s"] == 2.0
+
+
+def test_gap_not_judged_when_the_oracle_saves_little() -> None:
+    results = [res("a", "none", 1, summary(100.0)), res("a", "oracle", 1, summary(95.0)),
+               res("a", "greenwave", 1, summary(99.0))]
+    rows = rows_by_ctrl(aggregate(results))
+    gw = rows["greenwave"]
+    assert gw["gap_closed"] == pytest.approx(0.2)  # reported ...
+    assert gw["gap_judged"] is False  # ... but not judged: 5 s < 10 % of 100 s
+    verdict = agg.scenario_verdict(aggregate(results), "a")
+    assert verdict is not None
+    gap = next(c for c in verdict["criteria"] if c["name"].startswith("gap"))
+    assert gap["ok"] is True and "not judged" in gap["detail"]
+
+
+def test_gap_is_none_when_the_oracle_saves_nothing() -> None:
+    results = [res("a", "none", 1, summary(100.0)), res("a", "oracle", 1, summary(100.0)),
+               res("a", "greenwave", 1, summary(100.0))]
+    gw = rows_by_ctrl(aggregate(results))["greenwave"]
+    assert gw["gap_closed"] is None and gw["gap_judged"] is False
+
+
+def test_gap_uses_the_seeds_all_three_completed() -> None:
+    results = basic()
+    results = [r for r in results if not (r.controller == "greenwave" and r.seed == 2)]
+    results.append(res("a", "greenwave", 2, None, error="boom"))
+    gw = rows_by_ctrl(aggregate(results))["greenwave"]
+    assert gw["runs"] == 1 and gw["failed"] == 1 and gw["seeds"] == [1]
+    assert gw["gap_closed"] == pytest.approx((200 - 115) / (200 - 100))
+
+
+def test_paired_percent_change_is_the_mean_of_per_seed_changes() -> None:
+    rows = rows_by_ctrl(aggregate(basic(gw_bg=(55.0, 60.0))))
+    # seed 1: +10 %, seed 2: 0 % -> +5 %; the ratio of the means would be (57.5 - 55) / 55 = 4.5 %
+    assert rows["greenwave"]["bg_time_loss_change_pct"] == pytest.approx(5.0)
+    assert rows["none"]["bg_time_loss_change_pct"] == 0.0
+    assert rows["greenwave"]["bg_time_loss_mean_s"] == pytest.approx(57.5)
+    assert rows["greenwave"]["cross_time_loss_change_pct"] is None  # field absent -> missing
+
+
+def test_cross_streets_and_recovery_when_present() -> None:
+    def s(travel: float, cross: float, rec: float | None = None) -> dict[str, Any]:
+        out = summary(travel)
+        out["background"]["cross_streets"] = {"mean_time_loss": cross}
+        if rec is not None:
+            out["recovery"] = {"mean_s": rec}
+        return out
+
+    results = [res("a", "none", 1, s(200, 40.0)), res("a", "none", 2, s(200, 50.0)),
+               res("a", "greenwave", 1, s(150, 44.0, 12.0)), res("a", "greenwave", 2, s(150, 45.0, 18.0))]
+    gw = rows_by_ctrl(aggregate(results))["greenwave"]
+    assert gw["cross_time_loss_change_pct"] == pytest.approx((10.0 - 10.0) / 2)
+    assert gw["cross_time_loss_mean_s"] == pytest.approx(44.5)
+    assert gw["recovery_mean_s"] == pytest.approx(15.0)
+    assert rows_by_ctrl(aggregate(results))["none"]["recovery_mean_s"] is None
+
+
+def test_p95_over_all_evs_of_all_seeds() -> None:
+    times = [float(t) for t in range(100, 120)]  # 20 EVs over 2 seeds
+    results = [res("a", "none", 1, summary(times[:10])), res("a", "none", 2, summary(times[10:]))]
+    row = aggregate(results)[0]
+    assert row["evs"] == 20
+    assert row["ev_travel_mean_s"] == pytest.approx(109.5)
+    assert row["ev_travel_p95_s"] == pytest.approx(118.05)  # numpy's linear percentile of 100..119
+
+
+def test_evs_that_did_not_arrive_are_counted_not_averaged() -> None:
+    s = summary([100.0, 120.0])
+    s["evs"][1]["travel_time"] = None
+    row = aggregate([res("a", "none", 1, s)])[0]
+    assert row["evs"] == 2 and row["evs_not_arrived"] == 1 and row["ev_travel_mean_s"] == 100.0
+
+
+def test_stops_at_signals_falls_back_to_stops() -> None:
+    results = [res("a", "none", 1, summary(100.0, stops=3)),
+               res("a", "none", 2, summary(100.0, stops=3, extra_ev={"stops_at_signals": 1}))]
+    row = aggregate(results)[0]
+    assert row["ev_stops_mean"] == 3.0
+    assert row["ev_stops_at_signals_mean"] == 2.0  # (3 [fallback] + 1) / 2
+
+
+def test_eta_pooled_from_raw_errors_or_mean_of_run_p90s() -> None:
+    def with_eta(errors: list[dict[str, Any]] | None, p90: float) -> dict[str, Any]:
+        s = summary(100.0)
+        s["eta"] = {"abs_error_p90": p90, "by_horizon": {"60": {"abs_error_p90": p90}},
+                    "at_entry": {"abs_error_p90": p90 / 2}}
+        if errors is not None:
+            s["eta"]["errors"] = errors
+        return s
+
+    e1 = [{"h": "60", "err": -4.0}, {"h": "entry", "err": 1.0}] + [{"h": "10", "err": 0.5}] * 8
+    e2 = [{"h": "60", "err": 2.0}, {"h": "entry", "err": -3.0}]
+    row = aggregate([res("a", "greenwave", 1, with_eta(e1, 3.0)), res("a", "greenwave", 2, with_eta(e2, 5.0))])[0]
+    assert row["eta_pooling"] == "pooled"
+    assert row["eta_p90_60_s"] == pytest.approx(3.8)  # p90 of |-4|, |2|
+    assert row["eta_p90_entry_s"] == pytest.approx(2.8)  # p90 of |1|, |-3|
+    row = aggregate([res("a", "greenwave", 1, with_eta(e1, 3.0)), res("a", "greenwave", 2, with_eta(None, 5.0))])[0]
+    assert row["eta_pooling"] == "mean_of_run_p90"
+    assert row["eta_p90_s"] == 4.0 and row["eta_p90_60_s"] == 4.0 and row["eta_p90_entry_s"] == 2.0
+    row = aggregate([res("a", "none", 1, summary(100.0))])[0]
+    assert row["eta_p90_s"] is None and row["eta_pooling"] is None
+
+
+def _verdict(results: list[RunResult]) -> dict[str, Any]:
+    v = agg.scenario_verdict(aggregate(results), "a")
+    assert v is not None
+    return v
+
+
+def _crit(v: dict[str, Any], prefix: str) -> Any:
+    return next(c["ok"] for c in v["criteria"] if c["name"].startswith(prefix))
+
+
+def test_verdict_pass() -> None:
+    v = _verdict(basic())
+    assert v["status"] == "pass", v
+
+
+def test_verdict_failures() -> None:
+    v = _verdict(basic(gw_travel=(130.0, 140.0), local_travel=(140.0, 150.0)))  # gap 0.75; delay 25 > 0.5 x 35
+    assert v["status"] == "fail"
+    assert _crit(v, "gap") is False and _crit(v, "delay") is False
+    v = _verdict(basic(gw_travel=(130.0, 140.0), local_travel=(250.0, 270.0)))  # local's delay 150: 25 <= 75
+    assert _crit(v, "delay") is True
+    assert _crit(_verdict(basic(gw_bg=(52.0, 62.0))), "background") is False  # +3.7 % > 2 %
+    assert _crit(_verdict(basic(gw_bg=(51.0, 61.0), local_bg=(50.0, 60.0))), "background") is False  # > local's
+    assert _crit(_verdict(basic(gw_s1=1)), "zero S1") is False
+    no_none = [r for r in basic() if r.controller != "none"]
+    assert _verdict(no_none)["status"] == "incomplete"
+
+
+def test_verdict_without_local_cannot_pass_the_background_rule() -> None:
+    v = _verdict([r for r in basic() if r.controller != "local"])
+    assert _crit(v, "background") is None and _crit(v, "delay") is False
+    assert v["status"] == "fail"
+
+
+def test_eta_verdict_over_all_runs() -> None:
+    def gw(entry: float, h60: float) -> dict[str, Any]:
+        s = summary(100.0)
+        s["eta"]["errors"] = [{"h": "entry", "err": entry}, {"h": "60", "err": h60}]
+        return s
+
+    ok = verdicts([res("a", "greenwave", 1, gw(1.0, -5.0)), res("b", "greenwave", 1, gw(-1.5, 4.0))], [])
+    assert ok[-1]["scenario"] == "(all)" and ok[-1]["status"] == "pass"
+    bad = verdicts([res("a", "greenwave", 1, gw(1.0, 5.0)), res("b", "greenwave", 1, gw(3.0, 9.0))], [])
+    assert bad[-1]["status"] == "fail"
+    assert verdicts([res("a", "none", 1, summary(100.0))], aggregate([res("a", "none", 1, summary(100.0))])) == []
+
+
+def test_check_passes_against_itself_and_within_tolerances() -> None:
+    rows = aggregate(basic())
+    base = make_baseline({"name": "t", "version": 1}, rows)
+    assert check_baseline(rows, base)["regressions"] == []
+    # gap 0.90 -> 0.86 (>= 0.85), travel 120 -> 124 s (<= 128), background +1 % -> +2 % (<= +1 pp)
+    worse = aggregate(basic(gw_travel=(119.0, 129.0), gw_bg=(51.0, 61.2)))
+    assert check_baseline(worse, base)["regressions"] == []
+
+
+def test_check_detects_regressions() -> None:
+    base = make_baseline({"name": "t", "version": 1}, aggregate(basic()))
+    regs = check_baseline(aggregate(basic(gw_s1=1)), base)["regressions"]
+    assert [(r["controller"], r["metric"]) for r in regs] == [("greenwave", "S1")]
+    regs = check_baseline(aggregate(basic(gw_travel=(122.0, 132.0))), base)["regressions"]
+    assert [r["metric"] for r in regs] == ["gap_closed"]  # gap 0.83 < 0.85; 127 s <= 128 s
+    regs = check_baseline(aggregate(basic(gw_travel=(125.0, 135.0))), base)["regressions"]
+    assert {r["metric"] for r in regs} == {"gap_closed", "ev_travel_mean_s"}  # gap 0.80; 130 s > 128 s
+    regs = check_baseline(aggregate(basic(gw_bg=(51.5, 61.8))), base)["regressions"]  # +2.0 % vs +1.0 %
+    assert [r["metric"] for r in regs] == ["bg_time_loss_change_pct"]
+
+
+def test_check_travel_tolerance_is_relative_plus_absolute() -> None:
+    base_rows = aggregate(basic())
+    base = make_baseline({}, base_rows)
+    gw = next(g for g in base["groups"] if g["controller"] == "greenwave")
+    gw["gap_closed"] = None  # isolate the travel-time rule
+    limit = 120.0 * (1 + agg.CHECK_TRAVEL_REL) + agg.CHECK_TRAVEL_ABS_S  # 128 s
+    rows = aggregate(basic(gw_travel=(limit - 5.0, limit + 5.0)))
+    assert check_baseline(rows, base)["regressions"] == []
+    rows = aggregate(basic(gw_travel=(limit - 4.9, limit + 5.0)))
+    assert [r["metric"] for r in check_baseline(rows, base)["regressions"]] == ["ev_travel_mean_s"]
+
+
+def test_check_other_controllers_only_on_safety_and_seeds_must_match() -> None:
+    base = make_baseline({}, aggregate(basic()))
+    regs = check_baseline(aggregate(basic(local_travel=(300.0, 300.0))), base)["regressions"]
+    assert regs == []  # local's travel time is not checked
+    one_seed = [r for r in basic() if r.seed == 1]
+    check = check_baseline(aggregate(one_seed), base)
+    assert {r["metric"] for r in check["regressions"]} == {"seeds"}
+    subset = [r for r in basic() if r.controller in ("none", "oracle")]
+    check = check_baseline(aggregate(subset), base)
+    assert check["regressions"] == [] and any("not run" in n for n in check["notes"])
+
+
+def test_csv_has_one_row_per_group_and_the_columns(tmp_path: Path) -> None:
+    rows = aggregate(basic())
+    write_csv(tmp_path / "bench.csv", rows)
+    reader = csv.DictReader(io.StringIO((tmp_path / "bench.csv").read_text()))
+    assert tuple(reader.fieldnames or ()) == agg.CSV_COLUMNS
+    out = list(reader)
+    assert [(r["scenario"], r["controller"]) for r in out] == [
+        ("a", "none"), ("a", "local"), ("a", "greenwave"), ("a", "oracle")]
+    gw = out[2]
+    assert float(gw["gap_closed"]) == pytest.approx(0.9) and gw["gap_judged"] == "true"
+    assert gw["seeds"] == "1 2" and gw["cross_time_loss_change_pct"] == ""
+
+
+def test_parse_seeds_and_controllers() -> None:
+    assert parse_seeds("1-3") == (1, 2, 3)
+    assert parse_seeds("1,2, 5-6,2") == (1, 2, 5, 6)
+    for bad in ("", "a", "3-1", "1,,2"):
+        with pytest.raises(ScenarioError, match="--seeds"):
+            parse_seeds(bad)
+    assert parse_controllers("none, oracle") == ("none", "oracle")
+    with pytest.raises(ScenarioError, match="unknown controller 'fast'"):
+        parse_controllers("none,fast")
+
+
+def test_bundled_suite_is_valid() -> None:
+    suite = load_suite(REPO / "benchmarks" / "suite.toml")
+    assert suite.name == "greenwave-suite" and suite.version >= 1
+    assert suite.seeds == tuple(range(1, 11))
+    assert suite.controllers == ("none", "local", "greenwave", "oracle")
+    assert [s.name for s in suite.scenarios] == ["grid5-moderate", "grid5-heavy", "arterial-moderate",
+                                                 "arterial-heavy", "ingolstadt21", "bologna"]
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ('version = 1\nseeds = [1]\ncontrollers = ["none"]\nscenarios = ["x.toml"]', "field 'name'"),
+        ('name = "s"\nversion = 0\nseeds = [1]\ncontrollers = ["none"]\nscenarios = ["x.toml"]', "field 'version'"),
+        ('name = "s"\nversion = 1\nseeds = [1, 1]\ncontrollers = ["none"]\nscenarios = ["x.toml"]',
+         "field 'seeds'.*duplicate"),
+        ('name = "s"\nversion = 1\nseeds = [1]\ncontrollers = ["fast"]\nscenarios = ["x.toml"]',
+         "field 'controllers'.*unknown controller 'fast'"),
+        ('name = "s"\nversion = 1\nseeds = [1]\ncontrollers = ["none"]\nscenarios = ["x.toml"]\nfoo = 1',
+         "field 'foo'"),
+        ('name = "s"\nversion = 1\nseeds = [1]\ncontrollers = ["none"]\nscenarios = ["x.toml"]',
+         r"field 'scenarios\[0\]'.*does not exist"),
+        ("name = ", "not valid TOML"),
+    ],
+)
+def test_suite_errors_name_file_and_field(tmp_path: Path, body: str, message: str) -> None:
+    path = tmp_path / "suite.toml"
+    path.write_text(body)
+    with pytest.raises(ScenarioError, match=message) as e:
+        load_suite(path)
+    assert str(path) in str(e.value)
+
+
+def test_suite_duplicate_scenario_names(tmp_path: Path) -> None:
+    sc = REPO / "scenarios" / "ingolstadt7.toml"
+    path = tmp_path / "suite.toml"
+    path.write_text(f'name = "s"\nversion = 1\nseeds = [1]\ncontrollers = ["none"]\nscenarios = ["{sc}", "{sc}"]')
+    with pytest.raises(ScenarioError, match=r"scenarios\[1\].*already used"):
+        load_suite(path)
