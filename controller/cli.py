@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -94,6 +95,10 @@ def main() -> None:
               help="With --sumocfg: an emergency vehicle from edge FROM to edge TO departing at DEPART s.")
 @click.option("--end", "end_s", type=float, default=None,
               help="With --sumocfg: simulation end in s [default: the config's end, or last EV depart + 1800].")
+@click.option("--detect-range", "detect_range_m", type=click.FloatRange(min=1.0), default=None,
+              help="local: detection range in m [default 300, or the scenario's].")
+@click.option("--detect-eta", "detect_eta_s", type=click.FloatRange(min=1.0), default=None,
+              help="local: switch when the EV's ETA is within this many s (the ETA-threshold variant).")
 @click.option("--bluelight", is_flag=True,
               help="Give EVs SUMO's bluelight device (they may then pass red); reported separately.")
 def run(
@@ -106,6 +111,8 @@ def run(
     sumocfg: Path | None,
     evs: tuple[str, ...],
     end_s: float | None,
+    detect_range_m: float | None,
+    detect_eta_s: float | None,
     bluelight: bool,
 ) -> None:
     """Run one SCENARIO (a .toml file), or your own --sumocfg with --ev, and write summary.json."""
@@ -131,6 +138,8 @@ def run(
             sc = load_scenario(scenario)
             out = out_dir or Path("runs") / f"{sc.name}-{controller_name}-s{seed}"
             setup = prepare_scenario(sc, seed=seed, out_dir=out.resolve(), bluelight=bluelight)
+        flags = {"detect_range_m": detect_range_m, "detect_eta_s": detect_eta_s}
+        setup = replace(setup, controller={**setup.controller, **{k: v for k, v in flags.items() if v is not None}})
         console.print(
             f"greenwave: {setup.name}: {len(setup.evs)} EV(s), "
             f"{sum(len(e.corridor.junctions) for e in setup.evs)} signalized junction(s) on their routes; "

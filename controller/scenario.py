@@ -113,12 +113,28 @@ class EvSpec(_Model):
         return self
 
 
+class ControllerSpec(_Model):
+    """Settings of the preemption controllers for this scenario (defaults in core/greenwave.py)."""
+
+    margin_s: float | None = Field(default=None, ge=0)
+    saturation_headway_s: float | None = Field(default=None, gt=0)
+    startup_lost_s: float | None = Field(default=None, ge=0)
+    upstream_share: float | None = Field(default=None, ge=0, le=1)
+    detect_range_m: float | None = Field(default=None, gt=0)
+    detect_eta_s: float | None = Field(default=None, gt=0)
+    max_presence_s: float | None = Field(default=None, gt=0, le=170)
+
+    def overrides(self) -> dict[str, float]:
+        return {k: v for k, v in self.model_dump().items() if v is not None}
+
+
 class Scenario(_Model):
     name: str
     description: str = ""
     network: NetworkSpec
     demand: DemandSpec = DemandSpec()
     simulation: SimulationSpec
+    controller: ControllerSpec = ControllerSpec()
     ev: tuple[EvSpec, ...] = Field(min_length=1)
     source: Path | None = None  # the file this scenario was read from
 

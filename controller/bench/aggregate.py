@@ -114,36 +114,51 @@ def _stops_at_signals(ev: Mapping[str, Any]) -> float | None:
 _ETA_ENTRY_TAGS = ("entry", "at_entry")
 _ETA_RUN_P90 = {"all": ("eta", "abs_error_p90"), "60": ("eta", "by_horizon", "60", "abs_error_p90"),
                 "entry": ("eta", "at_entry", "abs_error_p90")}
+ETA_WHICH = ("all", "60", "entry")
+
+
+def _tag_matches(tag: str, which: str) -> bool:
+    return tag in _ETA_ENTRY_TAGS if which == "entry" else tag == which
 
 
 def _eta_raw(summary: Mapping[str, Any], which: str) -> list[float] | None:
+    """|errors| of one run for ``which`` (all | 60 | entry) from ``eta.errors``, or None when the
+    run does not carry them. Two shapes are read: ``{"60": [err, ...], "entry": [...]}`` and
+    ``[{"h": "60", "err": s}, ...]``. "all" needs an explicit "all" tag: the horizon samples are
+    not every prediction the run's own ``abs_error_p90`` is computed from."""
     errors = _get(summary, "eta", "errors")
-    if not isinstance(errors, list):
+    pairs: list[tuple[str, Any]]
+    if isinstance(errors, Mapping):
+        pairs = [(str(tag), e) for tag, errs in errors.items() if isinstance(errs, list) for e in errs]
+    elif isinstance(errors, list):
+        pairs = [(str(e.get("h")), e.get("err")) for e in errors if isinstance(e, Mapping)]
+    else:
         return None
-    out = []
-    for e in errors:
-        err = _num(e.get("err")) if isinstance(e, Mapping) else None
-        tag = str(e.get("h")) if isinstance(e, Mapping) else ""
-        if err is None:
-            continue
-        if which == "all" or (which == "entry" and tag in _ETA_ENTRY_TAGS) or tag == which:
-            out.append(abs(err))
-    return out
+    if which == "all" and not any(tag == "all" for tag, _ in pairs):
+        return None
+    return [abs(v) for tag, e in pairs if _tag_matches(tag, which) and (v := _num(e)) is not None]
 
 
 def eta_p90(summaries: Sequence[Mapping[str, Any]], which: str) -> tuple[float | None, str | None]:
     """p90 of |ETA error| over runs, for ``which`` in all | 60 | entry, and how it was obtained.
 
-    Pooled over the raw errors (``eta.errors``) when every run carries them; otherwise the mean of
-    the runs' own p90s (a p90 of p90s is not a p90 of the pooled errors: the method is reported)."""
+    "pooled" over the raw errors (``eta.errors``) when every run carries them; otherwise
+    "mean_of_run_p90", the mean of the runs' own p90s (not a p90 of the pooled errors)."""
     if not summaries:
         return None, None
     raw = [_eta_raw(s, which) for s in summaries]
     if all(r is not None for r in raw):
         pooled = [e for r in raw if r is not None for e in r]
-        return (_p(pooled, 90), "pooled") if pooled else (None, None)
+        if pooled:
+            return _p(pooled, 90), "pooled"
     value = _mean(_num(_get(s, *_ETA_RUN_P90[which])) for s in summaries)
     return (value, "mean_of_run_p90") if value is not None else (None, None)
+
+
+def pooling_text(methods: Mapping[str, str | None]) -> str | None:
+    """``{"all": "mean_of_run_p90", "60": "pooled", ...}`` -> "all:mean_of_run_p90 60:pooled"."""
+    text = " ".join(f"{k}:{m}" for k, m in methods.items() if m)
+    return text or None
 
 
 # --- per (scenario, controller) -----------------------------------------------------------------
@@ -220,13 +235,11 @@ def _group(results: Sequence[RunResult], none: dict[int, Mapping[str, Any]] | No
     row["cross_time_loss_change_pct"] = _r(_paired_change_pct(runs, none, *cross), 3) if none is not None else None
     row["recovery_mean_s"] = _r(_mean(_num(_get(s, "recovery", "mean_s")) for s in summaries), 2)
 
-    methods = set()
-    for key, which in (("eta_p90_s", "all"), ("eta_p90_60_s", "60"), ("eta_p90_entry_s", "entry")):
-        value, method = eta_p90(summaries, which)
+    methods: dict[str, str | None] = {}
+    for key, which in zip(("eta_p90_s", "eta_p90_60_s", "eta_p90_entry_s"), ETA_WHICH, strict=True):
+        value, methods[which] = eta_p90(summaries, which)
         row[key] = _r(value, 3)
-        if method:
-            methods.add(method)
-    row["eta_pooling"] = "mean_of_run_p90" if "mean_of_run_p90" in methods else (methods.pop() if methods else None)
+    row["eta_pooling"] = pooling_text(methods)
 
     for key in SAFETY_KEYS:
         row[key] = int(sum(_num(_get(s, "safety", key)) or 0 for s in summaries))
@@ -369,9 +382,8 @@ def eta_verdict(results: Sequence[RunResult]) -> dict[str, Any] | None:
         _criterion("ETA p90 at 60 s <= 6 s", None if h60 is None else h60 <= ACCEPT_ETA_60_P90_S + _EPS,
                    _f(h60, " s")),
     ]
-    pooling = "mean_of_run_p90" if "mean_of_run_p90" in (m1, m2) else (m1 or m2)
     return {"scenario": "(all)", "controller": ACCEPT_CONTROLLER, "status": _status(crit), "criteria": crit,
-            "eta_pooling": pooling, "runs": len(summaries)}
+            "eta_pooling": pooling_text({"entry": m1, "60": m2}), "runs": len(summaries)}
 
 
 def verdicts(results: Sequence[RunResult], rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:

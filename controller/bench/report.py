@@ -11,6 +11,7 @@ from typing import Any
 
 from rich import box
 from rich.console import Console
+from rich.measure import Measurement
 from rich.table import Table
 
 from controller.bench.aggregate import (
@@ -49,38 +50,48 @@ def _fmt(x: Any, digits: int) -> str:
 
 
 def table(rows: Sequence[Mapping[str, Any]], title: str) -> Table:
-    t = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
-    t.add_column("scenario", justify="left")
-    t.add_column("ctrl", justify="left")
-    t.add_column("runs", justify="right")
-    for header, _key, _d in _COLUMNS:
-        t.add_column(header, justify="right")
-    for header in ("S1-5", "coll (EV)", "ebrake", "telep", "wall"):
-        t.add_column(header, justify="right")
+    """One row per (scenario, controller). Numbers are never cut: each column is at least as wide
+    as its widest value, and headers wrap at spaces when the terminal is narrow."""
+    headers = ["scenario", "ctrl", "runs", *(h for h, _k, _d in _COLUMNS), "S1-5", "coll (EV)", "ebrake", "telep",
+               "wall"]
+    body: list[list[str]] = []
     last = None
     for r in rows:
-        if last is not None and r["scenario"] != last:
-            t.add_section()
         runs = str(r["runs"]) + (f" ({r['failed']}✗)" if r["failed"] else "")
-        gap = _fmt(r["gap_closed"], 2) + ("*" if r["gap_judged"] is False and r["gap_closed"] is not None else "")
         cells = [_fmt(r[key], d) for _h, key, d in _COLUMNS]
-        cells[3] = gap
-        t.add_row(
+        if r["gap_judged"] is False and r["gap_closed"] is not None:
+            cells[3] += "*"
+        body.append([
             r["scenario"] if r["scenario"] != last else "", r["controller"], runs, *cells,
             str(sum(r[k] for k in SAFETY_RULES)), f"{r['collisions']} ({r['collisions_ev']})",
             str(r["emergency_braking"]), str(r["teleports"]), _fmt(r["wall_mean_s"], 1),
-        )
+        ])  # fmt: skip
         last = r["scenario"]
+    t = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    for i, header in enumerate(headers):
+        width = max([len(row[i]) for row in body] + [max(len(w) for w in header.split())])
+        t.add_column(header, justify="left" if i < 2 else "right", min_width=width, no_wrap=i < 2)
+    for i, cells in enumerate(body):
+        if i and cells[0]:
+            t.add_section()
+        t.add_row(*cells)
     return t
 
 
 def print_report(console: Console, rows: Sequence[Mapping[str, Any]], verdicts: Sequence[Mapping[str, Any]],
                  title: str) -> None:
-    console.print(table(rows, title))
+    t = table(rows, title)
+    # Never squeeze or drop columns to fit a narrow terminal: a figure cut short is worse than a long line.
+    needed = Measurement.get(console, console.options.update(width=10_000), t).maximum
+    console.print(t, width=max(needed, min(console.width, 10_000)), crop=False)
     if any(r["gap_judged"] is False and r["gap_closed"] is not None for r in rows):
         console.print("* gap not judged: the oracle saves less than 10 % of none's EV time", highlight=False)
-    if any(r["eta_pooling"] == "mean_of_run_p90" for r in rows):
-        console.print("ETA p90: mean of the runs' p90s (raw errors not in the summaries)", highlight=False)
+    means = sorted({tag.split(":")[0] for r in rows for tag in (r["eta_pooling"] or "").split()
+                    if tag.endswith(":mean_of_run_p90")})
+    if means:
+        names = ", ".join({"all": "ETA p90", "60": "@60", "entry": "@entry"}[m] for m in means)
+        console.print(f"{names}: mean of the runs' own p90s (raw errors not in every summary); "
+                      "other ETA columns pooled over all runs' errors", highlight=False)
     for v in verdicts:
         parts = "; ".join(
             f"{c['name']}: {c['detail']}" + {True: "", False: " ✗", None: " ?"}[c["ok"]] for c in v["criteria"]

@@ -294,6 +294,10 @@ class EtaConfig:
     smoothing_s: float = 10.0  # time constant of the factor's exponential smoothing
     band_spread_z: float = 1.5  # multiple of the RMS relative error of past predictions
     min_moving_s: float = 3.0  # less moving time than this in the window: the factor is not updated
+    # Count the time the EV stood still in the window too. Under preemption it does not stop at
+    # its own signals, so what stops it is congestion, which lasts: leaving stops out then makes
+    # every ETA too early in a jam.
+    include_stops: bool = True
 
 
 @dataclass(frozen=True)
@@ -405,6 +409,9 @@ class EtaPredictor:
         """Smooth toward the moving-time / kinematic-time ratio of the runs of movement in the window."""
         cfg = self._config
         samples = self._samples
+        if cfg.include_stops:
+            self._update_factor_with_stops(dt_s)
+            return
         moving_s = 0.0
         kinematic_s = 0.0
         start = 0
@@ -429,6 +436,26 @@ class EtaPredictor:
             return
         raw = min(max(moving_s / kinematic_s, cfg.min_factor), cfg.max_factor)
         weight = min(1.0, dt_s / cfg.smoothing_s) * min(1.0, moving_s / (0.5 * cfg.correction_window_s))
+        self._factor += weight * (raw - self._factor)
+
+    def _update_factor_with_stops(self, dt_s: float) -> None:
+        """Smooth toward elapsed / kinematic time over the whole window, stops included."""
+        cfg = self._config
+        t_a, x_a, v_a = self._samples[0]
+        t_b, x_b, v_b = self._samples[-1]
+        span_s = t_b - t_a
+        if span_s < cfg.min_moving_s:
+            return
+        x_b = min(x_b, self._kin.ends[-1])
+        x_a = min(x_a, x_b)
+        if x_b - x_a < 1.0:
+            raw = cfg.max_factor
+        else:
+            end_cap = v_b if v_b < STOP_SPEED_MPS else None
+            kinematic_s = self._kin.times(x_a, v_a, (x_b,), end_cap)[0]
+            raw = cfg.max_factor if kinematic_s <= 0 else span_s / kinematic_s
+        raw = min(max(raw, cfg.min_factor), cfg.max_factor)
+        weight = min(1.0, dt_s / cfg.smoothing_s) * min(1.0, span_s / (0.5 * cfg.correction_window_s))
         self._factor += weight * (raw - self._factor)
 
     def _score_crossings(self, prev: tuple[float, float, float], cur: tuple[float, float, float]) -> None:

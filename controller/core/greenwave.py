@@ -38,6 +38,10 @@ class ControllerConfig:
     saturation_headway_s: float = 2.0
     startup_lost_s: float = 2.0
     progression: bool = True
+    count_moving: bool = True  # count moving vehicles on approaches ahead as queue to discharge
+    max_clear_s: float = 60.0  # queue discharge planned for at most this long (a jam is not a queue)
+    upstream_share: float = 0.0  # share of the vehicles ahead at earlier signals that reach this one
+    # (a corridor's through share; 0 where it is unknown)
     detect_range_m: float = 300.0  # local: detection range
     detect_eta_s: float | None = None  # local, ETA-threshold variant
     planner: PlannerConfig = field(default_factory=PlannerConfig)
@@ -168,12 +172,15 @@ class PreemptionController:
         out: list[ServiceRequest] = []
         previous_need: float | None = None
         previous_eta: float | None = None
+        upstream = 0.0  # vehicles queued at the signals between the EV and this one
         for eta in etas:
             j = ev.corridor.junctions[eta.junction_index]
             eta_s = eta.eta_s
             target, phase = self._targets[(ev.ev_id, j.index)]
-            queue = max((snapshot.lanes[ln].halting for ln in j.approach_lanes if ln in snapshot.lanes), default=0)
-            clear_s = (cfg.startup_lost_s + queue * cfg.saturation_headway_s) if queue else 0.0
+            own = self._queue_ahead(ev, j, snapshot)
+            queue = own + round(cfg.upstream_share * upstream) if cfg.mode == "greenwave" else own
+            upstream += own
+            clear_s = min(cfg.startup_lost_s + queue * cfg.saturation_headway_s, cfg.max_clear_s) if queue else 0.0
             need = eta_s - clear_s - cfg.margin_s
             if (
                 cfg.mode == "greenwave"
@@ -209,6 +216,26 @@ class PreemptionController:
             )
             previous_need, previous_eta = need, eta_s
         return out
+
+    def _queue_ahead(self, ev: EvSetup, j: CorridorJunction, snapshot: Snapshot) -> int:
+        """Vehicles per lane that must discharge at ``j`` before the EV can pass: on the EV's own
+        approach only the halted ones (the others are behind it or moving with it); further
+        ahead every vehicle on the approach lanes, which will be queued there if it is red when
+        they arrive (this is what makes queues not cascade from junction to junction)."""
+        lanes = [snapshot.lanes[ln] for ln in j.approach_lanes if ln in snapshot.lanes]
+        if not lanes:
+            return 0
+        vehicle = snapshot.vehicles.get(ev.ev_id)
+        if not self.config.count_moving:
+            return max(ln.halting for ln in lanes)
+        if vehicle is not None and vehicle.road_id == j.approach_edge:
+            # on the approach: the halted vehicles are ahead of it, and of the others about the
+            # share of the lane that lies ahead (uniform density)
+            edge = self.network.edges.get(j.approach_edge)
+            ahead = max(0.0, 1.0 - vehicle.lane_pos_m / edge.length_m) if edge and edge.length_m > 0 else 1.0
+            return max(max(ln.halting, round((ln.vehicles - 1 if ln.lane_id == vehicle.lane_id else ln.vehicles)
+                                             * ahead)) for ln in lanes)
+        return max(ln.vehicles for ln in lanes)
 
     def stop(self) -> list[SignalCommand]:
         self.planner.stop()

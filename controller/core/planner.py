@@ -37,6 +37,8 @@ class PlannerConfig:
     arm_horizon_s: float = 150.0  # arm when the EV's ETA is this close
     max_presence_s: float = 120.0  # then the signal is handed back whatever happens (hand-back fits in 180 s)
     lockout_s: float = 30.0  # after a max-presence exit, no re-service for the same EV this long
+    presence_reserve_s: float = 20.0  # entry never so early that the EV would cross later than
+    # max_presence_s − presence_reserve_s after it
     slack_s: float = 1.0  # start entry this much before the last safe moment (re-planning granularity)
     hold_for_next_s: float = 15.0  # keep dwelling if another EV's need is this close
     min_green_floor_s: float = 5.0
@@ -318,6 +320,10 @@ class Planner:
         if any(r.start_now for r in served):
             return True
         need = min(r.need_green_by_s for r in served)
+        # never earlier than a hold the maximum presence time allows: a junction handed back on
+        # its presence limit just before the EV arrives would stop it
+        latest_eta = max(r.eta_s for r in served)
+        need = max(need, latest_eta + cfg.presence_reserve_s - cfg.max_presence_s)
         state = j.clock.state
         if not state:
             return False

@@ -35,6 +35,7 @@ class EvProgress:
     speed_mps: float = 0.0
     crossed_s: dict[int, float] = field(default_factory=dict)  # corridor junction index -> time
     stops: list[StopEpisode] = field(default_factory=list)
+    reroutes: int = 0  # how often the EV left its planned route and got a new corridor
     _offset_m: float | None = None  # route position minus odometer
     _last_t_s: float | None = None
 

@@ -69,8 +69,16 @@ def make_controller(
         EvSetup(ev.ev_id, ev.ev_type, ev.corridor, dyn.get(ev.ev_id, DEFAULT_DYNAMICS), ev.depart_s)
         for ev in setup.evs
     ]
-    cfg = config or ControllerConfig()
+    cfg = config or controller_config(setup.controller)
     return PreemptionController(setup.network, evs, replace(cfg, mode="local" if name == "local" else "greenwave"))
+
+
+def controller_config(settings: Mapping[str, float]) -> ControllerConfig:
+    """A controller configuration from a scenario's (or the command line's) settings."""
+    planner: dict[str, Any] = {k: v for k, v in settings.items() if k in {"max_presence_s"}}
+    top: dict[str, Any] = {k: v for k, v in settings.items() if k not in planner}
+    base = ControllerConfig()
+    return replace(base, **top, planner=replace(base.planner, **planner))
 
 
 @dataclass
@@ -190,6 +198,7 @@ def run(
                 ),
                 "time_stopped": round(p.time_stopped_s(last_t), 2),
                 "junctions": len(ev.corridor.junctions),
+                "reroutes": p.reroutes,
                 "preempted": preempted,
                 "route_length_m": round(ev.corridor.length_m, 1),
                 "tls": [j.tls_id for j in ev.corridor.junctions],
@@ -296,7 +305,7 @@ def _reroute(
     route = sim.vehicle_route(ev_id)
     corridor = build_corridor(setup.network, route)
     old = progress[ev_id]
-    new = EvProgress(ev_id, corridor, depart_s=old.depart_s, stops=old.stops)
+    new = EvProgress(ev_id, corridor, depart_s=old.depart_s, stops=old.stops, reroutes=old.reroutes + 1)
     progress[ev_id] = new
     sim.watch_signals(corridor.tls_ids())
     sim.watch_lanes(lane for j in corridor.junctions for lane in j.approach_lanes)

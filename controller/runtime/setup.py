@@ -7,7 +7,7 @@ All files a run writes go under its output folder: generated demand and vehicle 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape
@@ -49,6 +49,7 @@ class RunSetup:
     out_dir: Path
     seed: int
     bluelight: bool
+    controller: dict[str, float] = field(default_factory=dict)  # the scenario's controller settings
 
     @property
     def watched_tls(self) -> tuple[str, ...]:
@@ -213,7 +214,7 @@ def prepare_scenario(scenario: Scenario, *, seed: int, out_dir: Path, bluelight:
             options=inputs.options,
             dropped=inputs.dropped,
         )
-    return _finish(
+    setup = _finish(
         name=scenario.name,
         source=str(scenario.source or scenario.name),
         demand_level=demand.level,
@@ -226,6 +227,7 @@ def prepare_scenario(scenario: Scenario, *, seed: int, out_dir: Path, bluelight:
         seed=seed,
         bluelight=bluelight,
     )
+    return replace(setup, controller=scenario.controller.overrides())
 
 
 def prepare_sumocfg(

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -55,6 +56,7 @@ SUMO_ERRORS: tuple[type[BaseException], ...] = (
     traci.exceptions.TraCIException,
     traci.exceptions.FatalTraCIError,
 )
+_UNKNOWN_VEHICLE = re.compile(r"Vehicle '(.+)' is not known")
 _labels = itertools.count()
 _libsumo_open = False
 
@@ -192,18 +194,21 @@ class SumoAdapter:
     # -- the per-tick batch ------------------------------------------------------------------
     def step(self) -> Snapshot:
         """Advance one step and read everything watched, from the subscription results."""
+        direct = False  # read with plain getters: this step's subscription results are lost
         try:
             self._api.simulationStep()
         except SUMO_ERRORS as e:
-            detail = _last_error(self._error_log) or str(e)
-            raise SimulationError(f"SUMO stopped: {detail}") from None
+            if not self._drop_vanished(str(e)):
+                detail = _last_error(self._error_log) or str(e)
+                raise SimulationError(f"SUMO stopped: {detail}") from None
+            direct = True
         api = self._api
         self.time_s = float(api.simulation.getTime())
         sim = api.simulation.getSubscriptionResults()
         arrived = tuple(sim.get(tc.VAR_ARRIVED_VEHICLES_IDS, ()))
         vehicles: dict[str, VehicleState] = {}
         for vid in self._vehicles:
-            r = api.vehicle.getSubscriptionResults(vid)
+            r = self._direct_vehicle(vid) if direct else api.vehicle.getSubscriptionResults(vid)
             if not r:
                 continue
             road = r.get(tc.VAR_ROAD_ID, "")
@@ -222,7 +227,7 @@ class SumoAdapter:
             self._vehicles.discard(vid)
         signals: dict[str, SignalState] = {}
         for tls_id in self._signals:
-            r = api.trafficlight.getSubscriptionResults(tls_id)
+            r = self._direct_signal(tls_id) if direct else api.trafficlight.getSubscriptionResults(tls_id)
             signals[tls_id] = SignalState(
                 tls_id=tls_id,
                 state=r[tc.TL_RED_YELLOW_GREEN_STATE],
@@ -231,7 +236,7 @@ class SumoAdapter:
             )
         lanes: dict[str, LaneState] = {}
         for lane_id in self._lanes:
-            r = api.lane.getSubscriptionResults(lane_id)
+            r = self._direct_lane(lane_id) if direct else api.lane.getSubscriptionResults(lane_id)
             lanes[lane_id] = LaneState(
                 lane_id, int(r[tc.LAST_STEP_VEHICLE_NUMBER]), int(r[tc.LAST_STEP_VEHICLE_HALTING_NUMBER])
             )
@@ -246,6 +251,55 @@ class SumoAdapter:
             colliding=tuple(sim.get(tc.VAR_COLLIDING_VEHICLES_IDS, ())),
             emergency_stopping=int(sim.get(tc.VAR_EMERGENCYSTOPPING_VEHICLES_NUMBER, 0)),
         )
+
+    def _drop_vanished(self, message: str) -> bool:
+        """A watched vehicle was removed behind our back (by another TraCI client, an operator):
+        SUMO then fails every step on its subscription. Forget it and go on; the controller sees
+        it vanish and hands its signals back."""
+        match = _UNKNOWN_VEHICLE.search(message)
+        if match is None or match.group(1) not in self._vehicles:
+            return False
+        vehicle_id = match.group(1)
+        self._vehicles.discard(vehicle_id)
+        with contextlib.suppress(*SUMO_ERRORS):
+            self._api.vehicle.unsubscribe(vehicle_id)
+        return True
+
+    def _direct_vehicle(self, vid: str) -> dict[int, Any]:
+        v = self._api.vehicle
+        try:
+            return {
+                tc.VAR_ROAD_ID: v.getRoadID(vid),
+                tc.VAR_LANE_ID: v.getLaneID(vid),
+                tc.VAR_LANEPOSITION: v.getLanePosition(vid),
+                tc.VAR_SPEED: v.getSpeed(vid),
+                tc.VAR_ROUTE_INDEX: v.getRouteIndex(vid),
+                tc.VAR_DISTANCE: v.getDistance(vid),
+            }
+        except SUMO_ERRORS:
+            return {}
+
+    def _direct_signal(self, tls_id: str) -> dict[int, Any]:
+        tl = self._api.trafficlight
+        return {
+            tc.TL_RED_YELLOW_GREEN_STATE: tl.getRedYellowGreenState(tls_id),
+            tc.TL_CURRENT_PROGRAM: tl.getProgram(tls_id),
+            tc.TL_CURRENT_PHASE: tl.getPhase(tls_id),
+        }
+
+    def _direct_lane(self, lane_id: str) -> dict[int, Any]:
+        ln = self._api.lane
+        return {
+            tc.LAST_STEP_VEHICLE_NUMBER: ln.getLastStepVehicleNumber(lane_id),
+            tc.LAST_STEP_VEHICLE_HALTING_NUMBER: ln.getLastStepHaltingNumber(lane_id),
+        }
+
+    def remove_vehicle(self, vehicle_id: str) -> None:
+        """Take a vehicle out of the simulation (e.g. a cancelled emergency)."""
+        if vehicle_id in self._vehicles:
+            self._vehicles.discard(vehicle_id)
+            self._api.vehicle.unsubscribe(vehicle_id)
+        self._api.vehicle.remove(vehicle_id)
 
     # -- commands ----------------------------------------------------------------------------
     def apply(self, commands: Sequence[SignalCommand]) -> None:

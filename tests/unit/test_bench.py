@@ -154,23 +154,32 @@ def test_stops_at_signals_falls_back_to_stops() -> None:
     assert row["ev_stops_at_signals_mean"] == 2.0  # (3 [fallback] + 1) / 2
 
 
-def test_eta_pooled_from_raw_errors_or_mean_of_run_p90s() -> None:
-    def with_eta(errors: list[dict[str, Any]] | None, p90: float) -> dict[str, Any]:
-        s = summary(100.0)
-        s["eta"] = {"abs_error_p90": p90, "by_horizon": {"60": {"abs_error_p90": p90}},
-                    "at_entry": {"abs_error_p90": p90 / 2}}
-        if errors is not None:
-            s["eta"]["errors"] = errors
-        return s
+def _with_eta(errors: Any, p90: float) -> dict[str, Any]:
+    s = summary(100.0)
+    s["eta"] = {"abs_error_p90": p90, "by_horizon": {"60": {"abs_error_p90": p90}},
+                "at_entry": {"abs_error_p90": p90 / 2}}
+    if errors is not None:
+        s["eta"]["errors"] = errors
+    return s
 
-    e1 = [{"h": "60", "err": -4.0}, {"h": "entry", "err": 1.0}] + [{"h": "10", "err": 0.5}] * 8
-    e2 = [{"h": "60", "err": 2.0}, {"h": "entry", "err": -3.0}]
-    row = aggregate([res("a", "greenwave", 1, with_eta(e1, 3.0)), res("a", "greenwave", 2, with_eta(e2, 5.0))])[0]
-    assert row["eta_pooling"] == "pooled"
+
+def test_eta_pooled_from_raw_errors_or_mean_of_run_p90s() -> None:
+    e1 = {"60": [-4.0], "entry": [1.0], "10": [0.5] * 8}  # the shape run.py writes
+    e2 = [{"h": "60", "err": 2.0}, {"h": "entry", "err": -3.0}]  # a list of {"h", "err"} is read too
+    row = aggregate([res("a", "greenwave", 1, _with_eta(e1, 3.0)), res("a", "greenwave", 2, _with_eta(e2, 5.0))])[0]
+    assert row["eta_pooling"] == "all:mean_of_run_p90 60:pooled entry:pooled"  # no "all" tag: per-run p90s
     assert row["eta_p90_60_s"] == pytest.approx(3.8)  # p90 of |-4|, |2|
     assert row["eta_p90_entry_s"] == pytest.approx(2.8)  # p90 of |1|, |-3|
-    row = aggregate([res("a", "greenwave", 1, with_eta(e1, 3.0)), res("a", "greenwave", 2, with_eta(None, 5.0))])[0]
-    assert row["eta_pooling"] == "mean_of_run_p90"
+    assert row["eta_p90_s"] == 4.0  # mean of 3 and 5
+    row = aggregate([res("a", "greenwave", 1, _with_eta({"all": [1.0, -2.0]}, 3.0)),
+                     res("a", "greenwave", 2, _with_eta({"all": [4.0]}, 5.0))])[0]
+    assert row["eta_p90_s"] == pytest.approx(3.6) and row["eta_pooling"].startswith("all:pooled")
+
+
+def test_eta_mean_of_run_p90s_when_a_run_has_no_raw_errors() -> None:
+    row = aggregate([res("a", "greenwave", 1, _with_eta({"60": [-4.0]}, 3.0)),
+                     res("a", "greenwave", 2, _with_eta(None, 5.0))])[0]
+    assert row["eta_pooling"] == "all:mean_of_run_p90 60:mean_of_run_p90 entry:mean_of_run_p90"
     assert row["eta_p90_s"] == 4.0 and row["eta_p90_60_s"] == 4.0 and row["eta_p90_entry_s"] == 2.0
     row = aggregate([res("a", "none", 1, summary(100.0))])[0]
     assert row["eta_p90_s"] is None and row["eta_pooling"] is None
@@ -213,7 +222,7 @@ def test_verdict_without_local_cannot_pass_the_background_rule() -> None:
 def test_eta_verdict_over_all_runs() -> None:
     def gw(entry: float, h60: float) -> dict[str, Any]:
         s = summary(100.0)
-        s["eta"]["errors"] = [{"h": "entry", "err": entry}, {"h": "60", "err": h60}]
+        s["eta"]["errors"] = {"entry": [entry], "60": [h60]}
         return s
 
     ok = verdicts([res("a", "greenwave", 1, gw(1.0, -5.0)), res("b", "greenwave", 1, gw(-1.5, 4.0))], [])

@@ -1,0 +1,154 @@
+"""The preemption controllers in real SUMO runs: safety, hand-back, several EVs, cancel and
+re-routing. Every run is judged by the independent safety monitor."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from controller.cli import main
+from controller.core.snapshot import Snapshot
+from controller.runtime.run import run
+from controller.runtime.setup import prepare_scenario
+from controller.scenario import load_scenario
+from controller.sim.adapter import SumoAdapter
+from tests.integration.test_run_tiny import assert_design_fields
+
+pytestmark = pytest.mark.sumo
+
+REPO = Path(__file__).resolve().parents[2]
+RULES = ("S1", "S2", "S3", "S4", "S5")
+
+
+def _cli(args: list[str]) -> dict[str, Any]:
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    out = Path(args[args.index("--out") + 1])
+    summary: dict[str, Any] = json.loads((out / "summary.json").read_text())
+    return summary
+
+
+def _assert_safe(s: dict[str, Any]) -> None:
+    assert {r: s["safety"][r] for r in RULES} == dict.fromkeys(RULES, 0), s["safety"]["violations"][:5]
+    for p in s["preemptions"]:
+        assert p["restored"] is not None, p  # every preempted junction went back to its program
+
+
+@pytest.mark.parametrize("controller", ["greenwave", "local"])
+def test_ingolstadt7_preemption_is_safe_and_fast(controller: str, tmp_path: Path) -> None:
+    scenario = str(REPO / "scenarios" / "ingolstadt7.toml")
+    none = _cli(["run", scenario, "--controller", "none", "--seed", "1", "--out", str(tmp_path / "none")])
+    s = _cli(["run", scenario, "--controller", controller, "--seed", "1", "--out", str(tmp_path / controller)])
+    assert_design_fields(s)
+    _assert_safe(s)
+    ev = s["evs"][0]
+    assert ev["preempted"] == ev["junctions"] == 7
+    assert ev["travel_time"] < none["evs"][0]["travel_time"]
+    assert s["recovery"]["junctions"] >= 7 and s["recovery"]["mean_s"] is not None
+    if controller == "greenwave":
+        assert s["eta"]["n"] > 0 and s["eta"]["at_entry"]["n"] >= 7
+        assert s["eta"]["by_horizon"]["10"]["abs_error_p90"] is not None
+
+
+def test_local_detection_range_flag(tmp_path: Path) -> None:
+    scenario = str(REPO / "scenarios" / "ingolstadt7.toml")
+    near = _cli(["run", scenario, "--controller", "local", "--detect-range", "80", "--out", str(tmp_path / "a")])
+    far = _cli(["run", scenario, "--controller", "local", "--detect-range", "400", "--out", str(tmp_path / "b")])
+    _assert_safe(near)
+    _assert_safe(far)
+    entry_lead = [p["eta_at_entry"] - p["entry"] for p in far["preemptions"]]
+    near_lead = [p["eta_at_entry"] - p["entry"] for p in near["preemptions"]]
+    assert sum(entry_lead) / len(entry_lead) > sum(near_lead) / len(near_lead)
+
+
+def _two_evs(tmp_path: Path) -> Path:
+    text = (REPO / "scenarios" / "grid5-moderate.toml").read_text()
+    text = text.replace('net = "../networks/', f'net = "{REPO}/networks/').replace("end_s = 1500", "end_s = 1000")
+    text += (
+        '\n[[ev]]\nid = "fire_1"\nfrom = "bottom2C0"\nto = "C4top2"\ndepart_s = 620\ntype = "fire"\n'
+        '\n[[ev]]\nid = "police_1"\nfrom = "right2E2"\nto = "A2left2"\ndepart_s = 610\ntype = "police"\n'
+    )
+    path = tmp_path / "three.toml"
+    path.write_text(text)
+    return path
+
+
+def test_several_evs_are_arbitrated_without_conflicting_greens(tmp_path: Path) -> None:
+    scenario = _two_evs(tmp_path)
+    none = _cli(["run", str(scenario), "--controller", "none", "--seed", "2", "--out", str(tmp_path / "none")])
+    s = _cli(["run", str(scenario), "--controller", "greenwave", "--seed", "2", "--out", str(tmp_path / "gw")])
+    _assert_safe(s)
+    times = {ev["id"]: ev["travel_time"] for ev in s["evs"]}
+    base = {ev["id"]: ev["travel_time"] for ev in none["evs"]}
+    assert all(t is not None for t in times.values())
+    assert sum(times.values()) < sum(base.values())
+    # C2 is crossed by the fire engine (northbound) and the police car (westbound)
+    at_c2 = [p for p in s["preemptions"] if p["tls"] == "C2"]
+    assert {p["ev"] for p in at_c2} == {"fire_1", "police_1"}
+
+
+def _run_with_hook(tmp_path: Path, hook: Callable[[SumoAdapter, Snapshot], None]) -> dict[str, Any]:
+    setup = prepare_scenario(load_scenario(REPO / "scenarios" / "ingolstadt7.toml"), seed=1, out_dir=tmp_path)
+    original = SumoAdapter.step
+
+    def step(self: SumoAdapter) -> Snapshot:
+        snap = original(self)
+        hook(self, snap)
+        return snap
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(SumoAdapter, "step", step)
+        return run(setup, "greenwave")
+
+
+def test_vanished_ev_hands_every_signal_back(tmp_path: Path) -> None:
+    removed: list[float] = []
+
+    def hook(sim: SumoAdapter, snap: Snapshot) -> None:
+        ev = next(iter(snap.vehicles), None)
+        if ev is not None and not removed and snap.t_s >= 58250:
+            sim._api.vehicle.remove(ev)  # the EV is gone (an accident, a teleport, an operator)
+            removed.append(snap.t_s)
+
+    s = _run_with_hook(tmp_path, hook)
+    assert removed
+    _assert_safe(s)
+    cut = [p for p in s["preemptions"] if p["entry"] is not None and p["entry"] <= removed[0] <= (p["exit"] or 0)]
+    assert cut, "some junction was preempted when the EV vanished"
+    assert all(p["restored"] - removed[0] <= 60 for p in cut)  # handed back at once, through safe transitions
+
+
+def test_rerouted_ev_releases_junctions_it_no_longer_needs(tmp_path: Path) -> None:
+    from controller.sim.netload import load_network
+
+    net = load_network(REPO / "networks" / "resco_ingolstadt7" / "ingolstadt7.net.xml")
+    done: list[tuple[float, str]] = []
+
+    def hook(sim: SumoAdapter, snap: Snapshot) -> None:
+        ev = next(iter(snap.vehicles.values()), None)
+        if ev is None or done or snap.t_s < 58230 or ev.on_junction:
+            return
+        route = sim.vehicle_route(ev.vehicle_id)
+        here = route.index(ev.road_id)
+        # turn off the planned route at the end of the current edge, if there is a side street
+        for c in net.connections:
+            if c.from_edge == ev.road_id and c.to_edge not in route and not net.edges[c.to_edge].is_internal:
+                sim._api.vehicle.changeTarget(ev.vehicle_id, c.to_edge)
+                done.append((snap.t_s, c.to_edge))
+                return
+        del here
+
+    s = _run_with_hook(tmp_path, hook)
+    assert done, "no side street found to turn into"
+    _assert_safe(s)
+    assert s["evs"][0]["arrived"] and s["evs"][0]["reroutes"] == 1
+    t_turn = done[0][0]
+    # junctions further along the abandoned route are handed back and not preempted again
+    later = [p for p in s["preemptions"] if p["entry"] is not None and p["entry"] > t_turn + 30]
+    assert later == []
+    assert all(p["restored"] is not None and p["restored"] <= t_turn + 90 for p in s["preemptions"])
