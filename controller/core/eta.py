@@ -294,10 +294,9 @@ class EtaConfig:
     smoothing_s: float = 10.0  # time constant of the factor's exponential smoothing
     band_spread_z: float = 1.5  # multiple of the RMS relative error of past predictions
     min_moving_s: float = 3.0  # less moving time than this in the window: the factor is not updated
-    # Count the time the EV stood still in the window too. Under preemption it does not stop at
-    # its own signals, so what stops it is congestion, which lasts: leaving stops out then makes
-    # every ETA too early in a jam.
-    include_stops: bool = True
+    # Count the time the EV stood still in the window too (a jam lasts, a red does not). Measured
+    # on Bologna it made ETAs no better, so it is off by default.
+    include_stops: bool = False
 
 
 @dataclass(frozen=True)

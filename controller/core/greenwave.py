@@ -115,14 +115,16 @@ class PreemptionController:
         for j in ev.corridor.junctions:
             self._targets[(ev.ev_id, j.index)] = approach_targets(self.network, self.network.programs[j.tls_id], j)
 
-    def cancel(self, ev_id: str) -> None:
+    def cancel(self, ev_id: str, reason: str = "cancelled") -> None:
         """Drop an EV: every signal held only for it is handed back on the next ticks (S5)."""
         self.cancelled.add(ev_id)
+        self.planner.release(ev_id, reason)
 
     def reroute(self, ev_id: str, corridor: Corridor) -> None:
         """The EV left its route: plan the new corridor; signals it no longer needs are handed
         back on the next tick (their requests are gone)."""
         old = self.evs[ev_id]
+        self.planner.release(ev_id, "re-routed")
         self.evs[ev_id] = EvSetup(ev_id, old.ev_type, corridor, old.dynamics, old.dispatch_s)
         for key in [k for k in self._targets if k[0] == ev_id]:
             del self._targets[key]
@@ -148,7 +150,7 @@ class PreemptionController:
                 continue
             vehicle = snapshot.vehicles.get(ev_id)
             if p.depart_s is not None and vehicle is None:
-                self.cancelled.add(ev_id)  # vanished (teleported away, removed): hand back
+                self.cancel(ev_id, "vanished")  # removed from the simulation: hand back
                 continue
             predictor = self._predictors[ev_id]
             position = p.position_m if p.position_m is not None and vehicle is not None else 0.0

@@ -40,7 +40,6 @@ class PlannerConfig:
     presence_reserve_s: float = 20.0  # entry never so early that the EV would cross later than
     # max_presence_s − presence_reserve_s after it
     slack_s: float = 1.0  # start entry this much before the last safe moment (re-planning granularity)
-    hold_for_next_s: float = 15.0  # keep dwelling if another EV's need is this close
     min_green_floor_s: float = 5.0
 
 
@@ -178,6 +177,11 @@ class Planner:
             for tls, p in programs.items()
         }
         self.stopping = False
+        self.release_reasons: dict[str, str] = {}  # ev_id -> why its requests ended, when not crossing
+
+    def release(self, ev_id: str, reason: str) -> None:
+        """Record why an EV's requests end (cancelled, vanished, re-routed) for the records."""
+        self.release_reasons[ev_id] = reason
 
     def add_signal(self, program: Program) -> None:
         """Plan one more signal (an EV was re-routed onto it)."""
@@ -234,6 +238,7 @@ class Planner:
             cmd = self._tick_junction(j, t_s, reqs)
             if cmd is not None:
                 commands.append(cmd)
+        self.release_reasons.clear()  # the reasons label the exits their releases caused just now
         return commands
 
     def stop(self) -> None:
@@ -243,13 +248,14 @@ class Planner:
     # -- one signal ---------------------------------------------------------------------------
     def _tick_junction(self, j: JunctionControl, t_s: float, reqs: list[ServiceRequest]) -> SignalCommand | None:
         cfg = self.config
-        if j.stage in ("idle", "exit") and reqs:
+        if not j.clock.state:
+            return None  # not observed yet: nothing is known to switch from
+        if j.stage == "idle" and reqs:
+            # (a new EV during a hand-back waits for it to finish: the hand-back is bounded,
+            # and a fresh entry then gets its own maximum presence time)
             near = [r for r in reqs if r.eta_s - t_s <= cfg.arm_horizon_s or r.start_now]
             if near:
-                if j.stage == "idle":
-                    j.stage = "armed"
-                else:  # a new EV while handing back: serve it from where the signal is
-                    j.stage = "entry"
+                j.stage = "armed"
                 for r in near:
                     j.current.setdefault(r.key, PreemptionRecord(j.tls_id, r.ev_id, r.junction_index, t_s))
         if j.stage == "armed":
@@ -271,7 +277,7 @@ class Planner:
                 return None
         if j.stage in ("entry", "dwell"):
             if not reqs:
-                return self._begin_exit(j, t_s, "crossed")
+                return self._begin_exit(j, t_s, "stopped" if self.stopping else "")
             assert j.entry_s is not None
             if t_s - j.entry_s >= cfg.max_presence_s:
                 for r in reqs:
@@ -320,10 +326,10 @@ class Planner:
         if any(r.start_now for r in served):
             return True
         need = min(r.need_green_by_s for r in served)
-        # never earlier than a hold the maximum presence time allows: a junction handed back on
-        # its presence limit just before the EV arrives would stop it
-        latest_eta = max(r.eta_s for r in served)
-        need = max(need, latest_eta + cfg.presence_reserve_s - cfg.max_presence_s)
+        # never so early that the maximum presence time would end before the EV has crossed: a
+        # junction handed back on its presence limit just before the EV arrives would stop it
+        if t_s < max(r.eta_s for r in served) + cfg.presence_reserve_s - cfg.max_presence_s:
+            return False
         state = j.clock.state
         if not state:
             return False
@@ -354,7 +360,7 @@ class Planner:
         for rec in j.current.values():
             if rec.exit_s is None:
                 rec.exit_s = t_s
-                rec.exit_reason = reason
+                rec.exit_reason = reason or self.release_reasons.get(rec.ev_id, "crossed")
         return self._tick_junction(j, t_s, [])
 
     def _close(self, j: JunctionControl, t_s: float, reason: str, *, restored: bool) -> None:

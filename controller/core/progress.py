@@ -36,6 +36,7 @@ class EvProgress:
     crossed_s: dict[int, float] = field(default_factory=dict)  # corridor junction index -> time
     stops: list[StopEpisode] = field(default_factory=list)
     reroutes: int = 0  # how often the EV left its planned route and got a new corridor
+    vanished_s: float | None = None  # left the simulation without arriving (removed by someone)
     _offset_m: float | None = None  # route position minus odometer
     _last_t_s: float | None = None
 
@@ -49,7 +50,11 @@ class EvProgress:
 
     @property
     def running(self) -> bool:
-        return self.depart_s is not None and self.arrived_s is None
+        return self.depart_s is not None and self.arrived_s is None and self.vanished_s is None
+
+    @property
+    def done(self) -> bool:
+        return self.arrived_s is not None or self.vanished_s is not None
 
     def crossed(self, junction_index: int) -> bool:
         return junction_index in self.crossed_s
@@ -65,6 +70,9 @@ class EvProgress:
             self._close_stop(t_s)
             return
         if vehicle is None:
+            if self.depart_s is not None and self.arrived_s is None and self.vanished_s is None:
+                self.vanished_s = t_s
+                self._close_stop(t_s)
             return
         if self.depart_s is None:
             self.depart_s = t_s

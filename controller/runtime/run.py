@@ -149,7 +149,7 @@ def run(
         t = sim.time_s
         while not (
             t >= end_s - 1e-9
-            and (all(p.arrived_s is not None for p in progress.values()) or t >= end_s + MAX_EXTENSION_S)
+            and (all(p.done for p in progress.values()) or t >= end_s + MAX_EXTENSION_S)
         ):
             t0 = time.perf_counter()
             snap = sim.step()
@@ -174,8 +174,9 @@ def run(
     bg_trips, bg_loss = background(outputs, ev_ids, end_s)
     evs = []
     for ev in setup.evs:
-        trip = outputs.trips.get(ev.ev_id)
         p = progress[ev.ev_id]
+        # a vanished EV has a tripinfo (SUMO writes one when a vehicle is removed): not an arrival
+        trip = outputs.trips.get(ev.ev_id) if p.vanished_s is None else None
         ff = free_flow[ev.ev_id]
         tt = trip.duration_s if trip else None
         preempted = sum(1 for j in ev.corridor.junctions if j.tls_id in controller.preempted)
@@ -186,6 +187,7 @@ def run(
                 "depart": trip.depart_s if trip else p.depart_s,
                 "arrival": trip.arrival_s if trip else None,
                 "arrived": trip is not None,
+                "vanished": p.vanished_s,
                 "travel_time": tt,
                 "free_flow_time": ff,
                 "ratio_to_free_flow": round(tt / ff, 4) if tt is not None and ff > 0 else None,

@@ -117,6 +117,8 @@ def test_vanished_ev_hands_every_signal_back(tmp_path: Path) -> None:
 
     s = _run_with_hook(tmp_path, hook)
     assert removed
+    assert s["evs"][0]["vanished"] == removed[0] + 1 and s["evs"][0]["arrival"] is None
+    assert s["simulated_until"] < s["end"] + 400  # the run did not wait for it to arrive
     _assert_safe(s)
     cut = [p for p in s["preemptions"] if p["entry"] is not None and p["entry"] <= removed[0] <= (p["exit"] or 0)]
     assert cut, "some junction was preempted when the EV vanished"

@@ -1,0 +1,640 @@
+"""The preemption state machine (idle → armed → entry → dwell → exit → idle), tick by tick.
+
+A small fake signal (:class:`FakeSignal`) plays the part of SUMO: it runs its program phase by
+phase, or shows the state last commanded by ``set_state`` from the next tick on (reporting
+program "online"); a ``restore`` resumes the program at the commanded phase, shown from the
+next tick for that phase's full duration (like SUMO's ``setProgram`` + ``setPhase``). Every
+displayed state is also fed to the independent safety monitor.
+
+Most hand-checked tests use ``PROG`` (two approaches, no explicit minDur → 5 s floor)::
+
+    phase 0  Ggrr 30 s   A: link 0 through (G), link 1 permissive left (g)
+    phase 1  yyrr  3 s
+    phase 2  rrrr  2 s
+    phase 3  rrGg 30 s   B: links 2, 3
+    phase 4  rryy  4 s
+    phase 5  rrrr  2 s   (cycle 71 s)
+
+Started at phase 0 at t=0, the program shows: A green 0..29, yellow 30..32, all red 33..34,
+B green 35..64, yellow 65..68, all red 69..70, A green again from 71 (and every 71 s on).
+Timing from the program: yellow 3 s (A) / 4 s (B), minimum green 5 s, red clearance 2 s.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from controller.core.network import Phase, Program, is_green
+from controller.core.planner import (
+    Planner,
+    PlannerConfig,
+    ServiceRequest,
+    merge_targets,
+    reentry_phase,
+)
+from controller.core.safety import SafetyConfig, SignalWatch, Violation
+from controller.core.snapshot import SignalCommand, SignalState
+from controller.core.transitions import SignalTiming
+from tests.unit.test_transitions import PROG, programs
+
+ONLINE = "online"
+
+
+# --- the fake signal and a rig that drives the planner ---------------------------------------
+
+
+@dataclass
+class FakeSignal:
+    """A SUMO signal as the planner sees it: its program, or an 'online' state it was told."""
+
+    program: Program
+    phase: int = 0
+    left_s: float = -1.0  # of the current phase; -1: the phase's full duration
+    online: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.left_s < 0:
+            self.left_s = self.program.phases[self.phase].duration_s
+
+    @property
+    def tls_id(self) -> str:
+        return self.program.tls_id
+
+    def display(self) -> str:
+        return self.online if self.online is not None else self.program.phases[self.phase].state
+
+    def signal_state(self) -> SignalState:
+        if self.online is not None:
+            return SignalState(self.tls_id, self.online, ONLINE, 0)
+        return SignalState(self.tls_id, self.display(), self.program.program_id, self.phase)
+
+    def apply(self, cmd: SignalCommand) -> None:
+        assert cmd.tls_id == self.tls_id
+        if cmd.kind == "set_state":
+            assert cmd.state, f"empty state commanded: {cmd}"
+            self.online = cmd.state
+        else:
+            assert cmd.program_id in ("", self.program.program_id)
+            self.online = None
+            if cmd.phase is not None:
+                self.phase = cmd.phase
+                # setPhase at t: the phase is shown from t + dt and switches at t + duration
+                self.left_s = self.program.phases[cmd.phase].duration_s
+
+    def advance(self, dt: float) -> None:
+        if self.online is not None:
+            return
+        self.left_s -= dt
+        while self.left_s <= 1e-9:
+            self.phase = (self.phase + 1) % len(self.program.phases)
+            self.left_s += self.program.phases[self.phase].duration_s
+
+
+Requests = Callable[[float], Sequence[ServiceRequest]]
+
+
+@dataclass
+class Rig:
+    """Planner + fake signals + one safety watch per signal, stepped one tick at a time."""
+
+    planner: Planner
+    signals: dict[str, FakeSignal]
+    dt: float = 1.0
+    watches: dict[str, SignalWatch] = field(default_factory=dict)
+    shown: dict[str, dict[float, str]] = field(default_factory=dict)  # tls -> t -> displayed state
+    commands: list[tuple[float, SignalCommand]] = field(default_factory=list)
+    violations: list[Violation] = field(default_factory=list)
+    t: float = 0.0
+
+    def __post_init__(self) -> None:
+        for tls, sig in self.signals.items():
+            self.watches.setdefault(tls, SignalWatch(sig.program, SafetyConfig(max_presence_s=180.0)))
+            self.shown.setdefault(tls, {})
+
+    def step(self, requests: Sequence[ServiceRequest] = ()) -> list[SignalCommand]:
+        t = self.t
+        states = {tls: s.signal_state() for tls, s in self.signals.items()}
+        for tls, st_ in states.items():
+            self.shown[tls][t] = st_.state
+            self.violations += self.watches[tls].observe(t, st_.state, st_.program_id)
+        self.planner.observe(t, states)
+        cmds = self.planner.tick(t, requests)
+        for c in cmds:
+            self.commands.append((t, c))
+            self.signals[c.tls_id].apply(c)
+        for s in self.signals.values():
+            s.advance(self.dt)
+        self.t = t + self.dt
+        return cmds
+
+    def run_until(self, t_end: float, requests: Requests = lambda t: ()) -> None:
+        while self.t < t_end - 1e-9:
+            self.step(requests(self.t))
+
+    def finish(self) -> list[Violation]:
+        out: list[Violation] = []
+        for w in self.watches.values():
+            out += w.finish(self.t)
+        return out
+
+    def commands_between(self, t0: float, t1: float, tls: str | None = None) -> list[tuple[float, SignalCommand]]:
+        return [(t, c) for t, c in self.commands if t0 <= t < t1 and (tls is None or c.tls_id == tls)]
+
+    def changes(self, tls: str, t0: float, t1: float) -> list[tuple[float, str]]:
+        """(time, state) whenever the displayed state changed in [t0, t1), starting with t0's."""
+        out: list[tuple[float, str]] = []
+        for t, s in sorted(self.shown[tls].items()):
+            if t0 <= t < t1 and (not out or out[-1][1] != s):
+                out.append((t, s))
+        return out
+
+    def safety(self) -> list[Violation]:
+        return [v for v in self.violations if v.rule in ("S1", "S2", "S3", "S4")]
+
+
+def rig(
+    progs: Mapping[str, Program] | None = None,
+    config: PlannerConfig | None = None,
+    start: Mapping[str, tuple[int, float]] | None = None,
+) -> Rig:
+    progs = {"J": PROG} if progs is None else progs
+    start = start or {}
+    signals = {}
+    for tls, p in progs.items():
+        phase, left = start.get(tls, (0, -1.0))
+        signals[tls] = FakeSignal(p, phase, left)
+    return Rig(Planner(progs, config or PlannerConfig()), signals)
+
+
+def req(
+    target: str = "Ggrr",
+    phase: int = 0,
+    eta: float = 63.0,
+    need: float = 60.0,
+    ev: str = "ev",
+    priority: int = 1,
+    tls: str = "J",
+    index: int = 0,
+    start_now: bool = False,
+) -> ServiceRequest:
+    return ServiceRequest(ev, priority, tls, index, target, phase, eta, need, start_now)
+
+
+def until(t_end: float, *reqs: ServiceRequest) -> Requests:
+    """The requests, present on every tick before ``t_end``."""
+    return lambda t: list(reqs) if t < t_end else []
+
+
+# --- pure helpers ----------------------------------------------------------------------------
+
+
+def test_fake_signal_runs_the_program_as_the_docstring_says() -> None:
+    r = rig()
+    r.run_until(80)
+    assert r.changes("J", 0, 80) == [
+        (0, "Ggrr"), (30, "yyrr"), (33, "rrrr"), (35, "rrGg"), (65, "rryy"), (69, "rrrr"), (71, "Ggrr"),
+    ]  # fmt: skip
+    assert r.commands == [] and r.violations == []
+
+
+def test_reentry_phase_serves_the_skipped_cross_street() -> None:
+    assert reentry_phase(PROG, 0, "Ggrr") == 3  # B: skips the yellow (1) and the all red (2)
+    assert reentry_phase(PROG, 0, "Grrr") == 3
+    assert reentry_phase(PROG, 3, "rrGg") == 0  # wraps around
+    # a phase that only continues greens already shown (no new green starts) is not a re-entry
+    prog = Program(
+        "K",
+        "0",
+        "static",
+        0.0,
+        (
+            Phase("GGrr", 20, 20, 20),  # 0 served
+            Phase("Grrr", 5, 5, 5),  # 1 link 0 continues: starts no green
+            Phase("yrrr", 3, 3, 3),  # 2 yellow
+            Phase("rrrr", 2, 2, 2),  # 3 all red: no green
+            Phase("rrGr", 10, 10, 10),  # 4 starts link 2
+            Phase("rrGG", 10, 10, 10),  # 5
+            Phase("rryy", 3, 3, 3),
+        ),
+    )
+    assert reentry_phase(prog, 0, "GGrr") == 4
+    # a phase whose greens were all shown by the target is skipped too
+    assert reentry_phase(prog, 4, "rrGG") == 0
+    # after phase 4 (target link 2 only): phase 5 starts link 3, which the target did not show
+    assert reentry_phase(prog, 4, "rrGr") == 5
+
+
+def test_merge_targets_winner_by_priority_then_need_and_compatible_merged() -> None:
+    timing = SignalTiming.from_program(PROG)
+    police_a = req("Grrr", 0, eta=20, need=15, ev="police", priority=2)
+    amb_b = req("rrGg", 3, eta=60, need=50, ev="amb", priority=1)
+    state, phase, served = merge_targets(timing, [police_a, amb_b])
+    assert (state, phase, [r.ev_id for r in served]) == ("rrGg", 3, ["amb"])  # class beats ETA
+    # same class: the more urgent wins; a compatible one (its greens inside phase 0's) joins
+    left = req("rgrr", 0, eta=40, need=35, ev="left")
+    through = req("Grrr", 0, eta=30, need=25, ev="through")
+    state, phase, served = merge_targets(timing, [left, through])
+    assert (state, phase, sorted(r.ev_id for r in served)) == ("Ggrr", 0, ["left", "through"])
+    assert served[0].ev_id == "through"
+
+
+# --- one EV: arm, entry at the last safe moment, dwell, exit, hand-back ------------------------
+
+
+def test_idle_until_the_eta_is_within_the_arm_horizon_then_armed_without_switching() -> None:
+    r = rig()
+    request = req(eta=200.0, need=197.0)
+    stages: dict[float, str] = {}
+    while r.t < 189:
+        r.step([request])
+        stages[r.t - 1] = r.planner.stage("J")
+    assert stages[49] == "idle" and stages[50] == "armed"  # 200 - 50 = arm_horizon_s
+    assert all(s == "armed" for t, s in stages.items() if 50 <= t < 189)
+    assert r.commands == []  # nothing switched while armed
+    assert not r.planner.busy
+
+
+def test_entry_starts_at_the_last_safe_moment_and_green_is_shown_by_need_time() -> None:
+    # EV needs A green by 60 (ETA 63). From t >= 39 B has run its 5 s minimum green, so showing
+    # A takes 1 (command) + 4 (yellow) + 2 (clearance) = 7 s: t + 7 + slack 1 >= 60 first at 52.
+    r = rig()
+    r.run_until(52, until(1000, req()))
+    assert r.planner.stage("J") == "armed" and r.commands == []
+    assert r.planner.time_to_show_s("J", "Ggrr", 51.0) == 7.0
+    r.run_until(80, until(1000, req()))
+    rec = r.planner.junctions["J"].current[("ev", 0)]
+    assert rec.armed_s == 0.0 and rec.entry_s == 52.0 and rec.eta_at_entry_s == 63.0
+    assert [(t, c.kind, c.state) for t, c in r.commands] == [
+        (52, "set_state", "rryy"), (56, "set_state", "rrrr"), (58, "set_state", "Ggrr"),
+    ]  # fmt: skip
+    assert r.changes("J", 35, 80) == [(35, "rrGg"), (53, "rryy"), (57, "rrrr"), (59, "Ggrr")]
+    assert rec.dwell_s == 59.0 <= 60.0
+    assert r.planner.stage("J") == "dwell" and r.planner.busy
+    assert r.safety() == []
+
+
+def test_crossing_ends_dwell_then_exit_and_hand_back_at_the_cross_street_phase() -> None:
+    r = rig()
+    r.run_until(120, until(63, req()))  # the EV crosses at 63: no request from then on
+    # at 63 A has been green 5 s (from 59): yellow 64..66, all red 67..68, B (phase 3) at 69
+    assert r.changes("J", 59, 120) == [(59, "Ggrr"), (64, "yyrr"), (67, "rrrr"), (69, "rrGg"), (99, "rryy"),
+                                       (103, "rrrr"), (105, "Ggrr")]  # fmt: skip
+    restore = [(t, c) for t, c in r.commands if c.kind == "restore"]
+    assert len(restore) == 1
+    t_restore, cmd = restore[0]
+    assert (t_restore, cmd.program_id, cmd.phase) == (69, "0", 3)
+    assert r.signals["J"].online is None  # back in its program, which played B's green in full
+    recs = r.planner.records()
+    assert len(recs) == 1
+    d = recs[0].as_dict()
+    assert (d["armed"], d["entry"], d["dwell"], d["exit"], d["restored"]) == (0.0, 52.0, 59.0, 63.0, 70.0)
+    assert d["recovery_s"] == 7.0 and d["preempted_s"] == 18.0 and d["exit_reason"] == "crossed"
+    assert r.planner.stage("J") == "idle" and not r.planner.busy
+    assert r.safety() == [] and r.finish() == []
+
+
+def test_extension_holds_an_already_green_approach_at_its_last_program_step() -> None:
+    # A is green 0..29 in the program. The EV needs it until 43 (ETA 46). Getting A back once
+    # lost would take min green 5 + yellow 4 + clearance 2 + a step 1 = 12 s: holding is due at
+    # t + 12 + slack >= 43, but the program keeps A green until 30, so the planner waits for the
+    # last program step (29): 30 + 12 + 1 = 43 >= 43.
+    r = rig()
+    r.run_until(47, until(47, req(eta=46.0, need=43.0)))
+    assert [(t, c.kind, c.state) for t, c in r.commands] == [(29, "set_state", "Ggrr")]
+    assert all(r.shown["J"][t] == "Ggrr" for t in range(0, 47))  # never a yellow for the EV
+    rec = r.planner.junctions["J"].current[("ev", 0)]
+    assert rec.entry_s == 29.0 and rec.dwell_s == 30.0
+    r.run_until(60)
+    assert r.changes("J", 46, 60) == [(46, "Ggrr"), (48, "yyrr"), (51, "rrrr"), (53, "rrGg")]
+    assert r.safety() == []
+
+
+def test_extension_earlier_when_the_need_is_near() -> None:
+    # need 35: t + 12 + 1 >= 35 from t = 22, before the program's last green step
+    r = rig()
+    r.run_until(40, until(40, req(eta=38.0, need=35.0)))
+    assert r.commands[0][0] == 22 and r.commands[0][1].state == "Ggrr"
+
+
+def test_extension_with_the_permissive_partner_dropped() -> None:
+    # the target drops A's permissive left: it turns yellow, the through movement never does
+    r = rig()
+    r.run_until(40, until(1000, req("Grrr", eta=46.0, need=43.0)))
+    assert r.changes("J", 0, 40) == [(0, "Ggrr"), (30, "Gyrr"), (33, "Grrr")]
+    assert r.safety() == []
+
+
+def test_max_presence_exit_lockout_and_hand_back_within_180_s() -> None:
+    cfg = PlannerConfig()
+    r = rig(config=cfg)
+    stuck = req()  # never crosses
+    r.run_until(260, until(10_000, stuck))
+    first = r.planner.records()[0]
+    assert first.entry_s == 52.0 and first.exit_s == 52.0 + cfg.max_presence_s
+    assert first.exit_reason == "max presence"
+    # exit at 172: A green since 59 → yellow 173..175, all red 176..177, B at 178, restore
+    restores = [t for t, c in r.commands if c.kind == "restore"]
+    assert restores[0] == 178
+    assert first.restored_s is not None and first.restored_s - first.entry_s <= 180.0
+    # lockout: nothing commanded for this EV until 172 + 30 = 202; then it is served again
+    assert r.commands_between(179, 202) == []
+    again = r.planner.junctions["J"].current[("ev", 0)]
+    assert again.armed_s == 202.0 and again.entry_s == 202.0
+    assert r.violations == []
+
+
+def test_entry_is_postponed_by_the_presence_reserve() -> None:
+    # need 150 but ETA 300: the junction could not hold until the EV arrives. The entry waits
+    # until 300 + 20 - 120 = 200; A is shown at 207 (min green, yellow 4 s, all-red 2 s).
+    r = rig()
+    r.run_until(260, until(10_000, req(eta=300.0, need=150.0)))
+    rec = r.planner.junctions["J"].current[("ev", 0)]
+    assert rec.armed_s == 150.0 and rec.entry_s == 200.0 and rec.dwell_s == 207.0
+
+
+def test_entry_never_starts_earlier_than_eta_plus_reserve_minus_max_presence() -> None:
+    cfg = PlannerConfig()
+    r = rig(config=cfg)
+    eta = 300.0
+    r.run_until(260, until(10_000, req(eta=eta, need=150.0)))
+    rec = r.planner.junctions["J"].current[("ev", 0)]
+    assert rec.entry_s is not None
+    assert rec.entry_s >= eta + cfg.presence_reserve_s - cfg.max_presence_s  # 192 < 200
+
+
+LONG_MIN = Program(
+    "L",
+    "0",
+    "actuated",
+    0.0,
+    (
+        Phase("Gr", 60, 40, 60),  # 0 the cross street: minDur 40
+        Phase("yr", 4, 4, 4),
+        Phase("rr", 2, 2, 2),
+        Phase("rG", 30, 5, 30),  # 3 the EV's approach
+        Phase("ry", 4, 4, 4),
+        Phase("rr", 2, 2, 2),
+    ),
+)
+
+
+def test_presence_reserve_keeps_the_hold_until_the_eta_with_a_long_min_green() -> None:
+    cfg = PlannerConfig()
+    r = rig({"L": LONG_MIN}, cfg)
+    eta = 200.0
+    # need is raised to 200 + 20 - 120 = 100. The program shows the EV's approach 66..95; once
+    # lost, getting it back may take 40 + 4 + 2 + 1 = 47 s, so the hold starts at once, at 66:
+    # 34 s before the floor. The max-presence exit at 186 hands back 14 s before the EV arrives.
+    request = req("rG", 3, eta=eta, need=10.0, tls="L")
+    r.run_until(eta + 1, until(10_000, request))
+    # the EV must still find its approach held when it arrives
+    assert r.planner.stage("L") == "dwell", r.planner.records()
+
+
+# --- cancel and stop ----------------------------------------------------------------------------
+
+
+def test_request_vanishing_during_entry_hands_back() -> None:
+    r = rig()
+    r.run_until(120, until(54, req()))  # cancelled at 54, during entry (B yellow from 53)
+    rec = r.planner.records()[0]
+    assert rec.entry_s == 52.0 and rec.dwell_s is None and rec.exit_s == 54.0
+    # B's yellow runs in full (53..56), then red (57), then B again (phase 3, no conflicting
+    # link to clear: A has been red since 33) and the program takes over there
+    assert r.changes("J", 50, 62) == [(50, "rrGg"), (53, "rryy"), (57, "rrrr"), (58, "rrGg")]
+    assert [(t, c.phase) for t, c in r.commands if c.kind == "restore"] == [(58, 3)]
+    assert r.planner.stage("J") == "idle" and r.signals["J"].online is None
+    assert r.safety() == [] and r.finish() == []
+
+
+def test_request_vanishing_before_entry_leaves_the_program_alone() -> None:
+    r = rig()
+    r.run_until(120, until(40, req()))
+    assert r.commands == [] and r.planner.records() == []
+    assert r.planner.stage("J") == "idle"
+
+
+def test_stop_hands_every_signal_back_and_busy_ends() -> None:
+    progs = {"J": PROG, "K": Program("K", "0", "static", 0.0, PROG.phases)}
+    r = rig(progs, start={"K": (3, 10.0)})
+    reqs = [req(), req(tls="K", index=1)]
+    r.run_until(70, lambda t: reqs)
+    assert r.planner.stage("J") == "dwell" and r.planner.stage("K") in ("entry", "dwell")
+    assert r.planner.busy
+    r.planner.stop()
+    for _ in range(60):
+        r.step(reqs)  # requests keep coming: stop wins
+        if not r.planner.busy:
+            break
+    assert not r.planner.busy
+    assert all(s.online is None for s in r.signals.values())
+    assert {c.tls_id for _, c in r.commands if c.kind == "restore"} == {"J", "K"}
+    r.run_until(r.t + 100, lambda t: reqs)
+    assert all(r.planner.stage(tls) == "idle" for tls in progs)
+    assert r.safety() == [] and r.finish() == []
+
+
+def test_stop_is_recorded_as_the_exit_reason() -> None:
+    r = rig()
+    r.run_until(70, until(10_000, req()))
+    assert r.planner.stage("J") == "dwell"
+    r.planner.stop()
+    r.run_until(100, until(10_000, req()))
+    (rec,) = r.planner.records()
+    assert rec.exit_s == 70.0 and rec.restored_s is not None
+    assert rec.exit_reason != "crossed"  # the EV is still approaching: the controller stopped
+
+
+def test_stop_while_armed_switches_nothing() -> None:
+    r = rig()
+    r.run_until(30, until(10_000, req()))
+    assert r.planner.stage("J") == "armed"
+    r.planner.stop()
+    r.run_until(100, until(10_000, req()))
+    assert r.planner.stage("J") == "idle" and r.commands == []
+
+
+# --- several EVs -------------------------------------------------------------------------------
+
+
+def test_priority_class_beats_an_earlier_eta_and_conflicts_are_served_in_turn() -> None:
+    # police (2) wants A by 60, ambulance (1) wants B by 75. Alone, the police would switch at 52
+    # (see above); the ambulance wins: B (green since 35) is held at 62 (62 + 12 + 1 >= 75), A
+    # only comes after the ambulance has crossed (80): B yellow 81..84, all red 85..86, A at 87.
+    police = req("Ggrr", 0, eta=63, need=60, ev="police", priority=2)
+    amb = req("rrGg", 3, eta=78, need=75, ev="amb", priority=1)
+
+    def requests(t: float) -> list[ServiceRequest]:
+        return ([police] if t < 95 else []) + ([amb] if t < 80 else [])
+
+    r = rig()
+    r.run_until(120, requests)
+    assert r.changes("J", 35, 120) == [
+        (35, "rrGg"), (81, "rryy"), (85, "rrrr"), (87, "Ggrr"), (96, "yyrr"), (99, "rrrr"), (101, "rrGg"),
+    ]  # fmt: skip
+    assert [(t, c.kind, c.state or c.phase) for t, c in r.commands] == [
+        (62, "set_state", "rrGg"), (80, "set_state", "rryy"), (84, "set_state", "rrrr"), (86, "set_state", "Ggrr"),
+        (95, "set_state", "yyrr"), (98, "set_state", "rrrr"), (100, "set_state", "rrGg"), (101, "restore", 3),
+    ]  # fmt: skip
+    recs = {rec.ev_id: rec for rec in r.planner.records()}
+    assert (recs["amb"].entry_s, recs["amb"].dwell_s) == (62.0, 63.0)
+    assert (recs["police"].entry_s, recs["police"].dwell_s) == (80.0, 87.0)
+    assert r.safety() == [] and r.finish() == []
+
+
+def test_conflicting_requests_never_show_a_conflicting_green() -> None:
+    # two ambulances, conflicting approaches, needs 10 s apart, crossing in turn
+    a = req("Ggrr", 0, eta=100, need=95, ev="a")
+    b = req("rrGg", 3, eta=110, need=105, ev="b", index=2)
+
+    def requests(t: float) -> list[ServiceRequest]:
+        return ([a] if t < 100 else []) + ([b] if t < 112 else [])
+
+    r = rig()
+    r.run_until(200, requests)
+    timing = SignalTiming.from_program(PROG)
+    assert all(timing.is_program_subset(s) for s in r.shown["J"].values())
+    recs = {rec.ev_id: rec for rec in r.planner.records()}
+    assert recs["a"].dwell_s is not None and recs["a"].dwell_s <= 95
+    assert recs["b"].dwell_s is not None
+    assert r.safety() == [] and r.finish() == []
+
+
+def test_compatible_requests_are_merged_and_served_together() -> None:
+    through = req("Grrr", 0, eta=63, need=60, ev="a", priority=1)
+    left = req("rgrr", 0, eta=70, need=66, ev="b", priority=2, index=3)
+    r = rig()
+    r.run_until(75, lambda t: [through, left])
+    assert r.shown["J"][70] == "Ggrr"  # both served in one state from phase 0
+    recs = r.planner.junctions["J"].current
+    assert recs[("a", 0)].entry_s == recs[("b", 3)].entry_s == 52.0
+    assert recs[("a", 0)].dwell_s == recs[("b", 3)].dwell_s == 59.0
+    assert r.safety() == []
+
+
+def test_second_ev_arriving_during_exit_waits_for_the_hand_back() -> None:
+    first = req("Ggrr", 0, eta=63, need=60, ev="a")
+    second = req("rrGg", 3, eta=80, need=70, ev="b")
+
+    def requests(t: float) -> list[ServiceRequest]:
+        return ([first] if t < 63 else []) + ([second] if 65 <= t < 90 else [])
+
+    r = rig()
+    r.run_until(200, requests)
+    recs = {rec.ev_id: rec for rec in r.planner.records()}
+    # b turns up during a's hand-back (65): the hand-back finishes first, then b is served in time
+    assert recs["a"].exit_s is not None and recs["b"].entry_s is not None and recs["b"].entry_s > recs["a"].exit_s
+    assert recs["b"].dwell_s is not None and recs["b"].dwell_s <= 80.0
+    assert r.signals["J"].online is None
+    assert r.safety() == [] and r.finish() == []
+
+
+def test_ev_arriving_during_a_max_presence_exit_is_not_locked_out_unserved() -> None:
+    stuck = req("Ggrr", 0, eta=63, need=60, ev="a")
+    other = req("rrGg", 3, eta=200, need=190, ev="b", index=1)
+
+    def requests(t: float) -> list[ServiceRequest]:
+        return [stuck] + ([other] if t >= 173 else [])
+
+    r = rig()
+    r.run_until(260, requests)
+    # a: entry 52, max presence exit at 172, hand-back under way at 173 when b turns up
+    lock = r.planner.junctions["J"].lockout
+    assert "b" not in lock, f"b locked out until {lock.get('b')} without having been served"
+
+
+def test_unobserved_signal_with_start_now_commands_nothing_yet() -> None:
+    """Local (start_now) preemption of a signal whose state has not been observed yet."""
+    planner = Planner({"J": PROG})
+    cmds = planner.tick(0.0, [req(start_now=True)])
+    assert all(c.state for c in cmds if c.kind == "set_state"), cmds
+
+
+# --- property: random programs, EVs and cancellations; the monitor sees nothing ---------------
+
+
+@dataclass(frozen=True)
+class EvPlan:
+    ev_id: str
+    priority: int
+    target: str
+    phase: int
+    appear: int
+    vanish: int
+    eta: float
+    need_before_eta: float
+    eta_drift: float  # the ETA slips this much per tick (a slowed EV)
+    start_now: bool  # local (detector) preemption
+
+
+@st.composite
+def ev_plans(draw: st.DrawFn, prog: Program, n: int) -> list[EvPlan]:
+    green = [i for i, p in enumerate(prog.phases) if any(is_green(c) for c in p.state)]
+    out = []
+    for k in range(n):
+        phase = draw(st.sampled_from(green))
+        state = prog.phases[phase].state
+        keep = draw(st.lists(st.booleans(), min_size=len(state), max_size=len(state)))
+        target = "".join(c if is_green(c) and kp else "r" for c, kp in zip(state, keep, strict=True))
+        if not any(is_green(c) for c in target):
+            target = "".join(c if is_green(c) else "r" for c in state)
+        appear = draw(st.integers(0, 300))
+        out.append(
+            EvPlan(
+                ev_id=f"ev{k}",
+                priority=draw(st.integers(1, 3)),
+                target=target,
+                phase=phase,
+                appear=appear,
+                vanish=appear + draw(st.integers(1, 250)),
+                eta=appear + draw(st.integers(-10, 200)),
+                need_before_eta=draw(st.integers(0, 30)),
+                eta_drift=draw(st.sampled_from([0.0, 0.0, 0.5, 1.0])),
+                start_now=draw(st.sampled_from([False, False, False, True])),
+            )
+        )
+    return out
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=st.data(), prog=programs())
+def test_planner_never_violates_safety_and_always_hands_back(data: st.DataObject, prog: Program) -> None:
+    n_ev = data.draw(st.integers(1, 3))
+    plans = data.draw(ev_plans(prog, n_ev))
+    start_phase = data.draw(st.integers(0, len(prog.phases) - 1))
+    left = data.draw(st.integers(1, int(prog.phases[start_phase].duration_s)))
+    stop_at = data.draw(st.one_of(st.none(), st.integers(20, 500)))
+    ticks = data.draw(st.integers(400, 600))
+    r = Rig(Planner({"P": prog}), {"P": FakeSignal(prog, start_phase, float(left))})
+
+    def requests(t: float) -> list[ServiceRequest]:
+        out = []
+        for p in plans:
+            if p.appear <= t < p.vanish:
+                eta = p.eta + p.eta_drift * (t - p.appear)
+                need = eta - p.need_before_eta
+                out.append(ServiceRequest(p.ev_id, p.priority, "P", 0, p.target, p.phase, eta, need, p.start_now))
+        return out
+
+    for k in range(ticks):
+        if stop_at is not None and k == stop_at:
+            r.planner.stop()
+        r.step(requests(r.t))
+    if stop_at is None:
+        r.planner.stop()
+    for _ in range(200):  # drain: the hand-back goes through safe transitions
+        r.step(requests(r.t))
+        if not r.planner.busy and r.signals["P"].online is None:
+            break
+    r.step()  # one more tick: the restore shows
+    assert r.safety() == [], r.safety()[:3]
+    assert [v for v in r.violations if v.rule == "S5"] == []
+    assert r.signals["P"].online is None
+    assert r.finish() == []
+    for rec in r.planner.records():
+        assert rec.entry_s is not None and rec.restored_s is not None
+        assert rec.restored_s - rec.entry_s <= 180.0

@@ -1,0 +1,412 @@
+"""PreemptionController (greenwave and local) on a hand-built network, without SUMO.
+
+The network (all speeds 10 m/s, crossings of zero length)::
+
+            N1                      (l1 → J3 → l2: an alternative route, signal T3)
+            ^ l1 (200 m)
+    W --e0 (500 m, 2 lanes)--> J1 --e1 (200 m)--> J2 --e2 (100 m)--> E
+                               ^ c1 (cross)       ^ c2 (cross)
+                               o1 (opposing, → w1)  o2 (opposing, → w2)
+
+T1 (J1): link 0 e0_0→e1 (through), 1 e0_1→l1 (left, permissive 'g'), 2 o1→w1 (opposing
+through), 3 c1→c1o (cross street). Phases GgGr 30, yyyr 3, rrrr 2, rrrG 30, rrry 4, rrrr 2.
+T2 (J2): link 0 e1→e2, 1 o2→w2 (opposing through), 2 c2→c2o. GGr 25, yyr 3, rrr 2, rrG 25,
+rry 3, rrr 2.  T3 (J3): link 0 l1→l2, 1 cross. Gr 25, yr 3, rr 2, rG 25, ry 3, rr 2.
+
+Main route e0 e1 e2: stop lines J1 at 500 m, J2 at 700 m. The EV departs at 0 at t=0 and
+drives at a constant 10 m/s: it reaches J1 at 50 s and J2 at 70 s, and its ETAs stay exactly
+there (free flow, correction factor 1).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import pytest
+
+from controller.core.corridor import Corridor, build_corridor
+from controller.core.eta import EvDynamics
+from controller.core.greenwave import ControllerConfig, EvSetup, PreemptionController, approach_targets
+from controller.core.network import Connection, Edge, Lane, Network, Phase, Program
+from controller.core.planner import PreemptionRecord, ServiceRequest
+from controller.core.progress import EvProgress
+from controller.core.safety import SafetyConfig, SignalWatch, Violation
+from controller.core.snapshot import LaneState, SignalCommand, Snapshot, VehicleState
+from tests.unit.test_planner import FakeSignal
+
+SPEED = 10.0
+
+
+def edge(edge_id: str, frm: str, to: str, length_m: float, lanes: int = 1) -> Edge:
+    return Edge(
+        edge_id, frm, to, length_m, SPEED,
+        tuple(Lane(f"{edge_id}_{i}", edge_id, i, length_m, SPEED) for i in range(lanes)),
+    )  # fmt: skip
+
+
+def program(tls_id: str, *phases: tuple[str, float]) -> Program:
+    return Program(tls_id, "0", "static", 0.0, tuple(Phase(s, d, d, d, min_dur_given=False) for s, d in phases))
+
+
+T1 = program("T1", ("GgGr", 30), ("yyyr", 3), ("rrrr", 2), ("rrrG", 30), ("rrry", 4), ("rrrr", 2))
+T2 = program("T2", ("GGr", 25), ("yyr", 3), ("rrr", 2), ("rrG", 25), ("rry", 3), ("rrr", 2))
+T3 = program("T3", ("Gr", 25), ("yr", 3), ("rr", 2), ("rG", 25), ("ry", 3), ("rr", 2))
+
+
+def make_network() -> Network:
+    edges = [
+        edge("e0", "W", "J1", 500, lanes=2),
+        edge("e1", "J1", "J2", 200),
+        edge("e2", "J2", "E", 100),
+        edge("l1", "J1", "J3", 200),
+        edge("l2", "J3", "N1", 100),
+        edge("o1", "O1", "J1", 100),
+        edge("w1", "J1", "O1b", 100),
+        edge("c1", "S1", "J1", 100),
+        edge("c1o", "J1", "N1b", 100),
+        edge("o2", "O2", "J2", 100),
+        edge("w2", "J2", "O2b", 100),
+        edge("c2", "S2", "J2", 100),
+        edge("c2o", "J2", "N2b", 100),
+        edge("c3", "S3", "J3", 100),
+        edge("c3o", "J3", "N3b", 100),
+    ]
+
+    def conn(frm: str, to: str, lane: int, junction: str, tls: str, link: int, d: str = "s") -> Connection:
+        return Connection(frm, to, f"{frm}_{lane}", f"{to}_0", junction, tls, link, d, "", 0.0)
+
+    conns = (
+        conn("e0", "e1", 0, "J1", "T1", 0),
+        conn("e0", "l1", 1, "J1", "T1", 1, "l"),
+        conn("o1", "w1", 0, "J1", "T1", 2),
+        conn("c1", "c1o", 0, "J1", "T1", 3),
+        conn("e1", "e2", 0, "J2", "T2", 0),
+        conn("o2", "w2", 0, "J2", "T2", 1),
+        conn("c2", "c2o", 0, "J2", "T2", 2),
+        conn("l1", "l2", 0, "J3", "T3", 0),
+        conn("c3", "c3o", 0, "J3", "T3", 1),
+    )
+    return Network(
+        edges={e.edge_id: e for e in edges},
+        connections=conns,
+        programs={"T1": T1, "T2": T2, "T3": T3},
+        junction_types={"J1": "traffic_light", "J2": "traffic_light", "J3": "traffic_light"},
+        source="hand.net.xml",
+    )
+
+
+NET = make_network()
+MAIN = ("e0", "e1", "e2")
+ALT = ("e0", "l1", "l2")
+DYN = EvDynamics(max_speed_mps=SPEED, accel_mps2=2.6, decel_mps2=4.5)
+
+
+def ev_at(corridor: Corridor, x: float, speed: float = SPEED, ev_id: str = "ev", lane: int = 0) -> VehicleState:
+    """The EV at route position ``x`` (crossings have zero length: always on a route edge)."""
+    for i in range(len(corridor.route) - 1, -1, -1):
+        if x >= corridor.edge_offsets_m[i] - 1e-9:
+            edge_id = corridor.route[i]
+            return VehicleState(ev_id, edge_id, f"{edge_id}_{lane if i == 0 else 0}", x - corridor.edge_offsets_m[i],
+                                speed, i, x)  # fmt: skip
+    raise AssertionError(x)
+
+
+LaneFn = Callable[[float], Mapping[str, LaneState]]
+
+
+def no_queues(t: float) -> Mapping[str, LaneState]:
+    return {"e0_0": LaneState("e0_0", 1, 0), "e1_0": LaneState("e1_0", 0, 0), "e2_0": LaneState("e2_0", 0, 0)}
+
+
+def five_halted(t: float) -> Mapping[str, LaneState]:
+    return {**no_queues(t), "e0_0": LaneState("e0_0", 5, 5)}
+
+
+@dataclass
+class CtrlRig:
+    """A PreemptionController, one EV on a corridor, fake signals and safety watches."""
+
+    ctrl: PreemptionController
+    corridor: Corridor
+    signals: dict[str, FakeSignal]
+    lanes: LaneFn = no_queues
+    t: float = 0.0
+    x: float = 0.0
+    progress: dict[str, EvProgress] = field(default_factory=dict)
+    watches: dict[str, SignalWatch] = field(default_factory=dict)
+    violations: list[Violation] = field(default_factory=list)
+    commands: list[tuple[float, SignalCommand]] = field(default_factory=list)
+    requests: list[tuple[float, list[ServiceRequest]]] = field(default_factory=list)
+    hidden: set[str] = field(default_factory=set)  # signals left out of the next snapshot
+
+    def __post_init__(self) -> None:
+        self.progress["ev"] = EvProgress("ev", self.corridor)
+        for tls, s in self.signals.items():
+            self.watches[tls] = SignalWatch(s.program, SafetyConfig())
+        planner = self.ctrl.planner
+        original = planner.tick
+
+        def spy(t_s: float, requests: Iterable[ServiceRequest]) -> list[SignalCommand]:
+            reqs = list(requests)
+            self.requests.append((t_s, reqs))
+            return original(t_s, reqs)
+
+        planner.tick = spy  # type: ignore[method-assign]
+
+    def step(self, *, present: bool = True, arrived: bool = False) -> list[SignalCommand]:
+        t = self.t
+        vehicle = ev_at(self.corridor, self.x) if present else None
+        signals = {tls: s.signal_state() for tls, s in self.signals.items() if tls not in self.hidden}
+        for tls, st_ in signals.items():
+            self.violations += self.watches[tls].observe(t, st_.state, st_.program_id)
+        snap = Snapshot(t, {"ev": vehicle} if vehicle is not None else {}, signals, self.lanes(t),
+                        arrived=("ev",) if arrived else ())  # fmt: skip
+        self.progress["ev"].update(t, vehicle, arrived=arrived)
+        cmds = self.ctrl.tick(snap, self.progress)
+        for c in cmds:
+            self.commands.append((t, c))
+            self.signals[c.tls_id].apply(c)
+        for s in self.signals.values():
+            s.advance(1.0)
+        self.t += 1.0
+        if present:
+            self.x += SPEED
+        return cmds
+
+    def run_until(self, t_end: float, *, present: bool = True) -> None:
+        while self.t < t_end - 1e-9:
+            self.step(present=present)
+
+    def requests_at(self, t: float) -> list[ServiceRequest]:
+        return next(reqs for tt, reqs in self.requests if tt == t)
+
+    def first_command_s(self, tls: str) -> float | None:
+        return next((t for t, c in self.commands if c.tls_id == tls), None)
+
+    def reroute(self, route: Sequence[str]) -> Corridor:
+        corridor = build_corridor(NET, route)
+        old = self.progress["ev"]
+        self.progress["ev"] = EvProgress("ev", corridor, depart_s=old.depart_s, stops=old.stops)
+        self.corridor = corridor
+        self.ctrl.reroute("ev", corridor)
+        return corridor
+
+    def safety(self) -> list[Violation]:
+        return [v for v in self.violations if v.rule in ("S1", "S2", "S3", "S4")]
+
+
+def make_rig(
+    config: ControllerConfig | None = None,
+    lanes: LaneFn = no_queues,
+    route: Sequence[str] = MAIN,
+    ev_type: str = "ambulance",
+) -> CtrlRig:
+    corridor = build_corridor(NET, route)
+    ctrl = PreemptionController(NET, [EvSetup("ev", ev_type, corridor, DYN, 0.0)], config)
+    # the cross streets are green when the EV departs, for long (60 s at T1, 80 s at T2)
+    signals = {
+        "T1": FakeSignal(T1, 3, 60.0),
+        "T2": FakeSignal(T2, 3, 80.0),
+        "T3": FakeSignal(T3, 3, 80.0),
+    }
+    return CtrlRig(ctrl, corridor, signals, lanes)
+
+
+# --- the corridor and the targets ---------------------------------------------------------------
+
+
+def test_corridor_of_the_hand_built_network() -> None:
+    c = build_corridor(NET, MAIN)
+    assert [(j.tls_id, j.link_indices, j.approach_lanes, j.distance_m) for j in c.junctions] == [
+        ("T1", (0,), ("e0_0",), 500.0),
+        ("T2", (0,), ("e1_0",), 700.0),
+    ]
+    alt = build_corridor(NET, ALT)
+    assert [(j.tls_id, j.link_indices, j.distance_m) for j in alt.junctions] == [
+        ("T1", (1,), 500.0),
+        ("T3", (0,), 700.0),
+    ]
+
+
+def test_approach_targets_drops_opposing_movements_when_the_approach_is_permissive() -> None:
+    main = build_corridor(NET, MAIN)
+    # T1: the approach's left turn (link 1) is only permissive in phase 0: the opposing
+    # through (link 2) it yields to is dropped; the cross street is red anyway
+    assert approach_targets(NET, T1, main.junctions[0]) == ("Ggrr", 0)
+    # the left-turning EV: same approach, same exclusive target
+    alt = build_corridor(NET, ALT)
+    assert approach_targets(NET, T1, alt.junctions[0]) == ("Ggrr", 0)
+    # T2: the approach is fully protected ('G'): the whole phase, opposing through included
+    assert approach_targets(NET, T2, main.junctions[1]) == ("GGr", 0)
+
+
+def test_approach_targets_prefers_the_phase_that_flushes_the_whole_approach() -> None:
+    # phase 0 greens only the through link, phase 2 the through and the left of the approach
+    prog = program("T1", ("Grrr", 40), ("yrrr", 3), ("GGrr", 10), ("yyrr", 3), ("rrrG", 30), ("rrry", 3))
+    net = Network(NET.edges, NET.connections, {**NET.programs, "T1": prog}, NET.junction_types)
+    j = build_corridor(net, MAIN).junctions[0]
+    assert j.green_phases == (0, 2)
+    assert approach_targets(net, prog, j) == ("GGrr", 2)
+
+
+# --- greenwave: need times and entry ------------------------------------------------------------
+
+
+def test_greenwave_need_is_eta_minus_queue_discharge_minus_margin() -> None:
+    cfg = ControllerConfig()  # margin 3, start-up lost 2, headway 2
+    r = make_rig(cfg, five_halted)
+    r.step()
+    j1, j2 = r.requests_at(0.0)
+    assert (j1.tls_id, j1.target, j1.phase, j1.priority) == ("T1", "Ggrr", 0, 1)
+    assert j1.eta_s == pytest.approx(50.0)
+    assert j1.need_green_by_s == pytest.approx(50.0 - (2.0 + 5 * 2.0) - 3.0)  # 35
+    # J2 has no queue: ETA 70 - margin 3 = 67, but with progression it turns green for what J1
+    # releases ahead of the EV: 35 + (70 - 50) - 0 = 55
+    assert j2.eta_s == pytest.approx(70.0)
+    assert j2.need_green_by_s == pytest.approx(55.0)
+    assert not j1.start_now and not j2.start_now
+
+
+def test_greenwave_without_progression_or_queue() -> None:
+    r = make_rig(ControllerConfig(progression=False))
+    r.step()
+    j1, j2 = r.requests_at(0.0)
+    assert j1.need_green_by_s == pytest.approx(47.0) and j2.need_green_by_s == pytest.approx(67.0)
+
+
+def test_greenwave_first_junction_enters_earlier_with_a_queue() -> None:
+    # The cross street has been green at T1 since 0 (well past its 5 s minimum): showing the
+    # EV's approach takes 1 + 4 (yellow) + 2 (clearance) = 7 s, so entry starts when
+    # t + 7 + slack 1 >= need: at 39 for need 47 (no queue), at 27 for need 35 (5 halted).
+    empty = make_rig(ControllerConfig(progression=False))
+    empty.run_until(60)
+    queued = make_rig(ControllerConfig(progression=False), five_halted)
+    queued.run_until(60)
+    entries = [next(rec.entry_s for rec in _all_records(r) if rec.tls_id == "T1") for r in (empty, queued)]
+    assert entries == [39.0, 27.0]
+    assert empty.first_command_s("T1") == 39.0 and queued.first_command_s("T1") == 27.0
+    for r, shown_at in ((empty, 46.0), (queued, 34.0)):
+        rec = next(rec for rec in _all_records(r) if rec.tls_id == "T1")
+        assert rec.dwell_s == shown_at  # entry + 7
+        assert r.progress["ev"].crossed_s[0] == pytest.approx(50.0)
+        assert r.safety() == []
+
+
+def _all_records(r: CtrlRig) -> list[PreemptionRecord]:
+    p = r.ctrl.planner
+    return p.records() + [rec for j in p.junctions.values() for rec in j.current.values()]
+
+
+def test_greenwave_ev_passes_on_green_and_signals_are_handed_back() -> None:
+    r = make_rig()
+    shown: list[tuple[float, str, str]] = []
+    while r.t < 200:
+        shown.append((r.t, r.signals["T1"].display(), r.signals["T2"].display()))
+        r.step(present=r.x < 800, arrived=r.x == 800)  # the route ends at 800 m (t = 80)
+    assert r.progress["ev"].arrived_s == 80.0 and "ev" not in r.ctrl.cancelled
+    # at each crossing the EV's link is green
+    at = {t: (s1, s2) for t, s1, s2 in shown}
+    assert at[50.0][0][0] == "G" and at[70.0][1][0] == "G"
+    recs = r.ctrl.planner.records()
+    assert {rec.tls_id for rec in recs} == {"T1", "T2"}
+    assert all(rec.restored_s is not None for rec in recs)
+    assert not r.ctrl.busy and all(s.online is None for s in r.signals.values())
+    assert r.safety() == []
+
+
+def test_eta_log_records_predictions_and_tags_the_entry_tick() -> None:
+    r = make_rig(ControllerConfig(progression=False))
+    r.run_until(45)
+    records = r.ctrl.eta_log.records
+    assert {(rec.t_s, rec.junction_index) for rec in records} == {(float(t), j) for t in range(45) for j in (0, 1)}
+    assert all(rec.eta_s == pytest.approx(50.0 if rec.junction_index == 0 else 70.0) for rec in records)
+    tagged = [(rec.t_s, rec.junction_index) for rec in records if rec.tag]
+    assert tagged == [(39.0, 0)]
+    assert all(rec.tag == "entry" for rec in records if rec.tag)
+
+
+# --- local mode ---------------------------------------------------------------------------------
+
+
+def test_local_switches_only_within_detection_range_then_at_once() -> None:
+    r = make_rig(ControllerConfig(mode="local"))  # 300 m: J1 from x = 200 (t = 20), J2 from t = 40
+    r.run_until(20)
+    assert r.commands == [] and all(reqs == [] for _, reqs in r.requests)
+    r.step()
+    (req,) = r.requests_at(20.0)
+    assert req.tls_id == "T1" and req.start_now
+    assert [(c.tls_id, c.state) for _, c in r.commands] == [("T1", "rrry")]  # the entry starts now
+    r.run_until(40)
+    assert r.first_command_s("T2") is None
+    r.step()
+    assert r.first_command_s("T2") == 40.0
+    # T1: cross yellow 21..24, all red 25..26, the EV's approach at 27
+    assert r.signals["T1"].display() == "Ggrr"
+    assert r.safety() == []
+
+
+def test_local_eta_threshold_variant() -> None:
+    # range 50 m would detect at t = 45; ETA 50 - t <= 20 detects at t = 30
+    r = make_rig(ControllerConfig(mode="local", detect_range_m=50.0, detect_eta_s=20.0))
+    r.run_until(31)
+    assert r.first_command_s("T1") == 30.0
+    assert [reqs for t, reqs in r.requests if t < 30] == [[]] * 30
+
+
+# --- cancel, vanish, reroute --------------------------------------------------------------------
+
+
+def _handed_back(r: CtrlRig, tls: str) -> bool:
+    return r.ctrl.planner.stage(tls) == "idle" and r.signals[tls].online is None
+
+
+def test_vanished_ev_releases_its_signals() -> None:
+    r = make_rig(ControllerConfig(mode="local"))
+    r.run_until(42)
+    assert r.ctrl.planner.stage("T1") == "dwell" and r.ctrl.planner.stage("T2") == "entry"
+    r.run_until(80, present=False)  # gone (teleported away), not arrived
+    assert "ev" in r.ctrl.cancelled
+    assert _handed_back(r, "T1") and _handed_back(r, "T2") and not r.ctrl.busy
+    assert all(reqs == [] for t, reqs in r.requests if t >= 42)
+    assert {rec.exit_s for rec in r.ctrl.planner.records()} == {42.0}
+    assert r.safety() == []
+
+
+def test_cancel_releases_the_signals() -> None:
+    r = make_rig(ControllerConfig(mode="local"))
+    r.run_until(42)
+    r.ctrl.cancel("ev")
+    r.run_until(80)
+    assert _handed_back(r, "T1") and _handed_back(r, "T2") and not r.ctrl.busy
+    assert [t for t, c in r.commands if c.kind == "restore"] != []
+    assert r.safety() == []
+
+
+def test_reroute_hands_back_signals_no_longer_on_the_route() -> None:
+    r = make_rig(ControllerConfig(mode="local"))
+    r.run_until(42)  # T1 dwell, T2 entry
+    assert r.ctrl.planner.stage("T2") == "entry"
+    r.reroute(ALT)  # at x = 420 on e0: now turning left at J1 onto l1, then T3
+    r.run_until(48)
+    assert r.ctrl.planner.stage("T2") in ("exit", "idle")
+    assert all(q.tls_id != "T2" for t, reqs in r.requests if t >= 42 for q in reqs)
+    t2_recs = [rec for rec in r.ctrl.planner.records() if rec.tls_id == "T2"]
+    assert t2_recs and t2_recs[0].exit_s == 42.0
+    assert r.ctrl.planner.stage("T1") == "dwell"  # still needed: the left turn is in its target
+    r.run_until(60)
+    assert _handed_back(r, "T2")
+    assert "T3" in r.ctrl.planner.junctions and r.first_command_s("T3") == 42.0
+    assert r.safety() == []
+
+
+def test_reroute_onto_a_signal_not_yet_in_the_snapshot_sends_no_empty_state() -> None:
+    r = make_rig(ControllerConfig(mode="local"))
+    r.run_until(42)
+    r.reroute(ALT)  # at x = 420: J3's stop line (700 m) is within the 300 m detection range
+    r.hidden = {"T3"}  # the runtime subscribes to new signals: their state comes after the next step
+    r.step()  # FakeSignal.apply asserts that a set_state command carries a state
+    assert r.ctrl.planner.stage("T3") == "idle"  # nothing is switched before it is observed
+    r.hidden = set()
+    r.step()
+    assert r.ctrl.planner.stage("T3") != "idle"
