@@ -123,6 +123,7 @@ class ControllerSpec(_Model):
     detect_range_m: float | None = Field(default=None, gt=0)
     detect_eta_s: float | None = Field(default=None, gt=0)
     max_presence_s: float | None = Field(default=None, gt=0, le=170)
+    max_lead_s: float | None = Field(default=None, gt=0)
 
     def overrides(self) -> dict[str, float]:
         return {k: v for k, v in self.model_dump().items() if v is not None}

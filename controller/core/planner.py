@@ -39,6 +39,7 @@ class PlannerConfig:
     lockout_s: float = 30.0  # after a max-presence exit, no re-service for the same EV this long
     presence_reserve_s: float = 20.0  # entry never so early that the EV would cross later than
     # max_presence_s − presence_reserve_s after it
+    max_lead_s: float = 100.0  # an entry starts at most this long before the EV's ETA
     slack_s: float = 1.0  # start entry this much before the last safe moment (re-planning granularity)
     min_green_floor_s: float = 5.0
 
@@ -328,7 +329,8 @@ class Planner:
         need = min(r.need_green_by_s for r in served)
         # never so early that the maximum presence time would end before the EV has crossed: a
         # junction handed back on its presence limit just before the EV arrives would stop it
-        if t_s < max(r.eta_s for r in served) + cfg.presence_reserve_s - cfg.max_presence_s:
+        latest_eta = max(r.eta_s for r in served)
+        if t_s < latest_eta + cfg.presence_reserve_s - cfg.max_presence_s or t_s < latest_eta - cfg.max_lead_s:
             return False
         state = j.clock.state
         if not state:

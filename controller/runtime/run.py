@@ -75,7 +75,7 @@ def make_controller(
 
 def controller_config(settings: Mapping[str, float]) -> ControllerConfig:
     """A controller configuration from a scenario's (or the command line's) settings."""
-    planner: dict[str, Any] = {k: v for k, v in settings.items() if k in {"max_presence_s"}}
+    planner: dict[str, Any] = {k: v for k, v in settings.items() if k in {"max_presence_s", "max_lead_s"}}
     top: dict[str, Any] = {k: v for k, v in settings.items() if k not in planner}
     base = ControllerConfig()
     return replace(base, **top, planner=replace(base.planner, **planner))
