@@ -30,7 +30,7 @@ import functools
 import math
 from collections import deque
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from controller.core.corridor import Corridor
 from controller.core.network import Connection, Network
@@ -525,6 +525,11 @@ class EtaLog:
     def records(self) -> tuple[EtaRecord, ...]:
         return tuple(self._records)
 
+    def retire(self, ev_id: str, label: str) -> None:
+        """Relabel an EV's records (its corridor changed: their junction indices refer to the
+        old one and must not be matched with arrivals on the new one)."""
+        self._records = [replace(r, ev_id=label) if r.ev_id == ev_id else r for r in self._records]
+
     def record(self, ev_id: str, t_s: float, etas: Sequence[Eta], tag_for: Mapping[int, str] | None = None) -> None:
         for e in etas:
             tag = tag_for.get(e.junction_index, "") if tag_for else ""
@@ -568,6 +573,11 @@ class EtaLog:
             by_horizon[_horizon_key(h)] = _abs_stats(errs)
             error_lists[_horizon_key(h)] = [_round(e) for e in errs]
         result["by_horizon"] = by_horizon
+        by_junction: dict[str, object] = {}
+        for ev_id, j in sorted(groups):
+            errs = [r.eta_s - a for r, a, hz in groups[(ev_id, j)] if 0 < hz <= self.OVERALL_MAX_HORIZON_S]
+            by_junction[f"{ev_id}#{j}"] = _abs_stats(errs)
+        result["by_junction"] = by_junction
         entry = [r.eta_s - a for r, a, _ in scored if r.tag == "entry"]
         result["at_entry"] = _abs_stats(entry)
         error_lists["entry"] = [_round(e) for e in entry]

@@ -101,6 +101,7 @@ class PreemptionController:
         self.eta_log = EtaLog()
         self._predictors: dict[str, EtaPredictor] = {}
         self._targets: dict[tuple[str, int], tuple[str, int]] = {}
+        self._reroutes: dict[str, int] = {}
         for e in evs:
             self._plan_corridor(e)
 
@@ -125,6 +126,8 @@ class PreemptionController:
         back on the next tick (their requests are gone)."""
         old = self.evs[ev_id]
         self.planner.release(ev_id, "re-routed")
+        self._reroutes[ev_id] = self._reroutes.get(ev_id, 0) + 1
+        self.eta_log.retire(ev_id, f"{ev_id}@route{self._reroutes[ev_id]}")
         self.evs[ev_id] = EvSetup(ev_id, old.ev_type, corridor, old.dynamics, old.dispatch_s)
         for key in [k for k in self._targets if k[0] == ev_id]:
             del self._targets[key]

@@ -65,3 +65,17 @@ def test_bench_refuses_unavailable_controllers_before_running(tmp_path: Path,
     assert result.exit_code == 2
     assert "greenwave not available" in result.output
     assert not (tmp_path / "out").exists()
+
+
+def test_ci_suite_has_no_regression_against_the_committed_baseline(tmp_path: Path) -> None:
+    """The CI slice of the benchmark (benchmarks/ci.toml) against benchmarks/baseline-ci.json:
+    deterministic KPIs for fixed seeds, so any change in EV times, background time loss or
+    safety counts beyond the tolerances is a regression."""
+    args = ["bench", str(REPO / "benchmarks" / "ci.toml"), "--jobs", "2", "--out", str(tmp_path / "out"),
+            "--check", str(REPO / "benchmarks" / "baseline-ci.json")]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "no regression" in result.output
+    data = json.loads((tmp_path / "out" / "bench.json").read_text())
+    safety = [row for row in data["aggregate"] if row["controller"] in ("local", "greenwave")]
+    assert safety and all(row[rule] == 0 for row in safety for rule in ("S1", "S2", "S3", "S4", "S5"))

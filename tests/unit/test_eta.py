@@ -482,3 +482,14 @@ def test_evaluate_rounds_to_three_decimals() -> None:
     out = log.evaluate({("ev", 0): 10.0})
     assert out["abs_error_p50"] == 0.123
     assert out["errors"] == {"10": [0.123], "30": [], "60": [], "entry": []}
+
+
+def test_retired_records_are_not_matched_with_the_new_corridor() -> None:
+    log = EtaLog()
+    log.record("ev", 100.0, [Eta(0, 130.0, 128.0, 132.0, 129.0)])
+    log.retire("ev", "ev@route1")  # re-routed: junction 0 now means another stop line
+    log.record("ev", 101.0, [Eta(0, 140.0, 138.0, 142.0, 139.0)])
+    out = log.evaluate({("ev", 0): 141.0})
+    assert out["n"] == 1 and out["abs_error_p50"] == 1.0
+    assert out["by_junction"] == {"ev#0": {"n": 1, "abs_error_p50": 1.0, "abs_error_p90": 1.0}}
+    assert {r.ev_id for r in log.records} == {"ev", "ev@route1"}
