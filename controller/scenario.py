@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -180,11 +180,13 @@ def _resolve(base: Path, p: Path) -> Path:
     return p if p.is_absolute() else (base / p).resolve()
 
 
-def load_scenario(path: Path | str) -> Scenario:
-    """Read and validate a scenario file; paths in it are resolved against its folder."""
-    path = Path(path)
+M = TypeVar("M", bound=BaseModel)
+
+
+def read_toml_model(path: Path, model: type[M], what: str) -> M:
+    """Read a TOML file into a validated model; errors name the file and the field."""
     if not path.is_file():
-        raise ScenarioError(f"scenario file '{path}' does not exist")
+        raise ScenarioError(f"{what} file '{path}' does not exist")
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as e:
@@ -192,9 +194,15 @@ def load_scenario(path: Path | str) -> Scenario:
     except (OSError, UnicodeDecodeError) as e:
         raise ScenarioError(f"{path}: cannot be read: {e}") from None
     try:
-        scenario = Scenario.model_validate(raw)
+        return model.model_validate(raw)
     except ValidationError as e:
         raise ScenarioError(describe_validation_error(e, str(path), raw)) from None
+
+
+def load_scenario(path: Path | str) -> Scenario:
+    """Read and validate a scenario file; paths in it are resolved against its folder."""
+    path = Path(path)
+    scenario = read_toml_model(path, Scenario, "scenario")
     base = path.resolve().parent
     net = scenario.network
     network = NetworkSpec(

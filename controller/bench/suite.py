@@ -11,20 +11,14 @@ the field. Paths are relative to the suite file::
 from __future__ import annotations
 
 import re
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from controller.errors import ScenarioError
-from controller.scenario import Scenario, describe_validation_error, load_scenario
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
+from controller.scenario import Scenario, load_scenario, read_toml_model
 
 DEFAULT_SUITE = Path("benchmarks") / "suite.toml"
 KNOWN_CONTROLLERS = ("none", "local", "greenwave", "oracle")  # names a suite may list
@@ -83,18 +77,7 @@ def _check_controllers(names: Sequence[str]) -> tuple[str, ...]:
 def load_suite(path: Path | str) -> Suite:
     """Read and validate a suite file, and load every scenario it names."""
     path = Path(path)
-    if not path.is_file():
-        raise ScenarioError(f"suite file '{path}' does not exist")
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as e:
-        raise ScenarioError(f"{path}: not valid TOML: {e}") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ScenarioError(f"{path}: cannot be read: {e}") from None
-    try:
-        spec = SuiteSpec.model_validate(raw)
-    except ValidationError as e:
-        raise ScenarioError(describe_validation_error(e, str(path), raw)) from None
+    spec = read_toml_model(path, SuiteSpec, "suite")
     base = path.resolve().parent
     scenarios: list[Scenario] = []
     names: dict[str, int] = {}
