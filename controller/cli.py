@@ -82,7 +82,7 @@ def main() -> None:
 
 @main.command()
 @click.argument("scenario", required=False, type=click.Path(path_type=Path))
-@click.option("--controller", "controller_name", default="none", show_default=True,
+@click.option("--controller", "controller_name", default="greenwave", show_default=True,
               type=click.Choice(["none", "local", "greenwave", "oracle"]), help="Who drives the signals.")
 @click.option("--seed", default=1, show_default=True, type=int, help="Seed of SUMO and of generated demand.")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
