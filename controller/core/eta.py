@@ -297,6 +297,11 @@ class EtaConfig:
     # Count the time the EV stood still in the window too (a jam lasts, a red does not). Measured
     # on Bologna it made ETAs no better, so it is off by default.
     include_stops: bool = False
+    # Learn the signed error per second of horizon from the stop lines already crossed, and take
+    # it out of later predictions (in congestion far ETAs run early, near ones less so).
+    bias_correction: bool = True
+    bias_min_samples: int = 20
+    bias_max_per_s: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -343,6 +348,16 @@ class EtaPredictor:
         return self._factor
 
     @property
+    def bias_per_s(self) -> float:
+        """Mean signed (predicted − actual) / horizon of the predictions scored so far, clipped;
+        0 until enough are scored or when the correction is off."""
+        cfg = self._config
+        if not cfg.bias_correction or len(self._rel_errors) < cfg.bias_min_samples:
+            return 0.0
+        mean = sum(self._rel_errors) / len(self._rel_errors)
+        return min(max(mean, -cfg.bias_max_per_s), cfg.bias_max_per_s)
+
+    @property
     def spread_per_s(self) -> float:
         """RMS of (predicted − actual) / horizon of the predictions scored so far (0 before any)."""
         if not self._rel_errors:
@@ -385,6 +400,7 @@ class EtaPredictor:
             earliest = t_s + max(q.red_for_s, 0.0) + lost + max(q.vehicles, 0) * cfg.saturation_headway_s
             bound[q.junction_index] = max(earliest, bound.get(q.junction_index, -math.inf))
         per_s = max(cfg.band_per_s, cfg.band_spread_z * self.spread_per_s)
+        bias = self.bias_per_s
         shift = 0.0
         out: list[Eta] = []
         for j, k in zip(ahead, kin, strict=True):
@@ -394,14 +410,17 @@ class EtaPredictor:
             if floor_s is not None and floor_s > eta:
                 shift += floor_s - eta
                 eta = floor_s
+            raw = eta  # the model's own prediction: what the bias and spread are learned from
+            if bias:
+                eta = max(eta - bias * max(eta - t_s, _SPREAD_MIN_HORIZON_S), t_s)
             half = cfg.band_base_s + per_s * max(eta - t_s, 0.0)
             low = max(eta - half, min(free, eta) - cfg.band_base_s)
             out.append(Eta(j.index, eta, low, eta + half, free))
             made = self._predictions.setdefault(j.index, deque(maxlen=_PREDICTIONS_KEPT))
             if made and made[-1][0] == t_s:  # asked again in the same tick: keep the latest
-                made[-1] = (t_s, eta)
+                made[-1] = (t_s, raw)
             else:
-                made.append((t_s, eta))
+                made.append((t_s, raw))
         return out
 
     def _update_factor(self, dt_s: float) -> None:

@@ -493,3 +493,24 @@ def test_retired_records_are_not_matched_with_the_new_corridor() -> None:
     assert out["n"] == 1 and out["abs_error_p50"] == 1.0
     assert out["by_junction"] == {"ev#0": {"n": 1, "abs_error_p50": 1.0, "abs_error_p90": 1.0}}
     assert {r.ev_id for r in log.records} == {"ev", "ev@route1"}
+
+
+def test_bias_learned_from_crossed_stop_lines_corrects_later_predictions() -> None:
+    # The EV keeps slowing down (traffic thickens): predictions run early. Once stop lines are
+    # crossed and scored, the learned bias moves later predictions later (closer to the truth).
+    corridor = _corridor(300.0, 600.0, 900.0, 1200.0, 1500.0)
+    traj = _drive(lambda t: max(V * (1.0 - t / 250.0), 2.0), 240)
+    on = EtaPredictor(corridor, LONG, EV)
+    off = EtaPredictor(corridor, LONG, EV, EtaConfig(bias_correction=False))
+    for t, x, v in traj:
+        for pred in (on, off):
+            pred.observe(t, x, v)
+            pred.predict(t)
+        if x > 900.0:
+            break
+    assert on.bias_per_s < 0.0 and off.bias_per_s == 0.0
+    truth = _crossing(traj, 1500.0)
+    t_now = next(t for t, x, _ in traj if x > 900.0)
+    corrected = [e for e in on.predict(t_now) if e.junction_index == 4][0].eta_s
+    raw = [e for e in off.predict(t_now) if e.junction_index == 4][0].eta_s
+    assert raw < corrected and abs(corrected - truth) < abs(raw - truth)
