@@ -511,6 +511,6 @@ def test_bias_learned_from_crossed_stop_lines_corrects_later_predictions() -> No
     assert on.bias_per_s < 0.0 and off.bias_per_s == 0.0
     truth = _crossing(traj, 1500.0)
     t_now = next(t for t, x, _ in traj if x > 900.0)
-    corrected = [e for e in on.predict(t_now) if e.junction_index == 4][0].eta_s
-    raw = [e for e in off.predict(t_now) if e.junction_index == 4][0].eta_s
+    corrected = next(e for e in on.predict(t_now) if e.junction_index == 4).eta_s
+    raw = next(e for e in off.predict(t_now) if e.junction_index == 4).eta_s
     assert raw < corrected and abs(corrected - truth) < abs(raw - truth)
