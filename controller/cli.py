@@ -22,6 +22,7 @@ def _fail(error: GreenwaveError) -> NoReturn:
 
 
 def _parse_ev(raw: str, n: int) -> Any:
+    from controller.core.greenwave import PRIORITY
     from controller.scenario import EvSpec
 
     parts = [p.strip() for p in raw.split(",")]
@@ -32,8 +33,8 @@ def _parse_ev(raw: str, n: int) -> Any:
     except ValueError:
         raise ScenarioError(f"--ev '{raw}': DEPART '{parts[2]}' is not a number of seconds") from None
     ev_type = parts[3] if len(parts) == 4 else "ambulance"
-    if ev_type not in ("ambulance", "fire", "police", "transit"):
-        raise ScenarioError(f"--ev '{raw}': TYPE '{ev_type}' is not one of ambulance, fire, police, transit")
+    if ev_type not in PRIORITY:
+        raise ScenarioError(f"--ev '{raw}': TYPE '{ev_type}' is not one of {', '.join(PRIORITY)}")
     return EvSpec.model_validate({"id": f"ev{n}", "from": parts[0], "to": parts[1], "depart_s": depart,
                                   "type": ev_type})
 

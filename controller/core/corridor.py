@@ -212,3 +212,14 @@ def all_red_time_s(program: Program, links: Sequence[int]) -> float:
                 steps += 1
             clearances.append(total)
     return min(clearances) if clearances else 0.0
+
+
+def approach_links(network: Network, junction: CorridorJunction) -> frozenset[int]:
+    """Every link index of the junction's signal that leaves the EV's approach edge (its own
+    movement and the turns that share the approach)."""
+    links = {
+        c.link_index
+        for c in network.connections
+        if c.from_edge == junction.approach_edge and c.tls_id == junction.tls_id and c.link_index >= 0
+    }
+    return frozenset(links | set(junction.link_indices))

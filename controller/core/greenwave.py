@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from controller.core.corridor import Corridor, CorridorJunction
+from controller.core.corridor import Corridor, CorridorJunction, approach_links
 from controller.core.eta import Eta, EtaConfig, EtaLog, EtaPredictor, EvDynamics, build_profile
 from controller.core.network import Network, Program, is_green
 from controller.core.planner import Planner, PlannerConfig, ServiceRequest
@@ -70,11 +70,7 @@ def approach_targets(network: Network, program: Program, junction: CorridorJunct
     turn that waits for a gap), the opposing movements it yields to are dropped: the approach
     is served exclusively, so nothing ahead of the EV waits for a gap.
     """
-    approach = {
-        c.link_index
-        for c in network.connections
-        if c.from_edge == junction.approach_edge and c.tls_id == junction.tls_id and c.link_index >= 0
-    } | set(junction.link_indices)
+    approach = approach_links(network, junction)
 
     def score(p: int) -> tuple[int, float]:
         state = program.phases[p].state

@@ -11,20 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from controller.core.corridor import Corridor, CorridorJunction
+from controller.core.corridor import Corridor, approach_links
 from controller.core.network import Network
 from controller.core.progress import EvProgress
 from controller.core.snapshot import SignalCommand, Snapshot
-
-
-def approach_links(network: Network, junction: CorridorJunction) -> frozenset[int]:
-    """Every link index of the junction's signal that leaves the EV's approach edge."""
-    links = {
-        c.link_index
-        for c in network.connections
-        if c.from_edge == junction.approach_edge and c.tls_id == junction.tls_id and c.link_index >= 0
-    }
-    return frozenset(links | set(junction.link_indices))
 
 
 class OracleController:

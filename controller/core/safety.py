@@ -331,18 +331,7 @@ class SignalWatch:
         start = self._episode_start
         if start is None:
             return
-        if not self._episode_reported and t_s - start > self.config.max_presence_s + EPS_S:
-            self._episode_reported = True
-            out.append(
-                Violation(
-                    "S5",
-                    self._tls_id,
-                    t_s,
-                    None,
-                    f"preempted since {_fmt(start)}: {_fmt(t_s - start)} so far, "
-                    f"longer than max_presence_s {_fmt(self.config.max_presence_s)}",
-                )
-            )
+        self._check_presence(t_s, start, "so far", out)
         if not preempted:
             self._episode_start = None
 
@@ -481,24 +470,29 @@ class SignalWatch:
                     )
                 )
 
+    def _check_presence(self, t_s: float, start: float, so_far: str, out: list[Violation]) -> None:
+        """S5: one violation per episode preempted longer than the maximum presence time."""
+        if self._episode_reported or t_s - start <= self.config.max_presence_s + EPS_S:
+            return
+        self._episode_reported = True
+        out.append(
+            Violation(
+                "S5",
+                self._tls_id,
+                t_s,
+                None,
+                f"preempted since {_fmt(start)}: {_fmt(t_s - start)}{' ' + so_far if so_far else ''}, "
+                f"longer than max_presence_s {_fmt(self.config.max_presence_s)}",
+            )
+        )
+
     def finish(self, t_s: float) -> list[Violation]:
         """The run ends at ``t_s``: an S5 violation if the signal is still preempted."""
         out: list[Violation] = []
         start = self._episode_start
         if start is None:
             return out
-        if not self._episode_reported and t_s - start > self.config.max_presence_s + EPS_S:
-            self._episode_reported = True
-            out.append(
-                Violation(
-                    "S5",
-                    self._tls_id,
-                    t_s,
-                    None,
-                    f"preempted since {_fmt(start)}: {_fmt(t_s - start)}, "
-                    f"longer than max_presence_s {_fmt(self.config.max_presence_s)}",
-                )
-            )
+        self._check_presence(t_s, start, "", out)
         out.append(
             Violation(
                 "S5",

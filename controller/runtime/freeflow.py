@@ -12,7 +12,7 @@ import tempfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from controller.core.oracle import approach_links
+from controller.core.corridor import approach_links
 from controller.core.snapshot import SignalCommand
 from controller.errors import SimulationError
 from controller.runtime.setup import EvPlan, RunSetup

@@ -13,6 +13,7 @@ from typing import Any
 from xml.sax.saxutils import escape
 
 from controller.core.corridor import Corridor, build_corridor
+from controller.core.greenwave import PRIORITY
 from controller.core.network import Network
 from controller.core.routing import fastest_route, validate_route
 from controller.errors import ScenarioError
@@ -22,7 +23,6 @@ from controller.sim.netload import load_network
 from controller.sim.sumocfg import SumoInputs, read_sumocfg, redirect_additional_outputs
 
 EV_VTYPE_PREFIX = "greenwave_"
-PRIORITY = {"ambulance": 1, "fire": 1, "police": 2, "transit": 3}
 
 
 @dataclass(frozen=True)

@@ -188,9 +188,6 @@ class SumoAdapter:
     def vehicle_route(self, vehicle_id: str) -> tuple[str, ...]:
         return tuple(self._api.vehicle.getRoute(vehicle_id))
 
-    def program_of(self, tls_id: str) -> str:
-        return str(self._api.trafficlight.getProgram(tls_id))
-
     # -- the per-tick batch ------------------------------------------------------------------
     def step(self) -> Snapshot:
         """Advance one step and read everything watched, from the subscription results."""
@@ -293,13 +290,6 @@ class SumoAdapter:
             tc.LAST_STEP_VEHICLE_NUMBER: ln.getLastStepVehicleNumber(lane_id),
             tc.LAST_STEP_VEHICLE_HALTING_NUMBER: ln.getLastStepHaltingNumber(lane_id),
         }
-
-    def remove_vehicle(self, vehicle_id: str) -> None:
-        """Take a vehicle out of the simulation (e.g. a cancelled emergency)."""
-        if vehicle_id in self._vehicles:
-            self._vehicles.discard(vehicle_id)
-            self._api.vehicle.unsubscribe(vehicle_id)
-        self._api.vehicle.remove(vehicle_id)
 
     # -- commands ----------------------------------------------------------------------------
     def apply(self, commands: Sequence[SignalCommand]) -> None:

@@ -39,7 +39,7 @@ from controller.core.planner import (
 from controller.core.safety import SafetyConfig, SignalWatch, Violation
 from controller.core.snapshot import SignalCommand, SignalState
 from controller.core.transitions import SignalTiming
-from tests.unit.test_transitions import PROG, programs
+from tests.unit.test_transitions import PROG, Signal, programs
 
 ONLINE = "online"
 
@@ -48,10 +48,9 @@ ONLINE = "online"
 
 
 @dataclass
-class FakeSignal:
+class FakeSignal(Signal):
     """A SUMO signal as the planner sees it: its program, or an 'online' state it was told."""
 
-    program: Program
     phase: int = 0
     left_s: float = -1.0  # of the current phase; -1: the phase's full duration
     online: str | None = None
@@ -63,9 +62,6 @@ class FakeSignal:
     @property
     def tls_id(self) -> str:
         return self.program.tls_id
-
-    def display(self) -> str:
-        return self.online if self.online is not None else self.program.phases[self.phase].state
 
     def signal_state(self) -> SignalState:
         if self.online is not None:
@@ -84,14 +80,6 @@ class FakeSignal:
                 self.phase = cmd.phase
                 # setPhase at t: the phase is shown from t + dt and switches at t + duration
                 self.left_s = self.program.phases[cmd.phase].duration_s
-
-    def advance(self, dt: float) -> None:
-        if self.online is not None:
-            return
-        self.left_s -= dt
-        while self.left_s <= 1e-9:
-            self.phase = (self.phase + 1) % len(self.program.phases)
-            self.left_s += self.program.phases[self.phase].duration_s
 
 
 Requests = Callable[[float], Sequence[ServiceRequest]]
