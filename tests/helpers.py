@@ -2,7 +2,22 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
+
+from click.testing import CliRunner
+
+from controller.cli import main
+
+
+def run_ok(args: list[str]) -> dict[str, Any]:
+    """Run the CLI in-process; it must succeed; return the summary.json it wrote to --out."""
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    out = Path(args[args.index("--out") + 1])
+    summary: dict[str, Any] = json.loads((out / "summary.json").read_text())
+    return summary
 
 
 def write_scenario(path: Path, net: Path, *, ev: str = 'from = "left1A1"\nto = "C1right1"', end_s: float = 200,

@@ -3,20 +3,18 @@ re-routing. Every run is judged by the independent safety monitor."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
 
-from controller.cli import main
 from controller.core.snapshot import Snapshot
 from controller.runtime.run import run
 from controller.runtime.setup import prepare_scenario
 from controller.scenario import load_scenario
 from controller.sim.adapter import SumoAdapter
+from tests.helpers import run_ok
 from tests.integration.test_run_tiny import assert_design_fields
 
 pytestmark = pytest.mark.sumo
@@ -24,13 +22,6 @@ pytestmark = pytest.mark.sumo
 REPO = Path(__file__).resolve().parents[2]
 RULES = ("S1", "S2", "S3", "S4", "S5")
 
-
-def _cli(args: list[str]) -> dict[str, Any]:
-    result = CliRunner().invoke(main, args)
-    assert result.exit_code == 0, result.output
-    out = Path(args[args.index("--out") + 1])
-    summary: dict[str, Any] = json.loads((out / "summary.json").read_text())
-    return summary
 
 
 def _assert_safe(s: dict[str, Any]) -> None:
@@ -42,8 +33,8 @@ def _assert_safe(s: dict[str, Any]) -> None:
 @pytest.mark.parametrize("controller", ["greenwave", "local"])
 def test_ingolstadt7_preemption_is_safe_and_fast(controller: str, tmp_path: Path) -> None:
     scenario = str(REPO / "scenarios" / "ingolstadt7.toml")
-    none = _cli(["run", scenario, "--controller", "none", "--seed", "1", "--out", str(tmp_path / "none")])
-    s = _cli(["run", scenario, "--controller", controller, "--seed", "1", "--out", str(tmp_path / controller)])
+    none = run_ok(["run", scenario, "--controller", "none", "--seed", "1", "--out", str(tmp_path / "none")])
+    s = run_ok(["run", scenario, "--controller", controller, "--seed", "1", "--out", str(tmp_path / controller)])
     assert_design_fields(s)
     _assert_safe(s)
     ev = s["evs"][0]
@@ -57,8 +48,8 @@ def test_ingolstadt7_preemption_is_safe_and_fast(controller: str, tmp_path: Path
 
 def test_local_detection_range_flag(tmp_path: Path) -> None:
     scenario = str(REPO / "scenarios" / "ingolstadt7.toml")
-    near = _cli(["run", scenario, "--controller", "local", "--detect-range", "80", "--out", str(tmp_path / "a")])
-    far = _cli(["run", scenario, "--controller", "local", "--detect-range", "400", "--out", str(tmp_path / "b")])
+    near = run_ok(["run", scenario, "--controller", "local", "--detect-range", "80", "--out", str(tmp_path / "a")])
+    far = run_ok(["run", scenario, "--controller", "local", "--detect-range", "400", "--out", str(tmp_path / "b")])
     _assert_safe(near)
     _assert_safe(far)
     entry_lead = [p["eta_at_entry"] - p["entry"] for p in far["preemptions"]]
@@ -80,8 +71,8 @@ def _two_evs(tmp_path: Path) -> Path:
 
 def test_several_evs_are_arbitrated_without_conflicting_greens(tmp_path: Path) -> None:
     scenario = _two_evs(tmp_path)
-    none = _cli(["run", str(scenario), "--controller", "none", "--seed", "2", "--out", str(tmp_path / "none")])
-    s = _cli(["run", str(scenario), "--controller", "greenwave", "--seed", "2", "--out", str(tmp_path / "gw")])
+    none = run_ok(["run", str(scenario), "--controller", "none", "--seed", "2", "--out", str(tmp_path / "none")])
+    s = run_ok(["run", str(scenario), "--controller", "greenwave", "--seed", "2", "--out", str(tmp_path / "gw")])
     _assert_safe(s)
     times = {ev["id"]: ev["travel_time"] for ev in s["evs"]}
     base = {ev["id"]: ev["travel_time"] for ev in none["evs"]}

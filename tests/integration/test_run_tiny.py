@@ -3,17 +3,14 @@ bounds, both backends, hand-back on failure, and that a user's config folder sta
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
 
-from controller.cli import main
 from controller.core.snapshot import SignalCommand
 from controller.sim.adapter import SumoAdapter
-from tests.helpers import write_scenario
+from tests.helpers import run_ok, write_scenario
 
 pytestmark = pytest.mark.sumo
 
@@ -38,13 +35,6 @@ def assert_design_fields(summary: dict[str, Any]) -> None:
     assert set(summary["eta"]["by_horizon"]) == {"10", "30", "60"}
 
 
-def _cli(args: list[str]) -> dict[str, Any]:
-    result = CliRunner().invoke(main, args)
-    assert result.exit_code == 0, result.output
-    out = Path(args[args.index("--out") + 1])
-    summary: dict[str, Any] = json.loads((out / "summary.json").read_text())
-    return summary
-
 
 @pytest.fixture(scope="module")
 def scenario(tmp_path_factory: pytest.TempPathFactory, tiny_net: Path) -> Path:
@@ -54,8 +44,8 @@ def scenario(tmp_path_factory: pytest.TempPathFactory, tiny_net: Path) -> Path:
 
 
 def test_none_and_oracle_bound_the_trip(scenario: Path, tmp_path: Path) -> None:
-    none = _cli(["run", str(scenario), "--controller", "none", "--seed", "2", "--out", str(tmp_path / "none")])
-    oracle = _cli(["run", str(scenario), "--controller", "oracle", "--seed", "2", "--out", str(tmp_path / "or")])
+    none = run_ok(["run", str(scenario), "--controller", "none", "--seed", "2", "--out", str(tmp_path / "none")])
+    oracle = run_ok(["run", str(scenario), "--controller", "oracle", "--seed", "2", "--out", str(tmp_path / "or")])
     for s in (none, oracle):
         assert_design_fields(s)
         ev = s["evs"][0]
@@ -75,8 +65,8 @@ def test_none_and_oracle_bound_the_trip(scenario: Path, tmp_path: Path) -> None:
 
 
 def test_same_seed_same_result_on_both_backends(scenario: Path, tmp_path: Path) -> None:
-    a = _cli(["run", str(scenario), "--seed", "4", "--out", str(tmp_path / "a")])
-    b = _cli(["run", str(scenario), "--seed", "4", "--backend", "traci", "--out", str(tmp_path / "b")])
+    a = run_ok(["run", str(scenario), "--seed", "4", "--out", str(tmp_path / "a")])
+    b = run_ok(["run", str(scenario), "--seed", "4", "--backend", "traci", "--out", str(tmp_path / "b")])
     assert a["evs"][0]["travel_time"] == b["evs"][0]["travel_time"]
     assert a["background"] == b["background"]
     assert b["backend"] == "traci"
@@ -118,7 +108,7 @@ def test_user_config_folder_is_left_untouched(tmp_path: Path, tiny_net: Path) ->
     )
     before = sorted(p.name for p in user.iterdir())
     out = tmp_path / "out"
-    s = _cli(["run", "--sumocfg", str(user / "run.sumocfg"), "--ev", "left1A1,C1right1,20", "--out", str(out)])
+    s = run_ok(["run", "--sumocfg", str(user / "run.sumocfg"), "--ev", "left1A1,C1right1,20", "--out", str(out)])
     assert sorted(p.name for p in user.iterdir()) == before
     assert (out / "outputs" / "det_out.xml").is_file()
     assert s["evs"][0]["arrival"] is not None

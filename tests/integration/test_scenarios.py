@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
-from typing import Any
 
 import pytest
-from click.testing import CliRunner
 
-from controller.cli import main
 from controller.scenario import load_scenario
+from tests.helpers import run_ok
 from tests.integration.test_run_tiny import assert_design_fields
 
 pytestmark = pytest.mark.sumo
@@ -19,13 +16,6 @@ pytestmark = pytest.mark.sumo
 REPO = Path(__file__).resolve().parents[2]
 SCENARIOS = sorted((REPO / "scenarios").glob("*.toml"))
 
-
-def _run(args: list[str]) -> dict[str, Any]:
-    result = CliRunner().invoke(main, args)
-    assert result.exit_code == 0, result.output
-    out = Path(args[args.index("--out") + 1])
-    summary: dict[str, Any] = json.loads((out / "summary.json").read_text())
-    return summary
 
 
 def test_every_scenario_file_is_valid_and_routes_cross_enough_signals() -> None:
@@ -53,8 +43,8 @@ def test_route_signal_counts(name: str, tmp_path: Path) -> None:
 
 def test_grid5_moderate_none_and_oracle(tmp_path: Path) -> None:
     scenario = str(REPO / "scenarios" / "grid5-moderate.toml")
-    none = _run(["run", scenario, "--controller", "none", "--seed", "3", "--out", str(tmp_path / "a")])
-    oracle = _run(["run", scenario, "--controller", "oracle", "--seed", "3", "--out", str(tmp_path / "b")])
+    none = run_ok(["run", scenario, "--controller", "none", "--seed", "3", "--out", str(tmp_path / "a")])
+    oracle = run_ok(["run", scenario, "--controller", "oracle", "--seed", "3", "--out", str(tmp_path / "b")])
     for s in (none, oracle):
         assert_design_fields(s)
         for ev in s["evs"]:
@@ -67,8 +57,8 @@ def test_grid5_moderate_none_and_oracle(tmp_path: Path) -> None:
 
 def test_ingolstadt7_oracle_not_slower_than_none(tmp_path: Path) -> None:
     scenario = str(REPO / "scenarios" / "ingolstadt7.toml")
-    none = _run(["run", scenario, "--controller", "none", "--seed", "1", "--out", str(tmp_path / "a")])
-    oracle = _run(["run", scenario, "--controller", "oracle", "--seed", "1", "--out", str(tmp_path / "b")])
+    none = run_ok(["run", scenario, "--controller", "none", "--seed", "1", "--out", str(tmp_path / "a")])
+    oracle = run_ok(["run", scenario, "--controller", "oracle", "--seed", "1", "--out", str(tmp_path / "b")])
     assert oracle["evs"][0]["travel_time"] <= none["evs"][0]["travel_time"] + 2
     assert none["safety"]["S1"] == none["safety"]["S2"] == none["safety"]["S3"] == none["safety"]["S4"] == 0
 
@@ -77,7 +67,7 @@ def test_bologna_sumocfg_writes_nothing_into_its_folder(tmp_path: Path) -> None:
     folder = tmp_path / "bologna_joined"
     shutil.copytree(REPO / "networks" / "bologna_joined", folder)
     before = sorted(p.name for p in folder.iterdir())
-    s = _run(["run", "--sumocfg", str(folder / "run.sumocfg"), "--ev", "a210,b28,900", "--out",
+    s = run_ok(["run", "--sumocfg", str(folder / "run.sumocfg"), "--ev", "a210,b28,900", "--out",
               str(tmp_path / "out"), "--end", "1500"])
     assert sorted(p.name for p in folder.iterdir()) == before
     ev = s["evs"][0]
