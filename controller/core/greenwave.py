@@ -23,7 +23,7 @@ from typing import Literal
 from controller.core.corridor import Corridor, CorridorJunction, approach_links
 from controller.core.eta import Eta, EtaConfig, EtaLog, EtaPredictor, EvDynamics, build_profile
 from controller.core.network import Network, Program, is_green
-from controller.core.planner import Planner, PlannerConfig, ServiceRequest
+from controller.core.planner import Planner, PlannerConfig, ServiceRequest, Stage
 from controller.core.progress import EvProgress
 from controller.core.snapshot import SignalCommand, Snapshot
 
@@ -98,6 +98,7 @@ class PreemptionController:
         self._predictors: dict[str, EtaPredictor] = {}
         self._targets: dict[tuple[str, int], tuple[str, int]] = {}
         self._reroutes: dict[str, int] = {}
+        self._latest: dict[str, list[Eta]] = {}  # ev_id -> the last tick's ETAs at the signals ahead
         for e in evs:
             self._plan_corridor(e)
 
@@ -111,6 +112,13 @@ class PreemptionController:
         )
         for j in ev.corridor.junctions:
             self._targets[(ev.ev_id, j.index)] = approach_targets(self.network, self.network.programs[j.tls_id], j)
+
+    def add_ev(self, ev: EvSetup) -> None:
+        """Dispatch one more EV while running: plan its corridor and its signals."""
+        if ev.ev_id in self.evs:
+            raise ValueError(f"EV '{ev.ev_id}' is already known to the controller")
+        self.evs[ev.ev_id] = ev
+        self._plan_corridor(ev)
 
     def cancel(self, ev_id: str, reason: str = "cancelled") -> None:
         """Drop an EV: every signal held only for it is handed back on the next ticks (S5)."""
@@ -132,6 +140,22 @@ class PreemptionController:
     @property
     def preempted(self) -> set[str]:
         return self.planner.preempted
+
+    def etas(self, ev_id: str) -> list[Eta]:
+        """The EV's ETAs at the signals still ahead, as predicted on the last tick (empty when none)."""
+        return list(self._latest.get(ev_id, ()))
+
+    def junction_status(self, ev_id: str, junction_index: int, tls_id: str) -> tuple[Stage, bool]:
+        """This EV's preemption stage at one junction of its corridor (idle unless the signal is
+        armed or switched for it), and whether the signal was ever switched for it there."""
+        j = self.planner.junctions.get(tls_id)
+        if j is None:
+            return "idle", False
+        rec = j.current.get((ev_id, junction_index))
+        if rec is not None:
+            return j.stage, rec.entry_s is not None
+        granted = any(r.ev_id == ev_id and r.junction_index == junction_index for r in j.records)
+        return "idle", granted
 
     @property
     def busy(self) -> bool:
@@ -160,6 +184,7 @@ class PreemptionController:
             predictions[ev_id] = etas
             requests.extend(self._requests(ev, etas, snapshot, position))
         commands = self.planner.tick(t, requests)
+        self._latest = predictions
         entered = self.planner.entries_at(t)
         for ev_id, etas in predictions.items():
             tags = {j: "entry" for (e, j) in entered if e == ev_id}

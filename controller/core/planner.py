@@ -208,6 +208,11 @@ class Planner:
     def stage(self, tls_id: str) -> Stage:
         return self.junctions[tls_id].stage
 
+    def holders(self, tls_id: str) -> tuple[str, ...]:
+        """The EVs a signal is armed or switched for (sorted), none when idle."""
+        j = self.junctions.get(tls_id)
+        return tuple(sorted({ev_id for ev_id, _ in j.current})) if j is not None else ()
+
     def records(self) -> list[PreemptionRecord]:
         out = [r for j in self.junctions.values() for r in j.records]
         return sorted(out, key=lambda r: (r.entry_s if r.entry_s is not None else r.armed_s, r.tls_id))

@@ -410,3 +410,44 @@ def test_reroute_onto_a_signal_not_yet_in_the_snapshot_sends_no_empty_state() ->
     r.hidden = set()
     r.step()
     assert r.ctrl.planner.stage("T3") != "idle"
+
+
+# --- dynamic dispatch (the HTTP service adds EVs while running) ----------------------------------
+
+
+def test_add_ev_dispatches_into_a_controller_started_without_evs() -> None:
+    corridor = build_corridor(NET, MAIN)
+    ctrl = PreemptionController(NET, [], ControllerConfig(progression=False))
+    assert ctrl.planner.junctions == {}
+    signals = {"T1": FakeSignal(T1, 3, 60.0), "T2": FakeSignal(T2, 3, 80.0), "T3": FakeSignal(T3, 3, 80.0)}
+    r = CtrlRig(ctrl, corridor, signals)
+    r.x = -1e9  # not departed yet: the EV is added at t = 5
+    r.run_until(5, present=False)
+    assert r.commands == [] and ctrl.etas("ev") == []
+    ctrl.add_ev(EvSetup("ev", "fire", corridor, DYN, 5.0))
+    assert set(ctrl.planner.junctions) == {"T1", "T2"}
+    with pytest.raises(ValueError, match="'ev' is already known"):
+        ctrl.add_ev(EvSetup("ev", "fire", corridor, DYN, 5.0))
+    r.x = 0.0
+    stages: dict[str, set[str]] = {"T1": set(), "T2": set()}
+    granted_seen = False
+    while r.t < 200:
+        for tls, idx in (("T1", 0), ("T2", 1)):
+            stage, granted = ctrl.junction_status("ev", idx, tls)
+            stages[tls].add(stage)
+            granted_seen |= granted
+            if stage != "idle":
+                assert ctrl.planner.holders(tls) == ("ev",)
+        r.step(present=r.x < 800, arrived=r.x == 800)
+        if r.t == 10.0:  # departed at 5 at 10 m/s: reaches J1's stop line (500 m) at 55
+            etas = ctrl.etas("ev")
+            assert [e.junction_index for e in etas] == [0, 1]
+            assert etas[0].eta_s == pytest.approx(55.0) and etas[0].low_s <= etas[0].eta_s <= etas[0].high_s
+    assert granted_seen
+    assert stages["T1"] >= {"armed", "entry", "dwell", "idle"} and stages["T2"] >= {"armed", "dwell", "idle"}
+    assert r.progress["ev"].arrived_s is not None
+    recs = ctrl.planner.records()
+    assert {rec.tls_id for rec in recs} == {"T1", "T2"} and all(rec.restored_s is not None for rec in recs)
+    assert all(ctrl.junction_status("ev", i, t) == ("idle", True) for i, t in ((0, "T1"), (1, "T2")))
+    assert ctrl.planner.holders("T1") == () and ctrl.planner.holders("nope") == ()
+    assert ctrl.etas("ev") == [] and r.safety() == []
