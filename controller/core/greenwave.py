@@ -17,7 +17,7 @@ Pure: the snapshot carries time, the EVs, the signals and the approach lanes' qu
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from controller.core.corridor import Corridor, CorridorJunction, approach_links
@@ -55,10 +55,11 @@ class EvSetup:
     corridor: Corridor
     dynamics: EvDynamics
     dispatch_s: float
+    priority_class: int | None = None  # overrides the type's priority class (1 = highest)
 
     @property
     def priority(self) -> int:
-        return PRIORITY.get(self.ev_type, 3)
+        return self.priority_class if self.priority_class is not None else PRIORITY.get(self.ev_type, 3)
 
 
 def approach_targets(network: Network, program: Program, junction: CorridorJunction) -> tuple[str, int]:
@@ -132,7 +133,7 @@ class PreemptionController:
         self.planner.release(ev_id, "re-routed")
         self._reroutes[ev_id] = self._reroutes.get(ev_id, 0) + 1
         self.eta_log.retire(ev_id, f"{ev_id}@route{self._reroutes[ev_id]}")
-        self.evs[ev_id] = EvSetup(ev_id, old.ev_type, corridor, old.dynamics, old.dispatch_s)
+        self.evs[ev_id] = replace(old, corridor=corridor)
         for key in [k for k in self._targets if k[0] == ev_id]:
             del self._targets[key]
         self._plan_corridor(self.evs[ev_id])

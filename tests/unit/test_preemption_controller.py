@@ -451,3 +451,14 @@ def test_add_ev_dispatches_into_a_controller_started_without_evs() -> None:
     assert all(ctrl.junction_status("ev", i, t) == ("idle", True) for i, t in ((0, "T1"), (1, "T2")))
     assert ctrl.planner.holders("T1") == () and ctrl.planner.holders("nope") == ()
     assert ctrl.etas("ev") == [] and r.safety() == []
+
+
+def test_priority_class_overrides_the_type() -> None:
+    corridor = build_corridor(NET, MAIN)
+    assert EvSetup("a", "transit", corridor, DYN, 0.0).priority == 3
+    assert EvSetup("a", "transit", corridor, DYN, 0.0, priority_class=1).priority == 1
+    r = make_rig()
+    r.ctrl.add_ev(EvSetup("bus", "transit", corridor, DYN, 0.0, priority_class=1))
+    r.progress["bus"] = EvProgress("bus", corridor)  # dispatched, not departed: planned from the route start
+    r.step()
+    assert {q.ev_id: q.priority for q in r.requests_at(0.0)} == {"ev": 1, "bus": 1}
