@@ -6,8 +6,9 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -24,6 +25,7 @@ from controller.errors import GreenwaveError
 from controller.runtime.freeflow import free_flow_time
 from controller.runtime.outputs import background, cross_streets, read_outputs
 from controller.runtime.setup import RunSetup, sumo_args
+from controller.runtime.trace import TRACE_FILE, TraceRecorder
 from controller.sim.adapter import Backend, SumoAdapter
 
 CONTROLLERS = ("none", "local", "greenwave", "oracle")
@@ -106,18 +108,22 @@ def run(
     gui: bool = False,
     safety: SafetyConfig | None = None,
     controller_config: ControllerConfig | None = None,
+    on_progress: Callable[[float, int], None] | None = None,
 ) -> dict[str, Any]:
-    """Run one simulation and return its summary (also written to ``out_dir/summary.json``)."""
+    """Run one simulation and return its summary (also written to ``out_dir/summary.json``).
+    ``on_progress(t_s, evs_done)`` is called after every tick."""
     out = setup.out_dir
     out.mkdir(parents=True, exist_ok=True)
     summary_path = out / "summary.json"
     summary_path.unlink(missing_ok=True)  # never leave an old summary looking like this run's
+    (out / TRACE_FILE).unlink(missing_ok=True)
     started = time.perf_counter()
     check_controller(controller_name)
     free_flow = {ev.ev_id: free_flow_time(setup, ev, backend=backend) for ev in setup.evs}
     programs = {tls: setup.network.programs[tls] for tls in setup.watched_tls}
     monitor = SafetyMonitor(programs, safety or SafetyConfig())
     progress = {ev.ev_id: EvProgress(ev.ev_id, ev.corridor) for ev in setup.evs}
+    trace = TraceRecorder({ev.ev_id: ev.ev_type for ev in setup.evs})
     timing = _Timing([], [])
     budget_ms = setup.step_length_s * 1000.0
     end_s = setup.end_s
@@ -141,6 +147,7 @@ def run(
                 if vehicle is not None and _left_route(vehicle, p):
                     _reroute(sim, controller, setup, progress, ev_id, snap.t_s)
                 progress[ev_id].update(snap.t_s, vehicle, arrived=ev_id in arrived)
+            trace.observe(snap, progress)
             commands = controller.tick(snap, progress)
             if commands:
                 sim.apply(commands)
@@ -156,6 +163,8 @@ def run(
             timing.step_ms.append((time.perf_counter() - t0) * 1000.0)
             t = snap.t_s
             control_tick(snap)
+            if on_progress is not None:
+                on_progress(t, sum(1 for p in progress.values() if p.done))
         # Hand back whatever is still preempted, through the same safe transitions.
         final = controller.stop()
         if final:
@@ -275,10 +284,24 @@ def run(
             "wall_s": round(time.perf_counter() - started, 2),
         },
     }
-    tmp = summary_path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(summary, indent=2, allow_nan=False, default=_json_default) + "\n", "utf-8")
-    tmp.replace(summary_path)
+    eta_log = getattr(controller, "eta_log", None)
+    eta_records = [
+        (r.ev_id, r.junction_index, r.t_s, round(r.eta_s, 2), round(r.low_s, 2), round(r.high_s, 2), r.tag)
+        for r in (eta_log.records if eta_log is not None else ())
+    ]
+    header = {k: summary[k] for k in ("scenario", "controller", "seed", "step_length")}
+    # the trace first: a summary.json present means the run's outputs are complete
+    _write_json(out / TRACE_FILE, trace.as_dict(header=header, eta_records=eta_records), indent=None)
+    _write_json(summary_path, summary, indent=2)
     return summary
+
+
+def _write_json(path: Path, data: Any, *, indent: int | None) -> None:
+    tmp = path.with_suffix(".json.tmp")
+    text = json.dumps(data, indent=indent, allow_nan=False, default=_json_default, separators=None if indent
+                      else (",", ":"))
+    tmp.write_text(text + "\n", "utf-8")
+    tmp.replace(path)
 
 
 def _json_default(o: object) -> object:

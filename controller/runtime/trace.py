@@ -1,0 +1,105 @@
+"""What a run's report needs that summary.json does not hold: each EV's trajectory along its
+route, the signal states of the junctions on its corridor, the queues ahead of it, and every
+ETA prediction made. Written as ``trace.json`` beside ``summary.json``.
+
+Signals and queues are stored as change points (``[t, value]`` whenever the value changes),
+trajectories as one sample per tick while the EV is on the road, so a trace stays small: about
+what the EV saw, not the whole network.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from controller.core.corridor import Corridor
+from controller.core.progress import EvProgress
+from controller.core.snapshot import Snapshot
+
+TRACE_FILE = "trace.json"
+TRACE_FORMAT = "greenwave-trace/1"
+
+
+@dataclass
+class _Leg:
+    """One EV on one corridor (a re-routed EV starts a new leg)."""
+
+    corridor: Corridor
+    from_s: float
+    t: list[float] = field(default_factory=list)
+    pos: list[float] = field(default_factory=list)
+    speed: list[float] = field(default_factory=list)
+    queues: dict[int, list[tuple[float, int]]] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "from_s": self.from_s,
+            "route": list(self.corridor.route),
+            "route_length_m": round(self.corridor.length_m, 2),
+            "junctions": [
+                {
+                    "index": j.index,
+                    "tls": j.tls_id,
+                    "junction": j.junction_id,
+                    "approach_edge": j.approach_edge,
+                    "distance_m": round(j.distance_m, 2),
+                    "links": list(j.link_indices),
+                }
+                for j in self.corridor.junctions
+            ],
+            "t": self.t,
+            "pos": self.pos,
+            "speed": self.speed,
+            "queues": {str(k): [list(p) for p in v] for k, v in sorted(self.queues.items())},
+        }
+
+
+class TraceRecorder:
+    """Fed once per tick by the run loop; cheap: work per tick follows the EVs' corridors."""
+
+    def __init__(self, ev_types: Mapping[str, str]) -> None:
+        self._types = dict(ev_types)
+        self._legs: dict[str, list[_Leg]] = {ev: [] for ev in ev_types}
+        self._signals: dict[str, list[tuple[float, str]]] = {}
+
+    def observe(self, snap: Snapshot, progress: Mapping[str, EvProgress]) -> None:
+        t = snap.t_s
+        for tls_id, s in snap.signals.items():
+            changes = self._signals.setdefault(tls_id, [])
+            if not changes or changes[-1][1] != s.state:
+                changes.append((t, s.state))
+        for ev_id, p in progress.items():
+            if not p.running or p.position_m is None:
+                continue
+            legs = self._legs.setdefault(ev_id, [])
+            if not legs or legs[-1].corridor is not p.corridor:
+                legs.append(_Leg(p.corridor, t))
+            leg = legs[-1]
+            leg.t.append(round(t, 3))
+            leg.pos.append(round(p.position_m, 2))
+            leg.speed.append(round(p.speed_mps, 2))
+            for j in p.corridor.junctions:
+                if p.crossed(j.index):
+                    continue
+                halting = max((snap.lanes[ln].halting for ln in j.approach_lanes if ln in snap.lanes), default=0)
+                q = leg.queues.setdefault(j.index, [])
+                if not q or q[-1][1] != halting:
+                    q.append((t, halting))
+
+    def as_dict(
+        self,
+        *,
+        header: Mapping[str, Any],
+        eta_records: Sequence[Sequence[Any]] = (),
+    ) -> dict[str, Any]:
+        return {
+            "format": TRACE_FORMAT,
+            **header,
+            "evs": [
+                {"id": ev_id, "type": self._types.get(ev_id, ""), "legs": [leg.as_dict() for leg in legs]}
+                for ev_id, legs in self._legs.items()
+            ],
+            "signals": {tls: [[t, s] for t, s in changes] for tls, changes in sorted(self._signals.items())},
+            "eta": [list(r) for r in eta_records],
+        }
