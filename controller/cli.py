@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, NoReturn
@@ -10,6 +11,7 @@ from typing import Any, NoReturn
 import click
 from rich import box
 from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from controller.errors import GreenwaveError, ScenarioError
@@ -70,9 +72,49 @@ def print_summary(summary: dict[str, Any], out_dir: Path, console: Console) -> N
         f"realtime: {rt['ticks']} ticks, controller p50 {_fmt(rt['tick_ms_p50'], 3)} ms "
         f"p99 {_fmt(rt['tick_ms_p99'], 3)} ms, SUMO step p50 {_fmt(rt['sumo_step_ms_p50'], 2)} ms, "
         f"wall {rt['wall_s']} s\n"
-        f"written: {out_dir / 'summary.json'}",
+        f"written: {out_dir / 'summary.json'}; pictures: greenwave report {out_dir}",
         highlight=False,
     )
+
+
+class _RunProgress:
+    """Progress of a run: a live bar on a terminal; otherwise a plain line at each quarter of the
+    simulated span (and once if the run goes on past its end waiting for an EV)."""
+
+    def __init__(self, console: Console, begin_s: float, end_s: float, evs: int) -> None:
+        self.console, self.begin_s, self.end_s, self.evs = console, begin_s, end_s, evs
+        self.span = max(end_s - begin_s, 1e-9)
+        self.bar: Progress | None = None
+        self.task: TaskID | None = None
+        self.next_quarter = 1
+        self.started = time.monotonic()
+        self.extended = False
+
+    def __enter__(self) -> _RunProgress:
+        if self.console.is_terminal:
+            self.bar = Progress(TextColumn("simulating"), BarColumn(), TextColumn("{task.description}"),
+                                TimeElapsedColumn(), console=self.console, transient=True)
+            self.bar.start()
+            self.task = self.bar.add_task("", total=self.span)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+    def __call__(self, t_s: float, evs_done: int) -> None:
+        done = min(max(t_s - self.begin_s, 0.0), self.span)
+        text = f"{t_s:.0f}/{self.end_s:.0f} s · EVs done {evs_done}/{self.evs}"
+        if self.bar is not None and self.task is not None:
+            self.bar.update(self.task, completed=done, description=text)
+            return
+        if t_s > self.end_s + 1e-9 and not self.extended and evs_done < self.evs:
+            self.extended = True
+            click.echo(f"greenwave: past the end at {t_s:.0f} s, waiting for {self.evs - evs_done} EV(s) to arrive")
+        while self.next_quarter <= 3 and done >= self.span * self.next_quarter / 4:
+            click.echo(f"greenwave: {25 * self.next_quarter}% simulated ({text}, wall "
+                       f"{time.monotonic() - self.started:.0f} s)")
+            self.next_quarter += 1
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -147,8 +189,9 @@ def run(
             f"simulating {setup.begin_s:g}-{setup.end_s:g} s with controller '{controller_name}' ...",
             highlight=False,
         )
-        summary = run_simulation(setup, controller_name, backend="traci" if backend == "traci" else "libsumo",
-                                 gui=gui)
+        with _RunProgress(console, setup.begin_s, setup.end_s, len(setup.evs)) as progress:
+            summary = run_simulation(setup, controller_name, backend="traci" if backend == "traci" else "libsumo",
+                                     gui=gui, on_progress=progress)
     except GreenwaveError as e:
         _fail(e)
     except KeyboardInterrupt:
@@ -193,3 +236,19 @@ def bench(
         click.echo("greenwave: interrupted; the runs in progress were stopped, nothing aggregated", err=True)
         sys.exit(130)
     sys.exit(code)
+
+
+@main.command()
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(path_type=Path))
+def report(run_dirs: tuple[Path, ...]) -> None:
+    """Write RUN_DIR/report.html for each run folder given (time-space diagrams, ETA accuracy, the
+    comparison with the other controllers' runs of the same scenario and seed, other traffic,
+    safety). Self-contained: open it in any browser, offline."""
+    from controller.report import write_reports
+
+    try:
+        written = write_reports(run_dirs)
+    except GreenwaveError as e:
+        _fail(e)
+    for path in written:
+        click.echo(f"written: {path}")

@@ -23,6 +23,7 @@ from controller.bench.report import print_report, read_baseline, write_csv, writ
 from controller.bench.runner import Job, run_jobs
 from controller.bench.suite import DEFAULT_SUITE, load_suite, parse_controllers, parse_seeds
 from controller.errors import GreenwaveError
+from controller.report.bench import write_bench_report
 
 
 def _progress(console: Console, width: int) -> Any:
@@ -109,7 +110,9 @@ def run_bench(
         },
     })  # fmt: skip
     write_csv(out / "bench.csv", rows)
-    console.print(f"written: {out / 'bench.json'}, {out / 'bench.csv'}", highlight=False)
+    report = write_bench_report(out)
+    console.print(f"written: {out / 'bench.json'}, {out / 'bench.csv'}, {report} (each run's own report: "
+                  f"greenwave report {out / 'runs' / '<scenario>' / '<controller>-s<seed>'})", highlight=False)
     if write_baseline is not None:
         write_baseline.parent.mkdir(parents=True, exist_ok=True)
         write_json(write_baseline, make_baseline(suite_info, rows))

@@ -42,6 +42,10 @@ def test_bench_tiny_suite(tmp_path: Path) -> None:
     assert data["failures"] == [] and data["verdicts"] == []  # no greenwave run, no verdict
     for ctrl in ("none", "oracle"):
         assert (out / "runs" / "ingolstadt7" / f"{ctrl}-s1" / "summary.json").is_file()
+    page = (out / "report.html").read_text()
+    assert '<figure class="bench-travel-time">' in page and '<figure class="bench-gap-closed">' in page
+    for ctrl in ("none", "oracle"):
+        assert f'id="travel-ingolstadt7-{ctrl}"' in page
 
     with (out / "bench.csv").open() as f:
         csv_rows = list(csv.DictReader(f))

@@ -1,0 +1,25 @@
+"""Reports for engineers: ``report.html`` per run (time-space diagrams, ETA accuracy, the
+comparison with other controllers, other traffic, safety) and one for a bench."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from controller.report.load import ReportError, companions, load_run
+
+__all__ = ["ReportError", "write_reports"]
+
+
+def write_reports(run_dirs: Sequence[Path]) -> list[Path]:
+    """Write ``report.html`` into every folder given: a run's (``greenwave run --out``), where the
+    other runs given (and those beside it) of the same scenario and seed are compared; or a
+    bench's (``greenwave bench --out``). Every run folder is read and checked before anything is
+    written."""
+    from controller.report.bench import BENCH_FILE, write_bench_report
+    from controller.report.html import write_run_report
+    from controller.report.load import SUMMARY_FILE
+
+    benches = [p for p in run_dirs if (p / BENCH_FILE).is_file() and not (p / SUMMARY_FILE).is_file()]
+    runs = [load_run(p) for p in run_dirs if p not in benches]
+    return [write_run_report(r, companions(r, runs)) for r in runs] + [write_bench_report(p) for p in benches]

@@ -1,0 +1,264 @@
+"""The report's pictures, drawn with matplotlib (no display needed) as inline SVG.
+
+Text stays text in the SVG (junction ids, axis labels, legends can be searched and read by
+tests and screen readers), and the drawn elements carry ids (``gid``) that say what they are:
+``trajectory-<ev>``, ``j<index>-signal-<colour>``, ``j<index>-queue``, ``j<index>-preempt-<stage>``.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from matplotlib import colormaps, rc_context
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch, Rectangle
+
+from controller.report.load import Leg, RunData
+
+JAM_SPACING_M = 7.5  # one halted vehicle's share of a queue (5 m car + 2.5 m gap): queue length drawn
+SIGNAL_COLOURS = {"green": "#2ca02c", "partial": "#98df8a", "yellow": "#ffbf00", "red": "#d62728", "off": "#bbbbbb"}
+SIGNAL_LABELS = {"green": "EV's movement green", "partial": "green on some of its lanes", "yellow": "yellow",
+                 "red": "red", "off": "off / blinking"}
+STAGE_COLOURS = {"entry": "#ff7f0e", "dwell": "#1f77b4", "exit": "#9467bd"}
+STAGE_LABELS = {"entry": "preemption entry (running phase ends)", "dwell": "dwell (held green for the EV)",
+                "exit": "exit (hand-back to the program)"}
+CONTROLLER_COLOURS = {"none": "#7f7f7f", "local": "#d62728", "greenwave": "#2ca02c", "oracle": "#1f77b4"}
+
+
+def safe_id(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", text)
+
+
+def movement_colour(state: str, links: Sequence[int]) -> str:
+    """How the EV's movement looks in a signal state string: all its links green, some green, any
+    yellow, red (``red`` when the links are not in the string)."""
+    chars = [state[i] for i in links if 0 <= i < len(state)]
+    if not chars:
+        return "red"
+    greens = sum(1 for c in chars if c in "Gg")
+    if greens == len(chars):
+        return "green"
+    if greens:
+        return "partial"
+    if any(c in "yY" for c in chars):
+        return "yellow"
+    if all(c in "oO" for c in chars):
+        return "off"
+    return "red"
+
+
+def movement_intervals(
+    changes: Sequence[tuple[float, str]], links: Sequence[int], t0: float, t1: float
+) -> list[tuple[float, float, str]]:
+    """``(start, end, colour)`` spans of the EV's movement between ``t0`` and ``t1``, from a
+    signal's change points (each state holds until the next change)."""
+    spans: list[tuple[float, float, str]] = []
+    for k, (t, state) in enumerate(changes):
+        end = changes[k + 1][0] if k + 1 < len(changes) else t1
+        start, end = max(t, t0), min(end, t1)
+        if end <= start:
+            continue
+        colour = movement_colour(state, links)
+        if spans and spans[-1][2] == colour and abs(spans[-1][1] - start) < 1e-9:
+            spans[-1] = (spans[-1][0], end, colour)
+        else:
+            spans.append((start, end, colour))
+    return spans
+
+
+def to_svg(fig: Figure) -> str:
+    """The figure as an ``<svg>`` element to put inline in HTML (deterministic ids, text as text)."""
+    buf = io.StringIO()
+    with rc_context({"svg.fonttype": "none", "svg.hashsalt": "greenwave"}):
+        fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None}, bbox_inches="tight")
+    text = buf.getvalue()
+    return text[text.index("<svg"):]
+
+
+def _junction_axis(ax: Axes, leg: Leg) -> None:
+    """Junction ids on a right-hand axis at their stop lines."""
+    right = ax.twinx()
+    right.set_ylim(ax.get_ylim())
+    right.set_yticks([j["distance_m"] for j in leg.junctions],
+                     [f"{j['tls']} (#{j['index']})" for j in leg.junctions], fontsize=8)
+    right.set_ylabel("signalized junction on the route (traffic light id, #order)")
+
+
+def time_space_diagram(run: RunData, ev_id: str) -> Figure | None:
+    """Distance along the route against time: the EV's trajectory, each stop line's signal as
+    the EV's movement saw it, the queue ahead of each stop line, and the preemption windows."""
+    ev = run.evs.get(ev_id)
+    leg = ev.leg if ev is not None else None
+    if ev is None or leg is None or not leg.t:
+        return None
+    t0, t1 = leg.t[0] - 10.0, leg.t[-1] + 10.0
+    length = max(leg.route_length_m, 1.0)
+    bar = length * 0.012
+    crossings = run.crossings(ev_id)
+    fig = Figure(figsize=(11.5, max(5.5, 0.42 * len(leg.junctions) + 3.5)))
+    ax = fig.add_subplot()
+    records = [r for r in run.summary.get("preemptions", []) if r.get("ev") == ev_id]
+    used_colours: set[str] = set()
+    used_stages: set[str] = set()
+    for j in leg.junctions:
+        y, idx = j["distance_m"], j["index"]
+        spans = movement_intervals(run.signals.get(j["tls"], []), j["links"], t0, t1)
+        for colour in SIGNAL_COLOURS:
+            bars = [(s, e - s) for s, e, c in spans if c == colour]
+            if bars:
+                used_colours.add(colour)
+                ax.broken_barh(bars, (y - bar / 2, bar), facecolors=SIGNAL_COLOURS[colour],
+                               gid=f"j{idx}-signal-{colour}", zorder=2)
+        ax.axhline(y, color="#999999", lw=0.5, ls=":", zorder=1)
+        queue = leg.queues.get(idx, [])
+        if queue:
+            qt = [t for t, _ in queue] + [crossings.get(idx, leg.t[-1])]
+            qy = [y - n * JAM_SPACING_M for _, n in queue]
+            qy.append(qy[-1])
+            ax.fill_between(qt, qy, [y] * len(qt), step="post", color="#555555", alpha=0.35, lw=0,
+                            gid=f"j{idx}-queue", zorder=1)
+        for r in records:
+            if r.get("junction_index") != idx or r.get("tls") != j["tls"]:
+                continue
+            stages = (("entry", r.get("entry"), r.get("dwell") or r.get("exit") or r.get("restored")),
+                      ("dwell", r.get("dwell"), r.get("exit") or r.get("restored")),
+                      ("exit", r.get("exit"), r.get("restored")))
+            for stage, start, end in stages:
+                if isinstance(start, (int, float)) and isinstance(end, (int, float)) and end > start:
+                    used_stages.add(stage)
+                    ax.add_patch(Rectangle((start, y + bar / 2), end - start, bar * 1.3, lw=0, alpha=0.55,
+                                           facecolor=STAGE_COLOURS[stage], gid=f"j{idx}-preempt-{stage}", zorder=2))
+    ax.plot(leg.t, leg.pos, color="black", lw=1.6, gid=f"trajectory-{safe_id(ev_id)}", zorder=3)
+    cross = [(crossings[j["index"]], j["distance_m"]) for j in leg.junctions if j["index"] in crossings]
+    if cross:
+        ax.plot([c[0] for c in cross], [c[1] for c in cross], ls="none", marker="o", ms=3.5, color="black",
+                gid=f"crossings-{safe_id(ev_id)}", zorder=4)
+    ax.set_xlim(t0, t1)
+    ax.set_ylim(-length * 0.02, length * 1.04)
+    ax.set_xlabel("simulation time (s)")
+    ax.set_ylabel("distance along the EV's route (m)")
+    ax.grid(True, axis="x", color="#eeeeee")
+    _junction_axis(ax, leg)
+    reroutes = f", re-routed {len(ev.legs) - 1}×: last route shown" if len(ev.legs) > 1 else ""
+    ax.set_title(f"Time-space diagram · {run.scenario} · controller {run.controller} · seed {run.seed} · "
+                 f"EV {ev_id} ({ev.ev_type}){reroutes}", fontsize=10, loc="left")
+    handles: list[Any] = [Line2D([], [], color="black", lw=1.6, marker="o", ms=3.5,
+                                 label="EV trajectory (dots: stop line crossed)")]
+    handles += [Patch(facecolor=SIGNAL_COLOURS[c], label=SIGNAL_LABELS[c]) for c in SIGNAL_COLOURS if c in used_colours]
+    handles.append(Patch(facecolor="#555555", alpha=0.35, label=f"queue ahead (halted vehicles × {JAM_SPACING_M:g} m)"))
+    handles += [Patch(facecolor=STAGE_COLOURS[s], alpha=0.55, label=STAGE_LABELS[s]) for s in STAGE_COLOURS
+                if s in used_stages]
+    fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=8, frameon=False, bbox_to_anchor=(0.5, -0.01))
+    fig.subplots_adjust(bottom=0.2)
+    return fig
+
+
+def trajectories_compared(runs: Sequence[RunData], ev_id: str) -> Figure | None:
+    """The EV's trajectories under several controllers (same scenario and seed) overlaid, time
+    counted from its departure."""
+    drawn = [(r, leg) for r in runs if (ev := r.evs.get(ev_id)) is not None and (leg := ev.leg) is not None and leg.t]
+    if len(drawn) < 2:
+        return None
+    ref = drawn[0][1]
+    fig = Figure(figsize=(11.5, max(5.0, 0.42 * len(ref.junctions) + 3.0)))
+    ax = fig.add_subplot()
+    for j in ref.junctions:
+        ax.axhline(j["distance_m"], color="#999999", lw=0.6, ls="--", zorder=1)
+    for r, leg in drawn:
+        depart = leg.t[0]
+        travel = r.ev_summary(ev_id).get("travel_time")
+        label = f"{r.controller}" + (f": {travel:.0f} s" if isinstance(travel, (int, float)) else "")
+        ax.plot([t - depart for t in leg.t], leg.pos, lw=1.6, color=CONTROLLER_COLOURS.get(r.controller),
+                label=label, gid=f"trajectory-{safe_id(r.controller)}-{safe_id(ev_id)}")
+    ax.set_xlabel("time since the EV's departure (s)")
+    ax.set_ylabel("distance along the EV's route (m)")
+    ax.set_ylim(-ref.route_length_m * 0.02, ref.route_length_m * 1.04)
+    ax.grid(True, color="#eeeeee")
+    _junction_axis(ax, ref)
+    ax.legend(title="controller: EV travel time", fontsize=8, loc="upper left")
+    first = drawn[0][0]
+    ax.set_title(f"Time-space diagram, controllers compared · {first.scenario} · seed {first.seed} · EV {ev_id}",
+                 fontsize=10, loc="left")
+    return fig
+
+
+def eta_accuracy(run: RunData, ev_id: str, horizon_s: float = 120.0) -> Figure | None:
+    """Predicted minus actual arrival at each stop line, against the time left before the
+    actual arrival; the predictions used to start a junction's entry are marked."""
+    ev = run.evs.get(ev_id)
+    leg = ev.leg if ev is not None else None
+    crossings = run.crossings(ev_id)
+    if leg is None or not crossings:
+        return None
+    series: dict[int, list[tuple[float, float, str]]] = {}
+    for e, j, t, eta, _low, _high, tag in run.eta:
+        actual = crossings.get(j)
+        if e != ev_id or actual is None or not 0 < actual - t <= horizon_s:
+            continue
+        series.setdefault(j, []).append((actual - t, eta - actual, tag))
+    if not series:
+        return None
+    fig = Figure(figsize=(11.5, 5.0))
+    ax = fig.add_subplot()
+    names = {j["index"]: f"{j['tls']} (#{j['index']})" for j in leg.junctions}
+    cmap = colormaps["viridis"]
+    n = max(len(leg.junctions) - 1, 1)
+    for j in sorted(series):
+        pts = sorted(series[j])
+        colour = cmap(j / n)
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], lw=1.2, color=colour, label=names.get(j, f"#{j}"),
+                gid=f"eta-j{j}")
+        entry = [p for p in pts if p[2] == "entry"]
+        if entry:
+            ax.plot([p[0] for p in entry], [p[1] for p in entry], ls="none", marker="D", ms=6, color=colour,
+                    markeredgecolor="black", gid=f"eta-j{j}-entry")
+    ax.axhspan(-2, 2, color="#2ca02c", alpha=0.08, lw=0)
+    ax.axhline(0, color="black", lw=0.8)
+    ax.set_xlim(horizon_s, 0)
+    ax.set_xlabel("time before the EV actually reached the stop line (s)")
+    ax.set_ylabel("predicted − actual arrival (s)")
+    ax.grid(True, color="#eeeeee")
+    handles, labels = ax.get_legend_handles_labels()
+    handles += [Line2D([], [], ls="none", marker="D", ms=6, color="white", markeredgecolor="black"),
+                Patch(facecolor="#2ca02c", alpha=0.15)]
+    labels += ["prediction that started the entry", "±2 s"]
+    ax.legend(handles, labels, fontsize=7, ncol=2, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    ax.set_title(f"ETA accuracy · {run.scenario} · controller {run.controller} · seed {run.seed} · EV {ev_id}",
+                 fontsize=10, loc="left")
+    return fig
+
+
+def other_traffic(runs: Sequence[RunData]) -> Figure | None:
+    """Mean time loss of the other trips, overall and on the cross streets of the EVs' signals,
+    per controller."""
+    rows = []
+    for r in runs:
+        bg = r.summary.get("background", {})
+        cross = bg.get("cross_streets", {}) if isinstance(bg, Mapping) else {}
+        rows.append((r.controller, bg.get("mean_time_loss"), cross.get("mean_time_loss")))
+    if not any(isinstance(v, (int, float)) for _, a, b in rows for v in (a, b)):
+        return None
+    fig = Figure(figsize=(8.0, 3.6))
+    ax = fig.add_subplot()
+    width = 0.38
+    for k, (name, overall, cross) in enumerate(rows):
+        colour = CONTROLLER_COLOURS.get(name, "#333333")
+        for off, value, hatch in ((-width / 2, overall, ""), (width / 2, cross, "//")):
+            if isinstance(value, (int, float)):
+                ax.bar(k + off, value, width, color=colour, hatch=hatch, edgecolor="white",
+                       gid=f"traffic-{safe_id(name)}-{'cross' if hatch else 'all'}")
+                ax.annotate(f"{value:.1f}", (k + off, value), ha="center", va="bottom", fontsize=8)
+    ax.set_xticks(range(len(rows)), [name for name, _, _ in rows])
+    ax.set_ylabel("mean time loss per trip (s)")
+    ax.set_xlabel("controller (same scenario and seed)")
+    ax.legend(handles=[Patch(facecolor="#999999", label="all other trips"),
+                       Patch(facecolor="#999999", hatch="//", edgecolor="white",
+                             label="on the cross streets of the EVs' signals")],
+              fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    ax.set_title("Other traffic", fontsize=10, loc="left")
+    return fig

@@ -1,0 +1,259 @@
+"""``report.html`` for one run: self-contained (figures inline as SVG, no scripts, no links out),
+readable offline."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from controller import __version__
+from controller.report.figures import (
+    eta_accuracy,
+    other_traffic,
+    safe_id,
+    time_space_diagram,
+    to_svg,
+    trajectories_compared,
+)
+from controller.report.load import RunData, by_controller
+
+REPORT_FILE = "report.html"
+
+CSS = """
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:2rem auto;max-width:1180px;
+color:#222;line-height:1.45;padding:0 1rem}
+h1{font-size:1.6rem;margin-bottom:.2rem}h2{font-size:1.25rem;margin-top:2.2rem;border-bottom:1px solid #ddd}
+h3{font-size:1.05rem;margin-top:1.6rem}.meta{color:#555;font-size:.9rem}
+table{border-collapse:collapse;font-size:.85rem;margin:.6rem 0}
+th,td{padding:.25rem .55rem;border-bottom:1px solid #e5e5e5;text-align:right}
+th{background:#f5f5f5}td:first-child,th:first-child{text-align:left}
+figure{margin:1rem 0}figure svg{max-width:100%;height:auto}figcaption{font-size:.85rem;color:#444}
+.bad{color:#b00020;font-weight:600}.ok{color:#1b5e20}.note{font-size:.85rem;color:#555}
+"""
+
+
+def _e(x: object) -> str:
+    return html.escape(str(x), quote=True)
+
+
+def fmt(x: object, digits: int = 1) -> str:
+    if x is None:
+        return "–"
+    if isinstance(x, bool):
+        return "yes" if x else "no"
+    if isinstance(x, float):
+        return f"{x:.{digits}f}"
+    return str(x)
+
+
+def _num(x: object) -> float | None:
+    return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) else None
+
+
+def table(head: Sequence[str], rows: Iterable[Sequence[object]], *, cls: str = "") -> str:
+    out = [f'<table class="{_e(cls)}">' if cls else "<table>", "<thead><tr>"]
+    out += [f"<th>{_e(h)}</th>" for h in head]
+    out.append("</tr></thead><tbody>")
+    for row in rows:
+        out.append("<tr>" + "".join(f"<td>{_e(fmt(c))}</td>" for c in row) + "</tr>")
+    out.append("</tbody></table>")
+    return "".join(out)
+
+
+def change_pct(x: float | None, ref: float | None) -> float | None:
+    if x is None or ref is None or ref == 0:
+        return None
+    return (x - ref) / ref * 100.0
+
+
+def eta_errors(run: RunData, ev_id: str, j: int, actual: float) -> tuple[float | None, float | None]:
+    """(error of the prediction that started the entry, error of the one made 60 s ahead ±1 s)."""
+    entry = None
+    best: tuple[float, float] | None = None
+    for e, jj, t, eta, _lo, _hi, tag in run.eta:
+        if e != ev_id or jj != j:
+            continue
+        if tag == "entry":
+            entry = eta - actual
+        off = abs((actual - t) - 60.0)
+        if off <= 1.0 + 1e-9 and (best is None or off < best[0]):
+            best = (off, eta - actual)
+    return entry, (best[1] if best else None)
+
+
+def junction_rows(run: RunData, ev_id: str) -> list[list[object]]:
+    ev = run.evs.get(ev_id)
+    leg = ev.leg if ev else None
+    if leg is None:
+        return []
+    crossings = run.crossings(ev_id)
+    violations: dict[str, int] = {}
+    for v in run.summary.get("safety", {}).get("violations", []):
+        violations[str(v.get("tls"))] = violations.get(str(v.get("tls")), 0) + 1
+    records = {(r.get("tls"), r.get("junction_index")): r for r in run.summary.get("preemptions", [])
+               if r.get("ev") == ev_id}
+    rows: list[list[object]] = []
+    for j in leg.junctions:
+        actual = crossings.get(j["index"])
+        entry_err, err60 = eta_errors(run, ev_id, j["index"], actual) if actual is not None else (None, None)
+        r = records.get((j["tls"], j["index"]), {})
+        dwell, exit_ = _num(r.get("dwell")), _num(r.get("exit"))
+        rows.append([
+            f"#{j['index']}", j["tls"], round(j["distance_m"]), actual, entry_err, err60,
+            _num(r.get("entry")), dwell, round(exit_ - dwell, 1) if dwell is not None and exit_ is not None else None,
+            _num(r.get("preempted_s")), _num(r.get("recovery_s")), r.get("exit_reason") or None,
+            violations.get(j["tls"], 0),
+        ])  # fmt: skip
+    return rows
+
+
+JUNCTION_HEAD = ("junction", "traffic light", "stop line at (m)", "EV crossed (s)", "ETA error at entry (s)",
+                 "ETA error 60 s ahead (s)", "entry starts (s)", "green for EV from (s)", "green held (s)",
+                 "preempted for (s)", "recovery (s)", "hand-back reason", "S1–S5 violations at this signal")
+
+
+def _figure(fig: Any, cls: str, caption: str, attrs: Mapping[str, str]) -> str:
+    if fig is None:
+        return ""
+    extra = "".join(f' data-{k}="{_e(v)}"' for k, v in attrs.items())
+    return f'<figure class="{cls}"{extra}>{to_svg(fig)}<figcaption>{caption}</figcaption></figure>'
+
+
+def _ev_section(run: RunData, ev: Mapping[str, Any], companions: Sequence[RunData]) -> str:
+    ev_id = str(ev.get("id"))
+    trace = run.evs.get(ev_id)
+    leg = trace.leg if trace else None
+    junction_ids = " ".join(f"{j['tls']}#{j['index']}" for j in leg.junctions) if leg else ""
+    parts = [f'<section class="ev" id="ev-{_e(safe_id(ev_id))}" data-ev="{_e(ev_id)}">',
+             f"<h2>EV {_e(ev_id)} ({_e(ev.get('type', ''))})</h2>"]
+    tsd = _figure(
+        time_space_diagram(run, ev_id), "time-space-diagram",
+        f"<b>Time-space diagram</b> of EV {_e(ev_id)}: its distance along the route against time (black), "
+        "and at each signalized junction's stop line the signal its movement saw (bars), the queue of halted "
+        "vehicles ahead of that stop line (grey, drawn upstream from it) and the preemption windows above "
+        "the bar (entry, dwell, exit). A trajectory that runs flat at a stop line is a stop there.",
+        {"ev": ev_id, "junctions": junction_ids},
+    )
+    parts.append(tsd or f'<p class="bad">EV {_e(ev_id)} never drove: no time-space diagram.</p>')
+    if len(companions) > 1:
+        parts.append(_figure(
+            trajectories_compared(companions, ev_id), "time-space-comparison",
+            f"<b>Time-space diagram, controllers compared</b>: EV {_e(ev_id)}'s trajectories under "
+            f"{', '.join(_e(r.controller) for r in companions)} on the same scenario and seed; dashed lines "
+            "are the stop lines.",
+            {"ev": ev_id, "controllers": " ".join(r.controller for r in companions)},
+        ))
+    parts.append(_figure(
+        eta_accuracy(run, ev_id), "eta-accuracy",
+        "<b>ETA accuracy</b>: predicted minus actual arrival at each stop line, against the time that was left "
+        "before the actual arrival; diamonds mark the prediction that started each junction's preemption entry.",
+        {"ev": ev_id},
+    ) or '<p class="note">No ETA predictions for this EV (the controller makes none, or it crossed nothing).</p>')
+    parts.append("<h3>Per junction</h3>")
+    parts.append(table(JUNCTION_HEAD, junction_rows(run, ev_id), cls="junctions"))
+    parts.append("</section>")
+    return "".join(parts)
+
+
+def _comparison(run: RunData, companions: Sequence[RunData]) -> str:
+    if len(companions) < 2:
+        return ('<p class="note">Only this run was found for this scenario and seed: give the runs of the other '
+                "controllers (same scenario and seed) to compare them here.</p>")
+    none, oracle = by_controller(companions, "none"), by_controller(companions, "oracle")
+
+    def mean_travel(r: RunData | None) -> float | None:
+        if r is None:
+            return None
+        tt = [t for ev in r.summary.get("evs", []) if (t := _num(ev.get("travel_time"))) is not None]
+        return sum(tt) / len(tt) if tt else None
+
+    m_none, m_oracle = mean_travel(none), mean_travel(oracle)
+    rows = []
+    for r in companions:
+        m = mean_travel(r)
+        gap = ((m_none - m) / (m_none - m_oracle) if m is not None and m_none is not None and m_oracle is not None
+               and abs(m_none - m_oracle) > 1e-9 else None)
+        stops = sum(int(ev.get("stops_at_signals", 0) or 0) for ev in r.summary.get("evs", []))
+        rows.append([r.controller, m, gap, m - m_oracle if m is not None and m_oracle is not None else None, stops,
+                     str(r.path)])
+    return table(("controller", "EV travel time, mean (s)", "gap closed", "delay over oracle (s)",
+                  "EV stops at signals", "run folder"), rows, cls="comparison")
+
+
+def _traffic(companions: Sequence[RunData]) -> str:
+    none = by_controller(companions, "none")
+    ref_bg = none.summary.get("background", {}) if none else {}
+    ref_all = _num(ref_bg.get("mean_time_loss"))
+    ref_cross = _num(ref_bg.get("cross_streets", {}).get("mean_time_loss"))
+    rows = []
+    for r in companions:
+        bg = r.summary.get("background", {})
+        cross = bg.get("cross_streets", {})
+        loss, closs = _num(bg.get("mean_time_loss")), _num(cross.get("mean_time_loss"))
+        rows.append([r.controller, bg.get("trips"), loss, change_pct(loss, ref_all), cross.get("vehicles"), closs,
+                     change_pct(closs, ref_cross)])
+    note = ("" if none is not None else '<p class="note">No <code>none</code> run of this scenario and seed was '
+            "given or found beside this one, so changes against it cannot be shown.</p>")
+    head = ("controller", "other trips", "mean time loss (s)", "change vs none (%)",
+            "vehicles on the cross streets", "their mean time loss there (s)", "change vs none (%)")
+    return (table(head, rows, cls="traffic") + note
+            + _figure(other_traffic(companions), "other-traffic",
+                      "Mean time loss of the other trips: all of them, and on the cross streets of the junctions "
+                      "on the EVs' routes (the streets a preemption holds red).", {}))
+
+
+def _safety(run: RunData) -> str:
+    s = run.summary.get("safety", {})
+    keys = ("S1", "S2", "S3", "S4", "S5", "collisions", "collisions_ev", "emergency_braking", "teleports")
+    total = sum(int(s.get(k, 0) or 0) for k in ("S1", "S2", "S3", "S4", "S5"))
+    verdict = ('<p class="ok">The independent monitor saw no violation of S1–S5.</p>' if total == 0 else
+               f'<p class="bad">The independent monitor counted {total} violation(s) of S1–S5.</p>')
+    viol = s.get("violations", [])[:30]
+    listing = table(("rule", "traffic light", "time (s)", "link", "detail"),
+                    [[v.get("rule"), v.get("tls"), v.get("t"), v.get("link"), v.get("detail")] for v in viol]) if viol \
+        else ""
+    return verdict + table(keys, [[s.get(k) for k in keys]], cls="safety") + listing
+
+
+def render_run(run: RunData, companions: Sequence[RunData]) -> str:
+    s = run.summary
+    title = f"greenwave report · {run.scenario} · {run.controller} · seed {run.seed}"
+    ev_rows = [[ev.get("id"), ev.get("type"), _num(ev.get("depart")), _num(ev.get("arrival")),
+                _num(ev.get("travel_time")), _num(ev.get("free_flow_time")), _num(ev.get("ratio_to_free_flow")),
+                _num(ev.get("delay")), ev.get("stops"), ev.get("stops_at_signals"), ev.get("junctions"),
+                ev.get("preempted")] for ev in s.get("evs", [])]
+    eta = s.get("eta", {})
+    by_h = eta.get("by_horizon", {})
+    eta_rows = [[name, st.get("n"), _num(st.get("abs_error_p50")), _num(st.get("abs_error_p90"))]
+                for name, st in (("all (0–120 s ahead)", eta), ("10 s ahead", by_h.get("10", {})),
+                                 ("30 s ahead", by_h.get("30", {})), ("60 s ahead", by_h.get("60", {})),
+                                 ("at entry", eta.get("at_entry", {})))]
+    body = [
+        f"<h1>{_e(title)}</h1>",
+        f'<p class="meta">scenario <b>{_e(run.scenario)}</b> ({_e(s.get("source", ""))}) · controller '
+        f"<b>{_e(run.controller)}</b> · seed {_e(run.seed)} · simulated {_e(fmt(_num(s.get('begin')), 0))}–"
+        f"{_e(fmt(_num(s.get('simulated_until')), 0))} s · run by greenwave {_e(s.get('greenwave_version', '?'))}, "
+        f"report by {_e(__version__)} · made from {_e(run.path)}/summary.json and trace.json</p>",
+        "<h2>Emergency vehicles</h2>",
+        table(("EV", "type", "depart (s)", "arrival (s)", "travel time (s)", "free flow (s)", "ratio", "delay (s)",
+               "stops", "stops at signals", "signals on route", "preempted"), ev_rows, cls="evs"),
+        "<h3>Controllers compared (same scenario and seed)</h3>",
+        _comparison(run, companions),
+        "<h3>ETA accuracy, all EVs</h3>",
+        table(("horizon", "predictions scored", "|error| p50 (s)", "|error| p90 (s)"), eta_rows, cls="eta"),
+    ]
+    body += [_ev_section(run, ev, companions) for ev in s.get("evs", [])]
+    body += ['<section id="traffic"><h2>Other traffic</h2>', _traffic(companions), "</section>",
+             '<section id="safety"><h2>Safety</h2>', _safety(run), "</section>"]
+    return (f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>{_e(title)}</title>'
+            f"<style>{CSS}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
+
+
+def write_run_report(run: RunData, companions: Sequence[RunData]) -> Path:
+    path = run.path / REPORT_FILE
+    tmp = path.with_suffix(".html.tmp")
+    tmp.write_text(render_run(run, companions), "utf-8")
+    tmp.replace(path)
+    return path

@@ -1,0 +1,174 @@
+"""Reading a run's folder for its report: summary.json and trace.json, checked, with errors that
+name the file and what is wrong."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from controller.errors import GreenwaveError
+from controller.runtime.trace import TRACE_FILE, TRACE_FORMAT
+
+SUMMARY_FILE = "summary.json"
+
+
+class ReportError(GreenwaveError):
+    """A report cannot be made from the folders given."""
+
+
+@dataclass(frozen=True)
+class Leg:
+    """One EV on one corridor, as the trace recorded it."""
+
+    from_s: float
+    route_length_m: float
+    junctions: tuple[dict[str, Any], ...]  # index, tls, junction, approach_edge, distance_m, links
+    t: tuple[float, ...]
+    pos: tuple[float, ...]
+    speed: tuple[float, ...]
+    queues: dict[int, list[tuple[float, int]]]
+
+
+@dataclass(frozen=True)
+class EvTrace:
+    ev_id: str
+    ev_type: str
+    legs: tuple[Leg, ...]
+
+    @property
+    def leg(self) -> Leg | None:
+        """The corridor the EV finished on (the one its summary's crossings refer to)."""
+        return self.legs[-1] if self.legs else None
+
+
+@dataclass(frozen=True)
+class RunData:
+    path: Path
+    summary: dict[str, Any]
+    evs: dict[str, EvTrace]
+    signals: dict[str, list[tuple[float, str]]]  # tls -> change points
+    eta: tuple[tuple[str, int, float, float, float, float, str], ...]  # ev, junction, t, eta, low, high, tag
+
+    @property
+    def scenario(self) -> str:
+        return str(self.summary.get("scenario", "?"))
+
+    @property
+    def controller(self) -> str:
+        return str(self.summary.get("controller", "?"))
+
+    @property
+    def seed(self) -> int | None:
+        seed = self.summary.get("seed")
+        return seed if isinstance(seed, int) else None
+
+    @property
+    def label(self) -> str:
+        return f"{self.controller} (seed {self.seed})"
+
+    def ev_summary(self, ev_id: str) -> dict[str, Any]:
+        for ev in self.summary.get("evs", []):
+            if ev.get("id") == ev_id:
+                return dict(ev)
+        return {}
+
+    def crossings(self, ev_id: str) -> dict[int, float]:
+        """Junction index -> the time the EV crossed its stop line (from summary.json)."""
+        out: dict[int, float] = {}
+        for key, t in (self.ev_summary(ev_id).get("crossed_s") or {}).items():
+            _, _, idx = str(key).rpartition("#")
+            if idx.isdigit() and isinstance(t, (int, float)):
+                out[int(idx)] = float(t)
+        return out
+
+
+def _read_json(path: Path, what: str) -> Any:
+    try:
+        return json.loads(path.read_text("utf-8"))
+    except OSError as e:
+        raise ReportError(f"{path}: cannot read {what}: {e.strerror or e}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ReportError(f"{path}: {what} is not valid JSON ({e})") from None
+
+
+def _leg(raw: dict[str, Any], where: str) -> Leg:
+    try:
+        t = tuple(float(x) for x in raw["t"])
+        pos = tuple(float(x) for x in raw["pos"])
+        speed = tuple(float(x) for x in raw["speed"])
+        junctions = tuple(dict(j) for j in raw["junctions"])
+        for j in junctions:
+            j["index"], j["distance_m"], j["tls"] = int(j["index"]), float(j["distance_m"]), str(j["tls"])
+            j["links"] = [int(i) for i in j["links"]]
+        queues = {int(k): [(float(a), int(b)) for a, b in v] for k, v in raw.get("queues", {}).items()}
+        leg = Leg(float(raw["from_s"]), float(raw["route_length_m"]), junctions, t, pos, speed, queues)
+    except (KeyError, TypeError, ValueError) as e:
+        raise ReportError(f"{where}: malformed leg ({type(e).__name__}: {e})") from None
+    if not len(t) == len(pos) == len(speed):
+        raise ReportError(f"{where}: t, pos and speed differ in length")
+    return leg
+
+
+def load_run(path: Path) -> RunData:
+    """A completed run's folder (``greenwave run --out``) with its summary and trace."""
+    if not path.is_dir():
+        raise ReportError(f"{path}: not a folder (give the --out folder of a greenwave run)")
+    summary_path = path / SUMMARY_FILE
+    if not summary_path.is_file():
+        raise ReportError(f"{path}: no {SUMMARY_FILE}: not a completed greenwave run")
+    summary = _read_json(summary_path, "the run summary")
+    if not isinstance(summary, dict) or summary.get("complete") is not True:
+        raise ReportError(f"{summary_path}: not the summary of a completed run")
+    trace_path = path / TRACE_FILE
+    if not trace_path.is_file():
+        raise ReportError(f"{path}: no {TRACE_FILE} (it is written by greenwave 0.1 runs since the report "
+                          f"was added): run the scenario again")
+    trace = _read_json(trace_path, "the run trace")
+    if not isinstance(trace, dict) or trace.get("format") != TRACE_FORMAT:
+        raise ReportError(f"{trace_path}: format is {trace.get('format') if isinstance(trace, dict) else None!r}, "
+                          f"expected {TRACE_FORMAT!r}")
+    evs: dict[str, EvTrace] = {}
+    for i, raw in enumerate(trace.get("evs", [])):
+        where = f"{trace_path}: evs[{i}]"
+        if not isinstance(raw, dict) or "id" not in raw:
+            raise ReportError(f"{where}: no id")
+        legs = tuple(_leg(leg, f"{where}.legs[{k}]") for k, leg in enumerate(raw.get("legs", [])))
+        evs[str(raw["id"])] = EvTrace(str(raw["id"]), str(raw.get("type", "")), legs)
+    try:
+        signals = {str(tls): [(float(t), str(s)) for t, s in ch] for tls, ch in trace.get("signals", {}).items()}
+        eta = tuple(
+            (str(r[0]), int(r[1]), float(r[2]), float(r[3]), float(r[4]), float(r[5]), str(r[6]))
+            for r in trace.get("eta", [])
+        )
+    except (TypeError, ValueError, IndexError) as e:
+        raise ReportError(f"{trace_path}: malformed signals or eta ({type(e).__name__}: {e})") from None
+    return RunData(path, summary, evs, signals, eta)
+
+
+def companions(run: RunData, given: Iterable[RunData]) -> list[RunData]:
+    """The runs of the same scenario and seed as ``run`` (itself included), in the order none,
+    local, greenwave, oracle, others: those given,
+    and those beside it in its parent folder (``greenwave bench`` puts them there)."""
+    found: dict[Path, RunData] = {run.path.resolve(): run}
+    for other in given:
+        if other.scenario == run.scenario and other.seed == run.seed:
+            found.setdefault(other.path.resolve(), other)
+    parent = run.path.resolve().parent
+    for sibling in sorted(parent.iterdir()) if parent.is_dir() else []:
+        if sibling.resolve() in found or not (sibling / SUMMARY_FILE).is_file():
+            continue
+        try:
+            other = load_run(sibling)
+        except ReportError:
+            continue  # an unrelated or unfinished folder
+        if other.scenario == run.scenario and other.seed == run.seed:
+            found[sibling.resolve()] = other
+    order = {"none": 0, "local": 1, "greenwave": 2, "oracle": 3}
+    return sorted(found.values(), key=lambda r: (order.get(r.controller, 9), r.controller, str(r.path)))
+
+
+def by_controller(runs: Sequence[RunData], controller: str) -> RunData | None:
+    return next((r for r in runs if r.controller == controller), None)

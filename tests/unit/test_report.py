@@ -1,0 +1,186 @@
+"""The report without SUMO: signal colouring, loading run folders (and their errors), and the
+HTML and figures drawn from a synthetic run's data."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from controller.cli import main
+from controller.report import ReportError, write_reports
+from controller.report.figures import movement_colour, movement_intervals
+from controller.report.html import render_run
+from controller.report.load import companions, load_run
+
+
+def test_movement_colour_reads_only_the_evs_links() -> None:
+    assert movement_colour("rrGG", [2, 3]) == "green"
+    assert movement_colour("rrGg", [2, 3]) == "green"
+    assert movement_colour("GGrG", [2, 3]) == "partial"
+    assert movement_colour("GGyy", [2, 3]) == "yellow"
+    assert movement_colour("GGry", [2, 3]) == "yellow"
+    assert movement_colour("GGrr", [2, 3]) == "red"
+    assert movement_colour("GGoO", [2, 3]) == "off"
+    assert movement_colour("GG", [5]) == "red"  # not in the string: not green
+
+
+def test_movement_intervals_merge_equal_colours_and_clip_to_the_window() -> None:
+    changes = [(0.0, "Gr"), (10.0, "GG"), (20.0, "yr"), (23.0, "rr"), (25.0, "rG"), (40.0, "Gr")]
+    assert movement_intervals(changes, [0], 5.0, 30.0) == [(5.0, 20.0, "green"), (20.0, 23.0, "yellow"),
+                                                           (23.0, 30.0, "red")]
+    assert movement_intervals(changes, [1], 0.0, 50.0) == [(0.0, 10.0, "red"), (10.0, 20.0, "green"),
+                                                           (20.0, 25.0, "red"), (25.0, 40.0, "green"),
+                                                           (40.0, 50.0, "red")]
+    assert movement_intervals([], [0], 0.0, 10.0) == []
+
+
+JUNCTIONS = [("J1", 100.0, [0]), ("J2", 300.0, [1]), ("J3", 500.0, [0, 1])]
+
+
+def _leg(speed: float, depart: float) -> dict[str, Any]:
+    t = [depart + k for k in range(int(600 / speed))]
+    return {
+        "from_s": depart, "route": ["a", "b", "c", "d"], "route_length_m": 600.0,
+        "junctions": [{"index": i, "tls": tls, "junction": tls, "approach_edge": "x", "distance_m": d, "links": links}
+                      for i, (tls, d, links) in enumerate(JUNCTIONS)],
+        "t": t, "pos": [round((x - depart) * speed, 2) for x in t], "speed": [speed] * len(t),
+        "queues": {"0": [[depart, 3], [depart + 5, 0]], "1": [[depart, 0]], "2": [[depart, 6], [depart + 30, 2]]},
+    }  # fmt: skip
+
+
+def write_run(folder: Path, controller: str, *, seed: int = 1, speed: float = 10.0,
+              signals: dict[str, list[list[Any]]] | None = None) -> Path:
+    """A run folder as ``greenwave run`` leaves it, for two EVs on the same 3-signal route."""
+    folder.mkdir(parents=True)
+    evs = []
+    for ev_id, depart in (("amb", 100.0), ("fire", 200.0)):
+        crossed = {f"{tls}#{i}": depart + d / speed for i, (tls, d, _) in enumerate(JUNCTIONS)}
+        evs.append({"id": ev_id, "type": "ambulance" if ev_id == "amb" else "fire", "depart": depart,
+                    "arrival": depart + 600 / speed, "travel_time": 600 / speed, "free_flow_time": 50.0,
+                    "ratio_to_free_flow": 600 / speed / 50, "delay": 600 / speed - 50, "stops": 0,
+                    "stops_at_signals": 0, "junctions": 3, "preempted": 3, "tls": [t for t, _, _ in JUNCTIONS],
+                    "crossed_s": crossed})
+    summary = {
+        "scenario": "synthetic", "controller": controller, "seed": seed, "complete": True, "source": "test",
+        "begin": 0, "simulated_until": 400, "evs": evs,
+        "background": {"trips": 100, "mean_time_loss": {"none": 40.0, "greenwave": 41.0}.get(controller, 50.0),
+                       "cross_streets": {"edges": 4, "vehicles": 30, "mean_time_loss": 12.0}},
+        "eta": {"n": 3, "abs_error_p50": 0.5, "abs_error_p90": 1.0, "by_horizon": {}, "at_entry": {}},
+        "preemptions": [{"tls": "J2", "ev": "amb", "junction_index": 1, "armed": 110.0, "entry": 115.0,
+                         "dwell": 120.0, "exit": 131.0, "restored": 140.0, "preempted_s": 25.0, "recovery_s": 9.0,
+                         "exit_reason": "crossed"}],
+        "safety": {"S1": 0, "S2": 0, "S3": 0, "S4": 0, "S5": 0, "collisions": 0, "violations": []},
+    }  # fmt: skip
+    trace = {
+        "format": "greenwave-trace/1", "scenario": "synthetic", "controller": controller, "seed": seed,
+        "evs": [{"id": "amb", "type": "ambulance", "legs": [_leg(speed, 100.0)]},
+                {"id": "fire", "type": "fire", "legs": [_leg(speed, 200.0)]}],
+        "signals": signals or {"J1": [[0, "GG"], [150, "yy"], [153, "rr"], [160, "GG"]],
+                               "J2": [[0, "rr"], [115, "yr"], [118, "rG"], [131, "rr"]],
+                               "J3": [[0, "GG"]]},
+        "eta": [["amb", 1, 100.0, 131.0, 129.0, 133.0, ""], ["amb", 1, 110.0, 130.5, 129.0, 132.0, "entry"],
+                ["amb", 2, 100.0, 151.0, 148.0, 154.0, ""]],
+    }  # fmt: skip
+    (folder / "summary.json").write_text(json.dumps(summary))
+    (folder / "trace.json").write_text(json.dumps(trace))
+    return folder
+
+
+def figures(page: str, cls: str) -> list[str]:
+    return re.findall(rf'<figure class="{cls}"[^>]*>.*?</figure>', page, flags=re.S)
+
+
+def test_one_time_space_diagram_per_ev_showing_every_junction(tmp_path: Path) -> None:
+    run = load_run(write_run(tmp_path / "greenwave-s1", "greenwave"))
+    page = render_run(run, [run])
+    diagrams = figures(page, "time-space-diagram")
+    assert len(diagrams) == 2
+    for diagram, ev in zip(diagrams, ("amb", "fire"), strict=True):
+        assert f'data-ev="{ev}"' in diagram and "Time-space diagram" in diagram
+        assert f'id="trajectory-{ev}"' in diagram
+        for i, (tls, _, _) in enumerate(JUNCTIONS):
+            assert f"{tls} (#{i})" in diagram  # the junction's label, as text in the SVG
+            assert re.search(rf'id="j{i}-signal-(green|red|yellow|partial)"', diagram)
+        assert "distance along the EV" in diagram and "simulation time (s)" in diagram
+    # the preemption windows of amb at J2 (entry, dwell, exit) and nothing for fire
+    for stage in ("entry", "dwell", "exit"):
+        assert f'id="j1-preempt-{stage}"' in diagrams[0]
+        assert f'id="j1-preempt-{stage}"' not in diagrams[1]
+    assert 'id="j2-queue"' in diagrams[0]
+
+
+def test_the_pictures_follow_the_data(tmp_path: Path) -> None:
+    """Drawn from the trace, not fixed: a signal that stays red shows no green bar."""
+    red = {"J1": [[0, "rr"]], "J2": [[0, "rr"]], "J3": [[0, "rr"]]}
+    green = load_run(write_run(tmp_path / "a", "greenwave"))
+    all_red = load_run(write_run(tmp_path / "b", "greenwave", signals=red))
+    page_g, page_r = render_run(green, [green]), render_run(all_red, [all_red])
+    assert 'id="j2-signal-green"' in page_g and 'id="j2-signal-green"' not in page_r
+    assert 'id="j2-signal-red"' in page_r
+    slow = load_run(write_run(tmp_path / "c", "greenwave", speed=5.0))
+    assert figures(render_run(slow, [slow]), "time-space-diagram")[0] != figures(page_g, "time-space-diagram")[0]
+
+
+def test_eta_table_and_per_junction_rows(tmp_path: Path) -> None:
+    run = load_run(write_run(tmp_path / "greenwave-s1", "greenwave"))
+    page = render_run(run, [run])
+    assert len(figures(page, "eta-accuracy")) == 1  # fire has no predictions
+    table = re.search(r'<table class="junctions">.*?</table>', page, flags=re.S)
+    assert table is not None
+    rows = re.findall(r"<tr><td>#\d+</td>.*?</tr>", table.group(0))
+    assert len(rows) == 3
+    # J2: crossed at 130; the entry prediction said 130.5 -> +0.5; green for the EV from 120, held 11 s
+    assert "<td>J2</td><td>300</td><td>130.0</td><td>0.5</td>" in rows[1]
+    assert "<td>120.0</td><td>11.0</td><td>25.0</td><td>9.0</td><td>crossed</td>" in rows[1]
+
+
+def test_companions_are_compared_and_other_traffic_is_against_none(tmp_path: Path) -> None:
+    gw = write_run(tmp_path / "greenwave-s1", "greenwave")
+    write_run(tmp_path / "none-s1", "none")
+    write_run(tmp_path / "none-s2", "none", seed=2)  # another seed: not a companion
+    (tmp_path / "junk").mkdir()
+    run = load_run(gw)
+    comp = companions(run, [])
+    assert [r.controller for r in comp] == ["none", "greenwave"] and all(r.seed == 1 for r in comp)
+    page = render_run(run, comp)
+    assert len(figures(page, "time-space-comparison")) == 2
+    assert 'id="trajectory-none-amb"' in page and 'id="trajectory-greenwave-amb"' in page
+    traffic = re.search(r'<table class="traffic">.*?</table>', page, flags=re.S)
+    assert traffic is not None and "<td>greenwave</td><td>100</td><td>41.0</td><td>2.5</td>" in traffic.group(0)
+
+
+def test_report_command_writes_a_self_contained_page(tmp_path: Path) -> None:
+    folder = write_run(tmp_path / "run", "greenwave")
+    result = CliRunner().invoke(main, ["report", str(folder)])
+    assert result.exit_code == 0, result.output
+    page = (folder / "report.html").read_text()
+    assert page.startswith("<!doctype html>") and "<svg" in page
+    assert not re.search(r'(src|href)="(https?:|file:|/)', page)  # nothing fetched from elsewhere
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda f: (f / "trace.json").unlink(), "no trace.json"),
+        (lambda f: (f / "summary.json").unlink(), "no summary.json"),
+        (lambda f: (f / "trace.json").write_text("{not json"), "trace.json: the run trace is not valid JSON"),
+        (lambda f: (f / "trace.json").write_text('{"format": "other/9"}'), "format is 'other/9'"),
+        (lambda f: (f / "trace.json").write_text(
+            '{"format": "greenwave-trace/1", "evs": [{"id": "a", "legs": [{"t": [1]}]}]}'), "evs[0].legs[0]"),
+        (lambda f: (f / "summary.json").write_text('{"complete": false}'), "not the summary of a completed run"),
+    ],
+)
+def test_bad_run_folders_are_named_and_nothing_is_written(tmp_path: Path, damage: Any, message: str) -> None:
+    good = write_run(tmp_path / "good", "greenwave")
+    bad = write_run(tmp_path / "bad", "local")
+    damage(bad)
+    with pytest.raises(ReportError, match=re.escape(message)):
+        write_reports([good, bad])
+    assert not (good / "report.html").exists()  # every folder is checked before anything is written
+    result = CliRunner().invoke(main, ["report", str(good), str(bad)])
+    assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output
