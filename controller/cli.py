@@ -252,3 +252,50 @@ def report(run_dirs: tuple[Path, ...]) -> None:
         _fail(e)
     for path in written:
         click.echo(f"written: {path}")
+
+
+@main.command()
+@click.option("--scenario", "scenario", required=True, type=click.Path(path_type=Path),
+              help="The scenario (.toml) whose network and background demand to simulate.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--token-file", type=click.Path(path_type=Path), default=None,
+              help="File holding the bearer token [default: $GREENWAVE_TOKEN, else a new one, printed].")
+@click.option("--realtime", is_flag=True, help="One simulated second per wall second.")
+@click.option("--speed", type=click.FloatRange(min=0.01, max=1000.0), default=None,
+              help="Simulated seconds per wall second [default: as fast as possible].")
+@click.option("--audit-db", type=click.Path(path_type=Path), default=None,
+              help="SQLite audit log [default: <out>/audit.sqlite]; kept across restarts.")
+@click.option("--seed", default=1, show_default=True, type=int, help="Seed of SUMO and of generated demand.")
+@click.option("--end", "end_s", type=float, default=None,
+              help="Stop stepping at this simulation time and keep serving [default: step until shut down].")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
+              help="Folder for SUMO's inputs and outputs [default: runs/serve-<scenario>].")
+@click.option("--sse-max-s", type=click.FloatRange(min=0.1), default=600.0, show_default=True,
+              help="An event stream is closed after this long (clients reconnect with Last-Event-ID).")
+def serve(
+    scenario: Path,
+    host: str,
+    port: int,
+    token_file: Path | None,
+    realtime: bool,
+    speed: float | None,
+    audit_db: Path | None,
+    seed: int,
+    end_s: float | None,
+    out_dir: Path | None,
+    sse_max_s: float,
+) -> None:
+    """Run SCENARIO's simulation live with the controller and the HTTP API (see README, "HTTP API")."""
+    from controller.api.serve import ServeOptions
+    from controller.api.serve import serve as run_server
+
+    try:
+        if realtime and speed is not None:
+            raise ScenarioError("give --realtime or --speed, not both")
+        code = run_server(ServeOptions(scenario=scenario, host=host, port=port, token_file=token_file,
+                                       speed=1.0 if realtime else speed, audit_db=audit_db, seed=seed, end_s=end_s,
+                                       out_dir=out_dir, sse_max_s=sse_max_s))
+    except GreenwaveError as e:
+        _fail(e)
+    sys.exit(code)

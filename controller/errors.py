@@ -8,7 +8,9 @@ field or id that is wrong, and the CLI maps it to ``exit_code`` without a traceb
     ├── NetworkError               a network: missing edge, unreadable net or additional file
     ├── RouteError                 no route between origin and destination
     ├── CorridorError              a signal program the corridor cannot serve
-    └── SimulationError            SUMO refused the configuration or died
+    ├── SimulationError            SUMO refused the configuration or died
+    └── RequestError               an HTTP API request that cannot be served (``status``: 404 unknown
+                                   id, 409 conflict, 422 invalid; the API answers it as JSON)
 """
 
 from __future__ import annotations
@@ -38,3 +40,11 @@ class CorridorError(GreenwaveError):
 
 class SimulationError(GreenwaveError):
     """SUMO rejected the configuration or stopped unexpectedly."""
+
+
+class RequestError(GreenwaveError):
+    """An API request names something unknown (404), conflicts with the state (409) or is invalid (422)."""
+
+    def __init__(self, message: str, status: int = 422) -> None:
+        super().__init__(message)
+        self.status = status

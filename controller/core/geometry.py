@@ -7,6 +7,7 @@ the last matched one when several are about as near (a route may pass the same p
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ def project(shape: Sequence[Point], x: float, y: float) -> tuple[float, float]:
         return 0.0, math.hypot(x - shape[0][0], y - shape[0][1])
     best_off, best_d = 0.0, math.inf
     walked = 0.0
-    for (x1, y1), (x2, y2) in zip(shape, shape[1:]):
+    for (x1, y1), (x2, y2) in itertools.pairwise(shape):
         dx, dy = x2 - x1, y2 - y1
         seg = math.hypot(dx, dy)
         u = 0.0 if seg == 0 else max(0.0, min(1.0, ((x - x1) * dx + (y - y1) * dy) / (seg * seg)))
@@ -60,7 +61,7 @@ def match_to_route(
     found = []
     for i, shape in enumerate(shapes):
         off, d = project(shape, x, y)
-        shape_len = sum(math.hypot(b[0] - a[0], b[1] - a[1]) for a, b in zip(shape, shape[1:]))
+        shape_len = sum(math.hypot(b[0] - a[0], b[1] - a[1]) for a, b in itertools.pairwise(shape))
         scaled = off * lengths_m[i] / shape_len if shape_len > 0 else 0.0
         found.append(RouteMatch(i, min(max(scaled, 0.0), lengths_m[i]), d))
     ahead = [m for m in found if m.route_index >= from_index]

@@ -188,6 +188,33 @@ class SumoAdapter:
     def vehicle_route(self, vehicle_id: str) -> tuple[str, ...]:
         return tuple(self._api.vehicle.getRoute(vehicle_id))
 
+    def vehicle_exists(self, vehicle_id: str) -> bool:
+        """The vehicle is running in the simulation now (departed, not arrived)."""
+        return vehicle_id in self._api.vehicle.getIDList()
+
+    def vehicle_type_id(self, vehicle_id: str) -> str:
+        return str(self._api.vehicle.getTypeID(vehicle_id))
+
+    def vehicle_route_index(self, vehicle_id: str) -> int:
+        return int(self._api.vehicle.getRouteIndex(vehicle_id))
+
+    # -- geometry (for map matching external positions) --------------------------------------
+    def lane_shape(self, lane_id: str) -> tuple[tuple[float, float], ...]:
+        return tuple((float(x), float(y)) for x, y in self._api.lane.getShape(lane_id))
+
+    def lonlat_to_xy(self, lon: float, lat: float) -> tuple[float, float]:
+        """Network coordinates of a longitude/latitude (meaningful only on a geo-referenced network)."""
+        x, y = self._api.simulation.convertGeo(lon, lat, True)
+        return float(x), float(y)
+
+    def nearest_edge(self, x: float, y: float, vclass: str = "emergency") -> tuple[str, float] | None:
+        """The nearest edge usable by ``vclass`` to (x, y) and the position on it, None if there is none."""
+        try:
+            edge_id, pos, _lane = self._api.simulation.convertRoad(x, y, False, vclass)
+        except SUMO_ERRORS:
+            return None
+        return (str(edge_id), float(pos)) if edge_id else None
+
     # -- the per-tick batch ------------------------------------------------------------------
     def step(self) -> Snapshot:
         """Advance one step and read everything watched, from the subscription results."""

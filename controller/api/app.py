@@ -1,0 +1,324 @@
+"""The HTTP API, built from a :class:`~controller.runtime.service.SimService`.
+
+Handlers never touch SUMO: writes are commands queued to the service (answered by its thread),
+reads come from the state it publishes each tick. Every ``/v1`` request needs the bearer token
+(401 without one, 403 with a wrong one, compared in constant time); bodies are limited in size
+(413); every error is JSON ``{"error": ..., "detail": ...}`` naming what is wrong; every rejected
+``/v1`` request is written to the audit log.
+"""
+
+
+import asyncio
+import hmac
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from concurrent.futures import Future
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, FastAPI, Header, Path, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.exceptions import HTTPException
+
+from controller import __version__
+from controller.api.models import (
+    ID_PATTERN,
+    AuditOut,
+    DispatchRequest,
+    EdgePlace,
+    ErrorOut,
+    EscortOut,
+    Health,
+    PositionAccepted,
+    PositionRequest,
+    SignalOut,
+)
+from controller.errors import GreenwaveError, RequestError
+from controller.runtime.service import ANSWER_TIMEOUT_S, Cancel, Dispatch, Place, Position, SimService
+
+log = logging.getLogger("greenwave.api")
+MAX_BODY_BYTES = 64 * 1024
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorOut, "description": what}
+    for code, what in ((401, "No bearer token"), (403, "Wrong token"), (404, "Unknown id"), (409, "Conflict"),
+                       (413, "Body too large"), (422, "Invalid request"))
+}
+_STATUS_NAMES = {400: "bad request", 401: "unauthorized", 403: "forbidden", 404: "not found", 405: "method not allowed",
+                 409: "conflict", 413: "body too large", 422: "invalid request", 503: "unavailable"}
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+class Guard:
+    """Pure ASGI middleware: limits request bodies (413), counts responses by route and status."""
+
+    def __init__(self, app: ASGIApp, service: SimService, max_body_bytes: int = MAX_BODY_BYTES) -> None:
+        self.app = app
+        self.service = service
+        self.max_body = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = 0
+
+        async def send_counted(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        received = 0
+
+        async def receive_limited() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body:
+                    raise _BodyTooLarge
+            return message
+
+        length = dict(scope.get("headers") or []).get(b"content-length")
+        try:
+            if length is not None and (not length.isdigit() or int(length) > self.max_body):
+                raise _BodyTooLarge
+            await self.app(scope, receive_limited, send_counted)
+        except _BodyTooLarge:
+            if status == 0:
+                detail = f"request body larger than {self.max_body} bytes"
+                _reject(self.service, scope.get("method", ""), scope.get("path", ""), 413, detail)
+                response = _error(413, detail)
+                await response(scope, receive, send_counted)
+        finally:
+            route = scope.get("route")
+            self.service.metrics.request(getattr(route, "path", "unmatched"), status)
+
+
+def _error(status: int, detail: str, errors: list[dict[str, Any]] | None = None) -> JSONResponse:
+    body: dict[str, Any] = {"error": _STATUS_NAMES.get(status, "error"), "detail": detail}
+    if errors is not None:
+        body["errors"] = errors
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _reject(service: SimService, method: str, path: str, status: int, detail: str) -> None:
+    if path.startswith("/v1") and 400 <= status < 500:
+        service.audit.record("rejected", t_s=service.state.t_s, method=method, path=path, status=status,
+                             detail=detail)
+
+
+def _status_of(error: GreenwaveError) -> int:
+    return error.status if isinstance(error, RequestError) else 422
+
+
+async def _answer(future: Future[Any]) -> Any:
+    try:
+        return await asyncio.wait_for(asyncio.wrap_future(future), ANSWER_TIMEOUT_S)
+    except asyncio.TimeoutError:
+        raise RequestError("the simulation did not answer in time", 503) from None
+
+
+def _place(p: Any) -> Place | None:
+    if p is None:
+        return None
+    if isinstance(p, EdgePlace):
+        return Place(edge=p.edge)
+    return Place(lon=p.lon, lat=p.lat)
+
+
+def create_app(service: SimService, token: str, *, max_body_bytes: int = MAX_BODY_BYTES,
+               sse_max_s: float = 600.0) -> FastAPI:
+    app = FastAPI(
+        title="greenwave city-brain API",
+        version=__version__,
+        description="Dispatch, follow and cancel emergency-vehicle escorts (green waves) on a live SUMO "
+        "simulation. Every /v1 request needs `Authorization: Bearer <token>`.",
+    )
+    bearer = HTTPBearer(auto_error=False, description="The token of `greenwave serve`.")
+    expected = token.encode()
+
+    def authorize(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> None:
+        if credentials is None:
+            raise HTTPException(401, "missing bearer token (Authorization: Bearer <token>)")
+        if not hmac.compare_digest(credentials.credentials.encode(), expected):
+            raise HTTPException(403, "wrong bearer token")
+
+    v1 = APIRouter(prefix="/v1", dependencies=[Depends(authorize)], responses=_ERRORS)
+
+    # -- errors: JSON naming the problem, never a traceback ---------------------------------------
+    @app.exception_handler(GreenwaveError)
+    async def _greenwave_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, GreenwaveError)
+        status = _status_of(exc)
+        _reject(service, request.method, request.url.path, status, str(exc))
+        return _error(status, str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        errors = []
+        for e in exc.errors():
+            where = ".".join(str(x) for x in e.get("loc", ()) if x not in ("body",)) or "body"
+            errors.append({"field": where, "message": str(e.get("msg", "invalid"))})
+        detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors) or "invalid request"
+        _reject(service, request.method, request.url.path, 422, detail)
+        return _error(422, detail, errors)
+
+    @app.exception_handler(HTTPException)
+    async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, HTTPException)
+        detail = str(exc.detail) if exc.status_code != 404 or exc.detail != "Not Found" else (
+            f"no such path '{request.url.path}'")
+        _reject(service, request.method, request.url.path, exc.status_code, detail)
+        return _error(exc.status_code, detail)
+
+    @app.exception_handler(Exception)
+    async def _internal(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("internal error in %s %s", request.method, request.url.path)
+        return _error(500, f"internal error ({type(exc).__name__}); the simulation keeps running")
+
+    # -- escorts ---------------------------------------------------------------------------------
+    EscortId = Annotated[str, Path(pattern=ID_PATTERN, description="Escort id.")]
+
+    def _escort_or_404(escort_id: str) -> EscortOut:
+        view = service.state.escorts.get(escort_id)
+        if view is None:
+            raise RequestError(f"unknown escort '{escort_id}'", 404)
+        return EscortOut.model_validate(view)
+
+    @v1.post("/emergencies", status_code=201, response_model=EscortOut, summary="Dispatch an escort")
+    async def dispatch(body: DispatchRequest, response: Response) -> EscortOut:
+        command = Dispatch(
+            escort_id=body.id, vehicle_type=body.vehicle_type, priority=body.priority,
+            origin=_place(body.origin), destination=_place(body.destination),
+            route=tuple(body.route) if body.route is not None else None, vehicle_id=body.vehicle_id,
+            tracking=body.tracking,
+        )
+        view = await _answer(service.submit(command))
+        response.headers["Location"] = f"/v1/emergencies/{view.id}"
+        return EscortOut.model_validate(view)
+
+    @v1.get("/emergencies", response_model=list[EscortOut], summary="Every escort")
+    async def list_escorts(
+        state: Annotated[str | None, Query(pattern="^(dispatched|en_route|arrived|cancelled)$")] = None,
+    ) -> list[EscortOut]:
+        views = service.state.escorts.values()
+        return [EscortOut.model_validate(v) for v in views if state is None or v.state == state]
+
+    @v1.get("/emergencies/{escort_id}", response_model=EscortOut, summary="One escort")
+    async def get_escort(escort_id: EscortId) -> EscortOut:
+        return _escort_or_404(escort_id)
+
+    @v1.post("/emergencies/{escort_id}/positions", response_model=PositionAccepted,
+             summary="Feed an external position (map-matched onto the route)")
+    async def position(escort_id: EscortId, body: PositionRequest) -> PositionAccepted:
+        command = Position(escort_id=escort_id, edge=body.edge, offset_m=body.offset_m, lon=body.lon, lat=body.lat,
+                           speed_mps=body.speed_mps, t_s=body.timestamp)
+        return PositionAccepted.model_validate(await _answer(service.submit(command)))
+
+    @v1.delete("/emergencies/{escort_id}", response_model=EscortOut, summary="Cancel an escort")
+    async def cancel(escort_id: EscortId) -> EscortOut:
+        return EscortOut.model_validate(await _answer(service.submit(Cancel(escort_id))))
+
+    # -- signals -----------------------------------------------------------------------------------
+    @v1.get("/signals", response_model=list[SignalOut], summary="Every signal on an escort's route")
+    async def list_signals() -> list[SignalOut]:
+        return [SignalOut.model_validate(s) for s in service.state.signals.values()]
+
+    @v1.get("/signals/{tls_id}", response_model=SignalOut, summary="One signal")
+    async def get_signal(tls_id: Annotated[str, Path(min_length=1, max_length=256)]) -> SignalOut:
+        view = service.state.signals.get(tls_id)
+        if view is not None:
+            return SignalOut.model_validate(view)
+        program = service.network.programs.get(tls_id)
+        if program is None:
+            raise RequestError(f"unknown signal '{tls_id}'", 404)
+        # not on any escort's route: greenwave does not watch it, its program runs untouched
+        return SignalOut(tls_id=tls_id, watched=False, state=None, program=program.program_id, phase=None,
+                         stage="idle", escorts=[], preempted=False)
+
+    # -- events and audit --------------------------------------------------------------------------
+    @v1.get("/events", summary="Server-sent events", response_class=StreamingResponse,
+            responses={200: {"content": {"text/event-stream": {}}, "description": "An SSE stream"}})
+    async def events(
+        since: Annotated[int | None, Query(ge=0, le=2**53, description="Replay events after this id.")] = None,
+        last_event_id: Annotated[str | None, Header(max_length=32)] = None,
+    ) -> StreamingResponse:
+        bus = service.events
+        start = since
+        if start is None and last_event_id is not None and last_event_id.isdigit():
+            start = int(last_event_id)
+        if start is None:
+            start = bus.last_id
+
+        async def stream() -> AsyncIterator[str]:
+            last, opened, beat = start, time.monotonic(), time.monotonic()
+            yield "retry: 1000\n: greenwave events\n\n"
+            while True:
+                for e in bus.since(last):
+                    last = e.id
+                    yield f"id: {e.id}\nevent: {e.type}\ndata: {json.dumps(e.data, default=str)}\n\n"
+                now = time.monotonic()
+                if service.stopped or now - opened >= sse_max_s:
+                    return
+                if now - beat >= 15.0:
+                    beat = now
+                    yield ": keep-alive\n\n"
+                await asyncio.sleep(0.1)
+
+        return StreamingResponse(stream(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+    @v1.get("/audit", response_model=list[AuditOut], summary="The audit log")
+    async def audit(
+        since: Annotated[int, Query(ge=0, le=2**53, description="Entries after this id.")] = 0,
+        limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+        kind: Annotated[str | None, Query(pattern="^(dispatch|decision|handback|cancel|arrival|rejected|service)$")]
+        = None,
+    ) -> list[AuditOut]:
+        rows = await asyncio.to_thread(service.audit.since, since, limit, kind)
+        return [AuditOut.model_validate(r) for r in rows]
+
+    app.include_router(v1)
+
+    # -- health and metrics (no token: probes and scrapers) ------------------------------------------
+    @app.get("/healthz", response_model=Health, responses={503: {"model": Health}}, summary="Liveness")
+    async def healthz(response: Response) -> Health:
+        s = service.state
+        status: Literal["ok", "ended", "failed", "stopped"] = (
+            "failed" if s.failed else ("stopped" if not s.running else ("ended" if s.ended else "ok")))
+        if status in ("failed", "stopped"):
+            response.status_code = 503
+        return Health(status=status, t_s=s.t_s, ticks=s.ticks, detail=s.failed, preempted=list(s.preempted),
+                      escorts_active=sum(1 for e in s.escorts.values() if e.active), safety=dict(s.safety))
+
+    @app.get("/metrics", response_class=PlainTextResponse, summary="Prometheus metrics")
+    async def metrics() -> PlainTextResponse:
+        s = service.state
+        gauges = {
+            "greenwave_sim_time_seconds": ("Simulation time.", s.t_s),
+            "greenwave_escorts_active": ("Escorts dispatched or en route.",
+                                         float(sum(1 for e in s.escorts.values() if e.active))),
+            "greenwave_junctions_preempted": ("Signals switched away from their program now.", float(len(s.preempted))),
+            "greenwave_safety_violations": ("Safety rule violations (S1-S5) seen by the monitor.",
+                                            float(sum(s.safety.values()))),
+            "greenwave_up": ("1 while the simulation runs.", 1.0 if s.running and not s.failed else 0.0),
+        }
+        return PlainTextResponse(service.metrics.render(gauges), media_type="text/plain; version=0.0.4")
+
+    app.add_middleware(Guard, service=service, max_body_bytes=max_body_bytes)
+    return app

@@ -1,0 +1,172 @@
+"""Request and response bodies of the HTTP API (pydantic; they make the OpenAPI schema)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+ID_PATTERN = r"^[A-Za-z0-9_.:#-]{1,64}$"
+VehicleType = Literal["ambulance", "fire", "police", "transit"]
+Stage = Literal["idle", "armed", "entry", "dwell", "exit"]
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+class EdgePlace(_In):
+    edge: str = Field(min_length=1, max_length=256, description="A network edge id.")
+
+
+class GeoPlace(_In):
+    lon: float = Field(ge=-180, le=180, description="Longitude (WGS84); needs a geo-referenced network.")
+    lat: float = Field(ge=-90, le=90, description="Latitude (WGS84).")
+
+
+class DispatchRequest(_In):
+    """Dispatch an escort: ``origin`` and ``destination``, or a ``route``, or the ``vehicle_id`` of
+    a vehicle already running in the simulation (escorted along its own route)."""
+
+    id: str | None = Field(default=None, pattern=ID_PATTERN, description="Escort id [default: escort-N].")
+    vehicle_type: VehicleType = "ambulance"
+    priority: int | None = Field(default=None, ge=1, le=3, description="1 = highest [default: by vehicle_type].")
+    origin: EdgePlace | GeoPlace | None = None
+    destination: EdgePlace | GeoPlace | None = None
+    route: list[str] | None = Field(default=None, min_length=1, max_length=2000, description="Edge ids.")
+    vehicle_id: str | None = Field(default=None, min_length=1, max_length=256)
+    tracking: Literal["simulation", "external"] = Field(
+        default="simulation",
+        description="simulation: greenwave adds the vehicle to SUMO and follows it; external: positions come "
+        "only from POST .../positions (a GPS-tracked escort).",
+    )
+
+    @model_validator(mode="after")
+    def _one_way_to_say_where(self) -> DispatchRequest:
+        od = (self.origin is not None, self.destination is not None)
+        given = [name for name, v in (("origin/destination", any(od)), ("route", self.route is not None),
+                                      ("vehicle_id", self.vehicle_id is not None)) if v]
+        if len(given) != 1:
+            raise ValueError("give exactly one of: origin and destination, route, vehicle_id"
+                             + (f" (got {', '.join(given)})" if given else ""))
+        if any(od) and not all(od):
+            raise ValueError(f"'{'destination' if od[0] else 'origin'}' is missing")
+        if self.route is not None and not all(1 <= len(e) <= 256 for e in self.route):
+            raise ValueError("route: every edge id has 1 to 256 characters")
+        if self.vehicle_id is not None and self.tracking == "external":
+            raise ValueError("tracking 'external' goes with origin/destination or route, not vehicle_id")
+        return self
+
+
+class PositionRequest(_In):
+    """One position fix: ``edge`` (and ``offset_m`` along it), or ``lon`` and ``lat``."""
+
+    edge: str | None = Field(default=None, min_length=1, max_length=256)
+    offset_m: float | None = Field(default=None, ge=0, le=100_000)
+    lon: float | None = Field(default=None, ge=-180, le=180)
+    lat: float | None = Field(default=None, ge=-90, le=90)
+    speed_mps: float = Field(default=0.0, ge=0, le=100)
+    timestamp: float | None = Field(default=None, ge=0, le=1e9,
+                                    description="Simulation time of the fix in s [default: now].")
+
+    @model_validator(mode="after")
+    def _edge_or_lonlat(self) -> PositionRequest:
+        geo = (self.lon is not None, self.lat is not None)
+        if (self.edge is not None) == any(geo):
+            raise ValueError("give 'edge' (with 'offset_m') or 'lon' and 'lat'")
+        if any(geo) and not all(geo):
+            raise ValueError(f"'{'lat' if geo[0] else 'lon'}' is missing")
+        if self.offset_m is not None and self.edge is None:
+            raise ValueError("'offset_m' goes with 'edge'")
+        return self
+
+
+class JunctionOut(_Out):
+    index: int
+    tls_id: str
+    junction_id: str
+    distance_m: float
+    eta_s: float | None = Field(description="Predicted arrival at the stop line (simulation time).")
+    eta_in_s: float | None = Field(description="Seconds from now to eta_s.")
+    eta_low_s: float | None
+    eta_high_s: float | None
+    stage: Stage
+    granted: bool = Field(description="The signal was switched for this escort here.")
+    crossed_s: float | None
+
+
+class PositionOut(_Out):
+    edge: str
+    offset_m: float
+    route_distance_m: float
+    source: Literal["simulation", "external"]
+
+
+class EscortOut(_Out):
+    id: str
+    vehicle_id: str
+    vehicle_type: VehicleType
+    priority: int
+    state: Literal["dispatched", "en_route", "arrived", "cancelled"]
+    reason: str
+    tracking: Literal["simulation", "external"]
+    route: list[str]
+    route_length_m: float
+    dispatched_s: float
+    departed_s: float | None
+    arrived_s: float | None
+    cancelled_s: float | None
+    position: PositionOut | None
+    speed_mps: float | None
+    junctions: list[JunctionOut]
+
+
+class PositionAccepted(BaseModel):
+    escort: str
+    edge: str
+    offset_m: float
+    route_index: int
+    route_distance_m: float
+    distance_from_route_m: float
+    t_s: float
+
+
+class SignalOut(_Out):
+    tls_id: str
+    watched: bool = True
+    state: str | None
+    program: str | None
+    phase: int | None
+    stage: Stage
+    escorts: list[str] = Field(description="Escorts the signal is armed or switched for.")
+    preempted: bool = Field(description="Switched away from its program by greenwave now.")
+
+
+class AuditOut(_Out):
+    id: int
+    at: str
+    t_s: float | None
+    kind: str
+    escort_id: str | None
+    tls_id: str | None
+    detail: dict[str, Any]
+
+
+class Health(BaseModel):
+    status: Literal["ok", "ended", "failed", "stopped"]
+    t_s: float
+    ticks: int
+    escorts_active: int
+    preempted: list[str]
+    safety: dict[str, int]
+    detail: str | None = None
+
+
+class ErrorOut(BaseModel):
+    error: str
+    detail: str
+    errors: list[dict[str, Any]] | None = None

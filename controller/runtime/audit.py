@@ -1,0 +1,92 @@
+"""The audit log of the live service: every dispatch, preemption decision, hand-back, cancel and
+rejected request, in SQLite (stdlib ``sqlite3``), so it survives a restart.
+
+Rows are append-only: ``id`` (increasing, the cursor of ``since``), ``at`` (wall clock, UTC ISO
+8601), ``t_s`` (simulation time, when there is one), ``kind``, ``escort_id``, ``tls_id`` and
+``detail`` (JSON). One connection, used under a lock from the simulation thread and the API.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from controller.errors import GreenwaveError
+
+KINDS = ("dispatch", "decision", "handback", "cancel", "arrival", "rejected", "service")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS audit (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at TEXT NOT NULL,
+    t_s REAL,
+    kind TEXT NOT NULL,
+    escort_id TEXT,
+    tls_id TEXT,
+    detail TEXT NOT NULL
+)
+"""
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    id: int
+    at: str
+    t_s: float | None
+    kind: str
+    escort_id: str | None
+    tls_id: str | None
+    detail: dict[str, Any]
+
+
+class AuditLog:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(_SCHEMA)
+        except (OSError, sqlite3.Error) as e:
+            raise GreenwaveError(f"audit database '{path}': {e}") from None
+        self._lock = threading.Lock()
+
+    def record(
+        self,
+        kind: str,
+        *,
+        t_s: float | None = None,
+        escort_id: str | None = None,
+        tls_id: str | None = None,
+        **detail: Any,
+    ) -> int:
+        if kind not in KINDS:
+            raise ValueError(f"unknown audit kind {kind!r}")
+        at = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+        with self._lock:
+            cur = self._db.execute(
+                "INSERT INTO audit (at, t_s, kind, escort_id, tls_id, detail) VALUES (?, ?, ?, ?, ?, ?)",
+                (at, t_s, kind, escort_id, tls_id, json.dumps(detail, sort_keys=True, default=str)),
+            )
+            return int(cur.lastrowid or 0)
+
+    def since(self, since_id: int = 0, limit: int = 1000, kind: str | None = None) -> list[AuditEntry]:
+        query = "SELECT id, at, t_s, kind, escort_id, tls_id, detail FROM audit WHERE id > ?"
+        args: list[Any] = [since_id]
+        if kind is not None:
+            query += " AND kind = ?"
+            args.append(kind)
+        query += " ORDER BY id LIMIT ?"
+        args.append(limit)
+        with self._lock:
+            rows = self._db.execute(query, args).fetchall()
+        return [AuditEntry(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6])) for r in rows]
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()

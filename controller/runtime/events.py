@@ -1,0 +1,43 @@
+"""Events of the live service (dispatch, ETA updates, per-junction stages, arrival, cancel,
+errors) in a bounded, thread-safe ring buffer with increasing ids; the API streams them as
+server-sent events and a client resumes from the last id it saw."""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Event:
+    id: int
+    type: str
+    data: dict[str, Any]
+
+
+class EventBus:
+    def __init__(self, keep: int = 10_000) -> None:
+        self._events: deque[Event] = deque(maxlen=keep)
+        self._lock = threading.Lock()
+        self._next = 1
+
+    def publish(self, type_: str, **data: Any) -> Event:
+        with self._lock:
+            event = Event(self._next, type_, data)
+            self._next += 1
+            self._events.append(event)
+            return event
+
+    @property
+    def last_id(self) -> int:
+        with self._lock:
+            return self._next - 1
+
+    def since(self, last_id: int) -> list[Event]:
+        """Events with an id above ``last_id`` still kept, oldest first."""
+        with self._lock:
+            if not self._events or self._events[-1].id <= last_id:
+                return []
+            return [e for e in self._events if e.id > last_id]

@@ -1,0 +1,726 @@
+"""The live service: one thread owns the simulation and the controller; everyone else queues
+commands to it and reads what it publishes.
+
+- ``SimService.start()`` opens SUMO in the service's own thread (libsumo is used by one thread
+  only) and steps it: at ``speed`` simulated seconds per wall second, or as fast as it can when
+  ``speed`` is None. It keeps stepping past the scenario's end (the background demand ends
+  there; escorts can still be dispatched) until ``stop()``, or until ``end_s`` when given (then
+  it stays up, serving its last state, and refuses new escorts).
+- Commands (:class:`Dispatch`, :class:`Position`, :class:`Cancel`) go through a queue with a
+  :class:`~concurrent.futures.Future` for the answer; they run between two ticks, so the API
+  never touches SUMO. Dispatches and cancels are answered after the next tick, with the
+  escort's ETAs and stages from it.
+- Each tick publishes an immutable :class:`ServiceState` (escorts, signals) under a lock,
+  appends events to the :class:`~controller.runtime.events.EventBus` and preemption decisions to
+  the :class:`~controller.runtime.audit.AuditLog`.
+- On ``stop()``, and on any failure, every preempted junction is handed back: through the
+  planner's safe transitions while the simulation still runs, then by the adapter restoring
+  every program it switched.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Mapping
+from concurrent.futures import Future
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+from controller.core.corridor import Corridor, build_corridor
+from controller.core.eta import EvDynamics
+from controller.core.geometry import match_to_route, project
+from controller.core.greenwave import PRIORITY, EvSetup, PreemptionController
+from controller.core.network import Network
+from controller.core.progress import EvProgress
+from controller.core.routing import fastest_route, validate_route
+from controller.core.safety import SafetyConfig, SafetyMonitor, SignalWatch
+from controller.core.snapshot import Snapshot, VehicleState
+from controller.errors import GreenwaveError, RequestError, SimulationError
+from controller.runtime.audit import AuditLog
+from controller.runtime.events import EventBus
+from controller.runtime.metrics import Metrics
+from controller.runtime.run import DRAIN_LIMIT_S, _left_route, controller_config
+from controller.runtime.setup import EV_VTYPE_PREFIX, RunSetup, sumo_args
+from controller.sim.adapter import Backend, SumoAdapter
+from controller.sim.geo import is_geo_referenced
+
+log = logging.getLogger("greenwave.service")
+
+EscortState = Literal["dispatched", "en_route", "arrived", "cancelled"]
+Tracking = Literal["simulation", "external"]
+MAX_FROM_ROAD_M = 100.0  # a lon/lat origin or destination farther from any road is refused
+MAX_FROM_ROUTE_M = 50.0  # a position fix farther from the escort's route is refused
+ARRIVED_WITHIN_M = 5.0  # an externally tracked escort this close to its route's end has arrived
+DEAD_RECKONING_S = 30.0  # an external fix is carried forward at its speed for at most this long
+ETA_EVENT_EVERY_S = 5.0  # ETA update events per escort, in simulated seconds
+ANSWER_TIMEOUT_S = 15.0
+
+
+# -- what the service publishes (immutable) --------------------------------------------------------
+@dataclass(frozen=True)
+class JunctionView:
+    index: int
+    tls_id: str
+    junction_id: str
+    distance_m: float
+    eta_s: float | None
+    eta_in_s: float | None
+    eta_low_s: float | None
+    eta_high_s: float | None
+    stage: str
+    granted: bool
+    crossed_s: float | None
+
+
+@dataclass(frozen=True)
+class PositionView:
+    edge: str
+    offset_m: float
+    route_distance_m: float
+    source: Tracking
+
+
+@dataclass(frozen=True)
+class EscortView:
+    id: str
+    vehicle_id: str
+    vehicle_type: str
+    priority: int
+    state: EscortState
+    reason: str
+    tracking: Tracking
+    route: tuple[str, ...]
+    route_length_m: float
+    dispatched_s: float
+    departed_s: float | None
+    arrived_s: float | None
+    cancelled_s: float | None
+    position: PositionView | None
+    speed_mps: float | None
+    junctions: tuple[JunctionView, ...]
+
+    @property
+    def active(self) -> bool:
+        return self.state in ("dispatched", "en_route")
+
+
+@dataclass(frozen=True)
+class SignalView:
+    tls_id: str
+    state: str
+    program: str
+    phase: int
+    stage: str
+    escorts: tuple[str, ...]  # the escorts it is armed or switched for
+    preempted: bool  # switched away from its program by greenwave now
+
+
+@dataclass(frozen=True)
+class ServiceState:
+    t_s: float
+    ticks: int
+    running: bool
+    ended: bool
+    failed: str | None
+    escorts: Mapping[str, EscortView] = field(default_factory=dict)
+    signals: Mapping[str, SignalView] = field(default_factory=dict)
+    preempted: tuple[str, ...] = ()
+    safety: Mapping[str, int] = field(default_factory=dict)
+
+
+# -- commands ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Place:
+    edge: str | None = None
+    lon: float | None = None
+    lat: float | None = None
+
+
+@dataclass(frozen=True)
+class Dispatch:
+    escort_id: str | None = None
+    vehicle_type: str = "ambulance"
+    priority: int | None = None
+    origin: Place | None = None
+    destination: Place | None = None
+    route: tuple[str, ...] | None = None
+    vehicle_id: str | None = None
+    tracking: Tracking = "simulation"
+
+
+@dataclass(frozen=True)
+class Position:
+    escort_id: str
+    edge: str | None = None
+    offset_m: float | None = None
+    lon: float | None = None
+    lat: float | None = None
+    speed_mps: float = 0.0
+    t_s: float | None = None  # simulation time of the fix; now when None
+
+
+@dataclass(frozen=True)
+class Cancel:
+    escort_id: str
+
+
+Command = Dispatch | Position | Cancel
+
+
+@dataclass
+class _Escort:
+    """An escort as the service thread tracks it (mutable, service thread only)."""
+
+    id: str
+    key: str  # the EV id of the controller and of the progress tracker: the SUMO vehicle id
+    ev_type: str
+    priority: int
+    corridor: Corridor
+    dispatched_s: float
+    tracking: Tracking
+    state: EscortState = "dispatched"
+    reason: str = ""
+    cancelled_s: float | None = None
+    fix: VehicleState | None = None  # the last external position fix, as a vehicle state
+    fix_t_s: float | None = None
+    shapes: tuple[tuple[tuple[float, float], ...], ...] | None = None
+    last_eta_event_s: float = -1e9
+    view: EscortView | None = None
+
+    def eta_due(self, t_s: float) -> bool:
+        return t_s - self.last_eta_event_s >= ETA_EVENT_EVERY_S
+
+
+def _locate(corridor: Corridor, position_m: float) -> tuple[int, float]:
+    """(route index, position on that edge) of a position along the route; in a crossing, the
+    end of the edge before it."""
+    offsets = corridor.edge_offsets_m
+    i = max(k for k in range(len(offsets)) if offsets[k] <= position_m + 1e-9) if position_m > 0 else 0
+    edge_end = corridor.length_m if i == len(offsets) - 1 else offsets[i + 1]
+    return i, max(0.0, min(position_m, edge_end) - offsets[i])
+
+
+class SimService:
+    def __init__(
+        self,
+        setup: RunSetup,
+        *,
+        audit: AuditLog,
+        events: EventBus | None = None,
+        metrics: Metrics | None = None,
+        speed: float | None = None,
+        end_s: float | None = None,
+        backend: Backend = "libsumo",
+    ) -> None:
+        if speed is not None and speed <= 0:
+            raise GreenwaveError(f"--speed must be above 0, not {speed:g}")
+        self.setup = setup
+        self.network: Network = setup.network
+        self.audit = audit
+        self.events = events or EventBus()
+        self.metrics = metrics or Metrics()
+        self.speed = speed
+        self.end_s = end_s
+        self.backend: Backend = backend
+        self.geo = is_geo_referenced(setup.inputs.net_file)
+        step_ms = setup.step_length_s * 1000.0
+        self.budget_ms = step_ms / speed if speed is not None else step_ms
+        self.tick_ms: list[float] = []  # wall time of every tick (the benchmark reads it)
+        self._commands: queue.Queue[tuple[Command, Future[Any]]] = queue.Queue()
+        self._lock = threading.Lock()
+        self._state = ServiceState(t_s=setup.begin_s, ticks=0, running=False, ended=False, failed=None)
+        self._stop = threading.Event()
+        self._ready = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._escorts: dict[str, _Escort] = {}
+        self._by_key: dict[str, str] = {}  # controller EV id -> escort id
+        self._progress: dict[str, EvProgress] = {}
+        self._after_tick: list[tuple[Future[Any], str]] = []
+        self._stages: dict[str, tuple[str, tuple[str, ...]]] = {}
+        self._sim: SumoAdapter | None = None
+        self._controller: PreemptionController | None = None
+        self._monitor = SafetyMonitor({}, SafetyConfig())
+        self._seq = 0
+        self._ended = False
+
+    # -- the API side ------------------------------------------------------------------------------
+    @property
+    def state(self) -> ServiceState:
+        with self._lock:
+            return self._state
+
+    def submit(self, command: Command) -> Future[Any]:
+        future: Future[Any] = Future()
+        state = self.state
+        if not state.running or self._stop.is_set():
+            future.set_exception(RequestError(f"the simulation is not running ({state.failed or 'stopped'})", 503))
+            return future
+        self._commands.put((command, future))
+        return future
+
+    def start(self, timeout_s: float = 300.0) -> None:
+        self._thread = threading.Thread(target=self._main, name="greenwave-sim", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(timeout_s):
+            raise SimulationError("the simulation did not start in time")
+        failed = self.state.failed
+        if failed is not None:
+            self.stop()
+            raise SimulationError(failed)
+
+    def stop(self, timeout_s: float = 120.0) -> None:
+        """Stop stepping, hand every junction back, close SUMO. Safe to call twice."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+
+    @property
+    def stopped(self) -> bool:
+        return self._stop.is_set()
+
+    def wait(self) -> None:
+        """Until the service thread has ended (stopped or failed)."""
+        if self._thread is not None:
+            self._thread.join()
+
+    # -- the service thread ------------------------------------------------------------------------
+    def _main(self) -> None:
+        setup = self.setup
+        try:
+            with SumoAdapter(sumo_args(setup), backend=self.backend,
+                             error_log=setup.out_dir / "sumo-errors.log") as sim:
+                self._sim = sim
+                self._controller = PreemptionController(self.network, [], controller_config(setup.controller))
+                self._publish(sim.time_s, running=True)
+                self.audit.record("service", t_s=sim.time_s, event="started", scenario=setup.name)
+                self._ready.set()
+                self._loop(sim)
+                self._drain(sim)
+                restored = sim.restore_all()
+                if restored:
+                    self.audit.record("handback", t_s=sim.time_s, forced=True, tls=restored)
+        except GreenwaveError as e:
+            self._fail(str(e))
+        except Exception as e:  # the thread's boundary: log and record it (the adapter has handed back)
+            log.exception("simulation thread failed")
+            self._fail(f"internal error in the simulation thread: {type(e).__name__}")
+        finally:
+            self._sim = None
+            with self._lock:
+                self._state = replace(self._state, running=False, preempted=())
+            self._answer_pending(RequestError("the simulation stopped", 503))
+            self.audit.record("service", event="stopped", failed=self.state.failed)
+            self._ready.set()
+
+    def _fail(self, message: str) -> None:
+        with self._lock:
+            self._state = replace(self._state, running=False, failed=message)
+        self.events.publish("error", detail=message)
+        self.audit.record("service", event="failed", detail=message)
+
+    def _answer_pending(self, error: GreenwaveError) -> None:
+        for future, _ in self._after_tick:
+            if not future.done():
+                future.set_exception(error)
+        self._after_tick.clear()
+        while True:
+            try:
+                _, future = self._commands.get_nowait()
+            except queue.Empty:
+                break
+            future.set_exception(error)
+
+    def _loop(self, sim: SumoAdapter) -> None:
+        step_wall_s = self.setup.step_length_s / self.speed if self.speed is not None else 0.0
+        next_wall = time.perf_counter()
+        while not self._stop.is_set():
+            self._run_commands(sim)
+            if self._ended or (self.end_s is not None and sim.time_s >= self.end_s - 1e-9):
+                if not self._ended:
+                    self._ended = True
+                    self._publish(sim.time_s, running=True)
+                    self.events.publish("ended", t_s=sim.time_s)
+                self._wait_for_commands(sim, time.perf_counter() + 0.2)
+                continue
+            t0 = time.perf_counter()
+            self._tick(sim)
+            ms = (time.perf_counter() - t0) * 1000.0
+            self.tick_ms.append(ms)
+            self.metrics.tick(ms, self.budget_ms if self.speed is not None else None)
+            if self.speed is not None:
+                next_wall += step_wall_s
+                now = time.perf_counter()
+                if next_wall < now - 1.0:  # far behind (a slow step): do not race to catch up
+                    next_wall = now
+                self._wait_for_commands(sim, next_wall)
+
+    def _wait_for_commands(self, sim: SumoAdapter, until: float) -> None:
+        while not self._stop.is_set():
+            remaining = until - time.perf_counter()
+            if remaining <= 0:
+                return
+            try:
+                command, future = self._commands.get(timeout=min(remaining, 0.1))
+            except queue.Empty:
+                continue
+            self._execute(sim, command, future)
+
+    def _run_commands(self, sim: SumoAdapter) -> None:
+        while True:
+            try:
+                command, future = self._commands.get_nowait()
+            except queue.Empty:
+                return
+            self._execute(sim, command, future)
+
+    def _execute(self, sim: SumoAdapter, command: Command, future: Future[Any]) -> None:
+        try:
+            if isinstance(command, Dispatch):
+                escort_id = self._dispatch(sim, command)
+                self._answer_after_tick(future, escort_id)
+            elif isinstance(command, Cancel):
+                self._answer_after_tick(future, self._cancel(sim, command))
+            else:
+                future.set_result(self._position(sim, command))
+        except GreenwaveError as e:
+            future.set_exception(e)
+
+    def _answer_after_tick(self, future: Future[Any], escort_id: str) -> None:
+        if self._ended:  # no more ticks: answer with the state as it is
+            self._publish(self._sim.time_s if self._sim else 0.0, running=True)
+            future.set_result(self.state.escorts[escort_id])
+        else:
+            self._after_tick.append((future, escort_id))
+
+    # -- one tick ----------------------------------------------------------------------------------
+    def _tick(self, sim: SumoAdapter) -> None:
+        assert self._controller is not None
+        snap = sim.step()
+        t = snap.t_s
+        self._monitor.observe(t, {s.tls_id: (s.state, s.program_id) for s in snap.signals.values()})
+        vehicles = dict(snap.vehicles)
+        arrived = set(snap.arrived)
+        for esc in self._escorts.values():
+            if esc.tracking != "external":
+                continue
+            arrived.discard(esc.key)
+            vehicles.pop(esc.key, None)
+            fix = self._dead_reckoned(esc, t)
+            if fix is not None:
+                vehicles[esc.key] = fix
+                if fix.odometer_m >= esc.corridor.length_m - ARRIVED_WITHIN_M:
+                    arrived.add(esc.key)
+        snap = replace(snap, vehicles=vehicles, arrived=tuple(arrived))
+        for key, p in self._progress.items():
+            vehicle = vehicles.get(key)
+            if vehicle is not None and self._escorts[self._by_key[key]].tracking == "simulation" and _left_route(
+                vehicle, p
+            ):
+                self._reroute(sim, key, t)
+                p = self._progress[key]
+            p.update(t, vehicle, arrived=key in arrived)
+        commands = self._controller.tick(snap, self._progress)
+        if commands:
+            sim.apply(commands)
+        self._track_stages(t)
+        self._track_escorts(t)
+        self._publish(t, running=True, snap=snap)
+        for future, escort_id in self._after_tick:
+            if not future.done():
+                future.set_result(self.state.escorts[escort_id])
+        self._after_tick.clear()
+
+    def _dead_reckoned(self, esc: _Escort, t_s: float) -> VehicleState | None:
+        fix = esc.fix
+        if fix is None or esc.fix_t_s is None:
+            return None
+        ahead = fix.speed_mps * min(max(t_s - esc.fix_t_s, 0.0), DEAD_RECKONING_S)
+        position = min(fix.odometer_m + ahead, esc.corridor.length_m)
+        index, lane_pos = _locate(esc.corridor, position)
+        edge = esc.corridor.route[index]
+        return VehicleState(esc.key, edge, f"{edge}_0", lane_pos, fix.speed_mps, index, position)
+
+    def _reroute(self, sim: SumoAdapter, key: str, t_s: float) -> None:
+        assert self._controller is not None
+        corridor = build_corridor(self.network, sim.vehicle_route(key))
+        old = self._progress[key]
+        self._progress[key] = EvProgress(key, corridor, depart_s=old.depart_s, stops=old.stops,
+                                         reroutes=old.reroutes + 1)
+        self._watch(sim, corridor)
+        self._controller.reroute(key, corridor)
+        esc = self._escorts[self._by_key[key]]
+        esc.corridor = corridor
+        esc.shapes = None
+        self.events.publish("reroute", escort=esc.id, t_s=t_s, route=list(corridor.route))
+
+    def _watch(self, sim: SumoAdapter, corridor: Corridor) -> None:
+        sim.watch_signals(corridor.tls_ids())
+        sim.watch_lanes(lane for j in corridor.junctions for lane in j.approach_lanes)
+        for tls in corridor.tls_ids():
+            if tls not in self._monitor.watches:
+                self._monitor.watches[tls] = SignalWatch(self.network.programs[tls], self._monitor.config, tls)
+
+    def _track_stages(self, t_s: float) -> None:
+        """Events and audit rows for every change of a signal's preemption stage."""
+        assert self._controller is not None
+        planner = self._controller.planner
+        for tls in planner.junctions:
+            stage = planner.stage(tls)
+            holders = planner.holders(tls)
+            before, before_holders = self._stages.get(tls, ("idle", ()))
+            if stage == before and holders == before_holders:
+                continue
+            self._stages[tls] = (stage, holders)
+            if stage == before:
+                continue
+            escorts = [self._by_key.get(k, k) for k in (holders or before_holders)]
+            switched = before in ("entry", "dwell", "exit")
+            kind = stage if stage != "idle" else ("handback" if switched else "disarmed")
+            self.events.publish(kind, tls_id=tls, t_s=t_s, stage=stage, previous=before, escorts=escorts)
+            if kind == "handback":
+                self.audit.record("handback", t_s=t_s, tls_id=tls, escort_id=escorts[0] if escorts else None,
+                                  escorts=escorts, previous=before)
+            else:
+                self.audit.record("decision", t_s=t_s, tls_id=tls, escort_id=escorts[0] if escorts else None,
+                                  stage=stage, previous=before, escorts=escorts)
+
+    def _track_escorts(self, t_s: float) -> None:
+        for esc in self._escorts.values():
+            p = self._progress[esc.key]
+            if esc.state == "dispatched" and p.depart_s is not None:
+                esc.state = "en_route"
+                self.events.publish("departed", escort=esc.id, t_s=t_s)
+            if esc.state in ("dispatched", "en_route"):
+                if p.arrived_s is not None:
+                    esc.state = "arrived"
+                    self.events.publish("arrival", escort=esc.id, t_s=p.arrived_s)
+                    self.audit.record("arrival", t_s=p.arrived_s, escort_id=esc.id)
+                elif p.vanished_s is not None:
+                    esc.state, esc.reason, esc.cancelled_s = "cancelled", "vanished", t_s
+                    self.events.publish("cancel", escort=esc.id, t_s=t_s, reason="vanished")
+                    self.audit.record("cancel", t_s=t_s, escort_id=esc.id, reason="vanished from the simulation")
+
+    # -- views ---------------------------------------------------------------------------------------
+    def _escort_view(self, esc: _Escort, t_s: float, snap: Snapshot | None) -> EscortView:
+        assert self._controller is not None
+        ctrl = self._controller
+        p = self._progress[esc.key]
+        etas = {e.junction_index: e for e in ctrl.etas(esc.key)} if esc.state in ("dispatched", "en_route") else {}
+        junctions = []
+        for j in esc.corridor.junctions:
+            stage, granted = ctrl.junction_status(esc.key, j.index, j.tls_id)
+            eta = etas.get(j.index)
+            junctions.append(JunctionView(
+                index=j.index, tls_id=j.tls_id, junction_id=j.junction_id, distance_m=round(j.distance_m, 1),
+                eta_s=None if eta is None else round(eta.eta_s, 2),
+                eta_in_s=None if eta is None else round(eta.eta_s - t_s, 2),
+                eta_low_s=None if eta is None else round(eta.low_s, 2),
+                eta_high_s=None if eta is None else round(eta.high_s, 2),
+                stage=stage, granted=granted,
+                crossed_s=None if j.index not in p.crossed_s else round(p.crossed_s[j.index], 2),
+            ))
+        position = None
+        vehicle = snap.vehicles.get(esc.key) if snap is not None else None
+        if vehicle is not None and p.position_m is not None and esc.state == "en_route":
+            position = PositionView(vehicle.road_id, round(vehicle.lane_pos_m, 2), round(p.position_m, 2),
+                                    esc.tracking)
+        if esc.state in ("en_route", "dispatched") and esc.eta_due(t_s) and etas:
+            esc.last_eta_event_s = t_s
+            self.events.publish("eta", escort=esc.id, t_s=t_s, junctions=[
+                {"tls_id": jv.tls_id, "index": jv.index, "eta_s": jv.eta_s, "eta_in_s": jv.eta_in_s}
+                for jv in junctions if jv.eta_s is not None
+            ])
+        return EscortView(
+            id=esc.id, vehicle_id=esc.key, vehicle_type=esc.ev_type, priority=esc.priority, state=esc.state,
+            reason=esc.reason, tracking=esc.tracking, route=esc.corridor.route,
+            route_length_m=round(esc.corridor.length_m, 1), dispatched_s=esc.dispatched_s,
+            departed_s=p.depart_s, arrived_s=p.arrived_s, cancelled_s=esc.cancelled_s, position=position,
+            speed_mps=None if position is None or vehicle is None else round(vehicle.speed_mps, 2),
+            junctions=tuple(junctions),
+        )
+
+    def _publish(self, t_s: float, *, running: bool, snap: Snapshot | None = None) -> None:
+        escorts: dict[str, EscortView] = {}
+        for esc in self._escorts.values():
+            esc.view = self._escort_view(esc, t_s, snap)
+            escorts[esc.id] = esc.view
+        signals: dict[str, SignalView] = {}
+        preempted: tuple[str, ...] = ()
+        sim = self._sim
+        if self._controller is not None and sim is not None:
+            planner = self._controller.planner
+            preempted = sim.preempted
+            shown = snap.signals if snap is not None else {}
+            for tls in planner.junctions:
+                sig = shown.get(tls)
+                old = self._state.signals.get(tls)
+                signals[tls] = SignalView(
+                    tls_id=tls,
+                    state=sig.state if sig else (old.state if old else ""),
+                    program=sig.program_id if sig else (old.program if old else ""),
+                    phase=sig.phase if sig else (old.phase if old else -1),
+                    stage=planner.stage(tls),
+                    escorts=tuple(self._by_key.get(k, k) for k in planner.holders(tls)),
+                    preempted=tls in preempted,
+                )
+        ticks = self._state.ticks + (1 if snap is not None else 0)
+        state = ServiceState(t_s=t_s, ticks=ticks, running=running, ended=self._ended, failed=None,
+                             escorts=escorts, signals=signals, preempted=preempted,
+                             safety=self._monitor.counts())
+        with self._lock:
+            self._state = state
+
+    # -- commands ----------------------------------------------------------------------------------
+    def _resolve(self, sim: SumoAdapter, place: Place, field_name: str) -> str:
+        if place.edge is not None:
+            edge = self.network.edges.get(place.edge)
+            if edge is None or edge.is_internal:
+                raise RequestError(f"{field_name}: unknown edge '{place.edge}'")
+            return place.edge
+        assert place.lon is not None and place.lat is not None  # guaranteed by the request model
+        x, y = self._xy(sim, place.lon, place.lat, field_name)
+        found = sim.nearest_edge(x, y)
+        if found is None:
+            raise RequestError(f"{field_name}: no road for emergency vehicles near ({place.lon}, {place.lat})")
+        edge_id, _ = found
+        _, distance = project(sim.lane_shape(f"{edge_id}_0"), x, y)
+        if distance > MAX_FROM_ROAD_M:
+            raise RequestError(f"{field_name}: ({place.lon}, {place.lat}) is {distance:.0f} m from the nearest "
+                               f"road (at most {MAX_FROM_ROAD_M:.0f} m)")
+        return edge_id
+
+    def _xy(self, sim: SumoAdapter, lon: float, lat: float, field_name: str) -> tuple[float, float]:
+        if not self.geo:
+            raise RequestError(f"{field_name}: the network has no geo-reference; give an edge instead of lon/lat")
+        return sim.lonlat_to_xy(lon, lat)
+
+    def _dispatch(self, sim: SumoAdapter, cmd: Dispatch) -> str:
+        assert self._controller is not None
+        t = sim.time_s
+        if self._ended:
+            raise RequestError(f"the simulation ended at {self.end_s:g} s: no new escorts", 409)
+        if cmd.vehicle_type not in PRIORITY:
+            raise RequestError(f"vehicle_type: '{cmd.vehicle_type}' is not one of {', '.join(PRIORITY)}")
+        self._seq += 1
+        escort_id = cmd.escort_id or f"escort-{self._seq}"
+        if escort_id in self._escorts:
+            raise RequestError(f"id: escort '{escort_id}' exists already", 409)
+        owns_vehicle = cmd.vehicle_id is None and cmd.tracking == "simulation"
+        if cmd.vehicle_id is not None:
+            key = cmd.vehicle_id
+            if key in self._by_key:
+                raise RequestError(f"vehicle_id: vehicle '{key}' is escorted already (escort '{self._by_key[key]}')",
+                                   409)
+            if not sim.vehicle_exists(key):
+                raise RequestError(f"vehicle_id: no vehicle '{key}' is running in the simulation")
+            full = sim.vehicle_route(key)
+            route = full[sim.vehicle_route_index(key):]
+            vtype = sim.vehicle_type_id(key)
+        else:
+            key = escort_id
+            if key in self._by_key or key in self._controller.evs or (owns_vehicle and sim.vehicle_exists(key)):
+                raise RequestError(f"id: a vehicle '{key}' exists in the simulation already", 409)
+            if cmd.route is not None:
+                validate_route(self.network, cmd.route)
+                route = tuple(cmd.route)
+            else:
+                assert cmd.origin is not None and cmd.destination is not None  # guaranteed by the request model
+                route = fastest_route(self.network, self._resolve(sim, cmd.origin, "origin"),
+                                      self._resolve(sim, cmd.destination, "destination"))
+            vtype = f"{EV_VTYPE_PREFIX}{cmd.vehicle_type}"
+        corridor = build_corridor(self.network, route)
+        dynamics = EvDynamics(**sim.vehicle_type(vtype))
+        if owns_vehicle:
+            sim.add_vehicle(key, route, vtype, depart="now")
+        if cmd.tracking == "simulation":
+            sim.watch_vehicle(key)
+        self._watch(sim, corridor)
+        ev = EvSetup(key, cmd.vehicle_type, corridor, dynamics, t, priority_class=cmd.priority)
+        self._controller.add_ev(ev)
+        self._progress[key] = EvProgress(key, corridor)
+        self._escorts[escort_id] = _Escort(escort_id, key, cmd.vehicle_type, ev.priority, corridor, t, cmd.tracking)
+        self._by_key[key] = escort_id
+        detail: dict[str, Any] = {"vehicle_id": key, "vehicle_type": cmd.vehicle_type, "priority": ev.priority,
+                  "tracking": cmd.tracking, "route": list(route), "tls": list(corridor.tls_ids())}
+        self.audit.record("dispatch", t_s=t, escort_id=escort_id, **detail)
+        self.events.publish("dispatch", escort=escort_id, t_s=t, **detail)
+        return escort_id
+
+    def _escort(self, escort_id: str) -> _Escort:
+        esc = self._escorts.get(escort_id)
+        if esc is None:
+            raise RequestError(f"unknown escort '{escort_id}'", 404)
+        return esc
+
+    def _cancel(self, sim: SumoAdapter, cmd: Cancel) -> str:
+        assert self._controller is not None
+        esc = self._escort(cmd.escort_id)
+        if esc.state in ("arrived", "cancelled"):
+            raise RequestError(f"escort '{esc.id}' is {esc.state} already", 409)
+        self._controller.cancel(esc.key)
+        esc.state, esc.reason, esc.cancelled_s = "cancelled", "cancelled by request", sim.time_s
+        held = sorted({tls for tls in esc.corridor.tls_ids() if esc.key in self._controller.planner.holders(tls)})
+        self.audit.record("cancel", t_s=sim.time_s, escort_id=esc.id, handing_back=held)
+        self.events.publish("cancel", escort=esc.id, t_s=sim.time_s, handing_back=held)
+        return esc.id
+
+    def _position(self, sim: SumoAdapter, cmd: Position) -> dict[str, Any]:
+        esc = self._escort(cmd.escort_id)
+        if esc.state in ("arrived", "cancelled"):
+            raise RequestError(f"escort '{esc.id}' is {esc.state}: no more positions", 409)
+        now = sim.time_s
+        fix_t = now if cmd.t_s is None else cmd.t_s
+        if fix_t > now + 1e-6:
+            raise RequestError(f"timestamp: {fix_t:g} s is ahead of the simulation time {now:g} s")
+        if esc.fix_t_s is not None and fix_t < esc.fix_t_s:
+            raise RequestError(f"timestamp: {fix_t:g} s is older than the last position's {esc.fix_t_s:g} s")
+        corridor = esc.corridor
+        last_index = esc.fix.route_index if esc.fix is not None else 0
+        distance_m = 0.0
+        if cmd.edge is not None:
+            indices = [i for i, e in enumerate(corridor.route) if e == cmd.edge]
+            if not indices:
+                raise RequestError(f"edge: '{cmd.edge}' is not on the route of escort '{esc.id}'")
+            index = next((i for i in indices if i >= last_index), indices[-1])
+            length = self.network.edges[cmd.edge].length_m
+            offset = cmd.offset_m or 0.0
+            if offset > length + 0.5:
+                raise RequestError(f"offset_m: {offset:g} m is beyond the end of edge '{cmd.edge}' ({length:.1f} m)")
+            offset = min(offset, length)
+        else:
+            assert cmd.lon is not None and cmd.lat is not None  # guaranteed by the request model
+            x, y = self._xy(sim, cmd.lon, cmd.lat, "position")
+            if esc.shapes is None:
+                esc.shapes = tuple(sim.lane_shape(f"{e}_0") for e in corridor.route)
+            lengths = [self.network.edges[e].length_m for e in corridor.route]
+            match = match_to_route(esc.shapes, lengths, x, y, from_index=last_index)
+            if match.distance_m > MAX_FROM_ROUTE_M:
+                raise RequestError(f"position: ({cmd.lon}, {cmd.lat}) is {match.distance_m:.0f} m from the route of "
+                                   f"escort '{esc.id}' (at most {MAX_FROM_ROUTE_M:.0f} m)")
+            index, offset, distance_m = match.route_index, match.offset_m, match.distance_m
+        edge = corridor.route[index]
+        route_pos = corridor.position_m(index, offset)
+        esc.tracking = "external"
+        esc.fix = VehicleState(esc.key, edge, f"{edge}_0", offset, max(cmd.speed_mps, 0.0), index, route_pos)
+        esc.fix_t_s = fix_t
+        return {"escort": esc.id, "edge": edge, "offset_m": round(offset, 2), "route_index": index,
+                "route_distance_m": round(route_pos, 2), "distance_from_route_m": round(distance_m, 2),
+                "t_s": fix_t}
+
+    # -- shutdown ------------------------------------------------------------------------------------
+    def _drain(self, sim: SumoAdapter) -> None:
+        """Hand back every junction through the planner's safe transitions (bounded in time)."""
+        assert self._controller is not None
+        self._controller.stop()
+        for esc in self._escorts.values():
+            if esc.state in ("dispatched", "en_route"):
+                esc.state, esc.reason, esc.cancelled_s = "cancelled", "service stopped", sim.time_s
+                self.audit.record("cancel", t_s=sim.time_s, escort_id=esc.id, reason="service stopped")
+        until = sim.time_s + DRAIN_LIMIT_S
+        while self._controller.busy and sim.time_s < until:
+            self._tick(sim)
+        self._publish(sim.time_s, running=False)
+
