@@ -80,22 +80,31 @@ class Guard:
                 status = int(message["status"])
             await send(message)
 
-        received = 0
-
-        async def receive_limited() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_body:
-                    raise _BodyTooLarge
-            return message
-
         length = dict(scope.get("headers") or []).get(b"content-length")
         try:
             if length is not None and (not length.isdigit() or int(length) > self.max_body):
                 raise _BodyTooLarge
-            await self.app(scope, receive_limited, send_counted)
+            body_receive = receive
+            if scope.get("method") in ("POST", "PUT", "PATCH", "DELETE"):
+                # read the (small) body here, counting as it arrives: a chunked body has no length
+                chunks: list[bytes] = []
+                received, more = 0, True
+                while more:
+                    message = await receive()
+                    if message["type"] != "http.request":
+                        break
+                    chunks.append(message.get("body", b""))
+                    received += len(chunks[-1])
+                    if received > self.max_body:
+                        raise _BodyTooLarge
+                    more = bool(message.get("more_body", False))
+                pending = [{"type": "http.request", "body": b"".join(chunks), "more_body": False}]
+
+                async def replay() -> Message:
+                    return pending.pop() if pending else await receive()
+
+                body_receive = replay
+            await self.app(scope, body_receive, send_counted)
         except _BodyTooLarge:
             if status == 0:
                 detail = f"request body larger than {self.max_body} bytes"

@@ -1,0 +1,135 @@
+"""Auth and bad requests against the real server: 401, 403, 404, 409, 413, 422, each answered
+as JSON that names the field or id at fault, never a traceback; rejected requests are audited."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.api.conftest import TOKEN, Server
+
+pytestmark = pytest.mark.sumo
+
+
+@pytest.fixture(scope="module")
+def srv(tiny_scenario: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    s = Server(tiny_scenario, tmp_path_factory.mktemp("errors"), speed=20.0).start()
+    try:
+        yield s
+    finally:
+        s.stop()
+
+
+@pytest.fixture
+def c(srv: Server) -> Iterator[httpx.Client]:
+    with srv.client() as client:
+        yield client
+
+
+def _err(r: httpx.Response, status: int) -> dict[str, Any]:
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"].startswith("application/json")
+    body: dict[str, Any] = r.json()
+    assert set(body) >= {"error", "detail"} and "Traceback" not in r.text
+    return body
+
+
+def test_401_without_a_token_on_every_v1_route(srv: Server) -> None:
+    with srv.client(token=None) as anon:
+        for method, path in (("GET", "/v1/emergencies"), ("POST", "/v1/emergencies"), ("GET", "/v1/signals/A1"),
+                             ("DELETE", "/v1/emergencies/x"), ("GET", "/v1/audit"), ("GET", "/v1/events")):
+            r = anon.request(method, path)
+            body = _err(r, 401)
+            assert "bearer token" in body["detail"] and r.headers["www-authenticate"] == "Bearer"
+        r = anon.get("/v1/emergencies", headers={"Authorization": f"Basic {TOKEN}"})
+        _err(r, 401)
+        assert anon.get("/healthz").status_code == 200 and anon.get("/metrics").status_code == 200
+
+
+def test_403_with_a_wrong_token(srv: Server) -> None:
+    for wrong in ("nope", TOKEN + "x", TOKEN[:-1]):
+        with srv.client(token=wrong) as bad:
+            body = _err(bad.post("/v1/emergencies", json={"route": ["A1B1"]}), 403)
+            assert body["detail"] == "wrong bearer token"
+    with srv.client() as c:  # nothing was dispatched by them
+        assert c.get("/v1/emergencies").json() == []
+
+
+def test_404_names_the_unknown_id(c: httpx.Client) -> None:
+    assert "unknown escort 'ghost-7'" in _err(c.get("/v1/emergencies/ghost-7"), 404)["detail"]
+    assert "unknown escort 'ghost-8'" in _err(c.delete("/v1/emergencies/ghost-8"), 404)["detail"]
+    r = c.post("/v1/emergencies/ghost-9/positions", json={"edge": "A1B1", "offset_m": 3})
+    assert "unknown escort 'ghost-9'" in _err(r, 404)["detail"]
+    assert "unknown signal 'Z9'" in _err(c.get("/v1/signals/Z9"), 404)["detail"]
+    assert "/v1/nothing" in _err(c.get("/v1/nothing"), 404)["detail"]
+    unwatched = c.get("/v1/signals/C0").json()  # a signal of the network not on any route
+    assert unwatched["watched"] is False and unwatched["stage"] == "idle"
+
+
+def test_413_for_a_large_body(c: httpx.Client) -> None:
+    big = {"route": ["A1B1"] * 12000}  # about 84 KB
+    body = _err(c.post("/v1/emergencies", json=big), 413)
+    assert "65536 bytes" in body["detail"]
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: counted while it arrives
+        yield b'{"route": ['
+        for _ in range(12000):
+            yield b'"A1B1",'
+        yield b'"A1B1"]}'
+
+    _err(c.post("/v1/emergencies", content=chunks(), headers={"content-type": "application/json"}), 413)
+    rejected = c.get("/v1/audit", params={"kind": "rejected"}).json()
+    assert any(a["detail"]["status"] == 413 and a["detail"]["path"] == "/v1/emergencies" for a in rejected)
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ({"origin": {"edge": "nowhere"}, "destination": {"edge": "C1right1"}}, "origin: unknown edge 'nowhere'"),
+        ({"origin": {"edge": "left1A1"}, "destination": {"edge": "void9"}}, "destination: unknown edge 'void9'"),
+        ({"origin": {"edge": "C1right1"}, "destination": {"edge": "left1A1"}},
+         "no route from edge 'C1right1' to edge 'left1A1'"),
+        ({"route": ["left1A1", "B1C1"]}, "'left1A1'"),
+        ({"route": ["left1A1", "bogus"]}, "'bogus'"),
+        ({"origin": {"edge": "left1A1"}}, "'destination' is missing"),
+        ({"origin": {"lon": 11.4, "lat": 48.7}, "destination": {"edge": "C1right1"}}, "no geo-reference"),
+        ({"route": ["A1B1"], "priority": 0}, "priority"),
+        ({"route": ["A1B1"], "vehicle_type": "tank"}, "vehicle_type"),
+        ({"route": ["A1B1"], "id": "bad id!"}, "id"),
+        ({"route": ["A1B1"], "colour": "red"}, "colour"),
+        ({"route": ["A1B1"], "vehicle_id": "v1"}, "give exactly one of"),
+        ({"vehicle_id": "not-running"}, "vehicle_id: no vehicle 'not-running'"),
+        ({}, "give exactly one of"),
+    ],
+)
+def test_422_names_the_field_or_id(c: httpx.Client, body: dict[str, Any], expected: str) -> None:
+    err = _err(c.post("/v1/emergencies", json=body), 422)
+    assert expected in err["detail"], err
+
+
+def test_422_for_malformed_json_and_positions_off_the_route(c: httpx.Client) -> None:
+    err = _err(c.post("/v1/emergencies", content=b"{not json", headers={"content-type": "application/json"}), 422)
+    assert "JSON" in err["detail"] or "json" in err["detail"]
+    r = c.post("/v1/emergencies", json={"route": ["left1A1", "A1B1", "B1C1"], "id": "ext-1", "tracking": "external"})
+    assert r.status_code == 201, r.text
+    assert "edge: 'C1right1' is not on the route of escort 'ext-1'" in _err(
+        c.post("/v1/emergencies/ext-1/positions", json={"edge": "C1right1", "offset_m": 1}), 422)["detail"]
+    assert "offset_m: 900 m is beyond the end of edge 'A1B1'" in _err(
+        c.post("/v1/emergencies/ext-1/positions", json={"edge": "A1B1", "offset_m": 900}), 422)["detail"]
+    assert "no geo-reference" in _err(
+        c.post("/v1/emergencies/ext-1/positions", json={"lon": 11.0, "lat": 48.0}), 422)["detail"]
+    assert "timestamp" in _err(
+        c.post("/v1/emergencies/ext-1/positions", json={"edge": "A1B1", "timestamp": 1e8}), 422)["detail"]
+    assert "'lat' is missing" in _err(
+        c.post("/v1/emergencies/ext-1/positions", json={"lon": 11.0}), 422)["detail"]
+    assert "speed_mps" in _err(
+        c.post("/v1/emergencies/ext-1/positions", json={"edge": "A1B1", "speed_mps": -3}), 422)["detail"]
+    assert _err(c.post("/v1/emergencies", json={"route": ["A1B1"], "id": "ext-1"}), 409)["detail"] == (
+        "id: escort 'ext-1' exists already")
+    assert c.delete("/v1/emergencies/ext-1").status_code == 200
+    rejected = c.get("/v1/audit", params={"kind": "rejected"}).json()
+    assert any(a["detail"]["status"] == 422 and "not on the route" in a["detail"]["detail"] for a in rejected)
