@@ -70,8 +70,10 @@ def print_summary(summary: dict[str, Any], out_dir: Path, console: Console) -> N
         f"collisions {s['collisions']} (EV {s['collisions_ev']})  emergency braking {s['emergency_braking']}  "
         f"teleports {s['teleports']}  ({s['watched_signals']} signals watched)\n"
         f"realtime: {rt['ticks']} ticks, controller p50 {_fmt(rt['tick_ms_p50'], 3)} ms "
-        f"p99 {_fmt(rt['tick_ms_p99'], 3)} ms, SUMO step p50 {_fmt(rt['sumo_step_ms_p50'], 2)} ms, "
-        f"wall {rt['wall_s']} s\n"
+        f"p99 {_fmt(rt['tick_ms_p99'], 3)} ms max {_fmt(rt['tick_ms_max'], 1)} ms, over budget "
+        f"({_fmt(rt['budget_ms'], 0)} ms) {rt['over_budget']}; SUMO step p50 {_fmt(rt['sumo_step_ms_p50'], 2)} ms; "
+        f"wall {rt['wall_s']} s" + (f"; paced x{rt['paced_speed']:g}, tick start jitter p99 "
+                                    f"{_fmt(rt['jitter_ms_p99'], 1)} ms" if rt.get("paced_speed") else "") + "\n"
         f"written: {out_dir / 'summary.json'}; pictures: greenwave report {out_dir}",
         highlight=False,
     )
@@ -144,6 +146,11 @@ def main() -> None:
               help="local: switch when the EV's ETA is within this many s (the ETA-threshold variant).")
 @click.option("--bluelight", is_flag=True,
               help="Give EVs SUMO's bluelight device (they may then pass red); reported separately.")
+@click.option("--budget-ms", type=click.FloatRange(min=0.1), default=None,
+              help="The controller's time budget per 1 s tick, in ms [default: 100].")
+@click.option("--realtime", is_flag=True, help="Pace the simulation to the wall clock (1 simulated s per s).")
+@click.option("--speed", type=click.FloatRange(min=0.01), default=None,
+              help="Pace the simulation at this many simulated seconds per wall second.")
 def run(
     scenario: Path | None,
     controller_name: str,
@@ -157,6 +164,9 @@ def run(
     detect_range_m: float | None,
     detect_eta_s: float | None,
     bluelight: bool,
+    budget_ms: float | None,
+    realtime: bool,
+    speed: float | None,
 ) -> None:
     """Run one SCENARIO (a .toml file), or your own --sumocfg with --ev, and write summary.json."""
     from controller.runtime.run import run as run_simulation
@@ -165,6 +175,10 @@ def run(
 
     console = Console() if sys.stdout.isatty() else Console(width=120)
     try:
+        if realtime and speed is not None:
+            raise ScenarioError("give --realtime or --speed X, not both")
+        if realtime:
+            speed = 1.0
         if (scenario is None) == (sumocfg is None):
             raise ScenarioError("give a SCENARIO file or --sumocfg FILE (with at least one --ev), not both")
         if sumocfg is not None:
@@ -191,7 +205,7 @@ def run(
         )
         with _RunProgress(console, setup.begin_s, setup.end_s, len(setup.evs)) as progress:
             summary = run_simulation(setup, controller_name, backend="traci" if backend == "traci" else "libsumo",
-                                     gui=gui, on_progress=progress)
+                                     gui=gui, on_progress=progress, budget_ms=budget_ms, speed=speed)
     except GreenwaveError as e:
         _fail(e)
     except KeyboardInterrupt:

@@ -16,7 +16,8 @@ Pure: the snapshot carries time, the EVs, the signals and the approach lanes' qu
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
@@ -25,7 +26,7 @@ from controller.core.eta import Eta, EtaConfig, EtaLog, EtaPredictor, EvDynamics
 from controller.core.network import Network, Program, is_green
 from controller.core.planner import Planner, PlannerConfig, ServiceRequest, Stage
 from controller.core.progress import EvProgress
-from controller.core.snapshot import SignalCommand, Snapshot
+from controller.core.snapshot import SignalCommand, Snapshot, VehicleState
 
 Mode = Literal["greenwave", "local"]
 PRIORITY = {"ambulance": 1, "fire": 1, "police": 2, "transit": 3}
@@ -100,6 +101,9 @@ class PreemptionController:
         self._targets: dict[tuple[str, int], tuple[str, int]] = {}
         self._reroutes: dict[str, int] = {}
         self._latest: dict[str, list[Eta]] = {}  # ev_id -> the last tick's ETAs at the signals ahead
+        self._last_requests: dict[str, list[ServiceRequest]] = {}  # ev_id -> its last plan
+        self._updated_s: dict[str, float] = {}  # ev_id -> when its plan was last made
+        self.deferred = 0  # EV updates put off to the next tick because the budget was spent
         for e in evs:
             self._plan_corridor(e)
 
@@ -162,12 +166,25 @@ class PreemptionController:
     def busy(self) -> bool:
         return self.planner.busy
 
+    def forget_signal(self, tls_id: str) -> None:
+        """The signal stops being watched for a while (ValueError while it is held)."""
+        self.planner.reset_signal(tls_id)
+
     # -- the tick -----------------------------------------------------------------------------
-    def tick(self, snapshot: Snapshot, progress: Mapping[str, EvProgress]) -> list[SignalCommand]:
+    def tick(
+        self,
+        snapshot: Snapshot,
+        progress: Mapping[str, EvProgress],
+        over_budget: Callable[[], bool] | None = None,
+    ) -> list[SignalCommand]:
+        """One control tick. When ``over_budget()`` turns true, the EVs not yet updated keep
+        their last requests (their last plan; the stalest are updated first next time), but the
+        planner, which makes every transition safe, always runs."""
         t = snapshot.t_s
         self.planner.observe(t, snapshot.signals)
         requests: list[ServiceRequest] = []
         predictions: dict[str, list[Eta]] = {}
+        live: list[tuple[str, EvSetup, EvProgress, VehicleState | None]] = []
         for ev_id, ev in self.evs.items():
             p = progress.get(ev_id)
             if p is None or ev_id in self.cancelled or p.arrived_s is not None or t < ev.dispatch_s:
@@ -176,6 +193,14 @@ class PreemptionController:
             if p.depart_s is not None and vehicle is None:
                 self.cancel(ev_id, "vanished")  # removed from the simulation: hand back
                 continue
+            live.append((ev_id, ev, p, vehicle))
+        if over_budget is not None and len(live) > 1:
+            live.sort(key=lambda item: self._updated_s.get(item[0], -math.inf))
+        for n, (ev_id, ev, p, vehicle) in enumerate(live):
+            if n and over_budget is not None and over_budget():
+                self.deferred += 1
+                requests.extend(self._last_requests.get(ev_id, ()))
+                continue
             predictor = self._predictors[ev_id]
             position = p.position_m if p.position_m is not None and vehicle is not None else 0.0
             speed = vehicle.speed_mps if vehicle is not None else 0.0
@@ -183,9 +208,14 @@ class PreemptionController:
                 predictor.observe(t, position, speed)
             etas = [e for e in predictor.predict(t) if not p.crossed(e.junction_index)]
             predictions[ev_id] = etas
-            requests.extend(self._requests(ev, etas, snapshot, position))
+            reqs = self._requests(ev, etas, snapshot, position)
+            self._last_requests[ev_id] = reqs
+            self._updated_s[ev_id] = t
+            requests.extend(reqs)
         commands = self.planner.tick(t, requests)
-        self._latest = predictions
+        live_ids = {item[0] for item in live}
+        self._latest = {k: v for k, v in self._latest.items() if k in live_ids}
+        self._latest.update(predictions)
         entered = self.planner.entries_at(t)
         for ev_id, etas in predictions.items():
             tags = {j: "entry" for (e, j) in entered if e == ev_id}

@@ -9,7 +9,7 @@ whatever those vehicles' turns), every other link of the signal red.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from controller.core.corridor import Corridor, approach_links
 from controller.core.network import Network
@@ -35,7 +35,9 @@ class OracleController:
         self._shown: dict[str, str] = {}  # tls_id -> state we last set
         self.preempted: set[str] = set()  # every tls this controller ever switched
 
-    def tick(self, snapshot: Snapshot, progress: Mapping[str, EvProgress]) -> list[SignalCommand]:
+    def tick(
+        self, snapshot: Snapshot, progress: Mapping[str, EvProgress], over_budget: Callable[[], bool] | None = None
+    ) -> list[SignalCommand]:
         wanted: dict[str, set[int]] = {}
         for ev, corridor in self._corridors.items():
             p = progress[ev]
@@ -71,7 +73,9 @@ class NoController:
     name = "none"
     preempted: set[str] = set()  # noqa: RUF012 - never mutated
 
-    def tick(self, snapshot: Snapshot, progress: Mapping[str, EvProgress]) -> Sequence[SignalCommand]:
+    def tick(
+        self, snapshot: Snapshot, progress: Mapping[str, EvProgress], over_budget: Callable[[], bool] | None = None
+    ) -> Sequence[SignalCommand]:
         return ()
 
     def stop(self) -> Sequence[SignalCommand]:

@@ -179,6 +179,9 @@ class Planner:
         }
         self.stopping = False
         self.release_reasons: dict[str, str] = {}  # ev_id -> why its requests ended, when not crossing
+        # the signals not idle after the last tick: with this tick's requests, all a tick must visit
+        self._active: set[str] = set()
+        self._ticked: set[str] = set()
 
     def release(self, ev_id: str, reason: str) -> None:
         """Record why an EV's requests end (cancelled, vanished, re-routed) for the records."""
@@ -192,10 +195,23 @@ class Planner:
                 DisplayClock(program.link_count),
             )
 
+    def reset_signal(self, tls_id: str) -> None:
+        """Forget what was seen of an idle signal (it stops being watched for a while): when it is
+        watched again its display clock starts afresh instead of spanning the gap. Its records
+        and lockouts stay."""
+        j = self.junctions.get(tls_id)
+        if j is None:
+            return
+        if j.stage != "idle" or j.holding:
+            raise ValueError(f"traffic light {tls_id!r} is {j.stage}: it cannot be forgotten")
+        self.junctions[tls_id] = JunctionControl(
+            j.timing, DisplayClock(j.program.link_count), lockout=j.lockout, records=j.records
+        )
+
     # -- queries ------------------------------------------------------------------------------
     def entries_at(self, t_s: float) -> list[tuple[str, int]]:
-        """(EV, junction index) whose preemption entry started at ``t_s``."""
-        return [key for j in self.junctions.values() for key, rec in j.current.items() if rec.entry_s == t_s]
+        """(EV, junction index) whose preemption entry started at ``t_s`` (the last tick's time)."""
+        return [key for tls in self._ticked for key, rec in self.junctions[tls].current.items() if rec.entry_s == t_s]
 
     @property
     def busy(self) -> bool:
@@ -239,11 +255,18 @@ class Planner:
             if r.tls_id in self.junctions:
                 by_tls.setdefault(r.tls_id, []).append(r)
         commands: list[SignalCommand] = []
+        # An idle signal without requests has nothing to do: visit only those with requests and
+        # those not idle (the cost follows the EVs, not the number of signals planned).
+        todo = self._active.union(by_tls)
         for tls, j in self.junctions.items():
+            if tls not in todo:
+                continue
             reqs = [] if self.stopping else [r for r in by_tls.get(tls, ()) if j.lockout.get(r.ev_id, -1.0) <= t_s]
             cmd = self._tick_junction(j, t_s, reqs)
             if cmd is not None:
                 commands.append(cmd)
+        self._ticked = todo
+        self._active = {tls for tls in todo if self.junctions[tls].stage != "idle"}
         self.release_reasons.clear()  # the reasons label the exits their releases caused just now
         return commands
 

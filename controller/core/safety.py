@@ -320,6 +320,11 @@ class SignalWatch:
         self._episode_start: float | None = None
         self._episode_reported = False
 
+    @property
+    def preempted(self) -> bool:
+        """Last seen outside its own program (in an episode of preemption)."""
+        return self._episode_start is not None
+
     # -- S5 ---------------------------------------------------------------------------------
     def _presence(self, t_s: float, preempted: bool, out: list[Violation]) -> None:
         if preempted:
@@ -521,6 +526,19 @@ class SafetyMonitor:
             watch = self.watches.get(tls_id)
             if watch is not None:
                 self.violations.extend(watch.observe(t_s, state, program_id))
+
+    def pause(self, tls_id: str) -> None:
+        """Stop watching a signal for a while (it runs its own program and no EV needs it): its
+        history is dropped, so that when it is observed again the checks start afresh rather
+        than across the gap. Refused while it is preempted."""
+        old = self.watches.get(tls_id)
+        if old is None:
+            return
+        if old.preempted:
+            raise ValueError(f"traffic light {tls_id!r} is preempted: it cannot stop being watched")
+        fresh = SignalWatch(old.program, self.config, tls_id)
+        fresh.touched = old.touched
+        self.watches[tls_id] = fresh
 
     def finish(self, t_s: float) -> None:
         for watch in self.watches.values():

@@ -10,6 +10,7 @@ import json
 import os
 import tempfile
 import xml.etree.ElementTree as ET
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from controller.core.corridor import approach_links
@@ -53,9 +54,9 @@ def _load_cache() -> dict[str, float]:
     return {str(k): float(v) for k, v in data.items()} if isinstance(data, dict) else {}
 
 
-def _store(key: str, value: float) -> None:
+def _store(values: Mapping[str, float]) -> None:
     data = _load_cache()
-    data[key] = value
+    data.update(values)
     path = cache_file()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -67,21 +68,36 @@ def _store(key: str, value: float) -> None:
 
 
 def free_flow_time(setup: RunSetup, ev: EvPlan, *, backend: Backend = "libsumo") -> float:
+    return free_flow_times(setup, [ev], backend=backend)[ev.ev_id]
+
+
+def free_flow_times(setup: RunSetup, evs: Sequence[EvPlan], *, backend: Backend = "libsumo") -> dict[str, float]:
+    """Free-flow time of every EV, from the cache or simulated: all the missing ones in one SUMO
+    session (the network is loaded once), one after the other, each alone on the network."""
     vtypes = setup.inputs.additional_files[0]  # the run's EV vehicle types, written by setup
-    key = _key(setup, ev, vtypes)
-    if key in _memory:
-        return _memory[key]
-    cached = _load_cache().get(key)
-    if cached is not None:
-        _memory[key] = cached
-        return cached
-    value = _simulate(setup, ev, vtypes, backend)
-    _memory[key] = value
-    _store(key, value)
-    return value
+    out: dict[str, float] = {}
+    missing: list[tuple[EvPlan, str]] = []
+    cache: dict[str, float] | None = None
+    for ev in evs:
+        key = _key(setup, ev, vtypes)
+        if key not in _memory:
+            cache = _load_cache() if cache is None else cache
+            if key in cache:
+                _memory[key] = cache[key]
+        if key in _memory:
+            out[ev.ev_id] = _memory[key]
+        else:
+            missing.append((ev, key))
+    if missing:
+        for (ev, key), value in zip(missing, _simulate(setup, [ev for ev, _ in missing], vtypes, backend),
+                                    strict=True):
+            _memory[key] = value
+            out[ev.ev_id] = value
+        _store({key: _memory[key] for _, key in missing})
+    return out
 
 
-def _simulate(setup: RunSetup, ev: EvPlan, vtypes: Path, backend: Backend) -> float:
+def _simulate(setup: RunSetup, evs: Sequence[EvPlan], vtypes: Path, backend: Backend) -> list[float]:
     network = setup.network
     with tempfile.TemporaryDirectory(prefix="greenwave-freeflow-") as tmp:
         tripinfo = Path(tmp) / "tripinfo.xml"
@@ -95,36 +111,32 @@ def _simulate(setup: RunSetup, ev: EvPlan, vtypes: Path, backend: Backend) -> fl
             "--no-warnings", "true",
             "--tripinfo-output", str(tripinfo),
         ]  # fmt: skip
-        commands: dict[str, set[int]] = {}
-        for j in ev.corridor.junctions:
-            commands.setdefault(j.tls_id, set()).update(approach_links(network, j))
         with SumoAdapter(args, backend=backend, error_log=Path(tmp) / "errors.log") as sim:
-            sim.add_vehicle(ev.ev_id, ev.route, ev.vtype_id, depart="0")
-            sim.apply(
-                [
-                    SignalCommand(
-                        tls,
-                        "set_state",
-                        state="".join(
-                            "G" if i in links else "r" for i in range(network.programs[tls].link_count)
-                        ),
-                        reason="free flow: route green",
-                    )
-                    for tls, links in sorted(commands.items())
-                ]
-            )
-            limit = 10 * ev.corridor.length_m / 1.0 + 600  # generous: 1 m/s average
-            arrived = False
-            while sim.time_s < limit:
-                snap = sim.step()
-                if ev.ev_id in snap.arrived:
-                    arrived = True
-                    break
-            if not arrived:
-                raise SimulationError(f"free-flow run: '{ev.ev_id}' did not arrive on an empty network")
+            for k, ev in enumerate(evs):
+                vid = f"{ev.ev_id}__freeflow{k}"
+                links: dict[str, set[int]] = {}
+                for j in ev.corridor.junctions:
+                    links.setdefault(j.tls_id, set()).update(approach_links(network, j))
+                sim.add_vehicle(vid, ev.route, ev.vtype_id, depart="now")
+                sim.apply([
+                    SignalCommand(tls, "set_state", reason="free flow: route green", state="".join(
+                        "G" if i in ln else "r" for i in range(network.programs[tls].link_count)))
+                    for tls, ln in sorted(links.items())
+                ])  # fmt: skip
+                limit = sim.time_s + 10 * ev.corridor.length_m / 1.0 + 600  # generous: 0.1 m/s average
+                while sim.time_s < limit:
+                    if vid in sim.step().arrived:
+                        break
+                else:
+                    raise SimulationError(f"free-flow run: '{ev.ev_id}' did not arrive on an empty network")
+                sim.apply([SignalCommand(tls, "restore") for tls in sorted(links)])
             sim.step()  # let SUMO write the tripinfo
-        root = ET.parse(tripinfo).getroot()
-        for trip in root.iter("tripinfo"):
-            if trip.get("id") == ev.ev_id:
-                return float(trip.get("duration", "nan"))
-    raise SimulationError(f"free-flow run: no tripinfo written for '{ev.ev_id}'")
+        durations = {trip.get("id"): float(trip.get("duration", "nan"))
+                     for trip in ET.parse(tripinfo).getroot().iter("tripinfo")}
+    result = []
+    for k, ev in enumerate(evs):
+        value = durations.get(f"{ev.ev_id}__freeflow{k}")
+        if value is None:
+            raise SimulationError(f"free-flow run: no tripinfo written for '{ev.ev_id}'")
+        result.append(value)
+    return result

@@ -22,16 +22,19 @@ from controller.core.progress import EvProgress
 from controller.core.safety import SafetyConfig, SafetyMonitor
 from controller.core.snapshot import SignalCommand, Snapshot, VehicleState
 from controller.errors import GreenwaveError
-from controller.runtime.freeflow import free_flow_time
+from controller.runtime.freeflow import free_flow_times
 from controller.runtime.outputs import background, cross_streets, read_outputs
+from controller.runtime.pacing import Pacer
 from controller.runtime.setup import RunSetup, sumo_args
 from controller.runtime.trace import TRACE_FILE, TraceRecorder
+from controller.runtime.watch import ACTIVATE_BEFORE_S, CorridorWatch
 from controller.sim.adapter import Backend, SumoAdapter
 
 CONTROLLERS = ("none", "local", "greenwave", "oracle")
 DRAIN_LIMIT_S = 300.0  # after the run: how long hand-backs in progress may take to finish
 STOP_AT_SIGNAL_M = 100.0  # a stop within this distance of the next stop line is a stop at a signal
 MAX_EXTENSION_S = 1800.0  # how long a run goes on past its end waiting for an EV to arrive
+DEFAULT_BUDGET_MS = 100.0  # the controller's budget per second of simulated time
 DEFAULT_DYNAMICS = EvDynamics(max_speed_mps=41.67, accel_mps2=2.6, decel_mps2=4.5)
 
 
@@ -41,7 +44,9 @@ class Controller(Protocol):
     @property
     def preempted(self) -> set[str]: ...
 
-    def tick(self, snapshot: Snapshot, progress: Mapping[str, EvProgress]) -> Sequence[SignalCommand]: ...
+    def tick(
+        self, snapshot: Snapshot, progress: Mapping[str, EvProgress], over_budget: Callable[[], bool] | None = None
+    ) -> Sequence[SignalCommand]: ...
 
     def stop(self) -> Sequence[SignalCommand]: ...
 
@@ -85,8 +90,10 @@ def controller_config(settings: Mapping[str, float]) -> ControllerConfig:
 
 @dataclass
 class _Timing:
-    tick_ms: list[float]
-    step_ms: list[float]
+    tick_ms: list[float]  # the controller's own time: read the snapshot, predict, plan, apply
+    step_ms: list[float]  # SUMO's simulation step
+    monitor_ms: list[float]  # the independent safety monitor and the trace (instruments, not control)
+    jitter_ms: list[float]  # --realtime/--speed: how late each tick started against the wall clock
 
 
 def _quantiles(values: Sequence[float]) -> dict[str, float | None]:
@@ -109,9 +116,13 @@ def run(
     safety: SafetyConfig | None = None,
     controller_config: ControllerConfig | None = None,
     on_progress: Callable[[float, int], None] | None = None,
+    budget_ms: float | None = None,
+    speed: float | None = None,
 ) -> dict[str, Any]:
     """Run one simulation and return its summary (also written to ``out_dir/summary.json``).
-    ``on_progress(t_s, evs_done)`` is called after every tick."""
+    ``on_progress(t_s, evs_done)`` is called after every tick. ``budget_ms``: the controller's
+    time budget per second of simulated time (default 100 ms); ``speed``: pace the simulation at
+    that many simulated seconds per wall second (1 = real time), None = as fast as possible."""
     out = setup.out_dir
     out.mkdir(parents=True, exist_ok=True)
     summary_path = out / "summary.json"
@@ -119,14 +130,15 @@ def run(
     (out / TRACE_FILE).unlink(missing_ok=True)
     started = time.perf_counter()
     check_controller(controller_name)
-    free_flow = {ev.ev_id: free_flow_time(setup, ev, backend=backend) for ev in setup.evs}
+    free_flow = free_flow_times(setup, setup.evs, backend=backend)
     programs = {tls: setup.network.programs[tls] for tls in setup.watched_tls}
     monitor = SafetyMonitor(programs, safety or SafetyConfig())
     progress = {ev.ev_id: EvProgress(ev.ev_id, ev.corridor) for ev in setup.evs}
     trace = TraceRecorder({ev.ev_id: ev.ev_type for ev in setup.evs})
-    timing = _Timing([], [])
-    budget_ms = setup.step_length_s * 1000.0
+    timing = _Timing([], [], [], [])
+    budget_ms = (budget_ms if budget_ms is not None else DEFAULT_BUDGET_MS) * setup.step_length_s
     end_s = setup.end_s
+    pacer = Pacer(speed) if speed is not None else None
 
     with SumoAdapter(sumo_args(setup), backend=backend, gui=gui, error_log=out / "sumo-errors.log") as sim:
         dynamics = {}
@@ -135,34 +147,51 @@ def run(
             sim.watch_vehicle(ev.ev_id)
             dynamics[ev.ev_id] = EvDynamics(**sim.vehicle_type(ev.vtype_id))
         controller = make_controller(controller_name, setup, dynamics, controller_config)
-        sim.watch_signals(setup.watched_tls)
-        sim.watch_lanes(lane for ev in setup.evs for j in ev.corridor.junctions for lane in j.approach_lanes)
+        forget = getattr(controller, "forget_signal", None)
+        watch = CorridorWatch(sim, [f for f in (forget, monitor.pause) if f is not None])
+        pending = sorted(setup.evs, key=lambda e: e.depart_s)  # corridors not read yet
+        t = sim.time_s
 
-        def control_tick(snap: Snapshot) -> None:
+        def activate(t_s: float) -> None:
+            while pending and pending[0].depart_s - ACTIVATE_BEFORE_S <= t_s + 1e-9:
+                ev = pending.pop(0)
+                watch.activate(ev.ev_id, progress[ev.ev_id].corridor, t_s)
+
+        def control_tick(snap: Snapshot, read_ms: float) -> None:
             t1 = time.perf_counter()
             monitor.observe(snap.t_s, {s.tls_id: (s.state, s.program_id) for s in snap.signals.values()})
+            t2 = time.perf_counter()
             arrived = set(snap.arrived)
             for ev_id, p in progress.items():
                 vehicle = snap.vehicles.get(ev_id)
                 if vehicle is not None and _left_route(vehicle, p):
-                    _reroute(sim, controller, setup, progress, ev_id, snap.t_s)
+                    _reroute(sim, controller, setup, progress, watch, ev_id, snap.t_s)
+                was_done = p.done
                 progress[ev_id].update(snap.t_s, vehicle, arrived=ev_id in arrived)
-            trace.observe(snap, progress)
-            commands = controller.tick(snap, progress)
+                if progress[ev_id].done and not was_done:
+                    watch.release(ev_id, snap.t_s)
+            deadline = t2 + (budget_ms - read_ms) / 1000.0
+            commands = controller.tick(snap, progress, lambda: time.perf_counter() > deadline)
             if commands:
                 sim.apply(commands)
-            timing.tick_ms.append((time.perf_counter() - t1) * 1000.0)
+            t3 = time.perf_counter()
+            trace.observe(snap, progress)
+            watch.tick(snap.t_s, sim.preempted)
+            activate(snap.t_s)
+            timing.tick_ms.append(read_ms + (t3 - t2) * 1000.0)
+            timing.monitor_ms.append((t2 - t1) * 1000.0 + (time.perf_counter() - t3) * 1000.0)
 
-        t = sim.time_s
+        activate(t)
         while not (
             t >= end_s - 1e-9
             and (all(p.done for p in progress.values()) or t >= end_s + MAX_EXTENSION_S)
         ):
-            t0 = time.perf_counter()
+            if pacer is not None:
+                timing.jitter_ms.append(pacer.wait(t - setup.begin_s))
             snap = sim.step()
-            timing.step_ms.append((time.perf_counter() - t0) * 1000.0)
+            timing.step_ms.append(sim.last_step_ms)
             t = snap.t_s
-            control_tick(snap)
+            control_tick(snap, sim.last_read_ms)
             if on_progress is not None:
                 on_progress(t, sum(1 for p in progress.values() if p.done))
         # Hand back whatever is still preempted, through the same safe transitions.
@@ -172,7 +201,7 @@ def run(
         drain_until = t + DRAIN_LIMIT_S
         snap = sim.step()
         while getattr(controller, "busy", False) and snap.t_s < drain_until:
-            control_tick(snap)
+            control_tick(snap, sim.last_read_ms)
             snap = sim.step()
         monitor.observe(snap.t_s, {s.tls_id: (s.state, s.program_id) for s in snap.signals.values()})
         monitor.finish(snap.t_s)
@@ -230,6 +259,8 @@ def run(
     ev_collisions = sum(1 for a, b in outputs.colliders if a in ev_ids or b in ev_ids)
     tick = _quantiles(timing.tick_ms)
     step = _quantiles(timing.step_ms)
+    monitor_q = _quantiles(timing.monitor_ms)
+    jitter = _quantiles(timing.jitter_ms)
     summary: dict[str, Any] = {
         "scenario": setup.name,
         "controller": controller.name,
@@ -265,7 +296,7 @@ def run(
             "emergency_stops": outputs.emergency_stops,
             "teleports": outputs.teleports,
             "by_touch": monitor.counts_by_touch(),
-            "watched_signals": len(programs),
+            "watched_signals": len(watch.signals_ever),
             "preempted_signals": sorted(controller.preempted),
             "violations": [
                 {"rule": v.rule, "tls": v.tls_id, "t": v.t_s, "link": v.link_index, "detail": v.detail}
@@ -281,7 +312,20 @@ def run(
             "over_budget": sum(1 for x in timing.tick_ms if x > budget_ms),
             "sumo_step_ms_p50": step["p50"],
             "sumo_step_ms_p99": step["p99"],
+            "tick_to_step_p50": round(tick["p50"] / step["p50"], 4) if tick["p50"] and step["p50"] else None,
+            "deferred_ev_updates": int(getattr(controller, "deferred", 0)),
+            "monitor_ms_p50": monitor_q["p50"],
+            "monitor_ms_p99": monitor_q["p99"],
+            "paced_speed": speed,
+            "jitter_ms_p50": jitter["p50"],
+            "jitter_ms_p99": jitter["p99"],
+            "jitter_ms_max": jitter["max"],
+            "watched_max": {"signals": watch.max_signals, "lanes": watch.max_lanes},
             "wall_s": round(time.perf_counter() - started, 2),
+            "notes": "tick = the controller's own time per tick (read the watched objects, predict, plan, "
+                     "apply), apart from SUMO's step; monitor = the independent safety monitor and the "
+                     "trace recorder, instruments outside the control path; jitter = how late a paced "
+                     "tick started against the wall clock",
         },
     }
     eta_log = getattr(controller, "eta_log", None)
@@ -323,6 +367,7 @@ def _reroute(
     controller: Controller,
     setup: RunSetup,
     progress: dict[str, EvProgress],
+    watch: CorridorWatch,
     ev_id: str,
     t_s: float,
 ) -> None:
@@ -332,8 +377,7 @@ def _reroute(
     old = progress[ev_id]
     new = EvProgress(ev_id, corridor, depart_s=old.depart_s, stops=old.stops, reroutes=old.reroutes + 1)
     progress[ev_id] = new
-    sim.watch_signals(corridor.tls_ids())
-    sim.watch_lanes(lane for j in corridor.junctions for lane in j.approach_lanes)
+    watch.activate(ev_id, corridor, t_s)
     reroute = getattr(controller, "reroute", None)
     if reroute is not None:
         reroute(ev_id, corridor)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import re
+import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -91,6 +92,8 @@ class SumoAdapter:
         self._label = ""
         self._vehicles: set[str] = set()
         self._signals: set[str] = set()
+        self.last_step_ms = 0.0  # SUMO's simulationStep in the last step()
+        self.last_read_ms = 0.0  # reading the watched objects' results after it
         self._lanes: set[str] = set()
         self._original_program: dict[str, str] = {}  # tls switched by us -> program to return to
         self.time_s = 0.0
@@ -162,6 +165,26 @@ class SumoAdapter:
             self._api.lane.subscribe(lane_id, list(_LANE_VARS))
             self._lanes.add(lane_id)
 
+    def unwatch_signals(self, tls_ids: Iterable[str]) -> None:
+        """Stop reading these signals each step (no EV needs them any more)."""
+        for tls_id in tls_ids:
+            if tls_id in self._signals:
+                self._signals.discard(tls_id)
+                with contextlib.suppress(*SUMO_ERRORS):
+                    self._api.trafficlight.unsubscribe(tls_id)
+
+    def unwatch_lanes(self, lane_ids: Iterable[str]) -> None:
+        for lane_id in lane_ids:
+            if lane_id in self._lanes:
+                self._lanes.discard(lane_id)
+                with contextlib.suppress(*SUMO_ERRORS):
+                    self._api.lane.unsubscribe(lane_id)
+
+    @property
+    def watched(self) -> tuple[int, int, int]:
+        """How many vehicles, signals and lanes are read each step."""
+        return len(self._vehicles), len(self._signals), len(self._lanes)
+
     # -- setup calls -------------------------------------------------------------------------
     def vehicle_type(self, type_id: str) -> dict[str, float]:
         """Dynamics of a vehicle type: max speed, acceleration, deceleration, speed factor."""
@@ -219,6 +242,7 @@ class SumoAdapter:
     def step(self) -> Snapshot:
         """Advance one step and read everything watched, from the subscription results."""
         direct = False  # read with plain getters: this step's subscription results are lost
+        t0 = time.perf_counter()
         try:
             self._api.simulationStep()
         except SUMO_ERRORS as e:
@@ -226,6 +250,13 @@ class SumoAdapter:
                 detail = _last_error(self._error_log) or str(e)
                 raise SimulationError(f"SUMO stopped: {detail}") from None
             direct = True
+        t1 = time.perf_counter()
+        self.last_step_ms = (t1 - t0) * 1000.0
+        snapshot = self._read(direct)
+        self.last_read_ms = (time.perf_counter() - t1) * 1000.0
+        return snapshot
+
+    def _read(self, direct: bool) -> Snapshot:
         api = self._api
         self.time_s = float(api.simulation.getTime())
         sim = api.simulation.getSubscriptionResults()
