@@ -5,8 +5,11 @@ the audit log holds it all after a restart."""
 from __future__ import annotations
 
 import itertools
+import json
+import sqlite3
 from pathlib import Path
 from typing import Any
+from xml.etree import ElementTree
 
 import pytest
 
@@ -145,3 +148,51 @@ def test_cancel_mid_route_hands_back_at_once(server: Server) -> None:
         assert [(a["escort_id"], a["kind"]) for a in audit] == [("fire-1", "cancel")]
         handbacks = {a["tls_id"] for a in c.get("/v1/audit", params={"kind": "handback"}).json()}
         assert set(held) <= handbacks
+
+
+def test_sigterm_mid_route_hands_every_junction_back(tiny_scenario: Path, tmp_path: Path) -> None:
+    server = Server(tiny_scenario, tmp_path, speed=5.0).start()
+    try:
+        with server.client() as c:
+            assert c.post("/v1/emergencies", json={**DISPATCH, "id": "amb-9"}).status_code == 201
+            held = wait_for(lambda: c.get("/healthz").json()["preempted"], what="a preempted junction")
+    finally:
+        assert server.stop() == 0, server.log.read_text()
+    with sqlite3.connect(server.audit_db) as db:
+        rows = db.execute("SELECT kind, tls_id, detail FROM audit ORDER BY id").fetchall()
+    switched = {tls for kind, tls, detail in rows if kind == "decision" and json.loads(detail)["stage"] == "entry"}
+    assert set(held) <= switched
+    last_entry = {tls: i for i, (kind, tls, detail) in enumerate(rows)
+                  if kind == "decision" and json.loads(detail)["stage"] == "entry"}
+    for tls, i in last_entry.items():  # every entry is followed by its hand-back
+        assert any(kind == "handback" and (t == tls or tls in json.loads(d).get("tls", []))
+                   for kind, t, d in rows[i + 1:]), (tls, rows)
+    assert ("cancel", None) in {(k, t) for k, t, _ in rows}  # the escort was cancelled by the shutdown
+    assert json.loads(rows[-1][2]) == {"event": "stopped", "failed": None}
+
+
+def test_escort_a_vehicle_already_running(server: Server) -> None:
+    trips = ElementTree.parse(server.workdir / "out" / "inputs" / "background.rou.xml").getroot().iter("trip")
+    with server.client() as c:
+        now = c.get("/healthz").json()["t_s"]
+        trip = next(t for t in trips if float(t.get("depart", "0")) > now + 2)
+        vid = trip.get("id")
+
+        def dispatched() -> dict[str, Any] | None:
+            r = c.post("/v1/emergencies", json={"vehicle_id": vid, "id": "escort-bg", "vehicle_type": "transit"})
+            if r.status_code == 422:
+                assert f"no vehicle '{vid}' is running" in r.json()["detail"]
+                return None
+            assert r.status_code == 201, r.text
+            body: dict[str, Any] = r.json()
+            return body
+
+        escort = wait_for(dispatched, timeout_s=60, every_s=0.2, what=f"vehicle {vid} to depart")
+        assert escort["vehicle_id"] == vid and escort["route"][0] == trip.get("from")
+        assert escort["route"][-1] == trip.get("to") and escort["junctions"]
+        r = c.post("/v1/emergencies", json={"vehicle_id": vid})
+        assert r.status_code == 409 and "escorted already (escort 'escort-bg')" in r.json()["detail"]
+        done = wait_for(lambda: (x := c.get("/v1/emergencies/escort-bg").json())["state"] == "arrived" and x,
+                        what="arrival of the escorted vehicle")
+        assert all(j["crossed_s"] is not None for j in done["junctions"])
+        wait_for(lambda: all_handed_back(c), timeout_s=30, what="every signal handed back")

@@ -1,0 +1,123 @@
+"""External position fixes (a GPS-tracked escort) on a geo-referenced network: longitude and
+latitude are map-matched onto the route and drive the ETA; points off the route are refused;
+origin and destination may be given as longitude/latitude too."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.api.conftest import DEMAND, Server, all_handed_back, wait_for
+from tests.helpers import write_scenario
+
+pytestmark = pytest.mark.sumo
+
+UTM32 = "+proj=utm +zone=32 +ellps=WGS84 +datum=WGS84 +units=m +no_defs"
+
+
+@pytest.fixture(scope="module")
+def geo_net(tiny_net: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny grid placed in UTM zone 32 (near Ingolstadt)."""
+    text = tiny_net.read_text()
+    start = text.index("<location ")
+    end = text.index("/>", start) + 2
+    location = (f'<location netOffset="-676000.00,-5400000.00" convBoundary="0.00,0.00,600.00,600.00" '
+                f'origBoundary="11.3,48.7,11.4,48.8" projParameter="{UTM32}"/>')
+    path = tmp_path_factory.mktemp("geo") / "tiny-geo.net.xml"
+    path.write_text(text[:start] + location + text[end:])
+    return path
+
+
+def _lonlat(net: Path, points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Longitude/latitude of network points, by SUMO itself."""
+    import libsumo
+
+    from controller.sim.sumo_paths import binary
+
+    libsumo.start([str(binary("sumo")), "-n", str(net), "--no-step-log", "--no-warnings"])
+    try:
+        return [tuple(libsumo.simulation.convertGeo(x, y)) for x, y in points]  # type: ignore[misc]
+    finally:
+        libsumo.close()
+
+
+@pytest.fixture(scope="module")
+def geo_server(geo_net: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    d = tmp_path_factory.mktemp("geo-serve")
+    scenario = write_scenario(d / "geo.toml", geo_net, end_s=3600, demand=DEMAND)
+    s = Server(scenario, d, speed=10.0).start()
+    try:
+        yield s
+    finally:
+        s.stop()
+
+
+def test_gps_escort_is_map_matched_and_drives_the_eta(geo_net: Path, geo_server: Server) -> None:
+    # the middle row runs along y = 300 (eastbound lane at about y = 298.4) from x = 0 to 600,
+    # with A1 at x = 100, B1 at 300, C1 at 500
+    (o_lon, o_lat), (d_lon, d_lat), (m_lon, m_lat), (far_lon, far_lat), (n_lon, n_lat) = _lonlat(
+        geo_net, [(50.0, 297.0), (550.0, 297.0), (200.0, 299.0), (200.0, 430.0), (400.0, 296.0)])
+    with geo_server.client() as c:
+        r = c.post("/v1/emergencies", json={"id": "gps-1", "tracking": "external", "vehicle_type": "police",
+                                            "origin": {"lon": o_lon, "lat": o_lat},
+                                            "destination": {"lon": d_lon, "lat": d_lat}})
+        assert r.status_code == 201, r.text
+        escort = r.json()
+        assert escort["route"] == ["left1A1", "A1B1", "B1C1", "C1right1"] and escort["priority"] == 2
+        assert escort["state"] == "dispatched" and escort["tracking"] == "external"
+
+        now = c.get("/healthz").json()["t_s"]
+        r = c.post("/v1/emergencies/gps-1/positions",
+                   json={"lon": m_lon, "lat": m_lat, "speed_mps": 0.0, "timestamp": now})
+        assert r.status_code == 200, r.text
+        fix = r.json()
+        assert fix["edge"] == "A1B1" and fix["offset_m"] == pytest.approx(93.0, abs=10.0)
+        assert fix["distance_from_route_m"] < 3.0
+        assert fix["route_distance_m"] == pytest.approx(escort["route_length_m"] / 2 - 100.0, abs=15.0)
+
+        e = wait_for(lambda: (x := c.get("/v1/emergencies/gps-1").json())["state"] == "en_route" and x,
+                     timeout_s=10, what="the first fix to be taken")
+        assert e["position"]["source"] == "external" and e["position"]["edge"] == "A1B1"
+        assert e["junctions"][0]["crossed_s"] is not None and e["junctions"][1]["crossed_s"] is None
+
+        # standing still (speed 0): the ETA at B1 moves later as time passes, whatever the
+        # simulation does; the fix, not a SUMO vehicle, drives it
+        def eta_b1() -> float | None:
+            b1 = c.get("/v1/emergencies/gps-1").json()["junctions"][1]
+            return float(b1["eta_s"]) if b1["eta_s"] is not None else None
+
+        first = wait_for(eta_b1, what="an ETA at B1")
+        wait_for(lambda: (x := eta_b1()) is not None and x > first + 3.0, timeout_s=20,
+                 what="the ETA at B1 to move later while the escort stands")
+
+        r = c.post("/v1/emergencies/gps-1/positions", json={"lon": far_lon, "lat": far_lat})
+        assert r.status_code == 422
+        assert "m from the route of escort 'gps-1' (at most 50 m)" in r.json()["detail"]
+        r = c.post("/v1/emergencies/gps-1/positions", json={"edge": "A1B1", "offset_m": 5.0, "timestamp": 0.0})
+        assert r.status_code == 422 and "older than the last position" in r.json()["detail"]
+
+        # moving on at 13 m/s from the middle of B1C1: the ETA at C1 is about 100 m / 13 m/s away
+        r = c.post("/v1/emergencies/gps-1/positions", json={"lon": n_lon, "lat": n_lat, "speed_mps": 13.0})
+        assert r.status_code == 200 and r.json()["edge"] == "B1C1", r.text
+        def eta_c1() -> float | None:
+            c1 = c.get("/v1/emergencies/gps-1").json()["junctions"][2]
+            return float(c1["eta_in_s"]) if c1["eta_in_s"] is not None and c1["eta_in_s"] < 15.0 else None
+
+        assert wait_for(eta_c1, timeout_s=5, every_s=0.05, what="an ETA at C1 from the moving fix") > 2.0
+        r = c.post("/v1/emergencies/gps-1/positions", json={"edge": "C1right1", "offset_m": 90.0})
+        assert r.status_code == 200, r.text
+        done = wait_for(lambda: (x := c.get("/v1/emergencies/gps-1").json())["state"] == "arrived" and x,
+                        timeout_s=20, what="arrival")
+        assert all(j["crossed_s"] is not None for j in done["junctions"])
+        wait_for(lambda: all_handed_back(c), timeout_s=30, what="every signal handed back")
+        assert c.post("/v1/emergencies/gps-1/positions", json={"edge": "C1right1"}).status_code == 409
+
+
+def test_lonlat_far_from_any_road_is_refused(geo_net: Path, geo_server: Server) -> None:
+    (lon, lat), = _lonlat(geo_net, [(300.0, 2000.0)])
+    with geo_server.client() as c:
+        r = c.post("/v1/emergencies", json={"origin": {"lon": lon, "lat": lat}, "destination": {"edge": "C1right1"}})
+        assert r.status_code == 422
+        assert r.json()["detail"].startswith("origin: (") and "from the nearest road" in r.json()["detail"]
