@@ -151,6 +151,8 @@ def main() -> None:
 @click.option("--realtime", is_flag=True, help="Pace the simulation to the wall clock (1 simulated s per s).")
 @click.option("--speed", type=click.FloatRange(min=0.01), default=None,
               help="Pace the simulation at this many simulated seconds per wall second.")
+@click.option("--record", type=click.Path(path_type=Path), default=None,
+              help="Write every tick's snapshot and commands to this file (JSON lines), for benchmarks/core_bench.py.")
 def run(
     scenario: Path | None,
     controller_name: str,
@@ -167,6 +169,7 @@ def run(
     budget_ms: float | None,
     realtime: bool,
     speed: float | None,
+    record: Path | None,
 ) -> None:
     """Run one SCENARIO (a .toml file), or your own --sumocfg with --ev, and write summary.json."""
     from controller.runtime.run import run as run_simulation
@@ -205,7 +208,8 @@ def run(
         )
         with _RunProgress(console, setup.begin_s, setup.end_s, len(setup.evs)) as progress:
             summary = run_simulation(setup, controller_name, backend="traci" if backend == "traci" else "libsumo",
-                                     gui=gui, on_progress=progress, budget_ms=budget_ms, speed=speed)
+                                     gui=gui, on_progress=progress, budget_ms=budget_ms, speed=speed,
+                                     record=record)
     except GreenwaveError as e:
         _fail(e)
     except KeyboardInterrupt:
@@ -227,6 +231,9 @@ def run(
               help="Compare with a baseline JSON; exit 1 on a regression.")
 @click.option("--write-baseline", "write_baseline", type=click.Path(path_type=Path), default=None,
               help="Write this bench's aggregate as a baseline JSON.")
+@click.option("--update-baseline", "update_baseline", is_flag=True,
+              help="With --check: rewrite that baseline with this bench's figures (on purpose: say why in the "
+                   "commit).")
 def bench(
     suite: Path | None,
     seeds: str | None,
@@ -235,13 +242,21 @@ def bench(
     jobs: int | None,
     baseline: Path | None,
     write_baseline: Path | None,
+    update_baseline: bool,
 ) -> None:
-    """Run a benchmark SUITE [default: benchmarks/suite.toml]: every scenario x controller x seed,
-    in parallel; print one comparison table; write bench.json and bench.csv."""
+    """Run a benchmark SUITE [default: the --check baseline's suite, else benchmarks/suite.toml]:
+    every scenario x controller x seed, in parallel; print one comparison table; write bench.json,
+    bench.csv and report.html. With --check, exit 1 when the figures moved from the baseline's."""
     from controller.bench.command import run_bench
 
     console = Console() if sys.stdout.isatty() else Console(width=200)
     try:
+        if update_baseline:
+            if baseline is None:
+                raise ScenarioError("--update-baseline rewrites the --check baseline: give --check BASELINE")
+            if write_baseline is not None:
+                raise ScenarioError("give --update-baseline or --write-baseline PATH, not both")
+            write_baseline = baseline
         code = run_bench(console, suite=suite, seeds=seeds, controllers=controllers, out_dir=out_dir, jobs=jobs,
                          baseline=baseline, write_baseline=write_baseline)
     except GreenwaveError as e:

@@ -31,6 +31,9 @@ CHECK_GAP_DROP = 0.05  # gap closed may drop by at most this much
 CHECK_TRAVEL_REL = 0.05  # mean EV travel time may rise by at most 5 % ...
 CHECK_TRAVEL_ABS_S = 2.0  # ... + 2 s
 CHECK_BG_CHANGE_PP = 1.0  # background time loss change may rise by at most 1 percentage point
+CHECK_STOPS_ABS = 0.5  # mean EV stops (at signals, and all) may differ by at most this much
+CHECK_TICK_RATIO = 5.0  # the controller's tick / SUMO's step (p50s) may grow at most 5-fold ...
+CHECK_TICK_RATIO_FLOOR = 0.05  # ... and is only judged above this (smaller ratios are timer noise)
 _EPS = 1e-9  # figures are deterministic; this only absorbs float rounding at a limit
 
 SAFETY_RULES = ("S1", "S2", "S3", "S4", "S5")
@@ -234,6 +237,9 @@ def _group(results: Sequence[RunResult], none: dict[int, Mapping[str, Any]] | No
     row["cross_time_loss_mean_s"] = _r(_mean(_num(_get(s, *cross)) for s in summaries), 3)
     row["cross_time_loss_change_pct"] = _r(_paired_change_pct(runs, none, *cross), 3) if none is not None else None
     row["recovery_mean_s"] = _r(_mean(_num(_get(s, "recovery", "mean_s")) for s in summaries), 2)
+    row["tick_ms_p99_mean"] = _r(_mean(_num(_get(s, "realtime", "tick_ms_p99")) for s in summaries), 4)
+    row["sumo_step_ms_p50_mean"] = _r(_mean(_num(_get(s, "realtime", "sumo_step_ms_p50")) for s in summaries), 4)
+    row["tick_to_step_p50"] = _r(_mean(_num(_get(s, "realtime", "tick_to_step_p50")) for s in summaries), 4)
 
     methods: dict[str, str | None] = {}
     for key, which in zip(("eta_p90_s", "eta_p90_60_s", "eta_p90_entry_s"), ETA_WHICH, strict=True):
@@ -406,11 +412,14 @@ def make_baseline(suite: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]) -
 def check_baseline(rows: Sequence[Mapping[str, Any]], baseline: Mapping[str, Any]) -> dict[str, Any]:
     """Compare the current rows with a baseline: ``{"regressions": [...], "notes": [...]}``.
 
-    A regression: any S1-S5 count above the baseline's (every controller); for CHECK_CONTROLLERS,
-    gap closed down by more than CHECK_GAP_DROP, mean EV travel time up by more than
-    CHECK_TRAVEL_REL + CHECK_TRAVEL_ABS_S, background time loss change up by more than
-    CHECK_BG_CHANGE_PP points; a group whose completed seeds differ from the baseline's (its
-    figures cannot be compared). Groups on only one side are noted, not failed."""
+    A regression, for every controller: any S1-S5 count above the baseline's; mean EV travel time
+    off the baseline's by more than CHECK_TRAVEL_REL × it + CHECK_TRAVEL_ABS_S (either way: the
+    figures are deterministic for a fixed seed), mean EV stops off by more than CHECK_STOPS_ABS;
+    the controller's tick / SUMO's step grown beyond CHECK_TICK_RATIO times the baseline's (when
+    above CHECK_TICK_RATIO_FLOOR). For CHECK_CONTROLLERS also gap closed down by more than
+    CHECK_GAP_DROP, background time loss change up by more than CHECK_BG_CHANGE_PP points. A group
+    whose completed seeds differ from the baseline's is a regression (its figures cannot be
+    compared); groups on only one side are noted, not failed."""
     base = {(g["scenario"], g["controller"]): g for g in baseline.get("groups", [])}
     cur = {(r["scenario"], r["controller"]): r for r in rows}
     regressions: list[dict[str, Any]] = []
@@ -431,16 +440,26 @@ def check_baseline(rows: Sequence[Mapping[str, Any]], baseline: Mapping[str, Any
         for rule in SAFETY_RULES:
             if r[rule] > b[rule]:
                 regress(key, rule, b[rule], r[rule], f"<= {b[rule]}")
+        # deterministic for a fixed seed: any change beyond the tolerance, either way, means the
+        # behaviour changed; a change meant to happen is committed with --update-baseline
+        t, tb = r.get("ev_travel_mean_s"), b.get("ev_travel_mean_s")
+        if t is not None and tb is not None:
+            tol = tb * CHECK_TRAVEL_REL + CHECK_TRAVEL_ABS_S
+            if abs(t - tb) > tol + _EPS:
+                regress(key, "ev_travel_mean_s", tb, t, f"{tb:.2f} ± {tol:.2f}")
+        for stops in ("ev_stops_mean", "ev_stops_at_signals_mean"):
+            n, nb = r.get(stops), b.get(stops)
+            if n is not None and nb is not None and abs(n - nb) > CHECK_STOPS_ABS + _EPS:
+                regress(key, stops, nb, n, f"{nb} ± {CHECK_STOPS_ABS}")
+        q, qb = r.get("tick_to_step_p50"), b.get("tick_to_step_p50")
+        if q is not None and qb is not None and q > max(qb * CHECK_TICK_RATIO, CHECK_TICK_RATIO_FLOOR) + _EPS:
+            regress(key, "tick_to_step_p50", qb, q,
+                    f"<= {max(qb * CHECK_TICK_RATIO, CHECK_TICK_RATIO_FLOOR):.4f} (controller tick / SUMO step)")
         if key[1] not in CHECK_CONTROLLERS:
             continue
         g, gb = r.get("gap_closed"), b.get("gap_closed")
         if g is not None and gb is not None and g < gb - CHECK_GAP_DROP - _EPS:
             regress(key, "gap_closed", gb, g, f">= {gb - CHECK_GAP_DROP:.4f}")
-        t, tb = r.get("ev_travel_mean_s"), b.get("ev_travel_mean_s")
-        if t is not None and tb is not None:
-            limit = tb * (1 + CHECK_TRAVEL_REL) + CHECK_TRAVEL_ABS_S
-            if t > limit + _EPS:
-                regress(key, "ev_travel_mean_s", tb, t, f"<= {limit:.2f}")
         c, cb = r.get("bg_time_loss_change_pct"), b.get("bg_time_loss_change_pct")
         if c is not None and cb is not None and c > cb + CHECK_BG_CHANGE_PP + _EPS:
             regress(key, "bg_time_loss_change_pct", cb, c, f"<= {cb + CHECK_BG_CHANGE_PP:.3f}")

@@ -54,16 +54,20 @@ def run_bench(
     """Run a bench; the exit code (0 ok, 1 failed runs or a regression). Input errors raise."""
     from controller.runtime.run import CONTROLLERS  # imports SUMO; the aggregation does not
 
+    base = read_baseline(baseline) if baseline is not None else None  # a bad baseline fails before any run
+    if suite is None and base is not None and baseline is not None:
+        suite = baseline_suite(baseline, base)
     s = load_suite(suite or DEFAULT_SUITE)
-    seed_list = parse_seeds(seeds) if seeds is not None else s.seeds
-    ctrl_list = parse_controllers(controllers) if controllers is not None else s.controllers
+    base_suite = base.get("suite", {}) if base is not None and suite == baseline_suite_or_none(baseline, base) else {}
+    seed_list = parse_seeds(seeds) if seeds is not None else tuple(base_suite.get("seeds") or s.seeds)
+    ctrl_list = parse_controllers(controllers) if controllers is not None else \
+        tuple(base_suite.get("controllers") or s.controllers)
     missing = [c for c in ctrl_list if c not in CONTROLLERS]
     if missing:
         raise GreenwaveError(
             f"controller{'s' if len(missing) > 1 else ''} {', '.join(missing)} not available yet "
             f"(available: {', '.join(CONTROLLERS)}); choose with --controllers"
         )
-    base = read_baseline(baseline) if baseline is not None else None  # a bad baseline fails before any run
     out = (out_dir or Path("runs") / f"bench-{s.name}").resolve()
     out.mkdir(parents=True, exist_ok=True)
 
@@ -138,6 +142,29 @@ def run_bench(
         else:
             console.print(f"check against {baseline}: no regression", highlight=False)
     return code
+
+
+def baseline_suite_or_none(path: Path | None, base: dict[str, Any] | None) -> Path | None:
+    """The suite file a baseline was made from (its 'suite.file', relative to the repository
+    root, i.e. the folder above the baseline's ``benchmarks/``, or to the baseline's folder)."""
+    if path is None or base is None:
+        return None
+    name = base.get("suite", {}).get("file")
+    if not isinstance(name, str) or not name:
+        return None
+    for root in (path.resolve().parent.parent, path.resolve().parent, Path.cwd()):
+        candidate = root / name
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def baseline_suite(path: Path, base: dict[str, Any]) -> Path:
+    found = baseline_suite_or_none(path, base)
+    if found is None:
+        raise GreenwaveError(f"{path}: its suite file {base.get('suite', {}).get('file')!r} is not found; "
+                             "give the SUITE to run")
+    return found
 
 
 def _seed_text(seeds: tuple[int, ...]) -> str:

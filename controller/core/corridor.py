@@ -219,7 +219,7 @@ def approach_links(network: Network, junction: CorridorJunction) -> frozenset[in
     movement and the turns that share the approach)."""
     links = {
         c.link_index
-        for c in network.connections
-        if c.from_edge == junction.approach_edge and c.tls_id == junction.tls_id and c.link_index >= 0
+        for c in network.connections_from(junction.approach_edge)
+        if c.tls_id == junction.tls_id and c.link_index >= 0
     }
     return frozenset(links | set(junction.link_indices))

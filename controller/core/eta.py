@@ -176,6 +176,7 @@ class _Kinematics:
         for k in range(n - 1, -1, -1):
             entry[k] = min(self.limits[k], math.sqrt(entry[k + 1] ** 2 + 2 * self.b * (self.ends[k] - self.starts[k])))
         self.entry_cap = tuple(entry)
+        self.top_speed = max(self.limits)
 
     def times(
         self,
@@ -341,6 +342,8 @@ class EtaPredictor:
         self._factor = min(max(1.0, self._config.min_factor), self._config.max_factor)
         self._predictions: dict[int, deque[tuple[float, float]]] = {}  # junction -> (t made, eta)
         self._rel_errors: deque[float] = deque(maxlen=_ERRORS_KEPT)
+        self._mean_cache: float | None = None  # of _rel_errors, until it changes
+        self._rms_cache: float | None = None
 
     @property
     def factor(self) -> float:
@@ -354,15 +357,18 @@ class EtaPredictor:
         cfg = self._config
         if not cfg.bias_correction or len(self._rel_errors) < cfg.bias_min_samples:
             return 0.0
-        mean = sum(self._rel_errors) / len(self._rel_errors)
-        return min(max(mean, -cfg.bias_max_per_s), cfg.bias_max_per_s)
+        if self._mean_cache is None:
+            self._mean_cache = sum(self._rel_errors) / len(self._rel_errors)
+        return min(max(self._mean_cache, -cfg.bias_max_per_s), cfg.bias_max_per_s)
 
     @property
     def spread_per_s(self) -> float:
         """RMS of (predicted − actual) / horizon of the predictions scored so far (0 before any)."""
         if not self._rel_errors:
             return 0.0
-        return math.sqrt(sum(r * r for r in self._rel_errors) / len(self._rel_errors))
+        if self._rms_cache is None:
+            self._rms_cache = math.sqrt(sum(r * r for r in self._rel_errors) / len(self._rel_errors))
+        return self._rms_cache
 
     def observe(self, t_s: float, position_m: float, speed_mps: float) -> None:
         """The EV's position along the corridor and speed at ``t_s``.
@@ -383,14 +389,28 @@ class EtaPredictor:
             self._score_crossings(prev, self._samples[-1])
             self._update_factor(t_s - prev[0])
 
-    def predict(self, t_s: float, queues: Sequence[QueueAhead] = ()) -> list[Eta]:
-        """ETAs at every junction still ahead (position < stop line), in corridor order.
+    def predict(
+        self,
+        t_s: float,
+        queues: Sequence[QueueAhead] = (),
+        *,
+        max_ahead_s: float | None = None,
+        at_least: int = -1,
+    ) -> list[Eta]:
+        """ETAs at every junction still ahead (position < stop line), in corridor order; with
+        ``max_ahead_s``, only up to the last one predicted within that many seconds (and at least
+        up to junction index ``at_least``): what a tick needs, at a cost that does not grow with
+        the length of the route.
 
         Made from the last observed state (the route start at rest, at ``t_s``, before any).
         """
         cfg = self._config
         t0, x0, v0 = self._samples[-1] if self._samples else (t_s, self._kin.starts[0], 0.0)
         ahead = [j for j in self._corridor.junctions if x0 < j.distance_m]
+        if max_ahead_s is not None and ahead:
+            # no further than the EV can get in max_ahead_s at its highest limit on the route
+            reach = x0 + self._kin.top_speed * max_ahead_s
+            ahead = [j for j in ahead if j.distance_m <= reach or j.index <= at_least] or ahead[:1]
         if not ahead:
             return []
         kin = self._kin.times(x0, v0, [j.distance_m for j in ahead])
@@ -406,6 +426,8 @@ class EtaPredictor:
         for j, k in zip(ahead, kin, strict=True):
             free = t0 + k
             eta = t0 + self._factor * k + shift
+            if max_ahead_s is not None and j.index > at_least and eta - t_s > max_ahead_s:
+                break
             floor_s = bound.get(j.index)
             if floor_s is not None and floor_s > eta:
                 shift += floor_s - eta
@@ -491,6 +513,7 @@ class EtaPredictor:
                 horizon = actual - t_made
                 if 0 < horizon <= _SPREAD_MAX_HORIZON_S:
                     self._rel_errors.append((eta - actual) / max(horizon, _SPREAD_MIN_HORIZON_S))
+                    self._mean_cache = self._rms_cache = None
 
 
 # ----------------------------------------------------------------------------------------------

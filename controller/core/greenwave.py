@@ -45,6 +45,8 @@ class ControllerConfig:
     # (a corridor's through share; 0 where it is unknown)
     detect_range_m: float = 300.0  # local: detection range
     detect_eta_s: float | None = None  # local, ETA-threshold variant
+    plan_ahead_s: float = 130.0  # predict and request only the signals the EV reaches within this
+    # (and those already engaged for it): beyond the planner's arming horizon nothing is decided
     planner: PlannerConfig = field(default_factory=PlannerConfig)
     eta: EtaConfig = field(default_factory=EtaConfig)
 
@@ -194,6 +196,8 @@ class PreemptionController:
                 self.cancel(ev_id, "vanished")  # removed from the simulation: hand back
                 continue
             live.append((ev_id, ev, p, vehicle))
+        engaged = self.planner.engaged()
+        plan_ahead = max(self.config.plan_ahead_s, self.config.planner.max_lead_s + 30.0)
         if over_budget is not None and len(live) > 1:
             live.sort(key=lambda item: self._updated_s.get(item[0], -math.inf))
         for n, (ev_id, ev, p, vehicle) in enumerate(live):
@@ -206,7 +210,9 @@ class PreemptionController:
             speed = vehicle.speed_mps if vehicle is not None else 0.0
             if vehicle is not None:
                 predictor.observe(t, position, speed)
-            etas = [e for e in predictor.predict(t) if not p.crossed(e.junction_index)]
+            etas = [e for e in predictor.predict(t, max_ahead_s=plan_ahead,
+                                                 at_least=engaged.get(ev_id, -1))
+                    if not p.crossed(e.junction_index)]
             predictions[ev_id] = etas
             reqs = self._requests(ev, etas, snapshot, position)
             self._last_requests[ev_id] = reqs

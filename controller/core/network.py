@@ -7,7 +7,7 @@ It is built once from a ``.net.xml`` (and the signal programs of additional file
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 GREEN_CHARS = frozenset("Gg")
@@ -129,6 +129,24 @@ class Network:
 
     def connections_between(self, from_edge: str, to_edge: str) -> tuple[Connection, ...]:
         return tuple(c for c in self._by_pair().get((from_edge, to_edge), ()))
+
+    def connections_from(self, from_edge: str) -> tuple[Connection, ...]:
+        """The connections leaving an edge (indexed once, on first use)."""
+        return self._index("_from_cache", lambda c: c.from_edge).get(from_edge, ())
+
+    def connections_of_tls(self, tls_id: str) -> tuple[Connection, ...]:
+        """The connections a traffic light controls."""
+        return self._index("_tls_cache", lambda c: c.tls_id).get(tls_id, ())
+
+    def _index(self, name: str, key: Callable[[Connection], str]) -> Mapping[str, tuple[Connection, ...]]:
+        cache: Mapping[str, tuple[Connection, ...]] | None = self.__dict__.get(name)
+        if cache is None:
+            built: dict[str, list[Connection]] = {}
+            for c in self.connections:
+                built.setdefault(key(c), []).append(c)
+            cache = {k: tuple(v) for k, v in built.items()}
+            object.__setattr__(self, name, cache)
+        return cache
 
     def _by_pair(self) -> Mapping[tuple[str, str], list[Connection]]:
         cache = self.__dict__.get("_pair_cache")

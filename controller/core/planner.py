@@ -229,6 +229,16 @@ class Planner:
         j = self.junctions.get(tls_id)
         return tuple(sorted({ev_id for ev_id, _ in j.current})) if j is not None else ()
 
+    def engaged(self) -> dict[str, int]:
+        """EV -> the furthest junction index along its corridor that a signal is armed or
+        switched for (its plan must go on covering it)."""
+        out: dict[str, int] = {}
+        for tls in self._active:
+            for ev_id, index in self.junctions[tls].current:
+                if index > out.get(ev_id, -1):
+                    out[ev_id] = index
+        return out
+
     def records(self) -> list[PreemptionRecord]:
         out = [r for j in self.junctions.values() for r in j.records]
         return sorted(out, key=lambda r: (r.entry_s if r.entry_s is not None else r.armed_s, r.tls_id))

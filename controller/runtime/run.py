@@ -3,17 +3,19 @@ plan, apply its commands; then measure and write ``summary.json``."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import IO, Any, Protocol
 
 import numpy as np
 
 from controller import __version__
+from controller.bench.core import command_json, snapshot_to_json
 from controller.core.corridor import build_corridor
 from controller.core.eta import EvDynamics
 from controller.core.greenwave import ControllerConfig, EvSetup, PreemptionController
@@ -118,11 +120,13 @@ def run(
     on_progress: Callable[[float, int], None] | None = None,
     budget_ms: float | None = None,
     speed: float | None = None,
+    record: Path | None = None,
 ) -> dict[str, Any]:
     """Run one simulation and return its summary (also written to ``out_dir/summary.json``).
     ``on_progress(t_s, evs_done)`` is called after every tick. ``budget_ms``: the controller's
     time budget per second of simulated time (default 100 ms); ``speed``: pace the simulation at
-    that many simulated seconds per wall second (1 = real time), None = as fast as possible."""
+    that many simulated seconds per wall second (1 = real time), None = as fast as possible;
+    ``record``: write every tick's snapshot and commands there (JSON lines) for replay."""
     out = setup.out_dir
     out.mkdir(parents=True, exist_ok=True)
     summary_path = out / "summary.json"
@@ -147,6 +151,7 @@ def run(
             sim.watch_vehicle(ev.ev_id)
             dynamics[ev.ev_id] = EvDynamics(**sim.vehicle_type(ev.vtype_id))
         controller = make_controller(controller_name, setup, dynamics, controller_config)
+        recorder = _open_recording(record, setup, controller, dynamics)
         forget = getattr(controller, "forget_signal", None)
         watch = CorridorWatch(sim, [f for f in (forget, monitor.pause) if f is not None])
         pending = sorted(setup.evs, key=lambda e: e.depart_s)  # corridors not read yet
@@ -175,6 +180,9 @@ def run(
             if commands:
                 sim.apply(commands)
             t3 = time.perf_counter()
+            if recorder is not None:
+                recorder.write(json.dumps({**snapshot_to_json(snap), "c": [command_json(c) for c in commands]},
+                                          separators=(",", ":")) + "\n")
             trace.observe(snap, progress)
             watch.tick(snap.t_s, sim.preempted)
             activate(snap.t_s)
@@ -206,6 +214,8 @@ def run(
         monitor.observe(snap.t_s, {s.tls_id: (s.state, s.program_id) for s in snap.signals.values()})
         monitor.finish(snap.t_s)
         last_t = snap.t_s
+        if recorder is not None:
+            recorder.close()
 
     outputs = read_outputs(out)
     ev_ids = {ev.ev_id for ev in setup.evs}
@@ -346,6 +356,22 @@ def _write_json(path: Path, data: Any, *, indent: int | None) -> None:
                       else (",", ":"))
     tmp.write_text(text + "\n", "utf-8")
     tmp.replace(path)
+
+
+def _open_recording(
+    path: Path | None, setup: RunSetup, controller: Controller, dynamics: Mapping[str, EvDynamics]
+) -> IO[str] | None:
+    if path is None:
+        return None
+    f = path.open("w", encoding="utf-8")
+    header = {
+        "format": "greenwave-snapshots/1", "scenario": setup.name, "seed": setup.seed, "controller": controller.name,
+        "net_file": str(setup.inputs.net_file), "controller_settings": dict(setup.controller),
+        "evs": [{"id": ev.ev_id, "type": ev.ev_type, "route": list(ev.route), "depart": ev.depart_s,
+                 "dynamics": dataclasses.asdict(dynamics.get(ev.ev_id, DEFAULT_DYNAMICS))} for ev in setup.evs],
+    }  # fmt: skip
+    f.write(json.dumps(header) + "\n")
+    return f
 
 
 def _json_default(o: object) -> object:

@@ -78,8 +78,8 @@ def cross_street_edges(network: Network, plans: Sequence[EvPlan]) -> list[str]:
     for ev in plans:
         for j in ev.corridor.junctions:
             exit_edge = network.edges.get(j.exit_edge)
-            for c in network.connections:
-                if c.junction_id != j.junction_id or c.tls_id != j.tls_id or c.from_edge == j.approach_edge:
+            for c in network.connections_of_tls(j.tls_id):
+                if c.junction_id != j.junction_id or c.from_edge == j.approach_edge:
                     continue
                 edge = network.edges.get(c.from_edge)
                 if edge is None or edge.is_internal:

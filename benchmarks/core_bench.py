@@ -1,0 +1,89 @@
+"""The controller's core without SUMO: time per tick against the number of concurrent EVs on the
+2,024-signal NDS network, and a recorded run replayed.
+
+    python benchmarks/core_bench.py                       # 1, 10, 50, 100 EVs, 300 ticks each
+    python benchmarks/core_bench.py --evs 1,100 --ticks 200
+    python benchmarks/core_bench.py --replay runs/x.jsonl # a recording of `greenwave run --record`
+
+Prints p50/p99/max per tick for each EV count and the growth of the per-tick cost with the EV
+count (cost per EV relative to the 10-EV figure: about 1 or less means linear or better). Exits 1
+when 100 EVs take more than 10 ms at p99 or the per-EV cost at the largest count is more than
+1.5 times that at 10 EVs (ratios measured in one run: robust to a noisy machine).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from controller.bench.core import random_corridor, replay, time_controller  # noqa: E402
+from controller.runtime.run import controller_config  # noqa: E402
+from controller.sim.netload import load_network  # noqa: E402
+
+NDS = REPO / "networks" / "nds_alltls" / "nds_main_alltls.net.xml.gz"
+P99_TARGET_MS = 10.0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--evs", default="1,10,50,100", help="EV counts, comma-separated")
+    ap.add_argument("--ticks", type=int, default=300)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--net", type=Path, default=NDS)
+    ap.add_argument("--replay", type=Path, default=None, help="a recording made with greenwave run --record")
+    ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    args = ap.parse_args()
+
+    t0 = time.perf_counter()
+    if args.replay is not None:
+        header = json.loads(args.replay.open(encoding="utf-8").readline())
+        network = load_network(Path(header["net_file"]))
+        result = replay(network, args.replay, controller_config(header.get("controller_settings", {})))
+        print(f"replay of {args.replay} ({header.get('scenario')}, {len(header.get('evs', []))} EVs): "
+              f"{result['ticks']} ticks, p50 {result['p50_ms']:.3f} ms, p99 {result['p99_ms']:.3f} ms, "
+              f"max {result['max_ms']:.3f} ms; commands differing from the recording: {result['command_mismatches']}")
+        if result["first_mismatch"]:
+            print(f"  first difference: {result['first_mismatch']}")
+        return 1 if result["command_mismatches"] else 0
+
+    network = load_network(args.net)
+    counts = sorted(int(x) for x in args.evs.split(","))
+    rng = random.Random(args.seed)
+    corridors = {f"ev{k:03d}": random_corridor(network, rng) for k in range(max(counts))}
+    signals = len({t for c in corridors.values() for t in c.tls_ids()})
+    print(f"network {args.net.name}: {len(network.programs)} signals; {len(corridors)} synthetic corridors "
+          f"({sum(len(c.junctions) for c in corridors.values()) / len(corridors):.1f} signals and "
+          f"{sum(c.length_m for c in corridors.values()) / len(corridors) / 1000:.1f} km each on average, "
+          f"{signals} distinct signals); set up in {time.perf_counter() - t0:.1f} s")
+    rows = []
+    for n in counts:
+        sub = dict(list(corridors.items())[:n])
+        rows.append(time_controller(network, sub, ticks=args.ticks, seed=args.seed))
+    ref = next((r for r in rows if r.evs == 10), rows[0])
+    print(f"{'EVs':>5} {'signals':>8} {'p50 ms':>9} {'p99 ms':>9} {'max ms':>9} {'p50/EV ms':>10} {'vs ref/EV':>10}")
+    for r in rows:
+        per_ev = r.p50_ms / r.evs
+        print(f"{r.evs:>5} {r.signals:>8} {r.p50_ms:>9.3f} {r.p99_ms:>9.3f} {r.max_ms:>9.3f} {per_ev:>10.4f} "
+              f"{per_ev / (ref.p50_ms / ref.evs):>10.2f}")
+    biggest = rows[-1]
+    growth = (biggest.p50_ms / biggest.evs) / (ref.p50_ms / ref.evs)
+    ok_p99 = biggest.evs < 100 or biggest.p99_ms <= P99_TARGET_MS
+    ok_growth = growth <= 1.5
+    print(f"p99 at {biggest.evs} EVs: {biggest.p99_ms:.3f} ms (target <= {P99_TARGET_MS:g} ms at 100 EVs): "
+          f"{'ok' if ok_p99 else 'FAIL'}; per-EV cost at {biggest.evs} vs {ref.evs} EVs: x{growth:.2f} "
+          f"(<= 1.5: no faster than linear): {'ok' if ok_growth else 'FAIL'}")
+    if args.json is not None:
+        args.json.write_text(json.dumps({"rows": [r.as_dict() for r in rows], "growth_per_ev": round(growth, 3)},
+                                        indent=2) + "\n")
+    return 0 if ok_p99 and ok_growth else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
