@@ -37,7 +37,15 @@ from controller.api.models import (
     SignalOut,
 )
 from controller.errors import GreenwaveError, RequestError
-from controller.runtime.service import ANSWER_TIMEOUT_S, Cancel, Dispatch, Place, Position, SimService
+from controller.runtime.service import (
+    ANSWER_TIMEOUT_S,
+    Cancel,
+    Dispatch,
+    Place,
+    Position,
+    ServiceState,
+    SimService,
+)
 
 log = logging.getLogger("greenwave.api")
 MAX_BODY_BYTES = 64 * 1024
@@ -149,6 +157,43 @@ def _place(p: Any) -> Place | None:
     return Place(lon=p.lon, lat=p.lat)
 
 
+class _ReadCache:
+    """The JSON of the published state's escorts, made once per tick however often it is polled.
+
+    Used from the event loop's thread only; a new published state (a new object) empties it."""
+
+    def __init__(self, service: SimService) -> None:
+        self.service = service
+        self.state: object = None
+        self.bodies: dict[str, bytes] = {}
+        self.lists: dict[str | None, bytes] = {}
+
+    def _current(self) -> ServiceState:
+        state = self.service.state
+        if state is not self.state:
+            self.state, self.bodies, self.lists = state, {}, {}
+        return state
+
+    def escort(self, escort_id: str) -> bytes | None:
+        state = self._current()
+        body = self.bodies.get(escort_id)
+        if body is None:
+            view = state.escorts.get(escort_id)
+            if view is None:
+                return None
+            body = self.bodies[escort_id] = EscortOut.model_validate(view).model_dump_json().encode()
+        return body
+
+    def escorts(self, state_filter: str | None) -> bytes:
+        state = self._current()
+        body = self.lists.get(state_filter)
+        if body is None:
+            parts = [self.escort(v.id) or b"" for v in state.escorts.values()
+                     if state_filter is None or v.state == state_filter]
+            body = self.lists[state_filter] = b"[" + b",".join(parts) + b"]"
+        return body
+
+
 def create_app(service: SimService, token: str, *, max_body_bytes: int = MAX_BODY_BYTES,
                sse_max_s: float = 600.0) -> FastAPI:
     app = FastAPI(
@@ -203,11 +248,13 @@ def create_app(service: SimService, token: str, *, max_body_bytes: int = MAX_BOD
     # -- escorts ---------------------------------------------------------------------------------
     EscortId = Annotated[str, Path(pattern=ID_PATTERN, description="Escort id.")]
 
-    def _escort_or_404(escort_id: str) -> EscortOut:
-        view = service.state.escorts.get(escort_id)
-        if view is None:
+    cache = _ReadCache(service)
+
+    def _escort_or_404(escort_id: str) -> Response:
+        body = cache.escort(escort_id)
+        if body is None:
             raise RequestError(f"unknown escort '{escort_id}'", 404)
-        return EscortOut.model_validate(view)
+        return Response(body, media_type="application/json")
 
     @v1.post("/emergencies", status_code=201, response_model=EscortOut, summary="Dispatch an escort")
     async def dispatch(body: DispatchRequest, response: Response) -> EscortOut:
@@ -224,12 +271,11 @@ def create_app(service: SimService, token: str, *, max_body_bytes: int = MAX_BOD
     @v1.get("/emergencies", response_model=list[EscortOut], summary="Every escort")
     async def list_escorts(
         state: Annotated[str | None, Query(pattern="^(dispatched|en_route|arrived|cancelled)$")] = None,
-    ) -> list[EscortOut]:
-        views = service.state.escorts.values()
-        return [EscortOut.model_validate(v) for v in views if state is None or v.state == state]
+    ) -> Response:
+        return Response(cache.escorts(state), media_type="application/json")
 
     @v1.get("/emergencies/{escort_id}", response_model=EscortOut, summary="One escort")
-    async def get_escort(escort_id: EscortId) -> EscortOut:
+    async def get_escort(escort_id: EscortId) -> Response:
         return _escort_or_404(escort_id)
 
     @v1.post("/emergencies/{escort_id}/positions", response_model=PositionAccepted,
@@ -313,7 +359,8 @@ def create_app(service: SimService, token: str, *, max_body_bytes: int = MAX_BOD
         if status in ("failed", "stopped"):
             response.status_code = 503
         return Health(status=status, t_s=s.t_s, ticks=s.ticks, detail=s.failed, preempted=list(s.preempted),
-                      escorts_active=sum(1 for e in s.escorts.values() if e.active), safety=dict(s.safety))
+                      escorts_active=sum(1 for e in s.escorts.values() if e.active), safety=dict(s.safety),
+                      ticks_recent=service.tick_stats())
 
     @app.get("/metrics", response_class=PlainTextResponse, summary="Prometheus metrics")
     async def metrics() -> PlainTextResponse:

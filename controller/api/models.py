@@ -163,6 +163,9 @@ class Health(BaseModel):
     escorts_active: int
     preempted: list[str]
     safety: dict[str, int]
+    ticks_recent: dict[str, float | int | None] = Field(
+        description="Wall time of the recent ticks (up to 1000): whole tick (SUMO step, controller, publishing) "
+        "and control alone, p50/p99/max in ms, against the budget (one step's wall time at the set speed).")
     detail: str | None = None
 
 

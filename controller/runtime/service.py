@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import logging
 import queue
+import statistics
 import threading
 import time
+from collections import deque
 from collections.abc import Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
@@ -57,6 +59,7 @@ ARRIVED_WITHIN_M = 5.0  # an externally tracked escort this close to its route's
 DEAD_RECKONING_S = 30.0  # an external fix is carried forward at its speed for at most this long
 ETA_EVENT_EVERY_S = 5.0  # ETA update events per escort, in simulated seconds
 ANSWER_TIMEOUT_S = 15.0
+TICKS_KEPT = 100_000  # recent tick timings kept for their quantiles
 
 
 # -- what the service publishes (immutable) --------------------------------------------------------
@@ -228,9 +231,11 @@ class SimService:
         self.geo = is_geo_referenced(setup.inputs.net_file)
         step_ms = setup.step_length_s * 1000.0
         self.budget_ms = step_ms / speed if speed is not None else step_ms
-        self.tick_ms: list[float] = []  # wall time of every tick (the benchmark reads it)
+        self.tick_ms: deque[float] = deque(maxlen=TICKS_KEPT)  # wall time of the recent ticks
+        self.control_ms: deque[float] = deque(maxlen=TICKS_KEPT)  # the same without SUMO's step
         self._commands: queue.Queue[tuple[Command, Future[Any]]] = queue.Queue()
         self._lock = threading.Lock()
+        self._stats_lock = threading.Lock()
         self._state = ServiceState(t_s=setup.begin_s, ticks=0, running=False, ended=False, failed=None)
         self._stop = threading.Event()
         self._ready = threading.Event()
@@ -348,7 +353,8 @@ class SimService:
             t0 = time.perf_counter()
             self._tick(sim)
             ms = (time.perf_counter() - t0) * 1000.0
-            self.tick_ms.append(ms)
+            with self._stats_lock:
+                self.tick_ms.append(ms)
             self.metrics.tick(ms, self.budget_ms if self.speed is not None else None)
             if self.speed is not None:
                 next_wall += step_wall_s
@@ -399,6 +405,7 @@ class SimService:
     def _tick(self, sim: SumoAdapter) -> None:
         assert self._controller is not None
         snap = sim.step()
+        t0 = time.perf_counter()
         t = snap.t_s
         self._monitor.observe(t, {s.tls_id: (s.state, s.program_id) for s in snap.signals.values()})
         vehicles = dict(snap.vehicles)
@@ -432,6 +439,26 @@ class SimService:
             if not future.done():
                 future.set_result(self.state.escorts[escort_id])
         self._after_tick.clear()
+        with self._stats_lock:
+            self.control_ms.append((time.perf_counter() - t0) * 1000.0)
+
+    def tick_stats(self, last: int = 1000) -> dict[str, float | int | None]:
+        """Quantiles of the last ``last`` ticks' wall time (whole tick, and without SUMO's step), in ms."""
+        def q(values: list[float]) -> tuple[float | None, float | None, float | None]:
+            if len(values) < 2:
+                return (values[0], values[0], values[0]) if values else (None, None, None)
+            cuts = statistics.quantiles(values, n=100, method="inclusive")
+            return round(cuts[49], 3), round(cuts[98], 3), round(max(values), 3)
+
+        with self._stats_lock:
+            ticks = list(self.tick_ms)[-last:]
+            control = list(self.control_ms)[-last:]
+        t50, t99, tmax = q(ticks)
+        c50, c99, cmax = q(control)
+        return {"n": len(ticks), "budget_ms": round(self.budget_ms, 3),
+                "over_budget": sum(1 for x in ticks if x > self.budget_ms),
+                "tick_ms_p50": t50, "tick_ms_p99": t99, "tick_ms_max": tmax,
+                "control_ms_p50": c50, "control_ms_p99": c99, "control_ms_max": cmax}
 
     def _dead_reckoned(self, esc: _Escort, t_s: float) -> VehicleState | None:
         fix = esc.fix

@@ -70,9 +70,15 @@ def test_dispatch_follow_arrive_hand_back_and_audit_survives_restart(tiny_scenar
             assert sse.status == 200 and sse.content_type.startswith("text/event-stream")
             assert [e["id"] for e in events] == sorted(e["id"] for e in events)
             assert events[0]["event"] == "dispatch" and events[0]["data"]["escort"] == "amb-1"
+            full = 0
             for tls in ROW:
                 order = [s for s in _stage_order(events, tls) if s in ("entry", "dwell", "exit", "handback")]
-                assert order == ["entry", "dwell", "exit", "handback"], (tls, _stage_order(events, tls))
+                # (a signal whose program shows the approach green anyway may see the ambulance pass
+                # while it is still moving to the exclusive approach state: entry, exit, no dwell)
+                assert order in (["entry", "dwell", "exit", "handback"], ["entry", "exit", "handback"]), (
+                    tls, _stage_order(events, tls))
+                full += order == ["entry", "dwell", "exit", "handback"]
+            assert full >= 1, events
             etas = [e for e in sse.of("eta") if e["data"]["escort"] == "amb-1"]
             assert len(etas) >= 2
             assert sse.of("arrival")[0]["data"]["escort"] == "amb-1"
@@ -94,9 +100,10 @@ def test_dispatch_follow_arrive_hand_back_and_audit_survives_restart(tiny_scenar
     kinds = [(a["kind"], a["escort_id"], a["tls_id"], a["detail"].get("stage")) for a in audit]
     assert ("dispatch", "amb-1", None, None) in kinds
     for tls in ROW:
-        for stage in ("entry", "dwell", "exit"):
+        for stage in ("entry", "exit"):
             assert ("decision", "amb-1", tls, stage) in kinds, (tls, stage)
         assert ("handback", "amb-1", tls, None) in kinds
+    assert any(("decision", "amb-1", tls, "dwell") in kinds for tls in ROW)
     assert ("arrival", "amb-1", None, None) in kinds
     ids = [a["id"] for a in audit]
     assert ids == sorted(ids) and len(set(ids)) == len(ids)
