@@ -46,7 +46,7 @@ from controller.runtime.events import EventBus
 from controller.runtime.metrics import Metrics
 from controller.runtime.run import DRAIN_LIMIT_S, _left_route, controller_config
 from controller.runtime.setup import EV_VTYPE_PREFIX, RunSetup, sumo_args
-from controller.sim.adapter import Backend, SumoAdapter
+from controller.sim.adapter import SUMO_ERRORS, Backend, SumoAdapter
 from controller.sim.geo import is_geo_referenced
 
 log = logging.getLogger("greenwave.service")
@@ -393,6 +393,11 @@ class SimService:
                 future.set_result(self._position(sim, command))
         except GreenwaveError as e:
             future.set_exception(e)
+        except SUMO_ERRORS as e:
+            future.set_exception(RequestError(f"SUMO refused the request: {e}"))
+        except Exception as e:  # a bug in one command must not stop the simulation or leave it preempted
+            log.exception("command %r failed", command)
+            future.set_exception(RequestError(f"internal error ({type(e).__name__}) in the request", 500))
 
     def _answer_after_tick(self, future: Future[Any], escort_id: str) -> None:
         if self._ended:  # no more ticks: answer with the state as it is
@@ -643,8 +648,7 @@ class SimService:
                                    409)
             if not sim.vehicle_exists(key):
                 raise RequestError(f"vehicle_id: no vehicle '{key}' is running in the simulation")
-            full = sim.vehicle_route(key)
-            route = full[sim.vehicle_route_index(key):]
+            route = sim.vehicle_route(key)  # whole: the edges behind it count as crossed at once
             vtype = sim.vehicle_type_id(key)
         else:
             key = escort_id

@@ -133,3 +133,21 @@ def test_422_for_malformed_json_and_positions_off_the_route(c: httpx.Client) -> 
     assert c.delete("/v1/emergencies/ext-1").status_code == 200
     rejected = c.get("/v1/audit", params={"kind": "rejected"}).json()
     assert any(a["detail"]["status"] == 422 and "not on the route" in a["detail"]["detail"] for a in rejected)
+
+
+def test_health_and_prometheus_metrics(c: httpx.Client) -> None:
+    assert c.get("/v1/emergencies/nobody").status_code == 404
+    health = c.get("/healthz").json()
+    assert health["status"] == "ok" and health["ticks"] > 0 and health["preempted"] == []
+    assert health["ticks_recent"]["budget_ms"] == 50.0  # one second of simulation at --speed 20
+    assert health["ticks_recent"]["n"] > 0 and health["ticks_recent"]["tick_ms_p50"] is not None
+    r = c.get("/metrics")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
+    metrics = {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+               for line in r.text.splitlines() if line and not line.startswith("#")}
+    assert metrics["greenwave_ticks_total"] >= health["ticks"]
+    assert metrics['greenwave_tick_latency_ms_bucket{le="+Inf"}'] == metrics["greenwave_tick_latency_ms_count"]
+    assert metrics['greenwave_http_requests_total{route="/v1/emergencies/{escort_id}",status="404"}'] >= 1
+    assert metrics["greenwave_escorts_active"] >= 0 and metrics["greenwave_junctions_preempted"] == 0
+    assert metrics["greenwave_up"] == 1
+    assert "# TYPE greenwave_tick_latency_ms histogram" in r.text
