@@ -166,6 +166,17 @@ def reentry_phase(program: Program, served_phase: int, target: str) -> int:
     return fallback if fallback >= 0 else served_phase
 
 
+def _reentry_duration_s(program: Program, phase: int) -> float | None:
+    """How long the re-entry phase must run once handed back: what ``handback_ready`` counted
+    on. A static program runs its phase's duration by itself; an actuated one entered by
+    setPhase may end it at once (SUMO's actuated logic then ignores minDur: measured on the NDS
+    network, a 5 s minDur phase ended after 2 s), so it is given its minimum explicitly."""
+    if program.kind == "static":
+        return None
+    ph = program.phases[phase]
+    return min(ph.min_dur_s, ph.duration_s) if ph.min_dur_given else ph.duration_s
+
+
 class Planner:
     """Plans every signal on the EVs' corridors; fed each tick with the signals' states."""
 
@@ -355,6 +366,7 @@ class Planner:
                 self._close(j, t_s, "", restored=True)
                 return SignalCommand(
                     j.tls_id, "restore", program_id=j.program.program_id, phase=j.reentry_phase,
+                    phase_remaining_s=_reentry_duration_s(j.program, j.reentry_phase),
                     reason=f"hand-back at phase {j.reentry_phase}",
                 )
             return self._set(j, next_state(j.timing, j.clock, back, t_s, cfg.step_s), "exit")

@@ -145,3 +145,29 @@ def test_rerouted_ev_releases_junctions_it_no_longer_needs(tmp_path: Path) -> No
     later = [p for p in s["preemptions"] if p["entry"] is not None and p["entry"] > t_turn + 30]
     assert later == []
     assert all(p["restored"] is not None and p["restored"] <= t_turn + 90 for p in s["preemptions"])
+
+
+def test_hand_back_to_actuated_programs_keeps_the_minimum_green(tmp_path: Path) -> None:
+    """SUMO's actuated logic, entered by setPhase at the hand-back, may end the phase at once
+    (no vehicle on its detectors) below its minDur: the hand-back must give the phase its
+    minimum, or the monitor counts S3."""
+    import subprocess
+
+    from controller.sim.sumo_paths import binary
+    from tests.helpers import write_scenario
+
+    net = tmp_path / "actuated.net.xml"
+    subprocess.run(
+        [str(binary("netgenerate")), "--grid", "--grid.number", "4", "--grid.length", "200",
+         "--grid.attach-length", "100", "--default-junction-type", "traffic_light",
+         "--tls.default-type", "actuated", "--default.lanenumber", "1", "--tls.yellow.time", "3",
+         "--tls.allred.time", "2", "--no-turnarounds", "true", "--seed", "1", "-o", str(net)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    assert 'type="actuated"' in net.read_text()
+    scenario = write_scenario(tmp_path / "s.toml", net, ev='from = "left1A1"\nto = "D1right1"', end_s=400,
+                              demand='[demand]\nlevel = "light"\ngenerator = "random_trips"\n'
+                                     "vehicles_per_hour = 600\n")
+    s = run_ok(["run", str(scenario), "--controller", "greenwave", "--out", str(tmp_path / "out")])
+    assert s["evs"][0]["preempted"] >= 3 and len(s["preemptions"]) >= 3
+    _assert_safe(s)
