@@ -203,3 +203,17 @@ def test_escort_a_vehicle_already_running(server: Server) -> None:
                         what="arrival of the escorted vehicle")
         assert all(j["crossed_s"] is not None for j in done["junctions"])
         wait_for(lambda: all_handed_back(c), timeout_s=30, what="every signal handed back")
+
+
+def test_end_stops_stepping_and_keeps_serving(tiny_scenario: Path, tmp_path: Path) -> None:
+    server = Server(tiny_scenario, tmp_path, speed=20.0, extra=("--end", "40")).start()
+    try:
+        with server.client() as c:
+            health = wait_for(lambda: (h := c.get("/healthz").json())["status"] == "ended" and h, timeout_s=30,
+                              what="the end")
+            assert health["t_s"] == 40.0
+            r = c.post("/v1/emergencies", json=DISPATCH)
+            assert r.status_code == 409 and r.json()["detail"] == "the simulation ended at 40 s: no new escorts"
+            assert c.get("/v1/emergencies").json() == [] and c.get("/healthz").json()["t_s"] == 40.0
+    finally:
+        assert server.stop() == 0

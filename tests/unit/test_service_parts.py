@@ -1,0 +1,94 @@
+"""The live service's parts that need no simulation: audit log, event bus, metrics text, route
+positions of external fixes, geo-reference detection."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from controller.core.corridor import build_corridor
+from controller.errors import GreenwaveError
+from controller.runtime.audit import AuditLog
+from controller.runtime.events import EventBus
+from controller.runtime.metrics import Metrics
+from controller.runtime.service import _locate
+from controller.sim.geo import is_geo_referenced
+from tests.unit.test_preemption_controller import MAIN, NET
+
+
+def test_audit_log_survives_reopening_and_filters(tmp_path: Path) -> None:
+    db = tmp_path / "a" / "audit.sqlite"
+    log = AuditLog(db)
+    first = log.record("dispatch", t_s=5.0, escort_id="e1", route=["a", "b"])
+    log.record("decision", t_s=6.0, escort_id="e1", tls_id="T1", stage="entry")
+    log.close()
+    log = AuditLog(db)  # a restart
+    third = log.record("handback", t_s=9.0, tls_id="T1")
+    rows = log.since(0)
+    assert [r.kind for r in rows] == ["dispatch", "decision", "handback"] and rows[0].id == first
+    assert rows[0].detail == {"route": ["a", "b"]} and rows[1].tls_id == "T1" and rows[1].t_s == 6.0
+    assert [r.id for r in log.since(first)] == [first + 1, third]
+    assert [r.kind for r in log.since(0, kind="decision")] == ["decision"]
+    assert len(log.since(0, limit=2)) == 2
+    assert rows[0].at.endswith("+00:00")
+    with pytest.raises(ValueError, match="unknown audit kind"):
+        log.record("gossip")
+    log.close()
+    with sqlite3.connect(db) as raw:
+        assert raw.execute("SELECT COUNT(*) FROM audit").fetchone() == (3,)
+
+
+def test_audit_log_on_an_unwritable_path_is_a_user_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(GreenwaveError, match="audit database"):
+        AuditLog(blocker / "audit.sqlite")
+
+
+def test_event_bus_ids_and_replay() -> None:
+    bus = EventBus(keep=3)
+    assert bus.last_id == 0 and bus.since(0) == []
+    for i in range(5):
+        bus.publish("eta", n=i)
+    assert bus.last_id == 5
+    assert [e.id for e in bus.since(0)] == [3, 4, 5]  # only the last 3 are kept
+    assert [e.data["n"] for e in bus.since(4)] == [4] and bus.since(5) == []
+
+
+def test_metrics_text_format() -> None:
+    m = Metrics()
+    for ms in (0.3, 4.0, 120.0):
+        m.tick(ms, budget_ms=100.0)
+    m.request("/v1/emergencies", 201)
+    m.request("/v1/emergencies", 201)
+    m.request('/odd"path', 404)
+    text = m.render({"greenwave_escorts_active": ("Escorts.", 2.0)})
+    lines = text.splitlines()
+    assert "greenwave_ticks_total 3" in lines and "greenwave_ticks_over_budget_total 1" in lines
+    assert 'greenwave_tick_latency_ms_bucket{le="0.5"} 1' in lines
+    assert 'greenwave_tick_latency_ms_bucket{le="5"} 2' in lines
+    assert 'greenwave_tick_latency_ms_bucket{le="+Inf"} 3' in lines and "greenwave_tick_latency_ms_count 3" in lines
+    assert 'greenwave_http_requests_total{route="/v1/emergencies",status="201"} 2' in lines
+    assert 'greenwave_http_requests_total{route="/odd\\"path",status="404"} 1' in lines
+    assert "# TYPE greenwave_escorts_active gauge" in lines and "greenwave_escorts_active 2" in lines
+    assert text.endswith("\n")
+
+
+def test_locate_a_route_position() -> None:
+    c = build_corridor(NET, MAIN)  # e0 500 m, e1 200 m, e2 100 m, crossings of zero length
+    assert _locate(c, 0.0) == (0, 0.0)
+    assert _locate(c, 499.0) == (0, 499.0)
+    assert _locate(c, 650.0) == (1, 150.0)
+    assert _locate(c, 800.0) == (2, 100.0)
+    assert _locate(c, 900.0) == (2, 100.0)  # past the end: the end
+
+
+def test_geo_reference_is_read_from_the_network(tmp_path: Path) -> None:
+    plain = tmp_path / "plain.net.xml"
+    plain.write_text('<net>\n    <location netOffset="0.00,0.00" projParameter="!"/>\n</net>\n')
+    geo = tmp_path / "geo.net.xml"
+    geo.write_text('<net>\n    <location netOffset="1,2" projParameter="+proj=utm +zone=32"/>\n</net>\n')
+    assert not is_geo_referenced(plain) and is_geo_referenced(geo)
+    assert not is_geo_referenced(Path(__file__).resolve().parents[2] / "networks" / "grid5" / "grid5.net.xml")
