@@ -57,6 +57,7 @@ MAX_FROM_ROAD_M = 100.0  # a lon/lat origin or destination farther from any road
 MAX_FROM_ROUTE_M = 50.0  # a position fix farther from the escort's route is refused
 ARRIVED_WITHIN_M = 5.0  # an externally tracked escort this close to its route's end has arrived
 DEAD_RECKONING_S = 30.0  # an external fix is carried forward at its speed for at most this long
+FIX_LOST_S = 120.0  # an externally tracked escort without a new fix this long is cancelled (signals back)
 ETA_EVENT_EVERY_S = 5.0  # ETA update events per escort, in simulated seconds
 ANSWER_TIMEOUT_S = 15.0
 TICKS_KEPT = 100_000  # recent tick timings kept for their quantiles
@@ -520,8 +521,17 @@ class SimService:
                                   stage=stage, previous=before, escorts=escorts)
 
     def _track_escorts(self, t_s: float) -> None:
+        assert self._controller is not None
         for esc in self._escorts.values():
             p = self._progress[esc.key]
+            lost = esc.tracking == "external" and esc.fix_t_s is not None and t_s - esc.fix_t_s > FIX_LOST_S
+            if lost and esc.state in ("dispatched", "en_route") and p.arrived_s is None:
+                self._controller.cancel(esc.key, "position lost")
+                reason = f"no position for {FIX_LOST_S:g} s"
+                esc.state, esc.reason, esc.cancelled_s = "cancelled", reason, t_s
+                self.events.publish("cancel", escort=esc.id, t_s=t_s, reason=reason)
+                self.audit.record("cancel", t_s=t_s, escort_id=esc.id, reason=reason)
+                continue
             if esc.state == "dispatched" and p.depart_s is not None:
                 esc.state = "en_route"
                 self.events.publish("departed", escort=esc.id, t_s=t_s)
