@@ -184,8 +184,11 @@ class _Kinematics:
         speed_mps: float,
         targets_m: Sequence[float],
         end_speed_mps: float | None = None,
+        max_time_s: float = math.inf,
     ) -> list[float]:
-        """Seconds from ``from_m`` to each target; with ``end_speed_mps``, reaching the last one at most that fast."""
+        """Seconds from ``from_m`` to each target; with ``end_speed_mps``, reaching the last one at
+        most that fast. With ``max_time_s``, stop at the first target reached later than that (the
+        list is then shorter than the targets)."""
         if not targets_m:
             return []
         if not (math.isfinite(speed_mps) and speed_mps >= 0):
@@ -237,6 +240,8 @@ class _Kinematics:
             while i < n_tgt and targets_m[i] <= x_end + _EPS_M:
                 out.append(t + _time_in(min(max(targets_m[i] - x, 0.0), dist), u, vc, p1, p2, a, b))
                 i += 1
+                if out[-1] > max_time_s:
+                    return out
             t += _time_in(dist, u, vc, p1, p2, a, b)
             u = math.sqrt(max(vc**2 - 2 * b * (dist - p2), 0.0))
             x = x_end
@@ -413,7 +418,17 @@ class EtaPredictor:
             ahead = [j for j in ahead if j.distance_m <= reach or j.index <= at_least] or ahead[:1]
         if not ahead:
             return []
-        kin = self._kin.times(x0, v0, [j.distance_m for j in ahead])
+        max_kin_s = math.inf
+        if max_ahead_s is not None:
+            # eta - t >= factor × kinematic time × (1 - bias): beyond this kinematic time every
+            # prediction is over max_ahead_s, so the forward pass may stop there
+            shrink = self._factor * (1.0 - max(self.bias_per_s, 0.0))
+            max_kin_s = (max_ahead_s + (t_s - t0)) / shrink + 1.0 if shrink > 0 else math.inf
+        kin = self._kin.times(x0, v0, [j.distance_m for j in ahead], max_time_s=max_kin_s)
+        must = sum(1 for j in ahead if j.index <= at_least)
+        if len(kin) < must:  # engaged junctions are predicted however far
+            kin = self._kin.times(x0, v0, [j.distance_m for j in ahead[:must]])
+        ahead = ahead[: len(kin)]
         bound: dict[int, float] = {}
         for q in queues:
             lost = cfg.startup_lost_s if q.red_for_s > 0 else 0.0

@@ -307,15 +307,19 @@ class Planner:
             if near:
                 j.stage = "armed"
                 for r in near:
-                    j.current.setdefault(r.key, PreemptionRecord(j.tls_id, r.ev_id, r.junction_index, t_s))
+                    if r.key not in j.current:
+                        j.current[r.key] = PreemptionRecord(j.tls_id, r.ev_id, r.junction_index, t_s)
         if j.stage == "armed":
             if not reqs:
                 self._close(j, t_s, "cancelled before entry", restored=True)
                 j.stage = "idle"
                 return None
-            target, phase, served = merge_targets(j.timing, reqs)
             for r in reqs:
-                j.current.setdefault(r.key, PreemptionRecord(j.tls_id, r.ev_id, r.junction_index, t_s))
+                if r.key not in j.current:
+                    j.current[r.key] = PreemptionRecord(j.tls_id, r.ev_id, r.junction_index, t_s)
+            if not any(r.start_now for r in reqs) and t_s < min(r.eta_s for r in reqs) - cfg.max_lead_s:
+                return None  # every EV is further than max_lead_s away: no entry can be due (cheap test)
+            target, phase, served = merge_targets(j.timing, reqs)
             if self._entry_due(j, t_s, target, served):
                 j.stage = "entry"
                 j.entry_s = t_s
@@ -335,7 +339,9 @@ class Planner:
                 return self._begin_exit(j, t_s, "max presence")
             target, phase, served = merge_targets(j.timing, reqs)
             for r in served:
-                rec = j.current.setdefault(r.key, PreemptionRecord(j.tls_id, r.ev_id, r.junction_index, t_s))
+                if r.key not in j.current:
+                    j.current[r.key] = PreemptionRecord(j.tls_id, r.ev_id, r.junction_index, t_s)
+                rec = j.current[r.key]
                 if rec.entry_s is None:
                     rec.entry_s = t_s
                     rec.eta_at_entry_s = r.eta_s
