@@ -37,15 +37,8 @@ from controller.api.models import (
     SignalOut,
 )
 from controller.errors import GreenwaveError, RequestError
-from controller.runtime.service import (
-    ANSWER_TIMEOUT_S,
-    Cancel,
-    Dispatch,
-    Place,
-    Position,
-    ServiceState,
-    SimService,
-)
+from controller.runtime.service import ANSWER_TIMEOUT_S, SimService
+from controller.runtime.service_model import Cancel, Dispatch, Place, Position, ServiceState
 
 log = logging.getLogger("greenwave.api")
 MAX_BODY_BYTES = 64 * 1024

@@ -26,10 +26,9 @@ import statistics
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping
 from concurrent.futures import Future
-from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from dataclasses import dataclass, replace
+from typing import Any
 
 from controller.core.corridor import Corridor, build_corridor
 from controller.core.eta import EvDynamics
@@ -45,14 +44,26 @@ from controller.runtime.audit import AuditLog
 from controller.runtime.events import EventBus
 from controller.runtime.metrics import Metrics
 from controller.runtime.run import DRAIN_LIMIT_S, _left_route, controller_config
+from controller.runtime.service_model import (
+    Cancel,
+    Command,
+    Dispatch,
+    EscortState,
+    EscortView,
+    JunctionView,
+    Place,
+    Position,
+    PositionView,
+    ServiceState,
+    SignalView,
+    Tracking,
+)
 from controller.runtime.setup import EV_VTYPE_PREFIX, RunSetup, sumo_args
 from controller.sim.adapter import SUMO_ERRORS, Backend, SumoAdapter
 from controller.sim.geo import is_geo_referenced
 
 log = logging.getLogger("greenwave.service")
 
-EscortState = Literal["dispatched", "en_route", "arrived", "cancelled"]
-Tracking = Literal["simulation", "external"]
 MAX_FROM_ROAD_M = 100.0  # a lon/lat origin or destination farther from any road is refused
 MAX_FROM_ROUTE_M = 50.0  # a position fix farther from the escort's route is refused
 ARRIVED_WITHIN_M = 5.0  # an externally tracked escort this close to its route's end has arrived
@@ -61,117 +72,6 @@ FIX_LOST_S = 120.0  # an externally tracked escort without a new fix this long i
 ETA_EVENT_EVERY_S = 5.0  # ETA update events per escort, in simulated seconds
 ANSWER_TIMEOUT_S = 15.0
 TICKS_KEPT = 100_000  # recent tick timings kept for their quantiles
-
-
-# -- what the service publishes (immutable) --------------------------------------------------------
-@dataclass(frozen=True)
-class JunctionView:
-    index: int
-    tls_id: str
-    junction_id: str
-    distance_m: float
-    eta_s: float | None
-    eta_in_s: float | None
-    eta_low_s: float | None
-    eta_high_s: float | None
-    stage: str
-    granted: bool
-    crossed_s: float | None
-
-
-@dataclass(frozen=True)
-class PositionView:
-    edge: str
-    offset_m: float
-    route_distance_m: float
-    source: Tracking
-
-
-@dataclass(frozen=True)
-class EscortView:
-    id: str
-    vehicle_id: str
-    vehicle_type: str
-    priority: int
-    state: EscortState
-    reason: str
-    tracking: Tracking
-    route: tuple[str, ...]
-    route_length_m: float
-    dispatched_s: float
-    departed_s: float | None
-    arrived_s: float | None
-    cancelled_s: float | None
-    position: PositionView | None
-    speed_mps: float | None
-    junctions: tuple[JunctionView, ...]
-
-    @property
-    def active(self) -> bool:
-        return self.state in ("dispatched", "en_route")
-
-
-@dataclass(frozen=True)
-class SignalView:
-    tls_id: str
-    state: str
-    program: str
-    phase: int
-    stage: str
-    escorts: tuple[str, ...]  # the escorts it is armed or switched for
-    preempted: bool  # switched away from its program by greenwave now
-
-
-@dataclass(frozen=True)
-class ServiceState:
-    t_s: float
-    ticks: int
-    running: bool
-    ended: bool
-    failed: str | None
-    escorts: Mapping[str, EscortView] = field(default_factory=dict)
-    signals: Mapping[str, SignalView] = field(default_factory=dict)
-    preempted: tuple[str, ...] = ()
-    safety: Mapping[str, int] = field(default_factory=dict)
-
-
-# -- commands ---------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Place:
-    edge: str | None = None
-    lon: float | None = None
-    lat: float | None = None
-
-
-@dataclass(frozen=True)
-class Dispatch:
-    escort_id: str | None = None
-    vehicle_type: str = "ambulance"
-    priority: int | None = None
-    origin: Place | None = None
-    destination: Place | None = None
-    route: tuple[str, ...] | None = None
-    vehicle_id: str | None = None
-    tracking: Tracking = "simulation"
-
-
-@dataclass(frozen=True)
-class Position:
-    escort_id: str
-    edge: str | None = None
-    offset_m: float | None = None
-    lon: float | None = None
-    lat: float | None = None
-    speed_mps: float = 0.0
-    t_s: float | None = None  # simulation time of the fix; now when None
-
-
-@dataclass(frozen=True)
-class Cancel:
-    escort_id: str
-
-
-Command = Dispatch | Position | Cancel
 
 
 @dataclass
