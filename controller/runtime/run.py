@@ -98,6 +98,7 @@ class _Timing:
     step_ms: list[float]  # SUMO's simulation step
     monitor_ms: list[float]  # the independent safety monitor and the trace (instruments, not control)
     jitter_ms: list[float]  # --realtime/--speed: how late each tick started against the wall clock
+    read_ms: list[float] = dataclasses.field(default_factory=list)  # the reading part of tick_ms
 
 
 def _quantiles(values: Sequence[float]) -> dict[str, float | None]:
@@ -189,6 +190,7 @@ def run(
             watch.tick(snap.t_s, sim.preempted)
             activate(snap.t_s)
             timing.tick_ms.append(read_ms + (t3 - t2) * 1000.0)
+            timing.read_ms.append(read_ms)
             timing.monitor_ms.append((t2 - t1) * 1000.0 + (time.perf_counter() - t3) * 1000.0)
 
         activate(t)
@@ -289,6 +291,7 @@ def run(
     step = _quantiles(timing.step_ms)
     monitor_q = _quantiles(timing.monitor_ms)
     jitter = _quantiles(timing.jitter_ms)
+    read_q = _quantiles(timing.read_ms)
     summary: dict[str, Any] = {
         "scenario": setup.name,
         "controller": controller.name,
@@ -340,6 +343,8 @@ def run(
             "over_budget": sum(1 for x in timing.tick_ms if x > budget_ms),
             "sumo_step_ms_p50": step["p50"],
             "sumo_step_ms_p99": step["p99"],
+            "read_ms_p50": read_q["p50"],
+            "read_ms_p99": read_q["p99"],
             "tick_to_step_p50": round(tick["p50"] / step["p50"], 4) if tick["p50"] and step["p50"] else None,
             "deferred_ev_updates": int(getattr(controller, "deferred", 0)),
             "monitor_ms_p50": monitor_q["p50"],
@@ -351,7 +356,7 @@ def run(
             "watched_max": {"signals": watch.max_signals, "lanes": watch.max_lanes},
             "wall_s": round(time.perf_counter() - started, 2),
             "notes": "tick = the controller's own time per tick (read the watched objects, predict, plan, "
-                     "apply), apart from SUMO's step; monitor = the independent safety monitor and the "
+                     "apply), apart from SUMO's step; read = its reading part; monitor = the independent safety monitor and the "
                      "trace recorder, instruments outside the control path; jitter = how late a paced "
                      "tick started against the wall clock",
         },

@@ -92,6 +92,8 @@ class SumoAdapter:
         self._label = ""
         self._vehicles: set[str] = set()
         self._signals: set[str] = set()
+        self._last_signals: dict[str, SignalState] = {}
+        self._last_lanes: dict[str, LaneState] = {}
         self.last_step_ms = 0.0  # SUMO's simulationStep in the last step()
         self.last_read_ms = 0.0  # reading the watched objects' results after it
         self._lanes: set[str] = set()
@@ -277,21 +279,29 @@ class SumoAdapter:
             )
         for vid in arrived:
             self._vehicles.discard(vid)
+        # one call per domain for every subscribed object (not one per object); an unchanged
+        # signal or lane keeps last step's state object
+        all_signals = {} if direct else api.trafficlight.getAllSubscriptionResults()
         signals: dict[str, SignalState] = {}
+        last_signals = self._last_signals
         for tls_id in self._signals:
-            r = self._direct_signal(tls_id) if direct else api.trafficlight.getSubscriptionResults(tls_id)
-            signals[tls_id] = SignalState(
-                tls_id=tls_id,
-                state=r[tc.TL_RED_YELLOW_GREEN_STATE],
-                program_id=r[tc.TL_CURRENT_PROGRAM],
-                phase=int(r[tc.TL_CURRENT_PHASE]),
-            )
+            r = all_signals.get(tls_id) or self._direct_signal(tls_id)
+            state, program, phase = r[tc.TL_RED_YELLOW_GREEN_STATE], r[tc.TL_CURRENT_PROGRAM], r[tc.TL_CURRENT_PHASE]
+            old = last_signals.get(tls_id)
+            if old is None or old.state != state or old.program_id != program or old.phase != phase:
+                old = SignalState(tls_id=tls_id, state=state, program_id=program, phase=int(phase))
+            signals[tls_id] = old
+        self._last_signals = signals
+        all_lanes = {} if direct else api.lane.getAllSubscriptionResults()
         lanes: dict[str, LaneState] = {}
+        last_lanes = self._last_lanes
         for lane_id in self._lanes:
-            r = self._direct_lane(lane_id) if direct else api.lane.getSubscriptionResults(lane_id)
-            lanes[lane_id] = LaneState(
-                lane_id, int(r[tc.LAST_STEP_VEHICLE_NUMBER]), int(r[tc.LAST_STEP_VEHICLE_HALTING_NUMBER])
-            )
+            r = all_lanes.get(lane_id) or self._direct_lane(lane_id)
+            n, h = r[tc.LAST_STEP_VEHICLE_NUMBER], r[tc.LAST_STEP_VEHICLE_HALTING_NUMBER]
+            prev = last_lanes.get(lane_id)
+            lanes[lane_id] = prev if prev is not None and prev.vehicles == n and prev.halting == h \
+                else LaneState(lane_id, int(n), int(h))
+        self._last_lanes = lanes
         return Snapshot(
             t_s=self.time_s,
             vehicles=vehicles,
