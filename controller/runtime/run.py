@@ -356,8 +356,8 @@ def run(
             "watched_max": {"signals": watch.max_signals, "lanes": watch.max_lanes},
             "wall_s": round(time.perf_counter() - started, 2),
             "notes": "tick = the controller's own time per tick (read the watched objects, predict, plan, "
-                     "apply), apart from SUMO's step; read = its reading part; monitor = the independent safety monitor and the "
-                     "trace recorder, instruments outside the control path; jitter = how late a paced "
+                     "apply), apart from SUMO's step; read = its reading part; monitor = the independent safety "
+                     "monitor and the trace recorder, instruments outside the control path; jitter = how late a paced "
                      "tick started against the wall clock",
         },
     }
