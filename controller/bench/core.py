@@ -197,8 +197,9 @@ def snapshot_from_json(d: Mapping[str, Any]) -> Snapshot:
     )
 
 
-def read_recording(path: Path) -> tuple[dict[str, Any], Iterator[tuple[Snapshot, list[list[Any]]]]]:
-    """The header of a recording (``greenwave run --record``) and its ticks: (snapshot, commands)."""
+def read_recording(path: Path) -> tuple[dict[str, Any], Iterator[tuple[Snapshot, list[list[Any]], list[str]]]]:
+    """The header of a recording (``greenwave run --record``) and its ticks: (snapshot, commands,
+    signals the run stopped reading after that tick)."""
     f = path.open(encoding="utf-8")
     try:
         header = json.loads(f.readline())
@@ -209,11 +210,11 @@ def read_recording(path: Path) -> tuple[dict[str, Any], Iterator[tuple[Snapshot,
         f.close()
         raise GreenwaveError(f"{path}: not a greenwave snapshot recording (format {header.get('format')!r})")
 
-    def ticks() -> Iterator[tuple[Snapshot, list[list[Any]]]]:
+    def ticks() -> Iterator[tuple[Snapshot, list[list[Any]], list[str]]]:
         with f:
             for line in f:
                 d = json.loads(line)
-                yield snapshot_from_json(d), d.get("c", [])
+                yield snapshot_from_json(d), d.get("c", []), d.get("f", [])
 
     return header, ticks()
 
@@ -224,8 +225,10 @@ def command_json(cmd: SignalCommand) -> list[Any]:
 
 def replay(network: Network, path: Path, config: ControllerConfig) -> dict[str, Any]:
     """Feed a recording's snapshots to a fresh controller configured as in the recorded run
-    (``config``); time its ticks and compare the commands it gives with those recorded (the core
-    is deterministic: they must be the same)."""
+    (``config``), forgetting the signals the run stopped reading when it did; time its ticks (CPU
+    time of the thread) and compare the commands it gives with those recorded (the core is
+    deterministic: they must be the same). Re-routed EVs are not replayed (their new corridor is
+    not recorded)."""
     header, ticks = read_recording(path)
     corridors = {ev["id"]: build_corridor(network, ev["route"]) for ev in header["evs"]}
     evs = [EvSetup(ev["id"], ev["type"], corridors[ev["id"]], EvDynamics(**ev["dynamics"]), float(ev["depart"]))
@@ -235,18 +238,30 @@ def replay(network: Network, path: Path, config: ControllerConfig) -> dict[str, 
     times: list[float] = []
     mismatches = 0
     first_mismatch: str | None = None
-    for snap, recorded in ticks:
-        arrived = set(snap.arrived)
-        t0 = time.perf_counter()
-        for ev_id, p in progress.items():
-            p.update(snap.t_s, snap.vehicles.get(ev_id), arrived=ev_id in arrived)
-        commands = controller.tick(snap, progress)
-        times.append((time.perf_counter() - t0) * 1000.0)
-        got = [command_json(c) for c in commands]
-        if got != recorded:
-            mismatches += 1
-            first_mismatch = first_mismatch or f"t={snap.t_s}: recorded {recorded}, replayed {got}"
+    slowest: list[tuple[float, float]] = []
+    gc.collect()
+    gc.disable()  # as in a run: garbage is collected between ticks, not inside them
+    try:
+        for k, (snap, recorded, forgotten) in enumerate(ticks):
+            arrived = set(snap.arrived)
+            t0 = time.thread_time()
+            for ev_id, p in progress.items():
+                p.update(snap.t_s, snap.vehicles.get(ev_id), arrived=ev_id in arrived)
+            commands = controller.tick(snap, progress)
+            times.append((time.thread_time() - t0) * 1000.0)
+            slowest.append((times[-1], snap.t_s))
+            got = [command_json(c) for c in commands]
+            if got != recorded:
+                mismatches += 1
+                first_mismatch = first_mismatch or f"t={snap.t_s}: recorded {recorded}, replayed {got}"
+            for tls in forgotten:  # the run stopped reading these signals after this tick
+                controller.forget_signal(tls)
+            if k % 60 == 59:
+                gc.collect(1)
+    finally:
+        gc.enable()
     arr = np.asarray(times or [0.0])
     return {"ticks": len(times), "p50_ms": round(float(np.percentile(arr, 50)), 4),
             "p99_ms": round(float(np.percentile(arr, 99)), 4), "max_ms": round(float(arr.max()), 4),
-            "command_mismatches": mismatches, "first_mismatch": first_mismatch}
+            "command_mismatches": mismatches, "first_mismatch": first_mismatch,
+            "slowest": [{"t": t, "ms": round(ms, 3)} for ms, t in sorted(slowest, reverse=True)[:5]]}

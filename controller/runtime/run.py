@@ -183,11 +183,11 @@ def run(
             if commands:
                 sim.apply(commands)
             t3 = time.perf_counter()
-            if recorder is not None:
-                recorder.write(json.dumps({**snapshot_to_json(snap), "c": [command_json(c) for c in commands]},
-                                          separators=(",", ":")) + "\n")
             trace.observe(snap, progress)
-            watch.tick(snap.t_s, sim.preempted)
+            forgotten = watch.tick(snap.t_s, sim.preempted)
+            if recorder is not None:
+                recorder.write(json.dumps({**snapshot_to_json(snap), "c": [command_json(c) for c in commands],
+                                           "f": forgotten}, separators=(",", ":")) + "\n")
             activate(snap.t_s)
             timing.tick_ms.append(read_ms + (t3 - t2) * 1000.0)
             timing.read_ms.append(read_ms)

@@ -76,9 +76,12 @@ class CorridorWatch:
         for t in tls - needed_tls:
             self._unneeded_since.setdefault(t, t_s)
 
-    def tick(self, t_s: float, held: Iterable[str]) -> None:
+    def tick(self, t_s: float, held: Iterable[str]) -> list[str]:
         """Drop the signals no EV has needed for ``KEEP_AFTER_S`` and that are not ``held``
-        (switched away from their program)."""
+        (switched away from their program); return them."""
+        dropped: list[str] = []
+        if not self._unneeded_since:
+            return dropped
         held_now = set(held)
         for tls in [t for t, since in self._unneeded_since.items() if t_s - since >= KEEP_AFTER_S]:
             if tls in held_now or not self._forgotten(tls):
@@ -87,6 +90,8 @@ class CorridorWatch:
             del self._unneeded_since[tls]
             self._reader.unwatch_signals([tls])
             self._signals.discard(tls)
+            dropped.append(tls)
+        return dropped
 
     def _forgotten(self, tls: str) -> bool:
         try:

@@ -171,3 +171,21 @@ def test_hand_back_to_actuated_programs_keeps_the_minimum_green(tmp_path: Path) 
     s = run_ok(["run", str(scenario), "--controller", "greenwave", "--out", str(tmp_path / "out")])
     assert s["evs"][0]["preempted"] >= 3 and len(s["preemptions"]) >= 3
     _assert_safe(s)
+
+
+def test_a_recorded_run_replays_to_the_same_commands(tmp_path: Path) -> None:
+    """``--record`` writes every tick's snapshot and commands; fed back to a fresh controller
+    without SUMO (benchmarks/core_bench.py --replay), the deterministic core gives them again."""
+    from controller.bench.core import read_recording, replay
+    from controller.runtime.run import controller_config
+    from controller.sim.netload import load_network
+
+    rec = tmp_path / "rec.jsonl"
+    s = run_ok(["run", str(REPO / "scenarios" / "ingolstadt7.toml"), "--out", str(tmp_path / "out"),
+                "--record", str(rec)])
+    header, ticks = read_recording(rec)
+    assert header["evs"][0]["id"] == s["evs"][0]["id"] and header["controller"] == "greenwave"
+    assert sum(len(c) for _, c, _ in ticks) > 0  # commands were recorded
+    result = replay(load_network(Path(header["net_file"])), rec, controller_config(header["controller_settings"]))
+    assert result["ticks"] == s["realtime"]["ticks"]
+    assert result["command_mismatches"] == 0, result["first_mismatch"]
