@@ -401,11 +401,12 @@ class EtaPredictor:
         *,
         max_ahead_s: float | None = None,
         at_least: int = -1,
+        learn: bool = True,
     ) -> list[Eta]:
         """ETAs at every junction still ahead (position < stop line), in corridor order; with
         ``max_ahead_s``, only up to the last one predicted within that many seconds (and at least
         up to junction index ``at_least``): what a tick needs, at a cost that does not grow with
-        the length of the route.
+        the length of the route. ``learn=False``: a look only, not kept to learn the error from.
 
         Made from the last observed state (the route start at rest, at ``t_s``, before any).
         """
@@ -453,6 +454,8 @@ class EtaPredictor:
             half = cfg.band_base_s + per_s * max(eta - t_s, 0.0)
             low = max(eta - half, min(free, eta) - cfg.band_base_s)
             out.append(Eta(j.index, eta, low, eta + half, free))
+            if not learn:
+                continue
             made = self._predictions.setdefault(j.index, deque(maxlen=_PREDICTIONS_KEPT))
             if made and made[-1][0] == t_s:  # asked again in the same tick: keep the latest
                 made[-1] = (t_s, raw)

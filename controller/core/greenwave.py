@@ -152,6 +152,15 @@ class PreemptionController:
         """The EV's ETAs at the signals still ahead, as predicted on the last tick (empty when none)."""
         return list(self._latest.get(ev_id, ()))
 
+    def route_etas(self, ev_id: str, t_s: float) -> list[Eta]:
+        """ETAs at every signal still ahead on the EV's route (a tick plans only those within
+        ``plan_ahead_s``): the last tick's where it made one, a fresh look for the others."""
+        latest = {e.junction_index: e for e in self._latest.get(ev_id, ())}
+        predictor = self._predictors.get(ev_id)
+        if predictor is None:
+            return list(latest.values())
+        return [latest.get(e.junction_index, e) for e in predictor.predict(t_s, learn=False)]
+
     def junction_status(self, ev_id: str, junction_index: int, tls_id: str) -> tuple[Stage, bool]:
         """This EV's preemption stage at one junction of its corridor (idle unless the signal is
         armed or switched for it), and whether the signal was ever switched for it there."""

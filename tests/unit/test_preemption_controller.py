@@ -462,3 +462,16 @@ def test_priority_class_overrides_the_type() -> None:
     r.progress["bus"] = EvProgress("bus", corridor)  # dispatched, not departed: planned from the route start
     r.step()
     assert {q.ev_id: q.priority for q in r.requests_at(0.0)} == {"ev": 1, "bus": 1}
+
+
+def test_a_tick_plans_only_the_signals_within_its_horizon_but_route_etas_covers_the_route() -> None:
+    from controller.core.planner import PlannerConfig
+
+    r = make_rig(ControllerConfig(plan_ahead_s=55.0, planner=PlannerConfig(max_lead_s=20.0)))
+    r.run_until(1)
+    # J1 is 50 s away, J2 70 s: the tick predicts and requests J1 only
+    assert [e.junction_index for e in r.ctrl.etas("ev")] == [0]
+    assert [q.tls_id for q in r.requests_at(0.0)] == ["T1"]
+    full = r.ctrl.route_etas("ev", r.t)
+    assert [e.junction_index for e in full] == [0, 1]
+    assert full[0] == r.ctrl.etas("ev")[0] and full[1].eta_s == pytest.approx(70.0, abs=1.5)
