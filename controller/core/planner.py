@@ -114,6 +114,7 @@ class JunctionControl:
     lockout: dict[str, float] = field(default_factory=dict)  # ev_id -> until
     records: list[PreemptionRecord] = field(default_factory=list)
     current: dict[tuple[str, int], PreemptionRecord] = field(default_factory=dict)
+    last_signal: SignalState | None = None  # the last observed state object
 
     @property
     def tls_id(self) -> str:
@@ -127,6 +128,8 @@ class JunctionControl:
 def merge_targets(timing: SignalTiming, reqs: Sequence[ServiceRequest]) -> tuple[str, int, tuple[ServiceRequest, ...]]:
     """The winner's target (priority class, then urgency), plus every other request whose
     greens fit the winner's program phase: compatible movements are served together."""
+    if len(reqs) == 1:  # the common case: the request's target is its phase's state restricted to its greens
+        return reqs[0].target, reqs[0].phase, (reqs[0],)
     winner = min(reqs, key=lambda r: (r.priority, r.need_green_by_s, r.ev_id))
     phase_state = timing.program.phases[winner.phase].state
     greens = {i for i, c in enumerate(winner.target) if is_green(c)}
@@ -262,8 +265,9 @@ class Planner:
     def observe(self, t_s: float, signals: Mapping[str, SignalState]) -> None:
         for tls, sig in signals.items():
             j = self.junctions.get(tls)
-            if j is None:
+            if j is None or sig is j.last_signal:  # the same state object as last tick: nothing changed
                 continue
+            j.last_signal = sig
             j.clock.observe(t_s, sig.state)
             running_program = sig.program_id == j.program.program_id
             if running_program and (sig.phase != j.program_phase or not j.in_program):

@@ -263,12 +263,40 @@ def test_check_travel_tolerance_is_relative_plus_absolute() -> None:
     assert check_baseline(rows, base)["regressions"] == []
     rows = aggregate(basic(gw_travel=(limit - 4.9, limit + 5.0)))
     assert [r["metric"] for r in check_baseline(rows, base)["regressions"]] == ["ev_travel_mean_s"]
+    low = 120.0 * (1 - agg.CHECK_TRAVEL_REL) - agg.CHECK_TRAVEL_ABS_S  # 112 s: either way
+    assert check_baseline(aggregate(basic(gw_travel=(low - 5.0, low + 5.0))), base)["regressions"] == []
+    rows = aggregate(basic(gw_travel=(low - 5.1, low + 5.0)))
+    assert [r["metric"] for r in check_baseline(rows, base)["regressions"]] == ["ev_travel_mean_s"]
 
 
-def test_check_other_controllers_only_on_safety_and_seeds_must_match() -> None:
+def test_check_tick_to_step_ratio_grows_only_within_a_generous_factor() -> None:
+    base = make_baseline({}, aggregate(basic()))
+    for g in base["groups"]:
+        g["tick_to_step_p50"] = 0.02
+    rows = aggregate(basic())
+    for r in rows:
+        r["tick_to_step_p50"] = 0.02 * agg.CHECK_TICK_RATIO  # 5-fold: still allowed
+    assert check_baseline(rows, base)["regressions"] == []
+    rows[2]["tick_to_step_p50"] = 0.02 * agg.CHECK_TICK_RATIO + 0.01
+    regs = check_baseline(rows, base)["regressions"]
+    assert [(r["controller"], r["metric"]) for r in regs] == [("greenwave", "tick_to_step_p50")]
+    for g in base["groups"]:
+        g["tick_to_step_p50"] = 0.001  # tiny ratios are timer noise: judged only above the floor
+    for r in rows:
+        r["tick_to_step_p50"] = agg.CHECK_TICK_RATIO_FLOOR
+    assert check_baseline(rows, base)["regressions"] == []
+
+
+def test_check_every_controller_on_deterministic_kpis_either_way_and_seeds_must_match() -> None:
     base = make_baseline({}, aggregate(basic()))
     regs = check_baseline(aggregate(basic(local_travel=(300.0, 300.0))), base)["regressions"]
-    assert regs == []  # local's travel time is not checked
+    assert [(r["controller"], r["metric"]) for r in regs] == [("local", "ev_travel_mean_s")]
+    # a deterministic figure that moved the good way beyond the tolerance also fails the gate
+    regs = check_baseline(aggregate(basic(gw_travel=(100.0, 110.0))), base)["regressions"]
+    assert [(r["controller"], r["metric"]) for r in regs] == [("greenwave", "ev_travel_mean_s")]
+    assert regs[0]["limit"] == "120.00 ± 8.00"
+    # local's background change is not judged (only greenwave's)
+    assert check_baseline(aggregate(basic(local_bg=(60.0, 70.0))), base)["regressions"] == []
     one_seed = [r for r in basic() if r.seed == 1]
     check = check_baseline(aggregate(one_seed), base)
     assert {r["metric"] for r in check["regressions"]} == {"seeds"}
