@@ -76,7 +76,8 @@ def test_ci_gate_passes_on_main(tmp_path: Path) -> None:
     runs the baseline's own suite (benchmarks/ci.toml) and compares. KPIs are deterministic for
     fixed seeds, so any change in EV times, stops, background time loss or safety counts beyond
     the tolerances, or a controller tick grown against SUMO's step, fails it."""
-    args = ["bench", "--jobs", "2", "--out", str(tmp_path / "out"), "--check", str(REPO / "benchmarks" / "baseline.json")]
+    args = ["bench", "--jobs", "2", "--out", str(tmp_path / "out"),
+            "--check", str(REPO / "benchmarks" / "baseline.json")]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     assert "no regression" in result.output
@@ -99,6 +100,7 @@ def test_ci_gate_fails_on_an_injected_regression(tmp_path: Path) -> None:
     baseline["suite"]["file"] = str(suite)
     doctored = tmp_path / "baseline.json"
     doctored.write_text(json.dumps(baseline))
-    result = CliRunner().invoke(main, ["bench", "--jobs", "1", "--out", str(tmp_path / "out"), "--check", str(doctored)])
+    result = CliRunner().invoke(main, ["bench", "--jobs", "1", "--out", str(tmp_path / "out"),
+                                       "--check", str(doctored)])
     assert result.exit_code == 1, result.output
     assert "regression" in result.output and "grid5-moderate / greenwave: ev_travel_mean_s" in result.output
