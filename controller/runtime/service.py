@@ -450,7 +450,10 @@ class SimService:
         assert self._controller is not None
         ctrl = self._controller
         p = self._progress[esc.key]
-        etas = {e.junction_index: e for e in ctrl.etas(esc.key)} if esc.state in ("dispatched", "en_route") else {}
+        active = esc.state in ("dispatched", "en_route")
+        # every signal still ahead (a tick plans only those within its horizon; the others get a fresh look)
+        etas = {e.junction_index: e for e in ctrl.route_etas(esc.key, t_s) if e.junction_index not in p.crossed_s} \
+            if active else {}
         junctions = []
         for j in esc.corridor.junctions:
             stage, granted = ctrl.junction_status(esc.key, j.index, j.tls_id)
