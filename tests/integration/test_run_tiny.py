@@ -7,7 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
+from controller.cli import main
 from controller.core.snapshot import SignalCommand
 from controller.sim.adapter import SumoAdapter
 from tests.helpers import run_ok, write_scenario
@@ -113,3 +115,17 @@ def test_user_config_folder_is_left_untouched(tmp_path: Path, tiny_net: Path) ->
     assert (out / "outputs" / "det_out.xml").is_file()
     assert s["evs"][0]["arrival"] is not None
     assert s["end"] == 200
+
+
+def test_paced_run_follows_the_wall_clock_and_reports_jitter(scenario: Path, tmp_path: Path) -> None:
+    s = run_ok(["run", str(scenario), "--speed", "100", "--budget-ms", "50", "--out", str(tmp_path / "a")])
+    rt = s["realtime"]
+    span = s["simulated_until"] - s["begin"]
+    assert rt["paced_speed"] == 100.0 and rt["jitter_ms_p50"] is not None and rt["jitter_ms_max"] >= 0
+    assert rt["wall_s"] >= 0.9 * span / 100.0  # it did wait for the clock
+    assert rt["budget_ms"] == 50.0 and rt["over_budget"] == 0
+    assert rt["read_ms_p50"] is not None and rt["read_ms_p50"] <= rt["tick_ms_p50"]
+    assert rt["watched_max"]["signals"] >= 1
+    result = CliRunner().invoke(main, ["run", str(scenario), "--realtime", "--speed", "2",
+                                       "--out", str(tmp_path / "b")])
+    assert result.exit_code == 2 and "--realtime or --speed" in result.output
