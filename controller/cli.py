@@ -256,6 +256,8 @@ def bench(
                 raise ScenarioError("--update-baseline rewrites the --check baseline: give --check BASELINE")
             if write_baseline is not None:
                 raise ScenarioError("give --update-baseline or --write-baseline PATH, not both")
+            if seeds is not None or controllers is not None:
+                raise ScenarioError("--update-baseline runs the baseline's whole suite: drop --seeds and --controllers")
             write_baseline = baseline
         code = run_bench(console, suite=suite, seeds=seeds, controllers=controllers, out_dir=out_dir, jobs=jobs,
                          baseline=baseline, write_baseline=write_baseline)

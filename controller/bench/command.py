@@ -118,9 +118,13 @@ def run_bench(
     console.print(f"written: {out / 'bench.json'}, {out / 'bench.csv'}, {report} (each run's own report: "
                   f"greenwave report {out / 'runs' / '<scenario>' / '<controller>-s<seed>'})", highlight=False)
     if write_baseline is not None:
-        write_baseline.parent.mkdir(parents=True, exist_ok=True)
-        write_json(write_baseline, make_baseline(suite_info, rows))
-        console.print(f"baseline written: {write_baseline}", highlight=False)
+        if failures:
+            console.print(f"baseline NOT written: {len(failures)} run(s) failed", highlight=False)
+        else:
+            write_baseline.parent.mkdir(parents=True, exist_ok=True)
+            info = {**suite_info, "file": _portable(s.source, write_baseline)}
+            write_json(write_baseline, make_baseline(info, rows))
+            console.print(f"baseline written: {write_baseline}", highlight=False)
 
     code = 0
     if failures:
@@ -142,6 +146,19 @@ def run_bench(
         else:
             console.print(f"check against {baseline}: no regression", highlight=False)
     return code
+
+
+def _portable(suite: Path | None, baseline: Path) -> str:
+    """The suite's path as a baseline stores it: relative to the repository root (the folder
+    above the baseline's ``benchmarks/``) when it lies inside it, so the file works in any
+    checkout."""
+    if suite is None:
+        return ""
+    root = baseline.resolve().parent.parent
+    try:
+        return suite.resolve().relative_to(root).as_posix()
+    except ValueError:
+        return str(suite.resolve())
 
 
 def baseline_suite_or_none(path: Path | None, base: dict[str, Any] | None) -> Path | None:

@@ -413,18 +413,17 @@ class EtaPredictor:
         cfg = self._config
         t0, x0, v0 = self._samples[-1] if self._samples else (t_s, self._kin.starts[0], 0.0)
         ahead = [j for j in self._corridor.junctions if x0 < j.distance_m]
-        if max_ahead_s is not None and ahead:
-            # no further than the EV can get in max_ahead_s at its highest limit on the route
-            reach = x0 + self._kin.top_speed * max_ahead_s
+        max_kin_s = math.inf
+        if max_ahead_s is not None:
+            # a prediction's horizon is at least factor × kinematic time × (1 - bias): beyond
+            # this kinematic time every one is over max_ahead_s, so the forward pass may stop
+            # there, and no junction further than the EV gets in it at its top speed is needed
+            shrink = self._factor * (1.0 - max(self.bias_per_s, 0.0))
+            max_kin_s = (max_ahead_s + (t_s - t0)) / shrink + 1.0 if shrink > 0 else math.inf
+            reach = x0 + self._kin.top_speed * max_kin_s
             ahead = [j for j in ahead if j.distance_m <= reach or j.index <= at_least] or ahead[:1]
         if not ahead:
             return []
-        max_kin_s = math.inf
-        if max_ahead_s is not None:
-            # eta - t >= factor × kinematic time × (1 - bias): beyond this kinematic time every
-            # prediction is over max_ahead_s, so the forward pass may stop there
-            shrink = self._factor * (1.0 - max(self.bias_per_s, 0.0))
-            max_kin_s = (max_ahead_s + (t_s - t0)) / shrink + 1.0 if shrink > 0 else math.inf
         kin = self._kin.times(x0, v0, [j.distance_m for j in ahead], max_time_s=max_kin_s)
         must = sum(1 for j in ahead if j.index <= at_least)
         if len(kin) < must:  # engaged junctions are predicted however far
@@ -442,8 +441,6 @@ class EtaPredictor:
         for j, k in zip(ahead, kin, strict=True):
             free = t0 + k
             eta = t0 + self._factor * k + shift
-            if max_ahead_s is not None and j.index > at_least and eta - t_s > max_ahead_s:
-                break
             floor_s = bound.get(j.index)
             if floor_s is not None and floor_s > eta:
                 shift += floor_s - eta
@@ -451,6 +448,8 @@ class EtaPredictor:
             raw = eta  # the model's own prediction: what the bias and spread are learned from
             if bias:
                 eta = max(eta - bias * max(eta - t_s, _SPREAD_MIN_HORIZON_S), t_s)
+            if max_ahead_s is not None and j.index > at_least and eta - t_s > max_ahead_s:
+                break
             half = cfg.band_base_s + per_s * max(eta - t_s, 0.0)
             low = max(eta - half, min(free, eta) - cfg.band_base_s)
             out.append(Eta(j.index, eta, low, eta + half, free))

@@ -130,6 +130,7 @@ class PreemptionController:
     def cancel(self, ev_id: str, reason: str = "cancelled") -> None:
         """Drop an EV: every signal held only for it is handed back on the next ticks (S5)."""
         self.cancelled.add(ev_id)
+        self._last_requests.pop(ev_id, None)
         self.planner.release(ev_id, reason)
 
     def reroute(self, ev_id: str, corridor: Corridor) -> None:
@@ -137,6 +138,7 @@ class PreemptionController:
         back on the next tick (their requests are gone)."""
         old = self.evs[ev_id]
         self.planner.release(ev_id, "re-routed")
+        self._last_requests.pop(ev_id, None)  # they refer to the old corridor
         self._reroutes[ev_id] = self._reroutes.get(ev_id, 0) + 1
         self.eta_log.retire(ev_id, f"{ev_id}@route{self._reroutes[ev_id]}")
         self.evs[ev_id] = replace(old, corridor=corridor)
@@ -206,13 +208,15 @@ class PreemptionController:
                 continue
             live.append((ev_id, ev, p, vehicle))
         engaged = self.planner.engaged()
-        plan_ahead = max(self.config.plan_ahead_s, self.config.planner.max_lead_s + 30.0)
+        # local switches on distance or an ETA threshold however far the ETA: it plans every signal
+        plan_ahead = None if self.config.mode == "local" else max(
+            self.config.plan_ahead_s, self.config.planner.max_lead_s + 30.0)
         if over_budget is not None and len(live) > 1:
             live.sort(key=lambda item: self._updated_s.get(item[0], -math.inf))
         for n, (ev_id, ev, p, vehicle) in enumerate(live):
             if n and over_budget is not None and over_budget():
                 self.deferred += 1
-                requests.extend(self._last_requests.get(ev_id, ()))
+                requests.extend(r for r in self._last_requests.get(ev_id, ()) if not p.crossed(r.junction_index))
                 continue
             predictor = self._predictors[ev_id]
             position = p.position_m if p.position_m is not None and vehicle is not None else 0.0

@@ -17,7 +17,7 @@ from controller.report.figures import (
     to_svg,
     trajectories_compared,
 )
-from controller.report.load import RunData, by_controller
+from controller.report.load import ReportError, RunData, by_controller
 
 REPORT_FILE = "report.html"
 
@@ -253,7 +253,12 @@ def render_run(run: RunData, companions: Sequence[RunData]) -> str:
 
 def write_run_report(run: RunData, companions: Sequence[RunData]) -> Path:
     path = run.path / REPORT_FILE
+    try:
+        page = render_run(run, companions)
+    except (AttributeError, KeyError, TypeError, ValueError) as e:
+        raise ReportError(f"{run.path}: summary.json or trace.json has an unexpected shape "
+                          f"({type(e).__name__}: {e})") from None
     tmp = path.with_suffix(".html.tmp")
-    tmp.write_text(render_run(run, companions), "utf-8")
+    tmp.write_text(page, "utf-8")
     tmp.replace(path)
     return path

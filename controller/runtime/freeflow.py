@@ -72,8 +72,9 @@ def free_flow_time(setup: RunSetup, ev: EvPlan, *, backend: Backend = "libsumo")
 
 
 def free_flow_times(setup: RunSetup, evs: Sequence[EvPlan], *, backend: Backend = "libsumo") -> dict[str, float]:
-    """Free-flow time of every EV, from the cache or simulated: all the missing ones in one SUMO
-    session (the network is loaded once), one after the other, each alone on the network."""
+    """Free-flow time of every EV, from the cache or simulated, each in a SUMO session of its own:
+    the EV type dawdles (SUMO's default sigma), drawn from the session's random numbers, so one
+    EV's value must not depend on which others were simulated before it in the same session."""
     vtypes = setup.inputs.additional_files[0]  # the run's EV vehicle types, written by setup
     out: dict[str, float] = {}
     missing: list[tuple[EvPlan, str]] = []
@@ -89,10 +90,8 @@ def free_flow_times(setup: RunSetup, evs: Sequence[EvPlan], *, backend: Backend 
         else:
             missing.append((ev, key))
     if missing:
-        for (ev, key), value in zip(missing, _simulate(setup, [ev for ev, _ in missing], vtypes, backend),
-                                    strict=True):
-            _memory[key] = value
-            out[ev.ev_id] = value
+        for ev, key in missing:
+            _memory[key] = out[ev.ev_id] = _simulate(setup, [ev], vtypes, backend)[0]
         _store({key: _memory[key] for _, key in missing})
     return out
 

@@ -3,6 +3,7 @@ plan, apply its commands; then measure and write ``summary.json``."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gc
 import json
@@ -147,7 +148,10 @@ def run(
     end_s = setup.end_s
     pacer = Pacer(speed) if speed is not None else None
 
-    with SumoAdapter(sumo_args(setup), backend=backend, gui=gui, error_log=out / "sumo-errors.log") as sim:
+    with (
+        SumoAdapter(sumo_args(setup), backend=backend, gui=gui, error_log=out / "sumo-errors.log") as sim,
+        contextlib.ExitStack() as closing,
+    ):
         dynamics = {}
         for ev in setup.evs:
             sim.add_vehicle(ev.ev_id, ev.route, ev.vtype_id, depart=f"{ev.depart_s:g}")
@@ -155,8 +159,10 @@ def run(
             dynamics[ev.ev_id] = EvDynamics(**sim.vehicle_type(ev.vtype_id))
         controller = make_controller(controller_name, setup, dynamics, controller_config)
         recorder = _open_recording(record, setup, controller, dynamics)
+        if recorder is not None:
+            closing.callback(recorder.close)  # also when the run fails
         forget = getattr(controller, "forget_signal", None)
-        watch = CorridorWatch(sim, [f for f in (forget, monitor.pause) if f is not None])
+        watch = CorridorWatch(sim, [f for f in (monitor.pause, forget) if f is not None])
         pending = sorted(setup.evs, key=lambda e: e.depart_s)  # corridors not read yet
         t = sim.time_s
 
@@ -182,13 +188,13 @@ def run(
             commands = controller.tick(snap, progress, lambda: time.perf_counter() > deadline)
             if commands:
                 sim.apply(commands)
+            forgotten = watch.tick(snap.t_s, sim.switched)  # (un)subscribing is the control path's cost
+            activate(snap.t_s)
             t3 = time.perf_counter()
             trace.observe(snap, progress)
-            forgotten = watch.tick(snap.t_s, sim.preempted)
             if recorder is not None:
                 recorder.write(json.dumps({**snapshot_to_json(snap), "c": [command_json(c) for c in commands],
                                            "f": forgotten}, separators=(",", ":")) + "\n")
-            activate(snap.t_s)
             timing.tick_ms.append(read_ms + (t3 - t2) * 1000.0)
             timing.read_ms.append(read_ms)
             timing.monitor_ms.append((t2 - t1) * 1000.0 + (time.perf_counter() - t3) * 1000.0)
@@ -234,8 +240,6 @@ def run(
         monitor.observe(snap.t_s, {s.tls_id: (s.state, s.program_id) for s in snap.signals.values()})
         monitor.finish(snap.t_s)
         last_t = snap.t_s
-        if recorder is not None:
-            recorder.close()
 
     outputs = read_outputs(out)
     ev_ids = {ev.ev_id for ev in setup.evs}

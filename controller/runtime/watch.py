@@ -2,8 +2,8 @@
 corridors of the EVs on the road, from a cycle before each one's dispatch until it is done. So the
 cost of a tick follows the number and length of the EV routes, not the size of the network.
 
-A signal no EV needs any more is read for ``KEEP_AFTER_S`` more once it is back in its own
-program (the safety monitor watches the hand-back), then dropped: the monitor and the planner
+A signal no EV needs any more is read for ``KEEP_AFTER_S`` more after it is back in its own
+program (the safety monitor watches the program resume), then dropped: the monitor and the planner
 forget what they saw of it, so that watching it again starts afresh rather than across the gap.
 """
 
@@ -83,8 +83,10 @@ class CorridorWatch:
         if not self._unneeded_since:
             return dropped
         held_now = set(held)
+        for tls in held_now & self._unneeded_since.keys():
+            self._unneeded_since[tls] = t_s  # the time counts from its return to its own program
         for tls in [t for t, since in self._unneeded_since.items() if t_s - since >= KEEP_AFTER_S]:
-            if tls in held_now or not self._forgotten(tls):
+            if not self._forgotten(tls):
                 self._unneeded_since[tls] = t_s  # still in use: look again later
                 continue
             del self._unneeded_since[tls]

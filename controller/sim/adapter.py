@@ -19,7 +19,7 @@ import contextlib
 import itertools
 import re
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
@@ -389,4 +389,9 @@ class SumoAdapter:
     @property
     def preempted(self) -> tuple[str, ...]:
         return tuple(sorted(self._original_program))
+
+    @property
+    def switched(self) -> Collection[str]:
+        """The signals switched away from their program now (a live view, no copy)."""
+        return self._original_program.keys()
 

@@ -184,3 +184,13 @@ def test_bad_run_folders_are_named_and_nothing_is_written(tmp_path: Path, damage
     assert not (good / "report.html").exists()  # every folder is checked before anything is written
     result = CliRunner().invoke(main, ["report", str(good), str(bad)])
     assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output
+
+
+def test_a_summary_of_an_unexpected_shape_is_named_not_a_traceback(tmp_path: Path) -> None:
+    folder = write_run(tmp_path / "run", "greenwave")
+    summary = json.loads((folder / "summary.json").read_text())
+    summary["background"]["cross_streets"] = None
+    (folder / "summary.json").write_text(json.dumps(summary))
+    result = CliRunner().invoke(main, ["report", str(folder)])
+    assert result.exit_code == 2 and "unexpected shape" in result.output and str(folder) in result.output
+    assert not (folder / "report.html").exists()
