@@ -19,7 +19,7 @@ from controller.errors import SimulationError
 from controller.runtime.setup import EvPlan, RunSetup
 from controller.sim.adapter import Backend, SumoAdapter
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: values from a batched session (one build only) are not reused
 _memory: dict[str, float] = {}
 
 
