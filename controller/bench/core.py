@@ -90,6 +90,9 @@ class SyntheticWorld:
         self.lanes = sorted({ln for c in corridors.values() for j in c.junctions for ln in j.approach_lanes})
         self.seed = seed
         self.commands = 0
+        self._signals: dict[str, SignalState] = {}
+        self._lanes: dict[str, LaneState] = {}
+        self._lane_period = -1
 
     def apply(self, commands: Sequence[SignalCommand]) -> None:
         self.commands += len(commands)
@@ -110,16 +113,24 @@ class SyntheticWorld:
                                                    self.network.edges[edge].length_m), self.speed, k, pos)
 
     def snapshot(self, t_s: float) -> Snapshot:
+        """The world at ``t_s``; like the SUMO adapter, an unchanged signal or lane keeps last
+        tick's state object."""
         vehicles = {ev: v for ev, c in self.corridors.items() if (v := self._vehicle(ev, c, t_s)) is not None}
-        signals = {t: SignalState(t, self.held.get(t) or clock.state(t_s),
-                                  "online" if t in self.held else self.program_ids[t], 0)
-                   for t, clock in self.clocks.items()}
+        signals: dict[str, SignalState] = {}
+        for t, clock in self.clocks.items():
+            state, program = self.held.get(t) or clock.state(t_s), "online" if t in self.held else self.program_ids[t]
+            old = self._signals.get(t)
+            signals[t] = old if old is not None and old.state == state and old.program_id == program \
+                else SignalState(t, state, program, 0)
+        self._signals = signals
         period = int(t_s // 30)
-        lanes = {}
-        for ln in self.lanes:
-            n = zlib.crc32(f"{self.seed}:{ln}:{period}".encode()) % 9
-            lanes[ln] = LaneState(ln, n, n // 2)
-        return Snapshot(t_s, vehicles, signals, lanes)
+        if period != self._lane_period:
+            self._lane_period = period
+            self._lanes = {}
+            for ln in self.lanes:
+                n = zlib.crc32(f"{self.seed}:{ln}:{period}".encode()) % 9
+                self._lanes[ln] = LaneState(ln, n, n // 2)
+        return Snapshot(t_s, vehicles, signals, self._lanes)
 
 
 @dataclass(frozen=True)
