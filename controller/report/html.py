@@ -130,7 +130,7 @@ def _ev_section(run: RunData, ev: Mapping[str, Any], companions: Sequence[RunDat
              f"<h2>EV {_e(ev_id)} ({_e(ev.get('type', ''))})</h2>"]
     tsd = _figure(
         time_space_diagram(run, ev_id), "time-space-diagram",
-        f"<b>Time-space diagram</b> of EV {_e(ev_id)}: its distance along the route against time (black), "
+        f"The <b>time-space diagram</b> of EV {_e(ev_id)}: its distance along the route against time (black), "
         "and at each signalized junction's stop line the signal its movement saw (bars), the queue of halted "
         "vehicles ahead of that stop line (grey, drawn upstream from it) and the preemption windows above "
         "the bar (entry, dwell, exit). A trajectory that runs flat at a stop line is a stop there.",
@@ -140,7 +140,7 @@ def _ev_section(run: RunData, ev: Mapping[str, Any], companions: Sequence[RunDat
     if len(companions) > 1:
         parts.append(_figure(
             trajectories_compared(companions, ev_id), "time-space-comparison",
-            f"<b>Time-space diagram, controllers compared</b>: EV {_e(ev_id)}'s trajectories under "
+            f"The <b>time-space diagram, controllers compared</b>: EV {_e(ev_id)}'s trajectories under "
             f"{', '.join(_e(r.controller) for r in companions)} on the same scenario and seed; dashed lines "
             "are the stop lines.",
             {"ev": ev_id, "controllers": " ".join(r.controller for r in companions)},

@@ -39,7 +39,7 @@ def test_report_on_a_grid5_heavy_greenwave_run(grid5_heavy: Path) -> None:
     diagrams = re.findall(r'<figure class="time-space-diagram".*?</figure>', page, flags=re.S)
     assert len(diagrams) == len(summary["evs"]) == 1
     diagram = diagrams[0]
-    assert "Time-space diagram" in diagram
+    assert "Time-space diagram" in diagram and "The <b>time-space diagram</b> of EV" in diagram
     tls = summary["evs"][0]["tls"]
     assert len(tls) == 9
     for i, tls_id in enumerate(tls):
