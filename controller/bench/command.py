@@ -55,10 +55,16 @@ def run_bench(
     from controller.runtime.run import CONTROLLERS  # imports SUMO; the aggregation does not
 
     base = read_baseline(baseline) if baseline is not None else None  # a bad baseline fails before any run
-    if suite is None and base is not None and baseline is not None:
-        suite = baseline_suite(baseline, base)
+    made_from = _baseline_suite(baseline, base) if baseline is not None and base is not None else None
+    if suite is None and base is not None:
+        if made_from is None:
+            raise GreenwaveError(f"{baseline}: its suite file {base.get('suite', {}).get('file')!r} is not found; "
+                                 "give the SUITE to run")
+        suite = made_from
     s = load_suite(suite or DEFAULT_SUITE)
-    base_suite = base.get("suite", {}) if base is not None and suite == baseline_suite_or_none(baseline, base) else {}
+    # checking the suite a baseline was made from: its seeds and controllers, unless given
+    base_suite = base.get("suite", {}) if base is not None and made_from is not None and suite is not None \
+        and suite.resolve() == made_from.resolve() else {}
     seed_list = parse_seeds(seeds) if seeds is not None else tuple(base_suite.get("seeds") or s.seeds)
     ctrl_list = parse_controllers(controllers) if controllers is not None else \
         tuple(base_suite.get("controllers") or s.controllers)
@@ -161,11 +167,9 @@ def _portable(suite: Path | None, baseline: Path) -> str:
         return str(suite.resolve())
 
 
-def baseline_suite_or_none(path: Path | None, base: dict[str, Any] | None) -> Path | None:
+def _baseline_suite(path: Path, base: dict[str, Any]) -> Path | None:
     """The suite file a baseline was made from (its 'suite.file', relative to the repository
     root, i.e. the folder above the baseline's ``benchmarks/``, or to the baseline's folder)."""
-    if path is None or base is None:
-        return None
     name = base.get("suite", {}).get("file")
     if not isinstance(name, str) or not name:
         return None
@@ -174,14 +178,6 @@ def baseline_suite_or_none(path: Path | None, base: dict[str, Any] | None) -> Pa
         if candidate.is_file():
             return candidate
     return None
-
-
-def baseline_suite(path: Path, base: dict[str, Any]) -> Path:
-    found = baseline_suite_or_none(path, base)
-    if found is None:
-        raise GreenwaveError(f"{path}: its suite file {base.get('suite', {}).get('file')!r} is not found; "
-                             "give the SUITE to run")
-    return found
 
 
 def _seed_text(seeds: tuple[int, ...]) -> str:

@@ -621,21 +621,28 @@ class EtaLog:
         groups: dict[tuple[str, int], list[tuple[EtaRecord, float, float]]] = {}
         for item in scored:
             groups.setdefault((item[0].ev_id, item[0].junction_index), []).append(item)
+        def at_horizon(items: list[tuple[EtaRecord, float, float]], h: float) -> float | None:
+            """The error of the prediction made closest to ``h`` s before the arrival (±1 s)."""
+            r, a, hz = min(items, key=lambda item: (abs(item[2] - h), item[0].t_s))
+            return r.eta_s - a if abs(hz - h) <= self.MATCH_TOLERANCE_S + 1e-9 else None
+
         by_horizon: dict[str, object] = {}
         error_lists: dict[str, list[float | None]] = {}
         for h in horizons_s:
-            errs: list[float] = []
-            for key in sorted(groups):
-                r, a, hz = min(groups[key], key=lambda item: (abs(item[2] - h), item[0].t_s))
-                if abs(hz - h) <= self.MATCH_TOLERANCE_S + 1e-9:
-                    errs.append(r.eta_s - a)
+            errs = [e for key in sorted(groups) if (e := at_horizon(groups[key], h)) is not None]
             by_horizon[_horizon_key(h)] = _abs_stats(errs)
             error_lists[_horizon_key(h)] = [_round(e) for e in errs]
         result["by_horizon"] = by_horizon
         by_junction: dict[str, object] = {}
         for ev_id, j in sorted(groups):
-            errs = [r.eta_s - a for r, a, hz in groups[(ev_id, j)] if 0 < hz <= self.OVERALL_MAX_HORIZON_S]
-            by_junction[f"{ev_id}#{j}"] = _abs_stats(errs)
+            items = groups[(ev_id, j)]
+            errs = [r.eta_s - a for r, a, hz in items if 0 < hz <= self.OVERALL_MAX_HORIZON_S]
+            entry_errs = [r.eta_s - a for r, a, _ in items if r.tag == "entry"]
+            by_junction[f"{ev_id}#{j}"] = {
+                **_abs_stats(errs),
+                "entry_error_s": _round(entry_errs[-1]) if entry_errs else None,
+                **{f"error_{_horizon_key(h)}_s": _round(at_horizon(items, h)) for h in horizons_s},
+            }
         result["by_junction"] = by_junction
         entry = [r.eta_s - a for r, a, _ in scored if r.tag == "entry"]
         result["at_entry"] = _abs_stats(entry)

@@ -68,27 +68,13 @@ def change_pct(x: float | None, ref: float | None) -> float | None:
     return (x - ref) / ref * 100.0
 
 
-def eta_errors(run: RunData, ev_id: str, j: int, actual: float) -> tuple[float | None, float | None]:
-    """(error of the prediction that started the entry, error of the one made 60 s ahead ±1 s)."""
-    entry = None
-    best: tuple[float, float] | None = None
-    for e, jj, t, eta, _lo, _hi, tag in run.eta:
-        if e != ev_id or jj != j:
-            continue
-        if tag == "entry":
-            entry = eta - actual
-        off = abs((actual - t) - 60.0)
-        if off <= 1.0 + 1e-9 and (best is None or off < best[0]):
-            best = (off, eta - actual)
-    return entry, (best[1] if best else None)
-
-
 def junction_rows(run: RunData, ev_id: str) -> list[list[object]]:
     ev = run.evs.get(ev_id)
     leg = ev.leg if ev else None
     if leg is None:
         return []
     crossings = run.crossings(ev_id)
+    eta_by_junction = run.summary.get("eta", {}).get("by_junction") or {}  # EtaLog.evaluate's, per junction
     violations: dict[str, int] = {}
     for v in run.summary.get("safety", {}).get("violations", []):
         violations[str(v.get("tls"))] = violations.get(str(v.get("tls")), 0) + 1
@@ -97,7 +83,8 @@ def junction_rows(run: RunData, ev_id: str) -> list[list[object]]:
     rows: list[list[object]] = []
     for j in leg.junctions:
         actual = crossings.get(j["index"])
-        entry_err, err60 = eta_errors(run, ev_id, j["index"], actual) if actual is not None else (None, None)
+        eta = eta_by_junction.get(f"{ev_id}#{j['index']}") or {}
+        entry_err, err60 = _num(eta.get("entry_error_s")), _num(eta.get("error_60_s"))
         r = records.get((j["tls"], j["index"]), {})
         dwell, exit_ = _num(r.get("dwell")), _num(r.get("exit"))
         rows.append([

@@ -91,13 +91,17 @@ def free_flow_times(setup: RunSetup, evs: Sequence[EvPlan], *, backend: Backend 
             missing.append((ev, key))
     if missing:
         for ev, key in missing:
-            _memory[key] = out[ev.ev_id] = _simulate(setup, [ev], vtypes, backend)[0]
+            _memory[key] = out[ev.ev_id] = _simulate(setup, ev, vtypes, backend)
         _store({key: _memory[key] for _, key in missing})
     return out
 
 
-def _simulate(setup: RunSetup, evs: Sequence[EvPlan], vtypes: Path, backend: Backend) -> list[float]:
+def _simulate(setup: RunSetup, ev: EvPlan, vtypes: Path, backend: Backend) -> float:
+    """The EV alone on the empty network, every signal on its route showing its approach green."""
     network = setup.network
+    links: dict[str, set[int]] = {}
+    for j in ev.corridor.junctions:
+        links.setdefault(j.tls_id, set()).update(approach_links(network, j))
     with tempfile.TemporaryDirectory(prefix="greenwave-freeflow-") as tmp:
         tripinfo = Path(tmp) / "tripinfo.xml"
         args = [
@@ -111,31 +115,20 @@ def _simulate(setup: RunSetup, evs: Sequence[EvPlan], vtypes: Path, backend: Bac
             "--tripinfo-output", str(tripinfo),
         ]  # fmt: skip
         with SumoAdapter(args, backend=backend, error_log=Path(tmp) / "errors.log") as sim:
-            for k, ev in enumerate(evs):
-                vid = f"{ev.ev_id}__freeflow{k}"
-                links: dict[str, set[int]] = {}
-                for j in ev.corridor.junctions:
-                    links.setdefault(j.tls_id, set()).update(approach_links(network, j))
-                sim.add_vehicle(vid, ev.route, ev.vtype_id, depart="now")
-                sim.apply([
-                    SignalCommand(tls, "set_state", reason="free flow: route green", state="".join(
-                        "G" if i in ln else "r" for i in range(network.programs[tls].link_count)))
-                    for tls, ln in sorted(links.items())
-                ])  # fmt: skip
-                limit = sim.time_s + 10 * ev.corridor.length_m / 1.0 + 600  # generous: 0.1 m/s average
-                while sim.time_s < limit:
-                    if vid in sim.step().arrived:
-                        break
-                else:
-                    raise SimulationError(f"free-flow run: '{ev.ev_id}' did not arrive on an empty network")
-                sim.apply([SignalCommand(tls, "restore") for tls in sorted(links)])
+            sim.add_vehicle(ev.ev_id, ev.route, ev.vtype_id, depart="0")
+            sim.apply([
+                SignalCommand(tls, "set_state", reason="free flow: route green", state="".join(
+                    "G" if i in ln else "r" for i in range(network.programs[tls].link_count)))
+                for tls, ln in sorted(links.items())
+            ])  # fmt: skip
+            limit = 10 * ev.corridor.length_m / 1.0 + 600  # generous: 0.1 m/s average
+            while sim.time_s < limit:
+                if ev.ev_id in sim.step().arrived:
+                    break
+            else:
+                raise SimulationError(f"free-flow run: '{ev.ev_id}' did not arrive on an empty network")
             sim.step()  # let SUMO write the tripinfo
-        durations = {trip.get("id"): float(trip.get("duration", "nan"))
-                     for trip in ET.parse(tripinfo).getroot().iter("tripinfo")}
-    result = []
-    for k, ev in enumerate(evs):
-        value = durations.get(f"{ev.ev_id}__freeflow{k}")
-        if value is None:
-            raise SimulationError(f"free-flow run: no tripinfo written for '{ev.ev_id}'")
-        result.append(value)
-    return result
+        for trip in ET.parse(tripinfo).getroot().iter("tripinfo"):
+            if trip.get("id") == ev.ev_id:
+                return float(trip.get("duration", "nan"))
+    raise SimulationError(f"free-flow run: no tripinfo written for '{ev.ev_id}'")

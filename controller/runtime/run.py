@@ -95,11 +95,13 @@ def controller_config(settings: Mapping[str, float]) -> ControllerConfig:
 
 @dataclass
 class _Timing:
-    tick_ms: list[float]  # the controller's own time: read the snapshot, predict, plan, apply
-    step_ms: list[float]  # SUMO's simulation step
-    monitor_ms: list[float]  # the independent safety monitor and the trace (instruments, not control)
-    jitter_ms: list[float]  # --realtime/--speed: how late each tick started against the wall clock
-    read_ms: list[float] = dataclasses.field(default_factory=list)  # the reading part of tick_ms
+    tick_ms: list[float] = dataclasses.field(default_factory=list)  # the controller's own time per tick
+    read_ms: list[float] = dataclasses.field(default_factory=list)  # its reading part
+    step_ms: list[float] = dataclasses.field(default_factory=list)  # SUMO's simulation step
+    # the independent safety monitor and the trace (instruments, not control)
+    monitor_ms: list[float] = dataclasses.field(default_factory=list)
+    # --realtime/--speed: how late each tick started against the wall clock
+    jitter_ms: list[float] = dataclasses.field(default_factory=list)
 
 
 def _quantiles(values: Sequence[float]) -> dict[str, float | None]:
@@ -143,7 +145,7 @@ def run(
     monitor = SafetyMonitor(programs, safety or SafetyConfig())
     progress = {ev.ev_id: EvProgress(ev.ev_id, ev.corridor) for ev in setup.evs}
     trace = TraceRecorder({ev.ev_id: ev.ev_type for ev in setup.evs})
-    timing = _Timing([], [], [], [])
+    timing = _Timing()
     budget_ms = (budget_ms if budget_ms is not None else DEFAULT_BUDGET_MS) * setup.step_length_s
     end_s = setup.end_s
     pacer = Pacer(speed) if speed is not None else None

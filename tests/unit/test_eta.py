@@ -491,8 +491,22 @@ def test_retired_records_are_not_matched_with_the_new_corridor() -> None:
     log.record("ev", 101.0, [Eta(0, 140.0, 138.0, 142.0, 139.0)])
     out = log.evaluate({("ev", 0): 141.0})
     assert out["n"] == 1 and out["abs_error_p50"] == 1.0
-    assert out["by_junction"] == {"ev#0": {"n": 1, "abs_error_p50": 1.0, "abs_error_p90": 1.0}}
+    assert out["by_junction"] == {"ev#0": {"n": 1, "abs_error_p50": 1.0, "abs_error_p90": 1.0, "entry_error_s": None,
+                                           "error_10_s": None, "error_30_s": None, "error_60_s": None}}
     assert {r.ev_id for r in log.records} == {"ev", "ev@route1"}
+
+
+def test_evaluate_gives_each_junctions_entry_and_horizon_errors() -> None:
+    log = EtaLog()
+    log.record("ev", 40.0, [Eta(0, 101.0, 99.0, 103.0, 100.0), Eta(1, 151.0, 149.0, 153.0, 150.0)])
+    log.record("ev", 41.0, [Eta(0, 100.5, 99.0, 102.0, 100.0)], tag_for={0: "entry"})
+    log.record("ev", 90.0, [Eta(1, 149.0, 147.0, 151.0, 150.0)])
+    out = log.evaluate({("ev", 0): 100.0, ("ev", 1): 150.0})
+    j0, j1 = out["by_junction"]["ev#0"], out["by_junction"]["ev#1"]
+    assert j0["entry_error_s"] == 0.5 and j0["error_60_s"] == 1.0 and j0["error_10_s"] is None
+    assert j1["entry_error_s"] is None and j1["error_60_s"] == -1.0 and j1["error_30_s"] is None
+    assert out["by_horizon"]["60"]["n"] == 2  # the same matching as the pooled figures
+    assert sorted(out["errors"]["60"]) == [-1.0, 1.0]
 
 
 def test_bias_learned_from_crossed_stop_lines_corrects_later_predictions() -> None:

@@ -70,7 +70,9 @@ def write_run(folder: Path, controller: str, *, seed: int = 1, speed: float = 10
         "begin": 0, "simulated_until": 400, "evs": evs,
         "background": {"trips": 100, "mean_time_loss": {"none": 40.0, "greenwave": 41.0}.get(controller, 50.0),
                        "cross_streets": {"edges": 4, "vehicles": 30, "mean_time_loss": 12.0}},
-        "eta": {"n": 3, "abs_error_p50": 0.5, "abs_error_p90": 1.0, "by_horizon": {}, "at_entry": {}},
+        "eta": {"n": 3, "abs_error_p50": 0.5, "abs_error_p90": 1.0, "by_horizon": {}, "at_entry": {},
+                "by_junction": {"amb#1": {"entry_error_s": 0.5, "error_60_s": None},
+                                "amb#2": {"entry_error_s": None, "error_60_s": -2.0}}},
         "preemptions": [{"tls": "J2", "ev": "amb", "junction_index": 1, "armed": 110.0, "entry": 115.0,
                          "dwell": 120.0, "exit": 131.0, "restored": 140.0, "preempted_s": 25.0, "recovery_s": 9.0,
                          "exit_reason": "crossed"}],
@@ -134,9 +136,11 @@ def test_eta_table_and_per_junction_rows(tmp_path: Path) -> None:
     assert table is not None
     rows = re.findall(r"<tr><td>#\d+</td>.*?</tr>", table.group(0))
     assert len(rows) == 3
-    # J2: crossed at 130; the entry prediction said 130.5 -> +0.5; green for the EV from 120, held 11 s
+    # J2: crossed at 130, the entry prediction erred by +0.5 s (from summary.json's ETA section);
+    # green for the EV from 120, held 11 s
     assert "<td>J2</td><td>300</td><td>130.0</td><td>0.5</td>" in rows[1]
     assert "<td>120.0</td><td>11.0</td><td>25.0</td><td>9.0</td><td>crossed</td>" in rows[1]
+    assert "<td>J3</td><td>500</td><td>150.0</td><td>–</td><td>-2.0</td>" in rows[2]
 
 
 def test_companions_are_compared_and_other_traffic_is_against_none(tmp_path: Path) -> None:
