@@ -30,7 +30,8 @@ import functools
 import math
 from collections import deque
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
+from typing import NamedTuple
 
 from controller.core.corridor import Corridor
 from controller.core.network import Connection, Network
@@ -177,6 +178,22 @@ class _Kinematics:
             entry[k] = min(self.limits[k], math.sqrt(entry[k + 1] ** 2 + 2 * self.b * (self.ends[k] - self.starts[k])))
         self.entry_cap = tuple(entry)
         self.top_speed = max(self.limits)
+        # The saturated run: the fastest the EV can cross each segment, from the start. A run from
+        # any state that enters segment k as fast as it does (the common case once the EV has
+        # reached a limit) goes on exactly like it, so its times are looked up, not recomputed.
+        self._ends_eps = tuple(e + _EPS_M for e in self.ends)
+        sat: list[tuple[float, float, float, float]] = []
+        cum = [0.0]
+        u = math.inf
+        for k in range(n):
+            dist = self.ends[k] - self.starts[k]
+            u, vc, p1, p2 = _segment(u, self.limits[k], self.entry_cap[k + 1], dist, self.a, self.b)
+            sat.append((u, vc, p1, p2))
+            cum.append(cum[-1] + _time_in(dist, u, vc, p1, p2, self.a, self.b))
+            u = math.sqrt(max(vc**2 - 2 * self.b * (dist - p2), 0.0))
+        self._sat = tuple(sat)
+        self._sat_u = tuple(x[0] for x in sat)
+        self._sat_t = tuple(cum)  # seconds from the start of segment 0 to the start of segment k
 
     def times(
         self,
@@ -204,7 +221,17 @@ class _Kinematics:
             prev = x
         if targets_m[-1] > self.ends[-1] + _EPS_M:
             raise ValueError(f"target {targets_m[-1]} m is beyond the end of the profile at {self.ends[-1]} m")
+        return self.times_unchecked(from_m, speed_mps, targets_m, end_speed_mps, max_time_s)
 
+    def times_unchecked(
+        self,
+        from_m: float,
+        speed_mps: float,
+        targets_m: Sequence[float],
+        end_speed_mps: float | None = None,
+        max_time_s: float = math.inf,
+    ) -> list[float]:
+        """:meth:`times` for arguments known to be valid (the predictor's own, every tick)."""
         a, b = self.a, self.b
         terminal = targets_m[-1] if end_speed_mps is not None else math.inf
         end_v = max(end_speed_mps, 0.0) if end_speed_mps is not None else math.inf
@@ -214,7 +241,6 @@ class _Kinematics:
         out: list[float] = []
         i = 0
         while i < n_tgt and k < n_seg:
-            limit = self.limits[k]
             if terminal <= self.ends[k]:
                 x_end, w = terminal, end_v
             else:
@@ -222,21 +248,9 @@ class _Kinematics:
                 if end_speed_mps is not None:
                     w = min(w, math.sqrt(end_v**2 + 2 * b * (terminal - x_end)))
             dist = max(x_end - x, 0.0)
-            u = min(u, limit, math.sqrt(w**2 + 2 * b * dist))  # enter within the limit and the envelope
-            w_eff = min(w, limit)
-            # phases: accelerate over [0, p1] to vc, cruise at vc over [p1, p2], brake over [p2, dist]
-            s_acc = (limit**2 - u**2) / (2 * a)
-            s_brk = (limit**2 - w_eff**2) / (2 * b)
-            if s_acc + s_brk <= dist:
-                vc, p1, p2 = limit, s_acc, dist - s_brk
-            else:
-                meet = (w**2 - u**2 + 2 * b * dist) / (2 * (a + b)) if math.isfinite(w) else math.inf
-                if meet >= dist:
-                    vc = math.sqrt(u**2 + 2 * a * dist)
-                    p1 = p2 = dist
-                else:
-                    p1 = p2 = max(meet, 0.0)
-                    vc = math.sqrt(u**2 + 2 * a * p1)
+            u, vc, p1, p2 = _segment(u, self.limits[k], w, dist, a, b)
+            if end_speed_mps is None and u == self._sat_u[k] and x == self.starts[k]:
+                return self._saturated(k, t, targets_m, i, out, max_time_s)
             while i < n_tgt and targets_m[i] <= x_end + _EPS_M:
                 out.append(t + _time_in(min(max(targets_m[i] - x, 0.0), dist), u, vc, p1, p2, a, b))
                 i += 1
@@ -248,6 +262,45 @@ class _Kinematics:
             k += 1
         out.extend([t] * (n_tgt - i))  # targets within _EPS_M past the end
         return out
+
+    def _saturated(
+        self, k: int, t: float, targets_m: Sequence[float], i: int, out: list[float], max_time_s: float
+    ) -> list[float]:
+        """The rest of :meth:`times_unchecked` from the start of segment ``k``, reached after ``t``
+        s at the saturated run's speed: the targets' times from the saturated run's table."""
+        base = t - self._sat_t[k]
+        n_seg = len(self.limits)
+        a, b = self.a, self.b
+        for x_t in targets_m[i:]:
+            m = bisect.bisect_left(self._ends_eps, x_t, lo=k)
+            if m >= n_seg:
+                out.append(base + self._sat_t[n_seg])  # within _EPS_M past the end
+                continue
+            start = self.starts[m]
+            u, vc, p1, p2 = self._sat[m]
+            d = min(max(x_t - start, 0.0), self.ends[m] - start)
+            out.append(base + self._sat_t[m] + _time_in(d, u, vc, p1, p2, a, b))
+            if out[-1] > max_time_s:
+                return out
+        return out
+
+
+def _segment(u: float, limit: float, w: float, dist: float, a: float, b: float) -> tuple[float, float, float, float]:
+    """Crossing ``dist`` m under ``limit`` to leave at most at ``w``, entering at most at ``u``: the
+    entry speed (within the limit and the braking envelope), the top speed ``vc``, and where the
+    acceleration ends (``p1``) and the braking starts (``p2``)."""
+    u = min(u, limit, math.sqrt(w**2 + 2 * b * dist))
+    w_eff = min(w, limit)
+    # phases: accelerate over [0, p1] to vc, cruise at vc over [p1, p2], brake over [p2, dist]
+    s_acc = (limit**2 - u**2) / (2 * a)
+    s_brk = (limit**2 - w_eff**2) / (2 * b)
+    if s_acc + s_brk <= dist:
+        return u, limit, s_acc, dist - s_brk
+    meet = (w**2 - u**2 + 2 * b * dist) / (2 * (a + b)) if math.isfinite(w) else math.inf
+    if meet >= dist:
+        return u, math.sqrt(u**2 + 2 * a * dist), dist, dist
+    p = max(meet, 0.0)
+    return u, math.sqrt(u**2 + 2 * a * p), p, p
 
 
 def _time_in(d: float, u: float, vc: float, p1: float, p2: float, a: float, b: float) -> float:
@@ -319,8 +372,7 @@ class QueueAhead:
     red_for_s: float  # how long, from now, the EV's movement stays red (0 if green now and kept green)
 
 
-@dataclass(frozen=True)
-class Eta:
+class Eta(NamedTuple):  # a tuple: made several times per EV and tick, cheaply
     junction_index: int
     eta_s: float  # absolute time
     low_s: float
@@ -339,11 +391,14 @@ class EtaPredictor:
         config: EtaConfig | None = None,
     ) -> None:
         self._corridor = corridor
+        self._distances = [j.distance_m for j in corridor.junctions]  # ascending along the route
+        self._indices = [j.index for j in corridor.junctions]
         self._kin = _kinematics(profile, dyn)
         self._config = config if config is not None else EtaConfig()
         if self._config.min_factor > self._config.max_factor:
             raise ValueError("EtaConfig.min_factor must not exceed max_factor")
         self._samples: deque[tuple[float, float, float]] = deque()  # (t, position, speed)
+        self._stopped_pairs = 0  # consecutive samples in the window both below STOP_SPEED_MPS
         self._factor = min(max(1.0, self._config.min_factor), self._config.max_factor)
         self._predictions: dict[int, deque[tuple[float, float]]] = {}  # junction -> (t made, eta)
         self._rel_errors: deque[float] = deque(maxlen=_ERRORS_KEPT)
@@ -385,11 +440,17 @@ class EtaPredictor:
         if self._samples and t_s <= self._samples[-1][0]:
             return
         position_m = max(position_m, self._kin.starts[0])
-        prev = self._samples[-1] if self._samples else None
-        self._samples.append((t_s, position_m, max(speed_mps, 0.0)))
-        horizon = t_s - self._config.correction_window_s
-        while self._samples[0][0] < horizon - 1e-9:
-            self._samples.popleft()
+        samples = self._samples
+        prev = samples[-1] if samples else None
+        speed_mps = max(speed_mps, 0.0)
+        if prev is not None and prev[2] < STOP_SPEED_MPS and speed_mps < STOP_SPEED_MPS:
+            self._stopped_pairs += 1
+        samples.append((t_s, position_m, speed_mps))
+        horizon = t_s - self._config.correction_window_s - 1e-9
+        while samples[0][0] < horizon:
+            gone = samples.popleft()
+            if gone[2] < STOP_SPEED_MPS and samples[0][2] < STOP_SPEED_MPS:
+                self._stopped_pairs -= 1
         if prev is not None:
             self._score_crossings(prev, self._samples[-1])
             self._update_factor(t_s - prev[0])
@@ -412,7 +473,10 @@ class EtaPredictor:
         """
         cfg = self._config
         t0, x0, v0 = self._samples[-1] if self._samples else (t_s, self._kin.starts[0], 0.0)
-        ahead = [j for j in self._corridor.junctions if x0 < j.distance_m]
+        distances = self._distances
+        first = bisect.bisect_right(distances, x0)  # the junctions ahead: position < stop line
+        must = bisect.bisect_right(self._indices, at_least, lo=first) - first  # engaged, predicted however far
+        last = len(distances)
         max_kin_s = math.inf
         if max_ahead_s is not None:
             # a prediction's horizon is at least factor × kinematic time × (1 - bias): beyond
@@ -421,14 +485,13 @@ class EtaPredictor:
             shrink = self._factor * (1.0 - max(self.bias_per_s, 0.0))
             max_kin_s = (max_ahead_s + (t_s - t0)) / shrink + 1.0 if shrink > 0 else math.inf
             reach = x0 + self._kin.top_speed * max_kin_s
-            ahead = [j for j in ahead if j.distance_m <= reach or j.index <= at_least] or ahead[:1]
-        if not ahead:
+            last = max(bisect.bisect_right(distances, reach, lo=first), first + must, min(first + 1, last))
+        if first >= last:
             return []
-        kin = self._kin.times(x0, v0, [j.distance_m for j in ahead], max_time_s=max_kin_s)
-        must = sum(1 for j in ahead if j.index <= at_least)
-        if len(kin) < must:  # engaged junctions are predicted however far
-            kin = self._kin.times(x0, v0, [j.distance_m for j in ahead[:must]])
-        ahead = ahead[: len(kin)]
+        kin = self._kin.times_unchecked(x0, v0, distances[first:last], max_time_s=max_kin_s)
+        if len(kin) < must:
+            kin = self._kin.times_unchecked(x0, v0, distances[first:first + must])
+        ahead = self._corridor.junctions[first:first + len(kin)]
         bound: dict[int, float] = {}
         for q in queues:
             lost = cfg.startup_lost_s if q.red_for_s > 0 else 0.0
@@ -438,6 +501,7 @@ class EtaPredictor:
         bias = self.bias_per_s
         shift = 0.0
         out: list[Eta] = []
+        predictions = self._predictions
         for j, k in zip(ahead, kin, strict=True):
             free = t0 + k
             eta = t0 + self._factor * k + shift
@@ -455,7 +519,9 @@ class EtaPredictor:
             out.append(Eta(j.index, eta, low, eta + half, free))
             if not learn:
                 continue
-            made = self._predictions.setdefault(j.index, deque(maxlen=_PREDICTIONS_KEPT))
+            made = predictions.get(j.index)
+            if made is None:
+                made = predictions[j.index] = deque(maxlen=_PREDICTIONS_KEPT)
             if made and made[-1][0] == t_s:  # asked again in the same tick: keep the latest
                 made[-1] = (t_s, raw)
             else:
@@ -473,6 +539,17 @@ class EtaPredictor:
         kinematic_s = 0.0
         start = 0
         n = len(samples)
+        if not self._stopped_pairs:  # one run of movement over the whole window (the common case)
+            if n > 1:
+                t_a, x_a, v_a = samples[0]
+                t_b, x_b, v_b = samples[-1]
+                if x_b > x_a:
+                    end_cap = v_b if v_b < STOP_SPEED_MPS else None
+                    x_b = min(x_b, self._kin.ends[-1])
+                    x_a = min(x_a, x_b)
+                    moving_s = t_b - t_a
+                    kinematic_s = self._kin.times_unchecked(x_a, v_a, (x_b,), end_cap)[0]
+            n = 0  # (skip the general case below)
         for k in range(1, n + 1):
             run_ends = k == n or (samples[k - 1][2] < STOP_SPEED_MPS and samples[k][2] < STOP_SPEED_MPS)
             if not run_ends:
@@ -487,7 +564,7 @@ class EtaPredictor:
                     x_b = min(x_b, self._kin.ends[-1])
                     x_a = min(x_a, x_b)
                     moving_s += t_b - t_a
-                    kinematic_s += self._kin.times(x_a, v_a, (x_b,), end_cap)[0]
+                    kinematic_s += self._kin.times_unchecked(x_a, v_a, (x_b,), end_cap)[0]
             start = k
         if moving_s < cfg.min_moving_s or kinematic_s <= 0:
             return
@@ -519,9 +596,10 @@ class EtaPredictor:
         (t_a, x_a, _), (t_b, x_b, _) = prev, cur
         if x_b <= x_a:
             return
-        for j in self._corridor.junctions:
-            if not x_a < j.distance_m <= x_b:
-                continue
+        distances = self._distances
+        junctions = self._corridor.junctions
+        for k in range(bisect.bisect_right(distances, x_a), bisect.bisect_right(distances, x_b)):
+            j = junctions[k]
             made = self._predictions.pop(j.index, None)
             if not made:
                 continue
@@ -537,8 +615,7 @@ class EtaPredictor:
 # evaluation
 
 
-@dataclass(frozen=True)
-class EtaRecord:
+class EtaRecord(NamedTuple):  # a tuple: made several times per EV and tick, cheaply
     ev_id: str
     junction_index: int
     t_s: float  # when the prediction was made
@@ -578,21 +655,27 @@ class EtaLog:
     MATCH_TOLERANCE_S = 1.0
 
     def __init__(self) -> None:
-        self._records: list[EtaRecord] = []
+        # one entry per EV and tick, as predicted (a tick's cost stays per EV, not per ETA)
+        self._batches: list[tuple[str, float, Sequence[Eta], Mapping[int, str] | None]] = []
 
     @property
     def records(self) -> tuple[EtaRecord, ...]:
-        return tuple(self._records)
+        return tuple(
+            EtaRecord(ev_id, e.junction_index, t_s, e.eta_s, e.low_s, e.high_s,
+                      tags.get(e.junction_index, "") if tags else "")
+            for ev_id, t_s, etas, tags in self._batches
+            for e in etas
+        )
 
     def retire(self, ev_id: str, label: str) -> None:
         """Relabel an EV's records (its corridor changed: their junction indices refer to the
         old one and must not be matched with arrivals on the new one)."""
-        self._records = [replace(r, ev_id=label) if r.ev_id == ev_id else r for r in self._records]
+        self._batches = [(label if e == ev_id else e, t, etas, tags) for e, t, etas, tags in self._batches]
 
     def record(self, ev_id: str, t_s: float, etas: Sequence[Eta], tag_for: Mapping[int, str] | None = None) -> None:
-        for e in etas:
-            tag = tag_for.get(e.junction_index, "") if tag_for else ""
-            self._records.append(EtaRecord(ev_id, e.junction_index, t_s, e.eta_s, e.low_s, e.high_s, tag))
+        """Keep ``etas`` (not copied: the caller hands them over) as predicted at ``t_s``."""
+        if etas:
+            self._batches.append((ev_id, t_s, etas, tag_for or None))
 
     def evaluate(
         self,
@@ -606,7 +689,7 @@ class EtaLog:
         records tagged "entry".
         """
         scored: list[tuple[EtaRecord, float, float]] = []  # record, actual, horizon
-        for r in self._records:
+        for r in self.records:
             actual = actual_s.get((r.ev_id, r.junction_index))
             if actual is not None:
                 scored.append((r, actual, actual - r.t_s))

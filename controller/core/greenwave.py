@@ -223,9 +223,9 @@ class PreemptionController:
             speed = vehicle.speed_mps if vehicle is not None else 0.0
             if vehicle is not None:
                 predictor.observe(t, position, speed)
-            etas = [e for e in predictor.predict(t, max_ahead_s=plan_ahead,
-                                                 at_least=engaged.get(ev_id, -1))
-                    if not p.crossed(e.junction_index)]
+            crossed = p.crossed_s
+            etas = [e for e in predictor.predict(t, max_ahead_s=plan_ahead, at_least=engaged.get(ev_id, -1))
+                    if e.junction_index not in crossed]
             predictions[ev_id] = etas
             reqs = self._requests(ev, etas, snapshot, position)
             self._last_requests[ev_id] = reqs
@@ -237,7 +237,7 @@ class PreemptionController:
         self._latest.update(predictions)
         entered = self.planner.entries_at(t)
         for ev_id, etas in predictions.items():
-            tags = {j: "entry" for (e, j) in entered if e == ev_id}
+            tags = {j: "entry" for (e, j) in entered if e == ev_id} if entered else None
             self.eta_log.record(ev_id, t, etas, tag_for=tags)
         return commands
 
@@ -245,22 +245,27 @@ class PreemptionController:
         self, ev: EvSetup, etas: Sequence[Eta], snapshot: Snapshot, position_m: float
     ) -> list[ServiceRequest]:
         cfg = self.config
+        greenwave = cfg.mode == "greenwave"
+        progression = greenwave and cfg.progression
+        vehicle = snapshot.vehicles.get(ev.ev_id)
+        junctions = ev.corridor.junctions
+        targets = self._targets
+        ev_id, priority = ev.ev_id, ev.priority
         out: list[ServiceRequest] = []
         previous_need: float | None = None
         previous_eta: float | None = None
         upstream = 0.0  # vehicles queued at the signals between the EV and this one
         for eta in etas:
-            j = ev.corridor.junctions[eta.junction_index]
+            j = junctions[eta.junction_index]
             eta_s = eta.eta_s
-            target, phase = self._targets[(ev.ev_id, j.index)]
-            own = self._queue_ahead(ev, j, snapshot)
-            queue = own + round(cfg.upstream_share * upstream) if cfg.mode == "greenwave" else own
+            target, phase = targets[(ev_id, j.index)]
+            own = self._queue_ahead(j, snapshot, vehicle)
+            queue = own + round(cfg.upstream_share * upstream) if greenwave else own
             upstream += own
             clear_s = min(cfg.startup_lost_s + queue * cfg.saturation_headway_s, cfg.max_clear_s) if queue else 0.0
             need = eta_s - clear_s - cfg.margin_s
             if (
-                cfg.mode == "greenwave"
-                and cfg.progression
+                progression
                 and previous_need is not None
                 and previous_eta is not None
                 and previous_need > snapshot.t_s
@@ -278,33 +283,31 @@ class PreemptionController:
                     previous_need, previous_eta = need, eta_s
                     continue
             out.append(
-                ServiceRequest(
-                    ev_id=ev.ev_id,
-                    priority=ev.priority,
-                    tls_id=j.tls_id,
-                    junction_index=j.index,
-                    target=target,
-                    phase=phase,
-                    eta_s=eta_s,
-                    need_green_by_s=need,
-                    start_now=start_now,
-                )
+                ServiceRequest(ev_id, priority, j.tls_id, j.index, target, phase, eta_s, need, start_now)
             )
             previous_need, previous_eta = need, eta_s
         return out
 
-    def _queue_ahead(self, ev: EvSetup, j: CorridorJunction, snapshot: Snapshot) -> int:
+    def _queue_ahead(self, j: CorridorJunction, snapshot: Snapshot, vehicle: VehicleState | None) -> int:
         """Vehicles per lane that must discharge at ``j`` before the EV can pass: on the EV's own
         approach only the halted ones (the others are behind it or moving with it); further
         ahead every vehicle on the approach lanes, which will be queued there if it is red when
         they arrive (this is what makes queues not cascade from junction to junction)."""
-        lanes = [snapshot.lanes[ln] for ln in j.approach_lanes if ln in snapshot.lanes]
+        states = snapshot.lanes
+        on_approach = vehicle is not None and vehicle.road_id == j.approach_edge
+        if self.config.count_moving and not on_approach:  # the common case, in one pass
+            most = -1
+            for ln in j.approach_lanes:
+                state = states.get(ln)
+                if state is not None and state.vehicles > most:
+                    most = state.vehicles
+            return max(most, 0)
+        lanes = [states[ln] for ln in j.approach_lanes if ln in states]
         if not lanes:
             return 0
-        vehicle = snapshot.vehicles.get(ev.ev_id)
         if not self.config.count_moving:
             return max(ln.halting for ln in lanes)
-        if vehicle is not None and vehicle.road_id == j.approach_edge:
+        if vehicle is not None:
             # on the approach: the halted vehicles are ahead of it, and of the others about the
             # share of the lane that lies ahead (uniform density)
             edge = self.network.edges.get(j.approach_edge)

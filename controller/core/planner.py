@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from controller.core.network import Program, is_green, is_yellow
 from controller.core.snapshot import SignalCommand, SignalState
@@ -44,8 +44,7 @@ class PlannerConfig:
     min_green_floor_s: float = 5.0
 
 
-@dataclass(frozen=True)
-class ServiceRequest:
+class ServiceRequest(NamedTuple):  # a tuple: made several times per EV and tick, cheaply
     """One EV asking one signal to serve its approach."""
 
     ev_id: str
@@ -195,7 +194,8 @@ class Planner:
         self.release_reasons: dict[str, str] = {}  # ev_id -> why its requests ended, when not crossing
         # the signals not idle after the last tick: with this tick's requests, all a tick must visit
         self._active: set[str] = set()
-        self._ticked: set[str] = set()
+        self._entered: list[str] = []  # the signals whose entry started or grew on the last tick
+        self._order: dict[str, int] = {tls: k for k, tls in enumerate(self.junctions)}
 
     def release(self, ev_id: str, reason: str) -> None:
         """Record why an EV's requests end (cancelled, vanished, re-routed) for the records."""
@@ -208,6 +208,7 @@ class Planner:
                 SignalTiming.from_program(program, min_green_floor_s=self.config.min_green_floor_s),
                 DisplayClock(program.link_count),
             )
+            self._order[program.tls_id] = len(self._order)
 
     def reset_signal(self, tls_id: str) -> None:
         """Forget what was seen of an idle signal (it stops being watched for a while): when it is
@@ -225,7 +226,8 @@ class Planner:
     # -- queries ------------------------------------------------------------------------------
     def entries_at(self, t_s: float) -> list[tuple[str, int]]:
         """(EV, junction index) whose preemption entry started at ``t_s`` (the last tick's time)."""
-        return [key for tls in self._ticked for key, rec in self.junctions[tls].current.items() if rec.entry_s == t_s]
+        return [key for tls in dict.fromkeys(self._entered) for key, rec in self.junctions[tls].current.items()
+                if rec.entry_s == t_s]
 
     @property
     def busy(self) -> bool:
@@ -283,15 +285,23 @@ class Planner:
         # An idle signal without requests has nothing to do: visit only those with requests and
         # those not idle (the cost follows the EVs, not the number of signals planned).
         todo = self._active.union(by_tls)
-        for tls, j in self.junctions.items():
-            if tls not in todo:
-                continue
-            reqs = [] if self.stopping else [r for r in by_tls.get(tls, ()) if j.lockout.get(r.ev_id, -1.0) <= t_s]
+        order = self._order
+        self._entered = []
+        active: set[str] = set()
+        for tls in sorted(todo, key=order.__getitem__):  # in the order the signals were added
+            j = self.junctions[tls]
+            if self.stopping:
+                reqs = []
+            else:
+                reqs = by_tls.get(tls, [])
+                if j.lockout:
+                    reqs = [r for r in reqs if j.lockout.get(r.ev_id, -1.0) <= t_s]
             cmd = self._tick_junction(j, t_s, reqs)
             if cmd is not None:
                 commands.append(cmd)
-        self._ticked = todo
-        self._active = {tls for tls in todo if self.junctions[tls].stage != "idle"}
+            if j.stage != "idle":
+                active.add(tls)
+        self._active = active
         self.release_reasons.clear()  # the reasons label the exits their releases caused just now
         return commands
 
@@ -318,13 +328,28 @@ class Planner:
                 self._close(j, t_s, "cancelled before entry", restored=True)
                 j.stage = "idle"
                 return None
+            current = j.current
             for r in reqs:
-                if r.key not in j.current:
-                    j.current[r.key] = PreemptionRecord(j.tls_id, r.ev_id, r.junction_index, t_s)
-            if not any(r.start_now for r in reqs) and t_s < min(r.eta_s for r in reqs) - cfg.max_lead_s:
-                return None  # every EV is further than max_lead_s away: no entry can be due (cheap test)
+                key = (r.ev_id, r.junction_index)
+                if key not in current:
+                    current[key] = PreemptionRecord(j.tls_id, r.ev_id, r.junction_index, t_s)
+            if len(reqs) == 1:
+                r = reqs[0]
+                start_now, eta_s, need_s = r.start_now, r.eta_s, r.need_green_by_s
+            else:
+                start_now = any(r.start_now for r in reqs)
+                eta_s = min(r.eta_s for r in reqs)
+                need_s = min(r.need_green_by_s for r in reqs)
+            if not start_now and (
+                t_s < eta_s - cfg.max_lead_s
+                or t_s + j.timing.switch_bound_s + 3 * cfg.step_s + cfg.slack_s < need_s
+            ):
+                # cheap tests: every EV is further than max_lead_s away, or even the longest
+                # switch-over would show green before any request needs it: no entry can be due
+                return None
             target, phase, served = merge_targets(j.timing, reqs)
             if self._entry_due(j, t_s, target, served):
+                self._entered.append(j.tls_id)
                 j.stage = "entry"
                 j.entry_s = t_s
                 for r in served:
@@ -349,6 +374,7 @@ class Planner:
                 if rec.entry_s is None:
                     rec.entry_s = t_s
                     rec.eta_at_entry_s = r.eta_s
+                    self._entered.append(j.tls_id)
             if target != j.target:
                 j.target, j.phase, j.serving = target, phase, tuple(r.key for r in served)
                 if j.stage == "dwell" and j.clock.state != target:

@@ -21,6 +21,7 @@ the next command takes effect.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -103,6 +104,13 @@ class SignalTiming:
             for i, c in enumerate(state)
             if is_green(c)
         )
+
+    @functools.cached_property
+    def switch_bound_s(self) -> float:
+        """The longest minimum green, yellow and red clearance together: with three steps added,
+        an upper bound of the time any target takes to show from any display
+        (:func:`time_to_show_s`)."""
+        return max(self.min_green_s, default=0.0) + max(self.yellow_s, default=0.0) + self.clearance_s
 
     def is_program_subset(self, state: str) -> bool:
         """True when the state's greens are a subset of one phase's greens (with G only where G)."""

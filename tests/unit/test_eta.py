@@ -20,6 +20,7 @@ from controller.core.eta import (
     EvDynamics,
     QueueAhead,
     SpeedProfile,
+    _Kinematics,
     arrival_times_s,
     build_profile,
     travel_time_s,
@@ -162,6 +163,24 @@ def test_arrival_times_monotone_and_never_faster_than_max_speed(
     assert all(b >= a - 1e-9 for a, b in itertools.pairwise(times))
     # one pass agrees with one target at a time
     assert travel_time_s(prof, dyn, from_m, speed, targets[-1]) == pytest.approx(times[-1])
+
+
+@settings(max_examples=300, deadline=None)
+@given(_cases(), st.sampled_from([None, 0.0, 3.0]))
+def test_the_saturated_run_table_gives_the_segment_by_segment_times(
+    case: tuple[SpeedProfile, EvDynamics, float, float, list[float]], end_speed: float | None,
+) -> None:
+    prof, dyn, from_m, speed, targets = case
+    kin = _Kinematics(prof, dyn)
+    plain = _Kinematics(prof, dyn)
+    plain._sat_u = tuple(math.nan for _ in plain._sat_u)  # never equal: every segment computed
+    for start in (from_m, *prof.starts_m):  # from anywhere, and from each segment's start
+        tg = [x for x in targets if x >= start] or [prof.ends_m[-1]]
+        for speed_mps in (speed, 0.0, 40.0):
+            assert kin.times(start, speed_mps, tg, end_speed) == pytest.approx(
+                plain.times(start, speed_mps, tg, end_speed), rel=1e-9, abs=1e-9)
+            assert kin.times(start, speed_mps, tg, max_time_s=20.0) == pytest.approx(
+                plain.times(start, speed_mps, tg, max_time_s=20.0), rel=1e-9, abs=1e-9)
 
 
 @settings(max_examples=200, deadline=None)
