@@ -23,6 +23,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from controller import core  # noqa: E402
 from controller.bench.core import random_corridor, replay, time_controller  # noqa: E402
 from controller.runtime.run import controller_config  # noqa: E402
 from controller.sim.netload import load_network  # noqa: E402
@@ -42,6 +43,7 @@ def main() -> int:
     args = ap.parse_args()
 
     t0 = time.perf_counter()
+    print(f"core: {'compiled (greenwave accel)' if core.COMPILED else 'python (greenwave accel compiles it)'}")
     if args.replay is not None:
         header = json.loads(args.replay.open(encoding="utf-8").readline())
         network = load_network(Path(header["net_file"]))

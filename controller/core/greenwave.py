@@ -154,6 +154,11 @@ class PreemptionController:
         """The EV's ETAs at the signals still ahead, as predicted on the last tick (empty when none)."""
         return list(self._latest.get(ev_id, ()))
 
+    def predicted_upto(self, ev_id: str) -> int:
+        """The furthest junction index the last tick predicted for the EV (-1: none)."""
+        latest = self._latest.get(ev_id)
+        return latest[-1].junction_index if latest else -1
+
     def route_etas(self, ev_id: str, t_s: float) -> list[Eta]:
         """ETAs at every signal still ahead on the EV's route (a tick plans only those within
         ``plan_ahead_s``): the last tick's where it made one, a fresh look for the others."""

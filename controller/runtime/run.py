@@ -16,10 +16,10 @@ from typing import IO, Any, Protocol
 
 import numpy as np
 
-from controller import __version__
+from controller import __version__, core
 from controller.bench.core import command_json, snapshot_to_json
-from controller.core.corridor import build_corridor
-from controller.core.eta import EvDynamics
+from controller.core.corridor import Corridor, build_corridor
+from controller.core.eta import EvDynamics, build_profile
 from controller.core.greenwave import ControllerConfig, EvSetup, PreemptionController
 from controller.core.oracle import NoController, OracleController
 from controller.core.progress import EvProgress
@@ -31,7 +31,7 @@ from controller.runtime.outputs import background, cross_streets, read_outputs
 from controller.runtime.pacing import Pacer
 from controller.runtime.setup import RunSetup, sumo_args
 from controller.runtime.trace import TRACE_FILE, TraceRecorder
-from controller.runtime.watch import ACTIVATE_BEFORE_S, CorridorWatch
+from controller.runtime.watch import ACTIVATE_BEFORE_S, LANE_WINDOW_S, CorridorWatch, FreeFlowClock
 from controller.sim.adapter import Backend, SumoAdapter
 
 CONTROLLERS = ("none", "local", "greenwave", "oracle")
@@ -168,10 +168,15 @@ def run(
         pending = sorted(setup.evs, key=lambda e: e.depart_s)  # corridors not read yet
         t = sim.time_s
 
+        # a controller planning so far ahead: each EV's corridor is read in a window sliding with it
+        planning = controller if isinstance(controller, PreemptionController) and _plans_ahead(controller) else None
+        windowed = planning is not None
+
         def activate(t_s: float) -> None:
             while pending and pending[0].depart_s - ACTIVATE_BEFORE_S <= t_s + 1e-9:
                 ev = pending.pop(0)
-                watch.activate(ev.ev_id, progress[ev.ev_id].corridor, t_s)
+                corridor = progress[ev.ev_id].corridor
+                watch.activate(ev.ev_id, corridor, t_s, _free_flow_clock(setup, corridor) if windowed else None)
 
         def control_tick(snap: Snapshot, read_ms: float) -> None:
             t1 = time.perf_counter()
@@ -190,6 +195,9 @@ def run(
             commands = controller.tick(snap, progress, lambda: time.perf_counter() > deadline)
             if commands:
                 sim.apply(commands)
+            if planning is not None:
+                for ev_id in watch.evs:
+                    watch.advance(ev_id, progress[ev_id].position_m or 0.0, planning.predicted_upto(ev_id), snap.t_s)
             forgotten = watch.tick(snap.t_s, sim.switched)  # (un)subscribing is the control path's cost
             activate(snap.t_s)
             t3 = time.perf_counter()
@@ -360,6 +368,7 @@ def run(
             "jitter_ms_p99": jitter["p99"],
             "jitter_ms_max": jitter["max"],
             "watched_max": {"signals": watch.max_signals, "lanes": watch.max_lanes},
+            "core": "compiled" if core.COMPILED else "python",  # greenwave accel (mypyc) or not
             "wall_s": round(time.perf_counter() - started, 2),
             "notes": "tick = the controller's own time per tick (read the watched objects, predict, plan, "
                      "apply), apart from SUMO's step; read = its reading part; monitor = the independent safety "
@@ -432,10 +441,23 @@ def _reroute(
     old = progress[ev_id]
     new = EvProgress(ev_id, corridor, depart_s=old.depart_s, stops=old.stops, reroutes=old.reroutes + 1)
     progress[ev_id] = new
-    watch.activate(ev_id, corridor, t_s)
+    watch.activate(ev_id, corridor, t_s, _free_flow_clock(setup, corridor) if _plans_ahead(controller) else None)
     reroute = getattr(controller, "reroute", None)
     if reroute is not None:
         reroute(ev_id, corridor)
+
+
+def _plans_ahead(controller: Controller) -> bool:
+    """Does the controller plan only so far ahead (greenwave), so that a run reads each EV's
+    corridor in a window sliding with it? (local plans every signal on the route; the oracle
+    holds the whole route green.)"""
+    return isinstance(controller, PreemptionController) and controller.config.mode == "greenwave" \
+        and controller.config.plan_ahead_s <= LANE_WINDOW_S
+
+
+def _free_flow_clock(setup: RunSetup, corridor: Corridor) -> FreeFlowClock:
+    profile = build_profile(setup.network, corridor)
+    return FreeFlowClock.of(profile.starts_m, profile.ends_m, profile.speeds_mps)
 
 
 def _eta_section(controller: Controller, progress: Mapping[str, EvProgress]) -> dict[str, Any]:

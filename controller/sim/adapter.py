@@ -261,8 +261,9 @@ class SumoAdapter:
         sim = api.simulation.getSubscriptionResults()
         arrived = tuple(sim.get(tc.VAR_ARRIVED_VEHICLES_IDS, ()))
         vehicles: dict[str, VehicleState] = {}
+        all_vehicles = {} if direct else api.vehicle.getAllSubscriptionResults()  # one call for all
         for vid in self._vehicles:
-            r = self._direct_vehicle(vid) if direct else api.vehicle.getSubscriptionResults(vid)
+            r = self._direct_vehicle(vid) if direct else all_vehicles.get(vid)
             if not r:
                 continue
             road = r.get(tc.VAR_ROAD_ID, "")

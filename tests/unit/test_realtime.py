@@ -159,3 +159,66 @@ def test_synthetic_world_runs_programs_until_commanded_and_snapshots_round_trip(
     assert s.signals[tls].state == "r" * program.link_count and s.signals[tls].program_id == "online"
     assert s.vehicles["a"].speed_mps == 10.0 and s.vehicles["a"].odometer_m == 10.0
     assert snapshot_from_json(snapshot_to_json(s)) == s
+
+
+def _line_corridor(n: int, spacing_m: float):  # type: ignore[no-untyped-def]
+    """n signals T0..Tn-1 every ``spacing_m`` on one straight road, approach lanes L<k>_0/1."""
+    from dataclasses import replace
+
+    from controller.core.corridor import Corridor
+    from tests.unit.test_eta import _junction
+
+    junctions = tuple(replace(_junction(k, spacing_m * (k + 1)), approach_lanes=(f"L{k}_0", f"L{k}_1"))
+                      for k in range(n))
+    return Corridor(route=("a",), junctions=junctions, edge_offsets_m=(0.0,), length_m=spacing_m * (n + 1))
+
+
+def test_a_windowed_watch_reads_the_lanes_ahead_and_the_signals_a_cycle_further() -> None:
+    from controller.runtime.watch import HISTORY_S, LANE_WINDOW_S, LOOKAHEAD, FreeFlowClock
+
+    corridor = _line_corridor(40, 200.0)  # 10 m/s: a junction every 20 s of free flow
+    clock = FreeFlowClock.of((0.0,), (corridor.length_m,), (10.0,))
+    reader, forgotten = FakeReader(), []
+    watch = CorridorWatch(reader, [forgotten.append])
+    watch.activate("a", corridor, 0.0, clock)
+    within = int(LANE_WINDOW_S // 20)  # junctions 0..5 are within 130 s: lanes up to 5 + LOOKAHEAD
+    lanes_upto = within - 1 + LOOKAHEAD
+    assert reader.lanes == {f"L{k}_{i}" for k in range(lanes_upto + 1) for i in (0, 1)}
+    signals_upto = int((LANE_WINDOW_S + HISTORY_S) // 20) - 1
+    assert reader.signals == {f"T{k}" for k in range(signals_upto + 1)}
+    # the EV passes junctions 0 and 1: their lanes go at once, their signals after KEEP_AFTER_S
+    watch.advance("a", 450.0, 8, 45.0)  # and the controller predicted up to junction 8
+    assert "L0_0" not in reader.lanes and "L1_1" not in reader.lanes
+    assert {"L2_0", f"L{8 + LOOKAHEAD}_1"} <= reader.lanes and f"L{9 + LOOKAHEAD}_0" not in reader.lanes
+    assert "T0" in reader.signals and f"T{8 + int(HISTORY_S // 20)}" in reader.signals
+    watch.tick(45.0 + KEEP_AFTER_S, held=())
+    assert {"T0", "T1"}.isdisjoint(reader.signals) and forgotten == ["T0", "T1"]
+    assert "T2" in reader.signals
+    # a prediction reaching less far does not shrink what is read
+    before = set(reader.lanes)
+    watch.advance("a", 460.0, -1, 46.0)
+    assert reader.lanes == before
+    watch.release("a", 50.0)
+    assert reader.lanes == set()
+    watch.tick(50.0 + KEEP_AFTER_S, held=())
+    assert reader.signals == set()
+    assert watch.max_lanes == 2 * (8 + LOOKAHEAD - 1)  # junctions 2..10 at most at once
+
+
+def test_two_windows_share_a_signal_until_both_have_passed_it() -> None:
+    from controller.runtime.watch import FreeFlowClock
+
+    corridor = _line_corridor(10, 200.0)
+    clock = FreeFlowClock.of((0.0,), (corridor.length_m,), (10.0,))
+    reader = FakeReader()
+    watch = CorridorWatch(reader)
+    watch.activate("a", corridor, 0.0, clock)
+    watch.activate("b", corridor, 0.0, clock)
+    watch.advance("a", 450.0, -1, 45.0)  # a passed T0 and T1, b has not
+    assert {"L0_0", "T0"} <= reader.lanes | reader.signals
+    watch.tick(45.0 + KEEP_AFTER_S, held=())
+    assert "T0" in reader.signals
+    watch.advance("b", 450.0, -1, 50.0)
+    assert "L0_0" not in reader.lanes
+    watch.tick(50.0 + KEEP_AFTER_S, held=())
+    assert "T0" not in reader.signals

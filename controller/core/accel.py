@@ -1,0 +1,108 @@
+"""The compiled core: the per-tick modules compiled with mypyc, kept out of the source tree.
+
+``greenwave accel`` compiles :data:`MODULES` from the installed sources into a cache folder named
+after the Python version and a hash of those sources. On import, :func:`install` puts that folder
+first on ``controller.core``'s search path when it holds a build of the current sources, so a
+stale build is never used: edit a source and the Python files are imported until the next
+``greenwave accel``. ``GREENWAVE_PURE=1`` always imports the Python files.
+
+The compiled modules are the same code: the tests and the replay of a recorded run (identical
+commands) hold for both.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tempfile
+from collections.abc import MutableSequence
+from pathlib import Path
+
+MODULES = ("eta", "planner", "greenwave", "transitions", "progress")
+_CORE = Path(__file__).resolve().parent
+_PACKAGE = _CORE.parent
+
+
+def sources_hash() -> str:
+    h = hashlib.sha256()
+    for name in MODULES:
+        h.update(name.encode())
+        h.update((_CORE / f"{name}.py").read_bytes())
+    return h.hexdigest()[:16]
+
+
+def build_dir() -> Path:
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    tag = sys.implementation.cache_tag or "python"
+    return Path(cache) / "greenwave" / "accel" / f"{tag}-{sources_hash()}"
+
+
+def _complete(d: Path) -> bool:
+    suffix = sysconfig.get_config_var("EXT_SUFFIX") or ".so"
+    return (d / "BUILT").is_file() and all((d / "controller" / "core" / f"{m}{suffix}").is_file() for m in MODULES)
+
+
+def install(package_path: MutableSequence[str]) -> bool:
+    """Use a build of the current sources, if there is one (called by ``controller.core``)."""
+    if os.environ.get("GREENWAVE_PURE") == "1":
+        return False
+    try:
+        d = build_dir()
+    except OSError:
+        return False
+    if not _complete(d):
+        return False
+    package_path.insert(0, str(d / "controller" / "core"))
+    if str(d) not in sys.path:
+        sys.path.append(str(d))  # mypyc's shared library is a top-level module
+    return True
+
+
+def build(log: MutableSequence[str] | None = None) -> Path:
+    """Compile :data:`MODULES` into :func:`build_dir` (nothing to do when it is there).
+
+    Raises RuntimeError naming what is missing (mypy, a C compiler) or what failed."""
+    target = build_dir()
+    if _complete(target):
+        return target
+    try:
+        import mypyc  # noqa: F401
+    except ImportError:
+        raise RuntimeError("the compiled core needs mypy (with mypyc): pip install 'greenwave[accel]'") from None
+    with tempfile.TemporaryDirectory(prefix="greenwave-accel-") as tmp:
+        work = Path(tmp)
+        shutil.copytree(_PACKAGE, work / "controller", ignore=shutil.ignore_patterns("__pycache__", "*.so"))
+        # the copy's loader must not pick up an older build while compiling
+        env = {**os.environ, "GREENWAVE_PURE": "1", "MYPYPATH": ""}
+        cmd = [sys.executable, "-m", "mypyc", *(f"controller/core/{m}.py" for m in MODULES)]
+        proc = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True, check=False)
+        if log is not None:
+            log.extend((proc.stdout + proc.stderr).splitlines())
+        if proc.returncode != 0:
+            tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
+            raise RuntimeError(f"mypyc failed (exit {proc.returncode}):\n{tail}")
+        staging = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=_ensure(target.parent)))
+        (staging / "controller" / "core").mkdir(parents=True)
+        for so in work.glob("*__mypyc*"):
+            if so.is_file():
+                shutil.copy2(so, staging / so.name)
+        for m in MODULES:
+            for so in (work / "controller" / "core").glob(f"{m}.*"):
+                if so.suffix != ".py" and so.is_file():
+                    shutil.copy2(so, staging / "controller" / "core" / so.name)
+        (staging / "BUILT").write_text(" ".join(cmd) + "\n", encoding="utf-8")
+        if target.exists():
+            shutil.rmtree(target)
+        staging.rename(target)
+    if not _complete(target):
+        raise RuntimeError(f"mypyc ran but the build in {target} is incomplete")
+    return target
+
+
+def _ensure(d: Path) -> Path:
+    d.mkdir(parents=True, exist_ok=True)
+    return d
