@@ -301,10 +301,11 @@ class SignalWatch:
         program: Program,
         config: SafetyConfig = SafetyConfig(),
         tls_id: str | None = None,
+        rules: ProgramRules | None = None,  # the program's, already derived (with this config)
     ) -> None:
         self.program = program
         self.config = config
-        self.rules = ProgramRules.from_program(program, config)
+        self.rules = rules if rules is not None else ProgramRules.from_program(program, config)
         self.touched = False
         n = self.rules.link_count
         self._tls_id = program.tls_id if tls_id is None else tls_id
@@ -536,7 +537,7 @@ class SafetyMonitor:
             return
         if old.preempted:
             raise ValueError(f"traffic light {tls_id!r} is preempted: it cannot stop being watched")
-        fresh = SignalWatch(old.program, self.config, tls_id)
+        fresh = SignalWatch(old.program, self.config, tls_id, rules=old.rules)
         fresh.touched = old.touched
         self.watches[tls_id] = fresh
 

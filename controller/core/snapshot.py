@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, NamedTuple
 
 
-@dataclass(frozen=True)
-class VehicleState:
+class VehicleState(NamedTuple):  # a tuple: read for every watched object on every step, cheaply
     vehicle_id: str
     road_id: str  # edge id, or an internal edge ':...' while crossing a junction
     lane_id: str
@@ -22,16 +21,14 @@ class VehicleState:
         return self.road_id.startswith(":")
 
 
-@dataclass(frozen=True)
-class SignalState:
+class SignalState(NamedTuple):  # a tuple: read for every watched object on every step, cheaply
     tls_id: str
     state: str  # SUMO's red-yellow-green string, one char per link
     program_id: str  # "online" while a controller sets states directly
     phase: int
 
 
-@dataclass(frozen=True)
-class LaneState:
+class LaneState(NamedTuple):  # a tuple: read for every watched object on every step, cheaply
     lane_id: str
     vehicles: int
     halting: int  # vehicles below 0.1 m/s

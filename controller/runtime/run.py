@@ -98,6 +98,7 @@ class _Timing:
     tick_ms: list[float] = dataclasses.field(default_factory=list)  # the controller's own time per tick
     read_ms: list[float] = dataclasses.field(default_factory=list)  # its reading part
     step_ms: list[float] = dataclasses.field(default_factory=list)  # SUMO's simulation step
+    control_ms: list[float] = dataclasses.field(default_factory=list)  # predict and plan (controller.tick)
     # the independent safety monitor and the trace (instruments, not control)
     monitor_ms: list[float] = dataclasses.field(default_factory=list)
     # --realtime/--speed: how late each tick started against the wall clock
@@ -192,7 +193,9 @@ def run(
                 if progress[ev_id].done and not was_done:
                     watch.release(ev_id, snap.t_s)
             deadline = t2 + (budget_ms - read_ms) / 1000.0
+            tc0 = time.perf_counter()
             commands = controller.tick(snap, progress, lambda: time.perf_counter() > deadline)
+            timing.control_ms.append((time.perf_counter() - tc0) * 1000.0)
             if commands:
                 sim.apply(commands)
             if planning is not None:
@@ -306,6 +309,7 @@ def run(
     monitor_q = _quantiles(timing.monitor_ms)
     jitter = _quantiles(timing.jitter_ms)
     read_q = _quantiles(timing.read_ms)
+    control_q = _quantiles(timing.control_ms)
     summary: dict[str, Any] = {
         "scenario": setup.name,
         "controller": controller.name,
@@ -359,6 +363,8 @@ def run(
             "sumo_step_ms_p99": step["p99"],
             "read_ms_p50": read_q["p50"],
             "read_ms_p99": read_q["p99"],
+            "control_ms_p50": control_q["p50"],
+            "control_ms_p99": control_q["p99"],
             "tick_to_step_p50": round(tick["p50"] / step["p50"], 4) if tick["p50"] and step["p50"] else None,
             "deferred_ev_updates": int(getattr(controller, "deferred", 0)),
             "monitor_ms_p50": monitor_q["p50"],
@@ -371,7 +377,8 @@ def run(
             "core": "compiled" if core.COMPILED else "python",  # greenwave accel (mypyc) or not
             "wall_s": round(time.perf_counter() - started, 2),
             "notes": "tick = the controller's own time per tick (read the watched objects, predict, plan, "
-                     "apply), apart from SUMO's step; read = its reading part; monitor = the independent safety "
+                     "apply), apart from SUMO's step; read = its reading part; control = predicting and planning (the "
+                     "rest: EV progress, applying commands, (un)subscribing); monitor = the independent safety "
                      "monitor and the trace recorder, instruments outside the control path; jitter = how late a paced "
                      "tick started against the wall clock",
         },

@@ -269,15 +269,9 @@ class SumoAdapter:
             road = r.get(tc.VAR_ROAD_ID, "")
             if not road:  # not yet departed (SUMO reports invalid values)
                 continue
-            vehicles[vid] = VehicleState(
-                vehicle_id=vid,
-                road_id=road,
-                lane_id=r[tc.VAR_LANE_ID],
-                lane_pos_m=float(r[tc.VAR_LANEPOSITION]),
-                speed_mps=float(r[tc.VAR_SPEED]),
-                route_index=int(r[tc.VAR_ROUTE_INDEX]),
-                odometer_m=float(r[tc.VAR_DISTANCE]),
-            )
+            vehicles[vid] = VehicleState(vid, road, r[tc.VAR_LANE_ID], float(r[tc.VAR_LANEPOSITION]),
+                                         float(r[tc.VAR_SPEED]), int(r[tc.VAR_ROUTE_INDEX]),
+                                         float(r[tc.VAR_DISTANCE]))
         for vid in arrived:
             self._vehicles.discard(vid)
         # one call per domain for every subscribed object (not one per object); an unchanged
@@ -290,7 +284,7 @@ class SumoAdapter:
             state, program, phase = r[tc.TL_RED_YELLOW_GREEN_STATE], r[tc.TL_CURRENT_PROGRAM], r[tc.TL_CURRENT_PHASE]
             old = last_signals.get(tls_id)
             if old is None or old.state != state or old.program_id != program or old.phase != phase:
-                old = SignalState(tls_id=tls_id, state=state, program_id=program, phase=int(phase))
+                old = SignalState(tls_id, state, program, int(phase))
             signals[tls_id] = old
         self._last_signals = signals
         all_lanes = {} if direct else api.lane.getAllSubscriptionResults()
