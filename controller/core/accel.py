@@ -36,14 +36,18 @@ def sources_hash() -> str:
 
 
 def build_dir() -> Path:
-    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    """``$GREENWAVE_CACHE_DIR`` (else ``$XDG_CACHE_HOME/greenwave``, else ``~/.cache/greenwave``)
+    ``/accel/<python>-<hash of the sources>``."""
+    root = os.environ.get("GREENWAVE_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "greenwave"
+    )
     tag = sys.implementation.cache_tag or "python"
-    return Path(cache) / "greenwave" / "accel" / f"{tag}-{sources_hash()}"
+    return Path(root) / "accel" / f"{tag}-{sources_hash()}"
 
 
 def _complete(d: Path) -> bool:
     suffix = sysconfig.get_config_var("EXT_SUFFIX") or ".so"
-    return (d / "BUILT").is_file() and all((d / "controller" / "core" / f"{m}{suffix}").is_file() for m in MODULES)
+    return (d / "BUILT").is_file() and all((d / "core" / f"{m}{suffix}").is_file() for m in MODULES)
 
 
 def install(package_path: MutableSequence[str]) -> bool:
@@ -56,9 +60,11 @@ def install(package_path: MutableSequence[str]) -> bool:
         return False
     if not _complete(d):
         return False
-    package_path.insert(0, str(d / "controller" / "core"))
-    if str(d) not in sys.path:
-        sys.path.append(str(d))  # mypyc's shared library is a top-level module
+    package_path.insert(0, str(d / "core"))
+    # mypyc's shared library is a top-level module; its folder holds nothing else (a folder named
+    # controller on sys.path would shadow the package in child processes of an editable install)
+    if str(d / "lib") not in sys.path:
+        sys.path.append(str(d / "lib"))
     return True
 
 
@@ -86,14 +92,15 @@ def build(log: MutableSequence[str] | None = None) -> Path:
             tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
             raise RuntimeError(f"mypyc failed (exit {proc.returncode}):\n{tail}")
         staging = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=_ensure(target.parent)))
-        (staging / "controller" / "core").mkdir(parents=True)
+        (staging / "core").mkdir()
+        (staging / "lib").mkdir()
         for so in work.glob("*__mypyc*"):
             if so.is_file():
-                shutil.copy2(so, staging / so.name)
+                shutil.copy2(so, staging / "lib" / so.name)
         for m in MODULES:
             for so in (work / "controller" / "core").glob(f"{m}.*"):
                 if so.suffix != ".py" and so.is_file():
-                    shutil.copy2(so, staging / "controller" / "core" / so.name)
+                    shutil.copy2(so, staging / "core" / so.name)
         (staging / "BUILT").write_text(" ".join(cmd) + "\n", encoding="utf-8")
         if target.exists():
             shutil.rmtree(target)

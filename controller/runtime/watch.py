@@ -10,7 +10,8 @@ it is needed, and the window slides with the EV:
   that is further, plus ``LOOKAHEAD`` junctions: every junction's queue is read a tick or more
   before its first prediction;
 - signals ``HISTORY_S`` further than that, so that each one is seen for about a cycle (its display
-  clock, the program's phase) before the controller may switch it.
+  clock, the program's phase) before the controller may switch it: an entry starts at most
+  ``max_lead_s`` (100 s) before the EV's arrival, 30 s inside the lane window, so 90 s or more.
 
 Junctions the EV has crossed stop being read: their lanes at once, their signals as below.
 
@@ -32,7 +33,7 @@ from controller.core.corridor import Corridor
 ACTIVATE_BEFORE_S = 120.0  # a cycle or more of each signal seen before it may be switched
 KEEP_AFTER_S = 120.0
 LANE_WINDOW_S = 130.0  # the controller's planning horizon (ControllerConfig.plan_ahead_s)
-HISTORY_S = 120.0
+HISTORY_S = 60.0  # + the 30 s between the lane window and the earliest entry (max_lead_s 100): 90 s seen
 LOOKAHEAD = 2
 
 

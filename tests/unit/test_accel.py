@@ -68,17 +68,45 @@ def test_the_compiled_core_gives_the_same_commands_and_etas(tmp_path: Path) -> N
 def test_a_build_of_other_sources_is_not_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from controller.core import accel
 
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setenv("GREENWAVE_CACHE_DIR", str(tmp_path / "greenwave"))
     monkeypatch.delenv("GREENWAVE_PURE")
     suffix = sysconfig.get_config_var("EXT_SUFFIX")
     stale = tmp_path / "greenwave" / "accel" / f"{sys.implementation.cache_tag}-0000000000000000"
-    (stale / "controller" / "core").mkdir(parents=True)
+    (stale / "core").mkdir(parents=True)
     for m in accel.MODULES:
-        (stale / "controller" / "core" / f"{m}{suffix}").write_bytes(b"")
+        (stale / "core" / f"{m}{suffix}").write_bytes(b"")
     (stale / "BUILT").write_text("old sources\n")
     path: list[str] = []
     assert accel.build_dir() != stale and accel.install(path) is False and path == []
     stale.rename(accel.build_dir())  # the same files named for the current sources: used
-    assert accel.install(path) is True and path == [str(accel.build_dir() / "controller" / "core")]
+    assert accel.install(path) is True and path == [str(accel.build_dir() / "core")]
     monkeypatch.setenv("GREENWAVE_PURE", "1")
     assert accel.install([]) is False
+
+
+SPAWN = r"""
+import multiprocessing as mp
+import controller.core
+
+def child(_):
+    import controller, controller.core
+    return controller.__version__, controller.core.COMPILED
+
+if __name__ == "__main__":
+    with mp.get_context("spawn").Pool(1) as pool:
+        print(controller.core.COMPILED, *pool.map(child, [0])[0])
+"""
+
+
+def test_processes_spawned_by_a_compiled_run_import_the_package(tmp_path: Path) -> None:
+    """greenwave bench runs each scenario in a spawned worker, which inherits sys.path."""
+    env = {k: v for k, v in os.environ.items() if k != "GREENWAVE_PURE"}
+    assert subprocess.run([sys.executable, "-m", "controller", "accel"], env=env, capture_output=True,
+                          check=False, cwd=REPO).returncode == 0
+    script = tmp_path / "spawn.py"
+    script.write_text(SPAWN)
+    out = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, check=True,
+                         cwd=tmp_path).stdout.split()
+    from controller import __version__
+
+    assert out == ["True", __version__, "True"]
