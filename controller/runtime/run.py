@@ -458,8 +458,10 @@ def _plans_ahead(controller: Controller) -> bool:
     """Does the controller plan only so far ahead (greenwave), so that a run reads each EV's
     corridor in a window sliding with it? (local plans every signal on the route; the oracle
     holds the whole route green.)"""
-    return isinstance(controller, PreemptionController) and controller.config.mode == "greenwave" \
-        and controller.config.plan_ahead_s <= LANE_WINDOW_S
+    if not isinstance(controller, PreemptionController) or controller.config.mode != "greenwave":
+        return False
+    cfg = controller.config  # its horizon, as PreemptionController.tick takes it
+    return max(cfg.plan_ahead_s, cfg.planner.max_lead_s + 30.0) <= LANE_WINDOW_S
 
 
 def _free_flow_clock(setup: RunSetup, corridor: Corridor) -> FreeFlowClock:
