@@ -102,9 +102,14 @@ def build(log: MutableSequence[str] | None = None) -> Path:
                 if so.suffix != ".py" and so.is_file():
                     shutil.copy2(so, staging / "core" / so.name)
         (staging / "BUILT").write_text(" ".join(cmd) + "\n", encoding="utf-8")
-        if target.exists():
-            shutil.rmtree(target)
-        staging.rename(target)
+        try:
+            staging.rename(target)
+        except OSError:  # another build of the same sources finished first (or a broken one is there)
+            if _complete(target):
+                shutil.rmtree(staging, ignore_errors=True)
+            else:
+                shutil.rmtree(target)
+                staging.rename(target)
     if not _complete(target):
         raise RuntimeError(f"mypyc ran but the build in {target} is incomplete")
     return target

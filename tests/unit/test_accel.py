@@ -45,6 +45,20 @@ print(json.dumps({"compiled": controller.core.COMPILED, "commands": out, "etas":
 """
 
 
+SPAWN = r"""
+import multiprocessing as mp
+import controller.core
+
+def child(_):
+    import controller, controller.core
+    return controller.__version__, controller.core.COMPILED
+
+if __name__ == "__main__":
+    with mp.get_context("spawn").Pool(1) as pool:
+        print(controller.core.COMPILED, *pool.map(child, [0])[0])
+"""
+
+
 def _run(env: dict[str, str]) -> dict[str, object]:
     proc = subprocess.run([sys.executable, "-c", SCRIPT, str(REPO / "networks" / "grid5" / "grid5.net.xml")],
                           env=env, capture_output=True, text=True, check=True, cwd=REPO)
@@ -53,6 +67,7 @@ def _run(env: dict[str, str]) -> dict[str, object]:
 
 
 def test_the_compiled_core_gives_the_same_commands_and_etas(tmp_path: Path) -> None:
+    """... and processes it spawns (the bench's workers) still import the package."""
     env = {k: v for k, v in os.environ.items() if k != "GREENWAVE_PURE"}
     build = subprocess.run([sys.executable, "-m", "controller", "accel"], env=env, capture_output=True, text=True,
                            check=False, cwd=REPO)
@@ -63,6 +78,14 @@ def test_the_compiled_core_gives_the_same_commands_and_etas(tmp_path: Path) -> N
     assert sum(len(c) for c in pure["commands"]) > 20  # type: ignore[attr-defined]
     assert compiled["commands"] == pure["commands"]
     assert compiled["etas"] == pure["etas"]
+    # greenwave bench runs each scenario in a spawned worker, which inherits sys.path
+    script = tmp_path / "spawn.py"
+    script.write_text(SPAWN)
+    out = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, check=True,
+                         cwd=tmp_path).stdout.split()
+    from controller import __version__
+
+    assert out == ["True", __version__, "True"]
 
 
 def test_a_build_of_other_sources_is_not_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -84,29 +107,3 @@ def test_a_build_of_other_sources_is_not_used(tmp_path: Path, monkeypatch: pytes
     assert accel.install([]) is False
 
 
-SPAWN = r"""
-import multiprocessing as mp
-import controller.core
-
-def child(_):
-    import controller, controller.core
-    return controller.__version__, controller.core.COMPILED
-
-if __name__ == "__main__":
-    with mp.get_context("spawn").Pool(1) as pool:
-        print(controller.core.COMPILED, *pool.map(child, [0])[0])
-"""
-
-
-def test_processes_spawned_by_a_compiled_run_import_the_package(tmp_path: Path) -> None:
-    """greenwave bench runs each scenario in a spawned worker, which inherits sys.path."""
-    env = {k: v for k, v in os.environ.items() if k != "GREENWAVE_PURE"}
-    assert subprocess.run([sys.executable, "-m", "controller", "accel"], env=env, capture_output=True,
-                          check=False, cwd=REPO).returncode == 0
-    script = tmp_path / "spawn.py"
-    script.write_text(SPAWN)
-    out = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, check=True,
-                         cwd=tmp_path).stdout.split()
-    from controller import __version__
-
-    assert out == ["True", __version__, "True"]
