@@ -68,7 +68,7 @@ def install(package_path: MutableSequence[str]) -> bool:
     return True
 
 
-def build(log: MutableSequence[str] | None = None) -> Path:
+def build() -> Path:
     """Compile :data:`MODULES` into :func:`build_dir` (nothing to do when it is there).
 
     Raises RuntimeError naming what is missing (mypy, a C compiler) or what failed."""
@@ -86,8 +86,6 @@ def build(log: MutableSequence[str] | None = None) -> Path:
         env = {**os.environ, "GREENWAVE_PURE": "1", "MYPYPATH": ""}
         cmd = [sys.executable, "-m", "mypyc", *(f"controller/core/{m}.py" for m in MODULES)]
         proc = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True, check=False)
-        if log is not None:
-            log.extend((proc.stdout + proc.stderr).splitlines())
         if proc.returncode != 0:
             tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
             raise RuntimeError(f"mypyc failed (exit {proc.returncode}):\n{tail}")

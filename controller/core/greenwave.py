@@ -299,27 +299,19 @@ class PreemptionController:
         ahead every vehicle on the approach lanes, which will be queued there if it is red when
         they arrive (this is what makes queues not cascade from junction to junction)."""
         states = snapshot.lanes
-        on_approach = vehicle is not None and vehicle.road_id == j.approach_edge
-        if self.config.count_moving and not on_approach:  # the common case, in one pass
-            most = -1
-            for ln in j.approach_lanes:
-                state = states.get(ln)
-                if state is not None and state.vehicles > most:
-                    most = state.vehicles
-            return max(most, 0)
         lanes = [states[ln] for ln in j.approach_lanes if ln in states]
         if not lanes:
             return 0
         if not self.config.count_moving:
             return max(ln.halting for ln in lanes)
-        if vehicle is not None:
-            # on the approach: the halted vehicles are ahead of it, and of the others about the
-            # share of the lane that lies ahead (uniform density)
-            edge = self.network.edges.get(j.approach_edge)
-            ahead = max(0.0, 1.0 - vehicle.lane_pos_m / edge.length_m) if edge and edge.length_m > 0 else 1.0
-            return max(max(ln.halting, round((ln.vehicles - 1 if ln.lane_id == vehicle.lane_id else ln.vehicles)
-                                             * ahead)) for ln in lanes)
-        return max(ln.vehicles for ln in lanes)
+        if vehicle is None or vehicle.road_id != j.approach_edge:
+            return max(ln.vehicles for ln in lanes)
+        # on the approach: the halted vehicles are ahead of it, and of the others about the share
+        # of the lane that lies ahead (uniform density)
+        edge = self.network.edges.get(j.approach_edge)
+        ahead = max(0.0, 1.0 - vehicle.lane_pos_m / edge.length_m) if edge and edge.length_m > 0 else 1.0
+        return max(max(ln.halting, round((ln.vehicles - 1 if ln.lane_id == vehicle.lane_id else ln.vehicles) * ahead))
+                   for ln in lanes)
 
     def stop(self) -> list[SignalCommand]:
         self.planner.stop()

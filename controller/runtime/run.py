@@ -171,13 +171,12 @@ def run(
 
         # a controller planning so far ahead: each EV's corridor is read in a window sliding with it
         planning = controller if isinstance(controller, PreemptionController) and _plans_ahead(controller) else None
-        windowed = planning is not None
 
         def activate(t_s: float) -> None:
             while pending and pending[0].depart_s - ACTIVATE_BEFORE_S <= t_s + 1e-9:
                 ev = pending.pop(0)
                 corridor = progress[ev.ev_id].corridor
-                watch.activate(ev.ev_id, corridor, t_s, _free_flow_clock(setup, corridor) if windowed else None)
+                watch.activate(ev.ev_id, corridor, t_s, _free_flow_clock(setup, corridor) if planning else None)
 
         def control_tick(snap: Snapshot, read_ms: float) -> None:
             t1 = time.perf_counter()

@@ -97,16 +97,9 @@ class CorridorWatch:
         return frozenset(self._signals)
 
     @property
-    def lanes(self) -> frozenset[str]:
-        return frozenset(self._lane_refs)
-
-    @property
     def evs(self) -> list[str]:
         """The EVs whose corridors are read."""
         return list(self._windows)
-
-    def active(self, ev_id: str) -> bool:
-        return ev_id in self._windows
 
     def activate(self, ev_id: str, corridor: Corridor, t_s: float, clock: FreeFlowClock | None = None) -> None:
         """Read this EV's corridor (again, after a re-route: its old corridor is released): the

@@ -10,6 +10,7 @@ from collections.abc import Iterable
 import pytest
 
 from controller.bench.core import SyntheticWorld, random_corridor, snapshot_from_json, snapshot_to_json
+from controller.core.corridor import Corridor
 from controller.core.greenwave import ControllerConfig, EvSetup, PreemptionController
 from controller.core.progress import EvProgress
 from controller.core.safety import SafetyConfig, SafetyMonitor
@@ -161,11 +162,10 @@ def test_synthetic_world_runs_programs_until_commanded_and_snapshots_round_trip(
     assert snapshot_from_json(snapshot_to_json(s)) == s
 
 
-def _line_corridor(n: int, spacing_m: float):  # type: ignore[no-untyped-def]
+def _line_corridor(n: int, spacing_m: float) -> Corridor:
     """n signals T0..Tn-1 every ``spacing_m`` on one straight road, approach lanes L<k>_0/1."""
     from dataclasses import replace
 
-    from controller.core.corridor import Corridor
     from tests.unit.test_eta import _junction
 
     junctions = tuple(replace(_junction(k, spacing_m * (k + 1)), approach_lanes=(f"L{k}_0", f"L{k}_1"))
