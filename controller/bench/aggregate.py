@@ -45,8 +45,9 @@ BASELINE_FORMAT_VERSION = 1
 CSV_COLUMNS = (
     "scenario", "controller", "runs", "failed", "seeds", "evs", "evs_not_arrived",
     "ev_travel_mean_s", "ev_travel_p95_s", "ev_ratio_mean", "gap_closed", "gap_judged",
-    "ev_stops_at_signals_mean", "ev_stops_mean", "delay_over_oracle_s",
-    "bg_time_loss_mean_s", "bg_time_loss_change_pct", "cross_time_loss_mean_s", "cross_time_loss_change_pct",
+    "ev_stops_at_signals_mean", "ev_stops_mean", "delay_over_oracle_s", "delay_over_oracle_se_s",
+    "bg_time_loss_mean_s", "bg_time_loss_change_pct", "bg_time_loss_change_se_pp",
+    "cross_time_loss_mean_s", "cross_time_loss_change_pct",
     "recovery_mean_s", "eta_p90_s", "eta_p90_60_s", "eta_p90_entry_s", "eta_pooling",
     *SAFETY_KEYS, "wall_mean_s",
 )  # fmt: skip
@@ -171,19 +172,43 @@ def _by_seed(results: Iterable[RunResult]) -> dict[int, Mapping[str, Any]]:
     return {r.seed: r.summary for r in results if r.summary is not None}
 
 
-def _paired_change_pct(x: Mapping[int, Mapping[str, Any]], base: Mapping[int, Mapping[str, Any]],
-                       *path: str) -> float | None:
-    """Mean over the seeds both ran of (X - none) / none, in %."""
-    changes = []
+def _changes_pct(x: Mapping[int, Mapping[str, Any]], base: Mapping[int, Mapping[str, Any]],
+                 *path: str) -> dict[int, float]:
+    """Per seed both ran: (X - none) / none, in %."""
+    changes: dict[int, float] = {}
     for seed in sorted(set(x) & set(base)):
         xv, bv = _num(_get(x[seed], *path)), _num(_get(base[seed], *path))
         if xv is not None and bv is not None and bv > 0:
-            changes.append((xv - bv) / bv * 100.0)
-    return _mean(changes)
+            changes[seed] = (xv - bv) / bv * 100.0
+    return changes
+
+
+def _paired_change_pct(x: Mapping[int, Mapping[str, Any]], base: Mapping[int, Mapping[str, Any]],
+                       *path: str) -> float | None:
+    """Mean over the seeds both ran of (X - none) / none, in %."""
+    return _mean(_changes_pct(x, base, *path).values())
+
+
+def mean_and_se(values: Sequence[float]) -> tuple[float | None, float | None]:
+    """The mean and its standard error (sample standard deviation / sqrt(n); None below 2 values)."""
+    if not values:
+        return None, None
+    mean = float(np.mean(values))
+    if len(values) < 2:
+        return mean, None
+    return mean, float(np.std(values, ddof=1) / np.sqrt(len(values)))
 
 
 def _mean_travel_on(seeds: Iterable[int], runs: Mapping[int, Mapping[str, Any]]) -> float | None:
     return _mean([t for s in seeds for t in ev_travel_times(runs[s])])
+
+
+def _paired_delay_se(seeds: Sequence[int], runs: Mapping[int, Mapping[str, Any]],
+                     oracle: Mapping[int, Mapping[str, Any]]) -> float | None:
+    """The standard error of the delay over the oracle, from its per-seed values (X − oracle)."""
+    per_seed = [x - o for s in seeds
+                if (x := run_ev_mean(runs[s])) is not None and (o := run_ev_mean(oracle[s])) is not None]
+    return mean_and_se(per_seed)[1]
 
 
 def _group(results: Sequence[RunResult], none: dict[int, Mapping[str, Any]] | None,
@@ -212,7 +237,7 @@ def _group(results: Sequence[RunResult], none: dict[int, Mapping[str, Any]] | No
     }
 
     # Gap closed and delay over the oracle, on the seeds X, none and oracle all completed.
-    gap = delay = None
+    gap = delay = delay_se = None
     judged: bool | None = None
     if none is not None and oracle is not None:
         common = sorted(set(runs) & set(none) & set(oracle))
@@ -222,18 +247,28 @@ def _group(results: Sequence[RunResult], none: dict[int, Mapping[str, Any]] | No
             judged = m_none > 0 and saving >= GAP_JUDGED_MIN_SAVING * m_none
             gap = (m_none - m_x) / saving if abs(saving) > _EPS else None
             delay = m_x - m_oracle
+            delay_se = _paired_delay_se(common, runs, oracle)
     elif oracle is not None:
         common = sorted(set(runs) & set(oracle))
         m_x, m_oracle = _mean_travel_on(common, runs), _mean_travel_on(common, oracle)
         delay = m_x - m_oracle if m_x is not None and m_oracle is not None else None
-    row.update(gap_closed=_r(gap, 4), gap_judged=judged, delay_over_oracle_s=_r(delay, 2))
+        delay_se = _paired_delay_se(common, runs, oracle)
+    row.update(gap_closed=_r(gap, 4), gap_judged=judged, delay_over_oracle_s=_r(delay, 2),
+               delay_over_oracle_se_s=_r(delay_se, 2))
 
     row["ev_stops_at_signals_mean"] = _r(_mean(_stops_at_signals(ev) for ev in evs), 3)
     row["ev_stops_mean"] = _r(_mean(_num(ev.get("stops")) for ev in evs), 3)
 
     bg, cross = ("background", "mean_time_loss"), ("background", "cross_streets", "mean_time_loss")
     row["bg_time_loss_mean_s"] = _r(_mean(_num(_get(s, *bg)) for s in summaries), 3)
-    row["bg_time_loss_change_pct"] = _r(_paired_change_pct(runs, none, *bg), 3) if none is not None else None
+    bg_changes = _changes_pct(runs, none, *bg) if none is not None else {}
+    bg_mean, bg_se = mean_and_se(list(bg_changes.values()))
+    row["bg_time_loss_change_pct"] = _r(bg_mean, 3) if none is not None else None
+    # seed-to-seed noise: the standard error of that mean, and the per-seed changes (for pairing
+    # two controllers on the same seeds in the verdicts)
+    row["bg_time_loss_change_se_pp"] = _r(bg_se, 3)
+    row["bg_time_loss_change_by_seed"] = {str(k): round(v, 3) for k, v in bg_changes.items()} if none is not None \
+        else None
     row["cross_time_loss_mean_s"] = _r(_mean(_num(_get(s, *cross)) for s in summaries), 3)
     row["cross_time_loss_change_pct"] = _r(_paired_change_pct(runs, none, *cross), 3) if none is not None else None
     row["recovery_mean_s"] = _r(_mean(_num(_get(s, "recovery", "mean_s")) for s in summaries), 2)
@@ -348,7 +383,10 @@ def scenario_verdict(rows: Sequence[Mapping[str, Any]], scenario: str) -> dict[s
             d_local is not None and d <= ACCEPT_DELAY_FACTOR_OF_LOCAL * d_local + _EPS
         )
         local_txt = f"local {d_local:.1f} s" if d_local is not None else "local not run"
-        crit.append(_criterion("delay over oracle <= 0.5 x local's or <= 5 s", ok, f"{d:.1f} s ({local_txt})"))
+        se = gw.get("delay_over_oracle_se_s")
+        se_txt = "" if se is None else f", standard error {se:.1f} s"
+        crit.append(_criterion("delay over oracle <= 0.5 x local's or <= 5 s", ok,
+                               f"{d:.1f} s{se_txt} ({local_txt})"))
 
     c = gw["bg_time_loss_change_pct"]
     c_local = local["bg_time_loss_change_pct"] if local else None
@@ -356,12 +394,12 @@ def scenario_verdict(rows: Sequence[Mapping[str, Any]], scenario: str) -> dict[s
         crit.append(_criterion("background time loss", None, "n/a (needs none)"))
     else:
         within = c <= ACCEPT_BG_CHANGE_MAX_PCT + _EPS
-        if c_local is None:
+        if c_local is None or local is None:
             ok_bg: bool | None = False if not within else None
             local_txt = "local not run"
         else:
             ok_bg = within and c <= c_local + _EPS
-            local_txt = f"local {c_local:+.1f} %"
+            local_txt = f"local {c_local:+.1f} %" + _paired_text(gw, local)
         crit.append(_criterion("background time loss change <= +2 % and <= local's", ok_bg,
                                f"{c:+.1f} % ({local_txt})"))
 
@@ -373,6 +411,20 @@ def scenario_verdict(rows: Sequence[Mapping[str, Any]], scenario: str) -> dict[s
         crit.append(_criterion("collisions <= none's", gw["collisions"] <= none["collisions"],
                                f"{gw['collisions']} vs none {none['collisions']}"))
     return {"scenario": scenario, "controller": ACCEPT_CONTROLLER, "status": _status(crit), "criteria": crit}
+
+
+def _paired_text(x: Mapping[str, Any], y: Mapping[str, Any]) -> str:
+    """X − Y background change, paired by seed: mean ± standard error, and whether the difference
+    stands out from seed-to-seed noise (beyond two standard errors)."""
+    a, b = x.get("bg_time_loss_change_by_seed"), y.get("bg_time_loss_change_by_seed")
+    if not a or not b:
+        return ""
+    diffs = [a[s] - b[s] for s in sorted(set(a) & set(b))]
+    mean, se = mean_and_se(diffs)
+    if mean is None or se is None:
+        return ""
+    noise = "within seed noise" if abs(mean) <= 2 * se else "beyond seed noise"
+    return f"; {x['controller']} − {y['controller']} {mean:+.1f} ± {se:.1f} pp over {len(diffs)} seeds, {noise}"
 
 
 def eta_verdict(results: Sequence[RunResult]) -> dict[str, Any] | None:

@@ -111,6 +111,25 @@ def test_paired_percent_change_is_the_mean_of_per_seed_changes() -> None:
     assert rows["none"]["bg_time_loss_change_pct"] == 0.0
     assert rows["greenwave"]["bg_time_loss_mean_s"] == pytest.approx(57.5)
     assert rows["greenwave"]["cross_time_loss_change_pct"] is None  # field absent -> missing
+    # its seed-to-seed noise: the per-seed changes and the standard error of their mean
+    assert rows["greenwave"]["bg_time_loss_change_by_seed"] == {"1": pytest.approx(10.0), "2": pytest.approx(0.0)}
+    assert rows["greenwave"]["bg_time_loss_change_se_pp"] == pytest.approx(5.0)  # sd 7.07 / sqrt(2)
+    assert rows["none"]["bg_time_loss_change_se_pp"] == 0.0
+
+
+def test_delay_over_the_oracle_has_its_standard_error_over_the_seeds() -> None:
+    rows = rows_by_ctrl(aggregate(basic(gw_travel=(110.0, 140.0))))  # per seed 10 and 20 s over the oracle
+    assert rows["greenwave"]["delay_over_oracle_s"] == pytest.approx(15.0)
+    assert rows["greenwave"]["delay_over_oracle_se_s"] == pytest.approx(5.0)
+    assert rows["oracle"]["delay_over_oracle_se_s"] == 0.0
+    assert "15.0 s, standard error 5.0 s" in _detail(_verdict(basic(gw_travel=(110.0, 140.0))), "delay")
+
+
+def test_one_seed_has_no_standard_error() -> None:
+    rows = rows_by_ctrl(aggregate([r for r in basic() if r.seed == 1]))
+    assert rows["greenwave"]["bg_time_loss_change_pct"] == pytest.approx(1.0)
+    assert rows["greenwave"]["bg_time_loss_change_se_pp"] is None
+    assert rows["greenwave"]["delay_over_oracle_se_s"] is None
 
 
 def test_cross_streets_and_recovery_when_present() -> None:
@@ -211,6 +230,22 @@ def test_verdict_failures() -> None:
     assert _crit(_verdict(basic(gw_s1=1)), "zero S1") is False
     no_none = [r for r in basic() if r.controller != "none"]
     assert _verdict(no_none)["status"] == "incomplete"
+
+
+def _detail(v: dict[str, Any], prefix: str) -> str:
+    return str(next(c["detail"] for c in v["criteria"] if c["name"].startswith(prefix)))
+
+
+def test_background_verdict_says_whether_the_difference_to_local_is_beyond_seed_noise() -> None:
+    # greenwave's change is 2 points above local's on both seeds: a steady difference, the rule fails
+    v = _verdict(basic(gw_bg=(51.0, 61.2), local_bg=(50.0, 60.0)))
+    assert _crit(v, "background") is False
+    assert "greenwave − local +2.0 ± 0.0 pp over 2 seeds, beyond seed noise" in _detail(v, "background")
+    # above local's on average but below it on one seed: the rule still fails (it is literal) and
+    # the detail says the difference is within the noise
+    v = _verdict(basic(gw_bg=(52.0, 59.4), local_bg=(50.0, 60.6)))  # +4/-1 % against 0/+1 %
+    assert _crit(v, "background") is False
+    assert "greenwave − local +1.0 ± 3.0 pp over 2 seeds, within seed noise" in _detail(v, "background")
 
 
 def test_verdict_without_local_cannot_pass_the_background_rule() -> None:
