@@ -124,6 +124,9 @@ class ControllerSpec(_Model):
     detect_eta_s: float | None = Field(default=None, gt=0)
     max_presence_s: float | None = Field(default=None, gt=0, le=170)
     max_lead_s: float | None = Field(default=None, gt=0)
+    # false: a signal turns green for the EV's own queue only, not also in time for the vehicles
+    # the previous signal releases ahead of it (less harm to cross streets, a slower EV in congestion)
+    progression: bool | None = None
 
     def overrides(self) -> dict[str, float]:
         return {k: v for k, v in self.model_dump().items() if v is not None}

@@ -74,3 +74,16 @@ def test_bologna_sumocfg_writes_nothing_into_its_folder(tmp_path: Path) -> None:
     assert ev["arrival"] is not None and ev["travel_time"] >= ev["free_flow_time"] > 0
     assert (tmp_path / "out" / "outputs" / "e1_output.xml").is_file()
     assert all(v == 0 for v in s["safety"]["by_touch"]["untouched"].values())
+
+
+def test_controller_settings_of_a_scenario_reach_the_controller(tmp_path: Path) -> None:
+    from controller.runtime.run import controller_config
+
+    text = (REPO / "scenarios" / "arterial-moderate.toml").read_text().replace(
+        "upstream_share = 0.5", "upstream_share = 0.25\nprogression = false\nmax_lead_s = 80")
+    path = tmp_path / "s.toml"
+    path.write_text(text.replace("../networks", str(REPO / "networks")))
+    cfg = controller_config(load_scenario(path).controller.overrides())
+    assert cfg.progression is False and cfg.upstream_share == 0.25 and cfg.planner.max_lead_s == 80
+    default = controller_config(load_scenario(REPO / "scenarios" / "arterial-moderate.toml").controller.overrides())
+    assert default.progression is True and default.planner.max_lead_s == 100
