@@ -90,8 +90,18 @@ def approach_targets(network: Network, program: Program, junction: CorridorJunct
 class PreemptionController:
     """``greenwave`` or ``local``, depending on ``config.mode``."""
 
-    def __init__(self, network: Network, evs: Sequence[EvSetup], config: ControllerConfig | None = None) -> None:
+    def __init__(
+        self,
+        network: Network,
+        evs: Sequence[EvSetup],
+        config: ControllerConfig | None = None,
+        *,
+        record_etas: bool = True,
+    ) -> None:
+        """``record_etas=False``: keep no ETA log (a long-running service that never scores its
+        predictions would otherwise keep one entry per EV and tick for as long as it runs)."""
         self.config = config or ControllerConfig()
+        self.record_etas = record_etas
         self.name: str = self.config.mode
         self.network = network
         self.evs: dict[str, EvSetup] = {e.ev_id: e for e in evs}
@@ -240,8 +250,8 @@ class PreemptionController:
         live_ids = {item[0] for item in live}
         self._latest = {k: v for k, v in self._latest.items() if k in live_ids}
         self._latest.update(predictions)
-        entered = self.planner.entries_at(t)
-        for ev_id, etas in predictions.items():
+        entered = self.planner.entries_at(t) if self.record_etas else ()
+        for ev_id, etas in predictions.items() if self.record_etas else ():
             tags = {j: "entry" for (e, j) in entered if e == ev_id} if entered else None
             self.eta_log.record(ev_id, t, etas, tag_for=tags)
         return commands

@@ -199,7 +199,9 @@ class SimService:
             with SumoAdapter(sumo_args(setup), backend=self.backend,
                              error_log=setup.out_dir / "sumo-errors.log") as sim:
                 self._sim = sim
-                self._controller = PreemptionController(self.network, [], controller_config(setup.controller))
+                # no ETA log: the service never scores its predictions, and it would grow for as long as it runs
+                self._controller = PreemptionController(self.network, [], controller_config(setup.controller),
+                                                        record_etas=False)
                 self._publish(sim.time_s, running=True)
                 self.audit.record("service", t_s=sim.time_s, event="started", scenario=setup.name)
                 self._ready.set()

@@ -326,6 +326,22 @@ def test_eta_log_records_predictions_and_tags_the_entry_tick() -> None:
     assert all(rec.tag == "entry" for rec in records if rec.tag)
 
 
+def test_without_an_eta_log_the_controller_switches_the_same() -> None:
+    logged = make_rig(ControllerConfig(progression=False))
+    corridor = build_corridor(NET, MAIN)
+    quiet = make_rig(ControllerConfig(progression=False))
+    quiet.ctrl = PreemptionController(NET, [EvSetup("ev", "ambulance", corridor, DYN, 0.0)],
+                                      ControllerConfig(progression=False), record_etas=False)
+    for rig in (logged, quiet):
+        rig.run_until(45)
+    ahead = [e.eta_s for e in logged.ctrl.etas("ev")]
+    assert ahead and [e.eta_s for e in quiet.ctrl.etas("ev")] == ahead
+    for rig in (logged, quiet):
+        rig.run_until(80)
+    assert quiet.commands == logged.commands and logged.commands
+    assert quiet.ctrl.eta_log.records == () and logged.ctrl.eta_log.records
+
+
 # --- local mode ---------------------------------------------------------------------------------
 
 
