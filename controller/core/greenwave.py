@@ -250,10 +250,11 @@ class PreemptionController:
         live_ids = {item[0] for item in live}
         self._latest = {k: v for k, v in self._latest.items() if k in live_ids}
         self._latest.update(predictions)
-        entered = self.planner.entries_at(t) if self.record_etas else ()
-        for ev_id, etas in predictions.items() if self.record_etas else ():
-            tags = {j: "entry" for (e, j) in entered if e == ev_id} if entered else None
-            self.eta_log.record(ev_id, t, etas, tag_for=tags)
+        if self.record_etas:
+            entered = self.planner.entries_at(t)
+            for ev_id, etas in predictions.items():
+                tags = {j: "entry" for (e, j) in entered if e == ev_id} if entered else None
+                self.eta_log.record(ev_id, t, etas, tag_for=tags)
         return commands
 
     def _requests(
