@@ -18,11 +18,10 @@ header comment is removed). Run from anywhere: ``python networks/build_arterial.
 from __future__ import annotations
 
 import itertools
-import subprocess
 import sys
 from pathlib import Path
 
-from netbuild import binary, check_programs, strip_timestamp
+from netbuild import binary, build, static_tls_options
 
 HERE = Path(__file__).resolve().parent
 OUT_DIR = HERE / "arterial"
@@ -103,18 +102,10 @@ def main() -> int:
         "--node-files", NOD_NAME,
         "--edge-files", EDG_NAME,
         "--no-turnarounds", "true",
-        "--tls.default-type", "static",
-        "--tls.cycle.time", str(CYCLE_S),
-        "--tls.yellow.time", str(YELLOW_S),
-        "--tls.allred.time", str(ALLRED_S),
-        "--seed", "42",
+        *static_tls_options(CYCLE_S, YELLOW_S, ALLRED_S),
         "--output-file", NET_NAME,
     ]  # fmt: skip
-    subprocess.run(cmd, cwd=OUT_DIR, check=True)
-    net = OUT_DIR / NET_NAME
-    strip_timestamp(net)
-    check_programs(net, [f"J{i}" for i in range(N_JUNCTIONS)], CYCLE_S)
-    print(f"wrote {net}")
+    build(cmd, OUT_DIR, NET_NAME, [f"J{i}" for i in range(N_JUNCTIONS)], CYCLE_S)
     return 0
 
 

@@ -13,11 +13,10 @@ comment is removed). Run from anywhere: ``python networks/build_grid5.py``.
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from pathlib import Path
 
-from netbuild import binary, check_programs, strip_timestamp
+from netbuild import binary, build, static_tls_options
 
 HERE = Path(__file__).resolve().parent
 OUT_DIR = HERE / "grid5"
@@ -47,18 +46,10 @@ def main() -> int:
         "--default.speed", "13.89",
         "--no-turnarounds", "true",
         "--tls.set", ",".join(GRID_IDS),
-        "--tls.default-type", "static",
-        "--tls.cycle.time", str(CYCLE_S),
-        "--tls.yellow.time", str(YELLOW_S),
-        "--tls.allred.time", str(ALLRED_S),
-        "--seed", "42",
+        *static_tls_options(CYCLE_S, YELLOW_S, ALLRED_S),
         "--output-file", NET_NAME,
     ]  # fmt: skip
-    subprocess.run(cmd, cwd=OUT_DIR, check=True)
-    net = OUT_DIR / NET_NAME
-    strip_timestamp(net)
-    check_programs(net, GRID_IDS, CYCLE_S)
-    print(f"wrote {net}")
+    build(cmd, OUT_DIR, NET_NAME, GRID_IDS, CYCLE_S)
     return 0
 
 

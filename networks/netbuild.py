@@ -1,10 +1,12 @@
-"""What the network build scripts share: SUMO's binaries from the eclipse-sumo wheel, a
-reproducible output file, and the check that every signal runs the intended program."""
+"""What the network build scripts share: SUMO's binaries from the eclipse-sumo wheel, the
+options of their static signal programs, a reproducible output file, and the check that every
+signal runs the intended program."""
 
 from __future__ import annotations
 
 import os
 import re
+import subprocess
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable
 from pathlib import Path
@@ -15,6 +17,28 @@ import sumo
 def binary(name: str) -> str:
     """Path of a SUMO binary shipped with the eclipse-sumo wheel."""
     return os.path.join(sumo.SUMO_HOME, "bin", name)
+
+
+def static_tls_options(cycle_s: float, yellow_s: float, allred_s: float) -> list[str]:
+    """netconvert / netgenerate options for fixed-time signals: the cycle, the yellow after each
+    green and the all-red clearance after it, and a fixed seed."""
+    return [
+        "--tls.default-type", "static",
+        "--tls.cycle.time", str(cycle_s),
+        "--tls.yellow.time", str(yellow_s),
+        "--tls.allred.time", str(allred_s),
+        "--seed", "42",
+    ]  # fmt: skip
+
+
+def build(cmd: list[str], out_dir: Path, net_name: str, tls_ids: Iterable[str], cycle_s: float) -> Path:
+    """Run the build command in ``out_dir``, make its network reproducible and check its programs."""
+    subprocess.run(cmd, cwd=out_dir, check=True)
+    net = out_dir / net_name
+    strip_timestamp(net)
+    check_programs(net, tls_ids, cycle_s)
+    print(f"wrote {net}")
+    return net
 
 
 def strip_timestamp(path: Path) -> None:
