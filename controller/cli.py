@@ -345,7 +345,7 @@ def accel(status: bool) -> None:
     if status:
         where = compiled.build_dir()
         click.echo(f"core: {'compiled' if core.COMPILED else 'python'}; build of these sources: "
-                   f"{where if where.is_dir() else 'none'}")
+                   f"{where if compiled.built(where) else 'none'}")
         return
     click.echo("compiling the core with mypyc (a minute or two) ...")
     try:

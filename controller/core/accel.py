@@ -45,7 +45,8 @@ def build_dir() -> Path:
     return Path(root) / "accel" / f"{tag}-{sources_hash()}"
 
 
-def _complete(d: Path) -> bool:
+def built(d: Path) -> bool:
+    """Does ``d`` hold a complete build (every module, and the mark written last)?"""
     suffix = sysconfig.get_config_var("EXT_SUFFIX") or ".so"
     return (d / "BUILT").is_file() and all((d / "core" / f"{m}{suffix}").is_file() for m in MODULES)
 
@@ -58,7 +59,7 @@ def install(package_path: MutableSequence[str]) -> bool:
         d = build_dir()
     except OSError:
         return False
-    if not _complete(d):
+    if not built(d):
         return False
     package_path.insert(0, str(d / "core"))
     # mypyc's shared library is a top-level module; its folder holds nothing else (a folder named
@@ -73,7 +74,7 @@ def build() -> Path:
 
     Raises RuntimeError naming what is missing (mypy, a C compiler) or what failed."""
     target = build_dir()
-    if _complete(target):
+    if built(target):
         return target
     try:
         import mypyc  # noqa: F401
@@ -103,12 +104,12 @@ def build() -> Path:
         try:
             staging.rename(target)
         except OSError:  # another build of the same sources finished first (or a broken one is there)
-            if _complete(target):
+            if built(target):
                 shutil.rmtree(staging, ignore_errors=True)
             else:
                 shutil.rmtree(target)
                 staging.rename(target)
-    if not _complete(target):
+    if not built(target):
         raise RuntimeError(f"mypyc ran but the build in {target} is incomplete")
     return target
 

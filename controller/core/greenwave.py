@@ -164,6 +164,14 @@ class PreemptionController:
         """The EV's ETAs at the signals still ahead, as predicted on the last tick (empty when none)."""
         return list(self._latest.get(ev_id, ()))
 
+    @property
+    def plan_horizon_s(self) -> float | None:
+        """How far ahead a tick predicts and requests (``plan_ahead_s``, and 30 s beyond the
+        earliest possible entry); None for local, which switches on distance or an ETA threshold
+        however far the ETA, so it plans every signal."""
+        cfg = self.config
+        return None if cfg.mode == "local" else max(cfg.plan_ahead_s, cfg.planner.max_lead_s + 30.0)
+
     def predicted_upto(self, ev_id: str) -> int:
         """The furthest junction index the last tick predicted for the EV (-1: none)."""
         latest = self._latest.get(ev_id)
@@ -223,9 +231,7 @@ class PreemptionController:
                 continue
             live.append((ev_id, ev, p, vehicle))
         engaged = self.planner.engaged()
-        # local switches on distance or an ETA threshold however far the ETA: it plans every signal
-        plan_ahead = None if self.config.mode == "local" else max(
-            self.config.plan_ahead_s, self.config.planner.max_lead_s + 30.0)
+        plan_ahead = self.plan_horizon_s
         if over_budget is not None and len(live) > 1:
             live.sort(key=lambda item: self._updated_s.get(item[0], -math.inf))
         for n, (ev_id, ev, p, vehicle) in enumerate(live):

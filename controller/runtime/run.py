@@ -457,10 +457,10 @@ def _plans_ahead(controller: Controller) -> bool:
     """Does the controller plan only so far ahead (greenwave), so that a run reads each EV's
     corridor in a window sliding with it? (local plans every signal on the route; the oracle
     holds the whole route green.)"""
-    if not isinstance(controller, PreemptionController) or controller.config.mode != "greenwave":
+    if not isinstance(controller, PreemptionController):
         return False
-    cfg = controller.config  # its horizon, as PreemptionController.tick takes it
-    return max(cfg.plan_ahead_s, cfg.planner.max_lead_s + 30.0) <= LANE_WINDOW_S
+    horizon = controller.plan_horizon_s
+    return horizon is not None and horizon <= LANE_WINDOW_S
 
 
 def _free_flow_clock(setup: RunSetup, corridor: Corridor) -> FreeFlowClock:
