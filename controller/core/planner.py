@@ -10,8 +10,12 @@
   queue needs to discharge and a margin). If the approach is already green, it is held.
 - **dwell**: the approach is green until the EV has crossed the stop line (or the maximum
   presence time has passed).
-- **exit**: hand-back: the signal goes, again through safe transitions, to the program phase
-  that serves what was skipped, and the program resumes there.
+- **exit**: hand-back: the signal goes, again through safe transitions, back to its program. A
+  static (fixed-time) program is re-entered in step with its own schedule (learned from the
+  phase changes seen before the first takeover), at the phase the schedule shows by then and for
+  what the schedule leaves of it, so that the signal is coordinated with its neighbours again at
+  once; otherwise (actuated programs, a schedule not yet seen, ``handback_sync=False``) at the
+  phase that serves what was skipped, and the program resumes there.
 
 Requests are data (:class:`ServiceRequest`), computed by the controller from ETAs; several EVs
 are arbitrated per signal by priority class then ETA, and compatible movements (subsets of the
@@ -20,6 +24,7 @@ same program phase) are served together. Pure: time is an argument, commands are
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, NamedTuple
@@ -42,6 +47,14 @@ class PlannerConfig:
     max_lead_s: float = 100.0  # an entry starts at most this long before the EV's ETA
     slack_s: float = 1.0  # start entry this much before the last safe moment (re-planning granularity)
     min_green_floor_s: float = 5.0
+    # Hand a static (fixed-time) program back in step with its own schedule, so the signal is
+    # coordinated with its neighbours again at once instead of running shifted by the preemption
+    # for the rest of the day: re-enter at the phase the schedule shows when the hand-back can
+    # show it (or the next one with greens), for what the schedule leaves of it; a phase with
+    # less than ``sync_min_share`` of its duration (or its minimum green) left is passed over.
+    # False: re-enter at the phase serving the skipped cross street, for its full duration.
+    handback_sync: bool = True
+    sync_min_share: float = 0.5
 
 
 class ServiceRequest(NamedTuple):  # a tuple: made several times per EV and tick, cheaply
@@ -73,6 +86,7 @@ class PreemptionRecord:
     dwell_s: float | None = None
     exit_s: float | None = None
     restored_s: float | None = None
+    in_step_s: float | None = None  # the program back in step with its schedule (synced hand-back)
     exit_reason: str = ""
 
     def as_dict(self) -> dict[str, object]:
@@ -86,6 +100,7 @@ class PreemptionRecord:
             "dwell": self.dwell_s,
             "exit": self.exit_s,
             "restored": self.restored_s,
+            "in_step": None if self.in_step_s is None else round(self.in_step_s, 2),
             "preempted_s": None if self.entry_s is None or self.restored_s is None
             else round(self.restored_s - self.entry_s, 2),
             "recovery_s": None if self.exit_s is None or self.restored_s is None
@@ -109,6 +124,8 @@ class JunctionControl:
     in_program: bool = False  # SUMO reports it running its own program
     program_phase: int = -1
     program_phase_since: float = 0.0
+    cycle_start_s: float | None = None  # when a cycle of the program began, as scheduled (static only)
+    taken_over: bool = False  # ever switched by us: the schedule is no longer learned from what runs
     reentry_phase: int = -1
     lockout: dict[str, float] = field(default_factory=dict)  # ev_id -> until
     records: list[PreemptionRecord] = field(default_factory=list)
@@ -177,6 +194,21 @@ def _reentry_duration_s(program: Program, phase: int) -> float | None:
         return None
     ph = program.phases[phase]
     return min(ph.min_dur_s, ph.duration_s) if ph.min_dur_given else ph.duration_s
+
+
+def _phase_start_s(program: Program, phase: int) -> float:
+    """Seconds from the start of the program's cycle to the start of ``phase``."""
+    return sum(p.duration_s for p in program.phases[:phase])
+
+
+def synced_duration_s(program: Program, phase: int, cycle_start_s: float, t_s: float, min_s: float) -> float:
+    """How long ``phase``, entered at ``t_s``, must run to end when the program's own schedule
+    (a cycle began at ``cycle_start_s``) ends it: the first such end at least ``min_s`` away."""
+    cycle = program.cycle_s
+    end = cycle_start_s + _phase_start_s(program, phase) + program.phases[phase].duration_s
+    earliest = t_s + min_s
+    end += math.ceil((earliest - end) / cycle - 1e-9) * cycle
+    return end - t_s
 
 
 class Planner:
@@ -273,6 +305,9 @@ class Planner:
             j.clock.observe(t_s, sig.state)
             running_program = sig.program_id == j.program.program_id
             if running_program and (sig.phase != j.program_phase or not j.in_program):
+                if j.in_program and not j.taken_over and 0 <= sig.phase < len(j.program.phases):
+                    # a phase change seen while the program runs undisturbed: its schedule
+                    j.cycle_start_s = t_s - _phase_start_s(j.program, sig.phase)
                 j.program_phase, j.program_phase_since = sig.phase, t_s
             j.in_program = running_program
 
@@ -399,14 +434,74 @@ class Planner:
                     return None  # hold the re-entry state until the program cannot cut a green short
                 j.stage = "idle"
                 j.holding = False
-                self._close(j, t_s, "", restored=True)
+                remaining = self._reentry_remaining_s(j, t_s)
+                in_step = t_s + cfg.step_s + remaining if remaining is not None and self._syncs(j) else None
+                self._close(j, t_s, "", restored=True, in_step_s=in_step)
                 return SignalCommand(
                     j.tls_id, "restore", program_id=j.program.program_id, phase=j.reentry_phase,
-                    phase_remaining_s=_reentry_duration_s(j.program, j.reentry_phase),
+                    phase_remaining_s=remaining,
                     reason=f"hand-back at phase {j.reentry_phase}",
                 )
             return self._set(j, next_state(j.timing, j.clock, back, t_s, cfg.step_s), "exit")
         return None
+
+    def _syncs(self, j: JunctionControl) -> bool:
+        return (
+            self.config.handback_sync and j.program.kind == "static"
+            and j.cycle_start_s is not None and j.program.cycle_s > 0
+        )
+
+    def _scheduled_reentry(self, j: JunctionControl, t_s: float, fallback: int) -> int:
+        """The first phase, in the schedule's order from the one it shows when the hand-back
+        could start, that has greens, no yellow, and enough of its scheduled time left (see
+        ``_min_reentry_s``): a signal handed back there is in step with its schedule at once."""
+        program, ref = j.program, j.cycle_start_s
+        assert ref is not None
+        n, cycle = len(program.phases), program.cycle_s
+        t_b = t_s + time_to_show_s(j.timing, j.clock, program.phases[fallback].state, t_s, self.config.step_s)
+        base = t_b - (t_b - ref) % cycle  # when the schedule's current cycle began
+        for k in range(2 * n):
+            p = k % n
+            end = base + (k // n) * cycle + _phase_start_s(program, p) + program.phases[p].duration_s
+            if end <= t_b:
+                continue
+            state = program.phases[p].state
+            if any(is_yellow(c) for c in state) or not any(is_green(c) for c in state):
+                continue
+            if end - t_b >= self._min_reentry_s(j, p, t_b):
+                return p
+        return fallback
+
+    def _min_reentry_s(self, j: JunctionControl, phase: int, t_s: float) -> float:
+        """The shortest the re-entry phase may run: what each of its greens still needs for its
+        run to reach its minimum green (``handback_ready`` counted on the phase's full
+        duration), and at least ``sync_min_share`` of the phase's duration."""
+        program, timing, clock, dt = j.program, j.timing, j.clock, self.config.step_s
+        duration = program.phases[phase].duration_s
+        need_s = max(
+            (timing.min_green_s[i] - max(clock.elapsed_s(i, t_s, dt) - dt, 0.0)
+             - (timing.green_left_s(phase, i) - duration)
+             for i, c in enumerate(program.phases[phase].state) if is_green(c) and is_green(clock.state[i])),
+            default=0.0,
+        )
+        fresh = max(  # greens that turn on at the hand-back run from zero
+            (timing.min_green_s[i] - (timing.green_left_s(phase, i) - duration)
+             for i, c in enumerate(program.phases[phase].state) if is_green(c) and not is_green(clock.state[i])),
+            default=0.0,
+        )
+        return max(need_s, fresh, self.config.sync_min_share * duration, dt)
+
+    def _reentry_remaining_s(self, j: JunctionControl, t_s: float) -> float | None:
+        """The re-entry phase's duration from now: in step with the schedule when it is known
+        (static programs), else what the program or ``_reentry_duration_s`` gives."""
+        program, phase = j.program, j.reentry_phase
+        if not self._syncs(j):
+            return _reentry_duration_s(program, phase)
+        assert j.cycle_start_s is not None
+        # SUMO shows a phase set at t from t + step for its (remaining) duration: the switch is
+        # seen at t + step + remaining, where the schedule's own switches are seen
+        shown_s = t_s + self.config.step_s
+        return synced_duration_s(program, phase, j.cycle_start_s, shown_s, self._min_reentry_s(j, phase, t_s))
 
     def _entry_due(self, j: JunctionControl, t_s: float, target: str, served: Sequence[ServiceRequest]) -> bool:
         cfg = self.config
@@ -445,13 +540,17 @@ class Planner:
         j.stage = "exit"
         phase = j.phase if j.phase >= 0 else 0
         j.reentry_phase = reentry_phase(j.program, phase, j.target or j.clock.state)
+        if self._syncs(j):
+            j.reentry_phase = self._scheduled_reentry(j, t_s, j.reentry_phase)
         for rec in j.current.values():
             if rec.exit_s is None:
                 rec.exit_s = t_s
                 rec.exit_reason = reason or self.release_reasons.get(rec.ev_id, "crossed")
         return self._tick_junction(j, t_s, [])
 
-    def _close(self, j: JunctionControl, t_s: float, reason: str, *, restored: bool) -> None:
+    def _close(
+        self, j: JunctionControl, t_s: float, reason: str, *, restored: bool, in_step_s: float | None = None
+    ) -> None:
         for rec in j.current.values():
             if rec.entry_s is None:
                 continue  # armed but never switched: nothing to report
@@ -460,6 +559,7 @@ class Planner:
                 rec.exit_reason = rec.exit_reason or reason
             if restored:
                 rec.restored_s = t_s + self.config.step_s
+                rec.in_step_s = in_step_s
             j.records.append(rec)
         j.current.clear()
         j.target, j.phase, j.serving, j.entry_s = "", -1, (), None
@@ -470,4 +570,5 @@ class Planner:
         if state == j.clock.state and j.holding:
             return None
         j.holding = True
+        j.taken_over = True
         return SignalCommand(j.tls_id, "set_state", state=state, reason=why)

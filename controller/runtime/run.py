@@ -85,9 +85,11 @@ def make_controller(
     return PreemptionController(setup.network, evs, replace(cfg, mode="local" if name == "local" else "greenwave"))
 
 
-def controller_config(settings: Mapping[str, float]) -> ControllerConfig:
+def controller_config(settings: Mapping[str, Any]) -> ControllerConfig:
     """A controller configuration from a scenario's (or the command line's) settings."""
-    planner: dict[str, Any] = {k: v for k, v in settings.items() if k in {"max_presence_s", "max_lead_s"}}
+    planner: dict[str, Any] = {
+        k: v for k, v in settings.items() if k in {"max_presence_s", "max_lead_s", "handback_sync"}
+    }
     top: dict[str, Any] = {k: v for k, v in settings.items() if k not in planner}
     base = ControllerConfig()
     return replace(base, **top, planner=replace(base.planner, **planner))
@@ -302,6 +304,8 @@ def run(
     planner = getattr(controller, "planner", None)
     preemptions = [r.as_dict() for r in planner.records()] if planner is not None else []
     recoveries = [float(r["recovery_s"]) for r in preemptions if isinstance(r["recovery_s"], (int, float))]
+    in_step = [float(r["in_step"]) - float(r["exit"]) for r in preemptions
+               if isinstance(r["in_step"], (int, float)) and isinstance(r["exit"], (int, float))]
     ev_collisions = sum(1 for a, b in outputs.colliders if a in ev_ids or b in ev_ids)
     tick = _quantiles(timing.tick_ms)
     step = _quantiles(timing.step_ms)
@@ -335,6 +339,9 @@ def run(
             "junctions": len(recoveries),
             "mean_s": round(sum(recoveries) / len(recoveries), 2) if recoveries else None,
             "max_s": max(recoveries) if recoveries else None,
+            # exit to the program back in step with its schedule (fixed-time signals handed back in step)
+            "in_step_junctions": len(in_step),
+            "in_step_mean_s": round(sum(in_step) / len(in_step), 2) if in_step else None,
         },
         "safety": {
             **{rule: counts.get(rule, 0) for rule in ("S1", "S2", "S3", "S4", "S5")},

@@ -3,7 +3,8 @@
 A small fake signal (:class:`FakeSignal`) plays the part of SUMO: it runs its program phase by
 phase, or shows the state last commanded by ``set_state`` from the next tick on (reporting
 program "online"); a ``restore`` resumes the program at the commanded phase, shown from the
-next tick for that phase's full duration (like SUMO's ``setProgram`` + ``setPhase``). Every
+next tick for that phase's full duration or the commanded remaining time (like SUMO's
+``setProgram`` + ``setPhase`` + ``setPhaseDuration``). Every
 displayed state is also fed to the independent safety monitor.
 
 Most hand-checked tests use ``PROG`` (two approaches, no explicit minDur → 5 s floor)::
@@ -35,6 +36,7 @@ from controller.core.planner import (
     ServiceRequest,
     merge_targets,
     reentry_phase,
+    synced_duration_s,
 )
 from controller.core.safety import SafetyConfig, SignalWatch, Violation
 from controller.core.snapshot import SignalCommand, SignalState
@@ -76,10 +78,13 @@ class FakeSignal(Signal):
         else:
             assert cmd.program_id in ("", self.program.program_id)
             self.online = None
+            # as SUMO (measured with libsumo): a phase set at t (setPhase, and setPhaseDuration
+            # for its remaining time) is shown from t + dt for its whole duration
             if cmd.phase is not None:
                 self.phase = cmd.phase
-                # setPhase at t: the phase is shown from t + dt and switches at t + duration
-                self.left_s = self.program.phases[cmd.phase].duration_s
+                self.left_s = self.program.phases[cmd.phase].duration_s + 1.0
+            if cmd.phase_remaining_s is not None:
+                self.left_s = cmd.phase_remaining_s + 1.0
 
 
 Requests = Callable[[float], Sequence[ServiceRequest]]
@@ -266,11 +271,12 @@ def test_entry_starts_at_the_last_safe_moment_and_green_is_shown_by_need_time() 
 
 
 def test_crossing_ends_dwell_then_exit_and_hand_back_at_the_cross_street_phase() -> None:
-    r = rig()
+    r = rig(config=PlannerConfig(handback_sync=False))
     r.run_until(120, until(63, req()))  # the EV crosses at 63: no request from then on
     # at 63 A has been green 5 s (from 59): yellow 64..66, all red 67..68, B (phase 3) at 69
-    assert r.changes("J", 59, 120) == [(59, "Ggrr"), (64, "yyrr"), (67, "rrrr"), (69, "rrGg"), (99, "rryy"),
-                                       (103, "rrrr"), (105, "Ggrr")]  # fmt: skip
+    # (restored at 69, shown from 70 for the phase's 30 s, as SUMO does)
+    assert r.changes("J", 59, 120) == [(59, "Ggrr"), (64, "yyrr"), (67, "rrrr"), (69, "rrGg"), (100, "rryy"),
+                                       (104, "rrrr"), (106, "Ggrr")]  # fmt: skip
     restore = [(t, c) for t, c in r.commands if c.kind == "restore"]
     assert len(restore) == 1
     t_restore, cmd = restore[0]
@@ -283,6 +289,61 @@ def test_crossing_ends_dwell_then_exit_and_hand_back_at_the_cross_street_phase()
     assert d["recovery_s"] == 7.0 and d["preempted_s"] == 18.0 and d["exit_reason"] == "crossed"
     assert r.planner.stage("J") == "idle" and not r.planner.busy
     assert r.safety() == [] and r.finish() == []
+
+
+def test_synced_duration_ends_the_phase_when_the_schedule_does() -> None:
+    # PROG's cycle (71 s) began at 0: phase 3 (B) is scheduled 35..65, 106..136, ...
+    assert synced_duration_s(PROG, 3, 0.0, 69.0, 15.0) == 136.0 - 69.0
+    assert synced_duration_s(PROG, 3, 0.0, 110.0, 15.0) == 136.0 - 110.0
+    assert synced_duration_s(PROG, 3, 0.0, 125.0, 15.0) == 207.0 - 125.0  # 11 s left: the next cycle's
+    assert synced_duration_s(PROG, 0, 142.0, 150.0, 15.0) == 172.0 - 150.0  # a cycle began at 142
+
+
+def test_schedule_hand_back_keeps_the_program_in_step_with_its_schedule() -> None:
+    r = rig()  # handback_sync by default
+    r.run_until(250, until(63, req()))  # the EV crosses at 63
+    # the program's schedule shows A until 100 (its cycle from 71): the hand-back keeps A, which
+    # the EV had, until then instead of switching to B and shifting the cycle by 35 s
+    assert r.changes("J", 59, 150) == [(59, "Ggrr"), (101, "yyrr"), (104, "rrrr"), (106, "rrGg"), (136, "rryy"),
+                                       (140, "rrrr"), (142, "Ggrr")]  # fmt: skip
+    undisturbed = rig()
+    undisturbed.run_until(250)
+    assert {t: s for t, s in r.shown["J"].items() if t >= 71} == {  # A from 71, as scheduled
+        t: s for t, s in undisturbed.shown["J"].items() if t >= 71
+    }
+    restore = [c for _, c in r.commands if c.kind == "restore"]
+    # restored at 63, shown from 64 for the 37 s until the schedule's switch is seen (at 101)
+    assert len(restore) == 1 and restore[0].phase == 0 and restore[0].phase_remaining_s == 101.0 - 64.0
+    d = r.planner.records()[0].as_dict()
+    assert (d["exit"], d["restored"], d["in_step"]) == (63.0, 64.0, 101.0)
+    assert r.safety() == [] and r.finish() == []
+
+
+def test_schedule_hand_back_skips_a_scheduled_green_too_short_to_be_worth_a_switch() -> None:
+    # the EV crosses at 120: B is scheduled 106..135, only ~10 s left when the hand-back could
+    # show it (< half its 30 s): A, already green, is held on to its next scheduled end (171)
+    r = rig()
+    r.run_until(260, until(120, req(eta=123.0, need=118.0)))
+    undisturbed = rig()
+    undisturbed.run_until(260)
+    restore = [(t, c) for t, c in r.commands if c.kind == "restore"]
+    assert len(restore) == 1 and restore[0][1].phase == 0
+    assert r.changes("J", 172, 260) == undisturbed.changes("J", 172, 260)
+    assert r.safety() == [] and r.finish() == []
+
+
+def test_no_sync_before_the_schedule_is_known_or_for_actuated_programs() -> None:
+    # preempted before any phase change was seen: the schedule is unknown, the program resumes
+    # as without sync (at the skipped street, for its full duration)
+    r = rig(start={"J": (0, 5.0)})
+    r.run_until(3, until(63, req()))
+    assert r.planner.junctions["J"].cycle_start_s is None
+    actuated = Program("J", "0", "actuated", 0.0, PROG.phases)
+    a = rig({"J": actuated})
+    a.run_until(120, until(63, req()))
+    restore = [c for _, c in a.commands if c.kind == "restore"]
+    assert len(restore) == 1 and restore[0].phase == 3  # the skipped street, as without sync
+    assert a.safety() == []
 
 
 def test_extension_holds_an_already_green_approach_at_its_last_program_step() -> None:
@@ -387,7 +448,7 @@ def test_presence_reserve_keeps_the_hold_until_the_eta_with_a_long_min_green() -
 
 
 def test_request_vanishing_during_entry_hands_back() -> None:
-    r = rig()
+    r = rig(config=PlannerConfig(handback_sync=False))  # hand-back at the skipped street
     r.run_until(120, until(54, req()))  # cancelled at 54, during entry (B yellow from 53)
     rec = r.planner.records()[0]
     assert rec.entry_s == 52.0 and rec.dwell_s is None and rec.exit_s == 54.0
@@ -597,7 +658,9 @@ def test_planner_never_violates_safety_and_always_hands_back(data: st.DataObject
     left = data.draw(st.integers(1, int(prog.phases[start_phase].duration_s)))
     stop_at = data.draw(st.one_of(st.none(), st.integers(20, 500)))
     ticks = data.draw(st.integers(400, 600))
-    r = Rig(Planner({"P": prog}), {"P": FakeSignal(prog, start_phase, float(left))})
+    sync = data.draw(st.booleans())
+    r = Rig(Planner({"P": prog}, PlannerConfig(handback_sync=sync)), {"P": FakeSignal(prog, start_phase, float(left))})
+    reference = FakeSignal(prog, start_phase, float(left))  # the program undisturbed
 
     def requests(t: float) -> list[ServiceRequest]:
         out = []
@@ -608,17 +671,27 @@ def test_planner_never_violates_safety_and_always_hands_back(data: st.DataObject
                 out.append(ServiceRequest(p.ev_id, p.priority, "P", 0, p.target, p.phase, eta, need, p.start_now))
         return out
 
+    def step(reqs: Sequence[ServiceRequest] = ()) -> None:
+        r.step(reqs)
+        reference.advance(r.dt)
+
     for k in range(ticks):
         if stop_at is not None and k == stop_at:
             r.planner.stop()
-        r.step(requests(r.t))
+        step(requests(r.t))
     if stop_at is None:
         r.planner.stop()
     for _ in range(200):  # drain: the hand-back goes through safe transitions
-        r.step(requests(r.t))
+        step(requests(r.t))
         if not r.planner.busy and r.signals["P"].online is None:
             break
-    r.step()  # one more tick: the restore shows
+    step()  # one more tick: the restore shows
+    if sync and r.planner.junctions["P"].cycle_start_s is not None:
+        # synced: once the re-entry phase has run (at most its duration + a cycle), the program
+        # is where its undisturbed schedule is
+        for _ in range(int(2 * prog.cycle_s) + 2):
+            step()
+        assert (r.signals["P"].phase, round(r.signals["P"].left_s, 6)) == (reference.phase, round(reference.left_s, 6))
     assert r.safety() == [], r.safety()[:3]
     assert [v for v in r.violations if v.rule == "S5"] == []
     assert r.signals["P"].online is None
