@@ -477,19 +477,17 @@ class Planner:
         run to reach its minimum green (``handback_ready`` counted on the phase's full
         duration), and at least ``sync_min_share`` of the phase's duration."""
         program, timing, clock, dt = j.program, j.timing, j.clock, self.config.step_s
-        duration = program.phases[phase].duration_s
-        need_s = max(
-            (timing.min_green_s[i] - max(clock.elapsed_s(i, t_s, dt) - dt, 0.0)
-             - (timing.green_left_s(phase, i) - duration)
-             for i, c in enumerate(program.phases[phase].state) if is_green(c) and is_green(clock.state[i])),
+        ph = program.phases[phase]
+        duration = ph.duration_s
+        counted = min(ph.min_dur_s, duration) if ph.min_dur_given else duration  # as green_left_s counts it
+        state = program.phases[phase].state
+        need_s = max(  # green_left_s less this phase: what the phases after it still show of the run
+            (timing.min_green_s[i] - (max(clock.elapsed_s(i, t_s, dt) - dt, 0.0) if is_green(clock.state[i]) else 0.0)
+             - (timing.green_left_s(phase, i) - counted)
+             for i, c in enumerate(state) if is_green(c)),
             default=0.0,
         )
-        fresh = max(  # greens that turn on at the hand-back run from zero
-            (timing.min_green_s[i] - (timing.green_left_s(phase, i) - duration)
-             for i, c in enumerate(program.phases[phase].state) if is_green(c) and not is_green(clock.state[i])),
-            default=0.0,
-        )
-        return max(need_s, fresh, self.config.sync_min_share * duration, dt)
+        return max(need_s, self.config.sync_min_share * duration, dt)
 
     def _reentry_remaining_s(self, j: JunctionControl, t_s: float) -> float | None:
         """The re-entry phase's duration from now: in step with the schedule when it is known
