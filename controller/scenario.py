@@ -127,8 +127,15 @@ class ControllerSpec(_Model):
     # false: a signal turns green for the EV's own queue only, not also in time for the vehicles
     # the previous signal releases ahead of it (less harm to cross streets, a slower EV in congestion)
     progression: bool | None = None
+    # false: hand a fixed-time signal back at the skipped cross street for a full phase, leaving
+    # its cycle shifted by the preemption, instead of in step with its own schedule
+    handback_sync: bool | None = None
+    # when the EV's approach is served alone where it has a permissive turn: for the "whole"
+    # preemption, from when its queue must "discharge", from then with the EV in a lane that
+    # turn leaves from ("ev-lane", the default), or only where the EV itself turns ("own-turn")
+    exclusive_service: Literal["whole", "discharge", "ev-lane", "own-turn"] | None = None
 
-    def overrides(self) -> dict[str, float]:
+    def overrides(self) -> dict[str, Any]:
         return {k: v for k, v in self.model_dump().items() if v is not None}
 
 

@@ -41,6 +41,15 @@ class ControllerConfig:
     progression: bool = True
     count_moving: bool = True  # count moving vehicles on approaches ahead as queue to discharge
     max_clear_s: float = 60.0  # queue discharge planned for at most this long (a jam is not a queue)
+    # When the EV's approach is served alone where it has a permissive turn (the opposing
+    # movements that turn yields to held red, so nothing ahead of the EV waits for a gap):
+    # "whole": for the whole preemption; "discharge": from when the queue ahead of the EV must
+    # start to discharge (before that, e.g. while earlier greens serve progression, the
+    # program phase's other greens, the opposing through traffic, keep theirs); "ev-lane": from
+    # then too, but only once the EV is on the approach in a lane a permissive turn leaves from;
+    # "own-turn": only where the EV's own movement is permissive. Where the EV's own movement
+    # is permissive the approach is always served alone.
+    exclusive_service: str = "ev-lane"
     upstream_share: float = 0.0  # share of the vehicles ahead at earlier signals that reach this one
     # (a corridor's through share; 0 where it is unknown)
     detect_range_m: float = 300.0  # local: detection range
@@ -65,14 +74,18 @@ class EvSetup:
         return self.priority_class if self.priority_class is not None else PRIORITY.get(self.ev_type, 3)
 
 
-def approach_targets(network: Network, program: Program, junction: CorridorJunction) -> tuple[str, int]:
+def approach_targets(
+    network: Network, program: Program, junction: CorridorJunction, *, exclusive: bool = True
+) -> tuple[str, int]:
     """The state that serves the EV's approach, and the program phase it is taken from.
 
     The phase is the one that greens the EV's links and most of the other links leaving its
     approach edge (so the whole queue ahead of it can flush), the longest on ties. The state
-    keeps that phase's greens; but where a link of the approach is only permissive there (a
-    turn that waits for a gap), the opposing movements it yields to are dropped: the approach
-    is served exclusively, so nothing ahead of the EV waits for a gap.
+    keeps that phase's greens; but where the EV's own movement is only permissive there (a turn
+    that waits for a gap), the opposing movements it yields to are dropped: the approach is
+    served alone. ``exclusive``: also where any other link of the approach is permissive (so
+    that no turning vehicle ahead of the EV waits for a gap either), at the cost of holding the
+    opposing through traffic red for the whole preemption.
     """
     approach = approach_links(network, junction)
 
@@ -82,9 +95,12 @@ def approach_targets(network: Network, program: Program, junction: CorridorJunct
 
     phase = max(junction.green_phases, key=score)
     state = program.phases[phase].state
-    permissive = any(state[i] == "g" for i in approach)
+    permissive = any(state[i] == "g" for i in (approach if exclusive else junction.link_indices))
     keep = {i for i, c in enumerate(state) if is_green(c) and (i in approach or not permissive)}
     return "".join(c if i in keep else "r" for i, c in enumerate(state)), phase
+
+
+EXCLUSIVE_SERVICE = ("whole", "discharge", "ev-lane", "own-turn")
 
 
 class PreemptionController:
@@ -110,7 +126,17 @@ class PreemptionController:
         self.planner = Planner(programs, self.config.planner)
         self.eta_log = EtaLog()
         self._predictors: dict[str, EtaPredictor] = {}
+        if self.config.exclusive_service not in EXCLUSIVE_SERVICE:
+            raise ValueError(
+                f"ControllerConfig.exclusive_service must be one of {', '.join(EXCLUSIVE_SERVICE)}, "
+                f"not {self.config.exclusive_service!r}"
+            )
+        # (ev, junction index) -> (state, phase): the approach alone, and the phase's greens
+        # (the same where the approach has no permissive turn)
         self._targets: dict[tuple[str, int], tuple[str, int]] = {}
+        self._open_targets: dict[tuple[str, int], tuple[str, int]] = {}
+        self._alone: set[tuple[str, int]] = set()  # "discharge", "ev-lane": served alone from now on
+        self._permissive_lanes: dict[tuple[str, int], frozenset[str]] = {}  # approach lanes with a permissive turn
         self._reroutes: dict[str, int] = {}
         self._latest: dict[str, list[Eta]] = {}  # ev_id -> the last tick's ETAs at the signals ahead
         self._last_requests: dict[str, list[ServiceRequest]] = {}  # ev_id -> its last plan
@@ -128,7 +154,15 @@ class PreemptionController:
             ev.corridor, build_profile(self.network, ev.corridor), ev.dynamics, self.config.eta
         )
         for j in ev.corridor.junctions:
-            self._targets[(ev.ev_id, j.index)] = approach_targets(self.network, self.network.programs[j.tls_id], j)
+            program = self.network.programs[j.tls_id]
+            key = (ev.ev_id, j.index)
+            self._targets[key] = approach_targets(self.network, program, j)
+            self._open_targets[key] = open_target = approach_targets(self.network, program, j, exclusive=False)
+            self._permissive_lanes[key] = frozenset(
+                c.from_lane for c in self.network.connections_from(j.approach_edge)
+                if c.tls_id == j.tls_id and 0 <= c.link_index < len(open_target[0])
+                and open_target[0][c.link_index] == "g"
+            )
 
     def add_ev(self, ev: EvSetup) -> None:
         """Dispatch one more EV while running: plan its corridor and its signals."""
@@ -153,7 +187,8 @@ class PreemptionController:
         self.eta_log.retire(ev_id, f"{ev_id}@route{self._reroutes[ev_id]}")
         self.evs[ev_id] = replace(old, corridor=corridor)
         for key in [k for k in self._targets if k[0] == ev_id]:
-            del self._targets[key]
+            del self._targets[key], self._open_targets[key], self._permissive_lanes[key]
+            self._alone.discard(key)
         self._plan_corridor(self.evs[ev_id])
 
     @property
@@ -272,6 +307,7 @@ class PreemptionController:
         vehicle = snapshot.vehicles.get(ev.ev_id)
         junctions = ev.corridor.junctions
         targets = self._targets
+        exclusive = cfg.exclusive_service
         ev_id, priority = ev.ev_id, ev.priority
         out: list[ServiceRequest] = []
         previous_need: float | None = None
@@ -286,6 +322,26 @@ class PreemptionController:
             upstream += own
             clear_s = min(cfg.startup_lost_s + queue * cfg.saturation_headway_s, cfg.max_clear_s) if queue else 0.0
             need = eta_s - clear_s - cfg.margin_s
+            if exclusive != "whole":
+                key = (ev_id, j.index)
+                open_target = self._open_targets[key]
+                if open_target[0] != target:
+                    # alone once the opposing movements must be stopping for the queue to discharge
+                    # ("ev-lane": and the EV is on the approach in a lane with a permissive turn,
+                    # where a turning vehicle waiting for a gap would hold it up)
+                    alone = key in self._alone or (
+                        exclusive in ("discharge", "ev-lane")
+                        and snapshot.t_s >= need - j.yellow_s - j.all_red_s - 1.0
+                        and (
+                            exclusive == "discharge"
+                            or (vehicle is not None and vehicle.road_id == j.approach_edge
+                                and vehicle.lane_id in self._permissive_lanes[key])
+                        )
+                    )
+                    if alone:
+                        self._alone.add(key)
+                    else:
+                        target, phase = open_target
             if (
                 progression
                 and previous_need is not None

@@ -49,7 +49,7 @@ class RunSetup:
     out_dir: Path
     seed: int
     bluelight: bool
-    controller: dict[str, float] = field(default_factory=dict)  # the scenario's controller settings
+    controller: dict[str, Any] = field(default_factory=dict)  # the scenario's controller settings
 
     @property
     def watched_tls(self) -> tuple[str, ...]:

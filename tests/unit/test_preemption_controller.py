@@ -139,6 +139,7 @@ class CtrlRig:
     commands: list[tuple[float, SignalCommand]] = field(default_factory=list)
     requests: list[tuple[float, list[ServiceRequest]]] = field(default_factory=list)
     hidden: set[str] = field(default_factory=set)  # signals left out of the next snapshot
+    lane: int = 0  # the EV's lane on the first route edge
 
     def __post_init__(self) -> None:
         self.progress["ev"] = EvProgress("ev", self.corridor)
@@ -156,7 +157,7 @@ class CtrlRig:
 
     def step(self, *, present: bool = True, arrived: bool = False) -> list[SignalCommand]:
         t = self.t
-        vehicle = ev_at(self.corridor, self.x) if present else None
+        vehicle = ev_at(self.corridor, self.x, lane=self.lane) if present else None
         signals = {tls: s.signal_state() for tls, s in self.signals.items() if tls not in self.hidden}
         for tls, st_ in signals.items():
             self.violations += self.watches[tls].observe(t, st_.state, st_.program_id)
@@ -239,6 +240,11 @@ def test_approach_targets_drops_opposing_movements_when_the_approach_is_permissi
     assert approach_targets(NET, T1, alt.junctions[0]) == ("Ggrr", 0)
     # T2: the approach is fully protected ('G'): the whole phase, opposing through included
     assert approach_targets(NET, T2, main.junctions[1]) == ("GGr", 0)
+    # not exclusive: the through EV keeps the opposing through green (the phase's own greens);
+    # the left-turning EV, whose own movement waits for gaps, still gets the approach alone
+    assert approach_targets(NET, T1, main.junctions[0], exclusive=False) == (T1.phases[0].state, 0)
+    assert T1.phases[0].state != "Ggrr"
+    assert approach_targets(NET, T1, alt.junctions[0], exclusive=False) == ("Ggrr", 0)
 
 
 def test_approach_targets_prefers_the_phase_that_flushes_the_whole_approach() -> None:
@@ -258,7 +264,8 @@ def test_greenwave_need_is_eta_minus_queue_discharge_minus_margin() -> None:
     r = make_rig(cfg, five_halted)
     r.step()
     j1, j2 = r.requests_at(0.0)
-    assert (j1.tls_id, j1.target, j1.phase, j1.priority) == ("T1", "Ggrr", 0, 1)
+    # (at 0 the opposing through keeps its green: see the next test)
+    assert (j1.tls_id, j1.target, j1.phase, j1.priority) == ("T1", "GgGr", 0, 1)
     assert j1.eta_s == pytest.approx(50.0)
     assert j1.need_green_by_s == pytest.approx(50.0 - (2.0 + 5 * 2.0) - 3.0)  # 35
     # J2 has no queue: ETA 70 - margin 3 = 67, but with progression it turns green for what J1
@@ -266,6 +273,32 @@ def test_greenwave_need_is_eta_minus_queue_discharge_minus_margin() -> None:
     assert j2.eta_s == pytest.approx(70.0)
     assert j2.need_green_by_s == pytest.approx(55.0)
     assert not j1.start_now and not j2.start_now
+
+
+def test_the_approach_is_served_alone_from_when_its_queue_must_discharge() -> None:
+    # T1's phase 0 "GgGr": the EV's approach (link 0 through, link 1 a permissive left) and the
+    # opposing through (link 2) the left turn yields to. Need 35 (five halted): until the
+    # opposing through must be stopping (35 - yellow 3 - all red 2 - 1 = 29) it keeps the
+    # phase's green; from then on the approach is served alone, also if the need moves later.
+    def t1_targets(cfg: ControllerConfig, lane: int = 0) -> dict[float, str]:
+        r = make_rig(cfg, five_halted)
+        r.lane = lane
+        r.run_until(45)
+        assert r.violations == []
+        return {t: q.target for t, reqs in r.requests for q in reqs if q.tls_id == "T1"}
+
+    targets = t1_targets(ControllerConfig(exclusive_service="discharge"))
+    alone = sorted(t for t, target in targets.items() if target == "Ggrr")
+    assert 28.0 <= alone[0] <= 30.0 and alone == [t for t in sorted(targets) if t >= alone[0]]
+    assert {targets[t] for t in targets if t < alone[0]} == {"GgGr"}
+    assert set(t1_targets(ControllerConfig(exclusive_service="whole")).values()) == {"Ggrr"}
+    assert set(t1_targets(ControllerConfig(exclusive_service="own-turn")).values()) == {"GgGr"}
+    # "ev-lane" (the default): alone only with the EV in a lane a permissive turn leaves from
+    # (e0's lane 1 carries the left turn; lane 0 only the through movement)
+    assert set(t1_targets(ControllerConfig()).values()) == {"GgGr"}
+    assert t1_targets(ControllerConfig(), lane=1) == targets
+    with pytest.raises(ValueError, match="exclusive_service"):
+        PreemptionController(NET, [], ControllerConfig(exclusive_service="sometimes"))
 
 
 def test_greenwave_without_progression_or_queue() -> None:
@@ -357,8 +390,11 @@ def test_local_switches_only_within_detection_range_then_at_once() -> None:
     assert r.first_command_s("T2") is None
     r.step()
     assert r.first_command_s("T2") == 40.0
-    # T1: cross yellow 21..24, all red 25..26, the EV's approach at 27
-    assert r.signals["T1"].display() == "Ggrr"
+    # T1: cross yellow 21..24, all red 25..26, the EV's approach at 27 with the phase's opposing
+    # through, which keeps its green: the EV is in the through lane, no turn ahead can hold it up
+    assert r.signals["T1"].display() == "GgGr"
+    r.run_until(46)
+    assert r.signals["T1"].display() == "GgGr"
     assert r.safety() == []
 
 
@@ -378,7 +414,7 @@ def _handed_back(r: CtrlRig, tls: str) -> bool:
 
 
 def test_vanished_ev_releases_its_signals() -> None:
-    r = make_rig(ControllerConfig(mode="local"))
+    r = make_rig(ControllerConfig(mode="local", exclusive_service="whole"))
     r.run_until(42)
     assert r.ctrl.planner.stage("T1") == "dwell" and r.ctrl.planner.stage("T2") == "entry"
     r.run_until(80, present=False)  # gone (teleported away), not arrived
