@@ -46,10 +46,12 @@ class ControllerConfig:
     # "whole": for the whole preemption; "discharge": from when the queue ahead of the EV must
     # start to discharge (before that, e.g. while earlier greens serve progression, the
     # program phase's other greens, the opposing through traffic, keep theirs); "ev-lane": from
-    # then too, but only once the EV is on the approach in a lane a permissive turn leaves from;
+    # then too, but only once the EV is on the approach in a lane a permissive turn leaves from
+    # (on an approach shorter than ``short_approach_m``, as "discharge");
     # "own-turn": only where the EV's own movement is permissive. Where the EV's own movement
     # is permissive the approach is always served alone.
     exclusive_service: str = "ev-lane"
+    short_approach_m: float = 100.0  # "ev-lane": an approach shorter than this is served as "discharge"
     upstream_share: float = 0.0  # share of the vehicles ahead at earlier signals that reach this one
     # (a corridor's through share; 0 where it is unknown)
     detect_range_m: float = 300.0  # local: detection range
@@ -137,6 +139,9 @@ class PreemptionController:
         self._open_targets: dict[tuple[str, int], tuple[str, int]] = {}
         self._alone: set[tuple[str, int]] = set()  # "discharge", "ev-lane": served alone from now on
         self._permissive_lanes: dict[tuple[str, int], frozenset[str]] = {}  # approach lanes with a permissive turn
+        # "ev-lane": approaches too short to tell the EV's lane in time, or to hold a queue of
+        # turning vehicles without it spilling back over the junction before
+        self._short_approach: set[tuple[str, int]] = set()
         self._reroutes: dict[str, int] = {}
         self._latest: dict[str, list[Eta]] = {}  # ev_id -> the last tick's ETAs at the signals ahead
         self._last_requests: dict[str, list[ServiceRequest]] = {}  # ev_id -> its last plan
@@ -158,6 +163,9 @@ class PreemptionController:
             key = (ev.ev_id, j.index)
             self._targets[key] = approach_targets(self.network, program, j)
             self._open_targets[key] = open_target = approach_targets(self.network, program, j, exclusive=False)
+            edge = self.network.edges.get(j.approach_edge)
+            if edge is None or edge.length_m < self.config.short_approach_m:
+                self._short_approach.add(key)
             self._permissive_lanes[key] = frozenset(
                 c.from_lane for c in self.network.connections_from(j.approach_edge)
                 if c.tls_id == j.tls_id and 0 <= c.link_index < len(open_target[0])
@@ -189,6 +197,7 @@ class PreemptionController:
         for key in [k for k in self._targets if k[0] == ev_id]:
             del self._targets[key], self._open_targets[key], self._permissive_lanes[key]
             self._alone.discard(key)
+            self._short_approach.discard(key)
         self._plan_corridor(self.evs[ev_id])
 
     @property
@@ -334,6 +343,7 @@ class PreemptionController:
                         and snapshot.t_s >= need - j.yellow_s - j.all_red_s - 1.0
                         and (
                             exclusive == "discharge"
+                            or key in self._short_approach
                             or (vehicle is not None and vehicle.road_id == j.approach_edge
                                 and vehicle.lane_id in self._permissive_lanes[key])
                         )

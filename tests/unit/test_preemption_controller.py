@@ -297,6 +297,8 @@ def test_the_approach_is_served_alone_from_when_its_queue_must_discharge() -> No
     # (e0's lane 1 carries the left turn; lane 0 only the through movement)
     assert set(t1_targets(ControllerConfig()).values()) == {"GgGr"}
     assert t1_targets(ControllerConfig(), lane=1) == targets
+    # ... or on an approach too short to tell the EV's lane in time (e0 is 500 m long)
+    assert t1_targets(ControllerConfig(short_approach_m=600.0)) == targets
     with pytest.raises(ValueError, match="exclusive_service"):
         PreemptionController(NET, [], ControllerConfig(exclusive_service="sometimes"))
 
