@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from controller.core.corridor import Corridor, CorridorJunction, approach_links
 from controller.core.eta import Eta, EtaConfig, EtaLog, EtaPredictor, EvDynamics, build_profile
@@ -105,6 +105,15 @@ def approach_targets(
 EXCLUSIVE_SERVICE = ("whole", "discharge", "ev-lane", "own-turn")
 
 
+class _Service(NamedTuple):
+    """How the EV's approach at one junction is served (see ``ControllerConfig.exclusive_service``)."""
+
+    alone: str  # the state serving the approach (alone where it has a permissive turn)
+    phase: int  # the program phase both states come from
+    open: str | None  # shown until the switch to ``alone``; None: ``alone`` from the start
+    lanes: frozenset[str] | None  # the switch waits for the EV in one of these lanes; None: any
+
+
 class PreemptionController:
     """``greenwave`` or ``local``, depending on ``config.mode``."""
 
@@ -133,15 +142,8 @@ class PreemptionController:
                 f"ControllerConfig.exclusive_service must be one of {', '.join(EXCLUSIVE_SERVICE)}, "
                 f"not {self.config.exclusive_service!r}"
             )
-        # (ev, junction index) -> (state, phase): the approach alone, and the phase's greens
-        # (the same where the approach has no permissive turn)
-        self._targets: dict[tuple[str, int], tuple[str, int]] = {}
-        self._open_targets: dict[tuple[str, int], tuple[str, int]] = {}
-        self._alone: set[tuple[str, int]] = set()  # "discharge", "ev-lane": served alone from now on
-        self._permissive_lanes: dict[tuple[str, int], frozenset[str]] = {}  # approach lanes with a permissive turn
-        # "ev-lane": approaches too short to tell the EV's lane in time, or to hold a queue of
-        # turning vehicles without it spilling back over the junction before
-        self._short_approach: set[tuple[str, int]] = set()
+        self._service: dict[tuple[str, int], _Service] = {}  # (ev, junction index) -> how it is served
+        self._alone: set[tuple[str, int]] = set()  # switched to the approach alone: stays so
         self._reroutes: dict[str, int] = {}
         self._latest: dict[str, list[Eta]] = {}  # ev_id -> the last tick's ETAs at the signals ahead
         self._last_requests: dict[str, list[ServiceRequest]] = {}  # ev_id -> its last plan
@@ -159,18 +161,28 @@ class PreemptionController:
             ev.corridor, build_profile(self.network, ev.corridor), ev.dynamics, self.config.eta
         )
         for j in ev.corridor.junctions:
-            program = self.network.programs[j.tls_id]
-            key = (ev.ev_id, j.index)
-            self._targets[key] = approach_targets(self.network, program, j)
-            self._open_targets[key] = open_target = approach_targets(self.network, program, j, exclusive=False)
-            edge = self.network.edges.get(j.approach_edge)
-            if edge is None or edge.length_m < self.config.short_approach_m:
-                self._short_approach.add(key)
-            self._permissive_lanes[key] = frozenset(
-                c.from_lane for c in self.network.connections_from(j.approach_edge)
-                if c.tls_id == j.tls_id and 0 <= c.link_index < len(open_target[0])
-                and open_target[0][c.link_index] == "g"
-            )
+            self._service[(ev.ev_id, j.index)] = self._plan_service(j)
+
+    def _plan_service(self, j: CorridorJunction) -> _Service:
+        """How ``exclusive_service`` serves the EV's approach at ``j`` (decided once per corridor,
+        so that a tick only checks when to switch)."""
+        cfg, network = self.config, self.network
+        program = network.programs[j.tls_id]
+        alone, phase = approach_targets(network, program, j)
+        open_state, _ = approach_targets(network, program, j, exclusive=False)
+        mode = cfg.exclusive_service
+        if open_state == alone or mode == "whole":
+            return _Service(alone, phase, None, None)
+        if mode == "own-turn":
+            return _Service(open_state, phase, None, None)
+        edge = network.edges.get(j.approach_edge)
+        if mode == "discharge" or edge is None or edge.length_m < cfg.short_approach_m:
+            return _Service(alone, phase, open_state, None)
+        lanes = frozenset(
+            c.from_lane for c in network.connections_from(j.approach_edge)
+            if c.tls_id == j.tls_id and 0 <= c.link_index < len(open_state) and open_state[c.link_index] == "g"
+        )  # fmt: skip
+        return _Service(alone, phase, open_state, lanes)
 
     def add_ev(self, ev: EvSetup) -> None:
         """Dispatch one more EV while running: plan its corridor and its signals."""
@@ -194,10 +206,9 @@ class PreemptionController:
         self._reroutes[ev_id] = self._reroutes.get(ev_id, 0) + 1
         self.eta_log.retire(ev_id, f"{ev_id}@route{self._reroutes[ev_id]}")
         self.evs[ev_id] = replace(old, corridor=corridor)
-        for key in [k for k in self._targets if k[0] == ev_id]:
-            del self._targets[key], self._open_targets[key], self._permissive_lanes[key]
+        for key in [k for k in self._service if k[0] == ev_id]:
+            del self._service[key]
             self._alone.discard(key)
-            self._short_approach.discard(key)
         self._plan_corridor(self.evs[ev_id])
 
     @property
@@ -315,8 +326,7 @@ class PreemptionController:
         progression = greenwave and cfg.progression
         vehicle = snapshot.vehicles.get(ev.ev_id)
         junctions = ev.corridor.junctions
-        targets = self._targets
-        exclusive = cfg.exclusive_service
+        services, alone = self._service, self._alone
         ev_id, priority = ev.ev_id, ev.priority
         out: list[ServiceRequest] = []
         previous_need: float | None = None
@@ -325,33 +335,25 @@ class PreemptionController:
         for eta in etas:
             j = junctions[eta.junction_index]
             eta_s = eta.eta_s
-            target, phase = targets[(ev_id, j.index)]
+            key = (ev_id, j.index)
+            service = services[key]
             own = self._queue_ahead(j, snapshot, vehicle)
             queue = own + round(cfg.upstream_share * upstream) if greenwave else own
             upstream += own
             clear_s = min(cfg.startup_lost_s + queue * cfg.saturation_headway_s, cfg.max_clear_s) if queue else 0.0
             need = eta_s - clear_s - cfg.margin_s
-            if exclusive != "whole":
-                key = (ev_id, j.index)
-                open_target = self._open_targets[key]
-                if open_target[0] != target:
-                    # alone once the opposing movements must be stopping for the queue to discharge
-                    # ("ev-lane": and the EV is on the approach in a lane with a permissive turn,
-                    # where a turning vehicle waiting for a gap would hold it up)
-                    alone = key in self._alone or (
-                        exclusive in ("discharge", "ev-lane")
-                        and snapshot.t_s >= need - j.yellow_s - j.all_red_s - 1.0
-                        and (
-                            exclusive == "discharge"
-                            or key in self._short_approach
-                            or (vehicle is not None and vehicle.road_id == j.approach_edge
-                                and vehicle.lane_id in self._permissive_lanes[key])
-                        )
-                    )
-                    if alone:
-                        self._alone.add(key)
-                    else:
-                        target, phase = open_target
+            target = service.alone
+            if service.open is not None and key not in alone:
+                # alone once the opposing movements must be stopping for the queue to discharge
+                # (with ``lanes``: and the EV is on the approach in one of them, where a turning
+                # vehicle waiting for a gap would hold it up)
+                if snapshot.t_s >= need - j.yellow_s - j.all_red_s - 1.0 and (
+                    service.lanes is None
+                    or (vehicle is not None and vehicle.road_id == j.approach_edge and vehicle.lane_id in service.lanes)
+                ):
+                    alone.add(key)
+                else:
+                    target = service.open
             if (
                 progression
                 and previous_need is not None
@@ -371,7 +373,7 @@ class PreemptionController:
                     previous_need, previous_eta = need, eta_s
                     continue
             out.append(
-                ServiceRequest(ev_id, priority, j.tls_id, j.index, target, phase, eta_s, need, start_now)
+                ServiceRequest(ev_id, priority, j.tls_id, j.index, target, service.phase, eta_s, need, start_now)
             )
             previous_need, previous_eta = need, eta_s
         return out

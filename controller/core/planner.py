@@ -434,8 +434,7 @@ class Planner:
                     return None  # hold the re-entry state until the program cannot cut a green short
                 j.stage = "idle"
                 j.holding = False
-                remaining = self._reentry_remaining_s(j, t_s)
-                in_step = t_s + cfg.step_s + remaining if remaining is not None and self._syncs(j) else None
+                remaining, in_step = self._reentry_remaining_s(j, t_s)
                 self._close(j, t_s, "", restored=True, in_step_s=in_step)
                 return SignalCommand(
                     j.tls_id, "restore", program_id=j.program.program_id, phase=j.reentry_phase,
@@ -489,17 +488,19 @@ class Planner:
         )
         return max(need_s, self.config.sync_min_share * duration, dt)
 
-    def _reentry_remaining_s(self, j: JunctionControl, t_s: float) -> float | None:
-        """The re-entry phase's duration from now: in step with the schedule when it is known
-        (static programs), else what the program or ``_reentry_duration_s`` gives."""
+    def _reentry_remaining_s(self, j: JunctionControl, t_s: float) -> tuple[float | None, float | None]:
+        """The re-entry phase's duration from now, and when the program is in step again: in step
+        with the schedule when it is known (static programs), else what the program or
+        ``_reentry_duration_s`` gives (and None)."""
         program, phase = j.program, j.reentry_phase
         if not self._syncs(j):
-            return _reentry_duration_s(program, phase)
+            return _reentry_duration_s(program, phase), None
         assert j.cycle_start_s is not None
         # SUMO shows a phase set at t from t + step for its (remaining) duration: the switch is
         # seen at t + step + remaining, where the schedule's own switches are seen
         shown_s = t_s + self.config.step_s
-        return synced_duration_s(program, phase, j.cycle_start_s, shown_s, self._min_reentry_s(j, phase, t_s))
+        remaining = synced_duration_s(program, phase, j.cycle_start_s, shown_s, self._min_reentry_s(j, phase, t_s))
+        return remaining, shown_s + remaining
 
     def _entry_due(self, j: JunctionControl, t_s: float, target: str, served: Sequence[ServiceRequest]) -> bool:
         cfg = self.config
