@@ -369,6 +369,48 @@ def test_a_thirty_second_stop_at_a_red_does_not_inflate_the_factor() -> None:
     assert pred.factor == pytest.approx(1.0, abs=0.05)
 
 
+def test_a_recent_slow_stretch_weighs_on_the_next_seconds_the_trips_factor_beyond() -> None:
+    # 120 s at the limit, then 30 s behind a car at 60 %: the recent factor is about 1.67, the
+    # trip's about (120 + 30) / (120 + 18) = 1.09
+    traj = _drive(lambda t: V if t < 120.0 else 0.6 * V, 150)
+    cfg = EtaConfig(bias_correction=False)
+    pred = EtaPredictor(_corridor(4000.0), LONG, EV, cfg)
+    for t, x, v in traj:
+        pred.observe(t, x, v)
+    assert pred.factor > 1.3
+    assert pred.trip_factor == pytest.approx(150.0 / (120.0 + 30.0 * 0.6), abs=0.03)
+    t0, x0, _ = traj[-1]
+    kin = (4000.0 - x0) / V  # the EV is at the limit's 60 %, so about this much kinematic time
+    (eta,) = pred.predict(t0)
+    horizon = cfg.recent_horizon_s
+    assert horizon is not None
+    expected = t0 + pred.factor * horizon + pred.trip_factor * (kin - horizon)
+    assert eta.eta_s == pytest.approx(expected, abs=1.5)
+    # the recent factor throughout, as before: it carries the slow car into the whole prediction
+    whole = EtaPredictor(_corridor(4000.0), LONG, EV, EtaConfig(bias_correction=False, recent_horizon_s=None))
+    for t, x, v in traj:
+        whole.observe(t, x, v)
+    (late,) = whole.predict(t0)
+    assert late.eta_s == pytest.approx(t0 + whole.factor * kin, abs=1.5)
+    assert late.eta_s > eta.eta_s + 0.2 * kin
+
+
+def test_the_trips_factor_waits_for_enough_movement_and_leaves_stops_out() -> None:
+    cfg = EtaConfig(trip_factor_min_s=20.0)
+    pred = EtaPredictor(_corridor(4000.0), LONG, EV, cfg)
+    for t, x, v in _drive(lambda t: 0.5 * V, 15):
+        pred.observe(t, x, v)
+    assert pred.trip_factor == pred.factor  # under 20 s of kinematic time: the recent factor
+    # a long stop at a red, then free flow: the trip's factor stays near 1
+    def target(t: float) -> float:
+        return V if t < 40.0 or t >= 40.0 + V / 4.5 + 60.0 else 0.0
+
+    pred = EtaPredictor(_corridor(4000.0), LONG, EV, cfg)
+    for t, x, v in _drive(target, 200):
+        pred.observe(t, x, v)
+    assert pred.trip_factor == pytest.approx(1.0, abs=0.05)
+
+
 def test_factor_is_clipped() -> None:
     cfg = EtaConfig(max_factor=1.2)
     pred = EtaPredictor(_corridor(3000.0), LONG, EV, cfg)
@@ -533,7 +575,7 @@ def test_bias_learned_from_crossed_stop_lines_corrects_later_predictions() -> No
     # crossed and scored, the learned bias moves later predictions later (closer to the truth).
     corridor = _corridor(300.0, 600.0, 900.0, 1200.0, 1500.0)
     traj = _drive(lambda t: max(V * (1.0 - t / 250.0), 2.0), 240)
-    on = EtaPredictor(corridor, LONG, EV)
+    on = EtaPredictor(corridor, LONG, EV, EtaConfig(bias_correction=True))
     off = EtaPredictor(corridor, LONG, EV, EtaConfig(bias_correction=False))
     for t, x, v in traj:
         for pred in (on, off):
