@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, replace
 from typing import Literal, NamedTuple
 
 from controller.core.corridor import Corridor, CorridorJunction, approach_links
-from controller.core.eta import Eta, EtaConfig, EtaLog, EtaPredictor, EvDynamics, build_profile
+from controller.core.eta import Eta, EtaConfig, EtaLog, EtaPredictor, EvDynamics, QueueAhead, build_profile
 from controller.core.network import Network, Program, is_green
 from controller.core.planner import Planner, PlannerConfig, ServiceRequest, Stage
 from controller.core.progress import EvProgress
@@ -300,19 +300,38 @@ class PreemptionController:
             if vehicle is not None:
                 predictor.observe(t, position, speed)
             crossed = p.crossed_s
-            etas = [e for e in predictor.predict(t, max_ahead_s=plan_ahead, at_least=engaged.get(ev_id, -1))
+            at_least = engaged.get(ev_id, -1)
+            waits = self._switch_waits(ev, snapshot)
+            etas = [e for e in predictor.predict(t, max_ahead_s=plan_ahead, at_least=at_least, learn=not waits)
                     if e.junction_index not in crossed]
-            predictions[ev_id] = etas
+            if waits:  # the ETAs published and scored: with the waits for the switch-overs under way
+                predictions[ev_id] = [
+                    e for e in predictor.predict(t, waits, max_ahead_s=plan_ahead, at_least=at_least)
+                    if e.junction_index not in crossed
+                ]
+            else:
+                predictions[ev_id] = etas
             reqs = self._requests(ev, etas, snapshot, position)
             self._last_requests[ev_id] = reqs
             self._updated_s[ev_id] = t
             requests.extend(reqs)
         commands = self.planner.tick(t, requests)
+        entered = self.planner.entries_at(t)
+        if entered:
+            # a switch-over started just now: the EV waits for it too (published ETAs only)
+            engaged = self.planner.engaged()
+            for ev_id in {e for e, _ in entered}.intersection(predictions):
+                ev, p = self.evs[ev_id], progress[ev_id]
+                predictions[ev_id] = [
+                    e for e in self._predictors[ev_id].predict(
+                        t, self._switch_waits(ev, snapshot), max_ahead_s=plan_ahead,
+                        at_least=engaged.get(ev_id, -1))
+                    if e.junction_index not in p.crossed_s
+                ]  # fmt: skip
         live_ids = {item[0] for item in live}
         self._latest = {k: v for k, v in self._latest.items() if k in live_ids}
         self._latest.update(predictions)
         if self.record_etas:
-            entered = self.planner.entries_at(t)
             for ev_id, etas in predictions.items():
                 tags = {j: "entry" for (e, j) in entered if e == ev_id} if entered else None
                 self.eta_log.record(ev_id, t, etas, tag_for=tags)
@@ -376,6 +395,25 @@ class PreemptionController:
                 ServiceRequest(ev_id, priority, j.tls_id, j.index, target, service.phase, eta_s, need, start_now)
             )
             previous_need, previous_eta = need, eta_s
+        return out
+
+    def _switch_waits(self, ev: EvSetup, snapshot: Snapshot) -> list[QueueAhead]:
+        """Where a signal's switch-over to the EV's approach is under way and its movement is
+        not green yet, the EV cannot cross before the switch-over shows it green (and the
+        start-up lost time): the ETAs published and scored carry that wait, and every later
+        junction the delay. The plan does not: it asks for green by when the EV could arrive,
+        since a green that comes late stops it and one that comes early only costs others."""
+        due = self.planner.green_due(ev.ev_id, snapshot.t_s)
+        if not due:
+            return []
+        t, junctions, signals = snapshot.t_s, ev.corridor.junctions, snapshot.signals
+        out = []
+        for index, due_s in due.items():
+            j = junctions[index]
+            signal = signals.get(j.tls_id)
+            if due_s <= t or signal is None or all(is_green(signal.state[i]) for i in j.link_indices):
+                continue
+            out.append(QueueAhead(index, 0, due_s - t))
         return out
 
     def _queue_ahead(self, j: CorridorJunction, snapshot: Snapshot, vehicle: VehicleState | None) -> int:

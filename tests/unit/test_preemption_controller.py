@@ -408,6 +408,26 @@ def test_local_eta_threshold_variant() -> None:
     assert [reqs for t, reqs in r.requests if t < 30] == [[]] * 30
 
 
+def test_published_etas_wait_for_a_switch_over_under_way_but_the_plan_does_not() -> None:
+    # detected 50 m out at t = 45: the cross street's yellow shows 46..49, the red clearance 50..51,
+    # the EV's approach 52; with 2 s of start-up the EV cannot cross J1 before 54, nor J2 before 74
+    r = make_rig(ControllerConfig(mode="local", detect_range_m=50.0))
+    r.run_until(46)
+    (req,) = r.requests_at(45.0)
+    assert req.eta_s == pytest.approx(50.0)  # the plan: when the EV could arrive
+    published = [(e.junction_index, e.eta_s) for e in r.ctrl.etas("ev")]
+    assert published == [(0, pytest.approx(54.0)), (1, pytest.approx(74.0))]
+    entry = [rec for rec in r.ctrl.eta_log.records if rec.tag == "entry"]
+    assert [(rec.t_s, rec.junction_index, rec.eta_s) for rec in entry] == [(45.0, 0, pytest.approx(54.0))]
+    r.run_until(49)
+    assert r.ctrl.etas("ev")[0].eta_s == pytest.approx(54.0)
+    # nothing under way at T2, and none once the approach is green: the ETAs are the EV's own
+    r = make_rig(ControllerConfig(mode="local", detect_range_m=300.0))
+    r.run_until(30)
+    assert r.signals["T1"].display()[0] == "G"
+    assert [e.eta_s for e in r.ctrl.etas("ev")] == [pytest.approx(50.0), pytest.approx(70.0)]
+
+
 # --- cancel, vanish, reroute --------------------------------------------------------------------
 
 
