@@ -286,6 +286,7 @@ class PreemptionController:
                 continue
             live.append((ev_id, ev, p, vehicle))
         engaged = self.planner.engaged()
+        due = self.planner.green_due(t)
         plan_ahead = self.plan_horizon_s
         if over_budget is not None and len(live) > 1:
             live.sort(key=lambda item: self._updated_s.get(item[0], -math.inf))
@@ -301,7 +302,7 @@ class PreemptionController:
                 predictor.observe(t, position, speed)
             crossed = p.crossed_s
             at_least = engaged.get(ev_id, -1)
-            waits = self._switch_waits(ev, snapshot)
+            waits = self._switch_waits(ev, snapshot, due.get(ev_id))
             etas = [e for e in predictor.predict(t, max_ahead_s=plan_ahead, at_least=at_least, learn=not waits)
                     if e.junction_index not in crossed]
             if waits:  # the ETAs published and scored: with the waits for the switch-overs under way
@@ -319,12 +320,12 @@ class PreemptionController:
         entered = self.planner.entries_at(t)
         if entered:
             # a switch-over started just now: the EV waits for it too (published ETAs only)
-            engaged = self.planner.engaged()
+            engaged, due = self.planner.engaged(), self.planner.green_due(t)
             for ev_id in {e for e, _ in entered}.intersection(predictions):
                 ev, p = self.evs[ev_id], progress[ev_id]
                 predictions[ev_id] = [
                     e for e in self._predictors[ev_id].predict(
-                        t, self._switch_waits(ev, snapshot), max_ahead_s=plan_ahead,
+                        t, self._switch_waits(ev, snapshot, due.get(ev_id)), max_ahead_s=plan_ahead,
                         at_least=engaged.get(ev_id, -1))
                     if e.junction_index not in p.crossed_s
                 ]  # fmt: skip
@@ -397,13 +398,13 @@ class PreemptionController:
             previous_need, previous_eta = need, eta_s
         return out
 
-    def _switch_waits(self, ev: EvSetup, snapshot: Snapshot) -> list[QueueAhead]:
+    def _switch_waits(self, ev: EvSetup, snapshot: Snapshot, due: Mapping[int, float] | None) -> list[QueueAhead]:
         """Where a signal's switch-over to the EV's approach is under way and its movement is
         not green yet, the EV cannot cross before the switch-over shows it green (and the
         start-up lost time): the ETAs published and scored carry that wait, and every later
         junction the delay. The plan does not: it asks for green by when the EV could arrive,
-        since a green that comes late stops it and one that comes early only costs others."""
-        due = self.planner.green_due(ev.ev_id, snapshot.t_s)
+        since a green that comes late stops it and one that comes early only costs others.
+        ``due``: :meth:`Planner.green_due` for this EV."""
         if not due:
             return []
         t, junctions, signals = snapshot.t_s, ev.corridor.junctions, snapshot.signals

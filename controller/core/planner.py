@@ -291,21 +291,19 @@ class Planner:
         out = [r for j in self.junctions.values() for r in j.records]
         return sorted(out, key=lambda r: (r.entry_s if r.entry_s is not None else r.armed_s, r.tls_id))
 
-    def green_due(self, ev_id: str, t_s: float) -> dict[int, float]:
-        """Junction index -> when the signal will show the state serving the EV, where its
-        entry for the EV is under way (the running phase's minimum green, yellow and red
-        clearance still to come)."""
-        out: dict[int, float] = {}
+    def green_due(self, t_s: float) -> dict[str, dict[int, float]]:
+        """EV -> junction index -> when the signal will show the state serving the EV, where
+        its entry for the EV is under way (the running phase's minimum green, yellow and red
+        clearance still to come). One pass over the signals not idle, for every EV at once."""
+        out: dict[str, dict[int, float]] = {}
         step = self.config.step_s
         for tls in self._active:
             j = self.junctions[tls]
-            if j.stage != "entry" or not j.target:
+            if j.stage != "entry" or not j.target or not j.serving:
                 continue
-            indices = [index for e, index in j.serving if e == ev_id]
-            if indices:
-                due = t_s + time_to_show_s(j.timing, j.clock, j.target, t_s, step)
-                for index in indices:
-                    out[index] = due
+            due = t_s + time_to_show_s(j.timing, j.clock, j.target, t_s, step)
+            for ev_id, index in j.serving:
+                out.setdefault(ev_id, {})[index] = due
         return out
 
     def time_to_show_s(self, tls_id: str, target: str, t_s: float) -> float:
