@@ -38,6 +38,7 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from controller.core.greenwave import ExclusiveService
 from controller.errors import ScenarioError
 
 if sys.version_info >= (3, 11):
@@ -133,7 +134,7 @@ class ControllerSpec(_Model):
     # when the EV's approach is served alone where it has a permissive turn: for the "whole"
     # preemption, from when its queue must "discharge", from then with the EV in a lane that
     # turn leaves from ("ev-lane", the default), or only where the EV itself turns ("own-turn")
-    exclusive_service: Literal["whole", "discharge", "ev-lane", "own-turn"] | None = None
+    exclusive_service: ExclusiveService | None = None
 
     def overrides(self) -> dict[str, Any]:
         return {k: v for k, v in self.model_dump().items() if v is not None}

@@ -447,10 +447,11 @@ class EtaPredictor:
         """Moving time and kinematic time of a run of movement from sample ``a`` to ``b`` (one
         that ends in a stop is compared with a kinematic run that also ends in a stop)."""
         (t_a, x_a, v_a), (t_b, x_b, v_b) = a, b
-        x_b = min(x_b, self._kin.ends[-1])
         if x_b <= x_a:
             return 0.0, 0.0
         end_cap = v_b if v_b < STOP_SPEED_MPS else None
+        x_b = min(x_b, self._kin.ends[-1])
+        x_a = min(x_a, x_b)
         return t_b - t_a, self._kin.times_unchecked(x_a, v_a, (x_b,), end_cap)[0]
 
     @property
@@ -535,7 +536,8 @@ class EtaPredictor:
             # a prediction's horizon is at least factor × kinematic time × (1 - bias): beyond
             # this kinematic time every one is over max_ahead_s, so the forward pass may stop
             # there, and no junction further than the EV gets in it at its top speed is needed
-            shrink = min(self._factor, self.trip_factor) * (1.0 - max(self.bias_per_s, 0.0))
+            trip = self.trip_factor if cfg.recent_horizon_s is not None else self._factor
+            shrink = min(self._factor, trip) * (1.0 - max(self.bias_per_s, 0.0))
             max_kin_s = (max_ahead_s + (t_s - t0)) / shrink + 1.0 if shrink > 0 else math.inf
             reach = x0 + self._kin.top_speed * max_kin_s
             last = max(bisect.bisect_right(distances, reach, lo=first), first + must, min(first + 1, last))
@@ -552,8 +554,9 @@ class EtaPredictor:
             bound[q.junction_index] = max(earliest, bound.get(q.junction_index, -math.inf))
         per_s = max(cfg.band_per_s, cfg.band_spread_z * self.spread_per_s)
         bias = self.bias_per_s
-        recent, trip = self._factor, self.trip_factor
+        recent = self._factor
         horizon = cfg.recent_horizon_s if cfg.recent_horizon_s is not None else math.inf
+        trip = self.trip_factor if cfg.recent_horizon_s is not None else recent
         shift = 0.0
         out: list[Eta] = []
         predictions = self._predictions
@@ -596,14 +599,7 @@ class EtaPredictor:
         n = len(samples)
         if not self._stopped_pairs:  # one run of movement over the whole window (the common case)
             if n > 1:
-                t_a, x_a, v_a = samples[0]
-                t_b, x_b, v_b = samples[-1]
-                if x_b > x_a:
-                    end_cap = v_b if v_b < STOP_SPEED_MPS else None
-                    x_b = min(x_b, self._kin.ends[-1])
-                    x_a = min(x_a, x_b)
-                    moving_s = t_b - t_a
-                    kinematic_s = self._kin.times_unchecked(x_a, v_a, (x_b,), end_cap)[0]
+                moving_s, kinematic_s = self._run_times(samples[0], samples[-1])
             n = 0  # (skip the general case below)
         for k in range(1, n + 1):
             run_ends = k == n or (samples[k - 1][2] < STOP_SPEED_MPS and samples[k][2] < STOP_SPEED_MPS)
@@ -611,15 +607,9 @@ class EtaPredictor:
                 continue
             end = k - 1
             if end > start:
-                t_a, x_a, v_a = samples[start]
-                t_b, x_b, v_b = samples[end]
-                if x_b > x_a:
-                    # a run ending in a stop is compared with a kinematic run ending in a stop
-                    end_cap = v_b if v_b < STOP_SPEED_MPS else None
-                    x_b = min(x_b, self._kin.ends[-1])
-                    x_a = min(x_a, x_b)
-                    moving_s += t_b - t_a
-                    kinematic_s += self._kin.times_unchecked(x_a, v_a, (x_b,), end_cap)[0]
+                m, kin = self._run_times(samples[start], samples[end])
+                moving_s += m
+                kinematic_s += kin
             start = k
         if moving_s < cfg.min_moving_s or kinematic_s <= 0:
             return

@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Literal, NamedTuple
+from typing import Literal, NamedTuple, get_args
 
 from controller.core.corridor import Corridor, CorridorJunction, approach_links
 from controller.core.eta import Eta, EtaConfig, EtaLog, EtaPredictor, EvDynamics, QueueAhead, build_profile
@@ -29,6 +29,7 @@ from controller.core.progress import EvProgress
 from controller.core.snapshot import SignalCommand, Snapshot, VehicleState
 
 Mode = Literal["greenwave", "local"]
+ExclusiveService = Literal["whole", "discharge", "ev-lane", "own-turn"]  # see ControllerConfig
 PRIORITY = {"ambulance": 1, "fire": 1, "police": 2, "transit": 3}
 
 
@@ -50,7 +51,7 @@ class ControllerConfig:
     # (on an approach shorter than ``short_approach_m``, as "discharge");
     # "own-turn": only where the EV's own movement is permissive. Where the EV's own movement
     # is permissive the approach is always served alone.
-    exclusive_service: str = "ev-lane"
+    exclusive_service: ExclusiveService = "ev-lane"
     short_approach_m: float = 100.0  # "ev-lane": an approach shorter than this is served as "discharge"
     upstream_share: float = 0.0  # share of the vehicles ahead at earlier signals that reach this one
     # (a corridor's through share; 0 where it is unknown)
@@ -102,7 +103,7 @@ def approach_targets(
     return "".join(c if i in keep else "r" for i, c in enumerate(state)), phase
 
 
-EXCLUSIVE_SERVICE = ("whole", "discharge", "ev-lane", "own-turn")
+EXCLUSIVE_SERVICE: tuple[str, ...] = get_args(ExclusiveService)
 
 
 class _Service(NamedTuple):
@@ -305,13 +306,8 @@ class PreemptionController:
             waits = self._switch_waits(ev, snapshot, due.get(ev_id))
             etas = [e for e in predictor.predict(t, max_ahead_s=plan_ahead, at_least=at_least, learn=not waits)
                     if e.junction_index not in crossed]
-            if waits:  # the ETAs published and scored: with the waits for the switch-overs under way
-                predictions[ev_id] = [
-                    e for e in predictor.predict(t, waits, max_ahead_s=plan_ahead, at_least=at_least)
-                    if e.junction_index not in crossed
-                ]
-            else:
-                predictions[ev_id] = etas
+            # the ETAs published and scored: with the waits for the switch-overs under way
+            predictions[ev_id] = self._published(ev_id, t, waits, at_least, crossed) if waits else etas
             reqs = self._requests(ev, etas, snapshot, position)
             self._last_requests[ev_id] = reqs
             self._updated_s[ev_id] = t
@@ -322,13 +318,8 @@ class PreemptionController:
             # a switch-over started just now: the EV waits for it too (published ETAs only)
             engaged, due = self.planner.engaged(), self.planner.green_due(t)
             for ev_id in {e for e, _ in entered}.intersection(predictions):
-                ev, p = self.evs[ev_id], progress[ev_id]
-                predictions[ev_id] = [
-                    e for e in self._predictors[ev_id].predict(
-                        t, self._switch_waits(ev, snapshot, due.get(ev_id)), max_ahead_s=plan_ahead,
-                        at_least=engaged.get(ev_id, -1))
-                    if e.junction_index not in p.crossed_s
-                ]  # fmt: skip
+                waits = self._switch_waits(self.evs[ev_id], snapshot, due.get(ev_id))
+                predictions[ev_id] = self._published(ev_id, t, waits, engaged.get(ev_id, -1), progress[ev_id].crossed_s)
         live_ids = {item[0] for item in live}
         self._latest = {k: v for k, v in self._latest.items() if k in live_ids}
         self._latest.update(predictions)
@@ -397,6 +388,13 @@ class PreemptionController:
             )
             previous_need, previous_eta = need, eta_s
         return out
+
+    def _published(
+        self, ev_id: str, t_s: float, waits: Sequence[QueueAhead], at_least: int, crossed: Mapping[int, float]
+    ) -> list[Eta]:
+        """The EV's ETAs at the signals ahead not yet crossed, with ``waits`` (see ``_switch_waits``)."""
+        etas = self._predictors[ev_id].predict(t_s, waits, max_ahead_s=self.plan_horizon_s, at_least=at_least)
+        return [e for e in etas if e.junction_index not in crossed]
 
     def _switch_waits(self, ev: EvSetup, snapshot: Snapshot, due: Mapping[int, float] | None) -> list[QueueAhead]:
         """Where a signal's switch-over to the EV's approach is under way and its movement is
