@@ -25,6 +25,7 @@ same program phase) are served together. Pure: time is an argument, commands are
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, NamedTuple
@@ -46,6 +47,12 @@ class PlannerConfig:
     # max_presence_s − presence_reserve_s after it
     max_lead_s: float = 100.0  # an entry starts at most this long before the EV's ETA
     slack_s: float = 1.0  # start entry this much before the last safe moment (re-planning granularity)
+    # An armed signal plans with the median of each request's need over its last
+    # ``need_median_ticks`` ticks (1: the latest need). A need far ahead moves by tens of seconds
+    # from tick to tick (a progression term switching on and off, moving vehicles counted in
+    # and out of a queue); without it an entry starts on the first tick whose need happens to
+    # be early, and a cross street loses its green for nothing.
+    need_median_ticks: int = 5
     min_green_floor_s: float = 5.0
     # Hand a static (fixed-time) program back in step with its own schedule, so the signal is
     # coordinated with its neighbours again at once instead of running shifted by the preemption
@@ -131,6 +138,9 @@ class JunctionControl:
     records: list[PreemptionRecord] = field(default_factory=list)
     current: dict[tuple[str, int], PreemptionRecord] = field(default_factory=dict)
     last_signal: SignalState | None = None  # the last observed state object
+    # armed: each request's latest needs (``PlannerConfig.need_median_ticks``), as of ``needs_s``
+    needs: dict[tuple[str, int], deque[float]] = field(default_factory=dict)
+    needs_s: float = -math.inf
 
     @property
     def tls_id(self) -> str:
@@ -378,6 +388,8 @@ class Planner:
                 self._close(j, t_s, "cancelled before entry", restored=True)
                 j.stage = "idle"
                 return None
+            if cfg.need_median_ticks > 1:
+                reqs = self._median_needs(j, t_s, reqs)
             current = j.current
             for r in reqs:
                 key = (r.ev_id, r.junction_index)
@@ -516,6 +528,27 @@ class Planner:
         shown_s = t_s + self.config.step_s
         remaining = synced_duration_s(program, phase, j.cycle_start_s, shown_s, self._min_reentry_s(j, phase, t_s))
         return remaining, shown_s + remaining
+
+    def _median_needs(self, j: JunctionControl, t_s: float, reqs: list[ServiceRequest]) -> list[ServiceRequest]:
+        """``reqs`` with each need replaced by the median of its last ``need_median_ticks``
+        ticks' needs (the upper one of an even count: the later); a request's history starts
+        again after a tick it was not armed on."""
+        n = self.config.need_median_ticks
+        last = j.needs if abs(j.needs_s - (t_s - self.config.step_s)) < 1e-6 else {}
+        needs: dict[tuple[str, int], deque[float]] = {}
+        out: list[ServiceRequest] = []
+        for r in reqs:
+            key = (r.ev_id, r.junction_index)
+            seen = last.get(key)
+            if seen is None:
+                seen = deque(maxlen=n)
+            seen.append(r.need_green_by_s)
+            needs[key] = seen
+            if len(seen) > 1 and not r.start_now:
+                r = r._replace(need_green_by_s=sorted(seen)[len(seen) // 2])
+            out.append(r)
+        j.needs, j.needs_s = needs, t_s
+        return out
 
     def _entry_due(self, j: JunctionControl, t_s: float, target: str, served: Sequence[ServiceRequest]) -> bool:
         cfg = self.config

@@ -270,6 +270,24 @@ def test_entry_starts_at_the_last_safe_moment_and_green_is_shown_by_need_time() 
     assert r.safety() == []
 
 
+def test_entry_plans_with_the_median_need_of_the_last_ticks() -> None:
+    # need 60 (entry due at 52, as above); at t=40 the need jumps to 45 (due at once: B has run
+    # its minimum green, 40 + 7 + 1 >= 45)
+    def entry_s(config: PlannerConfig, need: Callable[[float], float]) -> float | None:
+        r = rig(config=config)
+        r.run_until(70, lambda t: [req(eta=need(t) + 3.0, need=need(t))])
+        return r.planner.junctions["J"].current[("ev", 0)].entry_s
+
+    once = lambda t: 45.0 if t == 40 else 60.0  # noqa: E731
+    from_40 = lambda t: 45.0 if t >= 40 else 60.0  # noqa: E731
+    # one tick's early need is outvoted by the four before it; a lasting one is followed two
+    # ticks later (the median of five), when the latest need alone starts at once
+    assert entry_s(PlannerConfig(), once) == 52.0
+    assert entry_s(PlannerConfig(), from_40) == 42.0
+    assert entry_s(PlannerConfig(need_median_ticks=1), once) == 40.0
+    assert entry_s(PlannerConfig(need_median_ticks=1), from_40) == 40.0
+
+
 def test_crossing_ends_dwell_then_exit_and_hand_back_at_the_cross_street_phase() -> None:
     r = rig(config=PlannerConfig(handback_sync=False))
     r.run_until(120, until(63, req()))  # the EV crosses at 63: no request from then on
