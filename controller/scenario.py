@@ -125,6 +125,8 @@ class ControllerSpec(_Model):
     detect_eta_s: float | None = Field(default=None, gt=0)
     max_presence_s: float | None = Field(default=None, gt=0, le=170)
     max_lead_s: float | None = Field(default=None, gt=0)
+    # an armed signal plans with the median of each request's need over this many ticks (1: the latest)
+    need_median_ticks: int | None = Field(default=None, ge=1, le=60)
     # false: a signal turns green for the EV's own queue only, not also in time for the vehicles
     # the previous signal releases ahead of it (less harm to cross streets, a slower EV in congestion)
     progression: bool | None = None

@@ -88,7 +88,7 @@ def make_controller(
 def controller_config(settings: Mapping[str, Any]) -> ControllerConfig:
     """A controller configuration from a scenario's (or the command line's) settings."""
     planner: dict[str, Any] = {
-        k: v for k, v in settings.items() if k in {"max_presence_s", "max_lead_s", "handback_sync"}
+        k: v for k, v in settings.items() if k in {"max_presence_s", "max_lead_s", "need_median_ticks", "handback_sync"}
     }
     top: dict[str, Any] = {k: v for k, v in settings.items() if k not in planner}
     base = ControllerConfig()
