@@ -7,7 +7,8 @@
   program, see :mod:`controller.core.transitions`) and the EV's approach turns green. It starts
   as late as possible: when the time needed to show the target is about to exceed the time left
   before the approach must be green (``need_green_by_s``: the EV's arrival less the time its
-  queue needs to discharge and a margin). If the approach is already green, it is held.
+  queue needs to discharge and a margin; while armed, the median of the last few ticks' needs,
+  since a far need jumps from tick to tick). If the approach is already green, it is held.
 - **dwell**: the approach is green until the EV has crossed the stop line (or the maximum
   presence time has passed).
 - **exit**: hand-back: the signal goes, again through safe transitions, back to its program. A
