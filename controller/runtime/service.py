@@ -20,6 +20,7 @@ commands to it and reads what it publishes.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import queue
 import statistics
@@ -105,6 +106,19 @@ def _locate(corridor: Corridor, position_m: float) -> tuple[int, float]:
     i = max(k for k in range(len(offsets)) if offsets[k] <= position_m + 1e-9) if position_m > 0 else 0
     edge_end = corridor.length_m if i == len(offsets) - 1 else offsets[i + 1]
     return i, max(0.0, min(position_m, edge_end) - offsets[i])
+
+
+_FORWARD = ("idle", "armed", "entry", "dwell")
+
+
+def stage_steps(before: str, stage: str) -> list[tuple[str, str]]:
+    """The (previous, stage) changes a signal went through in one tick, from ``before`` to
+    ``stage``: a tick can arm a signal, start its entry and, where the approach shows the target
+    already, reach dwell; each step is reported, so an entry is never missing from the record."""
+    if before in _FORWARD and stage in _FORWARD and _FORWARD.index(stage) > _FORWARD.index(before):
+        path = _FORWARD[_FORWARD.index(before):_FORWARD.index(stage) + 1]
+        return list(itertools.pairwise(path))
+    return [(before, stage)]
 
 
 class SimService:
@@ -412,15 +426,16 @@ class SimService:
             if stage == before:
                 continue
             escorts = [self._by_key.get(k, k) for k in (holders or before_holders)]
-            switched = before in ("entry", "dwell", "exit")
-            kind = stage if stage != "idle" else ("handback" if switched else "disarmed")
-            self.events.publish(kind, tls_id=tls, t_s=t_s, stage=stage, previous=before, escorts=escorts)
-            if kind == "handback":
-                self.audit.record("handback", t_s=t_s, tls_id=tls, escort_id=escorts[0] if escorts else None,
-                                  escorts=escorts, previous=before)
-            else:
-                self.audit.record("decision", t_s=t_s, tls_id=tls, escort_id=escorts[0] if escorts else None,
-                                  stage=stage, previous=before, escorts=escorts)
+            for previous, step in stage_steps(before, stage):
+                switched = previous in ("entry", "dwell", "exit")
+                kind = step if step != "idle" else ("handback" if switched else "disarmed")
+                self.events.publish(kind, tls_id=tls, t_s=t_s, stage=step, previous=previous, escorts=escorts)
+                if kind == "handback":
+                    self.audit.record("handback", t_s=t_s, tls_id=tls, escort_id=escorts[0] if escorts else None,
+                                      escorts=escorts, previous=previous)
+                else:
+                    self.audit.record("decision", t_s=t_s, tls_id=tls, escort_id=escorts[0] if escorts else None,
+                                      stage=step, previous=previous, escorts=escorts)
 
     def _track_escorts(self, t_s: float) -> None:
         assert self._controller is not None

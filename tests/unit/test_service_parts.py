@@ -13,7 +13,7 @@ from controller.errors import GreenwaveError
 from controller.runtime.audit import AuditLog
 from controller.runtime.events import EventBus
 from controller.runtime.metrics import Metrics
-from controller.runtime.service import _locate
+from controller.runtime.service import _locate, stage_steps
 from controller.sim.geo import is_geo_referenced
 from tests.unit.test_preemption_controller import MAIN, NET
 
@@ -74,6 +74,18 @@ def test_metrics_text_format() -> None:
     assert 'greenwave_http_requests_total{route="/odd\\"path",status="404"} 1' in lines
     assert "# TYPE greenwave_escorts_active gauge" in lines and "greenwave_escorts_active 2" in lines
     assert text.endswith("\n")
+
+
+def test_stage_steps_report_every_stage_a_tick_passed() -> None:
+    # an already-green approach: armed, entry and dwell in one tick; the entry is reported too
+    assert stage_steps("armed", "dwell") == [("armed", "entry"), ("entry", "dwell")]
+    assert stage_steps("idle", "entry") == [("idle", "armed"), ("armed", "entry")]
+    assert stage_steps("armed", "entry") == [("armed", "entry")]
+    # backward or sideways changes are reported as they are
+    assert stage_steps("dwell", "entry") == [("dwell", "entry")]
+    assert stage_steps("dwell", "exit") == [("dwell", "exit")]
+    assert stage_steps("exit", "idle") == [("exit", "idle")]
+    assert stage_steps("armed", "idle") == [("armed", "idle")]
 
 
 def test_locate_a_route_position() -> None:
