@@ -532,12 +532,14 @@ class EtaPredictor:
         must = bisect.bisect_right(self._indices, at_least, lo=first) - first  # engaged, predicted however far
         last = len(distances)
         max_kin_s = math.inf
+        recent = self._factor
+        trip = self.trip_factor if cfg.recent_horizon_s is not None else recent
+        bias = self.bias_per_s
         if max_ahead_s is not None:
             # a prediction's horizon is at least factor × kinematic time × (1 - bias): beyond
             # this kinematic time every one is over max_ahead_s, so the forward pass may stop
             # there, and no junction further than the EV gets in it at its top speed is needed
-            trip = self.trip_factor if cfg.recent_horizon_s is not None else self._factor
-            shrink = min(self._factor, trip) * (1.0 - max(self.bias_per_s, 0.0))
+            shrink = min(recent, trip) * (1.0 - max(bias, 0.0))
             max_kin_s = (max_ahead_s + (t_s - t0)) / shrink + 1.0 if shrink > 0 else math.inf
             reach = x0 + self._kin.top_speed * max_kin_s
             last = max(bisect.bisect_right(distances, reach, lo=first), first + must, min(first + 1, last))
@@ -553,10 +555,7 @@ class EtaPredictor:
             earliest = t_s + max(q.red_for_s, 0.0) + lost + max(q.vehicles, 0) * cfg.saturation_headway_s
             bound[q.junction_index] = max(earliest, bound.get(q.junction_index, -math.inf))
         per_s = max(cfg.band_per_s, cfg.band_spread_z * self.spread_per_s)
-        bias = self.bias_per_s
-        recent = self._factor
         horizon = cfg.recent_horizon_s if cfg.recent_horizon_s is not None else math.inf
-        trip = self.trip_factor if cfg.recent_horizon_s is not None else recent
         shift = 0.0
         out: list[Eta] = []
         predictions = self._predictions

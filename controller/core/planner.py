@@ -539,12 +539,8 @@ class Planner:
         needs: dict[tuple[str, int], deque[float]] = {}
         out: list[ServiceRequest] = []
         for r in reqs:
-            key = (r.ev_id, r.junction_index)
-            seen = last.get(key)
-            if seen is None:
-                seen = deque(maxlen=n)
+            seen = needs[r.key] = last.get(r.key) or deque(maxlen=n)
             seen.append(r.need_green_by_s)
-            needs[key] = seen
             if len(seen) > 1 and not r.start_now:
                 r = r._replace(need_green_by_s=sorted(seen)[len(seen) // 2])
             out.append(r)

@@ -115,9 +115,10 @@ def stage_steps(before: str, stage: str) -> list[tuple[str, str]]:
     """The (previous, stage) changes a signal went through in one tick, from ``before`` to
     ``stage``: a tick can arm a signal, start its entry and, where the approach shows the target
     already, reach dwell; each step is reported, so an entry is never missing from the record."""
-    if before in _FORWARD and stage in _FORWARD and _FORWARD.index(stage) > _FORWARD.index(before):
-        path = _FORWARD[_FORWARD.index(before):_FORWARD.index(stage) + 1]
-        return list(itertools.pairwise(path))
+    if before in _FORWARD and stage in _FORWARD:
+        a, b = _FORWARD.index(before), _FORWARD.index(stage)
+        if b > a:
+            return list(itertools.pairwise(_FORWARD[a:b + 1]))
     return [(before, stage)]
 
 
