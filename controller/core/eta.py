@@ -19,8 +19,9 @@ Three layers, all pure (time is an argument):
   ends in a stop, so waiting at a red does not inflate the factor (the signal's effect is the
   queue term's job).
 * **Queue term.** A red movement with vehicles queued ahead: the EV cannot pass before
-  ``t + red_for + start-up lost time + vehicles × saturation headway``; the delay it adds
-  carries over to every later junction.
+  ``t + red_for + start-up lost time + vehicles × saturation headway``. Where that bound is
+  later than the EV could get there, the EV waits: it crosses at the bound and drives on from
+  rest, so every later junction is delayed by the wait and by the time lost accelerating again.
 
 :class:`EtaLog` records predictions and evaluates them against the actual arrivals (DESIGN §5).
 """
@@ -559,13 +560,19 @@ class EtaPredictor:
         shift = 0.0
         out: list[Eta] = []
         predictions = self._predictions
-        for j, k in zip(ahead, kin, strict=True):
-            free = t0 + k
+        drive = kin  # kinematic times from now, as driven (from rest beyond a stop line it waits at)
+        for m, j in enumerate(ahead):
+            free = t0 + kin[m]
+            k = drive[m]
             eta = t0 + (recent * k if k <= horizon else recent * horizon + trip * (k - horizon)) + shift
             floor_s = bound.get(j.index)
             if floor_s is not None and floor_s > eta:
                 shift += floor_s - eta
                 eta = floor_s
+                if m + 1 < len(kin):  # the EV waits at this stop line: it drives on from rest
+                    beyond = distances[first + m + 1:first + len(kin)]
+                    rest = self._kin.times_unchecked(distances[first + m], 0.0, beyond)
+                    drive = [*drive[:m + 1], *(k + r for r in rest)]
             raw = eta  # the model's own prediction: what the bias and spread are learned from
             if bias:
                 eta = max(eta - bias * max(eta - t_s, _SPREAD_MIN_HORIZON_S), t_s)

@@ -429,16 +429,17 @@ def test_queue_at_a_red_delays_that_junction_and_every_later_one() -> None:
     pred.observe(0.0, 0.0, V)  # free flow: 10 s and 30 s
     free = pred.predict(0.0)
     assert [e.eta_s for e in free] == pytest.approx([10.0, 30.0])
-    # red for 12 s more, 4 queued: 12 + 2 lost + 4 × 2 headway = 22 s; 12 s later than free flow
+    # red for 12 s more, 4 queued: 12 + 2 lost + 4 × 2 headway = 22 s; 12 s later than free flow.
+    # The EV waits there and drives on from rest: 300 m in 6 s accelerating (45 m) + 17 s at 15 m/s
     etas = pred.predict(0.0, [QueueAhead(junction_index=0, vehicles=4, red_for_s=12.0)])
-    assert [e.eta_s for e in etas] == pytest.approx([22.0, 42.0])
+    assert [e.eta_s for e in etas] == pytest.approx([22.0, 45.0])
     assert [e.free_flow_s for e in etas] == pytest.approx([10.0, 30.0])
     # a queue that clears before the EV gets there changes nothing
     etas = pred.predict(0.0, [QueueAhead(junction_index=1, vehicles=3, red_for_s=5.0)])
     assert [e.eta_s for e in etas] == pytest.approx([10.0, 30.0])
     # green and kept green: the queued vehicles still discharge ahead of the EV, no start-up lost time
     etas = pred.predict(0.0, [QueueAhead(junction_index=0, vehicles=6, red_for_s=0.0)])
-    assert [e.eta_s for e in etas] == pytest.approx([12.0, 32.0])
+    assert [e.eta_s for e in etas] == pytest.approx([12.0, 35.0])
     # delays at two junctions: the later one is measured against the already shifted ETA
     etas = pred.predict(
         0.0, [QueueAhead(0, vehicles=4, red_for_s=12.0), QueueAhead(1, vehicles=10, red_for_s=40.0)]
