@@ -563,7 +563,7 @@ class EtaPredictor:
         shift = 0.0
         out: list[Eta] = []
         predictions = self._predictions
-        drive = kin  # kinematic times from now, as driven (from rest beyond a stop line it waits at)
+        drive = kin  # kinematic times as driven: from rest beyond a stop line the EV waits at
         for m, j in enumerate(ahead):
             free = t0 + kin[m]
             k = drive[m]
