@@ -20,8 +20,9 @@ Three layers, all pure (time is an argument):
   queue term's job).
 * **Queue term.** A red movement with vehicles queued ahead: the EV cannot pass before
   ``t + red_for + start-up lost time + vehicles × saturation headway``. Where that bound is
-  later than the EV could get there, the EV waits: it crosses at the bound and drives on from
-  rest, so every later junction is delayed by the wait and by the time lost accelerating again.
+  later than the EV could get there, the EV waits: it crosses at the bound, slower the longer
+  the wait (from rest once the wait is as long as a stop and start cost), and every later
+  junction is delayed by the wait and by the time lost accelerating again.
 
 :class:`EtaLog` records predictions and evaluates them against the actual arrivals (DESIGN §5).
 """
@@ -198,6 +199,21 @@ class _Kinematics:
         self._sat_u = tuple(x[0] for x in sat)
         self._sat_t = tuple(cum)  # seconds from the start of segment 0 to the start of segment k
 
+    def crossing_speed(self, x_m: float, wait_s: float) -> float:
+        """How fast the EV crosses a stop line at ``x_m`` that it must wait ``wait_s`` for: it slows
+        down to cross when it may, and stops for a wait as long as a stop and start cost at its
+        speed there (braking to rest and accelerating back, against driving on): linearly from
+        its free-flow speed for no wait to rest for that long a wait."""
+        v = self.speed_cap_at(x_m)
+        stop_cost_s = v / (2 * self.b) + v / (2 * self.a)
+        return v * max(0.0, 1.0 - wait_s / stop_cost_s) if stop_cost_s > 0 else 0.0
+
+    def speed_cap_at(self, x_m: float) -> float:
+        """The highest speed the EV may have at ``x_m``: its limit there, and braking in time for
+        slower segments ahead (what it crosses a stop line at in free flow)."""
+        k = min(max(bisect.bisect_right(self.starts, x_m) - 1, 0), len(self.limits) - 1)
+        return min(self.limits[k], math.sqrt(self.entry_cap[k + 1] ** 2 + 2 * self.b * max(self.ends[k] - x_m, 0.0)))
+
     def times(
         self,
         from_m: float,
@@ -361,8 +377,9 @@ class EtaConfig:
     include_stops: bool = False
     # Learn the signed error per second of horizon from the stop lines already crossed, and take
     # it out of later predictions (in congestion far ETAs run early, near ones less so). With
-    # the trip's factor beyond ``recent_horizon_s`` it made ETAs worse (replayed on the bench's
-    # recorded trajectories, pooled p90 at 60 s ahead 11.4 s without, 16.2 s with), so it is off.
+    # the trip's factor beyond ``recent_horizon_s`` (then 20 s) it made ETAs worse (replayed on the
+    # bench's recorded trajectories, pooled p90 at 60 s ahead 11.4 s without, 16.2 s with), so it
+    # is off.
     bias_correction: bool = False
     bias_min_samples: int = 20
     bias_max_per_s: float = 0.5
@@ -373,7 +390,8 @@ class EtaConfig:
     # than 20 s: the recent factor stays high for a while after the EV crawled through a queue it
     # has left behind (its window still holds the crawl), and the bench (10 seeds, 6 scenarios)
     # gave a pooled p90 60 s ahead of 6.8 s instead of 7.6 s, at entry 7.7 s instead of 8.4 s;
-    # 0 s did better on Bologna but put the moderate arterial's EV 7 s over the oracle.
+    # 0 s (with ``trip_factor_min_s`` 10 s) gave 6.6 s and 7.3 s but put the moderate
+    # arterial's EV 7.1 s over the oracle (4.6 s).
     recent_horizon_s: float | None = 5.0
     trip_factor_min_s: float = 20.0  # kinematic seconds observed before the trip's factor is used
 
@@ -563,18 +581,20 @@ class EtaPredictor:
         shift = 0.0
         out: list[Eta] = []
         predictions = self._predictions
-        drive = kin  # kinematic times as driven: from rest beyond a stop line the EV waits at
+        drive = kin  # kinematic times as driven: slower on beyond a stop line the EV waits at
         for m, j in enumerate(ahead):
             free = t0 + kin[m]
             k = drive[m]
             eta = t0 + (recent * k if k <= horizon else recent * horizon + trip * (k - horizon)) + shift
             floor_s = bound.get(j.index)
             if floor_s is not None and floor_s > eta:
-                shift += floor_s - eta
+                wait = floor_s - eta
+                shift += wait
                 eta = floor_s
-                if m + 1 < len(kin):  # the EV waits at this stop line: it drives on from rest
+                if m + 1 < len(kin):
                     beyond = distances[first + m + 1:first + len(kin)]
-                    rest = self._kin.times_unchecked(distances[first + m], 0.0, beyond)
+                    x = distances[first + m]
+                    rest = self._kin.times_unchecked(x, self._kin.crossing_speed(x, wait), beyond)
                     drive = [*drive[:m + 1], *(k + r for r in rest)]
             raw = eta  # the model's own prediction: what the bias and spread are learned from
             if bias:

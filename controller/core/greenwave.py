@@ -400,8 +400,9 @@ class PreemptionController:
         """Where a signal's switch-over to the EV's approach is under way and its movement is
         not green yet, the EV cannot cross before the switch-over shows it green (and the
         start-up lost time): the ETAs published and scored carry that wait, and every later
-        junction the delay. The plan does not: it asks for green by when the EV could arrive,
-        since a green that comes late stops it and one that comes early only costs others.
+        junction the delay and the time lost pulling away again. The plan does not: it asks for
+        green by when the EV could arrive, since a green that comes late stops it and one that
+        comes early only costs others.
         ``due``: :meth:`Planner.green_due` for this EV."""
         if not due:
             return []

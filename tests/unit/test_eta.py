@@ -430,21 +430,41 @@ def test_queue_at_a_red_delays_that_junction_and_every_later_one() -> None:
     free = pred.predict(0.0)
     assert [e.eta_s for e in free] == pytest.approx([10.0, 30.0])
     # red for 12 s more, 4 queued: 12 + 2 lost + 4 × 2 headway = 22 s; 12 s later than free flow.
-    # The EV waits there and drives on from rest: 300 m in 6 s accelerating (45 m) + 17 s at 15 m/s
+    # The EV stops there and drives on from rest: 45 m in 6 s accelerating, then 255 m in 17 s
     etas = pred.predict(0.0, [QueueAhead(junction_index=0, vehicles=4, red_for_s=12.0)])
     assert [e.eta_s for e in etas] == pytest.approx([22.0, 45.0])
     assert [e.free_flow_s for e in etas] == pytest.approx([10.0, 30.0])
     # a queue that clears before the EV gets there changes nothing
     etas = pred.predict(0.0, [QueueAhead(junction_index=1, vehicles=3, red_for_s=5.0)])
     assert [e.eta_s for e in etas] == pytest.approx([10.0, 30.0])
-    # green and kept green: the queued vehicles still discharge ahead of the EV, no start-up lost time
+    # green and kept green: the queued vehicles still discharge ahead of the EV, no start-up lost
+    # time. A 2 s wait against the 4.67 s a stop and start cost at 15 m/s (15/9 braking + 15/5
+    # accelerating): the EV crosses at 15 × (1 - 2/4.67) = 8.57 m/s, takes 2.57 s over 30.3 m
+    # to reach 15 m/s again, then 269.7 m at 15 m/s
     etas = pred.predict(0.0, [QueueAhead(junction_index=0, vehicles=6, red_for_s=0.0)])
-    assert [e.eta_s for e in etas] == pytest.approx([12.0, 35.0])
+    v = 15.0 * (1 - 2.0 / (15 / 9 + 15 / 5))
+    assert [e.eta_s for e in etas] == pytest.approx([12.0, 12.0 + (15 - v) / 2.5 + (300 - (225 - v * v) / 5) / 15])
     # delays at two junctions: the later one is measured against the already shifted ETA
     etas = pred.predict(
         0.0, [QueueAhead(0, vehicles=4, red_for_s=12.0), QueueAhead(1, vehicles=10, red_for_s=40.0)]
     )
     assert [e.eta_s for e in etas] == pytest.approx([22.0, 62.0])
+
+
+def test_each_wait_restarts_the_drive_from_its_own_stop_line() -> None:
+    pred = EtaPredictor(_corridor(150.0, 450.0, 750.0, 1200.0), LONG, EV)
+    pred.observe(0.0, 0.0, V)  # free flow: 10, 30, 50 and 80 s
+    assert [e.eta_s for e in pred.predict(0.0)] == pytest.approx([10.0, 30.0, 50.0, 80.0])
+    # stops at the first two: from rest at 150 m, 22 + 23 = 45 s at 450 m, where it waits until
+    # 62 s; from rest there: 300 m in 23 s, 750 m in 6 + 705 / 15 = 53 s
+    waits = [QueueAhead(0, vehicles=4, red_for_s=12.0), QueueAhead(1, vehicles=10, red_for_s=40.0)]
+    assert [e.eta_s for e in pred.predict(0.0, waits)] == pytest.approx([22.0, 62.0, 85.0, 115.0])
+    # a wait of a moment barely slows the EV: the later ETAs move by little more than the wait
+    # (red for 8.05 s more + 2 s start-up lost time: 0.05 s after the EV could be there)
+    wait = 0.05
+    etas = pred.predict(0.0, [QueueAhead(0, vehicles=0, red_for_s=10.0 - 2.0 + wait)])
+    assert etas[0].eta_s == pytest.approx(10.0 + wait)
+    assert 30.0 + wait < etas[1].eta_s < 30.0 + wait + 0.1
 
 
 def test_passed_junctions_are_dropped_and_band_grows_with_horizon() -> None:
