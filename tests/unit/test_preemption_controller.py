@@ -411,7 +411,8 @@ def test_local_eta_threshold_variant() -> None:
 def test_published_etas_wait_for_a_switch_over_under_way_but_the_plan_does_not() -> None:
     # detected 50 m out at t = 45: the cross street's yellow shows 46..49, the red clearance 50..51,
     # the EV's approach 52; with 2 s of start-up the EV cannot cross J1 before 54, nor J2 before
-    # 54 + 21.9 (from rest there: 3.85 s to reach 10 m/s over 19.2 m, then 180.8 m at 10 m/s)
+    # 54 + 21.9 (a 4 s wait, longer than the 3.0 s a stop and start cost at 10 m/s: from rest
+    # there, 3.85 s to reach 10 m/s over 19.2 m, then 180.8 m at 10 m/s)
     r = make_rig(ControllerConfig(mode="local", detect_range_m=50.0))
     r.run_until(46)
     (req,) = r.requests_at(45.0)
