@@ -26,6 +26,7 @@ same program phase) are served together. Pure: time is an argument, commands are
 from __future__ import annotations
 
 import math
+import statistics
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -542,7 +543,7 @@ class Planner:
             seen = needs[r.key] = last.get(r.key) or deque(maxlen=n)
             seen.append(r.need_green_by_s)
             if len(seen) > 1 and not r.start_now:
-                r = r._replace(need_green_by_s=sorted(seen)[len(seen) // 2])
+                r = r._replace(need_green_by_s=statistics.median_high(seen))
             out.append(r)
         j.needs, j.needs_s = needs, t_s
         return out

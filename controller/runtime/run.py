@@ -22,6 +22,7 @@ from controller.core.corridor import Corridor, build_corridor
 from controller.core.eta import EvDynamics, build_profile
 from controller.core.greenwave import ControllerConfig, EvSetup, PreemptionController
 from controller.core.oracle import NoController, OracleController
+from controller.core.planner import PlannerConfig
 from controller.core.progress import EvProgress
 from controller.core.safety import SafetyConfig, SafetyMonitor
 from controller.core.snapshot import SignalCommand, Snapshot, VehicleState
@@ -85,11 +86,12 @@ def make_controller(
     return PreemptionController(setup.network, evs, replace(cfg, mode="local" if name == "local" else "greenwave"))
 
 
+_PLANNER_SETTINGS = frozenset(f.name for f in dataclasses.fields(PlannerConfig))  # the rest are ControllerConfig's
+
+
 def controller_config(settings: Mapping[str, Any]) -> ControllerConfig:
     """A controller configuration from a scenario's (or the command line's) settings."""
-    planner: dict[str, Any] = {
-        k: v for k, v in settings.items() if k in {"max_presence_s", "max_lead_s", "need_median_ticks", "handback_sync"}
-    }
+    planner: dict[str, Any] = {k: v for k, v in settings.items() if k in _PLANNER_SETTINGS}
     top: dict[str, Any] = {k: v for k, v in settings.items() if k not in planner}
     base = ControllerConfig()
     return replace(base, **top, planner=replace(base.planner, **planner))
