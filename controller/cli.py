@@ -272,14 +272,19 @@ def bench(
 
 @main.command()
 @click.argument("run_dirs", nargs=-1, required=True, type=click.Path(path_type=Path))
-def report(run_dirs: tuple[Path, ...]) -> None:
+@click.option("--ev", "evs", multiple=True, metavar="ID",
+              help="Draw the figures of this EV (repeat for several) [default: every EV, up to --max-evs].")
+@click.option("--max-evs", type=click.IntRange(min=0), default=None,
+              help="A run with more EVs than this gets figures for this many: those that never arrived, then "
+                   "those with the most delay; 0: all [default: 12]. Every EV keeps its table.")
+def report(run_dirs: tuple[Path, ...], evs: tuple[str, ...], max_evs: int | None) -> None:
     """Write RUN_DIR/report.html for each run folder given (time-space diagrams, ETA accuracy, the
     comparison with the other controllers' runs of the same scenario and seed, other traffic,
     safety). Self-contained: open it in any browser, offline."""
     from controller.report import write_reports
 
     try:
-        written = write_reports(run_dirs)
+        written = write_reports(run_dirs, evs=evs, max_evs=max_evs)
     except GreenwaveError as e:
         _fail(e)
     for path in written:

@@ -11,15 +11,20 @@ from controller.report.load import ReportError, companions, load_run
 __all__ = ["ReportError", "write_reports"]
 
 
-def write_reports(run_dirs: Sequence[Path]) -> list[Path]:
+def write_reports(run_dirs: Sequence[Path], *, evs: Sequence[str] = (), max_evs: int | None = None) -> list[Path]:
     """Write ``report.html`` into every folder given: a run's (``greenwave run --out``), where the
     other runs given (and those beside it) of the same scenario and seed are compared; or a
     bench's (``greenwave bench --out``). Every run folder is read and checked before anything is
-    written."""
+    written. A run's figures are drawn for the EVs named in ``evs``, else for at most
+    ``max_evs`` of them (0: all; default ``MAX_FIGURE_EVS``), see :func:`figure_evs`."""
     from controller.report.bench import BENCH_FILE, write_bench_report
-    from controller.report.html import write_run_report
+    from controller.report.html import MAX_FIGURE_EVS, figure_evs, write_run_report
     from controller.report.load import SUMMARY_FILE
 
+    limit = MAX_FIGURE_EVS if max_evs is None else max_evs
     benches = [p for p in run_dirs if (p / BENCH_FILE).is_file() and not (p / SUMMARY_FILE).is_file()]
     runs = [load_run(p) for p in run_dirs if p not in benches]
-    return [write_run_report(r, companions(r, runs)) for r in runs] + [write_bench_report(p) for p in benches]
+    for r in runs:  # an EV named that is not in a run: say so before writing anything
+        figure_evs(r.summary, evs, limit)
+    return ([write_run_report(r, companions(r, runs), evs=evs, max_evs=limit) for r in runs]
+            + [write_bench_report(p) for p in benches])

@@ -20,6 +20,9 @@ from controller.report.figures import (
 from controller.report.load import ReportError, RunData, by_controller
 
 REPORT_FILE = "report.html"
+# More EVs than this in a run: figures only for this many (two or three figures per EV make a
+# 50-EV city run's page 10 MB and take a minute to draw); every EV keeps its table.
+MAX_FIGURE_EVS = 12
 
 CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:2rem auto;max-width:1180px;
@@ -108,13 +111,43 @@ def _figure(fig: Any, cls: str, caption: str, attrs: Mapping[str, str]) -> str:
     return f'<figure class="{cls}"{extra}>{to_svg(fig)}<figcaption>{caption}</figcaption></figure>'
 
 
-def _ev_section(run: RunData, ev: Mapping[str, Any], companions: Sequence[RunData]) -> str:
+def figure_evs(summary: Mapping[str, Any], wanted: Sequence[str] = (), max_evs: int = MAX_FIGURE_EVS) -> list[str]:
+    """The EVs whose figures a report draws: those ``wanted``; else all of them, or, when there
+    are more than ``max_evs`` (0: no limit), the ``max_evs`` an engineer looks at first: those
+    that never arrived, then those with the most delay over free flow. In the run's order."""
+    evs = [ev for ev in summary.get("evs", []) if isinstance(ev, Mapping)]
+    ids = [str(ev.get("id")) for ev in evs]
+    if wanted:
+        unknown = [w for w in wanted if w not in ids]
+        if unknown:
+            shown = ", ".join(ids[:10]) + (f" and {len(ids) - 10} more" if len(ids) > 10 else "")
+            raise ReportError(f"no EV {', '.join(unknown)} in this run (its EVs: {shown or 'none'})")
+        return [i for i in ids if i in set(wanted)]
+    if max_evs <= 0 or len(ids) <= max_evs:
+        return ids
+
+    def urgency(ev: Mapping[str, Any]) -> tuple[int, float]:
+        delay = _num(ev.get("delay"))
+        return (0 if ev.get("arrived") else 1, delay if delay is not None else 0.0)
+
+    chosen = {str(ev.get("id")) for ev in sorted(evs, key=urgency, reverse=True)[:max_evs]}
+    return [i for i in ids if i in chosen]
+
+
+def _ev_section(run: RunData, ev: Mapping[str, Any], companions: Sequence[RunData], *, draw: bool = True) -> str:
     ev_id = str(ev.get("id"))
     trace = run.evs.get(ev_id)
     leg = trace.leg if trace else None
     junction_ids = " ".join(f"{j['tls']}#{j['index']}" for j in leg.junctions) if leg else ""
     parts = [f'<section class="ev" id="ev-{_e(safe_id(ev_id))}" data-ev="{_e(ev_id)}">',
              f"<h2>EV {_e(ev_id)} ({_e(ev.get('type', ''))})</h2>"]
+    if not draw:
+        parts.append(f'<p class="note">Figures not drawn for this EV (see the note under the EV table); '
+                     f"<code>greenwave report {_e(run.path)} --ev {_e(ev_id)}</code> draws them.</p>")
+        parts.append("<h3>Per junction</h3>")
+        parts.append(table(JUNCTION_HEAD, junction_rows(run, ev_id), cls="junctions"))
+        parts.append("</section>")
+        return "".join(parts)
     tsd = _figure(
         time_space_diagram(run, ev_id), "time-space-diagram",
         f"The <b>time-space diagram</b> of EV {_e(ev_id)}: its distance along the route against time (black), "
@@ -204,7 +237,10 @@ def _safety(run: RunData) -> str:
     return verdict + table(keys, [[s.get(k) for k in keys]], cls="safety") + listing
 
 
-def render_run(run: RunData, companions: Sequence[RunData]) -> str:
+def render_run(
+    run: RunData, companions: Sequence[RunData], drawn: Sequence[str] | None = None, *, named: bool = False
+) -> str:
+    """The page; figures for the EVs in ``drawn`` (None: every EV; ``named``: the user chose them)."""
     s = run.summary
     title = f"greenwave report · {run.scenario} · {run.controller} · seed {run.seed}"
     ev_rows = [[ev.get("id"), ev.get("type"), _num(ev.get("depart")), _num(ev.get("arrival")),
@@ -231,17 +267,30 @@ def render_run(run: RunData, companions: Sequence[RunData]) -> str:
         "<h3>ETA accuracy, all EVs</h3>",
         table(("horizon", "predictions scored", "|error| p50 (s)", "|error| p90 (s)"), eta_rows, cls="eta"),
     ]
-    body += [_ev_section(run, ev, companions) for ev in s.get("evs", [])]
+    all_ids = [str(ev.get("id")) for ev in s.get("evs", [])]
+    draw = set(all_ids if drawn is None else drawn)
+    if len(draw) < len(all_ids):
+        why = "named on the command line" if named else "that never arrived, then with the most delay"
+        body.append(f'<p class="note" id="figures-drawn">Figures are drawn for {len(draw)} of the {len(all_ids)} '
+                    f"EVs, those {why} ({_e(', '.join(i for i in all_ids if i in draw))}). "
+                    f"<code>greenwave report {_e(run.path)} "
+                    "--ev ID</code> draws the EVs named, <code>--max-evs 0</code> all of them. Every EV's "
+                    "per-junction table is below.</p>")
+    body += [_ev_section(run, ev, companions, draw=str(ev.get("id")) in draw) for ev in s.get("evs", [])]
     body += ['<section id="traffic"><h2>Other traffic</h2>', _traffic(companions), "</section>",
              '<section id="safety"><h2>Safety</h2>', _safety(run), "</section>"]
     return (f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>{_e(title)}</title>'
             f"<style>{CSS}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
 
 
-def write_run_report(run: RunData, companions: Sequence[RunData]) -> Path:
+def write_run_report(
+    run: RunData, companions: Sequence[RunData], *, evs: Sequence[str] = (), max_evs: int = MAX_FIGURE_EVS
+) -> Path:
+    """``report.html`` in the run's folder, with figures for :func:`figure_evs`'s EVs."""
     path = run.path / REPORT_FILE
+    drawn = figure_evs(run.summary, evs, max_evs)
     try:
-        page = render_run(run, companions)
+        page = render_run(run, companions, drawn, named=bool(evs))
     except (AttributeError, KeyError, TypeError, ValueError) as e:
         raise ReportError(f"{run.path}: summary.json or trace.json has an unexpected shape "
                           f"({type(e).__name__}: {e})") from None

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from controller.cli import main
 from controller.report import ReportError, write_reports
 from controller.report.figures import movement_colour, movement_intervals
-from controller.report.html import render_run
+from controller.report.html import figure_evs, render_run
 from controller.report.load import companions, load_run
 
 
@@ -198,3 +198,41 @@ def test_a_summary_of_an_unexpected_shape_is_named_not_a_traceback(tmp_path: Pat
     result = CliRunner().invoke(main, ["report", str(folder)])
     assert result.exit_code == 2 and "unexpected shape" in result.output and str(folder) in result.output
     assert not (folder / "report.html").exists()
+
+
+def test_figures_for_the_evs_an_engineer_looks_at_first() -> None:
+    evs = [{"id": "a", "arrived": True, "delay": 5.0}, {"id": "b", "arrived": True, "delay": 40.0},
+           {"id": "c", "arrived": False, "delay": None}, {"id": "d", "arrived": True, "delay": 12.0}]
+    summary = {"evs": evs}
+    assert figure_evs(summary, max_evs=4) == ["a", "b", "c", "d"]  # within the limit: all
+    assert figure_evs(summary, max_evs=2) == ["b", "c"]  # never arrived, then most delay; in run order
+    assert figure_evs(summary, max_evs=3) == ["b", "c", "d"]
+    assert figure_evs(summary, max_evs=0) == ["a", "b", "c", "d"]  # 0: no limit
+    assert figure_evs(summary, ["d", "a"], max_evs=1) == ["a", "d"]  # named: those, whatever the limit
+    with pytest.raises(ReportError, match=r"no EV x in this run \(its EVs: a, b, c, d\)"):
+        figure_evs(summary, ["x"])
+
+
+def test_a_run_with_more_evs_than_the_limit_draws_some_and_keeps_every_table(tmp_path: Path) -> None:
+    folder = write_run(tmp_path / "run", "greenwave")  # amb and fire, the same delay: the first wins
+    result = CliRunner().invoke(main, ["report", str(folder), "--max-evs", "1"])
+    assert result.exit_code == 0, result.output
+    page = (folder / "report.html").read_text()
+    assert [re.search(r'data-ev="(\w+)"', f).group(1) for f in figures(page, "time-space-diagram")] == ["amb"]
+    assert "Figures are drawn for 1 of the 2 EVs" in page and f"{folder} --ev fire" in page
+    assert len(re.findall(r'<table class="junctions">', page)) == 2  # fire's table is still there
+
+    result = CliRunner().invoke(main, ["report", str(folder), "--ev", "fire"])
+    assert result.exit_code == 0, result.output
+    page = (folder / "report.html").read_text()
+    assert [re.search(r'data-ev="(\w+)"', f).group(1) for f in figures(page, "time-space-diagram")] == ["fire"]
+    assert "those named on the command line" in page
+
+    result = CliRunner().invoke(main, ["report", str(folder), "--ev", "nobody"])
+    assert result.exit_code == 2 and "no EV nobody in this run" in result.output and "Traceback" not in result.output
+
+
+def test_svg_path_data_is_written_to_a_hundredth_of_a_point(tmp_path: Path) -> None:
+    page = render_run(load_run(write_run(tmp_path / "run", "greenwave")), [])
+    data = " ".join(re.findall(r' d="([^"]*)"', page))
+    assert data and not re.search(r"\d\.\d{3}", data)
