@@ -59,9 +59,10 @@ class EvDynamics:
     accel_mps2: float
     decel_mps2: float
     speed_factor: float = 1.0  # drives at speed_factor × the lane speed limit (capped by max speed)
+    length_m: float = 7.0  # vehicle type length: the EV has left a junction when its rear has
 
     def __post_init__(self) -> None:
-        for name in ("max_speed_mps", "accel_mps2", "decel_mps2", "speed_factor"):
+        for name in ("max_speed_mps", "accel_mps2", "decel_mps2", "speed_factor", "length_m"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
                 raise ValueError(f"EvDynamics.{name} must be a positive finite number, not {value!r}")

@@ -294,7 +294,8 @@ class PreemptionController:
         for n, (ev_id, ev, p, vehicle) in enumerate(live):
             if n and over_budget is not None and over_budget():
                 self.deferred += 1
-                requests.extend(r for r in self._last_requests.get(ev_id, ()) if not p.crossed(r.junction_index))
+                last = self._last_requests.get(ev_id, ())
+                requests.extend(r for r in last if not self._left(ev, p, r.junction_index))
                 continue
             predictor = self._predictors[ev_id]
             position = p.position_m if p.position_m is not None and vehicle is not None else 0.0
@@ -309,6 +310,14 @@ class PreemptionController:
             # the ETAs published and scored: with the waits for the switch-overs under way
             predictions[ev_id] = self._published(ev_id, t, waits, at_least, crossed) if waits else etas
             reqs = self._requests(ev, etas, snapshot, position)
+            # where the EV's movement is permissive (a turn that yields, served with what it
+            # yields to held red), the signal keeps serving it until it has left the junction: a
+            # hand-back at the stop line could green those at once and stop it inside the junction
+            # (where the next junction is the same signal's, its own request serves the EV there)
+            ahead = {r.tls_id for r in reqs}
+            reqs += [r for r in self._last_requests.get(ev_id, ())
+                     if p.crossed(r.junction_index) and r.tls_id not in ahead and self._yields(ev, r)
+                     and not self._left(ev, p, r.junction_index) and self.planner.serving(r.tls_id, r.key)]
             self._last_requests[ev_id] = reqs
             self._updated_s[ev_id] = t
             requests.extend(reqs)
@@ -388,6 +397,22 @@ class PreemptionController:
             )
             previous_need, previous_eta = need, eta_s
         return out
+
+    @staticmethod
+    def _yields(ev: EvSetup, r: ServiceRequest) -> bool:
+        """Is the EV's movement permissive ('g') in the state serving it?"""
+        return any(r.target[i] == "g" for i in ev.corridor.junctions[r.junction_index].link_indices)
+
+    @staticmethod
+    def _left(ev: EvSetup, p: EvProgress, junction_index: int) -> bool:
+        """Has the EV left junction ``junction_index``: crossed its stop line, and its rear past
+        the end of the crossing?"""
+        if not p.crossed(junction_index):
+            return False
+        if p.position_m is None or p.arrived_s is not None:
+            return True
+        j = ev.corridor.junctions[junction_index]
+        return p.position_m - ev.dynamics.length_m >= j.distance_m + j.crossing_length_m
 
     def _published(
         self, ev_id: str, t_s: float, waits: Sequence[QueueAhead], at_least: int, crossed: Mapping[int, float]

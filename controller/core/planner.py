@@ -289,6 +289,14 @@ class Planner:
         j = self.junctions.get(tls_id)
         return tuple(sorted({ev_id for ev_id, _ in j.current})) if j is not None else ()
 
+    def serving(self, tls_id: str, key: tuple[str, int]) -> bool:
+        """Is the signal switched (entry or dwell) for request ``key`` (EV, junction index)?"""
+        j = self.junctions.get(tls_id)
+        if j is None or j.stage not in ("entry", "dwell"):
+            return False
+        rec = j.current.get(key)
+        return rec is not None and rec.entry_s is not None
+
     def engaged(self) -> dict[str, int]:
         """EV -> the furthest junction index along its corridor that a signal is armed or
         switched for (its plan must go on covering it)."""

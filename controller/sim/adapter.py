@@ -189,13 +189,14 @@ class SumoAdapter:
 
     # -- setup calls -------------------------------------------------------------------------
     def vehicle_type(self, type_id: str) -> dict[str, float]:
-        """Dynamics of a vehicle type: max speed, acceleration, deceleration, speed factor."""
+        """Dynamics of a vehicle type: max speed, acceleration, deceleration, speed factor, length."""
         vt = self._api.vehicletype
         return {
             "max_speed_mps": float(vt.getMaxSpeed(type_id)),
             "accel_mps2": float(vt.getAccel(type_id)),
             "decel_mps2": float(vt.getDecel(type_id)),
             "speed_factor": float(vt.getSpeedFactor(type_id)),
+            "length_m": float(vt.getLength(type_id)),
         }
 
     def add_vehicle(

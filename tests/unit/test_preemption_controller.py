@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 import pytest
 
@@ -551,3 +552,53 @@ def test_a_tick_plans_only_the_signals_within_its_horizon_but_route_etas_covers_
     full = r.ctrl.route_etas("ev", r.t)
     assert [e.junction_index for e in full] == [0, 1]
     assert full[0] == r.ctrl.etas("ev")[0] and full[1].eta_s == pytest.approx(70.0, abs=1.5)
+
+
+# --- check-out: a turning EV is served until it has left the junction ------------------------
+
+
+def _rig_with_crossings(route: Sequence[str], mode: Literal["greenwave", "local"] = "greenwave") -> CtrlRig:
+    """The hand-built network with 20 m crossings at J1 (e0→e1 and e0→l1), an EV 5 m long."""
+    from dataclasses import replace
+
+    conns = tuple(replace(c, via_length_m=20.0) if c.from_edge == "e0" else c for c in NET.connections)
+    net = Network(NET.edges, conns, NET.programs, NET.junction_types)
+    corridor = build_corridor(net, route)
+    dyn = EvDynamics(max_speed_mps=SPEED, accel_mps2=2.6, decel_mps2=4.5, length_m=5.0)
+    ctrl = PreemptionController(net, [EvSetup("ev", "ambulance", corridor, dyn, 0.0)], ControllerConfig(mode=mode))
+    signals = {"T1": FakeSignal(T1, 3, 60.0), "T2": FakeSignal(T2, 3, 80.0), "T3": FakeSignal(T3, 3, 80.0)}
+    return CtrlRig(ctrl, corridor, signals)
+
+
+@pytest.mark.parametrize("mode", ["greenwave", "local"])
+def test_a_permissive_ev_movement_is_held_until_the_ev_has_left_the_junction(
+    mode: Literal["greenwave", "local"],
+) -> None:
+    # The EV turns left at J1 (link 1, 'g': it yields to the opposing through, link 2), served
+    # alone ("Ggrr"). It crosses the stop line (500 m) at 50 s and its rear leaves the 20 m
+    # crossing at 525 m, which it passes between 52 s and 53 s: until then the signal keeps
+    # the opposing through red, so no hand-back can send it into the turning EV's path.
+    r = _rig_with_crossings(ALT, mode)
+    r.run_until(62)
+    assert r.progress["ev"].crossed_s[0] == pytest.approx(50.0)
+    t1 = [(t, c) for t, c in r.commands if c.tls_id == "T1"]
+    held = [t for t, c in t1 if c.kind == "set_state" and c.state == "Ggrr"]
+    assert held and r.ctrl.planner.stage("T1") == "idle"
+    first_after = next((t, c) for t, c in t1 if t > held[-1])
+    assert first_after[0] == 53.0 and first_after[1].state is not None and first_after[1].state[2] != "G"
+    assert [0 in {q.junction_index for q in reqs} for t, reqs in r.requests if 50 <= t <= 53] == [
+        True, True, True, False]
+    rec = next(rec for rec in r.ctrl.planner.records() if rec.tls_id == "T1")
+    assert rec.exit_s == 53.0 and rec.exit_reason == "crossed"
+    assert r.safety() == []
+
+
+def test_a_protected_ev_movement_is_handed_back_at_the_stop_line() -> None:
+    # straight on through J1 (link 0, 'G'): nothing it must yield to can turn green before it
+    # has cleared, so the hand-back starts as it crosses the stop line
+    r = _rig_with_crossings(MAIN)
+    r.run_until(62)
+    rec = next(rec for rec in r.ctrl.planner.records() if rec.tls_id == "T1")
+    assert r.progress["ev"].crossed_s[0] == pytest.approx(50.0) and rec.exit_s == 50.0
+    assert [0 in {q.junction_index for q in reqs} for t, reqs in r.requests if 49 <= t <= 51] == [True, False, False]
+    assert r.safety() == []
