@@ -183,7 +183,9 @@ def run(
             raise ScenarioError("give --realtime or --speed X, not both")
         if realtime:
             speed = 1.0
-        if (scenario is None) == (sumocfg is None):
+        if scenario is None and sumocfg is None:
+            raise ScenarioError("give a SCENARIO file, or --sumocfg FILE with at least one --ev")
+        if scenario is not None and sumocfg is not None:
             raise ScenarioError("give a SCENARIO file or --sumocfg FILE (with at least one --ev), not both")
         if sumocfg is not None:
             if not evs:

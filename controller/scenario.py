@@ -32,6 +32,7 @@ the field. The format (paths are relative to the scenario file)::
 
 from __future__ import annotations
 
+import difflib
 import sys
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -178,15 +179,31 @@ def _field_path(loc: tuple[int | str, ...], raw: dict[str, Any]) -> str:
     return ".".join(parts) or "<top level>"
 
 
-def describe_validation_error(err: ValidationError, source: str, raw: dict[str, Any]) -> str:
-    """One line naming the file and the first offending field."""
-    first = err.errors()[0]
-    loc = tuple(x for x in first["loc"] if not (isinstance(x, str) and x.startswith("function-after")))
-    field = _field_path(loc, raw)
-    msg = first["msg"].removeprefix("Value error, ")
-    more = len(err.errors()) - 1
-    extra = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
-    return f"{source}: field '{field}': {msg}{extra}"
+def describe_validation_error(err: ValidationError, source: str, raw: dict[str, Any], shown: int = 3) -> str:
+    """One line naming the file and the offending fields (the first ``shown``). A field name
+    the file has but the model does not comes first: usually a misspelling, which also makes
+    the field meant look missing; where one of those is close, it is suggested."""
+
+    def loc_of(e: Any) -> tuple[int | str, ...]:
+        return tuple(x for x in e["loc"] if not (isinstance(x, str) and x.startswith("function-after")))
+
+    errors = sorted(err.errors(), key=lambda e: e["type"] != "extra_forbidden")
+    missing: dict[tuple[int | str, ...], list[str]] = {}
+    for e in errors:
+        loc = loc_of(e)
+        if e["type"] == "missing" and loc and isinstance(loc[-1], str):
+            missing.setdefault(loc[:-1], []).append(loc[-1])
+    parts = []
+    for e in errors[:shown]:
+        loc = loc_of(e)
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden" and loc and isinstance(loc[-1], str):
+            close = difflib.get_close_matches(loc[-1], missing.get(loc[:-1], []), n=1)
+            msg = "not a field here" + (f" (did you mean '{close[0]}'?)" if close else "")
+        parts.append(f"field '{_field_path(loc, raw)}': {msg}")
+    more = len(errors) - shown
+    extra = f" (and {more} more problem{'s' if more > 1 else ''})" if more > 0 else ""
+    return f"{source}: " + "; ".join(parts) + extra
 
 
 def _resolve(base: Path, p: Path) -> Path:

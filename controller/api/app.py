@@ -219,6 +219,13 @@ def create_app(service: SimService, token: str, *, max_body_bytes: int = MAX_BOD
         assert isinstance(exc, RequestValidationError)
         errors = []
         for e in exc.errors():
+            if e.get("type") == "json_invalid":  # loc is ("body", character offset): not a field
+                at = [x for x in e.get("loc", ()) if isinstance(x, int)]
+                where_in = f" at character {at[0]}" if at else ""
+                ctx = e.get("ctx") or {}
+                why = f" ({ctx['error']})" if isinstance(ctx, dict) and ctx.get("error") else ""
+                errors.append({"field": "body", "message": f"not valid JSON{where_in}{why}"})
+                continue
             where = ".".join(str(x) for x in e.get("loc", ()) if x not in ("body",)) or "body"
             errors.append({"field": where, "message": str(e.get("msg", "invalid"))})
         detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors) or "invalid request"

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import os
 import re
+import sys
 import time
 from collections.abc import Collection, Iterable, Sequence
 from pathlib import Path
@@ -112,6 +114,12 @@ class SumoAdapter:
 
     def start(self) -> None:
         global _libsumo_open
+        if self.gui and sys.platform.startswith("linux") and not (
+            os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+        ):
+            # sumo-gui would exit at once and TraCI go on retrying to connect to it for a minute
+            raise SimulationError("--gui needs a display, and neither DISPLAY nor WAYLAND_DISPLAY is set "
+                                  "(run without --gui, or with X forwarding / a desktop session)")
         cmd = [str(binary("sumo-gui" if self.gui else "sumo")), *self._args]
         if self._error_log is not None:
             cmd += ["--error-log", str(self._error_log)]

@@ -115,6 +115,11 @@ def test_user_config_folder_is_left_untouched(tmp_path: Path, tiny_net: Path) ->
     assert (out / "outputs" / "det_out.xml").is_file()
     assert s["evs"][0]["arrival"] is not None
     assert s["end"] == 200
+    # an emergency departing at or after the configuration's end: named, not a silently longer run
+    late = CliRunner().invoke(main, ["run", "--sumocfg", str(user / "run.sumocfg"), "--ev", "left1A1,C1right1,250",
+                                     "--out", str(tmp_path / "late")])
+    assert late.exit_code == 2 and "departs at 250 s, not before the configuration's end (200 s)" in late.output
+    assert "--end" in late.output and not (tmp_path / "late" / "summary.json").exists()
 
 
 def test_paced_run_follows_the_wall_clock_and_reports_jitter(scenario: Path, tmp_path: Path) -> None:
@@ -129,3 +134,16 @@ def test_paced_run_follows_the_wall_clock_and_reports_jitter(scenario: Path, tmp
     result = CliRunner().invoke(main, ["run", str(scenario), "--realtime", "--speed", "2",
                                        "--out", str(tmp_path / "b")])
     assert result.exit_code == 2 and "--realtime or --speed" in result.output
+
+
+def test_gui_without_a_display_and_a_run_without_a_scenario_are_named(
+    scenario: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    result = CliRunner().invoke(main, ["run", str(scenario), "--gui", "--out", str(tmp_path / "g")])
+    assert result.exit_code == 2 and "--gui needs a display" in result.output
+    assert "Traceback" not in result.output and not (tmp_path / "g" / "summary.json").exists()
+    result = CliRunner().invoke(main, ["run"])
+    assert result.exit_code == 2 and "give a SCENARIO file, or --sumocfg FILE" in result.output
+    assert "not both" not in result.output

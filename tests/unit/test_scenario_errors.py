@@ -1,0 +1,47 @@
+"""A scenario file's mistakes are named in one line: the misspelled field first, with the field
+it probably meant."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from controller.errors import ScenarioError
+from controller.scenario import load_scenario
+
+GRID = Path(__file__).resolve().parents[2] / "scenarios" / "grid5-moderate.toml"
+
+
+def _scenario(tmp_path: Path, *edits: tuple[str, str]) -> Path:
+    text = GRID.read_text().replace("../networks", str(GRID.parent.parent / "networks"))
+    for old, new in edits:
+        assert old in text
+        text = text.replace(old, new)
+    path = tmp_path / "s.toml"
+    path.write_text(text)
+    return path
+
+
+def test_the_unmodified_scenario_loads(tmp_path: Path) -> None:
+    assert load_scenario(_scenario(tmp_path)).name == "grid5-moderate"
+
+
+def test_a_misspelled_section_is_named_with_the_one_meant(tmp_path: Path) -> None:
+    path = _scenario(tmp_path, ("[simulation]", "[simulaton]"))
+    with pytest.raises(ScenarioError) as e:
+        load_scenario(path)
+    assert str(e.value) == (f"{path}: field 'simulaton': not a field here (did you mean 'simulation'?); "
+                            "field 'simulation': Field required")
+
+
+def test_several_mistakes_are_listed_up_to_three(tmp_path: Path) -> None:
+    path = _scenario(tmp_path, ("depart_s = 600", "depart = 600"), ("vehicles_per_hour", "vehicles_per_hr"),
+                     ('type = "ambulance"', 'type = "tank"'))
+    with pytest.raises(ScenarioError) as e:
+        load_scenario(path)
+    msg = str(e.value)
+    assert msg.startswith(f"{path}: field 'demand.vehicles_per_hr': not a field here; "
+                          "field 'ev[0].depart': not a field here (did you mean 'depart_s'?); ")
+    assert msg.endswith("more problem)") or msg.endswith("more problems)")
+    assert "\n" not in msg
