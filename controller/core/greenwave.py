@@ -295,7 +295,7 @@ class PreemptionController:
             if n and over_budget is not None and over_budget():
                 self.deferred += 1
                 last = self._last_requests.get(ev_id, ())
-                requests.extend(r for r in last if not self._left(ev, p, r.junction_index))
+                requests.extend(r for r in last if not p.crossed(r.junction_index) or self._holds(ev, p, r))
                 continue
             predictor = self._predictors[ev_id]
             position = p.position_m if p.position_m is not None and vehicle is not None else 0.0
@@ -316,8 +316,7 @@ class PreemptionController:
             # (where the next junction is the same signal's, its own request serves the EV there)
             ahead = {r.tls_id for r in reqs}
             reqs += [r for r in self._last_requests.get(ev_id, ())
-                     if p.crossed(r.junction_index) and r.tls_id not in ahead and self._yields(ev, r)
-                     and not self._left(ev, p, r.junction_index) and self.planner.serving(r.tls_id, r.key)]
+                     if p.crossed(r.junction_index) and r.tls_id not in ahead and self._holds(ev, p, r)]
             self._last_requests[ev_id] = reqs
             self._updated_s[ev_id] = t
             requests.extend(reqs)
@@ -398,10 +397,16 @@ class PreemptionController:
             previous_need, previous_eta = need, eta_s
         return out
 
-    @staticmethod
-    def _yields(ev: EvSetup, r: ServiceRequest) -> bool:
-        """Is the EV's movement permissive ('g') in the state serving it?"""
-        return any(r.target[i] == "g" for i in ev.corridor.junctions[r.junction_index].link_indices)
+    def _holds(self, ev: EvSetup, p: EvProgress, r: ServiceRequest) -> bool:
+        """Does request ``r``, for a junction the EV has crossed, go on: the signal is switched
+        for it, the EV's movement is permissive ('g') in the state serving it, and the EV has
+        not yet left the junction?"""
+        j = ev.corridor.junctions[r.junction_index]
+        return (
+            any(r.target[i] == "g" for i in j.link_indices)
+            and not self._left(ev, p, r.junction_index)
+            and self.planner.serving(r.tls_id, r.key)
+        )
 
     @staticmethod
     def _left(ev: EvSetup, p: EvProgress, junction_index: int) -> bool:
