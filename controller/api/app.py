@@ -221,7 +221,7 @@ def create_app(service: SimService, token: str, *, max_body_bytes: int = MAX_BOD
         for e in exc.errors():
             if e.get("type") == "json_invalid":  # loc is ("body", character offset): not a field
                 at = [x for x in e.get("loc", ()) if isinstance(x, int)]
-                where_in = f" at character {at[0]}" if at else ""
+                where_in = f" at character {at[0] + 1}" if at else ""  # the offset counts from 0
                 ctx = e.get("ctx") or {}
                 why = f" ({ctx['error']})" if isinstance(ctx, dict) and ctx.get("error") else ""
                 errors.append({"field": "body", "message": f"not valid JSON{where_in}{why}"})

@@ -59,7 +59,7 @@ class EvDynamics:
     accel_mps2: float
     decel_mps2: float
     speed_factor: float = 1.0  # drives at speed_factor × the lane speed limit (capped by max speed)
-    length_m: float = 7.0  # vehicle type length: the EV has left a junction when its rear has
+    length_m: float = 7.0  # vehicle type length: the EV has left a junction once its rear is past it
 
     def __post_init__(self) -> None:
         for name in ("max_speed_mps", "accel_mps2", "decel_mps2", "speed_factor", "length_m"):

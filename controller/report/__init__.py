@@ -25,6 +25,9 @@ def write_reports(run_dirs: Sequence[Path], *, evs: Sequence[str] = (), max_evs:
     benches = [p for p in run_dirs if (p / BENCH_FILE).is_file() and not (p / SUMMARY_FILE).is_file()]
     runs = [load_run(p) for p in run_dirs if p not in benches]
     for r in runs:  # an EV named that is not in a run: say so before writing anything
-        figure_evs(r.summary, evs, limit)
+        try:
+            figure_evs(r.summary, evs, limit)
+        except ReportError as e:
+            raise ReportError(f"{r.path}: {e}") from None
     return ([write_run_report(r, companions(r, runs), evs=evs, max_evs=limit) for r in runs]
             + [write_bench_report(p) for p in benches])

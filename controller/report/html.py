@@ -115,7 +115,8 @@ def figure_evs(summary: Mapping[str, Any], wanted: Sequence[str] = (), max_evs: 
     """The EVs whose figures a report draws: those ``wanted``; else all of them, or, when there
     are more than ``max_evs`` (0: no limit), the ``max_evs`` an engineer looks at first: those
     that never arrived, then those with the most delay over free flow. In the run's order."""
-    evs = [ev for ev in summary.get("evs", []) if isinstance(ev, Mapping)]
+    listed = summary.get("evs")
+    evs = [ev for ev in listed if isinstance(ev, Mapping)] if isinstance(listed, list) else []
     ids = [str(ev.get("id")) for ev in evs]
     if wanted:
         unknown = [w for w in wanted if w not in ids]
@@ -143,7 +144,8 @@ def _ev_section(run: RunData, ev: Mapping[str, Any], companions: Sequence[RunDat
              f"<h2>EV {_e(ev_id)} ({_e(ev.get('type', ''))})</h2>"]
     if not draw:
         parts.append(f'<p class="note">Figures not drawn for this EV (see the note under the EV table); '
-                     f"<code>greenwave report {_e(run.path)} --ev {_e(ev_id)}</code> draws them.</p>")
+                     f"<code>greenwave report {_e(run.path)} --ev {_e(ev_id)}</code> redraws the page with "
+                     "them (the EVs named, and only those, get figures).</p>")
         parts.append("<h3>Per junction</h3>")
         parts.append(table(JUNCTION_HEAD, junction_rows(run, ev_id), cls="junctions"))
         parts.append("</section>")
@@ -274,7 +276,8 @@ def render_run(
         body.append(f'<p class="note" id="figures-drawn">Figures are drawn for {len(draw)} of the {len(all_ids)} '
                     f"EVs, those {why} ({_e(', '.join(i for i in all_ids if i in draw))}). "
                     f"<code>greenwave report {_e(run.path)} "
-                    "--ev ID</code> draws the EVs named, <code>--max-evs 0</code> all of them. Every EV's "
+                    "--ev ID</code> (repeatable) draws only the EVs named, <code>--max-evs 0</code> all of them. "
+                    "Every EV's "
                     "per-junction table is below.</p>")
     body += [_ev_section(run, ev, companions, draw=str(ev.get("id")) in draw) for ev in s.get("evs", [])]
     body += ['<section id="traffic"><h2>Other traffic</h2>', _traffic(companions), "</section>",

@@ -243,12 +243,13 @@ def prepare_sumocfg(
     begin = inputs.begin_s if inputs.begin_s is not None else 0.0
     last_depart = max(ev.depart_s for ev in evs)
     if end_s is None:
-        if inputs.end_s is not None and inputs.end_s <= last_depart:
+        config_end = inputs.end_s if inputs.end_s is not None and inputs.end_s >= 0 else None  # SUMO: -1, no end
+        if config_end is not None and config_end <= last_depart:
             raise ScenarioError(
                 f"{sumocfg}: an emergency departs at {last_depart:g} s, not before the configuration's end "
-                f"({inputs.end_s:g} s): give --end to simulate longer"
+                f"({config_end:g} s): give --end to simulate longer"
             )
-        end_s = inputs.end_s if inputs.end_s is not None else last_depart + 1800.0
+        end_s = config_end if config_end is not None else last_depart + 1800.0
     if last_depart < begin or last_depart >= end_s:
         raise ScenarioError(
             f"{sumocfg}: an emergency departs at {last_depart} s, outside the simulation [{begin}, {end_s})"

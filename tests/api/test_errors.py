@@ -113,7 +113,7 @@ def test_422_names_the_field_or_id(c: httpx.Client, body: dict[str, Any], expect
 
 def test_422_for_malformed_json_and_positions_off_the_route(c: httpx.Client) -> None:
     err = _err(c.post("/v1/emergencies", content=b"{not json", headers={"content-type": "application/json"}), 422)
-    assert err["detail"].startswith("body: not valid JSON at character 1"), err
+    assert err["detail"].startswith("body: not valid JSON at character 2"), err
     assert err["errors"] == [{"field": "body", "message": err["detail"][len("body: "):]}]
     r = c.post("/v1/emergencies", json={"route": ["left1A1", "A1B1", "B1C1"], "id": "ext-1", "tracking": "external"})
     assert r.status_code == 201, r.text

@@ -120,6 +120,16 @@ def test_user_config_folder_is_left_untouched(tmp_path: Path, tiny_net: Path) ->
                                      "--out", str(tmp_path / "late")])
     assert late.exit_code == 2 and "departs at 250 s, not before the configuration's end (200 s)" in late.output
     assert "--end" in late.output and not (tmp_path / "late" / "summary.json").exists()
+    # SUMO's end -1 is no end: the run ends 1800 s after the last emergency departs
+    from controller.runtime.setup import prepare_sumocfg
+    from controller.scenario import EvSpec
+
+    (user / "noend.sumocfg").write_text(
+        '<configuration><input><net-file value="net.net.xml"/></input><time><end value="-1"/></time></configuration>'
+    )
+    spec = EvSpec.model_validate({"id": "e1", "from": "left1A1", "to": "C1right1", "depart_s": 250.0})
+    setup = prepare_sumocfg(user / "noend.sumocfg", [spec], seed=1, out_dir=tmp_path / "noend")
+    assert setup.end_s == 250.0 + 1800.0
 
 
 def test_paced_run_follows_the_wall_clock_and_reports_jitter(scenario: Path, tmp_path: Path) -> None:

@@ -236,3 +236,14 @@ def test_svg_path_data_is_written_to_a_hundredth_of_a_point(tmp_path: Path) -> N
     page = render_run(load_run(write_run(tmp_path / "run", "greenwave")), [])
     data = " ".join(re.findall(r' d="([^"]*)"', page))
     assert data and not re.search(r"\d\.\d{3}", data)
+
+
+def test_evs_of_an_unexpected_shape_are_named_not_a_traceback(tmp_path: Path) -> None:
+    folder = write_run(tmp_path / "run", "greenwave")
+    summary = json.loads((folder / "summary.json").read_text())
+    summary["evs"] = None
+    (folder / "summary.json").write_text(json.dumps(summary))
+    result = CliRunner().invoke(main, ["report", str(folder)])
+    assert result.exit_code == 2 and "unexpected shape" in result.output and "Traceback" not in result.output
+    result = CliRunner().invoke(main, ["report", str(folder), "--ev", "amb"])
+    assert result.exit_code == 2 and f"{folder}: no EV amb in this run (its EVs: none)" in result.output
