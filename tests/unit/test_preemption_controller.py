@@ -602,3 +602,34 @@ def test_a_protected_ev_movement_is_handed_back_at_the_stop_line() -> None:
     assert r.progress["ev"].crossed_s[0] == pytest.approx(50.0) and rec.exit_s == 50.0
     assert [0 in {q.junction_index for q in reqs} for t, reqs in r.requests if 49 <= t <= 51] == [True, False, False]
     assert r.safety() == []
+
+
+def test_over_budget_ticks_keep_the_check_out_and_nothing_more() -> None:
+    # Every tick is over budget, so the two EVs take turns being planned; on the other ticks an
+    # EV keeps its last requests: the turning EV's J1 request lasts until it has left (53 s)
+    # whether or not it was planned that tick, and never beyond.
+    r = _rig_with_crossings(ALT)
+    other = build_corridor(NET, ("l1", "l2"))  # through J3 only: T1 serves the turning EV alone
+    r.ctrl.add_ev(EvSetup("ev2", "ambulance", other, DYN, 0.0))
+    r.progress["ev2"] = EvProgress("ev2", other)  # dispatched, not departed: planned from the route start
+    deferred_at: list[float] = []
+    while r.t < 60:
+        t = r.t
+        vehicle = ev_at(r.corridor, r.x)
+        snap = Snapshot(t, {"ev": vehicle}, {tls: s.signal_state() for tls, s in r.signals.items()}, r.lanes(t))
+        r.progress["ev"].update(t, vehicle)
+        before = r.ctrl.deferred
+        for c in r.ctrl.tick(snap, r.progress, lambda: True):
+            r.commands.append((t, c))
+            r.signals[c.tls_id].apply(c)
+        if r.ctrl.deferred > before and r.ctrl._updated_s.get("ev") != t:
+            deferred_at.append(t)
+        for s in r.signals.values():
+            s.advance(1.0)
+        r.t += 1.0
+        r.x += SPEED
+    assert any(50 <= t <= 53 for t in deferred_at)  # the turning EV was not planned on some of those ticks
+    held = [t for t, reqs in r.requests if any(q.key == ("ev", 0) for q in reqs)]
+    assert max(held) == 52.0 and all(t in held for t in range(45, 53))
+    rec = next(rec for rec in r.ctrl.planner.records() if rec.tls_id == "T1" and rec.ev_id == "ev")
+    assert rec.exit_s == 53.0 and r.safety() == []
