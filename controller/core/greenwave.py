@@ -295,7 +295,7 @@ class PreemptionController:
             if n and over_budget is not None and over_budget():
                 self.deferred += 1
                 last = self._last_requests.get(ev_id, ())
-                requests.extend(r for r in last if not p.crossed(r.junction_index) or self._holds(ev, p, r))
+                requests.extend(r for r in last if not p.crossed(r.junction_index) or self._holds(ev, p, r, t))
                 continue
             predictor = self._predictors[ev_id]
             position = p.position_m if p.position_m is not None and vehicle is not None else 0.0
@@ -316,7 +316,7 @@ class PreemptionController:
             # (where the next junction is the same signal's, its own request serves the EV there)
             ahead = {r.tls_id for r in reqs}
             reqs += [r for r in self._last_requests.get(ev_id, ())
-                     if p.crossed(r.junction_index) and r.tls_id not in ahead and self._holds(ev, p, r)]
+                     if p.crossed(r.junction_index) and r.tls_id not in ahead and self._holds(ev, p, r, t)]
             self._last_requests[ev_id] = reqs
             self._updated_s[ev_id] = t
             requests.extend(reqs)
@@ -397,15 +397,17 @@ class PreemptionController:
             previous_need, previous_eta = need, eta_s
         return out
 
-    def _holds(self, ev: EvSetup, p: EvProgress, r: ServiceRequest) -> bool:
+    def _holds(self, ev: EvSetup, p: EvProgress, r: ServiceRequest, t_s: float) -> bool:
         """Does request ``r``, for a junction the EV has crossed, go on: the signal is switched
-        for it, the EV's movement is permissive ('g') in the state serving it, and the EV has
-        not yet left the junction?"""
+        for it, the EV's movement is permissive ('g') in the state serving it, the EV has not
+        yet left the junction, and a hand-back now would green more with the EV's movement
+        still green (no yellow for it to clear the junction in)?"""
         j = ev.corridor.junctions[r.junction_index]
         return (
             any(r.target[i] == "g" for i in j.link_indices)
             and not self._left(ev, p, r.junction_index)
             and self.planner.serving(r.tls_id, r.key)
+            and self.planner.handback_strands(r.tls_id, j.link_indices, t_s)
         )
 
     @staticmethod

@@ -298,6 +298,23 @@ class Planner:
         rec = j.current.get(key)
         return rec is not None and rec.entry_s is not None
 
+    def handback_strands(self, tls_id: str, links: Sequence[int], t_s: float) -> bool:
+        """Would a hand-back starting now re-enter a program phase that keeps ``links`` green and
+        greens a link that is not green now, with no yellow for ``links`` in between (so what a
+        permissive movement on ``links`` yields to can turn green while a vehicle is still in
+        the junction)?"""
+        j = self.junctions.get(tls_id)
+        if j is None or not j.holding or not j.clock.state:
+            return False
+        phase = j.phase if j.phase >= 0 else 0
+        reentry = reentry_phase(j.program, phase, j.target or j.clock.state)
+        if self._syncs(j):
+            reentry = self._scheduled_reentry(j, t_s, reentry)
+        back, now = j.program.phases[reentry].state, j.clock.state
+        return all(is_green(back[i]) for i in links) and any(
+            is_green(b) and not is_green(c) for b, c in zip(back, now, strict=True)
+        )
+
     def engaged(self) -> dict[str, int]:
         """EV -> the furthest junction index along its corridor that a signal is armed or
         switched for (its plan must go on covering it)."""

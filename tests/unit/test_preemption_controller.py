@@ -556,52 +556,77 @@ def test_a_tick_plans_only_the_signals_within_its_horizon_but_route_etas_covers_
 
 # --- check-out: a turning EV is served until it has left the junction ------------------------
 
+# T1 with a protected lead for the left turn: its phase 0 is exactly the turning EV's target
+# ("Ggrr") and phase 1 the permissive one ("GgGr": the opposing through, link 2, green too).
+# Started at phase 4 with 29 s left, its schedule shows phase 1 from 45 s to 75 s: a hand-back
+# in step at 50 s re-enters there, keeping the EV's left green and greening what it yields to.
+T1_LEAD = program("T1", ("Ggrr", 10), ("GgGr", 30), ("yyyr", 3), ("rrrr", 2), ("rrrG", 30), ("rrry", 4),
+                  ("rrrr", 2))
 
-def _rig_with_crossings(route: Sequence[str], mode: Literal["greenwave", "local"] = "greenwave") -> CtrlRig:
-    """The hand-built network with 20 m crossings at J1 (e0→e1 and e0→l1), an EV 5 m long."""
+
+def _rig_with_crossings(route: Sequence[str], mode: Literal["greenwave", "local"] = "greenwave", *,
+                        lead: bool = True, config: ControllerConfig | None = None) -> CtrlRig:
+    """The hand-built network with 20 m crossings at J1 (e0→e1 and e0→l1), an EV 5 m long;
+    T1 runs ``T1_LEAD`` (else ``T1``, as the other tests)."""
     from dataclasses import replace
 
+    t1 = T1_LEAD if lead else T1
     conns = tuple(replace(c, via_length_m=20.0) if c.from_edge == "e0" else c for c in NET.connections)
-    net = Network(NET.edges, conns, NET.programs, NET.junction_types)
+    net = Network(NET.edges, conns, {**NET.programs, "T1": t1}, NET.junction_types)
     corridor = build_corridor(net, route)
     dyn = EvDynamics(max_speed_mps=SPEED, accel_mps2=2.6, decel_mps2=4.5, length_m=5.0)
-    ctrl = PreemptionController(net, [EvSetup("ev", "ambulance", corridor, dyn, 0.0)], ControllerConfig(mode=mode))
-    signals = {"T1": FakeSignal(T1, 3, 60.0), "T2": FakeSignal(T2, 3, 80.0), "T3": FakeSignal(T3, 3, 80.0)}
+    cfg = replace(config or ControllerConfig(), mode=mode)
+    ctrl = PreemptionController(net, [EvSetup("ev", "ambulance", corridor, dyn, 0.0)], cfg)
+    signals = {"T1": FakeSignal(t1, 4, 29.0) if lead else FakeSignal(T1, 3, 60.0),
+               "T2": FakeSignal(T2, 3, 80.0), "T3": FakeSignal(T3, 3, 80.0)}
     return CtrlRig(ctrl, corridor, signals)
 
 
-@pytest.mark.parametrize("mode", ["greenwave", "local"])
-def test_a_permissive_ev_movement_is_held_until_the_ev_has_left_the_junction(
-    mode: Literal["greenwave", "local"],
-) -> None:
+def _j1_requested(r: CtrlRig, t0: float, t1: float) -> list[bool]:
+    return [any(q.key == ("ev", 0) for q in reqs) for t, reqs in r.requests if t0 <= t <= t1]
+
+
+def test_a_permissive_ev_movement_is_held_until_the_ev_has_left_the_junction() -> None:
     # The EV turns left at J1 (link 1, 'g': it yields to the opposing through, link 2), served
-    # alone ("Ggrr"). It crosses the stop line (500 m) at 50 s and its rear leaves the 20 m
-    # crossing at 525 m, which it passes between 52 s and 53 s: until then the signal keeps
-    # the opposing through red, so no hand-back can send it into the turning EV's path.
-    r = _rig_with_crossings(ALT, mode)
+    # alone ("Ggrr"). It crosses the stop line (500 m) at 50 s; a hand-back then would re-enter
+    # "GgGr" at once. Its rear leaves the 20 m crossing at 525 m, passed between 52 s and 53 s:
+    # until then the signal keeps the opposing through red.
+    r = _rig_with_crossings(ALT)
     r.run_until(62)
     assert r.progress["ev"].crossed_s[0] == pytest.approx(50.0)
-    t1 = [(t, c) for t, c in r.commands if c.tls_id == "T1"]
-    held = [t for t, c in t1 if c.kind == "set_state" and c.state == "Ggrr"]
-    assert held and r.ctrl.planner.stage("T1") == "idle"
-    first_after = next((t, c) for t, c in t1 if t > held[-1])
-    assert first_after[0] == 53.0 and first_after[1].state is not None and first_after[1].state[2] != "G"
-    assert [0 in {q.junction_index for q in reqs} for t, reqs in r.requests if 50 <= t <= 53] == [
-        True, True, True, False]
+    t1 = [(t, c.kind, c.state) for t, c in r.commands if c.tls_id == "T1"]
+    assert t1[0][1:] == ("set_state", "Ggrr") and t1[1] == (53.0, "set_state", "GgGr")
+    assert _j1_requested(r, 50, 53) == [True, True, True, False]
     rec = next(rec for rec in r.ctrl.planner.records() if rec.tls_id == "T1")
     assert rec.exit_s == 53.0 and rec.exit_reason == "crossed"
     assert r.safety() == []
 
 
+def test_no_hold_where_the_hand_back_goes_through_yellow() -> None:
+    # the same turning EV, but the hand-back re-enters where the EV's left is not green: its
+    # yellow and red clearance give the EV time to clear, so the hand-back starts at the stop
+    # line (as it does where the hand-back is not in step with the schedule)
+    from controller.core.planner import PlannerConfig
+
+    for r in (_rig_with_crossings(ALT, lead=False),
+              _rig_with_crossings(ALT, config=ControllerConfig(planner=PlannerConfig(handback_sync=False)))):
+        r.run_until(62)
+        rec = next(rec for rec in r.ctrl.planner.records() if rec.tls_id == "T1")
+        assert rec.exit_s == 50.0 and _j1_requested(r, 49, 51) == [True, False, False]
+        assert next(c.state for t, c in r.commands if c.tls_id == "T1" and t == 50.0) == "yyrr"
+        assert r.safety() == []
+
+
 def test_a_protected_ev_movement_is_handed_back_at_the_stop_line() -> None:
     # straight on through J1 (link 0, 'G'): nothing it must yield to can turn green before it
     # has cleared, so the hand-back starts as it crosses the stop line
-    r = _rig_with_crossings(MAIN)
-    r.run_until(62)
-    rec = next(rec for rec in r.ctrl.planner.records() if rec.tls_id == "T1")
-    assert r.progress["ev"].crossed_s[0] == pytest.approx(50.0) and rec.exit_s == 50.0
-    assert [0 in {q.junction_index for q in reqs} for t, reqs in r.requests if 49 <= t <= 51] == [True, False, False]
-    assert r.safety() == []
+    for lead in (True, False):
+        r = _rig_with_crossings(MAIN, lead=lead)
+        r.run_until(62)
+        rec = next(rec for rec in r.ctrl.planner.records() if rec.tls_id == "T1")
+        assert r.progress["ev"].crossed_s[0] == pytest.approx(50.0) and rec.exit_s == 50.0
+        assert _j1_requested(r, 49, 51) == [True, False, False]
+        assert r.safety() == []
 
 
 def test_over_budget_ticks_keep_the_check_out_and_nothing_more() -> None:
