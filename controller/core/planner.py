@@ -10,8 +10,9 @@
   queue needs to discharge and a margin; while armed, the median of the last few ticks' needs,
   since a far need jumps from tick to tick). If the approach is already green, it is held.
 - **dwell**: the approach is green for as long as the EV's request lasts: the controller asks
-  until the EV has crossed the stop line, or, where its movement is permissive, until it has
-  left the junction (or until the maximum presence time has passed).
+  until the EV has crossed the stop line, or, where its movement is permissive and a hand-back
+  would at once green what it yields to (:meth:`Planner.handback_strands`), until it has left
+  the junction (or until the maximum presence time has passed).
 - **exit**: hand-back: the signal goes, again through safe transitions, back to its program. A
   static (fixed-time) program is re-entered in step with its own schedule (learned from the
   phase changes seen before the first takeover), at the phase the schedule shows by then and for
