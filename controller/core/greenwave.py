@@ -314,9 +314,11 @@ class PreemptionController:
             # yields to held red), the signal keeps serving it until it has left the junction: a
             # hand-back at the stop line could green those at once and stop it inside the junction
             # (where the next junction is the same signal's, its own request serves the EV there)
-            ahead = {r.tls_id for r in reqs}
-            reqs += [r for r in self._last_requests.get(ev_id, ())
-                     if p.crossed(r.junction_index) and r.tls_id not in ahead and self._holds(ev, p, r, t)]
+            last = self._last_requests.get(ev_id, ())
+            held = [r for r in last if p.crossed(r.junction_index) and self._holds(ev, p, r, t)]
+            if held:
+                ahead = {r.tls_id for r in reqs}
+                reqs += [r for r in held if r.tls_id not in ahead]
             self._last_requests[ev_id] = reqs
             self._updated_s[ev_id] = t
             requests.extend(reqs)
@@ -398,28 +400,17 @@ class PreemptionController:
         return out
 
     def _holds(self, ev: EvSetup, p: EvProgress, r: ServiceRequest, t_s: float) -> bool:
-        """Does request ``r``, for a junction the EV has crossed, go on: the signal is switched
-        for it, the EV's movement is permissive ('g') in the state serving it, the EV has not
-        yet left the junction, and a hand-back now would green more with the EV's movement
-        still green (no yellow for it to clear the junction in)?"""
+        """Does request ``r``, for a junction the EV has crossed, go on: the EV's movement is
+        permissive ('g') in the state serving it, its rear is not yet past the end of the
+        crossing, the signal is switched for it, and a hand-back now would green more with the
+        EV's movement still green (no yellow for it to clear the junction in)?"""
         j = ev.corridor.junctions[r.junction_index]
         return (
             any(r.target[i] == "g" for i in j.link_indices)
-            and not self._left(ev, p, r.junction_index)
-            and self.planner.serving(r.tls_id, r.key)
-            and self.planner.handback_strands(r.tls_id, j.link_indices, t_s)
+            and p.position_m is not None and p.arrived_s is None
+            and p.position_m - ev.dynamics.length_m < j.distance_m + j.crossing_length_m
+            and self.planner.handback_strands(r.tls_id, r.key, j.link_indices, t_s)
         )
-
-    @staticmethod
-    def _left(ev: EvSetup, p: EvProgress, junction_index: int) -> bool:
-        """Has the EV left junction ``junction_index``: crossed its stop line, and its rear past
-        the end of the crossing?"""
-        if not p.crossed(junction_index):
-            return False
-        if p.position_m is None or p.arrived_s is not None:
-            return True
-        j = ev.corridor.junctions[junction_index]
-        return p.position_m - ev.dynamics.length_m >= j.distance_m + j.crossing_length_m
 
     def _published(
         self, ev_id: str, t_s: float, waits: Sequence[QueueAhead], at_least: int, crossed: Mapping[int, float]

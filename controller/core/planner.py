@@ -291,27 +291,19 @@ class Planner:
         j = self.junctions.get(tls_id)
         return tuple(sorted({ev_id for ev_id, _ in j.current})) if j is not None else ()
 
-    def serving(self, tls_id: str, key: tuple[str, int]) -> bool:
-        """Is the signal switched (entry or dwell) for request ``key`` (EV, junction index)?"""
-        j = self.junctions.get(tls_id)
-        if j is None or j.stage not in ("entry", "dwell"):
-            return False
-        rec = j.current.get(key)
-        return rec is not None and rec.entry_s is not None
-
-    def handback_strands(self, tls_id: str, links: Sequence[int], t_s: float) -> bool:
-        """Would a hand-back starting now re-enter a program phase that keeps ``links`` green and
+    def handback_strands(self, tls_id: str, key: tuple[str, int], links: Sequence[int], t_s: float) -> bool:
+        """Is the signal switched (entry or dwell) for request ``key`` (EV, junction index), and
+        would a hand-back starting now re-enter a program phase that keeps ``links`` green and
         greens a link that is not green now, with no yellow for ``links`` in between (so what a
         permissive movement on ``links`` yields to can turn green while a vehicle is still in
         the junction)?"""
         j = self.junctions.get(tls_id)
-        if j is None or not j.holding or not j.clock.state:
+        if j is None or j.stage not in ("entry", "dwell") or not j.holding or not j.clock.state:
             return False
-        phase = j.phase if j.phase >= 0 else 0
-        reentry = reentry_phase(j.program, phase, j.target or j.clock.state)
-        if self._syncs(j):
-            reentry = self._scheduled_reentry(j, t_s, reentry)
-        back, now = j.program.phases[reentry].state, j.clock.state
+        rec = j.current.get(key)
+        if rec is None or rec.entry_s is None:
+            return False
+        back, now = j.program.phases[self._reentry_now(j, t_s)].state, j.clock.state
         return all(is_green(back[i]) for i in links) and any(
             is_green(b) and not is_green(c) for b, c in zip(back, now, strict=True)
         )
@@ -500,6 +492,12 @@ class Planner:
             return self._set(j, next_state(j.timing, j.clock, back, t_s, cfg.step_s), "exit")
         return None
 
+    def _reentry_now(self, j: JunctionControl, t_s: float) -> int:
+        """The program phase a hand-back starting at ``t_s`` re-enters: in step with the schedule
+        where it syncs (:meth:`_scheduled_reentry`), else the one serving what was skipped."""
+        fallback = reentry_phase(j.program, j.phase if j.phase >= 0 else 0, j.target or j.clock.state)
+        return self._scheduled_reentry(j, t_s, fallback) if self._syncs(j) else fallback
+
     def _syncs(self, j: JunctionControl) -> bool:
         return (
             self.config.handback_sync and j.program.kind == "static"
@@ -610,10 +608,7 @@ class Planner:
 
     def _begin_exit(self, j: JunctionControl, t_s: float, reason: str) -> SignalCommand | None:
         j.stage = "exit"
-        phase = j.phase if j.phase >= 0 else 0
-        j.reentry_phase = reentry_phase(j.program, phase, j.target or j.clock.state)
-        if self._syncs(j):
-            j.reentry_phase = self._scheduled_reentry(j, t_s, j.reentry_phase)
+        j.reentry_phase = self._reentry_now(j, t_s)
         for rec in j.current.values():
             if rec.exit_s is None:
                 rec.exit_s = t_s

@@ -24,10 +24,11 @@ def write_reports(run_dirs: Sequence[Path], *, evs: Sequence[str] = (), max_evs:
     limit = MAX_FIGURE_EVS if max_evs is None else max_evs
     benches = [p for p in run_dirs if (p / BENCH_FILE).is_file() and not (p / SUMMARY_FILE).is_file()]
     runs = [load_run(p) for p in run_dirs if p not in benches]
+    drawn: list[list[str]] = []
     for r in runs:  # an EV named that is not in a run: say so before writing anything
         try:
-            figure_evs(r.summary, evs, limit)
+            drawn.append(figure_evs(r.summary, evs, limit))
         except ReportError as e:
             raise ReportError(f"{r.path}: {e}") from None
-    return ([write_run_report(r, companions(r, runs), evs=evs, max_evs=limit) for r in runs]
+    return ([write_run_report(r, companions(r, runs), d, named=bool(evs)) for r, d in zip(runs, drawn, strict=True)]
             + [write_bench_report(p) for p in benches])

@@ -287,13 +287,13 @@ def render_run(
 
 
 def write_run_report(
-    run: RunData, companions: Sequence[RunData], *, evs: Sequence[str] = (), max_evs: int = MAX_FIGURE_EVS
+    run: RunData, companions: Sequence[RunData], drawn: Sequence[str] | None = None, *, named: bool = False
 ) -> Path:
-    """``report.html`` in the run's folder, with figures for :func:`figure_evs`'s EVs."""
+    """``report.html`` in the run's folder, with figures for the EVs in ``drawn`` (None: every
+    EV; ``named``: the user chose them); see :func:`figure_evs`."""
     path = run.path / REPORT_FILE
-    drawn = figure_evs(run.summary, evs, max_evs)
     try:
-        page = render_run(run, companions, drawn, named=bool(evs))
+        page = render_run(run, companions, drawn, named=named)
     except (AttributeError, KeyError, TypeError, ValueError) as e:
         raise ReportError(f"{run.path}: summary.json or trace.json has an unexpected shape "
                           f"({type(e).__name__}: {e})") from None
