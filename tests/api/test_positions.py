@@ -38,7 +38,7 @@ def _lonlat(net: Path, points: list[tuple[float, float]]) -> list[tuple[float, f
 
     libsumo.start([str(binary("sumo")), "-n", str(net), "--no-step-log", "--no-warnings"])
     try:
-        return [tuple(libsumo.simulation.convertGeo(x, y)) for x, y in points]  # type: ignore[misc]
+        return [tuple(libsumo.simulation.convertGeo(x, y)) for x, y in points]
     finally:
         libsumo.close()
 

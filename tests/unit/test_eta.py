@@ -6,6 +6,7 @@ import itertools
 import math
 import random
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -583,7 +584,7 @@ def test_evaluate_gives_each_junctions_entry_and_horizon_errors() -> None:
     log.record("ev", 40.0, [Eta(0, 101.0, 99.0, 103.0, 100.0), Eta(1, 151.0, 149.0, 153.0, 150.0)])
     log.record("ev", 41.0, [Eta(0, 100.5, 99.0, 102.0, 100.0)], tag_for={0: "entry"})
     log.record("ev", 90.0, [Eta(1, 149.0, 147.0, 151.0, 150.0)])
-    out = log.evaluate({("ev", 0): 100.0, ("ev", 1): 150.0})
+    out: dict[str, Any] = log.evaluate({("ev", 0): 100.0, ("ev", 1): 150.0})
     j0, j1 = out["by_junction"]["ev#0"], out["by_junction"]["ev#1"]
     assert j0["entry_error_s"] == 0.5 and j0["error_60_s"] == 1.0 and j0["error_10_s"] is None
     assert j1["entry_error_s"] is None and j1["error_60_s"] == -1.0 and j1["error_30_s"] is None

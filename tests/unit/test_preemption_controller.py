@@ -301,7 +301,7 @@ def test_the_approach_is_served_alone_from_when_its_queue_must_discharge() -> No
     # ... or on an approach too short to tell the EV's lane in time (e0 is 500 m long)
     assert t1_targets(ControllerConfig(short_approach_m=600.0)) == targets
     with pytest.raises(ValueError, match="exclusive_service"):
-        PreemptionController(NET, [], ControllerConfig(exclusive_service="sometimes"))
+        PreemptionController(NET, [], ControllerConfig(exclusive_service="sometimes"))  # type: ignore[arg-type]
 
 
 def test_greenwave_without_progression_or_queue() -> None:

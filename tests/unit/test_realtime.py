@@ -67,7 +67,7 @@ def test_corridor_watch_reads_only_what_the_evs_on_the_road_need() -> None:
     from controller.core.corridor import build_corridor
 
     main, alt = build_corridor(NET, MAIN), build_corridor(NET, ("e0", "l1", "l2"))
-    reader, forgotten = FakeReader(), []
+    reader, forgotten = FakeReader(), list[str]()
     watch = CorridorWatch(reader, [forgotten.append])
     watch.activate("a", main, 0.0)
     assert reader.signals == {"T1", "T2"} and reader.lanes == {"e0_0", "e1_0"}
@@ -178,7 +178,7 @@ def test_a_windowed_watch_reads_the_lanes_ahead_and_the_signals_a_cycle_further(
 
     corridor = _line_corridor(40, 200.0)  # 10 m/s: a junction every 20 s of free flow
     clock = FreeFlowClock.of((0.0,), (corridor.length_m,), (10.0,))
-    reader, forgotten = FakeReader(), []
+    reader, forgotten = FakeReader(), list[str]()
     watch = CorridorWatch(reader, [forgotten.append])
     watch.activate("a", corridor, 0.0, clock)
     within = int(LANE_WINDOW_S // 20)  # junctions 0..5 are within 130 s: lanes up to 5 + LOOKAHEAD

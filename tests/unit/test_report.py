@@ -97,6 +97,12 @@ def figures(page: str, cls: str) -> list[str]:
     return re.findall(rf'<figure class="{cls}"[^>]*>.*?</figure>', page, flags=re.S)
 
 
+def drawn_evs(page: str) -> list[str]:
+    """The EVs whose time-space diagrams the page draws, in order."""
+    found = [re.search(r'data-ev="(\w+)"', f) for f in figures(page, "time-space-diagram")]
+    return [m.group(1) if m else "(no data-ev)" for m in found]
+
+
 def test_one_time_space_diagram_per_ev_showing_every_junction(tmp_path: Path) -> None:
     run = load_run(write_run(tmp_path / "greenwave-s1", "greenwave"))
     page = render_run(run, [run])
@@ -218,14 +224,14 @@ def test_a_run_with_more_evs_than_the_limit_draws_some_and_keeps_every_table(tmp
     result = CliRunner().invoke(main, ["report", str(folder), "--max-evs", "1"])
     assert result.exit_code == 0, result.output
     page = (folder / "report.html").read_text()
-    assert [re.search(r'data-ev="(\w+)"', f).group(1) for f in figures(page, "time-space-diagram")] == ["amb"]
+    assert drawn_evs(page) == ["amb"]
     assert "Figures are drawn for 1 of the 2 EVs" in page and f"{folder} --ev fire" in page
     assert len(re.findall(r'<table class="junctions">', page)) == 2  # fire's table is still there
 
     result = CliRunner().invoke(main, ["report", str(folder), "--ev", "fire"])
     assert result.exit_code == 0, result.output
     page = (folder / "report.html").read_text()
-    assert [re.search(r'data-ev="(\w+)"', f).group(1) for f in figures(page, "time-space-diagram")] == ["fire"]
+    assert drawn_evs(page) == ["fire"]
     assert "those named on the command line" in page
 
     result = CliRunner().invoke(main, ["report", str(folder), "--ev", "nobody"])
