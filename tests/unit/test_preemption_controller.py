@@ -658,3 +658,43 @@ def test_over_budget_ticks_keep_the_check_out_and_nothing_more() -> None:
     assert max(held) == 52.0 and all(t in held for t in range(45, 53))
     rec = next(rec for rec in r.ctrl.planner.records() if rec.tls_id == "T1" and rec.ev_id == "ev")
     assert rec.exit_s == 53.0 and r.safety() == []
+
+
+@pytest.mark.parametrize("end", ["cancelled", "vanished", "max presence"])
+def test_a_check_out_ends_at_once_on_cancel_vanish_or_maximum_presence(end: str) -> None:
+    # The turning EV of the tests above crosses at 50 s and is held until 53 s. At 51 s it is
+    # cancelled, or leaves the simulation, or the signal reaches its maximum presence (entry at
+    # 35 s + 16 s): the hold ends on that tick, is not asked for again, and the signal goes back
+    # to its program (the in-step hand-back: "GgGr", then restore).
+    from controller.core.planner import PlannerConfig
+
+    config = ControllerConfig(planner=PlannerConfig(max_presence_s=16.0, presence_reserve_s=0.5)) \
+        if end == "max presence" else None
+    r = _rig_with_crossings(ALT, config=config)
+    r.run_until(51)
+    assert r.progress["ev"].crossed_s[0] == pytest.approx(50.0) and r.ctrl.planner.stage("T1") == "dwell"
+    if end == "cancelled":
+        r.ctrl.cancel("ev")
+    r.run_until(70, present=end != "vanished")
+    rec = next(rec for rec in r.ctrl.planner.records() if rec.tls_id == "T1")
+    assert (rec.entry_s, rec.exit_s, rec.exit_reason) == (35.0, 51.0, end)
+    assert [(t, c.kind, c.state) for t, c in r.commands if c.tls_id == "T1" and t > 35] == [
+        (51.0, "set_state", "GgGr"), (52.0, "restore", "")]
+    assert _j1_requested(r, 50, 53) == [True, end == "max presence", False, False]
+    assert _handed_back(r, "T1") and r.safety() == []
+
+
+def test_the_check_out_of_an_ev_stuck_in_the_junction_ends_when_the_hand_back_gives_it_yellow() -> None:
+    # The turning EV stops 10 m past the stop line (waiting for a gap, say) and does not move
+    # again. The hold does not last for ever: once a hand-back would no longer re-enter the
+    # permissive phase at once (from 55 s it starts with yellow for the EV's left), it ends,
+    # well before the signal's maximum presence (entry at 35 s + 120 s).
+    r = _rig_with_crossings(ALT)
+    r.run_until(51)
+    while r.t < 200:
+        r.step()
+        r.x -= SPEED  # it stays at 510 m
+    rec = next(rec for rec in r.ctrl.planner.records() if rec.tls_id == "T1")
+    assert (rec.exit_s, rec.exit_reason) == (55.0, "crossed")
+    assert next(c.state for t, c in r.commands if c.tls_id == "T1" and t == 55.0) == "yyrr"
+    assert not r.ctrl.busy and _handed_back(r, "T1") and r.safety() == []
