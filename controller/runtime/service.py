@@ -67,6 +67,11 @@ log = logging.getLogger("greenwave.service")
 
 MAX_FROM_ROAD_M = 100.0  # a lon/lat origin or destination farther from any road is refused
 MAX_FROM_ROUTE_M = 50.0  # a position fix farther from the escort's route is refused
+# A fix that implies a faster move along the route since the last one than this (plus
+# MAX_FROM_ROUTE_M for the two fixes' errors), or a move back by more than MAX_FROM_ROUTE_M, is
+# refused: one bad or misattributed fix must not mark junctions crossed and release them ahead
+# of a vehicle that is not there yet.
+MAX_FIX_SPEED_MPS = 50.0  # 180 km/h
 ARRIVED_WITHIN_M = 5.0  # an externally tracked escort this close to its route's end has arrived
 DEAD_RECKONING_S = 30.0  # an external fix is carried forward at its speed for at most this long
 FIX_LOST_S = 120.0  # an externally tracked escort without a new fix this long is cancelled (signals back)
@@ -633,6 +638,9 @@ class SimService:
         esc = self._escort(cmd.escort_id)
         if esc.state in ("arrived", "cancelled"):
             raise RequestError(f"escort '{esc.id}' is {esc.state}: no more positions", 409)
+        if esc.tracking != "external":
+            raise RequestError(f"escort '{esc.id}' is tracked by the simulation (its vehicle in SUMO drives it): "
+                               "positions are taken only for escorts dispatched with tracking 'external'", 409)
         now = sim.time_s
         fix_t = now if cmd.t_s is None else cmd.t_s
         if fix_t > now + 1e-6:
@@ -665,7 +673,16 @@ class SimService:
             index, offset, distance_m = match.route_index, match.offset_m, match.distance_m
         edge = corridor.route[index]
         route_pos = corridor.position_m(index, offset)
-        esc.tracking = "external"
+        if esc.fix is not None and esc.fix_t_s is not None:
+            moved, dt = route_pos - esc.fix.odometer_m, fix_t - esc.fix_t_s
+            if moved > MAX_FIX_SPEED_MPS * dt + MAX_FROM_ROUTE_M:
+                raise RequestError(
+                    f"position: {moved:.0f} m along the route of escort '{esc.id}' in {dt:g} s since the last "
+                    f"position (at {esc.fix_t_s:g} s) is not plausible (at most {MAX_FIX_SPEED_MPS:g} m/s, "
+                    f"+ {MAX_FROM_ROUTE_M:g} m)")
+            if moved < -MAX_FROM_ROUTE_M:
+                raise RequestError(f"position: {-moved:.0f} m back along the route of escort '{esc.id}' from the "
+                                   f"last position (at most {MAX_FROM_ROUTE_M:g} m)")
         esc.fix = VehicleState(esc.key, edge, f"{edge}_0", offset, max(cmd.speed_mps, 0.0), index, route_pos)
         esc.fix_t_s = fix_t
         return {"escort": esc.id, "edge": edge, "offset_m": round(offset, 2), "route_index": index,

@@ -156,6 +156,17 @@ def test_health_and_prometheus_metrics(c: httpx.Client) -> None:
     assert "# TYPE greenwave_tick_latency_ms histogram" in r.text
 
 
+def test_positions_for_an_escort_the_simulation_tracks_are_refused(c: httpx.Client) -> None:
+    # its SUMO vehicle drives it: a fix far ahead must not mark the junctions crossed and release them
+    r = c.post("/v1/emergencies", json={"route": ["left2A2", "A2B2", "B2C2", "C2right2"], "id": "sim-9"})
+    assert r.status_code == 201, r.text
+    r = c.post("/v1/emergencies/sim-9/positions", json={"edge": "C2right2", "offset_m": 10.0, "speed_mps": 12.0})
+    assert r.status_code == 409 and "tracked by the simulation" in r.json()["detail"], r.text
+    e = c.get("/v1/emergencies/sim-9").json()
+    assert e["tracking"] == "simulation" and all(j["crossed_s"] is None for j in e["junctions"])
+    assert c.delete("/v1/emergencies/sim-9").status_code == 200
+
+
 def test_an_external_escort_that_stops_reporting_is_cancelled(c: httpx.Client) -> None:
     r = c.post("/v1/emergencies", json={"route": ["left1A1", "A1B1", "B1C1", "C1right1"], "id": "quiet",
                                         "tracking": "external"})

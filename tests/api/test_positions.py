@@ -99,13 +99,25 @@ def test_gps_escort_is_map_matched_and_drives_the_eta(geo_net: Path, geo_server:
         assert r.status_code == 422 and "older than the last position" in r.json()["detail"]
 
         # moving on at 13 m/s from the middle of B1C1: the ETA at C1 is about 100 m / 13 m/s away
+        # 300 m on in no time, or 190 m back: not plausible, refused (the escort stays where it was)
+        r = c.post("/v1/emergencies/gps-1/positions", json={"edge": "C1right1", "offset_m": 10.0,
+                                                            "timestamp": fix["t_s"]})
+        assert r.status_code == 422 and "m along the route of escort 'gps-1' in 0 s" in r.json()["detail"], r.text
+        r = c.post("/v1/emergencies/gps-1/positions", json={"edge": "left1A1", "offset_m": 10.0})
+        assert r.status_code == 422 and "m back along the route of escort 'gps-1'" in r.json()["detail"], r.text
+        assert c.get("/v1/emergencies/gps-1").json()["junctions"][1]["crossed_s"] is None
+
+        # moving on at 13 m/s from the middle of B1C1 (200 m on, some simulated seconds later)
+        wait_for(lambda: c.get("/healthz").json()["t_s"] >= fix["t_s"] + 10.0, what="10 simulated s to pass")
         r = c.post("/v1/emergencies/gps-1/positions", json={"lon": n_lon, "lat": n_lat, "speed_mps": 13.0})
         assert r.status_code == 200 and r.json()["edge"] == "B1C1", r.text
+        moving = r.json()
         def eta_c1() -> float | None:
             c1 = c.get("/v1/emergencies/gps-1").json()["junctions"][2]
             return float(c1["eta_in_s"]) if c1["eta_in_s"] is not None and c1["eta_in_s"] < 15.0 else None
 
         assert wait_for(eta_c1, timeout_s=5, every_s=0.05, what="an ETA at C1 from the moving fix") > 2.0
+        wait_for(lambda: c.get("/healthz").json()["t_s"] >= moving["t_s"] + 10.0, what="10 simulated s to pass")
         r = c.post("/v1/emergencies/gps-1/positions", json={"edge": "C1right1", "offset_m": 90.0})
         assert r.status_code == 200, r.text
         done = wait_for(lambda: (x := c.get("/v1/emergencies/gps-1").json())["state"] == "arrived" and x,
