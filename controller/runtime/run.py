@@ -82,7 +82,7 @@ def make_controller(
         EvSetup(ev.ev_id, ev.ev_type, ev.corridor, dyn.get(ev.ev_id, DEFAULT_DYNAMICS), ev.depart_s)
         for ev in setup.evs
     ]
-    cfg = config or controller_config(setup.controller)
+    cfg = with_step(config or controller_config(setup.controller), setup.step_length_s)
     return PreemptionController(setup.network, evs, replace(cfg, mode="local" if name == "local" else "greenwave"))
 
 
@@ -95,6 +95,15 @@ def controller_config(settings: Mapping[str, Any]) -> ControllerConfig:
     top: dict[str, Any] = {k: v for k, v in settings.items() if k not in planner}
     base = ControllerConfig()
     return replace(base, **top, planner=replace(base.planner, **planner))
+
+
+def with_step(config: ControllerConfig, step_length_s: float) -> ControllerConfig:
+    """``config`` planning with the simulation's step: the planner counts a transition's yellow,
+    red clearance and minimum green in ticks of this length, so a step under 1 s planned as 1 s
+    would cut them short."""
+    if config.planner.step_s == step_length_s:
+        return config
+    return replace(config, planner=replace(config.planner, step_s=step_length_s))
 
 
 @dataclass

@@ -189,3 +189,19 @@ def test_a_recorded_run_replays_to_the_same_commands(tmp_path: Path) -> None:
     result = replay(load_network(Path(header["net_file"])), rec, controller_config(header["controller_settings"]))
     assert result["ticks"] == s["realtime"]["ticks"]
     assert result["command_mismatches"] == 0, result["first_mismatch"]
+
+
+@pytest.mark.parametrize("controller", ["greenwave", "local"])
+def test_a_sub_second_step_keeps_yellow_clearance_and_minimum_green(controller: str, tiny_net: Path,
+                                                                    tmp_path: Path) -> None:
+    """With SUMO stepping 0.5 s the planner counts in 0.5 s ticks: planned in 1 s ticks, a 3 s
+    yellow lasted 1.5 s (S1) and the red clearance was cut (S2)."""
+    from tests.helpers import write_scenario
+
+    scenario = write_scenario(tmp_path / "s.toml", tiny_net, end_s=300,
+                              demand='[demand]\nlevel = "light"\ngenerator = "random_trips"\nvehicles_per_hour = 600\n')
+    scenario.write_text(scenario.read_text().replace("end_s = 300\n", "end_s = 300\nstep_length_s = 0.5\n"))
+    s = run_ok(["run", str(scenario), "--controller", controller, "--out", str(tmp_path / "out")])
+    assert s["step_length"] == 0.5
+    assert s["evs"][0]["arrived"] and len([p for p in s["preemptions"] if p["entry"] is not None]) >= 2
+    _assert_safe(s)
