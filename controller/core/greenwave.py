@@ -248,8 +248,11 @@ class PreemptionController:
         j = self.planner.junctions.get(tls_id)
         if j is None:
             return "idle", False
-        rec = j.current.get((ev_id, junction_index))
+        key = (ev_id, junction_index)
+        rec = j.current.get(key)
         if rec is not None:
+            if j.stage in ("entry", "dwell") and key not in j.serving:
+                return "armed", rec.entry_s is not None  # waiting: the signal switches for another
             return j.stage, rec.entry_s is not None
         granted = any(r.ev_id == ev_id and r.junction_index == junction_index for r in j.records)
         return "idle", granted
@@ -430,8 +433,13 @@ class PreemptionController:
         if not due:
             return []
         t, junctions, signals = snapshot.t_s, ev.corridor.junctions, snapshot.signals
+        # only switch-overs for what the EV still asks for: after a re-route the planner may still
+        # list an entry for a junction index of the old corridor until its next tick ends it
+        requested = {r.junction_index for r in self._last_requests.get(ev.ev_id, ())}
         out = []
         for index, due_s in due.items():
+            if index not in requested:
+                continue
             j = junctions[index]
             signal = signals.get(j.tls_id)
             if due_s <= t or signal is None or all(is_green(signal.state[i]) for i in j.link_indices):

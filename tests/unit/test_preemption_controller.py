@@ -698,3 +698,17 @@ def test_the_check_out_of_an_ev_stuck_in_the_junction_ends_when_the_hand_back_gi
     assert (rec.exit_s, rec.exit_reason) == (55.0, "crossed")
     assert next(c.state for t, c in r.commands if c.tls_id == "T1" and t == 55.0) == "yyrr"
     assert not r.ctrl.busy and _handed_back(r, "T1") and r.safety() == []
+
+
+def test_reroute_while_a_signal_of_the_old_corridor_switches_for_the_ev() -> None:
+    # At 61 s T2 is in entry for ("ev", 1). SUMO's route after a re-route starts at the EV's
+    # edge, so T2 becomes junction 0 of the new corridor: the switch-over under way for the old
+    # junction 1 is not taken for one of the new corridor (an IndexError here before).
+    r = make_rig(ControllerConfig())
+    r.run_until(61)
+    assert r.ctrl.planner.stage("T2") == "entry" and r.ctrl.planner.green_due(r.t)["ev"].keys() == {1}
+    r.x -= r.corridor.edge_offsets_m[1]
+    r.reroute(("e1", "e2"))
+    r.run_until(120)
+    assert r.progress["ev"].crossed_s.keys() == {0} and not r.ctrl.busy
+    assert _handed_back(r, "T2") and r.safety() == []
