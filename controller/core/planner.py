@@ -45,7 +45,13 @@ Stage = Literal["idle", "armed", "entry", "dwell", "exit"]
 class PlannerConfig:
     step_s: float = 1.0
     arm_horizon_s: float = 150.0  # arm when the EV's ETA is this close
-    max_presence_s: float = 120.0  # then the signal is handed back whatever happens (hand-back fits in 180 s)
+    max_presence_s: float = 120.0  # then the signal is handed back whatever happens
+    # The signal is back in its program by entry + presence_limit_s (the safety monitor's S5
+    # limit): the exit starts earlier than max_presence_s where the hand-back (the EV's green to
+    # its minimum, yellow, red clearance, the re-entry phase held to its minimum) would not fit
+    # after it, and a switch to another target (a higher-priority EV) that would leave no room
+    # for its hand-back is not made: the signal is handed back and the new request served afresh.
+    presence_limit_s: float = 180.0
     lockout_s: float = 30.0  # after a max-presence exit, no re-service for the same EV this long
     presence_reserve_s: float = 20.0  # entry never so early that the EV would cross later than
     # max_presence_s − presence_reserve_s after it
@@ -445,11 +451,19 @@ class Planner:
             if not reqs:
                 return self._begin_exit(j, t_s, "stopped" if self.stopping else "")
             assert j.entry_s is not None
-            if t_s - j.entry_s >= cfg.max_presence_s:
+            limit = j.entry_s + cfg.presence_limit_s
+            if t_s - j.entry_s >= cfg.max_presence_s or t_s + cfg.step_s + self._handback_s(j, t_s) >= limit:
                 for r in reqs:
-                    j.lockout[r.ev_id] = t_s + cfg.lockout_s
+                    j.lockout[r.ev_id] = math.inf  # from the hand-back on, lockout_s (see _lockouts_from)
                 return self._begin_exit(j, t_s, "max presence")
             target, phase, served = merge_targets(j.timing, reqs)
+            if (target != j.target and target != j.clock.state
+                    and t_s + cfg.step_s + self._handback_s(j, t_s, target) >= limit):
+                # no room for another switch-over and its hand-back: hand back now; the
+                # requests not served so far get a fresh entry (and presence) after it
+                for ev_id, _ in j.serving:
+                    j.lockout[ev_id] = math.inf
+                return self._begin_exit(j, t_s, "max presence")
             for r in served:
                 if r.key not in j.current:
                     j.current[r.key] = PreemptionRecord(j.tls_id, r.ev_id, r.junction_index, t_s)
@@ -475,6 +489,7 @@ class Planner:
             back = j.program.phases[j.reentry_phase].state
             if not j.holding:  # never switched: the program is still running
                 j.stage = "idle"
+                self._lockouts_from(j, t_s)
                 self._close(j, t_s, "", restored=True)
                 return None
             if j.clock.state == back:
@@ -482,6 +497,7 @@ class Planner:
                     return None  # hold the re-entry state until the program cannot cut a green short
                 j.stage = "idle"
                 j.holding = False
+                self._lockouts_from(j, t_s)
                 remaining, in_step = self._reentry_remaining_s(j, t_s)
                 self._close(j, t_s, "", restored=True, in_step_s=in_step)
                 return SignalCommand(
@@ -605,6 +621,29 @@ class Planner:
         phase = j.program.phases[j.program_phase]
         length = phase.duration_s if j.program.kind == "static" else min(phase.min_dur_s, phase.duration_s)
         return j.program_phase_since + length
+
+    def _handback_s(self, j: JunctionControl, t_s: float, target: str | None = None) -> float:
+        """An upper bound of the time from ``t_s`` until the signal is back in its program, with
+        the exit starting now (``target`` None) or after a switch to ``target``: what it shows
+        (then ``target``) kept to its minimum green, yellow and red clearance, the re-entry phase
+        shown and held until the program cannot cut its greens short, and the restore step."""
+        timing, dt = j.timing, self.config.step_s
+        back = j.program.phases[self._reentry_now(j, t_s)].state
+        hold = max((timing.min_green_s[i] for i, c in enumerate(back) if is_green(c)), default=0.0)
+        if target is None or target == j.clock.state:
+            return time_to_show_s(timing, j.clock, back, t_s, dt) + hold + dt
+        greens = [i for i, c in enumerate(target) if is_green(c)]
+        after = (max((timing.min_green_s[i] for i in greens), default=0.0)
+                 + max((timing.yellow_s[i] for i in greens), default=0.0) + timing.clearance_s)
+        return time_to_show_s(timing, j.clock, target, t_s, dt) + after + hold + 3 * dt
+
+    def _lockouts_from(self, j: JunctionControl, t_s: float) -> None:
+        """The hand-back ends at ``t_s``: the lockouts of a max-presence exit run from now (from
+        the exit's start they could run out before the program is back, and the same EV take the
+        signal again on the next step)."""
+        for ev_id, until in j.lockout.items():
+            if until == math.inf:
+                j.lockout[ev_id] = t_s + self.config.step_s + self.config.lockout_s
 
     def _begin_exit(self, j: JunctionControl, t_s: float, reason: str) -> SignalCommand | None:
         j.stage = "exit"

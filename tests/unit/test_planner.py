@@ -26,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -407,10 +408,11 @@ def test_max_presence_exit_lockout_and_hand_back_within_180_s() -> None:
     restores = [t for t, c in r.commands if c.kind == "restore"]
     assert restores[0] == 178
     assert first.restored_s is not None and first.restored_s - first.entry_s <= 180.0
-    # lockout: nothing commanded for this EV until 172 + 30 = 202; then it is served again
-    assert r.commands_between(179, 202) == []
+    # lockout: counted from the hand-back (the program runs from 179), nothing commanded for
+    # this EV until 179 + 30 = 209; then it is served again
+    assert r.commands_between(179, 209) == []
     again = r.planner.junctions["J"].current[("ev", 0)]
-    assert again.armed_s == 202.0 and again.entry_s == 202.0
+    assert again.armed_s == 209.0 and again.entry_s == 209.0
     assert r.violations == []
 
 
@@ -717,3 +719,52 @@ def test_planner_never_violates_safety_and_always_hands_back(data: st.DataObject
     for rec in r.planner.records():
         assert rec.entry_s is not None and rec.restored_s is not None
         assert rec.restored_s - rec.entry_s <= 180.0
+
+
+# --- the presence limit: back in the program by entry + presence_limit_s (S5) ----------------
+
+# an actuated program with long minimum greens (minDur 50 s): a hand-back may need a minute
+MIN50 = Program("J", "0", "actuated", 0.0, (
+    Phase("Ggrr", 60, 50, 90), Phase("yyrr", 4, 4, 4), Phase("rrrr", 3, 3, 3),
+    Phase("rrGg", 60, 50, 90), Phase("rryy", 4, 4, 4), Phase("rrrr", 3, 3, 3)))
+
+
+@pytest.mark.parametrize("max_presence_s", [120.0, 170.0])
+@pytest.mark.parametrize("late_s", [4.0, 8.0, 12.0, 20.0, 40.0])
+def test_a_higher_priority_ev_late_in_the_presence_never_overruns_the_limit(max_presence_s: float,
+                                                                             late_s: float) -> None:
+    # A police EV holds the signal (start_now); an ambulance for the conflicting approach comes
+    # late_s before max presence. Switching to it and handing back after its minimum green
+    # would end past entry + 180 s: the signal is handed back instead, and the ambulance served
+    # afresh after it (the police EV locked out from the hand-back on).
+    r = rig({"J": MIN50}, config=PlannerConfig(max_presence_s=max_presence_s))
+    police = req("Ggrr", 0, eta=1000, need=1000, ev="police", priority=2, start_now=True)
+    amb = req("rrGg", 3, eta=0, need=0, ev="amb", priority=1)
+
+    def requests(t: float) -> list[ServiceRequest]:
+        if t >= 400:
+            return []
+        entry = r.planner.junctions["J"].entry_s
+        late = entry is not None and t >= entry + max_presence_s - late_s
+        return [police, amb._replace(eta_s=t + 10, need_green_by_s=t + 5)] if late or t > 250 else [police]
+
+    r.run_until(450, requests)
+    r.run_until(520)
+    assert r.safety() == [] and [v for v in r.violations if v.rule == "S5"] + r.finish() == []
+    first = r.planner.records()[0]
+    assert first.ev_id == "police" and first.restored_s is not None and first.entry_s is not None
+    assert first.restored_s - first.entry_s <= 180.0
+    served = [rec.entry_s for rec in r.planner.records() if rec.ev_id == "amb" and rec.entry_s is not None]
+    assert served and served[0] >= first.restored_s - 1.0  # a fresh entry, after the hand-back
+
+
+def test_max_presence_exit_starts_early_where_the_hand_back_is_long() -> None:
+    # one EV that never crosses, max presence 170 s: the hand-back (yellow, clearance, and the
+    # re-entry phase held to its 50 s minimum) does not fit in 10 s, so the exit starts early
+    r = rig({"J": MIN50}, config=PlannerConfig(max_presence_s=170.0))
+    r.run_until(400, until(10_000, req("rrGg", 3, eta=60, need=55)))
+    first = r.planner.records()[0]
+    assert first.exit_reason == "max presence" and first.exit_s is not None and first.entry_s is not None
+    assert first.exit_s - first.entry_s < 170.0
+    assert first.restored_s is not None and first.restored_s - first.entry_s <= 180.0
+    assert r.safety() == [] and [v for v in r.violations if v.rule == "S5"] == []
