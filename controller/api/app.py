@@ -51,18 +51,29 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorOut, "description": what}
     for code, what in ((401, "No bearer token"), (403, "Wrong token"), (404, "Unknown id"), (409, "Conflict"),
-                       (413, "Body too large"), (422, "Invalid request"))
+                       (413, "Body too large"), (415, "Body not JSON"), (422, "Invalid request"))
 }
 _STATUS_NAMES = {400: "bad request", 401: "unauthorized", 403: "forbidden", 404: "not found", 405: "method not allowed",
-                 409: "conflict", 413: "body too large", 422: "invalid request", 503: "unavailable"}
+                 409: "conflict", 413: "body too large", 415: "unsupported media type", 422: "invalid request",
+                 503: "unavailable"}
 
 
-class _BodyTooLarge(Exception):
-    pass
+class _Refused(Exception):
+    """A request the guard answers itself, before the app sees it."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status, self.detail = status, detail
+
+
+def _is_json(content_type: bytes) -> bool:
+    media = content_type.split(b";", 1)[0].strip().lower()
+    return media == b"application/json" or (media.startswith(b"application/") and media.endswith(b"+json"))
 
 
 class Guard:
-    """Pure ASGI middleware: limits request bodies (413), counts responses by route and status."""
+    """Pure ASGI middleware: limits request bodies (413), refuses bodies that are not JSON (415),
+    counts responses by route and status."""
 
     def __init__(self, app: ASGIApp, service: SimService, max_body_bytes: int = MAX_BODY_BYTES) -> None:
         self.app = app
@@ -81,10 +92,18 @@ class Guard:
                 status = int(message["status"])
             await send(message)
 
-        length = dict(scope.get("headers") or []).get(b"content-length")
+        headers = dict(scope.get("headers") or [])
+        length = headers.get(b"content-length")
+        too_large = _Refused(413, f"request body larger than {self.max_body} bytes")
         try:
             if length is not None and (not length.isdigit() or int(length) > self.max_body):
-                raise _BodyTooLarge
+                raise too_large
+            content_type = headers.get(b"content-type")
+            if (scope.get("method") in ("POST", "PUT", "PATCH") and content_type is not None
+                    and not _is_json(content_type) and length != b"0"):
+                shown = content_type.decode("latin-1")[:60]
+                raise _Refused(415, f"content-type: '{shown}' is not application/json (send the body as JSON, "
+                                    "with the header Content-Type: application/json)")
             body_receive = receive
             if scope.get("method") in ("POST", "PUT", "PATCH", "DELETE"):
                 # read the (small) body here, counting as it arrives: a chunked body has no length
@@ -97,7 +116,7 @@ class Guard:
                     chunks.append(message.get("body", b""))
                     received += len(chunks[-1])
                     if received > self.max_body:
-                        raise _BodyTooLarge
+                        raise too_large
                     more = bool(message.get("more_body", False))
                 pending = [{"type": "http.request", "body": b"".join(chunks), "more_body": False}]
 
@@ -106,11 +125,10 @@ class Guard:
 
                 body_receive = replay
             await self.app(scope, body_receive, send_counted)
-        except _BodyTooLarge:
+        except _Refused as refused:
             if status == 0:
-                detail = f"request body larger than {self.max_body} bytes"
-                _reject(self.service, scope.get("method", ""), scope.get("path", ""), 413, detail)
-                response = _error(413, detail)
+                _reject(self.service, scope.get("method", ""), scope.get("path", ""), refused.status, refused.detail)
+                response = _error(refused.status, refused.detail)
                 await response(scope, receive, send_counted)
         finally:
             route = scope.get("route")
@@ -324,11 +342,12 @@ def create_app(service: SimService, token: str, *, max_body_bytes: int = MAX_BOD
             last, opened, beat = start, time.monotonic(), time.monotonic()
             yield "retry: 1000\n: greenwave events\n\n"
             while True:
+                finished = service.finished  # read before the flush: its last events are sent, then the end
                 for e in bus.since(last):
                     last = e.id
                     yield f"id: {e.id}\nevent: {e.type}\ndata: {json.dumps(e.data, default=str)}\n\n"
                 now = time.monotonic()
-                if service.stopped or now - opened >= sse_max_s:
+                if finished or now - opened >= sse_max_s:
                     return
                 if now - beat >= 15.0:
                     beat = now

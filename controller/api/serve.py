@@ -1,21 +1,29 @@
 """``greenwave serve``: the scenario's simulation and the controller live, with the HTTP API in front.
 
-Start-up: prepare the scenario (its network and background demand; its own ``[[ev]]`` entries
-are not dispatched: escorts come through the API), open the audit log, start the service thread,
-then serve with uvicorn until SIGINT or SIGTERM. On the way out, whatever happened, the service
-hands every preempted junction back and closes SUMO before the process ends.
+Start-up: listen on the port and take the output folder (a second instance on the same port or
+folder stops here, before it writes anything), prepare the scenario (its network and background
+demand; its own ``[[ev]]`` entries are not dispatched: escorts come through the API), open the
+audit log, start the service thread, then serve with uvicorn until SIGINT or SIGTERM.
+
+On SIGINT or SIGTERM the service hands every preempted junction back first, while the HTTP server
+still runs, so that event streams get the cancels and hand-backs and then end; then the server
+stops. On the way out, whatever happened, every junction is handed back and SUMO closed before the
+process ends. A second signal stops the server at once (the hand-back still completes).
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import secrets
 import signal
+import socket
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
+from typing import IO
 
 import click
 import uvicorn
@@ -24,7 +32,7 @@ from controller.errors import GreenwaveError
 from controller.runtime.audit import AuditLog
 from controller.runtime.service import SimService
 from controller.runtime.setup import prepare_scenario
-from controller.scenario import load_scenario
+from controller.scenario import Scenario, load_scenario
 
 TOKEN_ENV = "GREENWAVE_TOKEN"
 
@@ -59,13 +67,86 @@ def read_token(token_file: Path | None) -> tuple[str, bool]:
     return secrets.token_urlsafe(32), True
 
 
+def _listen(host: str, port: int) -> socket.socket:
+    """The server's socket, bound now: a port in use is an error before anything is written."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as e:
+        raise GreenwaveError(f"--host '{host}': {e.strerror or e}") from None
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+    except OSError as e:
+        sock.close()
+        hint = " (another greenwave serve? give another --port)" if e.errno == errno.EADDRINUSE else ""
+        raise GreenwaveError(f"--port {port}: cannot listen on {host}:{port}: {e.strerror or e}{hint}") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def _take_folder(out: Path) -> IO[str]:
+    """An exclusive lock on the output folder, held while the process runs (released when it ends):
+    two instances writing SUMO's outputs and the audit log into one folder would spoil both."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock
+        out.mkdir(parents=True, exist_ok=True)
+        return (out / ".serve.lock").open("a", encoding="utf-8")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        handle = (out / ".serve.lock").open("a", encoding="utf-8")
+    except OSError as e:
+        raise GreenwaveError(f"--out '{out}': {e.strerror or e}") from None
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        raise GreenwaveError(f"--out '{out}': another greenwave serve is using this folder; give another --out"
+                             ) from None
+    return handle
+
+
 def serve(options: ServeOptions) -> int:
     """Run the service until a signal; returns the exit code (0 after a clean stop, 1 after a failure)."""
-    from controller.api.app import create_app
-
     token, generated = read_token(options.token_file)
     scenario = load_scenario(options.scenario)
     out = (options.out_dir or Path("runs") / f"serve-{scenario.name}").resolve()
+    sock = _listen(options.host, options.port)
+    try:
+        folder = _take_folder(out)
+    except GreenwaveError:
+        sock.close()
+        raise
+    try:
+        return _serve(options, scenario, token, generated, out, sock)
+    finally:
+        sock.close()
+        folder.close()
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server; its first SIGINT or SIGTERM stops the service (the hand-back) while the
+    server still answers and streams, and the server exits once the service has stopped."""
+
+    def __init__(self, config: uvicorn.Config, service: SimService, signals: list[int]) -> None:
+        super().__init__(config)
+        self.service = service
+        self.signals = signals
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self.signals.append(sig)
+        if len(self.signals) == 1:
+            threading.Thread(target=self.service.stop, name="greenwave-stop", daemon=True).start()
+        else:
+            super().handle_exit(sig, frame)
+
+
+def _serve(options: ServeOptions, scenario: Scenario, token: str, generated: bool, out: Path,
+           sock: socket.socket) -> int:
+    from controller.api.app import create_app
+
     audit = AuditLog((options.audit_db or out / "audit.sqlite").resolve())
     stop_signal: list[int] = []
 
@@ -81,7 +162,7 @@ def serve(options: ServeOptions) -> int:
         app = create_app(service, token, sse_max_s=options.sse_max_s)
         config = uvicorn.Config(app, host=options.host, port=options.port, log_level="warning", access_log=False,
                                 timeout_graceful_shutdown=2, lifespan="off")
-        server = uvicorn.Server(config)
+        server = _Server(config, service, stop_signal)
         running = service
 
         def watch() -> None:  # the simulation failed or stopped: stop serving
@@ -95,7 +176,7 @@ def serve(options: ServeOptions) -> int:
         if generated:
             click.echo(f"greenwave: no --token-file or ${TOKEN_ENV}: token {token}", err=True)
         if not stop_signal:
-            server.run()
+            server.run(sockets=[sock])
     finally:
         if service is not None:
             service.stop()

@@ -18,10 +18,14 @@ class Event:
 
 
 class EventBus:
-    def __init__(self, keep: int = 10_000) -> None:
+    """``first_id``: the id of the first event. The service starts from its start time in
+    milliseconds, so that ids keep increasing across restarts and a client that reconnects with
+    the last id it saw before a restart gets every event of the new run."""
+
+    def __init__(self, keep: int = 10_000, first_id: int = 1) -> None:
         self._events: deque[Event] = deque(maxlen=keep)
         self._lock = threading.Lock()
-        self._next = 1
+        self._next = max(first_id, 1)
 
     def publish(self, type_: str, **data: Any) -> Event:
         with self._lock:

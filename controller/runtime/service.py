@@ -44,7 +44,7 @@ from controller.errors import GreenwaveError, RequestError, SimulationError
 from controller.runtime.audit import AuditLog
 from controller.runtime.events import EventBus
 from controller.runtime.metrics import Metrics
-from controller.runtime.run import DRAIN_LIMIT_S, _left_route, controller_config
+from controller.runtime.run import DRAIN_LIMIT_S, _left_route, controller_config, with_step
 from controller.runtime.service_model import (
     Cancel,
     Command,
@@ -144,7 +144,7 @@ class SimService:
         self.setup = setup
         self.network: Network = setup.network
         self.audit = audit
-        self.events = events or EventBus()
+        self.events = events or EventBus(first_id=int(time.time() * 1000))
         self.metrics = metrics or Metrics()
         self.speed = speed
         self.end_s = end_s
@@ -205,7 +205,13 @@ class SimService:
 
     @property
     def stopped(self) -> bool:
+        """A stop was asked for (the hand-back may still be under way)."""
         return self._stop.is_set()
+
+    @property
+    def finished(self) -> bool:
+        """The service thread has ended: every junction handed back, SUMO closed, no more events."""
+        return self._thread is not None and not self._thread.is_alive()
 
     def wait(self) -> None:
         """Until the service thread has ended (stopped or failed)."""
@@ -220,8 +226,8 @@ class SimService:
                              error_log=setup.out_dir / "sumo-errors.log") as sim:
                 self._sim = sim
                 # no ETA log: the service never scores its predictions, and it would grow for as long as it runs
-                self._controller = PreemptionController(self.network, [], controller_config(setup.controller),
-                                                        record_etas=False)
+                config = with_step(controller_config(setup.controller), setup.step_length_s)
+                self._controller = PreemptionController(self.network, [], config, record_etas=False)
                 self._publish(sim.time_s, running=True)
                 self.audit.record("service", t_s=sim.time_s, event="started", scenario=setup.name)
                 self._ready.set()
@@ -268,6 +274,9 @@ class SimService:
             self._run_commands(sim)
             if self._ended or (self.end_s is not None and sim.time_s >= self.end_s - 1e-9):
                 if not self._ended:
+                    # no more ticks after this: the escorts under way are cancelled and their
+                    # junctions handed back now (SUMO runs on for the few seconds that takes)
+                    self._drain(sim, "simulation ended")
                     self._ended = True
                     self._publish(sim.time_s, running=True)
                     self.events.publish("ended", t_s=sim.time_s)
@@ -690,14 +699,15 @@ class SimService:
                 "t_s": fix_t}
 
     # -- shutdown ------------------------------------------------------------------------------------
-    def _drain(self, sim: SumoAdapter) -> None:
+    def _drain(self, sim: SumoAdapter, reason: str = "service stopped") -> None:
         """Hand back every junction through the planner's safe transitions (bounded in time)."""
         assert self._controller is not None
         self._controller.stop()
         for esc in self._escorts.values():
             if esc.state in ("dispatched", "en_route"):
-                esc.state, esc.reason, esc.cancelled_s = "cancelled", "service stopped", sim.time_s
-                self.audit.record("cancel", t_s=sim.time_s, escort_id=esc.id, reason="service stopped")
+                esc.state, esc.reason, esc.cancelled_s = "cancelled", reason, sim.time_s
+                self.audit.record("cancel", t_s=sim.time_s, escort_id=esc.id, reason=reason)
+                self.events.publish("cancel", escort=esc.id, t_s=sim.time_s, reason=reason)
         until = sim.time_s + DRAIN_LIMIT_S
         while self._controller.busy and sim.time_s < until:
             self._tick(sim)

@@ -1,0 +1,119 @@
+"""The service's life: a second instance that cannot start touches nothing; SIGINT hands every
+junction back while event streams are open, sends them the cancels and hand-backs, then ends
+them; at --end the escorts under way are cancelled and handed back."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.api.conftest import REPO, TOKEN, Server, free_port, wait_for
+from tests.api.sse import EventCollector
+
+pytestmark = pytest.mark.sumo
+
+DISPATCH = {"route": ["left1A1", "A1B1", "B1C1", "C1right1"]}
+
+
+def _serve(scenario: Path, workdir: Path, port: int, out: Path) -> subprocess.CompletedProcess[str]:
+    token = workdir / "token2"
+    token.write_text(TOKEN)
+    args = [sys.executable, "-m", "controller", "serve", "--scenario", str(scenario), "--port", str(port),
+            "--token-file", str(token), "--out", str(out), "--speed", "10"]
+    env = {k: v for k, v in os.environ.items() if k != "GREENWAVE_TOKEN"}
+    return subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=120, env=env, check=False)
+
+
+def _audit_rows(db: Path) -> int:
+    with sqlite3.connect(db) as conn:
+        return int(conn.execute("SELECT COUNT(*) FROM audit").fetchone()[0])
+
+
+def test_a_second_instance_on_the_same_port_or_folder_stops_before_writing(server: Server, tiny_scenario: Path,
+                                                                           tmp_path: Path) -> None:
+    port = int(server.url.rsplit(":", 1)[1])
+    other = tmp_path / "other-out"
+    r = _serve(tiny_scenario, tmp_path, port, other)
+    assert r.returncode == 2 and f"--port {port}: cannot listen on 127.0.0.1:{port}" in r.stderr, r.stderr
+    assert "another greenwave serve?" in r.stderr and "Traceback" not in r.stderr
+    assert not other.exists()  # nothing prepared or written
+
+    live = server.workdir / "out"
+    before = {p.name: p.stat().st_mtime_ns for p in live.iterdir()}
+    rows = _audit_rows(live / "audit.sqlite") if (live / "audit.sqlite").exists() else None
+    r = _serve(tiny_scenario, tmp_path, free_port(), live)
+    assert r.returncode == 2 and "another greenwave serve is using this folder" in r.stderr, r.stderr
+    after = {p.name: p.stat().st_mtime_ns for p in live.iterdir() if p.name in before}
+    assert {k: v for k, v in after.items() if k not in ("tripinfo.xml", "sumo.log")} == \
+        {k: v for k, v in before.items() if k not in ("tripinfo.xml", "sumo.log")}
+    if rows is not None:
+        assert _audit_rows(live / "audit.sqlite") == rows
+    with server.client() as c:  # the first one is untouched
+        assert c.get("/healthz").json()["status"] == "ok"
+
+
+def test_sigint_hands_back_while_streams_are_open_then_ends_them(tiny_scenario: Path, tmp_path: Path) -> None:
+    server = Server(tiny_scenario, tmp_path, speed=5.0).start()
+    assert server.proc is not None
+    with server.client() as c:
+        assert c.post("/v1/emergencies", json={**DISPATCH, "id": "amb-s"}).status_code == 201
+        held = wait_for(lambda: c.get("/healthz").json()["preempted"], what="a preempted junction")
+    with EventCollector(server.url, TOKEN) as stream:
+        wait_for(lambda: stream.events, what="the stream to replay")
+        server.proc.send_signal(signal.SIGINT)
+        t0 = time.monotonic()
+        server.proc.wait(timeout=60)
+        stopped_in = time.monotonic() - t0
+        wait_for(lambda: stream.error is not None or not stream._thread.is_alive(), timeout_s=10,
+                 what="the stream to end")
+    log = server.log.read_text()
+    assert server.proc.returncode == 0, log
+    assert "Traceback" not in log and "CancelledError" not in log, log
+    assert stopped_in < 10.0, (stopped_in, log)
+    kinds = [(e["event"], e["data"].get("reason") or e["data"].get("tls_id")) for e in stream.events]
+    assert ("cancel", "service stopped") in kinds
+    handed = {e["data"]["tls_id"] for e in stream.events if e["event"] == "handback"}
+    assert set(held) <= handed, (held, kinds[-20:])
+    ids = [e["id"] for e in stream.events]
+    assert ids == sorted(ids) and ids[0] > 10**12  # from the start time in ms: they go on rising across restarts
+
+
+def test_at_the_end_escorts_under_way_are_cancelled_and_handed_back(tiny_scenario: Path, tmp_path: Path) -> None:
+    server = Server(tiny_scenario, tmp_path, speed=10.0, extra=("--end", "45")).start()
+    try:
+        with server.client() as c:
+            r = c.post("/v1/emergencies", json={**DISPATCH, "id": "amb-e"})
+            assert r.status_code == 201, r.text
+            wait_for(lambda: c.get("/healthz").json()["preempted"], what="a preempted junction")
+            health = wait_for(lambda: (h := c.get("/healthz").json())["status"] == "ended" and h, timeout_s=60,
+                              what="the end")
+            assert health["preempted"] == [] and health["t_s"] >= 45.0
+            e = c.get("/v1/emergencies/amb-e").json()
+            assert e["state"] == "cancelled" and e["reason"] == "simulation ended"
+            assert all(not s["preempted"] for s in c.get("/v1/signals").json())
+            assert c.delete("/v1/emergencies/amb-e").status_code == 409
+    finally:
+        assert server.stop() == 0, server.log.read_text()
+
+
+def test_a_body_that_is_not_json_is_refused_with_415(server: Server) -> None:
+    with server.client() as c:
+        r = c.post("/v1/emergencies", content=b'{"route": ["left1A1", "A1B1"]}',
+                   headers={"Content-Type": "application/x-www-form-urlencoded"})
+        assert r.status_code == 415 and r.json()["error"] == "unsupported media type"
+        assert "content-type: 'application/x-www-form-urlencoded' is not application/json" in r.json()["detail"]
+        r = c.post("/v1/emergencies", content=b'{"route": ["left1A1", "A1B1", "B1C1", "C1right1"]}',
+                   headers={"Content-Type": "application/json; charset=utf-8"})
+        assert r.status_code == 201, r.text
+        rejected = c.get("/v1/audit", params={"kind": "rejected"}).json()
+        assert any(a["detail"]["status"] == 415 for a in rejected)
+    with httpx.Client(base_url=server.url) as anonymous:  # the auth check still comes first for /v1
+        assert anonymous.get("/v1/signals").status_code == 401
