@@ -452,12 +452,15 @@ class Planner:
                 return self._begin_exit(j, t_s, "stopped" if self.stopping else "")
             assert j.entry_s is not None
             limit = j.entry_s + cfg.presence_limit_s
-            if t_s - j.entry_s >= cfg.max_presence_s or t_s + cfg.step_s + self._handback_s(j, t_s) >= limit:
+            # (far from the limit every hand-back fits: _handback_s is at most 3 switch bounds + 6 steps)
+            near_limit = t_s + 3.0 * j.timing.switch_bound_s + 7.0 * cfg.step_s >= limit
+            if t_s - j.entry_s >= cfg.max_presence_s or (
+                    near_limit and t_s + cfg.step_s + self._handback_s(j, t_s) >= limit):
                 for r in reqs:
                     j.lockout[r.ev_id] = math.inf  # from the hand-back on, lockout_s (see _lockouts_from)
                 return self._begin_exit(j, t_s, "max presence")
             target, phase, served = merge_targets(j.timing, reqs)
-            if (target != j.target and target != j.clock.state
+            if (near_limit and target != j.target and target != j.clock.state
                     and t_s + cfg.step_s + self._handback_s(j, t_s, target) >= limit):
                 # no room for another switch-over and its hand-back: hand back now; the
                 # requests not served so far get a fresh entry (and presence) after it
