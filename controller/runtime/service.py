@@ -616,7 +616,9 @@ class SimService:
         self._watch(sim, corridor)
         ev = EvSetup(key, cmd.vehicle_type, corridor, dynamics, t, priority_class=cmd.priority)
         self._controller.add_ev(ev)
-        self._progress[key] = EvProgress(key, corridor)
+        # a vehicle already running departed before it was escorted: its departure, not the escort's
+        departed = sim.vehicle_departure_s(key) if cmd.vehicle_id is not None else None
+        self._progress[key] = EvProgress(key, corridor, depart_s=departed)
         self._escorts[escort_id] = _Escort(escort_id, key, cmd.vehicle_type, ev.priority, corridor, t, cmd.tracking)
         self._by_key[key] = escort_id
         detail: dict[str, Any] = {"vehicle_id": key, "vehicle_type": cmd.vehicle_type, "priority": ev.priority,

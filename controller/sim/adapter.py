@@ -229,6 +229,10 @@ class SumoAdapter:
     def vehicle_type_id(self, vehicle_id: str) -> str:
         return str(self._api.vehicle.getTypeID(vehicle_id))
 
+    def vehicle_departure_s(self, vehicle_id: str) -> float:
+        """When the running vehicle departed (simulation time)."""
+        return float(self._api.vehicle.getDeparture(vehicle_id))
+
     # -- geometry (for map matching external positions) --------------------------------------
     def lane_shape(self, lane_id: str) -> tuple[tuple[float, float], ...]:
         return tuple((float(x), float(y)) for x, y in self._api.lane.getShape(lane_id))

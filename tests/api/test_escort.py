@@ -74,10 +74,15 @@ def test_dispatch_follow_arrive_hand_back_and_audit_survives_restart(tiny_scenar
             for tls in ROW:
                 order = [s for s in _stage_order(events, tls) if s in ("entry", "dwell", "exit", "handback")]
                 # (a signal whose program shows the approach green anyway may see the ambulance pass
-                # while it is still moving to the exclusive approach state: entry, exit, no dwell)
-                assert order in (["entry", "dwell", "exit", "handback"], ["entry", "exit", "handback"]), (
-                    tls, _stage_order(events, tls))
-                full += order == ["entry", "dwell", "exit", "handback"]
+                # while it is still moving to the exclusive approach state: entry, exit, no dwell;
+                # and one serving the approach with the opposing through first switches to the
+                # approach alone once the queue ahead of the ambulance must discharge: dwell, entry,
+                # dwell; where, depends on the traffic at dispatch, which depends on the wall clock)
+                switching = order[:-2]
+                assert order[-2:] == ["exit", "handback"] and switching[:1] == ["entry"], (tls, order)
+                assert all(a != b for a, b in itertools.pairwise(switching)), (tls, order)
+                assert set(switching) <= {"entry", "dwell"}, (tls, _stage_order(events, tls))
+                full += "dwell" in switching
             assert full >= 1, events
             etas = [e for e in sse.of("eta") if e["data"]["escort"] == "amb-1"]
             assert len(etas) >= 2
@@ -193,6 +198,8 @@ def test_escort_a_vehicle_already_running(server: Server) -> None:
         done = wait_for(lambda: (x := c.get("/v1/emergencies/escort-bg").json())["state"] == "arrived" and x,
                         what="arrival of the escorted vehicle")
         assert all(j["crossed_s"] is not None for j in done["junctions"])
+        # it departed before it was escorted: its own departure, not the dispatch's next step
+        assert float(trip.get("depart", "0")) <= done["departed_s"] <= done["dispatched_s"]
         wait_for(lambda: all_handed_back(c), timeout_s=30, what="every signal handed back")
 
 
