@@ -221,14 +221,17 @@ def _phase_start_s(program: Program, phase: int) -> float:
     return sum(p.duration_s for p in program.phases[:phase])
 
 
-def synced_duration_s(program: Program, phase: int, cycle_start_s: float, t_s: float, min_s: float) -> float:
-    """How long ``phase``, entered at ``t_s``, must run to end when the program's own schedule
-    (a cycle began at ``cycle_start_s``) ends it: the first such end at least ``min_s`` away."""
+def synced_duration_s(program: Program, phase: int, cycle_start_s: float, t_s: float,
+                      min_s: float) -> tuple[float, bool]:
+    """How long ``phase``, entered at ``t_s``, runs: until the program's own schedule (a cycle
+    began at ``cycle_start_s``) next ends it, and whether that keeps it in step; where that end
+    is less than ``min_s`` away, ``min_s`` (the program then runs the difference late). Never
+    until the end a cycle later: that held one phase green, and the others red, for a cycle and
+    more (a 30 s phase shown for 98 s)."""
     cycle = program.cycle_s
     end = cycle_start_s + _phase_start_s(program, phase) + program.phases[phase].duration_s
-    earliest = t_s + min_s
-    end += math.ceil((earliest - end) / cycle - 1e-9) * cycle
-    return end - t_s
+    end += math.ceil((t_s - end) / cycle + 1e-9) * cycle  # the first end after t_s
+    return (end - t_s, True) if end - t_s >= min_s - 1e-9 else (min_s, False)
 
 
 class Planner:
@@ -572,8 +575,9 @@ class Planner:
         # SUMO shows a phase set at t from t + step for its (remaining) duration: the switch is
         # seen at t + step + remaining, where the schedule's own switches are seen
         shown_s = t_s + self.config.step_s
-        remaining = synced_duration_s(program, phase, j.cycle_start_s, shown_s, self._min_reentry_s(j, phase, t_s))
-        return remaining, shown_s + remaining
+        remaining, in_step = synced_duration_s(program, phase, j.cycle_start_s, shown_s,
+                                               self._min_reentry_s(j, phase, t_s))
+        return remaining, shown_s + remaining if in_step else None
 
     def _median_needs(self, j: JunctionControl, t_s: float, reqs: list[ServiceRequest]) -> list[ServiceRequest]:
         """``reqs`` with each need replaced by the median of its last ``need_median_ticks``

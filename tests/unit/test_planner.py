@@ -312,10 +312,12 @@ def test_crossing_ends_dwell_then_exit_and_hand_back_at_the_cross_street_phase()
 
 def test_synced_duration_ends_the_phase_when_the_schedule_does() -> None:
     # PROG's cycle (71 s) began at 0: phase 3 (B) is scheduled 35..65, 106..136, ...
-    assert synced_duration_s(PROG, 3, 0.0, 69.0, 15.0) == 136.0 - 69.0
-    assert synced_duration_s(PROG, 3, 0.0, 110.0, 15.0) == 136.0 - 110.0
-    assert synced_duration_s(PROG, 3, 0.0, 125.0, 15.0) == 207.0 - 125.0  # 11 s left: the next cycle's
-    assert synced_duration_s(PROG, 0, 142.0, 150.0, 15.0) == 172.0 - 150.0  # a cycle began at 142
+    assert synced_duration_s(PROG, 3, 0.0, 69.0, 15.0) == (136.0 - 69.0, True)
+    assert synced_duration_s(PROG, 3, 0.0, 110.0, 15.0) == (136.0 - 110.0, True)
+    # 11 s left: the minimum, 4 s past the schedule (not until the next cycle's end, 82 s)
+    assert synced_duration_s(PROG, 3, 0.0, 125.0, 15.0) == (15.0, False)
+    assert synced_duration_s(PROG, 0, 142.0, 150.0, 15.0) == (172.0 - 150.0, True)  # a cycle began at 142
+    assert synced_duration_s(PROG, 3, 0.0, 136.0, 15.0) == (207.0 - 136.0, True)  # just ended: the next one
 
 
 def test_schedule_hand_back_keeps_the_program_in_step_with_its_schedule() -> None:
@@ -706,9 +708,11 @@ def test_planner_never_violates_safety_and_always_hands_back(data: st.DataObject
         if not r.planner.busy and r.signals["P"].online is None:
             break
     step()  # one more tick: the restore shows
-    if sync and r.planner.junctions["P"].cycle_start_s is not None:
-        # synced: once the re-entry phase has run (at most its duration + a cycle), the program
-        # is where its undisturbed schedule is
+    last = r.planner.records()[-1] if r.planner.records() else None
+    if sync and r.planner.junctions["P"].cycle_start_s is not None and last is not None and last.in_step_s:
+        # synced: once the re-entry phase has run (at most a cycle), the program is where its
+        # undisturbed schedule is (where the schedule left the re-entry phase less than its
+        # minimum, it ran its minimum and the program goes on that much late: in_step_s None)
         for _ in range(int(2 * prog.cycle_s) + 2):
             step()
         assert (r.signals["P"].phase, round(r.signals["P"].left_s, 6)) == (reference.phase, round(reference.left_s, 6))
