@@ -21,8 +21,9 @@ files, and additional files in the order given, so the last ``<tlLogic>`` for a 
 (net, additional_1, additional_2, ...) is the active one; that is what ``load_network`` returns.
 Also per that page: a ``<tlLogic>`` without phases whose ``id``/``programID`` name an already
 loaded program only changes that program's ``offset``; ``programID="off"`` switches the
-signal off (the tls then has no entry in ``programs``). WAUTs (time-switched programs) are not
-modelled: their start program is not applied.
+signal off (the tls then has no entry in ``programs``). WAUTs (programs switched by time of
+day) are refused: greenwave plans and checks each signal against one program, and SUMO would run
+another one from the WAUT's switch on (or from the start).
 """
 
 from __future__ import annotations
@@ -231,6 +232,16 @@ def _apply_additional(programs: dict[str, Program], add_file: Path, known_tls: s
         root = ET.parse(add_file).getroot()
     except (ET.ParseError, OSError) as exc:
         raise NetworkError(f"cannot read additional file {add_file}: {exc}") from exc
+
+    waut = root.find(".//WAUT")
+    if waut is not None:
+        signals = sorted({j.get("junctionID", "?") for j in root.iter("wautJunction")
+                          if j.get("wautID") == waut.get("id")})
+        raise NetworkError(
+            f"additional file {add_file}: WAUT '{waut.get('id', '?')}' switches the programs of "
+            f"{', '.join(signals) or 'its signals'} by time of day, which greenwave cannot follow (it plans and "
+            "checks every signal against one program, the one loaded last): remove the WAUT, or give the "
+            "program that runs during the scenario as the last one loaded")
 
     for tl in root.iter("tlLogic"):
         tls_id = tl.get("id")

@@ -109,6 +109,17 @@ def test_off_program_removes_the_signal_program(tmp_path: Path) -> None:
     assert "B1" in net.programs
 
 
+def test_a_waut_is_refused_naming_it_and_its_signals(tmp_path: Path) -> None:
+    # programs switched by time of day: greenwave would plan and check against the wrong one
+    waut = tmp_path / "waut.add.xml"
+    waut.write_text('<additional><WAUT refTime="0" id="w1" startProg="ev">'
+                    '<wautSwitch time="1200" to="0"/></WAUT>'
+                    '<wautJunction wautID="w1" junctionID="B1"/><wautJunction wautID="w1" junctionID="D1"/>'
+                    '</additional>')
+    with pytest.raises(NetworkError, match=r"waut\.add\.xml: WAUT 'w1' switches the programs of B1, D1 by time"):
+        load_network(LINE5, [DATA / "line5_ev.add.xml", waut])
+
+
 def test_missing_net_file() -> None:
     with pytest.raises(NetworkError, match=r"nope\.net\.xml"):
         load_network(DATA / "nope.net.xml")
