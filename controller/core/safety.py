@@ -77,6 +77,10 @@ class SafetyConfig:
     min_green_floor_s: float = MIN_GREEN_FLOOR_S
     default_yellow_s: float = 3.0
     max_presence_s: float = 180.0
+    # The simulation's step: a duration the program gives is required as SUMO can show it, in
+    # whole steps rounded down (at 0.7 s SUMO itself shows a 2 s clearance as 1.4 s, under every
+    # controller; the planner counts in steps rounded up, so it never shows less than the program).
+    step_s: float = 1.0
 
     def __post_init__(self) -> None:
         if not self.min_green_floor_s >= MIN_GREEN_FLOOR_S:
@@ -85,6 +89,12 @@ class SafetyConfig:
             raise ValueError(f"default_yellow_s must be >= 0 s, got {self.default_yellow_s}")
         if not self.max_presence_s > 0.0:
             raise ValueError(f"max_presence_s must be > 0 s, got {self.max_presence_s}")
+        if not self.step_s > 0.0:
+            raise ValueError(f"step_s must be > 0 s, got {self.step_s}")
+
+    def shown_s(self, duration_s: float) -> float:
+        """``duration_s`` as SUMO shows it at this step: whole steps, rounded down."""
+        return math.floor(duration_s / self.step_s + 1e-6) * self.step_s
 
 
 @dataclass(frozen=True)
@@ -240,8 +250,9 @@ class ProgramRules:
                                 break
                             gap_s += lo[pk]
                             k = pk
+        shown = config.shown_s
         clearance = tuple(
-            tuple(min(found[M][L], max_all_red_s) if found[M][L] != inf else all_red_s for L in range(n))
+            tuple(shown(min(found[M][L], max_all_red_s) if found[M][L] != inf else all_red_s) for L in range(n))
             for M in range(n)
         )
         conflicts = tuple(
@@ -256,9 +267,9 @@ class ProgramRules:
             tls_id=program.tls_id,
             program_id=program.program_id,
             link_count=n,
-            required_yellow_s=tuple(required_yellow),
-            min_green_s=tuple(min_green),
-            own_min_green_s=tuple(own_min_green),
+            required_yellow_s=tuple(shown(x) for x in required_yellow),
+            min_green_s=tuple(shown(x) for x in min_green),
+            own_min_green_s=tuple(shown(x) for x in own_min_green),
             transitions=tuple(transitions),
             green_sets=green_sets,
             compatible=tuple(compatible),

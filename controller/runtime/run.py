@@ -156,7 +156,7 @@ def run(
     check_controller(controller_name)
     free_flow = free_flow_times(setup, setup.evs, backend=backend)
     programs = {tls: setup.network.programs[tls] for tls in setup.watched_tls}
-    monitor = SafetyMonitor(programs, safety or SafetyConfig())
+    monitor = SafetyMonitor(programs, safety or SafetyConfig(step_s=setup.step_length_s))
     progress = {ev.ev_id: EvProgress(ev.ev_id, ev.corridor) for ev in setup.evs}
     trace = TraceRecorder({ev.ev_id: ev.ev_type for ev in setup.evs})
     timing = _Timing()

@@ -168,7 +168,7 @@ class SimService:
         self._stages: dict[str, tuple[str, tuple[str, ...]]] = {}
         self._sim: SumoAdapter | None = None
         self._controller: PreemptionController | None = None
-        self._monitor = SafetyMonitor({}, SafetyConfig())
+        self._monitor = SafetyMonitor({}, SafetyConfig(step_s=setup.step_length_s))
         self._seq = 0
         self._ended = False
 

@@ -213,6 +213,28 @@ def test_s1_yellow_cut_short_at_half_second_steps() -> None:
     assert feed(watch, segs, 0.5) == []
 
 
+def test_durations_are_required_as_sumo_shows_them_at_the_step() -> None:
+    # At 0.7 s steps SUMO itself shows P2's 3 s yellow as 2.8 s and its 2 s all-red as 1.4 s (whole
+    # steps, rounded down): that is the program running, not a violation; one step less is.
+    assert SafetyConfig(step_s=0.7).shown_s(3.0) == pytest.approx(2.8)
+    assert SafetyConfig(step_s=0.7).shown_s(2.0) == pytest.approx(1.4)
+    assert SafetyConfig(step_s=0.5).shown_s(3.0) == 3.0 and SafetyConfig().shown_s(2.5) == 2.0
+
+    def run(yellow_steps: int, red_steps: int) -> list[Violation]:
+        watch = SignalWatch(P2, SafetyConfig(step_s=0.7))
+        states = ["rG"] * 10 + ["ry"] * 4 + ["rr"] * 2 + ["Gr"] * 15 + ["yr"] * yellow_steps + ["rr"] * red_steps \
+            + ["rG"] * 15
+        found: list[Violation] = []
+        for k, state in enumerate(states):
+            found += watch.observe(k * 0.7, state, ORIGINAL)
+        return found
+
+    assert run(4, 2) == []
+    assert count(run(3, 2)) == only("S1") and count(run(4, 1)) == only("S2")
+    with pytest.raises(ValueError, match="step_s"):
+        SafetyConfig(step_s=0.0)
+
+
 def test_s1_green_to_red_without_yellow() -> None:
     watch = SignalWatch(P2)
     found = feed(watch, [("rr", 2), ("Gr", 10), ("rr", 3), ("rG", 10)])
