@@ -209,6 +209,11 @@ def run(
             f"simulating {setup.begin_s:g}-{setup.end_s:g} s with controller '{controller_name}' ...",
             highlight=False,
         )
+        for ev in setup.evs:
+            if not ev.corridor.junctions:
+                console.print(f"greenwave: note: EV '{ev.ev_id}' crosses no traffic light on its route "
+                              f"({ev.route[0]} to {ev.route[-1]}): there is nothing to preempt for it",
+                              highlight=False)
         with _RunProgress(console, setup.begin_s, setup.end_s, len(setup.evs)) as progress:
             summary = run_simulation(setup, controller_name, backend="traci" if backend == "traci" else "libsumo",
                                      gui=gui, on_progress=progress, budget_ms=budget_ms, speed=speed,

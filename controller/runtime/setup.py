@@ -16,7 +16,7 @@ from controller.core.corridor import Corridor, build_corridor
 from controller.core.greenwave import PRIORITY
 from controller.core.network import Network
 from controller.core.routing import fastest_route, validate_route
-from controller.errors import ScenarioError
+from controller.errors import GreenwaveError, NetworkError, ScenarioError
 from controller.runtime.outputs import CROSS_STREETS_FILE
 from controller.scenario import EvSpec, Scenario
 from controller.sim.netload import load_network
@@ -104,12 +104,18 @@ def _write_cross_street_data(path: Path, network: Network, plans: Sequence[EvPla
 def _plan_evs(network: Network, evs: Sequence[EvSpec]) -> tuple[EvPlan, ...]:
     plans = []
     for ev in evs:
-        if ev.route is not None:
-            validate_route(network, ev.route)
-            route = tuple(ev.route)
-        else:
-            assert ev.from_edge is not None and ev.to_edge is not None  # guaranteed by EvSpec
-            route = fastest_route(network, ev.from_edge, ev.to_edge)
+        try:
+            if ev.route is not None:
+                validate_route(network, ev.route)
+                route = tuple(ev.route)
+            else:
+                assert ev.from_edge is not None and ev.to_edge is not None  # guaranteed by EvSpec
+                for end, edge in (("from", ev.from_edge), ("to", ev.to_edge)):
+                    if edge not in network.edges:
+                        raise NetworkError(f"its {end} edge '{edge}' is not in network {network.source or '<network>'}")
+                route = fastest_route(network, ev.from_edge, ev.to_edge)
+        except GreenwaveError as e:  # which EV, then what is wrong with it
+            raise type(e)(f"EV '{ev.id}' ({_describe(ev)}): {e}") from None
         plans.append(
             EvPlan(
                 ev_id=ev.id,
@@ -121,6 +127,11 @@ def _plan_evs(network: Network, evs: Sequence[EvSpec]) -> tuple[EvPlan, ...]:
             )
         )
     return tuple(plans)
+
+
+def _describe(ev: EvSpec) -> str:
+    where = f"route {' '.join(ev.route)}" if ev.route is not None else f"from {ev.from_edge} to {ev.to_edge}"
+    return f"{where}, departing at {ev.depart_s:g} s"
 
 
 def _finish(
@@ -246,14 +257,14 @@ def prepare_sumocfg(
         config_end = inputs.end_s if inputs.end_s is not None and inputs.end_s >= 0 else None  # SUMO: -1, no end
         if config_end is not None and config_end <= last_depart:
             raise ScenarioError(
-                f"{sumocfg}: an emergency departs at {last_depart:g} s, not before the configuration's end "
-                f"({config_end:g} s): give --end to simulate longer"
+                f"{sumocfg}: EV '{max(evs, key=lambda e: e.depart_s).id}' departs at {last_depart:g} s, not "
+                f"before the configuration's end ({config_end:g} s): give --end to simulate longer"
             )
         end_s = config_end if config_end is not None else last_depart + 1800.0
-    if last_depart < begin or last_depart >= end_s:
-        raise ScenarioError(
-            f"{sumocfg}: an emergency departs at {last_depart} s, outside the simulation [{begin}, {end_s})"
-        )
+    for ev in evs:
+        if ev.depart_s < begin or ev.depart_s >= end_s:
+            raise ScenarioError(f"{sumocfg}: EV '{ev.id}' departs at {ev.depart_s:g} s, outside the simulation "
+                                f"[{begin:g}, {end_s:g}) s")
     return _finish(
         name=sumocfg.stem,
         source=str(sumocfg),

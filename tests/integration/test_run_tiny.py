@@ -130,6 +130,15 @@ def test_user_config_folder_is_left_untouched(tmp_path: Path, tiny_net: Path) ->
     spec = EvSpec.model_validate({"id": "e1", "from": "left1A1", "to": "C1right1", "depart_s": 250.0})
     setup = prepare_sumocfg(user / "noend.sumocfg", [spec], seed=1, out_dir=tmp_path / "noend")
     assert setup.end_s == 250.0 + 1800.0
+    # which EV, and which of its edges, is wrong; every EV's departure is checked, not only the last
+    cfg = str(user / "run.sumocfg")
+    bad = CliRunner().invoke(main, ["run", "--sumocfg", cfg, "--ev", "left1A1,C1right1,20", "--ev", "left1A1,NOPE,30",
+                                    "--out", str(tmp_path / "bad")])
+    assert bad.exit_code == 2 and "EV 'ev2' (from left1A1 to NOPE, departing at 30 s): its to edge 'NOPE'" in bad.output
+    early = CliRunner().invoke(main, ["run", "--sumocfg", str(user / "noend.sumocfg"), "--end", "100",
+                                      "--ev", "left1A1,C1right1,-5", "--ev", "left1A1,C1right1,30",
+                                      "--out", str(tmp_path / "early")])
+    assert early.exit_code == 2 and "EV 'ev1' departs at -5 s, outside the simulation [0, 100) s" in early.output
 
 
 def test_paced_run_follows_the_wall_clock_and_reports_jitter(scenario: Path, tmp_path: Path) -> None:
