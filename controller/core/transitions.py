@@ -207,8 +207,11 @@ def next_state(timing: SignalTiming, clock: DisplayClock, target: str, t_s: floa
                 new[i] = "r"
         else:
             new[i] = "r" if c not in "rs" else c
-            if not want_green and clock.elapsed_s(i, t_s, dt_s) < timing.clearance_s - EPS_S:
-                ready = False  # a link that turned red lately: red clearance still running
+            if clock.elapsed_s(i, t_s, dt_s) < timing.clearance_s - EPS_S:
+                # a link that turned red lately: red clearance still running, before the greens
+                # of others and before its own green again (a yellow is followed by the full red
+                # clearance even where the same movement is served again at once)
+                ready = False
     if ready:
         return target
     candidate = "".join(new)
@@ -235,13 +238,14 @@ def time_to_show_s(timing: SignalTiming, clock: DisplayClock, target: str, t_s: 
             red_from = yellow_from + timing.yellow_s[i]
         elif cls == YELLOW:
             red_from = max(t_s + dt_s, clock.since_s[i] + timing.yellow_s[i])
-            if want_green:  # yellow, then red for at least a step, then green again
+            if want_green:  # yellow, then red for the clearance (at least a step), then green again
                 any_change = True
-                cleared_at = max(cleared_at, red_from + dt_s)
+                cleared_at = max(cleared_at, red_from + max(dt_s, timing.clearance_s))
                 continue
         else:
             red_from = clock.since_s[i]
             if want_green:
+                cleared_at = max(cleared_at, red_from + timing.clearance_s)  # red lately: its clearance
                 continue
         any_change = True
         red_at = max(red_at, red_from)

@@ -474,10 +474,10 @@ def test_request_vanishing_during_entry_hands_back() -> None:
     r.run_until(120, until(54, req()))  # cancelled at 54, during entry (B yellow from 53)
     rec = r.planner.records()[0]
     assert rec.entry_s == 52.0 and rec.dwell_s is None and rec.exit_s == 54.0
-    # B's yellow runs in full (53..56), then red (57), then B again (phase 3, no conflicting
-    # link to clear: A has been red since 33) and the program takes over there
-    assert r.changes("J", 50, 62) == [(50, "rrGg"), (53, "rryy"), (57, "rrrr"), (58, "rrGg")]
-    assert [(t, c.phase) for t, c in r.commands if c.kind == "restore"] == [(58, 3)]
+    # B's yellow runs in full (53..56), then red for the clearance (57, 58), then B again (phase
+    # 3: A has been red since 33) and the program takes over there
+    assert r.changes("J", 50, 62) == [(50, "rrGg"), (53, "rryy"), (57, "rrrr"), (59, "rrGg")]
+    assert [(t, c.phase) for t, c in r.commands if c.kind == "restore"] == [(59, 3)]
     assert r.planner.stage("J") == "idle" and r.signals["J"].online is None
     assert r.safety() == [] and r.finish() == []
 

@@ -89,9 +89,13 @@ def test_time_to_show_predicts_the_switch() -> None:
 
 
 def test_yellow_already_running_is_never_shortened_nor_reversed() -> None:
-    # A is yellow since t=50 (the program ended it); the EV wants A back at t=51.
+    # A is yellow since t=50 (the program ended it); the EV wants A back at t=51: the yellow runs
+    # in full, then the red clearance (2 s), as before any green, then A again
     got = _changes(_drive("yyrr", 50.0, "Ggrr", 51.0, 10))
-    assert got == [(51.0, "yyrr"), (53.0, "rrrr"), (54.0, "Ggrr")]
+    assert got == [(51.0, "yyrr"), (53.0, "rrrr"), (55.0, "Ggrr")]
+    clock = DisplayClock(4)
+    clock.observe(50.0, "yyrr")
+    assert time_to_show_s(SignalTiming.from_program(PROG), clock, "Ggrr", 51.0, 1.0) == 4.0  # shown at 55
 
 
 def test_extension_keeps_green_and_drops_only_the_permissive_partner() -> None:
