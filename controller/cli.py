@@ -28,16 +28,19 @@ def _parse_ev(raw: str, n: int) -> Any:
     from controller.scenario import EvSpec
 
     parts = [p.strip() for p in raw.split(",")]
-    if len(parts) not in (3, 4) or not all(parts[:3]):
-        raise ScenarioError(f"--ev '{raw}': expected FROM_EDGE,TO_EDGE,DEPART[,TYPE]")
+    if len(parts) not in (3, 4, 5) or not all(parts[:3]):
+        raise ScenarioError(f"--ev '{raw}': expected FROM_EDGE,TO_EDGE,DEPART[,TYPE[,ID]]")
     try:
         depart = float(parts[2])
     except ValueError:
         raise ScenarioError(f"--ev '{raw}': DEPART '{parts[2]}' is not a number of seconds") from None
-    ev_type = parts[3] if len(parts) == 4 else "ambulance"
+    ev_type = parts[3] if len(parts) >= 4 and parts[3] else "ambulance"
     if ev_type not in PRIORITY:
         raise ScenarioError(f"--ev '{raw}': TYPE '{ev_type}' is not one of {', '.join(PRIORITY)}")
-    return EvSpec.model_validate({"id": f"ev{n}", "from": parts[0], "to": parts[1], "depart_s": depart,
+    ev_id = parts[4] if len(parts) == 5 and parts[4] else f"ev{n}"
+    if any(c.isspace() for c in ev_id):
+        raise ScenarioError(f"--ev '{raw}': ID '{ev_id}' contains white space")
+    return EvSpec.model_validate({"id": ev_id, "from": parts[0], "to": parts[1], "depart_s": depart,
                                   "type": ev_type})
 
 
@@ -137,8 +140,9 @@ def main() -> None:
 @click.option("--gui", is_flag=True, help="Show sumo-gui (runs over TraCI).")
 @click.option("--sumocfg", type=click.Path(path_type=Path), default=None,
               help="Run a SUMO configuration of your own instead of a scenario file.")
-@click.option("--ev", "evs", multiple=True, metavar="FROM,TO,DEPART[,TYPE]",
-              help="With --sumocfg: an emergency vehicle from edge FROM to edge TO departing at DEPART s.")
+@click.option("--ev", "evs", multiple=True, metavar="FROM,TO,DEPART[,TYPE[,ID]]",
+              help="With --sumocfg: an emergency vehicle from edge FROM to edge TO departing at DEPART s "
+                   "(its vehicle id: ID, default ev1, ev2, ... in order).")
 @click.option("--end", "end_s", type=float, default=None,
               help="With --sumocfg: simulation end in s [default: the config's end, or last EV depart + 1800].")
 @click.option("--detect-range", "detect_range_m", type=click.FloatRange(min=1.0), default=None,

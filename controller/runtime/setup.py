@@ -6,6 +6,8 @@ All files a run writes go under its output folder: generated demand and vehicle 
 
 from __future__ import annotations
 
+import gzip
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -129,6 +131,32 @@ def _plan_evs(network: Network, evs: Sequence[EvSpec]) -> tuple[EvPlan, ...]:
     return tuple(plans)
 
 
+_ID_IN_ROUTES = re.compile(rb'<(vehicle|trip|flow|person)\b[^>]*?\bid="([^"]*)"')
+
+
+def _check_ids_free(route_files: Sequence[Path], ids: Sequence[str]) -> None:
+    """An EV id that a vehicle of the route files has already: an error now, naming both, rather
+    than SUMO refusing one of them during the run."""
+    seen: set[str] = set()
+    for ev_id in ids:
+        if ev_id in seen:
+            raise ScenarioError(f"EV id '{ev_id}' is given twice")
+        seen.add(ev_id)
+    wanted = {i.encode() for i in ids}
+    for path in route_files:
+        try:
+            opener = gzip.open if path.suffix == ".gz" else open
+            with opener(path, "rb") as f:
+                for line in f:
+                    for tag, found in _ID_IN_ROUTES.findall(line):
+                        if found in wanted:
+                            raise ScenarioError(
+                                f"{path}: a {tag.decode()} '{found.decode()}' is there already: give the EV another "
+                                "id (--ev FROM,TO,DEPART,TYPE,ID)")
+        except OSError:
+            continue  # unreadable: SUMO names it when it loads the file
+
+
 def _describe(ev: EvSpec) -> str:
     where = f"route {' '.join(ev.route)}" if ev.route is not None else f"from {ev.from_edge} to {ev.to_edge}"
     return f"{where}, departing at {ev.depart_s:g} s"
@@ -148,6 +176,7 @@ def _finish(
     seed: int,
     bluelight: bool,
 ) -> RunSetup:
+    _check_ids_free(inputs.route_files, [ev.id for ev in evs])
     inputs_dir = out_dir / "inputs"
     inputs_dir.mkdir(parents=True, exist_ok=True)
     additionals = tuple(redirect_additional_outputs(a, out_dir) for a in inputs.additional_files)

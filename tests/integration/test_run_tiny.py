@@ -139,6 +139,17 @@ def test_user_config_folder_is_left_untouched(tmp_path: Path, tiny_net: Path) ->
                                       "--ev", "left1A1,C1right1,-5", "--ev", "left1A1,C1right1,30",
                                       "--out", str(tmp_path / "early")])
     assert early.exit_code == 2 and "EV 'ev1' departs at -5 s, outside the simulation [0, 100) s" in early.output
+    # an EV id that a vehicle of the route files has: named before the run; --ev's ID avoids it
+    (user / "cars.rou.xml").write_text('<routes><trip id="ev1" depart="5" from="left1A1" to="C1right1"/></routes>')
+    (user / "cars.sumocfg").write_text(
+        '<configuration><input><net-file value="net.net.xml"/><route-files value="cars.rou.xml"/></input>'
+        '<time><begin value="0"/><end value="150"/></time></configuration>')
+    clash = CliRunner().invoke(main, ["run", "--sumocfg", str(user / "cars.sumocfg"), "--ev", "left1A1,C1right1,20",
+                                      "--out", str(tmp_path / "clash")])
+    assert clash.exit_code == 2 and "cars.rou.xml: a trip 'ev1' is there already" in clash.output, clash.output
+    s = run_ok(["run", "--sumocfg", str(user / "cars.sumocfg"), "--ev", "left1A1,C1right1,20,fire,amb-7",
+                "--out", str(tmp_path / "named")])
+    assert [(e["id"], e["type"]) for e in s["evs"]] == [("amb-7", "fire")] and s["evs"][0]["arrival"] is not None
 
 
 def test_paced_run_follows_the_wall_clock_and_reports_jitter(scenario: Path, tmp_path: Path) -> None:
