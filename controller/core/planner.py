@@ -222,16 +222,24 @@ def _phase_start_s(program: Program, phase: int) -> float:
 
 
 def synced_duration_s(program: Program, phase: int, cycle_start_s: float, t_s: float,
-                      min_s: float) -> tuple[float, bool]:
+                      min_s: float, share: float = 0.5) -> tuple[float, bool]:
     """How long ``phase``, entered at ``t_s``, runs: until the program's own schedule (a cycle
-    began at ``cycle_start_s``) next ends it, and whether that keeps it in step; where that end
-    is less than ``min_s`` away, ``min_s`` (the program then runs the difference late). Never
-    until the end a cycle later: that held one phase green, and the others red, for a cycle and
-    more (a 30 s phase shown for 98 s)."""
+    began at ``cycle_start_s``) next ends it, and whether that keeps it in step. Where that end is
+    less than ``min_s`` away, or so far that the phase would run longer than its duration plus
+    what an in-step re-entry may pass over before it (``share`` of the longest phase, and the
+    phases without a green or with a yellow), ``min_s``: the program then runs out of step by the
+    difference. Never until an end a cycle later: that held one phase green, and the others red,
+    for a cycle and more (a 30 s phase shown for 98 s, a 6 s one for 93 s)."""
     cycle = program.cycle_s
-    end = cycle_start_s + _phase_start_s(program, phase) + program.phases[phase].duration_s
+    duration = program.phases[phase].duration_s
+    end = cycle_start_s + _phase_start_s(program, phase) + duration
     end += math.ceil((t_s - end) / cycle + 1e-9) * cycle  # the first end after t_s
-    return (end - t_s, True) if end - t_s >= min_s - 1e-9 else (min_s, False)
+    passed = share * max(p.duration_s for p in program.phases) + sum(
+        p.duration_s for p in program.phases
+        if any(is_yellow(c) for c in p.state) or not any(is_green(c) for c in p.state))
+    if min_s - 1e-9 <= end - t_s <= duration + passed + 1e-9:
+        return end - t_s, True
+    return min_s, False
 
 
 class Planner:
@@ -458,13 +466,13 @@ class Planner:
             # (far from the limit every hand-back fits: _handback_s is at most 3 switch bounds + 6 steps)
             near_limit = t_s + 3.0 * j.timing.switch_bound_s + 7.0 * cfg.step_s >= limit
             if t_s - j.entry_s >= cfg.max_presence_s or (
-                    near_limit and t_s + cfg.step_s + self._handback_s(j, t_s) >= limit):
+                    near_limit and t_s + cfg.step_s + self._handback_bound_s(j, t_s) >= limit):
                 for r in reqs:
                     j.lockout[r.ev_id] = math.inf  # from the hand-back on, lockout_s (see _lockouts_from)
                 return self._begin_exit(j, t_s, "max presence")
             target, phase, served = merge_targets(j.timing, reqs)
             if (near_limit and target != j.target and target != j.clock.state
-                    and t_s + cfg.step_s + self._handback_s(j, t_s, target) >= limit):
+                    and t_s + cfg.step_s + self._handback_bound_s(j, t_s, target) >= limit):
                 # no room for another switch-over and its hand-back: hand back now; the
                 # requests not served so far get a fresh entry (and presence) after it
                 for ev_id, _ in j.serving:
@@ -576,7 +584,7 @@ class Planner:
         # seen at t + step + remaining, where the schedule's own switches are seen
         shown_s = t_s + self.config.step_s
         remaining, in_step = synced_duration_s(program, phase, j.cycle_start_s, shown_s,
-                                               self._min_reentry_s(j, phase, t_s))
+                                               self._min_reentry_s(j, phase, t_s), self.config.sync_min_share)
         return remaining, shown_s + remaining if in_step else None
 
     def _median_needs(self, j: JunctionControl, t_s: float, reqs: list[ServiceRequest]) -> list[ServiceRequest]:
@@ -643,6 +651,12 @@ class Planner:
         after = (max((timing.min_green_s[i] for i in greens), default=0.0)
                  + max((timing.yellow_s[i] for i in greens), default=0.0) + timing.clearance_s)
         return time_to_show_s(timing, j.clock, target, t_s, dt) + after + hold + 3 * dt
+
+    def _handback_bound_s(self, j: JunctionControl, t_s: float, target: str | None = None) -> float:
+        """:meth:`_handback_s` for an exit starting now or on the next tick, whichever is longer:
+        an in-step re-entry phase can change from one tick to the next (one that keeps the
+        current green, then one that needs yellow and clearance first)."""
+        return max(self._handback_s(j, t_s, target), self._handback_s(j, t_s + self.config.step_s, target))
 
     def _lockouts_from(self, j: JunctionControl, t_s: float) -> None:
         """The hand-back ends at ``t_s``: the lockouts of a max-presence exit run from now (from

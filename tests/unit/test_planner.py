@@ -312,12 +312,17 @@ def test_crossing_ends_dwell_then_exit_and_hand_back_at_the_cross_street_phase()
 
 def test_synced_duration_ends_the_phase_when_the_schedule_does() -> None:
     # PROG's cycle (71 s) began at 0: phase 3 (B) is scheduled 35..65, 106..136, ...
-    assert synced_duration_s(PROG, 3, 0.0, 69.0, 15.0) == (136.0 - 69.0, True)
     assert synced_duration_s(PROG, 3, 0.0, 110.0, 15.0) == (136.0 - 110.0, True)
+    assert synced_duration_s(PROG, 0, 142.0, 150.0, 15.0) == (172.0 - 150.0, True)  # a cycle began at 142
+    # entered a little before its scheduled run (106..136), as where the schedule's phase before
+    # it had too little left to show: it runs until the schedule ends it
+    assert synced_duration_s(PROG, 3, 0.0, 100.0, 15.0) == (136.0 - 100.0, True)
     # 11 s left: the minimum, 4 s past the schedule (not until the next cycle's end, 82 s)
     assert synced_duration_s(PROG, 3, 0.0, 125.0, 15.0) == (15.0, False)
-    assert synced_duration_s(PROG, 0, 142.0, 150.0, 15.0) == (172.0 - 150.0, True)  # a cycle began at 142
-    assert synced_duration_s(PROG, 3, 0.0, 136.0, 15.0) == (207.0 - 136.0, True)  # just ended: the next one
+    # just ended, or long before its run (more than 0.5 x 30 s + the 11 s of yellow and all-red
+    # phases): the minimum, not a phase stretched over most of a cycle (71 s, 67 s)
+    assert synced_duration_s(PROG, 3, 0.0, 136.0, 15.0) == (15.0, False)
+    assert synced_duration_s(PROG, 3, 0.0, 69.0, 15.0) == (15.0, False)
 
 
 def test_schedule_hand_back_keeps_the_program_in_step_with_its_schedule() -> None:
