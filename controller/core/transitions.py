@@ -228,9 +228,6 @@ def time_to_show_s(timing: SignalTiming, clock: DisplayClock, target: str, t_s: 
     red_at = t_s + dt_s  # when every link not green in the target is red
     cleared_at = t_s + dt_s
     any_change = False
-    # new greens wait for every link that goes red to show red for a step at least (the whole
-    # clearance where the program has an all-red)
-    step_red = dt_s if any(is_green(w) and c != GREEN for w, c in zip(target, clock.classes, strict=True)) else 0.0
     for i, want in enumerate(target):
         cls = clock.classes[i]
         want_green = is_green(want)
@@ -239,10 +236,8 @@ def time_to_show_s(timing: SignalTiming, clock: DisplayClock, target: str, t_s: 
         if cls == GREEN:
             yellow_from = max(t_s + dt_s, clock.since_s[i] + timing.min_green_s[i])
             red_from = yellow_from + timing.yellow_s[i]
-            cleared_at = max(cleared_at, red_from + step_red)
         elif cls == YELLOW:
             red_from = max(t_s + dt_s, clock.since_s[i] + timing.yellow_s[i])
-            cleared_at = max(cleared_at, red_from + step_red)
             if want_green:  # yellow, then red for the clearance (at least a step), then green again
                 any_change = True
                 cleared_at = max(cleared_at, red_from + max(dt_s, timing.clearance_s))
