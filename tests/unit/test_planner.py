@@ -777,3 +777,19 @@ def test_max_presence_exit_starts_early_where_the_hand_back_is_long() -> None:
     assert first.exit_s - first.entry_s < 170.0
     assert first.restored_s is not None and first.restored_s - first.entry_s <= 180.0
     assert r.safety() == [] and [v for v in r.violations if v.rule == "S5"] == []
+
+
+def test_the_presence_limit_counts_the_re_entry_the_exit_will_have() -> None:
+    # A static program whose in-step re-entry changes from one tick to the next near max presence
+    # (170 s): up to 292 the re-entry keeps the EV's green (GGrrr, a short hand-back), at 293 it
+    # is Grrrr (6 s yellow, 4 s all-red first). Judged on the re-entry of the tick the check runs,
+    # the exit started at 293 and the signal was back at 305, 181 s after its entry.
+    prog = Program("J", "0", "static", 0.0, (
+        Phase("Grrrr", 9, 9, 9, min_dur_given=False), Phase("yrrrr", 6, 6, 6), Phase("rrrrr", 4, 4, 4),
+        Phase("rGrrr", 15, 15, 15, min_dur_given=False), Phase("ryrrr", 6, 6, 6), Phase("rrrrr", 4, 4, 4),
+        Phase("GGrrr", 30, 30, 30, min_dur_given=False), Phase("yyrrr", 4, 4, 4)))
+    r = rig({"J": prog}, config=PlannerConfig(max_presence_s=170.0))
+    r.run_until(330, lambda t: [req("rGrrr", 3, eta=t + 10, need=t + 7)] if 123 <= t < 293 else [])
+    rec = r.planner.records()[0]
+    assert rec.entry_s == 123.0 and rec.restored_s is not None and rec.restored_s - rec.entry_s <= 180.0
+    assert r.safety() == [] and [v for v in r.violations if v.rule == "S5"] + r.finish() == []

@@ -197,3 +197,21 @@ def test_generator_never_violates_s1_to_s4(data: st.DataObject, prog: Program) -
                     sig.online = cmd
         sig.advance(1.0)
     assert [v for v in violations if v.rule in ("S1", "S2", "S3", "S4")] == []
+
+
+def test_time_to_show_counts_a_red_links_own_clearance_before_an_all_green_target() -> None:
+    # link 1 turned red at 3 (after its yellow); the all-green target waits its 2 s clearance
+    prog = Program("P", "0", "static", 0.0, (
+        Phase("Gr", 6, 6, 6, min_dur_given=False), Phase("yr", 3, 3, 3), Phase("rr", 1, 1, 1),
+        Phase("GG", 6, 6, 6, min_dur_given=False), Phase("yy", 3, 3, 3), Phase("rr", 2, 2, 2)))
+    timing = SignalTiming.from_program(prog)
+    clock = DisplayClock(2)
+    clock.observe(0.0, "Gy")
+    clock.observe(3.0, "Gr")
+    predicted = time_to_show_s(timing, clock, "GG", 3.0, 1.0)
+    shown, t = "Gr", 3.0
+    while shown != "GG":
+        clock.observe(t, shown)
+        shown = next_state(timing, clock, "GG", t, 1.0) or shown
+        t += 1.0
+    assert predicted == t - 3.0 == 2.0
