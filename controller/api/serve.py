@@ -90,15 +90,14 @@ def _take_folder(out: Path) -> IO[str]:
     """An exclusive lock on the output folder, held while the process runs (released when it ends):
     two instances writing SUMO's outputs and the audit log into one folder would spoil both."""
     try:
-        import fcntl
-    except ImportError:  # not POSIX: no lock
-        out.mkdir(parents=True, exist_ok=True)
-        return (out / ".serve.lock").open("a", encoding="utf-8")
-    try:
         out.mkdir(parents=True, exist_ok=True)
         handle = (out / ".serve.lock").open("a", encoding="utf-8")
     except OSError as e:
         raise GreenwaveError(f"--out '{out}': {e.strerror or e}") from None
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock
+        return handle
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:

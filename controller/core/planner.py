@@ -465,14 +465,12 @@ class Planner:
             limit = j.entry_s + cfg.presence_limit_s
             # (far from the limit every hand-back fits: _handback_s is at most 3 switch bounds + 6 steps)
             near_limit = t_s + 3.0 * j.timing.switch_bound_s + 7.0 * cfg.step_s >= limit
-            if t_s - j.entry_s >= cfg.max_presence_s or (
-                    near_limit and t_s + cfg.step_s + self._handback_bound_s(j, t_s) >= limit):
+            if t_s - j.entry_s >= cfg.max_presence_s or (near_limit and not self._fits(j, t_s, limit)):
                 for r in reqs:
                     j.lockout[r.ev_id] = math.inf  # from the hand-back on, lockout_s (see _lockouts_from)
                 return self._begin_exit(j, t_s, "max presence")
             target, phase, served = merge_targets(j.timing, reqs)
-            if (near_limit and target != j.target and target != j.clock.state
-                    and t_s + cfg.step_s + self._handback_bound_s(j, t_s, target) >= limit):
+            if near_limit and target not in (j.target, j.clock.state) and not self._fits(j, t_s, limit, target):
                 # no room for another switch-over and its hand-back: hand back now; the
                 # requests not served so far get a fresh entry (and presence) after it
                 for ev_id, _ in j.serving:
@@ -652,11 +650,15 @@ class Planner:
                  + max((timing.yellow_s[i] for i in greens), default=0.0) + timing.clearance_s)
         return time_to_show_s(timing, j.clock, target, t_s, dt) + after + hold + 3 * dt
 
-    def _handback_bound_s(self, j: JunctionControl, t_s: float, target: str | None = None) -> float:
-        """:meth:`_handback_s` for an exit starting now or on the next tick, whichever is longer:
-        an in-step re-entry phase can change from one tick to the next (one that keeps the
-        current green, then one that needs yellow and clearance first)."""
-        return max(self._handback_s(j, t_s, target), self._handback_s(j, t_s + self.config.step_s, target))
+    def _fits(self, j: JunctionControl, t_s: float, limit_s: float, target: str | None = None) -> bool:
+        """Would the signal be back in its program before ``limit_s`` with the exit starting on
+        the next tick (``target`` None) or after a switch to ``target``? :meth:`_handback_s` for
+        an exit starting now or on the next tick, whichever is longer: an in-step re-entry phase
+        can change from one tick to the next (one that keeps the current green, then one that
+        needs yellow and clearance first)."""
+        dt = self.config.step_s
+        longest = max(self._handback_s(j, t_s, target), self._handback_s(j, t_s + dt, target))
+        return t_s + dt + longest < limit_s
 
     def _lockouts_from(self, j: JunctionControl, t_s: float) -> None:
         """The hand-back ends at ``t_s``: the lockouts of a max-presence exit run from now (from

@@ -44,8 +44,8 @@ def fastest_route(
     """
     if cost not in ("length", "time"):
         raise ValueError(f"cost must be 'length' or 'time', not {cost!r}")
-    _require_edge(network, from_edge)
-    _require_edge(network, to_edge)
+    _require_edge(network, from_edge, "from")
+    _require_edge(network, to_edge, "to")
     if from_edge == to_edge:
         return (from_edge,)
 
@@ -101,12 +101,14 @@ def _src(network: Network) -> str:
     return network.source or "<network>"
 
 
-def _require_edge(network: Network, edge_id: str) -> None:
+def _require_edge(network: Network, edge_id: str, role: str = "") -> None:
+    """``role`` ("from", "to") names which end of a trip the edge is, in the error."""
+    what = f"{role} edge" if role else "edge"
     edge = network.edges.get(edge_id)
     if edge is None:
-        raise NetworkError(f"edge '{edge_id}' is not in network {_src(network)}")
+        raise NetworkError(f"{what} '{edge_id}' is not in network {_src(network)}")
     if edge.is_internal:
-        raise NetworkError(f"edge '{edge_id}' of network {_src(network)} is an internal edge, not a road")
+        raise NetworkError(f"{what} '{edge_id}' of network {_src(network)} is an internal edge, not a road")
 
 
 def _lane_allows(network: Network, lane_id: str) -> bool:
