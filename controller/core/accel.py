@@ -22,7 +22,7 @@ import tempfile
 from collections.abc import MutableSequence
 from pathlib import Path
 
-MODULES = ("eta", "planner", "greenwave", "transitions", "progress", "corridor", "snapshot")
+MODULES = ("eta", "planner", "greenwave", "transitions", "progress", "corridor", "snapshot", "states")
 _CORE = Path(__file__).resolve().parent
 _PACKAGE = _CORE.parent
 

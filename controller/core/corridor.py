@@ -16,8 +16,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from controller.core.network import Connection, Network, Program, is_green, is_yellow
+from controller.core.network import Connection, Network, Program
 from controller.core.routing import validate_route
+from controller.core.states import is_green, is_yellow
 from controller.errors import CorridorError
 
 DEFAULT_YELLOW_S = 3.0

@@ -180,7 +180,8 @@ class _Kinematics:
         n = len(self.limits)
         entry = [math.inf] * (n + 1)  # highest speed allowed at the start of segment k (n: the end)
         for k in range(n - 1, -1, -1):
-            entry[k] = min(self.limits[k], math.sqrt(entry[k + 1] ** 2 + 2 * self.b * (self.ends[k] - self.starts[k])))
+            reach = math.sqrt(math.pow(entry[k + 1], 2.0) + 2 * self.b * (self.ends[k] - self.starts[k]))
+            entry[k] = min(self.limits[k], reach)
         self.entry_cap = tuple(entry)
         self.top_speed = max(self.limits)
         # The saturated run: the fastest the EV can cross each segment, from the start. A run from
@@ -195,7 +196,7 @@ class _Kinematics:
             u, vc, p1, p2 = _segment(u, self.limits[k], self.entry_cap[k + 1], dist, self.a, self.b)
             sat.append((u, vc, p1, p2))
             cum.append(cum[-1] + _time_in(dist, u, vc, p1, p2, self.a, self.b))
-            u = math.sqrt(max(vc**2 - 2 * self.b * (dist - p2), 0.0))
+            u = math.sqrt(max(math.pow(vc, 2.0) - 2 * self.b * (dist - p2), 0.0))
         self._sat = tuple(sat)
         self._sat_u = tuple(x[0] for x in sat)
         self._sat_t = tuple(cum)  # seconds from the start of segment 0 to the start of segment k
@@ -213,7 +214,8 @@ class _Kinematics:
         """The highest speed the EV may have at ``x_m``: its limit there, and braking in time for
         slower segments ahead (what it crosses a stop line at in free flow)."""
         k = min(max(bisect.bisect_right(self.starts, x_m) - 1, 0), len(self.limits) - 1)
-        return min(self.limits[k], math.sqrt(self.entry_cap[k + 1] ** 2 + 2 * self.b * max(self.ends[k] - x_m, 0.0)))
+        reach = math.sqrt(math.pow(self.entry_cap[k + 1], 2.0) + 2 * self.b * max(self.ends[k] - x_m, 0.0))
+        return min(self.limits[k], reach)
 
     def times(
         self,
@@ -266,7 +268,7 @@ class _Kinematics:
             else:
                 x_end, w = self.ends[k], self.entry_cap[k + 1]
                 if end_speed_mps is not None:
-                    w = min(w, math.sqrt(end_v**2 + 2 * b * (terminal - x_end)))
+                    w = min(w, math.sqrt(math.pow(end_v, 2.0) + 2 * b * (terminal - x_end)))
             dist = max(x_end - x, 0.0)
             u, vc, p1, p2 = _segment(u, self.limits[k], w, dist, a, b)
             if end_speed_mps is None and u == self._sat_u[k] and x == self.starts[k]:
@@ -277,7 +279,7 @@ class _Kinematics:
                 if out[-1] > max_time_s:
                     return out
             t += _time_in(dist, u, vc, p1, p2, a, b)
-            u = math.sqrt(max(vc**2 - 2 * b * (dist - p2), 0.0))
+            u = math.sqrt(max(math.pow(vc, 2.0) - 2 * b * (dist - p2), 0.0))
             x = x_end
             k += 1
         out.extend([t] * (n_tgt - i))  # targets within _EPS_M past the end
@@ -305,22 +307,27 @@ class _Kinematics:
         return out
 
 
+# Squares are written math.pow(x, 2.0) in the kinematics: the same C pow() as x ** 2 (so the same
+# results to the bit, which x * x is not), called directly by the compiled core, where x ** 2 goes
+# through Python's generic power on boxed numbers.
+
+
 def _segment(u: float, limit: float, w: float, dist: float, a: float, b: float) -> tuple[float, float, float, float]:
     """Crossing ``dist`` m under ``limit`` to leave at most at ``w``, entering at most at ``u``: the
     entry speed (within the limit and the braking envelope), the top speed ``vc``, and where the
     acceleration ends (``p1``) and the braking starts (``p2``)."""
-    u = min(u, limit, math.sqrt(w**2 + 2 * b * dist))
+    u = min(min(u, limit), math.sqrt(math.pow(w, 2.0) + 2 * b * dist))  # (two-argument min: native when compiled)
     w_eff = min(w, limit)
     # phases: accelerate over [0, p1] to vc, cruise at vc over [p1, p2], brake over [p2, dist]
-    s_acc = (limit**2 - u**2) / (2 * a)
-    s_brk = (limit**2 - w_eff**2) / (2 * b)
+    s_acc = (math.pow(limit, 2.0) - math.pow(u, 2.0)) / (2 * a)
+    s_brk = (math.pow(limit, 2.0) - math.pow(w_eff, 2.0)) / (2 * b)
     if s_acc + s_brk <= dist:
         return u, limit, s_acc, dist - s_brk
-    meet = (w**2 - u**2 + 2 * b * dist) / (2 * (a + b)) if math.isfinite(w) else math.inf
+    meet = (math.pow(w, 2.0) - math.pow(u, 2.0) + 2 * b * dist) / (2 * (a + b)) if w < math.inf else math.inf
     if meet >= dist:
-        return u, math.sqrt(u**2 + 2 * a * dist), dist, dist
+        return u, math.sqrt(math.pow(u, 2.0) + 2 * a * dist), dist, dist
     p = max(meet, 0.0)
-    return u, math.sqrt(u**2 + 2 * a * p), p, p
+    return u, math.sqrt(math.pow(u, 2.0) + 2 * a * p), p, p
 
 
 def _time_in(d: float, u: float, vc: float, p1: float, p2: float, a: float, b: float) -> float:
@@ -406,12 +413,30 @@ class QueueAhead:
     red_for_s: float  # how long, from now, the EV's movement stays red (0 if green now and kept green)
 
 
-class Eta(NamedTuple):  # a tuple: made several times per EV and tick, cheaply
-    junction_index: int
-    eta_s: float  # absolute time
-    low_s: float
-    high_s: float
-    free_flow_s: float  # the kinematic part alone (absolute), for diagnostics
+class Eta:
+    """A predicted arrival at one junction (immutable by convention: made several times per EV
+    and tick, so a plain class with slots, which the compiled core builds natively)."""
+
+    __slots__ = ("eta_s", "free_flow_s", "high_s", "junction_index", "low_s")
+
+    def __init__(self, junction_index: int, eta_s: float, low_s: float, high_s: float, free_flow_s: float) -> None:
+        self.junction_index = junction_index
+        self.eta_s = eta_s  # absolute time
+        self.low_s = low_s
+        self.high_s = high_s
+        self.free_flow_s = free_flow_s  # the kinematic part alone (absolute), for diagnostics
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Eta) and (
+            self.junction_index, self.eta_s, self.low_s, self.high_s, self.free_flow_s
+        ) == (other.junction_index, other.eta_s, other.low_s, other.high_s, other.free_flow_s)
+
+    def __hash__(self) -> int:
+        return hash((self.junction_index, self.eta_s, self.low_s, self.high_s, self.free_flow_s))
+
+    def __repr__(self) -> str:
+        return (f"Eta(junction_index={self.junction_index}, eta_s={self.eta_s!r}, low_s={self.low_s!r}, "
+                f"high_s={self.high_s!r}, free_flow_s={self.free_flow_s!r})")
 
 
 class EtaPredictor:
@@ -502,7 +527,8 @@ class EtaPredictor:
 
         Ignored when not after the last observation or not finite.
         """
-        if not (math.isfinite(t_s) and math.isfinite(position_m) and math.isfinite(speed_mps)):
+        inf = math.inf
+        if not (-inf < t_s < inf and -inf < position_m < inf and -inf < speed_mps < inf):  # finite (not NaN)
             return
         if self._samples and t_s <= self._samples[-1][0]:
             return

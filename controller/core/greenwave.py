@@ -23,10 +23,11 @@ from typing import Literal, NamedTuple, get_args
 
 from controller.core.corridor import Corridor, CorridorJunction, approach_links
 from controller.core.eta import Eta, EtaConfig, EtaLog, EtaPredictor, EvDynamics, QueueAhead, build_profile
-from controller.core.network import Network, Program, is_green
+from controller.core.network import Network, Program
 from controller.core.planner import Planner, PlannerConfig, ServiceRequest, Stage
 from controller.core.progress import EvProgress
 from controller.core.snapshot import SignalCommand, Snapshot, VehicleState
+from controller.core.states import is_green
 
 Mode = Literal["greenwave", "local"]
 ExclusiveService = Literal["whole", "discharge", "ev-lane", "own-turn"]  # see ControllerConfig
@@ -452,20 +453,29 @@ class PreemptionController:
         approach only the halted ones (the others are behind it or moving with it); further
         ahead every vehicle on the approach lanes, which will be queued there if it is red when
         they arrive (this is what makes queues not cascade from junction to junction)."""
+        # (explicit loops rather than max() over generators: this runs for every junction ahead
+        # of every EV on every tick, and the compiled core runs loops natively)
         states = snapshot.lanes
         lanes = [states[ln] for ln in j.approach_lanes if ln in states]
         if not lanes:
             return 0
+        most = 0
         if not self.config.count_moving:
-            return max(ln.halting for ln in lanes)
+            for ln in lanes:
+                most = max(most, ln.halting)
+            return most
         if vehicle is None or vehicle.road_id != j.approach_edge:
-            return max(ln.vehicles for ln in lanes)
+            for ln in lanes:
+                most = max(most, ln.vehicles)
+            return most
         # on the approach: the halted vehicles are ahead of it, and of the others about the share
         # of the lane that lies ahead (uniform density)
         edge = self.network.edges.get(j.approach_edge)
         ahead = max(0.0, 1.0 - vehicle.lane_pos_m / edge.length_m) if edge and edge.length_m > 0 else 1.0
-        return max(max(ln.halting, round((ln.vehicles - 1 if ln.lane_id == vehicle.lane_id else ln.vehicles) * ahead))
-                   for ln in lanes)
+        for ln in lanes:
+            moving = ln.vehicles - 1 if ln.lane_id == vehicle.lane_id else ln.vehicles
+            most = max(max(most, ln.halting), round(moving * ahead))
+        return most
 
     def stop(self) -> list[SignalCommand]:
         self.planner.stop()

@@ -10,21 +10,13 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-GREEN_CHARS = frozenset("Gg")
-YELLOW_CHARS = frozenset("yYu")
-RED_CHARS = frozenset("rs")
-
-
-def is_green(c: str) -> bool:
-    return c in GREEN_CHARS
-
-
-def is_yellow(c: str) -> bool:
-    return c in YELLOW_CHARS
-
-
-def is_red(c: str) -> bool:
-    return c in RED_CHARS
+# re-exported: the state characters are defined in controller.core.states (compiled with the core)
+from controller.core.states import GREEN_CHARS as GREEN_CHARS
+from controller.core.states import RED_CHARS as RED_CHARS
+from controller.core.states import YELLOW_CHARS as YELLOW_CHARS
+from controller.core.states import is_green as is_green
+from controller.core.states import is_red as is_red
+from controller.core.states import is_yellow as is_yellow
 
 
 @dataclass(frozen=True)

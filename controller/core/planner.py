@@ -28,14 +28,14 @@ same program phase) are served together. Pure: time is an argument, commands are
 from __future__ import annotations
 
 import math
-import statistics
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, NamedTuple
+from typing import Literal
 
-from controller.core.network import Program, is_green, is_yellow
+from controller.core.network import Program
 from controller.core.snapshot import SignalCommand, SignalState
+from controller.core.states import is_green, is_yellow
 from controller.core.transitions import DisplayClock, SignalTiming, next_state, time_to_show_s
 
 Stage = Literal["idle", "armed", "entry", "dwell", "exit"]
@@ -74,22 +74,57 @@ class PlannerConfig:
     sync_min_share: float = 0.5
 
 
-class ServiceRequest(NamedTuple):  # a tuple: made several times per EV and tick, cheaply
-    """One EV asking one signal to serve its approach."""
+class ServiceRequest:
+    """One EV asking one signal to serve its approach (immutable by convention: made several
+    times per EV and tick, so a plain class with slots, which the compiled core builds natively)."""
 
-    ev_id: str
-    priority: int  # 1 fire/ambulance, 2 police, 3 transit
-    tls_id: str
-    junction_index: int  # in the EV's corridor
-    target: str  # state serving the approach: a program phase's greens or a subset of them
-    phase: int  # the program phase the target comes from
-    eta_s: float
-    need_green_by_s: float  # when the approach must show green
-    start_now: bool = False  # local (detector) preemption: switch as soon as detected
+    __slots__ = ("eta_s", "ev_id", "junction_index", "need_green_by_s", "phase", "priority", "start_now", "target",
+                 "tls_id")
+
+    def __init__(
+        self,
+        ev_id: str,
+        priority: int,  # 1 fire/ambulance, 2 police, 3 transit
+        tls_id: str,
+        junction_index: int,  # in the EV's corridor
+        target: str,  # state serving the approach: a program phase's greens or a subset of them
+        phase: int,  # the program phase the target comes from
+        eta_s: float,
+        need_green_by_s: float,  # when the approach must show green
+        start_now: bool = False,  # local (detector) preemption: switch as soon as detected
+    ) -> None:
+        self.ev_id = ev_id
+        self.priority = priority
+        self.tls_id = tls_id
+        self.junction_index = junction_index
+        self.target = target
+        self.phase = phase
+        self.eta_s = eta_s
+        self.need_green_by_s = need_green_by_s
+        self.start_now = start_now
 
     @property
     def key(self) -> tuple[str, int]:
         return (self.ev_id, self.junction_index)
+
+    def _fields(self) -> tuple[str, int, str, int, str, int, float, float, bool]:
+        return (self.ev_id, self.priority, self.tls_id, self.junction_index, self.target, self.phase, self.eta_s,
+                self.need_green_by_s, self.start_now)
+
+    def with_need(self, need_green_by_s: float) -> ServiceRequest:
+        return ServiceRequest(self.ev_id, self.priority, self.tls_id, self.junction_index, self.target, self.phase,
+                              self.eta_s, need_green_by_s, self.start_now)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ServiceRequest) and self._fields() == other._fields()
+
+    def __hash__(self) -> int:
+        return hash(self._fields())
+
+    def __repr__(self) -> str:
+        return (f"ServiceRequest(ev_id={self.ev_id!r}, priority={self.priority}, tls_id={self.tls_id!r}, "
+                f"junction_index={self.junction_index}, target={self.target!r}, phase={self.phase}, "
+                f"eta_s={self.eta_s!r}, need_green_by_s={self.need_green_by_s!r}, start_now={self.start_now})")
 
 
 @dataclass
@@ -594,10 +629,13 @@ class Planner:
         needs: dict[tuple[str, int], deque[float]] = {}
         out: list[ServiceRequest] = []
         for r in reqs:
-            seen = needs[r.key] = last.get(r.key) or deque(maxlen=n)
+            key = (r.ev_id, r.junction_index)
+            seen = needs[key] = last.get(key) or deque(maxlen=n)
             seen.append(r.need_green_by_s)
             if len(seen) > 1 and not r.start_now:
-                r = r._replace(need_green_by_s=statistics.median_high(seen))
+                median = sorted(seen)[len(seen) // 2]  # statistics.median_high, without its overhead
+                if median != r.need_green_by_s:
+                    r = r.with_need(median)
             out.append(r)
         j.needs, j.needs_s = needs, t_s
         return out

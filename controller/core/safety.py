@@ -44,7 +44,8 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from controller.core.network import GREEN_CHARS, RED_CHARS, YELLOW_CHARS, Program
+from controller.core.network import Program
+from controller.core.states import GREEN_CHARS, RED_CHARS, YELLOW_CHARS
 
 EPS_S = 1e-6
 RULES: tuple[str, ...] = ("S1", "S2", "S3", "S4", "S5")

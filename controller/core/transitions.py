@@ -21,11 +21,11 @@ the next command takes effect.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from controller.core.network import Phase, Program, is_green, is_yellow
+from controller.core.network import Phase, Program
+from controller.core.states import is_green, is_yellow
 
 EPS_S = 1e-6
 GREEN, YELLOW, RED = 0, 1, 2
@@ -49,6 +49,9 @@ class SignalTiming:
     min_green_s: tuple[float, ...]
     clearance_s: float
     phase_greens: tuple[frozenset[int], ...]  # per phase: links green ('G' or 'g')
+    # The longest minimum green, yellow and red clearance together: with three steps added, an
+    # upper bound of the time any target takes to show from any display (:func:`time_to_show_s`).
+    switch_bound_s: float
 
     @classmethod
     def from_program(
@@ -68,14 +71,15 @@ class SignalTiming:
             # the shortest green run counted with explicit minDur only (0 where none is given)
             green_min_runs = _runs(seq, phases, GREEN, use_min_dur=True)
             min_green.append(max(min(green_min_runs, default=0.0), min_green_floor_s))
-        all_red = _all_red_runs(classes, phases)
+        clearance = max(_all_red_runs(classes, phases), default=0.0)
         return cls(
             tls_id=program.tls_id,
             program=program,
             yellow_s=tuple(yellow),
             min_green_s=tuple(min_green),
-            clearance_s=max(all_red, default=0.0),
+            clearance_s=clearance,
             phase_greens=tuple(frozenset(i for i in range(n) if classes[p][i] == GREEN) for p in range(n_ph)),
+            switch_bound_s=max(min_green, default=0.0) + max(yellow, default=0.0) + clearance,
         )
 
     @property
@@ -104,13 +108,6 @@ class SignalTiming:
             for i, c in enumerate(state)
             if is_green(c)
         )
-
-    @functools.cached_property
-    def switch_bound_s(self) -> float:
-        """The longest minimum green, yellow and red clearance together: with three steps added,
-        an upper bound of the time any target takes to show from any display
-        (:func:`time_to_show_s`)."""
-        return max(self.min_green_s, default=0.0) + max(self.yellow_s, default=0.0) + self.clearance_s
 
     def is_program_subset(self, state: str) -> bool:
         """True when the state's greens are a subset of one phase's greens (with G only where G)."""

@@ -30,7 +30,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from controller.core.network import Phase, Program, is_green
+from controller.core.network import Phase, Program
 from controller.core.planner import (
     Planner,
     PlannerConfig,
@@ -41,6 +41,7 @@ from controller.core.planner import (
 )
 from controller.core.safety import SafetyConfig, SignalWatch, Violation
 from controller.core.snapshot import SignalCommand, SignalState
+from controller.core.states import is_green
 from controller.core.transitions import SignalTiming
 from tests.unit.test_transitions import PROG, Signal, programs
 
@@ -755,7 +756,8 @@ def test_a_higher_priority_ev_late_in_the_presence_never_overruns_the_limit(max_
             return []
         entry = r.planner.junctions["J"].entry_s
         late = entry is not None and t >= entry + max_presence_s - late_s
-        return [police, amb._replace(eta_s=t + 10, need_green_by_s=t + 5)] if late or t > 250 else [police]
+        return [police, ServiceRequest(amb.ev_id, amb.priority, amb.tls_id, amb.junction_index, amb.target, amb.phase,
+                                         t + 10, t + 5, amb.start_now)] if late or t > 250 else [police]
 
     r.run_until(450, requests)
     r.run_until(520)

@@ -1,0 +1,23 @@
+"""The characters of SUMO's signal state strings, one per link: green, yellow, red.
+
+Its own module so that the compiled core (``greenwave accel``) calls these as native functions:
+they run for every link of every signal the planner looks at, every tick.
+"""
+
+from __future__ import annotations
+
+GREEN_CHARS = frozenset("Gg")
+YELLOW_CHARS = frozenset("yYu")
+RED_CHARS = frozenset("rs")
+
+
+def is_green(c: str) -> bool:
+    return c in GREEN_CHARS
+
+
+def is_yellow(c: str) -> bool:
+    return c in YELLOW_CHARS
+
+
+def is_red(c: str) -> bool:
+    return c in RED_CHARS
