@@ -13,7 +13,7 @@ import hmac
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping, Sequence
 from concurrent.futures import Future
 from typing import Annotated, Any, Literal
 
@@ -22,6 +22,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException
+from starlette.routing import BaseRoute, Match
 
 from controller import __version__
 from controller.api.models import (
@@ -75,10 +76,18 @@ class Guard:
     """Pure ASGI middleware: limits request bodies (413), refuses bodies that are not JSON (415),
     counts responses by route and status."""
 
-    def __init__(self, app: ASGIApp, service: SimService, max_body_bytes: int = MAX_BODY_BYTES) -> None:
+    def __init__(self, app: ASGIApp, service: SimService, max_body_bytes: int = MAX_BODY_BYTES,
+                 routes: Sequence[BaseRoute] = ()) -> None:
         self.app = app
         self.service = service
         self.max_body = max_body_bytes
+        self.routes = routes  # the app's, to name the route of a request refused here, before routing
+
+    def _route(self, scope: Scope) -> str:
+        route = scope.get("route")
+        if route is None:
+            route = next((r for r in self.routes if r.matches(scope)[0] == Match.FULL), None)
+        return str(getattr(route, "path", "unmatched"))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -131,8 +140,7 @@ class Guard:
                 response = _error(refused.status, refused.detail)
                 await response(scope, receive, send_counted)
         finally:
-            route = scope.get("route")
-            self.service.metrics.request(getattr(route, "path", "unmatched"), status)
+            self.service.metrics.request(self._route(scope), status)
 
 
 def _error(status: int, detail: str, errors: list[dict[str, Any]] | None = None) -> JSONResponse:
@@ -395,5 +403,6 @@ def create_app(service: SimService, token: str, *, max_body_bytes: int = MAX_BOD
         }
         return PlainTextResponse(service.metrics.render(gauges), media_type="text/plain; version=0.0.4")
 
-    app.add_middleware(Guard, service=service, max_body_bytes=max_body_bytes)
+    # (the v1 routes themselves: the app's list holds the included router, which names no route)
+    app.add_middleware(Guard, service=service, max_body_bytes=max_body_bytes, routes=[*v1.routes, *app.router.routes])
     return app

@@ -138,6 +138,8 @@ def test_422_for_malformed_json_and_positions_off_the_route(c: httpx.Client) -> 
 
 def test_health_and_prometheus_metrics(c: httpx.Client) -> None:
     assert c.get("/v1/emergencies/nobody").status_code == 404
+    # refused before routing (415), still counted under its route
+    assert c.post("/v1/emergencies", content=b"x", headers={"content-type": "text/plain"}).status_code == 415
     # (an escort of another test on this server may still be handing back)
     health = wait_for(lambda: (h := c.get("/healthz").json())["preempted"] == [] and h, timeout_s=30,
                       what="no signal preempted")
@@ -151,6 +153,7 @@ def test_health_and_prometheus_metrics(c: httpx.Client) -> None:
     assert metrics["greenwave_ticks_total"] >= health["ticks"]
     assert metrics['greenwave_tick_latency_ms_bucket{le="+Inf"}'] == metrics["greenwave_tick_latency_ms_count"]
     assert metrics['greenwave_http_requests_total{route="/v1/emergencies/{escort_id}",status="404"}'] >= 1
+    assert metrics['greenwave_http_requests_total{route="/v1/emergencies",status="415"}'] >= 1
     assert metrics["greenwave_escorts_active"] >= 0 and metrics["greenwave_junctions_preempted"] == 0
     assert metrics["greenwave_up"] == 1
     assert "# TYPE greenwave_tick_latency_ms histogram" in r.text
