@@ -18,7 +18,9 @@ S2  No yellow→green for a link unless the program has it. When link L turns gr
     the program itself turns L green while M is yellow. ``R(M, L)`` is the smallest time, over
     the program's cycle and summing ``lo`` of the phases in between, from M turning red to L
     turning green (M staying red in between); where the program never does that, the program's
-    shortest all-red run (0 if none).
+    shortest all-red run (0 if none). The same for a link and itself: a link whose yellow ended
+    is red at least ``R(L, L)`` (from its yellow's end to its next green in the program, capped
+    the same way) before it is green again.
 S3  A green run (G and g both count; G↔g continues a run) that ends is at least its minimum.
     For a run that was shown, even for one tick, under a program other than the original, the
     minimum is ``min(max(min_green_floor_s, minDur-run), duration-run)`` (the shortest green run
@@ -171,6 +173,7 @@ class ProgramRules:
     clearance_s: tuple[tuple[float, ...], ...]  # [M][L] = R(M, L)
     all_red_s: float
     conflicts: tuple[tuple[Conflict, ...], ...] = field(repr=False)  # per L: incompatible links
+    own_clearance_s: tuple[float, ...] = ()  # per L: R(L, L), its own red after its yellow
 
     @classmethod
     def from_program(cls, program: Program, config: SafetyConfig) -> ProgramRules:
@@ -236,7 +239,17 @@ class ProgramRules:
                 if not (cls_[j][L] == GREEN and cls_[j - 1][L] != GREEN):
                     continue
                 for M in range(n):
-                    if M == L:
+                    if M == L:  # L itself: how long the program keeps it red before this green
+                        k = j
+                        gap_s = 0.0
+                        for _ in range(n_ph):
+                            pk = (k - 1) % n_ph
+                            if cls_[pk][L] != RED:
+                                if cls_[pk][L] == YELLOW:  # (yellow→green: S2 judges that itself)
+                                    found[L][L] = min(found[L][L], gap_s)
+                                break
+                            gap_s += lo[pk]
+                            k = pk
                         continue
                     c = cls_[j][M]
                     if c == YELLOW:
@@ -256,6 +269,8 @@ class ProgramRules:
             tuple(shown(min(found[M][L], max_all_red_s) if found[M][L] != inf else all_red_s) for L in range(n))
             for M in range(n)
         )
+        # a link's own red after its yellow, before it is green again: R(L, L) as above
+        own_clearance = tuple(clearance[L][L] for L in range(n))
         conflicts = tuple(
             tuple(
                 Conflict(M, clearance[M][L], yellow_ok[M][L])
@@ -277,6 +292,7 @@ class ProgramRules:
             clearance_s=clearance,
             all_red_s=all_red_s,
             conflicts=conflicts,
+            own_clearance_s=own_clearance,
         )
 
     def check_greens(self, state: str) -> str | None:
@@ -329,6 +345,7 @@ class SignalWatch:
         self._green_start: list[float | None] = [None] * n
         self._yellow_start: list[float | None] = [None] * n  # only for yellow that followed green
         self._red_onset: list[float | None] = [None] * n
+        self._red_after_yellow = [False] * n  # the red run began with the end of a yellow
         self._last_foreign_t: float | None = None
         self._episode_start: float | None = None
         self._episode_reported = False
@@ -402,6 +419,7 @@ class SignalWatch:
         self._green_start = [None] * n
         self._yellow_start = [None] * n
         self._red_onset = [None] * n
+        self._red_after_yellow = [False] * n
 
     def _change(self, t_s: float, i: int, old_c: str, new_c: str, new: int, out: list[Violation]) -> None:
         rules = self.rules
@@ -456,7 +474,22 @@ class SignalWatch:
                     )
             if new == GREEN and (YELLOW, GREEN) not in rules.transitions[i]:
                 out.append(Violation("S2", self._tls_id, t_s, i, f"{what}: yellow to green, the program never does"))
+        elif old == RED and new == GREEN:
+            onset, after_yellow = self._red_onset[i], self._red_after_yellow[i]
+            need = rules.own_clearance_s[i] if rules.own_clearance_s else 0.0
+            if onset is not None and after_yellow and t_s - onset < need - EPS_S:
+                out.append(
+                    Violation(
+                        "S2",
+                        self._tls_id,
+                        t_s,
+                        i,
+                        f"{what}: green again {_fmt(t_s - onset)} after its own yellow ended; "
+                        f"required red clearance {_fmt(need)}",
+                    )
+                )
         self._red_onset[i] = t_s if new == RED else None
+        self._red_after_yellow[i] = new == RED and old == YELLOW
         if new == GREEN:
             self._green_start[i] = t_s
 

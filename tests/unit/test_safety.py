@@ -293,6 +293,18 @@ def test_s2_clearance_is_the_all_red_interval_not_the_phases_in_between() -> Non
     assert count(found) == only("S2")
 
 
+def test_s2_a_link_green_again_after_its_own_yellow_waits_the_red_clearance() -> None:
+    # P2's all-red is 2 s: link 0 back to green 1 s after its own yellow ended is too soon, even
+    # with link 1 never green in between (no conflicting link to clear)
+    assert ProgramRules.from_program(P2, SafetyConfig()).own_clearance_s == (2.0, 2.0)
+    found = feed(SignalWatch(P2), [("Gr", 10), ("yr", 3), ("rr", 1), ("Gr", 10)], program_id=ONLINE)
+    assert count(found) == only("S2")
+    assert found[0].link_index == 0 and "its own yellow" in found[0].detail
+    assert feed(SignalWatch(P2), [("Gr", 10), ("yr", 3), ("rr", 2), ("Gr", 10)], program_id=ONLINE) == []
+    # a red that did not follow the link's own yellow (never green before) is not judged this way
+    assert feed(SignalWatch(P2), [("rr", 5), ("Gr", 10)], program_id=ONLINE) == []
+
+
 def test_s2_green_while_conflicting_link_still_yellow() -> None:
     watch = SignalWatch(P2)
     found = feed(watch, [("rr", 2), ("Gr", 10), ("yG", 10)])
