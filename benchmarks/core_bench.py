@@ -3,6 +3,7 @@
 
     python benchmarks/core_bench.py                       # 1, 10, 50, 100 EVs, 300 ticks each
     python benchmarks/core_bench.py --evs 1,100 --ticks 200
+    python benchmarks/core_bench.py --flush-mb 32         # caches evicted before each tick, as by SUMO's step
     python benchmarks/core_bench.py --replay runs/x.jsonl # a recording of `greenwave run --record`
 
 Prints p50/p99/max per tick for each EV count and the growth of the per-tick cost with the EV
@@ -40,6 +41,9 @@ def main() -> int:
     ap.add_argument("--net", type=Path, default=NDS)
     ap.add_argument("--replay", type=Path, default=None, help="a recording made with greenwave run --record")
     ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    ap.add_argument("--flush-mb", type=int, default=0,
+                    help="write through this many MB before each tick (untimed), evicting the caches as SUMO's "
+                         "step does in a run (0: no flush)")
     args = ap.parse_args()
 
     t0 = time.perf_counter()
@@ -67,7 +71,7 @@ def main() -> int:
     rows = []
     for n in counts:
         sub = dict(list(corridors.items())[:n])
-        rows.append(time_controller(network, sub, ticks=args.ticks, seed=args.seed))
+        rows.append(time_controller(network, sub, ticks=args.ticks, seed=args.seed, flush_mb=args.flush_mb))
     ref = next((r for r in rows if r.evs == 10), rows[0])
     print(f"{'EVs':>5} {'signals':>8} {'p50 ms':>9} {'p99 ms':>9} {'max ms':>9} {'p50/EV ms':>10} {'vs ref/EV':>10}")
     for r in rows:

@@ -149,8 +149,12 @@ class CoreTiming:
 
 
 def time_controller(network: Network, corridors: Mapping[str, Corridor], *, ticks: int = 300,
-                    config: ControllerConfig | None = None, seed: int = 1) -> CoreTiming:
-    """Per-tick time of the greenwave controller with every EV of ``corridors`` dispatched at 0."""
+                    config: ControllerConfig | None = None, seed: int = 1, flush_mb: int = 0) -> CoreTiming:
+    """Per-tick time of the greenwave controller with every EV of ``corridors`` dispatched at 0.
+
+    ``flush_mb``: before each tick (not timed), write through that many MB, evicting the CPU
+    caches as SUMO's step does between the ticks of a run; 0: the caches stay as the synthetic
+    world left them (warm for a small world, which flatters few EVs against many)."""
     world = SyntheticWorld(network, corridors, seed=seed)
     evs = [EvSetup(ev, "ambulance", c, DYNAMICS, 0.0) for ev, c in corridors.items()]
     controller = PreemptionController(network, evs, config)
@@ -160,7 +164,7 @@ def time_controller(network: Network, corridors: Mapping[str, Corridor], *, tick
     gc.collect()
     gc.disable()  # as in a run: garbage is collected between ticks, not inside them
     try:
-        _ticks(world, controller, progress, ticks, times)
+        _ticks(world, controller, progress, ticks, times, np.zeros(flush_mb * 131072) if flush_mb > 0 else None)
     finally:
         gc.enable()
     n_commands = world.commands
@@ -170,10 +174,12 @@ def time_controller(network: Network, corridors: Mapping[str, Corridor], *, tick
 
 
 def _ticks(world: SyntheticWorld, controller: PreemptionController, progress: Mapping[str, EvProgress],
-           ticks: int, times: list[float]) -> None:
+           ticks: int, times: list[float], flush: np.ndarray[Any, Any] | None = None) -> None:
     for k in range(ticks):
         t = float(k)
         snap = world.snapshot(t)
+        if flush is not None:
+            flush += 1.0
         t0 = time.thread_time()
         for ev_id, p in progress.items():
             p.update(t, snap.vehicles.get(ev_id), arrived=ev_id not in snap.vehicles and p.depart_s is not None)
