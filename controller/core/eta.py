@@ -426,13 +426,14 @@ class Eta:
         self.high_s = high_s
         self.free_flow_s = free_flow_s  # the kinematic part alone (absolute), for diagnostics
 
+    def _fields(self) -> tuple[int, float, float, float, float]:
+        return (self.junction_index, self.eta_s, self.low_s, self.high_s, self.free_flow_s)
+
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Eta) and (
-            self.junction_index, self.eta_s, self.low_s, self.high_s, self.free_flow_s
-        ) == (other.junction_index, other.eta_s, other.low_s, other.high_s, other.free_flow_s)
+        return isinstance(other, Eta) and self._fields() == other._fields()
 
     def __hash__(self) -> int:
-        return hash((self.junction_index, self.eta_s, self.low_s, self.high_s, self.free_flow_s))
+        return hash(self._fields())
 
     def __repr__(self) -> str:
         return (f"Eta(junction_index={self.junction_index}, eta_s={self.eta_s!r}, low_s={self.low_s!r}, "

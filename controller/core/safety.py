@@ -148,6 +148,22 @@ def _runs(classes: list[int], lo: list[float], md: list[float], dur: list[float]
     return runs
 
 
+def _red_before(cls_: list[list[int]], lo: list[float], link: int, j: int) -> tuple[float, int] | None:
+    """How long ``link`` has been red when phase ``j`` starts (``lo`` of the red phases just
+    before it, 0 if the phase before is not red) and the class it showed before that red run;
+    None when it is red the whole cycle."""
+    n_ph = len(cls_)
+    gap_s = 0.0
+    k = j
+    for _ in range(n_ph):
+        pk = (k - 1) % n_ph
+        if cls_[pk][link] != RED:  # the link turned red at the start of phase k
+            return gap_s, cls_[pk][link]
+        gap_s += lo[pk]
+        k = pk
+    return None
+
+
 @dataclass(frozen=True)
 class Conflict:
     """A link M that must be cleared before link L turns green."""
@@ -239,31 +255,18 @@ class ProgramRules:
                 if not (cls_[j][L] == GREEN and cls_[j - 1][L] != GREEN):
                     continue
                 for M in range(n):
-                    if M == L:  # L itself: how long the program keeps it red before this green
-                        k = j
-                        gap_s = 0.0
-                        for _ in range(n_ph):
-                            pk = (k - 1) % n_ph
-                            if cls_[pk][L] != RED:
-                                if cls_[pk][L] == YELLOW:  # (yellow→green: S2 judges that itself)
-                                    found[L][L] = min(found[L][L], gap_s)
-                                break
-                            gap_s += lo[pk]
-                            k = pk
+                    if M == L:  # L itself, red after its own yellow (yellow→green: S2 judges that itself)
+                        before = _red_before(cls_, lo, L, j)
+                        if before is not None and before[1] == YELLOW:
+                            found[L][L] = min(found[L][L], before[0])
                         continue
                     c = cls_[j][M]
                     if c == YELLOW:
                         yellow_ok[M][L] = True
                     elif c == RED:
-                        gap_s = 0.0
-                        k = j
-                        for _ in range(n_ph):
-                            pk = (k - 1) % n_ph
-                            if cls_[pk][M] != RED:  # M turned red at the start of phase k
-                                found[M][L] = min(found[M][L], gap_s)
-                                break
-                            gap_s += lo[pk]
-                            k = pk
+                        before = _red_before(cls_, lo, M, j)
+                        if before is not None:
+                            found[M][L] = min(found[M][L], before[0])
         shown = config.shown_s
         clearance = tuple(
             tuple(shown(min(found[M][L], max_all_red_s) if found[M][L] != inf else all_red_s) for L in range(n))
