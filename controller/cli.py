@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import signal
 import sys
 import time
 from dataclasses import replace
@@ -23,6 +25,36 @@ def _fail(error: GreenwaveError) -> NoReturn:
     sys.exit(error.exit_code)
 
 
+class Finite(click.FloatRange):
+    """A float option that must be a finite number (``nan`` and ``inf`` parse as floats, and
+    compare false with any bound), within the optional bounds."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        rv = super().convert(value, param, ctx)
+        if not math.isfinite(rv):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return rv
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled as Ctrl-C is: signals handed back, SUMO closed, no summary."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated
+
+
+def _out_folder(out: Path, option: str = "--out") -> Path:
+    """The output folder, created; a one-line error where it cannot be (a file, no permission)."""
+    if out.exists() and not out.is_dir():
+        raise ScenarioError(f"{option} '{out}' is a file, not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ScenarioError(f"{option} '{out}': cannot create the folder: {e.strerror or e}") from None
+    return out
+
+
 def _parse_ev(raw: str, n: int) -> Any:
     from controller.core.greenwave import PRIORITY
     from controller.scenario import EvSpec
@@ -34,6 +66,8 @@ def _parse_ev(raw: str, n: int) -> Any:
         depart = float(parts[2])
     except ValueError:
         raise ScenarioError(f"--ev '{raw}': DEPART '{parts[2]}' is not a number of seconds") from None
+    if not math.isfinite(depart) or depart < 0:
+        raise ScenarioError(f"--ev '{raw}': DEPART '{parts[2]}' must be a finite number of seconds, 0 or more")
     ev_type = parts[3] if len(parts) >= 4 and parts[3] else "ambulance"
     if ev_type not in PRIORITY:
         raise ScenarioError(f"--ev '{raw}': TYPE '{ev_type}' is not one of {', '.join(PRIORITY)}")
@@ -133,28 +167,30 @@ def main() -> None:
 @click.argument("scenario", required=False, type=click.Path(path_type=Path))
 @click.option("--controller", "controller_name", default="greenwave", show_default=True,
               type=click.Choice(["none", "local", "greenwave", "oracle"]), help="Who drives the signals.")
-@click.option("--seed", default=1, show_default=True, type=int, help="Seed of SUMO and of generated demand.")
+@click.option("--seed", default=1, show_default=True, type=click.IntRange(min=0),
+              help="Seed of SUMO and of generated demand.")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
               help="Output folder [default: runs/<scenario>-<controller>-s<seed>].")
-@click.option("--backend", default="libsumo", show_default=True, type=click.Choice(["libsumo", "traci"]))
+@click.option("--backend", default="libsumo", show_default=True, type=click.Choice(["libsumo", "traci"]),
+              help="libsumo: SUMO in this process (fastest); traci: over a socket (what --gui uses).")
 @click.option("--gui", is_flag=True, help="Show sumo-gui (runs over TraCI).")
 @click.option("--sumocfg", type=click.Path(path_type=Path), default=None,
               help="Run a SUMO configuration of your own instead of a scenario file.")
 @click.option("--ev", "evs", multiple=True, metavar="FROM,TO,DEPART[,TYPE[,ID]]",
               help="With --sumocfg: an emergency vehicle from edge FROM to edge TO departing at DEPART s "
                    "(its vehicle id: ID, default ev1, ev2, ... in order).")
-@click.option("--end", "end_s", type=float, default=None,
+@click.option("--end", "end_s", type=Finite(min=0.0), default=None,
               help="With --sumocfg: simulation end in s [default: the config's end, or last EV depart + 1800].")
-@click.option("--detect-range", "detect_range_m", type=click.FloatRange(min=1.0), default=None,
+@click.option("--detect-range", "detect_range_m", type=Finite(min=1.0), default=None,
               help="local: detection range in m [default 300, or the scenario's].")
-@click.option("--detect-eta", "detect_eta_s", type=click.FloatRange(min=1.0), default=None,
+@click.option("--detect-eta", "detect_eta_s", type=Finite(min=1.0), default=None,
               help="local: switch when the EV's ETA is within this many s (the ETA-threshold variant).")
 @click.option("--bluelight", is_flag=True,
               help="Give EVs SUMO's bluelight device (they may then pass red); reported separately.")
-@click.option("--budget-ms", type=click.FloatRange(min=0.1), default=None,
+@click.option("--budget-ms", type=Finite(min=0.1), default=None,
               help="The controller's time budget per 1 s tick, in ms [default: 100].")
 @click.option("--realtime", is_flag=True, help="Pace the simulation to the wall clock (1 simulated s per s).")
-@click.option("--speed", type=click.FloatRange(min=0.01), default=None,
+@click.option("--speed", type=Finite(min=0.01), default=None,
               help="Pace the simulation at this many simulated seconds per wall second.")
 @click.option("--record", type=click.Path(path_type=Path), default=None,
               help="Write every tick's snapshot and commands to this file (JSON lines), for benchmarks/core_bench.py.")
@@ -196,6 +232,10 @@ def run(
                 raise ScenarioError("--sumocfg needs at least one --ev FROM,TO,DEPART")
             specs = [_parse_ev(raw, i + 1) for i, raw in enumerate(evs)]
             out = out_dir or Path("runs") / f"{sumocfg.stem}-{controller_name}-s{seed}"
+            if not sumocfg.is_file():  # (checked again where it is read; here before --out is made)
+                raise ScenarioError(f"--sumocfg '{sumocfg}' is not a file" if sumocfg.exists()
+                                    else f"SUMO configuration '{sumocfg}' does not exist")
+            _out_folder(out)
             setup = prepare_sumocfg(sumocfg, specs, seed=seed, out_dir=out.resolve(), end_s=end_s,
                                     bluelight=bluelight)
         else:
@@ -203,7 +243,7 @@ def run(
             if evs or end_s is not None:
                 raise ScenarioError("--ev and --end go with --sumocfg; a scenario file names its own EVs and end")
             sc = load_scenario(scenario)
-            out = out_dir or Path("runs") / f"{sc.name}-{controller_name}-s{seed}"
+            out = _out_folder(out_dir or Path("runs") / f"{sc.name}-{controller_name}-s{seed}")
             setup = prepare_scenario(sc, seed=seed, out_dir=out.resolve(), bluelight=bluelight)
         flags = {"detect_range_m": detect_range_m, "detect_eta_s": detect_eta_s}
         setup = replace(setup, controller={**setup.controller, **{k: v for k, v in flags.items() if v is not None}})
@@ -218,15 +258,17 @@ def run(
                 console.print(f"greenwave: note: EV '{ev.ev_id}' crosses no traffic light on its route "
                               f"({ev.route[0]} to {ev.route[-1]}): there is nothing to preempt for it",
                               highlight=False)
+        signal.signal(signal.SIGTERM, _raise_terminated)  # as Ctrl-C: hand back, close SUMO
         with _RunProgress(console, setup.begin_s, setup.end_s, len(setup.evs)) as progress:
             summary = run_simulation(setup, controller_name, backend="traci" if backend == "traci" else "libsumo",
                                      gui=gui, on_progress=progress, budget_ms=budget_ms, speed=speed,
                                      record=record)
     except GreenwaveError as e:
         _fail(e)
-    except KeyboardInterrupt:
-        click.echo("greenwave: interrupted; signals handed back, SUMO closed, no summary written", err=True)
-        sys.exit(130)
+    except KeyboardInterrupt as e:
+        what = "terminated" if isinstance(e, Terminated) else "interrupted"
+        click.echo(f"greenwave: {what}; signals handed back, SUMO closed, no summary written", err=True)
+        sys.exit(143 if isinstance(e, Terminated) else 130)
     print_summary(summary, out, console)
 
 
@@ -310,16 +352,17 @@ def report(run_dirs: tuple[Path, ...], evs: tuple[str, ...], max_evs: int | None
 @click.option("--token-file", type=click.Path(path_type=Path), default=None,
               help="File holding the bearer token [default: $GREENWAVE_TOKEN, else a new one, printed].")
 @click.option("--realtime", is_flag=True, help="One simulated second per wall second.")
-@click.option("--speed", type=click.FloatRange(min=0.01, max=1000.0), default=None,
+@click.option("--speed", type=Finite(min=0.01, max=1000.0), default=None,
               help="Simulated seconds per wall second [default: as fast as possible].")
 @click.option("--audit-db", type=click.Path(path_type=Path), default=None,
               help="SQLite audit log [default: <out>/audit.sqlite]; kept across restarts.")
-@click.option("--seed", default=1, show_default=True, type=int, help="Seed of SUMO and of generated demand.")
-@click.option("--end", "end_s", type=float, default=None,
+@click.option("--seed", default=1, show_default=True, type=click.IntRange(min=0),
+              help="Seed of SUMO and of generated demand.")
+@click.option("--end", "end_s", type=Finite(min=0.0), default=None,
               help="Stop stepping at this simulation time and keep serving [default: step until shut down].")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
               help="Folder for SUMO's inputs and outputs [default: runs/serve-<scenario>].")
-@click.option("--sse-max-s", type=click.FloatRange(min=0.1), default=600.0, show_default=True,
+@click.option("--sse-max-s", type=Finite(min=0.1), default=600.0, show_default=True,
               help="An event stream is closed after this long (clients reconnect with Last-Event-ID).")
 def serve(
     scenario: Path,

@@ -188,6 +188,10 @@ def describe_validation_error(err: ValidationError, source: str, raw: dict[str, 
         return tuple(x for x in e["loc"] if not (isinstance(x, str) and x.startswith("function-after")))
 
     errors = sorted(err.errors(), key=lambda e: e["type"] != "extra_forbidden")
+    # a list whose items failed is also reported too short (its valid items counted): the
+    # items' own errors say what is wrong
+    inside = {loc_of(e)[:k] for e in errors for k, x in enumerate(loc_of(e)) if isinstance(x, int)}
+    errors = [e for e in errors if not (e["type"] == "too_short" and loc_of(e) in inside)] or errors
     missing: dict[tuple[int | str, ...], list[str]] = {}
     for e in errors:
         loc = loc_of(e)
@@ -215,6 +219,8 @@ M = TypeVar("M", bound=BaseModel)
 
 def read_toml_model(path: Path, model: type[M], what: str) -> M:
     """Read a TOML file into a validated model; errors name the file and the field."""
+    if path.is_dir():
+        raise ScenarioError(f"'{path}' is a folder, not a {what} file")
     if not path.is_file():
         raise ScenarioError(f"{what} file '{path}' does not exist")
     try:

@@ -79,7 +79,9 @@ def build() -> Path:
     try:
         import mypyc  # noqa: F401
     except ImportError:
-        raise RuntimeError("the compiled core needs mypy (with mypyc): pip install 'greenwave[accel]'") from None
+        raise RuntimeError(
+            "the compiled core needs mypy (with mypyc): pip install -e '.[accel]' in the greenwave checkout"
+        ) from None
     with tempfile.TemporaryDirectory(prefix="greenwave-accel-") as tmp:
         work = Path(tmp)
         shutil.copytree(_PACKAGE, work / "controller", ignore=shutil.ignore_patterns("__pycache__", "*.so"))

@@ -134,3 +134,60 @@ def test_bad_generator_parameter_is_named(tmp_path: Path, tiny_net: Path, params
     path = write_scenario(tmp_path / "s.toml", tiny_net, demand=demand)
     code, out = _run(["run", str(path), "--out", str(tmp_path / "o")])
     _assert_error(code, out, "s.toml", "demand", needle)
+
+
+def test_invalid_ev_entry_is_named_once(tmp_path: Path, tiny_net: Path) -> None:
+    # the entry's own error, not also "field 'ev': ... at least 1 item"
+    path = write_scenario(tmp_path / "s.toml", tiny_net, extra='type = "taxi"\n')
+    code, out = _run(["run", str(path)])
+    _assert_error(code, out, "'ev[0].type'")
+    assert "field 'ev':" not in out
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--end", "nan"], "'--end': 'nan' is not a finite number"),
+        (["--end", "inf"], "'--end': 'inf' is not a finite number"),
+        (["--budget-ms", "nan"], "'--budget-ms': 'nan' is not a finite number"),
+        (["--speed", "nan"], "'--speed': 'nan' is not a finite number"),
+        (["--detect-range", "nan"], "'--detect-range': 'nan' is not a finite number"),
+        (["--detect-eta", "inf"], "'--detect-eta': 'inf' is not a finite number"),
+        (["--seed", "-1"], "'--seed': -1 is not in the range"),
+    ],
+)
+def test_non_finite_or_out_of_range_options_are_refused(tmp_path: Path, args: list[str], needle: str) -> None:
+    # (nan passes click's range checks: every comparison with it is false)
+    code, out = _run(["run", "--sumocfg", str(tmp_path / "x.sumocfg"), "--ev", "a,b,1", *args])
+    assert code == 2 and needle in out, out
+
+
+def test_serve_refuses_a_non_finite_speed() -> None:
+    code, out = _run(["serve", "--scenario", "x.toml", "--speed", "nan"])
+    assert code == 2 and "'--speed': 'nan' is not a finite number" in out, out
+
+
+@pytest.mark.parametrize("depart", ["nan", "inf", "-5"])
+def test_ev_departure_must_be_finite_and_not_negative(tmp_path: Path, tiny_net: Path, depart: str) -> None:
+    cfg = tmp_path / "x.sumocfg"
+    cfg.write_text("<configuration/>", encoding="utf-8")
+    code, out = _run(["run", "--sumocfg", str(cfg), "--ev", f"a,b,{depart}", "--out", str(tmp_path / "o")])
+    _assert_error(code, out, f"DEPART '{depart}'", "finite")
+
+
+def test_output_folder_that_is_a_file_or_cannot_be_made(tmp_path: Path, tiny_net: Path) -> None:
+    path = write_scenario(tmp_path / "s.toml", tiny_net)
+    a_file = tmp_path / "a_file"
+    a_file.write_text("keep me", encoding="utf-8")
+    code, out = _run(["run", str(path), "--out", str(a_file)])
+    _assert_error(code, out, f"--out '{a_file}' is a file")
+    assert a_file.read_text(encoding="utf-8") == "keep me"
+    code, out = _run(["run", str(path), "--out", str(a_file / "below")])
+    _assert_error(code, out, "--out", "cannot create the folder")
+
+
+def test_a_folder_given_as_the_scenario_or_configuration(tmp_path: Path) -> None:
+    code, out = _run(["run", str(tmp_path)])
+    _assert_error(code, out, "is a folder, not a scenario file")
+    code, out = _run(["run", "--sumocfg", str(tmp_path), "--ev", "a,b,1"])
+    _assert_error(code, out, f"--sumocfg '{tmp_path}' is not a file")
