@@ -246,7 +246,7 @@ def render_run(
     s = run.summary
     title = f"greenwave report · {run.scenario} · {run.controller} · seed {run.seed}"
     ev_rows = [[ev.get("id"), ev.get("type"), _num(ev.get("depart")), _num(ev.get("arrival")),
-                _num(ev.get("travel_time")), _num(ev.get("free_flow_time")), _num(ev.get("ratio_to_free_flow")),
+                _num(ev.get("travel_time")), _num(ev.get("free_flow_time")), fmt(_num(ev.get("ratio_to_free_flow")), 2),
                 _num(ev.get("delay")), ev.get("stops"), ev.get("stops_at_signals"), ev.get("junctions"),
                 ev.get("preempted")] for ev in s.get("evs", [])]
     eta = s.get("eta", {})
@@ -259,7 +259,8 @@ def render_run(
         f"<h1>{_e(title)}</h1>",
         f'<p class="meta">scenario <b>{_e(run.scenario)}</b> ({_e(s.get("source", ""))}) · controller '
         f"<b>{_e(run.controller)}</b> · seed {_e(run.seed)} · simulated {_e(fmt(_num(s.get('begin')), 0))}–"
-        f"{_e(fmt(_num(s.get('simulated_until')), 0))} s · run by greenwave {_e(s.get('greenwave_version', '?'))}, "
+        f"{_e(fmt(_num(s.get('end', s.get('simulated_until'))), 0))} s · "
+        f"run by greenwave {_e(s.get('greenwave_version', '?'))}, "
         f"report by {_e(__version__)} · made from {_e(run.path)}/summary.json and trace.json</p>",
         "<h2>Emergency vehicles</h2>",
         table(("EV", "type", "depart (s)", "arrival (s)", "travel time (s)", "free flow (s)", "ratio", "delay (s)",

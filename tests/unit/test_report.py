@@ -253,3 +253,13 @@ def test_evs_of_an_unexpected_shape_are_named_not_a_traceback(tmp_path: Path) ->
     assert result.exit_code == 2 and "unexpected shape" in result.output and "Traceback" not in result.output
     result = CliRunner().invoke(main, ["report", str(folder), "--ev", "amb"])
     assert result.exit_code == 2 and f"{folder}: no EV amb in this run (its EVs: none)" in result.output
+
+
+def test_ratio_to_free_flow_keeps_two_decimals_and_the_window_is_the_scenarios(tmp_path: Path) -> None:
+    folder = write_run(tmp_path / "greenwave-s1", "greenwave", speed=11.7)  # ratio 600 / 11.7 / 50 = 1.0256
+    summary = json.loads((folder / "summary.json").read_text(encoding="utf-8"))
+    summary["end"] = 399  # simulated_until is the end plus the step that applies the last hand-back
+    (folder / "summary.json").write_text(json.dumps(summary), encoding="utf-8")
+    page = render_run(load_run(folder), [])
+    assert "<td>1.03</td>" in page.replace(' class="num"', "")
+    assert "simulated 0–399 s" in page
