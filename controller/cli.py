@@ -313,6 +313,8 @@ def bench(
             if seeds is not None or controllers is not None:
                 raise ScenarioError("--update-baseline runs the baseline's whole suite: drop --seeds and --controllers")
             write_baseline = baseline
+        if out_dir is not None:
+            _out_folder(out_dir)
         code = run_bench(console, suite=suite, seeds=seeds, controllers=controllers, out_dir=out_dir, jobs=jobs,
                          baseline=baseline, write_baseline=write_baseline)
     except GreenwaveError as e:
@@ -384,6 +386,8 @@ def serve(
     try:
         if realtime and speed is not None:
             raise ScenarioError("give --realtime or --speed, not both")
+        if out_dir is not None:
+            _out_folder(out_dir)
         code = run_server(ServeOptions(scenario=scenario, host=host, port=port, token_file=token_file,
                                        speed=1.0 if realtime else speed, audit_db=audit_db, seed=seed, end_s=end_s,
                                        out_dir=out_dir, sse_max_s=sse_max_s))

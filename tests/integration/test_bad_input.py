@@ -191,3 +191,11 @@ def test_a_folder_given_as_the_scenario_or_configuration(tmp_path: Path) -> None
     _assert_error(code, out, "is a folder, not a scenario file")
     code, out = _run(["run", "--sumocfg", str(tmp_path), "--ev", "a,b,1"])
     _assert_error(code, out, f"--sumocfg '{tmp_path}' is not a file")
+
+
+@pytest.mark.parametrize("command", [["bench", "benchmarks/ci.toml"], ["serve", "--scenario", "x.toml"]])
+def test_bench_and_serve_name_an_output_folder_that_is_a_file(tmp_path: Path, command: list[str]) -> None:
+    a_file = tmp_path / "a_file"
+    a_file.write_text("keep me", encoding="utf-8")
+    code, out = _run([*command, "--out", str(a_file)])
+    _assert_error(code, out, f"--out '{a_file}' is a file")
