@@ -300,7 +300,9 @@ def bench(
 ) -> None:
     """Run a benchmark SUITE [default: the --check baseline's suite, else benchmarks/suite.toml]:
     every scenario x controller x seed, in parallel; print one comparison table; write bench.json,
-    bench.csv and report.html. With --check, exit 1 when the figures moved from the baseline's."""
+    bench.csv and report.html. With --check, exit 1 when the figures moved from the baseline's.
+    A scenario file as SUITE benches that one scenario (seeds 1-10, every controller, unless
+    --seeds and --controllers say otherwise)."""
     from controller.bench.command import run_bench
 
     console = Console() if sys.stdout.isatty() else Console(width=200)

@@ -6,14 +6,23 @@ the field. Paths are relative to the suite file::
     seeds = [1, 2, 3]
     controllers = ["none", "local", "greenwave", "oracle"]
     scenarios = ["../scenarios/grid5-moderate.toml", "../scenarios/bologna.toml"]
+
+A scenario file given where a suite is expected is a suite of that one scenario, with
+:data:`SCENARIO_SEEDS` and every controller (``--seeds`` and ``--controllers`` narrow them).
 """
 
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -23,6 +32,7 @@ from controller.scenario import Scenario, load_scenario, read_toml_model
 DEFAULT_SUITE = Path("benchmarks") / "suite.toml"
 KNOWN_CONTROLLERS = ("none", "local", "greenwave", "oracle")  # names a suite may list
 _NAME = r"[A-Za-z0-9][A-Za-z0-9_.-]*"
+SCENARIO_SEEDS = tuple(range(1, 11))  # a scenario benched on its own: the suite's 10 seeds
 
 
 class SuiteSpec(BaseModel):
@@ -77,6 +87,9 @@ def _check_controllers(names: Sequence[str]) -> tuple[str, ...]:
 def load_suite(path: Path | str) -> Suite:
     """Read and validate a suite file, and load every scenario it names."""
     path = Path(path)
+    if _is_scenario_file(path):
+        sc = load_scenario(path)
+        return Suite(sc.name, 1, sc.description, SCENARIO_SEEDS, KNOWN_CONTROLLERS, (sc,), path.resolve())
     spec = read_toml_model(path, SuiteSpec, "suite")
     base = path.resolve().parent
     scenarios: list[Scenario] = []
@@ -98,6 +111,16 @@ def load_suite(path: Path | str) -> Suite:
         scenarios.append(sc)
     return Suite(spec.name, spec.version, spec.description, spec.seeds, spec.controllers, tuple(scenarios),
                  path.resolve())
+
+
+def _is_scenario_file(path: Path) -> bool:
+    """A TOML file with a [network] table and no scenario list (anything else is read, and its
+    errors named, as a suite)."""
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return False
+    return isinstance(raw.get("network"), dict) and "scenarios" not in raw
 
 
 def parse_seeds(raw: str) -> tuple[int, ...]:

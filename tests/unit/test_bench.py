@@ -373,6 +373,13 @@ def test_bundled_suite_is_valid() -> None:
                                                  "arterial-heavy", "ingolstadt21", "bologna"]
 
 
+def test_a_scenario_file_is_a_suite_of_that_scenario() -> None:
+    suite = load_suite(REPO / "scenarios" / "bologna.toml")
+    assert suite.name == "bologna" and [s.name for s in suite.scenarios] == ["bologna"]
+    assert suite.seeds == tuple(range(1, 11)) and suite.controllers == ("none", "local", "greenwave", "oracle")
+    assert suite.source == (REPO / "scenarios" / "bologna.toml").resolve()
+
+
 @pytest.mark.parametrize(
     ("body", "message"),
     [
