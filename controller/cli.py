@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
+import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import click
 from rich import box
@@ -17,6 +19,8 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedCo
 from rich.table import Table
 
 from controller.errors import GreenwaveError, ScenarioError
+
+T = TypeVar("T")
 
 
 def _fail(error: GreenwaveError) -> NoReturn:
@@ -45,14 +49,29 @@ def _raise_terminated(signum: int, frame: object) -> None:
 
 
 def _out_folder(out: Path, option: str = "--out") -> Path:
-    """The output folder, created; a one-line error where it cannot be (a file, no permission)."""
+    """A one-line error where the output folder cannot be used: a file, or under one, or where
+    nothing may be written. Nothing is created here (a later error leaves no empty folder)."""
     if out.exists() and not out.is_dir():
         raise ScenarioError(f"{option} '{out}' is a file, not a folder")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise ScenarioError(f"{option} '{out}': cannot create the folder: {e.strerror or e}") from None
+    parent = out
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ScenarioError(f"{option} '{out}': cannot create the folder: '{parent}' is a file")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ScenarioError(f"{option} '{out}': no permission to write in '{parent}'")
     return out
+
+
+def _prepared(out: Path, prepare: Callable[[], T]) -> T:
+    """``prepare()``, where an OS error writing into ``out`` (a folder that cannot be made after
+    all, a full disk) is a one-line error naming it."""
+    try:
+        return prepare()
+    except OSError as e:
+        if e.filename is None or not str(Path(str(e.filename)).resolve()).startswith(str(out.resolve())):
+            raise
+        raise ScenarioError(f"--out '{out}': cannot write '{e.filename}': {e.strerror or e}") from None
 
 
 def _parse_ev(raw: str, n: int) -> Any:
@@ -236,15 +255,15 @@ def run(
                 raise ScenarioError(f"--sumocfg '{sumocfg}' is not a file" if sumocfg.exists()
                                     else f"SUMO configuration '{sumocfg}' does not exist")
             _out_folder(out)
-            setup = prepare_sumocfg(sumocfg, specs, seed=seed, out_dir=out.resolve(), end_s=end_s,
-                                    bluelight=bluelight)
+            setup = _prepared(out, lambda: prepare_sumocfg(sumocfg, specs, seed=seed, out_dir=out.resolve(),
+                                                           end_s=end_s, bluelight=bluelight))
         else:
             assert scenario is not None
             if evs or end_s is not None:
                 raise ScenarioError("--ev and --end go with --sumocfg; a scenario file names its own EVs and end")
             sc = load_scenario(scenario)
             out = _out_folder(out_dir or Path("runs") / f"{sc.name}-{controller_name}-s{seed}")
-            setup = prepare_scenario(sc, seed=seed, out_dir=out.resolve(), bluelight=bluelight)
+            setup = _prepared(out, lambda: prepare_scenario(sc, seed=seed, out_dir=out.resolve(), bluelight=bluelight))
         flags = {"detect_range_m": detect_range_m, "detect_eta_s": detect_eta_s}
         setup = replace(setup, controller={**setup.controller, **{k: v for k, v in flags.items() if v is not None}})
         console.print(

@@ -137,9 +137,11 @@ def test_user_config_folder_is_left_untouched(tmp_path: Path, tiny_net: Path) ->
     assert bad.exit_code == 2
     assert "EV 'ev2' (from left1A1 to NOPE, departing at 30 s): to edge 'NOPE' is not in network" in bad.output
     early = CliRunner().invoke(main, ["run", "--sumocfg", str(user / "noend.sumocfg"), "--end", "100",
-                                      "--ev", "left1A1,C1right1,-5", "--ev", "left1A1,C1right1,30",
+                                      "--ev", "left1A1,C1right1,30", "--ev", "left1A1,C1right1,120",
                                       "--out", str(tmp_path / "early")])
-    assert early.exit_code == 2 and "EV 'ev1' departs at -5 s, outside the simulation [0, 100) s" in early.output
+    assert early.exit_code == 2 and "EV 'ev2' departs at 120 s, outside the simulation [0, 100) s" in early.output
+    negative = CliRunner().invoke(main, ["run", "--sumocfg", cfg, "--ev", "left1A1,C1right1,-5"])
+    assert negative.exit_code == 2 and "DEPART '-5' must be a finite number of seconds, 0 or more" in negative.output
     # an EV id that a vehicle of the route files has: named before the run; --ev's ID avoids it
     (user / "cars.rou.xml").write_text('<routes><trip id="ev1" depart="5" from="left1A1" to="C1right1"/></routes>')
     (user / "cars.sumocfg").write_text(
