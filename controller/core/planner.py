@@ -17,8 +17,10 @@
   static (fixed-time) program is re-entered in step with its own schedule (learned from the
   phase changes seen before the first takeover), at the phase the schedule shows by then and for
   what the schedule leaves of it, so that the signal is coordinated with its neighbours again at
-  once; otherwise (actuated programs, a schedule not yet seen, ``handback_sync=False``) at the
-  phase that serves what was skipped, and the program resumes there.
+  once (where that phase greens only what the preemption kept green, at the next one, early, if it
+  still ends on its schedule: what was held red is served first); otherwise (actuated programs,
+  a schedule not yet seen, ``handback_sync=False``) at the phase that serves what was skipped,
+  and the program resumes there.
 
 Requests are data (:class:`ServiceRequest`), computed by the controller from ETAs; several EVs
 are arbitrated per signal by priority class then ETA, and compatible movements (subsets of the
@@ -72,6 +74,9 @@ class PlannerConfig:
     # False: re-enter at the phase serving the skipped cross street, for its full duration.
     handback_sync: bool = True
     sync_min_share: float = 0.5
+    # an in-step re-entry phase that greens only what the preemption kept green is passed over
+    # for the next one, entered early, where that one still ends on its schedule
+    reentry_starved: bool = True
 
 
 class ServiceRequest:
@@ -555,11 +560,12 @@ class Planner:
             return self._set(j, next_state(j.timing, j.clock, back, t_s, cfg.step_s), "exit")
         return None
 
-    def _reentry_now(self, j: JunctionControl, t_s: float) -> int:
+    def _reentry_now(self, j: JunctionControl, t_s: float, starved: bool = True) -> int:
         """The program phase a hand-back starting at ``t_s`` re-enters: in step with the schedule
-        where it syncs (:meth:`_scheduled_reentry`), else the one serving what was skipped."""
+        where it syncs (:meth:`_scheduled_reentry`; ``starved``: see :meth:`_starved_reentry`),
+        else the one serving what was skipped."""
         fallback = reentry_phase(j.program, j.phase if j.phase >= 0 else 0, j.target or j.clock.state)
-        return self._scheduled_reentry(j, t_s, fallback) if self._syncs(j) else fallback
+        return self._scheduled_reentry(j, t_s, fallback, starved) if self._syncs(j) else fallback
 
     def _syncs(self, j: JunctionControl) -> bool:
         return (
@@ -567,7 +573,7 @@ class Planner:
             and j.cycle_start_s is not None and j.program.cycle_s > 0
         )
 
-    def _scheduled_reentry(self, j: JunctionControl, t_s: float, fallback: int) -> int:
+    def _scheduled_reentry(self, j: JunctionControl, t_s: float, fallback: int, starved: bool = True) -> int:
         """The first phase, in the schedule's order from the one it shows when the hand-back
         could start, that has greens, no yellow, and enough of its scheduled time left (see
         ``_min_reentry_s``): a signal handed back there is in step with its schedule at once."""
@@ -585,8 +591,34 @@ class Planner:
             if any(is_yellow(c) for c in state) or not any(is_green(c) for c in state):
                 continue
             if end - t_b >= self._min_reentry_s(j, p, t_b):
-                return p
+                return self._starved_reentry(j, p, t_b) if starved and self.config.reentry_starved else p
         return fallback
+
+    def _starved_reentry(self, j: JunctionControl, p: int, t_b: float) -> int:
+        """Where the in-step re-entry phase ``p`` greens only what the preemption kept green, the
+        next phase with greens is re-entered instead, early, if it then still ends on its own
+        schedule (see :func:`synced_duration_s`): what the preemption held red gets its green now
+        rather than after ``p`` has run out its time (at Bologna's 235, 13 s of a near all-red
+        phase before the cross street's only green). Not where the EV may still be coming (a
+        hand-back on the maximum presence time): there ``p`` keeps its approach green longer."""
+        program = j.program
+        shown = j.target or j.clock.state
+        state = program.phases[p].state
+        if len(shown) != len(state) or any(is_green(c) and not is_green(shown[i]) for i, c in enumerate(state)):
+            return p
+        n = len(program.phases)
+        for k in range(1, n):
+            q = (p + k) % n
+            ph = program.phases[q]
+            if any(is_yellow(c) for c in ph.state) or not any(is_green(c) for c in ph.state):
+                continue
+            if not any(is_green(c) and not is_green(shown[i]) for i, c in enumerate(ph.state)):
+                return p  # it would green nothing new either
+            assert j.cycle_start_s is not None
+            _, in_step = synced_duration_s(program, q, j.cycle_start_s, t_b, self._min_reentry_s(j, q, t_b),
+                                           self.config.sync_min_share)
+            return q if in_step else p
+        return p
 
     def _min_reentry_s(self, j: JunctionControl, phase: int, t_s: float) -> float:
         """The shortest the re-entry phase may run: what each of its greens still needs for its
@@ -679,14 +711,18 @@ class Planner:
         (then ``target``) kept to its minimum green, yellow and red clearance, the re-entry phase
         shown and held until the program cannot cut its greens short, and the restore step."""
         timing, dt = j.timing, self.config.step_s
-        back = j.program.phases[self._reentry_now(j, t_s)].state
-        hold = max((timing.min_green_s[i] for i, c in enumerate(back) if is_green(c)), default=0.0)
-        if target is None or target == j.clock.state:
-            return time_to_show_s(timing, j.clock, back, t_s, dt) + hold + dt
-        greens = [i for i, c in enumerate(target) if is_green(c)]
-        after = (max((timing.min_green_s[i] for i in greens), default=0.0)
-                 + max((timing.yellow_s[i] for i in greens), default=0.0) + timing.clearance_s)
-        return time_to_show_s(timing, j.clock, target, t_s, dt) + after + hold + 3 * dt
+        longest = 0.0
+        for starved in (True, False):  # the re-entry phase depends on the exit's reason
+            back = j.program.phases[self._reentry_now(j, t_s, starved)].state
+            hold = max((timing.min_green_s[i] for i, c in enumerate(back) if is_green(c)), default=0.0)
+            if target is None or target == j.clock.state:
+                longest = max(longest, time_to_show_s(timing, j.clock, back, t_s, dt) + hold + dt)
+                continue
+            greens = [i for i, c in enumerate(target) if is_green(c)]
+            after = (max((timing.min_green_s[i] for i in greens), default=0.0)
+                     + max((timing.yellow_s[i] for i in greens), default=0.0) + timing.clearance_s)
+            longest = max(longest, time_to_show_s(timing, j.clock, target, t_s, dt) + after + hold + 3 * dt)
+        return longest
 
     def _fits(self, j: JunctionControl, t_s: float, limit_s: float, target: str | None = None) -> bool:
         """Would the signal be back in its program before ``limit_s`` with the exit starting on
@@ -708,7 +744,7 @@ class Planner:
 
     def _begin_exit(self, j: JunctionControl, t_s: float, reason: str) -> SignalCommand | None:
         j.stage = "exit"
-        j.reentry_phase = self._reentry_now(j, t_s)
+        j.reentry_phase = self._reentry_now(j, t_s, starved=reason != "max presence")
         for rec in j.current.values():
             if rec.exit_s is None:
                 rec.exit_s = t_s

@@ -359,6 +359,63 @@ def test_schedule_hand_back_skips_a_scheduled_green_too_short_to_be_worth_a_swit
     assert r.safety() == [] and r.finish() == []
 
 
+# A (link 0) with C (link 2), C alone, then B (link 1); cycle 103 s: A+C 0..29, C 33..62, B 68..97
+PROG_ACB = Program("J", "0", "static", 0.0, (
+    Phase("GrG", 30, 30, 30, min_dur_given=False), Phase("yrG", 3, 3, 3, min_dur_given=False),
+    Phase("rrG", 30, 30, 30, min_dur_given=False), Phase("rry", 3, 3, 3, min_dur_given=False),
+    Phase("rrr", 2, 2, 2, min_dur_given=False), Phase("rGr", 30, 30, 30, min_dur_given=False),
+    Phase("ryr", 3, 3, 3, min_dur_given=False), Phase("rrr", 2, 2, 2, min_dur_given=False),
+))  # fmt: skip
+
+
+@pytest.mark.parametrize("starved", [False, True])
+def test_in_step_hand_back_passes_over_a_phase_that_greens_only_what_the_preemption_kept_green(
+    starved: bool,
+) -> None:
+    # the EV (A+C held from the end of A's green, second cycle) crosses at 141, when the schedule
+    # shows C alone (136..165): re-entering there leaves B, red all along, waiting until 171;
+    # B, entered early, is green from 147 to its scheduled end, the program in step from then on
+    def reqs(t: float) -> list[ServiceRequest]:
+        return [req(target="GrG", eta=141.0, need=138.0)] if 110 <= t < 141 else []
+
+    r = rig({"J": PROG_ACB}, PlannerConfig(reentry_starved=starved))
+    r.run_until(300, reqs)
+    undisturbed = rig({"J": PROG_ACB})
+    undisturbed.run_until(300)
+    restore = [c for _, c in r.commands if c.kind == "restore"]
+    assert len(restore) == 1
+    if starved:
+        assert restore[0].phase == 5
+        assert r.changes("J", 141, 210) == [(141, "GrG"), (142, "yry"), (145, "rrr"), (147, "rGr"), (201, "ryr"),
+                                            (204, "rrr"), (206, "GrG")]  # fmt: skip
+    else:
+        assert restore[0].phase == 2
+        assert r.changes("J", 141, 210) == [(141, "GrG"), (142, "yrG"), (145, "rrG"), (166, "rry"), (169, "rrr"),
+                                            (171, "rGr"), (201, "ryr"), (204, "rrr"), (206, "GrG")]  # fmt: skip
+    assert r.planner.records()[0].as_dict()["in_step"] == (201.0 if starved else 166.0)
+    assert {t: s for t, s in r.shown["J"].items() if t >= 201} == {
+        t: s for t, s in undisturbed.shown["J"].items() if t >= 201
+    }
+    assert r.safety() == [] and r.finish() == []
+
+
+def test_hand_back_on_the_maximum_presence_keeps_the_phase_that_serves_the_coming_ev() -> None:
+    # the EV never arrives: the hand-back at the presence limit (246, the schedule showing C
+    # alone until 268) re-enters C's phase, which keeps the EV's lane (C) green, not B's
+    def reqs(t: float) -> list[ServiceRequest]:
+        return [req(target="GrG", eta=max(141.0, t + 5), need=max(138.0, t + 2))] if 110 <= t < 280 else []
+
+    r = rig({"J": PROG_ACB})
+    r.run_until(300, reqs)
+    restore = [c for _, c in r.commands if c.kind == "restore"]
+    assert [c.phase for c in restore] == [2]
+    d = r.planner.records()[0].as_dict()
+    assert (d["exit"], d["exit_reason"], d["in_step"]) == (246.0, "max presence", 269.0)
+    assert r.changes("J", 246, 280) == [(246, "GrG"), (247, "yrG"), (250, "rrG"), (269, "rry"), (272, "rrr"),
+                                        (274, "rGr")]  # fmt: skip
+    assert r.safety() == []
+
+
 def test_no_sync_before_the_schedule_is_known_or_for_actuated_programs() -> None:
     # preempted before any phase change was seen: the schedule is unknown, the program resumes
     # as without sync (at the skipped street, for its full duration)
