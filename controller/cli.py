@@ -6,6 +6,7 @@ import math
 import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -277,11 +278,17 @@ def run(
                 console.print(f"greenwave: note: EV '{ev.ev_id}' crosses no traffic light on its route "
                               f"({ev.route[0]} to {ev.route[-1]}): there is nothing to preempt for it",
                               highlight=False)
-        signal.signal(signal.SIGTERM, _raise_terminated)  # as Ctrl-C: hand back, close SUMO
-        with _RunProgress(console, setup.begin_s, setup.end_s, len(setup.evs)) as progress:
-            summary = run_simulation(setup, controller_name, backend="traci" if backend == "traci" else "libsumo",
-                                     gui=gui, on_progress=progress, budget_ms=budget_ms, speed=speed,
-                                     record=record)
+        # SIGTERM as Ctrl-C: hand back, close SUMO (signal handlers can only be set in the main thread)
+        main_thread = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGTERM, _raise_terminated) if main_thread else None
+        try:
+            with _RunProgress(console, setup.begin_s, setup.end_s, len(setup.evs)) as progress:
+                summary = run_simulation(setup, controller_name, backend="traci" if backend == "traci" else "libsumo",
+                                         gui=gui, on_progress=progress, budget_ms=budget_ms, speed=speed,
+                                         record=record)
+        finally:
+            if main_thread:
+                signal.signal(signal.SIGTERM, previous)
     except GreenwaveError as e:
         _fail(e)
     except KeyboardInterrupt as e:
