@@ -597,10 +597,15 @@ class Planner:
     def _starved_reentry(self, j: JunctionControl, p: int, t_b: float) -> int:
         """Where the in-step re-entry phase ``p`` greens only what the preemption kept green, the
         next phase with greens is re-entered instead, early, if it then still ends on its own
-        schedule (see :func:`synced_duration_s`): what the preemption held red gets its green now
-        rather than after ``p`` has run out its time (at Bologna's 235, 13 s of a near all-red
-        phase before the cross street's only green). Not where the EV may still be coming (a
-        hand-back on the maximum presence time): there ``p`` keeps its approach green longer."""
+        schedule (see :func:`synced_duration_s`; judged at ``t_b``, when the hand-back could show
+        the fallback phase, so an estimate, as for ``p``): what the preemption held red gets its
+        green now rather than after ``p`` has run out its time (at Bologna's 235, 13 s of a near
+        all-red phase before the cross street's only green). Only the first later phase with
+        greens is considered; if it greens nothing new either, ``p`` stays. Not after a hand-back
+        on the maximum presence time (the EV may still be coming, or another EV takes the
+        signal over): there ``p`` keeps the held greens a while longer. An EV that asks for what
+        ``p`` would keep green only after the exit has begun is not waited for (an exit is not
+        aborted): its green can come later than with ``p``."""
         program = j.program
         shown = j.target or j.clock.state
         state = program.phases[p].state
