@@ -252,9 +252,6 @@ def run(
                 raise ScenarioError("--sumocfg needs at least one --ev FROM,TO,DEPART")
             specs = [_parse_ev(raw, i + 1) for i, raw in enumerate(evs)]
             out = out_dir or Path("runs") / f"{sumocfg.stem}-{controller_name}-s{seed}"
-            if not sumocfg.is_file():  # (checked again where it is read; here before --out is made)
-                raise ScenarioError(f"--sumocfg '{sumocfg}' is not a file" if sumocfg.exists()
-                                    else f"SUMO configuration '{sumocfg}' does not exist")
             _out_folder(out)
             setup = _prepared(out, lambda: prepare_sumocfg(sumocfg, specs, seed=seed, out_dir=out.resolve(),
                                                            end_s=end_s, bluelight=bluelight))

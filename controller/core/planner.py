@@ -717,7 +717,8 @@ class Planner:
         shown and held until the program cannot cut its greens short, and the restore step."""
         timing, dt = j.timing, self.config.step_s
         longest = 0.0
-        for starved in (True, False):  # the re-entry phase depends on the exit's reason
+        # the re-entry phase depends on the exit's reason (see _begin_exit)
+        for starved in (True, False) if self.config.reentry_starved else (False,):
             back = j.program.phases[self._reentry_now(j, t_s, starved)].state
             hold = max((timing.min_green_s[i] for i, c in enumerate(back) if is_green(c)), default=0.0)
             if target is None or target == j.clock.state:

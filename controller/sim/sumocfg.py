@@ -45,6 +45,8 @@ class SumoInputs:
 
 def read_sumocfg(path: Path) -> SumoInputs:
     """Parse a SUMO configuration; relative paths are resolved against its folder."""
+    if path.is_dir():
+        raise ScenarioError(f"'{path}' is a folder, not a SUMO configuration file")
     if not path.is_file():
         raise ScenarioError(f"SUMO configuration '{path}' does not exist")
     try:

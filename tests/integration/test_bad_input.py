@@ -190,7 +190,7 @@ def test_a_folder_given_as_the_scenario_or_configuration(tmp_path: Path) -> None
     code, out = _run(["run", str(tmp_path)])
     _assert_error(code, out, "is a folder, not a scenario file")
     code, out = _run(["run", "--sumocfg", str(tmp_path), "--ev", "a,b,1"])
-    _assert_error(code, out, f"--sumocfg '{tmp_path}' is not a file")
+    _assert_error(code, out, f"'{tmp_path}' is a folder, not a SUMO configuration file")
 
 
 @pytest.mark.parametrize("command", [["bench", "benchmarks/ci.toml"], ["serve", "--scenario", "x.toml"]])
