@@ -125,6 +125,8 @@ class ControllerSpec(_Model):
     detect_range_m: float | None = Field(default=None, gt=0)
     detect_eta_s: float | None = Field(default=None, gt=0)
     max_presence_s: float | None = Field(default=None, gt=0, le=170)
+    # at max presence, an EV about to cross (within this many seconds) is still waited for, this long at most
+    max_presence_grace_s: float | None = Field(default=None, ge=0, le=30)
     max_lead_s: float | None = Field(default=None, gt=0)
     # an armed signal plans with the median of each request's need over this many ticks (1: the latest)
     need_median_ticks: int | None = Field(default=None, ge=1, le=60)

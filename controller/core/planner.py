@@ -47,7 +47,13 @@ Stage = Literal["idle", "armed", "entry", "dwell", "exit"]
 class PlannerConfig:
     step_s: float = 1.0
     arm_horizon_s: float = 150.0  # arm when the EV's ETA is this close
-    max_presence_s: float = 120.0  # then the signal is handed back whatever happens
+    max_presence_s: float = 120.0  # then the signal is handed back (but see max_presence_grace_s)
+    # At the maximum presence time an EV the signal serves that is predicted to cross within
+    # this many seconds is still waited for, at most this long: a hand-back as it reaches the
+    # stop line would stop it there after the whole preemption (heavy arterial, seed 8: J9
+    # handed back at 926 s with the EV 31 m away; it stood 39 s). The presence limit below
+    # still bounds the hand-back. 0: hand back at max_presence_s whatever happens.
+    max_presence_grace_s: float = 10.0
     # The signal is back in its program by entry + presence_limit_s (the safety monitor's S5
     # limit): the exit starts earlier than max_presence_s where the hand-back (the EV's green to
     # its minimum, yellow, red clearance, the re-entry phase held to its minimum) would not fit
@@ -505,7 +511,9 @@ class Planner:
             limit = j.entry_s + cfg.presence_limit_s
             # (far from the limit every hand-back fits: _handback_s is at most 3 switch bounds + 6 steps)
             near_limit = t_s + 3.0 * j.timing.switch_bound_s + 7.0 * cfg.step_s >= limit
-            if t_s - j.entry_s >= cfg.max_presence_s or (near_limit and not self._fits(j, t_s, limit)):
+            if (
+                t_s - j.entry_s >= cfg.max_presence_s and not self._crossing_soon(j, t_s, reqs)
+            ) or (near_limit and not self._fits(j, t_s, limit)):
                 for r in reqs:
                     j.lockout[r.ev_id] = math.inf  # from the hand-back on, lockout_s (see _lockouts_from)
                 return self._begin_exit(j, t_s, "max presence")
@@ -676,6 +684,15 @@ class Planner:
             out.append(r)
         j.needs, j.needs_s = needs, t_s
         return out
+
+    def _crossing_soon(self, j: JunctionControl, t_s: float, reqs: Sequence[ServiceRequest]) -> bool:
+        """Past the maximum presence time but within its grace: is an EV the signal serves
+        predicted to cross within the grace (and not already overdue)? Then it is waited for."""
+        grace = self.config.max_presence_grace_s
+        assert j.entry_s is not None
+        if t_s - j.entry_s >= self.config.max_presence_s + grace:
+            return False
+        return any(r.key in j.serving and 0.0 <= r.eta_s - t_s <= grace for r in reqs)
 
     def _entry_due(self, j: JunctionControl, t_s: float, target: str, served: Sequence[ServiceRequest]) -> bool:
         cfg = self.config

@@ -401,11 +401,12 @@ def test_in_step_hand_back_passes_over_a_phase_that_greens_only_what_the_preempt
 
 def test_hand_back_on_the_maximum_presence_keeps_the_phase_that_serves_the_coming_ev() -> None:
     # the EV never arrives: the hand-back at the presence limit (246, the schedule showing C
-    # alone until 268) re-enters C's phase, which keeps the EV's lane (C) green, not B's
+    # alone until 268) re-enters C's phase, which keeps the EV's lane (C) green, not B's (no
+    # grace: the EV stays 5 s away, see the grace's own tests)
     def reqs(t: float) -> list[ServiceRequest]:
         return [req(target="GrG", eta=max(141.0, t + 5), need=max(138.0, t + 2))] if 110 <= t < 280 else []
 
-    r = rig({"J": PROG_ACB})
+    r = rig({"J": PROG_ACB}, config=PlannerConfig(max_presence_grace_s=0.0))
     r.run_until(300, reqs)
     restore = [c for _, c in r.commands if c.kind == "restore"]
     assert [c.phase for c in restore] == [2]
@@ -479,6 +480,45 @@ def test_max_presence_exit_lockout_and_hand_back_within_180_s() -> None:
     again = r.planner.junctions["J"].current[("ev", 0)]
     assert again.armed_s == 209.0 and again.entry_s == 209.0
     assert r.violations == []
+
+
+def test_max_presence_waits_for_an_ev_about_to_cross() -> None:
+    # entry 52 for an ETA of 63 that slips: at max presence (172) the EV is 3 s away and
+    # crosses at 175, within the 10 s grace: no hand-back before it has crossed
+    def reqs(t: float) -> list[ServiceRequest]:
+        return [req(eta=max(63.0, t + 3.0) if t < 172 else 175.0)] if t < 175 else []
+
+    r = rig()
+    r.run_until(200, reqs)
+    first = r.planner.records()[0]
+    assert (first.entry_s, first.exit_s, first.exit_reason) == (52.0, 175.0, "crossed")
+    assert all(r.shown["J"][t] == "Ggrr" for t in range(59, 176))
+    assert r.violations == []
+
+
+@pytest.mark.parametrize("grace", [0.0, 10.0])
+def test_max_presence_grace_is_bounded(grace: float) -> None:
+    # an EV stuck 3 s before the stop line is waited for at most the grace, and the signal is
+    # back in its program within the presence limit
+    r = rig(config=PlannerConfig(max_presence_grace_s=grace))
+    r.run_until(260, lambda t: [req(eta=max(63.0, t + 3.0))])
+    first = r.planner.records()[0]
+    assert (first.entry_s, first.exit_s, first.exit_reason) == (52.0, 172.0 + grace, "max presence")
+    assert first.restored_s is not None and first.entry_s is not None
+    assert first.restored_s - first.entry_s <= 180.0
+    assert r.violations == []
+
+
+@pytest.mark.parametrize("ahead_s", [11.0, None])
+def test_max_presence_does_not_wait_for_an_ev_further_away_or_overdue(ahead_s: float | None) -> None:
+    # at 172 the EV is 11 s away (beyond the grace), or its ETA (63) has passed: handed back at once
+    def reqs(t: float) -> list[ServiceRequest]:
+        return [req(eta=63.0 if ahead_s is None else max(63.0, t + ahead_s))]
+
+    r = rig()
+    r.run_until(200, reqs)
+    first = r.planner.records()[0]
+    assert (first.entry_s, first.exit_s, first.exit_reason) == (52.0, 172.0, "max presence")
 
 
 def test_entry_is_postponed_by_the_presence_reserve() -> None:
