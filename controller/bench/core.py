@@ -248,8 +248,7 @@ def replay(network: Network, path: Path, config: ControllerConfig) -> dict[str, 
     not recorded)."""
     header, ticks = read_recording(path)
     corridors = {ev["id"]: build_corridor(network, ev["route"]) for ev in header["evs"]}
-    evs = [EvSetup(ev["id"], ev["type"], corridors[ev["id"]], EvDynamics(**ev["dynamics"]), float(ev["depart"]),
-                   departs_at_limit=bool(ev.get("departs_at_limit", False)))  # (not in older recordings)
+    evs = [EvSetup(ev["id"], ev["type"], corridors[ev["id"]], EvDynamics(**ev["dynamics"]), float(ev["depart"]))
            for ev in header["evs"]]
     controller = PreemptionController(network, evs, config)
     progress = {ev.ev_id: EvProgress(ev.ev_id, ev.corridor) for ev in evs}

@@ -449,18 +449,11 @@ class EtaPredictor:
         profile: SpeedProfile,
         dyn: EvDynamics,
         config: EtaConfig | None = None,
-        *,
-        departs_at_limit: bool = False,
     ) -> None:
-        """``departs_at_limit``: before the first observation the EV is taken to enter at the
-        route start at the speed limit there (SUMO's ``departSpeed="max"``, as greenwave inserts
-        its EVs), not at rest: from rest, every prediction made on the dispatch tick came out
-        about 2 s late (Bologna's first three signals, entered then, 2.3-2.6 s in every seed)."""
         self._corridor = corridor
         self._distances = [j.distance_m for j in corridor.junctions]  # ascending along the route
         self._indices = [j.index for j in corridor.junctions]
         self._kin = _kinematics(profile, dyn)
-        self._depart_speed = self._kin.speed_cap_at(self._kin.starts[0]) if departs_at_limit else 0.0
         self._config = config if config is not None else EtaConfig()
         if self._config.min_factor > self._config.max_factor:
             raise ValueError("EtaConfig.min_factor must not exceed max_factor")
@@ -580,11 +573,10 @@ class EtaPredictor:
         up to junction index ``at_least``): what a tick needs, at a cost that does not grow with
         the length of the route. ``learn=False``: a look only, not kept to learn the error from.
 
-        Made from the last observed state (before any: the route start at ``t_s``, at rest or,
-        with ``departs_at_limit``, at the speed limit there).
+        Made from the last observed state (the route start at rest, at ``t_s``, before any).
         """
         cfg = self._config
-        t0, x0, v0 = self._samples[-1] if self._samples else (t_s, self._kin.starts[0], self._depart_speed)
+        t0, x0, v0 = self._samples[-1] if self._samples else (t_s, self._kin.starts[0], 0.0)
         distances = self._distances
         first = bisect.bisect_right(distances, x0)  # the junctions ahead: position < stop line
         must = bisect.bisect_right(self._indices, at_least, lo=first) - first  # engaged, predicted however far

@@ -72,7 +72,6 @@ class EvSetup:
     dynamics: EvDynamics
     dispatch_s: float
     priority_class: int | None = None  # overrides the type's priority class (1 = highest)
-    departs_at_limit: bool = False  # inserted at the speed limit (departSpeed "max"), not at rest
 
     @property
     def priority(self) -> int:
@@ -161,8 +160,7 @@ class PreemptionController:
             if tls not in self.planner.junctions:
                 self.planner.add_signal(self.network.programs[tls])
         self._predictors[ev.ev_id] = EtaPredictor(
-            ev.corridor, build_profile(self.network, ev.corridor), ev.dynamics, self.config.eta,
-            departs_at_limit=ev.departs_at_limit,
+            ev.corridor, build_profile(self.network, ev.corridor), ev.dynamics, self.config.eta
         )
         for j in ev.corridor.junctions:
             self._service[(ev.ev_id, j.index)] = self._plan_service(j)

@@ -79,8 +79,7 @@ def make_controller(
         )
     dyn = dynamics or {}
     evs = [
-        EvSetup(ev.ev_id, ev.ev_type, ev.corridor, dyn.get(ev.ev_id, DEFAULT_DYNAMICS), ev.depart_s,
-                departs_at_limit=True)  # (the run inserts its EVs with SumoAdapter.add_vehicle)
+        EvSetup(ev.ev_id, ev.ev_type, ev.corridor, dyn.get(ev.ev_id, DEFAULT_DYNAMICS), ev.depart_s)
         for ev in setup.evs
     ]
     cfg = with_step(config or controller_config(setup.controller), setup.step_length_s)
@@ -431,8 +430,7 @@ def _open_recording(
         "format": "greenwave-snapshots/1", "scenario": setup.name, "seed": setup.seed, "controller": controller.name,
         "net_file": str(setup.inputs.net_file), "controller_settings": dict(setup.controller),
         "evs": [{"id": ev.ev_id, "type": ev.ev_type, "route": list(ev.route), "depart": ev.depart_s,
-                 "dynamics": dataclasses.asdict(dynamics.get(ev.ev_id, DEFAULT_DYNAMICS)),
-                 "departs_at_limit": True} for ev in setup.evs],
+                 "dynamics": dataclasses.asdict(dynamics.get(ev.ev_id, DEFAULT_DYNAMICS))} for ev in setup.evs],
     }  # fmt: skip
     f.write(json.dumps(header) + "\n")
     return f

@@ -614,8 +614,7 @@ class SimService:
         if cmd.tracking == "simulation":
             sim.watch_vehicle(key)
         self._watch(sim, corridor)
-        ev = EvSetup(key, cmd.vehicle_type, corridor, dynamics, t, priority_class=cmd.priority,
-                     departs_at_limit=owns_vehicle)
+        ev = EvSetup(key, cmd.vehicle_type, corridor, dynamics, t, priority_class=cmd.priority)
         self._controller.add_ev(ev)
         # a vehicle already running departed before it was escorted: its departure, not the escort's
         departed = sim.vehicle_departure_s(key) if cmd.vehicle_id is not None else None

@@ -210,7 +210,6 @@ class SumoAdapter:
     def add_vehicle(
         self, vehicle_id: str, route: Sequence[str], type_id: str, depart: str = "now"
     ) -> None:
-        """Insert a vehicle (in the best lane, at the speed limit: EvSetup.departs_at_limit)."""
         route_id = f"{vehicle_id}__route"
         try:
             self._api.route.add(route_id, list(route))

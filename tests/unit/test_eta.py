@@ -330,16 +330,6 @@ def test_before_any_observation_predicts_from_the_route_start_at_rest() -> None:
     assert pred.factor == 1.0
 
 
-def test_before_any_observation_an_ev_departing_at_the_limit_is_predicted_at_the_limit() -> None:
-    # greenwave inserts its EVs at the speed limit (SUMO's departSpeed "max"): no acceleration
-    pred = EtaPredictor(_corridor(100.0, 400.0), LONG, EV, departs_at_limit=True)
-    etas = pred.predict(50.0)
-    assert [e.eta_s for e in etas] == pytest.approx([50.0 + 100.0 / V, 50.0 + 400.0 / V])
-    assert etas[0].eta_s < 50.0 + travel_time_s(LONG, EV, 0.0, 0.0, 100.0) - 1.0
-    pred.observe(51.0, 5.0, 0.0)  # then it is the observations that count: here it stands
-    assert pred.predict(51.0)[0].eta_s == pytest.approx(51.0 + travel_time_s(LONG, EV, 5.0, 0.0, 100.0))
-
-
 def test_free_flow_keeps_factor_one_and_predicts_exactly() -> None:
     pred = EtaPredictor(_corridor(1200.0), LONG, EV)
     traj = _drive(lambda t: V, 60)
