@@ -184,6 +184,9 @@ def until(t_end: float, *reqs: ServiceRequest) -> Requests:
     return lambda t: list(reqs) if t < t_end else []
 
 
+MP120 = PlannerConfig(max_presence_s=120.0)  # the max-presence tests' times are worked out for 120 s
+
+
 # --- pure helpers ----------------------------------------------------------------------------
 
 
@@ -406,7 +409,7 @@ def test_hand_back_on_the_maximum_presence_keeps_the_phase_that_serves_the_comin
     def reqs(t: float) -> list[ServiceRequest]:
         return [req(target="GrG", eta=max(141.0, t + 5), need=max(138.0, t + 2))] if 110 <= t < 280 else []
 
-    r = rig({"J": PROG_ACB}, config=PlannerConfig(max_presence_grace_s=0.0))
+    r = rig({"J": PROG_ACB}, config=PlannerConfig(max_presence_s=120.0, max_presence_grace_s=0.0))
     r.run_until(300, reqs)
     restore = [c for _, c in r.commands if c.kind == "restore"]
     assert [c.phase for c in restore] == [2]
@@ -463,7 +466,7 @@ def test_extension_with_the_permissive_partner_dropped() -> None:
 
 
 def test_max_presence_exit_lockout_and_hand_back_within_180_s() -> None:
-    cfg = PlannerConfig()
+    cfg = MP120
     r = rig(config=cfg)
     stuck = req()  # never crosses
     r.run_until(260, until(10_000, stuck))
@@ -488,7 +491,7 @@ def test_max_presence_waits_for_an_ev_about_to_cross() -> None:
     def reqs(t: float) -> list[ServiceRequest]:
         return [req(eta=max(63.0, t + 3.0) if t < 172 else 175.0)] if t < 175 else []
 
-    r = rig()
+    r = rig(config=MP120)
     r.run_until(200, reqs)
     first = r.planner.records()[0]
     assert (first.entry_s, first.exit_s, first.exit_reason) == (52.0, 175.0, "crossed")
@@ -500,7 +503,7 @@ def test_max_presence_waits_for_an_ev_about_to_cross() -> None:
 def test_max_presence_grace_is_bounded(grace: float) -> None:
     # an EV stuck 3 s before the stop line is waited for at most the grace, and the signal is
     # back in its program within the presence limit
-    r = rig(config=PlannerConfig(max_presence_grace_s=grace))
+    r = rig(config=PlannerConfig(max_presence_s=120.0, max_presence_grace_s=grace))
     r.run_until(260, lambda t: [req(eta=max(63.0, t + 3.0))])
     first = r.planner.records()[0]
     assert (first.entry_s, first.exit_s, first.exit_reason) == (52.0, 172.0 + grace, "max presence")
@@ -515,7 +518,7 @@ def test_max_presence_does_not_wait_for_an_ev_further_away_or_overdue(ahead_s: f
     def reqs(t: float) -> list[ServiceRequest]:
         return [req(eta=63.0 if ahead_s is None else max(63.0, t + ahead_s))]
 
-    r = rig()
+    r = rig(config=MP120)
     r.run_until(200, reqs)
     first = r.planner.records()[0]
     assert (first.entry_s, first.exit_s, first.exit_reason) == (52.0, 172.0, "max presence")
@@ -714,7 +717,7 @@ def test_ev_arriving_during_a_max_presence_exit_is_not_locked_out_unserved() -> 
     def requests(t: float) -> list[ServiceRequest]:
         return [stuck] + ([other] if t >= 173 else [])
 
-    r = rig()
+    r = rig(config=MP120)
     r.run_until(260, requests)
     # a: entry 52, max presence exit at 172, hand-back under way at 173 when b turns up
     lock = r.planner.junctions["J"].lockout
