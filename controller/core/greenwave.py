@@ -255,7 +255,7 @@ class PreemptionController:
             if j.stage in ("entry", "dwell") and key not in j.serving:
                 return "armed", rec.entry_s is not None  # waiting: the signal switches for another
             return j.stage, rec.entry_s is not None
-        granted = any(r.ev_id == ev_id and r.junction_index == junction_index for r in j.records)
+        granted = any(r.ev_id == ev_id and r.junction_index == junction_index for r in (*j.records, *j.ended))
         return "idle", granted
 
     @property

@@ -198,6 +198,9 @@ class JunctionControl:
     lockout: dict[str, float] = field(default_factory=dict)  # ev_id -> until
     records: list[PreemptionRecord] = field(default_factory=list)
     current: dict[tuple[str, int], PreemptionRecord] = field(default_factory=dict)
+    # switched for requests that have ended while the signal stays held for others: their exit
+    # is known, their restore comes with the signal's
+    ended: list[PreemptionRecord] = field(default_factory=list)
     last_signal: SignalState | None = None  # the last observed state object
     # armed: each request's latest needs (``PlannerConfig.need_median_ticks``), as of ``needs_s``
     needs: dict[tuple[str, int], deque[float]] = field(default_factory=dict)
@@ -477,6 +480,7 @@ class Planner:
                 self._close(j, t_s, "cancelled before entry", restored=True)
                 j.stage = "idle"
                 return None
+            self._end_gone(j, t_s, reqs)
             if cfg.need_median_ticks > 1:
                 reqs = self._median_needs(j, t_s, reqs)
             current = j.current
@@ -512,6 +516,7 @@ class Planner:
         if j.stage in ("entry", "dwell"):
             if not reqs:
                 return self._begin_exit(j, t_s, "stopped" if self.stopping else "")
+            self._end_gone(j, t_s, reqs)
             assert j.entry_s is not None
             limit = j.entry_s + cfg.presence_limit_s
             # (far from the limit every hand-back fits: _handback_s is at most 3 switch bounds + 6 steps)
@@ -779,10 +784,24 @@ class Planner:
                 rec.exit_reason = reason or self.release_reasons.get(rec.ev_id, "crossed")
         return self._tick_junction(j, t_s, [])
 
+    def _end_gone(self, j: JunctionControl, t_s: float, reqs: Sequence[ServiceRequest]) -> None:
+        """An EV with no request left at the signal (it crossed, was cancelled or re-routed) while
+        another EV's go on: it no longer holds the signal (:meth:`holders`), and its records that
+        were switched for end now, with the reason its requests ended. (An EV's record for a
+        junction of the signal it has crossed, while it still asks for another, stays open: the
+        signal's exit is its exit.)"""
+        live = {r.ev_id for r in reqs}
+        for key in [k for k in j.current if k[0] not in live]:
+            rec = j.current.pop(key)
+            if rec.entry_s is not None:  # armed but never switched: nothing to report
+                rec.exit_s = t_s
+                rec.exit_reason = self.release_reasons.get(rec.ev_id, "crossed")
+                j.ended.append(rec)
+
     def _close(
         self, j: JunctionControl, t_s: float, reason: str, *, restored: bool, in_step_s: float | None = None
     ) -> None:
-        for rec in j.current.values():
+        for rec in [*j.ended, *j.current.values()]:
             if rec.entry_s is None:
                 continue  # armed but never switched: nothing to report
             if rec.exit_s is None:
@@ -793,6 +812,7 @@ class Planner:
                 rec.in_step_s = in_step_s
             j.records.append(rec)
         j.current.clear()
+        j.ended.clear()
         j.target, j.phase, j.serving, j.entry_s = "", -1, (), None
 
     def _set(self, j: JunctionControl, state: str | None, why: str) -> SignalCommand | None:

@@ -693,6 +693,28 @@ def test_compatible_requests_are_merged_and_served_together() -> None:
     assert r.safety() == []
 
 
+def test_an_ev_whose_requests_end_no_longer_holds_a_signal_held_for_another() -> None:
+    # a (through) and b (left) served together; a is cancelled at 65 while b goes on until 72:
+    # from then the signal is held for b alone, and a's record ends at 65, cancelled; both are
+    # restored with the signal
+    through = req("Grrr", 0, eta=63, need=60, ev="a", priority=1)
+    left = req("rgrr", 0, eta=70, need=66, ev="b", priority=2, index=3)
+    r = rig()
+    r.run_until(65, lambda t: [through, left])
+    assert r.planner.holders("J") == ("a", "b")
+    r.planner.release("a", "cancelled")
+    r.run_until(72, lambda t: [left])
+    assert r.planner.holders("J") == ("b",)
+    assert r.planner.stage("J") == "dwell" and r.planner.records() == []  # nothing closed yet
+    r.run_until(100)
+    recs = {rec.ev_id: rec for rec in r.planner.records()}
+    assert (recs["a"].exit_s, recs["a"].exit_reason) == (65.0, "cancelled")
+    assert (recs["b"].exit_s, recs["b"].exit_reason) == (72.0, "crossed")
+    assert recs["a"].restored_s == recs["b"].restored_s is not None
+    assert r.planner.holders("J") == ()
+    assert r.safety() == [] and r.finish() == []
+
+
 def test_second_ev_arriving_during_exit_waits_for_the_hand_back() -> None:
     first = req("Ggrr", 0, eta=63, need=60, ev="a")
     second = req("rrGg", 3, eta=80, need=70, ev="b")
