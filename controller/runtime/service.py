@@ -29,6 +29,7 @@ import time
 from collections import deque
 from concurrent.futures import Future
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 from controller.core.corridor import Corridor, build_corridor
@@ -59,7 +60,7 @@ from controller.runtime.service_model import (
     SignalView,
     Tracking,
 )
-from controller.runtime.setup import EV_VTYPE_PREFIX, RunSetup, sumo_args
+from controller.runtime.setup import EV_VTYPE_PREFIX, RunSetup, id_in_routes, route_file_ids, sumo_args
 from controller.sim.adapter import SUMO_ERRORS, Backend, SumoAdapter
 from controller.sim.geo import is_geo_referenced
 
@@ -170,6 +171,7 @@ class SimService:
         self._controller: PreemptionController | None = None
         self._monitor = SafetyMonitor({}, SafetyConfig(step_s=setup.step_length_s))
         self._seq = 0
+        self._route_file_ids: dict[str, tuple[str, Path]] | None = None
         self._ended = False
 
     # -- the API side ------------------------------------------------------------------------------
@@ -456,7 +458,9 @@ class SimService:
         assert self._controller is not None
         for esc in self._escorts.values():
             p = self._progress[esc.key]
-            lost = esc.tracking == "external" and esc.fix_t_s is not None and t_s - esc.fix_t_s > FIX_LOST_S
+            # (no fix yet: counted from the dispatch, so an escort that never reports lets go too)
+            last_fix_s = esc.fix_t_s if esc.fix_t_s is not None else esc.dispatched_s
+            lost = esc.tracking == "external" and t_s - last_fix_s > FIX_LOST_S
             if lost and esc.state in ("dispatched", "en_route") and p.arrived_s is None:
                 self._controller.cancel(esc.key, "position lost")
                 reason = f"no position for {FIX_LOST_S:g} s"
@@ -574,6 +578,22 @@ class SimService:
             raise RequestError(f"{field_name}: the network has no geo-reference; give an edge instead of lon/lat")
         return sim.lonlat_to_xy(lon, lat)
 
+    def _route_ids(self) -> dict[str, tuple[str, Path]]:
+        """The ids in the scenario's route files (read on the first dispatch that needs them)."""
+        if self._route_file_ids is None:
+            self._route_file_ids = route_file_ids(self.setup.inputs.route_files)
+        return self._route_file_ids
+
+    def _new_escort_id(self, sim: SumoAdapter) -> str:
+        """``escort-<n>``, the next n whose id no escort, vehicle or route file has taken."""
+        assert self._controller is not None
+        while True:
+            self._seq += 1
+            key = f"escort-{self._seq}"
+            if not (key in self._escorts or key in self._by_key or key in self._controller.evs
+                    or sim.vehicle_exists(key) or id_in_routes(self._route_ids(), key) is not None):
+                return key
+
     def _dispatch(self, sim: SumoAdapter, cmd: Dispatch) -> str:
         assert self._controller is not None
         t = sim.time_s
@@ -581,8 +601,7 @@ class SimService:
             raise RequestError(f"the simulation ended at {self.end_s:g} s: no new escorts", 409)
         if cmd.vehicle_type not in PRIORITY:
             raise RequestError(f"vehicle_type: '{cmd.vehicle_type}' is not one of {', '.join(PRIORITY)}")
-        self._seq += 1
-        escort_id = cmd.escort_id or f"escort-{self._seq}"
+        escort_id = cmd.escort_id or self._new_escort_id(sim)
         if escort_id in self._escorts:
             raise RequestError(f"id: escort '{escort_id}' exists already", 409)
         owns_vehicle = cmd.vehicle_id is None and cmd.tracking == "simulation"
@@ -599,6 +618,10 @@ class SimService:
             key = escort_id
             if key in self._by_key or key in self._controller.evs or (owns_vehicle and sim.vehicle_exists(key)):
                 raise RequestError(f"id: a vehicle '{key}' exists in the simulation already", 409)
+            if owns_vehicle and (hit := id_in_routes(self._route_ids(), key)) is not None:
+                # SUMO would fail the whole simulation when it loads that vehicle later on
+                raise RequestError(f"id: the scenario's {hit[1].name} has a {hit[0]} '{key}' (or its flow) "
+                                   "departing later: choose another id", 409)
             if cmd.route is not None:
                 validate_route(self.network, cmd.route)
                 route = tuple(cmd.route)
@@ -640,7 +663,8 @@ class SimService:
             raise RequestError(f"escort '{esc.id}' is {esc.state} already", 409)
         self._controller.cancel(esc.key)
         esc.state, esc.reason, esc.cancelled_s = "cancelled", "cancelled by request", sim.time_s
-        held = sorted({tls for tls in esc.corridor.tls_ids() if esc.key in self._controller.planner.holders(tls)})
+        # the signals held for this escort alone (one held for others too stays held for them)
+        held = sorted({tls for tls in esc.corridor.tls_ids() if self._controller.planner.holders(tls) == (esc.key,)})
         self.audit.record("cancel", t_s=sim.time_s, escort_id=esc.id, handing_back=held)
         self.events.publish("cancel", escort=esc.id, t_s=sim.time_s, handing_back=held)
         return esc.id

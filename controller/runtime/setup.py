@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import gzip
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -131,6 +131,33 @@ def _plan_evs(network: Network, evs: Sequence[EvSpec]) -> tuple[EvPlan, ...]:
 _ID_IN_ROUTES = re.compile(rb'<(vehicle|trip|flow|person)\b[^>]*?\bid="([^"]*)"')
 
 
+def route_file_ids(route_files: Sequence[Path]) -> dict[str, tuple[str, Path]]:
+    """The ids of the vehicles, trips, flows and persons in route files: id -> (tag, file).
+    Unreadable files are left out (SUMO names them when it loads them)."""
+    found: dict[str, tuple[str, Path]] = {}
+    for path in route_files:
+        try:
+            opener = gzip.open if path.suffix == ".gz" else open
+            with opener(path, "rb") as f:
+                for line in f:
+                    for tag, vid in _ID_IN_ROUTES.findall(line):
+                        found.setdefault(vid.decode(errors="replace"), (tag.decode(), path))
+        except OSError:
+            continue
+    return found
+
+
+def id_in_routes(ids: Mapping[str, tuple[str, Path]], vehicle_id: str) -> tuple[str, Path] | None:
+    """Where the route files (:func:`route_file_ids`) have ``vehicle_id`` already: as a
+    vehicle, trip or person of its own, or as one of a flow's vehicles (``<flow id>.<n>``)."""
+    hit = ids.get(vehicle_id)
+    if hit is None:
+        flow, dot, n = vehicle_id.rpartition(".")
+        if dot and n.isdigit() and (h := ids.get(flow)) is not None and h[0] == "flow":
+            hit = h
+    return hit
+
+
 def _check_ids_free(route_files: Sequence[Path], ids: Sequence[str]) -> None:
     """An EV id that a vehicle of the route files has already: an error now, naming both, rather
     than SUMO refusing one of them during the run."""
@@ -139,19 +166,17 @@ def _check_ids_free(route_files: Sequence[Path], ids: Sequence[str]) -> None:
         if ev_id in seen:
             raise ScenarioError(f"EV id '{ev_id}' is given twice")
         seen.add(ev_id)
-    wanted = {i.encode() for i in ids}
-    for path in route_files:
-        try:
-            opener = gzip.open if path.suffix == ".gz" else open
-            with opener(path, "rb") as f:
-                for line in f:
-                    for tag, found in _ID_IN_ROUTES.findall(line):
-                        if found in wanted:
-                            raise ScenarioError(
-                                f"{path}: a {tag.decode()} '{found.decode()}' is there already: give the EV another "
-                                "id (--ev FROM,TO,DEPART,TYPE,ID)")
-        except OSError:
-            continue  # unreadable: SUMO names it when it loads the file
+    if not ids:
+        return
+    taken = route_file_ids(route_files)
+    for ev_id in ids:
+        hit = id_in_routes(taken, ev_id)
+        if hit is not None:
+            tag, path = hit
+            flow = ev_id.rpartition(".")[0]
+            what = f"a {tag} '{ev_id}'" if ev_id in taken else f"flow '{flow}' (its vehicle '{ev_id}')"
+            raise ScenarioError(
+                f"{path}: {what} is there already: give the EV another id (--ev FROM,TO,DEPART,TYPE,ID)")
 
 
 def _describe(ev: EvSpec) -> str:

@@ -3,6 +3,7 @@ as JSON that names the field or id at fault, never a traceback; rejected request
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -185,3 +186,36 @@ def test_an_external_escort_that_stops_reporting_is_cancelled(c: httpx.Client) -
              timeout_s=30, what="its signals handed back")
     assert [a["detail"]["reason"] for a in c.get("/v1/audit", params={"kind": "cancel"}).json()
             if a["escort_id"] == "quiet"] == ["no position for 120 s"]
+
+
+def test_an_external_escort_that_never_reports_is_cancelled(c: httpx.Client) -> None:
+    # no fix at all: the 120 s count from the dispatch (it used to hold its signals for good)
+    r = c.post("/v1/emergencies", json={"route": ["left0A0", "A0B0", "B0C0", "C0right0"], "id": "mute",
+                                        "tracking": "external"})
+    assert r.status_code == 201, r.text
+    dispatched = c.get("/v1/emergencies/mute").json()["dispatched_s"]
+    e = wait_for(lambda: (x := c.get("/v1/emergencies/mute").json())["state"] == "cancelled" and x, timeout_s=30,
+                 what="the escort to be cancelled")
+    assert e["reason"] == "no position for 120 s" and 120.0 < e["cancelled_s"] - dispatched <= 122.0
+    wait_for(lambda: not any("mute" in s["escorts"] for s in c.get("/v1/signals").json()),
+             timeout_s=30, what="its signals let go")
+
+
+def test_ids_of_vehicles_the_scenario_has_yet_to_load_are_refused(srv: Server, c: httpx.Client) -> None:
+    # SUMO loads route files in chunks: a dispatch under the id of a trip departing later used
+    # to be accepted, and the whole simulation failed when SUMO reached that trip
+    trips = re.findall(r'<trip id="([^"]+)"[^>]*depart="([0-9.]+)"',
+                       (srv.workdir / "out" / "inputs" / "background.rou.xml").read_text())
+    last, depart = max(trips, key=lambda x: float(x[1]))
+    assert c.get("/healthz").json()["t_s"] < float(depart)
+    r = c.post("/v1/emergencies", json={"route": ["left2A2", "A2B2"], "id": last})
+    assert "departing later" in _err(r, 409)["detail"]
+    # a generated id skips the ids taken by the user's escorts
+    first = c.post("/v1/emergencies", json={"route": ["left2A2", "A2B2"]}).json()["id"]
+    n = int(first.rpartition("-")[2])
+    assert c.post("/v1/emergencies", json={"route": ["left2A2", "A2B2"], "id": f"escort-{n + 1}"}).status_code == 201
+    r = c.post("/v1/emergencies", json={"route": ["left2A2", "A2B2"]})
+    assert r.status_code == 201 and r.json()["id"] == f"escort-{n + 2}", r.text
+    for escort in (first, f"escort-{n + 1}", f"escort-{n + 2}"):
+        assert c.delete(f"/v1/emergencies/{escort}").status_code == 200
+    assert c.get("/healthz").json()["status"] == "ok"

@@ -3,6 +3,7 @@ positions of external fixes, geo-reference detection."""
 
 from __future__ import annotations
 
+import gzip
 import sqlite3
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from controller.runtime.audit import AuditLog
 from controller.runtime.events import EventBus
 from controller.runtime.metrics import Metrics
 from controller.runtime.service import _locate, stage_steps
+from controller.runtime.setup import id_in_routes, route_file_ids
 from controller.sim.geo import is_geo_referenced
 from tests.unit.test_preemption_controller import MAIN, NET
 
@@ -103,4 +105,21 @@ def test_geo_reference_is_read_from_the_network(tmp_path: Path) -> None:
     geo = tmp_path / "geo.net.xml"
     geo.write_text('<net>\n    <location netOffset="1,2" projParameter="+proj=utm +zone=32"/>\n</net>\n')
     assert not is_geo_referenced(plain) and is_geo_referenced(geo)
+    packed = tmp_path / "geo.net.xml.gz"  # as the bundled NDS city network
+    packed.write_bytes(gzip.compress(geo.read_bytes()))
+    assert is_geo_referenced(packed)
     assert not is_geo_referenced(Path(__file__).resolve().parents[2] / "networks" / "grid5" / "grid5.net.xml")
+
+
+def test_ids_in_route_files_vehicles_trips_and_flows(tmp_path: Path) -> None:
+    routes = tmp_path / "r.rou.xml"
+    routes.write_text('<routes>\n  <vehicle id="car1" depart="0"/>\n  <trip id="t.7" depart="5" from="a" to="b"/>\n'
+                      '  <flow id="buses" begin="0" end="100" number="3"/>\n</routes>\n')
+    packed = tmp_path / "p.rou.xml.gz"
+    packed.write_bytes(gzip.compress(b'<routes><trip id="late" depart="900"/></routes>'))
+    ids = route_file_ids([routes, packed, tmp_path / "missing.rou.xml"])
+    assert id_in_routes(ids, "car1") == ("vehicle", routes) and id_in_routes(ids, "t.7") == ("trip", routes)
+    assert id_in_routes(ids, "late") == ("trip", packed)
+    assert id_in_routes(ids, "buses.2") == ("flow", routes)  # a flow's vehicles are <flow id>.<n>
+    assert id_in_routes(ids, "t.8") is None and id_in_routes(ids, "buses.x") is None
+    assert id_in_routes(ids, "escort-1") is None
