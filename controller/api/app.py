@@ -38,7 +38,7 @@ from controller.api.models import (
     SignalOut,
 )
 from controller.errors import GreenwaveError, RequestError
-from controller.runtime.service import ANSWER_TIMEOUT_S, SimService
+from controller.runtime.service import SimService
 from controller.runtime.service_model import Cancel, Dispatch, Place, Position, ServiceState
 
 log = logging.getLogger("greenwave.api")
@@ -161,9 +161,9 @@ def _status_of(error: GreenwaveError) -> int:
     return error.status if isinstance(error, RequestError) else 422
 
 
-async def _answer(future: Future[Any]) -> Any:
+async def _answer(future: Future[Any], timeout_s: float) -> Any:
     try:
-        return await asyncio.wait_for(asyncio.wrap_future(future), ANSWER_TIMEOUT_S)
+        return await asyncio.wait_for(asyncio.wrap_future(future), timeout_s)
     except asyncio.TimeoutError:
         raise RequestError("the simulation did not answer in time", 503) from None
 
@@ -290,7 +290,7 @@ def create_app(service: SimService, token: str, *, max_body_bytes: int = MAX_BOD
             route=tuple(body.route) if body.route is not None else None, vehicle_id=body.vehicle_id,
             tracking=body.tracking,
         )
-        view = await _answer(service.submit(command))
+        view = await _answer(service.submit(command), service.answer_timeout_s)
         response.headers["Location"] = f"/v1/emergencies/{view.id}"
         return EscortOut.model_validate(view)
 
@@ -309,11 +309,11 @@ def create_app(service: SimService, token: str, *, max_body_bytes: int = MAX_BOD
     async def position(escort_id: EscortId, body: PositionRequest) -> PositionAccepted:
         command = Position(escort_id=escort_id, edge=body.edge, offset_m=body.offset_m, lon=body.lon, lat=body.lat,
                            speed_mps=body.speed_mps, t_s=body.timestamp)
-        return PositionAccepted.model_validate(await _answer(service.submit(command)))
+        return PositionAccepted.model_validate(await _answer(service.submit(command), service.answer_timeout_s))
 
     @v1.delete("/emergencies/{escort_id}", response_model=EscortOut, summary="Cancel an escort")
     async def cancel(escort_id: EscortId) -> EscortOut:
-        return EscortOut.model_validate(await _answer(service.submit(Cancel(escort_id))))
+        return EscortOut.model_validate(await _answer(service.submit(Cancel(escort_id)), service.answer_timeout_s))
 
     # -- signals -----------------------------------------------------------------------------------
     @v1.get("/signals", response_model=list[SignalOut], summary="Every signal on an escort's route")

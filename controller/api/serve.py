@@ -28,7 +28,7 @@ from typing import IO
 import click
 import uvicorn
 
-from controller.errors import GreenwaveError
+from controller.errors import GreenwaveError, ScenarioError
 from controller.runtime.audit import AuditLog
 from controller.runtime.service import SimService
 from controller.runtime.setup import prepare_scenario
@@ -156,6 +156,8 @@ def _serve(options: ServeOptions, scenario: Scenario, token: str, generated: boo
     service: SimService | None = None
     try:
         setup = prepare_scenario(scenario, seed=options.seed, out_dir=out)
+        if options.end_s is not None and options.end_s <= setup.begin_s:
+            raise ScenarioError(f"--end {options.end_s:g} s is not after the scenario's begin ({setup.begin_s:g} s)")
         service = SimService(setup, audit=audit, speed=options.speed, end_s=options.end_s)
         service.start()
         app = create_app(service, token, sse_max_s=options.sse_max_s)

@@ -27,6 +27,7 @@ from controller.core.progress import EvProgress
 from controller.core.safety import SafetyConfig, SafetyMonitor
 from controller.core.snapshot import SignalCommand, Snapshot, VehicleState
 from controller.errors import GreenwaveError
+from controller.report.html import REPORT_FILE
 from controller.runtime.freeflow import free_flow_times
 from controller.runtime.outputs import background, cross_streets, read_outputs
 from controller.runtime.pacing import Pacer
@@ -152,6 +153,7 @@ def run(
     summary_path = out / "summary.json"
     summary_path.unlink(missing_ok=True)  # never leave an old summary looking like this run's
     (out / TRACE_FILE).unlink(missing_ok=True)
+    (out / REPORT_FILE).unlink(missing_ok=True)  # nor its report (`greenwave report` makes this run's)
     started = time.perf_counter()
     check_controller(controller_name)
     free_flow = free_flow_times(setup, setup.evs, backend=backend)

@@ -176,6 +176,12 @@ class SimService:
 
     # -- the API side ------------------------------------------------------------------------------
     @property
+    def answer_timeout_s(self) -> float:
+        """How long the API waits for a command's answer: it comes after the next tick, which
+        at a slow ``--speed`` lasts long (at 0.02 a 1 s step is 50 s of wall time)."""
+        return ANSWER_TIMEOUT_S + 2.0 * self.budget_ms / 1000.0
+
+    @property
     def state(self) -> ServiceState:
         with self._lock:
             return self._state

@@ -199,3 +199,13 @@ def test_bench_and_serve_name_an_output_folder_that_is_a_file(tmp_path: Path, co
     a_file.write_text("keep me", encoding="utf-8")
     code, out = _run([*command, "--out", str(a_file)])
     _assert_error(code, out, f"--out '{a_file}' is a file")
+
+
+def test_serve_refuses_an_end_not_after_the_scenarios_begin(tmp_path: Path, tiny_net: Path) -> None:
+    # (it used to start and report the simulation ended at once)
+    from tests.api.conftest import free_port
+
+    path = write_scenario(tmp_path / "s.toml", tiny_net)  # begins at 0 s
+    code, out = _run(["serve", "--scenario", str(path), "--end", "0", "--port", str(free_port()),
+                      "--out", str(tmp_path / "o")])
+    _assert_error(code, out, "--end 0 s is not after the scenario's begin (0 s)")

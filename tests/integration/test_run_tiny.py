@@ -66,6 +66,17 @@ def test_none_and_oracle_bound_the_trip(scenario: Path, tmp_path: Path) -> None:
     assert oracle["safety"]["preempted_signals"] == ["A1", "B1", "C1"]
 
 
+def test_a_run_into_an_old_runs_folder_leaves_nothing_of_the_old_run(scenario: Path, tmp_path: Path) -> None:
+    out = tmp_path / "o"
+    run_ok(["run", str(scenario), "--controller", "none", "--out", str(out)])
+    assert CliRunner().invoke(main, ["report", str(out)]).exit_code == 0
+    old_report = (out / "report.html").read_text()
+    run_ok(["run", str(scenario), "--controller", "oracle", "--out", str(out)])
+    assert not (out / "report.html").exists()  # it described the old run (and stayed, before)
+    assert CliRunner().invoke(main, ["report", str(out)]).exit_code == 0
+    assert (out / "report.html").read_text() != old_report
+
+
 def test_same_seed_same_result_on_both_backends(scenario: Path, tmp_path: Path) -> None:
     a = run_ok(["run", str(scenario), "--seed", "4", "--out", str(tmp_path / "a")])
     b = run_ok(["run", str(scenario), "--seed", "4", "--backend", "traci", "--out", str(tmp_path / "b")])
