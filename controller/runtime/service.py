@@ -258,8 +258,24 @@ class SimService:
             self._ready.set()
 
     def _fail(self, message: str) -> None:
+        """The simulation thread failed. The adapter has restored every signal it switched to its
+        program on the way out (where SUMO itself died, the signals went with it): the escorts under
+        way end, and the signals that were preempted are reported handed back, so that a client
+        following the events is not left with escorts and preemptions that will never end."""
         with self._lock:
+            preempted = self._state.preempted
             self._state = replace(self._state, running=False, failed=message)
+        t_s = self._state.t_s
+        reason = f"the simulation failed: {message}"
+        for esc in self._escorts.values():
+            if esc.state in ("dispatched", "en_route"):
+                esc.state, esc.reason, esc.cancelled_s = "cancelled", reason, t_s
+                self.events.publish("cancel", escort=esc.id, t_s=t_s, reason=reason)
+                self.audit.record("cancel", t_s=t_s, escort_id=esc.id, reason=reason)
+        for tls in preempted:
+            self.events.publish("handback", tls_id=tls, t_s=t_s, forced=True)
+        if preempted:
+            self.audit.record("handback", t_s=t_s, forced=True, tls=list(preempted))
         self.events.publish("error", detail=message)
         self.audit.record("service", event="failed", detail=message)
 

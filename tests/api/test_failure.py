@@ -1,0 +1,53 @@
+"""The simulation thread failing under a live service: the escorts under way end and the
+signals that were preempted are reported handed back before the error, so that a client following
+the events is not left waiting for escorts and hand-backs that will never come."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from controller.runtime.audit import AuditLog
+from controller.runtime.service import SimService
+from controller.runtime.service_model import Dispatch
+from controller.runtime.setup import prepare_scenario
+from controller.scenario import load_scenario
+from controller.sim.adapter import SumoAdapter
+from tests.api.conftest import ROW
+
+pytestmark = pytest.mark.sumo
+
+
+def test_a_failed_simulation_ends_its_escorts_and_reports_the_hand_backs(
+    tiny_scenario: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    setup = prepare_scenario(load_scenario(tiny_scenario), seed=1, out_dir=tmp_path / "out")
+    service = SimService(setup, audit=AuditLog(tmp_path / "audit.sqlite"), speed=20.0, end_s=None)
+    service.start()
+    try:
+        route = ("left1A1", "A1B1", "B1C1", "C1right1")
+        service.submit(Dispatch(escort_id="amb", route=route)).result(timeout=30)
+        deadline = time.monotonic() + 30
+        while not service.state.preempted and time.monotonic() < deadline:
+            time.sleep(0.05)
+        held = service.state.preempted
+        assert held and set(held) <= set(ROW)
+
+        def boom(self: SumoAdapter) -> None:
+            raise RuntimeError("boom")
+
+        monkeypatch.setattr(SumoAdapter, "step", boom)
+        while service.state.failed is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert service.state.failed == "internal error in the simulation thread: RuntimeError"
+    finally:
+        service.stop()
+    events = [(e.type, e.data) for e in service.events.since(0)]
+    kinds = [k for k, _ in events]
+    cancel = next(d for k, d in events if k == "cancel")
+    assert cancel["escort"] == "amb" and cancel["reason"].startswith("the simulation failed")
+    handed = {d["tls_id"] for k, d in events if k == "handback" and d.get("forced")}
+    assert handed >= set(held)
+    assert kinds.index("cancel") < kinds.index("error") and kinds[-1] == "error"
