@@ -642,8 +642,8 @@ class SimService:
                 raise RequestError(f"id: a vehicle '{key}' exists in the simulation already", 409)
             if owns_vehicle and (hit := id_in_routes(self._route_ids(), key)) is not None:
                 # SUMO would fail the whole simulation when it loads that vehicle later on
-                raise RequestError(f"id: the scenario's {hit[1].name} has a {hit[0]} '{key}' (or its flow) "
-                                   "departing later: choose another id", 409)
+                raise RequestError(f"id: the scenario's {hit[0].name} has {hit[1]}, departing later: "
+                                   "choose another id", 409)
             if cmd.route is not None:
                 validate_route(self.network, cmd.route)
                 route = tuple(cmd.route)

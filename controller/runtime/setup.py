@@ -147,15 +147,17 @@ def route_file_ids(route_files: Sequence[Path]) -> dict[str, tuple[str, Path]]:
     return found
 
 
-def id_in_routes(ids: Mapping[str, tuple[str, Path]], vehicle_id: str) -> tuple[str, Path] | None:
-    """Where the route files (:func:`route_file_ids`) have ``vehicle_id`` already: as a
-    vehicle, trip or person of its own, or as one of a flow's vehicles (``<flow id>.<n>``)."""
+def id_in_routes(ids: Mapping[str, tuple[str, Path]], vehicle_id: str) -> tuple[Path, str] | None:
+    """Where the route files (:func:`route_file_ids`) have ``vehicle_id`` already, as a vehicle,
+    trip or person of its own or as one of a flow's vehicles (``<flow id>.<n>``): the file, and
+    what is there (``a trip 'bg7'``, ``flow 'buses' (its vehicle 'buses.2')``)."""
     hit = ids.get(vehicle_id)
-    if hit is None:
-        flow, dot, n = vehicle_id.rpartition(".")
-        if dot and n.isdigit() and (h := ids.get(flow)) is not None and h[0] == "flow":
-            hit = h
-    return hit
+    if hit is not None:
+        return hit[1], f"a {hit[0]} '{vehicle_id}'"
+    flow, dot, n = vehicle_id.rpartition(".")
+    if dot and n.isdigit() and (hit := ids.get(flow)) is not None and hit[0] == "flow":
+        return hit[1], f"flow '{flow}' (its vehicle '{vehicle_id}')"
+    return None
 
 
 def _check_ids_free(route_files: Sequence[Path], ids: Sequence[str]) -> None:
@@ -172,11 +174,8 @@ def _check_ids_free(route_files: Sequence[Path], ids: Sequence[str]) -> None:
     for ev_id in ids:
         hit = id_in_routes(taken, ev_id)
         if hit is not None:
-            tag, path = hit
-            flow = ev_id.rpartition(".")[0]
-            what = f"a {tag} '{ev_id}'" if ev_id in taken else f"flow '{flow}' (its vehicle '{ev_id}')"
             raise ScenarioError(
-                f"{path}: {what} is there already: give the EV another id (--ev FROM,TO,DEPART,TYPE,ID)")
+                f"{hit[0]}: {hit[1]} is there already: give the EV another id (--ev FROM,TO,DEPART,TYPE,ID)")
 
 
 def _describe(ev: EvSpec) -> str:

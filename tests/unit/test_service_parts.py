@@ -118,8 +118,9 @@ def test_ids_in_route_files_vehicles_trips_and_flows(tmp_path: Path) -> None:
     packed = tmp_path / "p.rou.xml.gz"
     packed.write_bytes(gzip.compress(b'<routes><trip id="late" depart="900"/></routes>'))
     ids = route_file_ids([routes, packed, tmp_path / "missing.rou.xml"])
-    assert id_in_routes(ids, "car1") == ("vehicle", routes) and id_in_routes(ids, "t.7") == ("trip", routes)
-    assert id_in_routes(ids, "late") == ("trip", packed)
-    assert id_in_routes(ids, "buses.2") == ("flow", routes)  # a flow's vehicles are <flow id>.<n>
+    assert id_in_routes(ids, "car1") == (routes, "a vehicle 'car1'")
+    assert id_in_routes(ids, "t.7") == (routes, "a trip 't.7'")
+    assert id_in_routes(ids, "late") == (packed, "a trip 'late'")
+    assert id_in_routes(ids, "buses.2") == (routes, "flow 'buses' (its vehicle 'buses.2')")  # <flow id>.<n>
     assert id_in_routes(ids, "t.8") is None and id_in_routes(ids, "buses.x") is None
     assert id_in_routes(ids, "escort-1") is None
