@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 
 ID_PATTERN = r"^[A-Za-z0-9_.:#-]{1,64}$"
 VehicleType = Literal["ambulance", "fire", "police", "transit"]
@@ -28,6 +28,17 @@ class GeoPlace(_In):
     lat: float = Field(ge=-90, le=90, description="Latitude (WGS84).")
 
 
+def _place_kind(value: Any) -> str:
+    """Which kind of place a body gives: an ``edge``, else longitude and latitude (so that a bad
+    one is named by its own fields, not by both kinds')."""
+    if isinstance(value, EdgePlace) or (isinstance(value, dict) and "edge" in value):
+        return "edge"
+    return "geo"
+
+
+Place = Annotated[Annotated[EdgePlace, Tag("edge")] | Annotated[GeoPlace, Tag("geo")], Discriminator(_place_kind)]
+
+
 class DispatchRequest(_In):
     """Dispatch an escort: ``origin`` and ``destination``, or a ``route``, or the ``vehicle_id`` of
     a vehicle already running in the simulation (escorted along its own route)."""
@@ -35,8 +46,8 @@ class DispatchRequest(_In):
     id: str | None = Field(default=None, pattern=ID_PATTERN, description="Escort id [default: escort-N].")
     vehicle_type: VehicleType = "ambulance"
     priority: int | None = Field(default=None, ge=1, le=3, description="1 = highest [default: by vehicle_type].")
-    origin: EdgePlace | GeoPlace | None = None
-    destination: EdgePlace | GeoPlace | None = None
+    origin: Place | None = None
+    destination: Place | None = None
     route: list[str] | None = Field(default=None, min_length=1, max_length=2000, description="Edge ids.")
     vehicle_id: str | None = Field(default=None, min_length=1, max_length=256)
     tracking: Literal["simulation", "external"] = Field(

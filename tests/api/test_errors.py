@@ -98,6 +98,7 @@ def test_413_for_a_large_body(c: httpx.Client) -> None:
         ({"route": ["left1A1", "bogus"]}, "'bogus'"),
         ({"origin": {"edge": "left1A1"}}, "'destination' is missing"),
         ({"origin": {"lon": 11.4, "lat": 48.7}, "destination": {"edge": "C1right1"}}, "no geo-reference"),
+        ({"origin": {"lon": 200, "lat": 48.7}, "destination": {"edge": "C1right1"}}, "origin.geo.lon: Input should be"),
         ({"route": ["A1B1"], "priority": 0}, "priority"),
         ({"route": ["A1B1"], "vehicle_type": "tank"}, "vehicle_type"),
         ({"route": ["A1B1"], "id": "bad id!"}, "id"),
