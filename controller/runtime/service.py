@@ -272,6 +272,13 @@ class SimService:
                 esc.state, esc.reason, esc.cancelled_s = "cancelled", reason, t_s
                 self.events.publish("cancel", escort=esc.id, t_s=t_s, reason=reason)
                 self.audit.record("cancel", t_s=t_s, escort_id=esc.id, reason=reason)
+        try:  # what GET /v1/emergencies shows from now on
+            views = {esc.id: self._escort_view(esc, t_s, None) for esc in self._escorts.values()}
+        except Exception:  # (the failure may have left the controller unreadable: keep the last views)
+            log.exception("escort views after the failure")
+        else:
+            with self._lock:
+                self._state = replace(self._state, escorts=views)
         for tls in preempted:
             self.events.publish("handback", tls_id=tls, t_s=t_s, forced=True)
         if preempted:

@@ -51,3 +51,5 @@ def test_a_failed_simulation_ends_its_escorts_and_reports_the_hand_backs(
     handed = {d["tls_id"] for k, d in events if k == "handback" and d.get("forced")}
     assert handed >= set(held)
     assert kinds.index("cancel") < kinds.index("error") and kinds[-1] == "error"
+    view = service.state.escorts["amb"]  # what GET /v1/emergencies/amb shows
+    assert view.state == "cancelled" and view.reason.startswith("the simulation failed")
