@@ -341,7 +341,7 @@ def bench(
         if out_dir is not None:
             _out_folder(out_dir)
         code = run_bench(console, suite=suite, seeds=seeds, controllers=controllers, out_dir=out_dir, jobs=jobs,
-                         baseline=baseline, write_baseline=write_baseline)
+                         baseline=baseline, write_baseline=write_baseline, update=update_baseline)
     except GreenwaveError as e:
         _fail(e)
     except KeyboardInterrupt:

@@ -461,7 +461,9 @@ def make_baseline(suite: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]) -
             "groups": [dict(r) for r in rows]}
 
 
-def check_baseline(rows: Sequence[Mapping[str, Any]], baseline: Mapping[str, Any]) -> dict[str, Any]:
+def check_baseline(
+    rows: Sequence[Mapping[str, Any]], baseline: Mapping[str, Any], suite: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
     """Compare the current rows with a baseline: ``{"regressions": [...], "notes": [...]}``.
 
     A regression, for every controller: any S1-S5 count above the baseline's; mean EV travel time
@@ -471,7 +473,9 @@ def check_baseline(rows: Sequence[Mapping[str, Any]], baseline: Mapping[str, Any
     above CHECK_TICK_RATIO_FLOOR). For CHECK_CONTROLLERS also gap closed down by more than
     CHECK_GAP_DROP, background time loss change up by more than CHECK_BG_CHANGE_PP points. A group
     whose completed seeds differ from the baseline's is a regression (its figures cannot be
-    compared); groups on only one side are noted, not failed."""
+    compared); groups on only one side are noted, not failed. So is a bench that compares no group
+    at all, or (with ``suite``, the bench's) one of another suite name or version than the
+    baseline's: nothing in it can be compared."""
     base = {(g["scenario"], g["controller"]): g for g in baseline.get("groups", [])}
     cur = {(r["scenario"], r["controller"]): r for r in rows}
     regressions: list[dict[str, Any]] = []
@@ -481,11 +485,19 @@ def check_baseline(rows: Sequence[Mapping[str, Any]], baseline: Mapping[str, Any
         regressions.append({"scenario": key[0], "controller": key[1], "metric": metric, "baseline": b,
                             "current": c, "limit": limit})
 
+    if suite is not None:
+        made = baseline.get("suite", {})
+        was, now = f"{made.get('name')} v{made.get('version')}", f"{suite.get('name')} v{suite.get('version')}"
+        if was != now:
+            regress(("(all)", "(all)"), "suite", was, now, "the baseline's suite and version")
+            return {"regressions": regressions, "notes": notes}
+    compared = 0
     for key, r in cur.items():
         b = base.get(key)
         if b is None:
             notes.append(f"{key[0]} / {key[1]}: not in the baseline, not checked")
             continue
+        compared += 1
         if list(r["seeds"]) != list(b["seeds"]):
             regress(key, "seeds", b["seeds"], r["seeds"], "the same completed seeds as the baseline")
             continue
@@ -518,4 +530,6 @@ def check_baseline(rows: Sequence[Mapping[str, Any]], baseline: Mapping[str, Any
     for key in base:
         if key not in cur:
             notes.append(f"{key[0]} / {key[1]}: in the baseline but not run, not checked")
+    if not compared and cur:
+        regress(("(all)", "(all)"), "groups compared", len(base), 0, "at least one scenario / controller in both")
     return {"regressions": regressions, "notes": notes}

@@ -50,8 +50,11 @@ def run_bench(
     jobs: int | None,
     baseline: Path | None,
     write_baseline: Path | None,
+    update: bool = False,
 ) -> int:
-    """Run a bench; the exit code (0 ok, 1 failed runs or a regression). Input errors raise."""
+    """Run a bench; the exit code (0 ok, 1 failed runs or a regression). Input errors raise.
+    ``update``: ``write_baseline`` is the ``baseline`` checked against, rewritten on purpose:
+    what moved is listed, and is not a failure once the new baseline is written."""
     from controller.runtime.run import CONTROLLERS  # imports SUMO; the aggregation does not
 
     base = read_baseline(baseline) if baseline is not None else None  # a bad baseline fails before any run
@@ -99,7 +102,7 @@ def run_bench(
                   "controllers": list(ctrl_list), "scenarios": [sc.name for sc in s.scenarios]}
     print_report(console, rows, verdict_list,
                  f"{s.name} v{s.version} · seeds {_seed_text(seed_list)} · times in s, changes vs none in %")
-    check = check_baseline(rows, base) if base is not None else None
+    check = check_baseline(rows, base, suite_info) if base is not None else None
     failures = [run_row(r) for r in results if r.summary is None]
     write_json(out / "bench.json", {
         "suite": suite_info,
@@ -133,6 +136,7 @@ def run_bench(
             console.print(f"baseline written: {write_baseline}", highlight=False)
 
     code = 0
+    written = write_baseline is not None and not failures
     if failures:
         console.print(f"{len(failures)} run(s) failed:", highlight=False)
         for f in failures:
@@ -143,7 +147,12 @@ def run_bench(
         assert base is not None
         for note in check["notes"]:
             console.print(f"check: {note}", highlight=False, markup=False)
-        if check["regressions"]:
+        if check["regressions"] and update and written:
+            console.print(f"baseline {baseline} updated; what moved ({len(check['regressions'])}):", highlight=False)
+            for g in check["regressions"]:
+                console.print(f"  {g['scenario']} / {g['controller']}: {g['metric']} {g['baseline']} -> "
+                              f"{g['current']}", highlight=False, markup=False)
+        elif check["regressions"]:
             console.print(f"check against {baseline}: {len(check['regressions'])} regression(s):", highlight=False)
             for g in check["regressions"]:
                 console.print(f"  {g['scenario']} / {g['controller']}: {g['metric']} {g['baseline']} -> "

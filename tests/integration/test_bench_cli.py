@@ -58,6 +58,18 @@ def test_bench_tiny_suite(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "no regression" in result.output
 
+    # --update-baseline on a baseline whose figures moved: rewritten, what moved listed, exit 0
+    # (it used to say "regression" and exit 1 after writing)
+    moved = json.loads(baseline.read_text())
+    next(g for g in moved["groups"] if g["controller"] == "oracle")["ev_travel_mean_s"] += 50.0
+    baseline.write_text(json.dumps(moved))
+    update = ["bench", str(suite), "--jobs", "2", "--out", str(out), "--check", str(baseline), "--update-baseline"]
+    result = CliRunner().invoke(main, update)
+    assert result.exit_code == 0, result.output
+    assert "updated; what moved (1)" in result.output and "ingolstadt7 / oracle: ev_travel_mean_s" in result.output
+    result = CliRunner().invoke(main, [*args, "--check", str(baseline)])
+    assert result.exit_code == 0 and "no regression" in result.output, result.output
+
 
 def test_bench_refuses_unavailable_controllers_before_running(tmp_path: Path,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:

@@ -288,6 +288,22 @@ def test_check_detects_regressions() -> None:
     assert [r["metric"] for r in regs] == ["bg_time_loss_change_pct"]
 
 
+def test_check_fails_where_nothing_can_be_compared() -> None:
+    rows = aggregate(basic())
+    base = make_baseline({"name": "t", "version": 1}, rows)
+    assert check_baseline(rows, base, {"name": "t", "version": 1})["regressions"] == []
+    # another suite, or another version of it: its figures are not comparable
+    for suite in ({"name": "t", "version": 2}, {"name": "other", "version": 1}):
+        regs = check_baseline(rows, base, suite)["regressions"]
+        assert [(r["metric"], r["baseline"]) for r in regs] == [("suite", "t v1")]
+    # no scenario / controller in both (it used to say "no regression")
+    renamed = make_baseline({"name": "t", "version": 1}, rows)
+    for g in renamed["groups"]:
+        g["scenario"] = "elsewhere"
+    regs = check_baseline(rows, renamed)["regressions"]
+    assert [r["metric"] for r in regs] == ["groups compared"]
+
+
 def test_check_travel_tolerance_is_relative_plus_absolute() -> None:
     base_rows = aggregate(basic())
     base = make_baseline({}, base_rows)
