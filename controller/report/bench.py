@@ -92,6 +92,11 @@ def _bars(rows: Sequence[Mapping[str, Any]], key: str, scale: float, ylabel: str
     return fig
 
 
+def _two(x: Any) -> str | None:
+    """A ratio with two decimals (0.98 closed is not the oracle's 1.00)."""
+    return f"{x:.2f}" if isinstance(x, int | float) else None
+
+
 def render_bench(data: Mapping[str, Any], source: Path) -> str:
     rows: list[Mapping[str, Any]] = data.get("aggregate", [])
     runs: list[Mapping[str, Any]] = data.get("runs", [])
@@ -115,7 +120,8 @@ def render_bench(data: Mapping[str, Any], source: Path) -> str:
             "delay over oracle (s)", "EV stops at signals", "other traffic Δ (%)", "cross streets Δ (%)",
             "recovery (s)", "ETA p90 at entry (s)", "ETA p90 60 s (s)", "S1–S5", "collisions")
     table_rows = [[r.get("scenario"), r.get("controller"), r.get("runs"), r.get("ev_travel_mean_s"),
-                   r.get("ev_travel_p95_s"), r.get("ev_ratio_mean"), r.get("gap_closed"), r.get("delay_over_oracle_s"),
+                   r.get("ev_travel_p95_s"), _two(r.get("ev_ratio_mean")), _two(r.get("gap_closed")),
+                   r.get("delay_over_oracle_s"),
                    r.get("ev_stops_at_signals_mean"), r.get("bg_time_loss_change_pct"),
                    r.get("cross_time_loss_change_pct"), r.get("recovery_mean_s"), r.get("eta_p90_entry_s"),
                    r.get("eta_p90_60_s"), sum(int(r.get(k, 0) or 0) for k in ("S1", "S2", "S3", "S4", "S5")),

@@ -66,6 +66,25 @@ class RunData:
         return seed if isinstance(seed, int) else None
 
     @property
+    def setting(self) -> tuple[object, ...]:
+        """What makes two runs comparable: the scenario and seed, the simulated window, the
+        demand, and each EV's id, type, departure and first corridor (its length and signals). A
+        scenario name alone is not enough: every ``--sumocfg`` run of a ``run.sumocfg`` has the
+        name ``run``."""
+        s = self.summary
+        evs = []
+        listed = s.get("evs")
+        for ev in listed if isinstance(listed, list) else []:
+            if not isinstance(ev, dict):
+                continue  # (a malformed summary is named where its EVs are read)
+            trace = self.evs.get(str(ev.get("id")))
+            first = trace.legs[0] if trace is not None and trace.legs else None
+            corridor = None if first is None else (
+                round(first.route_length_m, 1), tuple(str(j.get("tls")) for j in first.junctions))
+            evs.append((ev.get("id"), ev.get("type"), ev.get("depart"), corridor))
+        return (self.scenario, self.seed, s.get("begin"), s.get("end"), s.get("demand_level"), tuple(evs))
+
+    @property
     def label(self) -> str:
         return f"{self.controller} (seed {self.seed})"
 
@@ -149,12 +168,13 @@ def load_run(path: Path) -> RunData:
 
 
 def companions(run: RunData, given: Iterable[RunData]) -> list[RunData]:
-    """The runs of the same scenario and seed as ``run`` (itself included), in the order none,
-    local, greenwave, oracle, others: those given,
-    and those beside it in its parent folder (``greenwave bench`` puts them there)."""
+    """The runs of the same setting as ``run`` (:attr:`RunData.setting`: scenario, seed, window,
+    demand and EVs; itself included), in the order none, local, greenwave, oracle, others: those
+    given, and those beside it in its parent folder (``greenwave bench`` puts them there)."""
     found: dict[Path, RunData] = {run.path.resolve(): run}
+    setting = run.setting
     for other in given:
-        if other.scenario == run.scenario and other.seed == run.seed:
+        if other.setting == setting:
             found.setdefault(other.path.resolve(), other)
     parent = run.path.resolve().parent
     for sibling in sorted(parent.iterdir()) if parent.is_dir() else []:
@@ -164,7 +184,7 @@ def companions(run: RunData, given: Iterable[RunData]) -> list[RunData]:
             other = load_run(sibling)
         except ReportError:
             continue  # an unrelated or unfinished folder
-        if other.scenario == run.scenario and other.seed == run.seed:
+        if other.setting == setting:
             found[sibling.resolve()] = other
     order = {"none": 0, "local": 1, "greenwave": 2, "oracle": 3}
     return sorted(found.values(), key=lambda r: (order.get(r.controller, 9), r.controller, str(r.path)))

@@ -46,6 +46,7 @@ def test_bench_tiny_suite(tmp_path: Path) -> None:
     assert '<figure class="bench-travel-time">' in page and '<figure class="bench-gap-closed">' in page
     for ctrl in ("none", "oracle"):
         assert f'id="travel-ingolstadt7-{ctrl}"' in page
+    assert "<td>1.00</td>" in page and "<td>0.00</td>" in page  # gap closed with two decimals (0.98 is not 1.0)
 
     with (out / "bench.csv").open() as f:
         csv_rows = list(csv.DictReader(f))

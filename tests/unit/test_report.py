@@ -54,11 +54,11 @@ def _leg(speed: float, depart: float) -> dict[str, Any]:
 
 
 def write_run(folder: Path, controller: str, *, seed: int = 1, speed: float = 10.0,
-              signals: dict[str, list[list[Any]]] | None = None) -> Path:
+              signals: dict[str, list[list[Any]]] | None = None, amb_depart: float = 100.0) -> Path:
     """A run folder as ``greenwave run`` leaves it, for two EVs on the same 3-signal route."""
     folder.mkdir(parents=True)
     evs = []
-    for ev_id, depart in (("amb", 100.0), ("fire", 200.0)):
+    for ev_id, depart in (("amb", amb_depart), ("fire", 200.0)):
         crossed = {f"{tls}#{i}": depart + d / speed for i, (tls, d, _) in enumerate(JUNCTIONS)}
         evs.append({"id": ev_id, "type": "ambulance" if ev_id == "amb" else "fire", "depart": depart,
                     "arrival": depart + 600 / speed, "travel_time": 600 / speed, "free_flow_time": 50.0,
@@ -153,10 +153,14 @@ def test_companions_are_compared_and_other_traffic_is_against_none(tmp_path: Pat
     gw = write_run(tmp_path / "greenwave-s1", "greenwave")
     write_run(tmp_path / "none-s1", "none")
     write_run(tmp_path / "none-s2", "none", seed=2)  # another seed: not a companion
+    # the same scenario name and seed with another EV (every `--sumocfg` run of a run.sumocfg is
+    # named "run"): not a companion either
+    other = write_run(tmp_path / "none-other-ev", "none", amb_depart=150.0)
     (tmp_path / "junk").mkdir()
     run = load_run(gw)
-    comp = companions(run, [])
+    comp = companions(run, [load_run(other)])
     assert [r.controller for r in comp] == ["none", "greenwave"] and all(r.seed == 1 for r in comp)
+    assert all(r.path.name != "none-other-ev" for r in comp)
     page = render_run(run, comp)
     assert len(figures(page, "time-space-comparison")) == 2
     assert 'id="trajectory-none-amb"' in page and 'id="trajectory-greenwave-amb"' in page
