@@ -200,7 +200,8 @@ def _finish(
     _check_ids_free(inputs.route_files, [ev.id for ev in evs])
     inputs_dir = out_dir / "inputs"
     inputs_dir.mkdir(parents=True, exist_ok=True)
-    additionals = tuple(redirect_additional_outputs(a, out_dir) for a in inputs.additional_files)
+    used: dict[str, Path] = {}  # names given in inputs/ and outputs/ (two files of one name stay two)
+    additionals = tuple(redirect_additional_outputs(a, out_dir, used) for a in inputs.additional_files)
     network = load_network(inputs.net_file, inputs.additional_files)
     plans = _plan_evs(network, evs)
     vtypes = inputs_dir / "greenwave_vtypes.add.xml"

@@ -8,6 +8,7 @@ name output files into copies under the run's folder, with their outputs redirec
 
 from __future__ import annotations
 
+import math
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +42,24 @@ class SumoInputs:
     step_length_s: float | None = None
     options: dict[str, str] = field(default_factory=dict)  # other kept options, name -> value
     dropped: tuple[str, ...] = ()  # output options of the user's config that greenwave ignored
+
+
+def sumo_time_s(raw: str) -> float | None:
+    """A SUMO time value in seconds: ``57700``, ``57700.5`` or ``[[D:]H:]M:S`` (``16:01:40``);
+    None if it is none of these."""
+    parts = raw.strip().split(":")
+    if len(parts) > 4:
+        return None
+    try:
+        values = [float(p) for p in parts]
+    except ValueError:
+        return None
+    if not all(math.isfinite(v) for v in values) or (len(values) > 1 and any(v < 0 for v in values)):
+        return None
+    total = 0.0
+    for value, unit in zip(reversed(values), (1.0, 60.0, 3600.0, 86400.0), strict=False):
+        total += value * unit
+    return total
 
 
 def read_sumocfg(path: Path) -> SumoInputs:
@@ -98,10 +117,10 @@ def read_sumocfg(path: Path) -> SumoInputs:
         if name not in options:
             return None
         raw = options.pop(name)
-        try:
-            return float(raw)
-        except ValueError:
-            raise ScenarioError(f"{path}: option '{name}': '{raw}' is not a number of seconds") from None
+        seconds = sumo_time_s(raw)
+        if seconds is None:
+            raise ScenarioError(f"{path}: option '{name}': '{raw}' is not a time (seconds, or [[D:]H:]M:S)")
+        return seconds
 
     return SumoInputs(
         net_file=net_path,
@@ -115,9 +134,24 @@ def read_sumocfg(path: Path) -> SumoInputs:
     )
 
 
-def redirect_additional_outputs(additional: Path, out_dir: Path) -> Path:
+def _unique_name(used: dict[str, Path], origin: Path) -> str:
+    """A file name for ``origin`` in a folder where ``used`` (name -> origin) are taken: its own
+    name, or with ``-2``, ``-3``, ... before the extension when another file has that name."""
+    name = origin.name
+    k = 1
+    while used.get(name, origin) != origin:
+        k += 1
+        name = f"{Path(origin.name).stem}-{k}{origin.suffix}"
+    used[name] = origin
+    return name
+
+
+def redirect_additional_outputs(additional: Path, out_dir: Path, used: dict[str, Path] | None = None) -> Path:
     """Return ``additional`` itself, or, if it names output files, a copy under ``out_dir``
-    whose ``file`` attributes point into ``out_dir/outputs``."""
+    whose ``file`` attributes point into ``out_dir/outputs``. ``used``: the names already given
+    in those two folders for this run (name -> the file it stands for), shared across calls, so
+    that two files of one name in different folders stay two files."""
+    used = {} if used is None else used
     try:
         tree = ET.parse(additional)
     except ET.ParseError as e:
@@ -128,12 +162,14 @@ def redirect_additional_outputs(additional: Path, out_dir: Path) -> Path:
         f = el.get("file")
         if f is not None and el.tag not in {"include"}:
             outputs.mkdir(parents=True, exist_ok=True)
-            el.set("file", str((outputs / Path(f).name).resolve()))
+            # (SUMO reads a relative file name from the additional file's folder)
+            name = _unique_name(used, (additional.parent / f).resolve())
+            el.set("file", str((outputs / name).resolve()))
             changed = True
     if not changed:
         return additional
     inputs = out_dir / "inputs"
     inputs.mkdir(parents=True, exist_ok=True)
-    copy = inputs / additional.name
+    copy = inputs / _unique_name(used, additional.resolve())
     tree.write(copy, encoding="utf-8", xml_declaration=True)
     return copy.resolve()

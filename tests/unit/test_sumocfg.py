@@ -1,0 +1,57 @@
+"""A user's SUMO configuration read as it is: what greenwave copies and where outputs go."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from controller.errors import ScenarioError
+from controller.sim.sumocfg import read_sumocfg, redirect_additional_outputs, sumo_time_s
+
+
+def _detectors(path: Path, *files: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    dets = "".join(f'<e1Detector id="d{i}{path.parent.name}" lane="a_0" pos="5" freq="60" file="{f}"/>'
+                   for i, f in enumerate(files))
+    path.write_text(f"<additional>{dets}</additional>", encoding="utf-8")
+    return path
+
+
+def test_files_of_one_name_in_different_folders_stay_two_files(tmp_path: Path) -> None:
+    # a valid configuration SUMO loads: additional-files="sub/dets.add.xml,sub2/dets.add.xml",
+    # each with a detector writing e1.xml in its own folder (the copies used to overwrite each other)
+    user = tmp_path / "cfg"
+    a = _detectors(user / "sub" / "dets.add.xml", "e1.xml", "e1.xml")  # two detectors, one file
+    b = _detectors(user / "sub2" / "dets.add.xml", "e1.xml")
+    out = tmp_path / "out"
+    used: dict[str, Path] = {}
+    copies = [redirect_additional_outputs(p, out, used) for p in (a, b)]
+    assert [c.name for c in copies] == ["dets.add.xml", "dets.add-2.xml"]
+    assert all(c.parent == (out / "inputs").resolve() for c in copies)
+    files = [[d.get("file") for d in ET.parse(c).getroot()] for c in copies]
+    assert files == [[str((out / "outputs" / "e1.xml").resolve())] * 2, [str((out / "outputs" / "e1-2.xml").resolve())]]
+    assert a.read_text(encoding="utf-8").count('file="e1.xml"') == 2  # the user's files are left as they are
+    # without outputs a file is used where it is
+    plain = user / "plain.add.xml"
+    plain.write_text('<additional><vType id="x"/></additional>', encoding="utf-8")
+    assert redirect_additional_outputs(plain, out, used) == plain
+
+
+def test_times_in_seconds_or_days_hours_minutes_seconds(tmp_path: Path) -> None:
+    assert sumo_time_s("57700") == 57700.0 and sumo_time_s("57700.5") == 57700.5 and sumo_time_s("-1") == -1.0
+    assert sumo_time_s("16:01:40") == 57700.0 and sumo_time_s("1:00:00:10") == 86410.0 and sumo_time_s("2:30") == 150.0
+    for bad in ("abc", "nan", "inf", "1:2:3:4:5", "16:-1:00", ""):
+        assert sumo_time_s(bad) is None, bad
+    # a configuration with its begin in H:M:S (SUMO starts it at 57700; it used to be refused)
+    (tmp_path / "net.net.xml").write_text("<net/>", encoding="utf-8")
+    cfg = tmp_path / "run.sumocfg"
+    cfg.write_text('<configuration><input><net-file value="net.net.xml"/></input>'
+                   '<time><begin value="16:01:40"/><end value="16:31:40"/></time></configuration>', encoding="utf-8")
+    inputs = read_sumocfg(cfg)
+    assert (inputs.begin_s, inputs.end_s) == (57700.0, 59500.0)
+    cfg.write_text('<configuration><input><net-file value="net.net.xml"/></input>'
+                   '<time><begin value="four"/></time></configuration>', encoding="utf-8")
+    with pytest.raises(ScenarioError, match=r"option 'begin': 'four' is not a time"):
+        read_sumocfg(cfg)
