@@ -128,7 +128,7 @@ def print_summary(summary: dict[str, Any], out_dir: Path, console: Console) -> N
         f"teleports {s['teleports']}  ({s['watched_signals']} signals watched)\n"
         f"realtime: {rt['ticks']} ticks, controller p50 {_fmt(rt['tick_ms_p50'], 3)} ms "
         f"p99 {_fmt(rt['tick_ms_p99'], 3)} ms max {_fmt(rt['tick_ms_max'], 1)} ms, over budget "
-        f"({_fmt(rt['budget_ms'], 0)} ms) {rt['over_budget']}; SUMO step p50 {_fmt(rt['sumo_step_ms_p50'], 2)} ms; "
+        f"({rt['budget_ms']:g} ms) {rt['over_budget']}; SUMO step p50 {_fmt(rt['sumo_step_ms_p50'], 2)} ms; "
         f"core {rt.get('core', '?')}; "
         f"wall {rt['wall_s']} s" + (f"; paced x{rt['paced_speed']:g}, tick start jitter p99 "
                                     f"{_fmt(rt['jitter_ms_p99'], 1)} ms" if rt.get("paced_speed") else "") + "\n"
@@ -247,6 +247,9 @@ def run(
             raise ScenarioError("give a SCENARIO file, or --sumocfg FILE with at least one --ev")
         if scenario is not None and sumocfg is not None:
             raise ScenarioError("give a SCENARIO file or --sumocfg FILE (with at least one --ev), not both")
+        if controller_name != "local" and (detect_range_m is not None or detect_eta_s is not None):
+            raise ScenarioError("--detect-range and --detect-eta set the local controller's detection: "
+                                f"they do nothing with --controller {controller_name}")
         if sumocfg is not None:
             if not evs:
                 raise ScenarioError("--sumocfg needs at least one --ev FROM,TO,DEPART")
@@ -266,7 +269,8 @@ def run(
         setup = replace(setup, controller={**setup.controller, **{k: v for k, v in flags.items() if v is not None}})
         console.print(
             f"greenwave: {setup.name}: {len(setup.evs)} EV(s), "
-            f"{sum(len(e.corridor.junctions) for e in setup.evs)} signalized junction(s) on their routes; "
+            f"{len({j.junction_id for e in setup.evs for j in e.corridor.junctions})} signalized junction(s) "
+            "on their routes; "
             f"simulating {setup.begin_s:g}-{setup.end_s:g} s with controller '{controller_name}' ...",
             highlight=False,
         )

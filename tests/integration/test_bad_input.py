@@ -209,3 +209,13 @@ def test_serve_refuses_an_end_not_after_the_scenarios_begin(tmp_path: Path, tiny
     code, out = _run(["serve", "--scenario", str(path), "--end", "0", "--port", str(free_port()),
                       "--out", str(tmp_path / "o")])
     _assert_error(code, out, "--end 0 s is not after the scenario's begin (0 s)")
+
+
+@pytest.mark.parametrize("controller", ["greenwave", "none", "oracle"])
+def test_detection_options_belong_to_the_local_controller(tmp_path: Path, tiny_net: Path, controller: str) -> None:
+    # they used to be accepted and do nothing
+    path = write_scenario(tmp_path / "s.toml", tiny_net)
+    code, out = _run(["run", str(path), "--controller", controller, "--detect-range", "200",
+                      "--out", str(tmp_path / "o")])
+    _assert_error(code, out, "--detect-range and --detect-eta", f"--controller {controller}")
+    assert not (tmp_path / "o").exists()
