@@ -274,6 +274,9 @@ def run(
             f"simulating {setup.begin_s:g}-{setup.end_s:g} s with controller '{controller_name}' ...",
             highlight=False,
         )
+        if setup.inputs.dropped:
+            console.print(f"greenwave: note: the configuration's output options are not used (greenwave writes its "
+                          f"own into --out): {', '.join(setup.inputs.dropped)}", highlight=False)
         for ev in setup.evs:
             if not ev.corridor.junctions:
                 console.print(f"greenwave: note: EV '{ev.ev_id}' crosses no traffic light on its route "

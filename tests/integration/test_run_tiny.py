@@ -3,6 +3,7 @@ bounds, both backends, hand-back on failure, and that a user's config folder sta
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -121,7 +122,12 @@ def test_user_config_folder_is_left_untouched(tmp_path: Path, tiny_net: Path) ->
     )
     before = sorted(p.name for p in user.iterdir())
     out = tmp_path / "out"
-    s = run_ok(["run", "--sumocfg", str(user / "run.sumocfg"), "--ev", "left1A1,C1right1,20", "--out", str(out)])
+    result = CliRunner().invoke(main, ["run", "--sumocfg", str(user / "run.sumocfg"), "--ev", "left1A1,C1right1,20",
+                                       "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    # said, not silently dropped (the log option is one too)
+    assert "output options are not used" in result.output and "summary-output" in result.output
+    s = json.loads((out / "summary.json").read_text())
     assert sorted(p.name for p in user.iterdir()) == before
     assert (out / "outputs" / "det_out.xml").is_file()
     assert s["evs"][0]["arrival"] is not None
