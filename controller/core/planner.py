@@ -502,7 +502,9 @@ class Planner:
                 # cheap tests: every EV is further than max_lead_s away, or even the longest
                 # switch-over would show green before any request needs it: no entry can be due
                 return None
-            target, phase, served = merge_targets(j.timing, reqs)
+            # (a request further away takes no part: merged, it held back the entry of a nearer
+            # compatible one until it came within max_lead_s itself, or won it as the target)
+            target, phase, served = merge_targets(j.timing, self._joinable(j, t_s, reqs))
             if self._entry_due(j, t_s, target, served):
                 self._entered.append(j.tls_id)
                 j.stage = "entry"
@@ -517,6 +519,12 @@ class Planner:
             if not reqs:
                 return self._begin_exit(j, t_s, "stopped" if self.stopping else "")
             self._end_gone(j, t_s, reqs)
+            # once what the signal was switched for has ended, the requests further away get their
+            # own entry later (an EV crossing the signal again further on, or a second EV 2 minutes
+            # away, no longer keeps it held meanwhile)
+            reqs = self._joinable(j, t_s, reqs)
+            if not reqs:
+                return self._begin_exit(j, t_s, "stopped" if self.stopping else "")
             assert j.entry_s is not None
             limit = j.entry_s + cfg.presence_limit_s
             # (far from the limit every hand-back fits: _handback_s is at most 3 switch bounds + 6 steps)
@@ -694,6 +702,14 @@ class Planner:
             out.append(r)
         j.needs, j.needs_s = needs, t_s
         return out
+
+    def _joinable(self, j: JunctionControl, t_s: float, reqs: list[ServiceRequest]) -> list[ServiceRequest]:
+        """The requests that may take part in the signal's service now: as an entry may start,
+        within ``max_lead_s`` of their ETA (or detected: ``start_now``), and those it serves."""
+        lead = self.config.max_lead_s
+        if all(t_s >= r.eta_s - lead for r in reqs):
+            return reqs  # (the common case)
+        return [r for r in reqs if r.start_now or r.key in j.serving or t_s >= r.eta_s - lead]
 
     def _crossing_soon(self, j: JunctionControl, t_s: float, reqs: Sequence[ServiceRequest]) -> bool:
         """Past the maximum presence time but within its grace: is an EV the signal serves

@@ -715,6 +715,24 @@ def test_an_ev_whose_requests_end_no_longer_holds_a_signal_held_for_another() ->
     assert r.safety() == [] and r.finish() == []
 
 
+def test_a_request_far_ahead_does_not_keep_a_switched_signal_held() -> None:
+    # a (through, ETA 63) and b (compatible, ETA 200) ask all along. b takes part only within
+    # max_lead_s (100 s) of its ETA, as an entry would: a is served from 52, its exit at 65 hands
+    # the signal back, and b gets its own entry later. (Merged at once, b held a's entry back
+    # until 100 s, so a was never served.)
+    a = req("Grrr", 0, eta=63, need=60, ev="a")
+    b = req("rgrr", 0, eta=200, need=196, ev="b", index=3)
+    r = rig()
+    r.run_until(240, lambda t: ([a] if t < 65 else []) + ([b] if t < 201 else []))
+    recs = r.planner.records()
+    first = next(x for x in recs if x.ev_id == "a")
+    assert (first.entry_s, first.exit_s) == (52.0, 65.0) and first.restored_s is not None
+    later = [x for x in recs if x.ev_id == "b" and x.entry_s is not None]
+    assert len(later) == 1 and later[0].entry_s is not None and later[0].entry_s >= 200.0 - 100.0
+    assert later[0].entry_s > first.restored_s
+    assert r.safety() == [] and r.finish() == []
+
+
 def test_second_ev_arriving_during_exit_waits_for_the_hand_back() -> None:
     first = req("Ggrr", 0, eta=63, need=60, ev="a")
     second = req("rrGg", 3, eta=80, need=70, ev="b")
