@@ -705,11 +705,17 @@ class Planner:
 
     def _joinable(self, j: JunctionControl, t_s: float, reqs: list[ServiceRequest]) -> list[ServiceRequest]:
         """The requests that may take part in the signal's service now: as an entry may start,
-        within ``max_lead_s`` of their ETA (or detected: ``start_now``), and those it serves."""
+        within ``max_lead_s`` of their ETA (or detected: ``start_now``), those it serves, and an
+        EV's request for the junction right after one of these on its route (the signal's next
+        crossing, as at a signal of two or three junctions in a row, served as one)."""
         lead = self.config.max_lead_s
         if all(t_s >= r.eta_s - lead for r in reqs):
             return reqs  # (the common case)
-        return [r for r in reqs if r.start_now or r.key in j.serving or t_s >= r.eta_s - lead]
+        keys = {r.key for r in reqs if r.start_now or r.key in j.serving or t_s >= r.eta_s - lead}
+        for r in sorted(reqs, key=lambda q: q.junction_index):
+            if (r.ev_id, r.junction_index - 1) in keys:
+                keys.add(r.key)
+        return [r for r in reqs if r.key in keys]
 
     def _crossing_soon(self, j: JunctionControl, t_s: float, reqs: Sequence[ServiceRequest]) -> bool:
         """Past the maximum presence time but within its grace: is an EV the signal serves

@@ -733,6 +733,20 @@ def test_a_request_far_ahead_does_not_keep_a_switched_signal_held() -> None:
     assert r.safety() == [] and r.finish() == []
 
 
+def test_the_next_junction_of_the_same_signal_on_an_evs_route_is_served_with_the_first() -> None:
+    # one EV, two junctions of one signal in a row (indices 0 and 1, as Bologna's 231 has three),
+    # the second's ETA more than max_lead_s ahead while the first's is near: served as one from
+    # the entry (as before), not joined later by a switch-over in the middle of the dwell
+    first = req("Grrr", 0, eta=63, need=60, index=0)
+    second = req("rgrr", 0, eta=155, need=151, index=1)
+    r = rig()
+    r.run_until(200, lambda t: ([first] if t < 64 else []) + ([second] if t < 156 else []))
+    recs = {x.junction_index: x for x in r.planner.records()}
+    assert len(recs) == 2 and recs[0].entry_s == recs[1].entry_s is not None
+    assert recs[0].entry_s >= 155.0 - 100.0  # the entry waits until both are within max_lead_s
+    assert r.safety() == [] and r.finish() == []
+
+
 def test_second_ev_arriving_during_exit_waits_for_the_hand_back() -> None:
     first = req("Ggrr", 0, eta=63, need=60, ev="a")
     second = req("rrGg", 3, eta=80, need=70, ev="b")
