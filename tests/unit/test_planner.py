@@ -742,8 +742,9 @@ def test_the_next_junction_of_the_same_signal_on_an_evs_route_is_served_with_the
     r = rig()
     r.run_until(200, lambda t: ([first] if t < 64 else []) + ([second] if t < 156 else []))
     recs = {x.junction_index: x for x in r.planner.records()}
-    assert len(recs) == 2 and recs[0].entry_s == recs[1].entry_s is not None
-    assert recs[0].entry_s >= 155.0 - 100.0  # the entry waits until both are within max_lead_s
+    entry = recs[0].entry_s
+    assert len(recs) == 2 and entry is not None and recs[1].entry_s == entry
+    assert entry >= 155.0 - 100.0  # the entry waits until both are within max_lead_s
     assert r.safety() == [] and r.finish() == []
 
 
