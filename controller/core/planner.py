@@ -516,7 +516,7 @@ class Planner:
             else:
                 return None
         if j.stage in ("entry", "dwell"):
-            if not reqs:
+            if not reqs:  # (before _end_gone: every record then ends with the exit and its reason)
                 return self._begin_exit(j, t_s, "stopped" if self.stopping else "")
             self._end_gone(j, t_s, reqs)
             # once what the signal was switched for has ended, the requests further away get their
