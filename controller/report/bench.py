@@ -13,7 +13,7 @@ from matplotlib.figure import Figure
 
 from controller import __version__
 from controller.report.figures import CONTROLLER_COLOURS, safe_id, to_svg
-from controller.report.html import CSS, REPORT_FILE, _e, table
+from controller.report.html import CSS, REPORT_FILE, _e, _num, fmt, table
 from controller.report.load import ReportError
 
 BENCH_FILE = "bench.json"
@@ -92,11 +92,6 @@ def _bars(rows: Sequence[Mapping[str, Any]], key: str, scale: float, ylabel: str
     return fig
 
 
-def _two(x: Any) -> str | None:
-    """A ratio with two decimals (0.98 closed is not the oracle's 1.00)."""
-    return f"{x:.2f}" if isinstance(x, int | float) else None
-
-
 def render_bench(data: Mapping[str, Any], source: Path) -> str:
     rows: list[Mapping[str, Any]] = data.get("aggregate", [])
     runs: list[Mapping[str, Any]] = data.get("runs", [])
@@ -120,7 +115,8 @@ def render_bench(data: Mapping[str, Any], source: Path) -> str:
             "delay over oracle (s)", "EV stops at signals", "other traffic Δ (%)", "cross streets Δ (%)",
             "recovery (s)", "ETA p90 at entry (s)", "ETA p90 60 s (s)", "S1–S5", "collisions")
     table_rows = [[r.get("scenario"), r.get("controller"), r.get("runs"), r.get("ev_travel_mean_s"),
-                   r.get("ev_travel_p95_s"), _two(r.get("ev_ratio_mean")), _two(r.get("gap_closed")),
+                   r.get("ev_travel_p95_s"), fmt(_num(r.get("ev_ratio_mean")), 2),
+                   fmt(_num(r.get("gap_closed")), 2),  # (two decimals: 0.98 closed is not the oracle's 1.00)
                    r.get("delay_over_oracle_s"),
                    r.get("ev_stops_at_signals_mean"), r.get("bg_time_loss_change_pct"),
                    r.get("cross_time_loss_change_pct"), r.get("recovery_mean_s"), r.get("eta_p90_entry_s"),

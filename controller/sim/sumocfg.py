@@ -141,7 +141,7 @@ def _unique_name(used: dict[str, Path], origin: Path) -> str:
     k = 1
     while used.get(name, origin) != origin:
         k += 1
-        name = f"{Path(origin.name).stem}-{k}{origin.suffix}"
+        name = f"{origin.stem}-{k}{origin.suffix}"
     used[name] = origin
     return name
 
