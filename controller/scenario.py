@@ -128,6 +128,9 @@ class ControllerSpec(_Model):
     # at max presence, an EV about to cross (within this many seconds) is still waited for, this long at most
     max_presence_grace_s: float | None = Field(default=None, ge=0, le=30)
     max_lead_s: float | None = Field(default=None, gt=0)
+    # on the program's last step before a green with a minimum (the cross street's), enter at once,
+    # skipping it, where waiting through it would show the EV's approach green this much too late
+    late_entry_tolerance_s: float | None = Field(default=None, ge=0)
     # an armed signal plans with the median of each request's need over this many ticks (1: the latest)
     need_median_ticks: int | None = Field(default=None, ge=1, le=60)
     # false: a signal turns green for the EV's own queue only, not also in time for the vehicles

@@ -398,7 +398,9 @@ class PreemptionController:
                     previous_need, previous_eta = need, eta_s
                     continue
             out.append(
-                ServiceRequest(ev_id, priority, j.tls_id, j.index, target, service.phase, eta_s, need, start_now)
+                ServiceRequest(
+                    ev_id, priority, j.tls_id, j.index, target, service.phase, eta_s, need, start_now, j.link_indices
+                )
             )
             previous_need, previous_eta = need, eta_s
         return out

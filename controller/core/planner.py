@@ -8,7 +8,10 @@
   as late as possible: when the time needed to show the target is about to exceed the time left
   before the approach must be green (``need_green_by_s``: the EV's arrival less the time its
   queue needs to discharge and a margin; while armed, the median of the last few ticks' needs,
-  since a far need jumps from tick to tick). If the approach is already green, it is held.
+  since a far need jumps from tick to tick). If the approach is already green, it is held; so is
+  the EV's movement green in another phase than the target's, on the program's last step of
+  that green. On the program's last step before a green that must run its minimum, the entry
+  starts at once where waiting through that green would be too late.
 - **dwell**: the approach is green for as long as the EV's request lasts: the controller asks
   until the EV has crossed the stop line, or, where its movement is permissive and a hand-back
   would at once green what it yields to (:meth:`Planner.handback_strands`), until it has left
@@ -70,6 +73,12 @@ class PlannerConfig:
     # max_presence_s − presence_reserve_s after it
     max_lead_s: float = 100.0  # an entry starts at most this long before the EV's ETA
     slack_s: float = 1.0  # start entry this much before the last safe moment (re-planning granularity)
+    # On the last step before the program shows a green that must run its minimum (the cross
+    # street's), an entry starts at once, skipping that green, only where waiting for it would
+    # show the EV's approach green more than this after its need (the controller's margin: the
+    # EV would then meet the queue ahead of it still discharging). A green a second or two late
+    # costs the EV nothing; one 10 s early costs the cross street its turn.
+    late_entry_tolerance_s: float = 3.0
     # An armed signal plans with the median of each request's need over its last
     # ``need_median_ticks`` ticks (1: the latest need). A need far ahead moves by tens of seconds
     # from tick to tick (a progression term switching on and off, moving vehicles counted in
@@ -94,8 +103,8 @@ class ServiceRequest:
     """One EV asking one signal to serve its approach (immutable by convention: made several
     times per EV and tick, so a plain class with slots, which the compiled core builds natively)."""
 
-    __slots__ = ("eta_s", "ev_id", "junction_index", "need_green_by_s", "phase", "priority", "start_now", "target",
-                 "tls_id")
+    __slots__ = ("eta_s", "ev_id", "junction_index", "links", "need_green_by_s", "phase", "priority", "start_now",
+                 "target", "tls_id")
 
     def __init__(
         self,
@@ -108,6 +117,7 @@ class ServiceRequest:
         eta_s: float,
         need_green_by_s: float,  # when the approach must show green
         start_now: bool = False,  # local (detector) preemption: switch as soon as detected
+        links: tuple[int, ...] = (),  # the EV's own link indices at the junction (); the target's greens
     ) -> None:
         self.ev_id = ev_id
         self.priority = priority
@@ -118,18 +128,19 @@ class ServiceRequest:
         self.eta_s = eta_s
         self.need_green_by_s = need_green_by_s
         self.start_now = start_now
+        self.links = links
 
     @property
     def key(self) -> tuple[str, int]:
         return (self.ev_id, self.junction_index)
 
-    def _fields(self) -> tuple[str, int, str, int, str, int, float, float, bool]:
+    def _fields(self) -> tuple[str, int, str, int, str, int, float, float, bool, tuple[int, ...]]:
         return (self.ev_id, self.priority, self.tls_id, self.junction_index, self.target, self.phase, self.eta_s,
-                self.need_green_by_s, self.start_now)
+                self.need_green_by_s, self.start_now, self.links)
 
     def with_need(self, need_green_by_s: float) -> ServiceRequest:
         return ServiceRequest(self.ev_id, self.priority, self.tls_id, self.junction_index, self.target, self.phase,
-                              self.eta_s, need_green_by_s, self.start_now)
+                              self.eta_s, need_green_by_s, self.start_now, self.links)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, ServiceRequest) and self._fields() == other._fields()
@@ -140,7 +151,8 @@ class ServiceRequest:
     def __repr__(self) -> str:
         return (f"ServiceRequest(ev_id={self.ev_id!r}, priority={self.priority}, tls_id={self.tls_id!r}, "
                 f"junction_index={self.junction_index}, target={self.target!r}, phase={self.phase}, "
-                f"eta_s={self.eta_s!r}, need_green_by_s={self.need_green_by_s!r}, start_now={self.start_now})")
+                f"eta_s={self.eta_s!r}, need_green_by_s={self.need_green_by_s!r}, start_now={self.start_now}, "
+                f"links={self.links!r})")
 
 
 @dataclass
@@ -739,16 +751,36 @@ class Planner:
         state = j.clock.state
         if not state:
             return False
+        ends_at = self._program_green_ends_s(j, t_s)
+        worst = max(j.timing.min_green_s) + max(j.timing.yellow_s) + j.timing.clearance_s + cfg.step_s
         if all(is_green(s) for s, want in zip(state, target, strict=True) if is_green(want)):
             # The approach is green now: hold it before the program can end it, i.e. when the
             # time to get it back after losing it would no longer fit.
-            worst = max(j.timing.min_green_s) + max(j.timing.yellow_s) + j.timing.clearance_s + cfg.step_s
-            ends_at = self._program_green_ends_s(j, t_s)
             if ends_at is not None and ends_at <= t_s + cfg.step_s + 1e-9:
-                return ends_at + worst + cfg.slack_s >= need  # last step of the green: now or never
+                # last step of the green (an actuated one past its minimum may end on any step)
+                return max(ends_at, t_s + cfg.step_s) + worst + cfg.slack_s >= need
             return t_s + worst + cfg.slack_s >= need
         show = time_to_show_s(j.timing, j.clock, target, t_s, cfg.step_s)
-        return t_s + show + cfg.slack_s >= need
+        if t_s + show + cfg.slack_s >= need:
+            return True
+        if ends_at is None or ends_at > t_s + cfg.step_s + 1e-9:
+            return False
+        # The program's phase ends with this step (an actuated one past its minimum may).
+        ends_at = max(ends_at, t_s + cfg.step_s)
+        phases = j.program.phases
+        after = phases[(j.program_phase + 1) % len(phases)].state
+        links = [i for r in served for i in r.links]
+        if links and all(is_green(state[i]) for i in links) and not all(is_green(after[i]) for i in links):
+            # The EV's movement is green in another phase than the target's, and the program
+            # ends it now: hold it (switch to the target) if getting it back would not fit.
+            return ends_at + worst + cfg.slack_s >= need
+        # Its next phase may be a green that must run its minimum before the switch-over can go
+        # on (the cross street's, after a yellow for the EV's approach): now is the last chance
+        # if starting from there would show the target too late (late_entry_tolerance_s).
+        clock = j.clock.copy()
+        clock.observe(ends_at, after)
+        shown = ends_at + time_to_show_s(j.timing, clock, target, ends_at, cfg.step_s)
+        return shown > need + cfg.late_entry_tolerance_s
 
     def _program_green_ends_s(self, j: JunctionControl, t_s: float) -> float | None:
         """When the program will end the phase it shows (its last displayed step + 1), if known.

@@ -175,6 +175,13 @@ class DisplayClock:
                 self.since_s[i] = t_s
         self.state = state
 
+    def copy(self) -> DisplayClock:
+        clock = DisplayClock(self._n)
+        clock.state = self.state
+        clock.since_s = list(self.since_s)
+        clock.classes = list(self.classes)
+        return clock
+
     def elapsed_s(self, link: int, t_s: float, dt_s: float) -> float:
         """How long link's current run will have lasted when a command given at ``t_s`` shows."""
         return t_s + dt_s - self.since_s[link]

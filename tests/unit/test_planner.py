@@ -175,8 +175,9 @@ def req(
     tls: str = "J",
     index: int = 0,
     start_now: bool = False,
+    links: tuple[int, ...] = (),
 ) -> ServiceRequest:
-    return ServiceRequest(ev, priority, tls, index, target, phase, eta, need, start_now)
+    return ServiceRequest(ev, priority, tls, index, target, phase, eta, need, start_now, links)
 
 
 def until(t_end: float, *reqs: ServiceRequest) -> Requests:
@@ -462,6 +463,54 @@ def test_extension_with_the_permissive_partner_dropped() -> None:
     r = rig()
     r.run_until(40, until(1000, req("Grrr", eta=46.0, need=43.0)))
     assert r.changes("J", 0, 40) == [(0, "Ggrr"), (30, "Gyrr"), (33, "Grrr")]
+    assert r.safety() == []
+
+
+# link 0 (the EV's) is green in phases 0 and 2; the target comes from phase 0, with link 1
+PROG_TWO_GREENS = Program("J", "0", "static", 0.0, (
+    Phase("GGrr", 20, 20, 20, min_dur_given=False),
+    Phase("Gyrr", 3, 3, 3, min_dur_given=False),
+    Phase("Grrr", 10, 10, 10, min_dur_given=False),
+    Phase("yrrr", 3, 3, 3, min_dur_given=False),
+    Phase("rrrr", 2, 2, 2, min_dur_given=False),
+    Phase("rrGG", 30, 30, 30, min_dur_given=False),
+    Phase("rryy", 3, 3, 3, min_dur_given=False),
+    Phase("rrrr", 2, 2, 2, min_dur_given=False),
+))  # fmt: skip
+
+
+def test_extension_holds_the_evs_movement_green_in_another_phase_than_the_targets() -> None:
+    # At 0 the program shows phase 2 ("Grrr", 10 s left): the EV's link 0 is green, the
+    # target "GGrr" (phase 0) is not shown, and could be within a step. The program ends link
+    # 0's green at 10, and it would be back only after the cross street's green: on the last
+    # step (9), 10 + 5 + 3 + 2 + 1 + slack 1 >= need 17, it is held and link 1 joins it.
+    r = rig({"J": PROG_TWO_GREENS}, start={"J": (2, -1.0)})
+    r.run_until(21, until(21, req("GGrr", eta=20.0, need=17.0, links=(0,))))
+    assert all(r.shown["J"][t][0] == "G" for t in range(0, 21))  # never a yellow for the EV
+    assert r.commands[0][0] == 9 and r.commands[0][1].state == "GGrr"
+    assert r.changes("J", 0, 21) == [(0, "Grrr"), (10, "GGrr")]
+    assert r.safety() == []
+
+
+def test_entry_starts_on_the_last_step_before_the_program_shows_a_conflicting_green() -> None:
+    # From 0 the program shows A's yellow (3 s), red (2 s), then B's green at 5 (minimum 5 s).
+    # Until 4 the target could show within 2 s, so nothing is due by that test; but from B's
+    # green at 5 it would show at 5 + 5 + 4 + 2 = 16, 4 s past the need (12), more than the
+    # tolerance (3 s). The entry starts at 4, the last step before B's green, and A is green
+    # again by 5.
+    r = rig(start={"J": (1, -1.0)})
+    r.run_until(16, until(16, req(eta=15.0, need=12.0, links=(0,))))
+    assert r.commands[0][0] == 4
+    assert r.changes("J", 0, 16) == [(0, "yyrr"), (3, "rrrr"), (5, "Ggrr")]
+    assert r.safety() == []
+
+
+def test_entry_lets_the_conflicting_green_run_where_that_is_late_within_the_tolerance() -> None:
+    # as above with need 14: from B's green A shows at 16, 2 s late: B gets its minimum green
+    r = rig(start={"J": (1, -1.0)})
+    r.run_until(18, until(18, req(eta=17.0, need=14.0, links=(0,))))
+    assert r.commands[0][0] == 5
+    assert r.changes("J", 0, 18) == [(0, "yyrr"), (3, "rrrr"), (5, "rrGg"), (10, "rryy"), (14, "rrrr"), (16, "Ggrr")]
     assert r.safety() == []
 
 
