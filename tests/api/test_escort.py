@@ -153,6 +153,39 @@ def test_cancel_mid_route_hands_back_at_once(server: Server) -> None:
         assert set(held) <= handbacks
 
 
+def test_cancel_hands_back_only_the_signals_held_for_that_escort_alone(server: Server) -> None:
+    # two escorts on the same route, one just behind the other: a signal switched for both stays
+    # held for the second when the first is cancelled (not in the cancel's handing_back), and the
+    # cancelled escort no longer counts among its holders
+    with server.client() as c, EventCollector(server.url, TOKEN) as sse:
+        for escort_id in ("amb-1", "amb-2"):
+            r = c.post("/v1/emergencies", json={**DISPATCH, "id": escort_id})
+            assert r.status_code == 201, r.text
+
+        def shared() -> str | None:
+            pending = {e: {j["tls_id"] for j in c.get(f"/v1/emergencies/{e}").json()["junctions"]
+                           if j["crossed_s"] is None} for e in ("amb-1", "amb-2")}
+            for sig in c.get("/v1/signals").json():
+                if ({"amb-1", "amb-2"} <= set(sig["escorts"]) and sig["stage"] in ("entry", "dwell")
+                        and sig["tls_id"] in pending["amb-1"] & pending["amb-2"]):
+                    return str(sig["tls_id"])
+            return None
+
+        tls = wait_for(shared, what="a signal switched for both escorts")
+        r = c.delete("/v1/emergencies/amb-1")
+        assert r.status_code == 200, r.text
+        wait_for(lambda: sse.of("cancel"), what="the cancel event")
+        assert tls not in sse.of("cancel")[0]["data"]["handing_back"]
+
+        def signal() -> dict[str, Any]:
+            return next(s for s in c.get("/v1/signals").json() if s["tls_id"] == tls)
+
+        wait_for(lambda: "amb-1" not in signal()["escorts"], timeout_s=10, what="amb-1 gone from the holders")
+        assert c.get("/v1/emergencies/amb-2").json()["state"] == "en_route"
+        wait_for(lambda: c.get("/v1/emergencies/amb-2").json()["state"] == "arrived", what="amb-2 arrives")
+        wait_for(lambda: all_handed_back(c), timeout_s=30, what="hand-back after amb-2 arrived")
+
+
 def test_sigterm_mid_route_hands_every_junction_back(tiny_scenario: Path, tmp_path: Path) -> None:
     server = Server(tiny_scenario, tmp_path, speed=5.0).start()
     try:
