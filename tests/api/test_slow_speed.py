@@ -1,0 +1,40 @@
+"""At a slow ``--speed`` a tick lasts long in wall time: the API waits for a command's answer
+(which comes after the next tick) for as long as two ticks take, on top of its fixed wait, instead
+of answering 503 for work the simulation then carries out (a client retrying without an id would
+dispatch a second escort)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+import controller.runtime.service as service_module
+from controller.api.app import _answer
+from controller.runtime.audit import AuditLog
+from controller.runtime.service import SimService
+from controller.runtime.service_model import Dispatch
+from controller.runtime.setup import prepare_scenario
+from controller.scenario import load_scenario
+
+pytestmark = pytest.mark.sumo
+
+
+def test_the_answer_wait_covers_two_ticks_at_a_slow_speed(
+    tiny_scenario: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a 1 s step at --speed 0.5 is a 2 s tick; with the fixed wait cut to 0.2 s, only the
+    # part that scales with the tick lets the dispatch be answered
+    monkeypatch.setattr(service_module, "ANSWER_TIMEOUT_S", 0.2)
+    setup = prepare_scenario(load_scenario(tiny_scenario), seed=1, out_dir=tmp_path / "out")
+    service = SimService(setup, audit=AuditLog(tmp_path / "audit.sqlite"), speed=0.5, end_s=None)
+    assert service.answer_timeout_s == pytest.approx(0.2 + 2 * 2.0)
+    service.start()
+    try:
+        route = ("left1A1", "A1B1", "B1C1", "C1right1")
+        answer = asyncio.run(_answer(service.submit(Dispatch(escort_id="amb", route=route)), service.answer_timeout_s))
+        assert answer.id == "amb"
+        assert list(service.state.escorts) == ["amb"]
+    finally:
+        service.stop()
