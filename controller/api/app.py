@@ -15,12 +15,15 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping, Sequence
 from concurrent.futures import Future
+from importlib.resources import files
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, Header, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 from starlette.routing import BaseRoute, Match
 
@@ -213,6 +216,33 @@ class _ReadCache:
         return body
 
 
+DOCS_STATIC = "/docs-static"
+
+
+def _offline_docs(app: FastAPI) -> None:
+    """``/docs`` (Swagger UI) and ``/redoc`` from files installed with greenwave (fastapi-offline's),
+    not from a CDN: a control centre's network often reaches no CDN, and the pages were blank."""
+    app.mount(DOCS_STATIC, StaticFiles(directory=str(files("fastapi_offline") / "static")), name="docs-static")
+    title = app.title
+    openapi_url = app.openapi_url or "/openapi.json"
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=openapi_url, title=f"{title} - Swagger UI",
+            swagger_js_url=f"{DOCS_STATIC}/swagger-ui-bundle.js", swagger_css_url=f"{DOCS_STATIC}/swagger-ui.css",
+            swagger_favicon_url=f"{DOCS_STATIC}/favicon.png",
+            swagger_ui_parameters={"validatorUrl": None},  # (no badge from validator.swagger.io)
+        )
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc() -> HTMLResponse:
+        return get_redoc_html(
+            openapi_url=openapi_url, title=f"{title} - ReDoc", redoc_js_url=f"{DOCS_STATIC}/redoc.standalone.js",
+            redoc_favicon_url=f"{DOCS_STATIC}/favicon.png", with_google_fonts=False,
+        )
+
+
 def create_app(service: SimService, token: str, *, max_body_bytes: int = MAX_BODY_BYTES,
                sse_max_s: float = 600.0) -> FastAPI:
     app = FastAPI(
@@ -220,7 +250,10 @@ def create_app(service: SimService, token: str, *, max_body_bytes: int = MAX_BOD
         version=__version__,
         description="Dispatch, follow and cancel emergency-vehicle escorts (green waves) on a live SUMO "
         "simulation. Every /v1 request needs `Authorization: Bearer <token>`.",
+        docs_url=None,
+        redoc_url=None,
     )
+    _offline_docs(app)
     bearer = HTTPBearer(auto_error=False, description="The token of `greenwave serve`.")
     expected = token.encode()
 

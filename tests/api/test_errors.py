@@ -161,6 +161,20 @@ def test_health_and_prometheus_metrics(c: httpx.Client) -> None:
     assert "# TYPE greenwave_tick_latency_ms histogram" in r.text
 
 
+def test_the_docs_pages_load_everything_from_the_server_itself(srv: Server) -> None:
+    # no CDN: a control centre's network often reaches none, and the pages were blank
+    for page, assets in (("/docs", ("swagger-ui-bundle.js", "swagger-ui.css")), ("/redoc", ("redoc.standalone.js",))):
+        r = httpx.get(srv.url + page, timeout=10)
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/html"), page
+        urls = re.findall(r'(?:src|href)=["\']?([^"\' >]+)', r.text) + re.findall(r"url: '([^']+)'", r.text)
+        assert urls and all(u.startswith("/") for u in urls), (page, urls)  # nothing from another host
+        for asset in assets:
+            assert f"/docs-static/{asset}" in r.text
+            served = httpx.get(f"{srv.url}/docs-static/{asset}", timeout=10)
+            assert served.status_code == 200 and len(served.content) > 100_000, asset
+    assert httpx.get(srv.url + "/openapi.json", timeout=10).json()["info"]["title"] == "greenwave city-brain API"
+
+
 def test_positions_for_an_escort_the_simulation_tracks_are_refused(c: httpx.Client) -> None:
     # its SUMO vehicle drives it: a fix far ahead must not mark the junctions crossed and release them
     r = c.post("/v1/emergencies", json={"route": ["left2A2", "A2B2", "B2C2", "C2right2"], "id": "sim-9"})
