@@ -850,6 +850,7 @@ class EvPlan:
     need_before_eta: float
     eta_drift: float  # the ETA slips this much per tick (a slowed EV)
     start_now: bool  # local (detector) preemption
+    links: tuple[int, ...] = ()  # the EV's own links (some of the target's greens); (): the target's
 
 
 @st.composite
@@ -864,6 +865,8 @@ def ev_plans(draw: st.DrawFn, prog: Program, n: int) -> list[EvPlan]:
         if not any(is_green(c) for c in target):
             target = "".join(c if is_green(c) else "r" for c in state)
         appear = draw(st.integers(0, 300))
+        greens = [i for i, c in enumerate(target) if is_green(c)]
+        links = tuple(sorted(draw(st.sets(st.sampled_from(greens), max_size=len(greens)))))
         out.append(
             EvPlan(
                 ev_id=f"ev{k}",
@@ -876,6 +879,7 @@ def ev_plans(draw: st.DrawFn, prog: Program, n: int) -> list[EvPlan]:
                 need_before_eta=draw(st.integers(0, 30)),
                 eta_drift=draw(st.sampled_from([0.0, 0.0, 0.5, 1.0])),
                 start_now=draw(st.sampled_from([False, False, False, True])),
+                links=links,
             )
         )
     return out
@@ -946,7 +950,8 @@ def _check_random_preemptions(data: st.DataObject, prog: Program, plans: Sequenc
             if p.appear <= t < p.vanish:
                 eta = p.eta + p.eta_drift * (t - p.appear)
                 need = eta - p.need_before_eta
-                out.append(ServiceRequest(p.ev_id, p.priority, "P", 0, p.target, p.phase, eta, need, p.start_now))
+                out.append(ServiceRequest(p.ev_id, p.priority, "P", 0, p.target, p.phase, eta, need, p.start_now,
+                                          p.links))
         return out
 
     def step(reqs: Sequence[ServiceRequest] = ()) -> None:
