@@ -37,7 +37,8 @@ CHECK_TICK_RATIO_FLOOR = 0.05  # ... and is only judged above this (smaller rati
 _EPS = 1e-9  # figures are deterministic; this only absorbs float rounding at a limit
 
 SAFETY_RULES = ("S1", "S2", "S3", "S4", "S5")
-SAFETY_KEYS = (*SAFETY_RULES, "collisions", "collisions_ev", "emergency_braking", "teleports")
+SAFETY_KEYS = (*SAFETY_RULES, "collisions", "collisions_ev", "collisions_preempted", "emergency_braking", "teleports")
+_UNRECORDED = ("collisions_preempted",)  # None in a summary: not recorded (the oracle keeps no preemptions)
 BASELINE_FORMAT = "greenwave-bench-baseline"
 BASELINE_FORMAT_VERSION = 1
 
@@ -94,6 +95,10 @@ def _mean(values: Iterable[float | None]) -> float | None:
 
 def _p(values: Sequence[float], q: float) -> float | None:
     return float(np.percentile(np.asarray(values, dtype=float), q)) if values else None
+
+
+def _count(x: int | None) -> str:
+    return "-" if x is None else str(x)
 
 
 def _r(x: float | None, digits: int = 3) -> float | None:
@@ -283,7 +288,9 @@ def _group(results: Sequence[RunResult], none: dict[int, Mapping[str, Any]] | No
     row["eta_pooling"] = pooling_text(methods)
 
     for key in SAFETY_KEYS:
-        row[key] = int(sum(_num(_get(s, "safety", key)) or 0 for s in summaries))
+        values = [_num(_get(s, "safety", key)) for s in summaries]
+        row[key] = None if key in _UNRECORDED and summaries and all(v is None for v in values) else int(
+            sum(v or 0 for v in values))
     row["wall_mean_s"] = _r(
         _mean(_num(_get(runs[s], "realtime", "wall_s")) for s in sorted(runs)) if runs else None, 2
     )
@@ -409,7 +416,8 @@ def scenario_verdict(rows: Sequence[Mapping[str, Any]], scenario: str) -> dict[s
         crit.append(_criterion("collisions <= none's", None, "n/a (needs none)"))
     else:
         crit.append(_criterion("collisions <= none's", gw["collisions"] <= none["collisions"],
-                               f"{gw['collisions']} vs none {none['collisions']}"))
+                               f"{gw['collisions']} vs none {none['collisions']} (with the EV "
+                               f"{gw['collisions_ev']}, at preempted signals {_count(gw['collisions_preempted'])})"))
     return {"scenario": scenario, "controller": ACCEPT_CONTROLLER, "status": _status(crit), "criteria": crit}
 
 

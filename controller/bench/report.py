@@ -54,7 +54,7 @@ def _fmt(x: Any, digits: int) -> str:
 def table(rows: Sequence[Mapping[str, Any]], title: str) -> Table:
     """One row per (scenario, controller). Numbers are never cut: each column is at least as wide
     as its widest value, and headers wrap at spaces when the terminal is narrow."""
-    headers = ["scenario", "ctrl", "runs", *(h for h, _k, _d in _COLUMNS), "S1-5", "coll (EV)", "ebrake", "telep",
+    headers = ["scenario", "ctrl", "runs", *(h for h, _k, _d in _COLUMNS), "S1-5", "coll (EV, pre)", "ebrake", "telep",
                "wall"]
     body: list[list[str]] = []
     last = None
@@ -65,7 +65,8 @@ def table(rows: Sequence[Mapping[str, Any]], title: str) -> Table:
             cells[3] += "*"
         body.append([
             r["scenario"] if r["scenario"] != last else "", r["controller"], runs, *cells,
-            str(sum(r[k] for k in SAFETY_RULES)), f"{r['collisions']} ({r['collisions_ev']})",
+            str(sum(r[k] for k in SAFETY_RULES)),
+            f"{r['collisions']} ({r['collisions_ev']}, {_fmt(r.get('collisions_preempted'), 0)})",
             str(r["emergency_braking"]), str(r["teleports"]), _fmt(r["wall_mean_s"], 1),
         ])  # fmt: skip
         last = r["scenario"]

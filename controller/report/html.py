@@ -228,7 +228,8 @@ def _traffic(companions: Sequence[RunData]) -> str:
 
 def _safety(run: RunData) -> str:
     s = run.summary.get("safety", {})
-    keys = ("S1", "S2", "S3", "S4", "S5", "collisions", "collisions_ev", "emergency_braking", "teleports")
+    keys = ("S1", "S2", "S3", "S4", "S5", "collisions", "collisions_ev", "collisions_preempted", "emergency_braking",
+            "teleports")
     total = sum(int(s.get(k, 0) or 0) for k in ("S1", "S2", "S3", "S4", "S5"))
     verdict = ('<p class="ok">The independent monitor saw no violation of S1–S5.</p>' if total == 0 else
                f'<p class="bad">The independent monitor counted {total} violation(s) of S1–S5.</p>')

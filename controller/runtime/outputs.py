@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from collections.abc import Collection
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,13 +22,24 @@ class Trip:
 
 
 @dataclass(frozen=True)
+class Collision:
+    t_s: float
+    lane_id: str  # where it happened (an internal lane ':J_3_0' on a junction's crossing)
+    collider: str
+    victim: str
+
+
+@dataclass(frozen=True)
 class SumoOutputs:
     trips: dict[str, Trip]
     collisions: int = 0
     emergency_braking: int = 0
     emergency_stops: int = 0
     teleports: int = 0
-    colliders: tuple[tuple[str, str], ...] = field(default_factory=tuple)  # (collider, victim)
+    collision_list: tuple[Collision, ...] = field(default_factory=tuple)  # collisions.xml's
+
+
+PREEMPTED_COLLISION_AFTER_S = 30.0  # collisions_preempted: up to this long after the hand-back
 
 
 def _parse(path: Path) -> ET.Element:
@@ -54,19 +65,48 @@ def read_outputs(out_dir: Path) -> SumoOutputs:
     stats = _parse(out_dir / "statistics.xml")
     safety = stats.find("safety")
     teleports = stats.find("teleports")
-    colliders: list[tuple[str, str]] = []
+    collisions: list[Collision] = []
     coll_file = out_dir / "collisions.xml"
     if coll_file.is_file():
         for c in _parse(coll_file).iter("collision"):
-            colliders.append((c.get("collider", ""), c.get("victim", "")))
+            collisions.append(
+                Collision(float(c.get("time", "nan")), c.get("lane", ""), c.get("collider", ""), c.get("victim", ""))
+            )
     return SumoOutputs(
         trips=trips,
         collisions=int(safety.get("collisions", "0")) if safety is not None else 0,
         emergency_braking=int(safety.get("emergencyBraking", "0")) if safety is not None else 0,
         emergency_stops=int(safety.get("emergencyStops", "0")) if safety is not None else 0,
         teleports=int(teleports.get("total", "0")) if teleports is not None else 0,
-        colliders=tuple(colliders),
+        collision_list=tuple(collisions),
     )
+
+
+def junction_of_lane(lane_id: str) -> str | None:
+    """The junction an internal lane crosses (':J_3_0' -> 'J', ':cluster_1_2_5_0' -> 'cluster_1_2');
+    None for an edge's lane."""
+    if not lane_id.startswith(":"):
+        return None
+    parts = lane_id[1:].rsplit("_", 2)
+    return parts[0] if len(parts) == 3 else None
+
+
+def collisions_while_preempted(
+    collisions: Iterable[Collision],
+    junction_tls: Mapping[str, str],
+    windows: Mapping[str, Sequence[tuple[float, float]]],
+    after_s: float = PREEMPTED_COLLISION_AFTER_S,
+) -> int:
+    """How many collisions happened on the crossing of a preempted signal while it was preempted:
+    from its entry until ``after_s`` after it was back in its program (``windows``: per traffic
+    light, (entry, back) times; ``junction_tls``: the traffic light of each signalized junction)."""
+    n = 0
+    for c in collisions:
+        junction = junction_of_lane(c.lane_id)
+        tls = junction_tls.get(junction) if junction is not None else None
+        if tls is not None and any(a <= c.t_s <= b + after_s for a, b in windows.get(tls, ())):
+            n += 1
+    return n
 
 
 def background(outputs: SumoOutputs, exclude: Collection[str], until_s: float) -> tuple[int, float | None]:

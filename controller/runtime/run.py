@@ -29,7 +29,7 @@ from controller.core.snapshot import SignalCommand, Snapshot, VehicleState
 from controller.errors import GreenwaveError
 from controller.report.html import REPORT_FILE
 from controller.runtime.freeflow import free_flow_times
-from controller.runtime.outputs import background, cross_streets, read_outputs
+from controller.runtime.outputs import background, collisions_while_preempted, cross_streets, read_outputs
 from controller.runtime.pacing import Pacer
 from controller.runtime.setup import RunSetup, sumo_args
 from controller.runtime.trace import TRACE_FILE, TraceRecorder
@@ -319,7 +319,17 @@ def run(
     recoveries = [float(r["recovery_s"]) for r in preemptions if isinstance(r["recovery_s"], (int, float))]
     in_step = [float(r["in_step"]) - float(r["exit"]) for r in preemptions
                if isinstance(r["in_step"], (int, float)) and isinstance(r["exit"], (int, float))]
-    ev_collisions = sum(1 for a, b in outputs.colliders if a in ev_ids or b in ev_ids)
+    ev_collisions = sum(1 for c in outputs.collision_list if c.collider in ev_ids or c.victim in ev_ids)
+    windows: dict[str, list[tuple[float, float]]] = {}
+    for r in preemptions:
+        entry, back = r["entry"], r["restored"] if r["restored"] is not None else r["exit"]
+        if isinstance(entry, (int, float)):
+            windows.setdefault(str(r["tls"]), []).append(
+                (float(entry), float(back) if isinstance(back, (int, float)) else last_t))
+    junction_tls = {c.junction_id: c.tls_id for c in setup.network.connections if c.tls_id}
+    # (None where the controller keeps no preemption records but did preempt: the oracle)
+    preempted_collisions = (collisions_while_preempted(outputs.collision_list, junction_tls, windows)
+                            if planner is not None or not controller.preempted else None)
     tick = _quantiles(timing.tick_ms)
     step = _quantiles(timing.step_ms)
     monitor_q = _quantiles(timing.monitor_ms)
@@ -360,6 +370,8 @@ def run(
             **{rule: counts.get(rule, 0) for rule in ("S1", "S2", "S3", "S4", "S5")},
             "collisions": outputs.collisions,
             "collisions_ev": ev_collisions,
+            # on the crossing of a signal from its entry until 30 s after it was back in its program
+            "collisions_preempted": preempted_collisions,
             "emergency_braking": outputs.emergency_braking,
             "emergency_stops": outputs.emergency_stops,
             "teleports": outputs.teleports,

@@ -41,6 +41,7 @@ def test_ingolstadt7_preemption_is_safe_and_fast(controller: str, tmp_path: Path
     assert ev["preempted"] == ev["junctions"] == 7
     assert ev["travel_time"] < none["evs"][0]["travel_time"]
     assert s["recovery"]["junctions"] >= 7 and s["recovery"]["mean_s"] is not None
+    assert 0 <= s["safety"]["collisions_preempted"] <= s["safety"]["collisions"]
     if controller == "greenwave":
         assert s["eta"]["n"] > 0 and s["eta"]["at_entry"]["n"] >= 7
         assert s["eta"]["by_horizon"]["10"]["abs_error_p90"] is not None

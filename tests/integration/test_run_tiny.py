@@ -65,6 +65,8 @@ def test_none_and_oracle_bound_the_trip(scenario: Path, tmp_path: Path) -> None:
     # the oracle hands every signal back once the EV has crossed it
     assert oracle["safety"]["S5"] == 0
     assert oracle["safety"]["preempted_signals"] == ["A1", "B1", "C1"]
+    # nothing preempted: no collision can be at a preempted signal; the oracle keeps no record
+    assert none["safety"]["collisions_preempted"] == 0 and oracle["safety"]["collisions_preempted"] is None
 
 
 def test_a_run_into_an_old_runs_folder_leaves_nothing_of_the_old_run(scenario: Path, tmp_path: Path) -> None:

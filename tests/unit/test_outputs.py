@@ -1,0 +1,45 @@
+"""Reading SUMO's collision output: where a collision happened, and whether on the crossing of a
+signal while it was preempted."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from controller.runtime.outputs import Collision, collisions_while_preempted, junction_of_lane, read_outputs
+
+
+def test_junction_of_an_internal_lane() -> None:
+    assert junction_of_lane(":J_3_0") == "J"
+    assert junction_of_lane(":cluster_1427494838_273472399_9_1") == "cluster_1427494838_273472399"
+    assert junction_of_lane(":C2_w0_0") == "C2"  # a walking area
+    assert junction_of_lane("A0B0_0") is None  # an edge's lane
+    assert junction_of_lane(":J") is None
+
+
+def test_collisions_counted_on_a_preempted_crossing_from_entry_to_30_s_after_the_hand_back() -> None:
+    junction_tls = {"J": "T", "K": "T", "L": "U"}  # T controls two junctions
+    windows = {"T": [(100.0, 150.0), (400.0, 420.0)]}
+    at = [
+        Collision(99.0, ":J_1_0", "a", "b"),  # before the entry
+        Collision(100.0, ":J_1_0", "a", "b"),  # at the entry
+        Collision(180.0, ":K_0_0", "a", "b"),  # 30 s after the hand-back, on T's other junction
+        Collision(181.0, ":J_1_0", "a", "b"),  # later
+        Collision(410.0, "JK_0", "a", "b"),  # on an edge, not a crossing
+        Collision(410.0, ":L_2_0", "a", "b"),  # another signal, never preempted
+        Collision(410.0, ":M_0_0", "a", "b"),  # an unsignalized junction
+        Collision(415.0, ":J_0_1", "a", "b"),  # the second preemption
+    ]
+    assert collisions_while_preempted(at, junction_tls, windows) == 3
+    assert collisions_while_preempted(at, junction_tls, windows, after_s=0.0) == 2
+    assert collisions_while_preempted(at, junction_tls, {}) == 0
+
+
+def test_collisions_are_read_with_time_and_place(tmp_path: Path) -> None:
+    (tmp_path / "tripinfo.xml").write_text("<tripinfos/>")
+    (tmp_path / "statistics.xml").write_text('<statistics><safety collisions="1"/></statistics>')
+    (tmp_path / "collisions.xml").write_text(
+        '<collisions><collision time="806.00" type="junction" lane=":C2_5_0" pos="15.38" collider="bg2143" '
+        'victim="bg1813"/></collisions>')
+    out = read_outputs(tmp_path)
+    assert out.collisions == 1
+    assert out.collision_list == (Collision(806.0, ":C2_5_0", "bg2143", "bg1813"),)
