@@ -8,7 +8,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
@@ -49,11 +49,27 @@ def _raise_terminated(signum: int, frame: object) -> None:
     raise Terminated
 
 
-def _out_folder(out: Path, option: str = "--out") -> Path:
+def _out_folder(out: Path, option: str = "--out", *, reusable: Callable[[Path], bool] | None = None,
+                inputs: Sequence[Path] = ()) -> Path:
     """A one-line error where the output folder cannot be used: a file, or under one, or where
-    nothing may be written. Nothing is created here (a later error leaves no empty folder)."""
+    nothing may be written; with ``reusable``, a folder with files in it that is not one of
+    greenwave's (``reusable(out)``), or the folder of one of the ``inputs`` (the user's files:
+    nothing is written next to them). Nothing is created here (a later error leaves no empty
+    folder)."""
     if out.exists() and not out.is_dir():
         raise ScenarioError(f"{option} '{out}' is a file, not a folder")
+    if reusable is not None and out.is_dir():
+        here = out.resolve()
+        mine = [p for p in inputs if p.resolve().parent == here]
+        if mine:
+            raise ScenarioError(f"{option} '{out}' is the folder of your input '{mine[0].name}': greenwave writes "
+                                "nothing next to your files; give a new folder (or a previous run's)")
+        others = sorted(p.name for p in out.iterdir())
+        if others and not reusable(out):
+            more = f" and {len(others) - 3} more" if len(others) > 3 else ""
+            shown = ", ".join(f"'{n}'" for n in others[:3]) + more
+            raise ScenarioError(f"{option} '{out}' has other files in it ({shown}) and is not a greenwave run's "
+                                "folder: give a new or empty folder, or a previous run's (it is replaced)")
     parent = out
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent
@@ -62,6 +78,12 @@ def _out_folder(out: Path, option: str = "--out") -> Path:
     if not os.access(parent, os.W_OK | os.X_OK):
         raise ScenarioError(f"{option} '{out}': no permission to write in '{parent}'")
     return out
+
+
+def _scenario_inputs(sc: Any) -> list[Path]:
+    """A scenario's own files: its network, configuration, additional and route files."""
+    net, demand = sc.network, sc.demand
+    return [p for p in (net.net, net.sumocfg, *net.additional, *demand.routes) if p is not None]
 
 
 def _prepared(out: Path, prepare: Callable[[], T]) -> T:
@@ -234,7 +256,7 @@ def run(
 ) -> None:
     """Run one SCENARIO (a .toml file), or your own --sumocfg with --ev, and write summary.json."""
     from controller.runtime.run import run as run_simulation
-    from controller.runtime.setup import prepare_scenario, prepare_sumocfg
+    from controller.runtime.setup import is_run_folder, prepare_scenario, prepare_sumocfg
     from controller.scenario import load_scenario
 
     console = Console() if sys.stdout.isatty() else Console(width=120)
@@ -255,7 +277,7 @@ def run(
                 raise ScenarioError("--sumocfg needs at least one --ev FROM,TO,DEPART")
             specs = [_parse_ev(raw, i + 1) for i, raw in enumerate(evs)]
             out = out_dir or Path("runs") / f"{sumocfg.stem}-{controller_name}-s{seed}"
-            _out_folder(out)
+            _out_folder(out, reusable=is_run_folder, inputs=[sumocfg])
             setup = _prepared(out, lambda: prepare_sumocfg(sumocfg, specs, seed=seed, out_dir=out.resolve(),
                                                            end_s=end_s, bluelight=bluelight))
         else:
@@ -263,7 +285,8 @@ def run(
             if evs or end_s is not None:
                 raise ScenarioError("--ev and --end go with --sumocfg; a scenario file names its own EVs and end")
             sc = load_scenario(scenario)
-            out = _out_folder(out_dir or Path("runs") / f"{sc.name}-{controller_name}-s{seed}")
+            out = _out_folder(out_dir or Path("runs") / f"{sc.name}-{controller_name}-s{seed}",
+                              reusable=is_run_folder, inputs=[scenario, *_scenario_inputs(sc)])
             setup = _prepared(out, lambda: prepare_scenario(sc, seed=seed, out_dir=out.resolve(), bluelight=bluelight))
         flags = {"detect_range_m": detect_range_m, "detect_eta_s": detect_eta_s}
         setup = replace(setup, controller={**setup.controller, **{k: v for k, v in flags.items() if v is not None}})
@@ -346,7 +369,7 @@ def bench(
                 raise ScenarioError("--update-baseline runs the baseline's whole suite: drop --seeds and --controllers")
             write_baseline = baseline
         if out_dir is not None:
-            _out_folder(out_dir)
+            _out_folder(out_dir, reusable=lambda p: (p / "bench.json").is_file() or (p / "runs").is_dir())
         code = run_bench(console, suite=suite, seeds=seeds, controllers=controllers, out_dir=out_dir, jobs=jobs,
                          baseline=baseline, write_baseline=write_baseline, update=update_baseline)
     except GreenwaveError as e:

@@ -46,6 +46,12 @@ def fastest_route(
         raise ValueError(f"cost must be 'length' or 'time', not {cost!r}")
     _require_edge(network, from_edge, "from")
     _require_edge(network, to_edge, "to")
+    if vclass_emergency:
+        for edge_id, role in ((from_edge, "from"), (to_edge, "to")):
+            edge = network.edges[edge_id]
+            if edge.lanes and not any(ln.allows_emergency for ln in edge.lanes):
+                raise RouteError(f"{role} edge '{edge_id}' of network {_src(network)} has no lane that allows "
+                                 "emergency vehicles (a footpath, a cycleway, a rail or tram track?)")
     if from_edge == to_edge:
         return (from_edge,)
 

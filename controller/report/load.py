@@ -67,10 +67,11 @@ class RunData:
 
     @property
     def setting(self) -> tuple[object, ...]:
-        """What makes two runs comparable: the scenario and seed, the simulated window, the
-        demand, and each EV's id, type, departure and first corridor (its length and signals). A
-        scenario name alone is not enough: every ``--sumocfg`` run of a ``run.sumocfg`` has the
-        name ``run``."""
+        """What makes two runs comparable: the scenario and seed, the simulated window and step,
+        the demand, whether EVs had the bluelight device, and each EV's id, type, departure asked
+        for (SUMO may insert it a few seconds later, differently under each controller) and first
+        corridor (its length and signals). A scenario name alone is not enough: every
+        ``--sumocfg`` run of a ``run.sumocfg`` has the name ``run``."""
         s = self.summary
         evs = []
         listed = s.get("evs")
@@ -81,8 +82,9 @@ class RunData:
             first = trace.legs[0] if trace is not None and trace.legs else None
             corridor = None if first is None else (
                 round(first.route_length_m, 1), tuple(str(j.get("tls")) for j in first.junctions))
-            evs.append((ev.get("id"), ev.get("type"), ev.get("depart"), corridor))
-        return (self.scenario, self.seed, s.get("begin"), s.get("end"), s.get("demand_level"), tuple(evs))
+            evs.append((ev.get("id"), ev.get("type"), ev.get("dispatched", ev.get("depart")), corridor))
+        return (self.scenario, self.seed, s.get("begin"), s.get("end"), s.get("step_length"), s.get("demand_level"),
+                bool(s.get("bluelight")), tuple(evs))
 
     @property
     def label(self) -> str:

@@ -154,6 +154,7 @@ def run(
     summary_path.unlink(missing_ok=True)  # never leave an old summary looking like this run's
     (out / TRACE_FILE).unlink(missing_ok=True)
     (out / REPORT_FILE).unlink(missing_ok=True)  # nor its report (`greenwave report` makes this run's)
+    _clear_stale(setup)
     started = time.perf_counter()
     check_controller(controller_name)
     free_flow = free_flow_times(setup, setup.evs, backend=backend)
@@ -283,6 +284,7 @@ def run(
             {
                 "id": ev.ev_id,
                 "type": ev.ev_type,
+                "dispatched": ev.depart_s,  # the departure asked for (SUMO may insert it later: depart)
                 "depart": trip.depart_s if trip else p.depart_s,
                 "arrival": trip.arrival_s if trip else None,
                 "arrived": trip is not None,
@@ -424,6 +426,19 @@ def run(
     _write_json(out / TRACE_FILE, trace.as_dict(header=header, eta_records=eta_records), indent=None)
     _write_json(summary_path, summary, indent=2)
     return summary
+
+
+def _clear_stale(setup: RunSetup) -> None:
+    """A run into an earlier run's folder: remove what that run left that this one does not
+    write again (its detector outputs, copies of additional files this run does not use), so
+    that nothing in the folder is another run's."""
+    used = {p.resolve() for p in (*setup.inputs.additional_files, *setup.inputs.route_files)}
+    for sub in ("inputs", "outputs"):
+        folder = setup.out_dir / sub
+        if folder.is_dir():
+            for f in folder.iterdir():
+                if f.is_file() and (sub == "outputs" or f.resolve() not in used):
+                    f.unlink()
 
 
 def _write_json(path: Path, data: Any, *, indent: int | None) -> None:

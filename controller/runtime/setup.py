@@ -160,13 +160,18 @@ def id_in_routes(ids: Mapping[str, tuple[str, Path]], vehicle_id: str) -> tuple[
     return None
 
 
+def _ordinal(n: int) -> str:
+    return f"{n}{'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
+
+
 def _check_ids_free(route_files: Sequence[Path], ids: Sequence[str]) -> None:
     """An EV id that a vehicle of the route files has already: an error now, naming both, rather
     than SUMO refusing one of them during the run."""
     seen: set[str] = set()
-    for ev_id in ids:
+    for n, ev_id in enumerate(ids, 1):
         if ev_id in seen:
-            raise ScenarioError(f"EV id '{ev_id}' is given twice")
+            raise ScenarioError(f"EV id '{ev_id}' is given twice (the {_ordinal(n)} EV's; an EV given no id gets "
+                                f"'ev<n>', n its place in the list: give the EVs distinct ids)")
         seen.add(ev_id)
     if not ids:
         return
@@ -181,6 +186,16 @@ def _check_ids_free(route_files: Sequence[Path], ids: Sequence[str]) -> None:
 def _describe(ev: EvSpec) -> str:
     where = f"route {' '.join(ev.route)}" if ev.route is not None else f"from {ev.from_edge} to {ev.to_edge}"
     return f"{where}, departing at {ev.depart_s:g} s"
+
+
+RUN_MARK = ".greenwave-run"
+
+
+def is_run_folder(path: Path) -> bool:
+    """Is ``path`` a folder greenwave wrote a run into (its marker; before it, a summary or the EV
+    types it writes into ``inputs/``)? Only such a folder may be reused by another run's --out."""
+    return (path / RUN_MARK).is_file() or (path / "summary.json").is_file() or (
+        path / "inputs" / "greenwave_vtypes.add.xml").is_file()
 
 
 def _finish(
@@ -200,6 +215,7 @@ def _finish(
     _check_ids_free(inputs.route_files, [ev.id for ev in evs])
     inputs_dir = out_dir / "inputs"
     inputs_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / RUN_MARK).touch()  # a run's folder: --out may reuse it (see is_run_folder)
     used: dict[str, Path] = {}  # names given in inputs/ and outputs/ (two files of one name stay two)
     additionals = tuple(redirect_additional_outputs(a, out_dir, used) for a in inputs.additional_files)
     network = load_network(inputs.net_file, inputs.additional_files)

@@ -186,6 +186,37 @@ def test_output_folder_that_is_a_file_or_cannot_be_made(tmp_path: Path, tiny_net
     _assert_error(code, out, "--out", "cannot create the folder")
 
 
+def test_output_folder_with_the_users_files_in_it_is_refused(tmp_path: Path, tiny_net: Path) -> None:
+    # greenwave writes nothing next to the user's files: not into the scenario's own folder, nor
+    # into a folder of other files that is not a run's; nothing in them changes
+    path = write_scenario(tmp_path / "s.toml", tiny_net)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    code, out = _run(["run", str(path), "--out", str(tmp_path)])
+    _assert_error(code, out, f"--out '{tmp_path}' is the folder of your input 's.toml'")
+    cfg = tmp_path / "cfg"
+    cfg.mkdir()
+    (cfg / "run.sumocfg").write_text(f'<configuration><input><net-file value="{tiny_net}"/></input></configuration>')
+    code, out = _run(["run", "--sumocfg", str(cfg / "run.sumocfg"), "--ev", "left1A1,C1right1,10", "--out", str(cfg)])
+    _assert_error(code, out, "is the folder of your input 'run.sumocfg'", "writes nothing next to your files")
+    assert sorted(p.name for p in cfg.iterdir()) == ["run.sumocfg"]
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("keep me", encoding="utf-8")
+    for command in (["run", str(path)], ["bench", "benchmarks/ci.toml"]):
+        code, out = _run([*command, "--out", str(other)])
+        _assert_error(code, out, f"--out '{other}' has other files in it ('notes.txt')")
+    assert sorted(p.name for p in other.iterdir()) == ["notes.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*before, "cfg", "other"])
+
+
+def test_an_id_given_to_one_ev_and_by_default_to_another_is_explained(tmp_path: Path, tiny_net: Path) -> None:
+    cfg = tmp_path / "run.sumocfg"
+    cfg.write_text(f'<configuration><input><net-file value="{tiny_net}"/></input></configuration>')
+    code, out = _run(["run", "--sumocfg", str(cfg), "--ev", "left1A1,C1right1,10,ambulance,ev2",
+                      "--ev", "left1A1,C1right1,20,fire", "--out", str(tmp_path / "o")])
+    _assert_error(code, out, "EV id 'ev2' is given twice (the 2nd EV's; an EV given no id gets 'ev<n>'")
+
+
 def test_a_folder_given_as_the_scenario_or_configuration(tmp_path: Path) -> None:
     code, out = _run(["run", str(tmp_path)])
     _assert_error(code, out, "is a folder, not a scenario file")

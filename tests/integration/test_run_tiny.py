@@ -74,8 +74,14 @@ def test_a_run_into_an_old_runs_folder_leaves_nothing_of_the_old_run(scenario: P
     run_ok(["run", str(scenario), "--controller", "none", "--out", str(out)])
     assert CliRunner().invoke(main, ["report", str(out)]).exit_code == 0
     old_report = (out / "report.html").read_text()
+    # what an earlier run of another configuration left: a detector's output, an additional file
+    (out / "outputs").mkdir(exist_ok=True)
+    (out / "outputs" / "e1_output.xml").write_text("<detector/>")
+    (out / "inputs" / "detectors.add.xml").write_text("<additional/>")
     run_ok(["run", str(scenario), "--controller", "oracle", "--out", str(out)])
     assert not (out / "report.html").exists()  # it described the old run (and stayed, before)
+    assert not (out / "outputs" / "e1_output.xml").exists() and not (out / "inputs" / "detectors.add.xml").exists()
+    assert (out / "inputs" / "greenwave_vtypes.add.xml").is_file()
     assert CliRunner().invoke(main, ["report", str(out)]).exit_code == 0
     assert (out / "report.html").read_text() != old_report
 

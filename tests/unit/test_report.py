@@ -156,11 +156,22 @@ def test_companions_are_compared_and_other_traffic_is_against_none(tmp_path: Pat
     # the same scenario name and seed with another EV (every `--sumocfg` run of a run.sumocfg is
     # named "run"): not a companion either
     other = write_run(tmp_path / "none-other-ev", "none", amb_depart=150.0)
+    # the same EV asked to depart at 100, inserted by SUMO 2 s later under this controller: a companion
+    late = write_run(tmp_path / "oracle-s1", "oracle")
+    summary = json.loads((late / "summary.json").read_text())
+    summary["evs"][0].update(dispatched=100.0, depart=102.0)
+    (late / "summary.json").write_text(json.dumps(summary))
+    # a run with the bluelight device (EVs may pass red): not a companion
+    blue = write_run(tmp_path / "local-blue", "local")
+    summary = json.loads((blue / "summary.json").read_text())
+    summary["bluelight"] = True
+    (blue / "summary.json").write_text(json.dumps(summary))
     (tmp_path / "junk").mkdir()
     run = load_run(gw)
-    comp = companions(run, [load_run(other)])
-    assert [r.controller for r in comp] == ["none", "greenwave"] and all(r.seed == 1 for r in comp)
-    assert all(r.path.name != "none-other-ev" for r in comp)
+    comp = companions(run, [load_run(other), load_run(blue)])
+    assert [r.controller for r in comp] == ["none", "greenwave", "oracle"] and all(r.seed == 1 for r in comp)
+    assert all(r.path.name not in ("none-other-ev", "local-blue") for r in comp)
+    comp = [r for r in comp if r.controller != "oracle"]
     page = render_run(run, comp)
     assert len(figures(page, "time-space-comparison")) == 2
     assert 'id="trajectory-none-amb"' in page and 'id="trajectory-greenwave-amb"' in page

@@ -82,8 +82,11 @@ def test_lanes_forbidding_emergency_vehicles_are_avoided_only_when_asked() -> No
     assert "bus" not in fastest_route(net, "a", "z")
     assert fastest_route(net, "a", "z", vclass_emergency=False) == ("a", "bus", "z")
     assert fastest_route(net, "a", "z", vclass_emergency=False, cost="length") == ("a", "bus", "z")
-    with pytest.raises(RouteError):
+    with pytest.raises(RouteError, match=r"^to edge 'bus' of network hand\.net\.xml has no lane that allows "
+                       r"emergency vehicles"):
         fastest_route(net, "a", "bus")
+    with pytest.raises(RouteError, match=r"^from edge 'bus' .* has no lane that allows emergency vehicles"):
+        fastest_route(net, "bus", "z")
 
 
 def test_same_edge() -> None:
