@@ -298,8 +298,9 @@ def run(
             highlight=False,
         )
         if setup.inputs.dropped:
-            console.print(f"greenwave: note: the configuration's output options are not used (greenwave writes its "
-                          f"own into --out): {', '.join(setup.inputs.dropped)}", highlight=False)
+            console.print("greenwave: note: the configuration's output and console report options are not used "
+                          f"(greenwave writes its own into --out): {', '.join(setup.inputs.dropped)}",
+                          highlight=False)
         for ev in setup.evs:
             if not ev.corridor.junctions:
                 console.print(f"greenwave: note: EV '{ev.ev_id}' crosses no traffic light on its route "

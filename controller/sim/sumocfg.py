@@ -19,7 +19,10 @@ from controller.errors import ScenarioError
 _PATH_LIST_OPTIONS = {"net-file", "route-files", "additional-files", "weight-files", "state-files"}
 _RENAMED = {"n": "net-file", "r": "route-files", "a": "additional-files", "b": "begin", "e": "end"}
 _DROP_EXACT = {"log", "log-file", "l", "message-log", "error-log", "summary", "tripinfo", "save-configuration",
-               "save-template", "save-schema", "save-commented", "configuration-file", "c"}
+               "save-template", "save-schema", "save-commented", "configuration-file", "c",
+               # console reports: greenwave prints its own progress and summary (with these, SUMO's
+               # loading messages and end-of-run statistics flooded the console)
+               "verbose", "v", "duration-log.statistics", "t", "print-options"}
 
 
 def _is_output_option(name: str) -> bool:

@@ -134,7 +134,7 @@ def test_user_config_folder_is_left_untouched(tmp_path: Path, tiny_net: Path) ->
                                        "--out", str(out)])
     assert result.exit_code == 0, result.output
     # said, not silently dropped (the log option is one too)
-    assert "output options are not used" in result.output and "summary-output" in result.output
+    assert "output and console report options are not used" in result.output and "summary-output" in result.output
     s = json.loads((out / "summary.json").read_text())
     assert sorted(p.name for p in user.iterdir()) == before
     assert (out / "outputs" / "det_out.xml").is_file()
