@@ -60,6 +60,11 @@ class ControllerConfig:
     detect_eta_s: float | None = None  # local, ETA-threshold variant
     plan_ahead_s: float = 130.0  # predict and request only the signals the EV reaches within this
     # (and those already engaged for it): beyond the planner's arming horizon nothing is decided
+    # greenwave: an EV standing this long (in a jam, its ETA slipping by the second) keeps only
+    # its next signal's request; the signals further on are handed back (exit reason "EV
+    # stalled") and asked for again once it moves (None: never). In a gridlocked city they were
+    # held green up to the maximum presence for an EV that could not come.
+    stall_release_s: float | None = 30.0
     planner: PlannerConfig = field(default_factory=PlannerConfig)
     eta: EtaConfig = field(default_factory=EtaConfig)
 
@@ -314,6 +319,12 @@ class PreemptionController:
             # the ETAs published and scored: with the waits for the switch-overs under way
             predictions[ev_id] = self._published(ev_id, t, waits, at_least, crossed) if waits else etas
             reqs = self._requests(ev, etas, snapshot, position)
+            if reqs and self._stalled(p, t):
+                keep = min(reqs, key=lambda r: r.junction_index).tls_id
+                for r in reqs:
+                    if r.tls_id != keep:
+                        self.planner.release_request(ev_id, r.junction_index, "EV stalled")
+                reqs = [r for r in reqs if r.tls_id == keep]
             # where the EV's movement is permissive (a turn that yields, served with what it
             # yields to held red), the signal keeps serving it until it has left the junction: a
             # hand-back at the stop line could green those at once and stop it inside the junction
@@ -404,6 +415,14 @@ class PreemptionController:
             )
             previous_need, previous_eta = need, eta_s
         return out
+
+    def _stalled(self, p: EvProgress, t_s: float) -> bool:
+        """Has the EV stood still for ``stall_release_s`` (greenwave only)?"""
+        limit = self.config.stall_release_s
+        if limit is None or self.config.mode != "greenwave" or not p.stops:
+            return False
+        last = p.stops[-1]
+        return last.end_s is None and t_s - last.start_s >= limit
 
     def _holds(self, ev: EvSetup, p: EvProgress, r: ServiceRequest, t_s: float) -> bool:
         """Does request ``r``, for a junction the EV has crossed, go on: the EV's movement is

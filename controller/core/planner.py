@@ -321,6 +321,7 @@ class Planner:
         }
         self.stopping = False
         self.release_reasons: dict[str, str] = {}  # ev_id -> why its requests ended, when not crossing
+        self.end_reasons: dict[tuple[str, int], str] = {}  # (ev_id, junction index) -> why that request ended
         # the signals not idle after the last tick: with this tick's requests, all a tick must visit
         self._active: set[str] = set()
         self._entered: list[str] = []  # the signals whose entry started or grew on the last tick
@@ -329,6 +330,10 @@ class Planner:
     def release(self, ev_id: str, reason: str) -> None:
         """Record why an EV's requests end (cancelled, vanished, re-routed) for the records."""
         self.release_reasons[ev_id] = reason
+
+    def release_request(self, ev_id: str, junction_index: int, reason: str) -> None:
+        """Record why one of an EV's requests ends on this tick while its others go on."""
+        self.end_reasons[(ev_id, junction_index)] = reason
 
     def add_signal(self, program: Program) -> None:
         """Plan one more signal (an EV was re-routed onto it)."""
@@ -467,6 +472,7 @@ class Planner:
                 active.add(tls)
         self._active = active
         self.release_reasons.clear()  # the reasons label the exits their releases caused just now
+        self.end_reasons.clear()
         return commands
 
     def stop(self) -> None:
@@ -835,7 +841,7 @@ class Planner:
         for rec in j.current.values():
             if rec.exit_s is None:
                 rec.exit_s = t_s
-                rec.exit_reason = reason or self.release_reasons.get(rec.ev_id, "crossed")
+                rec.exit_reason = reason or self._why_ended(rec)
         return self._tick_junction(j, t_s, [])
 
     def _end_gone(self, j: JunctionControl, t_s: float, reqs: Sequence[ServiceRequest]) -> None:
@@ -849,8 +855,11 @@ class Planner:
             rec = j.current.pop(key)
             if rec.entry_s is not None:  # armed but never switched: nothing to report
                 rec.exit_s = t_s
-                rec.exit_reason = self.release_reasons.get(rec.ev_id, "crossed")
+                rec.exit_reason = self._why_ended(rec)
                 j.ended.append(rec)
+
+    def _why_ended(self, rec: PreemptionRecord) -> str:
+        return self.end_reasons.get((rec.ev_id, rec.junction_index)) or self.release_reasons.get(rec.ev_id, "crossed")
 
     def _close(
         self, j: JunctionControl, t_s: float, reason: str, *, restored: bool, in_step_s: float | None = None

@@ -156,9 +156,9 @@ class CtrlRig:
 
         planner.tick = spy  # type: ignore[method-assign]
 
-    def step(self, *, present: bool = True, arrived: bool = False) -> list[SignalCommand]:
+    def step(self, *, present: bool = True, arrived: bool = False, moving: bool = True) -> list[SignalCommand]:
         t = self.t
-        vehicle = ev_at(self.corridor, self.x, lane=self.lane) if present else None
+        vehicle = ev_at(self.corridor, self.x, SPEED if moving else 0.0, lane=self.lane) if present else None
         signals = {tls: s.signal_state() for tls, s in self.signals.items() if tls not in self.hidden}
         for tls, st_ in signals.items():
             self.violations += self.watches[tls].observe(t, st_.state, st_.program_id)
@@ -172,7 +172,7 @@ class CtrlRig:
         for s in self.signals.values():
             s.advance(1.0)
         self.t += 1.0
-        if present:
+        if present and moving:
             self.x += SPEED
         return cmds
 
@@ -712,3 +712,33 @@ def test_reroute_while_a_signal_of_the_old_corridor_switches_for_the_ev() -> Non
     r.run_until(120)
     assert r.progress["ev"].crossed_s.keys() == {0} and not r.ctrl.busy
     assert _handed_back(r, "T2") and r.safety() == []
+
+
+def long_queue_at_t2(t: float) -> Mapping[str, LaneState]:
+    return {**no_queues(t), "e1_0": LaneState("e1_0", 20, 20)}
+
+
+def test_an_ev_standing_in_a_jam_keeps_only_its_next_signal() -> None:
+    # the EV stops 100 m before T1 at 40 s and stands 60 s; T2, 300 m on, switched early for the
+    # 20 vehicles queued there, is handed back 30 s into the stop
+    r = make_rig(lanes=long_queue_at_t2)
+    r.run_until(40)
+    while r.t < 100:
+        r.step(moving=False)
+    asked = {t: {q.tls_id for q in reqs} for t, reqs in r.requests}
+    # a stop starts below 0.1 m/s (at 40 s): from 30 s later only T1 is asked for
+    assert asked[69.0] == {"T1", "T2"} and all(asked[t] == {"T1"} for t in range(70, 100))
+    assert r.ctrl.planner.stage("T2") in ("exit", "idle")
+    stalled = [rec for rec in r.ctrl.planner.records() if rec.tls_id == "T2"]
+    assert stalled and all(rec.entry_s is not None and rec.entry_s < 70.0 for rec in stalled)
+    assert all(rec.exit_reason == "EV stalled" and rec.exit_s == 70.0 for rec in stalled)
+    # moving again, it asks for T2 again and passes both on green
+    r.run_until(150)
+    assert "T2" in {q.tls_id for q in r.requests_at(101.0)}
+    assert r.progress["ev"].crossed(0) and r.progress["ev"].crossed(1)
+    assert r.safety() == []
+    never = make_rig(ControllerConfig(stall_release_s=None), lanes=long_queue_at_t2)
+    never.run_until(40)
+    while never.t < 100:
+        never.step(moving=False)
+    assert all("T2" in {q.tls_id for q in reqs} for t, reqs in never.requests if 40 <= t < 100)
