@@ -103,9 +103,10 @@ def _write_cross_street_data(path: Path, network: Network, plans: Sequence[EvPla
     path.write_text(f'<?xml version="1.0" encoding="UTF-8"?>\n<additional>\n{body}</additional>\n', "utf-8")
 
 
-def _plan_evs(network: Network, evs: Sequence[EvSpec]) -> tuple[EvPlan, ...]:
+def _plan_evs(network: Network, evs: Sequence[EvSpec], source: Path | None = None) -> tuple[EvPlan, ...]:
+    """``source``: the scenario file the EVs come from (its entries are named in errors)."""
     plans = []
-    for ev in evs:
+    for n, ev in enumerate(evs):
         try:
             if ev.route is not None:
                 validate_route(network, ev.route)
@@ -114,7 +115,8 @@ def _plan_evs(network: Network, evs: Sequence[EvSpec]) -> tuple[EvPlan, ...]:
                 assert ev.from_edge is not None and ev.to_edge is not None  # guaranteed by EvSpec
                 route = fastest_route(network, ev.from_edge, ev.to_edge)
         except GreenwaveError as e:  # which EV, then what is wrong with it
-            raise type(e)(f"EV '{ev.id}' ({_describe(ev)}): {e}") from None
+            where = f"{source.name}: field 'ev[{n}]': " if source is not None else ""
+            raise type(e)(f"{where}EV '{ev.id}' ({_describe(ev)}): {e}") from None
         plans.append(
             EvPlan(
                 ev_id=ev.id,
@@ -189,6 +191,7 @@ def _describe(ev: EvSpec) -> str:
 
 
 RUN_MARK = ".greenwave-run"
+MAX_WINDOW_S = 7 * 86400.0  # the longest simulated window --end may ask for (1e12 s was taken, and never ended)
 
 
 def is_run_folder(path: Path) -> bool:
@@ -211,6 +214,7 @@ def _finish(
     out_dir: Path,
     seed: int,
     bluelight: bool,
+    scenario_file: Path | None = None,
 ) -> RunSetup:
     _check_ids_free(inputs.route_files, [ev.id for ev in evs])
     inputs_dir = out_dir / "inputs"
@@ -219,7 +223,7 @@ def _finish(
     used: dict[str, Path] = {}  # names given in inputs/ and outputs/ (two files of one name stay two)
     additionals = tuple(redirect_additional_outputs(a, out_dir, used) for a in inputs.additional_files)
     network = load_network(inputs.net_file, inputs.additional_files)
-    plans = _plan_evs(network, evs)
+    plans = _plan_evs(network, evs, scenario_file)
     vtypes = inputs_dir / "greenwave_vtypes.add.xml"
     _write_ev_vtypes(vtypes, bluelight)
     cross = inputs_dir / "greenwave_cross_streets.add.xml"
@@ -304,6 +308,7 @@ def prepare_scenario(scenario: Scenario, *, seed: int, out_dir: Path, bluelight:
         out_dir=out_dir,
         seed=seed,
         bluelight=bluelight,
+        scenario_file=scenario.source,
     )
     return replace(setup, controller=scenario.controller.overrides())
 
@@ -328,6 +333,9 @@ def prepare_sumocfg(
                 f"before the configuration's end ({config_end:g} s): give --end to simulate longer"
             )
         end_s = config_end if config_end is not None else last_depart + 1800.0
+    elif end_s - begin > MAX_WINDOW_S:
+        raise ScenarioError(f"--end {end_s:g} s is {(end_s - begin) / 86400.0:.3g} days after the configuration's "
+                            f"begin ({begin:g} s): at most 7 days are simulated in one run")
     for ev in evs:
         if ev.depart_s < begin or ev.depart_s >= end_s:
             raise ScenarioError(f"{sumocfg}: EV '{ev.id}' departs at {ev.depart_s:g} s, outside the simulation "

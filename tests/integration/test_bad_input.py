@@ -68,7 +68,7 @@ def test_missing_network_file_is_named(tmp_path: Path) -> None:
 def test_unknown_edge_is_named(tmp_path: Path, tiny_net: Path) -> None:
     path = write_scenario(tmp_path / "s.toml", tiny_net, ev='from = "left1A1"\nto = "NoSuchEdge"')
     code, out = _run(["run", str(path), "--out", str(tmp_path / "o")])
-    _assert_error(code, out, "NoSuchEdge")
+    _assert_error(code, out, "s.toml: field 'ev[0]': EV ", "to edge 'NoSuchEdge' is not in network")
     assert not (tmp_path / "o" / "summary.json").exists()
 
 
@@ -215,6 +215,14 @@ def test_an_id_given_to_one_ev_and_by_default_to_another_is_explained(tmp_path: 
     code, out = _run(["run", "--sumocfg", str(cfg), "--ev", "left1A1,C1right1,10,ambulance,ev2",
                       "--ev", "left1A1,C1right1,20,fire", "--out", str(tmp_path / "o")])
     _assert_error(code, out, "EV id 'ev2' is given twice (the 2nd EV's; an EV given no id gets 'ev<n>'")
+
+
+def test_an_end_beyond_a_week_is_refused(tmp_path: Path, tiny_net: Path) -> None:
+    cfg = tmp_path / "run.sumocfg"
+    cfg.write_text(f'<configuration><input><net-file value="{tiny_net}"/></input></configuration>')
+    code, out = _run(["run", "--sumocfg", str(cfg), "--ev", "left1A1,C1right1,10", "--end", "1e12",
+                      "--out", str(tmp_path / "o")])
+    _assert_error(code, out, "--end 1e+12 s is", "at most 7 days are simulated in one run")
 
 
 def test_a_folder_given_as_the_scenario_or_configuration(tmp_path: Path) -> None:
