@@ -256,7 +256,7 @@ def run(
 ) -> None:
     """Run one SCENARIO (a .toml file), or your own --sumocfg with --ev, and write summary.json."""
     from controller.runtime.run import run as run_simulation
-    from controller.runtime.setup import is_run_folder, prepare_scenario, prepare_sumocfg
+    from controller.runtime.setup import is_run_folder, prepare_scenario, prepare_sumocfg, sumocfg_name
     from controller.scenario import load_scenario
 
     console = Console() if sys.stdout.isatty() else Console(width=120)
@@ -276,7 +276,7 @@ def run(
             if not evs:
                 raise ScenarioError("--sumocfg needs at least one --ev FROM,TO,DEPART")
             specs = [_parse_ev(raw, i + 1) for i, raw in enumerate(evs)]
-            out = out_dir or Path("runs") / f"{sumocfg.stem}-{controller_name}-s{seed}"
+            out = out_dir or Path("runs") / f"{sumocfg_name(sumocfg)}-{controller_name}-s{seed}"
             _out_folder(out, reusable=is_run_folder, inputs=[sumocfg])
             setup = _prepared(out, lambda: prepare_sumocfg(sumocfg, specs, seed=seed, out_dir=out.resolve(),
                                                            end_s=end_s, bluelight=bluelight))

@@ -70,8 +70,8 @@ class RunData:
         """What makes two runs comparable: the scenario and seed, the simulated window and step,
         the demand, whether EVs had the bluelight device, and each EV's id, type, departure asked
         for (SUMO may insert it a few seconds later, differently under each controller) and first
-        corridor (its length and signals). A scenario name alone is not enough: every
-        ``--sumocfg`` run of a ``run.sumocfg`` has the name ``run``."""
+        corridor (its length and signals). A scenario name alone is not enough: the runs of
+        one configuration with other EVs, or of two configurations named alike, share it."""
         s = self.summary
         evs = []
         listed = s.get("evs")

@@ -313,6 +313,17 @@ def prepare_scenario(scenario: Scenario, *, seed: int, out_dir: Path, bluelight:
     return replace(setup, controller=scenario.controller.overrides())
 
 
+_GENERIC_NAMES = {"run", "sim", "simulation", "osm", "config", "configuration", "scenario", "test", "default", "main"}
+
+
+def sumocfg_name(sumocfg: Path) -> str:
+    """A run's scenario name from its configuration file: the file's stem, with its folder's name
+    before it where the stem says nothing (every Bologna run was called 'run')."""
+    stem = sumocfg.stem
+    folder = sumocfg.resolve().parent.name
+    return f"{folder}-{stem}" if stem.lower() in _GENERIC_NAMES and folder else stem
+
+
 def prepare_sumocfg(
     sumocfg: Path,
     evs: Sequence[EvSpec],
@@ -341,7 +352,7 @@ def prepare_sumocfg(
             raise ScenarioError(f"{sumocfg}: EV '{ev.id}' departs at {ev.depart_s:g} s, outside the simulation "
                                 f"[{begin:g}, {end_s:g}) s")
     return _finish(
-        name=sumocfg.stem,
+        name=sumocfg_name(sumocfg),
         source=str(sumocfg),
         demand_level="sumocfg",
         inputs=inputs,

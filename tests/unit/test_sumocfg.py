@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from controller.errors import ScenarioError
+from controller.runtime.setup import sumocfg_name
 from controller.sim.sumocfg import read_sumocfg, redirect_additional_outputs, sumo_time_s
 
 
@@ -55,3 +56,10 @@ def test_times_in_seconds_or_days_hours_minutes_seconds(tmp_path: Path) -> None:
                    '<time><begin value="four"/></time></configuration>', encoding="utf-8")
     with pytest.raises(ScenarioError, match=r"option 'begin': 'four' is not a time"):
         read_sumocfg(cfg)
+
+
+def test_a_run_is_named_after_its_configuration_and_a_generic_one_after_its_folder(tmp_path: Path) -> None:
+    city = tmp_path / "bologna_joined"
+    city.mkdir()
+    assert sumocfg_name(city / "run.sumocfg") == "bologna_joined-run"
+    assert sumocfg_name(city / "all_modes.sumocfg") == "all_modes"
