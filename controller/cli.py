@@ -131,7 +131,7 @@ def _fmt(x: object, digits: int = 1) -> str:
 def print_summary(summary: dict[str, Any], out_dir: Path, console: Console) -> None:
     title = f"{summary['scenario']} · controller {summary['controller']} · seed {summary['seed']} · times in s"
     table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
-    for col in ("EV", "depart", "travel", "free flow", "ratio", "delay", "stops", "stopped", "signals", "preempted"):
+    for col in ("EV", "depart", "travel", "free flow", "ratio", "delay", "stops", "stopped", "junctions", "preempted"):
         table.add_column(col, justify="left" if col == "EV" else "right")
     for ev in summary["evs"]:
         table.add_row(
@@ -146,8 +146,9 @@ def print_summary(summary: dict[str, Any], out_dir: Path, console: Console) -> N
     console.print(
         f"background: {bg['trips']} trips, mean time loss {_fmt(bg['mean_time_loss'])} s\n"
         f"safety: S1 {s['S1']}  S2 {s['S2']}  S3 {s['S3']}  S4 {s['S4']}  S5 {s['S5']}  ·  "
-        f"collisions {s['collisions']} (EV {s['collisions_ev']})  emergency braking {s['emergency_braking']}  "
-        f"teleports {s['teleports']}  ({s['watched_signals']} signals watched)\n"
+        f"collisions {s['collisions']} (EV {s['collisions_ev']}, at preempted signals "
+        f"{_fmt(s.get('collisions_preempted'), 0)})  emergency braking {s['emergency_braking']}  "
+        f"teleports {s['teleports']}  ({s['watched_signals']} traffic lights watched)\n"
         f"realtime: {rt['ticks']} ticks, controller p50 {_fmt(rt['tick_ms_p50'], 3)} ms "
         f"p99 {_fmt(rt['tick_ms_p99'], 3)} ms max {_fmt(rt['tick_ms_max'], 1)} ms, over budget "
         f"({rt['budget_ms']:g} ms) {rt['over_budget']}; SUMO step p50 {_fmt(rt['sumo_step_ms_p50'], 2)} ms; "
@@ -292,8 +293,8 @@ def run(
         setup = replace(setup, controller={**setup.controller, **{k: v for k, v in flags.items() if v is not None}})
         console.print(
             f"greenwave: {setup.name}: {len(setup.evs)} EV(s), "
-            f"{len({j.junction_id for e in setup.evs for j in e.corridor.junctions})} signalized junction(s) "
-            "on their routes; "
+            f"{len({j.junction_id for e in setup.evs for j in e.corridor.junctions})} signalized junction(s) of "
+            f"{len({j.tls_id for e in setup.evs for j in e.corridor.junctions})} traffic light(s) on their routes; "
             f"simulating {setup.begin_s:g}-{setup.end_s:g} s with controller '{controller_name}' ...",
             highlight=False,
         )
