@@ -758,7 +758,9 @@ class Planner:
         if not state:
             return False
         ends_at = self._program_green_ends_s(j, t_s)
-        worst = max(j.timing.min_green_s) + max(j.timing.yellow_s) + j.timing.clearance_s + cfg.step_s
+        # getting the EV's movement back once lost: at worst a minimum green, a yellow and the
+        # clearance, and the step that shows it
+        worst = j.timing.switch_bound_s + cfg.step_s
         if all(is_green(s) for s, want in zip(state, target, strict=True) if is_green(want)):
             # The approach is green now: hold it before the program can end it, i.e. when the
             # time to get it back after losing it would no longer fit.
