@@ -131,6 +131,9 @@ class ControllerSpec(_Model):
     # on the program's last step before a green with a minimum (the cross street's), enter at once,
     # skipping it, where waiting through it would show the EV's approach green this much too late
     late_entry_tolerance_s: float | None = Field(default=None, ge=0)
+    # a switch's new greens wait, after the red clearance, for the vehicles of the links that turned red
+    # to leave the crossing, at most this long (0: never)
+    red_extension_s: float | None = Field(default=None, ge=0, le=10)
     # greenwave: an EV standing this long keeps only its next signal's request (the others are handed back)
     stall_release_s: float | None = Field(default=None, gt=0)
     # an armed signal plans with the median of each request's need over this many ticks (1: the latest)

@@ -86,6 +86,12 @@ class PlannerConfig:
     # be early, and a cross street loses its green for nothing.
     need_median_ticks: int = 5
     min_green_floor_s: float = 5.0
+    # All-red extension: the greens a switch turns on wait, after the program's red clearance,
+    # for the vehicles of the links that turned red to leave the crossing, for at most this
+    # long (0: never). In Bologna the first vehicles of the EV's approach, let go by an entry
+    # from the cross street's yellow, ran into a left turner that had waited inside junction b4
+    # and was still crossing when the program's 3 s of red had run.
+    red_extension_s: float = 4.0
     # Hand a static (fixed-time) program back in step with its own schedule, so the signal is
     # coordinated with its neighbours again at once instead of running shifted by the preemption
     # for the rest of the day: re-enter at the phase the schedule shows when the hand-back can
@@ -214,6 +220,7 @@ class JunctionControl:
     # is known, their restore comes with the signal's
     ended: list[PreemptionRecord] = field(default_factory=list)
     last_signal: SignalState | None = None  # the last observed state object
+    occupied: tuple[int, ...] = ()  # links with a vehicle on their crossing (as last observed)
     # armed: each request's latest needs (``PlannerConfig.need_median_ticks``), as of ``needs_s``
     needs: dict[tuple[str, int], deque[float]] = field(default_factory=dict)
     needs_s: float = -math.inf
@@ -436,6 +443,7 @@ class Planner:
             if j is None or sig is j.last_signal:  # the same state object as last tick: nothing changed
                 continue
             j.last_signal = sig
+            j.occupied = sig.occupied
             j.clock.observe(t_s, sig.state)
             running_program = sig.program_id == j.program.program_id
             if running_program and (sig.phase != j.program_phase or not j.in_program):
@@ -545,8 +553,9 @@ class Planner:
                 return self._begin_exit(j, t_s, "stopped" if self.stopping else "")
             assert j.entry_s is not None
             limit = j.entry_s + cfg.presence_limit_s
-            # (far from the limit every hand-back fits: _handback_s is at most 3 switch bounds + 6 steps)
-            near_limit = t_s + 3.0 * j.timing.switch_bound_s + 7.0 * cfg.step_s >= limit
+            # (far from the limit every hand-back fits: _handback_s is at most 3 switch bounds,
+            # 2 all-red extensions and 6 steps)
+            near_limit = t_s + 3.0 * j.timing.switch_bound_s + 2.0 * cfg.red_extension_s + 7.0 * cfg.step_s >= limit
             if (
                 t_s - j.entry_s >= cfg.max_presence_s and not self._crossing_soon(j, t_s, reqs)
             ) or (near_limit and not self._fits(j, t_s, limit)):
@@ -572,7 +581,7 @@ class Planner:
                 j.target, j.phase, j.serving = target, phase, tuple(r.key for r in served)
                 if j.stage == "dwell" and j.clock.state != target:
                     j.stage = "entry"
-            cmd = next_state(j.timing, j.clock, target, t_s, cfg.step_s)
+            cmd = next_state(j.timing, j.clock, target, t_s, cfg.step_s, j.occupied, cfg.red_extension_s)
             if cmd is None and not j.holding:
                 cmd = j.clock.state  # take the signal over where it is (same display, now held)
             if j.stage == "entry" and (cmd == target or (cmd is None and j.clock.state == target)):
@@ -601,7 +610,8 @@ class Planner:
                     phase_remaining_s=remaining,
                     reason=f"hand-back at phase {j.reentry_phase}",
                 )
-            return self._set(j, next_state(j.timing, j.clock, back, t_s, cfg.step_s), "exit")
+            return self._set(j, next_state(j.timing, j.clock, back, t_s, cfg.step_s, j.occupied, cfg.red_extension_s),
+                             "exit")
         return None
 
     def _reentry_now(self, j: JunctionControl, t_s: float, starved: bool = True) -> int:
@@ -803,20 +813,21 @@ class Planner:
         """An upper bound of the time from ``t_s`` until the signal is back in its program, with
         the exit starting now (``target`` None) or after a switch to ``target``: what it shows
         (then ``target``) kept to its minimum green, yellow and red clearance, the re-entry phase
-        shown and held until the program cannot cut its greens short, and the restore step."""
-        timing, dt = j.timing, self.config.step_s
+        shown and held until the program cannot cut its greens short, and the restore step; each
+        switch to greens with its all-red extension at the most."""
+        timing, dt, ext = j.timing, self.config.step_s, self.config.red_extension_s
         longest = 0.0
         # the re-entry phase depends on the exit's reason (see _begin_exit)
         for starved in (True, False) if self.config.reentry_starved else (False,):
             back = j.program.phases[self._reentry_now(j, t_s, starved)].state
             hold = max((timing.min_green_s[i] for i, c in enumerate(back) if is_green(c)), default=0.0)
             if target is None or target == j.clock.state:
-                longest = max(longest, time_to_show_s(timing, j.clock, back, t_s, dt) + hold + dt)
+                longest = max(longest, time_to_show_s(timing, j.clock, back, t_s, dt) + ext + hold + dt)
                 continue
             greens = [i for i, c in enumerate(target) if is_green(c)]
             after = (max((timing.min_green_s[i] for i in greens), default=0.0)
                      + max((timing.yellow_s[i] for i in greens), default=0.0) + timing.clearance_s)
-            longest = max(longest, time_to_show_s(timing, j.clock, target, t_s, dt) + after + hold + 3 * dt)
+            longest = max(longest, time_to_show_s(timing, j.clock, target, t_s, dt) + after + 2 * ext + hold + 3 * dt)
         return longest
 
     def _fits(self, j: JunctionControl, t_s: float, limit_s: float, target: str | None = None) -> bool:

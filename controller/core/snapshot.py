@@ -26,6 +26,9 @@ class SignalState(NamedTuple):  # a tuple: read for every watched object on ever
     state: str  # SUMO's red-yellow-green string, one char per link
     program_id: str  # "online" while a controller sets states directly
     phase: int
+    # the link indices with a vehicle on their crossing (the link's internal lanes) now; read
+    # only while the signal is switched away from its program and changing (see SumoAdapter)
+    occupied: tuple[int, ...] = ()
 
 
 class LaneState(NamedTuple):  # a tuple: read for every watched object on every step, cheaply

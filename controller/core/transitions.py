@@ -11,6 +11,10 @@ as it is. Per link:
 - a yellow always runs to its full time and then turns red: never back to green (S2);
 - the target's new greens turn on together, and only once every link that is not green in the
   target is red and has been red for the program's red clearance (its longest all-red run) (S2);
+- all-red extension: where a vehicle of a link that is not green in the target is still on the
+  crossing when that clearance has run (a left turner that waited inside the junction for a gap,
+  one that entered on the yellow and crawls), the new greens wait for it to leave, for at most
+  ``extension_s`` more (a red clearance is lengthened, never shortened);
 - every state shown on the way keeps only greens of the state before, until the target itself
   is shown; the target is a program phase or a subset of one's greens (S4).
 
@@ -187,8 +191,19 @@ class DisplayClock:
         return t_s + dt_s - self.since_s[link]
 
 
-def next_state(timing: SignalTiming, clock: DisplayClock, target: str, t_s: float, dt_s: float) -> str | None:
-    """The state to command at ``t_s`` on the way to ``target``; None to keep the display."""
+def next_state(
+    timing: SignalTiming,
+    clock: DisplayClock,
+    target: str,
+    t_s: float,
+    dt_s: float,
+    occupied: Sequence[int] = (),
+    extension_s: float = 0.0,
+) -> str | None:
+    """The state to command at ``t_s`` on the way to ``target``; None to keep the display.
+
+    ``occupied``: the links with a vehicle on their crossing now; where one of them is not green
+    in the target, the target's new greens wait up to ``extension_s`` beyond the red clearance."""
     current = clock.state
     if not current or current == target:
         return None
@@ -216,10 +231,32 @@ def next_state(timing: SignalTiming, clock: DisplayClock, target: str, t_s: floa
                 # of others and before its own green again (a yellow is followed by the full red
                 # clearance even where the same movement is served again at once)
                 ready = False
+    if ready and occupied and extension_s > 0.0 and _extend_all_red(clock, target, t_s, dt_s, occupied,
+                                                                    timing.clearance_s + extension_s):
+        ready = False
     if ready:
         return target
     candidate = "".join(new)
     return None if candidate == current else candidate
+
+
+def _extend_all_red(
+    clock: DisplayClock, target: str, t_s: float, dt_s: float, occupied: Sequence[int], limit_s: float
+) -> bool:
+    """Hold the target's new greens back: a link not green in the target still has a vehicle on
+    its crossing, and the red shown since the last link turned red has lasted less than
+    ``limit_s`` (the red clearance plus the extension) when the greens would show."""
+    n = len(target)
+    if not any(0 <= k < n and not is_green(target[k]) for k in occupied):
+        return False
+    last_red = -float("inf")
+    new_greens = False
+    for i, want in enumerate(target):
+        cls = clock.classes[i]
+        if cls == RED:
+            last_red = max(last_red, clock.since_s[i])
+            new_greens = new_greens or is_green(want)
+    return new_greens and t_s + dt_s - last_red < limit_s - EPS_S
 
 
 def time_to_show_s(timing: SignalTiming, clock: DisplayClock, target: str, t_s: float, dt_s: float) -> float:

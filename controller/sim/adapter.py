@@ -59,6 +59,10 @@ SUMO_ERRORS: tuple[type[BaseException], ...] = (
     traci.exceptions.TraCIException,
     traci.exceptions.FatalTraCIError,
 )
+# A switched signal's crossings (the internal lanes of its links) are read for this long after
+# each state it was set to: while a switch to new greens waits for the vehicles of the links
+# that turned red to leave (the planner's all-red extension), not through a long dwell.
+CROSSING_READ_S = 30.0
 _UNKNOWN_VEHICLE = re.compile(r"Vehicle '(.+)' is not known")
 _labels = itertools.count()
 _libsumo_open = False
@@ -100,6 +104,8 @@ class SumoAdapter:
         self.last_read_ms = 0.0  # reading the watched objects' results after it
         self._lanes: set[str] = set()
         self._original_program: dict[str, str] = {}  # tls switched by us -> program to return to
+        self._set_at: dict[str, float] = {}  # tls switched by us -> when it was last set to a state
+        self._crossings: dict[str, tuple[tuple[int, tuple[str, ...]], ...]] = {}  # see _crossing_lanes
         self.time_s = 0.0
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -296,8 +302,11 @@ class SumoAdapter:
             r = all_signals.get(tls_id) or self._direct_signal(tls_id)
             state, program, phase = r[tc.TL_RED_YELLOW_GREEN_STATE], r[tc.TL_CURRENT_PROGRAM], r[tc.TL_CURRENT_PHASE]
             old = last_signals.get(tls_id)
-            if old is None or old.state != state or old.program_id != program or old.phase != phase:
-                old = SignalState(tls_id, state, program, int(phase))
+            occupied = self._occupied(tls_id) if self.time_s - self._set_at.get(tls_id, -1e18) <= CROSSING_READ_S \
+                and tls_id in self._original_program else ()
+            if old is None or old.state != state or old.program_id != program or old.phase != phase \
+                    or old.occupied != occupied:
+                old = SignalState(tls_id, state, program, int(phase), occupied)
             signals[tls_id] = old
         self._last_signals = signals
         all_lanes = {} if direct else api.lane.getAllSubscriptionResults()
@@ -357,6 +366,33 @@ class SumoAdapter:
             tc.TL_CURRENT_PHASE: tl.getPhase(tls_id),
         }
 
+    def _occupied(self, tls_id: str) -> tuple[int, ...]:
+        """The signal's link indices with a vehicle on their crossing now."""
+        count = self._api.lane.getLastStepVehicleNumber
+        return tuple(index for index, lanes in self._crossing_lanes(tls_id) if any(count(lane) for lane in lanes))
+
+    def _crossing_lanes(self, tls_id: str) -> tuple[tuple[int, tuple[str, ...]], ...]:
+        """Per link index of the signal, the internal lanes its vehicles cross the junction on
+        (the chain from the link's first internal lane on; read from SUMO once)."""
+        cached = self._crossings.get(tls_id)
+        if cached is not None:
+            return cached
+        api = self._api
+        out: list[tuple[int, tuple[str, ...]]] = []
+        for index, links in enumerate(api.trafficlight.getControlledLinks(tls_id)):
+            lanes: list[str] = []
+            for link in links:
+                via = str(link[2]) if len(link) > 2 else ""
+                while via.startswith(":") and via not in lanes:
+                    lanes.append(via)
+                    # an internal lane's link leads on over its internal junction's lane (via)
+                    via = next((str(v) for nxt in api.lane.getLinks(via) for v in (nxt[4], nxt[0])
+                                if str(v).startswith(":")), "")
+            if lanes:
+                out.append((index, tuple(lanes)))
+        self._crossings[tls_id] = cached = tuple(out)
+        return cached
+
     def _direct_lane(self, lane_id: str) -> dict[int, Any]:
         ln = self._api.lane
         return {
@@ -372,6 +408,7 @@ class SumoAdapter:
                 if cmd.tls_id not in self._original_program:
                     self._original_program[cmd.tls_id] = str(tl.getProgram(cmd.tls_id))
                 tl.setRedYellowGreenState(cmd.tls_id, cmd.state)
+                self._set_at[cmd.tls_id] = self.time_s
             else:
                 program = cmd.program_id or self._original_program.get(cmd.tls_id, "")
                 if program:

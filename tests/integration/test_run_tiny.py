@@ -115,6 +115,32 @@ def test_signals_handed_back_when_the_run_fails(tiny_net: Path, monkeypatch: pyt
     assert restored == ["B1"]
 
 
+def test_a_switched_signal_reports_the_links_with_a_vehicle_on_the_crossing(tiny_net: Path) -> None:
+    # what the planner's all-red extension waits on: read only while the signal is switched
+    with SumoAdapter(["--net-file", str(tiny_net)]) as sim:
+        sim.watch_signals(["B1"])
+        sim.add_vehicle("v", ["A1B1", "B1C1"], "DEFAULT_VEHTYPE")
+        sim.watch_vehicle("v")
+        seen_inside = False
+        for _ in range(200):
+            snap = sim.step()
+            v = snap.vehicles.get("v")
+            sig = snap.signals["B1"]
+            if v is not None and v.on_junction and sig.program_id != "online":
+                assert sig.occupied == ()  # running its program: not read
+                sim.apply([SignalCommand("B1", "set_state", state=sig.state)])  # the same display, now held
+                continue
+            if v is not None and v.on_junction:
+                links = [i for i, ls in enumerate(sim._api.trafficlight.getControlledLinks("B1"))
+                         if any(link[0] == "A1B1_0" and link[1] == "B1C1_0" for link in ls)]
+                assert sig.occupied == tuple(links) and len(links) == 1
+                seen_inside = True
+            elif seen_inside:
+                assert sig.occupied == ()  # it has left the crossing
+                break
+        assert seen_inside
+
+
 def test_user_config_folder_is_left_untouched(tmp_path: Path, tiny_net: Path) -> None:
     user = tmp_path / "user"
     user.mkdir()

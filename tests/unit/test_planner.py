@@ -23,6 +23,7 @@ Timing from the program: yellow 3 s (A) / 4 s (B), minimum green 5 s, red cleara
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -58,6 +59,9 @@ class FakeSignal(Signal):
     phase: int = 0
     left_s: float = -1.0  # of the current phase; -1: the phase's full duration
     online: str | None = None
+    # the links with a vehicle on their crossing, reported while switched (as SumoAdapter does)
+    occupied: Callable[[float], tuple[int, ...]] = lambda t: ()
+    t: float = 0.0
 
     def __post_init__(self) -> None:
         if self.left_s < 0:
@@ -69,7 +73,7 @@ class FakeSignal(Signal):
 
     def signal_state(self) -> SignalState:
         if self.online is not None:
-            return SignalState(self.tls_id, self.online, ONLINE, 0)
+            return SignalState(self.tls_id, self.online, ONLINE, 0, self.occupied(self.t))
         return SignalState(self.tls_id, self.display(), self.program.program_id, self.phase)
 
     def apply(self, cmd: SignalCommand) -> None:
@@ -123,6 +127,7 @@ class Rig:
             self.signals[c.tls_id].apply(c)
         for s in self.signals.values():
             s.advance(self.dt)
+            s.t = t + self.dt
         self.t = t + self.dt
         return cmds
 
@@ -942,6 +947,14 @@ def _check_random_preemptions(data: st.DataObject, prog: Program, plans: Sequenc
     ticks = data.draw(st.integers(400, 600))
     sync = config.handback_sync
     r = Rig(Planner({"P": prog}, config), {"P": FakeSignal(prog, start_phase, float(left))})
+    # vehicles on the crossings while switched: none, on every link always (each switch's red
+    # extended in full: the presence limit must still hold), or at random
+    occupancy = data.draw(st.sampled_from(["none", "all", "random"]))
+    rng = random.Random(data.draw(st.integers(0, 2**16)))
+    if occupancy == "all":
+        r.signals["P"].occupied = lambda t: tuple(range(prog.link_count))
+    elif occupancy == "random":
+        r.signals["P"].occupied = lambda t: tuple(i for i in range(prog.link_count) if rng.random() < 0.3)
     reference = FakeSignal(prog, start_phase, float(left))  # the program undisturbed
 
     def requests(t: float) -> list[ServiceRequest]:
@@ -984,6 +997,28 @@ def _check_random_preemptions(data: st.DataObject, prog: Program, plans: Sequenc
     for rec in r.planner.records():
         assert rec.entry_s is not None and rec.restored_s is not None
         assert rec.restored_s - rec.entry_s <= 180.0
+
+
+def test_all_red_extension_on_entry_and_hand_back() -> None:
+    # PROG shows B (rrGg) until 30 s; the EV needs A (Ggrr) by 22. B's permissive turner (link
+    # 3) is on the crossing until 21: A's green waits for it after the 2 s clearance (at most
+    # 4 s). On the hand-back to B, A's turner (link 1) stays on the crossing: B's green waits
+    # the whole 4 s.
+    def run(occupied: Callable[[float], tuple[int, ...]]) -> tuple[Rig, list[tuple[float, str]]]:
+        r = rig(config=PlannerConfig(red_extension_s=4.0), start={"J": (3, 30.0)})
+        r.signals["J"].occupied = occupied
+        r.run_until(80, until(30, req("Ggrr", 0, eta=28, need=22)))
+        assert r.safety() == [] and r.finish() == []
+        return r, r.changes("J", 0, 80)
+
+    _, clear = run(lambda t: ())
+    assert clear[:7] == [(0.0, "rrGg"), (15.0, "rryy"), (19.0, "rrrr"), (21.0, "Ggrr"), (31.0, "yyrr"),
+                         (34.0, "rrrr"), (36.0, "rrGg")]
+    r, occupied = run(lambda t: (3,) if t < 21 else (1,) if t >= 30 else ())
+    assert occupied[:7] == [(0.0, "rrGg"), (15.0, "rryy"), (19.0, "rrrr"), (22.0, "Ggrr"), (31.0, "yyrr"),
+                            (34.0, "rrrr"), (40.0, "rrGg")]
+    rec = r.planner.records()[0]
+    assert rec.dwell_s == 22.0 and rec.restored_s == 41.0
 
 
 # --- the presence limit: back in the program by entry + presence_limit_s (S5) ----------------

@@ -3,6 +3,8 @@ monitor watches the generator drive random programs through random requests: no 
 
 from __future__ import annotations
 
+import random
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from hypothesis import given, settings
@@ -46,7 +48,9 @@ def test_explicit_min_dur_sets_minimum_green() -> None:
     assert t.clearance_s == 0.0
 
 
-def _drive(start: str, since: float, target: str, t0: float, ticks: int) -> list[tuple[float, str]]:
+def _drive(start: str, since: float, target: str, t0: float, ticks: int,
+           occupied: Callable[[float], tuple[int, ...]] = lambda t: (), extension_s: float = 0.0,
+           ) -> list[tuple[float, str]]:
     timing = SignalTiming.from_program(PROG)
     clock = DisplayClock(4)
     clock.observe(since, start)
@@ -55,7 +59,7 @@ def _drive(start: str, since: float, target: str, t0: float, ticks: int) -> list
     for k in range(ticks):
         t = t0 + k
         clock.observe(t, state)
-        cmd = next_state(timing, clock, target, t, 1.0)
+        cmd = next_state(timing, clock, target, t, 1.0, occupied(t), extension_s)
         if cmd is not None:
             state = cmd
         shown.append((t + 1, state))
@@ -75,6 +79,28 @@ def test_switch_waits_for_min_green_then_yellow_then_all_red() -> None:
     # 4 s → red at 109 → 2 s clearance → A green at 111.
     got = _changes(_drive("rrGg", 100.0, "Ggrr", 101.0, 20))
     assert got == [(101.0, "rrGg"), (105.0, "rryy"), (109.0, "rrrr"), (111.0, "Ggrr")]
+
+
+def test_all_red_extension_waits_for_the_crossing_to_clear() -> None:
+    # As above, but a vehicle of B's permissive turn (link 3) is still on the crossing when the
+    # 2 s of red clearance have run (it waited inside the junction for a gap): A's green waits
+    # for it to leave (observed at 112), not the full 4 s
+    got = _changes(_drive("rrGg", 100.0, "Ggrr", 101.0, 20, lambda t: (3,) if t < 112 else (), 4.0))
+    assert got == [(101.0, "rrGg"), (105.0, "rryy"), (109.0, "rrrr"), (113.0, "Ggrr")]
+    # one that never leaves: the red is extended by 4 s at most
+    got = _changes(_drive("rrGg", 100.0, "Ggrr", 101.0, 20, lambda t: (3,), 4.0))
+    assert got == [(101.0, "rrGg"), (105.0, "rryy"), (109.0, "rrrr"), (115.0, "Ggrr")]
+    # no extension asked for: the program's clearance alone
+    assert _changes(_drive("rrGg", 100.0, "Ggrr", 101.0, 20, lambda t: (3,)))[-1] == (111.0, "Ggrr")
+
+
+def test_all_red_extension_ignores_vehicles_of_links_the_target_greens() -> None:
+    # a left turner of A (link 1) waiting inside the junction moves with A's green: no reason to wait
+    got = _changes(_drive("rrGg", 100.0, "Ggrr", 101.0, 20, lambda t: (0, 1), 4.0))
+    assert got[-1] == (111.0, "Ggrr")
+    # nor is a green that goes on extended (A kept, its permissive partner dropped: no new green)
+    assert _changes(_drive("Ggrr", 0.0, "Grrr", 20.0, 10, lambda t: (1,), 4.0)) == [
+        (20.0, "Ggrr"), (21.0, "Gyrr"), (24.0, "Grrr")]
 
 
 def test_time_to_show_predicts_the_switch() -> None:
@@ -175,6 +201,10 @@ def test_generator_never_violates_s1_to_s4(data: st.DataObject, prog: Program) -
             schedule.append((t, p))  # hand back, entering at phase p
     violations = []
     request: str | int | None = None
+    # vehicles on the crossings: none, every link always (the longest extensions), or at random
+    occupancy = data.draw(st.sampled_from(["none", "all", "random"]))
+    rng = random.Random(data.draw(st.integers(0, 2**16)))
+    extension_s = float(data.draw(st.integers(0, 6)))
     for t in range(500):
         while schedule and schedule[0][0] <= t:
             request = schedule.pop(0)[1]
@@ -191,7 +221,9 @@ def test_generator_never_violates_s1_to_s4(data: st.DataObject, prog: Program) -
                 sig.left_s = prog.phases[request].duration_s + 1.0
                 request = None
             else:
-                cmd = next_state(timing, clock, target, float(t), 1.0)
+                occupied = (() if occupancy == "none" else tuple(range(prog.link_count)) if occupancy == "all"
+                            else tuple(i for i in range(prog.link_count) if rng.random() < 0.3))
+                cmd = next_state(timing, clock, target, float(t), 1.0, occupied, extension_s)
                 if cmd is not None:
                     assert timing.is_program_subset(cmd) or not any(c in "Gg" for c in cmd)
                     sig.online = cmd
