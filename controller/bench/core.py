@@ -198,7 +198,8 @@ def snapshot_to_json(snap: Snapshot) -> dict[str, Any]:
         "t": snap.t_s,
         "v": {k: [v.road_id, v.lane_id, v.lane_pos_m, v.speed_mps, v.route_index, v.odometer_m]
               for k, v in snap.vehicles.items()},
-        "s": {k: [s.state, s.program_id, s.phase] for k, s in snap.signals.items()},
+        "s": {k: [s.state, s.program_id, s.phase, [[i, list(foes)] for i, foes in s.occupied]]
+              for k, s in snap.signals.items()},
         "l": {k: [ln.vehicles, ln.halting] for k, ln in snap.lanes.items()},
         "a": list(snap.arrived),
     }
@@ -208,7 +209,9 @@ def snapshot_from_json(d: Mapping[str, Any]) -> Snapshot:
     return Snapshot(
         float(d["t"]),
         {k: VehicleState(k, v[0], v[1], float(v[2]), float(v[3]), int(v[4]), float(v[5])) for k, v in d["v"].items()},
-        {k: SignalState(k, s[0], s[1], int(s[2])) for k, s in d["s"].items()},
+        {k: SignalState(k, s[0], s[1], int(s[2]),
+                        tuple((int(i), tuple(int(f) for f in foes)) for i, foes in (s[3] if len(s) > 3 else ())))
+         for k, s in d["s"].items()},
         {k: LaneState(k, int(ln[0]), int(ln[1])) for k, ln in d["l"].items()},
         arrived=tuple(d.get("a", ())),
     )

@@ -87,10 +87,11 @@ class PlannerConfig:
     need_median_ticks: int = 5
     min_green_floor_s: float = 5.0
     # All-red extension: the greens a switch turns on wait, after the program's red clearance,
-    # for the vehicles of the links that turned red to leave the crossing, for at most this
-    # long (0: never). In Bologna the first vehicles of the EV's approach, let go by an entry
-    # from the cross street's yellow, ran into a left turner that had waited inside junction b4
-    # and was still crossing when the program's 3 s of red had run.
+    # for the vehicles of the links that turned red to leave the crossing where their paths
+    # cross (SUMO's internal foes), for at most this long (0: never). In Bologna the first
+    # vehicles of the EV's approach, let go by an entry from the cross street's yellow, ran
+    # into a left turner that had waited inside junction b4 and was still crossing when the
+    # program's 3 s of red had run.
     red_extension_s: float = 4.0
     # Hand a static (fixed-time) program back in step with its own schedule, so the signal is
     # coordinated with its neighbours again at once instead of running shifted by the preemption
@@ -220,7 +221,8 @@ class JunctionControl:
     # is known, their restore comes with the signal's
     ended: list[PreemptionRecord] = field(default_factory=list)
     last_signal: SignalState | None = None  # the last observed state object
-    occupied: tuple[int, ...] = ()  # links with a vehicle on their crossing (as last observed)
+    # links with a vehicle on their crossing, with their foe links (as last observed)
+    occupied: tuple[tuple[int, tuple[int, ...]], ...] = ()
     # armed: each request's latest needs (``PlannerConfig.need_median_ticks``), as of ``needs_s``
     needs: dict[tuple[str, int], deque[float]] = field(default_factory=dict)
     needs_s: float = -math.inf

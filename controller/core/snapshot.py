@@ -26,9 +26,10 @@ class SignalState(NamedTuple):  # a tuple: read for every watched object on ever
     state: str  # SUMO's red-yellow-green string, one char per link
     program_id: str  # "online" while a controller sets states directly
     phase: int
-    # the link indices with a vehicle on their crossing (the link's internal lanes) now; read
+    # the links with a vehicle on their crossing (the link's internal lanes) now, each with the
+    # links whose crossing conflicts with it (SUMO's internal foes): (link, (foe links)); read
     # only while the signal is switched away from its program and changing (see SumoAdapter)
-    occupied: tuple[int, ...] = ()
+    occupied: tuple[tuple[int, tuple[int, ...]], ...] = ()
 
 
 class LaneState(NamedTuple):  # a tuple: read for every watched object on every step, cheaply

@@ -13,8 +13,9 @@ as it is. Per link:
   target is red and has been red for the program's red clearance (its longest all-red run) (S2);
 - all-red extension: where a vehicle of a link that is not green in the target is still on the
   crossing when that clearance has run (a left turner that waited inside the junction for a gap,
-  one that entered on the yellow and crawls), the new greens wait for it to leave, for at most
-  ``extension_s`` more (a red clearance is lengthened, never shortened);
+  one that entered on the yellow and crawls), and its path crosses one of the new greens', those
+  wait for it to leave, for at most ``extension_s`` more (a red clearance is lengthened, never
+  shortened);
 - every state shown on the way keeps only greens of the state before, until the target itself
   is shown; the target is a program phase or a subset of one's greens (S4).
 
@@ -197,13 +198,14 @@ def next_state(
     target: str,
     t_s: float,
     dt_s: float,
-    occupied: Sequence[int] = (),
+    occupied: Sequence[tuple[int, Sequence[int]]] = (),
     extension_s: float = 0.0,
 ) -> str | None:
     """The state to command at ``t_s`` on the way to ``target``; None to keep the display.
 
-    ``occupied``: the links with a vehicle on their crossing now; where one of them is not green
-    in the target, the target's new greens wait up to ``extension_s`` beyond the red clearance."""
+    ``occupied``: the links with a vehicle on their crossing now, each with the links whose
+    crossing conflicts with it; where one of them is not green in the target and conflicts with
+    a new green, the target's new greens wait up to ``extension_s`` beyond the red clearance."""
     current = clock.state
     if not current or current == target:
         return None
@@ -241,22 +243,27 @@ def next_state(
 
 
 def _extend_all_red(
-    clock: DisplayClock, target: str, t_s: float, dt_s: float, occupied: Sequence[int], limit_s: float
+    clock: DisplayClock,
+    target: str,
+    t_s: float,
+    dt_s: float,
+    occupied: Sequence[tuple[int, Sequence[int]]],
+    limit_s: float,
 ) -> bool:
     """Hold the target's new greens back: a link not green in the target still has a vehicle on
-    its crossing, and the red shown since the last link turned red has lasted less than
-    ``limit_s`` (the red clearance plus the extension) when the greens would show."""
+    its crossing, in the path of a new green, and the red shown since the last link turned red
+    has lasted less than ``limit_s`` (the red clearance plus the extension) when the greens
+    would show."""
     n = len(target)
-    if not any(0 <= k < n and not is_green(target[k]) for k in occupied):
+    classes = clock.classes
+    if not any(
+        0 <= k < n and not is_green(target[k])
+        and any(0 <= i < n and classes[i] == RED and is_green(target[i]) for i in foes)
+        for k, foes in occupied
+    ):  # fmt: skip
         return False
-    last_red = -float("inf")
-    new_greens = False
-    for i, want in enumerate(target):
-        cls = clock.classes[i]
-        if cls == RED:
-            last_red = max(last_red, clock.since_s[i])
-            new_greens = new_greens or is_green(want)
-    return new_greens and t_s + dt_s - last_red < limit_s - EPS_S
+    last_red = max((clock.since_s[i] for i in range(n) if classes[i] == RED), default=-float("inf"))
+    return t_s + dt_s - last_red < limit_s - EPS_S
 
 
 def time_to_show_s(timing: SignalTiming, clock: DisplayClock, target: str, t_s: float, dt_s: float) -> float:

@@ -105,7 +105,7 @@ class SumoAdapter:
         self._lanes: set[str] = set()
         self._original_program: dict[str, str] = {}  # tls switched by us -> program to return to
         self._set_at: dict[str, float] = {}  # tls switched by us -> when it was last set to a state
-        self._crossings: dict[str, tuple[tuple[int, tuple[str, ...]], ...]] = {}  # see _crossing_lanes
+        self._crossings: dict[str, tuple[tuple[int, tuple[str, ...], tuple[int, ...]], ...]] = {}  # _crossings_of
         self.time_s = 0.0
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -366,19 +366,21 @@ class SumoAdapter:
             tc.TL_CURRENT_PHASE: tl.getPhase(tls_id),
         }
 
-    def _occupied(self, tls_id: str) -> tuple[int, ...]:
-        """The signal's link indices with a vehicle on their crossing now."""
+    def _occupied(self, tls_id: str) -> tuple[tuple[int, tuple[int, ...]], ...]:
+        """The signal's links with a vehicle on their crossing now, each with its foe links."""
         count = self._api.lane.getLastStepVehicleNumber
-        return tuple(index for index, lanes in self._crossing_lanes(tls_id) if any(count(lane) for lane in lanes))
+        return tuple((index, foes) for index, lanes, foes in self._crossings_of(tls_id)
+                     if any(count(lane) for lane in lanes))
 
-    def _crossing_lanes(self, tls_id: str) -> tuple[tuple[int, tuple[str, ...]], ...]:
-        """Per link index of the signal, the internal lanes its vehicles cross the junction on
-        (the chain from the link's first internal lane on; read from SUMO once)."""
+    def _crossings_of(self, tls_id: str) -> tuple[tuple[int, tuple[str, ...], tuple[int, ...]], ...]:
+        """Per link index of the signal: the internal lanes its vehicles cross the junction on (the
+        chain from the link's first internal lane on), and the links whose internal lanes SUMO
+        says conflict with those (read from SUMO once)."""
         cached = self._crossings.get(tls_id)
         if cached is not None:
             return cached
         api = self._api
-        out: list[tuple[int, tuple[str, ...]]] = []
+        chains: list[tuple[int, list[str]]] = []
         for index, links in enumerate(api.trafficlight.getControlledLinks(tls_id)):
             lanes: list[str] = []
             for link in links:
@@ -389,7 +391,20 @@ class SumoAdapter:
                     via = next((str(v) for nxt in api.lane.getLinks(via) for v in (nxt[4], nxt[0])
                                 if str(v).startswith(":")), "")
             if lanes:
-                out.append((index, tuple(lanes)))
+                chains.append((index, lanes))
+        owner: dict[str, set[int]] = {}
+        for index, lanes in chains:
+            for lane in lanes:
+                owner.setdefault(lane, set()).add(index)
+        out: list[tuple[int, tuple[str, ...], tuple[int, ...]]] = []
+        for index, lanes in chains:
+            try:
+                foe_lanes = {str(f) for lane in lanes for f in api.lane.getInternalFoes(lane)}
+                foes = {i for f in foe_lanes for i in owner.get(f, ())}
+            except SUMO_ERRORS:  # no conflict data: every other link may cross its path
+                foes = {i for i, _ in chains}
+            foes.discard(index)
+            out.append((index, tuple(lanes), tuple(sorted(foes))))
         self._crossings[tls_id] = cached = tuple(out)
         return cached
 

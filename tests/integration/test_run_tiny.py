@@ -133,7 +133,9 @@ def test_a_switched_signal_reports_the_links_with_a_vehicle_on_the_crossing(tiny
             if v is not None and v.on_junction:
                 links = [i for i, ls in enumerate(sim._api.trafficlight.getControlledLinks("B1"))
                          if any(link[0] == "A1B1_0" and link[1] == "B1C1_0" for link in ls)]
-                assert sig.occupied == tuple(links) and len(links) == 1
+                assert len(links) == 1 and [link for link, _ in sig.occupied] == links
+                foes = dict(sig.occupied)[links[0]]
+                assert foes and links[0] not in foes  # a through movement: crossed by the others' turns
                 seen_inside = True
             elif seen_inside:
                 assert sig.occupied == ()  # it has left the crossing

@@ -44,7 +44,7 @@ from controller.core.safety import SafetyConfig, SignalWatch, Violation
 from controller.core.snapshot import SignalCommand, SignalState
 from controller.core.states import is_green
 from controller.core.transitions import SignalTiming
-from tests.unit.test_transitions import PROG, Signal, programs
+from tests.unit.test_transitions import PROG, Occupied, Signal, programs
 
 ONLINE = "online"
 
@@ -60,7 +60,7 @@ class FakeSignal(Signal):
     left_s: float = -1.0  # of the current phase; -1: the phase's full duration
     online: str | None = None
     # the links with a vehicle on their crossing, reported while switched (as SumoAdapter does)
-    occupied: Callable[[float], tuple[int, ...]] = lambda t: ()
+    occupied: Callable[[float], Occupied] = lambda t: ()
     t: float = 0.0
 
     def __post_init__(self) -> None:
@@ -951,10 +951,12 @@ def _check_random_preemptions(data: st.DataObject, prog: Program, plans: Sequenc
     # extended in full: the presence limit must still hold), or at random
     occupancy = data.draw(st.sampled_from(["none", "all", "random"]))
     rng = random.Random(data.draw(st.integers(0, 2**16)))
+    everyone = tuple(range(prog.link_count))
     if occupancy == "all":
-        r.signals["P"].occupied = lambda t: tuple(range(prog.link_count))
+        r.signals["P"].occupied = lambda t: tuple((i, everyone) for i in everyone)
     elif occupancy == "random":
-        r.signals["P"].occupied = lambda t: tuple(i for i in range(prog.link_count) if rng.random() < 0.3)
+        r.signals["P"].occupied = lambda t: tuple((i, tuple(k for k in everyone if rng.random() < 0.5))
+                                                  for i in everyone if rng.random() < 0.3)
     reference = FakeSignal(prog, start_phase, float(left))  # the program undisturbed
 
     def requests(t: float) -> list[ServiceRequest]:
@@ -1004,7 +1006,7 @@ def test_all_red_extension_on_entry_and_hand_back() -> None:
     # 3) is on the crossing until 21: A's green waits for it after the 2 s clearance (at most
     # 4 s). On the hand-back to B, A's turner (link 1) stays on the crossing: B's green waits
     # the whole 4 s.
-    def run(occupied: Callable[[float], tuple[int, ...]]) -> tuple[Rig, list[tuple[float, str]]]:
+    def run(occupied: Callable[[float], Occupied]) -> tuple[Rig, list[tuple[float, str]]]:
         r = rig(config=PlannerConfig(red_extension_s=4.0), start={"J": (3, 30.0)})
         r.signals["J"].occupied = occupied
         r.run_until(80, until(30, req("Ggrr", 0, eta=28, need=22)))
@@ -1014,7 +1016,7 @@ def test_all_red_extension_on_entry_and_hand_back() -> None:
     _, clear = run(lambda t: ())
     assert clear[:7] == [(0.0, "rrGg"), (15.0, "rryy"), (19.0, "rrrr"), (21.0, "Ggrr"), (31.0, "yyrr"),
                          (34.0, "rrrr"), (36.0, "rrGg")]
-    r, occupied = run(lambda t: (3,) if t < 21 else (1,) if t >= 30 else ())
+    r, occupied = run(lambda t: ((3, (0,)),) if t < 21 else ((1, (2, 3)),) if t >= 30 else ())
     assert occupied[:7] == [(0.0, "rrGg"), (15.0, "rryy"), (19.0, "rrrr"), (22.0, "Ggrr"), (31.0, "yyrr"),
                             (34.0, "rrrr"), (40.0, "rrGg")]
     rec = r.planner.records()[0]

@@ -14,6 +14,8 @@ from controller.core.network import Phase, Program
 from controller.core.safety import SafetyConfig, SignalWatch
 from controller.core.transitions import DisplayClock, SignalTiming, next_state, time_to_show_s
 
+Occupied = tuple[tuple[int, tuple[int, ...]], ...]  # links with a vehicle on the crossing, with their foes
+
 # Two approaches: A (links 0, 1: through G, permissive left g) and B (links 2, 3).
 PROG = Program(
     "J",
@@ -49,7 +51,7 @@ def test_explicit_min_dur_sets_minimum_green() -> None:
 
 
 def _drive(start: str, since: float, target: str, t0: float, ticks: int,
-           occupied: Callable[[float], tuple[int, ...]] = lambda t: (), extension_s: float = 0.0,
+           occupied: Callable[[float], Occupied] = lambda t: (), extension_s: float = 0.0,
            ) -> list[tuple[float, str]]:
     timing = SignalTiming.from_program(PROG)
     clock = DisplayClock(4)
@@ -82,24 +84,27 @@ def test_switch_waits_for_min_green_then_yellow_then_all_red() -> None:
 
 
 def test_all_red_extension_waits_for_the_crossing_to_clear() -> None:
-    # As above, but a vehicle of B's permissive turn (link 3) is still on the crossing when the
-    # 2 s of red clearance have run (it waited inside the junction for a gap): A's green waits
-    # for it to leave (observed at 112), not the full 4 s
-    got = _changes(_drive("rrGg", 100.0, "Ggrr", 101.0, 20, lambda t: (3,) if t < 112 else (), 4.0))
+    # As above, but a vehicle of B's permissive turn (link 3, whose path crosses A's through
+    # link 0) is still on the crossing when the 2 s of red clearance have run (it waited inside
+    # the junction for a gap): A's green waits for it to leave (observed at 112), not the full 4 s
+    turner = ((3, (0,)),)
+    got = _changes(_drive("rrGg", 100.0, "Ggrr", 101.0, 20, lambda t: turner if t < 112 else (), 4.0))
     assert got == [(101.0, "rrGg"), (105.0, "rryy"), (109.0, "rrrr"), (113.0, "Ggrr")]
     # one that never leaves: the red is extended by 4 s at most
-    got = _changes(_drive("rrGg", 100.0, "Ggrr", 101.0, 20, lambda t: (3,), 4.0))
+    got = _changes(_drive("rrGg", 100.0, "Ggrr", 101.0, 20, lambda t: turner, 4.0))
     assert got == [(101.0, "rrGg"), (105.0, "rryy"), (109.0, "rrrr"), (115.0, "Ggrr")]
     # no extension asked for: the program's clearance alone
-    assert _changes(_drive("rrGg", 100.0, "Ggrr", 101.0, 20, lambda t: (3,)))[-1] == (111.0, "Ggrr")
+    assert _changes(_drive("rrGg", 100.0, "Ggrr", 101.0, 20, lambda t: turner))[-1] == (111.0, "Ggrr")
+    # a vehicle whose path crosses none of the new greens' (B's right turn, say): no wait
+    assert _changes(_drive("rrGg", 100.0, "Ggrr", 101.0, 20, lambda t: ((2, (3,)),), 4.0))[-1] == (111.0, "Ggrr")
 
 
 def test_all_red_extension_ignores_vehicles_of_links_the_target_greens() -> None:
     # a left turner of A (link 1) waiting inside the junction moves with A's green: no reason to wait
-    got = _changes(_drive("rrGg", 100.0, "Ggrr", 101.0, 20, lambda t: (0, 1), 4.0))
+    got = _changes(_drive("rrGg", 100.0, "Ggrr", 101.0, 20, lambda t: ((0, (2, 3)), (1, (2, 3))), 4.0))
     assert got[-1] == (111.0, "Ggrr")
     # nor is a green that goes on extended (A kept, its permissive partner dropped: no new green)
-    assert _changes(_drive("Ggrr", 0.0, "Grrr", 20.0, 10, lambda t: (1,), 4.0)) == [
+    assert _changes(_drive("Ggrr", 0.0, "Grrr", 20.0, 10, lambda t: ((1, (0, 2, 3)),), 4.0)) == [
         (20.0, "Ggrr"), (21.0, "Gyrr"), (24.0, "Grrr")]
 
 
@@ -221,8 +226,11 @@ def test_generator_never_violates_s1_to_s4(data: st.DataObject, prog: Program) -
                 sig.left_s = prog.phases[request].duration_s + 1.0
                 request = None
             else:
-                occupied = (() if occupancy == "none" else tuple(range(prog.link_count)) if occupancy == "all"
-                            else tuple(i for i in range(prog.link_count) if rng.random() < 0.3))
+                everyone = tuple(range(prog.link_count))
+                occupied: Occupied = (
+                    () if occupancy == "none" else tuple((i, everyone) for i in everyone) if occupancy == "all"
+                    else tuple((i, tuple(k for k in everyone if rng.random() < 0.5))
+                               for i in everyone if rng.random() < 0.3))  # fmt: skip
                 cmd = next_state(timing, clock, target, float(t), 1.0, occupied, extension_s)
                 if cmd is not None:
                     assert timing.is_program_subset(cmd) or not any(c in "Gg" for c in cmd)
