@@ -148,6 +148,9 @@ class ControllerSpec(_Model):
     # preemption, from when its queue must "discharge", from then with the EV in a lane that
     # turn leaves from ("ev-lane", the default), or only where the EV itself turns ("own-turn")
     exclusive_service: ExclusiveService | None = None
+    # true: hold red, for the whole preemption, the permissive turns of other approaches that cross
+    # the EV's path (the opposing left turn), so none waits for a gap on the crossing as the EV comes
+    hold_crossing_turns: bool | None = None
 
     def overrides(self) -> dict[str, Any]:
         return {k: v for k, v in self.model_dump().items() if v is not None}

@@ -93,6 +93,7 @@ class Connection:
     """A lane-to-lane connection across a junction, as in the net's ``<connection>`` elements.
 
     ``tls_id`` is empty and ``link_index`` is -1 for an unsignalized connection.
+    ``foe_links``: see the field.
     ``via_lane_id`` is the first internal lane of the crossing ('' if the net has none);
     ``via_length_m`` the summed length of its internal lanes.
     """
@@ -107,6 +108,9 @@ class Connection:
     direction: str = ""  # SUMO's dir: s, l, r, t, L, R
     via_lane_id: str = ""
     via_length_m: float = 0.0
+    # the link indices of the same signal whose connections cross or merge with this one at
+    # its junction (SUMO's right-of-way request ``foes``); () where the net gives none
+    foe_links: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)

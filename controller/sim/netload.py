@@ -116,8 +116,57 @@ def _edges(net: Any) -> dict[str, Edge]:
     return edges
 
 
+def _junction_indices(node: Any) -> dict[Any, int]:
+    """Each connection of a node -> its index in the node's right-of-way request (the order of
+    sumolib's ``Node.getLinkIndex``, computed once for all of them)."""
+    out: dict[Any, int] = {}
+    index = 0
+    incoming = {e.getID(): e for e in node.getIncoming()}
+    for lane_id in getattr(node, "_incLanes", ()):
+        edge_id, _, lane_index = lane_id.rpartition("_")
+        edge = incoming.get(edge_id)
+        if edge is None or not lane_index.isdigit():
+            continue
+        for conn in edge.getLane(int(lane_index)).getOutgoing():
+            from_function = conn.getFromLane().getEdge().getFunction()
+            to_function = conn.getToLane().getEdge().getFunction()
+            if to_function == "walkingarea" or (from_function == "walkingarea" and to_function != "crossing"):
+                continue
+            out[conn] = index
+            index += 1
+    return out
+
+
+def _foe_links(node: Any, conns: Sequence[Any]) -> dict[Any, tuple[int, ...]]:
+    """For each signalized connection of ``conns`` (all crossing ``node``), the link indices of
+    the same signal whose connections are its foes in the node's request."""
+    if not conns or not node.hasFoes():
+        return {}
+    index = _junction_indices(node)
+    signalized = [(c, index[c]) for c in conns if c.getTLSID() and c in index]
+    out: dict[Any, tuple[int, ...]] = {}
+    for c, i in signalized:
+        try:
+            foes = {int(d.getTLLinkIndex()) for d, k in signalized
+                    if d is not c and d.getTLSID() == c.getTLSID() and node.areFoes(i, k)}
+        except (KeyError, IndexError):  # a request shorter than the connections: no foe data
+            return {}
+        out[c] = tuple(sorted(foes))
+    return out
+
+
 def _connections(net: Any, net_file: Path) -> list[Connection]:
     out: list[Connection] = []
+    by_node: dict[str, list[Any]] = {}
+    for e in net.getEdges(withInternal=False):
+        if e.getFunction() == "":
+            for to_edge, conns in e.getOutgoing().items():
+                if to_edge.getFunction() == "":
+                    by_node.setdefault(e.getToNode().getID(), []).extend(conns)
+    foes: dict[Any, tuple[int, ...]] = {}
+    for node_id, conns in by_node.items():
+        if any(c.getTLSID() for c in conns):
+            foes.update(_foe_links(net.getNode(node_id), conns))
     for e in net.getEdges(withInternal=False):
         if e.getFunction() != "":
             continue
@@ -139,6 +188,7 @@ def _connections(net: Any, net_file: Path) -> list[Connection]:
                         direction=c.getDirection(),
                         via_lane_id=via_lane_id,
                         via_length_m=_via_length(net, via_lane_id, net_file),
+                        foe_links=foes.get(c, ()),
                     )
                 )
     return out

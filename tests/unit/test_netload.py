@@ -204,3 +204,19 @@ def test_ingolstadt7_route_and_lengths_agree_with_sumolib() -> None:
     corridor = build_corridor(net, fast)
     assert len(corridor.junctions) == 7
     assert len(corridor.tls_ids()) == 7
+
+
+def test_foe_links_come_from_the_junctions_right_of_way_request() -> None:
+    # 32564122: links 1-2 run through from 32999434#0, link 5 turns left from the opposite
+    # approach (-201089423#1) across them; link 3-4 run through beside them, crossing neither
+    net = load_network(INGOLSTADT7)
+    by_link = {c.link_index: c for c in net.connections_of_tls("32564122")}
+    assert by_link[5].direction == "l" and by_link[1].direction == "s" and by_link[3].direction == "s"
+    assert {1, 2} <= set(by_link[5].foe_links) and 5 in by_link[1].foe_links
+    assert 3 not in by_link[1].foe_links and 1 not in by_link[3].foe_links
+    # foes both ways, never itself
+    for c in net.connections_of_tls("32564122"):
+        assert c.link_index not in c.foe_links
+        assert all(c.link_index in by_link[k].foe_links for k in c.foe_links)
+    # an unsignalized connection has none
+    assert all(c.foe_links == () for c in net.connections if not c.tls_id)

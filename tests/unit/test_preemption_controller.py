@@ -21,7 +21,7 @@ there (free flow, correction factor 1).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import pytest
@@ -246,6 +246,30 @@ def test_approach_targets_drops_opposing_movements_when_the_approach_is_permissi
     assert approach_targets(NET, T1, main.junctions[0], exclusive=False) == (T1.phases[0].state, 0)
     assert T1.phases[0].state != "Ggrr"
     assert approach_targets(NET, T1, alt.junctions[0], exclusive=False) == ("Ggrr", 0)
+
+
+def test_approach_targets_can_hold_a_permissive_turn_across_the_evs_path() -> None:
+    # T2 with a left turn from the opposite approach (link 3, o2 -> c2o), permissive with the
+    # EV's through (link 0) and across it: held red with hold_crossing_turns, the opposing
+    # through (link 1) kept; by default the phase's greens
+    prog = program("T2", ("GGrg", 25), ("yyry", 3), ("rrrr", 2), ("rrGr", 25), ("rryr", 3), ("rrrr", 2))
+    turn = Connection("o2", "c2o", "o2_0", "c2o_0", "J2", "T2", 3, "l", "", 0.0, foe_links=(0,))
+    through = [replace(c, foe_links=(3,)) if (c.tls_id, c.link_index) == ("T2", 0) else c for c in NET.connections]
+    net = Network(NET.edges, (*through, turn), {**NET.programs, "T2": prog}, NET.junction_types)
+    j = build_corridor(net, MAIN).junctions[1]
+    assert approach_targets(net, prog, j, hold_crossing_turns=True) == ("GGrr", 0)
+    assert approach_targets(net, prog, j, exclusive=False, hold_crossing_turns=True) == ("GGrr", 0)
+    assert approach_targets(net, prog, j) == ("GGrg", 0)
+    # without the net's right-of-way data nothing says it crosses: the phase's greens
+    plain = Network(NET.edges, (*NET.connections, replace(turn, foe_links=())), {**NET.programs, "T2": prog},
+                    NET.junction_types)
+    assert approach_targets(plain, prog, build_corridor(plain, MAIN).junctions[1], hold_crossing_turns=True) == (
+        "GGrg", 0)
+    # the controller's own service of that junction follows the setting
+    ev = EvSetup("ev", "ambulance", build_corridor(net, MAIN), DYN, 0.0)
+    held = PreemptionController(net, [ev], ControllerConfig(hold_crossing_turns=True))
+    assert held._service[("ev", 1)].alone == "GGrr"
+    assert PreemptionController(net, [ev])._service[("ev", 1)].alone == "GGrg"
 
 
 def test_approach_targets_prefers_the_phase_that_flushes_the_whole_approach() -> None:
