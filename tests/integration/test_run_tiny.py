@@ -115,9 +115,10 @@ def test_signals_handed_back_when_the_run_fails(tiny_net: Path, monkeypatch: pyt
     assert restored == ["B1"]
 
 
-def test_a_switched_signal_reports_the_links_with_a_vehicle_on_the_crossing(tiny_net: Path) -> None:
+@pytest.mark.parametrize("backend", ["libsumo", "traci"])
+def test_a_switched_signal_reports_the_links_with_a_vehicle_on_the_crossing(tiny_net: Path, backend: str) -> None:
     # what the planner's all-red extension waits on: read only while the signal is switched
-    with SumoAdapter(["--net-file", str(tiny_net)]) as sim:
+    with SumoAdapter(["--net-file", str(tiny_net)], backend="traci" if backend == "traci" else "libsumo") as sim:
         sim.watch_signals(["B1"])
         sim.add_vehicle("v", ["A1B1", "B1C1"], "DEFAULT_VEHTYPE")
         sim.watch_vehicle("v")
