@@ -41,7 +41,7 @@ from typing import Literal
 from controller.core.network import Program
 from controller.core.snapshot import SignalCommand, SignalState
 from controller.core.states import is_green, is_yellow
-from controller.core.transitions import DisplayClock, SignalTiming, next_state, time_to_show_s
+from controller.core.transitions import DisplayClock, SignalTiming, may_extend_all_red, next_state, time_to_show_s
 
 Stage = Literal["idle", "armed", "entry", "dwell", "exit"]
 
@@ -584,8 +584,14 @@ class Planner:
                 if j.stage == "dwell" and j.clock.state != target:
                     j.stage = "entry"
             cmd = next_state(j.timing, j.clock, target, t_s, cfg.step_s, j.occupied, cfg.red_extension_s)
-            if cmd is None and not j.holding:
-                cmd = j.clock.state  # take the signal over where it is (same display, now held)
+            extension_limit = j.timing.clearance_s + cfg.red_extension_s
+            if not j.holding and (cmd is None or (
+                    cmd == target and cfg.red_extension_s > 0.0
+                    and may_extend_all_red(j.clock, target, t_s, cfg.step_s, extension_limit))):
+                # take the signal over where it is (same display, now held); where the target's
+                # greens would come within the all-red extension of a red, first: its crossings
+                # are read only once it is switched (the adapter), so they are known next step
+                cmd = j.clock.state
             if j.stage == "entry" and (cmd == target or (cmd is None and j.clock.state == target)):
                 j.stage = "dwell"
                 for key in j.serving:

@@ -242,6 +242,15 @@ def next_state(
     return None if candidate == current else candidate
 
 
+def may_extend_all_red(clock: DisplayClock, target: str, t_s: float, dt_s: float, limit_s: float) -> bool:
+    """Would a vehicle still on the crossing (of any link not green in the target, in any new
+    green's path) hold the target's new greens back now? For a display whose crossings are not
+    known yet."""
+    n = len(target)
+    worst = tuple((k, tuple(range(n))) for k in range(n) if not is_green(target[k]))
+    return _extend_all_red(clock, target, t_s, dt_s, worst, limit_s)
+
+
 def _extend_all_red(
     clock: DisplayClock,
     target: str,

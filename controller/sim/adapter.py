@@ -367,10 +367,12 @@ class SumoAdapter:
         }
 
     def _occupied(self, tls_id: str) -> tuple[tuple[int, tuple[int, ...]], ...]:
-        """The signal's links with a vehicle on their crossing now, each with its foe links."""
-        count = self._api.lane.getLastStepVehicleNumber
+        """The signal's links with a vehicle on their crossing now, each with its foe links. A
+        vehicle counts while any part of it is there (a bus whose front has left the junction:
+        the lane's occupancy, not its vehicle count, which goes by the front)."""
+        lane = self._api.lane
         return tuple((index, foes) for index, lanes, foes in self._crossings_of(tls_id)
-                     if any(count(lane) for lane in lanes))
+                     if any(lane.getLastStepVehicleNumber(ln) or lane.getLastStepOccupancy(ln) > 0 for ln in lanes))
 
     def _crossings_of(self, tls_id: str) -> tuple[tuple[int, tuple[str, ...], tuple[int, ...]], ...]:
         """Per link index of the signal: the internal lanes its vehicles cross the junction on (the
@@ -396,15 +398,19 @@ class SumoAdapter:
         for index, lanes in chains:
             for lane in lanes:
                 owner.setdefault(lane, set()).add(index)
-        out: list[tuple[int, tuple[str, ...], tuple[int, ...]]] = []
+        foes: dict[int, set[int]] = {}
         for index, lanes in chains:
             try:
                 foe_lanes = {str(f) for lane in lanes for f in api.lane.getInternalFoes(lane)}
-                foes = {i for f in foe_lanes for i in owner.get(f, ())}
+                foes[index] = {i for f in foe_lanes for i in owner.get(f, ())}
             except SUMO_ERRORS:  # no conflict data: every other link may cross its path
-                foes = {i for i, _ in chains}
-            foes.discard(index)
-            out.append((index, tuple(lanes), tuple(sorted(foes))))
+                foes[index] = {i for i, _ in chains}
+        for index in list(foes):  # both ways (SUMO lists a few pairs on one side only)
+            for other in foes[index]:
+                foes.setdefault(other, set()).add(index)
+        out: list[tuple[int, tuple[str, ...], tuple[int, ...]]] = []
+        for index, lanes in chains:
+            out.append((index, tuple(lanes), tuple(sorted(foes[index] - {index}))))
         self._crossings[tls_id] = cached = tuple(out)
         return cached
 

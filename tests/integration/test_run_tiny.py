@@ -117,31 +117,41 @@ def test_signals_handed_back_when_the_run_fails(tiny_net: Path, monkeypatch: pyt
 
 @pytest.mark.parametrize("backend", ["libsumo", "traci"])
 def test_a_switched_signal_reports_the_links_with_a_vehicle_on_the_crossing(tiny_net: Path, backend: str) -> None:
-    # what the planner's all-red extension waits on: read only while the signal is switched
+    # What the planner's all-red extension waits on, read only while the signal is switched: an
+    # 18 m vehicle turning left at B1 (link 11, A1B1 -> B1B2, over two internal lanes) is
+    # reported on its link from its first internal lane to the moment its rear has left the
+    # junction, with the links SUMO says cross its path: the opposing through (link 4, C1B1 ->
+    # B1A1) among them, the right turn from B2 (link 0) not.
     with SumoAdapter(["--net-file", str(tiny_net)], backend="traci" if backend == "traci" else "libsumo") as sim:
         sim.watch_signals(["B1"])
-        sim.add_vehicle("v", ["A1B1", "B1C1"], "DEFAULT_VEHTYPE")
+        api = sim._api
+        api.vehicletype.copy("DEFAULT_VEHTYPE", "long")
+        api.vehicletype.setLength("long", 18.0)
+        sim.add_vehicle("v", ["A1B1", "B1B2"], "long")
         sim.watch_vehicle("v")
-        seen_inside = False
+        links = [i for i, ls in enumerate(api.trafficlight.getControlledLinks("B1"))
+                 if any(link[0] == "A1B1_0" and link[1] == "B1B2_0" for link in ls)]
+        assert links == [11]
+        ew_green = next(p.state for p in api.trafficlight.getAllProgramLogics("B1")[0].phases if p.state[11] in "Gg")
+        seen: set[str] = set()
         for _ in range(200):
             snap = sim.step()
             v = snap.vehicles.get("v")
             sig = snap.signals["B1"]
-            if v is not None and v.on_junction and sig.program_id != "online":
+            if sig.program_id != "online":
                 assert sig.occupied == ()  # running its program: not read
-                sim.apply([SignalCommand("B1", "set_state", state=sig.state)])  # the same display, now held
+                if v is not None and v.road_id == "A1B1" and v.lane_pos_m > 80.0:
+                    sim.apply([SignalCommand("B1", "set_state", state=ew_green)])  # switched: its crossings read
                 continue
-            if v is not None and v.on_junction:
-                links = [i for i, ls in enumerate(sim._api.trafficlight.getControlledLinks("B1"))
-                         if any(link[0] == "A1B1_0" and link[1] == "B1C1_0" for link in ls)]
-                assert len(links) == 1 and [link for link, _ in sig.occupied] == links
-                foes = dict(sig.occupied)[links[0]]
-                assert foes and links[0] not in foes  # a through movement: crossed by the others' turns
-                seen_inside = True
-            elif seen_inside:
+            if v is not None and (v.on_junction or v.lane_pos_m < 18.0 - 0.5):
+                assert [link for link, _ in sig.occupied] == [11], (v, sig.occupied)
+                foes = dict(sig.occupied)[11]
+                assert 4 in foes and 0 not in foes and 11 not in foes
+                seen.add(v.lane_id if v.on_junction else "rear inside")
+            elif seen:
                 assert sig.occupied == ()  # it has left the crossing
                 break
-        assert seen_inside
+        assert seen == {":B1_11_0", ":B1_15_0", "rear inside"}
 
 
 def test_user_config_folder_is_left_untouched(tmp_path: Path, tiny_net: Path) -> None:

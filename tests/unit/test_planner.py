@@ -502,12 +502,15 @@ def test_entry_starts_on_the_last_step_before_the_program_shows_a_conflicting_gr
     # Until 4 the target could show within 2 s, so nothing is due by that test; but from B's
     # green at 5 it would show at 5 + 5 + 4 + 2 = 16, 4 s past the need (12), more than the
     # tolerance (3 s). The entry starts at 4, the last step before B's green, and A is green
-    # again by 5.
-    r = rig(start={"J": (1, -1.0)})
-    r.run_until(16, until(16, req(eta=15.0, need=12.0, links=(0,))))
-    assert r.commands[0][0] == 4
-    assert r.changes("J", 0, 16) == [(0, "yyrr"), (3, "rrrr"), (5, "Ggrr")]
-    assert r.safety() == []
+    # again by 5: without the all-red extension. With it, the signal is first taken over as it
+    # is (A's green would come within the extension of the red at 3, and its crossings are read
+    # only once it is switched), and A is green by 6, nothing being on the crossing.
+    for extension, green_at in ((0.0, 5.0), (4.0, 6.0)):
+        r = rig(config=PlannerConfig(red_extension_s=extension), start={"J": (1, -1.0)})
+        r.run_until(16, until(16, req(eta=15.0, need=12.0, links=(0,))))
+        assert r.commands[0][0] == 4
+        assert r.changes("J", 0, 16) == [(0, "yyrr"), (3, "rrrr"), (green_at, "Ggrr")]
+        assert r.safety() == []
 
 
 def test_entry_lets_the_conflicting_green_run_where_that_is_late_within_the_tolerance() -> None:
@@ -1021,6 +1024,24 @@ def test_all_red_extension_on_entry_and_hand_back() -> None:
                             (34.0, "rrrr"), (40.0, "rrGg")]
     rec = r.planner.records()[0]
     assert rec.dwell_s == 22.0 and rec.restored_s == 41.0
+
+
+def test_all_red_extension_on_a_take_over_right_after_the_programs_own_yellow() -> None:
+    # A program with no all-red: A's yellow ends at 1, and C's protected turn (link 2) and then
+    # B (links 1-2) follow at once. An EV wants B from 1. A vehicle of A (link 0) that entered
+    # on the yellow is still on the crossing, in B's path. The signal is not switched yet, so
+    # its crossings are unknown: it is taken over as it is (rrG), they are read from then on,
+    # and B's green waits the whole 4 s extension after A's red (the vehicle never leaves).
+    prog = Program("J", "0", "static", 0.0, (
+        Phase("Grr", 20, 20, 20, min_dur_given=False), Phase("yrr", 3, 3, 3, min_dur_given=False),
+        Phase("rrG", 10, 10, 10, min_dur_given=False), Phase("rGG", 20, 20, 20, min_dur_given=False),
+        Phase("ryy", 3, 3, 3, min_dur_given=False)))
+    r = rig({"J": prog}, config=PlannerConfig(red_extension_s=4.0), start={"J": (1, 1.0)})
+    r.signals["J"].occupied = lambda t: ((0, (1,)),)
+    r.run_until(30, lambda t: [req("rGG", 3, eta=t + 3, need=t + 1, start_now=True)] if t >= 1 else [])
+    assert r.commands[0] == (1.0, SignalCommand("J", "set_state", state="rrG", reason="entry"))
+    assert r.changes("J", 0, 8) == [(0.0, "yrr"), (1.0, "rrG"), (5.0, "rGG")]
+    assert r.safety() == []
 
 
 # --- the presence limit: back in the program by entry + presence_limit_s (S5) ----------------
