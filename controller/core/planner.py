@@ -533,7 +533,9 @@ class Planner:
             # (a request further away takes no part: merged, it held back the entry of a nearer
             # compatible one until it came within max_lead_s itself, or won it as the target)
             target, phase, served = merge_targets(j.timing, self._joinable(j, t_s, reqs))
-            if self._entry_due(j, t_s, target, served):
+            if self._entry_due(j, t_s, target, served) and self._fits(j, t_s, t_s + cfg.presence_limit_s, target):
+                # (an entry whose switch-over and hand-back could not be done within the presence
+                # limit is not started: long minimum greens, a long all-red extension)
                 self._entered.append(j.tls_id)
                 j.stage = "entry"
                 j.entry_s = t_s

@@ -1108,3 +1108,17 @@ def test_the_presence_limit_counts_the_re_entry_the_exit_will_have() -> None:
     rec = r.planner.records()[0]
     assert rec.entry_s == 123.0 and rec.restored_s is not None and rec.restored_s - rec.entry_s <= 180.0
     assert r.safety() == [] and [v for v in r.violations if v.rule == "S5"] + r.finish() == []
+
+
+def test_no_entry_is_started_that_could_not_be_handed_back_within_the_presence_limit() -> None:
+    # MIN50's hand-back can take a minute; with a long all-red extension and a vehicle on every
+    # crossing, an entry at 0 would not fit in 180 s. It used to start and end at once ("max
+    # presence", no lockout: no signal switched yet) on every tick until it fitted; now it
+    # starts once it fits.
+    r = rig({"J": MIN50}, config=PlannerConfig(max_presence_s=170.0, red_extension_s=9.5))
+    r.signals["J"].occupied = lambda t: tuple((i, (0, 1, 2, 3)) for i in range(4))
+    r.run_until(160, until(10_000, req("rrGg", 3, eta=60, need=55)))
+    records = r.planner.records()
+    assert len(records) == 1 and records[0].entry_s == 8.0
+    assert records[0].restored_s is not None and records[0].restored_s - records[0].entry_s <= 180.0
+    assert r.safety() == [] and [v for v in r.violations if v.rule == "S5"] == []
