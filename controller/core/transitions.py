@@ -246,9 +246,12 @@ def may_extend_all_red(clock: DisplayClock, target: str, t_s: float, dt_s: float
     """Would a vehicle still on the crossing (of any link not green in the target, in any new
     green's path) hold the target's new greens back now? For a display whose crossings are not
     known yet."""
-    n = len(target)
-    worst = tuple((k, tuple(range(n))) for k in range(n) if not is_green(target[k]))
-    return _extend_all_red(clock, target, t_s, dt_s, worst, limit_s)
+    classes = clock.classes
+    return (
+        any(not is_green(c) for c in target)
+        and any(classes[i] == RED and is_green(c) for i, c in enumerate(target))
+        and _within_extension(clock, t_s, dt_s, limit_s)
+    )
 
 
 def _extend_all_red(
@@ -260,18 +263,21 @@ def _extend_all_red(
     limit_s: float,
 ) -> bool:
     """Hold the target's new greens back: a link not green in the target still has a vehicle on
-    its crossing, in the path of a new green, and the red shown since the last link turned red
-    has lasted less than ``limit_s`` (the red clearance plus the extension) when the greens
-    would show."""
+    its crossing, in the path of a new green, within the extension (:func:`_within_extension`)."""
     n = len(target)
     classes = clock.classes
-    if not any(
+    return any(
         0 <= k < n and not is_green(target[k])
         and any(0 <= i < n and classes[i] == RED and is_green(target[i]) for i in foes)
         for k, foes in occupied
-    ):  # fmt: skip
-        return False
-    last_red = max((clock.since_s[i] for i in range(n) if classes[i] == RED), default=-float("inf"))
+    ) and _within_extension(clock, t_s, dt_s, limit_s)  # fmt: skip
+
+
+def _within_extension(clock: DisplayClock, t_s: float, dt_s: float, limit_s: float) -> bool:
+    """Has the red shown since the last link turned red lasted less than ``limit_s`` (the red
+    clearance plus the extension) when a command given at ``t_s`` shows?"""
+    classes = clock.classes
+    last_red = max((clock.since_s[i] for i in range(len(classes)) if classes[i] == RED), default=-float("inf"))
     return t_s + dt_s - last_red < limit_s - EPS_S
 
 
