@@ -237,23 +237,40 @@ class JunctionControl:
 
 
 def merge_targets(timing: SignalTiming, reqs: Sequence[ServiceRequest]) -> tuple[str, int, tuple[ServiceRequest, ...]]:
-    """The winner's target (priority class, then urgency), plus every other request whose
-    greens fit the winner's program phase: compatible movements are served together."""
+    """The winner's greens (priority class, then urgency), plus every other request whose
+    greens fit the same program phase: compatible movements are served together.
+
+    The phase is the one among the winner's class's requested phases that shows the winner's
+    greens and those of the most other requests (ties: the winner's own, then the more urgent
+    request's). Two junctions of one signal in a row on an EV's route can ask for different
+    phases, one of which serves both: taking the more urgent one's alone flipped the signal
+    between the two, through yellow and red clearance for the EV's own movement, each time
+    their needs crossed (Bologna's 235, a204c then a78)."""
     if len(reqs) == 1:  # the common case: the request's target is its phase's state restricted to its greens
         return reqs[0].target, reqs[0].phase, (reqs[0],)
-    winner = min(reqs, key=lambda r: (r.priority, r.need_green_by_s, r.ev_id))
-    phase_state = timing.program.phases[winner.phase].state
-    greens = {i for i, c in enumerate(winner.target) if is_green(c)}
-    served = [winner]
-    for r in reqs:
-        if r is winner:
+    ordered = sorted(reqs, key=lambda r: (r.priority, r.need_green_by_s, r.ev_id))
+    winner = ordered[0]
+    phases = timing.program.phases
+    greens_of = [[i for i, c in enumerate(r.target) if is_green(c)] for r in ordered]
+    best_phase = winner.phase
+    best_served: list[int] = []
+    tried: set[int] = set()
+    for base in ordered:
+        if base.priority != winner.priority:
+            break
+        if base.phase in tried:
             continue
-        theirs = {i for i, c in enumerate(r.target) if is_green(c)}
-        if all(is_green(phase_state[i]) for i in theirs):
-            greens |= theirs
-            served.append(r)
+        tried.add(base.phase)
+        phase_state = phases[base.phase].state
+        served = [k for k, greens in enumerate(greens_of) if all(is_green(phase_state[i]) for i in greens)]
+        if not served or served[0] != 0:
+            continue  # it does not show the winner's greens
+        if len(served) > len(best_served):
+            best_phase, best_served = base.phase, served
+    phase_state = phases[best_phase].state
+    greens = {i for k in best_served for i in greens_of[k]}
     state = "".join(c if i in greens else "r" for i, c in enumerate(phase_state))
-    return state, winner.phase, tuple(served)
+    return state, best_phase, tuple(ordered[k] for k in best_served)
 
 
 def reentry_phase(program: Program, served_phase: int, target: str) -> int:

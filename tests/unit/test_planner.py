@@ -246,6 +246,46 @@ def test_merge_targets_winner_by_priority_then_need_and_compatible_merged() -> N
     assert served[0].ev_id == "through"
 
 
+
+def test_merge_targets_takes_the_phase_that_serves_the_most_requests() -> None:
+    # two junctions of one signal in a row on the route: the second asks for a phase (C alone)
+    # that does not show the first's green, the first for one (A with C) that shows both
+    timing = SignalTiming.from_program(PROG_ACB)
+    first = req("Grr", 0, eta=40, need=30, ev="amb", index=3)
+    second = req("rrG", 2, eta=44, need=29, ev="amb", index=4)  # the more urgent, by a second
+    for order in ([first, second], [second, first]):
+        state, phase, served = merge_targets(timing, order)
+        assert (state, phase) == ("GrG", 0)
+        assert [r.junction_index for r in served] == [4, 3]  # the winner first
+    # a higher class still wins, even where another phase would serve more requests
+    police = req("rrG", 2, eta=20, need=10, ev="police", priority=2)
+    bus = req("Grr", 0, eta=22, need=12, ev="bus", priority=3)
+    fire = req("rGr", 5, eta=50, need=40, ev="fire")
+    state, phase, served = merge_targets(timing, [police, bus, fire])
+    assert (state, phase, [r.ev_id for r in served]) == ("rGr", 5, ["fire"])
+
+
+def test_two_junctions_of_one_signal_whose_needs_cross_keep_the_evs_green() -> None:
+    # the needs of the two requests cross every few seconds (as predictions do): the signal
+    # must not flip between their phases through yellow and red for the EV's first movement
+    r = rig({"J": PROG_ACB}, start={"J": (5, 30.0)})
+
+    def reqs(t: float) -> list[ServiceRequest]:
+        if t >= 60:
+            return []
+        jitter = 1.0 if int(t) % 6 < 3 else -1.0
+        return [req("Grr", 0, eta=60.0, need=45.0, ev="amb", index=3),
+                req("rrG", 2, eta=63.0, need=45.0 + jitter, ev="amb", index=4)]
+
+    while r.t < 100:
+        r.step(reqs(r.t))
+    shown = r.shown["J"]
+    green_from = min(t for t, s in shown.items() if s[0] == "G")
+    assert green_from <= 45.0
+    assert all(shown[t][0] == "G" for t in shown if green_from <= t < 60), shown
+    assert r.violations == []
+
+
 # --- one EV: arm, entry at the last safe moment, dwell, exit, hand-back ------------------------
 
 
