@@ -131,13 +131,14 @@ def _fmt(x: object, digits: int = 1) -> str:
 def print_summary(summary: dict[str, Any], out_dir: Path, console: Console) -> None:
     title = f"{summary['scenario']} · controller {summary['controller']} · seed {summary['seed']} · times in s"
     table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
-    for col in ("EV", "depart", "travel", "free flow", "ratio", "delay", "stops", "stopped", "junctions", "preempted"):
+    for col in ("EV", "depart", "travel", "free flow", "ratio", "delay", "stops", "stopped", "junctions", "preempted",
+                "green lost"):
         table.add_column(col, justify="left" if col == "EV" else "right")
     for ev in summary["evs"]:
         table.add_row(
             ev["id"], _fmt(ev["depart"], 0), _fmt(ev["travel_time"]), _fmt(ev["free_flow_time"]),
             _fmt(ev["ratio_to_free_flow"], 2), _fmt(ev["delay"]), str(ev["stops"]), _fmt(ev["time_stopped"]),
-            str(ev["junctions"]), str(ev["preempted"]),
+            str(ev["junctions"]), str(ev["preempted"]), _fmt(ev.get("green_lost"), 0),
         )
     console.print(table)
     s = summary["safety"]

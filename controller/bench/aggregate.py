@@ -46,7 +46,7 @@ BASELINE_FORMAT_VERSION = 1
 CSV_COLUMNS = (
     "scenario", "controller", "runs", "failed", "seeds", "evs", "evs_not_arrived",
     "ev_travel_mean_s", "ev_travel_p95_s", "ev_ratio_mean", "gap_closed", "gap_judged",
-    "ev_stops_at_signals_mean", "ev_stops_mean", "delay_over_oracle_s", "delay_over_oracle_se_s",
+    "ev_stops_at_signals_mean", "ev_stops_mean", "ev_green_lost", "delay_over_oracle_s", "delay_over_oracle_se_s",
     "bg_time_loss_mean_s", "bg_time_loss_change_pct", "bg_time_loss_change_se_pp",
     "cross_time_loss_mean_s", "cross_time_loss_change_pct",
     "recovery_mean_s", "eta_p90_s", "eta_p90_60_s", "eta_p90_entry_s", "eta_pooling",
@@ -262,6 +262,10 @@ def _group(results: Sequence[RunResult], none: dict[int, Mapping[str, Any]] | No
                delay_over_oracle_se_s=_r(delay_se, 2))
 
     row["ev_stops_at_signals_mean"] = _r(_mean(_stops_at_signals(ev) for ev in evs), 3)
+    # times an EV's movement lost green at a junction preempted for it before it crossed (None:
+    # not recorded, as for none and the oracle, which keep no preemptions)
+    lost = [_num(ev.get("green_lost")) for ev in evs]
+    row["ev_green_lost"] = None if all(v is None for v in lost) else int(sum(v or 0 for v in lost))
     row["ev_stops_mean"] = _r(_mean(_num(ev.get("stops")) for ev in evs), 3)
 
     bg, cross = ("background", "mean_time_loss"), ("background", "cross_streets", "mean_time_loss")
@@ -323,6 +327,7 @@ def run_row(r: RunResult) -> dict[str, Any]:
         ev_travel_times_s=ev_travel_times(s),
         ev_travel_mean_s=_r(run_ev_mean(s), 2),
         ev_stops=[ev.get("stops") for ev in evs],
+        ev_green_lost=[ev.get("green_lost") for ev in evs],
         bg_time_loss_s=_num(_get(s, "background", "mean_time_loss")),
         eta_p90_s=_num(_get(s, "eta", "abs_error_p90")),
         **{key: _get(s, "safety", key) for key in SAFETY_KEYS},
@@ -476,7 +481,8 @@ def check_baseline(
 
     A regression, for every controller: any S1-S5 count above the baseline's; mean EV travel time
     off the baseline's by more than CHECK_TRAVEL_REL × it + CHECK_TRAVEL_ABS_S (either way: the
-    figures are deterministic for a fixed seed), mean EV stops off by more than CHECK_STOPS_ABS;
+    figures are deterministic for a fixed seed), mean EV stops off by more than CHECK_STOPS_ABS,
+    more times an EV's movement lost green at a signal preempted for it (``ev_green_lost``);
     the controller's tick / SUMO's step grown beyond CHECK_TICK_RATIO times the baseline's (when
     above CHECK_TICK_RATIO_FLOOR). For CHECK_CONTROLLERS also gap closed down by more than
     CHECK_GAP_DROP, background time loss change up by more than CHECK_BG_CHANGE_PP points. A group
@@ -519,6 +525,9 @@ def check_baseline(
             tol = tb * CHECK_TRAVEL_REL + CHECK_TRAVEL_ABS_S
             if abs(t - tb) > tol + _EPS:
                 regress(key, "ev_travel_mean_s", tb, t, f"{tb:.2f} ± {tol:.2f}")
+        lost, lost_b = r.get("ev_green_lost"), b.get("ev_green_lost")
+        if lost is not None and lost_b is not None and lost > lost_b:
+            regress(key, "ev_green_lost", lost_b, lost, f"<= {lost_b}")
         for stops in ("ev_stops_mean", "ev_stops_at_signals_mean"):
             n, nb = r.get(stops), b.get(stops)
             if n is not None and nb is not None and abs(n - nb) > CHECK_STOPS_ABS + _EPS:

@@ -30,6 +30,7 @@ _COLUMNS: tuple[tuple[str, str, int], ...] = (
     ("gap", "gap_closed", 2),
     ("stops sig", "ev_stops_at_signals_mean", 2),
     ("stops", "ev_stops_mean", 2),
+    ("green lost", "ev_green_lost", 0),
     ("Δ oracle", "delay_over_oracle_s", 1),
     ("±", "delay_over_oracle_se_s", 1),
     ("bg loss", "bg_time_loss_mean_s", 1),

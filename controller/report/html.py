@@ -249,7 +249,7 @@ def render_run(
     ev_rows = [[ev.get("id"), ev.get("type"), _num(ev.get("depart")), _num(ev.get("arrival")),
                 _num(ev.get("travel_time")), _num(ev.get("free_flow_time")), fmt(_num(ev.get("ratio_to_free_flow")), 2),
                 _num(ev.get("delay")), ev.get("stops"), ev.get("stops_at_signals"), ev.get("junctions"),
-                ev.get("preempted")] for ev in s.get("evs", [])]
+                ev.get("preempted"), ev.get("green_lost")] for ev in s.get("evs", [])]
     eta = s.get("eta", {})
     by_h = eta.get("by_horizon", {})
     eta_rows = [[name, st.get("n"), _num(st.get("abs_error_p50")), _num(st.get("abs_error_p90"))]
@@ -265,7 +265,7 @@ def render_run(
         f"report by {_e(__version__)} · made from {_e(run.path)}/summary.json and trace.json</p>",
         "<h2>Emergency vehicles</h2>",
         table(("EV", "type", "depart (s)", "arrival (s)", "travel time (s)", "free flow (s)", "ratio", "delay (s)",
-               "stops", "stops at signals", "signals on route", "preempted"), ev_rows, cls="evs"),
+               "stops", "stops at signals", "signals on route", "preempted", "green lost"), ev_rows, cls="evs"),
         "<h3>Controllers compared (same scenario and seed)</h3>",
         _comparison(run, companions),
         "<h3>ETA accuracy, all EVs</h3>",

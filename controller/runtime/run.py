@@ -318,6 +318,13 @@ def run(
     counts = monitor.counts()
     planner = getattr(controller, "planner", None)
     preemptions = [r.as_dict() for r in planner.records()] if planner is not None else []
+    # the EV's movement lost green while preempted for it, before it crossed (from the trace: the
+    # signals as displayed, not as commanded)
+    for r, lost in zip(preemptions, trace.green_lost(preemptions), strict=True):
+        r["green_lost"] = lost
+    for ev_row in evs:
+        ev_row["green_lost"] = (sum(int(r["green_lost"] or 0) for r in preemptions if r["ev"] == ev_row["id"])
+                                if planner is not None else None)
     recoveries = [float(r["recovery_s"]) for r in preemptions if isinstance(r["recovery_s"], (int, float))]
     in_step = [float(r["in_step"]) - float(r["exit"]) for r in preemptions
                if isinstance(r["in_step"], (int, float)) and isinstance(r["exit"], (int, float))]

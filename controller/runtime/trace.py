@@ -87,6 +87,40 @@ class TraceRecorder:
                 if not q or q[-1][1] != halting:
                     q.append((t, halting))
 
+    def green_lost(self, records: Sequence[Mapping[str, Any]]) -> list[int | None]:
+        """For each preemption record (``PreemptionRecord.as_dict``): how many times the EV's
+        movement at the record's junction turned from green to not green between the record's
+        dwell (the movement shown green for the EV) and the EV's crossing of the stop line, or the
+        end of its trace if it never crossed. None where the record has no dwell or its EV's
+        corridor is not traced. Anything but 0 means the EV met yellow or red on an approach
+        preempted for it: another EV of a higher class, a maximum-presence hand-back, or a fault
+        of the plan (two junctions of one signal flipping it between their phases)."""
+        out: list[int | None] = []
+        for r in records:
+            dwell, ev_id, tls_id, index = r.get("dwell"), r.get("ev"), r.get("tls"), r.get("junction_index")
+            if not isinstance(dwell, (int, float)) or not isinstance(index, int):
+                out.append(None)
+                continue
+            leg = next((leg for leg in reversed(self._legs.get(str(ev_id), []))
+                        if leg.from_s <= dwell and index < len(leg.corridor.junctions)
+                        and leg.corridor.junctions[index].tls_id == tls_id), None)
+            if leg is None or not leg.t:
+                out.append(None)
+                continue
+            j = leg.corridor.junctions[index]
+            until = next((t for t, x in zip(leg.t, leg.pos, strict=True) if x >= j.distance_m), leg.t[-1])
+            lost = 0
+            green: bool | None = None
+            for t, state in self._signals.get(str(tls_id), []):
+                if t >= until:
+                    break
+                now = all(state[i] in "Gg" for i in j.link_indices if i < len(state))
+                if t > dwell and green and not now:
+                    lost += 1
+                green = now
+            out.append(lost)
+        return out
+
     def as_dict(
         self,
         *,

@@ -40,6 +40,9 @@ def test_ingolstadt7_preemption_is_safe_and_fast(controller: str, tmp_path: Path
     ev = s["evs"][0]
     assert ev["preempted"] == ev["junctions"] == 7
     assert ev["travel_time"] < none["evs"][0]["travel_time"]
+    # the EV met green wherever it was preempted for it, once it was shown
+    assert ev["green_lost"] == 0 and [p["green_lost"] for p in s["preemptions"]] == [0] * len(s["preemptions"])
+    assert none["evs"][0]["green_lost"] is None
     assert s["recovery"]["junctions"] >= 7 and s["recovery"]["mean_s"] is not None
     assert 0 <= s["safety"]["collisions_preempted"] <= s["safety"]["collisions"]
     if controller == "greenwave":

@@ -173,6 +173,20 @@ def test_stops_at_signals_falls_back_to_stops() -> None:
     assert row["ev_stops_at_signals_mean"] == 2.0  # (3 [fallback] + 1) / 2
 
 
+def test_green_lost_summed_over_evs_and_seeds_and_checked_against_the_baseline() -> None:
+    def runs(lost: tuple[int, int]) -> list[RunResult]:
+        return [res("a", "none", 1, summary(200.0)),
+                res("a", "greenwave", 1, summary([100.0, 110.0], extra_ev={"green_lost": lost[0]})),
+                res("a", "greenwave", 2, summary(100.0, extra_ev={"green_lost": lost[1]}))]
+
+    rows = rows_by_ctrl(aggregate(runs((0, 1))))
+    assert rows["greenwave"]["ev_green_lost"] == 1  # 0 + 0 (seed 1, two EVs) + 1
+    assert rows["none"]["ev_green_lost"] is None  # not recorded
+    base = make_baseline({"name": "t", "version": 1}, aggregate(runs((0, 1))))
+    assert check_baseline(aggregate(runs((0, 0))), base)["regressions"] == []
+    regs = check_baseline(aggregate(runs((1, 1))), base)["regressions"]
+    assert [(r["metric"], r["baseline"], r["current"]) for r in regs] == [("ev_green_lost", 1, 3)]
+
 def _with_eta(errors: Any, p90: float) -> dict[str, Any]:
     s = summary(100.0)
     s["eta"] = {"abs_error_p90": p90, "by_horizon": {"60": {"abs_error_p90": p90}},

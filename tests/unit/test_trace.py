@@ -1,0 +1,53 @@
+"""The trace recorder's reading of the states SUMO displayed: green lost on a preempted approach."""
+
+from __future__ import annotations
+
+from controller.core.corridor import Corridor, CorridorJunction
+from controller.core.progress import EvProgress
+from controller.core.snapshot import SignalState, Snapshot
+from controller.runtime.trace import TraceRecorder
+
+
+def _corridor() -> Corridor:
+    j = CorridorJunction(index=0, junction_id="J", tls_id="T", approach_edge="a", exit_edge="b", route_index=0,
+                         approach_lanes=("a_0",), link_indices=(1, 2), green_phases=(0,), yellow_s=3.0,
+                         all_red_s=0.0, distance_m=100.0)
+    return Corridor(route=("a", "b"), junctions=(j,), edge_offsets_m=(0.0, 100.0), length_m=200.0)
+
+
+def _record(states: list[str], *, crosses_at: int) -> TraceRecorder:
+    """One EV at 10 m/s from 0 m (it crosses the stop line at 100 m: t = 10 s ... ``crosses_at``
+    shifts when), the signal showing ``states[t]`` at t = 0, 1, ..."""
+    corridor = _corridor()
+    rec = TraceRecorder({"ev": "ambulance"})
+    p = EvProgress("ev", corridor, depart_s=0.0)
+    for t, state in enumerate(states):
+        p.position_m = 100.0 * t / crosses_at
+        snap = Snapshot(float(t), {}, {"T": SignalState("T", state, "online", 0)})
+        rec.observe(snap, {"ev": p})
+    return rec
+
+
+def _preemption(dwell: float | None) -> dict[str, object]:
+    return {"tls": "T", "ev": "ev", "junction_index": 0, "entry": 0.0, "dwell": dwell, "exit": 12.0}
+
+
+def test_green_lost_counts_the_evs_movement_turning_yellow_between_dwell_and_crossing() -> None:
+    states = ["rrrr", "rGGr", "rGGr", "ryyr", "rrrr", "rGGr", "rGgr", "ryGr", "rGGr", "rGGr", "rGGr", "ryyr"]
+    rec = _record(states, crosses_at=10)
+    # green from 1; lost at 3 (yellow) and at 7 (one of its links); g counts as green; the yellow
+    # at 11 comes after the crossing (10 s)
+    assert rec.green_lost([_preemption(1.0)]) == [2]
+    # dwell later: only the loss after it counts
+    assert rec.green_lost([_preemption(5.0)]) == [1]
+    # no dwell (the entry never showed the EV's movement green), another EV, another signal
+    assert rec.green_lost([_preemption(None)]) == [None]
+    assert rec.green_lost([{**_preemption(1.0), "ev": "other"}]) == [None]
+    assert rec.green_lost([{**_preemption(1.0), "tls": "U"}]) == [None]
+
+
+def test_green_lost_is_zero_when_the_movement_stays_green_until_the_crossing() -> None:
+    states = ["rrrr", "rGGr", *(["rGGr"] * 8), "ryyr", "rrrr"]
+    assert _record(states, crosses_at=10).green_lost([_preemption(1.0)]) == [0]
+    # an EV that never crosses: counted to the end of its trace
+    assert _record(states, crosses_at=100).green_lost([_preemption(1.0)]) == [1]
