@@ -237,23 +237,34 @@ class JunctionControl:
 
 
 def merge_targets(timing: SignalTiming, reqs: Sequence[ServiceRequest]) -> tuple[str, int, tuple[ServiceRequest, ...]]:
-    """The winner's greens (priority class, then urgency), plus every other request whose
-    greens fit the same program phase: compatible movements are served together.
+    """One program phase's greens serving the winner and every request compatible with it.
 
-    The phase is the one among the winner's class's requested phases that shows the winner's
-    greens and those of the most other requests (ties: the winner's own, then the more urgent
-    request's). Two junctions of one signal in a row on an EV's route can ask for different
-    phases, one of which serves both: taking the more urgent one's alone flipped the signal
-    between the two, through yellow and red clearance for the EV's own movement, each time
-    their needs crossed (Bologna's 235, a204c then a78)."""
+    - **Winner.** EVs go by priority class, then by the most urgent of their requests here;
+      an EV's own requests by the order it reaches them. The winner is the first junction of
+      the first EV: with two junctions of one signal in a row, the EV cannot use the second's
+      green before it has crossed the first.
+    - **Served.** A request whose EV movement (``links``; the target's greens where it names
+      none) the phase shows green. The state shows the served requests' target greens that
+      the phase has.
+    - **Phase.** Among those the winner's class asks for, one that shows the winner's movement
+      and serves the most requests (ties: the winner's own, then the more urgent request's).
+
+    Taking the more urgent request's phase alone flipped a signal of two junctions in a row
+    between their phases, through yellow and red for the EV's own movement, each time their
+    needs crossed (Bologna's 235: a204c then a78; two joined clusters of the NDS city)."""
     if len(reqs) == 1:  # the common case: the request's target is its phase's state restricted to its greens
         return reqs[0].target, reqs[0].phase, (reqs[0],)
-    ordered = sorted(reqs, key=lambda r: (r.priority, r.need_green_by_s, r.ev_id))
+    urgency: dict[str, tuple[int, float]] = {}
+    for r in reqs:
+        most = (r.priority, r.need_green_by_s)
+        if r.ev_id not in urgency or most < urgency[r.ev_id]:
+            urgency[r.ev_id] = most
+    ordered = sorted(reqs, key=lambda r: (*urgency[r.ev_id], r.ev_id, r.junction_index))
     winner = ordered[0]
     phases = timing.program.phases
-    greens_of = [[i for i, c in enumerate(r.target) if is_green(c)] for r in ordered]
-    best_phase = winner.phase
-    best_served: list[int] = []
+    targets = [{i for i, c in enumerate(r.target) if is_green(c)} for r in ordered]
+    needs = [set(r.links) if r.links else targets[k] for k, r in enumerate(ordered)]
+    best_phase, best_served, best_score = winner.phase, [0], (-1, -1)
     tried: set[int] = set()
     for base in ordered:
         if base.priority != winner.priority:
@@ -261,15 +272,16 @@ def merge_targets(timing: SignalTiming, reqs: Sequence[ServiceRequest]) -> tuple
         if base.phase in tried:
             continue
         tried.add(base.phase)
-        phase_state = phases[base.phase].state
-        served = [k for k, greens in enumerate(greens_of) if all(is_green(phase_state[i]) for i in greens)]
-        if not served or served[0] != 0:
-            continue  # it does not show the winner's greens
-        if len(served) > len(best_served):
-            best_phase, best_served = base.phase, served
-    phase_state = phases[best_phase].state
-    greens = {i for k in best_served for i in greens_of[k]}
-    state = "".join(c if i in greens else "r" for i, c in enumerate(phase_state))
+        shown = timing.phase_greens[base.phase]
+        if not needs[0] <= shown:
+            continue  # it does not show the winner's movement
+        served = [k for k, need in enumerate(needs) if need <= shown]
+        score = (len(served), len(targets[0] & shown))
+        if score > best_score:
+            best_phase, best_served, best_score = base.phase, served, score
+    shown = timing.phase_greens[best_phase]
+    greens = {i for k in best_served for i in targets[k] & shown}
+    state = "".join(c if i in greens else "r" for i, c in enumerate(phases[best_phase].state))
     return state, best_phase, tuple(ordered[k] for k in best_served)
 
 

@@ -9,6 +9,7 @@ what the EV saw, not the whole network.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -89,12 +90,13 @@ class TraceRecorder:
 
     def green_lost(self, records: Sequence[Mapping[str, Any]]) -> list[int | None]:
         """For each preemption record (``PreemptionRecord.as_dict``): how many times the EV's
-        movement at the record's junction turned from green to not green between the record's
-        dwell (the movement shown green for the EV) and the EV's crossing of the stop line, or the
-        end of its trace if it never crossed. None where the record has no dwell or its EV's
-        corridor is not traced. Anything but 0 means the EV met yellow or red on an approach
-        preempted for it: another EV of a higher class, a maximum-presence hand-back, or a fault
-        of the plan (two junctions of one signal flipping it between their phases)."""
+        movement at the record's junction turned from green to not green after the record's
+        dwell began (the movement shown green for the EV), before the EV crossed the stop line
+        and until the signal was back in its program (the hand-back's own yellow included).
+        None where the record has no dwell or its EV's corridor is not traced. Anything but 0
+        means the EV met yellow or red on an approach preempted for it: another EV of a higher
+        class, a hand-back before it crossed (maximum presence, the EV stalled), or a fault of
+        the plan (two junctions of one signal flipping it between their phases)."""
         out: list[int | None] = []
         for r in records:
             dwell, ev_id, tls_id, index = r.get("dwell"), r.get("ev"), r.get("tls"), r.get("junction_index")
@@ -108,11 +110,13 @@ class TraceRecorder:
                 out.append(None)
                 continue
             j = leg.corridor.junctions[index]
-            until = next((t for t, x in zip(leg.t, leg.pos, strict=True) if x >= j.distance_m), leg.t[-1])
+            until = next((t for t, x in zip(leg.t, leg.pos, strict=True) if x >= j.distance_m), math.inf)
+            restored = r.get("restored")
+            back = float(restored) if isinstance(restored, (int, float)) else math.inf
             lost = 0
             green: bool | None = None
             for t, state in self._signals.get(str(tls_id), []):
-                if t >= until:
+                if t >= until or t > back:
                     break
                 now = all(state[i] in "Gg" for i in j.link_indices if i < len(state))
                 if t > dwell and green and not now:

@@ -232,6 +232,15 @@ def test_reentry_phase_serves_the_skipped_cross_street() -> None:
     assert reentry_phase(prog, 4, "rrGr") == 5
 
 
+# A (link 0) with C (link 2), C alone, then B (link 1); cycle 103 s: A+C 0..29, C 33..62, B 68..97
+PROG_ACB = Program("J", "0", "static", 0.0, (
+    Phase("GrG", 30, 30, 30, min_dur_given=False), Phase("yrG", 3, 3, 3, min_dur_given=False),
+    Phase("rrG", 30, 30, 30, min_dur_given=False), Phase("rry", 3, 3, 3, min_dur_given=False),
+    Phase("rrr", 2, 2, 2, min_dur_given=False), Phase("rGr", 30, 30, 30, min_dur_given=False),
+    Phase("ryr", 3, 3, 3, min_dur_given=False), Phase("rrr", 2, 2, 2, min_dur_given=False),
+))  # fmt: skip
+
+
 def test_merge_targets_winner_by_priority_then_need_and_compatible_merged() -> None:
     timing = SignalTiming.from_program(PROG)
     police_a = req("Grrr", 0, eta=20, need=15, ev="police", priority=2)
@@ -256,7 +265,7 @@ def test_merge_targets_takes_the_phase_that_serves_the_most_requests() -> None:
     for order in ([first, second], [second, first]):
         state, phase, served = merge_targets(timing, order)
         assert (state, phase) == ("GrG", 0)
-        assert [r.junction_index for r in served] == [4, 3]  # the winner first
+        assert [r.junction_index for r in served] == [3, 4]  # the winner first: the EV's first junction
     # a higher class still wins, even where another phase would serve more requests
     police = req("rrG", 2, eta=20, need=10, ev="police", priority=2)
     bus = req("Grr", 0, eta=22, need=12, ev="bus", priority=3)
@@ -265,19 +274,56 @@ def test_merge_targets_takes_the_phase_that_serves_the_most_requests() -> None:
     assert (state, phase, [r.ev_id for r in served]) == ("rGr", 5, ["fire"])
 
 
-def test_two_junctions_of_one_signal_whose_needs_cross_keep_the_evs_green() -> None:
+PROG_AB_BC = Program("J", "0", "static", 0.0, (
+    Phase("GGrr", 20, 20, 20, min_dur_given=False), Phase("yyrr", 3, 3, 3, min_dur_given=False),
+    Phase("rrrr", 2, 2, 2, min_dur_given=False), Phase("rGGr", 20, 20, 20, min_dur_given=False),
+    Phase("ryyr", 3, 3, 3, min_dur_given=False), Phase("rrrr", 2, 2, 2, min_dur_given=False),
+    Phase("rrrG", 20, 20, 20, min_dur_given=False), Phase("rrry", 3, 3, 3, min_dur_given=False),
+    Phase("rrrr", 2, 2, 2, min_dur_given=False),
+))  # fmt: skip
+
+
+def test_merge_targets_serves_a_request_whose_ev_movement_the_phase_shows() -> None:
+    timing = SignalTiming.from_program(PROG_AB_BC)
+    # the first junction's EV movement is link 0 (A with B), the second's link 1, asked for with
+    # C (B and C): their targets fit no one phase, their movements do (A with B)
+    first = req("GGrr", 0, eta=40, need=30, ev="amb", index=3, links=(0,))
+    second = req("rGGr", 3, eta=44, need=29, ev="amb", index=4, links=(1,))
+    for order in ([first, second], [second, first]):
+        state, phase, served = merge_targets(timing, order)
+        assert (state, phase, [r.junction_index for r in served]) == ("GGrr", 0, [3, 4])
+    # no phase shows both movements: the EV's first junction wins, though the second is more urgent
+    second = req("rrrG", 6, eta=44, need=29, ev="amb", index=4, links=(3,))
+    state, phase, served = merge_targets(timing, [second, first])
+    assert (state, phase, [r.junction_index for r in served]) == ("GGrr", 0, [3])
+    # between EVs the more urgent still wins (by its most urgent request), whatever its junction
+    other = req("rrrG", 6, eta=30, need=20, ev="amb2", index=0, links=(3,))
+    state, phase, served = merge_targets(timing, [first, other])
+    assert (state, phase, [r.ev_id for r in served]) == ("rrrG", 6, ["amb2"])
+
+@pytest.mark.parametrize(("program", "first", "second"), [
+    # a phase shows both junctions' targets (A with C)
+    (PROG_ACB, ("Grr", 0, ()), ("rrG", 2, ())),
+    # their targets fit no one phase, their EV movements do (A with B)
+    (PROG_AB_BC, ("GGrr", 0, (0,)), ("rGGr", 3, (1,))),
+    # no phase shows both movements: the first junction is served, then the second
+    (PROG_AB_BC, ("GGrr", 0, (0,)), ("rrrG", 6, (3,))),
+])
+def test_two_junctions_of_one_signal_whose_needs_cross_keep_the_evs_green(
+    program: Program, first: tuple[str, int, tuple[int, ...]], second: tuple[str, int, tuple[int, ...]],
+) -> None:
     # the needs of the two requests cross every few seconds (as predictions do): the signal
     # must not flip between their phases through yellow and red for the EV's first movement
-    r = rig({"J": PROG_ACB}, start={"J": (5, 30.0)})
+    r = rig({"J": program}, start={"J": (5, 30.0)})
 
     def reqs(t: float) -> list[ServiceRequest]:
-        if t >= 60:
-            return []
         jitter = 1.0 if int(t) % 6 < 3 else -1.0
-        return [req("Grr", 0, eta=60.0, need=45.0, ev="amb", index=3),
-                req("rrG", 2, eta=63.0, need=45.0 + jitter, ev="amb", index=4)]
+        out = [] if t >= 60 else [req(first[0], first[1], eta=60.0, need=45.0, ev="amb", index=3, links=first[2])]
+        if t < 63:
+            out.append(req(second[0], second[1], eta=63.0, need=45.0 + jitter, ev="amb", index=4, links=second[2]))
+        return out
 
-    while r.t < 100:
+    while r.t < 120:
         r.step(reqs(r.t))
     shown = r.shown["J"]
     green_from = min(t for t, s in shown.items() if s[0] == "G")
@@ -406,15 +452,6 @@ def test_schedule_hand_back_skips_a_scheduled_green_too_short_to_be_worth_a_swit
     assert len(restore) == 1 and restore[0][1].phase == 0
     assert r.changes("J", 172, 260) == undisturbed.changes("J", 172, 260)
     assert r.safety() == [] and r.finish() == []
-
-
-# A (link 0) with C (link 2), C alone, then B (link 1); cycle 103 s: A+C 0..29, C 33..62, B 68..97
-PROG_ACB = Program("J", "0", "static", 0.0, (
-    Phase("GrG", 30, 30, 30, min_dur_given=False), Phase("yrG", 3, 3, 3, min_dur_given=False),
-    Phase("rrG", 30, 30, 30, min_dur_given=False), Phase("rry", 3, 3, 3, min_dur_given=False),
-    Phase("rrr", 2, 2, 2, min_dur_given=False), Phase("rGr", 30, 30, 30, min_dur_given=False),
-    Phase("ryr", 3, 3, 3, min_dur_given=False), Phase("rrr", 2, 2, 2, min_dur_given=False),
-))  # fmt: skip
 
 
 @pytest.mark.parametrize("starved", [False, True])

@@ -49,5 +49,8 @@ def test_green_lost_counts_the_evs_movement_turning_yellow_between_dwell_and_cro
 def test_green_lost_is_zero_when_the_movement_stays_green_until_the_crossing() -> None:
     states = ["rrrr", "rGGr", *(["rGGr"] * 8), "ryyr", "rrrr"]
     assert _record(states, crosses_at=10).green_lost([_preemption(1.0)]) == [0]
-    # an EV that never crosses: counted to the end of its trace
-    assert _record(states, crosses_at=100).green_lost([_preemption(1.0)]) == [1]
+    # an EV that never crosses: counted until the signal is back in its program
+    never = _record(states, crosses_at=100)
+    assert never.green_lost([_preemption(1.0)]) == [1]
+    assert never.green_lost([{**_preemption(1.0), "restored": 10.0}]) == [1]  # the hand-back's own yellow
+    assert never.green_lost([{**_preemption(1.0), "restored": 9.0}]) == [0]  # the program's, after it
