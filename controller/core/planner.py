@@ -93,6 +93,12 @@ class PlannerConfig:
     # into a left turner that had waited inside junction b4 and was still crossing when the
     # program's 3 s of red had run.
     red_extension_s: float = 4.0
+    # Several EVs at one signal: one of a lower class (or a later ETA) whose junctions here are
+    # all predicted crossed this long, plus the longest switch-over and the all-red extension,
+    # before the first EV needs its green is served first (None: class, then ETA, always). In
+    # the NDS city a police car stood 75 s at the stop line of a signal held for an ambulance
+    # whose green was due 70 s later.
+    serve_first_s: float | None = 10.0
     # Hand a static (fixed-time) program back in step with its own schedule, so the signal is
     # coordinated with its neighbours again at once instead of running shifted by the preemption
     # for the rest of the day: re-enter at the phase the schedule shows when the hand-back can
@@ -236,30 +242,53 @@ class JunctionControl:
         return self.timing.program
 
 
-def merge_targets(timing: SignalTiming, reqs: Sequence[ServiceRequest]) -> tuple[str, int, tuple[ServiceRequest, ...]]:
+def merge_targets(
+    timing: SignalTiming, reqs: Sequence[ServiceRequest], serve_first_s: float | None = None
+) -> tuple[str, int, tuple[ServiceRequest, ...]]:
     """One program phase's greens serving the winner and every request compatible with it.
 
-    - **Winner.** EVs go by priority class, then by the most urgent of their requests here;
-      an EV's own requests by the order it reaches them. The winner is the first junction of
-      the first EV: with two junctions of one signal in a row, the EV cannot use the second's
-      green before it has crossed the first.
+    - **Winner.** EVs go by priority class, then by ETA (their earliest here); an EV's own
+      requests by the order it reaches them: with two junctions of one signal in a row, the EV
+      cannot use the second's green before it has crossed the first. The winner is the first
+      junction of the first EV.
+    - **Served first** (``serve_first_s`` not None): another EV whose every junction here is
+      predicted crossed ``timing.switch_bound_s + serve_first_s`` before the first EV needs its
+      green goes first (the earliest such): a police car at the stop line does not wait for an
+      ambulance a minute away, which still gets its green by its need.
     - **Served.** A request whose EV movement (``links``; the target's greens where it names
       none) the phase shows green. The state shows the served requests' target greens that
       the phase has.
     - **Phase.** Among those the winner's class asks for, one that shows the winner's movement
-      and serves the most requests (ties: the winner's own, then the more urgent request's).
+      and serves the most requests (ties: the winner's own, then the next request's).
 
     Taking the more urgent request's phase alone flipped a signal of two junctions in a row
     between their phases, through yellow and red for the EV's own movement, each time their
     needs crossed (Bologna's 235: a204c then a78; two joined clusters of the NDS city)."""
     if len(reqs) == 1:  # the common case: the request's target is its phase's state restricted to its greens
         return reqs[0].target, reqs[0].phase, (reqs[0],)
-    urgency: dict[str, tuple[int, float]] = {}
+    first_eta: dict[str, float] = {}
+    last_eta: dict[str, float] = {}
+    need: dict[str, float] = {}
+    priority: dict[str, int] = {}
     for r in reqs:
-        most = (r.priority, r.need_green_by_s)
-        if r.ev_id not in urgency or most < urgency[r.ev_id]:
-            urgency[r.ev_id] = most
-    ordered = sorted(reqs, key=lambda r: (*urgency[r.ev_id], r.ev_id, r.junction_index))
+        ev = r.ev_id
+        if ev not in first_eta:
+            first_eta[ev], last_eta[ev], need[ev], priority[ev] = r.eta_s, r.eta_s, r.need_green_by_s, r.priority
+            continue
+        first_eta[ev] = min(first_eta[ev], r.eta_s)
+        last_eta[ev] = max(last_eta[ev], r.eta_s)
+        need[ev] = min(need[ev], r.need_green_by_s)
+        priority[ev] = min(priority[ev], r.priority)
+    evs = sorted(first_eta, key=lambda e: (priority[e], first_eta[e], e))
+    if serve_first_s is not None and len(evs) > 1:
+        latest = need[evs[0]] - timing.switch_bound_s - serve_first_s
+        early = [e for e in evs[1:] if last_eta[e] <= latest]
+        if early:
+            go = min(early, key=lambda e: (first_eta[e], e))
+            evs.remove(go)
+            evs.insert(0, go)
+    rank = {e: k for k, e in enumerate(evs)}
+    ordered = sorted(reqs, key=lambda r: (rank[r.ev_id], r.junction_index))
     winner = ordered[0]
     phases = timing.program.phases
     targets = [{i for i, c in enumerate(r.target) if is_green(c)} for r in ordered]
@@ -267,15 +296,13 @@ def merge_targets(timing: SignalTiming, reqs: Sequence[ServiceRequest]) -> tuple
     best_phase, best_served, best_score = winner.phase, [0], (-1, -1)
     tried: set[int] = set()
     for base in ordered:
-        if base.priority != winner.priority:
-            break
-        if base.phase in tried:
+        if base.priority != winner.priority or base.phase in tried:
             continue
         tried.add(base.phase)
         shown = timing.phase_greens[base.phase]
         if not needs[0] <= shown:
             continue  # it does not show the winner's movement
-        served = [k for k, need in enumerate(needs) if need <= shown]
+        served = [k for k, wanted in enumerate(needs) if wanted <= shown]
         score = (len(served), len(targets[0] & shown))
         if score > best_score:
             best_phase, best_served, best_score = base.phase, served, score
@@ -358,6 +385,9 @@ class Planner:
             for tls, p in programs.items()
         }
         self.stopping = False
+        # merge_targets' margin for serving a lower-class EV first: with the all-red extension
+        self._serve_first_s = (None if config.serve_first_s is None
+                               else config.serve_first_s + config.red_extension_s)
         self.release_reasons: dict[str, str] = {}  # ev_id -> why its requests ended, when not crossing
         self.end_reasons: dict[tuple[str, int], str] = {}  # (ev_id, junction index) -> why that request ended
         # the signals not idle after the last tick: with this tick's requests, all a tick must visit
@@ -561,7 +591,7 @@ class Planner:
                 return None
             # (a request further away takes no part: merged, it held back the entry of a nearer
             # compatible one until it came within max_lead_s itself, or won it as the target)
-            target, phase, served = merge_targets(j.timing, self._joinable(j, t_s, reqs))
+            target, phase, served = merge_targets(j.timing, self._joinable(j, t_s, reqs), self._serve_first_s)
             if self._entry_due(j, t_s, target, served) and self._fits(j, t_s, t_s + cfg.presence_limit_s, target):
                 # (an entry whose switch-over and hand-back could not be done within the presence
                 # limit is not started: long minimum greens, a long all-red extension)
@@ -595,7 +625,7 @@ class Planner:
                 for r in reqs:
                     j.lockout[r.ev_id] = math.inf  # from the hand-back on, lockout_s (see _lockouts_from)
                 return self._begin_exit(j, t_s, "max presence")
-            target, phase, served = merge_targets(j.timing, reqs)
+            target, phase, served = merge_targets(j.timing, reqs, self._serve_first_s)
             if near_limit and target not in (j.target, j.clock.state) and not self._fits(j, t_s, limit, target):
                 # no room for another switch-over and its hand-back: hand back now; the
                 # requests not served so far get a fresh entry (and presence) after it

@@ -274,6 +274,42 @@ def test_merge_targets_takes_the_phase_that_serves_the_most_requests() -> None:
     assert (state, phase, [r.ev_id for r in served]) == ("rGr", 5, ["fire"])
 
 
+def test_merge_targets_serves_a_lower_class_first_where_the_higher_class_green_is_far() -> None:
+    timing = SignalTiming.from_program(PROG)
+    bound = timing.switch_bound_s
+    police = req("rrGg", 3, eta=10, need=8, ev="police", priority=2)
+    amb = req("Ggrr", 0, eta=100, need=10 + bound + 10, ev="amb")  # green due just in time after
+    state, phase, served = merge_targets(timing, [amb, police], serve_first_s=10.0)
+    assert (state, phase, [r.ev_id for r in served]) == ("rrGg", 3, ["police"])
+    # a second less and the ambulance goes first; without serve_first_s, class then ETA always
+    amb = req("Ggrr", 0, eta=100, need=10 + bound + 9, ev="amb")
+    assert merge_targets(timing, [amb, police], serve_first_s=10.0)[2][0].ev_id == "amb"
+    assert merge_targets(timing, [amb, police])[2][0].ev_id == "amb"
+    # within a class, the earlier ETA wins (not the earlier need)
+    a = req("Ggrr", 0, eta=30, need=10, ev="a")
+    b = req("rrGg", 3, eta=20, need=15, ev="b")
+    assert merge_targets(timing, [a, b])[2][0].ev_id == "b"
+
+
+def test_a_police_car_at_the_stop_line_goes_before_an_ambulance_a_minute_away() -> None:
+    r = rig()  # program at phase 0 (A green), the police car on B, the ambulance on A
+    police_crosses = None
+    while r.t < 200:
+        t = r.t
+        state = r.signals["J"].signal_state().state
+        if police_crosses is None and t >= 5 and state[2] == "G":
+            police_crosses = t + 2.0  # it was waiting at the stop line
+        reqs = []
+        if police_crosses is None or t < police_crosses:
+            reqs.append(req("rrGg", 3, eta=max(t + 1.0, 5.0), need=max(t, 4.0), ev="police", priority=2))
+        if t < 100:
+            reqs.append(req("Ggrr", 0, eta=100.0, need=90.0, ev="amb"))
+        r.step(reqs)
+    assert police_crosses is not None and police_crosses < 30  # not kept waiting for the ambulance
+    shown = r.shown["J"]
+    assert all(shown[t][0] == "G" for t in range(90, 100)), r.changes("J", 0, 110)  # green by its need
+    assert r.safety() == [] and r.finish() == []
+
 PROG_AB_BC = Program("J", "0", "static", 0.0, (
     Phase("GGrr", 20, 20, 20, min_dur_given=False), Phase("yyrr", 3, 3, 3, min_dur_given=False),
     Phase("rrrr", 2, 2, 2, min_dur_given=False), Phase("rGGr", 20, 20, 20, min_dur_given=False),
