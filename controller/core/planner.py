@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -95,9 +95,10 @@ class PlannerConfig:
     red_extension_s: float = 4.0
     # Several EVs at one signal: one of a lower class (or a later ETA) whose junctions here are
     # all predicted crossed this long, plus the longest switch-over and the all-red extension,
-    # before the first EV needs its green is served first (None: class, then ETA, always). In
-    # the NDS city a police car stood 75 s at the stop line of a signal held for an ambulance
-    # whose green was due 70 s later.
+    # before every EV ranked above it needs its green is served first; once served, it keeps
+    # going while it fits with the extension alone (needs move from tick to tick). None: class,
+    # then ETA, always. In the NDS city a police car stood 75 s at the stop line of a signal
+    # held for an ambulance whose green was due 70 s later.
     serve_first_s: float | None = 10.0
     # Hand a static (fixed-time) program back in step with its own schedule, so the signal is
     # coordinated with its neighbours again at once instead of running shifted by the preemption
@@ -243,7 +244,11 @@ class JunctionControl:
 
 
 def merge_targets(
-    timing: SignalTiming, reqs: Sequence[ServiceRequest], serve_first_s: float | None = None
+    timing: SignalTiming,
+    reqs: Sequence[ServiceRequest],
+    serve_first_s: float | None = None,
+    keep_first_s: float = 0.0,
+    serving: Collection[str] = (),
 ) -> tuple[str, int, tuple[ServiceRequest, ...]]:
     """One program phase's greens serving the winner and every request compatible with it.
 
@@ -251,13 +256,15 @@ def merge_targets(
       requests by the order it reaches them: with two junctions of one signal in a row, the EV
       cannot use the second's green before it has crossed the first. The winner is the first
       junction of the first EV.
-    - **Served first** (``serve_first_s`` not None): another EV whose every junction here is
-      predicted crossed ``timing.switch_bound_s + serve_first_s`` before the first EV needs its
-      green goes first (the earliest such): a police car at the stop line does not wait for an
-      ambulance a minute away, which still gets its green by its need.
+    - **Served first** (``serve_first_s`` not None): an EV ranked lower whose every junction
+      here is predicted crossed ``timing.switch_bound_s + serve_first_s`` before every EV ranked
+      above it needs its green goes first (the earliest such): a police car at the stop line
+      does not wait for an ambulance a minute away, which still gets its green by its need. An
+      EV the signal already serves (``serving``) keeps going first with ``keep_first_s`` instead
+      of ``serve_first_s``: needs that move from tick to tick do not flip the signal.
     - **Served.** A request whose EV movement (``links``; the target's greens where it names
-      none) the phase shows green. The state shows the served requests' target greens that
-      the phase has.
+      none) the phase shows green, protected ('G') wherever the request's target is. The state
+      shows the served requests' target greens that the phase has.
     - **Phase.** Among those the winner's class asks for, one that shows the winner's movement
       and serves the most requests (ties: the winner's own, then the next request's).
 
@@ -281,8 +288,13 @@ def merge_targets(
         priority[ev] = min(priority[ev], r.priority)
     evs = sorted(first_eta, key=lambda e: (priority[e], first_eta[e], e))
     if serve_first_s is not None and len(evs) > 1:
-        latest = need[evs[0]] - timing.switch_bound_s - serve_first_s
-        early = [e for e in evs[1:] if last_eta[e] <= latest]
+        early: list[str] = []
+        needed = need[evs[0]]  # the earliest need of the EVs ranked above the one looked at
+        for e in evs[1:]:
+            margin = keep_first_s if e in serving else serve_first_s
+            if last_eta[e] + timing.switch_bound_s + margin <= needed:
+                early.append(e)
+            needed = min(needed, need[e])
         if early:
             go = min(early, key=lambda e: (first_eta[e], e))
             evs.remove(go)
@@ -293,6 +305,7 @@ def merge_targets(
     phases = timing.program.phases
     targets = [{i for i, c in enumerate(r.target) if is_green(c)} for r in ordered]
     needs = [set(r.links) if r.links else targets[k] for k, r in enumerate(ordered)]
+    protected = [{i for i in needs[k] if r.target[i] == "G"} for k, r in enumerate(ordered)]
     best_phase, best_served, best_score = winner.phase, [0], (-1, -1)
     tried: set[int] = set()
     for base in ordered:
@@ -300,9 +313,11 @@ def merge_targets(
             continue
         tried.add(base.phase)
         shown = timing.phase_greens[base.phase]
-        if not needs[0] <= shown:
-            continue  # it does not show the winner's movement
-        served = [k for k, wanted in enumerate(needs) if wanted <= shown]
+        state = phases[base.phase].state
+        served = [k for k, wanted in enumerate(needs)
+                  if wanted <= shown and all(state[i] == "G" for i in protected[k])]
+        if not served or served[0] != 0:
+            continue  # it does not show the winner's movement (protected where it asks so)
         score = (len(served), len(targets[0] & shown))
         if score > best_score:
             best_phase, best_served, best_score = base.phase, served, score
@@ -591,7 +606,8 @@ class Planner:
                 return None
             # (a request further away takes no part: merged, it held back the entry of a nearer
             # compatible one until it came within max_lead_s itself, or won it as the target)
-            target, phase, served = merge_targets(j.timing, self._joinable(j, t_s, reqs), self._serve_first_s)
+            target, phase, served = merge_targets(j.timing, self._joinable(j, t_s, reqs), self._serve_first_s,
+                                                   self.config.red_extension_s, self._serving_evs(j))
             if self._entry_due(j, t_s, target, served) and self._fits(j, t_s, t_s + cfg.presence_limit_s, target):
                 # (an entry whose switch-over and hand-back could not be done within the presence
                 # limit is not started: long minimum greens, a long all-red extension)
@@ -625,7 +641,8 @@ class Planner:
                 for r in reqs:
                     j.lockout[r.ev_id] = math.inf  # from the hand-back on, lockout_s (see _lockouts_from)
                 return self._begin_exit(j, t_s, "max presence")
-            target, phase, served = merge_targets(j.timing, reqs, self._serve_first_s)
+            target, phase, served = merge_targets(j.timing, reqs, self._serve_first_s, self.config.red_extension_s,
+                                                  self._serving_evs(j))
             if near_limit and target not in (j.target, j.clock.state) and not self._fits(j, t_s, limit, target):
                 # no room for another switch-over and its hand-back: hand back now; the
                 # requests not served so far get a fresh entry (and presence) after it
@@ -813,6 +830,11 @@ class Planner:
             if (r.ev_id, r.junction_index - 1) in keys:
                 keys.add(r.key)
         return [r for r in reqs if r.key in keys]
+
+    @staticmethod
+    def _serving_evs(j: JunctionControl) -> frozenset[str]:
+        """The EVs the signal's current target serves (none before an entry)."""
+        return frozenset(ev_id for ev_id, _ in j.serving) if j.stage in ("entry", "dwell") else frozenset()
 
     def _crossing_soon(self, j: JunctionControl, t_s: float, reqs: Sequence[ServiceRequest]) -> bool:
         """Past the maximum presence time but within its grace: is an EV the signal serves

@@ -323,8 +323,10 @@ def run(
     for r, lost in zip(preemptions, trace.green_lost(preemptions), strict=True):
         r["green_lost"] = lost
     for ev_row in evs:
-        ev_row["green_lost"] = (sum(int(r["green_lost"] or 0) for r in preemptions if r["ev"] == ev_row["id"])
-                                if planner is not None else None)
+        lost_counts = [r["green_lost"] for r in preemptions if r["ev"] == ev_row["id"]]
+        known = [int(c) for c in lost_counts if c is not None]
+        # None without a planner, or where none of its records could be read (never departed)
+        ev_row["green_lost"] = None if planner is None or (lost_counts and not known) else sum(known)
     recoveries = [float(r["recovery_s"]) for r in preemptions if isinstance(r["recovery_s"], (int, float))]
     in_step = [float(r["in_step"]) - float(r["exit"]) for r in preemptions
                if isinstance(r["in_step"], (int, float)) and isinstance(r["exit"], (int, float))]

@@ -92,30 +92,40 @@ class TraceRecorder:
         """For each preemption record (``PreemptionRecord.as_dict``): how many times the EV's
         movement at the record's junction turned from green to not green after the record's
         dwell began (the movement shown green for the EV), before the EV crossed the stop line
-        and until the signal was back in its program (the hand-back's own yellow included).
-        None where the record has no dwell or its EV's corridor is not traced. Anything but 0
-        means the EV met yellow or red on an approach preempted for it: another EV of a higher
-        class, a hand-back before it crossed (maximum presence, the EV stalled), or a fault of
-        the plan (two junctions of one signal flipping it between their phases)."""
+        or left that corridor, and until the signal was back in its program (the hand-back's
+        own yellow included). None where the record has no dwell, its EV's corridor is not
+        traced, or the signal's states lack the EV's links. Anything but 0 means the EV's
+        approach, preempted for it, turned yellow before it crossed: another EV served first (a
+        higher class, or a lower one while this EV's green was not yet needed), a hand-back
+        before it crossed (maximum presence, the EV stalled), or a fault of the plan (two
+        junctions of one signal flipping it between their phases)."""
         out: list[int | None] = []
         for r in records:
             dwell, ev_id, tls_id, index = r.get("dwell"), r.get("ev"), r.get("tls"), r.get("junction_index")
             if not isinstance(dwell, (int, float)) or not isinstance(index, int):
                 out.append(None)
                 continue
-            leg = next((leg for leg in reversed(self._legs.get(str(ev_id), []))
-                        if leg.from_s <= dwell and index < len(leg.corridor.junctions)
-                        and leg.corridor.junctions[index].tls_id == tls_id), None)
-            if leg is None or not leg.t:
+            matching = [leg for leg in self._legs.get(str(ev_id), [])
+                        if index < len(leg.corridor.junctions) and leg.corridor.junctions[index].tls_id == tls_id]
+            before = [leg for leg in matching if leg.from_s <= dwell]
+            # (an EV inserted after the dwell began: its first leg on that corridor)
+            leg = before[-1] if before else (matching[0] if matching else None)
+            changes = self._signals.get(str(tls_id), [])
+            if leg is None or not leg.t or not changes:
                 out.append(None)
                 continue
             j = leg.corridor.junctions[index]
-            until = next((t for t, x in zip(leg.t, leg.pos, strict=True) if x >= j.distance_m), math.inf)
+            if not j.link_indices or max(j.link_indices) >= len(changes[0][1]):
+                out.append(None)  # links the signal's states do not have
+                continue
+            # until the EV crossed, or left this corridor (re-routed, cancelled, vanished, or the
+            # trace ended), and the signal was back in its program
+            until = next((t for t, x in zip(leg.t, leg.pos, strict=True) if x >= j.distance_m), leg.t[-1])
             restored = r.get("restored")
             back = float(restored) if isinstance(restored, (int, float)) else math.inf
             lost = 0
             green: bool | None = None
-            for t, state in self._signals.get(str(tls_id), []):
+            for t, state in changes:
                 if t >= until or t > back:
                     break
                 now = all(state[i] in "Gg" for i in j.link_indices if i < len(state))

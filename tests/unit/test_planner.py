@@ -23,6 +23,7 @@ Timing from the program: yellow 3 s (A) / 4 s (B), minimum green 5 s, red cleara
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -241,13 +242,13 @@ PROG_ACB = Program("J", "0", "static", 0.0, (
 ))  # fmt: skip
 
 
-def test_merge_targets_winner_by_priority_then_need_and_compatible_merged() -> None:
+def test_merge_targets_winner_by_priority_then_eta_and_compatible_merged() -> None:
     timing = SignalTiming.from_program(PROG)
     police_a = req("Grrr", 0, eta=20, need=15, ev="police", priority=2)
     amb_b = req("rrGg", 3, eta=60, need=50, ev="amb", priority=1)
     state, phase, served = merge_targets(timing, [police_a, amb_b])
     assert (state, phase, [r.ev_id for r in served]) == ("rrGg", 3, ["amb"])  # class beats ETA
-    # same class: the more urgent wins; a compatible one (its greens inside phase 0's) joins
+    # same class: the earlier ETA wins; a compatible one (its greens inside phase 0's) joins
     left = req("rgrr", 0, eta=40, need=35, ev="left")
     through = req("Grrr", 0, eta=30, need=25, ev="through")
     state, phase, served = merge_targets(timing, [left, through])
@@ -291,6 +292,31 @@ def test_merge_targets_serves_a_lower_class_first_where_the_higher_class_green_i
     assert merge_targets(timing, [a, b])[2][0].ev_id == "b"
 
 
+def test_merge_targets_never_serves_a_protected_movement_with_a_phase_where_it_yields() -> None:
+    prog = Program("J", "0", "static", 0.0, (
+        Phase("Gr", 20, 20, 20, min_dur_given=False), Phase("yr", 3, 3, 3, min_dur_given=False),
+        Phase("gG", 20, 20, 20, min_dur_given=False), Phase("yy", 3, 3, 3, min_dur_given=False),
+        Phase("rr", 2, 2, 2, min_dur_given=False),
+    ))  # fmt: skip
+    timing = SignalTiming.from_program(prog)
+    first = req("Gr", 0, eta=20, need=15, ev="amb1", links=(0,))  # a protected left turn
+    second = req("gG", 2, eta=30, need=25, ev="amb2", links=(1,))  # the through movement it crosses
+    state, phase, served = merge_targets(timing, [second, first])
+    assert (state, phase, [r.ev_id for r in served]) == ("Gr", 0, ["amb1"])
+
+
+def test_merge_targets_serves_first_only_where_every_ev_ranked_above_keeps_its_need() -> None:
+    timing = SignalTiming.from_program(PROG_ACB)
+    amb = req("rGr", 5, eta=100, need=90, ev="amb")
+    police = req("Grr", 0, eta=14, need=12, ev="police", priority=2)
+    bus = req("rrG", 2, eta=8, need=6, ev="bus", priority=3)  # would delay the police car's need
+    state, phase, served = merge_targets(timing, [amb, police, bus], serve_first_s=10.0)
+    assert (state, phase, [r.ev_id for r in served]) == ("GrG", 0, ["police", "bus"])
+    # once served first, an EV keeps going with the smaller margin; not served, it needs the full one
+    amb = req("rGr", 5, eta=100, need=14 + timing.switch_bound_s + 5, ev="amb")
+    assert merge_targets(timing, [amb, police], serve_first_s=10.0)[2][0].ev_id == "amb"
+    assert merge_targets(timing, [amb, police], 10.0, 4.0, serving={"police"})[2][0].ev_id == "police"
+
 def test_a_police_car_at_the_stop_line_goes_before_an_ambulance_a_minute_away() -> None:
     r = rig()  # program at phase 0 (A green), the police car on B, the ambulance on A
     police_crosses = None
@@ -308,6 +334,30 @@ def test_a_police_car_at_the_stop_line_goes_before_an_ambulance_a_minute_away() 
     assert police_crosses is not None and police_crosses < 30  # not kept waiting for the ambulance
     shown = r.shown["J"]
     assert all(shown[t][0] == "G" for t in range(90, 100)), r.changes("J", 0, 110)  # green by its need
+    assert r.safety() == [] and r.finish() == []
+
+
+@pytest.mark.parametrize(("high", "low", "period"), [(55.0, 48.0, 12), (90.0, 45.0, 11), (65.0, 45.0, 6)])
+def test_an_ambulance_need_that_jumps_between_ticks_does_not_flip_the_signal(
+    high: float, low: float, period: int,
+) -> None:
+    # far needs move by tens of seconds from tick to tick: the police car, once served first,
+    # keeps going; the ambulance's approach loses its green once at most
+    r = rig()
+    police_crosses = None
+    while r.t < 130:
+        t = r.t
+        if police_crosses is None and t >= 25 and r.signals["J"].signal_state().state[2] == "G":
+            police_crosses = t
+        need = high if int(t) % period < period // 2 else low
+        reqs = [] if police_crosses is not None else [
+            req("rrGg", 3, eta=max(t + 1.0, 25.0), need=max(t, 23.0), ev="police", priority=2)]
+        if t < 100:
+            reqs.append(req("Ggrr", 0, eta=100.0, need=need, ev="amb"))
+        r.step(reqs)
+    changes = r.changes("J", 0, 100)
+    lost = sum(1 for (_, a), (_, b) in itertools.pairwise(changes) if a[0] == "G" and b[0] != "G")
+    assert police_crosses is not None and police_crosses <= 30 and lost <= 1, changes
     assert r.safety() == [] and r.finish() == []
 
 PROG_AB_BC = Program("J", "0", "static", 0.0, (
@@ -332,7 +382,7 @@ def test_merge_targets_serves_a_request_whose_ev_movement_the_phase_shows() -> N
     second = req("rrrG", 6, eta=44, need=29, ev="amb", index=4, links=(3,))
     state, phase, served = merge_targets(timing, [second, first])
     assert (state, phase, [r.junction_index for r in served]) == ("GGrr", 0, [3])
-    # between EVs the more urgent still wins (by its most urgent request), whatever its junction
+    # between EVs the earlier ETA still wins (its earliest here), whatever its junction
     other = req("rrrG", 6, eta=30, need=20, ev="amb2", index=0, links=(3,))
     state, phase, served = merge_targets(timing, [first, other])
     assert (state, phase, [r.ev_id for r in served]) == ("rrrG", 6, ["amb2"])

@@ -44,6 +44,9 @@ def test_green_lost_counts_the_evs_movement_turning_yellow_between_dwell_and_cro
     assert rec.green_lost([_preemption(None)]) == [None]
     assert rec.green_lost([{**_preemption(1.0), "ev": "other"}]) == [None]
     assert rec.green_lost([{**_preemption(1.0), "tls": "U"}]) == [None]
+    # links the signal's states do not have
+    short = _record([s[:2] for s in states], crosses_at=10)
+    assert short.green_lost([_preemption(1.0)]) == [None]
 
 
 def test_green_lost_is_zero_when_the_movement_stays_green_until_the_crossing() -> None:
@@ -54,3 +57,18 @@ def test_green_lost_is_zero_when_the_movement_stays_green_until_the_crossing() -
     assert never.green_lost([_preemption(1.0)]) == [1]
     assert never.green_lost([{**_preemption(1.0), "restored": 10.0}]) == [1]  # the hand-back's own yellow
     assert never.green_lost([{**_preemption(1.0), "restored": 9.0}]) == [0]  # the program's, after it
+
+
+def test_green_lost_ends_where_the_ev_leaves_the_corridor() -> None:
+    # re-routed at 5 s onto a route without the signal: the hand-back's yellow at 7 s is not
+    # the EV meeting yellow
+    corridor, other = _corridor(), Corridor(route=("c",), junctions=(), edge_offsets_m=(0.0,), length_m=100.0)
+    rec = TraceRecorder({"ev": "ambulance"})
+    p = EvProgress("ev", corridor, depart_s=0.0)
+    states = ["rrrr", "rGGr", "rGGr", "rGGr", "rGGr", "rGGr", "rGGr", "ryyr", "rrrr", "rrrr"]
+    for t, state in enumerate(states):
+        if t == 5:
+            p = EvProgress("ev", other, depart_s=0.0)
+        p.position_m = 10.0 * t
+        rec.observe(Snapshot(float(t), {}, {"T": SignalState("T", state, "online", 0)}), {"ev": p})
+    assert rec.green_lost([{**_preemption(1.0), "restored": 9.0}]) == [0]
