@@ -265,8 +265,9 @@ def merge_targets(
     - **Served.** A request whose EV movement (``links``; the target's greens where it names
       none) the phase shows green, protected ('G') wherever the request's target is. The state
       shows the served requests' target greens that the phase has.
-    - **Phase.** Among those the winner's class asks for, one that shows the winner's movement
-      and serves the most requests (ties: the winner's own, then the next request's).
+    - **Phase.** Among those the requests ask for, one that shows the winner's movement and
+      serves the most requests (ties: the winner's own, then the next request's): a lower class
+      served first keeps a phase that serves the higher one too.
 
     Taking the more urgent request's phase alone flipped a signal of two junctions in a row
     between their phases, through yellow and red for the EV's own movement, each time their
@@ -309,7 +310,7 @@ def merge_targets(
     best_phase, best_served, best_score = winner.phase, [0], (-1, -1)
     tried: set[int] = set()
     for base in ordered:
-        if base.priority != winner.priority or base.phase in tried:
+        if base.phase in tried:
             continue
         tried.add(base.phase)
         shown = timing.phase_greens[base.phase]

@@ -316,6 +316,13 @@ def test_merge_targets_serves_first_only_where_every_ev_ranked_above_keeps_its_n
     amb = req("rGr", 5, eta=100, need=14 + timing.switch_bound_s + 5, ev="amb")
     assert merge_targets(timing, [amb, police], serve_first_s=10.0)[2][0].ev_id == "amb"
     assert merge_targets(timing, [amb, police], 10.0, 4.0, serving={"police"})[2][0].ev_id == "police"
+    # served first, the police car gets a phase that serves the ambulance too where one does
+    # (its own request's phase, A with B, does not show the ambulance's C; B with C does)
+    timing = SignalTiming.from_program(PROG_AB_BC)
+    amb = req("rGGr", 3, eta=100, need=90, ev="amb", links=(2,))
+    police = req("GGrr", 0, eta=10, need=8, ev="police", priority=2, links=(1,))
+    state, phase, served = merge_targets(timing, [amb, police], serve_first_s=10.0)
+    assert (state, phase, [r.ev_id for r in served]) == ("rGGr", 3, ["police", "amb"])
 
 def test_a_police_car_at_the_stop_line_goes_before_an_ambulance_a_minute_away() -> None:
     r = rig()  # program at phase 0 (A green), the police car on B, the ambulance on A
