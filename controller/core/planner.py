@@ -607,8 +607,7 @@ class Planner:
                 return None
             # (a request further away takes no part: merged, it held back the entry of a nearer
             # compatible one until it came within max_lead_s itself, or won it as the target)
-            target, phase, served = merge_targets(j.timing, self._joinable(j, t_s, reqs), self._serve_first_s,
-                                                   self.config.red_extension_s, self._serving_evs(j))
+            target, phase, served = self._merge(j, self._joinable(j, t_s, reqs))
             if self._entry_due(j, t_s, target, served) and self._fits(j, t_s, t_s + cfg.presence_limit_s, target):
                 # (an entry whose switch-over and hand-back could not be done within the presence
                 # limit is not started: long minimum greens, a long all-red extension)
@@ -642,8 +641,7 @@ class Planner:
                 for r in reqs:
                     j.lockout[r.ev_id] = math.inf  # from the hand-back on, lockout_s (see _lockouts_from)
                 return self._begin_exit(j, t_s, "max presence")
-            target, phase, served = merge_targets(j.timing, reqs, self._serve_first_s, self.config.red_extension_s,
-                                                  self._serving_evs(j))
+            target, phase, served = self._merge(j, reqs)
             if near_limit and target not in (j.target, j.clock.state) and not self._fits(j, t_s, limit, target):
                 # no room for another switch-over and its hand-back: hand back now; the
                 # requests not served so far get a fresh entry (and presence) after it
@@ -832,10 +830,13 @@ class Planner:
                 keys.add(r.key)
         return [r for r in reqs if r.key in keys]
 
-    @staticmethod
-    def _serving_evs(j: JunctionControl) -> frozenset[str]:
-        """The EVs the signal's current target serves (none before an entry)."""
-        return frozenset(ev_id for ev_id, _ in j.serving) if j.stage in ("entry", "dwell") else frozenset()
+    def _merge(self, j: JunctionControl, reqs: Sequence[ServiceRequest]) -> tuple[str, int, tuple[ServiceRequest, ...]]:
+        """:func:`merge_targets` for the signal: the EVs its current target serves keep going
+        first with the all-red extension as margin (none before an entry)."""
+        if len(reqs) == 1:  # (the common case, every tick: nothing to arbitrate)
+            return merge_targets(j.timing, reqs)
+        serving = frozenset(ev_id for ev_id, _ in j.serving) if j.stage in ("entry", "dwell") else frozenset()
+        return merge_targets(j.timing, reqs, self._serve_first_s, self.config.red_extension_s, serving)
 
     def _crossing_soon(self, j: JunctionControl, t_s: float, reqs: Sequence[ServiceRequest]) -> bool:
         """Past the maximum presence time but within its grace: is an EV the signal serves
