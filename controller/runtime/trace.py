@@ -9,6 +9,7 @@ what the EV saw, not the whole network.
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -123,12 +124,14 @@ class TraceRecorder:
             until = next((t for t, x in zip(leg.t, leg.pos, strict=True) if x >= j.distance_m), leg.t[-1])
             restored = r.get("restored")
             back = float(restored) if isinstance(restored, (int, float)) else math.inf
+            # from the state shown at the dwell (the last change at or before it) on
+            start = max(bisect.bisect_right(changes, (dwell, "\uffff")) - 1, 0)
             lost = 0
-            green: bool | None = None
-            for t, state in changes:
+            green = False
+            for t, state in changes[start:]:
                 if t >= until or t > back:
                     break
-                now = all(state[i] in "Gg" for i in j.link_indices if i < len(state))
+                now = all(state[i] in "Gg" for i in j.link_indices)
                 if t > dwell and green and not now:
                     lost += 1
                 green = now
