@@ -138,6 +138,10 @@ class ControllerSpec(_Model):
     stall_release_s: float | None = Field(default=None, gt=0)
     # an armed signal plans with the median of each request's need over this many ticks (1: the latest)
     need_median_ticks: int | None = Field(default=None, ge=1, le=60)
+    # several EVs at one signal: one ranked lower goes first where it is predicted to have crossed
+    # this long (beyond the longest switch-over and the all-red extension) before every EV ranked
+    # above needs its green
+    serve_first_s: float | None = Field(default=None, ge=0, le=120)
     # false: a signal turns green for the EV's own queue only, not also in time for the vehicles
     # the previous signal releases ahead of it (less harm to cross streets, a slower EV in congestion)
     progression: bool | None = None

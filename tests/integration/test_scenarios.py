@@ -81,13 +81,15 @@ def test_controller_settings_of_a_scenario_reach_the_controller(tmp_path: Path) 
 
     text = (REPO / "scenarios" / "arterial-moderate.toml").read_text().replace(
         "upstream_share = 0.5", "upstream_share = 0.25\nprogression = false\nmax_lead_s = 80\nhandback_sync = false\n"
-        "exclusive_service = \"whole\"\nneed_median_ticks = 1\nlate_entry_tolerance_s = 6")
+        "exclusive_service = \"whole\"\nneed_median_ticks = 1\nlate_entry_tolerance_s = 6\nserve_first_s = 25")
     path = tmp_path / "s.toml"
     path.write_text(text.replace("../networks", str(REPO / "networks")))
     cfg = controller_config(load_scenario(path).controller.overrides())
     assert cfg.progression is False and cfg.upstream_share == 0.25 and cfg.planner.max_lead_s == 80
     assert cfg.planner.handback_sync is False and cfg.exclusive_service == "whole"
     assert cfg.planner.need_median_ticks == 1 and cfg.planner.late_entry_tolerance_s == 6
+    assert cfg.planner.serve_first_s == 25
     default = controller_config(load_scenario(REPO / "scenarios" / "arterial-moderate.toml").controller.overrides())
     assert default.progression is True and default.planner.max_lead_s == 100 and default.planner.handback_sync
     assert default.planner.need_median_ticks == 5 and default.planner.late_entry_tolerance_s == 3
+    assert default.planner.serve_first_s == 10
