@@ -75,6 +75,7 @@ MAX_FROM_ROUTE_M = 50.0  # a position fix farther from the escort's route is ref
 MAX_FIX_SPEED_MPS = 50.0  # 180 km/h
 ARRIVED_WITHIN_M = 5.0  # an externally tracked escort this close to its route's end has arrived
 DEAD_RECKONING_S = 30.0  # an external fix is carried forward at its speed for at most this long
+# (and never past the next stop line: see dead_reckoned_m)
 FIX_LOST_S = 120.0  # an externally tracked escort without a new fix this long is cancelled (signals back)
 ETA_EVENT_EVERY_S = 5.0  # ETA update events per escort, in simulated seconds
 ANSWER_TIMEOUT_S = 15.0
@@ -113,6 +114,24 @@ def _locate(corridor: Corridor, position_m: float) -> tuple[int, float]:
     edge_end = corridor.length_m if i == len(offsets) - 1 else offsets[i + 1]
     return i, max(0.0, min(position_m, edge_end) - offsets[i])
 
+
+def dead_reckoned_m(corridor: Corridor, fix_m: float, speed_mps: float, since_s: float) -> float:
+    """Where along the route an external fix at ``fix_m`` is carried after ``since_s`` at its
+    speed (for at most DEAD_RECKONING_S): never past the next stop line or to the route's end,
+    which only a fix may show crossed or reached. A guess that marked a junction crossed would
+    release its signal for good, red for a vehicle still coming to it."""
+    ahead = speed_mps * min(max(since_s, 0.0), DEAD_RECKONING_S)
+    if ahead <= 0:
+        return fix_m
+    limit = corridor.length_m - ARRIVED_WITHIN_M - _SHORT_OF_M
+    for j in corridor.junctions:
+        if j.distance_m > fix_m:
+            limit = min(limit, j.distance_m - _SHORT_OF_M)
+            break
+    return max(fix_m, min(fix_m + ahead, limit))
+
+
+_SHORT_OF_M = 0.5  # a dead-reckoned position stops this short of a stop line or of arriving
 
 _FORWARD = ("idle", "armed", "entry", "dwell")
 
@@ -432,8 +451,7 @@ class SimService:
         fix = esc.fix
         if fix is None or esc.fix_t_s is None:
             return None
-        ahead = fix.speed_mps * min(max(t_s - esc.fix_t_s, 0.0), DEAD_RECKONING_S)
-        position = min(fix.odometer_m + ahead, esc.corridor.length_m)
+        position = dead_reckoned_m(esc.corridor, fix.odometer_m, fix.speed_mps, t_s - esc.fix_t_s)
         index, lane_pos = _locate(esc.corridor, position)
         edge = esc.corridor.route[index]
         return VehicleState(esc.key, edge, f"{edge}_0", lane_pos, fix.speed_mps, index, position)

@@ -14,7 +14,7 @@ from controller.errors import GreenwaveError
 from controller.runtime.audit import AuditLog
 from controller.runtime.events import EventBus
 from controller.runtime.metrics import Metrics
-from controller.runtime.service import _locate, stage_steps
+from controller.runtime.service import DEAD_RECKONING_S, _locate, dead_reckoned_m, stage_steps
 from controller.runtime.setup import id_in_routes, route_file_ids
 from controller.sim.geo import is_geo_referenced
 from tests.unit.test_preemption_controller import MAIN, NET
@@ -97,6 +97,21 @@ def test_locate_a_route_position() -> None:
     assert _locate(c, 650.0) == (1, 150.0)
     assert _locate(c, 800.0) == (2, 100.0)
     assert _locate(c, 900.0) == (2, 100.0)  # past the end: the end
+
+
+def test_a_fix_is_carried_forward_but_never_past_a_stop_line_or_to_the_end() -> None:
+    c = build_corridor(NET, MAIN)  # e0 500 m, e1 200 m, e2 100 m: stop lines at 500 and 700 m of 800
+    assert [j.distance_m for j in c.junctions] == [500.0, 700.0] and c.length_m == 800.0
+    assert dead_reckoned_m(c, 100.0, 12.0, 10.0) == 220.0  # at its speed
+    assert dead_reckoned_m(c, 100.0, 12.0, 3 * DEAD_RECKONING_S) == 100.0 + 12.0 * DEAD_RECKONING_S
+    # 129 m before the stop line, 18 s at 12 m/s: it would be past it; it waits short of it
+    # until a fix shows it crossed (a guess must not release the signal)
+    assert dead_reckoned_m(c, 371.0, 12.0, 18.0) == 499.5
+    assert dead_reckoned_m(c, 510.0, 12.0, 18.0) == 699.5  # from past one, up to the next
+    assert dead_reckoned_m(c, 710.0, 30.0, 30.0) == 794.5  # never within 5 m of the end (arrived)
+    # standing still, or a fix already past where the guess would stop: where the fix is
+    assert dead_reckoned_m(c, 300.0, 0.0, 20.0) == 300.0
+    assert dead_reckoned_m(c, 799.0, 10.0, 5.0) == 799.0
 
 
 def test_geo_reference_is_read_from_the_network(tmp_path: Path) -> None:
