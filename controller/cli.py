@@ -114,8 +114,8 @@ def _parse_ev(raw: str, n: int) -> Any:
     if ev_type not in PRIORITY:
         raise ScenarioError(f"--ev '{raw}': TYPE '{ev_type}' is not one of {', '.join(PRIORITY)}")
     ev_id = parts[4] if len(parts) == 5 and parts[4] else f"ev{n}"
-    if any(c.isspace() for c in ev_id):
-        raise ScenarioError(f"--ev '{raw}': ID '{ev_id}' contains white space")
+    if any(c.isspace() or c in "&<>\"'" for c in ev_id):
+        raise ScenarioError(f"--ev '{raw}': ID '{ev_id}' contains white space or one of & < > \" '")
     return EvSpec.model_validate({"id": ev_id, "from": parts[0], "to": parts[1], "depart_s": depart,
                                   "type": ev_type})
 
@@ -228,7 +228,8 @@ def main() -> None:
 @click.option("--detect-range", "detect_range_m", type=Finite(min=1.0), default=None,
               help="local: detection range in m [default 300, or the scenario's].")
 @click.option("--detect-eta", "detect_eta_s", type=Finite(min=1.0), default=None,
-              help="local: switch when the EV's ETA is within this many s (the ETA-threshold variant).")
+              help="local: switch when the EV's ETA is within this many s (the ETA-threshold variant; "
+                   "alone it replaces the detection range, with --detect-range whichever comes first).")
 @click.option("--bluelight", is_flag=True,
               help="Give EVs SUMO's bluelight device (they may then pass red); reported separately.")
 @click.option("--budget-ms", type=Finite(min=0.1), default=None,
@@ -271,6 +272,9 @@ def run(
             raise ScenarioError("give a SCENARIO file, or --sumocfg FILE with at least one --ev")
         if scenario is not None and sumocfg is not None:
             raise ScenarioError("give a SCENARIO file or --sumocfg FILE (with at least one --ev), not both")
+        if record is not None and (record.is_dir() or not record.parent.is_dir()):
+            raise ScenarioError(f"--record: '{record}' is a folder; give a file to write" if record.is_dir()
+                                else f"--record: the folder '{record.parent}' does not exist")
         if controller_name != "local" and (detect_range_m is not None or detect_eta_s is not None):
             raise ScenarioError("--detect-range and --detect-eta set the local controller's detection: "
                                 f"they do nothing with --controller {controller_name}")

@@ -97,6 +97,9 @@ class SimulationSpec(_Model):
         return self
 
 
+_XML_SPECIAL = frozenset("&<>\"'")
+
+
 class EvSpec(_Model):
     id: str = Field(min_length=1)
     from_edge: str | None = Field(default=None, alias="from")
@@ -106,8 +109,19 @@ class EvSpec(_Model):
     type: EvType = "ambulance"
 
     @model_validator(mode="after")
+    def _id_fits_sumo_outputs(self) -> EvSpec:
+        # SUMO writes ids into its XML outputs as they are: with these the run's tripinfo would not parse
+        bad = sorted({c for c in self.id if c in _XML_SPECIAL or c.isspace()})
+        if bad:
+            raise ValueError(f"id {self.id!r} contains {' '.join(repr(c) for c in bad)}: an EV id may not hold "
+                             "white space or any of & < > \" '")
+        return self
+
+    @model_validator(mode="after")
     def _route_or_od(self) -> EvSpec:
         has_od = self.from_edge is not None and self.to_edge is not None
+        if self.route is not None and (self.from_edge is not None or self.to_edge is not None):
+            raise ValueError("give 'route', or 'from' and 'to' edges, not both")
         if self.route is None and not has_od:
             raise ValueError("give 'from' and 'to' edges, or 'route'")
         if self.route is not None and len(self.route) < 1:
@@ -241,8 +255,15 @@ def read_toml_model(path: Path, model: type[M], what: str) -> M:
     if not path.is_file():
         raise ScenarioError(f"{what} file '{path}' does not exist")
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ScenarioError(f"{path}: not a {what} file (TOML text): it is not UTF-8 text") from None
+    try:
+        raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
+        if path.suffix in (".sumocfg", ".xml") or text.lstrip().startswith("<"):
+            raise ScenarioError(f"{path}: an XML file, not a {what} file (TOML); a SUMO configuration runs as "
+                                "--sumocfg FILE --ev FROM,TO,DEPART") from None
         raise ScenarioError(f"{path}: not valid TOML: {e}") from None
     except (OSError, UnicodeDecodeError) as e:
         raise ScenarioError(f"{path}: cannot be read: {e}") from None

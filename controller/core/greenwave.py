@@ -61,7 +61,7 @@ class ControllerConfig:
     short_approach_m: float = 100.0  # "ev-lane": an approach shorter than this is served as "discharge"
     upstream_share: float = 0.0  # share of the vehicles ahead at earlier signals that reach this one
     # (a corridor's through share; 0 where it is unknown)
-    detect_range_m: float = 300.0  # local: detection range
+    detect_range_m: float | None = 300.0  # local: detection range (None: none, the ETA variant alone)
     detect_eta_s: float | None = None  # local, ETA-threshold variant
     plan_ahead_s: float = 130.0  # predict and request only the signals the EV reaches within this
     # (and those already engaged for it): beyond the planner's arming horizon nothing is decided
@@ -418,7 +418,7 @@ class PreemptionController:
             start_now = False
             if cfg.mode == "local":
                 distance = j.distance_m - position_m
-                start_now = distance <= cfg.detect_range_m or (
+                start_now = (cfg.detect_range_m is not None and distance <= cfg.detect_range_m) or (
                     cfg.detect_eta_s is not None and eta_s - snapshot.t_s <= cfg.detect_eta_s
                 )
                 if not start_now:

@@ -26,7 +26,7 @@ from controller.core.planner import PlannerConfig
 from controller.core.progress import EvProgress
 from controller.core.safety import SafetyConfig, SafetyMonitor
 from controller.core.snapshot import SignalCommand, Snapshot, VehicleState
-from controller.errors import GreenwaveError
+from controller.errors import GreenwaveError, ScenarioError
 from controller.report.html import REPORT_FILE
 from controller.runtime.freeflow import free_flow_times
 from controller.runtime.outputs import background, collisions_while_preempted, cross_streets, read_outputs
@@ -91,9 +91,13 @@ _PLANNER_SETTINGS = frozenset(f.name for f in dataclasses.fields(PlannerConfig))
 
 
 def controller_config(settings: Mapping[str, Any]) -> ControllerConfig:
-    """A controller configuration from a scenario's (or the command line's) settings."""
+    """A controller configuration from a scenario's (or the command line's) settings. ``local``'s
+    ETA-threshold variant given alone (``detect_eta_s`` without ``detect_range_m``) detects by
+    the ETA alone; with both, whichever comes first."""
     planner: dict[str, Any] = {k: v for k, v in settings.items() if k in _PLANNER_SETTINGS}
     top: dict[str, Any] = {k: v for k, v in settings.items() if k not in planner}
+    if top.get("detect_eta_s") is not None and top.get("detect_range_m") is None:
+        top["detect_range_m"] = None
     base = ControllerConfig()
     return replace(base, **top, planner=replace(base.planner, **planner))
 
@@ -350,6 +354,8 @@ def run(
     summary: dict[str, Any] = {
         "scenario": setup.name,
         "controller": controller.name,
+        # the controller settings the scenario and the command line gave (the rest are defaults)
+        "controller_settings": dict(setup.controller),
         "seed": setup.seed,
         "complete": True,
         "source": setup.source,
@@ -463,7 +469,10 @@ def _open_recording(
 ) -> IO[str] | None:
     if path is None:
         return None
-    f = path.open("w", encoding="utf-8")
+    try:
+        f = path.open("w", encoding="utf-8")
+    except OSError as e:
+        raise ScenarioError(f"--record: cannot write '{path}': {e.strerror or e}") from None
     header = {
         "format": "greenwave-snapshots/1", "scenario": setup.name, "seed": setup.seed, "controller": controller.name,
         "net_file": str(setup.inputs.net_file), "controller_settings": dict(setup.controller),

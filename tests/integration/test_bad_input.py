@@ -59,6 +59,42 @@ def test_invalid_field_is_named(tmp_path: Path, tiny_net: Path, edit: object, fi
     _assert_error(code, out, "s.toml", f"'{field}'")
 
 
+def test_an_ev_with_a_route_and_an_origin_or_an_id_sumo_cannot_write_is_refused(tmp_path: Path,
+                                                                                 tiny_net: Path) -> None:
+    path = write_scenario(tmp_path / "s.toml", tiny_net, ev='route = ["left1A1", "A1B1"]\nfrom = "C1right1"')
+    code, out = _run(["run", str(path)])
+    _assert_error(code, out, "s.toml", "'ev[0]'", "give 'route', or 'from' and 'to' edges, not both")
+    path.write_text(path.read_text().replace('id = "amb"', 'id = "a&b<c"'), encoding="utf-8")
+    code, out = _run(["run", str(path)])
+    _assert_error(code, out, "'ev[0]'", "'&' '<'", "an EV id may not hold")
+    cfg = tmp_path / "c.sumocfg"
+    cfg.write_text(f'<configuration><input><net-file value="{tiny_net}"/></input></configuration>')
+    code, out = _run(["run", "--sumocfg", str(cfg), "--ev", "left1A1,C1right1,10,ambulance,a&b", "--out",
+                      str(tmp_path / "o")])
+    _assert_error(code, out, "--ev", "ID 'a&b' contains")
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_sumo_configuration_given_as_the_scenario_says_to_use_sumocfg(tmp_path: Path, tiny_net: Path) -> None:
+    cfg = tmp_path / "c.sumocfg"
+    cfg.write_text(f'<configuration><input><net-file value="{tiny_net}"/></input></configuration>')
+    code, out = _run(["run", str(cfg)])
+    _assert_error(code, out, "c.sumocfg", "an XML file, not a scenario file", "--sumocfg FILE --ev")
+    binary = tmp_path / "x.toml"
+    binary.write_bytes(b"\x1f\x8b\x08\x00\xff\xfe")
+    code, out = _run(["run", str(binary)])
+    _assert_error(code, out, "x.toml", "not UTF-8 text")
+
+
+def test_a_recording_that_cannot_be_written_is_refused_before_the_run(tmp_path: Path, tiny_net: Path) -> None:
+    path = write_scenario(tmp_path / "s.toml", tiny_net)
+    code, out = _run(["run", str(path), "--record", str(tmp_path / "nope" / "x.jsonl"), "--out", str(tmp_path / "o")])
+    _assert_error(code, out, "--record", f"the folder '{tmp_path / 'nope'}' does not exist")
+    code, out = _run(["run", str(path), "--record", str(tmp_path), "--out", str(tmp_path / "o")])
+    _assert_error(code, out, "--record", "is a folder; give a file")
+    assert not (tmp_path / "o").exists()
+
+
 def test_missing_network_file_is_named(tmp_path: Path) -> None:
     path = write_scenario(tmp_path / "s.toml", tmp_path / "missing.net.xml")
     code, out = _run(["run", str(path)])

@@ -59,6 +59,13 @@ def test_local_detection_range_flag(tmp_path: Path) -> None:
     entry_lead = [p["eta_at_entry"] - p["entry"] for p in far["preemptions"]]
     near_lead = [p["eta_at_entry"] - p["entry"] for p in near["preemptions"]]
     assert sum(entry_lead) / len(entry_lead) > sum(near_lead) / len(near_lead)
+    assert far["controller_settings"]["detect_range_m"] == 400.0
+    # the ETA-threshold variant alone replaces the range (it used to add to the default 300 m)
+    eta = run_ok(["run", scenario, "--controller", "local", "--detect-eta", "3", "--out", str(tmp_path / "c")])
+    _assert_safe(eta)
+    assert eta["controller_settings"]["detect_eta_s"] == 3.0 and "detect_range_m" not in eta["controller_settings"]
+    eta_lead = [p["eta_at_entry"] - p["entry"] for p in eta["preemptions"]]
+    assert eta_lead and max(eta_lead) <= 4.0 < min(entry_lead)
 
 
 def _two_evs(tmp_path: Path) -> Path:

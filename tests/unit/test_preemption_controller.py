@@ -431,6 +431,21 @@ def test_local_eta_threshold_variant() -> None:
     r.run_until(31)
     assert r.first_command_s("T1") == 30.0
     assert [reqs for t, reqs in r.requests if t < 30] == [[]] * 30
+    # the variant alone (no range, as controller_config makes --detect-eta alone): ETA 5 s at t = 45,
+    # not the default 300 m range at t = 20
+    r = make_rig(ControllerConfig(mode="local", detect_range_m=None, detect_eta_s=5.0))
+    r.run_until(46)
+    assert r.first_command_s("T1") == 45.0
+
+
+def test_detect_eta_alone_replaces_the_range_and_with_one_either_triggers() -> None:
+    from controller.runtime.run import controller_config
+
+    assert controller_config({}).detect_range_m == 300.0 and controller_config({}).detect_eta_s is None
+    alone = controller_config({"detect_eta_s": 20.0})
+    assert alone.detect_range_m is None and alone.detect_eta_s == 20.0
+    both = controller_config({"detect_eta_s": 20.0, "detect_range_m": 150.0})
+    assert both.detect_range_m == 150.0 and both.detect_eta_s == 20.0
 
 
 def test_published_etas_wait_for_a_switch_over_under_way_but_the_plan_does_not() -> None:
