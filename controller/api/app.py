@@ -130,7 +130,11 @@ class Guard:
                     if received > self.max_body:
                         raise too_large
                     more = bool(message.get("more_body", False))
-                pending = [{"type": "http.request", "body": b"".join(chunks), "more_body": False}]
+                body = b"".join(chunks)
+                if content_type is None and body.strip() and scope.get("method") != "DELETE":
+                    raise _Refused(415, "no content-type header: send the body as JSON, with the header "
+                                        "Content-Type: application/json")
+                pending = [{"type": "http.request", "body": body, "more_body": False}]
 
                 async def replay() -> Message:
                     return pending.pop() if pending else await receive()

@@ -110,6 +110,8 @@ def test_a_body_that_is_not_json_is_refused_with_415(server: Server) -> None:
                    headers={"Content-Type": "application/x-www-form-urlencoded"})
         assert r.status_code == 415 and r.json()["error"] == "unsupported media type"
         assert "content-type: 'application/x-www-form-urlencoded' is not application/json" in r.json()["detail"]
+        r = c.post("/v1/emergencies", content=b'{"route": ["left1A1", "A1B1"]}')  # no content-type at all
+        assert r.status_code == 415 and "no content-type header" in r.json()["detail"]
         r = c.post("/v1/emergencies", content=b'{"route": ["left1A1", "A1B1", "B1C1", "C1right1"]}',
                    headers={"Content-Type": "application/json; charset=utf-8"})
         assert r.status_code == 201, r.text
