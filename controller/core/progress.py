@@ -60,7 +60,8 @@ class EvProgress:
         return junction_index in self.crossed_s
 
     def time_stopped_s(self, end_s: float) -> float:
-        return sum((s.end_s if s.end_s is not None else end_s) - s.start_s for s in self.stops)
+        # (a float start: with no stop the Python files gave int 0, the compiled core 0.0)
+        return sum(((s.end_s if s.end_s is not None else end_s) - s.start_s for s in self.stops), 0.0)
 
     def update(self, t_s: float, vehicle: VehicleState | None, *, arrived: bool = False) -> None:
         if arrived and self.depart_s is not None and self.arrived_s is None:

@@ -423,6 +423,8 @@ def test_local_switches_only_within_detection_range_then_at_once() -> None:
     r.run_until(46)
     assert r.signals["T1"].display() == "GgGr"
     assert r.safety() == []
+    stopped = r.progress["ev"].time_stopped_s(46.0)
+    assert stopped == 0.0 and type(stopped) is float  # (no stop: was int 0 in the Python files)
 
 
 def test_local_eta_threshold_variant() -> None:
