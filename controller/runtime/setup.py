@@ -336,6 +336,7 @@ def prepare_sumocfg(
     inputs = read_sumocfg(sumocfg)
     begin = inputs.begin_s if inputs.begin_s is not None else 0.0
     last_depart = max(ev.depart_s for ev in evs)
+    given_end = end_s is not None
     if end_s is None:
         config_end = inputs.end_s if inputs.end_s is not None and inputs.end_s >= 0 else None  # SUMO: -1, no end
         if config_end is not None and config_end <= last_depart:
@@ -344,13 +345,16 @@ def prepare_sumocfg(
                 f"before the configuration's end ({config_end:g} s): give --end to simulate longer"
             )
         end_s = config_end if config_end is not None else last_depart + 1800.0
+    elif end_s <= begin:
+        raise ScenarioError(f"--end {end_s:g} s is not after the configuration's begin ({begin:g} s, {sumocfg})")
     elif end_s - begin > MAX_WINDOW_S:
         raise ScenarioError(f"--end {end_s:g} s is {(end_s - begin) / 86400.0:.3g} days after the configuration's "
                             f"begin ({begin:g} s): at most 7 days are simulated in one run")
     for ev in evs:
         if ev.depart_s < begin or ev.depart_s >= end_s:
+            window = f"[{begin:g}, {end_s:g}) s" + (" with --end" if ev.depart_s >= end_s and given_end else "")
             raise ScenarioError(f"{sumocfg}: EV '{ev.id}' departs at {ev.depart_s:g} s, outside the simulation "
-                                f"[{begin:g}, {end_s:g}) s")
+                                f"{window}")
     return _finish(
         name=sumocfg_name(sumocfg),
         source=str(sumocfg),

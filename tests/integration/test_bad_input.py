@@ -261,6 +261,18 @@ def test_an_end_beyond_a_week_is_refused(tmp_path: Path, tiny_net: Path) -> None
     _assert_error(code, out, "--end 1e+12 s is", "at most 7 days are simulated in one run")
 
 
+def test_an_end_not_after_the_configurations_begin_names_end(tmp_path: Path, tiny_net: Path) -> None:
+    cfg = tmp_path / "run.sumocfg"
+    cfg.write_text(f'<configuration><input><net-file value="{tiny_net}"/></input>'
+                   '<time><begin value="500"/></time></configuration>')
+    code, out = _run(["run", "--sumocfg", str(cfg), "--ev", "left1A1,C1right1,600", "--end", "100",
+                      "--out", str(tmp_path / "o")])
+    _assert_error(code, out, "--end 100 s is not after the configuration's begin (500 s")
+    code, out = _run(["run", "--sumocfg", str(cfg), "--ev", "left1A1,C1right1,600", "--end", "550",
+                      "--out", str(tmp_path / "o")])
+    _assert_error(code, out, "departs at 600 s, outside the simulation [500, 550) s with --end")
+
+
 def test_a_folder_given_as_the_scenario_or_configuration(tmp_path: Path) -> None:
     code, out = _run(["run", str(tmp_path)])
     _assert_error(code, out, "is a folder, not a scenario file")
