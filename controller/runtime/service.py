@@ -409,10 +409,11 @@ class SimService:
                     arrived.add(esc.key)
         snap = replace(snap, vehicles=vehicles, arrived=tuple(arrived))
         for key, p in self._progress.items():
+            esc = self._escorts[self._by_key[key]]
+            if esc.state == "cancelled":
+                continue  # its view keeps what it had when cancelled (no crossings or arrival after that)
             vehicle = vehicles.get(key)
-            if vehicle is not None and self._escorts[self._by_key[key]].tracking == "simulation" and _left_route(
-                vehicle, p
-            ):
+            if vehicle is not None and esc.tracking == "simulation" and _left_route(vehicle, p):
                 self._reroute(sim, key, t)
                 p = self._progress[key]
             p.update(t, vehicle, arrived=key in arrived)

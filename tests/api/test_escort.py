@@ -184,6 +184,12 @@ def test_cancel_hands_back_only_the_signals_held_for_that_escort_alone(server: S
         assert c.get("/v1/emergencies/amb-2").json()["state"] == "en_route"
         wait_for(lambda: c.get("/v1/emergencies/amb-2").json()["state"] == "arrived", what="amb-2 arrives")
         wait_for(lambda: all_handed_back(c), timeout_s=30, what="hand-back after amb-2 arrived")
+        # the cancelled escort's view keeps what it had when cancelled: its vehicle drove on and
+        # arrived (just ahead of amb-2), but no crossing or arrival after the cancel is reported
+        amb1 = c.get("/v1/emergencies/amb-1").json()
+        assert amb1["state"] == "cancelled" and amb1["arrived_s"] is None
+        assert any(j["crossed_s"] is None for j in amb1["junctions"])
+        assert all(j["crossed_s"] is None or j["crossed_s"] <= amb1["cancelled_s"] for j in amb1["junctions"])
 
 
 def test_sigterm_mid_route_hands_every_junction_back(tiny_scenario: Path, tmp_path: Path) -> None:

@@ -571,6 +571,15 @@ def test_add_ev_dispatches_into_a_controller_started_without_evs() -> None:
     assert ctrl.etas("ev") == [] and r.safety() == []
 
 
+def test_a_signal_only_armed_for_a_cancelled_ev_was_not_granted() -> None:
+    r = make_rig(ControllerConfig())
+    r.run_until(5)
+    assert r.ctrl.junction_status("ev", 1, "T2") == ("armed", False)  # J2 is 70 s away: armed, not entered
+    r.ctrl.cancel("ev")
+    r.run_until(8)
+    assert r.ctrl.junction_status("ev", 1, "T2") == ("idle", False)  # (said granted: it had a record)
+
+
 def test_priority_class_overrides_the_type() -> None:
     corridor = build_corridor(NET, MAIN)
     assert EvSetup("a", "transit", corridor, DYN, 0.0).priority == 3
