@@ -358,7 +358,8 @@ def bench(
     write_baseline: Path | None,
     update_baseline: bool,
 ) -> None:
-    """Run a benchmark SUITE [default: the --check baseline's suite, else benchmarks/suite.toml]:
+    """Run a benchmark SUITE [default: the --check baseline's suite, else benchmarks/suite.toml
+    of this folder or of the greenwave checkout]:
     every scenario x controller x seed, in parallel; print one comparison table; write bench.json,
     bench.csv and report.html. With --check, exit 1 when the figures moved from the baseline's.
     A scenario file as SUITE benches that one scenario (seeds 1-10, every controller, unless

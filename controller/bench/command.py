@@ -21,7 +21,7 @@ from controller.bench.aggregate import (
 )
 from controller.bench.report import print_report, read_baseline, write_csv, write_json
 from controller.bench.runner import Job, run_jobs
-from controller.bench.suite import DEFAULT_SUITE, load_suite, parse_controllers, parse_seeds
+from controller.bench.suite import default_suite, load_suite, parse_controllers, parse_seeds
 from controller.errors import GreenwaveError
 from controller.report.bench import write_bench_report
 
@@ -64,7 +64,7 @@ def run_bench(
             raise GreenwaveError(f"{baseline}: its suite file {base.get('suite', {}).get('file')!r} is not found; "
                                  "give the SUITE to run")
         suite = made_from
-    s = load_suite(suite or DEFAULT_SUITE)
+    s = load_suite(suite or default_suite())
     # checking the suite a baseline was made from: its seeds and controllers, unless given
     base_suite = base.get("suite", {}) if base is not None and made_from is not None and suite is not None \
         and suite.resolve() == made_from.resolve() else {}

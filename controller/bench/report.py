@@ -102,6 +102,9 @@ def print_report(console: Console, rows: Sequence[Mapping[str, Any]], verdicts: 
         )
         console.print(f"verdict {v['controller']} on {v['scenario']}: {v['status'].upper()} · {parts}",
                       highlight=False)
+    if verdicts:
+        console.print("(the verdicts report the acceptance targets; they do not set the exit code, which is 1 "
+                      "only for failed runs or, with --check, a regression)", highlight=False)
 
 
 def write_json(path: Path, data: Mapping[str, Any]) -> None:

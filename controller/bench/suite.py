@@ -30,6 +30,17 @@ from controller.errors import ScenarioError
 from controller.scenario import Scenario, load_scenario, read_toml_model
 
 DEFAULT_SUITE = Path("benchmarks") / "suite.toml"
+_CHECKOUT = Path(__file__).resolve().parents[2]  # the folder holding controller/ (a source checkout)
+
+
+def default_suite() -> Path:
+    """``benchmarks/suite.toml`` of the current folder, else of the greenwave checkout the package
+    runs from (so ``greenwave bench`` works from any folder); the former where neither has one
+    (its error then names it)."""
+    if DEFAULT_SUITE.is_file():
+        return DEFAULT_SUITE
+    installed = _CHECKOUT / DEFAULT_SUITE
+    return installed if installed.is_file() else DEFAULT_SUITE
 KNOWN_CONTROLLERS = ("none", "local", "greenwave", "oracle")  # names a suite may list
 _NAME = r"[A-Za-z0-9][A-Za-z0-9_.-]*"
 SCENARIO_SEEDS = tuple(range(1, 11))  # a scenario benched on its own: the suite's 10 seeds

@@ -383,6 +383,17 @@ def test_csv_has_one_row_per_group_and_the_columns(tmp_path: Path) -> None:
     assert gw["seeds"] == "1 2" and gw["cross_time_loss_change_pct"] == ""
 
 
+def test_the_default_suite_is_found_from_any_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from controller.bench.suite import DEFAULT_SUITE, default_suite
+
+    repo = Path(__file__).resolve().parents[2]
+    monkeypatch.chdir(tmp_path)  # a folder without benchmarks/: the checkout's suite
+    assert default_suite() == repo / "benchmarks" / "suite.toml"
+    (tmp_path / "benchmarks").mkdir()
+    (tmp_path / "benchmarks" / "suite.toml").write_text("")  # one of its own: that one
+    assert default_suite() == DEFAULT_SUITE
+
+
 def test_parse_seeds_and_controllers() -> None:
     assert parse_seeds("1-3") == (1, 2, 3)
     assert parse_seeds("1,2, 5-6,2") == (1, 2, 5, 6)
