@@ -296,10 +296,14 @@ def run(
             setup = _prepared(out, lambda: prepare_scenario(sc, seed=seed, out_dir=out.resolve(), bluelight=bluelight))
         flags = {"detect_range_m": detect_range_m, "detect_eta_s": detect_eta_s}
         setup = replace(setup, controller={**setup.controller, **{k: v for k, v in flags.items() if v is not None}})
+        junctions = {j.junction_id for e in setup.evs for j in e.corridor.junctions}
+        # (an EV's table counts each crossing: a route through a junction twice counts it twice)
+        twice = [e.ev_id for e in setup.evs if len({j.junction_id for j in e.corridor.junctions})
+                 < len(e.corridor.junctions)]
         console.print(
-            f"greenwave: {setup.name}: {len(setup.evs)} EV(s), "
-            f"{len({j.junction_id for e in setup.evs for j in e.corridor.junctions})} signalized junction(s) of "
-            f"{len({j.tls_id for e in setup.evs for j in e.corridor.junctions})} traffic light(s) on their routes; "
+            f"greenwave: {setup.name}: {len(setup.evs)} EV(s), {len(junctions)} signalized junction(s) of "
+            f"{len({j.tls_id for e in setup.evs for j in e.corridor.junctions})} traffic light(s) on their routes"
+            f"{' (crossed more than once by ' + ', '.join(twice) + ')' if twice else ''}; "
             f"simulating {setup.begin_s:g}-{setup.end_s:g} s with controller '{controller_name}' ...",
             highlight=False,
         )
