@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import signal
 import sys
 import threading
@@ -88,13 +89,18 @@ def _scenario_inputs(sc: Any) -> list[Path]:
 
 def _prepared(out: Path, prepare: Callable[[], T]) -> T:
     """``prepare()``, where an OS error writing into ``out`` (a folder that cannot be made after
-    all, a full disk) is a one-line error naming it."""
+    all, a full disk) is a one-line error naming it. A folder ``prepare()`` made is removed again
+    when it fails (an unknown edge, no route): an error leaves nothing behind."""
+    made = not out.exists()
     try:
         return prepare()
-    except OSError as e:
-        if e.filename is None or not str(Path(str(e.filename)).resolve()).startswith(str(out.resolve())):
-            raise
-        raise ScenarioError(f"--out '{out}': cannot write '{e.filename}': {e.strerror or e}") from None
+    except BaseException as e:
+        if made:
+            shutil.rmtree(out, ignore_errors=True)
+        if isinstance(e, OSError) and e.filename is not None and str(Path(str(e.filename)).resolve()).startswith(
+                str(out.resolve())):
+            raise ScenarioError(f"--out '{out}': cannot write '{e.filename}': {e.strerror or e}") from None
+        raise
 
 
 def _parse_ev(raw: str, n: int) -> Any:

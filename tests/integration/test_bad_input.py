@@ -105,7 +105,7 @@ def test_unknown_edge_is_named(tmp_path: Path, tiny_net: Path) -> None:
     path = write_scenario(tmp_path / "s.toml", tiny_net, ev='from = "left1A1"\nto = "NoSuchEdge"')
     code, out = _run(["run", str(path), "--out", str(tmp_path / "o")])
     _assert_error(code, out, "s.toml: field 'ev[0]': EV ", "to edge 'NoSuchEdge' is not in network")
-    assert not (tmp_path / "o" / "summary.json").exists()
+    assert not (tmp_path / "o").exists()  # the folder it made is removed again (not even inputs/)
 
 
 def test_no_route_between_edges(tmp_path: Path, tiny_net: Path) -> None:
@@ -114,6 +114,7 @@ def test_no_route_between_edges(tmp_path: Path, tiny_net: Path) -> None:
     code, out = _run(["run", str(path), "--out", str(tmp_path / "o")])
     _assert_error(code, out, "A0left0", "C1right1")
     assert "route" in out
+    assert not (tmp_path / "o").exists()
 
 
 def test_ev_with_bad_format_on_command_line(tmp_path: Path, tiny_net: Path) -> None:
