@@ -80,6 +80,9 @@ def _listen(host: str, port: int) -> socket.socket:
         sock.bind(address)
     except OSError as e:
         sock.close()
+        if e.errno == errno.EADDRNOTAVAIL:  # not an address of this machine: the host is wrong, not the port
+            raise GreenwaveError(f"--host '{host}': cannot listen on it: {e.strerror or e} (not an address of "
+                                 "this machine; 127.0.0.1 or 0.0.0.0 for all)") from None
         hint = " (another greenwave serve? give another --port)" if e.errno == errno.EADDRINUSE else ""
         raise GreenwaveError(f"--port {port}: cannot listen on {host}:{port}: {e.strerror or e}{hint}") from None
     sock.set_inheritable(True)
@@ -188,6 +191,9 @@ def _serve(options: ServeOptions, scenario: Scenario, token: str, generated: boo
         click.echo(f"greenwave: error: the simulation failed: {service.state.failed}; every signal was handed back",
                    err=True)
         return 1
+    if service is not None:
+        click.echo(f"greenwave: stopped at {service.state.t_s:g} s simulated; every signal handed back; "
+                   f"audit log {audit.path}", err=True)
     return 0
 
 

@@ -77,6 +77,7 @@ def test_sigint_hands_back_while_streams_are_open_then_ends_them(tiny_scenario: 
     log = server.log.read_text()
     assert server.proc.returncode == 0, log
     assert "Traceback" not in log and "CancelledError" not in log, log
+    assert "greenwave: stopped at " in log and "every signal handed back" in log, log
     assert stopped_in < 10.0, (stopped_in, log)
     kinds = [(e["event"], e["data"].get("reason") or e["data"].get("tls_id")) for e in stream.events]
     assert ("cancel", "service stopped") in kinds

@@ -299,6 +299,15 @@ def test_serve_refuses_an_end_not_after_the_scenarios_begin(tmp_path: Path, tiny
     _assert_error(code, out, "--end 0 s is not after the scenario's begin (0 s)")
 
 
+def test_serve_on_an_address_not_of_this_machine_names_the_host(tmp_path: Path, tiny_net: Path) -> None:
+    from tests.api.conftest import free_port
+
+    path = write_scenario(tmp_path / "s.toml", tiny_net)
+    code, out = _run(["serve", "--scenario", str(path), "--host", "192.0.2.1", "--port", str(free_port()),
+                      "--out", str(tmp_path / "o")])  # (TEST-NET-1: documentation only, never assigned)
+    _assert_error(code, out, "--host '192.0.2.1': cannot listen on it", "not an address of this machine")
+
+
 @pytest.mark.parametrize("controller", ["greenwave", "none", "oracle"])
 def test_detection_options_belong_to_the_local_controller(tmp_path: Path, tiny_net: Path, controller: str) -> None:
     # they used to be accepted and do nothing
