@@ -179,6 +179,15 @@ def test_companions_are_compared_and_other_traffic_is_against_none(tmp_path: Pat
     assert traffic is not None and "<td>greenwave</td><td>100</td><td>41.0</td><td>2.5</td>" in traffic.group(0)
 
 
+def test_a_runs_label_tells_local_variants_and_backends_apart(tmp_path: Path) -> None:
+    run = write_run(tmp_path / "local-eta", "local")
+    summary = json.loads((run / "summary.json").read_text())
+    assert load_run(run).label == "local (seed 1)"
+    summary.update(controller_settings={"detect_eta_s": 20.0, "upstream_share": 0.5}, backend="traci")
+    (run / "summary.json").write_text(json.dumps(summary))
+    assert load_run(run).label == "local ETA 20 s, traci (seed 1)"
+
+
 def test_report_command_writes_a_self_contained_page(tmp_path: Path) -> None:
     folder = write_run(tmp_path / "run", "greenwave")
     result = CliRunner().invoke(main, ["report", str(folder)])
