@@ -239,7 +239,8 @@ def main() -> None:
 @click.option("--bluelight", is_flag=True,
               help="Give EVs SUMO's bluelight device (they may then pass red); reported separately.")
 @click.option("--budget-ms", type=Finite(min=0.1), default=None,
-              help="The controller's time budget per 1 s tick, in ms [default: 100].")
+              help="The controller's time budget per 1 s tick, in ms [default: 100, or 1000 / X with a --speed X "
+                   "over 10: the wall time a tick has].")
 @click.option("--realtime", is_flag=True, help="Pace the simulation to the wall clock (1 simulated s per s).")
 @click.option("--speed", type=Finite(min=0.01), default=None,
               help="Pace the simulation at this many simulated seconds per wall second.")

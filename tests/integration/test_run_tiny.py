@@ -226,6 +226,8 @@ def test_paced_run_follows_the_wall_clock_and_reports_jitter(scenario: Path, tmp
     assert rt["paced_speed"] == 100.0 and rt["jitter_ms_p50"] is not None and rt["jitter_ms_max"] >= 0
     assert rt["wall_s"] >= 0.9 * span / 100.0  # it did wait for the clock
     assert rt["budget_ms"] == 50.0 and rt["over_budget"] == 0
+    fast = run_ok(["run", str(scenario), "--speed", "200", "--out", str(tmp_path / "c")])["realtime"]
+    assert fast["budget_ms"] == 5.0  # no --budget-ms: the wall time a tick has at 200 x (serve counts it so)
     assert rt["read_ms_p50"] is not None and rt["read_ms_p50"] <= rt["tick_ms_p50"]
     assert rt["watched_max"]["signals"] >= 1
     result = CliRunner().invoke(main, ["run", str(scenario), "--realtime", "--speed", "2",
