@@ -81,6 +81,17 @@ def _out_folder(out: Path, option: str = "--out", *, reusable: Callable[[Path], 
     return out
 
 
+def _check_record(record: Path | None, out: Path) -> None:
+    """A one-line error, before anything is written, where ``--record`` cannot be written: a
+    folder, or in a folder that does not exist (unless inside the run's ``out``, which the run makes)."""
+    if record is None:
+        return
+    if record.is_dir():
+        raise ScenarioError(f"--record: '{record}' is a folder; give a file to write")
+    if not record.parent.is_dir() and not record.resolve().is_relative_to(out.resolve()):
+        raise ScenarioError(f"--record: the folder '{record.parent}' does not exist")
+
+
 def _scenario_inputs(sc: Any) -> list[Path]:
     """A scenario's own files: its network, configuration, additional and route files."""
     net, demand = sc.network, sc.demand
@@ -89,14 +100,18 @@ def _scenario_inputs(sc: Any) -> list[Path]:
 
 def _prepared(out: Path, prepare: Callable[[], T]) -> T:
     """``prepare()``, where an OS error writing into ``out`` (a folder that cannot be made after
-    all, a full disk) is a one-line error naming it. A folder ``prepare()`` made is removed again
-    when it fails (an unknown edge, no route): an error leaves nothing behind."""
-    made = not out.exists()
+    all, a full disk) is a one-line error naming it. The folders ``prepare()`` made (``out`` and
+    any above it) are removed again when it fails (an unknown edge, no route): an error leaves
+    nothing behind."""
+    made = None  # the topmost folder of ``out`` that does not exist yet (``runs/`` on a first run)
+    folder = out.absolute()
+    while not folder.exists() and folder != folder.parent:
+        made, folder = folder, folder.parent
     try:
         return prepare()
     except BaseException as e:
-        if made:
-            shutil.rmtree(out, ignore_errors=True)
+        if made is not None:
+            shutil.rmtree(made, ignore_errors=True)
         if isinstance(e, OSError) and e.filename is not None and str(Path(str(e.filename)).resolve()).startswith(
                 str(out.resolve())):
             raise ScenarioError(f"--out '{out}': cannot write '{e.filename}': {e.strerror or e}") from None
@@ -235,7 +250,8 @@ def main() -> None:
               help="local: detection range in m [default 300, or the scenario's].")
 @click.option("--detect-eta", "detect_eta_s", type=Finite(min=1.0), default=None,
               help="local: switch when the EV's ETA is within this many s (the ETA-threshold variant; "
-                   "alone it replaces the detection range, with --detect-range whichever comes first).")
+                   "it replaces the detection range unless one is given here or in the scenario file: "
+                   "then whichever comes first).")
 @click.option("--bluelight", is_flag=True,
               help="Give EVs SUMO's bluelight device (they may then pass red); reported separately.")
 @click.option("--budget-ms", type=Finite(min=0.1), default=None,
@@ -279,9 +295,6 @@ def run(
             raise ScenarioError("give a SCENARIO file, or --sumocfg FILE with at least one --ev")
         if scenario is not None and sumocfg is not None:
             raise ScenarioError("give a SCENARIO file or --sumocfg FILE (with at least one --ev), not both")
-        if record is not None and (record.is_dir() or not record.parent.is_dir()):
-            raise ScenarioError(f"--record: '{record}' is a folder; give a file to write" if record.is_dir()
-                                else f"--record: the folder '{record.parent}' does not exist")
         if controller_name != "local" and (detect_range_m is not None or detect_eta_s is not None):
             raise ScenarioError("--detect-range and --detect-eta set the local controller's detection: "
                                 f"they do nothing with --controller {controller_name}")
@@ -291,6 +304,7 @@ def run(
             specs = [_parse_ev(raw, i + 1) for i, raw in enumerate(evs)]
             out = out_dir or Path("runs") / f"{sumocfg_name(sumocfg)}-{controller_name}-s{seed}"
             _out_folder(out, reusable=is_run_folder, inputs=[sumocfg])
+            _check_record(record, out)
             setup = _prepared(out, lambda: prepare_sumocfg(sumocfg, specs, seed=seed, out_dir=out.resolve(),
                                                            end_s=end_s, bluelight=bluelight))
         else:
@@ -300,6 +314,7 @@ def run(
             sc = load_scenario(scenario)
             out = _out_folder(out_dir or Path("runs") / f"{sc.name}-{controller_name}-s{seed}",
                               reusable=is_run_folder, inputs=[scenario, *_scenario_inputs(sc)])
+            _check_record(record, out)
             setup = _prepared(out, lambda: prepare_scenario(sc, seed=seed, out_dir=out.resolve(), bluelight=bluelight))
         flags = {"detect_range_m": detect_range_m, "detect_eta_s": detect_eta_s}
         setup = replace(setup, controller={**setup.controller, **{k: v for k, v in flags.items() if v is not None}})

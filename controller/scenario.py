@@ -258,15 +258,16 @@ def read_toml_model(path: Path, model: type[M], what: str) -> M:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
         raise ScenarioError(f"{path}: not a {what} file (TOML text): it is not UTF-8 text") from None
+    except OSError as e:
+        raise ScenarioError(f"{path}: cannot be read: {e.strerror or e}") from None
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         if path.suffix in (".sumocfg", ".xml") or text.lstrip().startswith("<"):
             raise ScenarioError(f"{path}: an XML file, not a {what} file (TOML); a SUMO configuration runs as "
-                                "--sumocfg FILE --ev FROM,TO,DEPART") from None
+                                "`greenwave run --sumocfg FILE --ev FROM,TO,DEPART`, or from a scenario file's "
+                                "[network] sumocfg") from None
         raise ScenarioError(f"{path}: not valid TOML: {e}") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ScenarioError(f"{path}: cannot be read: {e}") from None
     try:
         return model.model_validate(raw)
     except ValidationError as e:

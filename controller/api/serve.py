@@ -191,6 +191,10 @@ def _serve(options: ServeOptions, scenario: Scenario, token: str, generated: boo
         click.echo(f"greenwave: error: the simulation failed: {service.state.failed}; every signal was handed back",
                    err=True)
         return 1
+    if service is not None and not service.finished:
+        click.echo(f"greenwave: error: the service did not finish handing back within its stop timeout "
+                   f"(at {service.state.t_s:g} s simulated); see the audit log {audit.path}", err=True)
+        return 1
     if service is not None:
         click.echo(f"greenwave: stopped at {service.state.t_s:g} s simulated; every signal handed back; "
                    f"audit log {audit.path}", err=True)

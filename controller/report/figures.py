@@ -165,7 +165,7 @@ def time_space_diagram(run: RunData, ev_id: str) -> Figure | None:
     ax.grid(True, axis="x", color="#eeeeee")
     _junction_axis(ax, leg)
     reroutes = f", re-routed {len(ev.legs) - 1}×: last route shown" if len(ev.legs) > 1 else ""
-    ax.set_title(f"Time-space diagram · {run.scenario} · controller {run.controller} · seed {run.seed} · "
+    ax.set_title(f"Time-space diagram · {run.scenario} · controller {run.name} · seed {run.seed} · "
                  f"EV {ev_id} ({ev.ev_type}){reroutes}", fontsize=10, loc="left")
     handles: list[Any] = [Line2D([], [], color="black", lw=1.6, marker="o", ms=3.5,
                                  label="EV trajectory (dots: stop line crossed)")]
@@ -192,9 +192,9 @@ def trajectories_compared(runs: Sequence[RunData], ev_id: str) -> Figure | None:
     for r, leg in drawn:
         depart = leg.t[0]
         travel = r.ev_summary(ev_id).get("travel_time")
-        label = f"{r.controller}" + (f": {travel:.0f} s" if isinstance(travel, (int, float)) else "")
+        label = f"{r.name}" + (f": {travel:.0f} s" if isinstance(travel, (int, float)) else "")
         ax.plot([t - depart for t in leg.t], leg.pos, lw=1.6, color=CONTROLLER_COLOURS.get(r.controller),
-                label=label, gid=f"trajectory-{safe_id(r.controller)}-{safe_id(ev_id)}")
+                label=label, gid=f"trajectory-{safe_id(r.name)}-{safe_id(ev_id)}")
     ax.set_xlabel("time since the EV's departure (s)")
     ax.set_ylabel("distance along the EV's route (m)")
     ax.set_ylim(-ref.route_length_m * 0.02, ref.route_length_m * 1.04)
@@ -248,7 +248,7 @@ def eta_accuracy(run: RunData, ev_id: str, horizon_s: float = 120.0) -> Figure |
                 Patch(facecolor="#2ca02c", alpha=0.15)]
     labels += ["prediction that started the entry", "±2 s"]
     ax.legend(handles, labels, fontsize=7, ncol=2, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    ax.set_title(f"ETA accuracy · {run.scenario} · controller {run.controller} · seed {run.seed} · EV {ev_id}",
+    ax.set_title(f"ETA accuracy · {run.scenario} · controller {run.name} · seed {run.seed} · EV {ev_id}",
                  fontsize=10, loc="left")
     return fig
 
@@ -260,7 +260,7 @@ def other_traffic(runs: Sequence[RunData]) -> Figure | None:
     for r in runs:
         bg = r.summary.get("background", {})
         cross = bg.get("cross_streets", {}) if isinstance(bg, Mapping) else {}
-        rows.append((r.controller, bg.get("mean_time_loss"), cross.get("mean_time_loss")))
+        rows.append((r.name, bg.get("mean_time_loss"), cross.get("mean_time_loss")))
     if not any(isinstance(v, (int, float)) for _, a, b in rows for v in (a, b)):
         return None
     fig = Figure(figsize=(8.0, 3.6))

@@ -163,7 +163,7 @@ def _ev_section(run: RunData, ev: Mapping[str, Any], companions: Sequence[RunDat
         parts.append(_figure(
             trajectories_compared(companions, ev_id), "time-space-comparison",
             f"The <b>time-space diagram, controllers compared</b>: EV {_e(ev_id)}'s trajectories under "
-            f"{', '.join(_e(r.controller) for r in companions)} on the same scenario and seed; dashed lines "
+            f"{', '.join(_e(r.name) for r in companions)} on the same scenario and seed; dashed lines "
             "are the stop lines.",
             {"ev": ev_id, "controllers": " ".join(r.controller for r in companions)},
         ))
@@ -198,7 +198,7 @@ def _comparison(run: RunData, companions: Sequence[RunData]) -> str:
         gap = ((m_none - m) / (m_none - m_oracle) if m is not None and m_none is not None and m_oracle is not None
                and abs(m_none - m_oracle) > 1e-9 else None)
         stops = sum(int(ev.get("stops_at_signals", 0) or 0) for ev in r.summary.get("evs", []))
-        rows.append([r.controller, m, gap, m - m_oracle if m is not None and m_oracle is not None else None, stops,
+        rows.append([r.name, m, gap, m - m_oracle if m is not None and m_oracle is not None else None, stops,
                      str(r.path)])
     return table(("controller", "EV travel time, mean (s)", "gap closed", "delay over oracle (s)",
                   "EV stops at signals", "run folder"), rows, cls="comparison")
@@ -214,7 +214,7 @@ def _traffic(companions: Sequence[RunData]) -> str:
         bg = r.summary.get("background", {})
         cross = bg.get("cross_streets", {})
         loss, closs = _num(bg.get("mean_time_loss")), _num(cross.get("mean_time_loss"))
-        rows.append([r.controller, bg.get("trips"), loss, change_pct(loss, ref_all), cross.get("vehicles"), closs,
+        rows.append([r.name, bg.get("trips"), loss, change_pct(loss, ref_all), cross.get("vehicles"), closs,
                      change_pct(closs, ref_cross)])
     note = ("" if none is not None else '<p class="note">No <code>none</code> run of this scenario and seed was '
             "given or found beside this one, so changes against it cannot be shown.</p>")
@@ -245,7 +245,7 @@ def render_run(
 ) -> str:
     """The page; figures for the EVs in ``drawn`` (None: every EV; ``named``: the user chose them)."""
     s = run.summary
-    title = f"greenwave report · {run.scenario} · {run.controller} · seed {run.seed}"
+    title = f"greenwave report · {run.scenario} · {run.name} · seed {run.seed}"
     ev_rows = [[ev.get("id"), ev.get("type"), _num(ev.get("depart")), _num(ev.get("arrival")),
                 _num(ev.get("travel_time")), _num(ev.get("free_flow_time")), fmt(_num(ev.get("ratio_to_free_flow")), 2),
                 _num(ev.get("delay")), ev.get("stops"), ev.get("stops_at_signals"), ev.get("junctions"),
@@ -259,7 +259,7 @@ def render_run(
     body = [
         f"<h1>{_e(title)}</h1>",
         f'<p class="meta">scenario <b>{_e(run.scenario)}</b> ({_e(s.get("source", ""))}) · controller '
-        f"<b>{_e(run.controller)}</b> · seed {_e(run.seed)} · simulated {_e(fmt(_num(s.get('begin')), 0))}–"
+        f"<b>{_e(run.name)}</b> · seed {_e(run.seed)} · simulated {_e(fmt(_num(s.get('begin')), 0))}–"
         f"{_e(fmt(_num(s.get('end', s.get('simulated_until'))), 0))} s · "
         f"run by greenwave {_e(s.get('greenwave_version', '?'))}, "
         f"report by {_e(__version__)} · made from {_e(run.path)}/summary.json and trace.json</p>",

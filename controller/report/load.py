@@ -87,15 +87,19 @@ class RunData:
                 bool(s.get("bluelight")), tuple(evs))
 
     @property
-    def label(self) -> str:
-        """The controller, with what tells its runs apart: local's detection settings, and a TraCI
-        backend (libsumo is the default)."""
+    def name(self) -> str:
+        """The controller, with what tells its runs apart in a report: local's detection settings,
+        and a TraCI backend (libsumo is the default)."""
         settings = self.summary.get("controller_settings") or {}
         shown = {"detect_range_m": "range {:g} m", "detect_eta_s": "ETA {:g} s"}
         extras = [f.format(settings[k]) for k, f in shown.items() if isinstance(settings.get(k), (int, float))]
         if self.summary.get("backend") not in (None, "libsumo"):
             extras.append(str(self.summary.get("backend")))
-        return f"{self.controller}{' ' + ', '.join(extras) if extras else ''} (seed {self.seed})"
+        return f"{self.controller}{' ' + ', '.join(extras) if extras else ''}"
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} (seed {self.seed})"
 
     def ev_summary(self, ev_id: str) -> dict[str, Any]:
         for ev in self.summary.get("evs", []):

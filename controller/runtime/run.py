@@ -475,6 +475,7 @@ def _open_recording(
     if path is None:
         return None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)  # (checked by the CLI: the run's folder, or one there is)
         f = path.open("w", encoding="utf-8")
     except OSError as e:
         raise ScenarioError(f"--record: cannot write '{path}': {e.strerror or e}") from None

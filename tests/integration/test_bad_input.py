@@ -93,6 +93,11 @@ def test_a_recording_that_cannot_be_written_is_refused_before_the_run(tmp_path: 
     code, out = _run(["run", str(path), "--record", str(tmp_path), "--out", str(tmp_path / "o")])
     _assert_error(code, out, "--record", "is a folder; give a file")
     assert not (tmp_path / "o").exists()
+    # into the run's own new folder (or below it): the run makes it
+    code, out = _run(["run", str(path), "--record", str(tmp_path / "o" / "rec" / "x.jsonl"), "--out",
+                      str(tmp_path / "o")])
+    assert code == 0, out
+    assert (tmp_path / "o" / "rec" / "x.jsonl").read_text().startswith('{"format": "greenwave-snapshots/1"')
 
 
 def test_missing_network_file_is_named(tmp_path: Path) -> None:
@@ -103,9 +108,9 @@ def test_missing_network_file_is_named(tmp_path: Path) -> None:
 
 def test_unknown_edge_is_named(tmp_path: Path, tiny_net: Path) -> None:
     path = write_scenario(tmp_path / "s.toml", tiny_net, ev='from = "left1A1"\nto = "NoSuchEdge"')
-    code, out = _run(["run", str(path), "--out", str(tmp_path / "o")])
+    code, out = _run(["run", str(path), "--out", str(tmp_path / "runs" / "o")])
     _assert_error(code, out, "s.toml: field 'ev[0]': EV ", "to edge 'NoSuchEdge' is not in network")
-    assert not (tmp_path / "o").exists()  # the folder it made is removed again (not even inputs/)
+    assert not (tmp_path / "runs").exists()  # the folders it made are removed again (not even inputs/)
 
 
 def test_no_route_between_edges(tmp_path: Path, tiny_net: Path) -> None:

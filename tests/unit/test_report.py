@@ -179,13 +179,20 @@ def test_companions_are_compared_and_other_traffic_is_against_none(tmp_path: Pat
     assert traffic is not None and "<td>greenwave</td><td>100</td><td>41.0</td><td>2.5</td>" in traffic.group(0)
 
 
-def test_a_runs_label_tells_local_variants_and_backends_apart(tmp_path: Path) -> None:
+def test_a_report_tells_local_variants_and_backends_apart(tmp_path: Path) -> None:
     run = write_run(tmp_path / "local-eta", "local")
-    summary = json.loads((run / "summary.json").read_text())
     assert load_run(run).label == "local (seed 1)"
+    summary = json.loads((run / "summary.json").read_text())
     summary.update(controller_settings={"detect_eta_s": 20.0, "upstream_share": 0.5}, backend="traci")
     (run / "summary.json").write_text(json.dumps(summary))
     assert load_run(run).label == "local ETA 20 s, traci (seed 1)"
+    near = write_run(tmp_path / "local-80", "local")
+    summary = json.loads((near / "summary.json").read_text())
+    summary.update(controller_settings={"detect_range_m": 80.0})
+    (near / "summary.json").write_text(json.dumps(summary))
+    page = render_run(load_run(run), companions(load_run(run), []))
+    assert "local ETA 20 s, traci" in page and "local range 80 m" in page  # (both read 'local' before)
+    assert 'id="trajectory-local_ETA_20_s__traci-amb"' in page and 'id="trajectory-local_range_80_m-amb"' in page
 
 
 def test_report_command_writes_a_self_contained_page(tmp_path: Path) -> None:

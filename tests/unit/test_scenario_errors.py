@@ -45,3 +45,14 @@ def test_several_mistakes_are_listed_up_to_three(tmp_path: Path) -> None:
                           "field 'ev[0].depart': not a field here (did you mean 'depart_s'?); ")
     assert msg.endswith("more problem)") or msg.endswith("more problems)")
     assert "\n" not in msg
+
+
+def test_a_file_that_cannot_be_read_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = _scenario(tmp_path)
+
+    def refuse(self: Path, *args: object, **kwargs: object) -> str:
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "read_text", refuse)
+    with pytest.raises(ScenarioError, match=r"s\.toml: cannot be read: Permission denied"):
+        load_scenario(path)
