@@ -31,6 +31,9 @@ from controller.scenario import Scenario, load_scenario, read_toml_model
 
 DEFAULT_SUITE = Path("benchmarks") / "suite.toml"
 _CHECKOUT = Path(__file__).resolve().parents[2]  # the folder holding controller/ (a source checkout)
+KNOWN_CONTROLLERS = ("none", "local", "greenwave", "oracle")  # names a suite may list
+_NAME = r"[A-Za-z0-9][A-Za-z0-9_.-]*"
+SCENARIO_SEEDS = tuple(range(1, 11))  # a scenario benched on its own: the suite's 10 seeds
 
 
 def default_suite() -> Path:
@@ -41,9 +44,6 @@ def default_suite() -> Path:
         return DEFAULT_SUITE
     installed = _CHECKOUT / DEFAULT_SUITE
     return installed if installed.is_file() else DEFAULT_SUITE
-KNOWN_CONTROLLERS = ("none", "local", "greenwave", "oracle")  # names a suite may list
-_NAME = r"[A-Za-z0-9][A-Za-z0-9_.-]*"
-SCENARIO_SEEDS = tuple(range(1, 11))  # a scenario benched on its own: the suite's 10 seeds
 
 
 class SuiteSpec(BaseModel):
