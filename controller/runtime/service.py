@@ -76,6 +76,7 @@ MAX_FIX_SPEED_MPS = 50.0  # 180 km/h
 ARRIVED_WITHIN_M = 5.0  # an externally tracked escort this close to its route's end has arrived
 DEAD_RECKONING_S = 30.0  # an external fix is carried forward at its speed for at most this long
 # (and never past the next stop line: see dead_reckoned_m)
+_SHORT_OF_M = 0.5  # a dead-reckoned position stops this short of a stop line or of arriving
 FIX_LOST_S = 120.0  # an externally tracked escort without a new fix this long is cancelled (signals back)
 ETA_EVENT_EVERY_S = 5.0  # ETA update events per escort, in simulated seconds
 ANSWER_TIMEOUT_S = 15.0
@@ -130,8 +131,6 @@ def dead_reckoned_m(corridor: Corridor, fix_m: float, speed_mps: float, since_s:
             break
     return max(fix_m, min(fix_m + ahead, limit))
 
-
-_SHORT_OF_M = 0.5  # a dead-reckoned position stops this short of a stop line or of arriving
 
 _FORWARD = ("idle", "armed", "entry", "dwell")
 
