@@ -34,6 +34,11 @@ CHECK_BG_CHANGE_PP = 1.0  # background time loss change may rise by at most 1 pe
 CHECK_STOPS_ABS = 0.5  # mean EV stops (at signals, and all) may differ by at most this much
 CHECK_TICK_RATIO = 5.0  # the controller's tick / SUMO's step (p50s) may grow at most 5-fold ...
 CHECK_TICK_RATIO_FLOOR = 0.05  # ... and is only judged above this (smaller ratios are timer noise)
+# SUMO's collisions, teleports and emergency brakings may rise by at most this many, or this share
+# of the baseline's where that is more (a change that perturbs the traffic moves them a little)
+CHECK_INCIDENTS_ABS = 2
+CHECK_INCIDENTS_REL = 0.25
+CHECK_INCIDENTS = ("collisions", "collisions_preempted", "emergency_braking", "teleports")
 _EPS = 1e-9  # figures are deterministic; this only absorbs float rounding at a limit
 
 SAFETY_RULES = ("S1", "S2", "S3", "S4", "S5")
@@ -482,7 +487,10 @@ def check_baseline(
     A regression, for every controller: any S1-S5 count above the baseline's; mean EV travel time
     off the baseline's by more than CHECK_TRAVEL_REL × it + CHECK_TRAVEL_ABS_S (either way: the
     figures are deterministic for a fixed seed), mean EV stops off by more than CHECK_STOPS_ABS,
-    more times an EV's movement lost green at a signal preempted for it (``ev_green_lost``);
+    more times an EV's movement lost green at a signal preempted for it (``ev_green_lost``), more
+    EVs that did not arrive (or no travel time where the baseline has one), any more collisions
+    involving an EV, SUMO's collisions, teleports or emergency brakings up by more than
+    CHECK_INCIDENTS_ABS or CHECK_INCIDENTS_REL × the baseline's;
     the controller's tick / SUMO's step grown beyond CHECK_TICK_RATIO times the baseline's (when
     above CHECK_TICK_RATIO_FLOOR). For CHECK_CONTROLLERS also gap closed down by more than
     CHECK_GAP_DROP, background time loss change up by more than CHECK_BG_CHANGE_PP points. A group
@@ -520,7 +528,21 @@ def check_baseline(
                 regress(key, rule, b[rule], r[rule], f"<= {b[rule]}")
         # deterministic for a fixed seed: any change beyond the tolerance, either way, means the
         # behaviour changed; a change meant to happen is committed with --update-baseline
+        late, late_b = r.get("evs_not_arrived"), b.get("evs_not_arrived")
+        if late is not None and late_b is not None and late > late_b:
+            regress(key, "evs_not_arrived", late_b, late, f"<= {late_b}")
+        if r.get("collisions_ev") is not None and b.get("collisions_ev") is not None \
+                and r["collisions_ev"] > b["collisions_ev"]:
+            regress(key, "collisions_ev", b["collisions_ev"], r["collisions_ev"], f"<= {b['collisions_ev']}")
+        for incident in CHECK_INCIDENTS:
+            n, nb = r.get(incident), b.get(incident)
+            if n is not None and nb is not None:
+                limit = nb + max(CHECK_INCIDENTS_ABS, CHECK_INCIDENTS_REL * nb)
+                if n > limit + _EPS:
+                    regress(key, incident, nb, n, f"<= {limit:g}")
         t, tb = r.get("ev_travel_mean_s"), b.get("ev_travel_mean_s")
+        if t is None and tb is not None:
+            regress(key, "ev_travel_mean_s", tb, None, "a mean travel time (every EV arrives)")
         if t is not None and tb is not None:
             tol = tb * CHECK_TRAVEL_REL + CHECK_TRAVEL_ABS_S
             if abs(t - tb) > tol + _EPS:

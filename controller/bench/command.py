@@ -71,6 +71,23 @@ def run_bench(
     seed_list = parse_seeds(seeds) if seeds is not None else tuple(base_suite.get("seeds") or s.seeds)
     ctrl_list = parse_controllers(controllers) if controllers is not None else \
         tuple(base_suite.get("controllers") or s.controllers)
+    if base is not None:
+        # what the check would refuse after the runs, refused before them
+        made = base.get("suite", {})
+        if (made.get("name"), made.get("version")) != (s.name, s.version):
+            raise GreenwaveError(
+                f"{baseline} was made from suite {made.get('name')} v{made.get('version')}, not {s.name} v{s.version}: "
+                "nothing could be compared" + ("; --update-baseline rewrites a baseline with its own suite"
+                                               if update else ""))
+        base_seeds = {tuple(g.get("seeds", ())) for g in base.get("groups", [])}
+        if seeds is not None and base_seeds and tuple(seed_list) not in base_seeds:
+            raise GreenwaveError(f"--seeds {seeds}: {baseline} was made with seeds "
+                                 f"{', '.join(str(list(x)) for x in sorted(base_seeds))}; the check compares the same "
+                                 "seeds only")
+    if write_baseline is not None and baseline is not None and not update \
+            and write_baseline.resolve() == baseline.resolve():
+        raise GreenwaveError(f"--write-baseline {write_baseline} is the --check baseline: give --update-baseline to "
+                             "rewrite it on purpose")
     missing = [c for c in ctrl_list if c not in CONTROLLERS]
     if missing:
         raise GreenwaveError(

@@ -16,6 +16,7 @@ from rich.table import Table
 
 from controller.bench.aggregate import (
     BASELINE_FORMAT,
+    BASELINE_FORMAT_VERSION,
     CSV_COLUMNS,
     SAFETY_RULES,
     csv_rows,
@@ -129,6 +130,10 @@ def read_baseline(path: Path) -> dict[str, Any]:
         raise ScenarioError(f"{path}: not valid JSON: {e}") from None
     if not isinstance(data, dict) or data.get("format") != BASELINE_FORMAT or not isinstance(data.get("groups"), list):
         raise ScenarioError(f"{path}: not a greenwave bench baseline (field 'format' must be '{BASELINE_FORMAT}')")
+    version = data.get("format_version", 1)
+    if version != BASELINE_FORMAT_VERSION:
+        raise ScenarioError(f"{path}: field 'format_version' is {version!r}; this greenwave reads version "
+                            f"{BASELINE_FORMAT_VERSION} (write a new baseline with --write-baseline)")
     needed = {"scenario", "controller", "seeds", *SAFETY_RULES}
     for i, g in enumerate(data["groups"]):
         missing = needed - set(g) if isinstance(g, dict) else needed

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -82,6 +83,43 @@ def test_bench_refuses_unavailable_controllers_before_running(tmp_path: Path,
     assert result.exit_code == 2
     assert "greenwave not available" in result.output
     assert not (tmp_path / "out").exists()
+
+
+def test_a_check_that_could_not_compare_is_refused_before_running(tmp_path: Path) -> None:
+    # another suite or version, other seeds, the baseline itself as --write-baseline, an unknown
+    # format version: exit 2 with nothing run (they used to fail, or rewrite the baseline, after
+    # the whole bench)
+    suite = tmp_path / "suite.toml"
+    suite.write_text(f'name = "tiny"\nversion = 3\nseeds = [1]\ncontrollers = ["none"]\n'
+                     f'scenarios = ["{REPO / "scenarios" / "ingolstadt7.toml"}"]\n')
+    group = {"scenario": "ingolstadt7", "controller": "none", "seeds": [1], "S1": 0, "S2": 0, "S3": 0, "S4": 0,
+             "S5": 0}
+
+    def baseline(name: str, **changes: Any) -> Path:
+        data = {"format": "greenwave-bench-baseline", "format_version": 1,
+                "suite": {"name": "tiny", "version": 3, "file": str(suite)}, "groups": [group], **changes}
+        path = tmp_path / name
+        path.write_text(json.dumps(data))
+        return path
+
+    good = baseline("good.json")
+    out = tmp_path / "out"
+    for args, needle in [
+        (["--check", str(baseline("v2.json", suite={"name": "tiny", "version": 2, "file": str(suite)}))],
+         "was made from suite tiny v2, not tiny v3"),
+        (["--check", str(good), "--seeds", "2"], "--seeds 2: "),
+        (["--check", str(good), "--write-baseline", str(good)], "is the --check baseline: give --update-baseline"),
+        (["--check", str(baseline("f99.json", format_version=99))], "field 'format_version' is 99"),
+    ]:
+        result = CliRunner().invoke(main, ["bench", str(suite), "--jobs", "1", "--out", str(out), *args])
+        assert result.exit_code == 2 and needle in result.output, (args, result.output)
+        assert not out.exists()
+    other = tmp_path / "other.toml"
+    other.write_text(suite.read_text().replace('name = "tiny"', 'name = "other"'))
+    result = CliRunner().invoke(main, ["bench", str(other), "--out", str(out), "--check", str(good),
+                                       "--update-baseline"])
+    assert result.exit_code == 2 and "--update-baseline rewrites a baseline with its own suite" in result.output
+    assert json.loads(good.read_text())["suite"]["name"] == "tiny"
 
 
 def test_ci_gate_passes_on_main(tmp_path: Path) -> None:

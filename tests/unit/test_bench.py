@@ -302,6 +302,25 @@ def test_check_detects_regressions() -> None:
     assert [r["metric"] for r in regs] == ["bg_time_loss_change_pct"]
 
 
+def test_check_fails_on_evs_that_no_longer_arrive_and_on_more_collisions() -> None:
+    rows = aggregate(basic())
+    base = make_baseline({"name": "t", "version": 1}, rows)
+
+    def with_gw(**changes: Any) -> list[dict[str, Any]]:
+        return [{**r, **changes} if r["controller"] == "greenwave" else r for r in rows]
+
+    def moved(**changes: Any) -> set[str]:
+        return {r["metric"] for r in check_baseline(with_gw(**changes), base)["regressions"]}
+
+    gw = next(r for r in rows if r["controller"] == "greenwave")
+    n = gw["collisions"]
+    assert moved(teleports=gw["teleports"] + 2, collisions=n + 2) == set()  # within +2
+    assert moved(collisions=n + 3) == {"collisions"}
+    assert moved(collisions_ev=gw["collisions_ev"] + 1) == {"collisions_ev"}
+    assert moved(emergency_braking=gw["emergency_braking"] + 3) == {"emergency_braking"}
+    assert moved(evs_not_arrived=1, ev_travel_mean_s=None) == {"evs_not_arrived", "ev_travel_mean_s"}
+
+
 def test_check_fails_where_nothing_can_be_compared() -> None:
     rows = aggregate(basic())
     base = make_baseline({"name": "t", "version": 1}, rows)
