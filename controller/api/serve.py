@@ -85,6 +85,9 @@ def _listen(host: str, port: int) -> socket.socket:
                                  "this machine; 127.0.0.1 or 0.0.0.0 for all)") from None
         hint = " (another greenwave serve? give another --port)" if e.errno == errno.EADDRINUSE else ""
         raise GreenwaveError(f"--port {port}: cannot listen on {host}:{port}: {e.strerror or e}{hint}") from None
+    # listening at once: a port that is only bound (SO_REUSEADDR) is bound again by a second
+    # instance started while the first prepares a large scenario (the NDS city: half a minute)
+    sock.listen(2048)
     sock.set_inheritable(True)
     return sock
 
@@ -186,7 +189,11 @@ def _serve(options: ServeOptions, scenario: Scenario, token: str, generated: boo
             service.stop()
         audit.close()
         for sig, handler in previous.items():
-            signal.signal(sig, handler)
+            # nothing was served: the caller's handlers back; else the process ends after its
+            # hand-back, and a further SIGTERM or SIGINT (a supervisor repeating itself) is
+            # ignored, not a kill after a clean stop (exit 143). SIG_IGN, not a Python handler:
+            # the interpreter resets those to the default as it finalizes.
+            signal.signal(sig, handler if service is None else signal.SIG_IGN)
     if service is not None and service.state.failed:
         click.echo(f"greenwave: error: the simulation failed: {service.state.failed}; every signal was handed back",
                    err=True)

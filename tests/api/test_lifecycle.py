@@ -60,6 +60,21 @@ def test_a_second_instance_on_the_same_port_or_folder_stops_before_writing(serve
         assert c.get("/healthz").json()["status"] == "ok"
 
 
+def test_the_port_is_taken_from_the_start_not_once_the_scenario_is_ready() -> None:
+    # a second instance started while the first still prepares a large scenario bound the same
+    # port (SO_REUSEADDR and no listen yet) and ran a simulation nobody could reach
+    from controller.api.serve import _listen
+    from controller.errors import GreenwaveError
+
+    port = free_port()
+    first = _listen("127.0.0.1", port)
+    try:
+        with pytest.raises(GreenwaveError, match=f"--port {port}: cannot listen .*another greenwave serve"):
+            _listen("127.0.0.1", port).close()
+    finally:
+        first.close()
+
+
 def test_sigint_hands_back_while_streams_are_open_then_ends_them(tiny_scenario: Path, tmp_path: Path) -> None:
     server = Server(tiny_scenario, tmp_path, speed=5.0).start()
     assert server.proc is not None
@@ -85,6 +100,25 @@ def test_sigint_hands_back_while_streams_are_open_then_ends_them(tiny_scenario: 
     assert set(held) <= handed, (held, kinds[-20:])
     ids = [e["id"] for e in stream.events]
     assert ids == sorted(ids) and ids[0] > 10**12  # from the start time in ms: they go on rising across restarts
+
+
+@pytest.mark.parametrize("gap_s", [0.05, 0.3, 1.0])
+def test_a_repeated_sigterm_still_exits_0_after_the_hand_back(tiny_scenario: Path, tmp_path: Path,
+                                                              gap_s: float) -> None:
+    # the second one landed after the handlers were reset and killed the process (exit 143)
+    server = Server(tiny_scenario, tmp_path, speed=10.0).start()
+    assert server.proc is not None
+    with server.client() as c:
+        assert c.post("/v1/emergencies", json={**DISPATCH, "id": "amb-t"}).status_code == 201
+        wait_for(lambda: c.get("/healthz").json()["preempted"], what="a preempted junction")
+    server.proc.send_signal(signal.SIGTERM)
+    time.sleep(gap_s)
+    if server.proc.poll() is None:
+        server.proc.send_signal(signal.SIGTERM)
+    server.proc.wait(timeout=60)
+    log = server.log.read_text()
+    assert server.proc.returncode == 0, log
+    assert "every signal handed back" in log and "Traceback" not in log, log
 
 
 def test_at_the_end_escorts_under_way_are_cancelled_and_handed_back(tiny_scenario: Path, tmp_path: Path) -> None:
