@@ -421,9 +421,13 @@ def scenario_verdict(rows: Sequence[Mapping[str, Any]], scenario: str) -> dict[s
                                f"{c:+.1f} % ({local_txt})"))
 
     s15 = sum(gw[k] for k in SAFETY_RULES)
-    crit.append(_criterion("zero S1-S5", s15 == 0, " ".join(f"{k} {gw[k]}" for k in SAFETY_RULES)))
-    if none is None:
-        crit.append(_criterion("collisions <= none's", None, "n/a (needs none)"))
+    if not gw["runs"]:  # no run completed: nothing was measured
+        crit.append(_criterion("zero S1-S5", None, "n/a (no run completed)"))
+    else:
+        crit.append(_criterion("zero S1-S5", s15 == 0, " ".join(f"{k} {gw[k]}" for k in SAFETY_RULES)))
+    if not gw["runs"] or none is None or not none["runs"]:
+        crit.append(_criterion("collisions <= none's", None,
+                               "n/a (no run completed)" if not gw["runs"] or none is not None else "n/a (needs none)"))
     else:
         crit.append(_criterion("collisions <= none's", gw["collisions"] <= none["collisions"],
                                f"{gw['collisions']} vs none {none['collisions']} (with the EV "

@@ -707,7 +707,8 @@ class SimService:
         assert self._controller is not None
         esc = self._escort(cmd.escort_id)
         if esc.state in ("arrived", "cancelled"):
-            raise RequestError(f"escort '{esc.id}' is {esc.state} already", 409)
+            done = "has arrived" if esc.state == "arrived" else "is cancelled"
+            raise RequestError(f"escort '{esc.id}' {done} already", 409)
         self._controller.cancel(esc.key)
         esc.state, esc.reason, esc.cancelled_s = "cancelled", "cancelled by request", sim.time_s
         # the signals held for this escort alone (one held for others too stays held for them)

@@ -281,6 +281,15 @@ def test_eta_verdict_over_all_runs() -> None:
     assert verdicts([res("a", "none", 1, summary(100.0))], aggregate([res("a", "none", 1, summary(100.0))])) == []
 
 
+def test_a_scenario_whose_runs_all_failed_claims_no_safety() -> None:
+    results = [res("a", "none", 1, None, error="to edge 'x' is not in network"),
+               res("a", "greenwave", 1, None, error="to edge 'x' is not in network")]
+    (v,) = [v for v in verdicts(results, aggregate(results)) if v["scenario"] == "a"]
+    crit = {c["name"]: c for c in v["criteria"]}
+    assert crit["zero S1-S5"]["ok"] is None and crit["collisions <= none's"]["ok"] is None
+    assert crit["zero S1-S5"]["detail"] == "n/a (no run completed)" and v["status"] != "pass"
+
+
 def test_check_passes_against_itself_and_within_tolerances() -> None:
     rows = aggregate(basic())
     base = make_baseline({"name": "t", "version": 1}, rows)
