@@ -142,7 +142,8 @@ def run_bench(
     write_csv(out / "bench.csv", rows)
     report = write_bench_report(out)
     console.print(f"written: {out / 'bench.json'}, {out / 'bench.csv'}, {report} (each run's own report: "
-                  f"greenwave report {out / 'runs' / '<scenario>' / '<controller>-s<seed>'})", highlight=False)
+                  f"greenwave report {out / 'runs' / '<scenario>' / '<controller>-s<seed>'})", highlight=False,
+                  soft_wrap=True)
     if write_baseline is not None:
         if failures:
             console.print(f"baseline NOT written: {len(failures)} run(s) failed", highlight=False)

@@ -102,7 +102,7 @@ def print_report(console: Console, rows: Sequence[Mapping[str, Any]], verdicts: 
             f"{c['name']}: {c['detail']}" + {True: "", False: " ✗", None: " ?"}[c["ok"]] for c in v["criteria"]
         )
         console.print(f"verdict {v['controller']} on {v['scenario']}: {v['status'].upper()} · {parts}",
-                      highlight=False)
+                      highlight=False, soft_wrap=True)  # (one line per verdict, however long, for grep)
     if verdicts:
         console.print("(the verdicts report the acceptance targets; they do not set the exit code, which is 1 "
                       "only for failed runs or, with --check, a regression)", highlight=False)

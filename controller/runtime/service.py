@@ -642,6 +642,14 @@ class SimService:
                 return key
 
     def _dispatch(self, sim: SumoAdapter, cmd: Dispatch) -> str:
+        seq = self._seq
+        try:
+            return self._dispatch_checked(sim, cmd)
+        except GreenwaveError:
+            self._seq = seq  # a refused dispatch takes no default id (the next one gets it)
+            raise
+
+    def _dispatch_checked(self, sim: SumoAdapter, cmd: Dispatch) -> str:
         assert self._controller is not None
         t = sim.time_s
         if self._ended:

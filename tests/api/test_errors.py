@@ -175,6 +175,18 @@ def test_the_docs_pages_load_everything_from_the_server_itself(srv: Server) -> N
     assert httpx.get(srv.url + "/openapi.json", timeout=10).json()["info"]["title"] == "greenwave city-brain API"
 
 
+def test_a_refused_dispatch_takes_no_default_id(c: httpx.Client) -> None:
+    route = ["left0A0", "A0B0", "B0C0", "C0right0"]
+    first = c.post("/v1/emergencies", json={"route": route, "vehicle_type": "police"})
+    assert first.status_code == 201, first.text
+    n = int(first.json()["id"].removeprefix("escort-"))
+    _err(c.post("/v1/emergencies", json={"route": ["left0A0", "NoSuchEdge"]}), 422)
+    second = c.post("/v1/emergencies", json={"route": route, "vehicle_type": "police"})
+    assert second.status_code == 201 and second.json()["id"] == f"escort-{n + 1}", second.text  # (was n + 2)
+    for r in (first, second):
+        assert c.delete(f"/v1/emergencies/{r.json()['id']}").status_code == 200
+
+
 def test_positions_for_an_escort_the_simulation_tracks_are_refused(c: httpx.Client) -> None:
     # its SUMO vehicle drives it: a fix far ahead must not mark the junctions crossed and release them
     r = c.post("/v1/emergencies", json={"route": ["left2A2", "A2B2", "B2C2", "C2right2"], "id": "sim-9"})
