@@ -4,6 +4,7 @@ controller/cli.py): plan the jobs, run them, aggregate, report, write, check."""
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -124,6 +125,7 @@ def run_bench(
     write_json(out / "bench.json", {
         "suite": suite_info,
         "greenwave_version": __version__,
+        "code": code_provenance(),
         "out_dir": str(out),
         "aggregate": rows,
         "verdicts": verdict_list,
@@ -179,6 +181,23 @@ def run_bench(
         else:
             console.print(f"check against {baseline}: no regression", highlight=False)
     return code
+
+
+def code_provenance() -> dict[str, Any]:
+    """Which code ran the bench: the package's folder, and where it is a git checkout its commit
+    and whether it had uncommitted changes (a shared editable install runs another checkout's code
+    than the folder the bench was started from)."""
+    folder = Path(__file__).resolve().parents[1]
+    info: dict[str, Any] = {"path": str(folder), "git_commit": None, "git_dirty": None}
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=folder, capture_output=True, text=True,
+                                timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=folder,
+                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return info  # not a checkout, or no git: the path alone
+    info.update(git_commit=commit, git_dirty=bool(dirty))
+    return info
 
 
 def _portable(suite: Path | None, baseline: Path) -> str:

@@ -33,6 +33,8 @@ def test_bench_tiny_suite(tmp_path: Path) -> None:
 
     data = json.loads((out / "bench.json").read_text())
     assert data["suite"]["name"] == "tiny" and data["suite"]["version"] == 3 and data["suite"]["seeds"] == [1]
+    assert data["code"]["path"] == str(REPO / "controller")  # which code ran (a shared venv may run another's)
+    assert data["code"]["git_commit"] is None or len(data["code"]["git_commit"]) == 40
     assert [(r["scenario"], r["controller"], r["seed"], r["status"]) for r in data["runs"]] == [
         ("ingolstadt7", "none", 1, "ok"), ("ingolstadt7", "oracle", 1, "ok")]
     rows = {r["controller"]: r for r in data["aggregate"]}
