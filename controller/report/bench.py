@@ -134,6 +134,17 @@ def render_bench(data: Mapping[str, Any], source: Path) -> str:
         f" · run by greenwave {_e(data.get('greenwave_version', '?'))}, report by {_e(__version__)} · made from "
         f"{_e(source)}</p>",
     ]
+    check = data.get("check")
+    if isinstance(check, dict):
+        moved = check.get("regressions") or []
+        base = _e(check.get("baseline", "?"))
+        if moved:
+            body.append(f'<p class="bad">check against {base}: {len(moved)} regression(s): '
+                        + "; ".join(_e(f"{g.get('scenario')} / {g.get('controller')}: {g.get('metric')} "
+                                       f"{g.get('baseline')} -> {g.get('current')} (allowed {g.get('limit')})")
+                                    for g in moved) + "</p>")
+        else:
+            body.append(f'<p class="meta">check against {base}: no regression</p>')
     if failures:
         body.append(f'<p class="bad">{len(failures)} run(s) failed: '
                     + "; ".join(_e(f"{f.get('scenario')} {f.get('controller')} s{f.get('seed')}: {f.get('error')}")

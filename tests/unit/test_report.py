@@ -294,3 +294,17 @@ def test_ratio_to_free_flow_keeps_two_decimals_and_the_window_is_the_scenarios(t
     page = render_run(load_run(folder), [])
     assert "<td>1.03</td>" in page.replace(' class="num"', "")
     assert "simulated 0–399 s" in page
+
+
+def test_the_bench_page_shows_the_check_against_the_baseline() -> None:
+    from controller.report.bench import render_bench
+
+    moved = {"scenario": "a", "controller": "greenwave", "metric": "collisions", "baseline": 3, "current": 7,
+             "limit": "<= 5"}
+    page = render_bench({"aggregate": [], "suite": {}, "check": {"baseline": "b.json", "regressions": [moved],
+                                                                  "notes": []}}, Path("x/bench.json"))
+    assert "check against b.json: 1 regression(s): a / greenwave: collisions 3 -&gt; 7 (allowed &lt;= 5)" in page
+    page = render_bench({"aggregate": [], "suite": {}, "check": {"baseline": "b.json", "regressions": []}},
+                        Path("x/bench.json"))
+    assert "check against b.json: no regression" in page
+    assert "check against" not in render_bench({"aggregate": [], "suite": {}, "check": None}, Path("x/bench.json"))
