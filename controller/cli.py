@@ -51,7 +51,7 @@ def _raise_terminated(signum: int, frame: object) -> None:
 
 
 def _out_folder(out: Path, option: str = "--out", *, reusable: Callable[[Path], bool] | None = None,
-                inputs: Sequence[Path] = ()) -> Path:
+                inputs: Sequence[Path] = (), kind: str = "run") -> Path:
     """A one-line error where the output folder cannot be used: a file, or under one, or where
     nothing may be written; with ``reusable``, a folder with files in it that is not one of
     greenwave's (``reusable(out)``), or the folder of one of the ``inputs`` (the user's files:
@@ -69,8 +69,8 @@ def _out_folder(out: Path, option: str = "--out", *, reusable: Callable[[Path], 
         if others and not reusable(out):
             more = f" and {len(others) - 3} more" if len(others) > 3 else ""
             shown = ", ".join(f"'{n}'" for n in others[:3]) + more
-            raise ScenarioError(f"{option} '{out}' has other files in it ({shown}) and is not a greenwave run's "
-                                "folder: give a new or empty folder, or a previous run's (it is replaced)")
+            raise ScenarioError(f"{option} '{out}' has other files in it ({shown}) and is not a greenwave {kind}'s "
+                                f"folder: give a new or empty folder, or a previous {kind}'s (it is replaced)")
     parent = out
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent
@@ -403,7 +403,8 @@ def bench(
                 raise ScenarioError("--update-baseline runs the baseline's whole suite: drop --seeds and --controllers")
             write_baseline = baseline
         if out_dir is not None:
-            _out_folder(out_dir, reusable=lambda p: (p / "bench.json").is_file() or (p / "runs").is_dir())
+            _out_folder(out_dir, reusable=lambda p: (p / "bench.json").is_file() or (p / "runs").is_dir(),
+                        kind="bench")
         code = run_bench(console, suite=suite, seeds=seeds, controllers=controllers, out_dir=out_dir, jobs=jobs,
                          baseline=baseline, write_baseline=write_baseline, update=update_baseline)
     except GreenwaveError as e:

@@ -244,9 +244,10 @@ def test_output_folder_with_the_users_files_in_it_is_refused(tmp_path: Path, tin
     other = tmp_path / "other"
     other.mkdir()
     (other / "notes.txt").write_text("keep me", encoding="utf-8")
-    for command in (["run", str(path)], ["bench", "benchmarks/ci.toml"]):
+    for command, kind in ((["run", str(path)], "run"), (["bench", "benchmarks/ci.toml"], "bench")):
         code, out = _run([*command, "--out", str(other)])
-        _assert_error(code, out, f"--out '{other}' has other files in it ('notes.txt')")
+        _assert_error(code, out, f"--out '{other}' has other files in it ('notes.txt')",
+                      f"is not a greenwave {kind}'s folder")
     assert sorted(p.name for p in other.iterdir()) == ["notes.txt"]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*before, "cfg", "other"])
 
