@@ -129,7 +129,9 @@ def run_bench(
         "out_dir": str(out),
         "aggregate": rows,
         "verdicts": verdict_list,
-        "check": None if check is None else {"baseline": str(baseline), **check},
+        "check": None if check is None else {"baseline": str(baseline), **check,
+                                             # moved on purpose: --update-baseline rewrites the baseline
+                                             "updated": bool(update and write_baseline is not None and not failures)},
         "failures": failures,
         "runs": [run_row(r) for r in results],
         "notes": {

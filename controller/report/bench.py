@@ -138,7 +138,11 @@ def render_bench(data: Mapping[str, Any], source: Path) -> str:
     if isinstance(check, dict):
         moved = check.get("regressions") or []
         base = _e(check.get("baseline", "?"))
-        if moved:
+        if moved and check.get("updated"):
+            body.append(f'<p class="meta">baseline {base} updated on purpose; what moved ({len(moved)}): '
+                        + "; ".join(_e(f"{g.get('scenario')} / {g.get('controller')}: {g.get('metric')} "
+                                       f"{g.get('baseline')} -> {g.get('current')}") for g in moved) + "</p>")
+        elif moved:
             body.append(f'<p class="bad">check against {base}: {len(moved)} regression(s): '
                         + "; ".join(_e(f"{g.get('scenario')} / {g.get('controller')}: {g.get('metric')} "
                                        f"{g.get('baseline')} -> {g.get('current')} (allowed {g.get('limit')})")

@@ -71,6 +71,8 @@ def test_bench_tiny_suite(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, update)
     assert result.exit_code == 0, result.output
     assert "updated; what moved (1)" in result.output and "ingolstadt7 / oracle: ev_travel_mean_s" in result.output
+    page = (out / "report.html").read_text()
+    assert "updated on purpose; what moved (1)" in page and "regression(s)" not in page
     result = CliRunner().invoke(main, [*args, "--check", str(baseline)])
     assert result.exit_code == 0 and "no regression" in result.output, result.output
 

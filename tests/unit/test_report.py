@@ -308,3 +308,7 @@ def test_the_bench_page_shows_the_check_against_the_baseline() -> None:
                         Path("x/bench.json"))
     assert "check against b.json: no regression" in page
     assert "check against" not in render_bench({"aggregate": [], "suite": {}, "check": None}, Path("x/bench.json"))
+    page = render_bench({"aggregate": [], "suite": {}, "check": {"baseline": "b.json", "regressions": [moved],
+                                                                  "updated": True}}, Path("x/bench.json"))
+    assert "baseline b.json updated on purpose; what moved (1): a / greenwave: collisions 3 -&gt; 7" in page
+    assert "regression" not in page
