@@ -478,6 +478,13 @@ def verdicts(results: Sequence[RunResult], rows: Sequence[Mapping[str, Any]]) ->
 # --- baseline ---------------------------------------------------------------------------------
 
 
+def moved_text(g: Mapping[str, Any], *, updated: bool) -> str:
+    """One entry of a check's ``regressions``, as the bench prints it and its report shows it
+    (with its allowed range unless the baseline was rewritten on purpose)."""
+    text = f"{g.get('scenario')} / {g.get('controller')}: {g.get('metric')} {g.get('baseline')} -> {g.get('current')}"
+    return text if updated else f"{text} (allowed {g.get('limit')})"
+
+
 def make_baseline(suite: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     return {"format": BASELINE_FORMAT, "format_version": BASELINE_FORMAT_VERSION, "suite": dict(suite),
             "groups": [dict(r) for r in rows]}

@@ -16,6 +16,7 @@ from controller.bench.aggregate import (
     aggregate,
     check_baseline,
     make_baseline,
+    moved_text,
     run_ev_mean,
     run_row,
     verdicts,
@@ -122,6 +123,8 @@ def run_bench(
                  f"{s.name} v{s.version} · seeds {_seed_text(seed_list)} · times in s, changes vs none in %")
     check = check_baseline(rows, base, suite_info) if base is not None else None
     failures = [run_row(r) for r in results if r.summary is None]
+    written = write_baseline is not None and not failures
+    updated = update and written  # moved on purpose: --update-baseline rewrites the baseline; listed, not a failure
     write_json(out / "bench.json", {
         "suite": suite_info,
         "greenwave_version": __version__,
@@ -129,9 +132,7 @@ def run_bench(
         "out_dir": str(out),
         "aggregate": rows,
         "verdicts": verdict_list,
-        "check": None if check is None else {"baseline": str(baseline), **check,
-                                             # moved on purpose: --update-baseline rewrites the baseline
-                                             "updated": bool(update and write_baseline is not None and not failures)},
+        "check": None if check is None else {"baseline": str(baseline), **check, "updated": updated},
         "failures": failures,
         "runs": [run_row(r) for r in results],
         "notes": {
@@ -158,7 +159,6 @@ def run_bench(
             console.print(f"baseline written: {write_baseline}", highlight=False)
 
     code = 0
-    written = write_baseline is not None and not failures
     if failures:
         console.print(f"{len(failures)} run(s) failed:", highlight=False)
         for f in failures:
@@ -171,13 +171,10 @@ def run_bench(
             console.print(f"check: {note}", highlight=False, markup=False)
         moved = check["regressions"]
         if moved:
-            updated = update and written  # moved on purpose: listed, not a failure
             console.print(f"baseline {baseline} updated; what moved ({len(moved)}):" if updated else
                           f"check against {baseline}: {len(moved)} regression(s):", highlight=False)
             for g in moved:
-                console.print(f"  {g['scenario']} / {g['controller']}: {g['metric']} {g['baseline']} -> "
-                              f"{g['current']}" + ("" if updated else f" (allowed {g['limit']})"),
-                              highlight=False, markup=False)
+                console.print(f"  {moved_text(g, updated=updated)}", highlight=False, markup=False)
             if not updated:
                 code = 1
         else:

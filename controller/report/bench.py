@@ -12,6 +12,7 @@ from typing import Any
 from matplotlib.figure import Figure
 
 from controller import __version__
+from controller.bench.aggregate import moved_text
 from controller.report.figures import CONTROLLER_COLOURS, safe_id, to_svg
 from controller.report.html import CSS, REPORT_FILE, _e, _num, fmt, table
 from controller.report.load import ReportError
@@ -138,15 +139,12 @@ def render_bench(data: Mapping[str, Any], source: Path) -> str:
     if isinstance(check, dict):
         moved = check.get("regressions") or []
         base = _e(check.get("baseline", "?"))
-        if moved and check.get("updated"):
-            body.append(f'<p class="meta">baseline {base} updated on purpose; what moved ({len(moved)}): '
-                        + "; ".join(_e(f"{g.get('scenario')} / {g.get('controller')}: {g.get('metric')} "
-                                       f"{g.get('baseline')} -> {g.get('current')}") for g in moved) + "</p>")
+        updated = bool(check.get("updated"))
+        listed = "; ".join(_e(moved_text(g, updated=updated)) for g in moved)
+        if moved and updated:
+            body.append(f'<p class="meta">baseline {base} updated on purpose; what moved ({len(moved)}): {listed}</p>')
         elif moved:
-            body.append(f'<p class="bad">check against {base}: {len(moved)} regression(s): '
-                        + "; ".join(_e(f"{g.get('scenario')} / {g.get('controller')}: {g.get('metric')} "
-                                       f"{g.get('baseline')} -> {g.get('current')} (allowed {g.get('limit')})")
-                                    for g in moved) + "</p>")
+            body.append(f'<p class="bad">check against {base}: {len(moved)} regression(s): {listed}</p>')
         else:
             body.append(f'<p class="meta">check against {base}: no regression</p>')
     if failures:
