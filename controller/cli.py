@@ -120,7 +120,7 @@ def _prepared(out: Path, prepare: Callable[[], T]) -> T:
 
 def _parse_ev(raw: str, n: int) -> Any:
     from controller.core.greenwave import PRIORITY
-    from controller.scenario import EvSpec
+    from controller.scenario import EvSpec, ev_id_problem
 
     parts = [p.strip() for p in raw.split(",")]
     if len(parts) not in (3, 4, 5) or not all(parts[:3]):
@@ -135,8 +135,9 @@ def _parse_ev(raw: str, n: int) -> Any:
     if ev_type not in PRIORITY:
         raise ScenarioError(f"--ev '{raw}': TYPE '{ev_type}' is not one of {', '.join(PRIORITY)}")
     ev_id = parts[4] if len(parts) == 5 and parts[4] else f"ev{n}"
-    if any(c.isspace() or c in "&<>\"'" for c in ev_id):
-        raise ScenarioError(f"--ev '{raw}': ID '{ev_id}' contains white space or one of & < > \" '")
+    problem = ev_id_problem(ev_id)
+    if problem:
+        raise ScenarioError(f"--ev '{raw}': ID '{ev_id}' {problem}")
     return EvSpec.model_validate({"id": ev_id, "from": parts[0], "to": parts[1], "depart_s": depart,
                                   "type": ev_type})
 

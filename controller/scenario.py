@@ -100,6 +100,15 @@ class SimulationSpec(_Model):
 _XML_SPECIAL = frozenset("&<>\"'")
 
 
+def ev_id_problem(ev_id: str) -> str | None:
+    """Why an EV id cannot be used, or None: SUMO writes ids into its XML outputs as they are,
+    so with white space or any of & < > \" ' the run's tripinfo would not parse."""
+    bad = sorted({c for c in ev_id if c in _XML_SPECIAL or c.isspace()})
+    if not bad:
+        return None
+    return f"contains {' '.join(repr(c) for c in bad)}: an EV id may not hold white space or any of & < > \" '"
+
+
 class EvSpec(_Model):
     id: str = Field(min_length=1)
     from_edge: str | None = Field(default=None, alias="from")
@@ -110,11 +119,9 @@ class EvSpec(_Model):
 
     @model_validator(mode="after")
     def _id_fits_sumo_outputs(self) -> EvSpec:
-        # SUMO writes ids into its XML outputs as they are: with these the run's tripinfo would not parse
-        bad = sorted({c for c in self.id if c in _XML_SPECIAL or c.isspace()})
-        if bad:
-            raise ValueError(f"id {self.id!r} contains {' '.join(repr(c) for c in bad)}: an EV id may not hold "
-                             "white space or any of & < > \" '")
+        problem = ev_id_problem(self.id)
+        if problem:
+            raise ValueError(f"id {self.id!r} {problem}")
         return self
 
     @model_validator(mode="after")
