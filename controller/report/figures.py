@@ -77,6 +77,15 @@ def movement_intervals(
     return spans
 
 
+def governing(changes: Sequence[tuple[float, str]], step_s: float) -> list[tuple[float, str]]:
+    """A signal's change points as recorded (the state read after the step that ends at T) moved
+    to when each state governed the vehicles: from T − step, the step the vehicles moved under
+    it (SUMO switches a signal at the start of a step, and the positions read at T are where the
+    vehicles ended it). Drawn so, a stop line crossed between T − step and T falls in the colour
+    of the state read at T, the one it was crossed under."""
+    return [(t - step_s, state) for t, state in changes]
+
+
 def _bars_path(bars: Sequence[tuple[float, float]], y0: float, height: float) -> Path:
     """Rectangles ``(x, width)`` from ``y0`` to ``y0 + height`` as one compound path: a signal's
     bars of one colour become one SVG element instead of one each (a long run has hundreds)."""
@@ -109,6 +118,11 @@ def _junction_axis(ax: Axes, leg: Leg) -> None:
     right.set_ylabel("signalized junction on the route (traffic light id, #order)")
 
 
+def _step_s(run: RunData) -> float:
+    step = run.summary.get("step_length")
+    return float(step) if isinstance(step, (int, float)) and not isinstance(step, bool) and step > 0 else 1.0
+
+
 def time_space_diagram(run: RunData, ev_id: str) -> Figure | None:
     """Distance along the route against time: the EV's trajectory, each stop line's signal as
     the EV's movement saw it, the queue ahead of each stop line, and the preemption windows."""
@@ -120,6 +134,7 @@ def time_space_diagram(run: RunData, ev_id: str) -> Figure | None:
     length = max(leg.route_length_m, 1.0)
     bar = length * 0.012
     crossings = run.crossings(ev_id)
+    step = _step_s(run)
     fig = Figure(figsize=(11.5, max(5.5, 0.42 * len(leg.junctions) + 3.5)))
     ax = fig.add_subplot()
     records = [r for r in run.summary.get("preemptions", []) if r.get("ev") == ev_id]
@@ -127,7 +142,7 @@ def time_space_diagram(run: RunData, ev_id: str) -> Figure | None:
     used_stages: set[str] = set()
     for j in leg.junctions:
         y, idx = j["distance_m"], j["index"]
-        spans = movement_intervals(run.signals.get(j["tls"], []), j["links"], t0, t1)
+        spans = movement_intervals(governing(run.signals.get(j["tls"], []), step), j["links"], t0, t1)
         for colour in SIGNAL_COLOURS:
             bars = [(s, e - s) for s, e, c in spans if c == colour]
             if bars:

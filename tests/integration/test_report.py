@@ -68,3 +68,32 @@ def test_report_on_a_none_run_says_what_is_missing(grid5_heavy: Path) -> None:
     assert len(re.findall(r'<figure class="time-space-diagram"', page)) == 1
     assert "No ETA predictions for this EV" in page
     assert "preempt" not in "".join(re.findall(r'id="j\d+-[a-z-]+"', page))  # none preempts nothing
+
+
+def test_the_diagram_draws_each_signal_state_over_the_step_it_governed(grid5_heavy: Path) -> None:
+    """SUMO switches a signal at the start of a step; the state read after the step ending at T
+    is the one the vehicles moved under since T − 1. The none run's EV, which obeys the signals,
+    stops at red stop lines of this route and crosses some in the very step that turned them
+    green (junction #7 in this seed): drawn from when each state was read, those crossings fell
+    in red bars; drawn from when it governed, none does."""
+    from controller.report.figures import governing, movement_intervals
+    from controller.report.load import load_run
+
+    run = load_run(grid5_heavy / "none-s1")
+    ev_id = str(run.summary["evs"][0]["id"])
+    leg = run.evs[ev_id].leg
+    assert leg is not None
+    crossings = run.crossings(ev_id)
+
+    def colour_at(changes: list[tuple[float, str]], links: list[int], t: float) -> str:
+        spans = movement_intervals(changes, links, t - 30.0, t + 30.0)
+        return next(c for s, e, c in spans if s <= t < e)
+
+    as_read, as_governed = [], []
+    for j in leg.junctions:
+        t = crossings[j["index"]]
+        changes = run.signals[j["tls"]]
+        as_read.append(colour_at(changes, j["links"], t))
+        as_governed.append(colour_at(governing(changes, 1.0), j["links"], t))
+    assert "red" in as_read  # what the diagram showed before: a lawful crossing drawn on red
+    assert "red" not in as_governed and "off" not in as_governed, as_governed
