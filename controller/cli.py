@@ -151,6 +151,8 @@ def _fmt(x: object, digits: int = 1) -> str:
 
 
 def print_summary(summary: dict[str, Any], out_dir: Path, console: Console) -> None:
+    from controller.report.load import ratio_to_free_flow
+
     title = f"{summary['scenario']} · controller {summary['controller']} · seed {summary['seed']} · times in s"
     table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
     for col in ("EV", "depart", "travel", "free flow", "ratio", "delay", "stops", "stopped", "junctions", "preempted",
@@ -159,7 +161,7 @@ def print_summary(summary: dict[str, Any], out_dir: Path, console: Console) -> N
     for ev in summary["evs"]:
         table.add_row(
             ev["id"], _fmt(ev["depart"], 0), _fmt(ev["travel_time"]), _fmt(ev["free_flow_time"]),
-            _fmt(ev["ratio_to_free_flow"], 2), _fmt(ev["delay"]), str(ev["stops"]), _fmt(ev["time_stopped"]),
+            _fmt(ratio_to_free_flow(ev), 2), _fmt(ev["delay"]), str(ev["stops"]), _fmt(ev["time_stopped"]),
             str(ev["junctions"]), str(ev["preempted"]), _fmt(ev.get("green_lost"), 0),
         )
     console.print(table)
@@ -171,7 +173,8 @@ def print_summary(summary: dict[str, Any], out_dir: Path, console: Console) -> N
         f"safety: S1 {s['S1']}  S2 {s['S2']}  S3 {s['S3']}  S4 {s['S4']}  S5 {s['S5']}  ·  "
         f"collisions {s['collisions']} (EV {s['collisions_ev']}, at preempted signals "
         f"{_fmt(s.get('collisions_preempted'), 0)})  emergency braking {s['emergency_braking']}  "
-        f"teleports {s['teleports']}  ({s['watched_signals']} traffic lights watched)\n"
+        f"teleports {s['teleports']} ({s.get('teleports_traffic', '?')} not after a collision)  "
+        f"({s['watched_signals']} traffic lights watched)\n"
         f"realtime: {rt['ticks']} ticks, controller p50 {_fmt(rt['tick_ms_p50'], 3)} ms "
         f"p99 {_fmt(rt['tick_ms_p99'], 3)} ms max {_fmt(rt['tick_ms_max'], 1)} ms, over budget "
         f"({rt['budget_ms']:g} ms) {rt['over_budget']}; SUMO step p50 {_fmt(rt['sumo_step_ms_p50'], 2)} ms; "

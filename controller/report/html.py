@@ -17,7 +17,7 @@ from controller.report.figures import (
     to_svg,
     trajectories_compared,
 )
-from controller.report.load import ReportError, RunData, by_controller
+from controller.report.load import ReportError, RunData, by_controller, ratio_to_free_flow
 
 REPORT_FILE = "report.html"
 # More EVs than this in a run: figures only for this many (two or three figures per EV make a
@@ -53,6 +53,7 @@ def fmt(x: object, digits: int = 1) -> str:
 
 def _num(x: object) -> float | None:
     return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) else None
+
 
 
 def table(head: Sequence[str], rows: Iterable[Sequence[object]], *, cls: str = "") -> str:
@@ -100,7 +101,7 @@ def junction_rows(run: RunData, ev_id: str) -> list[list[object]]:
 
 
 JUNCTION_HEAD = ("junction", "traffic light", "stop line at (m)", "EV crossed (s)", "ETA error at entry (s)",
-                 "ETA error 60 s ahead (s)", "entry starts (s)", "green for EV from (s)", "green held (s)",
+                 "ETA error 60 s ahead (s)", "entry starts (s)", "dwell from (s)", "dwell for (s)",
                  "preempted for (s)", "recovery (s)", "hand-back reason", "S1–S5 violations at this signal")
 
 
@@ -198,7 +199,7 @@ def _comparison(run: RunData, companions: Sequence[RunData]) -> str:
         gap = ((m_none - m) / (m_none - m_oracle) if m is not None and m_none is not None and m_oracle is not None
                and abs(m_none - m_oracle) > 1e-9 else None)
         stops = sum(int(ev.get("stops_at_signals", 0) or 0) for ev in r.summary.get("evs", []))
-        rows.append([r.name, m, gap, m - m_oracle if m is not None and m_oracle is not None else None, stops,
+        rows.append([r.name, m, fmt(gap, 2), m - m_oracle if m is not None and m_oracle is not None else None, stops,
                      str(r.path)])
     return table(("controller", "EV travel time, mean (s)", "gap closed", "delay over oracle (s)",
                   "EV stops at signals", "run folder"), rows, cls="comparison")
@@ -228,8 +229,11 @@ def _traffic(companions: Sequence[RunData]) -> str:
 
 def _safety(run: RunData) -> str:
     s = run.summary.get("safety", {})
-    keys = ("S1", "S2", "S3", "S4", "S5", "collisions", "collisions_ev", "collisions_preempted", "emergency_braking",
-            "teleports")
+    columns = (("S1", "S1"), ("S2", "S2"), ("S3", "S3"), ("S4", "S4"), ("S5", "S5"), ("collisions", "collisions"),
+               ("collisions_ev", "of them with an EV"), ("collisions_preempted", "at preempted signals"),
+               ("emergency_braking", "emergency brakings"), ("teleports", "teleports (collisions' too)"),
+               ("teleports_traffic", "of them jam, yield, wrong lane"))
+    keys = tuple(k for k, _ in columns)
     total = sum(int(s.get(k, 0) or 0) for k in ("S1", "S2", "S3", "S4", "S5"))
     verdict = ('<p class="ok">The independent monitor saw no violation of S1–S5.</p>' if total == 0 else
                f'<p class="bad">The independent monitor counted {total} violation(s) of S1–S5.</p>')
@@ -237,7 +241,7 @@ def _safety(run: RunData) -> str:
     listing = table(("rule", "traffic light", "time (s)", "link", "detail"),
                     [[v.get("rule"), v.get("tls"), v.get("t"), v.get("link"), v.get("detail")] for v in viol]) if viol \
         else ""
-    return verdict + table(keys, [[s.get(k) for k in keys]], cls="safety") + listing
+    return verdict + table([h for _, h in columns], [[s.get(k) for k in keys]], cls="safety") + listing
 
 
 def render_run(
@@ -247,7 +251,7 @@ def render_run(
     s = run.summary
     title = f"greenwave report · {run.scenario} · {run.name} · seed {run.seed}"
     ev_rows = [[ev.get("id"), ev.get("type"), _num(ev.get("depart")), _num(ev.get("arrival")),
-                _num(ev.get("travel_time")), _num(ev.get("free_flow_time")), fmt(_num(ev.get("ratio_to_free_flow")), 2),
+                _num(ev.get("travel_time")), _num(ev.get("free_flow_time")), fmt(ratio_to_free_flow(ev), 2),
                 _num(ev.get("delay")), ev.get("stops"), ev.get("stops_at_signals"), ev.get("junctions"),
                 ev.get("preempted"), ev.get("green_lost")] for ev in s.get("evs", [])]
     eta = s.get("eta", {})

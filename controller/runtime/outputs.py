@@ -35,7 +35,8 @@ class SumoOutputs:
     collisions: int = 0
     emergency_braking: int = 0
     emergency_stops: int = 0
-    teleports: int = 0
+    teleports: int = 0  # SUMO's total, which counts the vehicles teleported after a collision too
+    teleports_traffic: int = 0  # jam, yield and wrong-lane teleports: the others
     collision_list: tuple[Collision, ...] = field(default_factory=tuple)  # collisions.xml's
 
 
@@ -78,6 +79,8 @@ def read_outputs(out_dir: Path) -> SumoOutputs:
         emergency_braking=int(safety.get("emergencyBraking", "0")) if safety is not None else 0,
         emergency_stops=int(safety.get("emergencyStops", "0")) if safety is not None else 0,
         teleports=int(teleports.get("total", "0")) if teleports is not None else 0,
+        teleports_traffic=sum(int(teleports.get(k, "0")) for k in ("jam", "yield", "wrongLane"))
+        if teleports is not None else 0,
         collision_list=tuple(collisions),
     )
 

@@ -397,6 +397,7 @@ def run(
             "emergency_braking": outputs.emergency_braking,
             "emergency_stops": outputs.emergency_stops,
             "teleports": outputs.teleports,
+            "teleports_traffic": outputs.teleports_traffic,
             "by_touch": monitor.counts_by_touch(),
             "watched_signals": len(watch.signals_ever),
             "preempted_signals": sorted(controller.preempted),

@@ -43,3 +43,13 @@ def test_collisions_are_read_with_time_and_place(tmp_path: Path) -> None:
     out = read_outputs(tmp_path)
     assert out.collisions == 1
     assert out.collision_list == (Collision(806.0, ":C2_5_0", "bg2143", "bg1813"),)
+
+
+def test_teleports_after_collisions_are_told_from_the_others(tmp_path: Path) -> None:
+    """SUMO's teleport total counts the vehicles teleported away after a collision too (Ingolstadt
+    21, seed 1: total 15 = 14 collisions + 1 yield)."""
+    (tmp_path / "tripinfo.xml").write_text("<tripinfos/>")
+    (tmp_path / "statistics.xml").write_text(
+        '<statistics><teleports total="15" jam="0" yield="1" wrongLane="0"/><safety collisions="14"/></statistics>')
+    out = read_outputs(tmp_path)
+    assert (out.teleports, out.teleports_traffic, out.collisions) == (15, 1, 14)

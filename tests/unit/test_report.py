@@ -296,6 +296,21 @@ def test_ratio_to_free_flow_keeps_two_decimals_and_the_window_is_the_scenarios(t
     assert "simulated 0–399 s" in page
 
 
+def test_the_ratio_is_rounded_once_from_the_two_times(tmp_path: Path) -> None:
+    from controller.report.load import ratio_to_free_flow
+
+    ev = {"travel_time": 116.0, "free_flow_time": 111.0, "ratio_to_free_flow": 1.045}  # 1.04505, stored
+    assert f"{ev['ratio_to_free_flow']:.2f}" == "1.04"  # rounded twice
+    assert f"{ratio_to_free_flow(ev):.2f}" == "1.05"
+    assert ratio_to_free_flow({"travel_time": None, "free_flow_time": 111.0, "ratio_to_free_flow": 1.2}) == 1.2
+    assert ratio_to_free_flow({"travel_time": None, "free_flow_time": None}) is None
+    folder = write_run(tmp_path / "greenwave-s1", "greenwave")
+    summary = json.loads((folder / "summary.json").read_text(encoding="utf-8"))
+    summary["evs"][0].update(travel_time=116.0, free_flow_time=111.0, ratio_to_free_flow=1.045)
+    (folder / "summary.json").write_text(json.dumps(summary), encoding="utf-8")
+    assert "<td>1.05</td>" in render_run(load_run(folder), []).replace(' class="num"', "")
+
+
 def test_the_bench_page_shows_the_check_against_the_baseline() -> None:
     from controller.report.bench import render_bench
 
