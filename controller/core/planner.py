@@ -767,7 +767,9 @@ class Planner:
     def _min_reentry_s(self, j: JunctionControl, phase: int, t_s: float) -> float:
         """The shortest the re-entry phase may run: what each of its greens still needs for its
         run to reach its minimum green (``handback_ready`` counted on the phase's full
-        duration), and at least ``sync_min_share`` of the phase's duration."""
+        duration), and at least ``sync_min_share`` of the phase's duration, in whole steps (half of
+        a 37 s phase is 18 s at 1 s steps: SUMO shows a phase set to run 18.5 s for 18, and the
+        18 s the schedule left the re-entry in Ingolstadt 7 were taken for out of step)."""
         program, timing, clock, dt = j.program, j.timing, j.clock, self.config.step_s
         ph = program.phases[phase]
         duration = ph.duration_s
@@ -779,7 +781,8 @@ class Planner:
              for i, c in enumerate(state) if is_green(c)),
             default=0.0,
         )
-        return max(need_s, self.config.sync_min_share * duration, dt)
+        share_s = math.floor(self.config.sync_min_share * duration / dt + 1e-9) * dt
+        return max(need_s, share_s, dt)
 
     def _reentry_remaining_s(self, j: JunctionControl, t_s: float) -> tuple[float | None, float | None]:
         """The re-entry phase's duration from now, and when the program is in step again: in step
@@ -794,7 +797,11 @@ class Planner:
         shown_s = t_s + self.config.step_s
         remaining, in_step = synced_duration_s(program, phase, j.cycle_start_s, shown_s,
                                                self._min_reentry_s(j, phase, t_s), self.config.sync_min_share)
-        return remaining, shown_s + remaining if in_step else None
+        if not in_step:
+            return remaining, None
+        # showing what its schedule shows from when the schedule starts that phase: at once where the
+        # schedule shows it now, at its scheduled start where it was entered early (_starved_reentry)
+        return remaining, max(shown_s, shown_s + remaining - program.phases[phase].duration_s)
 
     def _median_needs(self, j: JunctionControl, t_s: float, reqs: list[ServiceRequest]) -> list[ServiceRequest]:
         """``reqs`` with each need replaced by the median of its last ``need_median_ticks``
