@@ -336,8 +336,9 @@ def run(
         known = [int(c) for c in lost_counts if c is not None]
         # None without a planner, or where none of its records could be read (never departed)
         ev_row["green_lost"] = None if planner is None or (lost_counts and not known) else sum(known)
-    recoveries = [float(r["recovery_s"]) for r in preemptions if isinstance(r["recovery_s"], (int, float))]
-    in_step = [float(r["in_step"]) - float(r["exit"]) for r in preemptions
+    handbacks = distinct_handbacks(preemptions)
+    recoveries = [float(r["recovery_s"]) for r in handbacks if isinstance(r["recovery_s"], (int, float))]
+    in_step = [float(r["in_step"]) - float(r["exit"]) for r in handbacks
                if isinstance(r["in_step"], (int, float)) and isinstance(r["exit"], (int, float))]
     ev_collisions = sum(1 for c in outputs.collision_list if c.collider in ev_ids or c.victim in ev_ids)
     windows: dict[str, list[tuple[float, float]]] = {}
@@ -538,6 +539,14 @@ def _plans_ahead(controller: Controller) -> bool:
 def _free_flow_clock(setup: RunSetup, corridor: Corridor) -> FreeFlowClock:
     profile = build_profile(setup.network, corridor)
     return FreeFlowClock.of(profile.starts_m, profile.ends_m, profile.speeds_mps)
+
+
+def distinct_handbacks(preemptions: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """One preemption record per hand-back: a signal switched for two junctions of a route (one
+    it crosses twice, or two junctions it controls) or for two EVs at once keeps a record for each
+    of them, with the same exit and restore (Berlin, a U-turn route: one 75 s preemption counted
+    twice in the recovery figures)."""
+    return list({(r.get("tls"), r.get("exit"), r.get("restored")): r for r in preemptions}.values())
 
 
 def _eta_section(controller: Controller, progress: Mapping[str, EvProgress]) -> dict[str, Any]:

@@ -53,3 +53,16 @@ def test_teleports_after_collisions_are_told_from_the_others(tmp_path: Path) -> 
         '<statistics><teleports total="15" jam="0" yield="1" wrongLane="0"/><safety collisions="14"/></statistics>')
     out = read_outputs(tmp_path)
     assert (out.teleports, out.teleports_traffic, out.collisions) == (15, 1, 14)
+
+
+def test_a_hand_back_serving_two_junctions_counts_once() -> None:
+    from controller.runtime.run import distinct_handbacks
+
+    one = {"tls": "S", "ev": "a", "exit": 100.0, "restored": 110.0, "recovery_s": 10.0}
+    records = [
+        {**one, "junction_index": 2}, {**one, "junction_index": 4},  # a signal crossed twice, one preemption
+        {**one, "ev": "b", "junction_index": 0},  # and another EV served with it
+        {**one, "junction_index": 6, "exit": 300.0, "restored": 305.0, "recovery_s": 5.0},  # a later one
+        {"tls": "T", "ev": "a", "junction_index": 3, "exit": 100.0, "restored": 110.0, "recovery_s": 10.0},
+    ]
+    assert [(r["tls"], r["exit"]) for r in distinct_handbacks(records)] == [("S", 100.0), ("S", 300.0), ("T", 100.0)]
