@@ -220,7 +220,7 @@ def _traffic(companions: Sequence[RunData]) -> str:
     note = ("" if none is not None else '<p class="note">No <code>none</code> run of this scenario and seed was '
             "given or found beside this one, so changes against it cannot be shown.</p>")
     head = ("controller", "other trips", "mean time loss (s)", "change vs none (%)",
-            "vehicles on the cross streets", "their mean time loss there (s)", "change vs none (%)")
+            "entries into the cross streets", "mean time loss per entry there (s)", "change vs none (%)")
     return (table(head, rows, cls="traffic") + note
             + _figure(other_traffic(companions), "other-traffic",
                       "Mean time loss of the other trips: all of them, and on the cross streets of the junctions "

@@ -124,8 +124,9 @@ CROSS_STREETS_FILE = "cross_streets.xml"
 
 
 def cross_streets(out_dir: Path) -> dict[str, float | int | None]:
-    """Vehicles that entered the cross streets of the EVs' signals, and their mean time loss
-    there (SUMO's edgeData over the whole run)."""
+    """Entries of vehicles into the cross streets of the EVs' signals (``vehicles``: one per
+    vehicle and edge), and their mean time loss there per entry (SUMO's edgeData over the whole
+    run)."""
     path = out_dir / CROSS_STREETS_FILE
     if not path.is_file():
         return {"edges": 0, "vehicles": 0, "mean_time_loss": None}
