@@ -7,7 +7,7 @@ It is built once from a ``.net.xml`` (and the signal programs of additional file
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 # re-exported: the state characters are defined in controller.core.states (compiled with the core)
@@ -61,6 +61,32 @@ class Program:
     @property
     def cycle_s(self) -> float:
         return sum(p.duration_s for p in self.phases)
+
+
+def program_differences(
+    program: Program, running_id: str, running: Sequence[tuple[str, float, float, float]], limit: int = 3
+) -> list[str]:
+    """How ``program`` (as read from the files) differs from the program SUMO runs for its
+    signal: ``running_id`` and its phases as ``(state, duration, minDur, maxDur)`` in seconds
+    (SUMO gives a phase without minDur or maxDur its duration, as the reader does). At most
+    ``limit`` differences; [] where they agree. The controller plans with the program read, and
+    the safety monitor judges the signal by it: where SUMO runs another, both would be wrong
+    together (a yellow or an all-red read a second short is cleared a second short)."""
+    if running_id != program.program_id:
+        return [f"SUMO runs program '{running_id}', not '{program.program_id}'"]
+    if len(running) != len(program.phases):
+        return [f"SUMO's program has {len(running)} phases, not {len(program.phases)}"]
+    out: list[str] = []
+    for k, (ours, (state, duration, min_dur, max_dur)) in enumerate(zip(program.phases, running, strict=True)):
+        if ours.state != state:
+            out.append(f"phase {k} shows '{state}' in SUMO, not '{ours.state}'")
+        for name, mine, theirs in (("duration", ours.duration_s, duration), ("minDur", ours.min_dur_s, min_dur),
+                                   ("maxDur", ours.max_dur_s, max_dur)):
+            if abs(mine - theirs) > 1e-6:
+                out.append(f"phase {k} {name} is {theirs:g} s in SUMO, not {mine:g} s")
+        if len(out) >= limit:
+            break
+    return out[:limit]
 
 
 @dataclass(frozen=True)

@@ -60,7 +60,14 @@ from controller.runtime.service_model import (
     SignalView,
     Tracking,
 )
-from controller.runtime.setup import EV_VTYPE_PREFIX, RunSetup, id_in_routes, route_file_ids, sumo_args
+from controller.runtime.setup import (
+    EV_VTYPE_PREFIX,
+    RunSetup,
+    check_running_programs,
+    id_in_routes,
+    route_file_ids,
+    sumo_args,
+)
 from controller.sim.adapter import SUMO_ERRORS, Backend, SumoAdapter
 from controller.sim.geo import is_geo_referenced
 
@@ -251,6 +258,9 @@ class SimService:
             with SumoAdapter(sumo_args(setup), backend=self.backend,
                              error_log=setup.out_dir / "sumo-errors.log") as sim:
                 self._sim = sim
+                programs = self.network.programs
+                check_running_programs(programs, sim.running_programs(programs),
+                                       self.network.source or str(setup.inputs.net_file))
                 # no ETA log: the service never scores its predictions, and it would grow for as long as it runs
                 config = with_step(controller_config(setup.controller), setup.step_length_s)
                 self._controller = PreemptionController(self.network, [], config, record_etas=False)

@@ -16,9 +16,9 @@ from xml.sax.saxutils import escape
 
 from controller.core.corridor import Corridor, build_corridor
 from controller.core.greenwave import PRIORITY
-from controller.core.network import Network
+from controller.core.network import Network, Program, program_differences
 from controller.core.routing import fastest_route, validate_route
-from controller.errors import GreenwaveError, ScenarioError
+from controller.errors import GreenwaveError, NetworkError, ScenarioError
 from controller.runtime.outputs import CROSS_STREETS_FILE
 from controller.scenario import EvSpec, Scenario
 from controller.sim.netload import load_network
@@ -192,6 +192,32 @@ def _describe(ev: EvSpec) -> str:
 
 RUN_MARK = ".greenwave-run"
 MAX_WINDOW_S = 7 * 86400.0  # the longest simulated window --end may ask for (1e12 s was taken, and never ended)
+
+
+def check_running_programs(
+    programs: Mapping[str, Program],
+    running: Mapping[str, tuple[str, Sequence[tuple[str, float, float, float]]]],
+    source: str,
+) -> None:
+    """Refuse to control or judge signals whose program, as greenwave read it from ``source``
+    (the net and its additional files), is not the one SUMO runs (``SumoAdapter.running_programs``):
+    the controller plans its clearances from the program read and the safety monitor checks them
+    against the same one, so a misreading would go unseen by both."""
+    wrong = []
+    for tls_id, program in programs.items():
+        if tls_id not in running:
+            continue
+        diffs = program_differences(program, running[tls_id][0], running[tls_id][1], limit=1)
+        if diffs:
+            wrong.append(f"traffic light '{tls_id}': {'; '.join(diffs)}")
+    if wrong:
+        shown = "; ".join(wrong[:3]) + (f"; and {len(wrong) - 3} more traffic lights" if len(wrong) > 3 else "")
+        raise NetworkError(
+            f"{source}: the signal programs greenwave read are not the ones SUMO runs ({shown}). greenwave "
+            "plans every switch and checks its safety against the program it reads, so it does not run "
+            "against another; a WAUT or a program loaded another way than a <tlLogic> in the net or an "
+            "additional file would explain it"
+        )
 
 
 def is_run_folder(path: Path) -> bool:

@@ -35,6 +35,7 @@ from controller.errors import SimulationError
 from controller.sim.sumo_paths import binary
 
 Backend = Literal["libsumo", "traci"]
+RunningPhase = tuple[str, float, float, float]  # a phase SUMO runs: state, duration, minDur, maxDur (s)
 
 _VEHICLE_VARS = (
     tc.VAR_ROAD_ID,
@@ -173,6 +174,22 @@ class SumoAdapter:
                 continue
             self._api.trafficlight.subscribe(tls_id, list(_SIGNAL_VARS))
             self._signals.add(tls_id)
+
+    def running_programs(self, tls_ids: Iterable[str]) -> dict[str, tuple[str, tuple[RunningPhase, ...]]]:
+        """The program SUMO runs for each signal: its id and its phases as ``(state, duration,
+        minDur, maxDur)`` (SUMO's own reading of the files, to check greenwave's against)."""
+        out: dict[str, tuple[str, tuple[RunningPhase, ...]]] = {}
+        tls_api = self._api.trafficlight
+        for tls_id in tls_ids:
+            program_id = str(tls_api.getProgram(tls_id))
+            for logic in tls_api.getAllProgramLogics(tls_id):
+                if str(logic.programID) == program_id:
+                    out[tls_id] = (program_id, tuple((str(p.state), float(p.duration), float(p.minDur),
+                                                      float(p.maxDur)) for p in logic.phases))
+                    break
+            else:
+                out[tls_id] = (program_id, ())
+        return out
 
     def watch_lanes(self, lane_ids: Iterable[str]) -> None:
         for lane_id in lane_ids:

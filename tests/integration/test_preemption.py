@@ -216,3 +216,25 @@ def test_a_sub_second_step_keeps_yellow_clearance_and_minimum_green(controller: 
     assert s["step_length"] == 0.5
     assert s["evs"][0]["arrived"] and len([p for p in s["preemptions"] if p["entry"] is not None]) >= 2
     _assert_safe(s)
+
+
+def test_a_program_misread_is_refused_before_it_is_controlled_or_judged(tmp_path: Path) -> None:
+    """The controller and the safety monitor both take a signal's program from what greenwave
+    read: a misreading (here an all-red clearance read 1 s short) would be planned with and
+    judged by, unseen. SUMO's own reading of the files is the check: the run stops before the
+    first step, naming the signal and the phase, and writes no summary."""
+    import dataclasses
+
+    from controller.errors import NetworkError
+
+    setup = prepare_scenario(load_scenario(REPO / "scenarios" / "ingolstadt7.toml"), seed=1, out_dir=tmp_path)
+    tls = setup.watched_tls[0]
+    program = setup.network.programs[tls]
+    k = next(i for i, p in enumerate(program.phases) if p.duration_s > 1)
+    short = dataclasses.replace(program.phases[k], duration_s=program.phases[k].duration_s - 1)
+    programs = {**setup.network.programs, tls: dataclasses.replace(
+        program, phases=(*program.phases[:k], short, *program.phases[k + 1:]))}
+    setup = dataclasses.replace(setup, network=dataclasses.replace(setup.network, programs=programs))
+    with pytest.raises(NetworkError, match=rf"traffic light '{tls}': phase {k} duration is "):
+        run(setup, "greenwave")
+    assert not (tmp_path / "summary.json").exists()

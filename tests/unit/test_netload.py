@@ -220,3 +220,21 @@ def test_foe_links_come_from_the_junctions_right_of_way_request() -> None:
         assert all(c.link_index in by_link[k].foe_links for k in c.foe_links)
     # an unsignalized connection has none
     assert all(c.foe_links == () for c in net.connections if not c.tls_id)
+
+
+def test_program_differences_name_the_program_phase_and_field() -> None:
+    from controller.core.network import program_differences
+
+    prog = load_network(LINE5, [DATA / "line5_ev.add.xml"]).programs["B1"]
+    same = [(p.state, p.duration_s, p.min_dur_s, p.max_dur_s) for p in prog.phases]
+    assert program_differences(prog, "ev", same) == []
+    assert program_differences(prog, "0", same) == ["SUMO runs program '0', not 'ev'"]
+    assert program_differences(prog, "ev", same[:-1]) == [f"SUMO's program has {len(same) - 1} phases, not {len(same)}"]
+    off = list(same)
+    off[1] = (off[1][0], off[1][1] + 1, off[1][2], off[1][3])
+    off[2] = ("u" * len(off[2][0]), *off[2][1:])
+    assert program_differences(prog, "ev", off) == [
+        f"phase 1 duration is {same[1][1] + 1:g} s in SUMO, not {same[1][1]:g} s",
+        f"phase 2 shows '{'u' * len(same[2][0])}' in SUMO, not '{same[2][0]}'",
+    ]
+    assert len(program_differences(prog, "ev", off, limit=1)) == 1
