@@ -1301,3 +1301,30 @@ def test_no_entry_is_started_that_could_not_be_handed_back_within_the_presence_l
     assert len(records) == 1 and records[0].entry_s == 8.0
     assert records[0].restored_s is not None and records[0].restored_s - records[0].entry_s <= 180.0
     assert r.safety() == [] and [v for v in r.violations if v.rule == "S5"] == []
+
+
+class _Drawn:
+    """Scripted draws for ``_check_random_preemptions``: a case a property test found, kept."""
+
+    def __init__(self, *values: object) -> None:
+        self._values = iter(values)
+
+    def draw(self, strategy: object) -> object:
+        return next(self._values)
+
+
+def test_a_hand_back_into_a_green_run_spanning_phases_waits_for_its_minimum() -> None:
+    # Found by the property test above with a mutated handback_ready (+dt for −dt), in about one
+    # hypothesis seed in fifteen: two EVs ask for one tick (A alone, then A with B); the signal
+    # is handed back into phase 2 ("Grr"), B's green that phases 2-5 run on; B has been green
+    # only since the switch, and the program would end it (at phase 6) before its 8 s minimum
+    # unless the hand-back holds the re-entry state long enough. Kept as a fixed case, so that
+    # the minimum-green guard of the hand-back is tested on every run, not by luck.
+    phases = (("rGr", 6, 6, False), ("ryr", 3, 3, True), ("Grr", 6, 5, True), ("GGr", 6, 6, False),
+              ("Gyr", 3, 3, True), ("Grr", 6, 6, False), ("yrr", 3, 3, True))
+    prog = Program("P", "0", "static", 0.0, tuple(
+        Phase(state=s, duration_s=d, min_dur_s=m, max_dur_s=d, min_dur_given=g) for s, d, m, g in phases))
+    plans = [EvPlan("ev0", 1, "rGr", 0, 0, 1, 0, 0, 0.0, False), EvPlan("ev1", 1, "GGr", 3, 0, 1, 0, 0, 0.0, False)]
+    config = PlannerConfig(max_presence_s=120.0, sync_min_share=0.3)
+    # start phase 0 with 1 s left, no stop, 400 ticks, no vehicles on the crossings, rng seed 0
+    _check_random_preemptions(_Drawn(0, 1, None, 400, "none", 0), prog, plans, config)  # type: ignore[arg-type]
