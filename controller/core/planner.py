@@ -410,6 +410,11 @@ class Planner:
         self._active: set[str] = set()
         self._entered: list[str] = []  # the signals whose entry started or grew on the last tick
         self._order: dict[str, int] = {tls: k for k, tls in enumerate(self.junctions)}
+        # A request whose target shows a green no phase of the signal's program shows (a fault of
+        # whoever made it) is never served: (tls, target) -> how many ticks it was refused. The
+        # safety monitor would count the S4 once shown; the planner does not show it.
+        self.refused_targets: dict[tuple[str, str], int] = {}
+        self._target_ok: dict[tuple[str, str], bool] = {}
 
     def release(self, ev_id: str, reason: str) -> None:
         """Record why an EV's requests end (cancelled, vanished, re-routed) for the records."""
@@ -534,6 +539,8 @@ class Planner:
         by_tls: dict[str, list[ServiceRequest]] = {}
         for r in requests:
             if r.tls_id in self.junctions:
+                if not self._valid_target(r.tls_id, r.target):
+                    continue
                 by_tls.setdefault(r.tls_id, []).append(r)
         commands: list[SignalCommand] = []
         # An idle signal without requests has nothing to do: visit only those with requests and
@@ -559,6 +566,17 @@ class Planner:
         self.release_reasons.clear()  # the reasons label the exits their releases caused just now
         self.end_reasons.clear()
         return commands
+
+    def _valid_target(self, tls_id: str, target: str) -> bool:
+        """Are ``target``'s greens those of a phase of the signal's program (G only where it shows
+        G)? Counted in ``refused_targets`` where not."""
+        key = (tls_id, target)
+        ok = self._target_ok.get(key)
+        if ok is None:
+            ok = self._target_ok[key] = self.junctions[tls_id].timing.is_program_subset(target)
+        if not ok:
+            self.refused_targets[key] = self.refused_targets.get(key, 0) + 1
+        return ok
 
     def stop(self) -> None:
         """Hand every signal back (through safe transitions) on the next ticks."""
@@ -843,7 +861,10 @@ class Planner:
         if len(reqs) == 1:  # (the common case, every tick: nothing to arbitrate)
             return merge_targets(j.timing, reqs)
         serving = frozenset(ev_id for ev_id, _ in j.serving) if j.stage in ("entry", "dwell") else frozenset()
-        return merge_targets(j.timing, reqs, self._serve_first_s, self.config.red_extension_s, serving)
+        merged = merge_targets(j.timing, reqs, self._serve_first_s, self.config.red_extension_s, serving)
+        if not self._valid_target(j.tls_id, merged[0]):  # (never, by construction): the winner alone
+            return merge_targets(j.timing, merged[2][:1])
+        return merged
 
     def _crossing_soon(self, j: JunctionControl, t_s: float, reqs: Sequence[ServiceRequest]) -> bool:
         """Past the maximum presence time but within its grace: is an EV the signal serves

@@ -404,6 +404,10 @@ def run(
             "by_touch": monitor.counts_by_touch(),
             "watched_signals": len(watch.signals_ever),
             "preempted_signals": sorted(controller.preempted),
+            # requests the planner refused because their target shows a green no program phase
+            # shows (a fault of the request's maker; [] always so far)
+            "targets_refused": [{"tls": tls, "target": target, "ticks": n}
+                                for (tls, target), n in sorted(getattr(planner, "refused_targets", {}).items())],
             "violations": [
                 {"rule": v.rule, "tls": v.tls_id, "t": v.t_s, "link": v.link_index, "detail": v.detail}
                 for v in monitor.violations[:200]

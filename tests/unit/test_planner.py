@@ -1328,3 +1328,17 @@ def test_a_hand_back_into_a_green_run_spanning_phases_waits_for_its_minimum() ->
     config = PlannerConfig(max_presence_s=120.0, sync_min_share=0.3)
     # start phase 0 with 1 s left, no stop, 400 ticks, no vehicles on the crossings, rng seed 0
     _check_random_preemptions(_Drawn(0, 1, None, 400, "none", 0), prog, plans, config)  # type: ignore[arg-type]
+
+
+def test_a_target_no_program_phase_shows_is_never_served() -> None:
+    # a request showing the cross street's B with A ('GG', a green no phase of PROG shows), or
+    # A protected where its phase shows it permissive, is refused and counted; the signal runs
+    # its program; a valid request next to it is served as usual
+    r = rig()
+    bad = [req(target="GGGG", eta=60.0, need=55.0), req(target="GGrr", eta=60.0, need=55.0, ev="x")]
+    r.run_until(40, lambda t: bad)
+    assert [c for _, c in r.commands] == [] and r.planner.records() == []
+    assert set(r.planner.refused_targets) == {("J", "GGGG"), ("J", "GGrr")}
+    assert r.planner.refused_targets[("J", "GGGG")] == 40
+    r.run_until(120, lambda t: [*bad, req(eta=90.0, need=85.0)] if t < 95 else [])
+    assert [rec.ev_id for rec in r.planner.records()] == ["ev"] and r.safety() == []
