@@ -109,12 +109,22 @@ def to_svg(fig: Figure) -> str:
     return text[text.index("<svg"):]
 
 
+def short_id(text: str, limit: int = 40) -> str:
+    """An id for an axis label: whole up to ``limit`` characters, else its start and end around
+    an ellipsis (a joined cluster's id runs to 190 characters and squeezed the diagram to 40 % of
+    its width; the per-junction table keeps it whole)."""
+    if len(text) <= limit:
+        return text
+    keep = (limit - 1) // 2
+    return f"{text[:keep]}…{text[-keep:]}"
+
+
 def _junction_axis(ax: Axes, leg: Leg) -> None:
     """Junction ids on a right-hand axis at their stop lines."""
     right = ax.twinx()
     right.set_ylim(ax.get_ylim())
     right.set_yticks([j["distance_m"] for j in leg.junctions],
-                     [f"{j['tls']} (#{j['index']})" for j in leg.junctions], fontsize=8)
+                     [f"{short_id(j['tls'])} (#{j['index']})" for j in leg.junctions], fontsize=8)
     right.set_ylabel("signalized junction on the route (traffic light id, #order)")
 
 

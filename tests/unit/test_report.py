@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from controller.cli import main
 from controller.report import ReportError, write_reports
-from controller.report.figures import movement_colour, movement_intervals
+from controller.report.figures import movement_colour, movement_intervals, short_id
 from controller.report.html import figure_evs, render_run
 from controller.report.load import companions, load_run
 
@@ -327,3 +327,10 @@ def test_the_bench_page_shows_the_check_against_the_baseline() -> None:
                                                                   "updated": True}}, Path("x/bench.json"))
     assert "baseline b.json updated on purpose; what moved (1): a / greenwave: collisions 3 -&gt; 7" in page
     assert "regression" not in page
+
+
+def test_long_junction_ids_are_shortened_on_the_axis_only() -> None:
+    long_id = "cluster_306484187_cluster_1200363791_1200363826_1200363834_1200363898"
+    assert short_id("gneJ143") == "gneJ143"
+    shown = short_id(long_id)
+    assert len(shown) == 39 and shown.startswith("cluster_306484187_") and shown.endswith("1200363898")
