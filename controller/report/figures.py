@@ -250,7 +250,7 @@ def eta_accuracy(run: RunData, ev_id: str, horizon_s: float = 120.0) -> Figure |
         return None
     fig = Figure(figsize=(11.5, 5.0))
     ax = fig.add_subplot()
-    names = {j["index"]: f"{j['tls']} (#{j['index']})" for j in leg.junctions}
+    names = {j["index"]: f"{short_id(j['tls'])} (#{j['index']})" for j in leg.junctions}
     cmap = colormaps["viridis"]
     n = max(len(leg.junctions) - 1, 1)
     for j in sorted(series):
