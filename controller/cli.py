@@ -338,6 +338,11 @@ def run(
                           f"(greenwave writes its own into --out): {', '.join(setup.inputs.dropped)}",
                           highlight=False)
         for ev in setup.evs:
+            turn = next(((a, b) for a, b in zip(ev.route, ev.route[1:], strict=False)
+                         if any(c.direction == "t" for c in setup.network.connections_between(a, b))), None)
+            if turn is not None:
+                console.print(f"greenwave: note: EV '{ev.ev_id}' turns around (a U-turn) from edge {turn[0]} onto "
+                              f"{turn[1]}: is its destination on the other carriageway?", highlight=False)
             if not ev.corridor.junctions:
                 console.print(f"greenwave: note: EV '{ev.ev_id}' crosses no traffic light on its route "
                               f"({ev.route[0]} to {ev.route[-1]}): there is nothing to preempt for it",

@@ -11,6 +11,8 @@ from click.testing import CliRunner
 from controller.cli import main
 from tests.helpers import write_scenario
 
+REPO = Path(__file__).resolve().parents[2]
+
 
 def _run(args: list[str]) -> tuple[int, str]:
     result = CliRunner().invoke(main, args)
@@ -322,3 +324,16 @@ def test_detection_options_belong_to_the_local_controller(tmp_path: Path, tiny_n
                       "--out", str(tmp_path / "o")])
     _assert_error(code, out, "--detect-range and --detect-eta", f"--controller {controller}")
     assert not (tmp_path / "o").exists()
+
+
+def test_a_route_that_turns_around_is_pointed_out(tmp_path: Path) -> None:
+    # a destination given on the other carriageway makes the fastest route a U-turn: said, as a
+    # note (the run goes on); an ordinary route gets no such note
+    cfg = REPO / "networks" / "resco_ingolstadt7" / "ingolstadt7.sumocfg"
+    code, out = _run(["run", "--sumocfg", str(cfg), "--ev", "24634415,-24634415,57610", "--end", "57640",
+                      "--controller", "none", "--out", str(tmp_path / "u")])
+    assert code == 0, out
+    assert "EV 'ev1' turns around (a U-turn) from edge 24634415 onto -24634415" in " ".join(out.split())
+    code, out = _run(["run", "--sumocfg", str(cfg), "--ev", "-173169611#0,32978638#0,57610", "--end", "57640",
+                      "--controller", "none", "--out", str(tmp_path / "s")])
+    assert code == 0 and "turns around" not in out, out
