@@ -72,6 +72,8 @@ def program_differences(
     ``limit`` differences; [] where they agree. The controller plans with the program read, and
     the safety monitor judges the signal by it: where SUMO runs another, both would be wrong
     together (a yellow or an all-red read a second short is cleared a second short)."""
+    if not running_id:
+        return ["SUMO has no such traffic light"]
     if running_id != program.program_id:
         return [f"SUMO runs program '{running_id}', not '{program.program_id}'"]
     if len(running) != len(program.phases):

@@ -55,7 +55,6 @@ def _num(x: object) -> float | None:
     return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) else None
 
 
-
 def table(head: Sequence[str], rows: Iterable[Sequence[object]], *, cls: str = "") -> str:
     out = [f'<table class="{_e(cls)}">' if cls else "<table>", "<thead><tr>"]
     out += [f"<th>{_e(h)}</th>" for h in head]

@@ -181,8 +181,13 @@ class SumoAdapter:
         out: dict[str, tuple[str, tuple[RunningPhase, ...]]] = {}
         tls_api = self._api.trafficlight
         for tls_id in tls_ids:
-            program_id = str(tls_api.getProgram(tls_id))
-            for logic in tls_api.getAllProgramLogics(tls_id):
+            try:
+                program_id = str(tls_api.getProgram(tls_id))
+                logics = tls_api.getAllProgramLogics(tls_id)
+            except SUMO_ERRORS:
+                out[tls_id] = ("", ())  # no such signal in SUMO
+                continue
+            for logic in logics:
                 if str(logic.programID) == program_id:
                     out[tls_id] = (program_id, tuple((str(p.state), float(p.duration), float(p.minDur),
                                                       float(p.maxDur)) for p in logic.phases))

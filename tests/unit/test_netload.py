@@ -229,6 +229,7 @@ def test_program_differences_name_the_program_phase_and_field() -> None:
     same = [(p.state, p.duration_s, p.min_dur_s, p.max_dur_s) for p in prog.phases]
     assert program_differences(prog, "ev", same) == []
     assert program_differences(prog, "0", same) == ["SUMO runs program '0', not 'ev'"]
+    assert program_differences(prog, "", ()) == ["SUMO has no such traffic light"]
     assert program_differences(prog, "ev", same[:-1]) == [f"SUMO's program has {len(same) - 1} phases, not {len(same)}"]
     off = list(same)
     off[1] = (off[1][0], off[1][1] + 1, off[1][2], off[1][3])
