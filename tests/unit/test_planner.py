@@ -66,7 +66,7 @@ class FakeSignal(Signal):
 
     def __post_init__(self) -> None:
         if self.left_s < 0:
-            self.left_s = self.program.phases[self.phase].duration_s
+            self.left_s = self.length_s(self.phase)
 
     @property
     def tls_id(self) -> str:
@@ -89,7 +89,7 @@ class FakeSignal(Signal):
             # for its remaining time) is shown from t + dt for its whole duration
             if cmd.phase is not None:
                 self.phase = cmd.phase
-                self.left_s = self.program.phases[cmd.phase].duration_s + 1.0
+                self.left_s = self.length_s(cmd.phase) + 1.0
             if cmd.phase_remaining_s is not None:
                 self.left_s = cmd.phase_remaining_s + 1.0
 
@@ -1095,7 +1095,8 @@ def overlap_programs(draw: st.DrawFn) -> Program:
             if draw(st.booleans()):
                 ar = draw(st.integers(1, 3))
                 phases.append(Phase("".join("r" if i in ending else cur.get(i, "r") for i in range(n)), ar, ar, ar))
-    return Program("P", "0", "static", 0.0, tuple(phases))
+    # actuated: the signal model runs each phase for its minimum where one is given
+    return Program("P", "0", draw(st.sampled_from(["static", "actuated"])), 0.0, tuple(phases))
 
 
 @settings(max_examples=150, deadline=None)
@@ -1342,3 +1343,19 @@ def test_a_target_no_program_phase_shows_is_never_served() -> None:
     assert r.planner.refused_targets[("J", "GGGG")] == 40
     r.run_until(120, lambda t: [*bad, req(eta=90.0, need=85.0)] if t < 95 else [])
     assert [rec.ev_id for rec in r.planner.records()] == ["ev"] and r.safety() == []
+
+
+def test_an_actuated_hand_back_counts_what_the_program_may_cut_to_its_minimum() -> None:
+    # Found by the property test with green_left_s mutated to count phase durations instead of
+    # the minima given (an actuated program may end a phase at its minDur): the hand-back came
+    # as if B's green would run phase 5's full 7 s; ended at its 5 s minimum, B's green was cut
+    # after 7 s, below its 8 s minimum (S3). Kept as a fixed case.
+    phases = (("Grrr", 6, 6, False), ("yrrr", 3, 3, True), ("rGrr", 6, 6, False), ("GGGr", 6, 6, False),
+              ("GGyr", 3, 3, True), ("GGrr", 7, 5, True), ("yyrr", 3, 3, True), ("rrGr", 6, 6, False),
+              ("rryr", 3, 3, True))
+    prog = Program("P", "0", "actuated", 0.0, tuple(
+        Phase(state=s, duration_s=d, min_dur_s=m, max_dur_s=d, min_dur_given=g) for s, d, m, g in phases))
+    plans = [EvPlan("ev0", 1, "GGGr", 3, 0, 1, 0, 0, 0.0, False)]
+    config = PlannerConfig(max_presence_s=120.0, sync_min_share=0.3)
+    # start phase 0 with 1 s left, no stop, 400 ticks, no vehicles on the crossings, rng seed 0
+    _check_random_preemptions(_Drawn(0, 1, None, 400, "none", 0), prog, plans, config)  # type: ignore[arg-type]

@@ -156,7 +156,13 @@ class Signal:
         self.left_s -= dt
         while self.left_s <= 1e-9:
             self.phase = (self.phase + 1) % len(self.program.phases)
-            self.left_s += self.program.phases[self.phase].duration_s
+            self.left_s += self.length_s(self.phase)
+
+    def length_s(self, phase: int) -> float:
+        """How long a phase runs: its duration, or, in an actuated program, its minimum where
+        one is given (no demand: the shortest it may run, the worst case for minimum greens)."""
+        ph = self.program.phases[phase]
+        return ph.min_dur_s if self.program.kind != "static" and ph.min_dur_given else ph.duration_s
 
 
 @st.composite
