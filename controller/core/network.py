@@ -68,10 +68,13 @@ def program_differences(
 ) -> list[str]:
     """How ``program`` (as read from the files) differs from the program SUMO runs for its
     signal: ``running_id`` and its phases as ``(state, duration, minDur, maxDur)`` in seconds
-    (SUMO gives a phase without minDur or maxDur its duration, as the reader does). At most
-    ``limit`` differences; [] where they agree. The controller plans with the program read, and
-    the safety monitor judges the signal by it: where SUMO runs another, both would be wrong
-    together (a yellow or an all-red read a second short is cleared a second short)."""
+    (SUMO gives a phase without minDur its duration, as the reader does). What the controller
+    and the monitor use is compared: the states, durations and minDurs, to SUMO's millisecond
+    (maxDur is used by neither, and SUMO makes one not given unlimited where the reader takes
+    the duration). At most ``limit`` differences; [] where they agree. The controller plans
+    with the program read, and the safety monitor judges the signal by it: where SUMO runs
+    another, both would be wrong together (a yellow or an all-red read a second short is
+    cleared a second short)."""
     if not running_id:
         return ["SUMO has no such traffic light"]
     if running_id != program.program_id:
@@ -79,12 +82,11 @@ def program_differences(
     if len(running) != len(program.phases):
         return [f"SUMO's program has {len(running)} phases, not {len(program.phases)}"]
     out: list[str] = []
-    for k, (ours, (state, duration, min_dur, max_dur)) in enumerate(zip(program.phases, running, strict=True)):
+    for k, (ours, (state, duration, min_dur, _max_dur)) in enumerate(zip(program.phases, running, strict=True)):
         if ours.state != state:
             out.append(f"phase {k} shows '{state}' in SUMO, not '{ours.state}'")
-        for name, mine, theirs in (("duration", ours.duration_s, duration), ("minDur", ours.min_dur_s, min_dur),
-                                   ("maxDur", ours.max_dur_s, max_dur)):
-            if abs(mine - theirs) > 1e-6:
+        for name, mine, theirs in (("duration", ours.duration_s, duration), ("minDur", ours.min_dur_s, min_dur)):
+            if abs(mine - theirs) >= 0.0005:  # SUMO keeps times in whole milliseconds
                 out.append(f"phase {k} {name} is {theirs:g} s in SUMO, not {mine:g} s")
         if len(out) >= limit:
             break

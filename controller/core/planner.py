@@ -368,6 +368,14 @@ def _phase_start_s(program: Program, phase: int) -> float:
     return sum(p.duration_s for p in program.phases[:phase])
 
 
+def reentry_share_s(share: float, duration_s: float, step_s: float) -> float:
+    """``share`` of a phase's duration in whole steps (rounded down): what an in-step re-entry
+    leaves of the phase at least. SUMO shows a phase set to run 18.5 s at 1 s steps for 18 s,
+    so half of a 37 s phase is 18 s: with 18.5, the 18 s the schedule left were taken for out
+    of step (Ingolstadt 7)."""
+    return math.floor(share * duration_s / step_s + 1e-9) * step_s
+
+
 def synced_duration_s(program: Program, phase: int, cycle_start_s: float, t_s: float,
                       min_s: float, share: float = 0.5) -> tuple[float, bool]:
     """How long ``phase``, entered at ``t_s``, runs: until the program's own schedule (a cycle
@@ -785,9 +793,7 @@ class Planner:
     def _min_reentry_s(self, j: JunctionControl, phase: int, t_s: float) -> float:
         """The shortest the re-entry phase may run: what each of its greens still needs for its
         run to reach its minimum green (``handback_ready`` counted on the phase's full
-        duration), and at least ``sync_min_share`` of the phase's duration, in whole steps (half of
-        a 37 s phase is 18 s at 1 s steps: SUMO shows a phase set to run 18.5 s for 18, and the
-        18 s the schedule left the re-entry in Ingolstadt 7 were taken for out of step)."""
+        duration), and at least ``sync_min_share`` of the phase's duration (:func:`reentry_share_s`)."""
         program, timing, clock, dt = j.program, j.timing, j.clock, self.config.step_s
         ph = program.phases[phase]
         duration = ph.duration_s
@@ -799,8 +805,7 @@ class Planner:
              for i, c in enumerate(state) if is_green(c)),
             default=0.0,
         )
-        share_s = math.floor(self.config.sync_min_share * duration / dt + 1e-9) * dt
-        return max(need_s, share_s, dt)
+        return max(need_s, reentry_share_s(self.config.sync_min_share, duration, dt), dt)
 
     def _reentry_remaining_s(self, j: JunctionControl, t_s: float) -> tuple[float | None, float | None]:
         """The re-entry phase's duration from now, and when the program is in step again: in step

@@ -115,7 +115,7 @@ def short_id(text: str, limit: int = 40) -> str:
     its width; the per-junction table keeps it whole)."""
     if len(text) <= limit:
         return text
-    keep = (limit - 1) // 2
+    keep = max((limit - 1) // 2, 1)
     return f"{text[:keep]}…{text[-keep:]}"
 
 

@@ -31,7 +31,7 @@ from controller.report.html import REPORT_FILE
 from controller.runtime.freeflow import free_flow_times
 from controller.runtime.outputs import background, collisions_while_preempted, cross_streets, read_outputs
 from controller.runtime.pacing import Pacer
-from controller.runtime.setup import RunSetup, check_running_programs, sumo_args
+from controller.runtime.setup import RunSetup, check_running_programs, program_sources, sumo_args
 from controller.runtime.trace import TRACE_FILE, TraceRecorder
 from controller.runtime.watch import ACTIVATE_BEFORE_S, LANE_WINDOW_S, CorridorWatch, FreeFlowClock
 from controller.sim.adapter import Backend, SumoAdapter
@@ -180,8 +180,9 @@ def run(
         SumoAdapter(sumo_args(setup), backend=backend, gui=gui, error_log=out / "sumo-errors.log") as sim,
         contextlib.ExitStack() as closing,
     ):
-        check_running_programs(programs, sim.running_programs(programs),
-                               setup.network.source or str(setup.inputs.net_file))
+        # every signal's, not only the watched ones': a re-routed EV's new corridor is planned with them
+        every = setup.network.programs
+        check_running_programs(every, sim.running_programs(every), program_sources(setup.inputs))
         dynamics = {}
         for ev in setup.evs:
             sim.add_vehicle(ev.ev_id, ev.route, ev.vtype_id, depart=f"{ev.depart_s:g}")

@@ -65,6 +65,7 @@ from controller.runtime.setup import (
     RunSetup,
     check_running_programs,
     id_in_routes,
+    program_sources,
     route_file_ids,
     sumo_args,
 )
@@ -259,8 +260,7 @@ class SimService:
                              error_log=setup.out_dir / "sumo-errors.log") as sim:
                 self._sim = sim
                 programs = self.network.programs
-                check_running_programs(programs, sim.running_programs(programs),
-                                       self.network.source or str(setup.inputs.net_file))
+                check_running_programs(programs, sim.running_programs(programs), program_sources(setup.inputs))
                 # no ETA log: the service never scores its predictions, and it would grow for as long as it runs
                 config = with_step(controller_config(setup.controller), setup.step_length_s)
                 self._controller = PreemptionController(self.network, [], config, record_etas=False)

@@ -194,13 +194,21 @@ RUN_MARK = ".greenwave-run"
 MAX_WINDOW_S = 7 * 86400.0  # the longest simulated window --end may ask for (1e12 s was taken, and never ended)
 
 
+def program_sources(inputs: SumoInputs) -> str:
+    """The files the signal programs are read from, for a message: the net, and its additional
+    files where there are any."""
+    adds = [Path(a).name for a in inputs.additional_files]
+    return str(inputs.net_file) + (f" (with {', '.join(adds)})" if adds else "")
+
+
 def check_running_programs(
     programs: Mapping[str, Program],
     running: Mapping[str, tuple[str, Sequence[tuple[str, float, float, float]]]],
     source: str,
 ) -> None:
     """Refuse to control or judge signals whose program, as greenwave read it from ``source``
-    (the net and its additional files), is not the one SUMO runs (``SumoAdapter.running_programs``):
+    (the net and its additional files, :func:`program_sources`), is not the one SUMO runs
+    (``SumoAdapter.running_programs``):
     the controller plans its clearances from the program read and the safety monitor checks them
     against the same one, so a misreading would go unseen by both."""
     wrong = []

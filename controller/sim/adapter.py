@@ -28,6 +28,7 @@ from typing import Any, Literal
 
 import libsumo
 import traci
+import traci.connection
 import traci.constants as tc
 
 from controller.core.snapshot import LaneState, SignalCommand, SignalState, Snapshot, VehicleState
@@ -54,9 +55,14 @@ _SIM_VARS = (
     tc.VAR_COLLIDING_VEHICLES_IDS,
     tc.VAR_EMERGENCYSTOPPING_VEHICLES_NUMBER,
 )
-# What SUMO raises: libsumo's and the TraCI client's exceptions share no base class.
+# What SUMO raises: libsumo's and the TraCI client's exceptions share no base class. The TraCI
+# client's are taken from traci.connection, which raises them: importing libsumo rebinds
+# traci.exceptions.TraCIException to libsumo's own class, so that name misses what the TraCI
+# client raises (an unknown signal over TraCI was a traceback).
 SUMO_ERRORS: tuple[type[BaseException], ...] = (
     libsumo.TraCIException,
+    traci.connection.TraCIException,
+    traci.connection.FatalTraCIError,
     traci.exceptions.TraCIException,
     traci.exceptions.FatalTraCIError,
 )

@@ -239,3 +239,6 @@ def test_program_differences_name_the_program_phase_and_field() -> None:
         f"phase 2 shows '{'u' * len(same[2][0])}' in SUMO, not '{same[2][0]}'",
     ]
     assert len(program_differences(prog, "ev", off, limit=1)) == 1
+    # maxDur is used by nothing (SUMO makes one not given unlimited); SUMO keeps milliseconds
+    loose = [(st, d + 0.0004, m, 2147483.647) for st, d, m, _ in same]
+    assert program_differences(prog, "ev", loose) == []

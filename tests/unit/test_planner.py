@@ -1359,3 +1359,12 @@ def test_an_actuated_hand_back_counts_what_the_program_may_cut_to_its_minimum() 
     config = PlannerConfig(max_presence_s=120.0, sync_min_share=0.3)
     # start phase 0 with 1 s left, no stop, 400 ticks, no vehicles on the crossings, rng seed 0
     _check_random_preemptions(_Drawn(0, 1, None, 400, "none", 0), prog, plans, config)  # type: ignore[arg-type]
+
+
+def test_the_re_entry_share_is_counted_in_whole_steps() -> None:
+    from controller.core.planner import reentry_share_s
+
+    assert reentry_share_s(0.5, 37.0, 1.0) == 18.0  # not 18.5: SUMO would show 18 s anyway
+    assert reentry_share_s(0.5, 37.0, 0.5) == 18.5
+    assert reentry_share_s(0.5, 36.0, 1.0) == 18.0
+    assert reentry_share_s(0.3, 10.0, 1.0) == 3.0  # 3.0000000000000004 is 3 steps, not 2

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from controller.cli import main
 from controller.report import ReportError, write_reports
-from controller.report.figures import movement_colour, movement_intervals, short_id
+from controller.report.figures import movement_colour, movement_intervals, short_id, time_space_diagram
 from controller.report.html import figure_evs, render_run
 from controller.report.load import companions, load_run
 
@@ -334,3 +334,19 @@ def test_long_junction_ids_are_shortened_on_the_axis_only() -> None:
     assert short_id("gneJ143") == "gneJ143"
     shown = short_id(long_id)
     assert len(shown) == 39 and shown.startswith("cluster_306484187_") and shown.endswith("1200363898")
+
+
+@pytest.mark.parametrize("step", [1.0, 0.5])
+def test_the_diagram_draws_each_state_from_the_step_it_governed(tmp_path: Path, step: float) -> None:
+    # J2 showed the EV's link green ('rG') as read from 118 to 131: drawn from 118 − step to 131 − step
+    folder = write_run(tmp_path / "greenwave-s1", "greenwave")
+    summary = json.loads((folder / "summary.json").read_text())
+    summary["step_length"] = step
+    (folder / "summary.json").write_text(json.dumps(summary))
+    fig = time_space_diagram(load_run(folder), "amb")
+    assert fig is not None
+    green = next(p for p in fig.axes[0].patches if p.get_gid() == "j1-signal-green")
+    vertices: Any = green.get_path().vertices
+    xs = sorted({float(x) for x, _ in vertices})
+    assert (xs[0], xs[-1]) == (118.0 - step, 131.0 - step)
+    assert short_id("x" * 50, limit=2) == "x…x" and short_id("abc", limit=2) == "a…c"
