@@ -66,3 +66,11 @@ def test_a_hand_back_serving_two_junctions_counts_once() -> None:
         {"tls": "T", "ev": "a", "junction_index": 3, "exit": 100.0, "restored": 110.0, "recovery_s": 10.0},
     ]
     assert [(r["tls"], r["exit"]) for r in distinct_handbacks(records)] == [("S", 100.0), ("S", 300.0), ("T", 100.0)]
+    # a signal held on for later requests: one hand-back, timed from the last request's end (NDS
+    # city: 134 s "recovery" counted from the first one's end, for a hand-back that took 1 s)
+    held = [{"tls": "U", "ev": "a", "junction_index": 7, "exit": 1030.0, "restored": 1164.0, "recovery_s": 134.0},
+            {"tls": "U", "ev": "b", "junction_index": 4, "exit": 1100.0, "restored": 1164.0, "recovery_s": 64.0},
+            {"tls": "U", "ev": "a", "junction_index": 11, "exit": 1163.0, "restored": 1164.0, "recovery_s": 1.0},
+            {"tls": "U", "ev": "c", "junction_index": 0, "exit": 1200.0, "restored": None, "recovery_s": None},
+            {"tls": "U", "ev": "d", "junction_index": 1, "exit": None, "restored": None, "recovery_s": None}]
+    assert [r["recovery_s"] for r in distinct_handbacks(held)] == [1.0, None, None]
