@@ -14,8 +14,9 @@ from matplotlib.figure import Figure
 from controller import __version__
 from controller.bench.aggregate import moved_text
 from controller.report.figures import CONTROLLER_COLOURS, safe_id, to_svg
-from controller.report.html import CSS, REPORT_FILE, _e, _num, fmt, table
+from controller.report.html import CSS, REPORT_FILE, _e, fmt, table
 from controller.report.load import ReportError
+from controller.report.load import number as _num
 
 BENCH_FILE = "bench.json"
 

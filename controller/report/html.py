@@ -18,6 +18,7 @@ from controller.report.figures import (
     trajectories_compared,
 )
 from controller.report.load import ReportError, RunData, by_controller, ratio_to_free_flow
+from controller.report.load import number as _num
 
 REPORT_FILE = "report.html"
 # More EVs than this in a run: figures only for this many (two or three figures per EV make a
@@ -49,10 +50,6 @@ def fmt(x: object, digits: int = 1) -> str:
     if isinstance(x, float):
         return f"{x:.{digits}f}"
     return str(x)
-
-
-def _num(x: object) -> float | None:
-    return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) else None
 
 
 def table(head: Sequence[str], rows: Iterable[Sequence[object]], *, cls: str = "") -> str:

@@ -207,7 +207,8 @@ def by_controller(runs: Sequence[RunData], controller: str) -> RunData | None:
     return next((r for r in runs if r.controller == controller), None)
 
 
-def _number(x: object) -> float | None:
+def number(x: object) -> float | None:
+    """A JSON value as a float where it is a number (not a bool), else None."""
     return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) else None
 
 
@@ -215,5 +216,5 @@ def ratio_to_free_flow(ev: Mapping[str, Any]) -> float | None:
     """An EV's travel time over its free-flow time, for display: from the two times where both are
     there (summary.json's 4-decimal ratio, shown to 2, would be rounded twice: 116 / 111 =
     1.04505 is stored as 1.045, which prints as 1.04), else the stored ratio."""
-    tt, ff = _number(ev.get("travel_time")), _number(ev.get("free_flow_time"))
-    return tt / ff if tt is not None and ff is not None and ff > 0 else _number(ev.get("ratio_to_free_flow"))
+    tt, ff = number(ev.get("travel_time")), number(ev.get("free_flow_time"))
+    return tt / ff if tt is not None and ff is not None and ff > 0 else number(ev.get("ratio_to_free_flow"))
