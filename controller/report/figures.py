@@ -19,7 +19,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch, PathPatch, Rectangle
 from matplotlib.path import Path
 
-from controller.report.load import Leg, RunData
+from controller.report.load import Leg, RunData, number
 
 JAM_SPACING_M = 7.5  # one halted vehicle's share of a queue (5 m car + 2.5 m gap): queue length drawn
 SIGNAL_COLOURS = {"green": "#2ca02c", "partial": "#98df8a", "yellow": "#ffbf00", "red": "#d62728", "off": "#bbbbbb"}
@@ -129,8 +129,8 @@ def _junction_axis(ax: Axes, leg: Leg) -> None:
 
 
 def _step_s(run: RunData) -> float:
-    step = run.summary.get("step_length")
-    return float(step) if isinstance(step, (int, float)) and not isinstance(step, bool) and step > 0 else 1.0
+    step = number(run.summary.get("step_length"))
+    return step if step is not None and step > 0 else 1.0
 
 
 def time_space_diagram(run: RunData, ev_id: str) -> Figure | None:
