@@ -424,7 +424,7 @@ def create_app(service: SimService, token: str, *, max_body_bytes: int = MAX_BOD
             response.status_code = 503
         return Health(status=status, t_s=s.t_s, ticks=s.ticks, detail=s.failed, preempted=list(s.preempted),
                       escorts_active=sum(1 for e in s.escorts.values() if e.active), safety=dict(s.safety),
-                      ticks_recent=service.tick_stats())
+                      targets_refused=s.targets_refused, ticks_recent=service.tick_stats())
 
     @app.get("/metrics", response_class=PlainTextResponse, summary="Prometheus metrics")
     async def metrics() -> PlainTextResponse:
@@ -436,6 +436,8 @@ def create_app(service: SimService, token: str, *, max_body_bytes: int = MAX_BOD
             "greenwave_junctions_preempted": ("Signals switched away from their program now.", float(len(s.preempted))),
             "greenwave_safety_violations": ("Safety rule violations (S1-S5) seen by the monitor.",
                                             float(sum(s.safety.values()))),
+            "greenwave_targets_refused": ("Planner ticks that refused a green target no program phase shows.",
+                                          float(s.targets_refused)),
             "greenwave_up": ("1 while the simulation runs.", 1.0 if s.running and not s.failed else 0.0),
         }
         return PlainTextResponse(service.metrics.render(gauges), media_type="text/plain; version=0.0.4")

@@ -174,6 +174,10 @@ class Health(BaseModel):
     escorts_active: int
     preempted: list[str]
     safety: dict[str, int]
+    targets_refused: int = Field(
+        0, description="Planner ticks that refused a green target no phase of the signal's program shows "
+        "(the request is then not served with it). 0 in a healthy service; each new one is also an "
+        "event and an audit row.")
     ticks_recent: dict[str, float | int | None] = Field(
         description="Wall time of the recent ticks (up to 1000): whole tick (SUMO step, controller, publishing) "
         "and control alone, p50/p99/max in ms, against the budget (one step's wall time at the set speed).")

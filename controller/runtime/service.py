@@ -193,6 +193,7 @@ class SimService:
         self._progress: dict[str, EvProgress] = {}
         self._after_tick: list[tuple[Future[Any], str]] = []
         self._stages: dict[str, tuple[str, tuple[str, ...]]] = {}
+        self._refused_seen: set[tuple[str, str]] = set()  # (signal, target) refused, reported once each
         self._sim: SumoAdapter | None = None
         self._controller: PreemptionController | None = None
         self._monitor = SafetyMonitor({}, SafetyConfig(step_s=setup.step_length_s))
@@ -430,6 +431,7 @@ class SimService:
         if commands:
             sim.apply(commands)
         self._track_stages(t)
+        self._track_refusals(t)
         self._track_escorts(t)
         self._publish(t, running=True, snap=snap)
         for future, escort_id in self._after_tick:
@@ -510,6 +512,19 @@ class SimService:
                 else:
                     self.audit.record("decision", t_s=t_s, tls_id=tls, escort_id=escorts[0] if escorts else None,
                                       stage=step, previous=previous, escorts=escorts)
+
+    def _track_refusals(self, t_s: float) -> None:
+        """An event and an audit row the first time the planner refuses a green target that is not
+        a program phase's (the request is not served with it; ``run`` counts these in summary.json's
+        ``safety.targets_refused``)."""
+        assert self._controller is not None
+        refused = self._controller.planner.refused_targets
+        if len(refused) == len(self._refused_seen):
+            return
+        for tls, target in sorted(refused.keys() - self._refused_seen):
+            self._refused_seen.add((tls, target))
+            self.events.publish("target_refused", tls_id=tls, t_s=t_s, target=target)
+            self.audit.record("decision", t_s=t_s, tls_id=tls, stage="target_refused", target=target)
 
     def _track_escorts(self, t_s: float) -> None:
         assert self._controller is not None
@@ -607,7 +622,9 @@ class SimService:
         ticks = self._state.ticks + (1 if snap is not None else 0)
         state = ServiceState(t_s=t_s, ticks=ticks, running=running, ended=self._ended, failed=None,
                              escorts=escorts, signals=signals, preempted=preempted,
-                             safety=self._monitor.counts())
+                             safety=self._monitor.counts(),
+                             targets_refused=(sum(self._controller.planner.refused_targets.values())
+                                              if self._controller is not None else 0))
         with self._lock:
             self._state = state
 

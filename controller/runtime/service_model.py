@@ -81,6 +81,7 @@ class ServiceState:
     signals: Mapping[str, SignalView] = field(default_factory=dict)
     preempted: tuple[str, ...] = ()
     safety: Mapping[str, int] = field(default_factory=dict)
+    targets_refused: int = 0  # planner ticks that refused a green target no program phase shows
 
 
 # -- commands ---------------------------------------------------------------------------------------
