@@ -162,7 +162,6 @@ def run(
     _clear_stale(setup)
     started = time.perf_counter()
     check_controller(controller_name)
-    free_flow = free_flow_times(setup, setup.evs, backend=backend)
     programs = {tls: setup.network.programs[tls] for tls in setup.watched_tls}
     monitor = SafetyMonitor(programs, safety or SafetyConfig(step_s=setup.step_length_s))
     progress = {ev.ev_id: EvProgress(ev.ev_id, ev.corridor) for ev in setup.evs}
@@ -281,6 +280,9 @@ def run(
         monitor.finish(snap.t_s)
         last_t = snap.t_s
 
+    # after the run, in sessions of their own (libsumo runs one at a time): the check of the
+    # programs above refuses a misread one before the user waits for these
+    free_flow = free_flow_times(setup, setup.evs, backend=backend)
     outputs = read_outputs(out)
     ev_ids = {ev.ev_id for ev in setup.evs}
     bg_trips, bg_loss = background(outputs, ev_ids, end_s)

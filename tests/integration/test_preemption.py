@@ -218,13 +218,17 @@ def test_a_sub_second_step_keeps_yellow_clearance_and_minimum_green(controller: 
     _assert_safe(s)
 
 
-def test_a_program_misread_is_refused_before_it_is_controlled_or_judged(tmp_path: Path) -> None:
+def test_a_program_misread_is_refused_before_it_is_controlled_or_judged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The controller and the safety monitor both take a signal's program from what greenwave
     read: a misreading (here an all-red clearance read 1 s short) would be planned with and
     judged by, unseen. SUMO's own reading of the files is the check: the run stops before the
-    first step, naming the signal and the phase, and writes no summary."""
+    first step, naming the signal and the phase, and writes no summary. Nothing is simulated
+    before it (the EVs' free-flow runs come after the run: a city's take minutes)."""
     import dataclasses
 
+    import controller.runtime.run as run_module
     from controller.errors import NetworkError
 
     setup = prepare_scenario(load_scenario(REPO / "scenarios" / "ingolstadt7.toml"), seed=1, out_dir=tmp_path)
@@ -235,6 +239,9 @@ def test_a_program_misread_is_refused_before_it_is_controlled_or_judged(tmp_path
     programs = {**setup.network.programs, tls: dataclasses.replace(
         program, phases=(*program.phases[:k], short, *program.phases[k + 1:]))}
     setup = dataclasses.replace(setup, network=dataclasses.replace(setup.network, programs=programs))
+    free_flow_runs: list[object] = []
+    monkeypatch.setattr(run_module, "free_flow_times", lambda *a, **k: free_flow_runs.append(a) or {})
     with pytest.raises(NetworkError, match=rf"traffic light '{tls}': phase {k} duration is "):
         run(setup, "greenwave")
     assert not (tmp_path / "summary.json").exists()
+    assert free_flow_runs == []
