@@ -240,7 +240,12 @@ def test_a_program_misread_is_refused_before_it_is_controlled_or_judged(
         program, phases=(*program.phases[:k], short, *program.phases[k + 1:]))}
     setup = dataclasses.replace(setup, network=dataclasses.replace(setup.network, programs=programs))
     free_flow_runs: list[object] = []
-    monkeypatch.setattr(run_module, "free_flow_times", lambda *a, **k: free_flow_runs.append(a) or {})
+
+    def free_flow_times(*args: object, **kwargs: object) -> dict[str, float]:
+        free_flow_runs.append(args)
+        return {}
+
+    monkeypatch.setattr(run_module, "free_flow_times", free_flow_times)
     with pytest.raises(NetworkError, match=rf"traffic light '{tls}': phase {k} duration is "):
         run(setup, "greenwave")
     assert not (tmp_path / "summary.json").exists()
