@@ -1,5 +1,8 @@
 """The characters of SUMO's signal state strings, one per link: green, yellow, red.
 
+'u' (red and yellow together, shown before green in some countries) is a red: SUMO's vehicles
+stop at it, and it ends no green. 's' (stop sign) counts as red too.
+
 Its own module so that the compiled core (``greenwave accel``) calls these as native functions:
 they run for every link of every signal the planner looks at, every tick.
 """
@@ -7,8 +10,8 @@ they run for every link of every signal the planner looks at, every tick.
 from __future__ import annotations
 
 GREEN_CHARS = frozenset("Gg")
-YELLOW_CHARS = frozenset("yYu")
-RED_CHARS = frozenset("rs")
+YELLOW_CHARS = frozenset("yY")
+RED_CHARS = frozenset("rsu")
 
 
 def is_green(c: str) -> bool:

@@ -259,6 +259,18 @@ def test_s2_yellow_to_green() -> None:
     assert found[0].link_index == 0
 
 
+def test_red_yellow_u_is_a_red_not_a_yellow() -> None:
+    # SUMO's 'u' (red and yellow together, shown before green in some countries) means stop:
+    # a program's u -> G is a red -> green and allows no yellow -> green, nor a green -> u
+    # without yellow; the program itself runs clean
+    prog = program([("Gr", 10), ("yr", 3), ("rr", 1), ("ru", 1), ("rG", 10), ("ry", 3), ("rr", 1), ("ur", 1)])
+    assert feed(SignalWatch(prog), own_segments(prog, 3)) == []
+    found = feed(SignalWatch(prog), [("rr", 2), ("Gr", 10), ("yr", 2), ("Gr", 10)])
+    assert count(found) == only("S2") and "yellow to green" in found[0].detail
+    found = feed(SignalWatch(prog), [("rr", 2), ("Gr", 10), ("ur", 2)])
+    assert count(found) == only("S1") and "without yellow" in found[0].detail
+
+
 def test_s2_all_red_skipped_between_incompatible_links() -> None:
     watch = SignalWatch(P2)
     found = feed(watch, [("rr", 2), ("Gr", 10), ("yr", 3), ("rr", 1), ("rG", 10)])
