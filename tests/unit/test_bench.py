@@ -479,3 +479,136 @@ def test_suite_duplicate_scenario_names(tmp_path: Path) -> None:
     path.write_text(f'name = "s"\nversion = 1\nseeds = [1]\ncontrollers = ["none"]\nscenarios = ["{sc}", "{sc}"]')
     with pytest.raises(ScenarioError, match=r"scenarios\[1\].*already used"):
         load_suite(path)
+
+
+# --- cases from mutation testing of the figures and verdicts (stop 25) ------------------------
+
+
+def _gw_row(results: list[RunResult]) -> dict[str, Any]:
+    return rows_by_ctrl(aggregate(results))["greenwave"]
+
+
+def test_figures_pair_seeds_by_seed_and_average_over_evs() -> None:
+    # the change against none is paired by seed number, not by position in the list
+    assert _gw_row([res("a", "none", 1, summary(200.0, bg=40.0)), res("a", "none", 2, summary(200.0, bg=50.0)),
+                    res("a", "greenwave", 2, summary(150.0, bg=55.0))])["bg_time_loss_change_pct"] == \
+        pytest.approx(10.0)
+    # a seed none lacks is left out of the gap (and raises nothing)
+    assert _gw_row([x for x in basic() if not (x.controller == "none" and x.seed == 2)])["gap_closed"] == \
+        pytest.approx(0.85)
+    # the gap's means are over every EV, not means of per-seed means: seed 1 has three EVs at 100 s,
+    # seed 2 one at 160 s: mean 115 s, gap (200 - 115) / (200 - 100)
+    r = [res("a", c, 1, summary([t] * 3)) for c, t in (("none", 200.0), ("oracle", 100.0), ("greenwave", 100.0))]
+    r += [res("a", "none", 2, summary(200.0)), res("a", "oracle", 2, summary(100.0)),
+          res("a", "greenwave", 2, summary(160.0))]
+    assert _gw_row(r)["gap_closed"] == pytest.approx(0.85)
+    # divided unrounded: (200.4 - 110) / (200.4 - 100.4)
+    r = [res("a", c, 1, summary(t)) for c, t in (("none", 200.4), ("oracle", 100.4), ("greenwave", 110.0))]
+    assert _gw_row(r)["gap_closed"] == pytest.approx(0.904)
+    # judged where the oracle saves exactly 10 %
+    r = [res("a", c, 1, summary(t)) for c, t in (("none", 100.0), ("oracle", 90.0), ("greenwave", 91.0))]
+    assert _gw_row(r)["gap_judged"] is True
+
+
+def test_figures_green_lost_entry_tag_and_cross_streets() -> None:
+    r = [res("a", "greenwave", 1, summary([100.0, 100.0], extra_ev=None))]
+    assert r[0].summary is not None
+    r[0].summary["evs"][0]["green_lost"], r[0].summary["evs"][1]["green_lost"] = 2, None
+    assert _gw_row(r)["ev_green_lost"] == 2
+    s = summary(100.0)
+    s["eta"]["errors"] = [{"h": "at_entry", "err": -3.0}]
+    assert _gw_row([res("a", "greenwave", 1, s)])["eta_p90_entry_s"] == pytest.approx(3.0)
+    none, gw = summary(100.0), summary(100.0)
+    none["background"]["cross_streets"] = {"mean_time_loss": 40.0}
+    gw["background"]["cross_streets"] = {"mean_time_loss": 44.0}
+    row = _gw_row([res("a", "none", 1, none), res("a", "greenwave", 1, gw)])
+    assert row["cross_time_loss_change_pct"] == pytest.approx(10.0) and row["bg_time_loss_change_pct"] == 0.0
+
+
+def test_verdict_limits_are_inclusive_and_point_the_right_way() -> None:
+    assert _crit(_verdict(basic(gw_travel=(105.0, 125.0), local_travel=(101.0, 121.0))), "delay") is True  # 5 s
+    assert _crit(_verdict(basic(gw_bg=(51.0, 61.2))), "background") is True  # +2.0 % exactly
+    assert _crit(_verdict(basic(gw_bg=(50.5, 60.6), local_bg=(50.5, 60.6))), "background") is True  # = local's
+    v = _verdict(basic(gw_bg=(51.5, 61.2), local_bg=(50.0, 60.6)))
+    assert "+2.0 ± 1.0 pp over 2 seeds, within seed noise" in _detail(v, "background")  # 2 SE is noise
+    v = _verdict(basic(gw_bg=(50.0, 60.0), local_bg=(51.0, 61.2)))
+    assert "-2.0 ± 0.0 pp over 2 seeds, beyond seed noise" in _detail(v, "background")  # |mean|, not mean
+
+
+def _with_collisions(gw: int, none: int = 2) -> list[RunResult]:
+    out = []
+    for r in basic():
+        if r.controller in ("greenwave", "none") and r.summary is not None:
+            r.summary["safety"]["collisions"] = gw if r.controller == "greenwave" else none
+        out.append(r)
+    return out
+
+
+def test_collision_verdict_compares_all_collisions_with_none_on_the_same_seeds() -> None:
+    assert _crit(_verdict(_with_collisions(2)), "collisions") is True  # equal: no more than none's
+    v = _verdict(_with_collisions(3))
+    assert _crit(v, "collisions") is False and _detail(v, "collisions").startswith("6 vs none 4")
+    # none completed one seed only: compared on that seed, not 2 runs' sum against 1 run's
+    results = [r for r in _with_collisions(2) if not (r.controller == "none" and r.seed == 2)]
+    v = _verdict(results)
+    assert _crit(v, "collisions") is True
+    assert _detail(v, "collisions").startswith("2 vs none 2 on the 1 seeds both completed")
+    results = [r for r in _with_collisions(3) if not (r.controller == "none" and r.seed == 2)]
+    assert _crit(_verdict(results), "collisions") is False
+
+
+def test_an_ev_that_does_not_arrive_fails_the_verdict() -> None:
+    # the travel figures average the EVs that arrived: gap and delay alone would pass this
+    results = []
+    for r in basic():
+        if r.controller == "greenwave" and r.summary is not None:
+            r.summary["evs"].append({"id": "stuck", "travel_time": None, "free_flow_time": 100.0, "stops": 9})
+        results.append(r)
+    v = _verdict(results)
+    assert _crit(v, "gap") is True and _crit(v, "every EV arrived") is False and v["status"] == "fail"
+    assert _detail(v, "every EV arrived") == "2 of 4"
+    assert _crit(_verdict(basic()), "every EV arrived") is True
+
+
+def test_delay_over_the_oracle_needs_only_the_oracle() -> None:
+    # none's seed 2 failed: the delay is still over both seeds (greenwave − oracle: 15 and 5 s)
+    results = [r for r in basic(gw_travel=(115.0, 125.0)) if not (r.controller == "none" and r.seed == 2)]
+    results.append(res("a", "none", 2, None, error="boom"))
+    assert _gw_row(results)["delay_over_oracle_s"] == pytest.approx(10.0)
+    # no none at all: the delay is still judged
+    v = _verdict([r for r in basic() if r.controller != "none"])
+    assert _detail(v, "delay").startswith("10.0 s")
+
+
+def test_eta_verdict_judges_entry_against_2_s() -> None:
+    s = summary(100.0)
+    s["eta"]["errors"] = {"entry": [3.0], "60": [1.0]}
+    v = verdicts([res("a", "greenwave", 1, s)], [])[-1]
+    assert [c["ok"] for c in v["criteria"]] == [False, True]
+
+
+def _moved(before: dict[str, Any], after: dict[str, Any]) -> set[str]:
+    rows = aggregate(basic())
+
+    def gw(change: dict[str, Any]) -> list[dict[str, Any]]:
+        return [{**r, **change} if r["controller"] == "greenwave" else r for r in rows]
+
+    return {r["metric"] for r in check_baseline(gw(after), make_baseline({}, gw(before)))["regressions"]}
+
+
+def test_check_tolerances_per_figure() -> None:
+    assert _moved({"bg_time_loss_change_pct": 3.0}, {"bg_time_loss_change_pct": 4.5}) == {"bg_time_loss_change_pct"}
+    assert _moved({"ev_stops_mean": 1.0}, {"ev_stops_mean": 0.4}) == {"ev_stops_mean"}
+    assert _moved({"ev_stops_at_signals_mean": 1.0}, {"ev_stops_at_signals_mean": 1.6}) == \
+        {"ev_stops_at_signals_mean"}
+    assert _moved({"teleports": 20}, {"teleports": 25}) == set()
+    assert _moved({"teleports": 20}, {"teleports": 26}) == {"teleports"}
+    assert _moved({"collisions_preempted": 0}, {"collisions_preempted": 3}) == {"collisions_preempted"}
+    assert _moved({"ev_green_lost": 2}, {"ev_green_lost": 2}) == set()
+
+
+def test_report_numbers_refuse_bools_and_a_zero_free_flow() -> None:
+    from controller.report.load import number, ratio_to_free_flow
+
+    assert number(True) is None and number(3) == 3.0
+    assert ratio_to_free_flow({"travel_time": 10, "free_flow_time": 0}) is None
