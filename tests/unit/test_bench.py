@@ -612,3 +612,83 @@ def test_report_numbers_refuse_bools_and_a_zero_free_flow() -> None:
 
     assert number(True) is None and number(3) == 3.0
     assert ratio_to_free_flow({"travel_time": 10, "free_flow_time": 0}) is None
+
+
+def _bench_with(results: list[RunResult], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *,
+                base_results: list[RunResult] | None = None, update: bool = False) -> tuple[int, str, Path]:
+    """``run_bench`` on a one-scenario suite, its runs replaced by ``results`` (no SUMO), checked
+    against a baseline made from ``base_results``."""
+    import json
+
+    from rich.console import Console
+
+    from controller.bench import command
+
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    suite = tmp_path / "suite.toml"
+    suite.write_text(f'name = "t"\nversion = 1\nseeds = [1, 2]\ncontrollers = ["none", "local", "greenwave", '
+                     f'"oracle"]\nscenarios = ["{(REPO / "scenarios" / "ingolstadt7.toml").as_posix()}"]\n')
+
+    def renamed(rs: list[RunResult]) -> list[RunResult]:
+        return [RunResult("ingolstadt7", r.controller, r.seed, r.summary, error=r.error) for r in rs]
+
+    baseline = tmp_path / "base.json"
+    baseline.write_text(json.dumps(make_baseline({"name": "t", "version": 1, "file": str(suite)},
+                                                 aggregate(renamed(base_results or basic())))))
+    monkeypatch.setattr(command, "run_jobs", lambda plan, **k: renamed(results))
+    monkeypatch.setattr(command, "write_bench_report", lambda out: out / "report.html")
+    console = Console(record=True, width=200)
+    code = command.run_bench(console, suite=suite, seeds=None, controllers=None, out_dir=tmp_path / "out",
+                             jobs=1, baseline=baseline, write_baseline=baseline if update else None, update=update)
+    return code, console.export_text(), tmp_path / "out" / "bench.json"
+
+
+def test_bench_exit_code_and_baseline_update(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    code, text, _ = _bench_with(basic(), tmp_path / "same", monkeypatch)
+    assert code == 0 and "no regression" in text
+    # a regression against the baseline (not the other way round): exit 1
+    code, text, _ = _bench_with(basic(gw_s1=1), tmp_path / "worse", monkeypatch)
+    assert code == 1 and "regression" in text
+    code, _, _ = _bench_with(basic(), tmp_path / "better", monkeypatch, base_results=basic(gw_s1=1))
+    assert code == 0
+    # a failed run stops --update-baseline: not written, not "updated", and exit 1
+    failed = [r if not (r.controller == "oracle" and r.seed == 2) else res("a", "oracle", 2, None, error="boom")
+              for r in basic(gw_s1=1)]
+    code, text, bench = _bench_with(failed, tmp_path / "update", monkeypatch, update=True)
+    assert code == 1 and "baseline NOT written" in text and "updated; what moved" not in text
+    assert json.loads(bench.read_text())["check"]["updated"] is False
+
+
+def test_bench_table_marks_an_unjudged_gap_and_totals_s1_to_s5() -> None:
+    from rich.console import Console
+
+    from controller.bench.report import table
+
+    results = [res("a", "none", 1, summary(100.0)), res("a", "oracle", 1, summary(95.0)),
+               res("a", "greenwave", 1, summary(99.0))]
+    assert results[2].summary is not None
+    results[2].summary["safety"]["S5"] = 3
+    console = Console(record=True, width=300)
+    console.print(table(aggregate(results), "t"))
+    text = console.export_text()
+    line = next(ln for ln in text.splitlines() if "greenwave" in ln)
+    cells = line.split()
+    assert "0.99" in cells and "0.20*" in cells  # ratio to free flow; the gap, not judged
+    assert cells[cells.index("0.20*") + 1] != "0.20*"
+    headers = next(ln for ln in text.splitlines() if "S1-5" in ln)
+    assert line[headers.index("S1-5"):headers.index("S1-5") + 4].strip() == "3"
+
+
+def test_a_baseline_group_without_a_safety_count_is_refused(tmp_path: Path) -> None:
+    import json
+
+    from controller.bench.report import read_baseline
+
+    base = make_baseline({"name": "t", "version": 1}, aggregate(basic()))
+    del base["groups"][0]["S1"]
+    path = tmp_path / "b.json"
+    path.write_text(json.dumps(base))
+    with pytest.raises(ScenarioError, match=r"groups\[0\]\.S1"):
+        read_baseline(path)
