@@ -94,7 +94,8 @@ def run_errors(trace_file: Path) -> dict[str, dict[str, list[float]]]:
 
 def main(argv: Sequence[str]) -> int:
     if len(argv) != 1:
-        print(__doc__.strip().splitlines()[-3], file=sys.stderr)
+        print("usage: python benchmarks/eta_ceiling.py BENCH_DIR (a `greenwave bench --out` folder)",
+              file=sys.stderr)
         return 2
     bench = Path(argv[0])
     pooled: dict[str, dict[str, list[float]]] = {h: {"kinematic": [], "hindsight": [], "published": []}
