@@ -69,6 +69,7 @@ from controller.runtime.setup import (
     route_file_ids,
     sumo_args,
 )
+from controller.runtime.watch import CorridorWatch
 from controller.sim.adapter import SUMO_ERRORS, Backend, SumoAdapter
 from controller.sim.geo import is_geo_referenced
 
@@ -196,6 +197,9 @@ class SimService:
         self._refused_seen: set[tuple[str, str]] = set()  # (signal, target) refused, reported once each
         self._sim: SumoAdapter | None = None
         self._controller: PreemptionController | None = None
+        # what is read from SUMO: each escort's corridor until it is done, its signals until
+        # KEEP_AFTER_S after they are back in their programs (as a run reads them)
+        self._reading: CorridorWatch | None = None
         self._monitor = SafetyMonitor({}, SafetyConfig(step_s=setup.step_length_s))
         self._seq = 0
         self._route_file_ids: dict[str, tuple[str, Path]] | None = None
@@ -265,6 +269,7 @@ class SimService:
                 # no ETA log: the service never scores its predictions, and it would grow for as long as it runs
                 config = with_step(controller_config(setup.controller), setup.step_length_s)
                 self._controller = PreemptionController(self.network, [], config, record_etas=False)
+                self._reading = CorridorWatch(sim, [self._monitor.pause, self._controller.forget_signal])
                 self._publish(sim.time_s, running=True)
                 self.audit.record("service", t_s=sim.time_s, event="started", scenario=setup.name)
                 self._ready.set()
@@ -433,6 +438,8 @@ class SimService:
         self._track_stages(t)
         self._track_refusals(t)
         self._track_escorts(t)
+        assert self._reading is not None
+        self._reading.tick(t, sim.switched)
         self._publish(t, running=True, snap=snap)
         for future, escort_id in self._after_tick:
             if not future.done():
@@ -474,16 +481,17 @@ class SimService:
         old = self._progress[key]
         self._progress[key] = EvProgress(key, corridor, depart_s=old.depart_s, stops=old.stops,
                                          reroutes=old.reroutes + 1)
-        self._watch(sim, corridor)
+        self._watch(key, corridor, t_s)
         self._controller.reroute(key, corridor)
         esc = self._escorts[self._by_key[key]]
         esc.corridor = corridor
         esc.shapes = None
         self.events.publish("reroute", escort=esc.id, t_s=t_s, route=list(corridor.route))
 
-    def _watch(self, sim: SumoAdapter, corridor: Corridor) -> None:
-        sim.watch_signals(corridor.tls_ids())
-        sim.watch_lanes(lane for j in corridor.junctions for lane in j.approach_lanes)
+    def _watch(self, key: str, corridor: Corridor, t_s: float) -> None:
+        """Read an escort's corridor (again after a re-route: the old one is released)."""
+        assert self._reading is not None
+        self._reading.activate(key, corridor, t_s)
         for tls in corridor.tls_ids():
             if tls not in self._monitor.watches:
                 self._monitor.watches[tls] = SignalWatch(self.network.programs[tls], self._monitor.config, tls)
@@ -539,6 +547,7 @@ class SimService:
                 esc.state, esc.reason, esc.cancelled_s = "cancelled", reason, t_s
                 self.events.publish("cancel", escort=esc.id, t_s=t_s, reason=reason)
                 self.audit.record("cancel", t_s=t_s, escort_id=esc.id, reason=reason)
+                self._release(esc, t_s)
                 continue
             if esc.state == "dispatched" and p.depart_s is not None:
                 esc.state = "en_route"
@@ -548,10 +557,18 @@ class SimService:
                     esc.state = "arrived"
                     self.events.publish("arrival", escort=esc.id, t_s=p.arrived_s)
                     self.audit.record("arrival", t_s=p.arrived_s, escort_id=esc.id)
+                    self._release(esc, t_s)
                 elif p.vanished_s is not None:
                     esc.state, esc.reason, esc.cancelled_s = "cancelled", "vanished", t_s
                     self.events.publish("cancel", escort=esc.id, t_s=t_s, reason="vanished")
                     self.audit.record("cancel", t_s=t_s, escort_id=esc.id, reason="vanished from the simulation")
+                    self._release(esc, t_s)
+
+    def _release(self, esc: _Escort, t_s: float) -> None:
+        """The escort is done: its corridor's lanes stop being read now, its signals once they are
+        back in their programs and no other escort needs them (``CorridorWatch.tick``)."""
+        assert self._reading is not None
+        self._reading.release(esc.key, t_s)
 
     # -- views ---------------------------------------------------------------------------------------
     def _escort_view(self, esc: _Escort, t_s: float, snap: Snapshot | None) -> EscortView:
@@ -607,7 +624,10 @@ class SimService:
             planner = self._controller.planner
             preempted = sim.preempted
             shown = snap.signals if snap is not None else {}
+            read = self._reading.signals if self._reading is not None else frozenset()
             for tls in planner.junctions:
+                if tls not in read:
+                    continue  # no escort needs it any more (README: "the signals read now")
                 sig = shown.get(tls)
                 old = self._state.signals.get(tls)
                 signals[tls] = SignalView(
@@ -718,7 +738,7 @@ class SimService:
             sim.add_vehicle(key, route, vtype, depart="now")
         if cmd.tracking == "simulation":
             sim.watch_vehicle(key)
-        self._watch(sim, corridor)
+        self._watch(key, corridor, t)
         ev = EvSetup(key, cmd.vehicle_type, corridor, dynamics, t, priority_class=cmd.priority)
         self._controller.add_ev(ev)
         # a vehicle already running departed before it was escorted: its departure, not the escort's
@@ -746,6 +766,7 @@ class SimService:
             raise RequestError(f"escort '{esc.id}' {done} already", 409)
         self._controller.cancel(esc.key)
         esc.state, esc.reason, esc.cancelled_s = "cancelled", "cancelled by request", sim.time_s
+        self._release(esc, sim.time_s)
         # the signals held for this escort alone (one held for others too stays held for them)
         held = sorted({tls for tls in esc.corridor.tls_ids() if self._controller.planner.holders(tls) == (esc.key,)})
         self.audit.record("cancel", t_s=sim.time_s, escort_id=esc.id, handing_back=held)

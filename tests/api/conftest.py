@@ -112,7 +112,8 @@ def wait_for(predicate: Any, timeout_s: float = 60.0, every_s: float = 0.1, what
 
 
 def all_handed_back(client: httpx.Client) -> bool:
+    """Every signal an escort had is idle and in its program (or no longer read: a signal stops
+    being listed 120 s after its hand-back once no escort needs it)."""
     signals = client.get("/v1/signals").json()
     health = client.get("/healthz").json()
-    return bool(signals) and all(s["stage"] == "idle" and not s["preempted"] for s in signals) and (
-        health["preempted"] == [])
+    return all(s["stage"] == "idle" and not s["preempted"] for s in signals) and health["preempted"] == []

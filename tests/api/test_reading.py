@@ -1,0 +1,62 @@
+"""What a live service reads from SUMO: an escort's corridor while it is under way, its signals
+until 120 s after they are back in their programs (then they leave /v1/signals, and SUMO is no
+longer asked for them); a signal another escort still needs stays."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from controller.runtime.audit import AuditLog
+from controller.runtime.service import SimService
+from controller.runtime.service_model import Cancel, Dispatch
+from controller.runtime.setup import prepare_scenario
+from controller.runtime.watch import KEEP_AFTER_S
+from controller.scenario import load_scenario
+from tests.api.conftest import ROW
+
+pytestmark = pytest.mark.sumo
+
+
+def _until(service: SimService, predicate: object, what: str, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_signals_are_read_while_an_escort_needs_them(tiny_scenario: Path, tmp_path: Path) -> None:
+    setup = prepare_scenario(load_scenario(tiny_scenario), seed=1, out_dir=tmp_path / "out")
+    service = SimService(setup, audit=AuditLog(tmp_path / "audit.sqlite"), speed=100.0, end_s=None)
+    service.start()
+    try:
+        row = ("left1A1", "A1B1", "B1C1", "C1right1")
+        column = ("bottom1B0", "B0B1", "B1B2", "B2top1")  # crosses the row at B1
+        service.submit(Dispatch(escort_id="amb", route=row)).result(timeout=30)
+        assert set(service.state.signals) == set(ROW)
+        _until(service, lambda: service.state.escorts["amb"].state == "arrived", "the ambulance's arrival")
+        arrived_s = service.state.escorts["amb"].arrived_s
+        assert arrived_s is not None
+        # a second escort through B1 (dispatched 60 s after the ambulance arrived), cancelled at once
+        _until(service, lambda: service.state.t_s >= arrived_s + 60, "60 s after the arrival")
+        service.submit(Dispatch(escort_id="fire", route=column, vehicle_type="fire")).result(timeout=30)
+        assert set(service.state.signals) == {*ROW, "B0", "B2"}
+        service.submit(Cancel("fire")).result(timeout=30)
+        cancelled_s = service.state.escorts["fire"].cancelled_s
+        assert cancelled_s is not None
+        # the ambulance's A1 and C1 leave KEEP_AFTER_S after its arrival; B1, needed by the fire
+        # engine since, stays with the fire engine's B0 and B2 until KEEP_AFTER_S after its cancel
+        _until(service, lambda: not {"A1", "C1"} & set(service.state.signals), "A1 and C1 dropped")
+        assert service.state.t_s - arrived_s >= KEEP_AFTER_S
+        assert set(service.state.signals) == {"B0", "B1", "B2"}
+        _until(service, lambda: not service.state.signals, "every signal dropped")
+        assert service.state.t_s - cancelled_s >= KEEP_AFTER_S
+        assert service.state.preempted == () and sum(service.state.safety.values()) == 0
+        reading = service._reading
+        assert reading is not None and reading.signals == frozenset()
+    finally:
+        service.stop()
