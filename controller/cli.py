@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from controller import MAX_SEED
 from controller.errors import GreenwaveError, ScenarioError
 
 T = TypeVar("T")
@@ -236,7 +237,7 @@ def main() -> None:
 @click.argument("scenario", required=False, type=click.Path(path_type=Path))
 @click.option("--controller", "controller_name", default="greenwave", show_default=True,
               type=click.Choice(["none", "local", "greenwave", "oracle"]), help="Who drives the signals.")
-@click.option("--seed", default=1, show_default=True, type=click.IntRange(min=0),
+@click.option("--seed", default=1, show_default=True, type=click.IntRange(min=0, max=MAX_SEED),
               help="Seed of SUMO and of generated demand.")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
               help="Output folder [default: runs/<scenario>-<controller>-s<seed>].")
@@ -457,7 +458,7 @@ def report(run_dirs: tuple[Path, ...], evs: tuple[str, ...], max_evs: int | None
               help="Simulated seconds per wall second [default: as fast as possible].")
 @click.option("--audit-db", type=click.Path(path_type=Path), default=None,
               help="SQLite audit log [default: <out>/audit.sqlite]; kept across restarts.")
-@click.option("--seed", default=1, show_default=True, type=click.IntRange(min=0),
+@click.option("--seed", default=1, show_default=True, type=click.IntRange(min=0, max=MAX_SEED),
               help="Seed of SUMO and of generated demand.")
 @click.option("--end", "end_s", type=Finite(min=0.0), default=None,
               help="Stop stepping at this simulation time and keep serving [default: step until shut down].")

@@ -26,6 +26,7 @@ else:  # pragma: no cover
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from controller import MAX_SEED
 from controller.errors import ScenarioError
 from controller.scenario import Scenario, load_scenario, read_toml_model
 
@@ -33,6 +34,7 @@ DEFAULT_SUITE = Path("benchmarks") / "suite.toml"
 _CHECKOUT = Path(__file__).resolve().parents[2]  # the folder holding controller/ (a source checkout)
 KNOWN_CONTROLLERS = ("none", "local", "greenwave", "oracle")  # names a suite may list
 _NAME = r"[A-Za-z0-9][A-Za-z0-9_.-]*"
+MAX_SEEDS = 10_000  # more runs than any bench here would finish
 SCENARIO_SEEDS = tuple(range(1, 11))  # a scenario benched on its own: the suite's 10 seeds
 
 
@@ -81,6 +83,8 @@ class Suite:
 def _check_seeds(seeds: Sequence[int]) -> tuple[int, ...]:
     if any(s < 0 for s in seeds):
         raise ValueError("seeds must be >= 0")
+    if any(s > MAX_SEED for s in seeds):
+        raise ValueError(f"seeds must be <= {MAX_SEED} (SUMO's largest)")
     if len(set(seeds)) != len(seeds):
         raise ValueError("duplicate seed(s)")
     return tuple(seeds)
@@ -145,7 +149,14 @@ def parse_seeds(raw: str) -> tuple[int, ...]:
         hi = int(m.group(2)) if m.group(2) is not None else lo
         if hi < lo:
             raise ScenarioError(f"--seeds '{raw}': range '{part}' runs backwards")
-        seeds.extend(s for s in range(lo, hi + 1) if s not in seeds)
+        if hi > MAX_SEED:
+            raise ScenarioError(f"--seeds '{raw}': {hi} is over {MAX_SEED}, SUMO's largest seed")
+        if hi - lo >= MAX_SEEDS:
+            raise ScenarioError(f"--seeds '{raw}': range '{part}' has {hi - lo + 1} seeds (at most {MAX_SEEDS})")
+        seen = set(seeds)
+        seeds.extend(s for s in range(lo, hi + 1) if s not in seen)
+        if len(seeds) > MAX_SEEDS:
+            raise ScenarioError(f"--seeds '{raw}': {len(seeds)} seeds (at most {MAX_SEEDS})")
     return tuple(seeds)
 
 

@@ -198,6 +198,7 @@ def test_invalid_ev_entry_is_named_once(tmp_path: Path, tiny_net: Path) -> None:
         (["--detect-range", "nan"], "'--detect-range': 'nan' is not a finite number"),
         (["--detect-eta", "inf"], "'--detect-eta': 'inf' is not a finite number"),
         (["--seed", "-1"], "'--seed': -1 is not in the range"),
+        (["--seed", "99999999999"], "'--seed': 99999999999 is not in the range 0<=x<=2147483647"),
     ],
 )
 def test_non_finite_or_out_of_range_options_are_refused(tmp_path: Path, args: list[str], needle: str) -> None:

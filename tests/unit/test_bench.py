@@ -428,6 +428,14 @@ def test_parse_seeds_and_controllers() -> None:
     for bad in ("", "a", "3-1", "1,,2"):
         with pytest.raises(ScenarioError, match="--seeds"):
             parse_seeds(bad)
+    # SUMO's largest seed, and no range that would take forever to list (or to run)
+    assert parse_seeds("2147483647") == (2147483647,)
+    with pytest.raises(ScenarioError, match="2147483648 is over 2147483647"):
+        parse_seeds("2147483648")
+    with pytest.raises(ScenarioError, match="has 20000 seeds"):
+        parse_seeds("1-20000")
+    with pytest.raises(ScenarioError, match="10002 seeds"):
+        parse_seeds("1-10000,20001-20002")
     assert parse_controllers("none, oracle") == ("none", "oracle")
     with pytest.raises(ScenarioError, match="unknown controller 'fast'"):
         parse_controllers("none,fast")
@@ -456,6 +464,8 @@ def test_a_scenario_file_is_a_suite_of_that_scenario() -> None:
         ('name = "s"\nversion = 0\nseeds = [1]\ncontrollers = ["none"]\nscenarios = ["x.toml"]', "field 'version'"),
         ('name = "s"\nversion = 1\nseeds = [1, 1]\ncontrollers = ["none"]\nscenarios = ["x.toml"]',
          "field 'seeds'.*duplicate"),
+        ('name = "s"\nversion = 1\nseeds = [2147483648]\ncontrollers = ["none"]\nscenarios = ["x.toml"]',
+         "field 'seeds'.*2147483647"),
         ('name = "s"\nversion = 1\nseeds = [1]\ncontrollers = ["fast"]\nscenarios = ["x.toml"]',
          "field 'controllers'.*unknown controller 'fast'"),
         ('name = "s"\nversion = 1\nseeds = [1]\ncontrollers = ["none"]\nscenarios = ["x.toml"]\nfoo = 1',
