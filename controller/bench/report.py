@@ -65,11 +65,13 @@ def table(rows: Sequence[Mapping[str, Any]], title: str) -> Table:
         cells = [_fmt(r[key], d) for _h, key, d in _COLUMNS]
         if r["gap_judged"] is False and r["gap_closed"] is not None:
             cells[3] += "*"
+        measured = bool(r["runs"])  # sums over no completed run are not a clean 0
         body.append([
             r["scenario"] if r["scenario"] != last else "", r["controller"], runs, *cells,
-            str(sum(r[k] for k in SAFETY_RULES)),
-            f"{r['collisions']} ({r['collisions_ev']}, {_fmt(r.get('collisions_preempted'), 0)})",
-            str(r["emergency_braking"]), str(r["teleports"]), _fmt(r["wall_mean_s"], 1),
+            str(sum(r[k] for k in SAFETY_RULES)) if measured else "-",
+            f"{r['collisions']} ({r['collisions_ev']}, {_fmt(r.get('collisions_preempted'), 0)})" if measured else "-",
+            str(r["emergency_braking"]) if measured else "-", str(r["teleports"]) if measured else "-",
+            _fmt(r["wall_mean_s"], 1),
         ])  # fmt: skip
         last = r["scenario"]
     t = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)

@@ -122,8 +122,10 @@ def render_bench(data: Mapping[str, Any], source: Path) -> str:
                    r.get("delay_over_oracle_s"),
                    r.get("ev_stops_at_signals_mean"), r.get("bg_time_loss_change_pct"),
                    r.get("cross_time_loss_change_pct"), r.get("recovery_mean_s"), r.get("eta_p90_entry_s"),
-                   r.get("eta_p90_60_s"), sum(int(r.get(k, 0) or 0) for k in ("S1", "S2", "S3", "S4", "S5")),
-                   r.get("collisions")] for r in rows]
+                   r.get("eta_p90_60_s"),
+                   # (none measured where no run completed: not a clean 0)
+                   sum(int(r.get(k, 0) or 0) for k in ("S1", "S2", "S3", "S4", "S5")) if r.get("runs") else None,
+                   r.get("collisions") if r.get("runs") else None] for r in rows]
     verdicts = data.get("verdicts", [])
     verdict_rows = [[v.get("scenario"), v.get("status"),
                      "; ".join(f"{c.get('name')}: {'ok' if c.get('ok') else 'FAIL' if c.get('ok') is False else '–'}"

@@ -702,3 +702,15 @@ def test_a_baseline_group_without_a_safety_count_is_refused(tmp_path: Path) -> N
     path.write_text(json.dumps(base))
     with pytest.raises(ScenarioError, match=r"groups\[0\]\.S1"):
         read_baseline(path)
+
+
+def test_bench_table_shows_no_safety_figures_where_no_run_completed() -> None:
+    from rich.console import Console
+
+    from controller.bench.report import table
+
+    results = [res("a", "none", 1, None, error="boom"), res("a", "greenwave", 1, summary(99.0))]
+    console = Console(record=True, width=300)
+    console.print(table(aggregate(results), "t"))
+    line = next(ln for ln in console.export_text().splitlines() if " none " in f" {ln} ")
+    assert "0 (1✗)" in line and set(line.split("(1✗)")[1].split()) == {"-"}
