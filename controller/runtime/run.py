@@ -134,7 +134,54 @@ def _quantiles(values: Sequence[float]) -> dict[str, float | None]:
     }
 
 
+PARTIAL_OUTPUTS = ("tripinfo.xml", "statistics.xml", "collisions.xml", "cross_streets.xml")
+INCOMPLETE_FILE = "INCOMPLETE.txt"
+
+
+def _mark_incomplete(out: Path, why: BaseException) -> None:
+    """A run that did not complete: SUMO's outputs cover part of the simulated time only. They are
+    renamed ``*.partial.xml`` (a tripinfo closed properly looks complete) and a note says so."""
+    try:
+        renamed = []
+        for name in PARTIAL_OUTPUTS:
+            f = out / name
+            if f.is_file():
+                f.replace(f.with_name(name.removesuffix(".xml") + ".partial.xml"))
+                renamed.append(name)
+        what = "interrupted" if isinstance(why, KeyboardInterrupt) else f"stopped: {why}"
+        (out / INCOMPLETE_FILE).write_text(
+            f"This run did not complete ({what}); no summary.json was written. SUMO's outputs of the part "
+            f"that ran are kept as *.partial.xml ({', '.join(renamed) or 'none'}).\n", "utf-8")
+    except OSError:
+        pass  # the folder may be what failed: the run's error says so
+
+
 def run(
+    setup: RunSetup,
+    controller_name: str = "none",
+    *,
+    backend: Backend = "libsumo",
+    gui: bool = False,
+    safety: SafetyConfig | None = None,
+    controller_config: ControllerConfig | None = None,
+    on_progress: Callable[[float, int], None] | None = None,
+    budget_ms: float | None = None,
+    speed: float | None = None,
+    record: Path | None = None,
+) -> dict[str, Any]:
+    """Run one simulation and return its summary (also written to ``out_dir/summary.json``); see
+    :func:`_run` for the options. A run that does not complete leaves its SUMO outputs renamed
+    ``*.partial.xml`` and an ``INCOMPLETE.txt`` beside them."""
+    try:
+        return _run(setup, controller_name, backend=backend, gui=gui, safety=safety,
+                    controller_config=controller_config, on_progress=on_progress, budget_ms=budget_ms,
+                    speed=speed, record=record)
+    except BaseException as e:
+        _mark_incomplete(setup.out_dir, e)
+        raise
+
+
+def _run(
     setup: RunSetup,
     controller_name: str = "none",
     *,
@@ -157,6 +204,9 @@ def run(
     out.mkdir(parents=True, exist_ok=True)
     summary_path = out / "summary.json"
     summary_path.unlink(missing_ok=True)  # never leave an old summary looking like this run's
+    (out / INCOMPLETE_FILE).unlink(missing_ok=True)
+    for name in PARTIAL_OUTPUTS:
+        (out / (name.removesuffix(".xml") + ".partial.xml")).unlink(missing_ok=True)
     (out / TRACE_FILE).unlink(missing_ok=True)
     (out / REPORT_FILE).unlink(missing_ok=True)  # nor its report (`greenwave report` makes this run's)
     _clear_stale(setup)

@@ -86,6 +86,34 @@ def test_a_run_into_an_old_runs_folder_leaves_nothing_of_the_old_run(scenario: P
     assert (out / "report.html").read_text() != old_report
 
 
+def test_an_interrupted_run_leaves_no_output_that_looks_complete(scenario: Path, tmp_path: Path) -> None:
+    # a complete run first, then one interrupted into the same folder: its SUMO outputs (a
+    # tripinfo closed properly, statistics) cover part of the time only
+    from controller.runtime.run import run
+    from controller.runtime.setup import prepare_scenario
+    from controller.scenario import load_scenario
+
+    out = tmp_path / "o"
+    run_ok(["run", str(scenario), "--controller", "none", "--out", str(out)])
+    assert (out / "tripinfo.xml").is_file() and not (out / "INCOMPLETE.txt").exists()
+
+    def stop_at_100_s(t_s: float, done: int) -> None:
+        if t_s >= 100:
+            raise KeyboardInterrupt
+
+    setup = prepare_scenario(load_scenario(scenario), seed=1, out_dir=out)
+    with pytest.raises(KeyboardInterrupt):
+        run(setup, "greenwave", on_progress=stop_at_100_s)
+    assert not (out / "summary.json").exists() and not (out / "tripinfo.xml").exists()
+    assert not (out / "statistics.xml").exists()
+    assert (out / "tripinfo.partial.xml").is_file() and (out / "statistics.partial.xml").is_file()
+    assert "did not complete (interrupted)" in (out / "INCOMPLETE.txt").read_text()
+    # the next complete run into the folder clears both
+    run_ok(["run", str(scenario), "--controller", "none", "--out", str(out)])
+    assert not (out / "INCOMPLETE.txt").exists() and not (out / "tripinfo.partial.xml").exists()
+    assert (out / "tripinfo.xml").is_file() and (out / "summary.json").is_file()
+
+
 def test_same_seed_same_result_on_both_backends(scenario: Path, tmp_path: Path) -> None:
     a = run_ok(["run", str(scenario), "--seed", "4", "--out", str(tmp_path / "a")])
     b = run_ok(["run", str(scenario), "--seed", "4", "--backend", "traci", "--out", str(tmp_path / "b")])
