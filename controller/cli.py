@@ -154,7 +154,9 @@ def _fmt(x: object, digits: int = 1) -> str:
 def print_summary(summary: dict[str, Any], out_dir: Path, console: Console) -> None:
     from controller.report.load import ratio_to_free_flow
 
-    title = f"{summary['scenario']} · controller {summary['controller']} · seed {summary['seed']} · times in s"
+    bluelight = " · EVs with SUMO's bluelight device (may pass red)" if summary.get("bluelight") else ""
+    title = (f"{summary['scenario']} · controller {summary['controller']} · seed {summary['seed']}{bluelight} · "
+             "times in s")
     table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
     for col in ("EV", "depart", "travel", "free flow", "ratio", "delay", "stops", "stopped", "junctions", "preempted",
                 "green lost"):

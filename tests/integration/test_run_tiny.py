@@ -114,6 +114,16 @@ def test_an_interrupted_run_leaves_no_output_that_looks_complete(scenario: Path,
     assert (out / "tripinfo.xml").is_file() and (out / "summary.json").is_file()
 
 
+def test_a_bluelight_run_says_so(scenario: Path, tmp_path: Path) -> None:
+    out = tmp_path / "b"
+    result = CliRunner().invoke(main, ["run", str(scenario), "--bluelight", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "bluelight device (may pass red)" in " ".join(result.output.split())
+    assert json.loads((out / "summary.json").read_text())["bluelight"] is True
+    plain = CliRunner().invoke(main, ["run", str(scenario), "--out", str(tmp_path / "p")])
+    assert plain.exit_code == 0 and "bluelight device" not in plain.output
+
+
 def test_same_seed_same_result_on_both_backends(scenario: Path, tmp_path: Path) -> None:
     a = run_ok(["run", str(scenario), "--seed", "4", "--out", str(tmp_path / "a")])
     b = run_ok(["run", str(scenario), "--seed", "4", "--backend", "traci", "--out", str(tmp_path / "b")])
