@@ -611,3 +611,29 @@ def test_bias_learned_from_crossed_stop_lines_corrects_later_predictions() -> No
     corrected = next(e for e in on.predict(t_now) if e.junction_index == 4).eta_s
     raw = next(e for e in off.predict(t_now) if e.junction_index == 4).eta_s
     assert raw < corrected and abs(corrected - truth) < abs(raw - truth)
+
+
+def test_evaluate_interpolates_percentiles_and_keeps_the_bounds_inclusive() -> None:
+    log = EtaLog()  # junction 0 arrives at 100; horizons 121 (out), 120, 60, 30, 11 (10 ± 1), 0 (out)
+    for t, eta, low, high, tag in [(-21.0, 200.0, 199.0, 201.0, ""), (-20.0, 101.0, 101.0, 102.0, ""),
+                                   (40.0, 103.0, 100.0, 106.0, ""), (70.0, 98.0, 97.0, 99.0, "entry"),
+                                   (89.0, 96.0, 95.0, 99.0, "entry"), (100.0, 150.0, 149.0, 151.0, "")]:
+        log.record("ev", t, [Eta(0, eta, low, high, eta)], {0: tag} if tag else None)
+    out: dict[str, Any] = log.evaluate({("ev", 0): 100.0})
+    # |errors| 1, 2, 3, 4: p50 at rank 1.5, p90 at rank 2.7; the band's low edge covers
+    keys = ("n", "abs_error_p50", "abs_error_p90", "bias_s", "band_coverage")
+    assert [out[k] for k in keys] == [4, 2.5, 3.7, -0.5, 0.25]
+    assert out["errors"] == {"10": [-4.0], "30": [-2.0], "60": [3.0], "entry": [-2.0, -4.0]}
+    j0 = out["by_junction"]["ev#0"]
+    assert (j0["n"], j0["entry_error_s"]) == (4, -4.0)  # the last entry's error
+
+
+def test_crossed_stop_lines_score_the_predictions_made_for_them() -> None:
+    pred = EtaPredictor(_corridor(60.0, 150.0, 1200.0, 1800.0), LONG, EV)
+    pred.observe(0.0, 0.0, V)
+    assert [e.eta_s for e in pred.predict(0.0)] == pytest.approx([4.0, 10.0, 80.0, 120.0])
+    # crossed: on a sample at 5 s (horizon floored to 10 s), at 12.5 s (interpolated), 84 s ahead, 130 s (too far)
+    rel = [1.0 / 10.0, 2.5 / 12.5, 4.0 / 84.0]
+    for t, x, n in [(5.0, 60.0, 1), (20.0, 240.0, 2), (100.0, 1440.0, 3), (150.0, 2040.0, 3)]:
+        pred.observe(t, x, 12.0)
+        assert pred.spread_per_s == pytest.approx(math.sqrt(sum(r * r for r in rel[:n]) / n))

@@ -74,3 +74,26 @@ def test_a_hand_back_serving_two_junctions_counts_once() -> None:
             {"tls": "U", "ev": "c", "junction_index": 0, "exit": 1200.0, "restored": None, "recovery_s": None},
             {"tls": "U", "ev": "d", "junction_index": 1, "exit": None, "restored": None, "recovery_s": None}]
     assert [r["recovery_s"] for r in distinct_handbacks(held)] == [1.0, None, None]
+
+
+def test_collisions_before_the_entry_are_not_counted_however_close() -> None:
+    tls, windows = {"J": "T"}, {"T": [(100.0, 150.0)]}
+    assert collisions_while_preempted([Collision(80.0, ":J_1_0", "a", "b")], tls, windows) == 0
+    assert collisions_while_preempted([Collision(170.0, ":J_1_0", "a", "b")], tls, windows) == 1
+
+
+def test_background_and_cross_streets(tmp_path: Path) -> None:
+    from controller.runtime.outputs import background, cross_streets
+
+    trips = [("ev", 200, 50), ("a", 100, 10), ("b", 300, 20), ("c", 301, 99)]
+    (tmp_path / "tripinfo.xml").write_text("<tripinfos>" + "".join(
+        f'<tripinfo id="{i}" arrival="{a}" timeLoss="{loss}"/>' for i, a, loss in trips) + "</tripinfos>")
+    (tmp_path / "statistics.xml").write_text('<statistics><teleports total="6" jam="1" yield="2" wrongLane="3"/>'
+                                             "</statistics>")
+    out = read_outputs(tmp_path)
+    assert out.teleports_traffic == 6
+    assert background(out, {"ev"}, 300.0) == (2, 15.0)  # not the EV; arrived by the end, inclusive
+    (tmp_path / "cross_streets.xml").write_text(
+        '<meandata><interval><edge id="e1" entered="3" departed="1" timeLoss="20"/>'
+        '<edge id="e2" entered="4" timeLoss="12"/></interval></meandata>')
+    assert cross_streets(tmp_path) == {"edges": 2, "vehicles": 8, "mean_time_loss": 4.0}

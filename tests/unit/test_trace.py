@@ -72,3 +72,8 @@ def test_green_lost_ends_where_the_ev_leaves_the_corridor() -> None:
         p.position_m = 10.0 * t
         rec.observe(Snapshot(float(t), {}, {"T": SignalState("T", state, "online", 0)}), {"ev": p})
     assert rec.green_lost([{**_preemption(1.0), "restored": 9.0}]) == [0]
+
+
+def test_green_lost_counts_a_permissive_green_as_green() -> None:
+    states = ["rrrr", "rGGr", "rGgr", "rggr", "rGGr", *(["rGGr"] * 6), "ryyr"]
+    assert _record(states, crosses_at=10).green_lost([_preemption(1.0)]) == [0]
