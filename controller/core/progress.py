@@ -59,6 +59,24 @@ class EvProgress:
     def crossed(self, junction_index: int) -> bool:
         return junction_index in self.crossed_s
 
+    def rerouted(self, corridor: Corridor) -> EvProgress:
+        """This EV's progress on the corridor of its new route (it left the planned one). A route
+        SUMO replaces keeps the edges already driven: the stop lines between two edges both routes
+        share keep their crossing times (the new corridor would otherwise mark every one behind the
+        EV crossed at its first update); the departure and the stops carry over."""
+        old, new = self.corridor.route, corridor.route
+        common = 0
+        while common < min(len(old), len(new)) and old[common] == new[common]:
+            common += 1
+        before: dict[tuple[int, str], int] = {(j.route_index, j.junction_id): j.index for j in self.corridor.junctions}
+        crossed: dict[int, float] = {}
+        for j in corridor.junctions:
+            k = before.get((j.route_index, j.junction_id))
+            if j.route_index + 1 < common and k is not None and k in self.crossed_s:
+                crossed[j.index] = self.crossed_s[k]
+        return EvProgress(self.ev_id, corridor, depart_s=self.depart_s, crossed_s=crossed, stops=self.stops,
+                          reroutes=self.reroutes + 1)
+
     def time_stopped_s(self, end_s: float) -> float:
         # (a float start: with no stop the Python files gave int 0, the compiled core 0.0)
         return sum(((s.end_s if s.end_s is not None else end_s) - s.start_s for s in self.stops), 0.0)

@@ -369,7 +369,8 @@ def _run(
                 "preempted": preempted,
                 "route_length_m": round(ev.corridor.length_m, 1),
                 "tls": [j.tls_id for j in ev.corridor.junctions],
-                "crossed_s": {ev.corridor.junctions[i].tls_id + f"#{i}": round(s, 2)
+                # (indices of the corridor driven: the planned one's unless the EV was re-routed)
+                "crossed_s": {p.corridor.junctions[i].tls_id + f"#{i}": round(s, 2)
                               for i, s in sorted(p.crossed_s.items())},
                 "stop_episodes": [
                     {"start": s.start_s, "end": s.end_s, "next_junction": s.next_junction,
@@ -398,7 +399,8 @@ def _run(
     ev_collisions = sum(1 for c in outputs.collision_list if c.collider in ev_ids or c.victim in ev_ids)
     windows: dict[str, list[tuple[float, float]]] = {}
     for r in preemptions:
-        entry, back = r["entry"], r["restored"] if r["restored"] is not None else r["exit"]
+        # (a signal not back in its program by the end of the run: to the end, not from its exit)
+        entry, back = r["entry"], r["restored"]
         if isinstance(entry, (int, float)):
             windows.setdefault(str(r["tls"]), []).append(
                 (float(entry), float(back) if isinstance(back, (int, float)) else last_t))
@@ -576,9 +578,7 @@ def _reroute(
     """The EV left its planned route (SUMO re-routed it): plan its new corridor."""
     route = sim.vehicle_route(ev_id)
     corridor = build_corridor(setup.network, route)
-    old = progress[ev_id]
-    new = EvProgress(ev_id, corridor, depart_s=old.depart_s, stops=old.stops, reroutes=old.reroutes + 1)
-    progress[ev_id] = new
+    progress[ev_id] = progress[ev_id].rerouted(corridor)
     watch.activate(ev_id, corridor, t_s, _free_flow_clock(setup, corridor) if _plans_ahead(controller) else None)
     reroute = getattr(controller, "reroute", None)
     if reroute is not None:

@@ -478,9 +478,7 @@ class SimService:
     def _reroute(self, sim: SumoAdapter, key: str, t_s: float) -> None:
         assert self._controller is not None
         corridor = build_corridor(self.network, sim.vehicle_route(key))
-        old = self._progress[key]
-        self._progress[key] = EvProgress(key, corridor, depart_s=old.depart_s, stops=old.stops,
-                                         reroutes=old.reroutes + 1)
+        self._progress[key] = self._progress[key].rerouted(corridor)
         self._watch(key, corridor, t_s)
         self._controller.reroute(key, corridor)
         esc = self._escorts[self._by_key[key]]

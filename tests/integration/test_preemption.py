@@ -156,6 +156,14 @@ def test_rerouted_ev_releases_junctions_it_no_longer_needs(tmp_path: Path) -> No
     later = [p for p in s["preemptions"] if p["entry"] is not None and p["entry"] > t_turn + 30]
     assert later == []
     assert all(p["restored"] is not None and p["restored"] <= t_turn + 90 for p in s["preemptions"])
+    # the stop lines crossed before the turn keep their times (the new corridor starts at the
+    # route's start too: they were all stamped with the first tick after the turn), each under
+    # its own signal's name
+    crossed = s["evs"][0]["crossed_s"]
+    before = {k: v for k, v in crossed.items() if v <= t_turn}
+    assert len(before) >= 2 and len(set(before.values())) == len(before)
+    assert all(v > t_turn for k, v in crossed.items() if k not in before)
+    assert [k.split("#")[0] for k in sorted(before, key=before.__getitem__)] == s["evs"][0]["tls"][:len(before)]
 
 
 def test_hand_back_to_actuated_programs_keeps_the_minimum_green(tmp_path: Path) -> None:

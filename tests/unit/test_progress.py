@@ -37,3 +37,24 @@ def test_a_stop_from_the_departure_is_closed_when_the_ev_vanishes() -> None:
         p.update(t, _at(0.0, 0.0))
     p.update(2.0, None)
     assert p.stops == [StopEpisode(0.0, 2.0, 0.0, 0, 100.0)] and p.time_stopped_s(99.0) == 2.0
+
+
+def test_a_new_route_keeps_the_crossings_of_the_edges_both_share() -> None:
+    # a -> b -> c planned, J0 (a->b) crossed at 5 s; SUMO's new route a -> b -> d keeps a and b
+    j0 = J
+    j1 = CorridorJunction(index=1, junction_id="K", tls_id="U", approach_edge="b", exit_edge="c", route_index=1,
+                          approach_lanes=("b_0",), link_indices=(0,), green_phases=(0,), yellow_s=3.0,
+                          all_red_s=0.0, distance_m=200.0)
+    planned = Corridor(route=("a", "b", "c"), junctions=(j0, j1), edge_offsets_m=(0.0, 100.0, 200.0), length_m=300.0)
+    p = EvProgress("ev", planned, depart_s=0.0, crossed_s={0: 5.0}, stops=[StopEpisode(1.0, 2.0, 50.0, 0, 50.0)])
+    k_to_d = CorridorJunction(index=1, junction_id="K", tls_id="U", approach_edge="b", exit_edge="d", route_index=1,
+                              approach_lanes=("b_0",), link_indices=(2,), green_phases=(1,), yellow_s=3.0,
+                              all_red_s=0.0, distance_m=200.0)
+    new = p.rerouted(Corridor(route=("a", "b", "d"), junctions=(j0, k_to_d), edge_offsets_m=(0.0, 100.0, 200.0),
+                              length_m=300.0))
+    assert new.crossed_s == {0: 5.0} and new.reroutes == 1 and new.depart_s == 0.0 and new.stops == p.stops
+    new.update(12.0, _at(150.0, 10.0))
+    assert new.crossed_s == {0: 5.0}  # not stamped again; K still ahead
+    # a route that shares no edge keeps nothing
+    other = Corridor(route=("x", "b", "d"), junctions=(k_to_d,), edge_offsets_m=(0.0, 100.0, 200.0), length_m=300.0)
+    assert p.rerouted(other).crossed_s == {}
