@@ -148,10 +148,11 @@ def _mark_incomplete(out: Path, why: BaseException) -> None:
             if f.is_file():
                 f.replace(f.with_name(name.removesuffix(".xml") + ".partial.xml"))
                 renamed.append(name)
-        what = "interrupted" if isinstance(why, KeyboardInterrupt) else f"stopped: {why}"
+        what = "interrupted (Ctrl-C or SIGTERM)" if isinstance(why, KeyboardInterrupt) else f"stopped: {why}"
         (out / INCOMPLETE_FILE).write_text(
             f"This run did not complete ({what}); no summary.json was written. SUMO's outputs of the part "
-            f"that ran are kept as *.partial.xml ({', '.join(renamed) or 'none'}).\n", "utf-8")
+            f"that ran are kept as *.partial.xml ({', '.join(renamed) or 'none'}); those in outputs/, if any, "
+            "cover that part only too.\n", "utf-8")
     except OSError:
         pass  # the folder may be what failed: the run's error says so
 
@@ -205,7 +206,8 @@ def _run(
     summary_path = out / "summary.json"
     summary_path.unlink(missing_ok=True)  # never leave an old summary looking like this run's
     (out / INCOMPLETE_FILE).unlink(missing_ok=True)
-    for name in PARTIAL_OUTPUTS:
+    for name in PARTIAL_OUTPUTS:  # an earlier run's, complete or not: this run writes its own
+        (out / name).unlink(missing_ok=True)
         (out / (name.removesuffix(".xml") + ".partial.xml")).unlink(missing_ok=True)
     (out / TRACE_FILE).unlink(missing_ok=True)
     (out / REPORT_FILE).unlink(missing_ok=True)  # nor its report (`greenwave report` makes this run's)
@@ -242,7 +244,7 @@ def _run(
         if recorder is not None:
             closing.callback(recorder.close)  # also when the run fails
         forget = getattr(controller, "forget_signal", None)
-        watch = CorridorWatch(sim, [f for f in (monitor.pause, forget) if f is not None])
+        watch = CorridorWatch(sim, [f for f in (forget, monitor.pause) if f is not None])  # the planner may refuse
         pending = sorted(setup.evs, key=lambda e: e.depart_s)  # corridors not read yet
         t = sim.time_s
 
@@ -332,7 +334,11 @@ def _run(
 
     # after the run, in sessions of their own (libsumo runs one at a time): the check of the
     # programs above refuses a misread one before the user waits for these
-    free_flow = free_flow_times(setup, setup.evs, backend=backend)
+    free_flow_error: str | None = None
+    try:
+        free_flow: dict[str, float] = free_flow_times(setup, setup.evs, backend=backend)
+    except GreenwaveError as e:  # the run is complete: its summary says what could not be measured
+        free_flow, free_flow_error = {}, str(e)
     outputs = read_outputs(out)
     ev_ids = {ev.ev_id for ev in setup.evs}
     bg_trips, bg_loss = background(outputs, ev_ids, end_s)
@@ -341,7 +347,7 @@ def _run(
         p = progress[ev.ev_id]
         # a vanished EV has a tripinfo (SUMO writes one when a vehicle is removed): not an arrival
         trip = outputs.trips.get(ev.ev_id) if p.vanished_s is None else None
-        ff = free_flow[ev.ev_id]
+        ff = free_flow.get(ev.ev_id)
         tt = trip.duration_s if trip else None
         preempted = sum(1 for j in ev.corridor.junctions if j.tls_id in controller.preempted)
         evs.append(
@@ -355,8 +361,8 @@ def _run(
                 "vanished": p.vanished_s,
                 "travel_time": tt,
                 "free_flow_time": ff,
-                "ratio_to_free_flow": round(tt / ff, 4) if tt is not None and ff > 0 else None,
-                "delay": round(tt - ff, 2) if tt is not None else None,
+                "ratio_to_free_flow": round(tt / ff, 4) if tt is not None and ff is not None and ff > 0 else None,
+                "delay": round(tt - ff, 2) if tt is not None and ff is not None else None,
                 "stops": len(p.stops),
                 "stops_at_signals": sum(
                     1
@@ -421,6 +427,7 @@ def _run(
         "controller_settings": dict(setup.controller),
         "seed": setup.seed,
         "complete": True,
+        **({"free_flow_error": free_flow_error} if free_flow_error is not None else {}),
         "source": setup.source,
         "demand_level": setup.demand_level,
         "begin": setup.begin_s,

@@ -269,7 +269,9 @@ class SimService:
                 # no ETA log: the service never scores its predictions, and it would grow for as long as it runs
                 config = with_step(controller_config(setup.controller), setup.step_length_s)
                 self._controller = PreemptionController(self.network, [], config, record_etas=False)
-                self._reading = CorridorWatch(sim, [self._monitor.pause, self._controller.forget_signal])
+                # (the planner first: it refuses a signal it still controls, and the monitor's history
+                # must not be wiped then)
+                self._reading = CorridorWatch(sim, [self._controller.forget_signal, self._monitor.pause])
                 self._publish(sim.time_s, running=True)
                 self.audit.record("service", t_s=sim.time_s, event="started", scenario=setup.name)
                 self._ready.set()
@@ -736,11 +738,11 @@ class SimService:
             sim.add_vehicle(key, route, vtype, depart="now")
         if cmd.tracking == "simulation":
             sim.watch_vehicle(key)
-        self._watch(key, corridor, t)
         ev = EvSetup(key, cmd.vehicle_type, corridor, dynamics, t, priority_class=cmd.priority)
-        self._controller.add_ev(ev)
         # a vehicle already running departed before it was escorted: its departure, not the escort's
         departed = sim.vehicle_departure_s(key) if cmd.vehicle_id is not None else None
+        self._controller.add_ev(ev)
+        self._watch(key, corridor, t)  # (after what may fail: a refused dispatch leaves nothing read)
         self._progress[key] = EvProgress(key, corridor, depart_s=departed)
         self._escorts[escort_id] = _Escort(escort_id, key, cmd.vehicle_type, ev.priority, corridor, t, cmd.tracking)
         self._by_key[key] = escort_id
@@ -836,6 +838,7 @@ class SimService:
                 esc.state, esc.reason, esc.cancelled_s = "cancelled", reason, sim.time_s
                 self.audit.record("cancel", t_s=sim.time_s, escort_id=esc.id, reason=reason)
                 self.events.publish("cancel", escort=esc.id, t_s=sim.time_s, reason=reason)
+                self._release(esc, sim.time_s)
         until = sim.time_s + DRAIN_LIMIT_S
         while self._controller.busy and sim.time_s < until:
             self._tick(sim)

@@ -12,6 +12,7 @@ from click.testing import CliRunner
 
 from controller.cli import main
 from controller.core.snapshot import SignalCommand
+from controller.errors import GreenwaveError
 from controller.sim.adapter import SumoAdapter
 from tests.helpers import run_ok, write_scenario
 
@@ -107,11 +108,36 @@ def test_an_interrupted_run_leaves_no_output_that_looks_complete(scenario: Path,
     assert not (out / "summary.json").exists() and not (out / "tripinfo.xml").exists()
     assert not (out / "statistics.xml").exists()
     assert (out / "tripinfo.partial.xml").is_file() and (out / "statistics.partial.xml").is_file()
-    assert "did not complete (interrupted)" in (out / "INCOMPLETE.txt").read_text()
+    assert "did not complete (interrupted (Ctrl-C or SIGTERM))" in (out / "INCOMPLETE.txt").read_text()
     # the next complete run into the folder clears both
     run_ok(["run", str(scenario), "--controller", "none", "--out", str(out)])
     assert not (out / "INCOMPLETE.txt").exists() and not (out / "tripinfo.partial.xml").exists()
     assert (out / "tripinfo.xml").is_file() and (out / "summary.json").is_file()
+    # a run that fails before SUMO starts does not pass the earlier run's outputs off as its own part
+    with pytest.raises(GreenwaveError, match="unknown controller"):
+        run(setup, "bogus")
+    assert not (out / "tripinfo.xml").exists() and not (out / "tripinfo.partial.xml").exists()
+    assert "(none)" in (out / "INCOMPLETE.txt").read_text()
+
+
+def test_a_free_flow_run_that_fails_costs_the_ratio_not_the_run(
+    scenario: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import controller.runtime.run as run_module
+    from controller.errors import SimulationError
+
+    def failing(*args: object, **kwargs: object) -> dict[str, float]:
+        raise SimulationError("free-flow run: 'ev' did not arrive on an empty network")
+
+    monkeypatch.setattr(run_module, "free_flow_times", failing)
+    out = tmp_path / "f"
+    result = CliRunner().invoke(main, ["run", str(scenario), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "free-flow times not measured" in result.output
+    s = json.loads((out / "summary.json").read_text())
+    assert s["free_flow_error"].startswith("free-flow run:") and s["evs"][0]["travel_time"] is not None
+    assert s["evs"][0]["free_flow_time"] is None and s["evs"][0]["ratio_to_free_flow"] is None
+    assert not (out / "INCOMPLETE.txt").exists()
 
 
 def test_a_bluelight_run_says_so(scenario: Path, tmp_path: Path) -> None:
