@@ -9,7 +9,7 @@ import gc
 import json
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Any, Protocol
@@ -29,9 +29,9 @@ from controller.core.snapshot import SignalCommand, Snapshot, VehicleState
 from controller.errors import GreenwaveError, ScenarioError
 from controller.report.html import REPORT_FILE
 from controller.runtime.freeflow import free_flow_times
-from controller.runtime.outputs import background, collisions_while_preempted, cross_streets, read_outputs
+from controller.runtime.outputs import Trip, background, collisions_while_preempted, cross_streets, read_outputs
 from controller.runtime.pacing import Pacer
-from controller.runtime.setup import RunSetup, check_running_programs, program_sources, sumo_args
+from controller.runtime.setup import EvPlan, RunSetup, check_running_programs, program_sources, sumo_args
 from controller.runtime.trace import TRACE_FILE, TraceRecorder
 from controller.runtime.watch import ACTIVATE_BEFORE_S, LANE_WINDOW_S, CorridorWatch, FreeFlowClock
 from controller.sim.adapter import Backend, SumoAdapter
@@ -347,45 +347,7 @@ def _run(
         p = progress[ev.ev_id]
         # a vanished EV has a tripinfo (SUMO writes one when a vehicle is removed): not an arrival
         trip = outputs.trips.get(ev.ev_id) if p.vanished_s is None else None
-        ff = free_flow.get(ev.ev_id)
-        tt = trip.duration_s if trip else None
-        preempted = sum(1 for j in ev.corridor.junctions if j.tls_id in controller.preempted)
-        evs.append(
-            {
-                "id": ev.ev_id,
-                "type": ev.ev_type,
-                "dispatched": ev.depart_s,  # the departure asked for (SUMO may insert it later: depart)
-                "depart": trip.depart_s if trip else p.depart_s,
-                "arrival": trip.arrival_s if trip else None,
-                "arrived": trip is not None,
-                "vanished": p.vanished_s,
-                "travel_time": tt,
-                "free_flow_time": ff,
-                "ratio_to_free_flow": round(tt / ff, 4) if tt is not None and ff is not None and ff > 0 else None,
-                "delay": round(tt - ff, 2) if tt is not None and ff is not None else None,
-                "stops": len(p.stops),
-                "stops_at_signals": sum(
-                    1
-                    for st in p.stops
-                    if st.distance_to_stop_line_m is not None and st.distance_to_stop_line_m <= STOP_AT_SIGNAL_M
-                ),
-                "time_stopped": round(p.time_stopped_s(last_t), 2),
-                "junctions": len(ev.corridor.junctions),
-                "reroutes": p.reroutes,
-                "preempted": preempted,
-                "route_length_m": round(ev.corridor.length_m, 1),
-                "tls": [j.tls_id for j in ev.corridor.junctions],
-                # (indices of the corridor driven: the planned one's unless the EV was re-routed)
-                "crossed_s": {p.corridor.junctions[i].tls_id + f"#{i}": round(s, 2)
-                              for i, s in sorted(p.crossed_s.items())},
-                "stop_episodes": [
-                    {"start": s.start_s, "end": s.end_s, "next_junction": s.next_junction,
-                     "distance_to_stop_line_m": None if s.distance_to_stop_line_m is None
-                     else round(s.distance_to_stop_line_m, 1)}
-                    for s in p.stops
-                ],
-            }
-        )
+        evs.append(ev_summary(ev, p, trip, free_flow.get(ev.ev_id), controller.preempted, last_t))
     counts = monitor.counts()
     planner = getattr(controller, "planner", None)
     preemptions = [r.as_dict() for r in planner.records()] if planner is not None else []
@@ -403,13 +365,7 @@ def _run(
     in_step = [float(r["in_step"]) - float(r["exit"]) for r in handbacks
                if isinstance(r["in_step"], (int, float)) and isinstance(r["exit"], (int, float))]
     ev_collisions = sum(1 for c in outputs.collision_list if c.collider in ev_ids or c.victim in ev_ids)
-    windows: dict[str, list[tuple[float, float]]] = {}
-    for r in preemptions:
-        # (a signal not back in its program by the end of the run: to the end, not from its exit)
-        entry, back = r["entry"], r["restored"]
-        if isinstance(entry, (int, float)):
-            windows.setdefault(str(r["tls"]), []).append(
-                (float(entry), float(back) if isinstance(back, (int, float)) else last_t))
+    windows = preempted_windows(preemptions, last_t)
     junction_tls = {c.junction_id: c.tls_id for c in setup.network.connections if c.tls_id}
     # (None where the controller keeps no preemption records but did preempt: the oracle)
     preempted_collisions = (collisions_while_preempted(outputs.collision_list, junction_tls, windows)
@@ -605,6 +561,60 @@ def _plans_ahead(controller: Controller) -> bool:
 def _free_flow_clock(setup: RunSetup, corridor: Corridor) -> FreeFlowClock:
     profile = build_profile(setup.network, corridor)
     return FreeFlowClock.of(profile.starts_m, profile.ends_m, profile.speeds_mps)
+
+
+def ev_summary(ev: EvPlan, p: EvProgress, trip: Trip | None, free_flow_s: float | None,
+               preempted_tls: Collection[str], end_s: float) -> dict[str, Any]:
+    """One EV's entry of summary.json's ``evs``: ``trip`` its tripinfo (None if it did not
+    arrive), ``free_flow_s`` its free-flow time (None where not measured), ``preempted_tls`` the
+    signals the controller switched, ``end_s`` when the run ended (a stop still open counts to it)."""
+    tt = trip.duration_s if trip else None
+    ff = free_flow_s
+    return {
+        "id": ev.ev_id,
+        "type": ev.ev_type,
+        "dispatched": ev.depart_s,  # the departure asked for (SUMO may insert it later: depart)
+        "depart": trip.depart_s if trip else p.depart_s,
+        "arrival": trip.arrival_s if trip else None,
+        "arrived": trip is not None,
+        "vanished": p.vanished_s,
+        "travel_time": tt,
+        "free_flow_time": ff,
+        "ratio_to_free_flow": round(tt / ff, 4) if tt is not None and ff is not None and ff > 0 else None,
+        "delay": round(tt - ff, 2) if tt is not None and ff is not None else None,
+        "stops": len(p.stops),
+        "stops_at_signals": sum(
+            1
+            for st in p.stops
+            if st.distance_to_stop_line_m is not None and st.distance_to_stop_line_m <= STOP_AT_SIGNAL_M
+        ),
+        "time_stopped": round(p.time_stopped_s(end_s), 2),
+        "junctions": len(ev.corridor.junctions),
+        "reroutes": p.reroutes,
+        "preempted": sum(1 for j in ev.corridor.junctions if j.tls_id in preempted_tls),
+        "route_length_m": round(ev.corridor.length_m, 1),
+        "tls": [j.tls_id for j in ev.corridor.junctions],
+        # (indices of the corridor driven: the planned one's unless the EV was re-routed)
+        "crossed_s": {p.corridor.junctions[i].tls_id + f"#{i}": round(s, 2) for i, s in sorted(p.crossed_s.items())},
+        "stop_episodes": [
+            {"start": s.start_s, "end": s.end_s, "next_junction": s.next_junction,
+             "distance_to_stop_line_m": None if s.distance_to_stop_line_m is None
+             else round(s.distance_to_stop_line_m, 1)}
+            for s in p.stops
+        ],
+    }
+
+
+def preempted_windows(preemptions: Sequence[Mapping[str, Any]], end_s: float) -> dict[str, list[tuple[float, float]]]:
+    """Per signal, each preemption's (entry, back in its program) span: where
+    ``collisions_preempted`` counts (to ``end_s`` for one not back by the end of the run)."""
+    windows: dict[str, list[tuple[float, float]]] = {}
+    for r in preemptions:
+        entry, back = r["entry"], r["restored"]
+        if isinstance(entry, (int, float)):
+            windows.setdefault(str(r["tls"]), []).append(
+                (float(entry), float(back) if isinstance(back, (int, float)) else end_s))
+    return windows
 
 
 def distinct_handbacks(preemptions: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:

@@ -1,0 +1,63 @@
+"""summary.json's per-EV entry and the spans ``collisions_preempted`` counts in, built from a
+run's records by pure helpers (no SUMO)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from controller.core.corridor import Corridor, CorridorJunction
+from controller.core.progress import EvProgress, StopEpisode
+from controller.runtime.outputs import Trip
+from controller.runtime.run import STOP_AT_SIGNAL_M, ev_summary, preempted_windows
+from controller.runtime.setup import EvPlan
+
+
+def _junction(index: int, tls: str, distance_m: float) -> CorridorJunction:
+    return CorridorJunction(index=index, junction_id=f"J{index}", tls_id=tls, approach_edge=f"e{index}",
+                            exit_edge=f"e{index + 1}", route_index=index, approach_lanes=(f"e{index}_0",),
+                            link_indices=(0,), green_phases=(0,), yellow_s=3.0, all_red_s=2.0, distance_m=distance_m)
+
+
+CORRIDOR = Corridor(route=("e0", "e1", "e2"), junctions=(_junction(0, "A", 200.0), _junction(1, "B", 500.0)),
+                    edge_offsets_m=(0.0, 200.0, 500.0), length_m=812.34)
+EV = EvPlan("amb", "ambulance", "greenwave_ambulance", 600.0, CORRIDOR.route, CORRIDOR)
+
+
+def _progress() -> EvProgress:
+    stops = [StopEpisode(610.0, 615.0, 100.0, 0, STOP_AT_SIGNAL_M),  # at a signal: exactly the limit
+             StopEpisode(620.0, 622.0, 90.0, 0, STOP_AT_SIGNAL_M + 10.0),  # mid-block
+             StopEpisode(700.0, None, 800.0, None, None)]  # still stopped when the run ended
+    return EvProgress("amb", CORRIDOR, depart_s=602.0, crossed_s={0: 640.0}, stops=stops)
+
+
+def test_an_ev_that_arrived() -> None:
+    trip = Trip("amb", 603.0, 783.0, 180.0, 40.0, 2, 7.0)
+    row = ev_summary(EV, _progress(), trip, 150.0, {"B", "X"}, 800.0)
+    assert (row["dispatched"], row["depart"], row["arrival"], row["arrived"]) == (600.0, 603.0, 783.0, True)
+    assert row["travel_time"] == 180.0  # SUMO's trip duration, from its depart, not from the dispatch
+    assert (row["free_flow_time"], row["ratio_to_free_flow"], row["delay"]) == (150.0, 1.2, 30.0)
+    assert (row["stops"], row["stops_at_signals"]) == (3, 1)
+    assert row["time_stopped"] == pytest.approx(5.0 + 2.0 + 100.0)  # the open stop counts to the end
+    assert (row["junctions"], row["preempted"], row["tls"]) == (2, 1, ["A", "B"])
+    assert row["route_length_m"] == 812.3 and row["crossed_s"] == {"A#0": 640.0}
+    assert row["stop_episodes"][2] == {"start": 700.0, "end": None, "next_junction": None,
+                                       "distance_to_stop_line_m": None}
+
+
+def test_an_ev_without_a_trip_or_a_free_flow_time() -> None:
+    row = ev_summary(EV, _progress(), None, None, set(), 800.0)
+    assert (row["arrived"], row["arrival"], row["travel_time"], row["depart"]) == (False, None, None, 602.0)
+    assert (row["ratio_to_free_flow"], row["delay"], row["preempted"]) == (None, None, 0)
+    trip = Trip("amb", 603.0, 783.0, 180.0, 40.0, 2, 7.0)
+    assert ev_summary(EV, _progress(), trip, None, set(), 800.0)["delay"] is None
+
+
+def test_preempted_windows_run_from_the_entry_to_the_return_to_the_program() -> None:
+    records: list[dict[str, Any]] = [
+        {"tls": "A", "entry": 100.0, "dwell": 104.0, "exit": 130.0, "restored": 140.0},
+        {"tls": "A", "entry": 300.0, "dwell": 301.0, "exit": 320.0, "restored": None},  # not back by the end
+        {"tls": "B", "entry": None, "dwell": None, "exit": None, "restored": None},  # armed only
+    ]
+    assert preempted_windows(records, 900.0) == {"A": [(100.0, 140.0), (300.0, 900.0)]}
