@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import gc
 import json
 import math
@@ -12,7 +13,7 @@ import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import IO, Any, Concatenate, ParamSpec, Protocol
 
 import numpy as np
 
@@ -157,6 +158,27 @@ def _mark_incomplete(out: Path, why: BaseException) -> None:
         pass  # the folder may be what failed: the run's error says so
 
 
+P = ParamSpec("P")
+
+
+def _incomplete_on_failure(
+    f: Callable[Concatenate[RunSetup, P], dict[str, Any]],
+) -> Callable[Concatenate[RunSetup, P], dict[str, Any]]:
+    """A run that does not complete leaves its SUMO outputs renamed ``*.partial.xml`` and an
+    ``INCOMPLETE.txt`` beside them (:func:`_mark_incomplete`)."""
+
+    @functools.wraps(f)
+    def guarded(setup: RunSetup, /, *args: P.args, **kwargs: P.kwargs) -> dict[str, Any]:
+        try:
+            return f(setup, *args, **kwargs)
+        except BaseException as e:
+            _mark_incomplete(setup.out_dir, e)
+            raise
+
+    return guarded
+
+
+@_incomplete_on_failure
 def run(
     setup: RunSetup,
     controller_name: str = "none",
@@ -170,32 +192,8 @@ def run(
     speed: float | None = None,
     record: Path | None = None,
 ) -> dict[str, Any]:
-    """Run one simulation and return its summary (also written to ``out_dir/summary.json``); see
-    :func:`_run` for the options. A run that does not complete leaves its SUMO outputs renamed
-    ``*.partial.xml`` and an ``INCOMPLETE.txt`` beside them."""
-    try:
-        return _run(setup, controller_name, backend=backend, gui=gui, safety=safety,
-                    controller_config=controller_config, on_progress=on_progress, budget_ms=budget_ms,
-                    speed=speed, record=record)
-    except BaseException as e:
-        _mark_incomplete(setup.out_dir, e)
-        raise
-
-
-def _run(
-    setup: RunSetup,
-    controller_name: str = "none",
-    *,
-    backend: Backend = "libsumo",
-    gui: bool = False,
-    safety: SafetyConfig | None = None,
-    controller_config: ControllerConfig | None = None,
-    on_progress: Callable[[float, int], None] | None = None,
-    budget_ms: float | None = None,
-    speed: float | None = None,
-    record: Path | None = None,
-) -> dict[str, Any]:
-    """Run one simulation and return its summary (also written to ``out_dir/summary.json``).
+    """Run one simulation and return its summary (also written to ``out_dir/summary.json``; a run
+    that does not complete writes none, see :func:`_incomplete_on_failure`).
     ``on_progress(t_s, evs_done)`` is called after every tick. ``budget_ms``: the controller's
     time budget per second of simulated time (default 100 ms, less where ``speed`` leaves a tick
     less wall time: 1000 / speed ms); ``speed``: pace the simulation at
