@@ -358,10 +358,6 @@ def run(
         known = [int(c) for c in lost_counts if c is not None]
         # None without a planner, or where none of its records could be read (never departed)
         ev_row["green_lost"] = None if planner is None or (lost_counts and not known) else sum(known)
-    handbacks = distinct_handbacks(preemptions)
-    recoveries = [float(r["recovery_s"]) for r in handbacks if isinstance(r["recovery_s"], (int, float))]
-    in_step = [float(r["in_step"]) - float(r["exit"]) for r in handbacks
-               if isinstance(r["in_step"], (int, float)) and isinstance(r["exit"], (int, float))]
     ev_collisions = sum(1 for c in outputs.collision_list if c.collider in ev_ids or c.victim in ev_ids)
     windows = preempted_windows(preemptions, last_t)
     junction_tls = {c.junction_id: c.tls_id for c in setup.network.connections if c.tls_id}
@@ -399,14 +395,7 @@ def run(
         },
         "eta": _eta_section(controller, progress),
         "preemptions": preemptions,
-        "recovery": {
-            "junctions": len(recoveries),
-            "mean_s": round(sum(recoveries) / len(recoveries), 2) if recoveries else None,
-            "max_s": max(recoveries) if recoveries else None,
-            # exit to the program back in step with its schedule (fixed-time signals handed back in step)
-            "in_step_junctions": len(in_step),
-            "in_step_mean_s": round(sum(in_step) / len(in_step), 2) if in_step else None,
-        },
+        "recovery": recovery_section(preemptions),
         "safety": {
             **{rule: counts.get(rule, 0) for rule in ("S1", "S2", "S3", "S4", "S5")},
             "collisions": outputs.collisions,
@@ -613,6 +602,24 @@ def preempted_windows(preemptions: Sequence[Mapping[str, Any]], end_s: float) ->
             windows.setdefault(str(r["tls"]), []).append(
                 (float(entry), float(back) if isinstance(back, (int, float)) else end_s))
     return windows
+
+
+def recovery_section(preemptions: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """summary.json's ``recovery``: one figure per hand-back (:func:`distinct_handbacks`), from
+    the exit of the last request the signal served to its program shown again (``recovery_s``),
+    and to the display equal to its schedule again (``in_step``)."""
+    handbacks = distinct_handbacks(preemptions)
+    recoveries = [float(r["recovery_s"]) for r in handbacks if isinstance(r["recovery_s"], (int, float))]
+    in_step = [float(r["in_step"]) - float(r["exit"]) for r in handbacks
+               if isinstance(r["in_step"], (int, float)) and isinstance(r["exit"], (int, float))]
+    return {
+        "junctions": len(recoveries),
+        "mean_s": round(sum(recoveries) / len(recoveries), 2) if recoveries else None,
+        "max_s": max(recoveries) if recoveries else None,
+        # exit to the program back in step with its schedule (fixed-time signals handed back in step)
+        "in_step_junctions": len(in_step),
+        "in_step_mean_s": round(sum(in_step) / len(in_step), 2) if in_step else None,
+    }
 
 
 def distinct_handbacks(preemptions: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:

@@ -10,7 +10,7 @@ import pytest
 from controller.core.corridor import Corridor, CorridorJunction
 from controller.core.progress import EvProgress, StopEpisode
 from controller.runtime.outputs import Trip
-from controller.runtime.run import STOP_AT_SIGNAL_M, ev_summary, preempted_windows
+from controller.runtime.run import STOP_AT_SIGNAL_M, ev_summary, preempted_windows, recovery_section
 from controller.runtime.setup import EvPlan
 
 
@@ -61,3 +61,18 @@ def test_preempted_windows_run_from_the_entry_to_the_return_to_the_program() -> 
         {"tls": "B", "entry": None, "dwell": None, "exit": None, "restored": None},  # armed only
     ]
     assert preempted_windows(records, 900.0) == {"A": [(100.0, 140.0), (300.0, 900.0)]}
+
+
+def test_recovery_counts_each_hand_back_once() -> None:
+    # signal S handed back at 120 s after serving two requests (the later one's exit counts), T
+    # at 210 s, in step with its schedule 30 s after its exit; U never back in its program
+    records: list[dict[str, Any]] = [
+        {"tls": "S", "exit": 100.0, "restored": 120.0, "recovery_s": 20.0, "in_step": 130.0},
+        {"tls": "S", "exit": 110.0, "restored": 120.0, "recovery_s": 10.0, "in_step": 130.0},
+        {"tls": "T", "exit": 200.0, "restored": 210.0, "recovery_s": 10.0, "in_step": 230.0},
+        {"tls": "U", "exit": 300.0, "restored": None, "recovery_s": None, "in_step": None},
+    ]
+    assert recovery_section(records) == {"junctions": 2, "mean_s": 10.0, "max_s": 10.0,
+                                         "in_step_junctions": 2, "in_step_mean_s": 25.0}
+    assert recovery_section([]) == {"junctions": 0, "mean_s": None, "max_s": None, "in_step_junctions": 0,
+                                    "in_step_mean_s": None}
