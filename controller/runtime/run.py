@@ -139,6 +139,11 @@ PARTIAL_OUTPUTS = ("tripinfo.xml", "statistics.xml", "collisions.xml", "cross_st
 INCOMPLETE_FILE = "INCOMPLETE.txt"
 
 
+def _partial(name: str) -> str:
+    """``tripinfo.xml`` -> ``tripinfo.partial.xml``: a SUMO output of a run that did not complete."""
+    return name.removesuffix(".xml") + ".partial.xml"
+
+
 def _mark_incomplete(out: Path, why: BaseException) -> None:
     """A run that did not complete: SUMO's outputs cover part of the simulated time only. They are
     renamed ``*.partial.xml`` (a tripinfo closed properly looks complete) and a note says so."""
@@ -147,7 +152,7 @@ def _mark_incomplete(out: Path, why: BaseException) -> None:
         for name in PARTIAL_OUTPUTS:
             f = out / name
             if f.is_file():
-                f.replace(f.with_name(name.removesuffix(".xml") + ".partial.xml"))
+                f.replace(f.with_name(_partial(name)))
                 renamed.append(name)
         what = "interrupted (Ctrl-C or SIGTERM)" if isinstance(why, KeyboardInterrupt) else f"stopped: {why}"
         (out / INCOMPLETE_FILE).write_text(
@@ -206,7 +211,7 @@ def run(
     (out / INCOMPLETE_FILE).unlink(missing_ok=True)
     for name in PARTIAL_OUTPUTS:  # an earlier run's, complete or not: this run writes its own
         (out / name).unlink(missing_ok=True)
-        (out / (name.removesuffix(".xml") + ".partial.xml")).unlink(missing_ok=True)
+        (out / _partial(name)).unlink(missing_ok=True)
     (out / TRACE_FILE).unlink(missing_ok=True)
     (out / REPORT_FILE).unlink(missing_ok=True)  # nor its report (`greenwave report` makes this run's)
     _clear_stale(setup)

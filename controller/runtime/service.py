@@ -195,6 +195,7 @@ class SimService:
         self._after_tick: list[tuple[Future[Any], str]] = []
         self._stages: dict[str, tuple[str, tuple[str, ...]]] = {}
         self._refused_seen: set[tuple[str, str]] = set()  # (signal, target) refused, reported once each
+        self._refused_total = 0  # planner ticks that refused a target (the sum of its counts)
         self._sim: SumoAdapter | None = None
         self._controller: PreemptionController | None = None
         # what is read from SUMO: each escort's corridor until it is done, its signals until
@@ -527,6 +528,9 @@ class SimService:
         ``safety.targets_refused``)."""
         assert self._controller is not None
         refused = self._controller.planner.refused_targets
+        if not refused:
+            return
+        self._refused_total = sum(refused.values())
         if len(refused) == len(self._refused_seen):
             return
         for tls, target in sorted(refused.keys() - self._refused_seen):
@@ -624,9 +628,9 @@ class SimService:
             planner = self._controller.planner
             preempted = sim.preempted
             shown = snap.signals if snap is not None else {}
-            read = self._reading.signals if self._reading is not None else frozenset()
+            reading = self._reading
             for tls in planner.junctions:
-                if tls not in read:
+                if reading is None or not reading.reads(tls):
                     continue  # no escort needs it any more (README: "the signals read now")
                 sig = shown.get(tls)
                 old = self._state.signals.get(tls)
@@ -643,8 +647,7 @@ class SimService:
         state = ServiceState(t_s=t_s, ticks=ticks, running=running, ended=self._ended, failed=None,
                              escorts=escorts, signals=signals, preempted=preempted,
                              safety=self._monitor.counts(),
-                             targets_refused=(sum(self._controller.planner.refused_targets.values())
-                                              if self._controller is not None else 0))
+                             targets_refused=self._refused_total)
         with self._lock:
             self._state = state
 

@@ -96,6 +96,10 @@ class CorridorWatch:
     def signals(self) -> frozenset[str]:
         return frozenset(self._signals)
 
+    def reads(self, tls_id: str) -> bool:
+        """Is this signal read now? (without the copy :attr:`signals` makes)"""
+        return tls_id in self._signals
+
     @property
     def evs(self) -> list[str]:
         """The EVs whose corridors are read."""
