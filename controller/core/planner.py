@@ -503,8 +503,14 @@ class Planner:
                     out[ev_id] = index
         return out
 
-    def records(self) -> list[PreemptionRecord]:
+    def records(self, *, include_open: bool = False) -> list[PreemptionRecord]:
+        """The preemptions, in order of entry. ``include_open``: also those of signals not yet
+        back in their program (no ``restored_s``; after a run, a signal the drain limit left
+        preempted), not those only armed."""
         out = [r for j in self.junctions.values() for r in j.records]
+        if include_open:
+            out += [r for j in self.junctions.values() for r in (*j.ended, *j.current.values())
+                    if r.entry_s is not None]
         return sorted(out, key=lambda r: (r.entry_s if r.entry_s is not None else r.armed_s, r.tls_id))
 
     def green_due(self, t_s: float) -> dict[str, dict[int, float]]:

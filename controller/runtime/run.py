@@ -353,7 +353,8 @@ def run(
         evs.append(ev_summary(ev, p, trip, free_flow.get(ev.ev_id), controller.preempted, last_t))
     counts = monitor.counts()
     planner = getattr(controller, "planner", None)
-    preemptions = [r.as_dict() for r in planner.records()] if planner is not None else []
+    # (with those of a signal the drain limit left preempted: no ``restored``, and S5 by the monitor)
+    preemptions = [r.as_dict() for r in planner.records(include_open=True)] if planner is not None else []
     # the EV's movement lost green while preempted for it, before it crossed (from the trace: the
     # signals as displayed, not as commanded)
     for r, lost in zip(preemptions, trace.green_lost(preemptions), strict=True):

@@ -354,8 +354,22 @@ def test_greenwave_first_junction_enters_earlier_with_a_queue() -> None:
 
 
 def _all_records(r: CtrlRig) -> list[PreemptionRecord]:
+    return r.ctrl.planner.records(include_open=True)
+
+
+def test_records_of_a_signal_still_preempted_are_listed_only_on_request() -> None:
+    # run's summary lists a signal the drain limit left preempted (no restore), not one armed
+    r = make_rig(ControllerConfig(progression=False))
+    r.run_until(50)  # T1 entered at 39 and shows the EV green; T2 armed, not entered
     p = r.ctrl.planner
-    return p.records() + [rec for j in p.junctions.values() for rec in j.current.values()]
+    assert p.stage("T1") == "dwell" and p.stage("T2") == "armed"
+    assert p.records() == []
+    [rec] = p.records(include_open=True)
+    assert (rec.tls_id, rec.entry_s, rec.restored_s) == ("T1", 39.0, None)
+    assert rec.as_dict()["preempted_s"] is None
+    r.run_until(120)  # crossed and handed back: the same record, now closed
+    assert [(x.tls_id, x.entry_s) for x in p.records(include_open=True)] == [
+        (x.tls_id, x.entry_s) for x in p.records()] and p.records()[0] is rec
 
 
 def test_greenwave_ev_passes_on_green_and_signals_are_handed_back() -> None:
