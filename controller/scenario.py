@@ -196,12 +196,13 @@ class Scenario(_Model):
         ids = [e.id for e in self.ev]
         dup = {i for i in ids if ids.count(i) > 1}
         if dup:
-            raise ValueError(f"duplicate ev id(s): {', '.join(sorted(dup))}")
-        for e in self.ev:
-            if not self.simulation.begin_s <= e.depart_s < self.simulation.end_s:
+            raise ValueError(f"field 'ev': duplicate ev id(s): {', '.join(sorted(dup))}")
+        sim = self.simulation
+        for k, e in enumerate(self.ev):
+            if not sim.begin_s <= e.depart_s < sim.end_s:
                 raise ValueError(
-                    f"ev '{e.id}': depart_s {e.depart_s} is outside the simulation "
-                    f"[{self.simulation.begin_s}, {self.simulation.end_s})"
+                    f"field 'ev[{k}].depart_s': EV '{e.id}' departs at {e.depart_s:g} s, outside the simulation "
+                    f"[{sim.begin_s:g}, {sim.end_s:g}) s (simulation.begin_s, simulation.end_s)"
                 )
         return self
 
@@ -214,7 +215,7 @@ def _field_path(loc: tuple[int | str, ...], raw: dict[str, Any]) -> str:
         else:
             parts.append(str(item))
     # EvSpec aliases: pydantic reports 'from'/'to', which is what the user wrote.
-    return ".".join(parts) or "<top level>"
+    return ".".join(parts)
 
 
 def describe_validation_error(err: ValidationError, source: str, raw: dict[str, Any], shown: int = 3) -> str:
@@ -242,7 +243,8 @@ def describe_validation_error(err: ValidationError, source: str, raw: dict[str, 
         if e["type"] == "extra_forbidden" and loc and isinstance(loc[-1], str):
             close = difflib.get_close_matches(loc[-1], missing.get(loc[:-1], []), n=1)
             msg = "not a field here" + (f" (did you mean '{close[0]}'?)" if close else "")
-        parts.append(f"field '{_field_path(loc, raw)}': {msg}")
+        # (a check across fields, the whole file's: its message names the fields)
+        parts.append(f"field '{_field_path(loc, raw)}': {msg}" if loc else msg)
     more = len(errors) - shown
     extra = f" (and {more} more problem{'s' if more > 1 else ''})" if more > 0 else ""
     return f"{source}: " + "; ".join(parts) + extra

@@ -47,6 +47,21 @@ def test_several_mistakes_are_listed_up_to_three(tmp_path: Path) -> None:
     assert "\n" not in msg
 
 
+def test_checks_across_fields_name_the_field(tmp_path: Path) -> None:
+    # the whole file's checks (an EV departing outside the simulation, two EVs of one id) name
+    # the field they fail on, as the checks of single fields do
+    path = _scenario(tmp_path, ("end_s = 1500", "end_s = 500"))
+    with pytest.raises(ScenarioError) as e:
+        load_scenario(path)
+    assert str(e.value) == (f"{path}: field 'ev[0].depart_s': EV 'ambulance_1' departs at 600 s, outside the "
+                            "simulation [0, 500) s (simulation.begin_s, simulation.end_s)")
+    ev = GRID.read_text().split("[[ev]]")[1]
+    path = _scenario(tmp_path, ('type = "ambulance"', 'type = "ambulance"\n\n[[ev]]' + ev.replace('600', '610')))
+    with pytest.raises(ScenarioError) as e:
+        load_scenario(path)
+    assert str(e.value) == f"{path}: field 'ev': duplicate ev id(s): ambulance_1"
+
+
 def test_a_file_that_cannot_be_read_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = _scenario(tmp_path)
 
