@@ -39,6 +39,7 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from controller import MAX_TRIPS, MAX_WINDOW_S
 from controller.core.greenwave import ExclusiveService
 from controller.errors import ScenarioError
 
@@ -94,6 +95,9 @@ class SimulationSpec(_Model):
     def _order(self) -> SimulationSpec:
         if self.end_s <= self.begin_s:
             raise ValueError(f"end_s ({self.end_s}) must be after begin_s ({self.begin_s})")
+        if self.end_s - self.begin_s > MAX_WINDOW_S:
+            raise ValueError(f"end_s ({self.end_s:g}) is {(self.end_s - self.begin_s) / 86400.0:.3g} days after "
+                             f"begin_s ({self.begin_s:g}): at most 7 days are simulated in one run")
         return self
 
 
@@ -198,6 +202,12 @@ class Scenario(_Model):
         if dup:
             raise ValueError(f"field 'ev': duplicate ev id(s): {', '.join(sorted(dup))}")
         sim = self.simulation
+        rate, span = self.demand.vehicles_per_hour, sim.end_s - sim.begin_s
+        if self.demand.generator is not None and rate is not None and rate * span / 3600.0 > MAX_TRIPS:
+            raise ValueError(
+                f"field 'demand.vehicles_per_hour': {rate:g} over the {span:g} s simulated makes "
+                f"{rate * span / 3600.0:.3g} trips; at most {MAX_TRIPS:,} are generated for one run"
+            )
         for k, e in enumerate(self.ev):
             if not sim.begin_s <= e.depart_s < sim.end_s:
                 raise ValueError(

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape
 
+from controller import MAX_WINDOW_S
 from controller.core.corridor import Corridor, build_corridor
 from controller.core.greenwave import PRIORITY
 from controller.core.network import Network, Program, program_differences
@@ -191,7 +192,6 @@ def _describe(ev: EvSpec) -> str:
 
 
 RUN_MARK = ".greenwave-run"
-MAX_WINDOW_S = 7 * 86400.0  # the longest simulated window --end may ask for (1e12 s was taken, and never ended)
 
 
 def program_sources(inputs: SumoInputs) -> str:

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import sumolib
 
+from controller import MAX_TRIPS
 from controller.errors import NetworkError, ScenarioError
 
 __all__ = ["KNOWN_PARAMS", "write_random_trips"]
@@ -98,6 +99,11 @@ def write_random_trips(
     rate = _number("vehicles_per_hour", vehicles_per_hour, minimum=0.0)
     if rate <= 0:
         raise ScenarioError(f"random_trips: 'vehicles_per_hour' must be > 0, got {vehicles_per_hour!r}")
+    if rate * (end - begin) / 3600.0 > MAX_TRIPS:
+        raise ScenarioError(
+            f"random_trips: 'vehicles_per_hour' {rate:g} over {end - begin:g} s makes "
+            f"{rate * (end - begin) / 3600.0:.3g} trips; at most {MAX_TRIPS:,} are generated for one run"
+        )
     through = _number("through_share", through_share, minimum=0.0, maximum=1.0)
     fringe_only = params.get("fringe_only", True)
     if not isinstance(fringe_only, bool):

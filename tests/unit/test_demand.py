@@ -88,6 +88,7 @@ def test_main_edges_share(tmp_path: Path) -> None:
         ({"through_share": 1.5}, "through_share"),
         ({"vehicles_per_hour": 0}, "vehicles_per_hour"),
         ({"vehicles_per_hour": float("nan")}, "vehicles_per_hour"),
+        ({"vehicles_per_hour": 1e9}, "vehicles_per_hour' 1e.09 over .* at most 2,000,000"),
         ({"end_s": 0.0}, "end_s"),
         ({"seed": -1}, "seed"),
         ({"fringe_only": "yes"}, "fringe_only"),

@@ -62,6 +62,24 @@ def test_checks_across_fields_name_the_field(tmp_path: Path) -> None:
     assert str(e.value) == f"{path}: field 'ev': duplicate ev id(s): ambulance_1"
 
 
+def test_a_simulation_or_demand_too_large_is_refused(tmp_path: Path) -> None:
+    # 1e12 s and 1e9 vehicles per hour were taken, and ran out of memory making the demand
+    path = _scenario(tmp_path, ("end_s = 1500", "end_s = 1e12"))
+    with pytest.raises(ScenarioError) as e:
+        load_scenario(path)
+    assert str(e.value) == (f"{path}: field 'simulation': end_s (1e+12) is 1.16e+07 days after begin_s (0): "
+                            "at most 7 days are simulated in one run")
+    path = _scenario(tmp_path, ("vehicles_per_hour = 5400", "vehicles_per_hour = 4.9e6"))
+    with pytest.raises(ScenarioError) as e:
+        load_scenario(path)
+    assert str(e.value) == (f"{path}: field 'demand.vehicles_per_hour': 4.9e+06 over the 1500 s simulated "
+                            "makes 2.04e+06 trips; at most 2,000,000 are generated for one run")
+    # 7 days, and just under 2,000,000 trips, load
+    path = _scenario(tmp_path, ("end_s = 1500", "end_s = 604800"),
+                     ("vehicles_per_hour = 5400", "vehicles_per_hour = 11904"))
+    assert load_scenario(path).simulation.end_s == 604800
+
+
 def test_a_file_that_cannot_be_read_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = _scenario(tmp_path)
 
