@@ -112,6 +112,11 @@ def collisions_while_preempted(
     return n
 
 
+def collisions_involving(collisions: Iterable[Collision], vehicle_ids: Collection[str]) -> int:
+    """How many collisions had one of ``vehicle_ids`` (the EVs) as collider or victim."""
+    return sum(1 for c in collisions if c.collider in vehicle_ids or c.victim in vehicle_ids)
+
+
 def background(outputs: SumoOutputs, exclude: Collection[str], until_s: float) -> tuple[int, float | None]:
     """Number and mean time loss of the non-EV trips that arrived by ``until_s``."""
     losses = [

@@ -30,7 +30,14 @@ from controller.core.snapshot import SignalCommand, Snapshot, VehicleState
 from controller.errors import GreenwaveError, ScenarioError
 from controller.report.html import REPORT_FILE
 from controller.runtime.freeflow import free_flow_times
-from controller.runtime.outputs import Trip, background, collisions_while_preempted, cross_streets, read_outputs
+from controller.runtime.outputs import (
+    Trip,
+    background,
+    collisions_involving,
+    collisions_while_preempted,
+    cross_streets,
+    read_outputs,
+)
 from controller.runtime.pacing import Pacer
 from controller.runtime.setup import EvPlan, RunSetup, check_running_programs, program_sources, sumo_args
 from controller.runtime.trace import TRACE_FILE, TraceRecorder
@@ -364,7 +371,7 @@ def run(
         known = [int(c) for c in lost_counts if c is not None]
         # None without a planner, or where none of its records could be read (never departed)
         ev_row["green_lost"] = None if planner is None or (lost_counts and not known) else sum(known)
-    ev_collisions = sum(1 for c in outputs.collision_list if c.collider in ev_ids or c.victim in ev_ids)
+    ev_collisions = collisions_involving(outputs.collision_list, ev_ids)
     windows = preempted_windows(preemptions, last_t)
     junction_tls = {c.junction_id: c.tls_id for c in setup.network.connections if c.tls_id}
     # (None where the controller keeps no preemption records but did preempt: the oracle)

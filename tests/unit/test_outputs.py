@@ -5,7 +5,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from controller.runtime.outputs import Collision, collisions_while_preempted, junction_of_lane, read_outputs
+from controller.runtime.outputs import (
+    Collision,
+    collisions_involving,
+    collisions_while_preempted,
+    junction_of_lane,
+    read_outputs,
+)
 
 
 def test_junction_of_an_internal_lane() -> None:
@@ -32,6 +38,19 @@ def test_collisions_counted_on_a_preempted_crossing_from_entry_to_30_s_after_the
     assert collisions_while_preempted(at, junction_tls, windows) == 3
     assert collisions_while_preempted(at, junction_tls, windows, after_s=0.0) == 2
     assert collisions_while_preempted(at, junction_tls, {}) == 0
+
+
+def test_collisions_involving_the_evs_count_them_as_collider_or_victim() -> None:
+    at = [
+        Collision(1.0, "A_0", "ev1", "car"),  # the EV ran into a car
+        Collision(2.0, "A_0", "car", "ev2"),  # a car ran into the other EV
+        Collision(3.0, "A_0", "car", "bus"),  # background only
+        Collision(4.0, "A_0", "ev1", "ev2"),  # both EVs: one collision
+        Collision(5.0, "A_0", "ev10", "car"),  # an id that only starts like an EV's
+    ]
+    assert collisions_involving(at, {"ev1", "ev2"}) == 3
+    assert collisions_involving(at, {"ev1"}) == 2
+    assert collisions_involving(at, set()) == 0
 
 
 def test_collisions_are_read_with_time_and_place(tmp_path: Path) -> None:
