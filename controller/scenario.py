@@ -52,7 +52,8 @@ EvType = Literal["ambulance", "fire", "police", "transit"]
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    # (finite numbers only: an infinite setting passed here crashed the run after it had simulated)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False)
 
 
 class NetworkSpec(_Model):

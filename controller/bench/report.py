@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -136,9 +137,50 @@ def read_baseline(path: Path) -> dict[str, Any]:
     if version != BASELINE_FORMAT_VERSION:
         raise ScenarioError(f"{path}: field 'format_version' is {version!r}; this greenwave reads version "
                             f"{BASELINE_FORMAT_VERSION} (write a new baseline with --write-baseline)")
+    suite = data.get("suite", {})
+    if not isinstance(suite, dict) or not isinstance(suite.get("name", ""), str) \
+            or not _is_count(suite.get("version", 1)):
+        raise ScenarioError(f"{path}: field 'suite' must be an object with a 'name' (text) and a 'version' "
+                            "(a whole number)")
     needed = {"scenario", "controller", "seeds", *SAFETY_RULES}
+    seen: set[tuple[str, str]] = set()
     for i, g in enumerate(data["groups"]):
         missing = needed - set(g) if isinstance(g, dict) else needed
         if missing:
             raise ScenarioError(f"{path}: field 'groups[{i}].{sorted(missing)[0]}' is missing")
+        problem = _group_problem(g)
+        if problem:
+            raise ScenarioError(f"{path}: field 'groups[{i}].{problem}")
+        key = (g["scenario"], g["controller"])
+        if key in seen:
+            raise ScenarioError(f"{path}: groups[{i}] is a second group for scenario '{key[0]}', controller '{key[1]}'")
+        seen.add(key)
     return data
+
+
+def _is_count(x: object) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool) and x >= 0
+
+
+def _group_problem(g: Mapping[str, Any]) -> str | None:
+    """What is wrong with one baseline group's fields (``field': why``), or None. The check
+    compares numbers: each figure must be a finite number or null (a string compared as one
+    crashed the check after every run; NaN passed every comparison)."""
+    for name in ("scenario", "controller"):
+        if not isinstance(g[name], str) or not g[name]:
+            return f"{name}' must be a non-empty text"
+    if not isinstance(g["seeds"], list) or not all(_is_count(s) for s in g["seeds"]):
+        return "seeds' must be a list of seeds (whole numbers, 0 or more)"
+    for rule in SAFETY_RULES:
+        if not _is_count(g[rule]):
+            return f"{rule}' must be a count (a whole number, 0 or more), not {g[rule]!r}"
+    for name, value in g.items():
+        if name in ("scenario", "controller", "seeds", "eta_pooling") or value is None or isinstance(value, dict):
+            continue
+        if isinstance(value, bool):
+            if name == "gap_judged":
+                continue
+            return f"{name}' must be a number or null, not {value!r}"
+        if not isinstance(value, (int, float)) or not math.isfinite(value):
+            return f"{name}' must be a finite number or null, not {value!r}"
+    return None

@@ -49,7 +49,7 @@ def default_suite() -> Path:
 
 
 class SuiteSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     name: str = Field(pattern=rf"^{_NAME}$")
     version: int = Field(ge=1)

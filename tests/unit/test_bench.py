@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -701,6 +702,40 @@ def test_a_baseline_group_without_a_safety_count_is_refused(tmp_path: Path) -> N
     path = tmp_path / "b.json"
     path.write_text(json.dumps(base))
     with pytest.raises(ScenarioError, match=r"groups\[0\]\.S1"):
+        read_baseline(path)
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda b: b["groups"][0].update(ev_travel_mean_s="fast"),
+         r"field 'groups\[0\]\.ev_travel_mean_s' must be a finite number or null, not 'fast'"),
+        (lambda b: b["groups"][0].update(ev_travel_mean_s=float("nan")), r"ev_travel_mean_s' must be a finite number"),
+        (lambda b: b["groups"][0].update(S2="zero"), r"groups\[0\]\.S2' must be a count"),
+        (lambda b: b["groups"][0].update(S2=True), r"groups\[0\]\.S2' must be a count"),
+        (lambda b: b["groups"][0].update(seeds=None), r"groups\[0\]\.seeds' must be a list of seeds"),
+        (lambda b: b["groups"][0].update(controller=7), r"groups\[0\]\.controller' must be a non-empty text"),
+        (lambda b: b.update(suite=None), r"field 'suite' must be an object"),
+        (lambda b: b["suite"].update(version="1"), r"field 'suite' must be an object"),
+        (lambda b: b["groups"].append(dict(b["groups"][0])), r"groups\[\d+\] is a second group for scenario 'a'"),
+    ],
+)
+def test_a_baseline_with_figures_the_check_cannot_compare_is_refused(
+    tmp_path: Path, edit: Callable[[dict[str, Any]], None], message: str
+) -> None:
+    # refused when read (before any run): a string figure crashed the check after every run, a
+    # NaN passed every comparison, and a repeated group silently replaced the first
+    import json
+
+    from controller.bench.report import read_baseline
+
+    base = make_baseline({"name": "t", "version": 1}, aggregate(basic()))
+    path = tmp_path / "b.json"
+    path.write_text(json.dumps(base))
+    assert read_baseline(path)["groups"] == base["groups"]
+    edit(base)
+    path.write_text(json.dumps(base))
+    with pytest.raises(ScenarioError, match=message):
         read_baseline(path)
 
 

@@ -80,6 +80,16 @@ def test_a_simulation_or_demand_too_large_is_refused(tmp_path: Path) -> None:
     assert load_scenario(path).simulation.end_s == 604800
 
 
+@pytest.mark.parametrize("setting", ["margin_s = inf", "max_lead_s = inf", "stall_release_s = -inf",
+                                     "detect_range_m = nan"])
+def test_a_controller_setting_must_be_finite(tmp_path: Path, setting: str) -> None:
+    # an infinite margin_s passed, ran the whole simulation and crashed writing summary.json
+    path = _scenario(tmp_path, ('type = "ambulance"', f'type = "ambulance"\n\n[controller]\n{setting}'))
+    with pytest.raises(ScenarioError) as e:
+        load_scenario(path)
+    assert str(e.value) == f"{path}: field 'controller.{setting.split()[0]}': Input should be a finite number"
+
+
 def test_a_file_that_cannot_be_read_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = _scenario(tmp_path)
 
