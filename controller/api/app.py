@@ -151,6 +151,8 @@ class Guard:
 
 
 def _error(status: int, detail: str, errors: list[dict[str, Any]] | None = None) -> JSONResponse:
+    # (a message quoting a client's text keeps it encodable: a lone surrogate is shown escaped)
+    detail = detail.encode("utf-8", "backslashreplace").decode("utf-8")
     body: dict[str, Any] = {"error": _STATUS_NAMES.get(status, "error"), "detail": detail}
     if errors is not None:
         body["errors"] = errors

@@ -11,6 +11,13 @@ VehicleType = Literal["ambulance", "fire", "police", "transit"]
 Stage = Literal["idle", "armed", "entry", "dwell", "exit"]
 
 
+def printable(text: str) -> bool:
+    """No control characters and no lone surrogates (which no network's ids hold, and which JSON
+    encoded as UTF-8 cannot carry: an edge id '\\ud800' in a route made a 500, and its audit row
+    a 500 on every read of the log)."""
+    return text.isprintable()
+
+
 class _In(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
@@ -68,6 +75,9 @@ class DispatchRequest(_In):
             raise ValueError(f"'{'destination' if od[0] else 'origin'}' is missing")
         if self.route is not None and not all(1 <= len(e) <= 256 for e in self.route):
             raise ValueError("route: every edge id has 1 to 256 characters")
+        for k, e in enumerate(self.route or ()):
+            if not printable(e):
+                raise ValueError(f"route[{k}]: an edge id holds no control characters and no lone surrogates")
         if self.vehicle_id is not None and self.tracking == "external":
             raise ValueError("tracking 'external' goes with origin/destination or route, not vehicle_id")
         return self

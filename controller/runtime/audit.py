@@ -85,8 +85,20 @@ class AuditLog:
         args.append(limit)
         with self._lock:
             rows = self._db.execute(query, args).fetchall()
-        return [AuditEntry(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6])) for r in rows]
+        return [AuditEntry(r[0], r[1], r[2], r[3], r[4], r[5], _encodable(json.loads(r[6]))) for r in rows]
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+def _encodable(value: Any) -> Any:
+    """``value`` with every text encodable as UTF-8: a lone surrogate a client sent (kept escaped
+    in the row's JSON) is shown as its escape. A log holding one could not be read back."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, dict):
+        return {_encodable(k): _encodable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_encodable(v) for v in value]
+    return value

@@ -138,6 +138,16 @@ def test_422_for_malformed_json_and_positions_off_the_route(c: httpx.Client) -> 
     assert any(a["detail"]["status"] == 422 and "not on the route" in a["detail"]["detail"] for a in rejected)
 
 
+def test_a_route_with_a_lone_surrogate_is_a_422_and_the_audit_stays_readable(c: httpx.Client) -> None:
+    # was a 500 (the error naming the edge could not be encoded), and its audit row made every
+    # later read of the log a 500
+    body = b'{"route": ["left0A0", "\\ud800"], "id": "sur-1"}'
+    err = _err(c.post("/v1/emergencies", content=body, headers={"content-type": "application/json"}), 422)
+    assert "route[1]: an edge id holds no control characters" in err["detail"], err
+    r = c.get("/v1/audit", params={"since": 0, "limit": 10000})
+    assert r.status_code == 200, r.text
+
+
 def test_health_and_prometheus_metrics(c: httpx.Client) -> None:
     assert c.get("/v1/emergencies/nobody").status_code == 404
     # refused before routing (415), still counted under its route

@@ -4,6 +4,7 @@ positions of external fixes, geo-reference detection."""
 from __future__ import annotations
 
 import gzip
+import json
 import sqlite3
 from pathlib import Path
 
@@ -139,3 +140,16 @@ def test_ids_in_route_files_vehicles_trips_and_flows(tmp_path: Path) -> None:
     assert id_in_routes(ids, "buses.2") == (routes, "flow 'buses' (its vehicle 'buses.2')")  # <flow id>.<n>
     assert id_in_routes(ids, "t.8") is None and id_in_routes(ids, "buses.x") is None
     assert id_in_routes(ids, "escort-1") is None
+
+
+def test_audit_rows_holding_a_lone_surrogate_read_back_encodable(tmp_path: Path) -> None:
+    # a client's text with a lone surrogate (kept escaped in the row's JSON) made every read of
+    # the log's page holding it fail to serialize, after restarts too
+    log = AuditLog(tmp_path / "a.sqlite")
+    log.record("rejected", t_s=1.0, path="/v1/emergencies", detail="edge '\ud800' is not in network",
+               body={"route": ["left0A0", "\udfff"]})
+    log.close()
+    [entry] = AuditLog(tmp_path / "a.sqlite").since(0)
+    assert entry.detail == {"path": "/v1/emergencies", "detail": "edge '\\ud800' is not in network",
+                            "body": {"route": ["left0A0", "\\udfff"]}}
+    json.dumps(entry.detail, ensure_ascii=False).encode("utf-8")  # encodable
