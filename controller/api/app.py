@@ -379,8 +379,10 @@ def create_app(service: SimService, token: str, *, max_body_bytes: int = MAX_BOD
         last_event_id: Annotated[str | None, Header(max_length=32)] = None,
     ) -> StreamingResponse:
         bus = service.events
+        # a reconnecting client (an EventSource) sends Last-Event-ID to the URL it first opened:
+        # the header wins over that URL's ?since=, or every reconnect would replay it all again
         start = since
-        if start is None and last_event_id is not None and last_event_id.isdigit():
+        if last_event_id is not None and last_event_id.isdigit():
             start = int(last_event_id)
         if start is None:
             start = bus.last_id

@@ -19,7 +19,7 @@ class Event:
 
 class EventBus:
     """``first_id``: the id of the first event. The service starts from its start time in
-    milliseconds, so that ids keep increasing across restarts and a client that reconnects with
+    microseconds, so that ids keep increasing across restarts and a client that reconnects with
     the last id it saw before a restart gets every event of the new run."""
 
     def __init__(self, keep: int = 10_000, first_id: int = 1) -> None:

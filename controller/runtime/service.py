@@ -172,7 +172,9 @@ class SimService:
         self.setup = setup
         self.network: Network = setup.network
         self.audit = audit
-        self.events = events or EventBus(first_id=int(time.time() * 1000))
+        # (microseconds: a run producing more than one event per millisecond, 800 dispatches at once,
+        # ended above the next run's first id in milliseconds, and a reconnect missed its events)
+        self.events = events or EventBus(first_id=int(time.time() * 1_000_000))
         self.metrics = metrics or Metrics()
         self.speed = speed
         self.end_s = end_s
@@ -713,8 +715,12 @@ class SimService:
         if cmd.vehicle_id is not None:
             key = cmd.vehicle_id
             if key in self._by_key:
-                raise RequestError(f"vehicle_id: vehicle '{key}' is escorted already (escort '{self._by_key[key]}')",
-                                   409)
+                earlier = self._escorts[self._by_key[key]]
+                if earlier.state in ("arrived", "cancelled"):
+                    # (its records, ETA log and crossings are the earlier escort's, kept by the vehicle's id)
+                    raise RequestError(f"vehicle_id: vehicle '{key}' was escorted already (escort '{earlier.id}', "
+                                       f"{earlier.state}): a vehicle is escorted at most once a run", 409)
+                raise RequestError(f"vehicle_id: vehicle '{key}' is escorted already (escort '{earlier.id}')", 409)
             if not sim.vehicle_exists(key):
                 raise RequestError(f"vehicle_id: no vehicle '{key}' is running in the simulation")
             route = sim.vehicle_route(key)  # whole: the edges behind it count as crossed at once
@@ -789,6 +795,11 @@ class SimService:
             raise RequestError(f"timestamp: {fix_t:g} s is ahead of the simulation time {now:g} s")
         if esc.fix_t_s is not None and fix_t < esc.fix_t_s:
             raise RequestError(f"timestamp: {fix_t:g} s is older than the last position's {esc.fix_t_s:g} s")
+        if fix_t < esc.dispatched_s - 1e-6:
+            # (one dated long before let the next fix jump kilometres past the speed check, and
+            # one dated 120 s before cancelled the escort for want of a position on the next tick)
+            raise RequestError(f"timestamp: {fix_t:g} s is before escort '{esc.id}' was dispatched "
+                               f"({esc.dispatched_s:g} s)")
         corridor = esc.corridor
         last_index = esc.fix.route_index if esc.fix is not None else 0
         distance_m = 0.0

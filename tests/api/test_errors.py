@@ -127,6 +127,10 @@ def test_422_for_malformed_json_and_positions_off_the_route(c: httpx.Client) -> 
         c.post("/v1/emergencies/ext-1/positions", json={"lon": 11.0, "lat": 48.0}), 422)["detail"]
     assert "timestamp" in _err(
         c.post("/v1/emergencies/ext-1/positions", json={"edge": "A1B1", "timestamp": 1e8}), 422)["detail"]
+    # a first fix dated before the dispatch (it cancelled the escort on the next tick, or let the
+    # next fix jump kilometres)
+    assert "s is before escort 'ext-1' was dispatched" in _err(
+        c.post("/v1/emergencies/ext-1/positions", json={"edge": "left1A1", "timestamp": 0.0}), 422)["detail"]
     assert "'lat' is missing" in _err(
         c.post("/v1/emergencies/ext-1/positions", json={"lon": 11.0}), 422)["detail"]
     assert "speed_mps" in _err(
@@ -146,6 +150,25 @@ def test_a_route_with_a_lone_surrogate_is_a_422_and_the_audit_stays_readable(c: 
     assert "route[1]: an edge id holds no control characters" in err["detail"], err
     r = c.get("/v1/audit", params={"since": 0, "limit": 10000})
     assert r.status_code == 200, r.text
+
+
+def _first_event_id(c: httpx.Client, headers: dict[str, str]) -> int:
+    with c.stream("GET", "/v1/events", params={"since": 0}, headers=headers, timeout=30.0) as r:
+        assert r.status_code == 200
+        for line in r.iter_lines():
+            if line.startswith("id: "):
+                return int(line[4:])
+    raise AssertionError("the stream ended without an event")
+
+
+def test_last_event_id_wins_over_the_urls_since(c: httpx.Client) -> None:
+    # an EventSource reconnects to the URL it opened (?since=0) with Last-Event-ID: every
+    # reconnect replayed the whole history again
+    r = c.post("/v1/emergencies", json={"route": ["left1A1", "A1B1"], "id": "sse-1"})
+    assert r.status_code == 201, r.text
+    first = _first_event_id(c, {})
+    assert first < _first_event_id(c, {"Last-Event-ID": str(first)})
+    assert c.delete("/v1/emergencies/sse-1").status_code in (200, 409)  # (409: it arrived already)
 
 
 def test_health_and_prometheus_metrics(c: httpx.Client) -> None:

@@ -237,6 +237,10 @@ def test_escort_a_vehicle_already_running(server: Server) -> None:
         done = wait_for(lambda: (x := c.get("/v1/emergencies/escort-bg").json())["state"] == "arrived" and x,
                         what="arrival of the escorted vehicle")
         assert all(j["crossed_s"] is not None for j in done["junctions"])
+        r = c.post("/v1/emergencies", json={"vehicle_id": vid})
+        assert r.status_code == 409 and r.json()["detail"] == (
+            f"vehicle_id: vehicle '{vid}' was escorted already (escort 'escort-bg', arrived): a vehicle is escorted "
+            "at most once a run")
         # it departed before it was escorted: its own departure, not the dispatch's next step
         assert float(trip.get("depart", "0")) <= done["departed_s"] <= done["dispatched_s"]
         wait_for(lambda: all_handed_back(c), timeout_s=30, what="every signal handed back")
