@@ -33,11 +33,12 @@ the field. The format (paths are relative to the scenario file)::
 from __future__ import annotations
 
 import difflib
+import re
 import sys
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from controller import MAX_TRIPS, MAX_WINDOW_S
 from controller.core.greenwave import ExclusiveService
@@ -49,6 +50,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 EvType = Literal["ambulance", "fire", "police", "transit"]
+SCENARIO_NAME = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}"
 
 
 class _Model(BaseModel):
@@ -108,10 +110,11 @@ _XML_SPECIAL = frozenset("&<>\"'")
 def ev_id_problem(ev_id: str) -> str | None:
     """Why an EV id cannot be used, or None: SUMO writes ids into its XML outputs as they are,
     so with white space or any of & < > \" ' the run's tripinfo would not parse."""
-    bad = sorted({c for c in ev_id if c in _XML_SPECIAL or c.isspace()})
+    bad = sorted({c for c in ev_id if c in _XML_SPECIAL or c.isspace() or not c.isprintable()})
     if not bad:
         return None
-    return f"contains {' '.join(repr(c) for c in bad)}: an EV id may not hold white space or any of & < > \" '"
+    return (f"contains {' '.join(repr(c) for c in bad)}: an EV id may not hold white space, control characters "
+            "or any of & < > \" '")
 
 
 class EvSpec(_Model):
@@ -195,6 +198,16 @@ class Scenario(_Model):
     controller: ControllerSpec = ControllerSpec()
     ev: tuple[EvSpec, ...] = Field(min_length=1)
     source: Path | None = None  # the file this scenario was read from
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, name: str) -> str:
+        # it names the run's folders (runs/<name>-..., a bench's runs/<name>/): './tiny' shared
+        # another scenario's folder, '../../x' wrote outside --out
+        if not re.fullmatch(SCENARIO_NAME, name):
+            raise ValueError(f"{name!r}: a scenario name has 1 to 100 letters, digits, '_', '.' or '-', "
+                             "and starts with a letter or digit (it names the run's folders)")
+        return name
 
     @model_validator(mode="after")
     def _evs(self) -> Scenario:

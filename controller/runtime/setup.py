@@ -145,7 +145,7 @@ def route_file_ids(route_files: Sequence[Path]) -> dict[str, tuple[str, Path]]:
                 for line in f:
                     for tag, vid in _ID_IN_ROUTES.findall(line):
                         found.setdefault(vid.decode(errors="replace"), (tag.decode(), path))
-        except OSError:
+        except (OSError, EOFError):  # (a truncated gzip file raises EOFError: 'Aborted!' and nothing more)
             continue
     return found
 
@@ -384,6 +384,14 @@ def prepare_sumocfg(
     elif end_s - begin > MAX_WINDOW_S:
         raise ScenarioError(f"--end {end_s:g} s is {(end_s - begin) / 86400.0:.3g} days after the configuration's "
                             f"begin ({begin:g} s): at most 7 days are simulated in one run")
+    if not given_end and end_s - begin > MAX_WINDOW_S:
+        raise ScenarioError(f"{sumocfg}: the configuration's end ({end_s:g} s) is {(end_s - begin) / 86400.0:.3g} "
+                            f"days after its begin ({begin:g} s): at most 7 days are simulated in one run (give --end)")
+    step = inputs.step_length_s
+    if step is not None and not 0 < step <= 1.0:
+        # (0 was run at 1 s, a negative one was a traceback, 50 s a run of meaningless violations)
+        raise ScenarioError(f"{sumocfg}: step-length {step:g} s: greenwave runs steps over 0 and up to 1 s "
+                            "(the planner counts yellow and red clearance in steps)")
     for ev in evs:
         if ev.depart_s < begin or ev.depart_s >= end_s:
             window = f"[{begin:g}, {end_s:g}) s" + (" with --end" if ev.depart_s >= end_s and given_end else "")
@@ -396,7 +404,7 @@ def prepare_sumocfg(
         inputs=inputs,
         begin_s=begin,
         end_s=end_s,
-        step_length_s=inputs.step_length_s or 1.0,
+        step_length_s=step if step is not None else 1.0,
         evs=evs,
         out_dir=out_dir,
         seed=seed,

@@ -28,6 +28,7 @@ another one from the WAUT's switch on (or from the start).
 
 from __future__ import annotations
 
+import math
 import os
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
@@ -255,8 +256,9 @@ def _phase(
         raise NetworkError(f"{where}: tlLogic '{tls_id}': invalid phase duration ({exc})") from exc
     if not state:
         raise NetworkError(f"{where}: tlLogic '{tls_id}': phase without a state")
-    if duration_s <= 0:
-        raise NetworkError(f"{where}: tlLogic '{tls_id}': phase duration {duration_s} is not positive")
+    if not 0 < duration_s < math.inf:  # (NaN too: SUMO runs a NaN phase as -9.2e15 s)
+        raise NetworkError(f"{where}: tlLogic '{tls_id}': phase duration {duration_s} is not a positive finite "
+                           "number of seconds")
     return Phase(
         state=state,
         duration_s=duration_s,

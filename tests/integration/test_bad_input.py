@@ -271,6 +271,22 @@ def test_an_end_beyond_a_week_is_refused(tmp_path: Path, tiny_net: Path) -> None
     _assert_error(code, out, "--end 1e+12 s is", "at most 7 days are simulated in one run")
 
 
+@pytest.mark.parametrize(("time", "message"), [
+    ('<step-length value="-1"/>', "step-length -1 s: greenwave runs steps over 0 and up to 1 s"),
+    ('<step-length value="0"/>', "step-length 0 s: greenwave runs steps over 0 and up to 1 s"),
+    ('<step-length value="50"/>', "step-length 50 s: greenwave runs steps over 0 and up to 1 s"),
+    ('<end value="1e9"/>', "the configuration's end (1e+09 s) is 1.16e+04 days after its begin (0 s)"),
+])
+def test_a_configurations_step_length_and_end_are_checked(tmp_path: Path, tiny_net: Path, time: str,
+                                                          message: str) -> None:
+    # -1 was a traceback, 0 ran at 1 s, 50 s ran a meaningless run full of violations
+    cfg = tmp_path / "run.sumocfg"
+    cfg.write_text(f'<configuration><input><net-file value="{tiny_net}"/></input><time>{time}</time>'
+                   '</configuration>')
+    code, out = _run(["run", "--sumocfg", str(cfg), "--ev", "left1A1,C1right1,10", "--out", str(tmp_path / "o")])
+    _assert_error(code, out, message)
+
+
 def test_an_end_not_after_the_configurations_begin_names_end(tmp_path: Path, tiny_net: Path) -> None:
     cfg = tmp_path / "run.sumocfg"
     cfg.write_text(f'<configuration><input><net-file value="{tiny_net}"/></input>'

@@ -242,3 +242,13 @@ def test_program_differences_name_the_program_phase_and_field() -> None:
     # maxDur is used by nothing (SUMO makes one not given unlimited); SUMO keeps milliseconds
     loose = [(st, d + 0.0004, m, 2147483.647) for st, d, m, _ in same]
     assert program_differences(prog, "ev", loose) == []
+
+
+@pytest.mark.parametrize("duration", ["nan", "inf", "0", "-4"])
+def test_a_phase_duration_must_be_a_positive_finite_number(tmp_path: Path, duration: str) -> None:
+    # a NaN duration passed every check (SUMO ran that phase as -9.2e15 s, greenwave planned with NaN)
+    add = tmp_path / "nan.add.xml"
+    yellow = '<phase duration="4" state="yyyyrrrryyyyrrrr"/>'
+    add.write_text((DATA / "line5_ev.add.xml").read_text().replace(yellow, yellow.replace('"4"', f'"{duration}"')))
+    with pytest.raises(NetworkError, match=r"nan\.add\.xml.*tlLogic 'B1': phase duration .* is not a positive finite"):
+        load_network(LINE5, [add])

@@ -90,6 +90,22 @@ def test_a_controller_setting_must_be_finite(tmp_path: Path, setting: str) -> No
     assert str(e.value) == f"{path}: field 'controller.{setting.split()[0]}': Input should be a finite number"
 
 
+@pytest.mark.parametrize("name", ["./grid", "../../elsewhere", "/tmp/abs", "a b", "", "a\\u0000b"])
+def test_a_scenario_name_is_a_plain_folder_name(tmp_path: Path, name: str) -> None:
+    # it names the run's folders: './grid' shared another scenario's bench folder, '../../x' and
+    # '/tmp/abs' wrote outside --out, a NUL byte was a traceback
+    path = _scenario(tmp_path, ('name = "grid5-moderate"', f'name = "{name}"'))
+    with pytest.raises(ScenarioError, match=r"field 'name': .*a scenario name has 1 to 100 letters, digits"):
+        load_scenario(path)
+
+
+def test_an_ev_id_with_a_control_character_is_refused(tmp_path: Path) -> None:
+    # it ran the whole simulation, then SUMO's tripinfo.xml could not be read
+    path = _scenario(tmp_path, ('id = "ambulance_1"', 'id = "a\\u0001b"'))
+    with pytest.raises(ScenarioError, match=r"field 'ev\[0\]': id 'a\\x01b' contains '\\x01': .*control characters"):
+        load_scenario(path)
+
+
 def test_a_file_that_cannot_be_read_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = _scenario(tmp_path)
 
