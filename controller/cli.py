@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import shutil
@@ -91,6 +92,30 @@ def _check_record(record: Path | None, out: Path) -> None:
         raise ScenarioError(f"--record: '{record}' is a folder; give a file to write")
     if not record.parent.is_dir() and not record.resolve().is_relative_to(out.resolve()):
         raise ScenarioError(f"--record: the folder '{record.parent}' does not exist")
+    # (it replaced whatever it named: the scenario file, the network, the run's own summary.json)
+    inside = record.resolve().relative_to(out.resolve()).parts if record.resolve().is_relative_to(out.resolve()) \
+        else ()
+    if inside and (inside[0] in _RUN_OUTPUTS or inside[0] in ("inputs", "outputs")
+                   or inside[0].endswith(".partial.xml")):
+        raise ScenarioError(f"--record: '{record}' is one of the run's own outputs; give another name")
+    if record.exists() and not _is_recording(record):
+        raise ScenarioError(f"--record: '{record}' exists and is not a greenwave recording: greenwave replaces "
+                            "only a recording (give a new name)")
+
+
+# what a run writes at the top of its folder (--record may not name one of them)
+_RUN_OUTPUTS = frozenset({"summary.json", "trace.json", "tripinfo.xml", "statistics.xml", "collisions.xml",
+                          "cross_streets.xml", "sumo.log", "sumo-errors.log", "report.html", "INCOMPLETE.txt",
+                          ".greenwave-run"})
+
+
+def _is_recording(path: Path) -> bool:
+    try:
+        with path.open("rb") as f:
+            head = json.loads(f.readline(1 << 20) or b"{}")
+    except (OSError, ValueError):
+        return False
+    return isinstance(head, dict) and head.get("format") == "greenwave-snapshots/1"
 
 
 def _scenario_inputs(sc: Any) -> list[Path]:
@@ -487,12 +512,17 @@ def serve(
     """Run SCENARIO's simulation live with the controller and the HTTP API (see README, "HTTP API")."""
     from controller.api.serve import ServeOptions
     from controller.api.serve import serve as run_server
+    from controller.runtime.setup import is_run_folder
+    from controller.scenario import load_scenario
 
     try:
         if realtime and speed is not None:
             raise ScenarioError("give --realtime or --speed, not both")
         if out_dir is not None:
+            # (as for run: not a folder of other files, nor the scenario's own folder; it overwrote them)
             _out_folder(out_dir)
+            sc = load_scenario(scenario)
+            _out_folder(out_dir, reusable=is_run_folder, inputs=[scenario, *_scenario_inputs(sc)], kind="serve")
         code = run_server(ServeOptions(scenario=scenario, host=host, port=port, token_file=token_file,
                                        speed=1.0 if realtime else speed, audit_db=audit_db, seed=seed, end_s=end_s,
                                        out_dir=out_dir, sse_max_s=sse_max_s))

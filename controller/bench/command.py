@@ -90,6 +90,8 @@ def run_bench(
             and write_baseline.resolve() == baseline.resolve():
         raise GreenwaveError(f"--write-baseline {write_baseline} is the --check baseline: give --update-baseline to "
                              "rewrite it on purpose")
+    if write_baseline is not None:
+        _check_baseline_target(write_baseline)
     missing = [c for c in ctrl_list if c not in CONTROLLERS]
     if missing:
         raise GreenwaveError(
@@ -229,3 +231,24 @@ def _seed_text(seeds: tuple[int, ...]) -> str:
     if len(seeds) > 2 and list(seeds) == list(range(seeds[0], seeds[0] + len(seeds))):
         return f"{seeds[0]}-{seeds[-1]}"
     return ",".join(map(str, seeds))
+
+
+def _check_baseline_target(path: Path) -> None:
+    """Refuse, before any run, a --write-baseline that would replace something else than a baseline
+    (the suite file, a bench.json or a run's summary.json were overwritten) or that cannot be
+    written (a folder, a path under a file: a traceback after every run had finished)."""
+    if path.is_dir():
+        raise GreenwaveError(f"--write-baseline {path} is a folder: give the baseline's file name")
+    if path.exists():
+        try:
+            read_baseline(path)
+        except GreenwaveError:
+            raise GreenwaveError(f"--write-baseline {path} exists and is not a greenwave baseline: greenwave "
+                                 "replaces only a baseline file (give a new name)") from None
+        return
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK):
+        raise GreenwaveError(f"--write-baseline {path}: cannot be written ('{parent}' is not a folder you can "
+                             "write in)")

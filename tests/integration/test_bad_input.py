@@ -100,6 +100,17 @@ def test_a_recording_that_cannot_be_written_is_refused_before_the_run(tmp_path: 
                       str(tmp_path / "o")])
     assert code == 0, out
     assert (tmp_path / "o" / "rec" / "x.jsonl").read_text().startswith('{"format": "greenwave-snapshots/1"')
+    # a recording replaces only a recording: not the scenario (it did), nor the run's own outputs
+    text = path.read_text()
+    for target, message in ((path, "exists and is not a greenwave recording"),
+                            (tmp_path / "o" / "summary.json", "is one of the run's own outputs"),
+                            (tmp_path / "o" / "tripinfo.partial.xml", "is one of the run's own outputs")):
+        code, out = _run(["run", str(path), "--record", str(target), "--out", str(tmp_path / "o")])
+        _assert_error(code, out, "--record", message)
+    assert path.read_text() == text and (tmp_path / "o" / "summary.json").is_file()
+    code, out = _run(["run", str(path), "--record", str(tmp_path / "o" / "rec" / "x.jsonl"), "--out",
+                      str(tmp_path / "o")])
+    assert code == 0, out  # a recording is replaced
 
 
 def test_missing_network_file_is_named(tmp_path: Path) -> None:
@@ -306,12 +317,41 @@ def test_a_folder_given_as_the_scenario_or_configuration(tmp_path: Path) -> None
     _assert_error(code, out, f"'{tmp_path}' is a folder, not a SUMO configuration file")
 
 
+def test_write_baseline_replaces_only_a_baseline_and_is_checked_before_any_run(tmp_path: Path) -> None:
+    # it replaced the suite file, a bench.json or a run's summary.json with a baseline, and a
+    # folder or a path under a file was a traceback after every run had finished
+    suite = tmp_path / "ci.toml"
+    suite.write_text(Path("benchmarks/ci.toml").read_text(encoding="utf-8"), encoding="utf-8")
+    a_file = tmp_path / "a_file"
+    a_file.write_text("keep me", encoding="utf-8")
+    for target, message in ((suite, "exists and is not a greenwave baseline"), (tmp_path, "is a folder"),
+                            (a_file / "b.json", "cannot be written")):
+        code, out = _run(["bench", "benchmarks/ci.toml", "--write-baseline", str(target),
+                          "--out", str(tmp_path / "out")])
+        _assert_error(code, out, f"--write-baseline {target}", message)
+    assert suite.read_text(encoding="utf-8") == Path("benchmarks/ci.toml").read_text(encoding="utf-8")
+    assert a_file.read_text(encoding="utf-8") == "keep me" and not (tmp_path / "out" / "runs").exists()
+
+
 @pytest.mark.parametrize("command", [["bench", "benchmarks/ci.toml"], ["serve", "--scenario", "x.toml"]])
 def test_bench_and_serve_name_an_output_folder_that_is_a_file(tmp_path: Path, command: list[str]) -> None:
     a_file = tmp_path / "a_file"
     a_file.write_text("keep me", encoding="utf-8")
     code, out = _run([*command, "--out", str(a_file)])
     _assert_error(code, out, f"--out '{a_file}' is a file")
+
+
+def test_serve_out_refuses_a_folder_of_other_files_and_the_scenarios_own(tmp_path: Path, tiny_net: Path) -> None:
+    # it overwrote them with SUMO's outputs (run refused both already)
+    path = write_scenario(tmp_path / "s.toml", tiny_net)
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "tripinfo.xml").write_text("keep me", encoding="utf-8")
+    code, out = _run(["serve", "--scenario", str(path), "--out", str(other)])
+    _assert_error(code, out, f"--out '{other}' has other files in it ('tripinfo.xml')", "is not a greenwave serve's")
+    code, out = _run(["serve", "--scenario", str(path), "--out", str(tmp_path)])
+    _assert_error(code, out, f"--out '{tmp_path}' is the folder of your input 's.toml'")
+    assert (other / "tripinfo.xml").read_text(encoding="utf-8") == "keep me"
 
 
 def test_serve_refuses_an_end_not_after_the_scenarios_begin(tmp_path: Path, tiny_net: Path) -> None:
