@@ -288,7 +288,7 @@ def read_toml_model(path: Path, model: type[M], what: str) -> M:
     if not path.is_file():
         raise ScenarioError(f"{what} file '{path}' does not exist")
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # (a byte-order mark, as some editors write, is not TOML)
     except UnicodeDecodeError:
         raise ScenarioError(f"{path}: not a {what} file (TOML text): it is not UTF-8 text") from None
     except OSError as e:

@@ -132,7 +132,7 @@ def _is_scenario_file(path: Path) -> bool:
     """A TOML file with a [network] table and no scenario list (anything else is read, and its
     errors named, as a suite)."""
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        raw = tomllib.loads(path.read_text(encoding="utf-8-sig"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
         return False
     return isinstance(raw.get("network"), dict) and "scenarios" not in raw

@@ -180,7 +180,11 @@ def write_bench_report(bench_dir: Path) -> Path:
     if not isinstance(data, dict) or not isinstance(data.get("aggregate"), list):
         raise ReportError(f"{source}: not a greenwave bench result (no 'aggregate' list)")
     path = bench_dir / REPORT_FILE
+    try:
+        page = render_bench(data, source)
+    except (AttributeError, KeyError, TypeError, ValueError) as e:
+        raise ReportError(f"{source}: the bench results have an unexpected shape ({type(e).__name__}: {e})") from None
     tmp = path.with_suffix(".html.tmp")
-    tmp.write_text(render_bench(data, source), "utf-8")
+    tmp.write_text(page, "utf-8")
     tmp.replace(path)
     return path

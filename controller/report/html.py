@@ -294,11 +294,27 @@ def write_run_report(
     """``report.html`` in the run's folder, with figures for the EVs in ``drawn`` (None: every
     EV; ``named``: the user chose them); see :func:`figure_evs`."""
     path = run.path / REPORT_FILE
+    shapes = (AttributeError, KeyError, TypeError, ValueError)
     try:
         page = render_run(run, companions, drawn, named=named)
-    except (AttributeError, KeyError, TypeError, ValueError) as e:
-        raise ReportError(f"{run.path}: summary.json or trace.json has an unexpected shape "
-                          f"({type(e).__name__}: {e})") from None
+    except shapes as e:
+        # a malformed run beside it (greenwave bench's folder) is left out of the comparison,
+        # not blamed on this run
+        def fits(other: RunData) -> bool:
+            try:
+                render_run(run, [c for c in companions if c is run or c is other], drawn, named=named)
+            except shapes:
+                return False
+            return True
+
+        kept = [c for c in companions if c is run or fits(c)]
+        try:
+            if len(kept) == len(companions):
+                raise
+            page = render_run(run, kept, drawn, named=named)
+        except shapes:
+            raise ReportError(f"{run.path}: summary.json or trace.json has an unexpected shape "
+                              f"({type(e).__name__}: {e})") from None
     tmp = path.with_suffix(".html.tmp")
     tmp.write_text(page, "utf-8")
     tmp.replace(path)

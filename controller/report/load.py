@@ -195,9 +195,10 @@ def companions(run: RunData, given: Iterable[RunData]) -> list[RunData]:
             continue
         try:
             other = load_run(sibling)
-        except ReportError:
-            continue  # an unrelated or unfinished folder
-        if other.setting == setting:
+            same = other.setting == setting
+        except (ReportError, AttributeError, KeyError, TypeError, ValueError):
+            continue  # an unrelated, unfinished or malformed folder (not the reported run's fault)
+        if same:
             found[sibling.resolve()] = other
     order = {"none": 0, "local": 1, "greenwave": 2, "oracle": 3}
     return sorted(found.values(), key=lambda r: (order.get(r.controller, 9), r.controller, str(r.path)))

@@ -119,7 +119,7 @@ def write_random_trips(
         raise ScenarioError("random_trips: 'main_share' > 0 needs a non-empty 'main_edges' list")
 
     net = _read_net(Path(net_file))
-    ends = _endpoints(net, fringe_only=fringe_only, min_trip_m=min_trip_m)
+    ends = _endpoints(net, Path(net_file), fringe_only=fringe_only, min_trip_m=min_trip_m)
     entry_ids = {e.getID() for e in ends.entries}
     for eid in main_ids:
         if eid not in entry_ids:
@@ -196,7 +196,7 @@ def _usable(edge: Any) -> bool:
     return bool(edge.getFunction() == "" and edge.allows(VCLASS))
 
 
-def _endpoints(net: Any, *, fringe_only: bool, min_trip_m: float) -> _Endpoints:
+def _endpoints(net: Any, net_file: Path, *, fringe_only: bool, min_trip_m: float) -> _Endpoints:
     edges = sorted((e for e in net.getEdges() if _usable(e)), key=lambda e: e.getID())
     if fringe_only:
         entries = [e for e in edges if _is_entry(e)]
@@ -220,7 +220,10 @@ def _endpoints(net: Any, *, fringe_only: bool, min_trip_m: float) -> _Endpoints:
             reachable[entry.getID()] = ok
     entries = [e for e in entries if e.getID() in reachable]
     if not entries or not exit_ids:
-        raise NetworkError(f"network {net} has no connected boundary entry and exit edges for passenger cars")
+        # (named by its file: the message showed sumolib's object, '<sumolib.net.Net object at 0x...>')
+        far = f" at least 'min_trip_m' {min_trip_m:g} m apart" if min_trip_m > 0 and exit_ids else ""
+        raise NetworkError(f"network {net_file} has no connected boundary entry and exit edges for passenger "
+                           f"cars{far}")
     return _Endpoints(entries=entries, exits=exits, reachable=reachable)
 
 

@@ -237,6 +237,28 @@ def test_a_summary_of_an_unexpected_shape_is_named_not_a_traceback(tmp_path: Pat
     assert not (folder / "report.html").exists()
 
 
+def test_a_malformed_run_beside_it_is_left_out_not_blamed_on_the_reported_run(tmp_path: Path) -> None:
+    # the good run's report failed, 'good: summary.json ... has an unexpected shape', for a
+    # sibling in its bench folder
+    good = write_run(tmp_path / "greenwave-s1", "greenwave")
+    bad = write_run(tmp_path / "none-s1", "none")
+    summary = json.loads((bad / "summary.json").read_text())
+    summary["background"] = [1]
+    (bad / "summary.json").write_text(json.dumps(summary))
+    result = CliRunner().invoke(main, ["report", str(good)])
+    assert result.exit_code == 0, result.output
+    assert "<td>none</td>" not in (good / "report.html").read_text()
+    result = CliRunner().invoke(main, ["report", str(bad)])
+    assert result.exit_code == 2 and f"{bad}: summary.json or trace.json has an unexpected shape" in result.output
+
+
+def test_a_bench_result_of_an_unexpected_shape_is_named_not_a_traceback(tmp_path: Path) -> None:
+    (tmp_path / "bench.json").write_text(json.dumps({"suite": None, "aggregate": ["x"]}))
+    result = CliRunner().invoke(main, ["report", str(tmp_path)])
+    assert result.exit_code == 2 and "bench.json: the bench results have an unexpected shape" in result.output
+    assert "Traceback" not in result.output and not (tmp_path / "report.html").exists()
+
+
 def test_figures_for_the_evs_an_engineer_looks_at_first() -> None:
     evs = [{"id": "a", "arrived": True, "delay": 5.0}, {"id": "b", "arrived": True, "delay": 40.0},
            {"id": "c", "arrived": False, "delay": None}, {"id": "d", "arrived": True, "delay": 12.0}]

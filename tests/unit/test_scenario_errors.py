@@ -106,6 +106,13 @@ def test_an_ev_id_with_a_control_character_is_refused(tmp_path: Path) -> None:
         load_scenario(path)
 
 
+def test_a_byte_order_mark_is_read_past(tmp_path: Path) -> None:
+    # some editors write one; it was 'not valid TOML: Invalid statement (at line 1, column 1)'
+    path = _scenario(tmp_path)
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    assert load_scenario(path).name == "grid5-moderate"
+
+
 def test_a_file_that_cannot_be_read_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = _scenario(tmp_path)
 
