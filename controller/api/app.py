@@ -10,7 +10,6 @@ reads come from the state it publishes each tick. Every ``/v1`` request needs th
 
 import asyncio
 import hmac
-import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping, Sequence
@@ -394,7 +393,7 @@ def create_app(service: SimService, token: str, *, max_body_bytes: int = MAX_BOD
                 finished = service.finished  # read before the flush: its last events are sent, then the end
                 for e in bus.since(last):
                     last = e.id
-                    yield f"id: {e.id}\nevent: {e.type}\ndata: {json.dumps(e.data, default=str)}\n\n"
+                    yield e.frame
                 now = time.monotonic()
                 if finished or now - opened >= sse_max_s:
                     return

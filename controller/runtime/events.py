@@ -4,6 +4,8 @@ server-sent events and a client resumes from the last id it saw."""
 
 from __future__ import annotations
 
+import functools
+import json
 import threading
 from collections import deque
 from dataclasses import dataclass
@@ -15,6 +17,13 @@ class Event:
     id: int
     type: str
     data: dict[str, Any]
+
+    @functools.cached_property
+    def frame(self) -> str:
+        """The event as a server-sent event, encoded once for every client streaming it (200
+        clients of an escort on a 2,000-edge route each encoded its 145 KB ETA events: /healthz
+        took 49 s)."""
+        return f"id: {self.id}\nevent: {self.type}\ndata: {json.dumps(self.data, default=str)}\n\n"
 
 
 class EventBus:

@@ -153,3 +153,10 @@ def test_audit_rows_holding_a_lone_surrogate_read_back_encodable(tmp_path: Path)
     assert entry.detail == {"path": "/v1/emergencies", "detail": "edge '\\ud800' is not in network",
                             "body": {"route": ["left0A0", "\\udfff"]}}
     json.dumps(entry.detail, ensure_ascii=False).encode("utf-8")  # encodable
+
+
+def test_an_event_is_encoded_once_for_every_client() -> None:
+    bus = EventBus(first_id=7)
+    e = bus.publish("eta", escort="x", junctions=[{"tls_id": "T1", "eta_s": 12.5}])
+    assert e.frame == 'id: 7\nevent: eta\ndata: {"escort": "x", "junctions": [{"tls_id": "T1", "eta_s": 12.5}]}\n\n'
+    assert bus.since(6)[0].frame is e.frame  # the same text, not encoded again
