@@ -52,7 +52,8 @@ class DispatchRequest(_In):
 
     id: str | None = Field(default=None, pattern=ID_PATTERN, description="Escort id [default: escort-N].")
     vehicle_type: VehicleType = "ambulance"
-    priority: int | None = Field(default=None, ge=1, le=3, description="1 = highest [default: by vehicle_type].")
+    priority: int | None = Field(default=None, ge=1, le=3, strict=True,
+                                 description="1 = highest [default: by vehicle_type].")
     origin: Place | None = None
     destination: Place | None = None
     route: list[str] | None = Field(default=None, min_length=1, max_length=2000, description="Edge ids.")

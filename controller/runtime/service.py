@@ -735,12 +735,15 @@ class SimService:
             vtype = sim.vehicle_type_id(key)
         else:
             key = escort_id
-            if key in self._by_key or key in self._controller.evs or (owns_vehicle and sim.vehicle_exists(key)):
+            if key in self._by_key:
+                raise RequestError(f"id: '{key}' is the vehicle of escort '{self._by_key[key]}' already", 409)
+            if key in self._controller.evs or (owns_vehicle and sim.vehicle_exists(key)):
                 raise RequestError(f"id: a vehicle '{key}' exists in the simulation already", 409)
             if owns_vehicle and (hit := id_in_routes(self._route_ids(), key)) is not None:
-                # SUMO would fail the whole simulation when it loads that vehicle later on
-                raise RequestError(f"id: the scenario's {hit[0].name} has {hit[1]}, departing later: "
-                                   "choose another id", 409)
+                # SUMO would fail the whole simulation when it loads that vehicle later on (or has
+                # run it already: a vehicle id is used once a run)
+                raise RequestError(f"id: the scenario's {hit[0].name} has {hit[1]}: a vehicle id is used once a "
+                                   "run; choose another id", 409)
             if cmd.route is not None:
                 validate_route(self.network, cmd.route)
                 route = tuple(cmd.route)
@@ -793,7 +796,8 @@ class SimService:
     def _position(self, sim: SumoAdapter, cmd: Position) -> dict[str, Any]:
         esc = self._escort(cmd.escort_id)
         if esc.state in ("arrived", "cancelled"):
-            raise RequestError(f"escort '{esc.id}' is {esc.state}: no more positions", 409)
+            done = "has arrived" if esc.state == "arrived" else "is cancelled"
+            raise RequestError(f"escort '{esc.id}' {done}: no more positions", 409)
         if esc.tracking != "external":
             raise RequestError(f"escort '{esc.id}' is tracked by the simulation (its vehicle in SUMO drives it): "
                                "positions are taken only for escorts dispatched with tracking 'external'", 409)

@@ -100,6 +100,8 @@ def test_413_for_a_large_body(c: httpx.Client) -> None:
         ({"origin": {"lon": 11.4, "lat": 48.7}, "destination": {"edge": "C1right1"}}, "no geo-reference"),
         ({"origin": {"lon": 200, "lat": 48.7}, "destination": {"edge": "C1right1"}}, "origin.geo.lon: Input should be"),
         ({"route": ["A1B1"], "priority": 0}, "priority"),
+        ({"route": ["A1B1"], "priority": "1"}, "priority: Input should be a valid integer"),  # (was taken as 1)
+        ({"route": ["A1B1"], "priority": True}, "priority: Input should be a valid integer"),
         ({"route": ["A1B1"], "vehicle_type": "tank"}, "vehicle_type"),
         ({"route": ["A1B1"], "id": "bad id!"}, "id"),
         ({"route": ["A1B1"], "colour": "red"}, "colour"),
@@ -269,7 +271,7 @@ def test_ids_of_vehicles_the_scenario_has_yet_to_load_are_refused(srv: Server, c
     last, depart = max(trips, key=lambda x: float(x[1]))
     assert c.get("/healthz").json()["t_s"] < float(depart)
     r = c.post("/v1/emergencies", json={"route": ["left2A2", "A2B2"], "id": last})
-    assert "departing later" in _err(r, 409)["detail"]
+    assert "a vehicle id is used once a run" in _err(r, 409)["detail"]
     # a generated id skips the ids taken by the user's escorts
     first = c.post("/v1/emergencies", json={"route": ["left2A2", "A2B2"]}).json()["id"]
     n = int(first.rpartition("-")[2])
