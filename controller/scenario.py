@@ -326,6 +326,8 @@ def load_scenario(path: Path | str) -> Scenario:
         ("demand.routes", list(demand.routes)),
     ):
         for f in files:
+            if f.is_dir():  # ('' resolves to the scenario's own folder)
+                raise ScenarioError(f"{path}: field '{field}': '{f}' is a folder, not a file")
             if not f.is_file():
                 raise ScenarioError(f"{path}: field '{field}': file '{f}' does not exist")
     return scenario.model_copy(update={"network": network, "demand": demand, "source": path.resolve()})

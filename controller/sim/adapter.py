@@ -20,8 +20,9 @@ import itertools
 import os
 import re
 import sys
+import tempfile
 import time
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
@@ -73,6 +74,47 @@ CROSSING_READ_S = 30.0
 _UNKNOWN_VEHICLE = re.compile(r"Vehicle '(.+)' is not known")
 _labels = itertools.count()
 _libsumo_open = False
+
+
+class _Startup:
+    said = ""  # what SUMO wrote to stderr during the last libsumo start
+
+
+_STARTUP = _Startup()
+
+
+def _stderr_of(call: Callable[[], object]) -> str:
+    """Run ``call`` with file descriptor 2 captured (SUMO in this process writes its option and
+    loading errors there, before its error log exists), write what it said to stderr as before,
+    and keep it in ``_STARTUP.said`` (also when ``call`` raises)."""
+    _STARTUP.said = ""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            call()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            _STARTUP.said = tmp.read().decode("utf-8", errors="replace")
+            if _STARTUP.said:
+                sys.stderr.write(_STARTUP.said)
+                sys.stderr.flush()
+    return _STARTUP.said
+
+
+def _first_error(text: str) -> str:
+    """SUMO's first 'Error: ...' message in ``text``, with its continuation lines (indented):
+    the cause, where its last one is only 'Process Error' or 'Could not parse commandline options'."""
+    lines = text.splitlines()
+    for k, ln in enumerate(lines):
+        if ln.startswith("Error:"):
+            rest = lines[k + 1:]
+            n = next((i for i, x in enumerate(rest) if not x.startswith((" ", "\t"))), len(rest))
+            return " ".join([ln.removeprefix("Error:").strip(), *(x.strip() for x in rest[:min(n, 3)])])
+    return ""
 
 
 def _last_error(log: Path | None) -> str:
@@ -142,7 +184,7 @@ class SumoAdapter:
             if self.backend == "libsumo":
                 if _libsumo_open:
                     raise SimulationError("a libsumo simulation is already open in this process")
-                libsumo.start(cmd)
+                _stderr_of(lambda: libsumo.start(cmd))
                 _libsumo_open = True
                 self._api = libsumo
             else:
@@ -150,7 +192,7 @@ class SumoAdapter:
                 traci.start(cmd, label=self._label)
                 self._api = traci.getConnection(self._label)
         except SUMO_ERRORS as e:
-            detail = _last_error(self._error_log) or str(e)
+            detail = _last_error(self._error_log) or _first_error(_STARTUP.said) or str(e)
             raise SimulationError(f"SUMO rejected the configuration: {detail}") from None
         self.time_s = float(self._api.simulation.getTime())
         self._api.simulation.subscribe(list(_SIM_VARS))

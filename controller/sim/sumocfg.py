@@ -94,6 +94,10 @@ def read_sumocfg(path: Path) -> SumoInputs:
             options[name] = value
     net = options.pop("net-file", None)
     if not net:
+        if root.tag in ("net", "routes", "additional", "trips"):  # (its content read as no options)
+            kind = "network" if root.tag == "net" else root.tag
+            raise ScenarioError(f"{path}: not a SUMO configuration but a {kind} file (its root element is "
+                                f"<{root.tag}>)")
         raise ScenarioError(f"{path}: no 'net-file' in the configuration")
 
     def files(name: str) -> tuple[Path, ...]:
@@ -171,6 +175,11 @@ def redirect_additional_outputs(additional: Path, out_dir: Path, used: dict[str,
             changed = True
     if not changed:
         return additional
+    for el in tree.iter("include"):
+        # the copy lives elsewhere: what it includes is named from the original's folder
+        href = el.get("href")
+        if href is not None and not Path(href).is_absolute():
+            el.set("href", str((additional.parent / href).resolve()))
     inputs = out_dir / "inputs"
     inputs.mkdir(parents=True, exist_ok=True)
     copy = inputs / _unique_name(used, additional.resolve())

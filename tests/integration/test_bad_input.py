@@ -298,6 +298,23 @@ def test_a_configurations_step_length_and_end_are_checked(tmp_path: Path, tiny_n
     _assert_error(code, out, message)
 
 
+def test_sumos_own_reason_is_given_where_it_says_only_process_error(tmp_path: Path, tiny_net: Path) -> None:
+    # SUMO wrote the cause to stderr before its error log existed; the error said 'Process Error'
+    cfg = tmp_path / "run.sumocfg"
+    cfg.write_text(f'<configuration><input><net-file value="{tiny_net}"/></input>'
+                   '<time><begin value="-100"/></time></configuration>')
+    code, out = _run(["run", "--sumocfg", str(cfg), "--ev", "left1A1,C1right1,10", "--out", str(tmp_path / "o")])
+    _assert_error(code, out, "SUMO rejected the configuration: The begin time should not be negative.")
+
+
+def test_a_network_given_as_the_configuration_or_a_folder_as_the_network(tmp_path: Path, tiny_net: Path) -> None:
+    code, out = _run(["run", "--sumocfg", str(tiny_net), "--ev", "left1A1,C1right1,10", "--out", str(tmp_path / "o")])
+    _assert_error(code, out, "not a SUMO configuration but a network file (its root element is <net>)")
+    path = write_scenario(tmp_path / "s.toml", tmp_path)  # a folder as the network (as net = "" is)
+    code, out = _run(["run", str(path), "--out", str(tmp_path / "o")])
+    _assert_error(code, out, f"field 'network.net': '{tmp_path}' is a folder, not a file")
+
+
 def test_an_end_not_after_the_configurations_begin_names_end(tmp_path: Path, tiny_net: Path) -> None:
     cfg = tmp_path / "run.sumocfg"
     cfg.write_text(f'<configuration><input><net-file value="{tiny_net}"/></input>'

@@ -63,3 +63,17 @@ def test_a_run_is_named_after_its_configuration_and_a_generic_one_after_its_fold
     city.mkdir()
     assert sumocfg_name(city / "run.sumocfg") == "bologna_joined-run"
     assert sumocfg_name(city / "all_modes.sumocfg") == "all_modes"
+
+
+def test_a_copied_additional_file_still_finds_what_it_includes(tmp_path: Path) -> None:
+    # copied to the run's inputs/ for its outputs, a relative <include href> pointed nowhere
+    user = tmp_path / "cfg"
+    (user / "parts").mkdir(parents=True)
+    (user / "parts" / "sub.add.xml").write_text('<additional><vType id="x"/></additional>', encoding="utf-8")
+    main = user / "main.add.xml"
+    main.write_text('<additional><include href="parts/sub.add.xml"/><include href="/abs/other.add.xml"/>'
+                    '<e1Detector id="d" lane="a_0" pos="1" period="60" file="e1.xml"/></additional>', encoding="utf-8")
+    copy = redirect_additional_outputs(main, tmp_path / "out", {})
+    hrefs = [el.get("href") for el in ET.parse(copy).getroot().iter("include")]
+    assert hrefs == [str((user / "parts" / "sub.add.xml").resolve()), "/abs/other.add.xml"]
+    assert 'href="parts/sub.add.xml"' in main.read_text(encoding="utf-8")  # the user's file as it was
