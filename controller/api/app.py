@@ -301,8 +301,16 @@ def create_app(service: SimService, token: str, *, max_body_bytes: int = MAX_BOD
         assert isinstance(exc, HTTPException)
         detail = str(exc.detail) if exc.status_code != 404 or exc.detail != "Not Found" else (
             f"no such path '{request.url.path}'")
-        _reject(service, request.method, request.url.path, exc.status_code, detail)
-        return _error(exc.status_code, detail)
+        status = exc.status_code
+        if status == 400 and exc.detail == "There was an error parsing the body":
+            # (FastAPI's own 400 for a body it cannot decode: not UTF-8 text, or nested too deep)
+            status, detail = 422, "body: not valid JSON (not UTF-8 text, or nested too deep)"
+            _reject(service, request.method, request.url.path, status, detail)
+            return _error(status, detail, [{"field": "body", "message": detail.removeprefix("body: ")}])
+        if status == 405:
+            detail = f"{request.method} is not allowed on '{request.url.path}'"
+        _reject(service, request.method, request.url.path, status, detail)
+        return _error(status, detail)
 
     @app.exception_handler(Exception)
     async def _internal(request: Request, exc: Exception) -> JSONResponse:
@@ -383,7 +391,9 @@ def create_app(service: SimService, token: str, *, max_body_bytes: int = MAX_BOD
         start = since
         if last_event_id is not None and last_event_id.isdigit():
             start = int(last_event_id)
-        if start is None:
+        if start is None or start > bus.last_id:
+            # (an id ahead of every event: the stream stayed silent for good, the next events' ids
+            # being lower)
             start = bus.last_id
 
         async def stream() -> AsyncIterator[str]:

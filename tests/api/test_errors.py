@@ -4,6 +4,7 @@ as JSON that names the field or id at fault, never a traceback; rejected request
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -171,6 +172,29 @@ def test_last_event_id_wins_over_the_urls_since(c: httpx.Client) -> None:
     first = _first_event_id(c, {})
     assert first < _first_event_id(c, {"Last-Event-ID": str(first)})
     assert c.delete("/v1/emergencies/sse-1").status_code in (200, 409)  # (409: it arrived already)
+
+
+def test_a_last_event_id_ahead_of_every_event_streams_the_next_ones(c: httpx.Client) -> None:
+    # the stream stayed silent for good: the next events' ids were lower than the one given
+    with c.stream("GET", "/v1/events", headers={"Last-Event-ID": "9" * 30}, timeout=30.0) as r:
+        assert r.status_code == 200
+        assert c.post("/v1/emergencies", json={"route": ["left1A1", "A1B1"], "id": "sse-2"}).status_code == 201
+        deadline, seen = time.monotonic() + 20.0, ""
+        for line in r.iter_lines():  # (the server sends a comment every 15 s: the deadline is checked)
+            if line.startswith("data: ") and '"sse-2"' in line:
+                seen = line
+            if seen or time.monotonic() > deadline:
+                break
+    assert '"escort": "sse-2"' in seen
+    assert c.delete("/v1/emergencies/sse-2").status_code in (200, 409)
+
+
+def test_a_body_that_is_not_utf8_and_a_method_not_allowed_are_json_errors(c: httpx.Client) -> None:
+    # FastAPI's own 400 'There was an error parsing the body', and a bare 'Method Not Allowed'
+    err = _err(c.post("/v1/emergencies", content=b'{"route": ["left0A0\xe9"]}',
+                      headers={"content-type": "application/json"}), 422)
+    assert err["detail"] == "body: not valid JSON (not UTF-8 text, or nested too deep)"
+    assert _err(c.put("/v1/emergencies", json={}), 405)["detail"] == "PUT is not allowed on '/v1/emergencies'"
 
 
 def test_health_and_prometheus_metrics(c: httpx.Client) -> None:
