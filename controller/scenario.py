@@ -90,7 +90,7 @@ class DemandSpec(_Model):
 
 
 class SimulationSpec(_Model):
-    begin_s: float = 0.0
+    begin_s: float = Field(default=0.0, ge=0)  # (SUMO refuses a negative begin)
     end_s: float = Field(gt=0)
     step_length_s: float = Field(default=1.0, gt=0, le=1.0)
 

@@ -131,8 +131,10 @@ def read_baseline(path: Path) -> dict[str, Any]:
         raise ScenarioError(f"baseline '{path}' cannot be read: {e.strerror or e}") from None
     except ValueError as e:
         raise ScenarioError(f"{path}: not valid JSON: {e}") from None
-    if not isinstance(data, dict) or data.get("format") != BASELINE_FORMAT or not isinstance(data.get("groups"), list):
+    if not isinstance(data, dict) or data.get("format") != BASELINE_FORMAT:
         raise ScenarioError(f"{path}: not a greenwave bench baseline (field 'format' must be '{BASELINE_FORMAT}')")
+    if not isinstance(data.get("groups"), list):
+        raise ScenarioError(f"{path}: field 'groups' must be a list of groups")
     version = data.get("format_version", 1)
     if version != BASELINE_FORMAT_VERSION:
         raise ScenarioError(f"{path}: field 'format_version' is {version!r}; this greenwave reads version "

@@ -716,6 +716,7 @@ def test_a_baseline_group_without_a_safety_count_is_refused(tmp_path: Path) -> N
         (lambda b: b["groups"][0].update(seeds=None), r"groups\[0\]\.seeds' must be a list of seeds"),
         (lambda b: b["groups"][0].update(controller=7), r"groups\[0\]\.controller' must be a non-empty text"),
         (lambda b: b.update(suite=None), r"field 'suite' must be an object"),
+        (lambda b: b.update(groups=None), r"field 'groups' must be a list of groups"),
         (lambda b: b["suite"].update(version="1"), r"field 'suite' must be an object"),
         (lambda b: b["groups"].append(dict(b["groups"][0])), r"groups\[\d+\] is a second group for scenario 'a'"),
     ],
