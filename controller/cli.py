@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import shutil
@@ -95,10 +94,11 @@ def _check_record(record: Path | None, out: Path) -> None:
     # (it replaced whatever it named: the scenario file, the network, the run's own summary.json)
     inside = record.resolve().relative_to(out.resolve()).parts if record.resolve().is_relative_to(out.resolve()) \
         else ()
-    if inside and (inside[0] in _RUN_OUTPUTS or inside[0] in ("inputs", "outputs")
+    if inside and (inside[0].removesuffix(".tmp") in _RUN_OUTPUTS or inside[0] in ("inputs", "outputs")
                    or inside[0].endswith(".partial.xml")):
         raise ScenarioError(f"--record: '{record}' is one of the run's own outputs; give another name")
-    if record.exists() and not _is_recording(record):
+    # (a regular file only: a pipe or /dev/null is written to as it is, and reading one would block)
+    if record.is_file() and record.stat().st_size > 0 and not _is_recording(record):
         raise ScenarioError(f"--record: '{record}' exists and is not a greenwave recording: greenwave replaces "
                             "only a recording (give a new name)")
 
@@ -110,12 +110,13 @@ _RUN_OUTPUTS = frozenset({"summary.json", "trace.json", "tripinfo.xml", "statist
 
 
 def _is_recording(path: Path) -> bool:
+    """Does the file start as a recording's header does (``{"format": "greenwave-snapshots/1"``)?"""
     try:
         with path.open("rb") as f:
-            head = json.loads(f.readline(1 << 20) or b"{}")
-    except (OSError, ValueError):
+            head = f.read(64)
+    except OSError:
         return False
-    return isinstance(head, dict) and head.get("format") == "greenwave-snapshots/1"
+    return head.startswith(b'{"format": "greenwave-snapshots/1"')
 
 
 def _scenario_inputs(sc: Any) -> list[Path]:
@@ -522,7 +523,9 @@ def serve(
             # (as for run: not a folder of other files, nor the scenario's own folder; it overwrote them)
             _out_folder(out_dir)
             sc = load_scenario(scenario)
-            _out_folder(out_dir, reusable=is_run_folder, inputs=[scenario, *_scenario_inputs(sc)], kind="serve")
+            # (a serve that failed while preparing left its lock and audit log before the run's mark)
+            _out_folder(out_dir, reusable=lambda p: is_run_folder(p) or (p / "audit.sqlite").is_file()
+                        or (p / ".serve.lock").exists(), inputs=[scenario, *_scenario_inputs(sc)], kind="serve")
         code = run_server(ServeOptions(scenario=scenario, host=host, port=port, token_file=token_file,
                                        speed=1.0 if realtime else speed, audit_db=audit_db, seed=seed, end_s=end_s,
                                        out_dir=out_dir, sse_max_s=sse_max_s))

@@ -50,7 +50,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 EvType = Literal["ambulance", "fire", "police", "transit"]
-SCENARIO_NAME = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}"
+SCENARIO_NAME = r"[^\W_][\w.-]{0,99}"  # letters (any script), digits, '_', '.', '-'; a letter or digit first
 
 
 class _Model(BaseModel):
@@ -205,8 +205,8 @@ class Scenario(_Model):
         # it names the run's folders (runs/<name>-..., a bench's runs/<name>/): './tiny' shared
         # another scenario's folder, '../../x' wrote outside --out
         if not re.fullmatch(SCENARIO_NAME, name):
-            raise ValueError(f"{name!r}: a scenario name has 1 to 100 letters, digits, '_', '.' or '-', "
-                             "and starts with a letter or digit (it names the run's folders)")
+            raise ValueError(f"{name!r}: a scenario name has 1 to 100 letters, digits, '_', '.' or '-' (no spaces "
+                             "or slashes), and starts with a letter or digit (it names the run's folders)")
         return name
 
     @model_validator(mode="after")

@@ -389,7 +389,7 @@ def create_app(service: SimService, token: str, *, max_body_bytes: int = MAX_BOD
         # a reconnecting client (an EventSource) sends Last-Event-ID to the URL it first opened:
         # the header wins over that URL's ?since=, or every reconnect would replay it all again
         start = since
-        if last_event_id is not None and last_event_id.isdigit():
+        if last_event_id is not None and last_event_id.isascii() and last_event_id.isdigit():  # ('²' is a digit)
             start = int(last_event_id)
         if start is None or start > bus.last_id:
             # (an id ahead of every event: the stream stayed silent for good, the next events' ids

@@ -3,6 +3,7 @@ controller/cli.py): plan the jobs, run them, aggregate, report, write, check."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -12,6 +13,7 @@ from rich.console import Console
 
 from controller import __version__
 from controller.bench.aggregate import (
+    BASELINE_FORMAT,
     RunResult,
     aggregate,
     check_baseline,
@@ -90,8 +92,6 @@ def run_bench(
             and write_baseline.resolve() == baseline.resolve():
         raise GreenwaveError(f"--write-baseline {write_baseline} is the --check baseline: give --update-baseline to "
                              "rewrite it on purpose")
-    if write_baseline is not None:
-        _check_baseline_target(write_baseline)
     missing = [c for c in ctrl_list if c not in CONTROLLERS]
     if missing:
         raise GreenwaveError(
@@ -99,6 +99,8 @@ def run_bench(
             f"(available: {', '.join(CONTROLLERS)}); choose with --controllers"
         )
     out = (out_dir or Path("runs") / f"bench-{s.name}").resolve()
+    if write_baseline is not None:
+        _check_baseline_target(write_baseline, out)
     out.mkdir(parents=True, exist_ok=True)
 
     plan = [
@@ -233,18 +235,25 @@ def _seed_text(seeds: tuple[int, ...]) -> str:
     return ",".join(map(str, seeds))
 
 
-def _check_baseline_target(path: Path) -> None:
+def _check_baseline_target(path: Path, out: Path) -> None:
     """Refuse, before any run, a --write-baseline that would replace something else than a baseline
-    (the suite file, a bench.json or a run's summary.json were overwritten) or that cannot be
-    written (a folder, a path under a file: a traceback after every run had finished)."""
+    (the suite file, a bench.json or a run's summary.json were overwritten), one of this bench's
+    own outputs in ``out``, or one that cannot be written (a folder, a path under a file: a
+    traceback after every run had finished)."""
     if path.is_dir():
         raise GreenwaveError(f"--write-baseline {path} is a folder: give the baseline's file name")
+    target = path.resolve()
+    if target.is_relative_to(out) and target.relative_to(out).parts[0].removesuffix(".tmp") in _BENCH_OUTPUTS:
+        raise GreenwaveError(f"--write-baseline {path} is one of the bench's own outputs in {out}: give another name")
     if path.exists():
         try:
-            read_baseline(path)
-        except GreenwaveError:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            data = None
+        # (the format only: a baseline of another format version, or one edited by hand, may be replaced)
+        if not isinstance(data, dict) or data.get("format") != BASELINE_FORMAT:
             raise GreenwaveError(f"--write-baseline {path} exists and is not a greenwave baseline: greenwave "
-                                 "replaces only a baseline file (give a new name)") from None
+                                 "replaces only a baseline file (give a new name)")
         return
     parent = path.parent
     while not parent.exists() and parent != parent.parent:
@@ -252,3 +261,6 @@ def _check_baseline_target(path: Path) -> None:
     if not parent.is_dir() or not os.access(parent, os.W_OK):
         raise GreenwaveError(f"--write-baseline {path}: cannot be written ('{parent}' is not a folder you can "
                              "write in)")
+
+
+_BENCH_OUTPUTS = frozenset({"bench.json", "bench.csv", "report.html", "runs"})

@@ -86,6 +86,7 @@ ARRIVED_WITHIN_M = 5.0  # an externally tracked escort this close to its route's
 DEAD_RECKONING_S = 30.0  # an external fix is carried forward at its speed for at most this long
 # (and never past the next stop line: see dead_reckoned_m)
 _SHORT_OF_M = 0.5  # a dead-reckoned position stops this short of a stop line or of arriving
+FIX_BEFORE_DISPATCH_S = 10.0  # a fix may be dated this long before its escort's dispatch (then counts from it)
 FIX_LOST_S = 120.0  # an externally tracked escort without a new fix this long is cancelled (signals back)
 ETA_EVENT_EVERY_S = 5.0  # ETA update events per escort, in simulated seconds
 ANSWER_TIMEOUT_S = 15.0
@@ -807,11 +808,13 @@ class SimService:
             raise RequestError(f"timestamp: {fix_t:g} s is ahead of the simulation time {now:g} s")
         if esc.fix_t_s is not None and fix_t < esc.fix_t_s:
             raise RequestError(f"timestamp: {fix_t:g} s is older than the last position's {esc.fix_t_s:g} s")
-        if fix_t < esc.dispatched_s - 1e-6:
+        if fix_t < esc.dispatched_s - FIX_BEFORE_DISPATCH_S:
             # (one dated long before let the next fix jump kilometres past the speed check, and
             # one dated 120 s before cancelled the escort for want of a position on the next tick)
-            raise RequestError(f"timestamp: {fix_t:g} s is before escort '{esc.id}' was dispatched "
-                               f"({esc.dispatched_s:g} s)")
+            raise RequestError(f"timestamp: {fix_t:g} s is more than {FIX_BEFORE_DISPATCH_S:g} s before escort "
+                               f"'{esc.id}' was dispatched ({esc.dispatched_s:g} s)")
+        # the fix the client had as it dispatched (the dispatch lands a tick or two later) counts from then
+        fix_t = max(fix_t, esc.dispatched_s)
         corridor = esc.corridor
         last_index = esc.fix.route_index if esc.fix is not None else 0
         distance_m = 0.0

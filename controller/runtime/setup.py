@@ -385,8 +385,10 @@ def prepare_sumocfg(
         raise ScenarioError(f"--end {end_s:g} s is {(end_s - begin) / 86400.0:.3g} days after the configuration's "
                             f"begin ({begin:g} s): at most 7 days are simulated in one run")
     if not given_end and end_s - begin > MAX_WINDOW_S:
-        raise ScenarioError(f"{sumocfg}: the configuration's end ({end_s:g} s) is {(end_s - begin) / 86400.0:.3g} "
-                            f"days after its begin ({begin:g} s): at most 7 days are simulated in one run (give --end)")
+        what = ("the configuration's end" if inputs.end_s is not None and inputs.end_s >= 0
+                else "the last EV's departure + 1800 s")
+        raise ScenarioError(f"{sumocfg}: {what} ({end_s:g} s) is {(end_s - begin) / 86400.0:.3g} days after its "
+                            f"begin ({begin:g} s): at most 7 days are simulated in one run (give --end)")
     step = inputs.step_length_s
     if step is not None and not 0 < step <= 1.0:
         # (0 was run at 1 s, a negative one was a traceback, 50 s a run of meaningless violations)

@@ -76,21 +76,25 @@ _labels = itertools.count()
 _libsumo_open = False
 
 
-class _Startup:
-    said = ""  # what SUMO wrote to stderr during the last libsumo start
-
-
-_STARTUP = _Startup()
-
-
-def _stderr_of(call: Callable[[], object]) -> str:
+def _stderr_of(call: Callable[[], object], said: list[str]) -> None:
     """Run ``call`` with file descriptor 2 captured (SUMO in this process writes its option and
     loading errors there, before its error log exists), write what it said to stderr as before,
-    and keep it in ``_STARTUP.said`` (also when ``call`` raises)."""
-    _STARTUP.said = ""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as tmp:
+    and append it to ``said`` (also when ``call`` raises). Where fd 2 cannot be captured (closed,
+    no temporary file), ``call`` runs as it is."""
+    if sys.stderr is not None:
+        sys.stderr.flush()
+    try:
+        saved = os.dup(2)
+    except OSError:
+        call()
+        return
+    try:
+        tmp = tempfile.TemporaryFile()  # noqa: SIM115 (closed by the with below, once fd 2 is saved)
+    except OSError:
+        os.close(saved)
+        call()
+        return
+    with tmp:
         os.dup2(tmp.fileno(), 2)
         try:
             call()
@@ -98,11 +102,10 @@ def _stderr_of(call: Callable[[], object]) -> str:
             os.dup2(saved, 2)
             os.close(saved)
             tmp.seek(0)
-            _STARTUP.said = tmp.read().decode("utf-8", errors="replace")
-            if _STARTUP.said:
-                sys.stderr.write(_STARTUP.said)
-                sys.stderr.flush()
-    return _STARTUP.said
+            text = tmp.read().decode("utf-8", errors="replace")
+            said.append(text)
+            if text:
+                os.write(2, text.encode("utf-8", errors="replace"))
 
 
 def _first_error(text: str) -> str:
@@ -180,11 +183,12 @@ class SumoAdapter:
             cmd += ["--error-log", str(self._error_log)]
         if self.gui:
             cmd += ["--start", "--quit-on-end"]
+        said: list[str] = []  # what SUMO wrote to stderr while starting in this process
         try:
             if self.backend == "libsumo":
                 if _libsumo_open:
                     raise SimulationError("a libsumo simulation is already open in this process")
-                _stderr_of(lambda: libsumo.start(cmd))
+                _stderr_of(lambda: libsumo.start(cmd), said)
                 _libsumo_open = True
                 self._api = libsumo
             else:
@@ -192,7 +196,7 @@ class SumoAdapter:
                 traci.start(cmd, label=self._label)
                 self._api = traci.getConnection(self._label)
         except SUMO_ERRORS as e:
-            detail = _last_error(self._error_log) or _first_error(_STARTUP.said) or str(e)
+            detail = _last_error(self._error_log) or _first_error("".join(said)) or str(e)
             raise SimulationError(f"SUMO rejected the configuration: {detail}") from None
         self.time_s = float(self._api.simulation.getTime())
         self._api.simulation.subscribe(list(_SIM_VARS))

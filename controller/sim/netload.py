@@ -259,6 +259,11 @@ def _phase(
     if not 0 < duration_s < math.inf:  # (NaN too: SUMO runs a NaN phase as -9.2e15 s)
         raise NetworkError(f"{where}: tlLogic '{tls_id}': phase duration {duration_s} is not a positive finite "
                            "number of seconds")
+    # (a negative one is SUMO's "not given"; an unlimited maxDur is what SUMO assumes without one)
+    if not math.isfinite(min_dur_s) or math.isnan(max_dur_s):
+        name, value = ("minDur", min_dur_s) if not math.isfinite(min_dur_s) else ("maxDur", max_dur_s)
+        raise NetworkError(f"{where}: tlLogic '{tls_id}': phase {name} {value} is not a number of seconds "
+                           f"{'(finite)' if name == 'minDur' else ''}".rstrip())
     return Phase(
         state=state,
         duration_s=duration_s,
@@ -309,6 +314,8 @@ def _apply_additional(programs: dict[str, Program], add_file: Path, known_tls: s
             offset_s = float(tl.get("offset", "0"))
         except ValueError as exc:
             raise NetworkError(f"{where}: tlLogic '{tls_id}': invalid offset {tl.get('offset')!r}") from exc
+        if not math.isfinite(offset_s):
+            raise NetworkError(f"{where}: tlLogic '{tls_id}': offset {offset_s} is not a finite number of seconds")
 
         phase_elems = tl.findall("phase")
         if not phase_elems:

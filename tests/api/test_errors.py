@@ -132,7 +132,7 @@ def test_422_for_malformed_json_and_positions_off_the_route(c: httpx.Client) -> 
         c.post("/v1/emergencies/ext-1/positions", json={"edge": "A1B1", "timestamp": 1e8}), 422)["detail"]
     # a first fix dated before the dispatch (it cancelled the escort on the next tick, or let the
     # next fix jump kilometres)
-    assert "s is before escort 'ext-1' was dispatched" in _err(
+    assert "s before escort 'ext-1' was dispatched" in _err(
         c.post("/v1/emergencies/ext-1/positions", json={"edge": "left1A1", "timestamp": 0.0}), 422)["detail"]
     assert "'lat' is missing" in _err(
         c.post("/v1/emergencies/ext-1/positions", json={"lon": 11.0}), 422)["detail"]
@@ -187,6 +187,12 @@ def test_a_last_event_id_ahead_of_every_event_streams_the_next_ones(c: httpx.Cli
                 break
     assert '"escort": "sse-2"' in seen
     assert c.delete("/v1/emergencies/sse-2").status_code in (200, 409)
+
+
+def test_a_last_event_id_of_non_ascii_digits_is_ignored(c: httpx.Client) -> None:
+    # '²' is a digit to str.isdigit, not to int(): it was a 500
+    with c.stream("GET", "/v1/events", headers={b"Last-Event-ID": b"\xb2"}, timeout=30.0) as r:
+        assert r.status_code == 200
 
 
 def test_a_body_that_is_not_utf8_and_a_method_not_allowed_are_json_errors(c: httpx.Client) -> None:

@@ -111,6 +111,16 @@ def test_a_recording_that_cannot_be_written_is_refused_before_the_run(tmp_path: 
     code, out = _run(["run", str(path), "--record", str(tmp_path / "o" / "rec" / "x.jsonl"), "--out",
                       str(tmp_path / "o")])
     assert code == 0, out  # a recording is replaced
+    # so is an empty file, and what is not a regular file is written to as it is (it was read first:
+    # a pipe blocked the run for good)
+    (tmp_path / "empty.jsonl").write_text("")
+    for target in (tmp_path / "empty.jsonl", Path("/dev/null")):
+        code, out = _run(["run", str(path), "--record", str(target), "--out", str(tmp_path / "o")])
+        assert code == 0, out
+    assert (tmp_path / "empty.jsonl").read_text().startswith('{"format": "greenwave-snapshots/1"')
+    code, out = _run(["run", str(path), "--record", str(tmp_path / "o" / "summary.json.tmp"), "--out",
+                      str(tmp_path / "o")])
+    _assert_error(code, out, "--record", "is one of the run's own outputs")
 
 
 def test_missing_network_file_is_named(tmp_path: Path) -> None:
@@ -342,7 +352,9 @@ def test_write_baseline_replaces_only_a_baseline_and_is_checked_before_any_run(t
     a_file = tmp_path / "a_file"
     a_file.write_text("keep me", encoding="utf-8")
     for target, message in ((suite, "exists and is not a greenwave baseline"), (tmp_path, "is a folder"),
-                            (a_file / "b.json", "cannot be written")):
+                            (a_file / "b.json", "cannot be written"),
+                            (tmp_path / "out" / "bench.json", "is one of the bench's own outputs"),
+                            (tmp_path / "out" / "runs" / "b.json", "is one of the bench's own outputs")):
         code, out = _run(["bench", "benchmarks/ci.toml", "--write-baseline", str(target),
                           "--out", str(tmp_path / "out")])
         _assert_error(code, out, f"--write-baseline {target}", message)
@@ -369,6 +381,17 @@ def test_serve_out_refuses_a_folder_of_other_files_and_the_scenarios_own(tmp_pat
     code, out = _run(["serve", "--scenario", str(path), "--out", str(tmp_path)])
     _assert_error(code, out, f"--out '{tmp_path}' is the folder of your input 's.toml'")
     assert (other / "tripinfo.xml").read_text(encoding="utf-8") == "keep me"
+
+
+def test_serve_out_reuses_the_folder_of_a_serve_that_failed_while_preparing(tmp_path: Path, tiny_net: Path) -> None:
+    # its lock and audit log come before the run's mark: the folder was refused as another's
+    path = write_scenario(tmp_path / "s.toml", tiny_net)
+    out = tmp_path / "srv"
+    out.mkdir()
+    (out / ".serve.lock").write_text("")
+    (out / "audit.sqlite").write_bytes(b"")
+    code, text = _run(["serve", "--scenario", str(path), "--out", str(out), "--token-file", str(tmp_path / "nope")])
+    assert code == 2 and "other files" not in text and "nope" in text, text
 
 
 def test_serve_refuses_an_end_not_after_the_scenarios_begin(tmp_path: Path, tiny_net: Path) -> None:

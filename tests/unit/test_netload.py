@@ -8,6 +8,7 @@ Expected values below were read off the XML by hand.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -251,4 +252,23 @@ def test_a_phase_duration_must_be_a_positive_finite_number(tmp_path: Path, durat
     yellow = '<phase duration="4" state="yyyyrrrryyyyrrrr"/>'
     add.write_text((DATA / "line5_ev.add.xml").read_text().replace(yellow, yellow.replace('"4"', f'"{duration}"')))
     with pytest.raises(NetworkError, match=r"nan\.add\.xml.*tlLogic 'B1': phase duration .* is not a positive finite"):
+        load_network(LINE5, [add])
+
+
+@pytest.mark.parametrize(("attribute", "message"), [
+    ('minDur="nan"', "phase minDur nan is not a number of seconds (finite)"),
+    ('minDur="inf"', "phase minDur inf is not a number of seconds (finite)"),
+    ('maxDur="nan"', "phase maxDur nan is not a number of seconds"),
+])
+def test_a_phases_min_and_max_durations_must_be_numbers(tmp_path: Path, attribute: str, message: str) -> None:
+    add = tmp_path / "m.add.xml"
+    add.write_text((DATA / "line5_ev.add.xml").read_text().replace('minDur="10" maxDur="50"', attribute, 1))
+    with pytest.raises(NetworkError, match=re.escape(message)):
+        load_network(LINE5, [add])
+
+
+def test_a_tllogic_offset_must_be_finite(tmp_path: Path) -> None:
+    add = tmp_path / "o.add.xml"
+    add.write_text((DATA / "line5_ev.add.xml").read_text().replace('offset="5"', 'offset="nan"'))
+    with pytest.raises(NetworkError, match=r"tlLogic 'B1': offset nan is not a finite number of seconds"):
         load_network(LINE5, [add])

@@ -99,6 +99,12 @@ def test_a_scenario_name_is_a_plain_folder_name(tmp_path: Path, name: str) -> No
         load_scenario(path)
 
 
+@pytest.mark.parametrize("name", ["köln-innenstadt", "x_y.z-1", "Nürnberg"])
+def test_scenario_names_in_any_script_load(tmp_path: Path, name: str) -> None:
+    path = _scenario(tmp_path, ('name = "grid5-moderate"', f'name = "{name}"'))
+    assert load_scenario(path).name == name
+
+
 def test_an_ev_id_with_a_control_character_is_refused(tmp_path: Path) -> None:
     # it ran the whole simulation, then SUMO's tripinfo.xml could not be read
     path = _scenario(tmp_path, ('id = "ambulance_1"', 'id = "a\\u0001b"'))
