@@ -58,5 +58,12 @@ def test_signals_are_read_while_an_escort_needs_them(tiny_scenario: Path, tmp_pa
         assert service.state.preempted == () and sum(service.state.safety.values()) == 0
         reading = service._reading
         assert reading is not None and reading.signals == frozenset()
+        # ended and settled: each escort's view is kept, no longer rebuilt every tick
+        for esc in service._escorts.values():
+            assert esc.final and service.state.escorts[esc.id] is esc.view
+            assert esc.view is not None and all(j.stage == "idle" for j in esc.view.junctions)
+        # event ids count from the start time in microseconds (rising across restarts even when a
+        # run publishes more than one event a millisecond)
+        assert service.events.since(0)[0].id > 10**15
     finally:
         service.stop()

@@ -140,6 +140,25 @@ def test_a_free_flow_run_that_fails_costs_the_ratio_not_the_run(
     assert not (out / "INCOMPLETE.txt").exists()
 
 
+def test_a_signal_the_drain_limit_leaves_switched_is_listed_unrestored_and_counted_s5(
+    tiny_net: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the run ends with the EV mid-route (no time to wait for it) and no time to finish the
+    # hand-backs: the monitor counted S5, but summary.json had no record of the signal
+    import controller.runtime.run as run_module
+
+    monkeypatch.setattr(run_module, "MAX_EXTENSION_S", 0.0)
+    monkeypatch.setattr(run_module, "DRAIN_LIMIT_S", 0.0)
+    path = write_scenario(tmp_path / "s.toml", tiny_net, end_s=30)
+    out = tmp_path / "o"
+    result = CliRunner().invoke(main, ["run", str(path), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    s = json.loads((out / "summary.json").read_text())
+    open_ = [r for r in s["preemptions"] if r["restored"] is None]
+    assert open_ and all(r["preempted_s"] is None and r["entry"] is not None for r in open_)
+    assert s["safety"]["S5"] >= len({r["tls"] for r in open_})
+
+
 def test_a_bluelight_run_says_so(scenario: Path, tmp_path: Path) -> None:
     out = tmp_path / "b"
     result = CliRunner().invoke(main, ["run", str(scenario), "--bluelight", "--out", str(out)])
