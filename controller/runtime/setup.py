@@ -7,7 +7,7 @@ All files a run writes go under its output folder: generated demand and vehicle 
 from __future__ import annotations
 
 import gzip
-import re
+import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -131,21 +131,28 @@ def _plan_evs(network: Network, evs: Sequence[EvSpec], source: Path | None = Non
     return tuple(plans)
 
 
-_ID_IN_ROUTES = re.compile(rb'<(vehicle|trip|flow|person)\b[^>]*?\bid="([^"]*)"')
+_ID_TAGS = frozenset({"vehicle", "trip", "flow", "person"})
 
 
 def route_file_ids(route_files: Sequence[Path]) -> dict[str, tuple[str, Path]]:
     """The ids of the vehicles, trips, flows and persons in route files: id -> (tag, file).
-    Unreadable files are left out (SUMO names them when it loads them)."""
+    Parsed as XML (a line-by-line search took a commented-out vehicle for one and missed a tag
+    split over lines). Unreadable or malformed files keep what was read before the fault (SUMO
+    names the file when it loads it)."""
     found: dict[str, tuple[str, Path]] = {}
     for path in route_files:
         try:
             opener = gzip.open if path.suffix == ".gz" else open
             with opener(path, "rb") as f:
-                for line in f:
-                    for tag, vid in _ID_IN_ROUTES.findall(line):
-                        found.setdefault(vid.decode(errors="replace"), (tag.decode(), path))
-        except (OSError, EOFError):  # (a truncated gzip file raises EOFError: 'Aborted!' and nothing more)
+                root = None
+                for event, el in ET.iterparse(f, events=("start", "end")):
+                    if root is None:
+                        root = el
+                    elif event == "start" and el.tag in _ID_TAGS and el.get("id") is not None:
+                        found.setdefault(str(el.get("id")), (str(el.tag), path))
+                    elif event == "end" and el in root:  # (a top-level element read: let it go)
+                        root.remove(el)
+        except (OSError, EOFError, ET.ParseError):  # (a truncated gzip file raises EOFError)
             continue
     return found
 

@@ -160,3 +160,14 @@ def test_an_event_is_encoded_once_for_every_client() -> None:
     e = bus.publish("eta", escort="x", junctions=[{"tls_id": "T1", "eta_s": 12.5}])
     assert e.frame == 'id: 7\nevent: eta\ndata: {"escort": "x", "junctions": [{"tls_id": "T1", "eta_s": 12.5}]}\n\n'
     assert bus.since(6)[0].frame is e.frame  # the same text, not encoded again
+
+
+def test_ids_in_route_files_are_read_as_xml(tmp_path: Path) -> None:
+    # a line-by-line search took a commented-out vehicle for one and missed a tag split over lines
+    routes = tmp_path / "r.rou.xml"
+    routes.write_text('<routes>\n<!-- <vehicle id="amb" depart="0"/> -->\n<vehicle\n    id="split" depart="5">'
+                      '<route edges="a b"/></vehicle>\n</routes>\n', encoding="utf-8")
+    broken = tmp_path / "b.rou.xml"
+    broken.write_text('<routes><trip id="ok" depart="0" from="a" to="b"/><vehicle id=', encoding="utf-8")
+    ids = route_file_ids([routes, broken])
+    assert ids == {"split": ("vehicle", routes), "ok": ("trip", broken)}
