@@ -19,6 +19,7 @@ from controller.core.corridor import Corridor, build_corridor
 from controller.core.greenwave import PRIORITY
 from controller.core.network import Network, Program, program_differences
 from controller.core.routing import fastest_route, validate_route
+from controller.core.states import is_green
 from controller.errors import GreenwaveError, NetworkError, ScenarioError
 from controller.runtime.outputs import CROSS_STREETS_FILE
 from controller.scenario import EvSpec, Scenario
@@ -74,23 +75,61 @@ def _write_ev_vtypes(path: Path, bluelight: bool) -> None:
     path.write_text(f'<?xml version="1.0" encoding="UTF-8"?>\n<additional>\n{body}</additional>\n', "utf-8")
 
 
+CROSS_STREET_UPSTREAM_M = 100.0  # cross streets are followed this far back from the stop line
+
+
 def cross_street_edges(network: Network, plans: Sequence[EvPlan]) -> list[str]:
-    """Edges entering the EVs' signalized junctions across their path: not the EV's approach,
-    not the opposing approach (the one coming back from the EV's exit edge)."""
+    """The cross streets of the EVs' signalized junctions: the edges entering a junction none of
+    whose links the program shows green in a phase that serves the EV's movement (the streets a
+    preemption holds red), and, where such an edge is short, the edges before it up to
+    ``CROSS_STREET_UPSTREAM_M`` back from the stop line (where their queue stands). Never an
+    edge of an EV's route. (The first version left out only the approach coming back from the
+    EV's exit edge: on split carriageways and joined junctions the opposing approach, green with
+    the EV, was counted, and with two EVs each one's own approach.)"""
+    on_routes = {e for ev in plans for e in ev.corridor.route}
+    into: dict[str, list[str]] = {}  # node -> the normal edges ending there
+    for e in network.edges.values():
+        if not e.is_internal:
+            into.setdefault(e.to_node, []).append(e.edge_id)
     out: dict[str, None] = {}
     for ev in plans:
         for j in ev.corridor.junctions:
-            exit_edge = network.edges.get(j.exit_edge)
+            program = network.programs.get(j.tls_id)
+            if program is None:
+                continue
+            served = [program.phases[k].state for k in j.green_phases if k < len(program.phases)]
+            links: dict[str, list[int]] = {}
             for c in network.connections_of_tls(j.tls_id):
-                if c.junction_id != j.junction_id or c.from_edge == j.approach_edge:
+                if c.junction_id == j.junction_id and c.link_index >= 0:
+                    links.setdefault(c.from_edge, []).append(c.link_index)
+            for edge_id, idx in links.items():
+                edge = network.edges.get(edge_id)
+                if edge is None or edge.is_internal or edge_id in on_routes:
                     continue
-                edge = network.edges.get(c.from_edge)
-                if edge is None or edge.is_internal:
-                    continue
-                if exit_edge is not None and edge.from_node == exit_edge.to_node:
-                    continue  # the opposing approach
-                out.setdefault(c.from_edge, None)
+                if any(is_green(state[i]) for state in served for i in idx if i < len(state)):
+                    continue  # green with the EV (the opposing approach, a permitted turn)
+                _add_upstream(network, into, edge_id, CROSS_STREET_UPSTREAM_M, on_routes, out)
     return list(out)
+
+
+def _add_upstream(network: Network, into: Mapping[str, Sequence[str]], edge_id: str, reach_m: float,
+                  skip: set[str], out: dict[str, None]) -> None:
+    """``edge_id``, and the edges leading onto it (``into``: node -> edges ending there) while less
+    than ``reach_m`` is covered (not those in ``skip``)."""
+    todo = [(edge_id, reach_m)]
+    while todo:
+        eid, left = todo.pop()
+        edge = network.edges.get(eid)
+        if edge is None or edge.is_internal or eid in out:
+            continue
+        out[eid] = None
+        left -= edge.length_m
+        if left <= 0:
+            continue
+        for before in into.get(edge.from_node, ()):
+            # (only an edge leading onto this one: not the other carriageway, going away)
+            if before not in skip and before not in out and network.connections_between(before, eid):
+                todo.append((before, left))
 
 
 def _write_cross_street_data(path: Path, network: Network, plans: Sequence[EvPlan], output: Path) -> None:
