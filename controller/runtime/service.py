@@ -115,6 +115,8 @@ class _Escort:
     # ended, and its view no longer changes (every junction idle, the same two ticks running):
     # kept as it is instead of rebuilt every tick (460 ended escorts made an idle tick 8-10 ms)
     final: bool = False
+    joined: bool = False  # escorts a vehicle already running (vehicle_id): it may have crossed junctions before
+    first_seen_s: float | None = None  # the tick its progress first had a position
 
     def eta_due(self, t_s: float) -> bool:
         return t_s - self.last_eta_event_s >= ETA_EVENT_EVERY_S
@@ -197,6 +199,7 @@ class SimService:
         self._thread: threading.Thread | None = None
         self._escorts: dict[str, _Escort] = {}
         self._by_key: dict[str, str] = {}  # controller EV id -> escort id
+        self._external = 0  # escorts dispatched with tracking 'external' (so far)
         self._progress: dict[str, EvProgress] = {}
         self._after_tick: list[tuple[Future[Any], str]] = []
         self._stages: dict[str, tuple[str, tuple[str, ...]]] = {}
@@ -441,7 +444,15 @@ class SimService:
                 self._reroute(sim, key, t)
                 p = self._progress[key]
             p.update(t, vehicle, arrived=key in arrived)
-        commands = self._controller.tick(snap, self._progress)
+            if esc.first_seen_s is None and p.position_m is not None:
+                esc.first_seen_s = t
+        # an externally tracked escort plans nothing before its first fix: where it is is not known
+        # (planned from its route's start at rest, its ETAs slid a second a tick and every signal
+        # of its route was held for it, until the 120 s without a position cancelled it)
+        waiting = [k for k, p in self._progress.items() if self._escorts[self._by_key[k]].tracking == "external"
+                   and self._escorts[self._by_key[k]].fix is None] if self._external else []
+        progress = {k: p for k, p in self._progress.items() if k not in waiting} if waiting else self._progress
+        commands = self._controller.tick(snap, progress)
         if commands:
             sim.apply(commands)
         self._track_stages(t)
@@ -561,7 +572,8 @@ class SimService:
                 continue
             if esc.state == "dispatched" and p.depart_s is not None:
                 esc.state = "en_route"
-                self.events.publish("departed", escort=esc.id, t_s=t_s)
+                # (a vehicle_id escort's vehicle departed before it was escorted: that time)
+                self.events.publish("departed", escort=esc.id, t_s=min(p.depart_s, t_s))
             if esc.state in ("dispatched", "en_route"):
                 if p.arrived_s is not None:
                     esc.state = "arrived"
@@ -600,7 +612,10 @@ class SimService:
                 eta_low_s=None if eta is None else round(eta.low_s, 2),
                 eta_high_s=None if eta is None else round(eta.high_s, 2),
                 stage=stage, granted=granted,
-                crossed_s=None if j.index not in p.crossed_s else round(p.crossed_s[j.index], 2),
+                # (null where a vehicle_id escort's vehicle had crossed it before it was escorted:
+                # the time is not known; it was the first tick's)
+                crossed_s=None if j.index not in p.crossed_s or (
+                    esc.joined and p.crossed_s[j.index] == esc.first_seen_s) else round(p.crossed_s[j.index], 2),
             ))
         position = None
         vehicle = snap.vehicles.get(esc.key) if snap is not None else None
@@ -765,7 +780,10 @@ class SimService:
         self._controller.add_ev(ev)
         self._watch(key, corridor, t)  # (after what may fail: a refused dispatch leaves nothing read)
         self._progress[key] = EvProgress(key, corridor, depart_s=departed)
-        self._escorts[escort_id] = _Escort(escort_id, key, cmd.vehicle_type, ev.priority, corridor, t, cmd.tracking)
+        self._escorts[escort_id] = _Escort(escort_id, key, cmd.vehicle_type, ev.priority, corridor, t, cmd.tracking,
+                                           joined=cmd.vehicle_id is not None)
+        if cmd.tracking == "external":
+            self._external += 1
         self._by_key[key] = escort_id
         detail: dict[str, Any] = {"vehicle_id": key, "vehicle_type": cmd.vehicle_type, "priority": ev.priority,
                   "tracking": cmd.tracking, "route": list(route), "tls": list(corridor.tls_ids())}

@@ -174,6 +174,25 @@ def test_last_event_id_wins_over_the_urls_since(c: httpx.Client) -> None:
     assert c.delete("/v1/emergencies/sse-1").status_code in (200, 409)  # (409: it arrived already)
 
 
+def test_an_external_escort_preempts_nothing_before_its_first_fix(c: httpx.Client) -> None:
+    # planned from its route's start at rest, its ETAs slid a second a tick and every signal of
+    # its route was held for it until the 120 s without a position cancelled it
+    r = c.post("/v1/emergencies", json={"route": ["left1A1", "A1B1", "B1C1", "C1right1"], "id": "ext-nofix",
+                                        "tracking": "external"})
+    assert r.status_code == 201, r.text
+    t0 = r.json()["dispatched_s"]
+    wait_for(lambda: c.get("/healthz").json()["t_s"] >= t0 + 40.0, what="40 simulated s")
+    junctions = c.get("/v1/emergencies/ext-nofix").json()["junctions"]
+    assert [j["stage"] for j in junctions] == ["idle"] * len(junctions)
+    assert not any(j["granted"] for j in junctions)
+    # its first fix, at the route's start: now it is planned for
+    assert c.post("/v1/emergencies/ext-nofix/positions", json={"edge": "left1A1", "offset_m": 1.0,
+                                                               "speed_mps": 13.0}).status_code == 200
+    wait_for(lambda: any(j["stage"] != "idle" for j in c.get("/v1/emergencies/ext-nofix").json()["junctions"]),
+             timeout_s=30, what="a signal armed for the escort once it has reported")
+    assert c.delete("/v1/emergencies/ext-nofix").status_code == 200
+
+
 def test_a_last_event_id_ahead_of_every_event_streams_the_next_ones(c: httpx.Client) -> None:
     # the stream stayed silent for good: the next events' ids were lower than the one given
     with c.stream("GET", "/v1/events", headers={"Last-Event-ID": "9" * 30}, timeout=30.0) as r:

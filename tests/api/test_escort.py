@@ -7,6 +7,7 @@ from __future__ import annotations
 import itertools
 import json
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree
@@ -244,6 +245,36 @@ def test_escort_a_vehicle_already_running(server: Server) -> None:
         # it departed before it was escorted: its own departure, not the dispatch's next step
         assert float(trip.get("depart", "0")) <= done["departed_s"] <= done["dispatched_s"]
         wait_for(lambda: all_handed_back(c), timeout_s=30, what="every signal handed back")
+
+
+def test_a_running_vehicles_junctions_behind_it_have_no_crossing_time(server: Server) -> None:
+    # they were stamped with the first tick after the dispatch; and its 'departed' event carried
+    # the dispatch's time, not the vehicle's departure
+    trips = list(ElementTree.parse(server.workdir / "out" / "inputs" / "background.rou.xml").getroot().iter("trip"))
+    with server.client() as c:
+        for n in range(40):
+            now = c.get("/healthz").json()["t_s"]
+            running = [t for t in trips if now - 40 <= float(t.get("depart", "0")) <= now - 8]
+            tried: list[int] = []
+            for trip in running[:8]:
+                r = c.post("/v1/emergencies", json={"vehicle_id": trip.get("id"), "id": f"mid-{n}-{len(tried)}"})
+                tried.append(r.status_code)
+                if r.status_code != 201:
+                    continue
+                escort_id = r.json()["id"]
+
+                def placed(e: str = escort_id) -> dict[str, Any] | None:
+                    x: dict[str, Any] = c.get(f"/v1/emergencies/{e}").json()
+                    return x if x["position"] else None
+
+                esc = wait_for(placed, timeout_s=10, what="a position")
+                behind = [j for j in esc["junctions"] if j["distance_m"] < esc["position"]["route_distance_m"] - 5]
+                c.delete(f"/v1/emergencies/{esc['id']}")
+                if behind:
+                    assert all(j["crossed_s"] is None for j in behind), behind
+                    return
+            time.sleep(0.5)
+    pytest.fail("no running vehicle with a signal behind it was found to escort")
 
 
 def test_end_stops_stepping_and_keeps_serving(tiny_scenario: Path, tmp_path: Path) -> None:
