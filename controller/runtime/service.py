@@ -199,7 +199,7 @@ class SimService:
         self._thread: threading.Thread | None = None
         self._escorts: dict[str, _Escort] = {}
         self._by_key: dict[str, str] = {}  # controller EV id -> escort id
-        self._external = 0  # escorts dispatched with tracking 'external' (so far)
+        self._no_fix_yet: set[str] = set()  # the keys of externally tracked escorts without a fix so far
         self._progress: dict[str, EvProgress] = {}
         self._after_tick: list[tuple[Future[Any], str]] = []
         self._stages: dict[str, tuple[str, tuple[str, ...]]] = {}
@@ -449,8 +449,7 @@ class SimService:
         # an externally tracked escort plans nothing before its first fix: where it is is not known
         # (planned from its route's start at rest, its ETAs slid a second a tick and every signal
         # of its route was held for it, until the 120 s without a position cancelled it)
-        waiting = [k for k, p in self._progress.items() if self._escorts[self._by_key[k]].tracking == "external"
-                   and self._escorts[self._by_key[k]].fix is None] if self._external else []
+        waiting = self._no_fix_yet
         progress = {k: p for k, p in self._progress.items() if k not in waiting} if waiting else self._progress
         commands = self._controller.tick(snap, progress)
         if commands:
@@ -783,7 +782,7 @@ class SimService:
         self._escorts[escort_id] = _Escort(escort_id, key, cmd.vehicle_type, ev.priority, corridor, t, cmd.tracking,
                                            joined=cmd.vehicle_id is not None)
         if cmd.tracking == "external":
-            self._external += 1
+            self._no_fix_yet.add(key)
         self._by_key[key] = escort_id
         detail: dict[str, Any] = {"vehicle_id": key, "vehicle_type": cmd.vehicle_type, "priority": ev.priority,
                   "tracking": cmd.tracking, "route": list(route), "tls": list(corridor.tls_ids())}
@@ -871,6 +870,7 @@ class SimService:
                                    f"last position (at most {MAX_FROM_ROUTE_M:g} m)")
         esc.fix = VehicleState(esc.key, edge, f"{edge}_0", offset, max(cmd.speed_mps, 0.0), index, route_pos)
         esc.fix_t_s = fix_t
+        self._no_fix_yet.discard(esc.key)
         return {"escort": esc.id, "edge": edge, "offset_m": round(offset, 2), "route_index": index,
                 "route_distance_m": round(route_pos, 2), "distance_from_route_m": round(distance_m, 2),
                 "t_s": fix_t}
