@@ -77,3 +77,16 @@ def test_green_lost_ends_where_the_ev_leaves_the_corridor() -> None:
 def test_green_lost_counts_a_permissive_green_as_green() -> None:
     states = ["rrrr", "rGGr", "rGgr", "rggr", "rGGr", *(["rGGr"] * 6), "ryyr"]
     assert _record(states, crosses_at=10).green_lost([_preemption(1.0)]) == [0]
+
+
+def test_the_slowest_speed_counts_only_the_100_m_before_a_stop_line() -> None:
+    # the stop line at 100 m: the 0.4 m/s crawl 40 m before it counts; 0.05 m/s 101 m before it
+    # and 0.2 m/s past it do not
+    rec = TraceRecorder({"ev": "ambulance"})
+    p = EvProgress("ev", _corridor(), depart_s=0.0)
+    for t, (pos, speed) in enumerate([(-1.0, 0.05), (60.0, 0.4), (99.0, 8.0), (150.0, 0.2)]):
+        p.position_m, p.speed_mps = pos, speed
+        rec.observe(Snapshot(float(t), {}, {"T": SignalState("T", "rGG", "online", 0)}), {"ev": p})
+    assert rec.slowest_before_signals("ev") == 0.4  # (-1 m is 101 m before the line)
+    assert rec.slowest_before_signals("ev", within_m=39.0) == 8.0
+    assert rec.slowest_before_signals("other") is None
