@@ -23,24 +23,27 @@ def _scenario(tmp_path: Path, *edits: tuple[str, str]) -> Path:
     return path
 
 
+def _message(path: Path) -> str:
+    """The one-line error loading ``path`` gives."""
+    with pytest.raises(ScenarioError) as e:
+        load_scenario(path)
+    return str(e.value)
+
+
 def test_the_unmodified_scenario_loads(tmp_path: Path) -> None:
     assert load_scenario(_scenario(tmp_path)).name == "grid5-moderate"
 
 
 def test_a_misspelled_section_is_named_with_the_one_meant(tmp_path: Path) -> None:
     path = _scenario(tmp_path, ("[simulation]", "[simulaton]"))
-    with pytest.raises(ScenarioError) as e:
-        load_scenario(path)
-    assert str(e.value) == (f"{path}: field 'simulaton': not a field here (did you mean 'simulation'?); "
+    assert _message(path) == (f"{path}: field 'simulaton': not a field here (did you mean 'simulation'?); "
                             "field 'simulation': Field required")
 
 
 def test_several_mistakes_are_listed_up_to_three(tmp_path: Path) -> None:
     path = _scenario(tmp_path, ("depart_s = 600", "depart = 600"), ("vehicles_per_hour", "vehicles_per_hr"),
                      ('type = "ambulance"', 'type = "tank"'))
-    with pytest.raises(ScenarioError) as e:
-        load_scenario(path)
-    msg = str(e.value)
+    msg = _message(path)
     assert msg.startswith(f"{path}: field 'demand.vehicles_per_hr': not a field here; "
                           "field 'ev[0].depart': not a field here (did you mean 'depart_s'?); ")
     assert msg.endswith("more problem)") or msg.endswith("more problems)")
@@ -51,28 +54,20 @@ def test_checks_across_fields_name_the_field(tmp_path: Path) -> None:
     # the whole file's checks (an EV departing outside the simulation, two EVs of one id) name
     # the field they fail on, as the checks of single fields do
     path = _scenario(tmp_path, ("end_s = 1500", "end_s = 500"))
-    with pytest.raises(ScenarioError) as e:
-        load_scenario(path)
-    assert str(e.value) == (f"{path}: field 'ev[0].depart_s': EV 'ambulance_1' departs at 600 s, outside the "
+    assert _message(path) == (f"{path}: field 'ev[0].depart_s': EV 'ambulance_1' departs at 600 s, outside the "
                             "simulation [0, 500) s (simulation.begin_s, simulation.end_s)")
     ev = GRID.read_text().split("[[ev]]")[1]
     path = _scenario(tmp_path, ('type = "ambulance"', 'type = "ambulance"\n\n[[ev]]' + ev.replace('600', '610')))
-    with pytest.raises(ScenarioError) as e:
-        load_scenario(path)
-    assert str(e.value) == f"{path}: field 'ev': duplicate ev id(s): ambulance_1"
+    assert _message(path) == f"{path}: field 'ev': duplicate ev id(s): ambulance_1"
 
 
 def test_a_simulation_or_demand_too_large_is_refused(tmp_path: Path) -> None:
     # 1e12 s and 1e9 vehicles per hour were taken, and ran out of memory making the demand
     path = _scenario(tmp_path, ("end_s = 1500", "end_s = 1e12"))
-    with pytest.raises(ScenarioError) as e:
-        load_scenario(path)
-    assert str(e.value) == (f"{path}: field 'simulation': end_s (1e+12) is 1.16e+07 days after begin_s (0): "
+    assert _message(path) == (f"{path}: field 'simulation': end_s (1e+12) is 1.16e+07 days after begin_s (0): "
                             "at most 7 days are simulated in one run")
     path = _scenario(tmp_path, ("vehicles_per_hour = 5400", "vehicles_per_hour = 4.9e6"))
-    with pytest.raises(ScenarioError) as e:
-        load_scenario(path)
-    assert str(e.value) == (f"{path}: field 'demand.vehicles_per_hour': 4.9e+06 over the 1500 s simulated "
+    assert _message(path) == (f"{path}: field 'demand.vehicles_per_hour': 4.9e+06 over the 1500 s simulated "
                             "makes 2.04e+06 trips; at most 2,000,000 are generated for one run")
     # 7 days, and just under 2,000,000 trips, load
     path = _scenario(tmp_path, ("end_s = 1500", "end_s = 604800"),
@@ -85,9 +80,7 @@ def test_a_simulation_or_demand_too_large_is_refused(tmp_path: Path) -> None:
 def test_a_controller_setting_must_be_finite(tmp_path: Path, setting: str) -> None:
     # an infinite margin_s passed, ran the whole simulation and crashed writing summary.json
     path = _scenario(tmp_path, ('type = "ambulance"', f'type = "ambulance"\n\n[controller]\n{setting}'))
-    with pytest.raises(ScenarioError) as e:
-        load_scenario(path)
-    assert str(e.value) == f"{path}: field 'controller.{setting.split()[0]}': Input should be a finite number"
+    assert _message(path) == f"{path}: field 'controller.{setting.split()[0]}': Input should be a finite number"
 
 
 @pytest.mark.parametrize("name", ["./grid", "../../elsewhere", "/tmp/abs", "a b", "", "a\\u0000b"])
