@@ -54,7 +54,9 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorOut, "description": what}
     for code, what in ((401, "No bearer token"), (403, "Wrong token"), (404, "Unknown id"), (409, "Conflict"),
-                       (413, "Body too large"), (415, "Body not JSON"), (422, "Invalid request"))
+                       (413, "Body too large"), (415, "Body not JSON"), (422, "Invalid request"),
+                       (500, "Internal error (the simulation keeps running)"),
+                       (503, "The simulation did not answer in time"))
 }
 _STATUS_NAMES = {400: "bad request", 401: "unauthorized", 403: "forbidden", 404: "not found", 405: "method not allowed",
                  409: "conflict", 413: "body too large", 415: "unsupported media type", 422: "invalid request",

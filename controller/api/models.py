@@ -159,7 +159,8 @@ class PositionAccepted(BaseModel):
 
 class SignalOut(_Out):
     tls_id: str
-    watched: bool = True
+    watched: bool = Field(description="Read by greenwave now (on an escort's route); false: its program runs "
+                          "untouched and state, program and phase are not read.")
     state: str | None
     program: str | None
     phase: int | None

@@ -300,7 +300,7 @@ class SimService:
             with self._lock:
                 self._state = replace(self._state, running=False, preempted=())
             self._answer_pending(RequestError("the simulation stopped", 503))
-            self.audit.record("service", event="stopped", failed=self.state.failed)
+            self.audit.record("service", t_s=self.state.t_s, event="stopped", failed=self.state.failed)
             self._ready.set()
 
     def _fail(self, message: str) -> None:

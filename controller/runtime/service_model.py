@@ -68,6 +68,7 @@ class SignalView:
     stage: str
     escorts: tuple[str, ...]  # the escorts it is armed or switched for
     preempted: bool  # switched away from its program by greenwave now
+    watched: bool = True  # read by greenwave now (the views listed are those read)
 
 
 @dataclass(frozen=True)
