@@ -92,10 +92,12 @@ def _check_record(record: Path | None, out: Path) -> None:
     if not record.parent.is_dir() and not record.resolve().is_relative_to(out.resolve()):
         raise ScenarioError(f"--record: the folder '{record.parent}' does not exist")
     # (it replaced whatever it named: the scenario file, the network, the run's own summary.json)
-    inside = record.resolve().relative_to(out.resolve()).parts if record.resolve().is_relative_to(out.resolve()) \
-        else ()
-    if inside and (inside[0].removesuffix(".tmp") in _RUN_OUTPUTS or inside[0] in ("inputs", "outputs")
-                   or inside[0].endswith(".partial.xml")):
+    from controller.runtime.run import RUN_OUTPUTS
+
+    target, folder = record.resolve(), out.resolve()
+    first = target.relative_to(folder).parts[0] if target.is_relative_to(folder) and target != folder else ""
+    if first and (first.removesuffix(".tmp") in RUN_OUTPUTS or first in ("inputs", "outputs")
+                  or first.endswith(".partial.xml")):
         raise ScenarioError(f"--record: '{record}' is one of the run's own outputs; give another name")
     # (a regular file only: a pipe or /dev/null is written to as it is, and reading one would block)
     if record.is_file() and record.stat().st_size > 0 and not _is_recording(record):
@@ -103,20 +105,16 @@ def _check_record(record: Path | None, out: Path) -> None:
                             "only a recording (give a new name)")
 
 
-# what a run writes at the top of its folder (--record may not name one of them)
-_RUN_OUTPUTS = frozenset({"summary.json", "trace.json", "tripinfo.xml", "statistics.xml", "collisions.xml",
-                          "cross_streets.xml", "sumo.log", "sumo-errors.log", "report.html", "INCOMPLETE.txt",
-                          ".greenwave-run"})
-
-
 def _is_recording(path: Path) -> bool:
     """Does the file start as a recording's header does (``{"format": "greenwave-snapshots/1"``)?"""
+    from controller.bench.core import RECORDING_FORMAT
+
     try:
         with path.open("rb") as f:
             head = f.read(64)
     except OSError:
         return False
-    return head.startswith(b'{"format": "greenwave-snapshots/1"')
+    return head.startswith(b'{"format": "' + RECORDING_FORMAT.encode() + b'"')
 
 
 def _scenario_inputs(sc: Any) -> list[Path]:

@@ -32,6 +32,7 @@ from controller.core.progress import EvProgress
 from controller.core.snapshot import LaneState, SignalCommand, SignalState, Snapshot, VehicleState
 from controller.errors import GreenwaveError
 
+RECORDING_FORMAT = "greenwave-snapshots/1"  # the header's "format" of a `greenwave run --record` file
 DYNAMICS = EvDynamics(max_speed_mps=41.67, accel_mps2=2.6, decel_mps2=4.5)
 
 
@@ -226,7 +227,7 @@ def read_recording(path: Path) -> tuple[dict[str, Any], Iterator[tuple[Snapshot,
     except json.JSONDecodeError as e:
         f.close()
         raise GreenwaveError(f"{path}: not a greenwave snapshot recording ({e})") from None
-    if header.get("format") != "greenwave-snapshots/1":
+    if header.get("format") != RECORDING_FORMAT:
         f.close()
         raise GreenwaveError(f"{path}: not a greenwave snapshot recording (format {header.get('format')!r})")
 

@@ -18,7 +18,7 @@ from typing import IO, Any, Concatenate, ParamSpec, Protocol
 import numpy as np
 
 from controller import __version__, core
-from controller.bench.core import command_json, snapshot_to_json
+from controller.bench.core import RECORDING_FORMAT, command_json, snapshot_to_json
 from controller.core.corridor import Corridor, build_corridor
 from controller.core.eta import EvDynamics, build_profile
 from controller.core.greenwave import ControllerConfig, EvSetup, PreemptionController
@@ -39,7 +39,16 @@ from controller.runtime.outputs import (
     read_outputs,
 )
 from controller.runtime.pacing import Pacer
-from controller.runtime.setup import EvPlan, RunSetup, check_running_programs, program_sources, sumo_args
+from controller.runtime.setup import (
+    RUN_MARK,
+    SUMO_ERROR_LOG,
+    SUMO_LOG,
+    EvPlan,
+    RunSetup,
+    check_running_programs,
+    program_sources,
+    sumo_args,
+)
 from controller.runtime.trace import TRACE_FILE, TraceRecorder
 from controller.runtime.watch import ACTIVATE_BEFORE_S, LANE_WINDOW_S, CorridorWatch, FreeFlowClock
 from controller.sim.adapter import Backend, SumoAdapter
@@ -144,6 +153,10 @@ def _quantiles(values: Sequence[float]) -> dict[str, float | None]:
 
 PARTIAL_OUTPUTS = ("tripinfo.xml", "statistics.xml", "collisions.xml", "cross_streets.xml")
 INCOMPLETE_FILE = "INCOMPLETE.txt"
+SUMMARY_FILE = "summary.json"
+# what a run writes at the top of its folder (run --record may not name one of them)
+RUN_OUTPUTS = frozenset({SUMMARY_FILE, TRACE_FILE, REPORT_FILE, INCOMPLETE_FILE, RUN_MARK, SUMO_LOG, SUMO_ERROR_LOG,
+                         *PARTIAL_OUTPUTS})
 
 
 def _partial(name: str) -> str:
@@ -213,7 +226,7 @@ def run(
     ``record``: write every tick's snapshot and commands there (JSON lines) for replay."""
     out = setup.out_dir
     out.mkdir(parents=True, exist_ok=True)
-    summary_path = out / "summary.json"
+    summary_path = out / SUMMARY_FILE
     summary_path.unlink(missing_ok=True)  # never leave an old summary looking like this run's
     (out / INCOMPLETE_FILE).unlink(missing_ok=True)
     for name in PARTIAL_OUTPUTS:  # an earlier run's, complete or not: this run writes its own
@@ -238,7 +251,7 @@ def run(
     pacer = Pacer(speed) if speed is not None else None
 
     with (
-        SumoAdapter(sumo_args(setup), backend=backend, gui=gui, error_log=out / "sumo-errors.log") as sim,
+        SumoAdapter(sumo_args(setup), backend=backend, gui=gui, error_log=out / SUMO_ERROR_LOG) as sim,
         contextlib.ExitStack() as closing,
     ):
         # every signal's, not only the watched ones': a re-routed EV's new corridor is planned with them
@@ -508,7 +521,7 @@ def _open_recording(
     except OSError as e:
         raise ScenarioError(f"--record: cannot write '{path}': {e.strerror or e}") from None
     header = {
-        "format": "greenwave-snapshots/1", "scenario": setup.name, "seed": setup.seed, "controller": controller.name,
+        "format": RECORDING_FORMAT, "scenario": setup.name, "seed": setup.seed, "controller": controller.name,
         "net_file": str(setup.inputs.net_file), "controller_settings": dict(setup.controller),
         "evs": [{"id": ev.ev_id, "type": ev.ev_type, "route": list(ev.route), "depart": ev.depart_s,
                  "dynamics": dataclasses.asdict(dynamics.get(ev.ev_id, DEFAULT_DYNAMICS))} for ev in setup.evs],

@@ -62,6 +62,7 @@ from controller.runtime.service_model import (
 )
 from controller.runtime.setup import (
     EV_VTYPE_PREFIX,
+    SUMO_ERROR_LOG,
     RunSetup,
     check_running_programs,
     id_in_routes,
@@ -272,7 +273,7 @@ class SimService:
         setup = self.setup
         try:
             with SumoAdapter(sumo_args(setup), backend=self.backend,
-                             error_log=setup.out_dir / "sumo-errors.log") as sim:
+                             error_log=setup.out_dir / SUMO_ERROR_LOG) as sim:
                 self._sim = sim
                 programs = self.network.programs
                 check_running_programs(programs, sim.running_programs(programs), program_sources(setup.inputs))

@@ -238,6 +238,8 @@ def _describe(ev: EvSpec) -> str:
 
 
 RUN_MARK = ".greenwave-run"
+SUMO_LOG = "sumo.log"  # SUMO's own log, in the run's folder
+SUMO_ERROR_LOG = "sumo-errors.log"  # what SUMO reported as errors, in the run's folder
 
 
 def program_sources(inputs: SumoInputs) -> str:
@@ -482,7 +484,7 @@ def sumo_args(setup: RunSetup) -> list[str]:
             "tripinfo-output": str(out / "tripinfo.xml"),
             "statistic-output": str(out / "statistics.xml"),
             "collision-output": str(out / "collisions.xml"),
-            "log": str(out / "sumo.log"),
+            "log": str(out / SUMO_LOG),
             "no-warnings": "true",
         }
     )
