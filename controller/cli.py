@@ -92,12 +92,11 @@ def _check_record(record: Path | None, out: Path) -> None:
     if not record.parent.is_dir() and not record.resolve().is_relative_to(out.resolve()):
         raise ScenarioError(f"--record: the folder '{record.parent}' does not exist")
     # (it replaced whatever it named: the scenario file, the network, the run's own summary.json)
-    from controller.runtime.run import RUN_OUTPUTS
+    from controller.runtime.run import is_run_output
 
     target, folder = record.resolve(), out.resolve()
     first = target.relative_to(folder).parts[0] if target.is_relative_to(folder) and target != folder else ""
-    if first and (first.removesuffix(".tmp") in RUN_OUTPUTS or first in ("inputs", "outputs")
-                  or first.endswith(".partial.xml")):
+    if first and is_run_output(first):
         raise ScenarioError(f"--record: '{record}' is one of the run's own outputs; give another name")
     # (a regular file only: a pipe or /dev/null is written to as it is, and reading one would block)
     if record.is_file() and record.stat().st_size > 0 and not _is_recording(record):
@@ -141,6 +140,68 @@ def _prepared(out: Path, prepare: Callable[[], T]) -> T:
                 str(out.resolve())):
             raise ScenarioError(f"--out '{out}': cannot write '{e.filename}': {e.strerror or e}") from None
         raise
+
+
+class _PreviousRun:
+    """A run into a previous run's folder sets that run aside (renamed to a hidden sibling) and
+    puts it back as it was if the new run fails before its first simulated step (input SUMO
+    rejects, a route that cannot be planned, Ctrl-C while preparing): a mistake in the new
+    run's input loses nothing. Once the new run is simulating, the previous run's outputs are
+    deleted, and the files of the user's own in the folder (a note, a recording) moved back.
+
+    Not set aside (the folder is replaced in place, as before) where that cannot be done
+    safely: the folder holds one of the run's inputs (``inputs``), it is or holds the working
+    directory, or it cannot be renamed."""
+
+    def __init__(self, out: Path, inputs: Sequence[Path]) -> None:
+        self.out, self.here = out, out.resolve()
+        self.kept: Path | None = None
+        if not out.is_dir() or not any(out.iterdir()):
+            return
+        if Path.cwd().resolve().is_relative_to(self.here) or any(p.resolve().is_relative_to(self.here)
+                                                                 for p in inputs):
+            return
+        aside = self.here.with_name(f".{self.here.name}.previous-{os.getpid()}")
+        try:
+            self.here.rename(aside)
+        except OSError:
+            return
+        self.kept = aside
+
+    def started(self) -> None:
+        """The new run simulates: the previous run's outputs go, the user's own files come back."""
+        from controller.runtime.run import is_run_output
+
+        if self.kept is None:
+            return
+        stuck = []
+        for p in self.kept.iterdir():
+            if not is_run_output(p.name) and not (self.here / p.name).exists():
+                try:
+                    p.rename(self.here / p.name)
+                except OSError:
+                    stuck.append(p.name)
+        if stuck:  # (left where it is, and said)
+            click.echo(f"greenwave: note: could not move {', '.join(stuck)} back into '{self.out}' from the "
+                       f"previous run's folder, kept as '{self.kept}'", err=True)
+        else:
+            shutil.rmtree(self.kept, ignore_errors=True)
+        self.kept = None
+
+    def restore(self) -> bool:
+        """The new run failed before it simulated: put the previous run back (True if it was)."""
+        if self.kept is None:
+            return False
+        try:
+            if self.here.exists():
+                shutil.rmtree(self.here)
+            self.kept.rename(self.here)
+        except OSError:
+            click.echo(f"greenwave: the previous run in '{self.out}' was kept as '{self.kept}'", err=True)
+            return False
+        self.kept = None
+        click.echo(f"greenwave: the previous run in '{self.out}' is kept as it was", err=True)
+        return True
 
 
 def _parse_ev(raw: str, n: int) -> Any:
@@ -320,6 +381,7 @@ def run(
     from controller.scenario import load_scenario
 
     console = Console() if sys.stdout.isatty() else Console(width=120)
+    kept_run: _PreviousRun | None = None
     try:
         if realtime and speed is not None:
             raise ScenarioError("give --realtime or --speed X, not both")
@@ -339,6 +401,7 @@ def run(
             out = out_dir or Path("runs") / f"{sumocfg_name(sumocfg)}-{controller_name}-s{seed}"
             _out_folder(out, reusable=is_run_folder, inputs=[sumocfg])
             _check_record(record, out)
+            kept_run = _PreviousRun(out, [sumocfg])
             setup = _prepared(out, lambda: prepare_sumocfg(sumocfg, specs, seed=seed, out_dir=out.resolve(),
                                                            end_s=end_s, bluelight=bluelight))
         else:
@@ -346,10 +409,13 @@ def run(
             if evs or end_s is not None:
                 raise ScenarioError("--ev and --end go with --sumocfg; a scenario file names its own EVs and end")
             sc = load_scenario(scenario)
+            scenario_inputs = [scenario, *_scenario_inputs(sc)]
             out = _out_folder(out_dir or Path("runs") / f"{sc.name}-{controller_name}-s{seed}",
-                              reusable=is_run_folder, inputs=[scenario, *_scenario_inputs(sc)])
+                              reusable=is_run_folder, inputs=scenario_inputs)
             _check_record(record, out)
-            setup = _prepared(out, lambda: prepare_scenario(sc, seed=seed, out_dir=out.resolve(), bluelight=bluelight))
+            kept_run = _PreviousRun(out, scenario_inputs)
+            setup = _prepared(out, lambda: prepare_scenario(sc, seed=seed, out_dir=out.resolve(),
+                                                            bluelight=bluelight))
         flags = {"detect_range_m": detect_range_m, "detect_eta_s": detect_eta_s}
         setup = replace(setup, controller={**setup.controller, **{k: v for k, v in flags.items() if v is not None}})
         junctions = {j.junction_id for e in setup.evs for j in e.corridor.junctions}
@@ -382,9 +448,14 @@ def run(
         previous = signal.signal(signal.SIGTERM, _raise_terminated) if main_thread else None
         try:
             with _RunProgress(console, setup.begin_s, setup.end_s, len(setup.evs)) as progress:
+                def on_progress(t_s: float, evs_done: int) -> None:
+                    kept_run.started()  # (the previous run is replaced once this one simulates)
+                    progress(t_s, evs_done)
+
                 summary = run_simulation(setup, controller_name, backend="traci" if backend == "traci" else "libsumo",
-                                         gui=gui, on_progress=progress, budget_ms=budget_ms, speed=speed,
+                                         gui=gui, on_progress=on_progress, budget_ms=budget_ms, speed=speed,
                                          record=record)
+            kept_run.started()
         finally:
             if main_thread:
                 signal.signal(signal.SIGTERM, previous)
@@ -394,6 +465,9 @@ def run(
         what = "terminated" if isinstance(e, Terminated) else "interrupted"
         click.echo(f"greenwave: {what}; signals handed back, SUMO closed, no summary written", err=True)
         sys.exit(143 if isinstance(e, Terminated) else 130)
+    finally:
+        if kept_run is not None:
+            kept_run.restore()  # (nothing to do once the new run simulated)
     print_summary(summary, out, console)
 
 

@@ -159,6 +159,14 @@ RUN_OUTPUTS = frozenset({SUMMARY_FILE, TRACE_FILE, REPORT_FILE, INCOMPLETE_FILE,
                          *PARTIAL_OUTPUTS})
 
 
+def is_run_output(name: str) -> bool:
+    """Is ``name``, at the top of a run's folder, one of the things a run writes there (its
+    outputs, their temporary and partial forms, ``inputs/`` and ``outputs/``), as against a file
+    of the user's own?"""
+    return (name.removesuffix(".tmp") in RUN_OUTPUTS or name in ("inputs", "outputs")
+            or name.endswith(".partial.xml"))
+
+
 def _partial(name: str) -> str:
     """``tripinfo.xml`` -> ``tripinfo.partial.xml``: a SUMO output of a run that did not complete."""
     return name.removesuffix(".xml") + ".partial.xml"

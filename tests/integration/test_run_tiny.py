@@ -87,6 +87,42 @@ def test_a_run_into_an_old_runs_folder_leaves_nothing_of_the_old_run(scenario: P
     assert (out / "report.html").read_text() != old_report
 
 
+def test_a_rerun_that_fails_before_it_simulates_keeps_the_previous_run(tmp_path: Path, tiny_net: Path) -> None:
+    # the new run's inputs were prepared into the folder first: a re-run SUMO refused had
+    # already deleted the earlier run
+    cfg = tmp_path / "run.sumocfg"
+    cfg.write_text(f'<configuration><input><net-file value="{tiny_net}"/></input>'
+                   '<time><begin value="0"/><end value="150"/></time></configuration>')
+    out = tmp_path / "runs" / "o"
+    run_ok(["run", "--sumocfg", str(cfg), "--ev", "left1A1,C1right1,10", "--out", str(out)])
+    (out / "notes.txt").write_text("mine")  # the user's own note in it: kept too
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+
+    def assert_kept(result: Any) -> None:
+        assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+        assert f"the previous run in '{out}' is kept as it was" in result.output
+        assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+        assert sorted(p.name for p in out.parent.iterdir()) == ["o"]  # nothing set aside is left
+
+    routes = tmp_path / "bad.rou.xml"  # SUMO refuses it when it starts
+    routes.write_text('<routes><vehicle id="v" type="noSuchType" depart="0"><route edges="left1A1"/></vehicle>'
+                      "</routes>")
+    bad = tmp_path / "bad.sumocfg"
+    bad.write_text(f'<configuration><input><net-file value="{tiny_net}"/><route-files value="{routes}"/></input>'
+                   "</configuration>")
+    refused = CliRunner().invoke(main, ["run", "--sumocfg", str(bad), "--ev", "left1A1,C1right1,10", "--out", str(out)])
+    assert "noSuchType" in refused.output
+    assert_kept(refused)
+    # a route that cannot be planned (refused while preparing)
+    unknown = CliRunner().invoke(main, ["run", "--sumocfg", str(cfg), "--ev", "left1A1,NOPE,10", "--out", str(out)])
+    assert "NOPE" in unknown.output
+    assert_kept(unknown)
+    # a run that simulates replaces it, and leaves nothing set aside
+    s = run_ok(["run", "--sumocfg", str(cfg), "--ev", "left1A1,C1right1,20", "--out", str(out)])
+    assert s["evs"][0]["depart"] == 20 and (out / "notes.txt").read_text() == "mine"
+    assert sorted(p.name for p in out.parent.iterdir()) == ["o"]
+
+
 def test_an_interrupted_run_leaves_no_output_that_looks_complete(scenario: Path, tmp_path: Path) -> None:
     # a complete run first, then one interrupted into the same folder: its SUMO outputs (a
     # tripinfo closed properly, statistics) cover part of the time only
