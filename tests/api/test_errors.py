@@ -240,11 +240,30 @@ def test_health_and_prometheus_metrics(c: httpx.Client) -> None:
                for line in r.text.splitlines() if line and not line.startswith("#")}
     assert metrics["greenwave_ticks_total"] >= health["ticks"]
     assert metrics['greenwave_tick_latency_ms_bucket{le="+Inf"}'] == metrics["greenwave_tick_latency_ms_count"]
-    assert metrics['greenwave_http_requests_total{route="/v1/emergencies/{escort_id}",status="404"}'] >= 1
-    assert metrics['greenwave_http_requests_total{route="/v1/emergencies",status="415"}'] >= 1
+    assert metrics['greenwave_http_requests_total{route="/v1/emergencies/{escort_id}",method="GET",status="404"}'] >= 1
+    assert metrics['greenwave_http_requests_total{route="/v1/emergencies",method="POST",status="415"}'] >= 1
     assert metrics["greenwave_escorts_active"] >= 0 and metrics["greenwave_junctions_preempted"] == 0
     assert metrics["greenwave_up"] == 1
     assert "# TYPE greenwave_tick_latency_ms histogram" in r.text
+
+
+def _requests_counted(c: httpx.Client) -> dict[str, float]:
+    return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in c.get("/metrics").text.splitlines()
+            if line.startswith("greenwave_http_requests_total{")}
+
+
+def test_metrics_count_requests_of_each_method_apart(c: httpx.Client) -> None:
+    # a GET and a DELETE of the same route were one series: reads and cancels could not be told apart
+    route = 'route="/v1/emergencies/{escort_id}"'
+    before = _requests_counted(c)
+    assert c.get("/v1/emergencies/ghost-m").status_code == 404
+    for _ in range(2):
+        assert c.delete("/v1/emergencies/ghost-m").status_code == 404
+    after = _requests_counted(c)
+    for method, n in (("GET", 1), ("DELETE", 2)):
+        key = f'greenwave_http_requests_total{{{route},method="{method}",status="404"}}'
+        assert after.get(key, 0) - before.get(key, 0) >= n, (key, after)
+    assert not any(route in k and "method=" not in k for k in after), after
 
 
 def test_the_docs_pages_load_everything_from_the_server_itself(srv: Server) -> None:
