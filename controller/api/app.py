@@ -330,7 +330,10 @@ def create_app(service: SimService, token: str, *, max_body_bytes: int = MAX_BOD
             raise RequestError(f"unknown escort '{escort_id}'", 404)
         return Response(body, media_type="application/json")
 
-    @v1.post("/emergencies", status_code=201, response_model=EscortOut, summary="Dispatch an escort")
+    @v1.post("/emergencies", status_code=201, response_model=EscortOut, summary="Dispatch an escort",
+             responses={201: {"description": "The escort, dispatched", "headers": {"Location": {
+                 "description": "The new escort's URL: /v1/emergencies/{id}", "required": True,
+                 "schema": {"type": "string"}}}}})
     async def dispatch(body: DispatchRequest, response: Response) -> EscortOut:
         command = Dispatch(
             escort_id=body.id, vehicle_type=body.vehicle_type, priority=body.priority,

@@ -280,6 +280,18 @@ def test_the_docs_pages_load_everything_from_the_server_itself(srv: Server) -> N
     assert httpx.get(srv.url + "/openapi.json", timeout=10).json()["info"]["title"] == "greenwave city-brain API"
 
 
+def test_openapi_declares_the_location_header_of_a_dispatch(c: httpx.Client) -> None:
+    # the 201 of a dispatch carries Location; the schema did not say so (generated clients dropped it)
+    spec = c.get("/openapi.json").json()
+    created = spec["paths"]["/v1/emergencies"]["post"]["responses"]["201"]
+    location = created["headers"]["Location"]
+    assert location["schema"] == {"type": "string"} and location["required"] is True
+    assert created["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/EscortOut"}
+    r = c.post("/v1/emergencies", json={"route": ["left2A2", "A2B2"], "id": "loc-1"})
+    assert r.status_code == 201 and r.headers["location"] == "/v1/emergencies/loc-1", r.text
+    assert c.delete("/v1/emergencies/loc-1").status_code in (200, 409)  # (409: it arrived already)
+
+
 def test_a_refused_dispatch_takes_no_default_id(c: httpx.Client) -> None:
     route = ["left0A0", "A0B0", "B0C0", "C0right0"]
     first = c.post("/v1/emergencies", json={"route": route, "vehicle_type": "police"})
