@@ -526,6 +526,14 @@ class SimService:
                 continue
             self._stages[tls] = (stage, holders)
             if stage == before:
+                # an escort joined a signal already armed or switched for another: that stage's
+                # event and decision for it alone (those that held it had theirs)
+                joined = [self._by_key.get(k, k) for k in holders if k not in before_holders]
+                if joined and stage != "idle":
+                    self.events.publish(stage, tls_id=tls, t_s=t_s, stage=stage, previous=before, escorts=joined,
+                                        joined=True)
+                    self.audit.record("decision", t_s=t_s, tls_id=tls, escort_id=joined[0], stage=stage,
+                                      previous=before, escorts=joined, joined=True)
                 continue
             escorts = [self._by_key.get(k, k) for k in (holders or before_holders)]
             for previous, step in stage_steps(before, stage):
