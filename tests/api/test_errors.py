@@ -328,8 +328,16 @@ def test_an_external_escort_that_stops_reporting_is_cancelled(c: httpx.Client) -
     assert e["reason"] == "no position for 120 s" and 120.0 < e["cancelled_s"] - fix_t <= 122.0
     wait_for(lambda: not any("quiet" in s["escorts"] or s["preempted"] for s in c.get("/v1/signals").json()),
              timeout_s=30, what="its signals handed back")
-    assert [a["detail"]["reason"] for a in c.get("/v1/audit", params={"kind": "cancel"}).json()
-            if a["escort_id"] == "quiet"] == ["no position for 120 s"]
+    rows = [a for a in c.get("/v1/audit", params={"kind": "cancel"}).json() if a["escort_id"] == "quiet"]
+    assert [a["detail"]["reason"] for a in rows] == ["no position for 120 s"]
+    # the signals held for it are listed as for a cancel by request (they were not), each then handed
+    # back or disarmed
+    handing_back = rows[0]["detail"]["handing_back"]
+    assert handing_back and set(handing_back) <= {"A1", "B1", "C1"}, rows
+    after = c.get("/v1/audit", params={"since": rows[0]["id"], "limit": 10000}).json()
+    for tls in handing_back:
+        assert any(a["tls_id"] == tls and (a["kind"] == "handback" or a["detail"].get("stage") == "idle")
+                   for a in after), (tls, after)
 
 
 def test_an_external_escort_that_never_reports_is_cancelled(c: httpx.Client) -> None:

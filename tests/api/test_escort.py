@@ -250,6 +250,13 @@ def test_sigterm_mid_route_hands_every_junction_back(tiny_scenario: Path, tmp_pa
         assert any(kind == "handback" and (t == tls or tls in json.loads(d).get("tls", []))
                    for kind, t, d in rows[i + 1:]), (tls, rows)
     assert ("cancel", None) in {(k, t) for k, t, _ in rows}  # the escort was cancelled by the shutdown
+    # its cancel lists the signals still switched for it then (it did not): each entry not handed back
+    cancel = next(i for i, (kind, _, _) in enumerate(rows) if kind == "cancel")
+    detail = json.loads(rows[cancel][2])
+    assert detail["reason"] == "service stopped", detail
+    still = {tls for tls, i in last_entry.items()
+             if i < cancel and not any(kind == "handback" and t == tls for kind, t, _ in rows[i + 1:cancel])}
+    assert still <= set(detail["handing_back"]) <= set(ROW), (still, detail)
     assert json.loads(rows[-1][2]) == {"event": "stopped", "failed": None}
 
 
