@@ -91,6 +91,7 @@ FIX_BEFORE_DISPATCH_S = 10.0  # a fix may be dated this long before its escort's
 FIX_LOST_S = 120.0  # an externally tracked escort without a new fix this long is cancelled (signals back)
 ETA_EVENT_EVERY_S = 5.0  # ETA update events per escort, in simulated seconds
 ANSWER_TIMEOUT_S = 15.0
+DEFAULT_ID_PREFIX = "escort-"  # an escort dispatched without an id is escort-<n>
 TICKS_KEPT = 100_000  # recent tick timings kept for their quantiles
 
 
@@ -213,7 +214,8 @@ class SimService:
         # KEEP_AFTER_S after they are back in their programs (as a run reads them)
         self._reading: CorridorWatch | None = None
         self._monitor = SafetyMonitor({}, SafetyConfig(step_s=setup.step_length_s))
-        self._seq = 0
+        # default ids go on from the highest in the audit log, kept across restarts: one escort-1 in it
+        self._seq = audit.highest_number(DEFAULT_ID_PREFIX)
         self._route_file_ids: dict[str, tuple[str, Path]] | None = None
         self._ended = False
 
@@ -736,11 +738,12 @@ class SimService:
         return self._route_file_ids
 
     def _new_escort_id(self, sim: SumoAdapter) -> str:
-        """``escort-<n>``, the next n whose id no escort, vehicle or route file has taken."""
+        """``escort-<n>``, the next n whose id no escort, vehicle or route file has taken (n counting
+        on from the audit log's highest, see ``__init__``)."""
         assert self._controller is not None
         while True:
             self._seq += 1
-            key = f"escort-{self._seq}"
+            key = f"{DEFAULT_ID_PREFIX}{self._seq}"
             if not (key in self._escorts or key in self._by_key or key in self._controller.evs
                     or sim.vehicle_exists(key) or id_in_routes(self._route_ids(), key) is not None):
                 return key

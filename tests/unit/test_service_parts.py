@@ -43,6 +43,18 @@ def test_audit_log_survives_reopening_and_filters(tmp_path: Path) -> None:
         assert raw.execute("SELECT COUNT(*) FROM audit").fetchone() == (3,)
 
 
+def test_audit_log_highest_default_id_number(tmp_path: Path) -> None:
+    log = AuditLog(tmp_path / "audit.sqlite")
+    assert log.highest_number("escort-") == 0
+    for escort_id in ("escort-3", "escort-12", "escort-x", "escort-40b", "escort-²", "amb-99", "escort-" + "9" * 19):
+        log.record("dispatch", t_s=1.0, escort_id=escort_id)
+    log.record("decision", t_s=2.0, escort_id="escort-40", stage="entry")  # not a dispatch
+    log.record("rejected", t_s=2.0, escort_id="escort-50")
+    assert log.highest_number("escort-") == 12
+    log.close()
+    assert AuditLog(tmp_path / "audit.sqlite").highest_number("escort-") == 12  # after a restart
+
+
 def test_audit_log_on_an_unwritable_path_is_a_user_error(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("x")
