@@ -78,7 +78,7 @@ def _is_json(content_type: bytes) -> bool:
 
 class Guard:
     """Pure ASGI middleware: limits request bodies (413), refuses bodies that are not JSON (415),
-    counts responses by route and status."""
+    counts responses by route, method and status."""
 
     def __init__(self, app: ASGIApp, service: SimService, max_body_bytes: int = MAX_BODY_BYTES,
                  routes: Sequence[BaseRoute] = ()) -> None:
@@ -148,7 +148,7 @@ class Guard:
                 response = _error(refused.status, refused.detail)
                 await response(scope, receive, send_counted)
         finally:
-            self.service.metrics.request(self._route(scope), status)
+            self.service.metrics.request(str(scope.get("method", "")), self._route(scope), status)
 
 
 def _error(status: int, detail: str, errors: list[dict[str, Any]] | None = None) -> JSONResponse:
@@ -330,7 +330,10 @@ def create_app(service: SimService, token: str, *, max_body_bytes: int = MAX_BOD
             raise RequestError(f"unknown escort '{escort_id}'", 404)
         return Response(body, media_type="application/json")
 
-    @v1.post("/emergencies", status_code=201, response_model=EscortOut, summary="Dispatch an escort")
+    @v1.post("/emergencies", status_code=201, response_model=EscortOut, summary="Dispatch an escort",
+             responses={201: {"description": "The escort, dispatched", "headers": {"Location": {
+                 "description": "The new escort's URL: /v1/emergencies/{id}", "required": True,
+                 "schema": {"type": "string"}}}}})
     async def dispatch(body: DispatchRequest, response: Response) -> EscortOut:
         command = Dispatch(
             escort_id=body.id, vehicle_type=body.vehicle_type, priority=body.priority,

@@ -87,6 +87,16 @@ class AuditLog:
             rows = self._db.execute(query, args).fetchall()
         return [AuditEntry(r[0], r[1], r[2], r[3], r[4], r[5], _encodable(json.loads(r[6]))) for r in rows]
 
+    def highest_number(self, prefix: str) -> int:
+        """The highest n of the escorts dispatched under the id ``<prefix><n>`` in the whole log
+        (earlier runs too), 0 when there is none. An n of more than 18 digits (a client's own id:
+        counting on from it would make ids longer than an id may be) is not counted."""
+        with self._lock:
+            rows = self._db.execute("SELECT escort_id FROM audit WHERE kind = 'dispatch' AND escort_id GLOB ?",
+                                    (f"{prefix}[0-9]*",)).fetchall()
+        numbers = (str(r[0])[len(prefix):] for r in rows)
+        return max((int(n) for n in numbers if n.isascii() and n.isdigit() and len(n) <= 18), default=0)
+
     def close(self) -> None:
         with self._lock:
             self._db.close()

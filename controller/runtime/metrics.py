@@ -7,6 +7,9 @@ import threading
 from collections.abc import Mapping, Sequence
 
 TICK_BUCKETS_MS = (0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0)
+# the methods counted by name; any other a client sends is counted as "other" (a label value per
+# made-up method would let a client grow the exposition without bound)
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 class Histogram:
@@ -30,7 +33,7 @@ class Metrics:
         self.ticks = 0
         self.tick_ms = Histogram(TICK_BUCKETS_MS)
         self.over_budget = 0
-        self.requests: dict[tuple[str, int], int] = {}  # (route, status) -> count
+        self.requests: dict[tuple[str, str, int], int] = {}  # (route, method, status) -> count
 
     def tick(self, ms: float, budget_ms: float | None) -> None:
         with self._lock:
@@ -39,9 +42,9 @@ class Metrics:
             if budget_ms is not None and ms > budget_ms:
                 self.over_budget += 1
 
-    def request(self, route: str, status: int) -> None:
+    def request(self, method: str, route: str, status: int) -> None:
         with self._lock:
-            key = (route, status)
+            key = (route, method if method in HTTP_METHODS else "other", status)
             self.requests[key] = self.requests.get(key, 0) + 1
 
     def render(self, gauges: Mapping[str, tuple[str, float]]) -> str:
@@ -59,10 +62,11 @@ class Metrics:
                     f"# TYPE {name} histogram"]
             out += [f'{name}_bucket{{le="{b:g}"}} {c}' for b, c in zip(h.buckets, h.counts, strict=True)]
             out += [f'{name}_bucket{{le="+Inf"}} {h.total}', f"{name}_sum {h.sum:.6f}", f"{name}_count {h.total}"]
-            out += ["# HELP greenwave_http_requests_total HTTP requests answered, by route and status.",
+            out += ["# HELP greenwave_http_requests_total HTTP requests answered, by route, method and status.",
                     "# TYPE greenwave_http_requests_total counter"]
-            for (route, status), n in sorted(self.requests.items()):
-                out.append(f'greenwave_http_requests_total{{route="{_label(route)}",status="{status}"}} {n}')
+            for (route, method, status), n in sorted(self.requests.items()):
+                out.append(f'greenwave_http_requests_total{{route="{_label(route)}",method="{method}",'
+                           f'status="{status}"}} {n}')
         for gname, (help_, value) in gauges.items():
             out += [f"# HELP {gname} {help_}", f"# TYPE {gname} gauge", f"{gname} {value:g}"]
         return "\n".join(out) + "\n"

@@ -91,6 +91,7 @@ FIX_BEFORE_DISPATCH_S = 10.0  # a fix may be dated this long before its escort's
 FIX_LOST_S = 120.0  # an externally tracked escort without a new fix this long is cancelled (signals back)
 ETA_EVENT_EVERY_S = 5.0  # ETA update events per escort, in simulated seconds
 ANSWER_TIMEOUT_S = 15.0
+DEFAULT_ID_PREFIX = "escort-"  # an escort dispatched without an id is escort-<n>
 TICKS_KEPT = 100_000  # recent tick timings kept for their quantiles
 
 
@@ -203,7 +204,8 @@ class SimService:
         self._no_fix_yet: set[str] = set()  # the keys of externally tracked escorts without a fix so far
         self._progress: dict[str, EvProgress] = {}
         self._after_tick: list[tuple[Future[Any], str]] = []
-        self._stages: dict[str, tuple[str, tuple[str, ...]]] = {}
+        self._stages: dict[str, tuple[str, tuple[str, ...]]] = {}  # signal -> (stage, holders) as last tracked
+        self._stages_before: dict[str, tuple[str, tuple[str, ...]]] = {}  # those the last tick changed, before it
         self._refused_seen: set[tuple[str, str]] = set()  # (signal, target) refused, reported once each
         self._refused_total = 0  # planner ticks that refused a target (the sum of its counts)
         self._sim: SumoAdapter | None = None
@@ -212,7 +214,8 @@ class SimService:
         # KEEP_AFTER_S after they are back in their programs (as a run reads them)
         self._reading: CorridorWatch | None = None
         self._monitor = SafetyMonitor({}, SafetyConfig(step_s=setup.step_length_s))
-        self._seq = 0
+        # default ids go on from the highest in the audit log, kept across restarts: one escort-1 in it
+        self._seq = audit.highest_number(DEFAULT_ID_PREFIX)
         self._route_file_ids: dict[str, tuple[str, Path]] | None = None
         self._ended = False
 
@@ -317,8 +320,9 @@ class SimService:
         for esc in self._escorts.values():
             if esc.state in ("dispatched", "en_route"):
                 esc.state, esc.reason, esc.cancelled_s = "cancelled", reason, t_s
-                self.events.publish("cancel", escort=esc.id, t_s=t_s, reason=reason)
-                self.audit.record("cancel", t_s=t_s, escort_id=esc.id, reason=reason)
+                held = self._handing_back(esc, shared=True)
+                self.events.publish("cancel", escort=esc.id, t_s=t_s, reason=reason, handing_back=held)
+                self.audit.record("cancel", t_s=t_s, escort_id=esc.id, reason=reason, handing_back=held)
         try:  # what GET /v1/emergencies shows from now on
             views = {esc.id: self._escort_view(esc, t_s, None) for esc in self._escorts.values()}
         except Exception:  # (the failure may have left the controller unreadable: keep the last views)
@@ -518,14 +522,24 @@ class SimService:
         """Events and audit rows for every change of a signal's preemption stage."""
         assert self._controller is not None
         planner = self._controller.planner
+        self._stages_before = {}
         for tls in planner.junctions:
             stage = planner.stage(tls)
             holders = planner.holders(tls)
             before, before_holders = self._stages.get(tls, ("idle", ()))
             if stage == before and holders == before_holders:
                 continue
+            self._stages_before[tls] = (before, before_holders)
             self._stages[tls] = (stage, holders)
             if stage == before:
+                # an escort joined a signal already armed or switched for another: that stage's
+                # event and decision for it alone (those that held it had theirs)
+                joined = [self._by_key.get(k, k) for k in holders if k not in before_holders]
+                if joined and stage != "idle":
+                    self.events.publish(stage, tls_id=tls, t_s=t_s, stage=stage, previous=before, escorts=joined,
+                                        joined=True)
+                    self.audit.record("decision", t_s=t_s, tls_id=tls, escort_id=joined[0], stage=stage,
+                                      previous=before, escorts=joined, joined=True)
                 continue
             escorts = [self._by_key.get(k, k) for k in (holders or before_holders)]
             for previous, step in stage_steps(before, stage):
@@ -566,8 +580,9 @@ class SimService:
                 self._controller.cancel(esc.key, "position lost")
                 reason = f"no position for {FIX_LOST_S:g} s"
                 esc.state, esc.reason, esc.cancelled_s = "cancelled", reason, t_s
-                self.events.publish("cancel", escort=esc.id, t_s=t_s, reason=reason)
-                self.audit.record("cancel", t_s=t_s, escort_id=esc.id, reason=reason)
+                held = self._handing_back(esc)
+                self.events.publish("cancel", escort=esc.id, t_s=t_s, reason=reason, handing_back=held)
+                self.audit.record("cancel", t_s=t_s, escort_id=esc.id, reason=reason, handing_back=held)
                 self._release(esc, t_s)
                 continue
             if esc.state == "dispatched" and p.depart_s is not None:
@@ -582,9 +597,24 @@ class SimService:
                     self._release(esc, t_s)
                 elif p.vanished_s is not None:
                     esc.state, esc.reason, esc.cancelled_s = "cancelled", "vanished", t_s
-                    self.events.publish("cancel", escort=esc.id, t_s=t_s, reason="vanished")
-                    self.audit.record("cancel", t_s=t_s, escort_id=esc.id, reason="vanished from the simulation")
+                    # (the controller let it go on this tick already: the signals it held before)
+                    held = self._handing_back(esc, before_tick=True)
+                    self.events.publish("cancel", escort=esc.id, t_s=t_s, reason="vanished", handing_back=held)
+                    self.audit.record("cancel", t_s=t_s, escort_id=esc.id, reason="vanished from the simulation",
+                                      handing_back=held)
                     self._release(esc, t_s)
+
+    def _handing_back(self, esc: _Escort, *, shared: bool = False, before_tick: bool = False) -> list[str]:
+        """The signals of an escort that ends, armed or switched for it alone, as the last tick left
+        them: they are handed back now (one held for others too stays held for them). ``shared``:
+        also those held for others, every signal being handed back (a stop, a failure);
+        ``before_tick``: as they were before the last tick (the controller let the escort go on it)."""
+        held = []
+        for tls in esc.corridor.tls_ids():
+            _, holders = (self._stages_before.get(tls) if before_tick else None) or self._stages.get(tls, ("idle", ()))
+            if esc.key in holders and (shared or holders == (esc.key,)):
+                held.append(tls)
+        return sorted(set(held))
 
     def _release(self, esc: _Escort, t_s: float) -> None:
         """The escort is done: its corridor's lanes stop being read now, its signals once they are
@@ -708,11 +738,12 @@ class SimService:
         return self._route_file_ids
 
     def _new_escort_id(self, sim: SumoAdapter) -> str:
-        """``escort-<n>``, the next n whose id no escort, vehicle or route file has taken."""
+        """``escort-<n>``, the next n whose id no escort, vehicle or route file has taken (n counting
+        on from the audit log's highest, see ``__init__``)."""
         assert self._controller is not None
         while True:
             self._seq += 1
-            key = f"escort-{self._seq}"
+            key = f"{DEFAULT_ID_PREFIX}{self._seq}"
             if not (key in self._escorts or key in self._by_key or key in self._controller.evs
                     or sim.vehicle_exists(key) or id_in_routes(self._route_ids(), key) is not None):
                 return key
@@ -806,8 +837,7 @@ class SimService:
         self._controller.cancel(esc.key)
         esc.state, esc.reason, esc.cancelled_s = "cancelled", "cancelled by request", sim.time_s
         self._release(esc, sim.time_s)
-        # the signals held for this escort alone (one held for others too stays held for them)
-        held = sorted({tls for tls in esc.corridor.tls_ids() if self._controller.planner.holders(tls) == (esc.key,)})
+        held = self._handing_back(esc)
         self.audit.record("cancel", t_s=sim.time_s, escort_id=esc.id, handing_back=held)
         self.events.publish("cancel", escort=esc.id, t_s=sim.time_s, handing_back=held)
         return esc.id
@@ -884,8 +914,9 @@ class SimService:
         for esc in self._escorts.values():
             if esc.state in ("dispatched", "en_route"):
                 esc.state, esc.reason, esc.cancelled_s = "cancelled", reason, sim.time_s
-                self.audit.record("cancel", t_s=sim.time_s, escort_id=esc.id, reason=reason)
-                self.events.publish("cancel", escort=esc.id, t_s=sim.time_s, reason=reason)
+                held = self._handing_back(esc, shared=True)
+                self.audit.record("cancel", t_s=sim.time_s, escort_id=esc.id, reason=reason, handing_back=held)
+                self.events.publish("cancel", escort=esc.id, t_s=sim.time_s, reason=reason, handing_back=held)
                 self._release(esc, sim.time_s)
         until = sim.time_s + DRAIN_LIMIT_S
         while self._controller.busy and sim.time_s < until:

@@ -240,11 +240,30 @@ def test_health_and_prometheus_metrics(c: httpx.Client) -> None:
                for line in r.text.splitlines() if line and not line.startswith("#")}
     assert metrics["greenwave_ticks_total"] >= health["ticks"]
     assert metrics['greenwave_tick_latency_ms_bucket{le="+Inf"}'] == metrics["greenwave_tick_latency_ms_count"]
-    assert metrics['greenwave_http_requests_total{route="/v1/emergencies/{escort_id}",status="404"}'] >= 1
-    assert metrics['greenwave_http_requests_total{route="/v1/emergencies",status="415"}'] >= 1
+    assert metrics['greenwave_http_requests_total{route="/v1/emergencies/{escort_id}",method="GET",status="404"}'] >= 1
+    assert metrics['greenwave_http_requests_total{route="/v1/emergencies",method="POST",status="415"}'] >= 1
     assert metrics["greenwave_escorts_active"] >= 0 and metrics["greenwave_junctions_preempted"] == 0
     assert metrics["greenwave_up"] == 1
     assert "# TYPE greenwave_tick_latency_ms histogram" in r.text
+
+
+def _requests_counted(c: httpx.Client) -> dict[str, float]:
+    return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in c.get("/metrics").text.splitlines()
+            if line.startswith("greenwave_http_requests_total{")}
+
+
+def test_metrics_count_requests_of_each_method_apart(c: httpx.Client) -> None:
+    # a GET and a DELETE of the same route were one series: reads and cancels could not be told apart
+    route = 'route="/v1/emergencies/{escort_id}"'
+    before = _requests_counted(c)
+    assert c.get("/v1/emergencies/ghost-m").status_code == 404
+    for _ in range(2):
+        assert c.delete("/v1/emergencies/ghost-m").status_code == 404
+    after = _requests_counted(c)
+    for method, n in (("GET", 1), ("DELETE", 2)):
+        key = f'greenwave_http_requests_total{{{route},method="{method}",status="404"}}'
+        assert after.get(key, 0) - before.get(key, 0) >= n, (key, after)
+    assert not any(route in k and "method=" not in k for k in after), after
 
 
 def test_the_docs_pages_load_everything_from_the_server_itself(srv: Server) -> None:
@@ -259,6 +278,18 @@ def test_the_docs_pages_load_everything_from_the_server_itself(srv: Server) -> N
             served = httpx.get(f"{srv.url}/docs-static/{asset}", timeout=10)
             assert served.status_code == 200 and len(served.content) > 100_000, asset
     assert httpx.get(srv.url + "/openapi.json", timeout=10).json()["info"]["title"] == "greenwave city-brain API"
+
+
+def test_openapi_declares_the_location_header_of_a_dispatch(c: httpx.Client) -> None:
+    # the 201 of a dispatch carries Location; the schema did not say so (generated clients dropped it)
+    spec = c.get("/openapi.json").json()
+    created = spec["paths"]["/v1/emergencies"]["post"]["responses"]["201"]
+    location = created["headers"]["Location"]
+    assert location["schema"] == {"type": "string"} and location["required"] is True
+    assert created["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/EscortOut"}
+    r = c.post("/v1/emergencies", json={"route": ["left2A2", "A2B2"], "id": "loc-1"})
+    assert r.status_code == 201 and r.headers["location"] == "/v1/emergencies/loc-1", r.text
+    assert c.delete("/v1/emergencies/loc-1").status_code in (200, 409)  # (409: it arrived already)
 
 
 def test_a_refused_dispatch_takes_no_default_id(c: httpx.Client) -> None:
@@ -297,8 +328,16 @@ def test_an_external_escort_that_stops_reporting_is_cancelled(c: httpx.Client) -
     assert e["reason"] == "no position for 120 s" and 120.0 < e["cancelled_s"] - fix_t <= 122.0
     wait_for(lambda: not any("quiet" in s["escorts"] or s["preempted"] for s in c.get("/v1/signals").json()),
              timeout_s=30, what="its signals handed back")
-    assert [a["detail"]["reason"] for a in c.get("/v1/audit", params={"kind": "cancel"}).json()
-            if a["escort_id"] == "quiet"] == ["no position for 120 s"]
+    rows = [a for a in c.get("/v1/audit", params={"kind": "cancel"}).json() if a["escort_id"] == "quiet"]
+    assert [a["detail"]["reason"] for a in rows] == ["no position for 120 s"]
+    # the signals held for it are listed as for a cancel by request (they were not), each then handed
+    # back or disarmed
+    handing_back = rows[0]["detail"]["handing_back"]
+    assert handing_back and set(handing_back) <= {"A1", "B1", "C1"}, rows
+    after = c.get("/v1/audit", params={"since": rows[0]["id"], "limit": 10000}).json()
+    for tls in handing_back:
+        assert any(a["tls_id"] == tls and (a["kind"] == "handback" or a["detail"].get("stage") == "idle")
+                   for a in after), (tls, after)
 
 
 def test_an_external_escort_that_never_reports_is_cancelled(c: httpx.Client) -> None:

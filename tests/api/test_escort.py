@@ -193,6 +193,45 @@ def test_cancel_hands_back_only_the_signals_held_for_that_escort_alone(server: S
         assert all(j["crossed_s"] is None or j["crossed_s"] <= amb1["cancelled_s"] for j in amb1["junctions"])
 
 
+def test_an_escort_joining_a_signal_held_for_another_gets_that_stages_event(server: Server) -> None:
+    # two GPS-tracked escorts standing before B1, one behind the other: B1 switches for the first,
+    # the second joins it as it is (no stage change), and no event said B1 was held for the second
+    route = ["left1A1", "A1B1", "B1C1", "C1right1"]
+    with server.client() as c, EventCollector(server.url, TOKEN) as sse:
+        def dispatch_at(escort_id: str, offset_m: float) -> None:
+            r = c.post("/v1/emergencies", json={"route": route, "id": escort_id, "tracking": "external"})
+            assert r.status_code == 201, r.text
+            r = c.post(f"/v1/emergencies/{escort_id}/positions", json={"edge": "A1B1", "offset_m": offset_m})
+            assert r.status_code == 200, r.text
+
+        def b1() -> dict[str, Any]:
+            return dict(c.get("/v1/signals/B1").json())
+
+        dispatch_at("lead", 170.0)
+        wait_for(lambda: (s := b1())["stage"] == "dwell" and s["escorts"] == ["lead"], what="B1 held for 'lead'")
+        dispatch_at("follow", 140.0)
+        wait_for(lambda: (s := b1())["escorts"] == ["follow", "lead"] and s["stage"] == "dwell",
+                 what="'follow' among B1's holders")
+        # (its cancel's event comes after every event of the ticks before: the stream has them all then)
+        assert c.delete("/v1/emergencies/follow").status_code == 200
+        cancel = wait_for(lambda: [e for e in sse.of("cancel") if e["data"]["escort"] == "follow"], what="the cancel")
+        before = [e for e in sse.snapshot() if e["id"] < cancel[0]["id"] and e["data"].get("tls_id") == "B1"]
+        joined = [e for e in before if "follow" in e["data"]["escorts"]]
+        assert [e["event"] for e in joined] == ["dwell"], before
+        assert joined[0]["data"]["escorts"] == ["follow"] and joined[0]["data"]["joined"] is True
+        # the escort that held it first gets nothing new: its own stages, none of them twice running
+        lead = [e for e in before if "lead" in e["data"]["escorts"]]
+        assert [e["event"] for e in lead][:2] == ["armed", "entry"] and lead[-1]["event"] == "dwell", lead
+        assert not any(e["data"].get("joined") for e in lead)
+        assert all(a["event"] != b["event"] for a, b in itertools.pairwise(lead)), lead
+        rows = [a for a in c.get("/v1/audit", params={"kind": "decision"}).json()
+                if a["tls_id"] == "B1" and a["detail"].get("joined")]
+        assert [(a["escort_id"], a["detail"]["stage"], a["detail"]["escorts"]) for a in rows] == [
+            ("follow", "dwell", ["follow"])]
+        assert c.delete("/v1/emergencies/lead").status_code == 200
+        wait_for(lambda: all_handed_back(c), timeout_s=30, what="hand-back after the cancels")
+
+
 def test_sigterm_mid_route_hands_every_junction_back(tiny_scenario: Path, tmp_path: Path) -> None:
     server = Server(tiny_scenario, tmp_path, speed=5.0).start()
     try:
@@ -211,6 +250,13 @@ def test_sigterm_mid_route_hands_every_junction_back(tiny_scenario: Path, tmp_pa
         assert any(kind == "handback" and (t == tls or tls in json.loads(d).get("tls", []))
                    for kind, t, d in rows[i + 1:]), (tls, rows)
     assert ("cancel", None) in {(k, t) for k, t, _ in rows}  # the escort was cancelled by the shutdown
+    # its cancel lists the signals still switched for it then (it did not): each entry not handed back
+    cancel = next(i for i, (kind, _, _) in enumerate(rows) if kind == "cancel")
+    detail = json.loads(rows[cancel][2])
+    assert detail["reason"] == "service stopped", detail
+    still = {tls for tls, i in last_entry.items()
+             if i < cancel and not any(kind == "handback" and t == tls for kind, t, _ in rows[i + 1:cancel])}
+    assert still <= set(detail["handing_back"]) <= set(ROW), (still, detail)
     assert json.loads(rows[-1][2]) == {"event": "stopped", "failed": None}
 
 

@@ -48,6 +48,9 @@ def test_a_failed_simulation_ends_its_escorts_and_reports_the_hand_backs(
     kinds = [k for k, _ in events]
     cancel = next(d for k, d in events if k == "cancel")
     assert cancel["escort"] == "amb" and cancel["reason"].startswith("the simulation failed")
+    assert set(cancel["handing_back"]) >= set(held)  # (the audit's cancel row lists them too: it did not)
+    row = next(r for r in service.audit.since(0, kind="cancel") if r.escort_id == "amb")
+    assert row.detail["handing_back"] == cancel["handing_back"]
     handed = {d["tls_id"] for k, d in events if k == "handback" and d.get("forced")}
     assert handed >= set(held)
     assert kinds.index("cancel") < kinds.index("error") and kinds[-1] == "error"

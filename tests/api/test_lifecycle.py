@@ -139,6 +139,32 @@ def test_at_the_end_escorts_under_way_are_cancelled_and_handed_back(tiny_scenari
         assert server.stop() == 0, server.log.read_text()
 
 
+def test_default_escort_ids_go_on_across_restarts_sharing_the_audit_log(tiny_scenario: Path, tmp_path: Path) -> None:
+    # every start began at escort-1 again: the audit log, kept across restarts, held several escort-1s
+    route = {"route": ["left2A2", "A2B2"]}
+    first = Server(tiny_scenario, tmp_path, speed=20.0).start()
+    try:
+        with first.client() as c:
+            ids = [c.post("/v1/emergencies", json=route).json()["id"] for _ in range(2)]
+            r = c.post("/v1/emergencies", json={**route, "id": "escort-7"})  # a client's id of the default form
+            assert r.status_code == 201, r.text
+    finally:
+        assert first.stop() == 0
+    assert ids == ["escort-1", "escort-2"]
+    again = Server(tiny_scenario, tmp_path, speed=20.0, audit_db=first.audit_db).start()
+    try:
+        with again.client() as c:
+            r = c.post("/v1/emergencies", json=route)
+            assert r.status_code == 201 and r.json()["id"] == "escort-8", r.text
+            # an id the client gives is taken as it is (a new simulation: unknown to it)
+            r = c.post("/v1/emergencies", json={**route, "id": "escort-1"})
+            assert r.status_code == 201 and r.json()["id"] == "escort-1", r.text
+            dispatched = [a["escort_id"] for a in c.get("/v1/audit", params={"kind": "dispatch"}).json()]
+    finally:
+        assert again.stop() == 0
+    assert dispatched == ["escort-1", "escort-2", "escort-7", "escort-8", "escort-1"]
+
+
 def test_a_body_that_is_not_json_is_refused_with_415(server: Server) -> None:
     with server.client() as c:
         r = c.post("/v1/emergencies", content=b'{"route": ["left1A1", "A1B1"]}',

@@ -43,6 +43,18 @@ def test_audit_log_survives_reopening_and_filters(tmp_path: Path) -> None:
         assert raw.execute("SELECT COUNT(*) FROM audit").fetchone() == (3,)
 
 
+def test_audit_log_highest_default_id_number(tmp_path: Path) -> None:
+    log = AuditLog(tmp_path / "audit.sqlite")
+    assert log.highest_number("escort-") == 0
+    for escort_id in ("escort-3", "escort-12", "escort-x", "escort-40b", "escort-²", "amb-99", "escort-" + "9" * 19):
+        log.record("dispatch", t_s=1.0, escort_id=escort_id)
+    log.record("decision", t_s=2.0, escort_id="escort-40", stage="entry")  # not a dispatch
+    log.record("rejected", t_s=2.0, escort_id="escort-50")
+    assert log.highest_number("escort-") == 12
+    log.close()
+    assert AuditLog(tmp_path / "audit.sqlite").highest_number("escort-") == 12  # after a restart
+
+
 def test_audit_log_on_an_unwritable_path_is_a_user_error(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("x")
@@ -64,17 +76,19 @@ def test_metrics_text_format() -> None:
     m = Metrics()
     for ms in (0.3, 4.0, 120.0):
         m.tick(ms, budget_ms=100.0)
-    m.request("/v1/emergencies", 201)
-    m.request("/v1/emergencies", 201)
-    m.request('/odd"path', 404)
+    m.request("POST", "/v1/emergencies", 201)
+    m.request("POST", "/v1/emergencies", 201)
+    m.request("GET", "/v1/emergencies", 201)
+    m.request("BREW", '/odd"path', 404)  # (a method of the client's own making: one label value for all)
     text = m.render({"greenwave_escorts_active": ("Escorts.", 2.0)})
     lines = text.splitlines()
     assert "greenwave_ticks_total 3" in lines and "greenwave_ticks_over_budget_total 1" in lines
     assert 'greenwave_tick_latency_ms_bucket{le="0.5"} 1' in lines
     assert 'greenwave_tick_latency_ms_bucket{le="5"} 2' in lines
     assert 'greenwave_tick_latency_ms_bucket{le="+Inf"} 3' in lines and "greenwave_tick_latency_ms_count 3" in lines
-    assert 'greenwave_http_requests_total{route="/v1/emergencies",status="201"} 2' in lines
-    assert 'greenwave_http_requests_total{route="/odd\\"path",status="404"} 1' in lines
+    assert 'greenwave_http_requests_total{route="/v1/emergencies",method="POST",status="201"} 2' in lines
+    assert 'greenwave_http_requests_total{route="/v1/emergencies",method="GET",status="201"} 1' in lines
+    assert 'greenwave_http_requests_total{route="/odd\\"path",method="other",status="404"} 1' in lines
     assert "# TYPE greenwave_escorts_active gauge" in lines and "greenwave_escorts_active 2" in lines
     assert text.endswith("\n")
 

@@ -1,0 +1,66 @@
+"""An escorted vehicle that leaves the simulation without arriving (removed by someone else) ends
+its escort: cancelled ('vanished'), its signals handed back, and the cancel lists them as every
+cancel does."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from controller.core.snapshot import Snapshot
+from controller.runtime.audit import AuditLog
+from controller.runtime.service import SimService
+from controller.runtime.service_model import Dispatch
+from controller.runtime.setup import prepare_scenario
+from controller.scenario import load_scenario
+from controller.sim.adapter import SumoAdapter
+from tests.api.conftest import ROW
+
+pytestmark = pytest.mark.sumo
+
+
+def test_a_vanished_escorts_cancel_lists_the_signals_it_held(
+    tiny_scenario: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    setup = prepare_scenario(load_scenario(tiny_scenario), seed=1, out_dir=tmp_path / "out")
+    service = SimService(setup, audit=AuditLog(tmp_path / "audit.sqlite"), speed=20.0, end_s=None)
+    step = SumoAdapter.step
+    gone = False
+
+    def losing_step(self: SumoAdapter) -> Snapshot:
+        # from the step after a signal was switched for it, the ambulance is no longer seen
+        snap = step(self)
+        return replace(snap, vehicles={k: v for k, v in snap.vehicles.items() if k != "amb"}) if gone else snap
+
+    monkeypatch.setattr(SumoAdapter, "step", losing_step)
+    service.start()
+    try:
+        service.submit(Dispatch(escort_id="amb", route=("left1A1", "A1B1", "B1C1", "C1right1"))).result(timeout=30)
+        deadline = time.monotonic() + 30
+        while not service.state.preempted and time.monotonic() < deadline:
+            time.sleep(0.01)
+        # (the service thread reads the flag on its next step: what it held then is read after the end)
+        gone = True
+        while service.state.escorts["amb"].state != "cancelled" and time.monotonic() < deadline:
+            time.sleep(0.01)
+        while service.state.preempted and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        service.stop()
+    assert service.state.escorts["amb"].reason == "vanished"
+    events = [(e.id, e.type, e.data) for e in service.events.since(0)]
+    cancel = next(d for _, k, d in events if k == "cancel")
+    # the switched signals at the vanishing: entered and not handed back before the cancel's tick
+    t = cancel["t_s"]
+    entered = {d["tls_id"] for _, k, d in events if k == "entry" and d["t_s"] < t}
+    back = {d["tls_id"] for _, k, d in events if k == "handback" and d["t_s"] < t}
+    assert entered - back, events
+    assert entered - back <= set(cancel["handing_back"]) <= set(ROW), (cancel, events)
+    row = next(r for r in service.audit.since(0, kind="cancel") if r.escort_id == "amb")
+    assert row.detail == {"reason": "vanished from the simulation", "handing_back": cancel["handing_back"]}
+    # each is handed back (or disarmed, if only armed) on that tick or after
+    for tls in cancel["handing_back"]:
+        assert any(k in ("handback", "disarmed") and d["tls_id"] == tls and d["t_s"] >= t for _, k, d in events), tls
