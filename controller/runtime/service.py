@@ -531,6 +531,14 @@ class SimService:
                 continue
             self._stages_before[tls] = (before, before_holders)
             self._stages[tls] = (stage, holders)
+            left = [self._by_key.get(k, k) for k in before_holders if k not in holders]
+            if left and holders and stage != "idle":
+                # escorts the signal is no longer held for (crossed, cancelled), while it stays held
+                # for others: their stream would otherwise end at the stage they had
+                held_for = [self._by_key.get(k, k) for k in holders]
+                self.events.publish("released", tls_id=tls, t_s=t_s, stage=stage, escorts=left, held_for=held_for)
+                self.audit.record("decision", t_s=t_s, tls_id=tls, escort_id=left[0], stage=stage, previous=before,
+                                  escorts=left, released=True, held_for=held_for)
             if stage == before:
                 # an escort joined a signal already armed or switched for another: that stage's
                 # event and decision for it alone (those that held it had theirs)

@@ -228,6 +228,15 @@ def test_an_escort_joining_a_signal_held_for_another_gets_that_stages_event(serv
                 if a["tls_id"] == "B1" and a["detail"].get("joined")]
         assert [(a["escort_id"], a["detail"]["stage"], a["detail"]["escorts"]) for a in rows] == [
             ("follow", "dwell", ["follow"])]
+        # and its leaving it, held for 'lead' still: its stream ended at 'dwell' before
+        released = wait_for(lambda: [e for e in sse.of("released") if e["data"]["tls_id"] == "B1"],
+                            what="B1 released for 'follow'")
+        assert [(e["data"]["escorts"], e["data"]["held_for"], e["data"]["stage"]) for e in released] == [
+            (["follow"], ["lead"], "dwell")]
+        assert released[0]["id"] > cancel[0]["id"]
+        rows = [a for a in c.get("/v1/audit", params={"kind": "decision"}).json()
+                if a["tls_id"] == "B1" and a["detail"].get("released")]
+        assert [(a["escort_id"], a["detail"]["held_for"]) for a in rows] == [("follow", ["lead"])]
         assert c.delete("/v1/emergencies/lead").status_code == 200
         wait_for(lambda: all_handed_back(c), timeout_s=30, what="hand-back after the cancels")
 
