@@ -27,6 +27,7 @@ import statistics
 import threading
 import time
 from collections import deque
+from collections.abc import Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -457,14 +458,17 @@ class SimService:
         waiting = self._no_fix_yet
         progress = {k: p for k, p in self._progress.items() if k not in waiting} if waiting else self._progress
         commands = self._controller.tick(snap, progress)
+        # the signals commanded are shown as they are after the commands, like their stage
+        now: dict[str, tuple[str, str, int]] = {}
         if commands:
             sim.apply(commands)
+            now = sim.signals_now({c.tls_id for c in commands})
         self._track_stages(t)
         self._track_refusals(t)
         self._track_escorts(t)
         assert self._reading is not None
         self._reading.tick(t, sim.switched)
-        self._publish(t, running=True, snap=snap)
+        self._publish(t, running=True, snap=snap, now=now)
         for future, escort_id in self._after_tick:
             if not future.done():
                 future.set_result(self.state.escorts[escort_id])
@@ -675,7 +679,11 @@ class SimService:
             junctions=tuple(junctions),
         )
 
-    def _publish(self, t_s: float, *, running: bool, snap: Snapshot | None = None) -> None:
+    def _publish(self, t_s: float, *, running: bool, snap: Snapshot | None = None,
+                 now: Mapping[str, tuple[str, str, int]] | None = None) -> None:
+        """The state the API serves, as this tick leaves it: a signal commanded in it (``now``:
+        state, program, phase after the commands) as it shows now, the others as the snapshot
+        read them (the last state otherwise)."""
         escorts: dict[str, EscortView] = {}
         for esc in self._escorts.values():
             if not esc.final:
@@ -698,11 +706,14 @@ class SimService:
                     continue  # no escort needs it any more (README: "the signals read now")
                 sig = shown.get(tls)
                 old = self._state.signals.get(tls)
+                shows, program, phase = (now[tls] if now and tls in now else
+                                         (sig.state, sig.program_id, sig.phase) if sig else
+                                         (old.state, old.program, old.phase) if old else ("", "", -1))
                 signals[tls] = SignalView(
                     tls_id=tls,
-                    state=sig.state if sig else (old.state if old else ""),
-                    program=sig.program_id if sig else (old.program if old else ""),
-                    phase=sig.phase if sig else (old.phase if old else -1),
+                    state=shows,
+                    program=program,
+                    phase=phase,
                     stage=planner.stage(tls),
                     escorts=tuple(self._by_key.get(k, k) for k in planner.holders(tls)),
                     preempted=tls in preempted,

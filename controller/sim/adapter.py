@@ -514,6 +514,12 @@ class SumoAdapter:
                     tl.setPhaseDuration(cmd.tls_id, cmd.phase_remaining_s)
                 self._original_program.pop(cmd.tls_id, None)
 
+    def signals_now(self, tls_ids: Collection[str]) -> dict[str, tuple[str, str, int]]:
+        """(state, program, phase) each of ``tls_ids`` shows now, after this tick's commands (a
+        snapshot has what they showed in the step simulated before them)."""
+        tl = self._api.trafficlight
+        return {t: (str(tl.getRedYellowGreenState(t)), str(tl.getProgram(t)), int(tl.getPhase(t))) for t in tls_ids}
+
     def restore_all(self) -> list[str]:
         """Return every signal this adapter switched to its original program (S5 on any exit)."""
         restored = []

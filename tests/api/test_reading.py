@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -67,3 +68,31 @@ def test_signals_are_read_while_an_escort_needs_them(tiny_scenario: Path, tmp_pa
         assert service.events.since(0)[0].id > 10**15
     finally:
         service.stop()
+
+
+def test_a_signals_view_shows_its_program_as_the_tick_leaves_it(
+    tiny_scenario: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # state, program and phase were read before the tick's commands, stage and preempted after
+    # them: in the tick of a switch or a hand-back a signal showed 'preempted' with its own
+    # program, or not preempted with the 'online' one greenwave sets
+    setup = prepare_scenario(load_scenario(tiny_scenario), seed=1, out_dir=tmp_path / "out")
+    service = SimService(setup, audit=AuditLog(tmp_path / "audit.sqlite"), speed=100.0, end_s=None)
+    views: list[tuple[float, str, str, bool, str]] = []
+    publish = SimService._publish
+
+    def recording(self: SimService, t_s: float, **kwargs: Any) -> None:
+        publish(self, t_s, **kwargs)
+        views.extend((t_s, v.tls_id, v.program, v.preempted, v.stage) for v in self.state.signals.values())
+
+    monkeypatch.setattr(SimService, "_publish", recording)
+    service.start()
+    try:
+        service.submit(Dispatch(escort_id="amb", route=("left1A1", "A1B1", "B1C1", "C1right1"))).result(timeout=30)
+        _until(service, lambda: service.state.escorts["amb"].state == "arrived" and not service.state.preempted,
+               "the arrival and every hand-back")
+    finally:
+        service.stop()
+    assert {tls for _, tls, _, preempted, _ in views if preempted} == set(ROW)  # each was switched
+    wrong = [v for v in views if v[3] != (v[2] == "online")]
+    assert not wrong, wrong[:5]
