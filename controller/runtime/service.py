@@ -857,8 +857,8 @@ class SimService:
         esc.state, esc.reason, esc.cancelled_s = "cancelled", "cancelled by request", sim.time_s
         self._release(esc, sim.time_s)
         held = self._handing_back(esc)
-        self.audit.record("cancel", t_s=sim.time_s, escort_id=esc.id, handing_back=held)
-        self.events.publish("cancel", escort=esc.id, t_s=sim.time_s, handing_back=held)
+        self.audit.record("cancel", t_s=sim.time_s, escort_id=esc.id, reason=esc.reason, handing_back=held)
+        self.events.publish("cancel", escort=esc.id, t_s=sim.time_s, reason=esc.reason, handing_back=held)
         return esc.id
 
     def _position(self, sim: SumoAdapter, cmd: Position) -> dict[str, Any]:

@@ -150,6 +150,7 @@ def test_cancel_mid_route_hands_back_at_once(server: Server) -> None:
         assert set(sse.of("cancel")[0]["data"]["handing_back"]) >= set(held)
         audit = c.get("/v1/audit", params={"kind": "cancel"}).json()
         assert [(a["escort_id"], a["kind"]) for a in audit] == [("fire-1", "cancel")]
+        assert audit[0]["detail"]["reason"] == sse.of("cancel")[0]["data"]["reason"] == "cancelled by request"
         handbacks = {a["tls_id"] for a in c.get("/v1/audit", params={"kind": "handback"}).json()}
         assert set(held) <= handbacks
 
