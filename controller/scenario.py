@@ -184,6 +184,10 @@ class ControllerSpec(_Model):
     # true: hold red, for the whole preemption, the permissive turns of other approaches that cross
     # the EV's path (the opposing left turn), so none waits for a gap on the crossing as the EV comes
     hold_crossing_turns: bool | None = None
+    # greenwave: a street between two signals of the route shorter than this (m) can fill with the
+    # next signal's queue, which then must be moving when the EV reaches the first (0: never)
+    spillback_link_m: float | None = Field(default=None, ge=0)
+    queue_spacing_m: float | None = Field(default=None, gt=0)  # a queued vehicle's length and gap
 
     def overrides(self) -> dict[str, Any]:
         return {k: v for k, v in self.model_dump().items() if v is not None}

@@ -70,6 +70,15 @@ class ControllerConfig:
     # stalled") and asked for again once it moves (None: never). In a gridlocked city they were
     # held green up to the maximum presence for an EV that could not come.
     stall_release_s: float | None = 30.0
+    # greenwave: where the street from one signal of the route to the next is shorter than this,
+    # the next signal's queue can back up over it to the first one's exit, and SUMO lets no
+    # vehicle (the EV included) enter a junction without room beyond it: the next signal then
+    # also turns green in time for that queue to be moving when the EV reaches the first one,
+    # wherever the queue then (the vehicles there now, and those the first signal releases
+    # toward it while it shows the EV's movement green, one per ``queue_spacing_m``) would fill
+    # the street (0: never)
+    spillback_link_m: float = 150.0
+    queue_spacing_m: float = 7.5  # a queued vehicle's length and the gap to the one ahead
     planner: PlannerConfig = field(default_factory=PlannerConfig)
     eta: EtaConfig = field(default_factory=EtaConfig)
 
@@ -383,6 +392,7 @@ class PreemptionController:
         out: list[ServiceRequest] = []
         previous_need: float | None = None
         previous_eta: float | None = None
+        previous_j: CorridorJunction | None = None
         upstream = 0.0  # vehicles queued at the signals between the EV and this one
         for eta in etas:
             j = junctions[eta.junction_index]
@@ -415,6 +425,13 @@ class PreemptionController:
                 # vehicles released ahead of the EV by the previous signal arrive here after the
                 # free travel time between the two: be green for them, minus this queue's clearance
                 need = min(need, previous_need + (eta_s - previous_eta) - clear_s)
+            # (the next signal's progression follows this need: a green brought forward for a
+            # queue that would back up here releases nothing the EV drives behind)
+            progression_need = need
+            if greenwave and previous_j is not None and previous_eta is not None and cfg.spillback_link_m > 0:
+                spill = self._spillback_need(previous_j, previous_eta, j, own, snapshot)
+                if spill is not None:
+                    need = min(need, spill)
             start_now = False
             if cfg.mode == "local":
                 distance = j.distance_m - position_m
@@ -422,15 +439,43 @@ class PreemptionController:
                     cfg.detect_eta_s is not None and eta_s - snapshot.t_s <= cfg.detect_eta_s
                 )
                 if not start_now:
-                    previous_need, previous_eta = need, eta_s
+                    previous_need, previous_eta, previous_j = progression_need, eta_s, j
                     continue
             out.append(
                 ServiceRequest(
                     ev_id, priority, j.tls_id, j.index, target, service.phase, eta_s, need, start_now, j.link_indices
                 )
             )
-            previous_need, previous_eta = need, eta_s
+            previous_need, previous_eta, previous_j = progression_need, eta_s, j
         return out
+
+    def _spillback_need(
+        self, a: CorridorJunction, eta_a_s: float, b: CorridorJunction, queue_b: int, snapshot: Snapshot
+    ) -> float | None:
+        """When signal ``b`` must be green so that its queue, backed up over the short street from
+        the previous junction ``a`` of the route, is moving when the EV reaches ``a`` (ETA
+        ``eta_a_s``): SUMO lets no vehicle enter a junction without room beyond it, and the EV
+        stood on green at ``a`` for it (Ingolstadt 21, the long joined junction before gneJ207).
+        None where the street is long, ``a`` and ``b`` are one signal, or the queue (``queue_b``
+        per lane now, plus what ``a`` releases toward ``b`` until the EV gets there while it shows
+        the EV's movement green, at the saturation headway) would not fill it."""
+        cfg = self.config
+        if b.index != a.index + 1 or a.tls_id == b.tls_id:
+            return None
+        street_m = b.distance_m - (a.distance_m + a.crossing_length_m)
+        if street_m > cfg.spillback_link_m:
+            return None
+        t = snapshot.t_s
+        signal = snapshot.signals.get(a.tls_id)
+        released = 0.0
+        if signal is not None and all(is_green(signal.state[i]) for i in a.link_indices):
+            released = max(0.0, eta_a_s - t) / cfg.saturation_headway_s
+        storage = math.ceil(max(street_m, 0.0) / cfg.queue_spacing_m)
+        n = min(float(storage), queue_b + released)
+        if n < storage - 1:
+            return None  # room left for the EV when it gets to a
+        clear_s = min(cfg.startup_lost_s + n * cfg.saturation_headway_s, cfg.max_clear_s)
+        return eta_a_s - clear_s - cfg.margin_s
 
     def _stalled(self, p: EvProgress, t_s: float) -> bool:
         """Has the EV stood still for ``stall_release_s`` (greenwave only)?"""

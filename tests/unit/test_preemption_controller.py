@@ -335,6 +335,31 @@ def test_greenwave_without_progression_or_queue() -> None:
     assert j1.need_green_by_s == pytest.approx(47.0) and j2.need_green_by_s == pytest.approx(67.0)
 
 
+def test_a_queue_that_would_back_up_to_the_previous_junction_is_moving_when_the_ev_gets_there() -> None:
+    # e1 (J1 to J2) is 200 m: counted as a short street here, storing 5 vehicles at 40 m each.
+    # SUMO lets no vehicle enter J1 without room beyond it: with J2's queue filling e1 the EV
+    # would stand on green at J1 (Ingolstadt 21). J1's ETA 50: J2 green by 50 - (2 + n x 2) - 3.
+    def j2_need(vehicles: int, *, t1_green: bool = False, link_m: float = 250.0) -> float:
+        def lanes(t: float) -> Mapping[str, LaneState]:
+            return {**no_queues(t), "e1_0": LaneState("e1_0", vehicles, vehicles)}
+
+        r = make_rig(ControllerConfig(progression=False, spillback_link_m=link_m, queue_spacing_m=40.0), lanes)
+        if t1_green:  # J1 shows the EV's movement: what it releases toward J2 adds to the queue
+            r.signals["T1"] = FakeSignal(T1, 0, 30.0)
+        r.step()
+        j1, j2 = r.requests_at(0.0)
+        assert j1.eta_s == pytest.approx(50.0) and j2.eta_s == pytest.approx(70.0)
+        return j2.need_green_by_s
+
+    assert j2_need(4) == pytest.approx(50.0 - (2.0 + 4 * 2.0) - 3.0)  # 4 of 5: full but for the EV
+    assert j2_need(3) == pytest.approx(70.0 - (2.0 + 3 * 2.0) - 3.0)  # room left: its own queue only
+    # J1 green for 50 s releases 25 vehicles at 2 s each: e1 full (5) by the time the EV comes
+    assert j2_need(0, t1_green=True) == pytest.approx(50.0 - (2.0 + 5 * 2.0) - 3.0)
+    assert j2_need(0) == pytest.approx(67.0)
+    # a street longer than spillback_link_m, or the rule off (0): its own queue only
+    assert j2_need(4, link_m=150.0) == j2_need(4, link_m=0.0) == pytest.approx(70.0 - (2.0 + 4 * 2.0) - 3.0)
+
+
 def test_greenwave_first_junction_enters_earlier_with_a_queue() -> None:
     # The cross street has been green at T1 since 0 (well past its 5 s minimum): showing the
     # EV's approach takes 1 + 4 (yellow) + 2 (clearance) = 7 s, so entry starts when
