@@ -77,7 +77,7 @@ class ControllerConfig:
     # wherever the queue then (the vehicles there now, and those the first signal releases
     # toward it while it shows the EV's movement green, one per ``queue_spacing_m``) would fill
     # the street (0: never)
-    spillback_link_m: float = 150.0
+    spillback_link_m: float = 100.0
     queue_spacing_m: float = 7.5  # a queued vehicle's length and the gap to the one ahead
     planner: PlannerConfig = field(default_factory=PlannerConfig)
     eta: EtaConfig = field(default_factory=EtaConfig)

@@ -95,7 +95,7 @@ def test_controller_settings_of_a_scenario_reach_the_controller(tmp_path: Path) 
     assert default.planner.serve_first_s == 10
 
 
-@pytest.mark.parametrize("spillback_link_m", [150.0, 0.0])
+@pytest.mark.parametrize("spillback_link_m", [100.0, 0.0])
 def test_the_ev_does_not_stand_on_green_for_the_next_signals_queue(tmp_path: Path, spillback_link_m: float) -> None:
     # Ingolstadt 21 westbound (the scenario's route the other way), seed 3: gneJ207's queue backs
     # up over the 17 m street out of the long joined junction before it, and SUMO lets no vehicle
