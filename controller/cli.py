@@ -145,48 +145,46 @@ def _prepared(out: Path, prepare: Callable[[], T]) -> T:
 class _PreviousRun:
     """A run into a previous run's folder sets that run aside (renamed to a hidden sibling) and
     puts it back as it was if the new run fails before its first simulated step (input SUMO
-    rejects, a route that cannot be planned, Ctrl-C while preparing): a mistake in the new
-    run's input loses nothing. Once the new run is simulating, the previous run's outputs are
+    rejects, a route that cannot be planned, Ctrl-C or SIGTERM while preparing): a mistake in the
+    new run's input loses nothing. Once the new run is simulating, the previous run's outputs are
     deleted, and the files of the user's own in the folder (a note, a recording) moved back.
 
-    Not set aside (the folder is replaced in place, as before) where that cannot be done
-    safely: the folder holds one of the run's inputs (``inputs``), it is or holds the working
-    directory, or it cannot be renamed."""
+    Not set aside (the folder is replaced in place, as before, and a note says so) where that
+    cannot be done safely: the folder holds one of the run's inputs (``inputs``, a configuration's
+    own files included), it is or holds the working directory, or it cannot be renamed."""
 
     def __init__(self, out: Path, inputs: Sequence[Path]) -> None:
         self.out, self.here = out, out.resolve()
         self.kept: Path | None = None
         if not out.is_dir() or not any(out.iterdir()):
             return
-        if Path.cwd().resolve().is_relative_to(self.here) or any(p.resolve().is_relative_to(self.here)
-                                                                 for p in inputs):
-            return
+        why = ("it holds the working directory" if Path.cwd().resolve().is_relative_to(self.here) else
+               "it holds the run's input files" if any(p.resolve().is_relative_to(self.here) for p in inputs)
+               else None)
         aside = self.here.with_name(f".{self.here.name}.previous-{os.getpid()}")
-        try:
-            self.here.rename(aside)
-        except OSError:
+        if why is None:
+            try:
+                self.here.rename(aside)
+            except OSError as e:
+                why = f"it cannot be renamed ({e.strerror or e})"
+        if why is not None:
+            click.echo(f"greenwave: note: the previous run in '{out}' is replaced in place ({why}): if this run "
+                       "fails, it is lost", err=True)
             return
         self.kept = aside
 
     def started(self) -> None:
-        """The new run simulates: the previous run's outputs go, the user's own files come back."""
-        from controller.runtime.run import is_run_output
-
-        if self.kept is None:
+        """The new run simulates: the previous run's outputs go, the user's own files come back
+        (a file of the new run's name stays aside, and is named)."""
+        kept, self.kept = self.kept, None  # (from here on, nothing is put back: an interrupt keeps both)
+        if kept is None:
             return
-        stuck = []
-        for p in self.kept.iterdir():
-            if not is_run_output(p.name) and not (self.here / p.name).exists():
-                try:
-                    p.rename(self.here / p.name)
-                except OSError:
-                    stuck.append(p.name)
+        stuck = _move_back(kept, self.here, top=True)
         if stuck:  # (left where it is, and said)
-            click.echo(f"greenwave: note: could not move {', '.join(stuck)} back into '{self.out}' from the "
-                       f"previous run's folder, kept as '{self.kept}'", err=True)
+            click.echo(f"greenwave: note: {', '.join(stuck)} of the previous run's folder not moved back into "
+                       f"'{self.out}' (the new run has that name): kept in '{kept}'", err=True)
         else:
-            shutil.rmtree(self.kept, ignore_errors=True)
-        self.kept = None
+            shutil.rmtree(kept, ignore_errors=True)
 
     def restore(self) -> bool:
         """The new run failed before it simulated: put the previous run back (True if it was)."""
@@ -202,6 +200,44 @@ class _PreviousRun:
         self.kept = None
         click.echo(f"greenwave: the previous run in '{self.out}' is kept as it was", err=True)
         return True
+
+
+def _move_back(old: Path, new: Path, *, top: bool = False) -> list[str]:
+    """Move what is in ``old`` and not a run's output (at the top) into ``new``, folder into
+    folder; return the names that could not be (the new run wrote a file of that name)."""
+    from controller.runtime.run import is_run_output
+
+    stuck = []
+    for p in old.iterdir():
+        if top and is_run_output(p.name):
+            continue
+        target = new / p.name
+        try:
+            if not target.exists() and not target.is_symlink():
+                p.rename(target)
+            elif p.is_dir() and not p.is_symlink() and target.is_dir():
+                stuck += [f"{p.name}/{n}" for n in _move_back(p, target)]
+            else:
+                stuck.append(p.name)
+        except OSError:
+            stuck.append(p.name)
+    return stuck
+
+
+def _config_files(paths: Sequence[Path]) -> list[Path]:
+    """``paths`` and, for each SUMO configuration among them, the files it names (its net, route
+    and additional files); a configuration that cannot be read adds nothing (its run says why)."""
+    from controller.sim.sumocfg import read_sumocfg
+
+    out = list(paths)
+    for p in paths:
+        if p.suffix == ".sumocfg" or p.name.endswith(".sumocfg.xml"):
+            try:
+                cfg = read_sumocfg(p)
+            except GreenwaveError:
+                continue
+            out += [cfg.net_file, *cfg.route_files, *cfg.additional_files]
+    return out
 
 
 def _parse_ev(raw: str, n: int) -> Any:
@@ -382,6 +418,10 @@ def run(
 
     console = Console() if sys.stdout.isatty() else Console(width=120)
     kept_run: _PreviousRun | None = None
+    # SIGTERM as Ctrl-C: hand back, close SUMO, put a previous run set aside back (signal
+    # handlers can only be set in the main thread)
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _raise_terminated) if main_thread else None
     try:
         if realtime and speed is not None:
             raise ScenarioError("give --realtime or --speed X, not both")
@@ -401,7 +441,7 @@ def run(
             out = out_dir or Path("runs") / f"{sumocfg_name(sumocfg)}-{controller_name}-s{seed}"
             _out_folder(out, reusable=is_run_folder, inputs=[sumocfg])
             _check_record(record, out)
-            kept_run = _PreviousRun(out, [sumocfg])
+            kept_run = _PreviousRun(out, _config_files([sumocfg]))
             setup = _prepared(out, lambda: prepare_sumocfg(sumocfg, specs, seed=seed, out_dir=out.resolve(),
                                                            end_s=end_s, bluelight=bluelight))
         else:
@@ -413,7 +453,7 @@ def run(
             out = _out_folder(out_dir or Path("runs") / f"{sc.name}-{controller_name}-s{seed}",
                               reusable=is_run_folder, inputs=scenario_inputs)
             _check_record(record, out)
-            kept_run = _PreviousRun(out, scenario_inputs)
+            kept_run = _PreviousRun(out, _config_files(scenario_inputs))
             setup = _prepared(out, lambda: prepare_scenario(sc, seed=seed, out_dir=out.resolve(),
                                                             bluelight=bluelight))
         flags = {"detect_range_m": detect_range_m, "detect_eta_s": detect_eta_s}
@@ -443,22 +483,15 @@ def run(
                 console.print(f"greenwave: note: EV '{ev.ev_id}' crosses no traffic light on its route "
                               f"({ev.route[0]} to {ev.route[-1]}): there is nothing to preempt for it",
                               highlight=False)
-        # SIGTERM as Ctrl-C: hand back, close SUMO (signal handlers can only be set in the main thread)
-        main_thread = threading.current_thread() is threading.main_thread()
-        previous = signal.signal(signal.SIGTERM, _raise_terminated) if main_thread else None
-        try:
-            with _RunProgress(console, setup.begin_s, setup.end_s, len(setup.evs)) as progress:
-                def on_progress(t_s: float, evs_done: int) -> None:
-                    kept_run.started()  # (the previous run is replaced once this one simulates)
-                    progress(t_s, evs_done)
+        with _RunProgress(console, setup.begin_s, setup.end_s, len(setup.evs)) as progress:
+            def on_progress(t_s: float, evs_done: int) -> None:
+                kept_run.started()  # (the previous run is replaced once this one simulates)
+                progress(t_s, evs_done)
 
-                summary = run_simulation(setup, controller_name, backend="traci" if backend == "traci" else "libsumo",
-                                         gui=gui, on_progress=on_progress, budget_ms=budget_ms, speed=speed,
-                                         record=record)
-            kept_run.started()
-        finally:
-            if main_thread:
-                signal.signal(signal.SIGTERM, previous)
+            summary = run_simulation(setup, controller_name, backend="traci" if backend == "traci" else "libsumo",
+                                     gui=gui, on_progress=on_progress, budget_ms=budget_ms, speed=speed,
+                                     record=record)
+        kept_run.started()
     except GreenwaveError as e:
         _fail(e)
     except KeyboardInterrupt as e:
@@ -466,6 +499,8 @@ def run(
         click.echo(f"greenwave: {what}; signals handed back, SUMO closed, no summary written", err=True)
         sys.exit(143 if isinstance(e, Terminated) else 130)
     finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
         if kept_run is not None:
             kept_run.restore()  # (nothing to do once the new run simulated)
     print_summary(summary, out, console)

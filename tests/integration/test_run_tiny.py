@@ -123,6 +123,68 @@ def test_a_rerun_that_fails_before_it_simulates_keeps_the_previous_run(tmp_path:
     assert sorted(p.name for p in out.parent.iterdir()) == ["o"]
 
 
+def test_a_rerun_keeps_the_users_files_and_what_it_cannot_set_aside_it_says(
+    tmp_path: Path, tiny_net: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+    import signal
+    import threading
+
+    import controller.cli as cli
+
+    cfg = tmp_path / "run.sumocfg"
+    cfg.write_text(f'<configuration><input><net-file value="{tiny_net}"/></input>'
+                   '<time><begin value="0"/><end value="150"/></time></configuration>')
+    out = tmp_path / "runs" / "o"
+    args = ["run", "--sumocfg", str(cfg), "--ev", "left1A1,C1right1,10", "--out", str(out)]
+    run_ok(args)
+    # a folder of the user's own that the new run writes into too: both recordings stay (the
+    # set-aside folder was deleted whole where the new run had a name of its own)
+    (out / "recs").mkdir()
+    (out / "recs" / "yesterday.jsonl").write_text("mine")
+    run_ok([*args, "--record", str(out / "recs" / "today.jsonl")])
+    assert sorted(p.name for p in (out / "recs").iterdir()) == ["today.jsonl", "yesterday.jsonl"]
+    assert sorted(p.name for p in out.parent.iterdir()) == ["o"]
+    # SIGTERM while preparing (the handler was set only once the simulation started: the
+    # process died with the previous run still set aside)
+    assert threading.current_thread() is threading.main_thread()  # (where the handler can be set)
+    before = (out / "summary.json").read_bytes()
+    import controller.runtime.setup as setup_module  # (run() imports prepare_sumocfg from it when called)
+
+    def terminated(*a: object, **k: object) -> None:
+        os.kill(os.getpid(), signal.SIGTERM)
+        threading.Event().wait(5.0)  # (the handler raises here)
+        raise AssertionError("SIGTERM did not interrupt the preparation")
+
+    monkeypatch.setattr(setup_module, "prepare_sumocfg", terminated)
+    result = CliRunner().invoke(main, args)
+    monkeypatch.undo()
+    assert result.exit_code == 143 and f"the previous run in '{out}' is kept as it was" in result.output, result.output
+    assert (out / "summary.json").read_bytes() == before and sorted(p.name for p in out.parent.iterdir()) == ["o"]
+    # interrupted while the previous run's files are being moved back: nothing is put back over
+    # the new run, and the files still aside stay there (they were deleted with the new run)
+    def interrupted(*a: object, **k: object) -> list[str]:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_move_back", interrupted)
+    result = CliRunner().invoke(main, args)
+    monkeypatch.undo()
+    assert result.exit_code == 130 and "kept as it was" not in result.output, result.output
+    aside = [p for p in out.parent.iterdir() if p.name != "o"]
+    assert len(aside) == 1 and (aside[0] / "recs" / "yesterday.jsonl").read_text() == "mine"
+    assert (out / "INCOMPLETE.txt").is_file()
+    # a configuration whose network lies in the folder: replaced in place (as before), and said
+    net = out / "mynet.net.xml"
+    net.write_bytes(tiny_net.read_bytes())
+    inside = tmp_path / "inside.sumocfg"
+    inside.write_text(f'<configuration><input><net-file value="{net}"/></input>'
+                      '<time><begin value="0"/><end value="150"/></time></configuration>')
+    result = CliRunner().invoke(main, ["run", "--sumocfg", str(inside), "--ev", "left1A1,C1right1,10",
+                                       "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert f"the previous run in '{out}' is replaced in place (it holds the run's input files)" in result.output
+
+
 def test_an_interrupted_run_leaves_no_output_that_looks_complete(scenario: Path, tmp_path: Path) -> None:
     # a complete run first, then one interrupted into the same folder: its SUMO outputs (a
     # tripinfo closed properly, statistics) cover part of the time only
