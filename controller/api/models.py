@@ -6,7 +6,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 
-ID_PATTERN = r"^[A-Za-z0-9_.:#-]{1,64}$"
+from controller import MAX_ID_LENGTH
+
+ID_PATTERN = rf"^[A-Za-z0-9_.:#-]{{1,{MAX_ID_LENGTH}}}$"
 VehicleType = Literal["ambulance", "fire", "police", "transit"]
 Stage = Literal["idle", "armed", "entry", "dwell", "exit"]
 

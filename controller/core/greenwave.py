@@ -173,9 +173,11 @@ class PreemptionController:
                 f"ControllerConfig.exclusive_service must be one of {', '.join(EXCLUSIVE_SERVICE)}, "
                 f"not {self.config.exclusive_service!r}"
             )
-        if not (self.config.spillback_link_m >= 0 and self.config.queue_spacing_m > 0):
-            raise ValueError("ControllerConfig.spillback_link_m must be >= 0 and queue_spacing_m > 0, not "
-                             f"{self.config.spillback_link_m!r} and {self.config.queue_spacing_m!r}")
+        if not (self.config.spillback_link_m >= 0 and self.config.queue_spacing_m > 0
+                and self.config.saturation_headway_s > 0):
+            raise ValueError("ControllerConfig.spillback_link_m must be >= 0, queue_spacing_m and "
+                             f"saturation_headway_s > 0, not {self.config.spillback_link_m!r}, "
+                             f"{self.config.queue_spacing_m!r} and {self.config.saturation_headway_s!r}")
         self._service: dict[tuple[str, int], _Service] = {}  # (ev, junction index) -> how it is served
         self._alone: set[tuple[str, int]] = set()  # switched to the approach alone: stays so
         self._reroutes: dict[str, int] = {}

@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from controller import MAX_ID_LENGTH
 from controller.errors import GreenwaveError
 
 KINDS = ("dispatch", "decision", "handback", "cancel", "arrival", "rejected", "service")
@@ -89,13 +90,15 @@ class AuditLog:
 
     def highest_number(self, prefix: str) -> int:
         """The highest n of the escorts dispatched under the id ``<prefix><n>`` in the whole log
-        (earlier runs too), 0 when there is none. An n of more than 18 digits (a client's own id:
-        counting on from it would make ids longer than an id may be) is not counted."""
+        (earlier runs too), 0 when there is none. An n whose successor would make an id longer
+        than an id may be (``MAX_ID_LENGTH``; only a client's own id can be that long) is not
+        counted: counting on from it could not give a valid id."""
         with self._lock:
             rows = self._db.execute("SELECT escort_id FROM audit WHERE kind = 'dispatch' AND escort_id GLOB ?",
                                     (f"{prefix}[0-9]*",)).fetchall()
         numbers = (str(r[0])[len(prefix):] for r in rows)
-        return max((int(n) for n in numbers if n.isascii() and n.isdigit() and len(n) <= 18), default=0)
+        return max((int(n) for n in numbers if n.isascii() and n.isdigit()
+                    and len(prefix) + len(str(int(n) + 1)) <= MAX_ID_LENGTH), default=0)
 
     def close(self) -> None:
         with self._lock:

@@ -358,7 +358,8 @@ def test_a_queue_that_would_back_up_to_the_previous_junction_is_moving_when_the_
     assert j2_need(0) == pytest.approx(67.0)
     # a street longer than spillback_link_m, or the rule off (0): its own queue only
     assert j2_need(4, link_m=150.0) == j2_need(4, link_m=0.0) == pytest.approx(70.0 - (2.0 + 4 * 2.0) - 3.0)
-    for bad in ({"spillback_link_m": -1.0}, {"queue_spacing_m": 0.0}, {"queue_spacing_m": float("nan")}):
+    for bad in ({"spillback_link_m": -1.0}, {"queue_spacing_m": 0.0}, {"queue_spacing_m": float("nan")},
+                {"saturation_headway_s": 0.0}):
         with pytest.raises(ValueError, match="spillback_link_m must be"):
             PreemptionController(NET, [], ControllerConfig(**bad))  # type: ignore[arg-type]
 

@@ -46,13 +46,21 @@ def test_audit_log_survives_reopening_and_filters(tmp_path: Path) -> None:
 def test_audit_log_highest_default_id_number(tmp_path: Path) -> None:
     log = AuditLog(tmp_path / "audit.sqlite")
     assert log.highest_number("escort-") == 0
-    for escort_id in ("escort-3", "escort-12", "escort-x", "escort-40b", "escort-²", "amb-99", "escort-" + "9" * 19):
+    for escort_id in ("escort-3", "escort-12", "escort-x", "escort-40b", "escort-²", "amb-99"):
         log.record("dispatch", t_s=1.0, escort_id=escort_id)
     log.record("decision", t_s=2.0, escort_id="escort-40", stage="entry")  # not a dispatch
     log.record("rejected", t_s=2.0, escort_id="escort-50")
     assert log.highest_number("escort-") == 12
     log.close()
-    assert AuditLog(tmp_path / "audit.sqlite").highest_number("escort-") == 12  # after a restart
+    log = AuditLog(tmp_path / "audit.sqlite")
+    assert log.highest_number("escort-") == 12  # after a restart
+    # a long one of a client's is counted on from as long as the next id fits in 64 characters:
+    # 19 digits were skipped, and the default id after it was given again after a restart
+    log.record("dispatch", t_s=3.0, escort_id="escort-1" + "0" * 18)
+    assert log.highest_number("escort-") == 10**18
+    log.record("dispatch", t_s=3.0, escort_id="escort-" + "9" * 57)  # 64 characters; 10**57 would be 65
+    log.record("dispatch", t_s=3.0, escort_id="escort-" + "8" * 57)
+    assert log.highest_number("escort-") == int("8" * 57)
 
 
 def test_audit_log_on_an_unwritable_path_is_a_user_error(tmp_path: Path) -> None:
