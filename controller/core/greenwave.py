@@ -74,9 +74,9 @@ class ControllerConfig:
     # the next signal's queue can back up over it to the first one's exit, and SUMO lets no
     # vehicle (the EV included) enter a junction without room beyond it: the next signal then
     # also turns green in time for that queue to be moving when the EV reaches the first one,
-    # wherever the queue then (the vehicles there now, and those the first signal releases
-    # toward it while it shows the EV's movement green, one per ``queue_spacing_m``) would fill
-    # the street (0: never)
+    # wherever the queue then (the vehicles there now and, onto a queue, those the first signal
+    # releases toward it while it shows the EV's movement green, one per ``queue_spacing_m``)
+    # would fill the street (0: never)
     spillback_link_m: float = 100.0
     queue_spacing_m: float = 7.5  # a queued vehicle's length and the gap to the one ahead
     planner: PlannerConfig = field(default_factory=PlannerConfig)
@@ -462,8 +462,8 @@ class PreemptionController:
         ``eta_a_s``): SUMO lets no vehicle enter a junction without room beyond it, and the EV
         stood on green at ``a`` for it (Ingolstadt 21, the long joined junction before gneJ207).
         None where the street is long, ``a`` and ``b`` are one signal, or the queue (``queue_b``
-        per lane now, plus what ``a`` releases toward ``b`` until the EV gets there while it shows
-        the EV's movement green, at the saturation headway) would not fill it."""
+        per lane now, plus, where there is one, what ``a`` releases toward ``b`` until the EV gets
+        there while it shows the EV's movement green, at the saturation headway) would not fill it."""
         cfg = self.config
         if b.index != a.index + 1 or a.tls_id == b.tls_id:
             return None
@@ -473,7 +473,9 @@ class PreemptionController:
         t = snapshot.t_s
         signal = snapshot.signals.get(a.tls_id)
         released = 0.0
-        if signal is not None and all(is_green(signal.state[i]) for i in a.link_indices):
+        # (only onto a queue there already: an empty street says what a sends toward b is light,
+        # and counting a saturated flow into it held b for every EV in the NDS city)
+        if queue_b > 0 and signal is not None and all(is_green(signal.state[i]) for i in a.link_indices):
             released = max(0.0, eta_a_s - t) / cfg.saturation_headway_s
         storage = math.ceil(max(street_m, 0.0) / cfg.queue_spacing_m)
         n = min(float(storage), queue_b + released)

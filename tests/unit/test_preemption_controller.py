@@ -353,9 +353,11 @@ def test_a_queue_that_would_back_up_to_the_previous_junction_is_moving_when_the_
 
     assert j2_need(4) == pytest.approx(50.0 - (2.0 + 4 * 2.0) - 3.0)  # 4 of 5: full but for the EV
     assert j2_need(3) == pytest.approx(70.0 - (2.0 + 3 * 2.0) - 3.0)  # room left: its own queue only
-    # J1 green for 50 s releases 25 vehicles at 2 s each: e1 full (5) by the time the EV comes
-    assert j2_need(0, t1_green=True) == pytest.approx(50.0 - (2.0 + 5 * 2.0) - 3.0)
-    assert j2_need(0) == pytest.approx(67.0)
+    # J1 green for 50 s releases up to 25 vehicles at 2 s each onto a queue there: e1 full (5) by
+    # the time the EV comes; onto an empty street (a light flow) it is not counted
+    assert j2_need(1, t1_green=True) == pytest.approx(50.0 - (2.0 + 5 * 2.0) - 3.0)
+    assert j2_need(1) == pytest.approx(70.0 - (2.0 + 1 * 2.0) - 3.0)
+    assert j2_need(0, t1_green=True) == j2_need(0) == pytest.approx(67.0)
     # a street longer than spillback_link_m, or the rule off (0): its own queue only
     assert j2_need(4, link_m=150.0) == j2_need(4, link_m=0.0) == pytest.approx(70.0 - (2.0 + 4 * 2.0) - 3.0)
     for bad in ({"spillback_link_m": -1.0}, {"queue_spacing_m": 0.0}, {"queue_spacing_m": float("nan")},
