@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import math
 import os
 import shutil
@@ -156,6 +157,10 @@ class _PreviousRun:
     def __init__(self, out: Path, inputs: Sequence[Path]) -> None:
         self.out, self.here = out, out.resolve()
         self.kept: Path | None = None
+        for left in sorted(self.here.parent.glob(f".{glob.escape(self.here.name)}.previous-*")):
+            if not _alive(left.name.rpartition("-")[2]):  # (a run killed while preparing: SIGKILL, no memory)
+                click.echo(f"greenwave: note: '{left}' holds an earlier run of '{out}' that a run killed while "
+                           "preparing had set aside", err=True)
         if not out.is_dir() or not any(out.iterdir()):
             return
         why = ("it holds the working directory" if Path.cwd().resolve().is_relative_to(self.here) else
@@ -200,6 +205,19 @@ class _PreviousRun:
         self.kept = None
         click.echo(f"greenwave: the previous run in '{self.out}' is kept as it was", err=True)
         return True
+
+
+def _alive(pid: str) -> bool:
+    """Is there a process of this id (a number) now?"""
+    if not pid.isascii() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except (ProcessLookupError, OverflowError):
+        return False
+    except PermissionError:  # (another user's)
+        return True
+    return True
 
 
 def _move_back(old: Path, new: Path, *, top: bool = False) -> list[str]:

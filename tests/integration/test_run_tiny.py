@@ -4,6 +4,7 @@ bounds, both backends, hand-back on failure, and that a user's config folder sta
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -173,6 +174,16 @@ def test_a_rerun_keeps_the_users_files_and_what_it_cannot_set_aside_it_says(
     aside = [p for p in out.parent.iterdir() if p.name != "o"]
     assert len(aside) == 1 and (aside[0] / "recs" / "yesterday.jsonl").read_text() == "mine"
     assert (out / "INCOMPLETE.txt").is_file()
+    # what a run killed while preparing left aside (SIGKILL: nothing could put it back) is named;
+    # not what a run under way has set aside
+    for left in aside:
+        shutil.rmtree(left)
+    (out.parent / ".o.previous-999999999").mkdir()
+    (out.parent / f".o.previous-{os.getpid()}").mkdir()
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert f"'{out.parent / '.o.previous-999999999'}' holds an earlier run of '{out}'" in result.output
+    assert f".o.previous-{os.getpid()}' holds" not in result.output
     # a configuration whose network lies in the folder: replaced in place (as before), and said
     net = out / "mynet.net.xml"
     net.write_bytes(tiny_net.read_bytes())
