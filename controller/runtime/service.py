@@ -320,10 +320,7 @@ class SimService:
         reason = f"the simulation failed: {message}"
         for esc in self._escorts.values():
             if esc.state in ("dispatched", "en_route"):
-                esc.state, esc.reason, esc.cancelled_s = "cancelled", reason, t_s
-                held = self._handing_back(esc, shared=True)
-                self.events.publish("cancel", escort=esc.id, t_s=t_s, reason=reason, handing_back=held)
-                self.audit.record("cancel", t_s=t_s, escort_id=esc.id, reason=reason, handing_back=held)
+                self._cancelled(esc, t_s, reason, shared=True)
         try:  # what GET /v1/emergencies shows from now on
             views = {esc.id: self._escort_view(esc, t_s, None) for esc in self._escorts.values()}
         except Exception:  # (the failure may have left the controller unreadable: keep the last views)
@@ -591,10 +588,7 @@ class SimService:
             if lost and esc.state in ("dispatched", "en_route") and p.arrived_s is None:
                 self._controller.cancel(esc.key, "position lost")
                 reason = f"no position for {FIX_LOST_S:g} s"
-                esc.state, esc.reason, esc.cancelled_s = "cancelled", reason, t_s
-                held = self._handing_back(esc)
-                self.events.publish("cancel", escort=esc.id, t_s=t_s, reason=reason, handing_back=held)
-                self.audit.record("cancel", t_s=t_s, escort_id=esc.id, reason=reason, handing_back=held)
+                self._cancelled(esc, t_s, reason)
                 self._release(esc, t_s)
                 continue
             if esc.state == "dispatched" and p.depart_s is not None:
@@ -608,13 +602,18 @@ class SimService:
                     self.audit.record("arrival", t_s=p.arrived_s, escort_id=esc.id)
                     self._release(esc, t_s)
                 elif p.vanished_s is not None:
-                    esc.state, esc.reason, esc.cancelled_s = "cancelled", "vanished", t_s
                     # (the controller let it go on this tick already: the signals it held before)
-                    held = self._handing_back(esc, before_tick=True)
-                    self.events.publish("cancel", escort=esc.id, t_s=t_s, reason="vanished", handing_back=held)
-                    self.audit.record("cancel", t_s=t_s, escort_id=esc.id, reason="vanished from the simulation",
-                                      handing_back=held)
+                    self._cancelled(esc, t_s, "vanished", before_tick=True, audit_reason="vanished from the simulation")
                     self._release(esc, t_s)
+
+    def _cancelled(self, esc: _Escort, t_s: float, reason: str, *, shared: bool = False, before_tick: bool = False,
+                   audit_reason: str | None = None) -> None:
+        """The escort is cancelled: its state, and the cancel event and audit row listing the
+        signals handed back for it (``shared``, ``before_tick``: see :meth:`_handing_back`)."""
+        esc.state, esc.reason, esc.cancelled_s = "cancelled", reason, t_s
+        held = self._handing_back(esc, shared=shared, before_tick=before_tick)
+        self.events.publish("cancel", escort=esc.id, t_s=t_s, reason=reason, handing_back=held)
+        self.audit.record("cancel", t_s=t_s, escort_id=esc.id, reason=audit_reason or reason, handing_back=held)
 
     def _handing_back(self, esc: _Escort, *, shared: bool = False, before_tick: bool = False) -> list[str]:
         """The signals of an escort that ends, armed or switched for it alone, as the last tick left
@@ -854,11 +853,8 @@ class SimService:
             done = "has arrived" if esc.state == "arrived" else "is cancelled"
             raise RequestError(f"escort '{esc.id}' {done} already", 409)
         self._controller.cancel(esc.key)
-        esc.state, esc.reason, esc.cancelled_s = "cancelled", "cancelled by request", sim.time_s
+        self._cancelled(esc, sim.time_s, "cancelled by request")
         self._release(esc, sim.time_s)
-        held = self._handing_back(esc)
-        self.audit.record("cancel", t_s=sim.time_s, escort_id=esc.id, reason=esc.reason, handing_back=held)
-        self.events.publish("cancel", escort=esc.id, t_s=sim.time_s, reason=esc.reason, handing_back=held)
         return esc.id
 
     def _position(self, sim: SumoAdapter, cmd: Position) -> dict[str, Any]:
@@ -932,10 +928,7 @@ class SimService:
         self._controller.stop()
         for esc in self._escorts.values():
             if esc.state in ("dispatched", "en_route"):
-                esc.state, esc.reason, esc.cancelled_s = "cancelled", reason, sim.time_s
-                held = self._handing_back(esc, shared=True)
-                self.audit.record("cancel", t_s=sim.time_s, escort_id=esc.id, reason=reason, handing_back=held)
-                self.events.publish("cancel", escort=esc.id, t_s=sim.time_s, reason=reason, handing_back=held)
+                self._cancelled(esc, sim.time_s, reason, shared=True)
                 self._release(esc, sim.time_s)
         until = sim.time_s + DRAIN_LIMIT_S
         while self._controller.busy and sim.time_s < until:

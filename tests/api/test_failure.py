@@ -9,13 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from controller.runtime.audit import AuditLog
 from controller.runtime.service import SimService
 from controller.runtime.service_model import Dispatch
-from controller.runtime.setup import prepare_scenario
-from controller.scenario import load_scenario
 from controller.sim.adapter import SumoAdapter
-from tests.api.conftest import ROW
+from tests.api.conftest import ROW, in_process_service
 
 pytestmark = pytest.mark.sumo
 
@@ -23,8 +20,7 @@ pytestmark = pytest.mark.sumo
 def test_a_failed_simulation_ends_its_escorts_and_reports_the_hand_backs(
     tiny_scenario: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    setup = prepare_scenario(load_scenario(tiny_scenario), seed=1, out_dir=tmp_path / "out")
-    service = SimService(setup, audit=AuditLog(tmp_path / "audit.sqlite"), speed=20.0, end_s=None)
+    service: SimService = in_process_service(tiny_scenario, tmp_path, speed=20.0)
     service.start()
     try:
         route = ("left1A1", "A1B1", "B1C1", "C1right1")

@@ -4,46 +4,32 @@ longer asked for them); a signal another escort still needs stays."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from controller.runtime.audit import AuditLog
 from controller.runtime.service import SimService
 from controller.runtime.service_model import Cancel, Dispatch
-from controller.runtime.setup import prepare_scenario
 from controller.runtime.watch import KEEP_AFTER_S
-from controller.scenario import load_scenario
-from tests.api.conftest import ROW
+from tests.api.conftest import ROW, in_process_service, wait_for
 
 pytestmark = pytest.mark.sumo
 
 
-def _until(service: SimService, predicate: object, what: str, timeout_s: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def test_signals_are_read_while_an_escort_needs_them(tiny_scenario: Path, tmp_path: Path) -> None:
-    setup = prepare_scenario(load_scenario(tiny_scenario), seed=1, out_dir=tmp_path / "out")
-    service = SimService(setup, audit=AuditLog(tmp_path / "audit.sqlite"), speed=100.0, end_s=None)
+    service: SimService = in_process_service(tiny_scenario, tmp_path, speed=100.0)
     service.start()
     try:
         row = ("left1A1", "A1B1", "B1C1", "C1right1")
         column = ("bottom1B0", "B0B1", "B1B2", "B2top1")  # crosses the row at B1
         service.submit(Dispatch(escort_id="amb", route=row)).result(timeout=30)
         assert set(service.state.signals) == set(ROW)
-        _until(service, lambda: service.state.escorts["amb"].state == "arrived", "the ambulance's arrival")
+        wait_for(lambda: service.state.escorts["amb"].state == "arrived", what="the ambulance's arrival")
         arrived_s = service.state.escorts["amb"].arrived_s
         assert arrived_s is not None
         # a second escort through B1 (dispatched 60 s after the ambulance arrived), cancelled at once
-        _until(service, lambda: service.state.t_s >= arrived_s + 60, "60 s after the arrival")
+        wait_for(lambda: service.state.t_s >= arrived_s + 60, what="60 s after the arrival")
         service.submit(Dispatch(escort_id="fire", route=column, vehicle_type="fire")).result(timeout=30)
         assert set(service.state.signals) == {*ROW, "B0", "B2"}
         service.submit(Cancel("fire")).result(timeout=30)
@@ -51,10 +37,10 @@ def test_signals_are_read_while_an_escort_needs_them(tiny_scenario: Path, tmp_pa
         assert cancelled_s is not None
         # the ambulance's A1 and C1 leave KEEP_AFTER_S after its arrival; B1, needed by the fire
         # engine since, stays with the fire engine's B0 and B2 until KEEP_AFTER_S after its cancel
-        _until(service, lambda: not {"A1", "C1"} & set(service.state.signals), "A1 and C1 dropped")
+        wait_for(lambda: not {"A1", "C1"} & set(service.state.signals), what="A1 and C1 dropped")
         assert service.state.t_s - arrived_s >= KEEP_AFTER_S
         assert set(service.state.signals) == {"B0", "B1", "B2"}
-        _until(service, lambda: not service.state.signals, "every signal dropped")
+        wait_for(lambda: not service.state.signals, what="every signal dropped")
         assert service.state.t_s - cancelled_s >= KEEP_AFTER_S
         assert service.state.preempted == () and sum(service.state.safety.values()) == 0
         reading = service._reading
@@ -76,8 +62,7 @@ def test_a_signals_view_shows_its_program_as_the_tick_leaves_it(
     # state, program and phase were read before the tick's commands, stage and preempted after
     # them: in the tick of a switch or a hand-back a signal showed 'preempted' with its own
     # program, or not preempted with the 'online' one greenwave sets
-    setup = prepare_scenario(load_scenario(tiny_scenario), seed=1, out_dir=tmp_path / "out")
-    service = SimService(setup, audit=AuditLog(tmp_path / "audit.sqlite"), speed=100.0, end_s=None)
+    service: SimService = in_process_service(tiny_scenario, tmp_path, speed=100.0)
     views: list[tuple[float, str, str, bool, str]] = []
     publish = SimService._publish
 
@@ -89,8 +74,8 @@ def test_a_signals_view_shows_its_program_as_the_tick_leaves_it(
     service.start()
     try:
         service.submit(Dispatch(escort_id="amb", route=("left1A1", "A1B1", "B1C1", "C1right1"))).result(timeout=30)
-        _until(service, lambda: service.state.escorts["amb"].state == "arrived" and not service.state.preempted,
-               "the arrival and every hand-back")
+        wait_for(lambda: service.state.escorts["amb"].state == "arrived" and not service.state.preempted,
+                 what="the arrival and every hand-back")
     finally:
         service.stop()
     assert {tls for _, tls, _, preempted, _ in views if preempted} == set(ROW)  # each was switched

@@ -13,11 +13,9 @@ import pytest
 
 from controller.api.app import create_app
 from controller.core.snapshot import Snapshot
-from controller.runtime.audit import AuditLog
 from controller.runtime.service import SimService
-from controller.runtime.setup import prepare_scenario
-from controller.scenario import load_scenario
 from controller.sim.adapter import SumoAdapter
+from tests.api.conftest import in_process_service
 
 pytestmark = pytest.mark.sumo
 
@@ -31,8 +29,7 @@ async def _health_and_metrics(service: SimService) -> tuple[dict[str, object], s
 def test_a_refused_target_is_reported_once_and_counted(
     tiny_scenario: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    setup = prepare_scenario(load_scenario(tiny_scenario), seed=1, out_dir=tmp_path / "out")
-    service = SimService(setup, audit=AuditLog(tmp_path / "audit.sqlite"), speed=50.0, end_s=None)
+    service: SimService = in_process_service(tiny_scenario, tmp_path, speed=50.0)
     step = SumoAdapter.step
     steps = 0
 

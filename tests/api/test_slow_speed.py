@@ -12,11 +12,9 @@ import pytest
 
 import controller.runtime.service as service_module
 from controller.api.app import _answer
-from controller.runtime.audit import AuditLog
 from controller.runtime.service import SimService
 from controller.runtime.service_model import Dispatch
-from controller.runtime.setup import prepare_scenario
-from controller.scenario import load_scenario
+from tests.api.conftest import in_process_service
 
 pytestmark = pytest.mark.sumo
 
@@ -27,8 +25,7 @@ def test_the_answer_wait_covers_two_ticks_at_a_slow_speed(
     # a 1 s step at --speed 0.5 is a 2 s tick; with the fixed wait cut to 0.2 s, only the
     # part that scales with the tick lets the dispatch be answered
     monkeypatch.setattr(service_module, "ANSWER_TIMEOUT_S", 0.2)
-    setup = prepare_scenario(load_scenario(tiny_scenario), seed=1, out_dir=tmp_path / "out")
-    service = SimService(setup, audit=AuditLog(tmp_path / "audit.sqlite"), speed=0.5, end_s=None)
+    service: SimService = in_process_service(tiny_scenario, tmp_path, speed=0.5)
     assert service.answer_timeout_s == pytest.approx(0.2 + 2 * 2.0)
     service.start()
     try:

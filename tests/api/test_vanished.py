@@ -11,13 +11,10 @@ from pathlib import Path
 import pytest
 
 from controller.core.snapshot import Snapshot
-from controller.runtime.audit import AuditLog
 from controller.runtime.service import SimService
 from controller.runtime.service_model import Dispatch
-from controller.runtime.setup import prepare_scenario
-from controller.scenario import load_scenario
 from controller.sim.adapter import SumoAdapter
-from tests.api.conftest import ROW
+from tests.api.conftest import ROW, in_process_service
 
 pytestmark = pytest.mark.sumo
 
@@ -25,8 +22,7 @@ pytestmark = pytest.mark.sumo
 def test_a_vanished_escorts_cancel_lists_the_signals_it_held(
     tiny_scenario: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    setup = prepare_scenario(load_scenario(tiny_scenario), seed=1, out_dir=tmp_path / "out")
-    service = SimService(setup, audit=AuditLog(tmp_path / "audit.sqlite"), speed=20.0, end_s=None)
+    service: SimService = in_process_service(tiny_scenario, tmp_path, speed=20.0)
     step = SumoAdapter.step
     gone = False
 
