@@ -688,10 +688,19 @@ class Planner:
                     rec.entry_s = t_s
                     rec.eta_at_entry_s = r.eta_s
                     self._entered.append(j.tls_id)
+            keys = tuple(r.key for r in served)
             if target != j.target:
-                j.target, j.phase, j.serving = target, phase, tuple(r.key for r in served)
+                j.target, j.phase, j.serving = target, phase, keys
                 if j.stage == "dwell" and j.clock.state != target:
                     j.stage = "entry"
+            elif keys != j.serving:
+                # a request the same target serves joined (or one left): it is served, and
+                # dwells from now where the signal already shows the target
+                j.serving = keys
+                if j.stage == "dwell":
+                    for key in keys:
+                        if j.current[key].dwell_s is None:
+                            j.current[key].dwell_s = t_s
             cmd = next_state(j.timing, j.clock, target, t_s, cfg.step_s, j.occupied, cfg.red_extension_s)
             extension_limit = j.timing.clearance_s + cfg.red_extension_s
             if not j.holding and (cmd is None or (

@@ -598,22 +598,24 @@ class SimService:
             if esc.state in ("dispatched", "en_route"):
                 if p.arrived_s is not None:
                     esc.state = "arrived"
-                    self.events.publish("arrival", escort=esc.id, t_s=p.arrived_s)
-                    self.audit.record("arrival", t_s=p.arrived_s, escort_id=esc.id)
+                    # (the controller let it go on this tick already: the signals it held before)
+                    held = self._handing_back(esc, before_tick=True)
+                    self.events.publish("arrival", escort=esc.id, t_s=p.arrived_s, handing_back=held)
+                    self.audit.record("arrival", t_s=p.arrived_s, escort_id=esc.id, handing_back=held)
                     self._release(esc, t_s)
                 elif p.vanished_s is not None:
                     # (the controller let it go on this tick already: the signals it held before)
-                    self._cancelled(esc, t_s, "vanished", before_tick=True, audit_reason="vanished from the simulation")
+                    self._cancelled(esc, t_s, "vanished from the simulation", before_tick=True)
                     self._release(esc, t_s)
 
-    def _cancelled(self, esc: _Escort, t_s: float, reason: str, *, shared: bool = False, before_tick: bool = False,
-                   audit_reason: str | None = None) -> None:
+    def _cancelled(self, esc: _Escort, t_s: float, reason: str, *, shared: bool = False,
+                   before_tick: bool = False) -> None:
         """The escort is cancelled: its state, and the cancel event and audit row listing the
         signals handed back for it (``shared``, ``before_tick``: see :meth:`_handing_back`)."""
         esc.state, esc.reason, esc.cancelled_s = "cancelled", reason, t_s
         held = self._handing_back(esc, shared=shared, before_tick=before_tick)
         self.events.publish("cancel", escort=esc.id, t_s=t_s, reason=reason, handing_back=held)
-        self.audit.record("cancel", t_s=t_s, escort_id=esc.id, reason=audit_reason or reason, handing_back=held)
+        self.audit.record("cancel", t_s=t_s, escort_id=esc.id, reason=reason, handing_back=held)
 
     def _handing_back(self, esc: _Escort, *, shared: bool = False, before_tick: bool = False) -> list[str]:
         """The signals of an escort that ends, armed or switched for it alone, as the last tick left

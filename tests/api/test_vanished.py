@@ -46,7 +46,7 @@ def test_a_vanished_escorts_cancel_lists_the_signals_it_held(
             time.sleep(0.01)
     finally:
         service.stop()
-    assert service.state.escorts["amb"].reason == "vanished"
+    assert service.state.escorts["amb"].reason == "vanished from the simulation"
     events = [(e.id, e.type, e.data) for e in service.events.since(0)]
     cancel = next(d for _, k, d in events if k == "cancel")
     # the switched signals at the vanishing: entered and not handed back before the cancel's tick

@@ -923,6 +923,25 @@ def test_compatible_requests_are_merged_and_served_together() -> None:
     assert r.safety() == []
 
 
+def test_an_ev_that_joins_a_dwell_with_the_same_target_is_served_and_dwells_from_then() -> None:
+    # a (through) dwells from 59; b (through too, behind it) asks from 62: the signal already
+    # shows what b needs, so b is served from then: in ``serving`` (the API's view says
+    # dwell, not armed) with its record's dwell from the tick it joined
+    a = req("Grrr", 0, eta=63, need=60, ev="a")
+    b = req("Grrr", 0, eta=75, need=72, ev="b")
+    r = rig()
+    r.run_until(62, lambda t: [a])
+    j = r.planner.junctions["J"]
+    assert j.stage == "dwell" and j.serving == (("a", 0),)
+    r.run_until(64, lambda t: [a, b])
+    assert j.stage == "dwell" and set(j.serving) == {("a", 0), ("b", 0)}
+    assert j.current[("b", 0)].dwell_s == j.current[("b", 0)].entry_s == 62.0
+    r.run_until(100, lambda t: [b] if t < 75 else [])
+    recs = {rec.ev_id: rec for rec in r.planner.records()}
+    assert recs["b"].dwell_s == 62.0 and recs["b"].exit_reason == "crossed"
+    assert r.safety() == [] and r.finish() == []
+
+
 def test_an_ev_whose_requests_end_no_longer_holds_a_signal_held_for_another() -> None:
     # a (through) and b (left) served together; a is cancelled at 65 while b goes on until 72:
     # from then the signal is held for b alone, and a's record ends at 65, cancelled; both are
