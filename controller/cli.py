@@ -430,12 +430,14 @@ def run(
     record: Path | None,
 ) -> None:
     """Run one SCENARIO (a .toml file), or your own --sumocfg with --ev, and write summary.json."""
+    from controller.runtime.folder_lock import FolderLock, hold_folder
     from controller.runtime.run import run as run_simulation
     from controller.runtime.setup import is_run_folder, prepare_scenario, prepare_sumocfg, sumocfg_name
     from controller.scenario import load_scenario
 
     console = Console() if sys.stdout.isatty() else Console(width=120)
     kept_run: _PreviousRun | None = None
+    lock: FolderLock | None = None
     # SIGTERM as Ctrl-C: hand back, close SUMO, put a previous run set aside back (signal
     # handlers can only be set in the main thread)
     main_thread = threading.current_thread() is threading.main_thread()
@@ -459,6 +461,7 @@ def run(
             out = out_dir or Path("runs") / f"{sumocfg_name(sumocfg)}-{controller_name}-s{seed}"
             _out_folder(out, reusable=is_run_folder, inputs=[sumocfg])
             _check_record(record, out)
+            lock = hold_folder(out)
             kept_run = _PreviousRun(out, _config_files([sumocfg]))
             setup = _prepared(out, lambda: prepare_sumocfg(sumocfg, specs, seed=seed, out_dir=out.resolve(),
                                                            end_s=end_s, bluelight=bluelight))
@@ -471,6 +474,7 @@ def run(
             out = _out_folder(out_dir or Path("runs") / f"{sc.name}-{controller_name}-s{seed}",
                               reusable=is_run_folder, inputs=scenario_inputs)
             _check_record(record, out)
+            lock = hold_folder(out)
             kept_run = _PreviousRun(out, _config_files(scenario_inputs))
             setup = _prepared(out, lambda: prepare_scenario(sc, seed=seed, out_dir=out.resolve(),
                                                             bluelight=bluelight))
@@ -521,6 +525,8 @@ def run(
             signal.signal(signal.SIGTERM, previous)
         if kept_run is not None:
             kept_run.restore()  # (nothing to do once the new run simulated)
+        if lock is not None:
+            lock.release()
     print_summary(summary, out, console)
 
 

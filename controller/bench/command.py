@@ -28,6 +28,7 @@ from controller.bench.runner import Job, run_jobs
 from controller.bench.suite import default_suite, load_suite, parse_controllers, parse_seeds
 from controller.errors import GreenwaveError
 from controller.report.bench import write_bench_report
+from controller.runtime.folder_lock import hold_folder
 
 
 def _progress(console: Console, width: int) -> Any:
@@ -101,89 +102,90 @@ def run_bench(
     out = (out_dir or Path("runs") / f"bench-{s.name}").resolve()
     if write_baseline is not None:
         _check_baseline_target(write_baseline, out)
-    out.mkdir(parents=True, exist_ok=True)
+    with hold_folder(out, "--out", "bench"):
+        out.mkdir(parents=True, exist_ok=True)
 
-    plan = [
-        Job(sc.name, sc.source, ctrl, seed, out / "runs" / sc.name / f"{ctrl}-s{seed}")
-        for sc in s.scenarios if sc.source is not None
-        for seed in seed_list
-        for ctrl in ctrl_list
-    ]  # fmt: skip
-    workers = min(jobs or os.cpu_count() or 1, len(plan))
-    console.print(
-        f"greenwave bench: suite {s.name} v{s.version}: {len(s.scenarios)} scenario(s) x "
-        f"{len(ctrl_list)} controller(s) x {len(seed_list)} seed(s) = {len(plan)} runs on {workers} worker(s); "
-        f"output {out}",
-        highlight=False,
-    )
-    width = max(len(sc.name) for sc in s.scenarios)
-    results = run_jobs(plan, workers=workers, on_done=_progress(console, width))
+        plan = [
+            Job(sc.name, sc.source, ctrl, seed, out / "runs" / sc.name / f"{ctrl}-s{seed}")
+            for sc in s.scenarios if sc.source is not None
+            for seed in seed_list
+            for ctrl in ctrl_list
+        ]  # fmt: skip
+        workers = min(jobs or os.cpu_count() or 1, len(plan))
+        console.print(
+            f"greenwave bench: suite {s.name} v{s.version}: {len(s.scenarios)} scenario(s) x "
+            f"{len(ctrl_list)} controller(s) x {len(seed_list)} seed(s) = {len(plan)} runs on {workers} worker(s); "
+            f"output {out}",
+            highlight=False,
+        )
+        width = max(len(sc.name) for sc in s.scenarios)
+        results = run_jobs(plan, workers=workers, on_done=_progress(console, width))
 
-    rows = aggregate(results)
-    verdict_list = verdicts(results, rows)
-    suite_info = {"name": s.name, "version": s.version, "file": str(s.source), "seeds": list(seed_list),
-                  "controllers": list(ctrl_list), "scenarios": [sc.name for sc in s.scenarios]}
-    print_report(console, rows, verdict_list,
-                 f"{s.name} v{s.version} · seeds {_seed_text(seed_list)} · times in s, changes vs none in %")
-    check = check_baseline(rows, base, suite_info) if base is not None else None
-    failures = [run_row(r) for r in results if r.summary is None]
-    written = write_baseline is not None and not failures
-    updated = update and written  # moved on purpose: --update-baseline rewrites the baseline; listed, not a failure
-    write_json(out / "bench.json", {
-        "suite": suite_info,
-        "greenwave_version": __version__,
-        "code": code_provenance(),
-        "out_dir": str(out),
-        "aggregate": rows,
-        "verdicts": verdict_list,
-        "check": None if check is None else {"baseline": str(baseline), **check, "updated": updated},
-        "failures": failures,
-        "runs": [run_row(r) for r in results],
-        "notes": {
-            "gap_closed": "(mean_none - mean_X) / (mean_none - mean_oracle) of EV travel time on the seeds all "
-                          "three completed; gap_judged false when the oracle saves < 10 % of none's time",
-            "eta_pooling": "per figure (all, 60, entry): pooled = p90 over every run's raw errors (eta.errors); "
-                           "mean_of_run_p90 = the mean of the runs' own p90s, used when some summary carries "
-                           "no raw errors for that figure ('all' needs an explicit 'all' tag)",
-            "changes": "bg/cross time loss change: mean over seeds of (X - none) / none, in %",
-        },
-    })  # fmt: skip
-    write_csv(out / "bench.csv", rows)
-    report = write_bench_report(out)
-    console.print(f"written: {out / 'bench.json'}, {out / 'bench.csv'}, {report} (each run's own report: "
-                  f"greenwave report {out / 'runs' / '<scenario>' / '<controller>-s<seed>'})", highlight=False,
-                  soft_wrap=True)
-    if write_baseline is not None:
+        rows = aggregate(results)
+        verdict_list = verdicts(results, rows)
+        suite_info = {"name": s.name, "version": s.version, "file": str(s.source), "seeds": list(seed_list),
+                      "controllers": list(ctrl_list), "scenarios": [sc.name for sc in s.scenarios]}
+        print_report(console, rows, verdict_list,
+                     f"{s.name} v{s.version} · seeds {_seed_text(seed_list)} · times in s, changes vs none in %")
+        check = check_baseline(rows, base, suite_info) if base is not None else None
+        failures = [run_row(r) for r in results if r.summary is None]
+        written = write_baseline is not None and not failures
+        updated = update and written  # moved on purpose: --update-baseline rewrites the baseline; listed, not a failure
+        write_json(out / "bench.json", {
+            "suite": suite_info,
+            "greenwave_version": __version__,
+            "code": code_provenance(),
+            "out_dir": str(out),
+            "aggregate": rows,
+            "verdicts": verdict_list,
+            "check": None if check is None else {"baseline": str(baseline), **check, "updated": updated},
+            "failures": failures,
+            "runs": [run_row(r) for r in results],
+            "notes": {
+                "gap_closed": "(mean_none - mean_X) / (mean_none - mean_oracle) of EV travel time on the seeds all "
+                              "three completed; gap_judged false when the oracle saves < 10 % of none's time",
+                "eta_pooling": "per figure (all, 60, entry): pooled = p90 over every run's raw errors (eta.errors); "
+                               "mean_of_run_p90 = the mean of the runs' own p90s, used when some summary carries "
+                               "no raw errors for that figure ('all' needs an explicit 'all' tag)",
+                "changes": "bg/cross time loss change: mean over seeds of (X - none) / none, in %",
+            },
+        })  # fmt: skip
+        write_csv(out / "bench.csv", rows)
+        report = write_bench_report(out)
+        console.print(f"written: {out / 'bench.json'}, {out / 'bench.csv'}, {report} (each run's own report: "
+                      f"greenwave report {out / 'runs' / '<scenario>' / '<controller>-s<seed>'})", highlight=False,
+                      soft_wrap=True)
+        if write_baseline is not None:
+            if failures:
+                console.print(f"baseline NOT written: {len(failures)} run(s) failed", highlight=False)
+            else:
+                write_baseline.parent.mkdir(parents=True, exist_ok=True)
+                info = {**suite_info, "file": _portable(s.source, write_baseline)}
+                write_json(write_baseline, make_baseline(info, rows))
+                console.print(f"baseline written: {write_baseline}", highlight=False)
+
+        code = 0
         if failures:
-            console.print(f"baseline NOT written: {len(failures)} run(s) failed", highlight=False)
-        else:
-            write_baseline.parent.mkdir(parents=True, exist_ok=True)
-            info = {**suite_info, "file": _portable(s.source, write_baseline)}
-            write_json(write_baseline, make_baseline(info, rows))
-            console.print(f"baseline written: {write_baseline}", highlight=False)
-
-    code = 0
-    if failures:
-        console.print(f"{len(failures)} run(s) failed:", highlight=False)
-        for f in failures:
-            console.print(f"  {f['scenario']} {f['controller']} s{f['seed']}: {f['error']}", highlight=False,
-                          markup=False)
-        code = 1
-    if check is not None:
-        assert base is not None
-        for note in check["notes"]:
-            console.print(f"check: {note}", highlight=False, markup=False)
-        moved = check["regressions"]
-        if moved:
-            console.print(f"baseline {baseline} updated; what moved ({len(moved)}):" if updated else
-                          f"check against {baseline}: {len(moved)} regression(s):", highlight=False)
-            for g in moved:
-                console.print(f"  {moved_text(g, updated=updated)}", highlight=False, markup=False)
-            if not updated:
-                code = 1
-        else:
-            console.print(f"check against {baseline}: no regression", highlight=False)
-    return code
+            console.print(f"{len(failures)} run(s) failed:", highlight=False)
+            for f in failures:
+                console.print(f"  {f['scenario']} {f['controller']} s{f['seed']}: {f['error']}", highlight=False,
+                              markup=False)
+            code = 1
+        if check is not None:
+            assert base is not None
+            for note in check["notes"]:
+                console.print(f"check: {note}", highlight=False, markup=False)
+            moved = check["regressions"]
+            if moved:
+                console.print(f"baseline {baseline} updated; what moved ({len(moved)}):" if updated else
+                              f"check against {baseline}: {len(moved)} regression(s):", highlight=False)
+                for g in moved:
+                    console.print(f"  {moved_text(g, updated=updated)}", highlight=False, markup=False)
+                if not updated:
+                    code = 1
+            else:
+                console.print(f"check against {baseline}: no regression", highlight=False)
+        return code
 
 
 def code_provenance() -> dict[str, Any]:

@@ -35,14 +35,17 @@ def sources_hash() -> str:
     return h.hexdigest()[:16]
 
 
-def build_dir() -> Path:
-    """``$GREENWAVE_CACHE_DIR`` (else ``$XDG_CACHE_HOME/greenwave``, else ``~/.cache/greenwave``)
-    ``/accel/<python>-<hash of the sources>``."""
-    root = os.environ.get("GREENWAVE_CACHE_DIR") or os.path.join(
+def cache_root() -> Path:
+    """``$GREENWAVE_CACHE_DIR``, else ``$XDG_CACHE_HOME/greenwave``, else ``~/.cache/greenwave``."""
+    return Path(os.environ.get("GREENWAVE_CACHE_DIR") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "greenwave"
-    )
+    ))
+
+
+def build_dir() -> Path:
+    """:func:`cache_root` ``/accel/<python>-<hash of the sources>``."""
     tag = sys.implementation.cache_tag or "python"
-    return Path(root) / "accel" / f"{tag}-{sources_hash()}"
+    return cache_root() / "accel" / f"{tag}-{sources_hash()}"
 
 
 def built(d: Path) -> bool:

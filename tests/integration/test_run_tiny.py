@@ -4,6 +4,7 @@ bounds, both backends, hand-back on failure, and that a user's config folder sta
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from click.testing import CliRunner
 from controller.cli import main
 from controller.core.snapshot import SignalCommand
 from controller.errors import GreenwaveError
+from controller.runtime.folder_lock import hold_folder
 from controller.sim.adapter import SumoAdapter
 from tests.helpers import run_ok, write_scenario
 
@@ -122,6 +124,31 @@ def test_a_rerun_that_fails_before_it_simulates_keeps_the_previous_run(tmp_path:
     s = run_ok(["run", "--sumocfg", str(cfg), "--ev", "left1A1,C1right1,20", "--out", str(out)])
     assert s["evs"][0]["depart"] == 20 and (out / "notes.txt").read_text() == "mine"
     assert sorted(p.name for p in out.parent.iterdir()) == ["o"]
+
+
+def test_a_run_into_a_folder_another_run_is_writing_into_is_refused(scenario: Path, tmp_path: Path) -> None:
+    # two runs into one --out spoiled both (one's summary named the other's EV), and the second
+    # set the first's folder aside under it
+    out = tmp_path / "o"
+    run_ok(["run", str(scenario), "--controller", "none", "--out", str(out)])
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    with hold_folder(out):  # as a run (another process) writing into it holds it
+        busy = CliRunner().invoke(main, ["run", str(scenario), "--controller", "oracle", "--out", str(out)])
+        assert busy.exit_code == 2 and "Traceback" not in busy.output, busy.output
+        assert f"--out '{out}': another greenwave run (process {os.getpid()}) is writing into this folder" \
+            in busy.output
+        # (the same folder by another name, and a bench into it)
+        other = CliRunner().invoke(main, ["run", str(scenario), "--out", str(tmp_path / "." / "o")])
+        assert other.exit_code == 2 and "another greenwave run" in other.output, other.output
+    assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    suite = tmp_path / "suite.toml"
+    suite.write_text(f'name = "t"\nversion = 1\nseeds = [1]\ncontrollers = ["none"]\nscenarios = ["{scenario}"]\n')
+    with hold_folder(tmp_path / "b", what="bench"):  # a bench is writing into b
+        bench = CliRunner().invoke(main, ["bench", str(suite), "--out", str(tmp_path / "b"), "--jobs", "1"])
+        assert bench.exit_code == 2 and "another greenwave bench (process" in bench.output, bench.output
+        assert not (tmp_path / "b").exists()
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+    run_ok(["run", str(scenario), "--controller", "oracle", "--out", str(out)])  # once it has ended
 
 
 def test_a_rerun_keeps_the_users_files_and_what_it_cannot_set_aside_it_says(

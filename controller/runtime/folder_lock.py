@@ -1,0 +1,68 @@
+"""One command at a time per output folder: ``run --out`` and ``bench --out`` hold a lock named
+after the folder's full path while they write into it. Two runs into one folder would spoil each
+other's outputs (one's summary naming the other's EV), and the second would set the first's
+folder aside under it. The lock file is kept in the cache folder (not in or beside the output: a
+folder that is renamed or replaced keeps no lock), and the lock ends with the process."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from types import TracebackType
+from typing import IO
+
+from controller.core.accel import cache_root
+from controller.errors import ScenarioError
+
+
+class FolderLock:
+    """The lock of one output folder, held until :meth:`release` (or the ``with`` block's end)."""
+
+    def __init__(self, handle: IO[str] | None) -> None:
+        self._handle = handle
+
+    def release(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+
+    def __enter__(self) -> FolderLock:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.release()
+
+
+def hold_folder(out: Path, option: str = "--out", what: str = "run") -> FolderLock:
+    """Take the lock of ``out``: a ScenarioError naming the other process where it is held.
+    Where no lock can be had (no ``fcntl``, the cache folder cannot be written) the command goes
+    on unlocked, as before."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX
+        return FolderLock(None)
+    path = str(out.resolve())
+    name = hashlib.sha256(path.encode()).hexdigest()[:24]
+    try:
+        folder = cache_root() / "locks"
+        folder.mkdir(parents=True, exist_ok=True)
+        handle = (folder / f"{name}.lock").open("a+", encoding="utf-8")
+    except OSError:
+        return FolderLock(None)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.seek(0)
+        pid, _, rest = handle.read().partition(" ")
+        handle.close()
+        kind = rest.split(" ", 1)[0]
+        who = f"{kind if kind in ('run', 'bench') else what}{f' (process {pid})' if pid.isdigit() else ''}"
+        raise ScenarioError(f"{option} '{out}': another greenwave {who} is writing into this folder; "
+                            f"wait for it to end, or give another {option}") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{os.getpid()} {what} {path}\n")
+    handle.flush()
+    return FolderLock(handle)
