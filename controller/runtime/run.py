@@ -373,16 +373,17 @@ def run(
     outputs = read_outputs(out)
     ev_ids = {ev.ev_id for ev in setup.evs}
     bg_trips, bg_loss = background(outputs, ev_ids, end_s)
+    counts = monitor.counts()
+    planner = getattr(controller, "planner", None)
+    # (with those of a signal the drain limit left preempted: no ``restored``, and S5 by the monitor)
+    preemptions = [r.as_dict() for r in planner.records(include_open=True)] if planner is not None else []
     evs = []
     for ev in setup.evs:
         p = progress[ev.ev_id]
         # a vanished EV has a tripinfo (SUMO writes one when a vehicle is removed): not an arrival
         trip = outputs.trips.get(ev.ev_id) if p.vanished_s is None else None
-        evs.append(ev_summary(ev, p, trip, free_flow.get(ev.ev_id), controller.preempted, last_t))
-    counts = monitor.counts()
-    planner = getattr(controller, "planner", None)
-    # (with those of a signal the drain limit left preempted: no ``restored``, and S5 by the monitor)
-    preemptions = [r.as_dict() for r in planner.records(include_open=True)] if planner is not None else []
+        switched = switched_for(ev.ev_id, preemptions) if planner is not None else controller.preempted
+        evs.append(ev_summary(ev, p, trip, free_flow.get(ev.ev_id), switched, last_t))
     # the EV's movement lost green while preempted for it, before it crossed (from the trace: the
     # signals as displayed, not as commanded)
     for r, lost in zip(preemptions, trace.green_lost(preemptions), strict=True):
@@ -586,11 +587,18 @@ def _free_flow_clock(setup: RunSetup, corridor: Corridor) -> FreeFlowClock:
     return FreeFlowClock.of(profile.starts_m, profile.ends_m, profile.speeds_mps)
 
 
+def switched_for(ev_id: str, preemptions: Sequence[Mapping[str, Any]]) -> set[str]:
+    """The signals switched for one EV: those with a preemption record of its own (a record is
+    kept only for a switch). A signal switched for another EV, whose display the EV met, is not
+    one of them. (Without records, the oracle: every signal it switched.)"""
+    return {str(r["tls"]) for r in preemptions if r["ev"] == ev_id}
+
+
 def ev_summary(ev: EvPlan, p: EvProgress, trip: Trip | None, free_flow_s: float | None,
                preempted_tls: Collection[str], end_s: float) -> dict[str, Any]:
     """One EV's entry of summary.json's ``evs``: ``trip`` its tripinfo (None if it did not
     arrive), ``free_flow_s`` its free-flow time (None where not measured), ``preempted_tls`` the
-    signals the controller switched, ``end_s`` when the run ended (a stop still open counts to it)."""
+    signals the controller switched for this EV, ``end_s`` when the run ended (a stop still open counts to it)."""
     tt = trip.duration_s if trip else None
     ff = free_flow_s
     return {

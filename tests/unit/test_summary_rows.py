@@ -10,7 +10,13 @@ import pytest
 from controller.core.corridor import Corridor, CorridorJunction
 from controller.core.progress import EvProgress, StopEpisode
 from controller.runtime.outputs import Trip
-from controller.runtime.run import STOP_AT_SIGNAL_M, ev_summary, preempted_windows, recovery_section
+from controller.runtime.run import (
+    STOP_AT_SIGNAL_M,
+    ev_summary,
+    preempted_windows,
+    recovery_section,
+    switched_for,
+)
 from controller.runtime.setup import EvPlan
 
 
@@ -76,3 +82,12 @@ def test_recovery_counts_each_hand_back_once() -> None:
                                          "in_step_junctions": 2, "in_step_mean_s": 25.0}
     assert recovery_section([]) == {"junctions": 0, "mean_s": None, "max_s": None, "in_step_junctions": 0,
                                     "in_step_mean_s": None}
+
+
+def test_an_ev_counts_the_signals_switched_for_it_not_those_switched_for_another() -> None:
+    # B was switched for "fire" only (the ambulance met its display): the ambulance's count is 1
+    preemptions = [{"tls": "A", "ev": "amb", "entry": 610.0}, {"tls": "B", "ev": "fire", "entry": 620.0},
+                   {"tls": "A", "ev": "amb", "entry": 900.0}]
+    assert switched_for("amb", preemptions) == {"A"} and switched_for("fire", preemptions) == {"B"}
+    row = ev_summary(EV, _progress(), None, None, switched_for("amb", preemptions), 800.0)
+    assert (row["junctions"], row["preempted"]) == (2, 1)
