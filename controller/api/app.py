@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping, 
 from concurrent.futures import Future
 from importlib.resources import files
 from typing import Annotated, Any, Literal
+from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, FastAPI, Header, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -26,7 +27,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 from starlette.routing import BaseRoute, Match
 
-from controller import __version__
+from controller import MAX_ID_LENGTH, __version__
 from controller.api.models import (
     ID_PATTERN,
     AuditOut,
@@ -320,7 +321,7 @@ def create_app(service: SimService, token: str, *, max_body_bytes: int = MAX_BOD
         return _error(500, f"internal error ({type(exc).__name__}); the simulation keeps running")
 
     # -- escorts ---------------------------------------------------------------------------------
-    EscortId = Annotated[str, Path(pattern=ID_PATTERN, description="Escort id.")]
+    EscortId = Annotated[str, Path(pattern=ID_PATTERN, max_length=MAX_ID_LENGTH, description="Escort id.")]
 
     cache = _ReadCache(service)
 
@@ -342,7 +343,7 @@ def create_app(service: SimService, token: str, *, max_body_bytes: int = MAX_BOD
             tracking=body.tracking,
         )
         view = await _answer(service.submit(command), service.answer_timeout_s)
-        response.headers["Location"] = f"/v1/emergencies/{view.id}"
+        response.headers["Location"] = f"/v1/emergencies/{quote(view.id, safe=':')}"  # (a # is %23)
         return EscortOut.model_validate(view)
 
     @v1.get("/emergencies", response_model=list[EscortOut], summary="Every escort")
@@ -424,10 +425,10 @@ def create_app(service: SimService, token: str, *, max_body_bytes: int = MAX_BOD
     async def audit(
         since: Annotated[int, Query(ge=0, le=2**53, description="Entries after this id.")] = 0,
         limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
-        kind: Annotated[str | None, Query(pattern="^(dispatch|decision|handback|cancel|arrival|rejected|service)$")]
-        = None,
+        kind: Annotated[str | None, Query(pattern="^(dispatch|decision|handback|cancel|arrival|rejected|service)?$",
+                                          description="One kind of entry; empty or absent: every kind.")] = None,
     ) -> list[AuditOut]:
-        rows = await asyncio.to_thread(service.audit.since, since, limit, kind)
+        rows = await asyncio.to_thread(service.audit.since, since, limit, kind or None)
         return [AuditOut.model_validate(r) for r in rows]
 
     app.include_router(v1)

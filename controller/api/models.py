@@ -8,7 +8,9 @@ from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_val
 
 from controller import MAX_ID_LENGTH
 
-ID_PATTERN = rf"^[A-Za-z0-9_.:#-]{{1,{MAX_ID_LENGTH}}}$"
+# (at least one character not a dot: an id '.' or '..' in a URL path is resolved away by clients,
+# so such an escort could not be read or cancelled; the length is checked with max_length)
+ID_PATTERN = r"^[A-Za-z0-9_.:#-]*[A-Za-z0-9_:#-][A-Za-z0-9_.:#-]*$"
 VehicleType = Literal["ambulance", "fire", "police", "transit"]
 Stage = Literal["idle", "armed", "entry", "dwell", "exit"]
 
@@ -52,7 +54,9 @@ class DispatchRequest(_In):
     """Dispatch an escort: ``origin`` and ``destination``, or a ``route``, or the ``vehicle_id`` of
     a vehicle already running in the simulation (escorted along its own route)."""
 
-    id: str | None = Field(default=None, pattern=ID_PATTERN, description="Escort id [default: escort-N].")
+    id: str | None = Field(default=None, pattern=ID_PATTERN, max_length=MAX_ID_LENGTH,
+                            description="Escort id [default: escort-N]: letters, digits and _ . : # - (not dots "
+                                        "alone). In a URL path a # is written %23.")
     vehicle_type: VehicleType = "ambulance"
     priority: int | None = Field(default=None, ge=1, le=3, strict=True,
                                  description="1 = highest [default: by vehicle_type].")
@@ -119,7 +123,9 @@ class JunctionOut(_Out):
     eta_low_s: float | None
     eta_high_s: float | None
     stage: Stage
-    granted: bool = Field(description="The signal was switched for this escort here.")
+    granted: bool = Field(description="This escort's request took part in a preemption of the signal here: "
+                          "switched for it, or served by a state switched for another escort that shows its "
+                          "movement green too.")
     crossed_s: float | None
 
 

@@ -476,6 +476,16 @@ class Planner:
         j = self.junctions.get(tls_id)
         return tuple(sorted({ev_id for ev_id, _ in j.current})) if j is not None else ()
 
+    def served(self, tls_id: str) -> tuple[str, ...]:
+        """The EVs a switched signal (entry, dwell) is switched for (sorted): those its target
+        serves, not those waiting for it to serve them; otherwise :meth:`holders`."""
+        j = self.junctions.get(tls_id)
+        if j is None:
+            return ()
+        if j.stage in ("entry", "dwell") and j.serving:
+            return tuple(sorted({key[0] for key in j.serving if key in j.current}))
+        return self.holders(tls_id)
+
     def handback_strands(self, tls_id: str, key: tuple[str, int], links: Sequence[int], t_s: float) -> bool:
         """Is the signal switched (entry or dwell) for request ``key`` (EV, junction index), and
         would a hand-back starting now re-enter a program phase that keeps ``links`` green and

@@ -164,6 +164,12 @@ def stage_steps(before: str, stage: str) -> list[tuple[str, str]]:
     return [(before, stage)]
 
 
+def _own_stage(stage: str, served: tuple[str, ...], key: str) -> str:
+    """An EV's own stage at a signal held for it: the signal's, or armed while the signal is
+    switched (entry, dwell) for others first."""
+    return "armed" if stage in ("entry", "dwell") and key not in served else stage
+
+
 class SimService:
     def __init__(
         self,
@@ -205,8 +211,9 @@ class SimService:
         self._no_fix_yet: set[str] = set()  # the keys of externally tracked escorts without a fix so far
         self._progress: dict[str, EvProgress] = {}
         self._after_tick: list[tuple[Future[Any], str]] = []
-        self._stages: dict[str, tuple[str, tuple[str, ...]]] = {}  # signal -> (stage, holders) as last tracked
-        self._stages_before: dict[str, tuple[str, tuple[str, ...]]] = {}  # those the last tick changed, before it
+        # signal -> (stage, holders, served) as last tracked; those the last tick changed, before it
+        self._stages: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {}
+        self._stages_before: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {}
         self._refused_seen: set[tuple[str, str]] = set()  # (signal, target) refused, reported once each
         self._refused_total = 0  # planner ticks that refused a target (the sum of its counts)
         self._sim: SumoAdapter | None = None
@@ -520,18 +527,19 @@ class SimService:
                 self._monitor.watches[tls] = SignalWatch(self.network.programs[tls], self._monitor.config, tls)
 
     def _track_stages(self, t_s: float) -> None:
-        """Events and audit rows for every change of a signal's preemption stage."""
+        """Events and audit rows for every change of a signal's preemption stage, and of the
+        escorts it is held for. A switched signal's stage events name the escorts its state
+        serves; an escort waiting for it (armed: the signal serves another first) is not named."""
         assert self._controller is not None
         planner = self._controller.planner
         self._stages_before = {}
         for tls in planner.junctions:
-            stage = planner.stage(tls)
-            holders = planner.holders(tls)
-            before, before_holders = self._stages.get(tls, ("idle", ()))
-            if stage == before and holders == before_holders:
+            stage, holders, served = planner.stage(tls), planner.holders(tls), planner.served(tls)
+            before, before_holders, before_served = self._stages.get(tls, ("idle", (), ()))
+            if (stage, holders, served) == (before, before_holders, before_served):
                 continue
-            self._stages_before[tls] = (before, before_holders)
-            self._stages[tls] = (stage, holders)
+            self._stages_before[tls] = (before, before_holders, before_served)
+            self._stages[tls] = (stage, holders, served)
             left = [self._by_key.get(k, k) for k in before_holders if k not in holders]
             if left and holders and stage != "idle":
                 # escorts the signal is no longer held for (crossed, cancelled), while it stays held
@@ -540,17 +548,23 @@ class SimService:
                 self.events.publish("released", tls_id=tls, t_s=t_s, stage=stage, escorts=left, held_for=held_for)
                 self.audit.record("decision", t_s=t_s, tls_id=tls, escort_id=left[0], stage=stage, previous=before,
                                   escorts=left, released=True, held_for=held_for)
+            # an escort's own stage there: the signal's, or armed while it serves others first
+            own = {k: _own_stage(stage, served, k) for k in holders}
+            own_before = {k: _own_stage(before, before_served, k) for k in before_holders}
+            held_for = [self._by_key.get(k, k) for k in served]
+            waiting = [k for k in holders if own[k] == "armed" != own_before.get(k, "idle")]
+            for k in waiting:
+                # it joined a signal switched for others, or one serving it now serves another first
+                self._joined(tls, t_s, "armed", own_before.get(k, "idle"), [self._by_key.get(k, k)],
+                             held_for=held_for, joined=k not in before_holders)
             if stage == before:
-                # an escort joined a signal already armed or switched for another: that stage's
-                # event and decision for it alone (those that held it had theirs)
-                joined = [self._by_key.get(k, k) for k in holders if k not in before_holders]
+                # an escort joined a signal already armed or switched for others (or waited for it
+                # and is served now): that stage's event for it alone (those that held it had theirs)
+                joined = [self._by_key.get(k, k) for k in holders if own[k] == stage != own_before.get(k, "idle")]
                 if joined and stage != "idle":
-                    self.events.publish(stage, tls_id=tls, t_s=t_s, stage=stage, previous=before, escorts=joined,
-                                        joined=True)
-                    self.audit.record("decision", t_s=t_s, tls_id=tls, escort_id=joined[0], stage=stage,
-                                      previous=before, escorts=joined, joined=True)
+                    self._joined(tls, t_s, stage, before, joined)
                 continue
-            escorts = [self._by_key.get(k, k) for k in (holders or before_holders)]
+            escorts = [self._by_key.get(k, k) for k in (served or before_served or before_holders)]
             for previous, step in stage_steps(before, stage):
                 switched = previous in ("entry", "dwell", "exit")
                 kind = step if step != "idle" else ("handback" if switched else "disarmed")
@@ -561,6 +575,17 @@ class SimService:
                 else:
                     self.audit.record("decision", t_s=t_s, tls_id=tls, escort_id=escorts[0] if escorts else None,
                                       stage=step, previous=previous, escorts=escorts)
+
+    def _joined(self, tls: str, t_s: float, stage: str, previous: str, escorts: list[str], *,
+                held_for: list[str] | None = None, joined: bool = True) -> None:
+        """The event and audit row of escorts whose own stage at a signal changed while the
+        signal's did not, or apart from it: ``stage`` is theirs (the signal's, or ``armed`` while
+        it serves ``held_for`` first); ``joined``: it was not held for them before."""
+        extra = {} if held_for is None else {"held_for": held_for}
+        self.events.publish(stage, tls_id=tls, t_s=t_s, stage=stage, previous=previous, escorts=escorts, joined=joined,
+                            **extra)
+        self.audit.record("decision", t_s=t_s, tls_id=tls, escort_id=escorts[0], stage=stage, previous=previous,
+                          escorts=escorts, joined=joined, **extra)
 
     def _track_refusals(self, t_s: float) -> None:
         """An event and an audit row the first time the planner refuses a green target that is not
@@ -624,7 +649,8 @@ class SimService:
         ``before_tick``: as they were before the last tick (the controller let the escort go on it)."""
         held = []
         for tls in esc.corridor.tls_ids():
-            _, holders = (self._stages_before.get(tls) if before_tick else None) or self._stages.get(tls, ("idle", ()))
+            _, holders, _ = ((self._stages_before.get(tls) if before_tick else None)
+                             or self._stages.get(tls, ("idle", (), ())))
             if esc.key in holders and (shared or holders == (esc.key,)):
                 held.append(tls)
         return sorted(set(held))
@@ -804,11 +830,14 @@ class SimService:
             key = escort_id
             if key in self._by_key:
                 raise RequestError(f"id: '{key}' is the vehicle of escort '{self._by_key[key]}' already", 409)
-            if key in self._controller.evs or (owns_vehicle and sim.vehicle_exists(key)):
+            # (an external escort too: its id is the key its vehicle is known by, and a vehicle of
+            # that id in the simulation could not be escorted by its vehicle_id later on)
+            if key in self._controller.evs or sim.vehicle_exists(key):
                 raise RequestError(f"id: a vehicle '{key}' exists in the simulation already", 409)
-            if owns_vehicle and (hit := id_in_routes(self._route_ids(), key)) is not None:
+            if (hit := id_in_routes(self._route_ids(), key)) is not None:
                 # SUMO would fail the whole simulation when it loads that vehicle later on (or has
-                # run it already: a vehicle id is used once a run)
+                # run it already: a vehicle id is used once a run); an external escort's id would
+                # stand for that vehicle
                 raise RequestError(f"id: the scenario's {hit[0].name} has {hit[1]}: a vehicle id is used once a "
                                    "run; choose another id", 409)
             if cmd.route is not None:

@@ -105,6 +105,8 @@ def test_413_for_a_large_body(c: httpx.Client) -> None:
         ({"route": ["A1B1"], "priority": True}, "priority: Input should be a valid integer"),
         ({"route": ["A1B1"], "vehicle_type": "tank"}, "vehicle_type"),
         ({"route": ["A1B1"], "id": "bad id!"}, "id"),
+        ({"route": ["A1B1"], "id": ".."}, "id: String should match pattern"),  # (a client resolves it away in a URL)
+        ({"route": ["A1B1"], "id": "."}, "id: String should match pattern"),
         ({"route": ["A1B1"], "colour": "red"}, "colour"),
         ({"route": ["A1B1"], "vehicle_id": "v1"}, "give exactly one of"),
         ({"vehicle_id": "not-running"}, "vehicle_id: no vehicle 'not-running'"),
@@ -290,6 +292,11 @@ def test_openapi_declares_the_location_header_of_a_dispatch(c: httpx.Client) -> 
     r = c.post("/v1/emergencies", json={"route": ["left2A2", "A2B2"], "id": "loc-1"})
     assert r.status_code == 201 and r.headers["location"] == "/v1/emergencies/loc-1", r.text
     assert c.delete("/v1/emergencies/loc-1").status_code in (200, 409)  # (409: it arrived already)
+    # an id with a # (SUMO's ids have them): written %23, or a client following it asked for 'loc'
+    r = c.post("/v1/emergencies", json={"route": ["left2A2", "A2B2"], "id": "loc#2.a:b"})
+    assert r.status_code == 201 and r.headers["location"] == "/v1/emergencies/loc%232.a:b", r.text
+    assert c.get(r.headers["location"]).json()["id"] == "loc#2.a:b"
+    assert c.delete(r.headers["location"]).status_code in (200, 409)
 
 
 def test_a_refused_dispatch_takes_no_default_id(c: httpx.Client) -> None:
@@ -362,6 +369,10 @@ def test_ids_of_vehicles_the_scenario_has_yet_to_load_are_refused(srv: Server, c
     assert c.get("/healthz").json()["t_s"] < float(depart)
     r = c.post("/v1/emergencies", json={"route": ["left2A2", "A2B2"], "id": last})
     assert "a vehicle id is used once a run" in _err(r, 409)["detail"]
+    # an external escort's id too: it stands for its vehicle (that trip could not be escorted by
+    # its vehicle_id later on: "escorted already")
+    r = c.post("/v1/emergencies", json={"route": ["left2A2", "A2B2"], "id": last, "tracking": "external"})
+    assert "a vehicle id is used once a run" in _err(r, 409)["detail"]
     # a generated id skips the ids taken by the user's escorts
     first = c.post("/v1/emergencies", json={"route": ["left2A2", "A2B2"]}).json()["id"]
     n = int(first.rpartition("-")[2])
@@ -371,3 +382,11 @@ def test_ids_of_vehicles_the_scenario_has_yet_to_load_are_refused(srv: Server, c
     for escort in (first, f"escort-{n + 1}", f"escort-{n + 2}"):
         assert c.delete(f"/v1/emergencies/{escort}").status_code == 200
     assert c.get("/healthz").json()["status"] == "ok"
+
+
+def test_an_empty_audit_kind_means_every_kind(c: httpx.Client) -> None:
+    # README's template is /v1/audit?since=ID&kind=&limit=: an empty kind was a 422
+    every = c.get("/v1/audit", params={"since": 0, "limit": 50}).json()
+    assert c.get("/v1/audit", params={"since": 0, "kind": "", "limit": 50}).json() == every
+    assert {row["kind"] for row in c.get("/v1/audit", params={"kind": "service"}).json()} == {"service"}
+    assert _err(c.get("/v1/audit", params={"kind": "nope"}), 422)

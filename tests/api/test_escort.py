@@ -216,6 +216,9 @@ def test_an_escort_joining_a_signal_held_for_another_gets_that_stages_event(serv
         dispatch_at("follow", 140.0)
         wait_for(lambda: (s := b1())["escorts"] == ["follow", "lead"] and s["stage"] == "dwell",
                  what="'follow' among B1's holders")
+        # its own view says so too (it said armed: the planner counted it served only once its target changed)
+        view = c.get("/v1/emergencies/follow").json()
+        assert [(j["stage"], j["granted"]) for j in view["junctions"] if j["tls_id"] == "B1"] == [("dwell", True)]
         # (its cancel's event comes after every event of the ticks before: the stream has them all then)
         assert c.delete("/v1/emergencies/follow").status_code == 200
         cancel = wait_for(lambda: [e for e in sse.of("cancel") if e["data"]["escort"] == "follow"], what="the cancel")
@@ -242,6 +245,47 @@ def test_an_escort_joining_a_signal_held_for_another_gets_that_stages_event(serv
                 if a["tls_id"] == "B1" and a["detail"].get("released")]
         assert [(a["escort_id"], a["detail"]["held_for"]) for a in rows] == [("follow", ["lead"])]
         assert c.delete("/v1/emergencies/lead").status_code == 200
+        wait_for(lambda: all_handed_back(c), timeout_s=30, what="hand-back after the cancels")
+
+
+def test_a_signal_switched_for_one_escort_does_not_name_another_waiting_for_it(server: Server) -> None:
+    # F1 (eastbound, priority 3) stands before B1 and B1 switches for it; then T1 (northbound,
+    # priority 1) comes: B1 switches for T1 while F1 waits. B1's events named both, so a client
+    # following F1 believed it still had green; now F1 gets 'armed' (held for T1), B1's events
+    # name T1 alone, and F1 is named again once B1 serves it (after T1's cancel)
+    with server.client() as c, EventCollector(server.url, TOKEN) as sse:
+        def dispatch(escort_id: str, route: list[str], priority: int) -> None:
+            r = c.post("/v1/emergencies", json={"route": route, "id": escort_id, "tracking": "external",
+                                                "vehicle_type": "fire", "priority": priority})
+            assert r.status_code == 201, r.text
+            r = c.post(f"/v1/emergencies/{escort_id}/positions", json={"edge": route[0], "offset_m": 170.0})
+            assert r.status_code == 200, r.text
+
+        def b1() -> dict[str, Any]:
+            return dict(c.get("/v1/signals/B1").json())
+
+        def own(escort_id: str) -> tuple[str, bool]:
+            j = c.get(f"/v1/emergencies/{escort_id}").json()["junctions"][0]
+            return j["stage"], j["granted"]
+
+        dispatch("F1", ["A1B1", "B1C1"], 3)
+        wait_for(lambda: b1()["escorts"] == ["F1"] and b1()["stage"] in ("entry", "dwell"), what="B1 for F1")
+        dispatch("T1", ["B0B1", "B1B2"], 1)
+        wait_for(lambda: b1()["escorts"] == ["F1", "T1"] and own("T1")[0] in ("entry", "dwell"), what="B1 for T1")
+        assert own("F1") == ("armed", True)
+        armed = wait_for(lambda: [e for e in sse.of("armed") if e["data"]["escorts"] == ["F1"]
+                                  and e["data"].get("held_for") == ["T1"]], what="F1's armed")
+        assert armed[0]["data"]["previous"] in ("entry", "dwell") and armed[0]["data"]["joined"] is False
+        assert c.delete("/v1/emergencies/T1").status_code == 200
+        cancel = wait_for(lambda: sse.of("cancel"), what="T1's cancel")[0]
+        b1_events = [e for e in sse.snapshot() if e["id"] < cancel["id"] and e["data"].get("tls_id") == "B1"]
+        after = [e for e in b1_events if e["id"] > armed[0]["id"] and e["event"] in ("entry", "dwell")]
+        assert after and all(e["data"]["escorts"] == ["T1"] for e in after), b1_events
+        # once T1 is gone, B1 switches back for F1: its own entry and dwell
+        wait_for(lambda: any(e["data"]["escorts"] == ["F1"] for e in sse.of("dwell") if e["id"] > cancel["id"]),
+                 what="B1 dwelling for F1")
+        assert own("F1") == ("dwell", True)
+        assert c.delete("/v1/emergencies/F1").status_code == 200
         wait_for(lambda: all_handed_back(c), timeout_s=30, what="hand-back after the cancels")
 
 
