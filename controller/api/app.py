@@ -10,6 +10,7 @@ reads come from the state it publishes each tick. Every ``/v1`` request needs th
 
 import asyncio
 import hmac
+import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping, Sequence
@@ -407,7 +408,11 @@ def create_app(service: SimService, token: str, *, max_body_bytes: int = MAX_BOD
             yield "retry: 1000\n: greenwave events\n\n"
             while True:
                 finished = service.finished  # read before the flush: its last events are sent, then the end
-                for e in bus.since(last):
+                lost, fresh = bus.since_counting_lost(last)
+                if lost:
+                    # (only the last events are kept: say so, rather than skip them silently)
+                    yield f"event: gap\ndata: {json.dumps({'after_id': last, 'lost': lost})}\n\n"
+                for e in fresh:
                     last = e.id
                     yield e.frame
                 now = time.monotonic()

@@ -34,7 +34,7 @@ class EventBus:
     def __init__(self, keep: int = 10_000, first_id: int = 1) -> None:
         self._events: deque[Event] = deque(maxlen=keep)
         self._lock = threading.Lock()
-        self._next = max(first_id, 1)
+        self._next = self._first = max(first_id, 1)
 
     def publish(self, type_: str, **data: Any) -> Event:
         with self._lock:
@@ -54,3 +54,12 @@ class EventBus:
             if not self._events or self._events[-1].id <= last_id:
                 return []
             return [e for e in self._events if e.id > last_id]
+
+    def since_counting_lost(self, last_id: int) -> tuple[int, list[Event]]:
+        """:meth:`since`, and how many events after ``last_id`` are no longer kept (the buffer
+        holds the last ``keep``: a client that far behind has lost the others)."""
+        with self._lock:
+            if not self._events or self._events[-1].id <= last_id:
+                return 0, []
+            lost = max(0, self._events[0].id - max(last_id + 1, self._first))
+            return lost, [e for e in self._events if e.id > last_id]

@@ -13,6 +13,7 @@ import pytest
 
 from controller.api.app import create_app
 from controller.core.snapshot import Snapshot
+from controller.runtime.events import EventBus
 from controller.runtime.service import SimService
 from controller.sim.adapter import SumoAdapter
 from tests.api.conftest import in_process_service
@@ -62,3 +63,23 @@ def test_a_refused_target_is_reported_once_and_counted(
     assert [(e["tls_id"], e["target"]) for e in events] == [("B1", "GGGGrrrr"), ("C1", "rrrrGGGG")]
     rows = [r for r in service.audit.since(0, kind="decision") if r.detail.get("stage") == "target_refused"]
     assert [(r.tls_id, r.detail["target"]) for r in rows] == [("B1", "GGGGrrrr"), ("C1", "rrrrGGGG")]
+
+
+def test_a_client_further_behind_than_the_events_kept_is_told_what_it_lost(tiny_scenario: Path,
+                                                                          tmp_path: Path) -> None:
+    # the service keeps the last 10,000 events: a replay from an older id skipped the others silently
+    service: SimService = in_process_service(tiny_scenario, tmp_path, speed=50.0)
+    service.events = EventBus(keep=3, first_id=1)
+    for n in range(5):
+        service.events.publish("eta", n=n)
+
+    async def replay(since: int) -> str:
+        transport = httpx.ASGITransport(app=create_app(service, "t", sse_max_s=0.2))
+        async with httpx.AsyncClient(transport=transport, base_url="http://greenwave") as client:
+            r = await client.get("/v1/events", params={"since": since}, headers={"Authorization": "Bearer t"})
+            return r.text
+
+    text = asyncio.run(replay(0))
+    assert 'event: gap\ndata: {"after_id": 0, "lost": 2}\n\n' in text
+    assert text.index("event: gap") < text.index("id: 3\n") and "id: 2\n" not in text
+    assert "event: gap" not in asyncio.run(replay(2))

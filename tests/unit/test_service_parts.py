@@ -78,6 +78,16 @@ def test_event_bus_ids_and_replay() -> None:
     assert bus.last_id == 5
     assert [e.id for e in bus.since(0)] == [3, 4, 5]  # only the last 3 are kept
     assert [e.data["n"] for e in bus.since(4)] == [4] and bus.since(5) == []
+    # what a client that far behind lost (the stream says so with a 'gap' event)
+    assert bus.since_counting_lost(0) == (2, bus.since(0)) and bus.since_counting_lost(1)[0] == 1
+    assert bus.since_counting_lost(2) == (0, bus.since(2)) and bus.since_counting_lost(5) == (0, [])
+    # ids start from the service's start time: a client of an earlier run lost nothing of this one's
+    later = EventBus(keep=3, first_id=100)
+    later.publish("eta", n=0)
+    assert later.since_counting_lost(42)[0] == 0
+    for i in range(4):
+        later.publish("eta", n=i + 1)
+    assert later.since_counting_lost(42)[0] == 2
 
 
 def test_metrics_text_format() -> None:
