@@ -17,6 +17,7 @@ import errno
 import logging
 import os
 import secrets
+import shutil
 import signal
 import socket
 import threading
@@ -30,6 +31,7 @@ import uvicorn
 
 from controller.errors import GreenwaveError, ScenarioError
 from controller.runtime.audit import AuditLog
+from controller.runtime.folder_lock import hold_folder
 from controller.runtime.service import SimService
 from controller.runtime.setup import prepare_scenario
 from controller.scenario import Scenario, load_scenario
@@ -119,15 +121,28 @@ def serve(options: ServeOptions) -> int:
     scenario = load_scenario(options.scenario)
     out = (options.out_dir or Path("runs") / f"serve-{scenario.name}").resolve()
     sock = _listen(options.host, options.port)
+    made = not out.exists()
     try:
         folder = _take_folder(out)
     except GreenwaveError:
         sock.close()
         raise
     try:
+        # (two instances on one audit log handed out the same default ids: each reads the highest
+        # at its start)
+        audit_lock = hold_folder((options.audit_db or out / "audit.sqlite").resolve(), "--audit-db", "serve",
+                                 noun="audit log")
+    except GreenwaveError:
+        sock.close()
+        folder.close()
+        if made:  # (nothing else written: the folder goes again)
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+    try:
         return _serve(options, scenario, token, generated, out, sock)
     finally:
         sock.close()
+        audit_lock.release()
         folder.close()
 
 

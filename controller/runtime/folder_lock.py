@@ -35,8 +35,9 @@ class FolderLock:
         self.release()
 
 
-def hold_folder(out: Path, option: str = "--out", what: str = "run") -> FolderLock:
-    """Take the lock of ``out``: a ScenarioError naming the other process where it is held.
+def hold_folder(out: Path, option: str = "--out", what: str = "run", noun: str = "folder") -> FolderLock:
+    """Take the lock of ``out`` (a folder, or a file: ``noun``): a ScenarioError naming the other
+    process where it is held.
     Where no lock can be had (no ``fcntl``, the cache folder cannot be written) the command goes
     on unlocked, as before."""
     try:
@@ -58,8 +59,8 @@ def hold_folder(out: Path, option: str = "--out", what: str = "run") -> FolderLo
         pid, _, rest = handle.read().partition(" ")
         handle.close()
         kind = rest.split(" ", 1)[0]
-        who = f"{kind if kind in ('run', 'bench') else what}{f' (process {pid})' if pid.isdigit() else ''}"
-        raise ScenarioError(f"{option} '{out}': another greenwave {who} is writing into this folder; "
+        who = f"{kind if kind in ('run', 'bench', 'serve') else what}{f' (process {pid})' if pid.isdigit() else ''}"
+        raise ScenarioError(f"{option} '{out}': another greenwave {who} is writing into this {noun}; "
                             f"wait for it to end, or give another {option}") from None
     handle.seek(0)
     handle.truncate()

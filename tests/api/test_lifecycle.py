@@ -23,11 +23,11 @@ pytestmark = pytest.mark.sumo
 DISPATCH = {"route": ["left1A1", "A1B1", "B1C1", "C1right1"]}
 
 
-def _serve(scenario: Path, workdir: Path, port: int, out: Path) -> subprocess.CompletedProcess[str]:
+def _serve(scenario: Path, workdir: Path, port: int, out: Path, *more: str) -> subprocess.CompletedProcess[str]:
     token = workdir / "token2"
     token.write_text(TOKEN)
     args = [sys.executable, "-m", "controller", "serve", "--scenario", str(scenario), "--port", str(port),
-            "--token-file", str(token), "--out", str(out), "--speed", "10"]
+            "--token-file", str(token), "--out", str(out), "--speed", "10", *more]
     env = {k: v for k, v in os.environ.items() if k != "GREENWAVE_TOKEN"}
     return subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=120, env=env, check=False)
 
@@ -56,6 +56,12 @@ def test_a_second_instance_on_the_same_port_or_folder_stops_before_writing(serve
         {k: v for k, v in before.items() if k not in ("tripinfo.xml", "sumo.log")}
     if rows is not None:
         assert _audit_rows(live / "audit.sqlite") == rows
+    # another folder, on the first one's audit log: both handed out the same default ids
+    rows = _audit_rows(server.audit_db)
+    r = _serve(tiny_scenario, tmp_path, free_port(), other, "--audit-db", str(server.audit_db))
+    assert r.returncode == 2 and f"--audit-db '{server.audit_db.resolve()}': another greenwave serve " \
+        "(process " in r.stderr and "is writing into this audit log" in r.stderr, r.stderr
+    assert _audit_rows(server.audit_db) == rows and not other.exists()
     with server.client() as c:  # the first one is untouched
         assert c.get("/healthz").json()["status"] == "ok"
 
