@@ -27,7 +27,7 @@ import statistics
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -42,7 +42,7 @@ from controller.core.progress import EvProgress
 from controller.core.routing import fastest_route, validate_route
 from controller.core.safety import SafetyConfig, SafetyMonitor, SignalWatch
 from controller.core.snapshot import Snapshot, VehicleState
-from controller.errors import GreenwaveError, RequestError, SimulationError
+from controller.errors import GreenwaveError, RequestError, RouteError, SimulationError
 from controller.runtime.audit import AuditLog
 from controller.runtime.events import EventBus
 from controller.runtime.metrics import Metrics
@@ -78,6 +78,7 @@ from controller.sim.geo import is_geo_referenced
 log = logging.getLogger("greenwave.service")
 
 MAX_FROM_ROAD_M = 100.0  # a lon/lat origin or destination farther from any road is refused
+NEAR_ROAD_M = 15.0  # a lon/lat place may stand for an edge this much farther than the nearest (a route there)
 MAX_FROM_ROUTE_M = 50.0  # a position fix farther from the escort's route is refused
 # A fix that implies a faster move along the route since the last one than this (plus
 # MAX_FROM_ROUTE_M for the two fixes' errors), or a move back by more than MAX_FROM_ROUTE_M, is
@@ -754,12 +755,16 @@ class SimService:
             self._state = state
 
     # -- commands ----------------------------------------------------------------------------------
-    def _resolve(self, sim: SumoAdapter, place: Place, field_name: str) -> str:
+    def _resolve(self, sim: SumoAdapter, place: Place, field_name: str) -> list[str]:
+        """The edges a place may stand for, the best first: the edge given, or for a lon/lat the
+        nearest edge emergency vehicles may use, then the others at its ends within
+        ``NEAR_ROAD_M`` more of the point (the other carriageway, a street running on: the
+        nearest may lead nowhere, an exit off the network)."""
         if place.edge is not None:
             edge = self.network.edges.get(place.edge)
             if edge is None or edge.is_internal:
                 raise RequestError(f"{field_name}: unknown edge '{place.edge}'")
-            return place.edge
+            return [place.edge]
         assert place.lon is not None and place.lat is not None  # guaranteed by the request model
         x, y = self._xy(sim, place.lon, place.lat, field_name)
         found = sim.nearest_edge(x, y)
@@ -770,7 +775,31 @@ class SimService:
         if distance > MAX_FROM_ROAD_M:
             raise RequestError(f"{field_name}: ({place.lon}, {place.lat}) is {distance:.0f} m from the nearest "
                                f"road (at most {MAX_FROM_ROAD_M:.0f} m)")
-        return edge_id
+        nearest = self.network.edges[edge_id]
+        ends = {nearest.from_node, nearest.to_node}
+        near: list[tuple[float, str]] = []
+        for e in self.network.edges.values():
+            if e.edge_id == edge_id or e.is_internal or not ({e.from_node, e.to_node} & ends):
+                continue
+            if not any(lane.allows_emergency for lane in e.lanes):
+                continue
+            _, d = project(sim.lane_shape(f"{e.edge_id}_0"), x, y)
+            if d <= min(distance + NEAR_ROAD_M, MAX_FROM_ROAD_M):
+                near.append((d, e.edge_id))
+        return [edge_id, *(e for _, e in sorted(near))]
+
+    def _route_between(self, origins: Sequence[str], destinations: Sequence[str]) -> tuple[str, ...]:
+        """The fastest route from the first origin to the first destination that has one (the
+        places' candidate edges, the best first); the error of the best pair where none has."""
+        first: RouteError | None = None
+        for o in origins:
+            for d in destinations:
+                try:
+                    return fastest_route(self.network, o, d)
+                except RouteError as e:
+                    first = first or e
+        assert first is not None
+        raise first
 
     def _xy(self, sim: SumoAdapter, lon: float, lat: float, field_name: str) -> tuple[float, float]:
         if not self.geo:
@@ -845,8 +874,8 @@ class SimService:
                 route = tuple(cmd.route)
             else:
                 assert cmd.origin is not None and cmd.destination is not None  # guaranteed by the request model
-                route = fastest_route(self.network, self._resolve(sim, cmd.origin, "origin"),
-                                      self._resolve(sim, cmd.destination, "destination"))
+                route = self._route_between(self._resolve(sim, cmd.origin, "origin"),
+                                            self._resolve(sim, cmd.destination, "destination"))
             vtype = f"{EV_VTYPE_PREFIX}{cmd.vehicle_type}"
         corridor = build_corridor(self.network, route)
         dynamics = EvDynamics(**sim.vehicle_type(vtype))

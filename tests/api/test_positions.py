@@ -133,3 +133,23 @@ def test_lonlat_far_from_any_road_is_refused(geo_net: Path, geo_server: Server) 
         r = c.post("/v1/emergencies", json={"origin": {"lon": lon, "lat": lat}, "destination": {"edge": "C1right1"}})
         assert r.status_code == 422
         assert r.json()["detail"].startswith("origin: (") and "from the nearest road" in r.json()["detail"]
+
+
+def test_a_lon_lat_origin_on_the_carriageway_that_leads_nowhere_takes_the_other(geo_net: Path,
+                                                                               geo_server: Server) -> None:
+    # (50, 302.5) is nearest the westbound A1left1, an exit off the network: the dispatch was a 422
+    # "no route from edge 'A1left1'"; the eastbound left1A1, 4 m farther, has the route
+    (o_lon, o_lat), (d_lon, d_lat), (x_lon, x_lat) = _lonlat(geo_net, [(50.0, 302.5), (550.0, 297.0), (50.0, 360.0)])
+    with geo_server.client() as c:
+        r = c.post("/v1/emergencies", json={"id": "gps-other-side", "tracking": "external",
+                                            "origin": {"lon": o_lon, "lat": o_lat},
+                                            "destination": {"lon": d_lon, "lat": d_lat}})
+        assert r.status_code == 201, r.text
+        assert r.json()["route"] == ["left1A1", "A1B1", "B1C1", "C1right1"]
+        assert c.delete("/v1/emergencies/gps-other-side").status_code == 200
+        # the same at the other end: (550, 297) is nearest the eastbound exit C1right1
+        r = c.post("/v1/emergencies", json={"id": "gps-back", "tracking": "external",
+                                            "origin": {"lon": d_lon, "lat": d_lat},
+                                            "destination": {"lon": x_lon, "lat": x_lat}})
+        assert r.status_code == 201 and r.json()["route"][0] == "right1C1", r.text
+        assert c.delete("/v1/emergencies/gps-back").status_code == 200
