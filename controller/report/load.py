@@ -68,10 +68,12 @@ class RunData:
     @property
     def setting(self) -> tuple[object, ...]:
         """What makes two runs comparable: the scenario and seed, the simulated window and step,
-        the demand, whether EVs had the bluelight device, and each EV's id, type, departure asked
-        for (SUMO may insert it a few seconds later, differently under each controller) and first
-        corridor (its length and signals). A scenario name alone is not enough: the runs of
-        one configuration with other EVs, or of two configurations named alike, share it."""
+        the demand, what the simulation ran on (``inputs_digest``: network, demand, programs and
+        options; a scenario file edited between two runs changes it), whether EVs had the
+        bluelight device, and each EV's id, type, departure asked for (SUMO may insert it a few
+        seconds later, differently under each controller) and first corridor (its length and
+        signals). A scenario name alone is not enough: the runs of one configuration with other
+        EVs, or of two configurations named alike, share it."""
         s = self.summary
         evs = []
         listed = s.get("evs")
@@ -84,7 +86,7 @@ class RunData:
                 round(first.route_length_m, 1), tuple(str(j.get("tls")) for j in first.junctions))
             evs.append((ev.get("id"), ev.get("type"), ev.get("dispatched", ev.get("depart")), corridor))
         return (self.scenario, self.seed, s.get("begin"), s.get("end"), s.get("step_length"), s.get("demand_level"),
-                bool(s.get("bluelight")), tuple(evs))
+                s.get("inputs_digest"), bool(s.get("bluelight")), tuple(evs))
 
     @property
     def name(self) -> str:

@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 import functools
 import gc
+import hashlib
 import json
 import math
 import time
@@ -417,6 +418,7 @@ def run(
         **({"free_flow_error": free_flow_error} if free_flow_error is not None else {}),
         "source": setup.source,
         "demand_level": setup.demand_level,
+        "inputs_digest": inputs_digest(setup),
         "begin": setup.begin_s,
         "end": setup.end_s,
         "simulated_until": last_t,
@@ -585,6 +587,26 @@ def _plans_ahead(controller: Controller) -> bool:
 def _free_flow_clock(setup: RunSetup, corridor: Corridor) -> FreeFlowClock:
     profile = build_profile(setup.network, corridor)
     return FreeFlowClock.of(profile.starts_m, profile.ends_m, profile.speeds_mps)
+
+
+def inputs_digest(setup: RunSetup) -> str:
+    """A fingerprint of what the simulation ran on besides the EVs and the controller: the network,
+    route and additional files' contents (greenwave's own vehicle types and cross-street output
+    left out, and the run's folder cut from the paths in the files it rewrote) and the SUMO
+    options kept. Two runs of one scenario name with other demand, programs or network differ
+    in it (``report`` compares only runs that agree)."""
+    inputs = setup.inputs
+    out = str(setup.out_dir.resolve())
+    digest = hashlib.sha256()
+    files = [("net", inputs.net_file), *(("routes", p) for p in inputs.route_files),
+             *(("additional", p) for p in inputs.additional_files if not p.name.startswith("greenwave_"))]
+    for role, path in files:
+        data = path.read_bytes()
+        if path.resolve().is_relative_to(out):
+            data = data.replace(out.encode(), b"")
+        digest.update(f"{role}:{path.name}:".encode() + hashlib.sha256(data).digest())
+    digest.update(json.dumps(sorted(inputs.options.items())).replace(out, "").encode())
+    return digest.hexdigest()[:16]
 
 
 def switched_for(ev_id: str, preemptions: Sequence[Mapping[str, Any]]) -> set[str]:

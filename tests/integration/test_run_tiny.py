@@ -62,6 +62,13 @@ def test_none_and_oracle_bound_the_trip(scenario: Path, tmp_path: Path) -> None:
         assert s["background"]["trips"] > 0
     assert none["evs"][0]["free_flow_time"] == oracle["evs"][0]["free_flow_time"]
     assert oracle["evs"][0]["travel_time"] <= none["evs"][0]["travel_time"] + 2
+    # one scenario and seed: the same inputs, whatever the controller and folder; the scenario
+    # edited (another demand rate, the same name and level), other inputs
+    assert none["inputs_digest"] == oracle["inputs_digest"] and len(none["inputs_digest"]) == 16
+    edited = tmp_path / "edited.toml"
+    edited.write_text(scenario.read_text().replace("vehicles_per_hour = 400", "vehicles_per_hour = 500"))
+    other = run_ok(["run", str(edited), "--controller", "none", "--seed", "2", "--out", str(tmp_path / "ed")])
+    assert other["scenario"] == none["scenario"] and other["inputs_digest"] != none["inputs_digest"]
     assert none["evs"][0]["preempted"] == 0 and oracle["evs"][0]["preempted"] == 3
     # the monitor does not cry wolf on the programs themselves
     assert all(none["safety"][r] == 0 for r in ("S1", "S2", "S3", "S4", "S5"))

@@ -166,11 +166,17 @@ def test_companions_are_compared_and_other_traffic_is_against_none(tmp_path: Pat
     summary = json.loads((blue / "summary.json").read_text())
     summary["bluelight"] = True
     (blue / "summary.json").write_text(json.dumps(summary))
+    # the scenario file edited between two runs (another demand rate, other programs): not a
+    # companion (it was one: the report compared 2,000 veh/h with 5,400 veh/h)
+    edited = write_run(tmp_path / "local-s1", "local")
+    summary = json.loads((edited / "summary.json").read_text())
+    summary["inputs_digest"] = "0123456789abcdef"
+    (edited / "summary.json").write_text(json.dumps(summary))
     (tmp_path / "junk").mkdir()
     run = load_run(gw)
     comp = companions(run, [load_run(other), load_run(blue)])
     assert [r.controller for r in comp] == ["none", "greenwave", "oracle"] and all(r.seed == 1 for r in comp)
-    assert all(r.path.name not in ("none-other-ev", "local-blue") for r in comp)
+    assert all(r.path.name not in ("none-other-ev", "local-blue", "local-s1") for r in comp)
     comp = [r for r in comp if r.controller != "oracle"]
     page = render_run(run, comp)
     assert len(figures(page, "time-space-comparison")) == 2
