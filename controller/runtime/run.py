@@ -48,6 +48,7 @@ from controller.runtime.setup import (
     RunSetup,
     check_running_programs,
     program_sources,
+    rejection_hint,
     sumo_args,
 )
 from controller.runtime.trace import TRACE_FILE, TraceRecorder
@@ -260,7 +261,8 @@ def run(
     pacer = Pacer(speed) if speed is not None else None
 
     with (
-        SumoAdapter(sumo_args(setup), backend=backend, gui=gui, error_log=out / SUMO_ERROR_LOG) as sim,
+        SumoAdapter(sumo_args(setup), backend=backend, gui=gui, error_log=out / SUMO_ERROR_LOG,
+                    explain=lambda detail: rejection_hint(detail, setup.inputs)) as sim,
         contextlib.ExitStack() as closing,
     ):
         # every signal's, not only the watched ones': a re-routed EV's new corridor is planned with them

@@ -68,6 +68,7 @@ from controller.runtime.setup import (
     check_running_programs,
     id_in_routes,
     program_sources,
+    rejection_hint,
     route_file_ids,
     sumo_args,
 )
@@ -284,8 +285,8 @@ class SimService:
     def _main(self) -> None:
         setup = self.setup
         try:
-            with SumoAdapter(sumo_args(setup), backend=self.backend,
-                             error_log=setup.out_dir / SUMO_ERROR_LOG) as sim:
+            with SumoAdapter(sumo_args(setup), backend=self.backend, error_log=setup.out_dir / SUMO_ERROR_LOG,
+                             explain=lambda detail: rejection_hint(detail, setup.inputs)) as sim:
                 self._sim = sim
                 programs = self.network.programs
                 check_running_programs(programs, sim.running_programs(programs), program_sources(setup.inputs))

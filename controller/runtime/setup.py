@@ -7,6 +7,7 @@ All files a run writes go under its output folder: generated demand and vehicle 
 from __future__ import annotations
 
 import gzip
+import re
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -194,6 +195,19 @@ def route_file_ids(route_files: Sequence[Path]) -> dict[str, tuple[str, Path]]:
         except (OSError, EOFError, ET.ParseError):  # (a truncated gzip file raises EOFError)
             continue
     return found
+
+
+def rejection_hint(detail: str, inputs: SumoInputs) -> str:
+    """What to add to SUMO's refusal of a run's inputs: the route file holding the vehicle,
+    trip, flow or person it names, and where it names one of greenwave's own vehicle types."""
+    hints = []
+    named = re.search(r"\b(?:vehicle|trip|flow|person) '([^']+)'", detail)
+    if named is not None and (hit := id_in_routes(route_file_ids(inputs.route_files), named.group(1))) is not None:
+        hints.append(f"{hit[1]} is in {hit[0]}")
+    if re.search(rf"'{EV_VTYPE_PREFIX}[^']*'", detail):
+        *most, last = (EV_VTYPE_PREFIX + k for k in PRIORITY)
+        hints.append(f"greenwave defines the vehicle types {', '.join(most)} and {last} itself: give yours other ids")
+    return f" ({'; '.join(hints)})" if hints else ""
 
 
 def id_in_routes(ids: Mapping[str, tuple[str, Path]], vehicle_id: str) -> tuple[Path, str] | None:

@@ -139,13 +139,17 @@ class SumoAdapter:
         backend: Backend = "libsumo",
         gui: bool = False,
         error_log: Path | None = None,
+        explain: Callable[[str], str] | None = None,
     ) -> None:
+        """``explain``: what to add to SUMO's message where it refuses the inputs (the file
+        holding the vehicle it names, say)."""
         if gui and backend == "libsumo":
             backend = "traci"  # sumo-gui runs as its own process
         self.backend: Backend = backend
         self.gui = gui
         self._args = list(args)
         self._error_log = error_log
+        self._explain = explain
         self._api: Any = None
         self._label = ""
         self._vehicles: set[str] = set()
@@ -197,7 +201,9 @@ class SumoAdapter:
                 self._api = traci.getConnection(self._label)
         except SUMO_ERRORS as e:
             detail = _last_error(self._error_log) or _first_error("".join(said)) or str(e)
-            raise SimulationError(f"SUMO rejected the configuration: {detail}") from None
+            detail = " ".join(detail.split())  # (one line: SUMO goes on over several at times)
+            more = self._explain(detail) if self._explain is not None else ""
+            raise SimulationError(f"SUMO rejected the configuration: {detail}{more}") from None
         self.time_s = float(self._api.simulation.getTime())
         self._api.simulation.subscribe(list(_SIM_VARS))
 

@@ -169,6 +169,26 @@ def test_configuration_sumo_rejects(tmp_path: Path, tiny_net: Path) -> None:
     assert not (out_dir / "summary.json").exists()
 
 
+def test_a_refusal_that_names_a_vehicle_or_a_type_of_greenwaves_names_the_file(tmp_path: Path, tiny_net: Path) -> None:
+    # SUMO names the vehicle, not its file; and a type of greenwave's own name looked like the user's fault alone
+    good = tmp_path / "good.rou.xml"
+    good.write_text('<routes><trip id="g1" depart="0" from="left1A1" to="C1right1"/></routes>')
+    late = tmp_path / "late.rou.xml"
+    late.write_text('<routes><vehicle id="late1" depart="5"><route edges="left1A1 NOSUCHEDGE"/></vehicle></routes>')
+    types = tmp_path / "types.add.xml"
+    types.write_text('<additional><vType id="greenwave_fire"/></additional>')
+    for routes, additional, needle in (
+            (f"{good.name},{late.name}", "", f"(a vehicle 'late1' is in {late})"),
+            (good.name, f'<additional-files value="{types.name}"/>',
+             "(greenwave defines the vehicle types greenwave_ambulance, greenwave_fire, greenwave_police and "
+             "greenwave_transit itself: give yours other ids)")):
+        cfg = tmp_path / "c.sumocfg"
+        cfg.write_text(f'<configuration><input><net-file value="{tiny_net}"/><route-files value="{routes}"/>'
+                       f"{additional}</input></configuration>")
+        code, out = _run(["run", "--sumocfg", str(cfg), "--ev", "left1A1,C1right1,10", "--out", str(tmp_path / "o")])
+        _assert_error(code, out, "SUMO rejected", needle)
+
+
 def test_program_that_cannot_serve_the_route(tmp_path: Path, tiny_net: Path) -> None:
     """A program (from an additional file) that never gives the EV's movement green at B1."""
     from controller.sim.netload import load_network
