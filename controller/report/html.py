@@ -201,6 +201,31 @@ def _comparison(run: RunData, companions: Sequence[RunData]) -> str:
                   "EV stops at signals", "run folder"), rows, cls="comparison")
 
 
+def _traffic_by_class(companions: Sequence[RunData]) -> str:
+    """Other traffic per vehicle class, where there is more than one (bicycles, trams and buses
+    count in the figures above)."""
+    classes: dict[str, None] = {}
+    for r in companions:
+        by_class = r.summary.get("background", {}).get("by_class")
+        for c in by_class if isinstance(by_class, dict) else {}:
+            classes.setdefault(str(c), None)
+    if len(classes) < 2:
+        return ""
+    none = by_controller(companions, "none")
+    ref = none.summary.get("background", {}).get("by_class") or {} if none else {}
+    rows = []
+    for r in companions:
+        by_class = r.summary.get("background", {}).get("by_class") or {}
+        for c in classes:
+            row = by_class.get(c) or {}
+            loss = _num(row.get("mean_time_loss"))
+            rows.append([r.name, c, row.get("trips"), loss, change_pct(loss, _num((ref.get(c) or {}).get(
+                "mean_time_loss")))])
+    return ("<p>By vehicle class:</p>"
+            + table(("controller", "class", "trips", "mean time loss (s)", "change vs none (%)"), rows,
+                    cls="traffic-by-class"))
+
+
 def _traffic(companions: Sequence[RunData]) -> str:
     none = by_controller(companions, "none")
     ref_bg = none.summary.get("background", {}) if none else {}
@@ -217,7 +242,7 @@ def _traffic(companions: Sequence[RunData]) -> str:
             "given or found beside this one, so changes against it cannot be shown.</p>")
     head = ("controller", "other trips", "mean time loss (s)", "change vs none (%)",
             "entries into the cross streets", "mean time loss per entry there (s)", "change vs none (%)")
-    return (table(head, rows, cls="traffic") + note
+    return (table(head, rows, cls="traffic") + note + _traffic_by_class(companions)
             + _figure(other_traffic(companions), "other-traffic",
                       "Mean time loss of the other trips: all of them, and on the cross streets of the junctions "
                       "on the EVs' routes (the streets a preemption holds red).", {}))

@@ -19,6 +19,7 @@ class Trip:
     time_loss_s: float
     waiting_count: int
     waiting_time_s: float
+    vtype: str = ""
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,7 @@ def read_outputs(out_dir: Path) -> SumoOutputs:
             time_loss_s=float(t.get("timeLoss", "nan")),
             waiting_count=int(t.get("waitingCount", "0")),
             waiting_time_s=float(t.get("waitingTime", "0")),
+            vtype=t.get("vType", ""),
         )
     stats = _parse(out_dir / "statistics.xml")
     safety = stats.find("safety")
@@ -123,6 +125,24 @@ def background(outputs: SumoOutputs, exclude: Collection[str], until_s: float) -
         t.time_loss_s for vid, t in outputs.trips.items() if vid not in exclude and t.arrival_s <= until_s + 1e-9
     ]
     return len(losses), (sum(losses) / len(losses) if losses else None)
+
+
+# SUMO's own vehicle types and their classes (a vType given no vClass is a passenger car)
+DEFAULT_VTYPE_CLASSES = {"DEFAULT_VEHTYPE": "passenger", "DEFAULT_BIKETYPE": "bicycle", "DEFAULT_TAXITYPE": "taxi",
+                         "DEFAULT_RAILTYPE": "rail", "DEFAULT_PEDTYPE": "pedestrian"}
+
+
+def background_by_class(outputs: SumoOutputs, exclude: Collection[str], until_s: float,
+                        vtype_classes: Mapping[str, str]) -> dict[str, dict[str, float | int | None]]:
+    """:func:`background` per vehicle class (``vtype_classes``: vType id -> vClass; a type not
+    known there counts as ``passenger``, SUMO's default), the classes sorted by trips."""
+    losses: dict[str, list[float]] = {}
+    for vid, t in outputs.trips.items():
+        if vid not in exclude and t.arrival_s <= until_s + 1e-9:
+            vclass = vtype_classes.get(t.vtype) or DEFAULT_VTYPE_CLASSES.get(t.vtype, "passenger")
+            losses.setdefault(vclass, []).append(t.time_loss_s)
+    return {c: {"trips": len(v), "mean_time_loss": round(sum(v) / len(v), 3)}
+            for c, v in sorted(losses.items(), key=lambda kv: (-len(kv[1]), kv[0]))}
 
 
 CROSS_STREETS_FILE = "cross_streets.xml"

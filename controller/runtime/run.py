@@ -34,6 +34,7 @@ from controller.runtime.freeflow import free_flow_times
 from controller.runtime.outputs import (
     Trip,
     background,
+    background_by_class,
     collisions_involving,
     collisions_while_preempted,
     cross_streets,
@@ -50,6 +51,7 @@ from controller.runtime.setup import (
     program_sources,
     rejection_hint,
     sumo_args,
+    vtype_classes,
 )
 from controller.runtime.trace import TRACE_FILE, TraceRecorder
 from controller.runtime.watch import ACTIVATE_BEFORE_S, LANE_WINDOW_S, CorridorWatch, FreeFlowClock
@@ -432,6 +434,9 @@ def run(
         "background": {
             "trips": bg_trips,
             "mean_time_loss": None if bg_loss is None else round(bg_loss, 3),
+            # (bicycles, trams and buses count in the figures above: here apart)
+            "by_class": background_by_class(
+                outputs, ev_ids, end_s, vtype_classes([*setup.inputs.route_files, *setup.inputs.additional_files])),
             "cross_streets": cross_streets(out),
         },
         "eta": _eta_section(controller, progress),

@@ -210,6 +210,25 @@ def rejection_hint(detail: str, inputs: SumoInputs) -> str:
     return f" ({'; '.join(hints)})" if hints else ""
 
 
+def vtype_classes(files: Sequence[Path]) -> dict[str, str]:
+    """The vehicle classes of the vehicle types defined in route and additional files: vType id
+    -> vClass (``passenger`` where none is given, SUMO's default). Unreadable files are passed
+    over (the run has read them: what it names from here is a figure, not an input)."""
+    found: dict[str, str] = {}
+    for path in files:
+        try:
+            opener = gzip.open if path.suffix == ".gz" else open
+            with opener(path, "rb") as f:
+                for _, el in ET.iterparse(f, events=("end",)):
+                    if el.tag == "vType" and el.get("id") is not None:
+                        found.setdefault(str(el.get("id")), el.get("vClass") or "passenger")
+                    if el.tag in _ID_TAGS:
+                        el.clear()
+        except (OSError, EOFError, ET.ParseError):
+            continue
+    return found
+
+
 def id_in_routes(ids: Mapping[str, tuple[str, Path]], vehicle_id: str) -> tuple[Path, str] | None:
     """Where the route files (:func:`route_file_ids`) have ``vehicle_id`` already, as a vehicle,
     trip or person of its own or as one of a flow's vehicles (``<flow id>.<n>``): the file, and

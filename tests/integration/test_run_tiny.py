@@ -65,6 +65,8 @@ def test_none_and_oracle_bound_the_trip(scenario: Path, tmp_path: Path) -> None:
     # one scenario and seed: the same inputs, whatever the controller and folder; the scenario
     # edited (another demand rate, the same name and level), other inputs
     assert none["inputs_digest"] == oracle["inputs_digest"] and len(none["inputs_digest"]) == 16
+    bg = none["background"]
+    assert bg["by_class"] == {"passenger": {"trips": bg["trips"], "mean_time_loss": bg["mean_time_loss"]}}
     edited = tmp_path / "edited.toml"
     edited.write_text(scenario.read_text().replace("vehicles_per_hour = 400", "vehicles_per_hour = 500"))
     other = run_ok(["run", str(edited), "--controller", "none", "--seed", "2", "--out", str(tmp_path / "ed")])

@@ -183,6 +183,19 @@ def test_companions_are_compared_and_other_traffic_is_against_none(tmp_path: Pat
     assert 'id="trajectory-none-amb"' in page and 'id="trajectory-greenwave-amb"' in page
     traffic = re.search(r'<table class="traffic">.*?</table>', page, flags=re.S)
     assert traffic is not None and "<td>greenwave</td><td>100</td><td>41.0</td><td>2.5</td>" in traffic.group(0)
+    assert 'class="traffic-by-class"' not in page  # (one class, or none recorded: nothing apart)
+    # bicycles among the other trips: a row per controller and class
+    for folder, bike_loss in ((gw, 11.0), (tmp_path / "none-s1", 10.0)):
+        summary = json.loads((folder / "summary.json").read_text())
+        summary["background"]["by_class"] = {"passenger": {"trips": 90, "mean_time_loss": 40.0},
+                                             "bicycle": {"trips": 10, "mean_time_loss": bike_loss}}
+        (folder / "summary.json").write_text(json.dumps(summary))
+    run = load_run(gw)
+    page = render_run(run, [r for r in companions(run, []) if r.controller != "oracle"])
+    by_class = re.search(r'<table class="traffic-by-class">.*?</table>', page, flags=re.S)
+    assert by_class is not None
+    assert "<td>greenwave</td><td>bicycle</td><td>10</td><td>11.0</td><td>10.0</td>" in by_class.group(0)
+    assert "<td>none</td><td>passenger</td><td>90</td><td>40.0</td><td>0.0</td>" in by_class.group(0)
 
 
 def test_a_report_tells_local_variants_and_backends_apart(tmp_path: Path) -> None:
