@@ -143,4 +143,4 @@ def test_other_traffic_by_vehicle_class(tmp_path: Path) -> None:
     assert by_class == {"passenger": {"trips": 3, "mean_time_loss": 20.0},
                         "bicycle": {"trips": 2, "mean_time_loss": 5.0},
                         "tram": {"trips": 1, "mean_time_loss": 7.0}}
-    assert sum(c["trips"] for c in by_class.values()) == background(outputs, {"amb"}, 200.0)[0] == 6
+    assert sum(int(c["trips"] or 0) for c in by_class.values()) == background(outputs, {"amb"}, 200.0)[0] == 6
