@@ -88,8 +88,13 @@ def test_dispatch_follow_arrive_hand_back_and_audit_survives_restart(tiny_scenar
             etas = [e for e in sse.of("eta") if e["data"]["escort"] == "amb-1"]
             assert len(etas) >= 2
             assert sse.of("arrival")[0]["data"]["escort"] == "amb-1"
-            # (it crossed every signal before it arrived: none was still held for it)
-            assert sse.of("arrival")[0]["data"]["handing_back"] == []
+            # the signals still held for it when it arrived (the last one, 100 m before the end of
+            # its route, may still be in its exit): each handed back then or after
+            arrival = sse.of("arrival")[0]["data"]
+            assert set(arrival["handing_back"]) <= set(ROW), arrival
+            for tls in arrival["handing_back"]:
+                assert any(e["data"]["tls_id"] == tls and e["data"]["t_s"] >= arrival["t_s"]
+                           for e in sse.of("handback")), (tls, events)
             signal = c.get("/v1/signals/B1").json()
             assert signal["stage"] == "idle" and signal["escorts"] == [] and signal["program"] != "online"
             health = c.get("/healthz").json()
@@ -115,7 +120,7 @@ def test_dispatch_follow_arrive_hand_back_and_audit_survives_restart(tiny_scenar
         assert ("handback", "amb-1", tls, None) in kinds
     assert any(("decision", "amb-1", tls, "dwell") in kinds for tls in ROW)
     assert ("arrival", "amb-1", None, None) in kinds
-    assert next(a for a in audit if a["kind"] == "arrival")["detail"] == {"handing_back": []}
+    assert next(a for a in audit if a["kind"] == "arrival")["detail"] == {"handing_back": arrival["handing_back"]}
     ids = [a["id"] for a in audit]
     assert ids == sorted(ids) and len(set(ids)) == len(ids)
     assert [a["detail"].get("event") for a in audit if a["kind"] == "service"][:3] == ["started", "stopped", "started"]
