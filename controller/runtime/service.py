@@ -554,7 +554,8 @@ class SimService:
             own = {k: _own_stage(stage, served, k) for k in holders}
             own_before = {k: _own_stage(before, before_served, k) for k in before_holders}
             held_for = [self._by_key.get(k, k) for k in served]
-            waiting = [k for k in holders if own[k] == "armed" != own_before.get(k, "idle")]
+            waiting = [k for k in holders
+                       if stage in ("entry", "dwell") and own[k] == "armed" != own_before.get(k, "idle")]
             for k in waiting:
                 # it joined a signal switched for others, or one serving it now serves another first
                 self._joined(tls, t_s, "armed", own_before.get(k, "idle"), [self._by_key.get(k, k)],

@@ -203,3 +203,69 @@ def test_ids_in_route_files_are_read_as_xml(tmp_path: Path) -> None:
     broken.write_text('<routes><trip id="ok" depart="0" from="a" to="b"/><vehicle id=', encoding="utf-8")
     ids = route_file_ids([routes, broken])
     assert ids == {"split": ("vehicle", routes), "ok": ("trip", broken)}
+
+
+class _Planner:
+    """A planner's view of one signal as the service reads it: stage, holders, served."""
+
+    def __init__(self) -> None:
+        self.junctions = {"B1": None}
+        self.now: tuple[str, tuple[str, ...], tuple[str, ...]] = ("idle", (), ())
+
+    def stage(self, tls: str) -> str:
+        return self.now[0]
+
+    def holders(self, tls: str) -> tuple[str, ...]:
+        return self.now[1]
+
+    def served(self, tls: str) -> tuple[str, ...]:
+        return self.now[2]
+
+
+def test_stage_events_name_the_escorts_served_and_tell_a_waiting_one_it_is_armed(tmp_path: Path) -> None:
+    # the service's events for a sequence of (stage, holders, served) of one signal, no SUMO
+    from types import SimpleNamespace
+
+    from controller.runtime.service import SimService
+
+    planner = _Planner()
+    service = SimService.__new__(SimService)
+    service._controller = SimpleNamespace(planner=planner)  # type: ignore[assignment]
+    service._stages, service._by_key = {}, {}
+    service.events, service.audit = EventBus(), AuditLog(tmp_path / "audit.sqlite")
+    ticks = [("armed", ("f",), ("f",)),  # f asks
+             ("entry", ("f",), ("f",)),
+             ("entry", ("f", "t"), ("t",)),  # t (a higher class) comes: served first, f waits
+             ("dwell", ("f", "t"), ("t",)),
+             ("dwell", ("f", "t", "u"), ("t", "u")),  # u joins, its movement green too
+             ("dwell", ("f", "t", "u", "v"), ("t", "u")),  # v joins and waits
+             ("entry", ("f", "v"), ("f", "v")),  # t and u crossed: the signal switches for f and v
+             ("dwell", ("f", "v"), ("f", "v")),
+             ("exit", ("f", "v"), ("f", "v")),
+             ("idle", (), ()),
+             ("armed", ("a",), ("a",)),
+             ("armed", ("a", "b"), ("a", "b"))]  # b joins an armed signal: one armed event
+    seen = []
+    for t, now in enumerate(ticks):
+        planner.now = now
+        before = service.events.last_id
+        service._track_stages(float(t))
+        seen.append([(e.type, e.data["escorts"], e.data.get("joined"), e.data.get("held_for"))
+                     for e in service.events.since(before)])
+    assert seen == [
+        [("armed", ["f"], None, None)],
+        [("entry", ["f"], None, None)],
+        [("armed", ["f"], False, ["t"]), ("entry", ["t"], True, None)],
+        [("dwell", ["t"], None, None)],
+        [("dwell", ["u"], True, None)],
+        [("armed", ["v"], True, ["t", "u"])],
+        [("released", ["t", "u"], None, ["f", "v"]), ("entry", ["f", "v"], None, None)],
+        [("dwell", ["f", "v"], None, None)],
+        [("exit", ["f", "v"], None, None)],
+        [("handback", ["f", "v"], None, None)],
+        [("armed", ["a"], None, None)],
+        [("armed", ["b"], True, None)],
+    ]
+    # a decision row for each of an escort's own stages (the released row names those released)
+    rows = [(r.escort_id, r.detail.get("stage")) for r in service.audit.since(0, kind="decision")]
+    assert ("f", "armed") in rows[2:4] and rows.count(("v", "armed")) == 1
