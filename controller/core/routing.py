@@ -88,6 +88,20 @@ def fastest_route(
     return tuple(route)
 
 
+def reachable_from(network: Network, from_edge: str, vclass_emergency: bool = True) -> set[str]:
+    """The normal edges a vehicle on ``from_edge`` can reach (``from_edge`` included): one walk
+    over the connections, cheaper than a search that fails."""
+    succ = _successors(network, vclass_emergency, "time")
+    seen = {from_edge}
+    todo = [from_edge]
+    while todo:
+        for nxt in succ.get(todo.pop(), {}):
+            if nxt not in seen:
+                seen.add(nxt)
+                todo.append(nxt)
+    return seen
+
+
 def validate_route(network: Network, route: Sequence[str]) -> None:
     """Check that ``route`` is a drivable sequence of edges.
 

@@ -27,7 +27,7 @@ import statistics
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -39,7 +39,7 @@ from controller.core.geometry import match_to_route, project
 from controller.core.greenwave import PRIORITY, EvSetup, PreemptionController
 from controller.core.network import Network
 from controller.core.progress import EvProgress
-from controller.core.routing import fastest_route, validate_route
+from controller.core.routing import fastest_route, reachable_from, validate_route
 from controller.core.safety import SafetyConfig, SafetyMonitor, SignalWatch
 from controller.core.snapshot import Snapshot, VehicleState
 from controller.errors import GreenwaveError, RequestError, RouteError, SimulationError
@@ -166,6 +166,15 @@ def stage_steps(before: str, stage: str) -> list[tuple[str, str]]:
     return [(before, stage)]
 
 
+@dataclass(frozen=True)
+class _Place:
+    """A dispatch's origin or destination: its edge, and for a lon/lat its point (x, y) and
+    distance to that edge."""
+
+    edge: str
+    point: tuple[float, float, float] | None = None
+
+
 def _own_stage(stage: str, served: tuple[str, ...], key: str) -> str:
     """An EV's own stage at a signal held for it: the signal's, or armed while the signal is
     switched (entry, dwell) for others first."""
@@ -227,6 +236,7 @@ class SimService:
         # default ids go on from the highest in the audit log, kept across restarts: one escort-1 in it
         self._seq = audit.highest_number(DEFAULT_ID_PREFIX)
         self._route_file_ids: dict[str, tuple[str, Path]] | None = None
+        self._edges_at_node: dict[str, list[str]] | None = None  # (read on the first lon/lat dispatch that needs it)
         self._ended = False
 
     # -- the API side ------------------------------------------------------------------------------
@@ -562,12 +572,25 @@ class SimService:
                              held_for=held_for, joined=k not in before_holders)
             if stage == before:
                 # an escort joined a signal already armed or switched for others (or waited for it
-                # and is served now): that stage's event for it alone (those that held it had theirs)
-                joined = [self._by_key.get(k, k) for k in holders if own[k] == stage != own_before.get(k, "idle")]
-                if joined and stage != "idle":
-                    self._joined(tls, t_s, stage, before, joined)
+                # and is served now): that stage's event for it alone (those that held it had
+                # theirs), ``previous`` its own stage before
+                groups: dict[tuple[str, bool], list[str]] = {}
+                for k in holders:
+                    if own[k] == stage != own_before.get(k, "idle") and stage != "idle":
+                        groups.setdefault((own_before.get(k, "idle"), k not in before_holders), []).append(
+                            self._by_key.get(k, k))
+                for (previous, new), names in groups.items():
+                    self._joined(tls, t_s, stage, previous, names, joined=new)
                 continue
-            escorts = [self._by_key.get(k, k) for k in (served or before_served or before_holders)]
+            # the escorts named: those a switched state serves; at the hand-back every escort it
+            # was held for (one waiting for it too)
+            if stage == "idle":
+                named = before_holders or before_served
+            elif stage in ("entry", "dwell"):
+                named = served or before_served or before_holders
+            else:
+                named = holders or before_holders
+            escorts = [self._by_key.get(k, k) for k in named]
             for previous, step in stage_steps(before, stage):
                 switched = previous in ("entry", "dwell", "exit")
                 kind = step if step != "idle" else ("handback" if switched else "disarmed")
@@ -757,16 +780,14 @@ class SimService:
             self._state = state
 
     # -- commands ----------------------------------------------------------------------------------
-    def _resolve(self, sim: SumoAdapter, place: Place, field_name: str) -> list[str]:
-        """The edges a place may stand for, the best first: the edge given, or for a lon/lat the
-        nearest edge emergency vehicles may use, then the others at its ends within
-        ``NEAR_ROAD_M`` more of the point (the other carriageway, a street running on: the
-        nearest may lead nowhere, an exit off the network)."""
+    def _resolve(self, sim: SumoAdapter, place: Place, field_name: str) -> _Place:
+        """The edge a place stands for: the edge given, or for a lon/lat the nearest edge
+        emergency vehicles may use (and where that is, for :meth:`_near_edges`)."""
         if place.edge is not None:
             edge = self.network.edges.get(place.edge)
             if edge is None or edge.is_internal:
                 raise RequestError(f"{field_name}: unknown edge '{place.edge}'")
-            return [place.edge]
+            return _Place(place.edge)
         assert place.lon is not None and place.lat is not None  # guaranteed by the request model
         x, y = self._xy(sim, place.lon, place.lat, field_name)
         found = sim.nearest_edge(x, y)
@@ -777,30 +798,46 @@ class SimService:
         if distance > MAX_FROM_ROAD_M:
             raise RequestError(f"{field_name}: ({place.lon}, {place.lat}) is {distance:.0f} m from the nearest "
                                f"road (at most {MAX_FROM_ROAD_M:.0f} m)")
-        nearest = self.network.edges[edge_id]
-        ends = {nearest.from_node, nearest.to_node}
-        near: list[tuple[float, str]] = []
-        for e in self.network.edges.values():
-            if e.edge_id == edge_id or e.is_internal or not ({e.from_node, e.to_node} & ends):
-                continue
-            if not any(lane.allows_emergency for lane in e.lanes):
-                continue
-            _, d = project(sim.lane_shape(f"{e.edge_id}_0"), x, y)
-            if d <= min(distance + NEAR_ROAD_M, MAX_FROM_ROAD_M):
-                near.append((d, e.edge_id))
-        return [edge_id, *(e for _, e in sorted(near))]
+        return _Place(edge_id, (x, y, distance))
 
-    def _route_between(self, origins: Sequence[str], destinations: Sequence[str]) -> tuple[str, ...]:
-        """The fastest route from the first origin to the first destination that has one (the
-        places' candidate edges, the best first); the error of the best pair where none has."""
-        first: RouteError | None = None
-        for o in origins:
-            for d in destinations:
-                try:
-                    return fastest_route(self.network, o, d)
-                except RouteError as e:
-                    first = first or e
-        assert first is not None
+    def _near_edges(self, sim: SumoAdapter, place: _Place) -> list[str]:
+        """A lon/lat place's nearest edge, then the other edges emergency vehicles may use at its
+        ends within ``NEAR_ROAD_M`` more of the point (the other carriageway, a street running
+        on), the nearest first: the nearest may lead nowhere (an exit off the network)."""
+        if place.point is None:
+            return [place.edge]
+        x, y, distance = place.point
+        if self._edges_at_node is None:
+            self._edges_at_node = {}
+            for e in self.network.edges.values():
+                if not e.is_internal and any(lane.allows_emergency for lane in e.lanes):
+                    for node in {e.from_node, e.to_node}:
+                        self._edges_at_node.setdefault(node, []).append(e.edge_id)
+        nearest = self.network.edges[place.edge]
+        near: list[tuple[float, str]] = []
+        for e in {*self._edges_at_node.get(nearest.from_node, ()), *self._edges_at_node.get(nearest.to_node, ())}:
+            if e != place.edge:
+                _, d = project(sim.lane_shape(f"{e}_0"), x, y)
+                if d <= min(distance + NEAR_ROAD_M, MAX_FROM_ROAD_M):
+                    near.append((d, e))
+        return [place.edge, *(e for _, e in sorted(near))]
+
+    def _route_between(self, sim: SumoAdapter, origin: _Place, destination: _Place) -> tuple[str, ...]:
+        """The fastest route between two places: from their nearest edges, else (a lon/lat place)
+        from the first of the origin's near edges that reaches one of the destination's, to the
+        first it reaches; the error of the nearest pair where none does."""
+        try:
+            return fastest_route(self.network, origin.edge, destination.edge)
+        except RouteError as e:
+            if origin.point is None and destination.point is None:
+                raise
+            first = e
+        targets = self._near_edges(sim, destination)
+        for o in self._near_edges(sim, origin):
+            reach = reachable_from(self.network, o)  # (one walk each, not a failing search per pair)
+            d = next((d for d in targets if d in reach), None)
+            if d is not None:
+                return fastest_route(self.network, o, d)
         raise first
 
     def _xy(self, sim: SumoAdapter, lon: float, lat: float, field_name: str) -> tuple[float, float]:
@@ -876,7 +913,7 @@ class SimService:
                 route = tuple(cmd.route)
             else:
                 assert cmd.origin is not None and cmd.destination is not None  # guaranteed by the request model
-                route = self._route_between(self._resolve(sim, cmd.origin, "origin"),
+                route = self._route_between(sim, self._resolve(sim, cmd.origin, "origin"),
                                             self._resolve(sim, cmd.destination, "destination"))
             vtype = f"{EV_VTYPE_PREFIX}{cmd.vehicle_type}"
         corridor = build_corridor(self.network, route)

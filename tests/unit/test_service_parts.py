@@ -244,27 +244,35 @@ def test_stage_events_name_the_escorts_served_and_tell_a_waiting_one_it_is_armed
              ("exit", ("f", "v"), ("f", "v")),
              ("idle", (), ()),
              ("armed", ("a",), ("a",)),
-             ("armed", ("a", "b"), ("a", "b"))]  # b joins an armed signal: one armed event
+             ("armed", ("a", "b"), ("a", "b")),  # b joins an armed signal: one armed event
+             ("dwell", ("a", "b"), ("a",)),  # switched for a (armed -> entry -> dwell in one tick)
+             ("dwell", ("a", "b"), ("a", "b")),  # b served by the same state from now
+             ("dwell", ("a", "b", "c"), ("a", "b")),  # c waits
+             ("idle", (), ())]  # handed back with no exit: every escort it was held for named
     seen = []
     for t, now in enumerate(ticks):
         planner.now = now
         before = service.events.last_id
         service._track_stages(float(t))
-        seen.append([(e.type, e.data["escorts"], e.data.get("joined"), e.data.get("held_for"))
+        seen.append([(e.type, e.data["escorts"], e.data.get("previous"), e.data.get("joined"), e.data.get("held_for"))
                      for e in service.events.since(before)])
     assert seen == [
-        [("armed", ["f"], None, None)],
-        [("entry", ["f"], None, None)],
-        [("armed", ["f"], False, ["t"]), ("entry", ["t"], True, None)],
-        [("dwell", ["t"], None, None)],
-        [("dwell", ["u"], True, None)],
-        [("armed", ["v"], True, ["t", "u"])],
-        [("released", ["t", "u"], None, ["f", "v"]), ("entry", ["f", "v"], None, None)],
-        [("dwell", ["f", "v"], None, None)],
-        [("exit", ["f", "v"], None, None)],
-        [("handback", ["f", "v"], None, None)],
-        [("armed", ["a"], None, None)],
-        [("armed", ["b"], True, None)],
+        [("armed", ["f"], "idle", None, None)],
+        [("entry", ["f"], "armed", None, None)],
+        [("armed", ["f"], "entry", False, ["t"]), ("entry", ["t"], "idle", True, None)],
+        [("dwell", ["t"], "entry", None, None)],
+        [("dwell", ["u"], "idle", True, None)],
+        [("armed", ["v"], "idle", True, ["t", "u"])],
+        [("released", ["t", "u"], None, None, ["f", "v"]), ("entry", ["f", "v"], "dwell", None, None)],
+        [("dwell", ["f", "v"], "entry", None, None)],
+        [("exit", ["f", "v"], "dwell", None, None)],
+        [("handback", ["f", "v"], "exit", None, None)],
+        [("armed", ["a"], "idle", None, None)],
+        [("armed", ["b"], "idle", True, None)],
+        [("entry", ["a"], "armed", None, None), ("dwell", ["a"], "entry", None, None)],
+        [("dwell", ["b"], "armed", False, None)],
+        [("armed", ["c"], "idle", True, ["a", "b"])],
+        [("handback", ["a", "b", "c"], "dwell", None, None)],
     ]
     # a decision row for each of an escort's own stages (the released row names those released)
     rows = [(r.escort_id, r.detail.get("stage")) for r in service.audit.since(0, kind="decision")]
