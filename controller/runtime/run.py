@@ -15,6 +15,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Any, Concatenate, ParamSpec, Protocol
+from xml.sax.saxutils import escape
 
 import numpy as np
 
@@ -262,6 +263,7 @@ def run(
     end_s = setup.end_s
     pacer = Pacer(speed) if speed is not None else None
 
+    digest = inputs_digest(setup)  # (before it runs: an input edited meanwhile does not count)
     with (
         SumoAdapter(sumo_args(setup), backend=backend, gui=gui, error_log=out / SUMO_ERROR_LOG,
                     explain=lambda detail: rejection_hint(detail, setup.inputs)) as sim,
@@ -422,7 +424,7 @@ def run(
         **({"free_flow_error": free_flow_error} if free_flow_error is not None else {}),
         "source": setup.source,
         "demand_level": setup.demand_level,
-        "inputs_digest": inputs_digest(setup),
+        "inputs_digest": digest,
         "begin": setup.begin_s,
         "end": setup.end_s,
         "simulated_until": last_t,
@@ -607,11 +609,21 @@ def inputs_digest(setup: RunSetup) -> str:
     digest = hashlib.sha256()
     files = [("net", inputs.net_file), *(("routes", p) for p in inputs.route_files),
              *(("additional", p) for p in inputs.additional_files if not p.name.startswith("greenwave_"))]
+    # (written into the XML it rewrote: '&' as '&amp;' and so on)
+    forms = sorted({out.encode(), escape(out, {'"': "&quot;"}).encode()}, key=len, reverse=True)
     for role, path in files:
-        data = path.read_bytes()
-        if path.resolve().is_relative_to(out):
-            data = data.replace(out.encode(), b"")
-        digest.update(f"{role}:{path.name}:".encode() + hashlib.sha256(data).digest())
+        if path.resolve().is_relative_to(out):  # (small: the additional files it rewrote)
+            data = path.read_bytes()
+            for form in forms:
+                data = data.replace(form, b"")
+            file_digest = hashlib.sha256(data).digest()
+        else:
+            h = hashlib.sha256()
+            with path.open("rb") as f:
+                while chunk := f.read(1 << 20):
+                    h.update(chunk)
+            file_digest = h.digest()
+        digest.update(f"{role}:{path.name}:".encode() + file_digest)
     digest.update(json.dumps(sorted(inputs.options.items())).replace(out, "").encode())
     return digest.hexdigest()[:16]
 

@@ -82,6 +82,17 @@ def test_none_and_oracle_bound_the_trip(scenario: Path, tmp_path: Path) -> None:
     assert none["safety"]["collisions_preempted"] == 0 and oracle["safety"]["collisions_preempted"] is None
 
 
+def test_the_inputs_digest_does_not_depend_on_the_run_folders_name(tmp_path: Path, tiny_net: Path) -> None:
+    # an additional file's output is redirected into the run folder, whose path is cut out of it
+    # before hashing; written as XML, 'R&D' is 'R&amp;D' there and the two runs differed
+    extra = tmp_path / "mine.add.xml"
+    extra.write_text('<additional><edgeData id="mine" file="mine.xml" period="100"/></additional>')
+    scenario = write_scenario(tmp_path / "s.toml", tiny_net, additional=f'["{extra}"]', end_s=120)
+    digests = {run_ok(["run", str(scenario), "--controller", c, "--out", str(tmp_path / f"R&D <{c}>")])[
+        "inputs_digest"] for c in ("none", "oracle")}
+    assert len(digests) == 1
+
+
 def test_a_run_into_an_old_runs_folder_leaves_nothing_of_the_old_run(scenario: Path, tmp_path: Path) -> None:
     out = tmp_path / "o"
     run_ok(["run", str(scenario), "--controller", "none", "--out", str(out)])
