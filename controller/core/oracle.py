@@ -34,11 +34,13 @@ class OracleController:
         }
         self._shown: dict[str, str] = {}  # tls_id -> state we last set
         self.preempted: set[str] = set()  # every tls this controller ever switched
+        self.switched_for: dict[str, set[str]] = {}  # EV -> the tls switched (held) for it
 
     def tick(
         self, snapshot: Snapshot, progress: Mapping[str, EvProgress], over_budget: Callable[[], bool] | None = None
     ) -> list[SignalCommand]:
         wanted: dict[str, set[int]] = {}
+        wanted_by: dict[str, set[str]] = {}
         for ev, corridor in self._corridors.items():
             p = progress[ev]
             if snapshot.t_s < self._dispatch_s[ev] or p.arrived_s is not None:
@@ -46,6 +48,10 @@ class OracleController:
             for j in corridor.junctions:
                 if not p.crossed(j.index):
                     wanted.setdefault(j.tls_id, set()).update(self._links[(ev, j.index)])
+                    wanted_by.setdefault(j.tls_id, set()).add(ev)
+        for tls_id, evs in wanted_by.items():
+            for ev in evs:
+                self.switched_for.setdefault(ev, set()).add(tls_id)
         commands: list[SignalCommand] = []
         for tls_id, links in sorted(wanted.items()):
             n = self._network.programs[tls_id].link_count

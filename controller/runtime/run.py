@@ -389,7 +389,8 @@ def run(
         p = progress[ev.ev_id]
         # a vanished EV has a tripinfo (SUMO writes one when a vehicle is removed): not an arrival
         trip = outputs.trips.get(ev.ev_id) if p.vanished_s is None else None
-        switched = switched_for(ev.ev_id, preemptions) if planner is not None else controller.preempted
+        switched = switched_for(ev.ev_id, preemptions) if planner is not None else \
+            getattr(controller, "switched_for", {}).get(ev.ev_id, set())
         evs.append(ev_summary(ev, p, trip, free_flow.get(ev.ev_id), switched, last_t))
     # the EV's movement lost green while preempted for it, before it crossed (from the trace: the
     # signals as displayed, not as commanded)
@@ -631,7 +632,7 @@ def inputs_digest(setup: RunSetup) -> str:
 def switched_for(ev_id: str, preemptions: Sequence[Mapping[str, Any]]) -> set[str]:
     """The signals switched for one EV: those with a preemption record of its own (a record is
     kept only for a switch). A signal switched for another EV, whose display the EV met, is not
-    one of them. (Without records, the oracle: every signal it switched.)"""
+    one of them. (The oracle keeps no records: its ``switched_for``.)"""
     return {str(r["tls"]) for r in preemptions if r["ev"] == ev_id}
 
 

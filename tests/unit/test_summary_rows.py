@@ -91,3 +91,21 @@ def test_an_ev_counts_the_signals_switched_for_it_not_those_switched_for_another
     assert switched_for("amb", preemptions) == {"A"} and switched_for("fire", preemptions) == {"B"}
     row = ev_summary(EV, _progress(), None, None, switched_for("amb", preemptions), 800.0)
     assert (row["junctions"], row["preempted"]) == (2, 1)
+
+
+def test_the_oracle_counts_for_each_ev_the_signals_it_held_for_it() -> None:
+    # b's route crosses T1 too, which the oracle holds for a from a's dispatch; b is dispatched
+    # later: T1 was not switched for b (it counted every signal the oracle switched)
+    from types import SimpleNamespace
+
+    from controller.core.corridor import build_corridor
+    from controller.core.oracle import OracleController
+    from tests.unit.test_preemption_controller import MAIN, NET
+
+    corridors = {"a": build_corridor(NET, MAIN), "b": build_corridor(NET, ["o1", "w1"])}
+    oracle = OracleController(NET, corridors, {"a": 0.0, "b": 500.0})
+    progress = {ev: EvProgress(ev, c) for ev, c in corridors.items()}
+    oracle.tick(SimpleNamespace(t_s=10.0), progress)  # type: ignore[arg-type]
+    assert oracle.preempted == {"T1", "T2"} and oracle.switched_for == {"a": {"T1", "T2"}}
+    oracle.tick(SimpleNamespace(t_s=500.0), progress)  # type: ignore[arg-type]
+    assert oracle.switched_for == {"a": {"T1", "T2"}, "b": {"T1"}}
