@@ -13,6 +13,7 @@ process ends. A second signal stops the server at once (the hand-back still comp
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -121,29 +122,22 @@ def serve(options: ServeOptions) -> int:
     scenario = load_scenario(options.scenario)
     out = (options.out_dir or Path("runs") / f"serve-{scenario.name}").resolve()
     sock = _listen(options.host, options.port)
-    made = not out.exists()
-    try:
-        folder = _take_folder(out)
-    except GreenwaveError:
-        sock.close()
-        raise
-    try:
-        # (two instances on one audit log handed out the same default ids: each reads the highest
-        # at its start)
-        audit_lock = hold_folder((options.audit_db or out / "audit.sqlite").resolve(), "--audit-db", "serve",
-                                 noun="audit log")
-    except GreenwaveError:
-        sock.close()
-        folder.close()
-        if made:  # (nothing else written: the folder goes again)
-            shutil.rmtree(out, ignore_errors=True)
-        raise
-    try:
+    with contextlib.ExitStack() as held:  # (each let go in turn when the service ends or fails)
+        held.callback(sock.close)
+        made = not out.exists()
+        # (as a run's or a bench's: a run into a serve's folder is refused while it serves)
+        held.enter_context(hold_folder(out, "--out", "serve"))
+        held.callback(_take_folder(out).close)
+        try:
+            # (two instances on one audit log handed out the same default ids: each reads the
+            # highest at its start)
+            held.enter_context(hold_folder((options.audit_db or out / "audit.sqlite").resolve(), "--audit-db",
+                                           "serve", noun="audit log"))
+        except GreenwaveError:
+            if made:  # (nothing else written: the folder goes again)
+                shutil.rmtree(out, ignore_errors=True)
+            raise
         return _serve(options, scenario, token, generated, out, sock)
-    finally:
-        sock.close()
-        audit_lock.release()
-        folder.close()
 
 
 class _Server(uvicorn.Server):

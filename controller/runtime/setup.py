@@ -204,7 +204,7 @@ def rejection_hint(detail: str, inputs: SumoInputs) -> str:
     named = re.search(r"\b(?:vehicle|trip|flow|person) '([^']+)'", detail)
     if named is not None and (hit := id_in_routes(route_file_ids(inputs.route_files), named.group(1))) is not None:
         hints.append(f"{hit[1]} is in {hit[0]}")
-    if re.search(rf"'{EV_VTYPE_PREFIX}[^']*'", detail):
+    if any(f"'{EV_VTYPE_PREFIX}{kind}'" in detail for kind in PRIORITY):
         *most, last = (EV_VTYPE_PREFIX + k for k in PRIORITY)
         hints.append(f"greenwave defines the vehicle types {', '.join(most)} and {last} itself: give yours other ids")
     return f" ({'; '.join(hints)})" if hints else ""

@@ -50,7 +50,7 @@ def test_a_second_instance_on_the_same_port_or_folder_stops_before_writing(serve
     before = {p.name: p.stat().st_mtime_ns for p in live.iterdir()}
     rows = _audit_rows(live / "audit.sqlite") if (live / "audit.sqlite").exists() else None
     r = _serve(tiny_scenario, tmp_path, free_port(), live)
-    assert r.returncode == 2 and "another greenwave serve is using this folder" in r.stderr, r.stderr
+    assert r.returncode == 2 and f"--out '{live.resolve()}': another greenwave serve (process " in r.stderr, r.stderr
     after = {p.name: p.stat().st_mtime_ns for p in live.iterdir() if p.name in before}
     assert {k: v for k, v in after.items() if k not in ("tripinfo.xml", "sumo.log")} == \
         {k: v for k, v in before.items() if k not in ("tripinfo.xml", "sumo.log")}
