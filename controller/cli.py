@@ -565,6 +565,9 @@ def bench(
     from controller.bench.command import run_bench
 
     console = Console() if sys.stdout.isatty() else Console(width=200)
+    # SIGTERM as Ctrl-C: the workers' runs stopped (signal handlers only in the main thread)
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _raise_terminated) if main_thread else None
     try:
         if update_baseline:
             if baseline is None:
@@ -581,9 +584,14 @@ def bench(
                          baseline=baseline, write_baseline=write_baseline, update=update_baseline)
     except GreenwaveError as e:
         _fail(e)
-    except KeyboardInterrupt:
-        click.echo("greenwave: interrupted; the runs in progress were stopped, nothing aggregated", err=True)
-        sys.exit(130)
+    except KeyboardInterrupt as e:
+        what = "terminated" if isinstance(e, Terminated) else "interrupted"
+        click.echo(f"greenwave: {what}; the runs in progress were stopped (their folders hold INCOMPLETE.txt), "
+                   "nothing aggregated", err=True)
+        sys.exit(143 if isinstance(e, Terminated) else 130)
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
     sys.exit(code)
 
 

@@ -132,7 +132,7 @@ def serve(options: ServeOptions) -> int:
             # (two instances on one audit log handed out the same default ids: each reads the
             # highest at its start)
             held.enter_context(hold_folder((options.audit_db or out / "audit.sqlite").resolve(), "--audit-db",
-                                           "serve", noun="audit log"))
+                                           "serve", noun="audit log", inside_own=True))
         except GreenwaveError:
             if made:  # (nothing else written: the folder goes again)
                 shutil.rmtree(out, ignore_errors=True)

@@ -104,6 +104,10 @@ def run_bench(
         _check_baseline_target(write_baseline, out)
     with hold_folder(out, "--out", "bench"):
         out.mkdir(parents=True, exist_ok=True)
+        # an earlier bench's aggregate goes now: an interrupted or failing bench would leave it
+        # beside runs it no longer describes (report redrew it without a word)
+        for name in sorted(_BENCH_OUTPUTS - {"runs"}):
+            (out / name).unlink(missing_ok=True)
 
         plan = [
             Job(sc.name, sc.source, ctrl, seed, out / "runs" / sc.name / f"{ctrl}-s{seed}")

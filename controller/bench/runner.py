@@ -8,7 +8,10 @@ tried once more in a fresh pool, and recorded as failed if that worker dies too.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
+import os
+import signal
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -37,16 +40,57 @@ class Job:
         return f"{self.scenario} {self.controller} s{self.seed}"
 
 
+class Stopped(KeyboardInterrupt):
+    """A worker's run stopped by the bench (interrupted or terminated): handled as Ctrl-C is in
+    a run (signals handed back, SUMO closed, its folder marked incomplete)."""
+
+
+_busy = False  # a worker is running a job (its SIGTERM stops the run; an idle worker just ends)
+
+
+def _on_term(signum: int, frame: object) -> None:
+    if _busy:
+        raise Stopped
+    os._exit(0)  # idle: nothing to stop, nothing to say
+
+
+def _worker_init() -> None:
+    """A worker ignores Ctrl-C (a terminal sends it to every process of the group: the bench
+    stops its workers itself, with SIGTERM)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _on_term)
+
+
 def run_job(job: Job) -> tuple[dict[str, Any], float]:
     """In a worker: set up and run one simulation; its summary and the job's wall time in s."""
+    global _busy
     from controller.runtime.run import run
     from controller.runtime.setup import prepare_scenario
     from controller.scenario import load_scenario
 
     started = time.perf_counter()
-    setup = prepare_scenario(load_scenario(job.scenario_file), seed=job.seed, out_dir=job.out_dir)
-    summary = run(setup, job.controller)
+    _busy = True
+    try:
+        setup = prepare_scenario(load_scenario(job.scenario_file), seed=job.seed, out_dir=job.out_dir)
+        summary = run(setup, job.controller)
+    finally:
+        _busy = False
     return summary, time.perf_counter() - started
+
+
+def _stop_workers(pool: ProcessPoolExecutor, wait_s: float = 120.0) -> None:
+    """Stop the runs in progress (SIGTERM: each is handled as Ctrl-C in a run: signals handed
+    back, SUMO closed, its folder marked incomplete) and the idle workers, and wait for them
+    (the bench's folder stays locked until none writes into it)."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())  # (shutdown forgets them)
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in processes:
+        if proc.is_alive() and proc.pid is not None:
+            with contextlib.suppress(OSError):
+                os.kill(proc.pid, signal.SIGTERM)
+    deadline = time.monotonic() + wait_s
+    for proc in processes:
+        proc.join(max(0.0, deadline - time.monotonic()))
 
 
 def _describe(error: BaseException) -> tuple[str, str | None]:
@@ -84,7 +128,7 @@ def run_jobs(
 
     while pending:
         retry: list[int] = []
-        with ProcessPoolExecutor(max_workers=max(1, workers), mp_context=ctx) as pool:
+        with ProcessPoolExecutor(max_workers=max(1, workers), mp_context=ctx, initializer=_worker_init) as pool:
             in_flight: dict[Future[tuple[dict[str, Any], float]], int] = {}
             try:
                 while pending or in_flight:
@@ -108,7 +152,7 @@ def run_jobs(
                         retry.extend(in_flight.values())
                         break
             except KeyboardInterrupt:
-                pool.shutdown(wait=False, cancel_futures=True)
+                _stop_workers(pool)
                 raise
         pending = sorted(set(retry) | set(pending))
     return [results[i] for i in range(len(jobs))]

@@ -35,35 +35,63 @@ class FolderLock:
         self.release()
 
 
-def hold_folder(out: Path, option: str = "--out", what: str = "run", noun: str = "folder") -> FolderLock:
+def hold_folder(out: Path, option: str = "--out", what: str = "run", noun: str = "folder", *,
+                inside_own: bool = False) -> FolderLock:
     """Take the lock of ``out`` (a folder, or a file: ``noun``): a ScenarioError naming the other
-    process where it is held.
+    process where it, or a folder it is in, is held (``inside_own``: but for a folder this process
+    holds).
     Where no lock can be had (no ``fcntl``, the cache folder cannot be written) the command goes
     on unlocked, as before."""
     try:
         import fcntl
     except ImportError:  # not POSIX
         return FolderLock(None)
-    path = str(out.resolve())
-    name = hashlib.sha256(path.encode()).hexdigest()[:24]
+    path = out.resolve()
+    folder = cache_root() / "locks"
     try:
-        folder = cache_root() / "locks"
         folder.mkdir(parents=True, exist_ok=True)
-        handle = (folder / f"{name}.lock").open("a+", encoding="utf-8")
+        handle = _lock_file(folder, path).open("a+", encoding="utf-8")
     except OSError:
         return FolderLock(None)
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
-        handle.seek(0)
-        pid, _, rest = handle.read().partition(" ")
+        who = _holder(handle, what)
         handle.close()
-        kind = rest.split(" ", 1)[0]
-        who = f"{kind if kind in ('run', 'bench', 'serve') else what}{f' (process {pid})' if pid.isdigit() else ''}"
         raise ScenarioError(f"{option} '{out}': another greenwave {who} is writing into this {noun}; "
                             f"wait for it to end, or give another {option}") from None
+    # a folder inside one another command writes into (a bench's run folders): refused too
+    for parent in path.parents:
+        lock = _lock_file(folder, parent)
+        if not lock.is_file():
+            continue
+        try:
+            with lock.open("r", encoding="utf-8") as other:
+                try:
+                    fcntl.flock(other, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                except OSError:
+                    if inside_own and other.read().partition(" ")[0] == str(os.getpid()):
+                        continue  # (in a folder this process holds: a serve's audit log in its --out)
+                    who = _holder(other, what)
+                    handle.close()
+                    raise ScenarioError(f"{option} '{out}' is inside '{parent}', which another greenwave {who} "
+                                        f"is writing into; wait for it to end, or give another {option}") from None
+        except OSError:
+            continue
     handle.seek(0)
     handle.truncate()
     handle.write(f"{os.getpid()} {what} {path}\n")
     handle.flush()
     return FolderLock(handle)
+
+
+def _lock_file(folder: Path, path: Path) -> Path:
+    return folder / f"{hashlib.sha256(str(path).encode()).hexdigest()[:24]}.lock"
+
+
+def _holder(handle: IO[str], what: str) -> str:
+    """Who holds a lock, as its file says: ``bench (process 123)``."""
+    handle.seek(0)
+    pid, _, rest = handle.read().partition(" ")
+    kind = rest.split(" ", 1)[0]
+    return f"{kind if kind in ('run', 'bench', 'serve') else what}{f' (process {pid})' if pid.isdigit() else ''}"

@@ -159,3 +159,57 @@ def test_ci_gate_fails_on_an_injected_regression(tmp_path: Path) -> None:
                                        "--check", str(doctored)])
     assert result.exit_code == 1, result.output
     assert "regression" in result.output and "grid5-moderate / greenwave: ev_travel_mean_s" in result.output
+
+
+def test_a_terminated_bench_stops_its_runs_and_leaves_no_aggregate(tmp_path: Path, tiny_net: Path) -> None:
+    # SIGTERM killed the bench at once: its workers went on writing into the folder, no longer
+    # locked, for minutes; and an earlier bench's bench.json stayed beside runs it no longer described
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.helpers import write_scenario
+
+    scenario = write_scenario(tmp_path / "long.toml", tiny_net, end_s=20000,
+                              demand='[demand]\nlevel = "light"\ngenerator = "random_trips"\nvehicles_per_hour = 600\n')
+    suite = tmp_path / "suite.toml"
+    suite.write_text(f'name = "t"\nversion = 1\nseeds = [1]\ncontrollers = ["none", "greenwave"]\n'
+                     f'scenarios = ["{scenario}"]\n')
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "bench.json").write_text("{}")  # an earlier bench's
+    (out / "runs").mkdir()
+    args = [sys.executable, "-m", "controller", "bench", str(suite), "--jobs", "2", "--out", str(out)]
+    bench = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    runs = [out / "runs" / "tiny" / f"{c}-s1" for c in ("none", "greenwave")]
+    deadline = time.monotonic() + 60
+    while not all((r / "inputs").is_dir() for r in runs) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(1.0)  # (simulating)
+    spawned = _workers_of(bench.pid)
+    assert len(spawned) == 2, spawned
+    bench.send_signal(signal.SIGTERM)
+    output, _ = bench.communicate(timeout=120)
+    assert bench.returncode == 143, output
+    assert "terminated; the runs in progress were stopped" in output and "Traceback" not in output, output
+    for pid in spawned:  # every worker gone with the bench
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    assert all((r / "INCOMPLETE.txt").is_file() and not (r / "summary.json").exists() for r in runs)
+    assert not (out / "bench.json").exists()
+
+
+def _workers_of(pid: int) -> list[int]:
+    """The bench's worker processes (multiprocessing's spawned children), from /proc."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            cmdline = (stat.parent / "cmdline").read_bytes()
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == pid and b"multiprocessing.spawn" in cmdline:
+            found.append(int(stat.parent.name))
+    return found

@@ -167,6 +167,14 @@ def test_a_run_into_a_folder_another_run_is_writing_into_is_refused(scenario: Pa
         bench = CliRunner().invoke(main, ["bench", str(suite), "--out", str(tmp_path / "b"), "--jobs", "1"])
         assert bench.exit_code == 2 and "another greenwave bench (process" in bench.output, bench.output
         assert not (tmp_path / "b").exists()
+        # nor into one of its run folders (a run there and the bench's run spoiled each other)
+        inside = tmp_path / "b" / "runs" / "tiny" / "none-s1"
+        busy = CliRunner().invoke(main, ["run", str(scenario), "--out", str(inside)])
+        assert busy.exit_code == 2 and f"--out '{inside}' is inside '{tmp_path / 'b'}', which another greenwave " \
+            f"bench (process {os.getpid()}) is writing into" in busy.output, busy.output
+        # (a serve's audit log in its own --out: the same process)
+        with hold_folder(tmp_path / "b" / "audit.sqlite", "--audit-db", "serve", noun="audit log", inside_own=True):
+            pass
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
     run_ok(["run", str(scenario), "--controller", "oracle", "--out", str(out)])  # once it has ended
 
