@@ -84,8 +84,8 @@ def run_bench(
                 f"{baseline} was made from suite {made.get('name')} v{made.get('version')}, not {s.name} v{s.version}: "
                 "nothing could be compared" + ("; --update-baseline rewrites a baseline with its own suite"
                                                if update else ""))
-        base_seeds = {tuple(g.get("seeds", ())) for g in base.get("groups", [])}
-        if seeds is not None and base_seeds and tuple(seed_list) not in base_seeds:
+        base_seeds = {tuple(sorted(g.get("seeds", ()))) for g in base.get("groups", [])}
+        if seeds is not None and base_seeds and tuple(sorted(seed_list)) not in base_seeds:
             raise GreenwaveError(f"--seeds {seeds}: {baseline} was made with seeds "
                                  f"{', '.join(str(list(x)) for x in sorted(base_seeds))}; the check compares the same "
                                  "seeds only")

@@ -116,9 +116,13 @@ def render_bench(data: Mapping[str, Any], source: Path) -> str:
     head = ("scenario", "controller", "runs", "EV travel mean (s)", "p95 (s)", "ratio to free flow", "gap closed",
             "delay over oracle (s)", "EV stops at signals", "other traffic Δ (%)", "cross streets Δ (%)",
             "recovery (s)", "ETA p90 at entry (s)", "ETA p90 60 s (s)", "S1–S5", "collisions")
-    table_rows = [[r.get("scenario"), r.get("controller"), r.get("runs"), r.get("ev_travel_mean_s"),
-                   r.get("ev_travel_p95_s"), fmt(_num(r.get("ev_ratio_mean")), 2),
-                   fmt(_num(r.get("gap_closed")), 2),  # (two decimals: 0.98 closed is not the oracle's 1.00)
+    # (as the console table: failed runs counted beside the completed, a gap not judged starred)
+    table_rows = [[r.get("scenario"), r.get("controller"),
+                   f"{r.get('runs')} ({r.get('failed')}✗)" if r.get("failed") else r.get("runs"),
+                   r.get("ev_travel_mean_s"), r.get("ev_travel_p95_s"), fmt(_num(r.get("ev_ratio_mean")), 2),
+                   # (two decimals: 0.98 closed is not the oracle's 1.00)
+                   fmt(_num(r.get("gap_closed")), 2) + ("*" if r.get("gap_judged") is False
+                                                         and r.get("gap_closed") is not None else ""),
                    r.get("delay_over_oracle_s"),
                    r.get("ev_stops_at_signals_mean"), r.get("bg_time_loss_change_pct"),
                    r.get("cross_time_loss_change_pct"), r.get("recovery_mean_s"), r.get("eta_p90_entry_s"),
@@ -158,6 +162,10 @@ def render_bench(data: Mapping[str, Any], source: Path) -> str:
         if fig is not None:
             body.append(f'<figure class="{cls}">{to_svg(fig)}<figcaption>{_e(caption)}</figcaption></figure>')
     body += ["<h2>Comparison</h2>", table(head, table_rows, cls="aggregate")]
+    if any(r.get("gap_judged") is False and r.get("gap_closed") is not None for r in rows):
+        body.append('<p class="note">* gap not judged: the oracle saves less than 10 % of none\'s EV time</p>')
+    if any(r.get("failed") for r in rows):
+        body.append('<p class="note">n (k✗): n runs completed, k failed (their figures are left out)</p>')
     if verdict_rows:
         body += ["<h2>Acceptance verdicts</h2>", table(("scenario", "status", "criteria"), verdict_rows,
                                                        cls="verdicts")]

@@ -264,9 +264,13 @@ def test_background_verdict_says_whether_the_difference_to_local_is_beyond_seed_
 
 
 def test_verdict_without_local_cannot_pass_the_background_rule() -> None:
+    # nor judge the delay rule beyond 5 s (half of local's): incomplete, not a failure
     v = _verdict([r for r in basic() if r.controller != "local"])
-    assert _crit(v, "background") is None and _crit(v, "delay") is False
-    assert v["status"] == "fail"
+    assert _crit(v, "background") is None and _crit(v, "delay") is None
+    assert v["status"] == "incomplete"
+    # within 5 s of the oracle it passes without local
+    near = _verdict([r for r in basic(gw_travel=(104.0, 124.0)) if r.controller != "local"])
+    assert _crit(near, "delay") is True
 
 
 def test_eta_verdict_over_all_runs() -> None:
@@ -280,6 +284,9 @@ def test_eta_verdict_over_all_runs() -> None:
     bad = verdicts([res("a", "greenwave", 1, gw(1.0, 5.0)), res("b", "greenwave", 1, gw(3.0, 9.0))], [])
     assert bad[-1]["status"] == "fail"
     assert verdicts([res("a", "none", 1, summary(100.0))], aggregate([res("a", "none", 1, summary(100.0))])) == []
+    # a failed run: the pooled figures leave it out, so the verdict over the suite is not a pass
+    failed = verdicts([res("a", "greenwave", 1, gw(1.0, -5.0)), res("b", "greenwave", 1, None, error="x")], [])
+    assert failed[-1]["status"] == "fail" and failed[-1]["criteria"][-1]["detail"] == "1 failed of 2"
 
 
 def test_a_scenario_whose_runs_all_failed_claims_no_safety() -> None:
@@ -289,6 +296,16 @@ def test_a_scenario_whose_runs_all_failed_claims_no_safety() -> None:
     crit = {c["name"]: c for c in v["criteria"]}
     assert crit["zero S1-S5"]["ok"] is None and crit["collisions <= none's"]["ok"] is None
     assert crit["zero S1-S5"]["detail"] == "n/a (no run completed)" and v["status"] != "pass"
+
+
+def test_check_says_what_it_could_not_compare_without_none_and_the_oracle() -> None:
+    # --controllers greenwave against a full baseline: gap and background cannot be computed;
+    # that passed silently
+    base = make_baseline({"name": "t", "version": 1}, aggregate(basic()))
+    only = aggregate([r for r in basic() if r.controller == "greenwave"])
+    check = check_baseline(only, base)
+    assert check["regressions"] == []
+    assert "a / greenwave: gap_closed and bg_time_loss_change_pct not checked" in " ".join(check["notes"])
 
 
 def test_check_passes_against_itself_and_within_tolerances() -> None:

@@ -370,6 +370,21 @@ def test_the_bench_page_shows_the_check_against_the_baseline() -> None:
     assert "regression" not in page
 
 
+def test_the_bench_page_marks_failed_runs_and_an_unjudged_gap_as_the_console_table_does() -> None:
+    from controller.report.bench import render_bench
+
+    rows = [{"scenario": "a", "controller": "greenwave", "runs": 1, "failed": 1, "gap_closed": 1.5,
+             "gap_judged": False},
+            {"scenario": "a", "controller": "local", "runs": 2, "failed": 0, "gap_closed": 0.5, "gap_judged": True}]
+    page = render_bench({"aggregate": rows, "suite": {}}, Path("x/bench.json"))
+    table = re.search(r'<table class="aggregate">.*?</table>', page, flags=re.S)
+    assert table is not None
+    cells = re.sub(r' class="[^"]*"', "", table.group(0))
+    assert "<td>greenwave</td><td>1 (1✗)</td>" in cells and "<td>1.50*</td>" in cells
+    assert "<td>local</td><td>2</td>" in cells and "<td>0.50</td>" in cells
+    assert "* gap not judged" in page and "k failed" in page
+
+
 def test_long_junction_ids_are_shortened_on_the_axis_only() -> None:
     long_id = "cluster_306484187_cluster_1200363791_1200363826_1200363834_1200363898"
     assert short_id("gneJ143") == "gneJ143"
