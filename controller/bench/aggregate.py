@@ -407,7 +407,8 @@ def scenario_verdict(rows: Sequence[Mapping[str, Any]], scenario: str) -> dict[s
         )
         if not ok and d_local is None:
             ok = None  # (more than 5 s: half of local's cannot be judged without local)
-        local_txt = f"local {d_local:.1f} s" if d_local is not None else "local not run"
+        local_txt = (f"local {d_local:.1f} s" if d_local is not None else "local not run" if not local else
+                     "local: no completed run" if not local.get("runs") else "local: no delay figure")
         se = gw.get("delay_over_oracle_se_s")
         se_txt = "" if se is None else f", standard error {se:.1f} s"
         crit.append(_criterion("delay over oracle <= 0.5 x local's or <= 5 s", ok,

@@ -12,6 +12,7 @@ import contextlib
 import multiprocessing
 import os
 import signal
+import threading
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -45,31 +46,42 @@ class Stopped(KeyboardInterrupt):
     a run (signals handed back, SUMO closed, its folder marked incomplete)."""
 
 
-_busy = False  # a worker is running a job (its SIGTERM stops the run; an idle worker just ends)
+# what the bench sends its workers to stop their runs (not on Windows: there they are terminated)
+STOP_SIGNAL: signal.Signals | None = getattr(signal, "SIGUSR1", None)
+_busy = False  # a worker is running a job
+_stopping = False  # its job was told to stop (once: a second signal must not cut the stop short)
 
 
-def _on_term(signum: int, frame: object) -> None:
-    if _busy:
+def _on_stop(signum: int, frame: object) -> None:
+    """In a worker: the bench's stop (SIGUSR1) or SIGTERM (a signal to the whole process group,
+    or the pool ending its workers after one died). A busy worker stops its run, once (a second
+    signal cut its clean-up short); an idle one lets it pass and ends when the pool sends it its
+    end (ending at once, ``os._exit``, left the pool's queue lock it waited on held, and the other
+    workers blocked on it for ever; ``SystemExit`` there broke the queue's next message)."""
+    global _stopping
+    if _busy and not _stopping:
+        _stopping = True
         raise Stopped
-    os._exit(0)  # idle: nothing to stop, nothing to say
 
 
 def _worker_init() -> None:
     """A worker ignores Ctrl-C (a terminal sends it to every process of the group: the bench
-    stops its workers itself, with SIGTERM)."""
+    stops its workers itself)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, _on_term)
+    signal.signal(signal.SIGTERM, _on_stop)
+    if STOP_SIGNAL is not None:
+        signal.signal(STOP_SIGNAL, _on_stop)
 
 
 def run_job(job: Job) -> tuple[dict[str, Any], float]:
     """In a worker: set up and run one simulation; its summary and the job's wall time in s."""
-    global _busy
+    global _busy, _stopping
     from controller.runtime.run import run
     from controller.runtime.setup import prepare_scenario
     from controller.scenario import load_scenario
 
     started = time.perf_counter()
-    _busy = True
+    _busy, _stopping = True, False
     try:
         setup = prepare_scenario(load_scenario(job.scenario_file), seed=job.seed, out_dir=job.out_dir)
         summary = run(setup, job.controller)
@@ -79,18 +91,32 @@ def run_job(job: Job) -> tuple[dict[str, Any], float]:
 
 
 def _stop_workers(pool: ProcessPoolExecutor, wait_s: float = 120.0) -> None:
-    """Stop the runs in progress (SIGTERM: each is handled as Ctrl-C in a run: signals handed
-    back, SUMO closed, its folder marked incomplete) and the idle workers, and wait for them
-    (the bench's folder stays locked until none writes into it)."""
-    processes = list((getattr(pool, "_processes", None) or {}).values())  # (shutdown forgets them)
-    pool.shutdown(wait=False, cancel_futures=True)
-    for proc in processes:
-        if proc.is_alive() and proc.pid is not None:
-            with contextlib.suppress(OSError):
-                os.kill(proc.pid, signal.SIGTERM)
-    deadline = time.monotonic() + wait_s
-    for proc in processes:
-        proc.join(max(0.0, deadline - time.monotonic()))
+    """Stop the runs in progress (each handled as Ctrl-C in a run: signals handed back, SUMO
+    closed, its folder marked incomplete), let the idle workers end with the pool, and wait for
+    them (the bench's folder stays locked until none writes into it). Ctrl-C and SIGTERM are
+    ignored meanwhile: a second one cut this short and left the runs going."""
+    main = threading.current_thread() is threading.main_thread()
+    before = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)} if main else {}
+    try:
+        processes = list((getattr(pool, "_processes", None) or {}).values())  # (shutdown forgets them)
+        pool.shutdown(wait=False, cancel_futures=True)
+        for proc in processes:
+            if proc.is_alive() and proc.pid is not None:
+                with contextlib.suppress(OSError):
+                    if STOP_SIGNAL is None:
+                        proc.terminate()
+                    else:
+                        os.kill(proc.pid, STOP_SIGNAL)
+        deadline = time.monotonic() + wait_s
+        for proc in processes:
+            proc.join(max(0.0, deadline - time.monotonic()))
+        for proc in processes:  # (a run that did not stop in time: ended, so none outlives the bench)
+            if proc.is_alive():
+                proc.kill()
+                proc.join(5.0)
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
 
 
 def _describe(error: BaseException) -> tuple[str, str | None]:

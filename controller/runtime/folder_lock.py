@@ -10,7 +10,7 @@ import hashlib
 import os
 from pathlib import Path
 from types import TracebackType
-from typing import IO
+from typing import IO, Any
 
 from controller.core.accel import cache_root
 from controller.errors import ScenarioError
@@ -60,24 +60,25 @@ def hold_folder(out: Path, option: str = "--out", what: str = "run", noun: str =
         handle.close()
         raise ScenarioError(f"{option} '{out}': another greenwave {who} is writing into this {noun}; "
                             f"wait for it to end, or give another {option}") from None
-    # a folder inside one another command writes into (a bench's run folders): refused too
+    # a folder inside one another command writes into (a bench's run folders), or holding one
+    # (a bench into the folder of a run going on): refused too
+    own = _lock_file(folder, path)
     for parent in path.parents:
-        lock = _lock_file(folder, parent)
-        if not lock.is_file():
-            continue
-        try:
-            with lock.open("r", encoding="utf-8") as other:
-                try:
-                    fcntl.flock(other, fcntl.LOCK_SH | fcntl.LOCK_NB)
-                except OSError:
-                    if inside_own and other.read().partition(" ")[0] == str(os.getpid()):
-                        continue  # (in a folder this process holds: a serve's audit log in its --out)
-                    who = _holder(other, what)
-                    handle.close()
-                    raise ScenarioError(f"{option} '{out}' is inside '{parent}', which another greenwave {who} "
-                                        f"is writing into; wait for it to end, or give another {option}") from None
-        except OSError:
-            continue
+        holder = _held_by_other(fcntl, _lock_file(folder, parent), what, inside_own)
+        if holder is not None:
+            handle.close()
+            raise ScenarioError(f"{option} '{out}' is inside '{parent}', which another greenwave {holder} is writing "
+                                f"into; wait for it to end, or give another {option}")
+    if noun == "folder":
+        for lock in folder.glob("*.lock"):
+            held = _held_path(lock)
+            if lock == own or held is None or held == path or not held.is_relative_to(path):
+                continue
+            holder = _held_by_other(fcntl, lock, what, inside_own)
+            if holder is not None:
+                handle.close()
+                raise ScenarioError(f"{option} '{out}' holds '{held}', which another greenwave {holder} is writing "
+                                    f"into; wait for it to end, or give another {option}")
     handle.seek(0)
     handle.truncate()
     handle.write(f"{os.getpid()} {what} {path}\n")
@@ -95,3 +96,31 @@ def _holder(handle: IO[str], what: str) -> str:
     pid, _, rest = handle.read().partition(" ")
     kind = rest.split(" ", 1)[0]
     return f"{kind if kind in ('run', 'bench', 'serve') else what}{f' (process {pid})' if pid.isdigit() else ''}"
+
+
+def _held_path(lock: Path) -> Path | None:
+    """The folder a lock file was last taken for (its text: pid, command, path)."""
+    try:
+        text = lock.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    parts = text.rstrip("\n").split(" ", 2)
+    return Path(parts[2]) if len(parts) == 3 else None
+
+
+def _held_by_other(fcntl: Any, lock: Path, what: str, inside_own: bool) -> str | None:
+    """Who holds the lock file ``lock`` now (``bench (process 123)``), None where no one does
+    (or, with ``inside_own``, this process). Probed with a shared lock, let go at once."""
+    if not lock.is_file():
+        return None
+    try:
+        with lock.open("r", encoding="utf-8") as other:
+            try:
+                fcntl.flock(other, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except OSError:
+                if inside_own and other.read().partition(" ")[0] == str(os.getpid()):
+                    return None  # (in a folder this process holds: a serve's audit log in its --out)
+                return _holder(other, what)
+    except OSError:
+        return None
+    return None

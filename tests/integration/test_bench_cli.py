@@ -161,9 +161,13 @@ def test_ci_gate_fails_on_an_injected_regression(tmp_path: Path) -> None:
     assert "regression" in result.output and "grid5-moderate / greenwave: ev_travel_mean_s" in result.output
 
 
-def test_a_terminated_bench_stops_its_runs_and_leaves_no_aggregate(tmp_path: Path, tiny_net: Path) -> None:
+@pytest.mark.parametrize("to", ["bench", "group"])
+def test_a_terminated_bench_stops_its_runs_and_leaves_no_aggregate(tmp_path: Path, tiny_net: Path, to: str) -> None:
     # SIGTERM killed the bench at once: its workers went on writing into the folder, no longer
-    # locked, for minutes; and an earlier bench's bench.json stayed beside runs it no longer described
+    # locked, for minutes; and an earlier bench's bench.json stayed beside runs it no longer
+    # described. One worker is idle when the signal comes (the short run done): a worker that
+    # ended holding the pool's queue lock hung the other and the bench for ever. "group": a
+    # signal to every process (a service manager's stop): the runs stopped once, cleanly
     import os
     import signal
     import subprocess
@@ -172,32 +176,39 @@ def test_a_terminated_bench_stops_its_runs_and_leaves_no_aggregate(tmp_path: Pat
 
     from tests.helpers import write_scenario
 
-    scenario = write_scenario(tmp_path / "long.toml", tiny_net, end_s=20000,
-                              demand='[demand]\nlevel = "light"\ngenerator = "random_trips"\nvehicles_per_hour = 600\n')
+    demand = '[demand]\nlevel = "light"\ngenerator = "random_trips"\nvehicles_per_hour = 600\n'
+    short = write_scenario(tmp_path / "short.toml", tiny_net, end_s=200, demand=demand)
+    long = write_scenario(tmp_path / "long.toml", tiny_net, end_s=20000, demand=demand)
+    long.write_text(long.read_text().replace('name = "tiny"', 'name = "long"'))
     suite = tmp_path / "suite.toml"
-    suite.write_text(f'name = "t"\nversion = 1\nseeds = [1]\ncontrollers = ["none", "greenwave"]\n'
-                     f'scenarios = ["{scenario}"]\n')
+    suite.write_text(f'name = "t"\nversion = 1\nseeds = [1]\ncontrollers = ["greenwave"]\n'
+                     f'scenarios = ["{short}", "{long}"]\n')
     out = tmp_path / "out"
     out.mkdir()
     (out / "bench.json").write_text("{}")  # an earlier bench's
     (out / "runs").mkdir()
     args = [sys.executable, "-m", "controller", "bench", str(suite), "--jobs", "2", "--out", str(out)]
-    bench = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    runs = [out / "runs" / "tiny" / f"{c}-s1" for c in ("none", "greenwave")]
-    deadline = time.monotonic() + 60
-    while not all((r / "inputs").is_dir() for r in runs) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    time.sleep(1.0)  # (simulating)
+    bench = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                             start_new_session=True)
+    done, running = out / "runs" / "tiny" / "greenwave-s1", out / "runs" / "long" / "greenwave-s1"
+    deadline = time.monotonic() + 90
+    while not ((done / "summary.json").is_file() and (running / "inputs").is_dir()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(0.5)
     spawned = _workers_of(bench.pid)
     assert len(spawned) == 2, spawned
-    bench.send_signal(signal.SIGTERM)
+    if to == "group":
+        os.killpg(bench.pid, signal.SIGTERM)
+    else:
+        bench.send_signal(signal.SIGTERM)
     output, _ = bench.communicate(timeout=120)
     assert bench.returncode == 143, output
     assert "terminated; the runs in progress were stopped" in output and "Traceback" not in output, output
     for pid in spawned:  # every worker gone with the bench
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
-    assert all((r / "INCOMPLETE.txt").is_file() and not (r / "summary.json").exists() for r in runs)
+    assert (done / "summary.json").is_file()
+    assert (running / "INCOMPLETE.txt").is_file() and not (running / "summary.json").exists()
     assert not (out / "bench.json").exists()
 
 

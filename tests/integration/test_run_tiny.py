@@ -172,6 +172,12 @@ def test_a_run_into_a_folder_another_run_is_writing_into_is_refused(scenario: Pa
         busy = CliRunner().invoke(main, ["run", str(scenario), "--out", str(inside)])
         assert busy.exit_code == 2 and f"--out '{inside}' is inside '{tmp_path / 'b'}', which another greenwave " \
             f"bench (process {os.getpid()}) is writing into" in busy.output, busy.output
+        # nor a bench into a folder holding a run going on
+        with hold_folder(tmp_path / "c" / "runs" / "x"):
+            bench = CliRunner().invoke(main, ["bench", str(suite), "--out", str(tmp_path / "c"), "--jobs", "1"])
+            assert bench.exit_code == 2 and f"--out '{(tmp_path / 'c').resolve()}' holds " \
+                f"'{(tmp_path / 'c' / 'runs' / 'x').resolve()}', which another greenwave run" in bench.output, \
+                bench.output
         # (a serve's audit log in its own --out: the same process)
         with hold_folder(tmp_path / "b" / "audit.sqlite", "--audit-db", "serve", noun="audit log", inside_own=True):
             pass
