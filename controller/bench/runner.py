@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
@@ -46,20 +47,36 @@ class Stopped(KeyboardInterrupt):
     a run (signals handed back, SUMO closed, its folder marked incomplete)."""
 
 
-# what the bench sends its workers to stop their runs (not on Windows: there they are terminated)
+# what the bench sends its workers to stop their runs, and to end when it throws a broken pool
+# away (not on Windows: there they are terminated)
 STOP_SIGNAL: signal.Signals | None = getattr(signal, "SIGUSR1", None)
+GONE_SIGNAL: signal.Signals | None = getattr(signal, "SIGUSR2", None)
 _busy = False  # a worker is running a job
 _stopping = False  # its job was told to stop (once: a second signal must not cut the stop short)
+_stop_pending = False  # told to stop while idle (or starting): a job it picks up after stops at once
 
 
 def _on_stop(signum: int, frame: object) -> None:
     """In a worker: the bench's stop (SIGUSR1) or SIGTERM (a signal to the whole process group,
     or the pool ending its workers after one died). A busy worker stops its run, once (a second
-    signal cut its clean-up short); an idle one lets it pass and ends when the pool sends it its
+    signal cut its clean-up short); an idle one remembers it and ends when the pool sends it its
     end (ending at once, ``os._exit``, left the pool's queue lock it waited on held, and the other
-    workers blocked on it for ever; ``SystemExit`` there broke the queue's next message)."""
-    global _stopping
+    workers blocked on it for ever)."""
+    global _stopping, _stop_pending
     if _busy and not _stopping:
+        _stopping = True
+        raise Stopped
+    _stop_pending = True
+
+
+def _on_gone(signum: int, frame: object) -> None:
+    """In a worker: the bench throws its pool away (a worker died). An idle worker ends at once:
+    the pool's queues are not used again (Python 3.12+ waits for the workers to end and sends no
+    end through the queue); a busy one stops its run first."""
+    global _stopping
+    if not _busy:
+        os._exit(0)
+    if not _stopping:
         _stopping = True
         raise Stopped
 
@@ -69,25 +86,56 @@ def _worker_init() -> None:
     stops its workers itself)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _on_stop)
-    if STOP_SIGNAL is not None:
+    if STOP_SIGNAL is not None and GONE_SIGNAL is not None:
         signal.signal(STOP_SIGNAL, _on_stop)
+        signal.signal(GONE_SIGNAL, _on_gone)
 
 
 def run_job(job: Job) -> tuple[dict[str, Any], float]:
     """In a worker: set up and run one simulation; its summary and the job's wall time in s."""
     global _busy, _stopping
-    from controller.runtime.run import run
-    from controller.runtime.setup import prepare_scenario
-    from controller.scenario import load_scenario
-
-    started = time.perf_counter()
-    _busy, _stopping = True, False
+    _busy, _stopping = True, False  # (first: a stop during the imports below is not lost)
     try:
+        if _stop_pending:
+            raise Stopped  # (the bench stopped before this job began)
+        from controller.runtime.run import run
+        from controller.runtime.setup import prepare_scenario
+        from controller.scenario import load_scenario
+
+        started = time.perf_counter()
         setup = prepare_scenario(load_scenario(job.scenario_file), seed=job.seed, out_dir=job.out_dir)
         summary = run(setup, job.controller)
+    except Stopped:
+        # (stopped while preparing: a run stopped while simulating has marked its folder itself)
+        with contextlib.suppress(OSError):
+            if job.out_dir.is_dir() and not any((job.out_dir / n).exists() for n in ("INCOMPLETE.txt", "summary.json")):
+                (job.out_dir / "INCOMPLETE.txt").write_text("stopped by the bench before it simulated\n",
+                                                             encoding="utf-8")
+        raise
     finally:
         _busy = False
     return summary, time.perf_counter() - started
+
+
+def _abandon(processes: Sequence[BaseProcess], wait_s: float = 60.0) -> None:
+    """End the workers of a broken pool (one died): idle ones at once, busy ones once their run
+    has stopped (asked again until they are gone)."""
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        alive = [p for p in processes if p.is_alive() and p.pid is not None]
+        if not alive:
+            return
+        for proc in alive:
+            with contextlib.suppress(OSError):
+                if GONE_SIGNAL is None:
+                    proc.terminate()
+                else:
+                    os.kill(proc.pid, GONE_SIGNAL)  # type: ignore[arg-type]
+        for proc in alive:
+            proc.join(0.2)
+    for proc in processes:
+        if proc.is_alive():
+            proc.kill()
 
 
 def _stop_workers(pool: ProcessPoolExecutor, wait_s: float = 120.0) -> None:
@@ -156,13 +204,16 @@ def run_jobs(
         retry: list[int] = []
         with ProcessPoolExecutor(max_workers=max(1, workers), mp_context=ctx, initializer=_worker_init) as pool:
             in_flight: dict[Future[tuple[dict[str, Any], float]], int] = {}
+            known: list[BaseProcess] = []  # the pool's workers (it forgets them when it breaks)
             try:
                 while pending or in_flight:
                     while pending and len(in_flight) < workers:
                         i = pending.pop(0)
                         attempts[i] += 1
                         in_flight[pool.submit(job_fn, jobs[i])] = i
+                    known = list((getattr(pool, "_processes", None) or {}).values()) or known
                     done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                    broken = False
                     for fut in done:
                         i = in_flight.pop(fut)
                         error = fut.exception()
@@ -170,12 +221,15 @@ def run_jobs(
                             summary, wall = fut.result()
                             record(i, RunResult(jobs[i].scenario, jobs[i].controller, jobs[i].seed, summary,
                                                 out_dir=str(jobs[i].out_dir), wall_s=wall))
-                        elif isinstance(error, BrokenProcessPool) and attempts[i] < MAX_ATTEMPTS:
+                            continue
+                        broken = broken or isinstance(error, BrokenProcessPool)
+                        if isinstance(error, BrokenProcessPool) and attempts[i] < MAX_ATTEMPTS:
                             retry.append(i)
                         else:
                             record(i, _failed(jobs[i], error))
-                    if retry:  # the pool is broken: the jobs not yet finished go to a fresh one
+                    if broken:  # the jobs not yet finished go to a fresh pool (this one takes no more)
                         retry.extend(in_flight.values())
+                        _abandon(known)
                         break
             except KeyboardInterrupt:
                 _stop_workers(pool)

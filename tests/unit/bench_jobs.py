@@ -1,0 +1,18 @@
+"""Job functions for run_jobs tests (module level: the spawned workers import them)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from typing import Any
+
+from controller.bench.runner import Job
+
+
+def crash_or_return(job: Job) -> tuple[dict[str, Any], float]:
+    """Seed 1: the worker dies (as when SUMO crashes), after the others have started; else a result."""
+    if job.seed == 1:
+        time.sleep(0.5)
+        os.kill(os.getpid(), signal.SIGKILL)
+    return {"seed": job.seed}, 0.0
