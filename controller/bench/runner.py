@@ -126,16 +126,28 @@ def _abandon(processes: Sequence[BaseProcess], wait_s: float = 60.0) -> None:
         if not alive:
             return
         for proc in alive:
-            with contextlib.suppress(OSError):
-                if GONE_SIGNAL is None:
-                    proc.terminate()
-                else:
-                    os.kill(proc.pid, GONE_SIGNAL)  # type: ignore[arg-type]
+            _send(proc, GONE_SIGNAL)
         for proc in alive:
             proc.join(0.2)
+    _kill_left(processes)
+
+
+def _send(proc: BaseProcess, signum: signal.Signals | None) -> None:
+    """Send a worker ``signum`` (where there is none, not on POSIX: terminate it); a process
+    gone meanwhile is passed over."""
+    with contextlib.suppress(OSError):
+        if signum is None or proc.pid is None:
+            proc.terminate()
+        else:
+            os.kill(proc.pid, signum)
+
+
+def _kill_left(processes: Sequence[BaseProcess]) -> None:
+    """End the workers still there after their time (so none outlives the bench)."""
     for proc in processes:
         if proc.is_alive():
             proc.kill()
+            proc.join(5.0)
 
 
 def _stop_workers(pool: ProcessPoolExecutor, wait_s: float = 120.0) -> None:
@@ -149,19 +161,12 @@ def _stop_workers(pool: ProcessPoolExecutor, wait_s: float = 120.0) -> None:
         processes = list((getattr(pool, "_processes", None) or {}).values())  # (shutdown forgets them)
         pool.shutdown(wait=False, cancel_futures=True)
         for proc in processes:
-            if proc.is_alive() and proc.pid is not None:
-                with contextlib.suppress(OSError):
-                    if STOP_SIGNAL is None:
-                        proc.terminate()
-                    else:
-                        os.kill(proc.pid, STOP_SIGNAL)
+            if proc.is_alive():
+                _send(proc, STOP_SIGNAL)
         deadline = time.monotonic() + wait_s
         for proc in processes:
             proc.join(max(0.0, deadline - time.monotonic()))
-        for proc in processes:  # (a run that did not stop in time: ended, so none outlives the bench)
-            if proc.is_alive():
-                proc.kill()
-                proc.join(5.0)
+        _kill_left(processes)  # (a run that did not stop in time)
     finally:
         for sig, handler in before.items():
             signal.signal(sig, handler)

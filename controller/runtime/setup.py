@@ -12,7 +12,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 from xml.sax.saxutils import escape
 
 from controller import MAX_WINDOW_S
@@ -174,6 +174,11 @@ def _plan_evs(network: Network, evs: Sequence[EvSpec], source: Path | None = Non
 _ID_TAGS = frozenset({"vehicle", "trip", "flow", "person"})
 
 
+def _open_xml(path: Path) -> gzip.GzipFile | BinaryIO:
+    """A route or additional file for reading, gzip-compressed ones (``.gz``) too."""
+    return gzip.GzipFile(path, "rb") if path.suffix == ".gz" else path.open("rb")
+
+
 def route_file_ids(route_files: Sequence[Path]) -> dict[str, tuple[str, Path]]:
     """The ids of the vehicles, trips, flows and persons in route files: id -> (tag, file).
     Parsed as XML (a line-by-line search took a commented-out vehicle for one and missed a tag
@@ -182,8 +187,7 @@ def route_file_ids(route_files: Sequence[Path]) -> dict[str, tuple[str, Path]]:
     found: dict[str, tuple[str, Path]] = {}
     for path in route_files:
         try:
-            opener = gzip.open if path.suffix == ".gz" else open
-            with opener(path, "rb") as f:
+            with _open_xml(path) as f:
                 root = None
                 for event, el in ET.iterparse(f, events=("start", "end")):
                     if root is None:
@@ -217,8 +221,7 @@ def vtype_classes(files: Sequence[Path]) -> dict[str, str]:
     found: dict[str, str] = {}
     for path in files:
         try:
-            opener = gzip.open if path.suffix == ".gz" else open
-            with opener(path, "rb") as f:
+            with _open_xml(path) as f:
                 for _, el in ET.iterparse(f, events=("end",)):
                     if el.tag == "vType" and el.get("id") is not None:
                         found.setdefault(str(el.get("id")), el.get("vClass") or "passenger")
