@@ -68,7 +68,12 @@ class PlannerConfig:
     # after it, and a switch to another target (a higher-priority EV) that would leave no room
     # for its hand-back is not made: the signal is handed back and the new request served afresh.
     presence_limit_s: float = 180.0
-    lockout_s: float = 30.0  # after a max-presence exit, no re-service for the same EV this long
+    # The re-service lockout. After a max-presence hand-back the signal runs its program this
+    # long whatever is asked of it (any EV); and an entry within this long after any hand-back
+    # continues the presence time of the episode before it: a return to the program for a second
+    # or two must not restart the maximum presence (a stream of EVs, or one that lost the signal
+    # to another, held a grid signal out of its program 313 s with one-second returns).
+    lockout_s: float = 30.0
     presence_reserve_s: float = 20.0  # entry never so early that the EV would cross later than
     # max_presence_s − presence_reserve_s after it
     max_lead_s: float = 100.0  # an entry starts at most this long before the EV's ETA
@@ -222,6 +227,9 @@ class JunctionControl:
     taken_over: bool = False  # ever switched by us: the schedule is no longer learned from what runs
     reentry_phase: int = -1
     lockout: dict[str, float] = field(default_factory=dict)  # ev_id -> until
+    locked_until: float = -math.inf  # no entry before (after a max-presence hand-back)
+    handed_back_s: float | None = None  # the last hand-back (the restore's tick)
+    episode_entry_s: float | None = None  # the entry of the episode that hand-back ended
     records: list[PreemptionRecord] = field(default_factory=list)
     current: dict[tuple[str, int], PreemptionRecord] = field(default_factory=dict)
     # switched for requests that have ended while the signal stays held for others: their exit
@@ -451,7 +459,8 @@ class Planner:
         if j.stage != "idle" or j.holding:
             raise ValueError(f"traffic light {tls_id!r} is {j.stage}: it cannot be forgotten")
         self.junctions[tls_id] = JunctionControl(
-            j.timing, DisplayClock(j.program.link_count), lockout=j.lockout, records=j.records
+            j.timing, DisplayClock(j.program.link_count), lockout=j.lockout, records=j.records,
+            locked_until=j.locked_until, handed_back_s=j.handed_back_s, episode_entry_s=j.episode_entry_s,
         )
 
     # -- queries ------------------------------------------------------------------------------
@@ -579,7 +588,9 @@ class Planner:
                 reqs = []
             else:
                 reqs = by_tls.get(tls, [])
-                if j.lockout:
+                if j.locked_until > t_s and j.stage == "idle":
+                    reqs = []
+                elif j.lockout:
                     reqs = [r for r in reqs if j.lockout.get(r.ev_id, -1.0) <= t_s]
             cmd = self._tick_junction(j, t_s, reqs)
             if cmd is not None:
@@ -650,12 +661,14 @@ class Planner:
             # (a request further away takes no part: merged, it held back the entry of a nearer
             # compatible one until it came within max_lead_s itself, or won it as the target)
             target, phase, served = self._merge(j, self._joinable(j, t_s, reqs))
-            if self._entry_due(j, t_s, target, served) and self._fits(j, t_s, t_s + cfg.presence_limit_s, target):
+            start = self._episode_start(j, t_s)
+            if self._entry_due(j, t_s, target, served, start) and self._fits(j, t_s, start + cfg.presence_limit_s,
+                                                                              target):
                 # (an entry whose switch-over and hand-back could not be done within the presence
                 # limit is not started: long minimum greens, a long all-red extension)
                 self._entered.append(j.tls_id)
                 j.stage = "entry"
-                j.entry_s = t_s
+                j.entry_s = start
                 for r in served:
                     rec = j.current[r.key]
                     rec.entry_s = t_s
@@ -686,7 +699,8 @@ class Planner:
             target, phase, served = self._merge(j, reqs)
             if near_limit and target not in (j.target, j.clock.state) and not self._fits(j, t_s, limit, target):
                 # no room for another switch-over and its hand-back: hand back now; the
-                # requests not served so far get a fresh entry (and presence) after it
+                # requests not served so far get a fresh entry (and presence) once the program
+                # has run ``lockout_s``
                 for ev_id, _ in j.serving:
                     j.lockout[ev_id] = math.inf
                 return self._begin_exit(j, t_s, "max presence")
@@ -730,7 +744,7 @@ class Planner:
             back = j.program.phases[j.reentry_phase].state
             if not j.holding:  # never switched: the program is still running
                 j.stage = "idle"
-                self._lockouts_from(j, t_s)
+                self._lockouts_from(j, t_s, switched=False)
                 self._close(j, t_s, "", restored=True)
                 return None
             if j.clock.state == back:
@@ -905,15 +919,27 @@ class Planner:
             return False
         return any(r.key in j.serving and 0.0 <= r.eta_s - t_s <= grace for r in reqs)
 
-    def _entry_due(self, j: JunctionControl, t_s: float, target: str, served: Sequence[ServiceRequest]) -> bool:
+    def _episode_start(self, j: JunctionControl, t_s: float) -> float:
+        """When an entry starting at ``t_s`` counts its presence from: the episode before's entry
+        where it was handed back less than ``lockout_s`` ago (the program has hardly run), else
+        ``t_s``."""
+        if j.handed_back_s is not None and j.episode_entry_s is not None \
+                and t_s - j.handed_back_s < self.config.lockout_s:
+            return j.episode_entry_s
+        return t_s
+
+    def _entry_due(self, j: JunctionControl, t_s: float, target: str, served: Sequence[ServiceRequest],
+                   start_s: float | None = None) -> bool:
+        """Is the entry due now (``start_s``: when its presence counts from, ``t_s`` by default)?"""
         cfg = self.config
+        start_s = t_s if start_s is None else start_s
         if any(r.start_now for r in served):
             return True
         need = min(r.need_green_by_s for r in served)
         # never so early that the maximum presence time would end before the EV has crossed: a
         # junction handed back on its presence limit just before the EV arrives would stop it
         latest_eta = max(r.eta_s for r in served)
-        if t_s < latest_eta + cfg.presence_reserve_s - cfg.max_presence_s or t_s < latest_eta - cfg.max_lead_s:
+        if start_s < latest_eta + cfg.presence_reserve_s - cfg.max_presence_s or t_s < latest_eta - cfg.max_lead_s:
             return False
         state = j.clock.state
         if not state:
@@ -991,13 +1017,20 @@ class Planner:
         longest = max(self._handback_s(j, t_s, target), self._handback_s(j, t_s + dt, target))
         return t_s + dt + longest < limit_s
 
-    def _lockouts_from(self, j: JunctionControl, t_s: float) -> None:
-        """The hand-back ends at ``t_s``: the lockouts of a max-presence exit run from now (from
-        the exit's start they could run out before the program is back, and the same EV take the
-        signal again on the next step)."""
+    def _lockouts_from(self, j: JunctionControl, t_s: float, switched: bool = True) -> None:
+        """The hand-back ends at ``t_s`` (``switched``: the signal goes back to its program now):
+        the lockouts of a max-presence exit run from now (from the exit's start they could run out
+        before the program is back, and the same EV take the signal again on the next step), the
+        signal's for every EV; an entry before ``lockout_s`` has passed continues this episode's
+        presence (:meth:`_episode_start`)."""
+        until_s = t_s + self.config.step_s + self.config.lockout_s
         for ev_id, until in j.lockout.items():
             if until == math.inf:
-                j.lockout[ev_id] = t_s + self.config.step_s + self.config.lockout_s
+                j.lockout[ev_id] = until_s
+                j.locked_until = until_s
+        if switched:
+            j.handed_back_s = t_s
+            j.episode_entry_s = j.entry_s
 
     def _begin_exit(self, j: JunctionControl, t_s: float, reason: str) -> SignalCommand | None:
         j.stage = "exit"

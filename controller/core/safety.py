@@ -32,6 +32,8 @@ S4  The greens shown are a subset of one phase's greens ('G' ⊆ the phase's 'G'
     characters. One violation per tick on which this fails.
 S5  Preempted (running another program than the original) longer than ``max_presence_s`` in
     one episode: one violation per episode; still preempted at :meth:`SignalWatch.finish`: one.
+    An episode ends once the original program has run ``reservice_gap_s``: a shorter return
+    belongs to it (a one-second hand-back must not restart the maximum presence).
 
 Characters: G/g green; y/Y/u yellow (as in :mod:`controller.core.network`); r/s red; o/O (off)
 count as red. Time is only ever an argument. A run's length is the time of the tick showing
@@ -80,6 +82,9 @@ class SafetyConfig:
     min_green_floor_s: float = MIN_GREEN_FLOOR_S
     default_yellow_s: float = 3.0
     max_presence_s: float = 180.0
+    # S5: a return to the program shorter than this does not end the episode (the planner keeps
+    # its re-service lockout, 30 s, after a hand-back before it counts a fresh presence)
+    reservice_gap_s: float = 20.0
     # The simulation's step: a duration the program gives is required as SUMO can show it, in
     # whole steps rounded down (at 0.7 s SUMO itself shows a 2 s clearance as 1.4 s, under every
     # controller; the planner counts in steps rounded up, so it never shows less than the program).
@@ -92,6 +97,8 @@ class SafetyConfig:
             raise ValueError(f"default_yellow_s must be >= 0 s, got {self.default_yellow_s}")
         if not self.max_presence_s > 0.0:
             raise ValueError(f"max_presence_s must be > 0 s, got {self.max_presence_s}")
+        if not self.reservice_gap_s >= 0.0:
+            raise ValueError(f"reservice_gap_s must be >= 0 s, got {self.reservice_gap_s}")
         if not self.step_s > 0.0:
             raise ValueError(f"step_s must be > 0 s, got {self.step_s}")
 
@@ -352,26 +359,37 @@ class SignalWatch:
         self._last_foreign_t: float | None = None
         self._episode_start: float | None = None
         self._episode_reported = False
+        self._returned_t: float | None = None  # back in the program since (within an episode)
 
     @property
     def preempted(self) -> bool:
         """Last seen outside its own program (in an episode of preemption)."""
-        return self._episode_start is not None
+        return self._episode_start is not None and self._returned_t is None
+
+    def carry_episode(self, old: SignalWatch) -> None:
+        """Take over ``old``'s episode (a watch started afresh within its re-service gap)."""
+        self._episode_start, self._episode_reported = old._episode_start, old._episode_reported
+        self._returned_t = old._returned_t
 
     # -- S5 ---------------------------------------------------------------------------------
     def _presence(self, t_s: float, preempted: bool, out: list[Violation]) -> None:
+        start = self._episode_start
         if preempted:
             self.touched = True
             self._last_foreign_t = t_s
-            if self._episode_start is None:
-                self._episode_start = t_s
+            if self._returned_t is not None and t_s - self._returned_t >= self.config.reservice_gap_s - EPS_S:
+                start = None  # the program ran the gap: a new episode
+            if start is None:
+                self._episode_start = start = t_s
                 self._episode_reported = False
-        start = self._episode_start
-        if start is None:
-            return
-        self._check_presence(t_s, start, "so far", out)
-        if not preempted:
-            self._episode_start = None
+            self._returned_t = None  # (back within the gap: the same episode goes on)
+            self._check_presence(t_s, start, "so far", out)
+        elif start is not None:
+            if self._returned_t is None:  # back in the program now: the episode's length so far
+                self._returned_t = t_s
+                self._check_presence(t_s, start, "so far", out)
+            if t_s - self._returned_t >= self.config.reservice_gap_s - EPS_S:
+                self._episode_start = self._returned_t = None
 
     # -- per tick ----------------------------------------------------------------------------
     def observe(self, t_s: float, state: str, program_id: str) -> list[Violation]:
@@ -544,7 +562,8 @@ class SignalWatch:
         """The run ends at ``t_s``: an S5 violation if the signal is still preempted."""
         out: list[Violation] = []
         start = self._episode_start
-        if start is None:
+        if start is None or self._returned_t is not None:
+            self._episode_start = self._returned_t = None
             return out
         self._check_presence(t_s, start, "", out)
         out.append(
@@ -587,6 +606,7 @@ class SafetyMonitor:
             raise ValueError(f"traffic light {tls_id!r} is preempted: it cannot stop being watched")
         fresh = SignalWatch(old.program, self.config, tls_id, rules=old.rules)
         fresh.touched = old.touched
+        fresh.carry_episode(old)
         self.watches[tls_id] = fresh
 
     def finish(self, t_s: float) -> None:

@@ -1014,7 +1014,11 @@ def test_second_ev_arriving_during_exit_waits_for_the_hand_back() -> None:
     assert r.safety() == [] and r.finish() == []
 
 
-def test_ev_arriving_during_a_max_presence_exit_is_not_locked_out_unserved() -> None:
+def test_after_a_max_presence_hand_back_no_ev_takes_the_signal_for_the_lockout() -> None:
+    # The junction returns to its program whatever happens: an EV that turns up during the
+    # exit (b, never served) waits for the lockout too. Before, only the EVs served at the exit
+    # were locked out, and an EV waiting then (or turning up) took the signal again the step
+    # after the hand-back: a grid signal was out of its program 313 s with one-second returns.
     stuck = req("Ggrr", 0, eta=63, need=60, ev="a")
     other = req("rrGg", 3, eta=200, need=190, ev="b", index=1)
 
@@ -1023,9 +1027,31 @@ def test_ev_arriving_during_a_max_presence_exit_is_not_locked_out_unserved() -> 
 
     r = rig(config=MP120)
     r.run_until(260, requests)
-    # a: entry 52, max presence exit at 172, hand-back under way at 173 when b turns up
-    lock = r.planner.junctions["J"].lockout
-    assert "b" not in lock, f"b locked out until {lock.get('b')} without having been served"
+    # a: entry 52, max presence exit at 172, restore at 178: the program runs 179..208
+    assert [t for t, c in r.commands if c.kind == "restore"] == [178]
+    assert r.commands_between(179, 209) == []
+    assert r.planner.junctions["J"].locked_until == 209.0
+    assert r.commands_between(209, 260), "served again once the lockout ends"
+    assert r.violations == []
+
+
+def test_an_entry_soon_after_a_hand_back_continues_the_presence_before_it() -> None:
+    # a crosses (hand-back at 64); b asks 2 s later and enters at 73: the program ran 9 s, so
+    # b's presence counts from a's entry (52): max presence at 172, + the 10 s grace for an EV
+    # about to cross (b's ETA stays 5 s ahead). Counted from 73 it ran to 203.
+    a = req("Ggrr", 0, eta=63, need=60, ev="a")
+
+    def requests(t: float) -> list[ServiceRequest]:
+        if t < 64:
+            return [a]
+        return [req("rrGg", 3, eta=max(85.0, t + 5.0), need=max(80.0, t), ev="b")] if t >= 66 else []
+
+    r = rig(config=MP120)
+    r.run_until(200, requests)
+    first, second = r.planner.records()[:2]
+    assert (first.ev_id, first.entry_s, first.exit_reason) == ("a", 52.0, "crossed")
+    assert (second.ev_id, second.entry_s, second.exit_s, second.exit_reason) == ("b", 73.0, 182.0, "max presence")
+    assert r.violations == []
 
 
 def test_unobserved_signal_with_start_now_commands_nothing_yet() -> None:

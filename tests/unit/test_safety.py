@@ -416,6 +416,28 @@ def test_s5_exactly_max_presence_is_fine() -> None:
     assert feed(watch, own_segments(P2, 8), program_id=ids) == []
 
 
+def test_s5_a_short_return_to_the_program_does_not_end_the_episode() -> None:
+    # 100 s out, one step of the program, 100 s out again: one episode of 201 s (a one-second
+    # hand-back must not restart the maximum presence)
+    watch = SignalWatch(P2, SafetyConfig(max_presence_s=180.0))
+    ids = [ORIGINAL] * 30 + [ONLINE] * 100 + [ORIGINAL] + [ONLINE] * 100 + [ORIGINAL] * 69
+    found = feed(watch, own_segments(P2, 10), program_id=ids)
+    assert count(found) == only("S5")
+    assert found[0].t_s == 30 + 181 and "since 30 s" in found[0].detail
+    assert watch.finish(300.0) == []
+
+
+def test_s5_a_return_as_long_as_the_reservice_gap_ends_the_episode() -> None:
+    watch = SignalWatch(P2, SafetyConfig(max_presence_s=180.0, reservice_gap_s=20.0))
+    ids = [ORIGINAL] * 30 + [ONLINE] * 100 + [ORIGINAL] * 20 + [ONLINE] * 100 + [ORIGINAL] * 50
+    assert feed(watch, own_segments(P2, 10), program_id=ids) == []
+    assert watch.finish(300.0) == []
+    # (19 s back is not enough)
+    watch = SignalWatch(P2, SafetyConfig(max_presence_s=180.0, reservice_gap_s=20.0))
+    ids = [ORIGINAL] * 30 + [ONLINE] * 100 + [ORIGINAL] * 19 + [ONLINE] * 100 + [ORIGINAL] * 51
+    assert count(feed(watch, own_segments(P2, 10), program_id=ids)) == only("S5")
+
+
 def test_s5_left_preempted_at_finish() -> None:
     watch = SignalWatch(P2)
     ids = [ORIGINAL] * 40 + [ONLINE] * 20
