@@ -153,11 +153,22 @@ def _unique_name(used: dict[str, Path], origin: Path) -> str:
     return name
 
 
+# The attributes of an additional file's elements that name an output file: ``file`` (detectors,
+# edge and lane data, route probes), but a ``timedEvent``'s ``dest`` (SaveTLSStates and its kin)
+# and a calibrator's ``output``; an ``include``'s ``href`` is an input.
+_OUTPUT_ATTRIBUTES: dict[str, tuple[str, ...]] = {
+    "include": (),
+    "timedEvent": ("dest",),
+    "calibrator": ("output",),
+}
+
+
 def redirect_additional_outputs(additional: Path, out_dir: Path, used: dict[str, Path] | None = None) -> Path:
     """Return ``additional`` itself, or, if it names output files, a copy under ``out_dir``
-    whose ``file`` attributes point into ``out_dir/outputs``. ``used``: the names already given
-    in those two folders for this run (name -> the file it stands for), shared across calls, so
-    that two files of one name in different folders stay two files."""
+    whose output attributes (``file``; a ``timedEvent``'s ``dest``) point into ``out_dir/outputs``.
+    ``used``: the names already given in those two folders for this run (name -> the file it
+    stands for), shared across calls, so that two files of one name in different folders stay
+    two files."""
     used = {} if used is None else used
     try:
         tree = ET.parse(additional)
@@ -166,12 +177,14 @@ def redirect_additional_outputs(additional: Path, out_dir: Path, used: dict[str,
     changed = False
     outputs = out_dir / "outputs"
     for el in tree.iter():
-        f = el.get("file")
-        if f is not None and el.tag not in {"include"}:
+        for attr in _OUTPUT_ATTRIBUTES.get(str(el.tag), ("file",)):
+            f = el.get(attr)
+            if f is None or not f.strip():
+                continue
             outputs.mkdir(parents=True, exist_ok=True)
             # (SUMO reads a relative file name from the additional file's folder)
             name = _unique_name(used, (additional.parent / f).resolve())
-            el.set("file", str((outputs / name).resolve()))
+            el.set(attr, str((outputs / name).resolve()))
             changed = True
     if not changed:
         return additional

@@ -40,6 +40,22 @@ def test_files_of_one_name_in_different_folders_stay_two_files(tmp_path: Path) -
     assert redirect_additional_outputs(plain, out, used) == plain
 
 
+def test_timed_event_and_calibrator_outputs_are_redirected_too(tmp_path: Path) -> None:
+    # a SaveTLSStates event writes to its `dest` (it landed next to the user's additional file)
+    user = tmp_path / "cfg"
+    user.mkdir()
+    add = user / "tls.add.xml"
+    add.write_text('<additional><timedEvent type="SaveTLSStates" source="J1" dest="tls-J1.xml"/>'
+                   '<calibrator id="c" edge="a" pos="0" output="cal.xml"/></additional>', encoding="utf-8")
+    out = tmp_path / "out"
+    copy = redirect_additional_outputs(add, out, {})
+    assert copy.parent == (out / "inputs").resolve()
+    event, calibrator = list(ET.parse(copy).getroot())
+    assert event.get("dest") == str((out / "outputs" / "tls-J1.xml").resolve())
+    assert event.get("source") == "J1"
+    assert calibrator.get("output") == str((out / "outputs" / "cal.xml").resolve())
+
+
 def test_times_in_seconds_or_days_hours_minutes_seconds(tmp_path: Path) -> None:
     assert sumo_time_s("57700") == 57700.0 and sumo_time_s("57700.5") == 57700.5 and sumo_time_s("-1") == -1.0
     assert sumo_time_s("16:01:40") == 57700.0 and sumo_time_s("1:00:00:10") == 86410.0 and sumo_time_s("2:30") == 150.0
