@@ -18,6 +18,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch, PathPatch, Rectangle
 from matplotlib.path import Path
+from matplotlib.transforms import offset_copy
 
 from controller.report.load import Leg, RunData, number
 
@@ -62,12 +63,13 @@ def movement_intervals(
     changes: Sequence[tuple[float, str]], links: Sequence[int], t0: float, t1: float
 ) -> list[tuple[float, float, str]]:
     """``(start, end, colour)`` spans of the EV's movement between ``t0`` and ``t1``, from a
-    signal's change points (each state holds until the next change)."""
+    signal's change points (each state holds until the next change; an empty state, from when
+    the signal stopped being read, gives no span)."""
     spans: list[tuple[float, float, str]] = []
     for k, (t, state) in enumerate(changes):
         end = changes[k + 1][0] if k + 1 < len(changes) else t1
         start, end = max(t, t0), min(end, t1)
-        if end <= start:
+        if end <= start or not state:
             continue
         colour = movement_colour(state, links)
         if spans and spans[-1][2] == colour and abs(spans[-1][1] - start) < 1e-9:
@@ -119,12 +121,42 @@ def short_id(text: str, limit: int = 40) -> str:
     return f"{text[:keep]}…{text[-keep:]}"
 
 
-def _junction_axis(ax: Axes, leg: Leg) -> None:
-    """Junction ids on a right-hand axis at their stop lines."""
+def spread_labels(ys: Sequence[float], gap: float, low: float, high: float) -> list[float]:
+    """Positions for labels wanted at ``ys`` (ascending), each at least ``gap`` from the next,
+    as near their own as that allows, within ``low``..``high`` where there is room."""
+    out: list[float] = []
+    for y in ys:
+        out.append(max(y, out[-1] + gap) if out else max(y, low))
+    for k in range(len(out) - 1, -1, -1):  # pushed past the top: back down
+        ceiling = high if k == len(out) - 1 else out[k + 1] - gap
+        out[k] = min(out[k], ceiling)
+    return out
+
+
+def _junction_axis(ax: Axes, leg: Leg, fig: Figure) -> None:
+    """Junction ids on a right-hand axis at their stop lines; where stop lines are closer than a
+    label's height (a two-junction signal, a cluster of signals), the labels are spread apart,
+    each joined to its stop line's tick by a thin line."""
     right = ax.twinx()
-    right.set_ylim(ax.get_ylim())
-    right.set_yticks([j["distance_m"] for j in leg.junctions],
-                     [f"{short_id(j['tls'])} (#{j['index']})" for j in leg.junctions], fontsize=8)
+    low, high = ax.get_ylim()
+    right.set_ylim(low, high)
+    order = sorted(leg.junctions, key=lambda j: (j["distance_m"], j["index"]))
+    ys = [float(j["distance_m"]) for j in order]
+    # a label's height (8 pt text and some room) in data units of this axis
+    height_pt = ax.get_position().height * fig.get_figheight() * 72.0
+    gap = (high - low) * 11.0 / max(height_pt, 1.0)
+    placed = spread_labels(ys, gap, low, high)
+    right.yaxis.remove_overlapping_locs = False  # (a label at its own stop line sits on its tick)
+    right.set_yticks(ys, [""] * len(ys))
+    right.set_yticks(placed, [f"{short_id(j['tls'])} (#{j['index']})" for j in order], fontsize=8, minor=True)
+    right.tick_params(axis="y", which="minor", length=0, pad=12)
+    right.tick_params(axis="y", which="major", length=4)
+    lead = offset_copy(right.get_yaxis_transform(), fig=fig, x=11, units="points")
+    for y, at in zip(ys, placed, strict=True):
+        if abs(at - y) > 1e-9:
+            right.annotate("", xy=(1.0, y), xycoords=right.get_yaxis_transform(), xytext=(1.0, at), textcoords=lead,
+                           arrowprops={"arrowstyle": "-", "lw": 0.5, "color": "#888888", "shrinkA": 0, "shrinkB": 0},
+                           annotation_clip=False)
     right.set_ylabel("signalized junction on the route (traffic light id, #order)")
 
 
@@ -188,7 +220,8 @@ def time_space_diagram(run: RunData, ev_id: str) -> Figure | None:
     ax.set_xlabel("simulation time (s)")
     ax.set_ylabel("distance along the EV's route (m)")
     ax.grid(True, axis="x", color="#eeeeee")
-    _junction_axis(ax, leg)
+    fig.subplots_adjust(bottom=0.2)  # (before the labels are spread: their room depends on it)
+    _junction_axis(ax, leg, fig)
     reroutes = f", re-routed {len(ev.legs) - 1}×: last route shown" if len(ev.legs) > 1 else ""
     ax.set_title(f"Time-space diagram · {run.scenario} · controller {run.name} · seed {run.seed} · "
                  f"EV {ev_id} ({ev.ev_type}){reroutes}", fontsize=10, loc="left")
@@ -199,7 +232,6 @@ def time_space_diagram(run: RunData, ev_id: str) -> Figure | None:
     handles += [Patch(facecolor=STAGE_COLOURS[s], alpha=0.55, label=STAGE_LABELS[s]) for s in STAGE_COLOURS
                 if s in used_stages]
     fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=8, frameon=False, bbox_to_anchor=(0.5, -0.01))
-    fig.subplots_adjust(bottom=0.2)
     return fig
 
 
@@ -224,7 +256,7 @@ def trajectories_compared(runs: Sequence[RunData], ev_id: str) -> Figure | None:
     ax.set_ylabel("distance along the EV's route (m)")
     ax.set_ylim(-ref.route_length_m * 0.02, ref.route_length_m * 1.04)
     ax.grid(True, color="#eeeeee")
-    _junction_axis(ax, ref)
+    _junction_axis(ax, ref, fig)
     ax.legend(title="controller: EV travel time", fontsize=8, loc="upper left")
     first = drawn[0][0]
     ax.set_title(f"Time-space diagram, controllers compared · {first.scenario} · seed {first.seed} · EV {ev_id}",
@@ -299,11 +331,11 @@ def other_traffic(runs: Sequence[RunData]) -> Figure | None:
                        gid=f"traffic-{safe_id(name)}-{'cross' if hatch else 'all'}")
                 ax.annotate(f"{value:.1f}", (k + off, value), ha="center", va="bottom", fontsize=8)
     ax.set_xticks(range(len(rows)), [name for name, _, _ in rows])
-    ax.set_ylabel("mean time loss per trip (s)")
+    ax.set_ylabel("mean time loss (s): per trip; hatched, per entry")
     ax.set_xlabel("controller (same scenario and seed)")
     ax.legend(handles=[Patch(facecolor="#999999", label="all other trips"),
                        Patch(facecolor="#999999", hatch="//", edgecolor="white",
-                             label="on the cross streets of the EVs' signals")],
+                             label="on the cross streets of the EVs' signals, per entry")],
               fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.set_title("Other traffic", fontsize=10, loc="left")
     return fig

@@ -68,6 +68,21 @@ def change_pct(x: float | None, ref: float | None) -> float | None:
     return (x - ref) / ref * 100.0
 
 
+def violations_by_tls(safety: Mapping[str, Any]) -> dict[str, int | str]:
+    """S1–S5 violations per signal: every one (``by_tls``), or, in a summary from before stop
+    29, counted from the first 200 listed, marked "≥ n" where the list was cut."""
+    by_tls = safety.get("by_tls")
+    if isinstance(by_tls, Mapping):
+        return {str(k): int(v) for k, v in by_tls.items()}
+    listed = safety.get("violations") or []
+    counts: dict[str, int] = {}
+    for v in listed:
+        counts[str(v.get("tls"))] = counts.get(str(v.get("tls")), 0) + 1
+    total = sum(int(safety.get(k, 0) or 0) for k in ("S1", "S2", "S3", "S4", "S5"))
+    cut = total > len(listed)
+    return {k: f"≥ {n}" if cut else n for k, n in counts.items()}
+
+
 def junction_rows(run: RunData, ev_id: str) -> list[list[object]]:
     ev = run.evs.get(ev_id)
     leg = ev.leg if ev else None
@@ -75,9 +90,7 @@ def junction_rows(run: RunData, ev_id: str) -> list[list[object]]:
         return []
     crossings = run.crossings(ev_id)
     eta_by_junction = run.summary.get("eta", {}).get("by_junction") or {}  # EtaLog.evaluate's, per junction
-    violations: dict[str, int] = {}
-    for v in run.summary.get("safety", {}).get("violations", []):
-        violations[str(v.get("tls"))] = violations.get(str(v.get("tls")), 0) + 1
+    violations = violations_by_tls(run.summary.get("safety", {}))
     records = {(r.get("tls"), r.get("junction_index")): r for r in run.summary.get("preemptions", [])
                if r.get("ev") == ev_id}
     rows: list[list[object]] = []
@@ -262,6 +275,8 @@ def _safety(run: RunData) -> str:
     listing = table(("rule", "traffic light", "time (s)", "link", "detail"),
                     [[v.get("rule"), v.get("tls"), v.get("t"), v.get("link"), v.get("detail")] for v in viol]) if viol \
         else ""
+    if viol and total > len(viol):
+        listing = f"<p>The first {len(viol)} of the {total} violations:</p>" + listing
     return verdict + table([h for _, h in columns], [[s.get(k) for k in keys]], cls="safety") + listing
 
 

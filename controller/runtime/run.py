@@ -11,6 +11,7 @@ import hashlib
 import json
 import math
 import time
+from collections import Counter
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -462,6 +463,8 @@ def run(
             # shows (a fault of the request's maker; [] always so far)
             "targets_refused": [{"tls": tls, "target": target, "ticks": n}
                                 for (tls, target), n in sorted(getattr(planner, "refused_targets", {}).items())],
+            # every violation counted per signal; the first 200 listed
+            "by_tls": dict(sorted(Counter(v.tls_id for v in monitor.violations).items())),
             "violations": [
                 {"rule": v.rule, "tls": v.tls_id, "t": v.t_s, "link": v.link_index, "detail": v.detail}
                 for v in monitor.violations[:200]

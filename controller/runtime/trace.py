@@ -2,7 +2,8 @@
 route, the signal states of the junctions on its corridor, the queues ahead of it, and every
 ETA prediction made. Written as ``trace.json`` beside ``summary.json``.
 
-Signals and queues are stored as change points (``[t, value]`` whenever the value changes),
+Signals and queues are stored as change points (``[t, value]`` whenever the value changes; a
+signal's state ``""`` from when it stopped being read, e.g. a while after its hand-back),
 trajectories as one sample per tick while the EV is on the road, so a trace stays small: about
 what the EV saw, not the whole network.
 """
@@ -71,6 +72,12 @@ class TraceRecorder:
             changes = self._signals.setdefault(tls_id, [])
             if not changes or changes[-1][1] != s.state:
                 changes.append((t, s.state))
+        if len(snap.signals) != len(self._signals):
+            # no longer read: what it shows from now is not known (drawn as nothing, not as the
+            # last state read)
+            for tls_id, changes in self._signals.items():
+                if tls_id not in snap.signals and changes[-1][1]:
+                    changes.append((t, ""))
         for ev_id, p in progress.items():
             if not p.running or p.position_m is None:
                 continue
@@ -143,7 +150,7 @@ class TraceRecorder:
             lost = 0
             green = False
             for t, state in changes[start:]:
-                if t >= until or t > back:
+                if t >= until or t > back or not state:  # (not read any more)
                     break
                 now = all(state[i] in "Gg" for i in j.link_indices)
                 if t > dwell and green and not now:

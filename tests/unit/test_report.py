@@ -406,3 +406,26 @@ def test_the_diagram_draws_each_state_from_the_step_it_governed(tmp_path: Path, 
     xs = sorted({float(x) for x, _ in vertices})
     assert (xs[0], xs[-1]) == (118.0 - step, 131.0 - step)
     assert short_id("x" * 50, limit=2) == "x…x" and short_id("abc", limit=2) == "a…c"
+
+
+def test_labels_of_close_stop_lines_are_spread_apart() -> None:
+    from controller.report.figures import spread_labels
+
+    # Bologna's 221 #1 and #2, 21 m apart on a 2.5 km axis where a label takes 30 m: spread
+    assert spread_labels([522.0, 543.0, 1000.0], 30.0, 0.0, 2600.0) == [522.0, 552.0, 1000.0]
+    # pushed past the top: back down, every pair still a gap apart
+    placed = spread_labels([2580.0, 2590.0, 2595.0], 30.0, 0.0, 2600.0)
+    assert placed == [2540.0, 2570.0, 2600.0]
+    assert spread_labels([10.0, 500.0], 30.0, 0.0, 2600.0) == [10.0, 500.0]  # far apart: where they are
+
+
+def test_violations_per_signal_count_every_one_not_the_first_200_listed() -> None:
+    from controller.report.html import violations_by_tls
+
+    listed = [{"rule": "S4", "tls": "E1"}] * 150 + [{"rule": "S4", "tls": "A0"}] * 50
+    # (an oracle run: 1,200 violations, 200 listed, most of the first on E1)
+    assert violations_by_tls({"S4": 1200, "by_tls": {"A0": 600, "E1": 600}, "violations": listed}) == {
+        "A0": 600, "E1": 600}
+    # a summary from before by_tls: counted from the list, marked as a lower bound where it was cut
+    assert violations_by_tls({"S4": 1200, "violations": listed}) == {"E1": "≥ 150", "A0": "≥ 50"}
+    assert violations_by_tls({"S4": 200, "violations": listed}) == {"E1": 150, "A0": 50}

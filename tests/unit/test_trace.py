@@ -90,3 +90,21 @@ def test_the_slowest_speed_counts_only_the_100_m_before_a_stop_line() -> None:
     assert rec.slowest_before_signals("ev") == 0.4  # (-1 m is 101 m before the line)
     assert rec.slowest_before_signals("ev", within_m=39.0) == 8.0
     assert rec.slowest_before_signals("other") is None
+
+
+def test_a_signal_no_longer_read_is_marked_and_drawn_as_nothing() -> None:
+    # read from 0 to 3, not read 4..5, read again from 6: the trace says so, and the diagram's
+    # bars stop where the reading stopped (the last state read was drawn on to the plot's end)
+    from controller.report.figures import movement_intervals
+
+    corridor = _corridor()
+    rec = TraceRecorder({"ev": "ambulance"})
+    p = EvProgress("ev", corridor, depart_s=0.0)
+    read = {0: "rGGr", 1: "rGGr", 2: "ryyr", 3: "rrrr", 6: "rrrr", 7: "rGGr"}
+    for t in range(8):
+        signals = {"T": SignalState("T", read[t], "online", 0)} if t in read else {}
+        rec.observe(Snapshot(float(t), {}, signals), {"ev": p})
+    changes = rec.as_dict(header={})["signals"]["T"]
+    assert changes == [[0.0, "rGGr"], [2.0, "ryyr"], [3.0, "rrrr"], [4.0, ""], [6.0, "rrrr"], [7.0, "rGGr"]]
+    spans = movement_intervals([(t, s) for t, s in changes], (1, 2), 0.0, 10.0)
+    assert [(a, b) for a, b, _ in spans] == [(0.0, 2.0), (2.0, 3.0), (3.0, 4.0), (6.0, 7.0), (7.0, 10.0)]
