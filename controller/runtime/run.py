@@ -267,7 +267,7 @@ def run(
     digest = inputs_digest(setup)  # (before it runs: an input edited meanwhile does not count)
     with (
         SumoAdapter(sumo_args(setup), backend=backend, gui=gui, error_log=out / SUMO_ERROR_LOG,
-                    explain=lambda detail: rejection_hint(detail, setup.inputs)) as sim,
+                    explain=lambda detail: rejection_hint(detail, setup.inputs, setup.source)) as sim,
         contextlib.ExitStack() as closing,
     ):
         # every signal's, not only the watched ones': a re-routed EV's new corridor is planned with them

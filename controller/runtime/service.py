@@ -296,7 +296,7 @@ class SimService:
         setup = self.setup
         try:
             with SumoAdapter(sumo_args(setup), backend=self.backend, error_log=setup.out_dir / SUMO_ERROR_LOG,
-                             explain=lambda detail: rejection_hint(detail, setup.inputs)) as sim:
+                             explain=lambda detail: rejection_hint(detail, setup.inputs, setup.source)) as sim:
                 self._sim = sim
                 programs = self.network.programs
                 check_running_programs(programs, sim.running_programs(programs), program_sources(setup.inputs))

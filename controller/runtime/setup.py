@@ -7,6 +7,7 @@ All files a run writes go under its output folder: generated demand and vehicle 
 from __future__ import annotations
 
 import gzip
+import importlib.metadata
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
@@ -201,10 +202,22 @@ def route_file_ids(route_files: Sequence[Path]) -> dict[str, tuple[str, Path]]:
     return found
 
 
-def rejection_hint(detail: str, inputs: SumoInputs) -> str:
+def _sumo_version() -> str:
+    try:
+        return importlib.metadata.version("eclipse-sumo")
+    except importlib.metadata.PackageNotFoundError:
+        return "version unknown"
+
+
+def rejection_hint(detail: str, inputs: SumoInputs, source: str = "") -> str:
     """What to add to SUMO's refusal of a run's inputs: the route file holding the vehicle,
-    trip, flow or person it names, and where it names one of greenwave's own vehicle types."""
+    trip, flow or person it names, where it names one of greenwave's own vehicle types, and an
+    option SUMO does not know (``source``: the configuration it came from)."""
     hints = []
+    unknown = re.search(r"No option with the name '([^']+)' exists", detail)
+    if unknown is not None:
+        hints.append(f"'{unknown.group(1)}' is not an option of this SUMO (eclipse-sumo {_sumo_version()}): "
+                     f"misspelled in {source or 'the configuration'}, or an option of another version")
     named = re.search(r"\b(?:vehicle|trip|flow|person) '([^']+)'", detail)
     if named is not None and (hit := id_in_routes(route_file_ids(inputs.route_files), named.group(1))) is not None:
         hints.append(f"{hit[1]} is in {hit[0]}")

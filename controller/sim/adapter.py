@@ -78,9 +78,10 @@ _libsumo_open = False
 
 def _stderr_of(call: Callable[[], object], said: list[str]) -> None:
     """Run ``call`` with file descriptor 2 captured (SUMO in this process writes its option and
-    loading errors there, before its error log exists), write what it said to stderr as before,
-    and append it to ``said`` (also when ``call`` raises). Where fd 2 cannot be captured (closed,
-    no temporary file), ``call`` runs as it is."""
+    loading errors there, before its error log exists), write what it said to stderr as before
+    where ``call`` returns, and append it to ``said`` (also when ``call`` raises: the caller then
+    says it in one line). Where fd 2 cannot be captured (closed, no temporary file), ``call``
+    runs as it is."""
     if sys.stderr is not None:
         sys.stderr.flush()
     try:
@@ -96,15 +97,17 @@ def _stderr_of(call: Callable[[], object], said: list[str]) -> None:
         return
     with tmp:
         os.dup2(tmp.fileno(), 2)
+        failed = True
         try:
             call()
+            failed = False
         finally:
             os.dup2(saved, 2)
             os.close(saved)
             tmp.seek(0)
             text = tmp.read().decode("utf-8", errors="replace")
             said.append(text)
-            if text:
+            if text and not failed:
                 os.write(2, text.encode("utf-8", errors="replace"))
 
 
@@ -201,6 +204,11 @@ class SumoAdapter:
                 self._api = traci.getConnection(self._label)
         except SUMO_ERRORS as e:
             detail = _last_error(self._error_log) or _first_error("".join(said)) or str(e)
+            if "".join(said).strip() and self._error_log is not None:
+                # (what SUMO said before its error log existed: kept there, not printed)
+                with contextlib.suppress(OSError), self._error_log.open("a", encoding="utf-8") as log:
+                    text = "".join(said)
+                    log.write(text if text.endswith("\n") else text + "\n")
             detail = " ".join(detail.split())  # (one line: SUMO goes on over several at times)
             more = self._explain(detail) if self._explain is not None else ""
             raise SimulationError(f"SUMO rejected the configuration: {detail}{more}") from None
