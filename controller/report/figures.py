@@ -246,12 +246,16 @@ def trajectories_compared(runs: Sequence[RunData], ev_id: str) -> Figure | None:
     ax = fig.add_subplot()
     for j in ref.junctions:
         ax.axhline(j["distance_m"], color="#999999", lw=0.6, ls="--", zorder=1)
+    seen: dict[str, int] = {}
     for r, leg in drawn:
         depart = leg.t[0]
         travel = r.ev_summary(ev_id).get("travel_time")
         label = f"{r.name}" + (f": {travel:.0f} s" if isinstance(travel, (int, float)) else "")
+        # (two runs of one controller, e.g. two backends or detection ranges: one colour, told
+        # apart by the line's style)
+        k = seen[r.controller] = seen.get(r.controller, -1) + 1
         ax.plot([t - depart for t in leg.t], leg.pos, lw=1.6, color=CONTROLLER_COLOURS.get(r.controller),
-                label=label, gid=f"trajectory-{safe_id(r.name)}-{safe_id(ev_id)}")
+                ls=("-", "--", ":", "-.")[k % 4], label=label, gid=f"trajectory-{safe_id(r.name)}-{safe_id(ev_id)}")
     ax.set_xlabel("time since the EV's departure (s)")
     ax.set_ylabel("distance along the EV's route (m)")
     ax.set_ylim(-ref.route_length_m * 0.02, ref.route_length_m * 1.04)

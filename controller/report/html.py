@@ -209,7 +209,7 @@ def _comparison(run: RunData, companions: Sequence[RunData]) -> str:
                and abs(m_none - m_oracle) > 1e-9 else None)
         stops = sum(int(ev.get("stops_at_signals", 0) or 0) for ev in r.summary.get("evs", []))
         rows.append([r.name, m, fmt(gap, 2), m - m_oracle if m is not None and m_oracle is not None else None, stops,
-                     str(r.path)])
+                     str(r.path.resolve())])
     return table(("controller", "EV travel time, mean (s)", "gap closed", "delay over oracle (s)",
                   "EV stops at signals", "run folder"), rows, cls="comparison")
 
