@@ -185,6 +185,9 @@ def _ev_section(run: RunData, ev: Mapping[str, Any], companions: Sequence[RunDat
     ) or '<p class="note">No ETA predictions for this EV (the controller makes none, or it crossed nothing).</p>')
     parts.append("<h3>Per junction</h3>")
     parts.append(table(JUNCTION_HEAD, junction_rows(run, ev_id), cls="junctions"))
+    parts.append('<p class="note">"EV crossed" is when its front passed the stop line, between two steps; '
+                 "the stages are the steps they were read at (a state read at T governed the step before "
+                 "it: an EV crossing at 714.6 s under a green read at 715 s crossed on green).</p>")
     parts.append("</section>")
     return "".join(parts)
 
