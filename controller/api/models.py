@@ -127,6 +127,10 @@ class JunctionOut(_Out):
                           "switched for it, or served by a state switched for another escort that shows its "
                           "movement green too.")
     crossed_s: float | None
+    locked_until_s: float | None = Field(
+        default=None, description="The signal takes no preemption for this escort before this time (simulation "
+        "time): its re-service lockout after a maximum-presence hand-back, 30 s of its own program. Null "
+        "otherwise.")
 
 
 class PositionOut(_Out):
@@ -175,6 +179,9 @@ class SignalOut(_Out):
     stage: Stage
     escorts: list[str] = Field(description="Escorts the signal is armed or switched for.")
     preempted: bool = Field(description="Switched away from its program by greenwave now.")
+    locked_until_s: float | None = Field(
+        default=None, description="No preemption before this time (simulation time): the re-service lockout "
+        "after a maximum-presence hand-back. Null otherwise.")
 
 
 class AuditOut(_Out):

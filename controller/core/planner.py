@@ -485,6 +485,15 @@ class Planner:
         j = self.junctions.get(tls_id)
         return tuple(sorted({ev_id for ev_id, _ in j.current})) if j is not None else ()
 
+    def locked_until(self, tls_id: str, t_s: float, ev_id: str | None = None) -> float | None:
+        """Until when the signal takes no request (of ``ev_id``; None: of any EV) after a
+        max-presence hand-back, where that is after ``t_s``; else None."""
+        j = self.junctions.get(tls_id)
+        if j is None:
+            return None
+        until = max(j.locked_until, j.lockout.get(ev_id, -math.inf) if ev_id is not None else -math.inf)
+        return until if until > t_s and j.stage == "idle" else None
+
     def served(self, tls_id: str) -> tuple[str, ...]:
         """The EVs a switched signal (entry, dwell) is switched for (sorted): those its target
         serves, not those waiting for it to serve them; otherwise :meth:`holders`."""

@@ -711,6 +711,8 @@ class SimService:
                 # the time is not known; it was the first tick's)
                 crossed_s=None if j.index not in p.crossed_s or (
                     esc.joined and p.crossed_s[j.index] == esc.first_seen_s) else round(p.crossed_s[j.index], 2),
+                locked_until_s=ctrl.planner.locked_until(j.tls_id, t_s, esc.key)
+                if active and j.index not in p.crossed_s else None,
             ))
         position = None
         vehicle = snap.vehicles.get(esc.key) if snap is not None else None
@@ -770,6 +772,7 @@ class SimService:
                     stage=planner.stage(tls),
                     escorts=tuple(self._by_key.get(k, k) for k in planner.holders(tls)),
                     preempted=tls in preempted,
+                    locked_until_s=planner.locked_until(tls, t_s),
                 )
         ticks = self._state.ticks + (1 if snap is not None else 0)
         state = ServiceState(t_s=t_s, ticks=ticks, running=running, ended=self._ended, failed=None,

@@ -25,6 +25,7 @@ class JunctionView:
     stage: str
     granted: bool
     crossed_s: float | None
+    locked_until_s: float | None = None  # no preemption for it here before (re-service lockout)
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,7 @@ class SignalView:
     escorts: tuple[str, ...]  # the escorts it is armed or switched for
     preempted: bool  # switched away from its program by greenwave now
     watched: bool = True  # read by greenwave now (the views listed are those read)
+    locked_until_s: float | None = None  # no preemption before (re-service lockout)
 
 
 @dataclass(frozen=True)

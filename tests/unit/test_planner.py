@@ -1026,6 +1026,10 @@ def test_after_a_max_presence_hand_back_no_ev_takes_the_signal_for_the_lockout()
         return [stuck] + ([other] if t >= 173 else [])
 
     r = rig(config=MP120)
+    r.run_until(200, requests)
+    # (what the API shows a waiting escort: the signal's lockout)
+    assert r.planner.locked_until("J", 200.0) == 209.0 and r.planner.locked_until("J", 200.0, "b") == 209.0
+    assert r.planner.locked_until("J", 209.0) is None and r.planner.locked_until("nope", 200.0) is None
     r.run_until(260, requests)
     # a: entry 52, max presence exit at 172, restore at 178: the program runs 179..208
     assert [t for t, c in r.commands if c.kind == "restore"] == [178]
