@@ -215,7 +215,7 @@ def rejection_hint(detail: str, inputs: SumoInputs, source: str = "") -> str:
     option SUMO does not know (``source``: the configuration it came from)."""
     hints = []
     unknown = re.search(r"No option with the name '([^']+)' exists", detail)
-    if unknown is not None:
+    if unknown is not None and unknown.group(1) in inputs.options:  # (the user's, not greenwave's own)
         hints.append(f"'{unknown.group(1)}' is not an option of this SUMO (eclipse-sumo {_sumo_version()}): "
                      f"misspelled in {source or 'the configuration'}, or an option of another version")
     named = re.search(r"\b(?:vehicle|trip|flow|person) '([^']+)'", detail)

@@ -16,21 +16,24 @@ adapter refuses to open a second libsumo simulation while one is open.
 from __future__ import annotations
 
 import contextlib
+import io
 import itertools
 import os
 import re
+import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Collection, Iterable, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal
+from typing import IO, Any, Literal
 
 import libsumo
 import traci
 import traci.connection
 import traci.constants as tc
+from sumolib.miscutils import getFreeSocketPort
 
 from controller.core.snapshot import LaneState, SignalCommand, SignalState, Snapshot, VehicleState
 from controller.errors import SimulationError
@@ -155,6 +158,8 @@ class SumoAdapter:
         self._explain = explain
         self._api: Any = None
         self._label = ""
+        self._traci_stderr: IO[bytes] | None = None  # the SUMO process's stderr (TraCI)
+        self._traci_said = 0  # how much of it was written to ours
         self._vehicles: set[str] = set()
         self._signals: set[str] = set()
         self._last_signals: dict[str, SignalState] = {}
@@ -200,7 +205,7 @@ class SumoAdapter:
                 self._api = libsumo
             else:
                 self._label = f"greenwave-{next(_labels)}"
-                traci.start(cmd, label=self._label)
+                self._start_traci(cmd, said)
                 self._api = traci.getConnection(self._label)
         except SUMO_ERRORS as e:
             detail = _last_error(self._error_log) or _first_error("".join(said)) or str(e)
@@ -215,6 +220,49 @@ class SumoAdapter:
         self.time_s = float(self._api.simulation.getTime())
         self._api.simulation.subscribe(list(_SIM_VARS))
 
+    def _start_traci(self, cmd: Sequence[str], said: list[str]) -> None:
+        """Start SUMO (or sumo-gui) as a process and connect to it over TraCI, its stderr in a
+        file: where it refuses its options or inputs, what it said is in ``said`` and the
+        TraCIException raised at once (``traci.start`` restarted it up to 60 times, each time
+        printing its errors, for a port conflict it took the refusal to be). A port taken
+        meanwhile by another program is retried on another, twice."""
+        for attempt in range(3):
+            port = getFreeSocketPort()
+            err = tempfile.TemporaryFile()  # noqa: SIM115 (kept open while SUMO runs: _echo_traci_stderr)
+            proc = subprocess.Popen([*cmd, "--remote-port", str(port)], stderr=err)
+            try:
+                # (TraCI prints "Retrying in 1 seconds" while SUMO loads and opens its port)
+                with contextlib.redirect_stdout(io.StringIO()):
+                    traci.init(port, numRetries=60, label=self._label, proc=proc)
+            except SUMO_ERRORS:
+                refused = proc.poll() is not None
+                if not refused:
+                    proc.kill()
+                proc.wait()
+                err.seek(0)
+                text = err.read().decode("utf-8", errors="replace")
+                err.close()
+                if refused or attempt == 2:
+                    said.append(text)
+                    raise
+                continue
+            self._traci_stderr = err
+            self._echo_traci_stderr()
+            return
+
+    def _echo_traci_stderr(self) -> None:
+        """Write to stderr what the SUMO process said there since the last call."""
+        err = self._traci_stderr
+        if err is None:
+            return
+        with contextlib.suppress(OSError, ValueError):
+            err.seek(self._traci_said)
+            text = err.read()
+            self._traci_said += len(text)
+            if text:
+                sys.stderr.flush()
+                os.write(2, text)
+
     def close(self) -> None:
         """Hand back every signal this adapter switched, then close SUMO. Safe to call twice."""
         global _libsumo_open
@@ -228,6 +276,10 @@ class SumoAdapter:
             if self.backend == "libsumo":
                 _libsumo_open = False
             self._api = None
+            self._echo_traci_stderr()  # (what it said while running: shown as it ends)
+            if self._traci_stderr is not None:
+                self._traci_stderr.close()
+                self._traci_stderr = None
 
     # -- what to read ------------------------------------------------------------------------
     def watch_vehicle(self, vehicle_id: str) -> None:

@@ -337,15 +337,19 @@ def test_sumos_own_reason_is_given_where_it_says_only_process_error(tmp_path: Pa
     _assert_error(code, out, "SUMO rejected the configuration: The begin time should not be negative.")
 
 
-def test_a_misspelled_option_is_one_line_naming_the_configuration(tmp_path: Path, tiny_net: Path,
+@pytest.mark.parametrize("backend", ["libsumo", "traci"])
+def test_a_misspelled_option_is_one_line_naming_the_configuration(tmp_path: Path, tiny_net: Path, backend: str,
                                                                    capfd: pytest.CaptureFixture[str]) -> None:
     # SUMO's own lines went to the terminal too, one of them about a parameter '100' that is an
-    # artefact of passing options on its command line; now they are in the run's SUMO error log
+    # artefact of passing options on its command line; now they are in the run's SUMO error log.
+    # Over TraCI, SUMO was started again 60 times (a port conflict, TraCI thought), printing them
+    # each time, and the error said only "Could not connect in 1 tries".
     cfg = tmp_path / "run.sumocfg"
     cfg.write_text(f'<configuration><input><net-file value="{tiny_net}"/></input>'
                    '<processing><time-to-teleprt value="100"/></processing></configuration>')
     out_dir = tmp_path / "o"
-    code, out = _run(["run", "--sumocfg", str(cfg), "--ev", "left1A1,C1right1,10", "--out", str(out_dir)])
+    code, out = _run(["run", "--sumocfg", str(cfg), "--ev", "left1A1,C1right1,10", "--out", str(out_dir),
+                      "--backend", backend])
     _assert_error(code, out, "No option with the name 'time-to-teleprt' exists",
                   "'time-to-teleprt' is not an option of this SUMO", f"misspelled in {cfg}")
     assert "Error:" not in capfd.readouterr().err
