@@ -68,12 +68,15 @@ class PlannerConfig:
     # after it, and a switch to another target (a higher-priority EV) that would leave no room
     # for its hand-back is not made: the signal is handed back and the new request served afresh.
     presence_limit_s: float = 180.0
-    # The re-service lockout. After a max-presence hand-back the signal runs its program this
-    # long whatever is asked of it (any EV); and an entry within this long after any hand-back
-    # continues the presence time of the episode before it: a return to the program for a second
-    # or two must not restart the maximum presence (a stream of EVs, or one that lost the signal
-    # to another, held a grid signal out of its program 313 s with one-second returns).
+    # The re-service lockout: after a max-presence hand-back the signal runs its program this
+    # long whatever is asked of it (any EV).
     lockout_s: float = 30.0
+    # An entry less than this after a hand-back (the program has run less) continues the episode
+    # before it as the safety monitor counts it (its S5 ``reservice_gap_s``, the same 20 s): its
+    # hand-back must fit within ``presence_limit_s`` of that episode's entry. A return to the
+    # program for a second must not restart the limit (a stream of EVs, or one that lost the
+    # signal to another, held a grid signal out of its program 313 s with one-second returns).
+    reservice_gap_s: float = 20.0
     presence_reserve_s: float = 20.0  # entry never so early that the EV would cross later than
     # max_presence_s − presence_reserve_s after it
     max_lead_s: float = 100.0  # an entry starts at most this long before the EV's ETA
@@ -229,7 +232,8 @@ class JunctionControl:
     lockout: dict[str, float] = field(default_factory=dict)  # ev_id -> until
     locked_until: float = -math.inf  # no entry before (after a max-presence hand-back)
     handed_back_s: float | None = None  # the last hand-back (the restore's tick)
-    episode_entry_s: float | None = None  # the entry of the episode that hand-back ended
+    episode_entry_s: float | None = None  # the presence start of the episode that hand-back ended
+    presence_from_s: float | None = None  # this episode's, for presence_limit_s (entry_s, or carried)
     records: list[PreemptionRecord] = field(default_factory=list)
     current: dict[tuple[str, int], PreemptionRecord] = field(default_factory=dict)
     # switched for requests that have ended while the signal stays held for others: their exit
@@ -671,13 +675,14 @@ class Planner:
             # compatible one until it came within max_lead_s itself, or won it as the target)
             target, phase, served = self._merge(j, self._joinable(j, t_s, reqs))
             start = self._episode_start(j, t_s)
-            if self._entry_due(j, t_s, target, served, start) and self._fits(j, t_s, start + cfg.presence_limit_s,
-                                                                              target):
+            if self._entry_due(j, t_s, target, served) and self._fits(j, t_s, start + cfg.presence_limit_s, target):
                 # (an entry whose switch-over and hand-back could not be done within the presence
-                # limit is not started: long minimum greens, a long all-red extension)
+                # limit is not started: long minimum greens, a long all-red extension; counted from
+                # the episode before where the program has hardly run since its hand-back)
                 self._entered.append(j.tls_id)
                 j.stage = "entry"
-                j.entry_s = start
+                j.entry_s = t_s
+                j.presence_from_s = start
                 for r in served:
                     rec = j.current[r.key]
                     rec.entry_s = t_s
@@ -694,8 +699,8 @@ class Planner:
             reqs = self._joinable(j, t_s, reqs)
             if not reqs:
                 return self._begin_exit(j, t_s, "stopped" if self.stopping else "")
-            assert j.entry_s is not None
-            limit = j.entry_s + cfg.presence_limit_s
+            assert j.entry_s is not None and j.presence_from_s is not None
+            limit = j.presence_from_s + cfg.presence_limit_s
             # (far from the limit every hand-back fits: _handback_s is at most 3 switch bounds,
             # 2 all-red extensions and 6 steps)
             near_limit = t_s + 3.0 * j.timing.switch_bound_s + 2.0 * cfg.red_extension_s + 7.0 * cfg.step_s >= limit
@@ -929,26 +934,24 @@ class Planner:
         return any(r.key in j.serving and 0.0 <= r.eta_s - t_s <= grace for r in reqs)
 
     def _episode_start(self, j: JunctionControl, t_s: float) -> float:
-        """When an entry starting at ``t_s`` counts its presence from: the episode before's entry
-        where it was handed back less than ``lockout_s`` ago (the program has hardly run), else
-        ``t_s``."""
+        """When an entry starting at ``t_s`` counts its presence limit from: the episode before's
+        start where it was handed back less than ``reservice_gap_s`` ago (a step more: the program
+        shows from the step after the restore), else ``t_s``."""
+        cfg = self.config
         if j.handed_back_s is not None and j.episode_entry_s is not None \
-                and t_s - j.handed_back_s < self.config.lockout_s:
+                and t_s - j.handed_back_s < cfg.reservice_gap_s + cfg.step_s:
             return j.episode_entry_s
         return t_s
 
-    def _entry_due(self, j: JunctionControl, t_s: float, target: str, served: Sequence[ServiceRequest],
-                   start_s: float | None = None) -> bool:
-        """Is the entry due now (``start_s``: when its presence counts from, ``t_s`` by default)?"""
+    def _entry_due(self, j: JunctionControl, t_s: float, target: str, served: Sequence[ServiceRequest]) -> bool:
         cfg = self.config
-        start_s = t_s if start_s is None else start_s
         if any(r.start_now for r in served):
             return True
         need = min(r.need_green_by_s for r in served)
         # never so early that the maximum presence time would end before the EV has crossed: a
         # junction handed back on its presence limit just before the EV arrives would stop it
         latest_eta = max(r.eta_s for r in served)
-        if start_s < latest_eta + cfg.presence_reserve_s - cfg.max_presence_s or t_s < latest_eta - cfg.max_lead_s:
+        if t_s < latest_eta + cfg.presence_reserve_s - cfg.max_presence_s or t_s < latest_eta - cfg.max_lead_s:
             return False
         state = j.clock.state
         if not state:
@@ -1029,17 +1032,18 @@ class Planner:
     def _lockouts_from(self, j: JunctionControl, t_s: float, switched: bool = True) -> None:
         """The hand-back ends at ``t_s`` (``switched``: the signal goes back to its program now):
         the lockouts of a max-presence exit run from now (from the exit's start they could run out
-        before the program is back, and the same EV take the signal again on the next step), the
-        signal's for every EV; an entry before ``lockout_s`` has passed continues this episode's
-        presence (:meth:`_episode_start`)."""
+        before the program is back, and the same EV take the signal again on the next step), and
+        where the signal was switched, the signal's for every EV; an entry within
+        ``reservice_gap_s`` continues this episode's presence limit (:meth:`_episode_start`)."""
         until_s = t_s + self.config.step_s + self.config.lockout_s
         for ev_id, until in j.lockout.items():
             if until == math.inf:
                 j.lockout[ev_id] = until_s
-                j.locked_until = until_s
+                if switched:
+                    j.locked_until = until_s
         if switched:
             j.handed_back_s = t_s
-            j.episode_entry_s = j.entry_s
+            j.episode_entry_s = j.presence_from_s
 
     def _begin_exit(self, j: JunctionControl, t_s: float, reason: str) -> SignalCommand | None:
         j.stage = "exit"
@@ -1082,7 +1086,7 @@ class Planner:
             j.records.append(rec)
         j.current.clear()
         j.ended.clear()
-        j.target, j.phase, j.serving, j.entry_s = "", -1, (), None
+        j.target, j.phase, j.serving, j.entry_s, j.presence_from_s = "", -1, (), None, None
 
     def _set(self, j: JunctionControl, state: str | None, why: str) -> SignalCommand | None:
         if state is None:

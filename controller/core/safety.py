@@ -82,8 +82,8 @@ class SafetyConfig:
     min_green_floor_s: float = MIN_GREEN_FLOOR_S
     default_yellow_s: float = 3.0
     max_presence_s: float = 180.0
-    # S5: a return to the program shorter than this does not end the episode (the planner keeps
-    # its re-service lockout, 30 s, after a hand-back before it counts a fresh presence)
+    # S5: a return to the program shorter than this does not end the episode (the planner's
+    # ``reservice_gap_s`` is the same)
     reservice_gap_s: float = 20.0
     # The simulation's step: a duration the program gives is required as SUMO can show it, in
     # whole steps rounded down (at 0.7 s SUMO itself shows a 2 s clearance as 1.4 s, under every

@@ -68,19 +68,21 @@ def change_pct(x: float | None, ref: float | None) -> float | None:
     return (x - ref) / ref * 100.0
 
 
-def violations_by_tls(safety: Mapping[str, Any]) -> dict[str, int | str]:
-    """S1–S5 violations per signal: every one (``by_tls``), or, in a summary from before stop
-    29, counted from the first 200 listed, marked "≥ n" where the list was cut."""
+def violations_by_tls(safety: Mapping[str, Any]) -> tuple[dict[str, int | str], int | str]:
+    """S1–S5 violations per signal, and what a signal not named has: every one (``by_tls``),
+    or, in a summary from before stop 29, counted from the first 200 listed, "≥ n" (and "?" for
+    the others) where the list was cut."""
     by_tls = safety.get("by_tls")
     if isinstance(by_tls, Mapping):
-        return {str(k): int(v) for k, v in by_tls.items()}
+        return {str(k): int(v) for k, v in by_tls.items()}, 0
     listed = safety.get("violations") or []
     counts: dict[str, int] = {}
     for v in listed:
         counts[str(v.get("tls"))] = counts.get(str(v.get("tls")), 0) + 1
     total = sum(int(safety.get(k, 0) or 0) for k in ("S1", "S2", "S3", "S4", "S5"))
-    cut = total > len(listed)
-    return {k: f"≥ {n}" if cut else n for k, n in counts.items()}
+    if total > len(listed):
+        return {k: f"≥ {n}" for k, n in counts.items()}, "?"
+    return dict(counts), 0
 
 
 def junction_rows(run: RunData, ev_id: str) -> list[list[object]]:
@@ -90,7 +92,7 @@ def junction_rows(run: RunData, ev_id: str) -> list[list[object]]:
         return []
     crossings = run.crossings(ev_id)
     eta_by_junction = run.summary.get("eta", {}).get("by_junction") or {}  # EtaLog.evaluate's, per junction
-    violations = violations_by_tls(run.summary.get("safety", {}))
+    violations, unnamed = violations_by_tls(run.summary.get("safety", {}))
     records = {(r.get("tls"), r.get("junction_index")): r for r in run.summary.get("preemptions", [])
                if r.get("ev") == ev_id}
     rows: list[list[object]] = []
@@ -104,7 +106,7 @@ def junction_rows(run: RunData, ev_id: str) -> list[list[object]]:
             f"#{j['index']}", j["tls"], round(j["distance_m"]), actual, entry_err, err60,
             _num(r.get("entry")), dwell, round(exit_ - dwell, 1) if dwell is not None and exit_ is not None else None,
             _num(r.get("preempted_s")), _num(r.get("recovery_s")), r.get("exit_reason") or None,
-            violations.get(j["tls"], 0),
+            violations.get(j["tls"], unnamed),
         ])  # fmt: skip
     return rows
 

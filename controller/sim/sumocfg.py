@@ -155,9 +155,12 @@ def _unique_name(used: dict[str, Path], origin: Path) -> str:
 
 # The attributes of an additional file's elements that name an output file: ``file`` (detectors,
 # edge and lane data, route probes), but a ``timedEvent``'s ``dest`` (SaveTLSStates and its kin)
-# and a calibrator's ``output``; an ``include``'s ``href`` is an input.
+# and a calibrator's ``output``; an ``include``'s ``href``, a variable speed sign's or a
+# rerouter's ``file`` (their definitions) are inputs.
 _OUTPUT_ATTRIBUTES: dict[str, tuple[str, ...]] = {
     "include": (),
+    "variableSpeedSign": (),
+    "rerouter": (),
     "timedEvent": ("dest",),
     "calibrator": ("output",),
 }

@@ -54,6 +54,11 @@ def test_timed_event_and_calibrator_outputs_are_redirected_too(tmp_path: Path) -
     assert event.get("dest") == str((out / "outputs" / "tls-J1.xml").resolve())
     assert event.get("source") == "J1"
     assert calibrator.get("output") == str((out / "outputs" / "cal.xml").resolve())
+    # a variable speed sign's file is its definition, an input: used where it is
+    vss = user / "vss.add.xml"
+    vss.write_text('<additional><variableSpeedSign id="v" lanes="a_0" file="vss-steps.xml"/></additional>',
+                   encoding="utf-8")
+    assert redirect_additional_outputs(vss, out, {}) == vss
 
 
 def test_times_in_seconds_or_days_hours_minutes_seconds(tmp_path: Path) -> None:
