@@ -65,6 +65,7 @@ class TraceRecorder:
         self._types = dict(ev_types)
         self._legs: dict[str, list[_Leg]] = {ev: [] for ev in ev_types}
         self._signals: dict[str, list[tuple[float, str]]] = {}
+        self._read: dict[str, None] = {}  # the signals read last tick
 
     def observe(self, snap: Snapshot, progress: Mapping[str, EvProgress]) -> None:
         t = snap.t_s
@@ -72,12 +73,12 @@ class TraceRecorder:
             changes = self._signals.setdefault(tls_id, [])
             if not changes or changes[-1][1] != s.state:
                 changes.append((t, s.state))
-        if len(snap.signals) != len(self._signals):
-            # no longer read: what it shows from now is not known (drawn as nothing, not as the
-            # last state read)
-            for tls_id, changes in self._signals.items():
-                if tls_id not in snap.signals and changes[-1][1]:
-                    changes.append((t, ""))
+        # no longer read: what it shows from now is not known (drawn as nothing, not as the last
+        # state read); the signals read last tick, not every one ever read (thousands in a city)
+        if self._read.keys() != snap.signals.keys():
+            for tls_id in self._read.keys() - snap.signals.keys():
+                self._signals[tls_id].append((t, ""))
+            self._read = dict.fromkeys(snap.signals)
         for ev_id, p in progress.items():
             if not p.running or p.position_m is None:
                 continue
