@@ -124,7 +124,8 @@ def serve(options: ServeOptions) -> int:
     sock = _listen(options.host, options.port)
     with contextlib.ExitStack() as held:  # (each let go in turn when the service ends or fails)
         held.callback(sock.close)
-        made = not out.exists()
+        # the topmost folder this serve will create (out, or a parent missing too), if any
+        made = next((f for f in reversed((out, *out.parents)) if not f.exists()), None)
         # (as a run's or a bench's: a run into a serve's folder is refused while it serves)
         held.enter_context(hold_folder(out, "--out", "serve"))
         held.callback(_take_folder(out).close)
@@ -134,8 +135,8 @@ def serve(options: ServeOptions) -> int:
             held.enter_context(hold_folder((options.audit_db or out / "audit.sqlite").resolve(), "--audit-db",
                                            "serve", noun="audit log", inside_own=True))
         except GreenwaveError:
-            if made:  # (nothing else written: the folder goes again)
-                shutil.rmtree(out, ignore_errors=True)
+            if made is not None:  # (nothing else written: the folders made go again)
+                shutil.rmtree(made, ignore_errors=True)
             raise
         return _serve(options, scenario, token, generated, out, sock)
 

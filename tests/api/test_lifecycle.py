@@ -57,11 +57,13 @@ def test_a_second_instance_on_the_same_port_or_folder_stops_before_writing(serve
     if rows is not None:
         assert _audit_rows(live / "audit.sqlite") == rows
     # another folder, on the first one's audit log: both handed out the same default ids
+    # (in folders that do not exist yet: none is left behind, the parent included)
     rows = _audit_rows(server.audit_db)
-    r = _serve(tiny_scenario, tmp_path, free_port(), other, "--audit-db", str(server.audit_db))
+    nested = tmp_path / "new-parent" / "other-out"
+    r = _serve(tiny_scenario, tmp_path, free_port(), nested, "--audit-db", str(server.audit_db))
     assert r.returncode == 2 and f"--audit-db '{server.audit_db.resolve()}': another greenwave serve " \
         "(process " in r.stderr and "is writing into this audit log" in r.stderr, r.stderr
-    assert _audit_rows(server.audit_db) == rows and not other.exists()
+    assert _audit_rows(server.audit_db) == rows and not nested.parent.exists()
     with server.client() as c:  # the first one is untouched
         assert c.get("/healthz").json()["status"] == "ok"
 
