@@ -495,8 +495,10 @@ class Planner:
         j = self.junctions.get(tls_id)
         if j is None:
             return None
-        until = max(j.locked_until, j.lockout.get(ev_id, -math.inf) if ev_id is not None else -math.inf)
-        return until if until > t_s and j.stage == "idle" else None
+        # (the signal's lockout holds while it is idle; an EV's own, whatever the signal does meanwhile)
+        until = max(j.locked_until if j.stage == "idle" else -math.inf,
+                    j.lockout.get(ev_id, -math.inf) if ev_id is not None else -math.inf)
+        return until if until > t_s else None
 
     def served(self, tls_id: str) -> tuple[str, ...]:
         """The EVs a switched signal (entry, dwell) is switched for (sorted): those its target
@@ -675,7 +677,8 @@ class Planner:
             # compatible one until it came within max_lead_s itself, or won it as the target)
             target, phase, served = self._merge(j, self._joinable(j, t_s, reqs))
             start = self._episode_start(j, t_s)
-            if self._entry_due(j, t_s, target, served) and self._fits(j, t_s, start + cfg.presence_limit_s, target):
+            if self._entry_due(j, t_s, target, served, start) and self._fits(j, t_s, start + cfg.presence_limit_s,
+                                                                              target):
                 # (an entry whose switch-over and hand-back could not be done within the presence
                 # limit is not started: long minimum greens, a long all-red extension; counted from
                 # the episode before where the program has hardly run since its hand-back)
@@ -935,23 +938,31 @@ class Planner:
 
     def _episode_start(self, j: JunctionControl, t_s: float) -> float:
         """When an entry starting at ``t_s`` counts its presence limit from: the episode before's
-        start where it was handed back less than ``reservice_gap_s`` ago (a step more: the program
-        shows from the step after the restore), else ``t_s``."""
+        start where it was handed back less than ``reservice_gap_s`` ago (the program shows from
+        the step after the restore and the entry's first state from the step after it: the
+        monitor sees the same gap), else ``t_s``."""
         cfg = self.config
         if j.handed_back_s is not None and j.episode_entry_s is not None \
-                and t_s - j.handed_back_s < cfg.reservice_gap_s + cfg.step_s:
+                and t_s - j.handed_back_s < cfg.reservice_gap_s:
             return j.episode_entry_s
         return t_s
 
-    def _entry_due(self, j: JunctionControl, t_s: float, target: str, served: Sequence[ServiceRequest]) -> bool:
+    def _entry_due(self, j: JunctionControl, t_s: float, target: str, served: Sequence[ServiceRequest],
+                   presence_from_s: float | None = None) -> bool:
+        """Is the entry due at ``t_s`` (``presence_from_s``: where its presence limit counts
+        from, the episode before's start within the re-service gap)?"""
         cfg = self.config
         if any(r.start_now for r in served):
             return True
         need = min(r.need_green_by_s for r in served)
         # never so early that the maximum presence time would end before the EV has crossed: a
-        # junction handed back on its presence limit just before the EV arrives would stop it
+        # junction handed back on its presence limit just before the EV arrives would stop it;
+        # nor, within the re-service gap, where the episode before's presence limit would (the
+        # gap's end gives a fresh one)
         latest_eta = max(r.eta_s for r in served)
         if t_s < latest_eta + cfg.presence_reserve_s - cfg.max_presence_s or t_s < latest_eta - cfg.max_lead_s:
+            return False
+        if presence_from_s is not None and latest_eta + cfg.presence_reserve_s > presence_from_s + cfg.presence_limit_s:
             return False
         state = j.clock.state
         if not state:

@@ -1079,6 +1079,57 @@ def test_an_entry_after_the_reservice_gap_has_its_own_presence_limit() -> None:
     assert r.violations == []
 
 
+def _stepped_rig(dt: float) -> Rig:
+    return Rig(Planner({"J": PROG}, PlannerConfig(step_s=dt)), {"J": FakeSignal(PROG, 0, -1.0)}, dt=dt,
+               watches={"J": SignalWatch(PROG, SafetyConfig(max_presence_s=180.0, step_s=dt))})
+
+
+@pytest.mark.parametrize("dt", [1.0, 0.5])
+def test_an_entry_exactly_the_reservice_gap_after_a_hand_back_is_a_new_episode_for_both(dt: float) -> None:
+    # a (local) holds A 10..100 and crosses: the restore at H; b (local) is detected exactly 20 s
+    # after it. The monitor sees the program from H + dt to H + 20 and b's state from H + 20 + dt:
+    # a new episode. The planner carried a's start (10) one step too long and cut b at 172 on
+    # the presence limit, locking the signal until 210 (the second review's case).
+    H = 106.0 - (1.0 - dt)
+
+    def requests(t: float) -> list[ServiceRequest]:
+        if 10 <= t < 100:
+            return [req("Ggrr", 0, eta=t + 8, need=t + 5, ev="a", start_now=True)]
+        if H + 20 - 1e-9 <= t < H + 74:
+            return [req("rrGg", 3, eta=t + 8, need=t + 5, ev="b", start_now=True)]
+        return []
+
+    r = _stepped_rig(dt)
+    r.run_until(H + 20 + 2 * dt, requests)
+    assert [t for t, c in r.commands if c.kind == "restore"] == [H]
+    assert r.watches["J"].preempted
+    r.run_until(H + 120, requests)
+    b = next(x for x in r.planner.records() if x.ev_id == "b")
+    assert b.exit_reason == "crossed", (b.entry_s, b.exit_s, b.exit_reason)
+    assert r.violations == []
+
+
+@pytest.mark.parametrize(("need", "eta"), [(180.0, 188.0), (178.0, 200.0)])
+def test_no_entry_in_the_reservice_gap_where_the_carried_limit_ends_before_the_eta(need: float, eta: float) -> None:
+    # a (local) holds A 10..150: the restore at 156 re-enters B (rrGg), which the program shows
+    # 157..186. b asks for B from 157. Entered before 176 it continues a's episode (limit 190)
+    # and is cut before it can cross: it was entered at 165-167, cut at 172 (B yellow at 173,
+    # 13 s before the program would have ended it) and the signal locked until 210: b met red
+    # and got B at 215. Now it waits for the gap's end and crosses on green.
+    def requests(t: float) -> list[ServiceRequest]:
+        if 10 <= t < 150:
+            return [req("Ggrr", 0, eta=t + 8, need=t + 5, ev="a", start_now=True)]
+        if 157 <= t < eta + 1:
+            return [req("rrGg", 3, eta=max(eta, t + 1), need=need, ev="b")]
+        return []
+
+    r = _stepped_rig(1.0)
+    r.run_until(300, requests)
+    b = next(x for x in r.planner.records() if x.ev_id == "b")
+    assert r.shown["J"][eta] == "rrGg" and b.exit_reason == "crossed", (b.entry_s, b.exit_s, b.exit_reason)
+    assert r.violations == []
+
+
 def test_the_planners_reservice_gap_is_the_monitors() -> None:
     assert PlannerConfig().reservice_gap_s == SafetyConfig().reservice_gap_s
 
