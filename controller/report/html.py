@@ -68,6 +68,10 @@ def change_pct(x: float | None, ref: float | None) -> float | None:
     return (x - ref) / ref * 100.0
 
 
+def _violations_total(safety: Mapping[str, Any]) -> int:
+    return sum(int(safety.get(k, 0) or 0) for k in ("S1", "S2", "S3", "S4", "S5"))
+
+
 def violations_by_tls(safety: Mapping[str, Any]) -> tuple[dict[str, int | str], int | str]:
     """S1–S5 violations per signal, and what a signal not named has: every one (``by_tls``),
     or, in a summary from before stop 29, counted from the first 200 listed, "≥ n" (and "?" for
@@ -79,8 +83,7 @@ def violations_by_tls(safety: Mapping[str, Any]) -> tuple[dict[str, int | str], 
     counts: dict[str, int] = {}
     for v in listed:
         counts[str(v.get("tls"))] = counts.get(str(v.get("tls")), 0) + 1
-    total = sum(int(safety.get(k, 0) or 0) for k in ("S1", "S2", "S3", "S4", "S5"))
-    if total > len(listed):
+    if _violations_total(safety) > len(listed):
         return {k: f"≥ {n}" for k, n in counts.items()}, "?"
     return dict(counts), 0
 
@@ -273,7 +276,7 @@ def _safety(run: RunData) -> str:
                ("emergency_braking", "emergency brakings"), ("teleports", "teleports (collisions' too)"),
                ("teleports_traffic", "of them jam, yield, wrong lane"))
     keys = tuple(k for k, _ in columns)
-    total = sum(int(s.get(k, 0) or 0) for k in ("S1", "S2", "S3", "S4", "S5"))
+    total = _violations_total(s)
     verdict = ('<p class="ok">The independent monitor saw no violation of S1–S5.</p>' if total == 0 else
                f'<p class="bad">The independent monitor counted {total} violation(s) of S1–S5.</p>')
     viol = s.get("violations", [])[:30]

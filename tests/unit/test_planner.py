@@ -1039,21 +1039,27 @@ def test_after_a_max_presence_hand_back_no_ev_takes_the_signal_for_the_lockout()
     assert r.violations == []
 
 
+def _b_after_a_crossed(b_from: float, b_eta: float) -> Requests:
+    """a asks for A until it crosses at 64 (its hand-back at 64); b, stuck 5 s before B's stop
+    line, asks from ``b_from`` with an ETA of at least ``b_eta`` (green needed 5 s before)."""
+    a = req("Ggrr", 0, eta=63, need=60, ev="a")
+
+    def requests(t: float) -> list[ServiceRequest]:
+        if t < 64:
+            return [a]
+        return [req("rrGg", 3, eta=max(b_eta, t + 5.0), need=max(b_eta - 5.0, t), ev="b")] if t >= b_from else []
+
+    return requests
+
+
 def test_an_entry_soon_after_a_hand_back_fits_the_presence_limit_of_the_episode_before() -> None:
     # a crosses (hand-back at 64, the program from 65); b asks at 66 and enters at 73: the
     # program ran 8 s, so for the monitor it is one episode from 53, and b's hand-back must be
     # done by 52 + 180 = 232 (not 73 + 180). b's own maximum presence (150 s from 73) would
     # come later: the presence limit ends it at 214 (back at 222). The planner before this
     # handed back at 234, and the monitor counted the episode 181 s long.
-    a = req("Ggrr", 0, eta=63, need=60, ev="a")
-
-    def requests(t: float) -> list[ServiceRequest]:
-        if t < 64:
-            return [a]
-        return [req("rrGg", 3, eta=max(85.0, t + 5.0), need=max(80.0, t), ev="b")] if t >= 66 else []
-
     r = rig()
-    r.run_until(240, requests)
+    r.run_until(240, _b_after_a_crossed(66.0, 85.0))
     first, second = r.planner.records()[:2]
     assert (first.ev_id, first.entry_s, first.exit_reason) == ("a", 52.0, "crossed")
     assert (second.ev_id, second.entry_s, second.exit_s, second.exit_reason) == ("b", 73.0, 214.0, "max presence")
@@ -1064,15 +1070,8 @@ def test_an_entry_soon_after_a_hand_back_fits_the_presence_limit_of_the_episode_
 def test_an_entry_after_the_reservice_gap_has_its_own_presence_limit() -> None:
     # the same with b asking 25 s after the hand-back: the program ran more than 20 s, a new
     # episode for the monitor and for the planner (the maximum presence ends it, 150 s + grace)
-    a = req("Ggrr", 0, eta=63, need=60, ev="a")
-
-    def requests(t: float) -> list[ServiceRequest]:
-        if t < 64:
-            return [a]
-        return [req("rrGg", 3, eta=max(105.0, t + 5.0), need=max(100.0, t), ev="b")] if t >= 90 else []
-
     r = rig()
-    r.run_until(300, requests)
+    r.run_until(300, _b_after_a_crossed(90.0, 105.0))
     second = r.planner.records()[1]
     assert second.entry_s is not None and second.entry_s - 64.0 >= 20.0
     assert second.exit_s == second.entry_s + 150.0 + 10.0 and second.exit_reason == "max presence"
