@@ -276,7 +276,7 @@ class SumoAdapter:
             if self.backend == "libsumo":
                 _libsumo_open = False
             self._api = None
-            self._echo_traci_stderr()  # (what it said while running: shown as it ends)
+            self._echo_traci_stderr()  # (what it said since the last step, and as it ended)
             if self._traci_stderr is not None:
                 self._traci_stderr.close()
                 self._traci_stderr = None
@@ -410,6 +410,8 @@ class SumoAdapter:
             direct = True
         t1 = time.perf_counter()
         self.last_step_ms = (t1 - t0) * 1000.0
+        if self._traci_stderr is not None:
+            self._echo_traci_stderr()  # (its warnings as they come, as libsumo's in this process)
         snapshot = self._read(direct)
         self.last_read_ms = (time.perf_counter() - t1) * 1000.0
         return snapshot

@@ -499,3 +499,23 @@ def test_gui_without_a_display_and_a_run_without_a_scenario_are_named(
     result = CliRunner().invoke(main, ["run"])
     assert result.exit_code == 2 and "give a SCENARIO file, or --sumocfg FILE" in result.output
     assert "not both" not in result.output
+
+
+def test_over_traci_sumo_warnings_are_shown_as_they_come(tiny_net: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    # SUMO runs as its own process over TraCI, its stderr kept in a file: what it warns of while
+    # running reaches greenwave's stderr by the next step, as it does in-process with libsumo
+    # (it used to be shown only once SUMO had closed).
+    with SumoAdapter(["--net-file", str(tiny_net), "--no-step-log", "true"], backend="traci") as sim:
+        sim.add_vehicle("v", ["A1B1", "B1B2"], "DEFAULT_VEHTYPE")
+        sim.watch_vehicle("v")
+        for _ in range(20):
+            v = sim.step().vehicles.get("v")
+            if v is not None and v.speed_mps > 8.0:
+                break
+        assert v is not None and v.speed_mps > 8.0
+        assert "emergency braking" not in capfd.readouterr().err
+        sim._api.vehicle.setSpeedMode("v", 0)
+        sim._api.vehicle.setSpeed("v", 0.0)  # from over 8 m/s to 0 in one step
+        sim.step()
+        sim.step()
+        assert "Vehicle 'v' performs emergency braking" in capfd.readouterr().err
