@@ -235,6 +235,7 @@ class JunctionControl:
     episode_entry_s: float | None = None  # the presence start of the episode that hand-back ended
     presence_from_s: float | None = None  # this episode's, for presence_limit_s (entry_s, or carried)
     records: list[PreemptionRecord] = field(default_factory=list)
+    last_exits: dict[str, str] = field(default_factory=dict)  # ev_id -> its exit's reason, the last hand-back
     current: dict[tuple[str, int], PreemptionRecord] = field(default_factory=dict)
     # switched for requests that have ended while the signal stays held for others: their exit
     # is known, their restore comes with the signal's
@@ -499,6 +500,18 @@ class Planner:
         until = max(j.locked_until if j.stage == "idle" else -math.inf,
                     j.lockout.get(ev_id, -math.inf) if ev_id is not None else -math.inf)
         return until if until > t_s else None
+
+    def exit_reasons(self, tls_id: str) -> dict[str, str]:
+        """Why the signal leaves (in exit) or left (at its last hand-back) each EV's service:
+        ``crossed``, ``max presence``, ``cancelled``, ``EV stalled``, ... (the preemption
+        records' ``exit_reason``); EVs armed but never switched for are not named."""
+        j = self.junctions.get(tls_id)
+        if j is None:
+            return {}
+        if j.stage == "exit":
+            return {rec.ev_id: rec.exit_reason for rec in [*j.ended, *j.current.values()]
+                    if rec.entry_s is not None and rec.exit_reason}
+        return dict(j.last_exits)
 
     def served(self, tls_id: str) -> tuple[str, ...]:
         """The EVs a switched signal (entry, dwell) is switched for (sorted): those its target
@@ -1085,12 +1098,14 @@ class Planner:
     def _close(
         self, j: JunctionControl, t_s: float, reason: str, *, restored: bool, in_step_s: float | None = None
     ) -> None:
+        j.last_exits = {}
         for rec in [*j.ended, *j.current.values()]:
             if rec.entry_s is None:
                 continue  # armed but never switched: nothing to report
             if rec.exit_s is None:
                 rec.exit_s = t_s
                 rec.exit_reason = rec.exit_reason or reason
+            j.last_exits.setdefault(rec.ev_id, rec.exit_reason)
             if restored:
                 rec.restored_s = t_s + self.config.step_s
                 rec.in_step_s = in_step_s

@@ -594,13 +594,16 @@ class SimService:
             for previous, step in stage_steps(before, stage):
                 switched = previous in ("entry", "dwell", "exit")
                 kind = step if step != "idle" else ("handback" if switched else "disarmed")
-                self.events.publish(kind, tls_id=tls, t_s=t_s, stage=step, previous=previous, escorts=escorts)
+                # why it leaves each escort's service (crossed, max presence, cancelled, ...)
+                why = ({"reasons": {self._by_key.get(k, k): r for k, r in planner.exit_reasons(tls).items()}}
+                       if kind in ("exit", "handback") else {})
+                self.events.publish(kind, tls_id=tls, t_s=t_s, stage=step, previous=previous, escorts=escorts, **why)
                 if kind == "handback":
                     self.audit.record("handback", t_s=t_s, tls_id=tls, escort_id=escorts[0] if escorts else None,
-                                      escorts=escorts, previous=previous)
+                                      escorts=escorts, previous=previous, **why)
                 else:
                     self.audit.record("decision", t_s=t_s, tls_id=tls, escort_id=escorts[0] if escorts else None,
-                                      stage=step, previous=previous, escorts=escorts)
+                                      stage=step, previous=previous, escorts=escorts, **why)
 
     def _joined(self, tls: str, t_s: float, stage: str, previous: str, escorts: list[str], *,
                 held_for: list[str] | None = None, joined: bool = True) -> None:
@@ -637,8 +640,8 @@ class SimService:
             last_fix_s = esc.fix_t_s if esc.fix_t_s is not None else esc.dispatched_s
             lost = esc.tracking == "external" and t_s - last_fix_s > FIX_LOST_S
             if lost and esc.state in ("dispatched", "en_route") and p.arrived_s is None:
-                self._controller.cancel(esc.key, "position lost")
                 reason = f"no position for {FIX_LOST_S:g} s"
+                self._controller.cancel(esc.key, reason)
                 self._cancelled(esc, t_s, reason)
                 self._release(esc, t_s)
                 continue
@@ -954,7 +957,7 @@ class SimService:
         if esc.state in ("arrived", "cancelled"):
             done = "has arrived" if esc.state == "arrived" else "is cancelled"
             raise RequestError(f"escort '{esc.id}' {done} already", 409)
-        self._controller.cancel(esc.key)
+        self._controller.cancel(esc.key, "cancelled by request")
         self._cancelled(esc, sim.time_s, "cancelled by request")
         self._release(esc, sim.time_s)
         return esc.id

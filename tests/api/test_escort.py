@@ -84,6 +84,10 @@ def test_dispatch_follow_arrive_hand_back_and_audit_survives_restart(tiny_scenar
                 assert all(a != b for a, b in itertools.pairwise(switching)), (tls, order)
                 assert set(switching) <= {"entry", "dwell"}, (tls, _stage_order(events, tls))
                 full += "dwell" in switching
+                # why it left the ambulance's service: it crossed
+                last_two = [e["data"] for e in events if e["data"].get("tls_id") == tls
+                            and e["event"] in ("exit", "handback")][-2:]
+                assert [d["reasons"] for d in last_two] == [{"amb-1": "crossed"}] * 2, (tls, last_two)
             assert full >= 1, events
             etas = [e for e in sse.of("eta") if e["data"]["escort"] == "amb-1"]
             assert len(etas) >= 2
@@ -159,8 +163,10 @@ def test_cancel_mid_route_hands_back_at_once(server: Server) -> None:
         audit = c.get("/v1/audit", params={"kind": "cancel"}).json()
         assert [(a["escort_id"], a["kind"]) for a in audit] == [("fire-1", "cancel")]
         assert audit[0]["detail"]["reason"] == sse.of("cancel")[0]["data"]["reason"] == "cancelled by request"
-        handbacks = {a["tls_id"] for a in c.get("/v1/audit", params={"kind": "handback"}).json()}
-        assert set(held) <= handbacks
+        handbacks = {a["tls_id"]: a for a in c.get("/v1/audit", params={"kind": "handback"}).json()}
+        assert set(held) <= set(handbacks)
+        # why each left the escort's service: the cancel (crossed where it had crossed already)
+        assert all(handbacks[tls]["detail"]["reasons"] == {"fire-1": "cancelled by request"} for tls in held), handbacks
 
 
 def test_cancel_hands_back_only_the_signals_held_for_that_escort_alone(server: Server) -> None:

@@ -221,6 +221,9 @@ class _Planner:
     def served(self, tls: str) -> tuple[str, ...]:
         return self.now[2]
 
+    def exit_reasons(self, tls: str) -> dict[str, str]:
+        return {"f": "crossed", "v": "max presence"}
+
 
 def test_stage_events_name_the_escorts_served_and_tell_a_waiting_one_it_is_armed(tmp_path: Path) -> None:
     # the service's events for a sequence of (stage, holders, served) of one signal, no SUMO
@@ -274,6 +277,9 @@ def test_stage_events_name_the_escorts_served_and_tell_a_waiting_one_it_is_armed
         [("armed", ["c"], "idle", True, ["a", "b"])],
         [("handback", ["a", "b", "c"], "dwell", None, None)],
     ]
+    # an exit and a hand-back say why the signal left each escort's service (the planner's reasons)
+    reasons = [e.data.get("reasons") for e in service.events.since(0) if e.type in ("exit", "handback")]
+    assert reasons == [{"f": "crossed", "v": "max presence"}] * 3
     # a decision row for each of an escort's own stages (the released row names those released)
     rows = [(r.escort_id, r.detail.get("stage")) for r in service.audit.since(0, kind="decision")]
     assert ("f", "armed") in rows[2:4] and rows.count(("v", "armed")) == 1
