@@ -12,6 +12,7 @@ from controller.core.corridor import Corridor
 from controller.core.snapshot import VehicleState
 
 STOP_SPEED_MPS = 0.1  # a stop is an episode below this speed after departure (DESIGN §5)
+ARRIVAL_SLACK_M = 10.0  # an arrival within this (and twice the last speed's step) of the last edge is one
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,12 @@ class EvProgress:
         return sum(((s.end_s if s.end_s is not None else end_s) - s.start_s for s in self.stops), 0.0)
 
     def update(self, t_s: float, vehicle: VehicleState | None, *, arrived: bool = False) -> None:
+        if arrived and self.depart_s is not None and self.arrived_s is None and not self._reached_end(t_s):
+            # SUMO lists a vehicle it removed among the arrived (``time-to-teleport.remove``, a
+            # jam's teleport ending nowhere; a rerouter closing its way): one last seen short of
+            # its route's last edge, and unable to have driven there since, has vanished
+            vehicle = None
+            arrived = False
         if arrived and self.depart_s is not None and self.arrived_s is None:
             self.arrived_s = t_s
             for j in self.corridor.junctions:  # it reached its destination: everything is behind it
@@ -115,6 +122,15 @@ class EvProgress:
             self.crossed_s[j.index] = self._interpolate(t_s, previous, position, j.distance_m)
         self._track_stops(t_s, vehicle)
         self._last_t_s = t_s
+
+    def _reached_end(self, t_s: float) -> bool:
+        """Could the EV be on its route's last edge now (where it arrives), from where and how
+        fast it was last seen? (Not seen at all: nothing to go by, taken as arrived.)"""
+        if self.position_m is None or self._last_t_s is None:
+            return True
+        last_edge_m = self.corridor.edge_offsets_m[-1]
+        reach = max(self.speed_mps, 1.0) * max(t_s - self._last_t_s, 1.0) * 2.0 + ARRIVAL_SLACK_M
+        return self.position_m + reach >= last_edge_m
 
     def _interpolate(self, t_s: float, previous: float | None, position: float, target: float) -> float:
         if previous is None or self._last_t_s is None or position <= previous:

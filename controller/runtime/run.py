@@ -301,9 +301,11 @@ def run(
             monitor.observe(snap.t_s, {s.tls_id: (s.state, s.program_id) for s in snap.signals.values()})
             t2 = time.perf_counter()
             arrived = set(snap.arrived)
+            routes_new = sim.routes_new
             for ev_id, p in progress.items():
                 vehicle = snap.vehicles.get(ev_id)
-                if vehicle is not None and _left_route(vehicle, p):
+                if vehicle is not None and (_left_route(vehicle, p) or (
+                        ev_id in routes_new and sim.vehicle_route(ev_id) != p.corridor.route)):
                     _reroute(sim, controller, setup, progress, watch, ev_id, snap.t_s)
                 was_done = p.done
                 progress[ev_id].update(snap.t_s, vehicle, arrived=ev_id in arrived)
@@ -373,9 +375,13 @@ def run(
 
     # after the run, in sessions of their own (libsumo runs one at a time): the check of the
     # programs above refuses a misread one before the user waits for these
+    # an EV re-routed on the way is summed up on the route it drove (SUMO keeps the edges behind
+    # a vehicle in the route it gives it): its free flow, signals and length are that route's
+    driven = [replace(ev, route=progress[ev.ev_id].corridor.route, corridor=progress[ev.ev_id].corridor)
+              if progress[ev.ev_id].reroutes else ev for ev in setup.evs]
     free_flow_error: str | None = None
     try:
-        free_flow: dict[str, float] = free_flow_times(setup, setup.evs, backend=backend)
+        free_flow: dict[str, float] = free_flow_times(setup, driven, backend=backend)
     except GreenwaveError as e:  # the run is complete: its summary says what could not be measured
         free_flow, free_flow_error = {}, str(e)
     outputs = read_outputs(out)
@@ -386,7 +392,7 @@ def run(
     # (with those of a signal the drain limit left preempted: no ``restored``, and S5 by the monitor)
     preemptions = [r.as_dict() for r in planner.records(include_open=True)] if planner is not None else []
     evs = []
-    for ev in setup.evs:
+    for ev in driven:
         p = progress[ev.ev_id]
         # a vanished EV has a tripinfo (SUMO writes one when a vehicle is removed): not an arrival
         trip = outputs.trips.get(ev.ev_id) if p.vanished_s is None else None
@@ -577,7 +583,8 @@ def _reroute(
     ev_id: str,
     t_s: float,
 ) -> None:
-    """The EV left its planned route (SUMO re-routed it): plan its new corridor."""
+    """The EV left its planned route, or SUMO gave it another (a rerouter, its rerouting device,
+    at insertion or on the way): plan its new corridor."""
     route = sim.vehicle_route(ev_id)
     corridor = build_corridor(setup.network, route)
     progress[ev_id] = progress[ev_id].rerouted(corridor)
@@ -665,7 +672,7 @@ def ev_summary(ev: EvPlan, p: EvProgress, trip: Trip | None, free_flow_s: float 
             if st.distance_to_stop_line_m is not None and st.distance_to_stop_line_m <= STOP_AT_SIGNAL_M
         ),
         "time_stopped": round(p.time_stopped_s(end_s), 2),
-        "junctions": len(ev.corridor.junctions),
+        "junctions": len(ev.corridor.junctions),  # (of the route driven: ``ev`` as re-routed)
         "reroutes": p.reroutes,
         "preempted": sum(1 for j in ev.corridor.junctions if j.tls_id in preempted_tls),
         "route_length_m": round(ev.corridor.length_m, 1),

@@ -462,7 +462,8 @@ class SimService:
             if esc.state == "cancelled":
                 continue  # its view keeps what it had when cancelled (no crossings or arrival after that)
             vehicle = vehicles.get(key)
-            if vehicle is not None and esc.tracking == "simulation" and _left_route(vehicle, p):
+            if vehicle is not None and esc.tracking == "simulation" and (_left_route(vehicle, p) or (
+                    key in sim.routes_new and sim.vehicle_route(key) != p.corridor.route)):
                 self._reroute(sim, key, t)
                 p = self._progress[key]
             p.update(t, vehicle, arrived=key in arrived)

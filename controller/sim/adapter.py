@@ -49,6 +49,7 @@ _VEHICLE_VARS = (
     tc.VAR_SPEED,
     tc.VAR_ROUTE_INDEX,
     tc.VAR_DISTANCE,
+    tc.VAR_ROUTE_ID,  # a new id where SUMO replaces the route (rerouter, device.rerouting)
 )
 _SIGNAL_VARS = (tc.TL_RED_YELLOW_GREEN_STATE, tc.TL_CURRENT_PROGRAM, tc.TL_CURRENT_PHASE)
 _LANE_VARS = (tc.LAST_STEP_VEHICLE_NUMBER, tc.LAST_STEP_VEHICLE_HALTING_NUMBER)
@@ -161,6 +162,10 @@ class SumoAdapter:
         self._traci_stderr: IO[bytes] | None = None  # the SUMO process's stderr (TraCI)
         self._traci_said = 0  # how much of it was written to ours
         self._vehicles: set[str] = set()
+        self._route_ids: dict[str, str] = {}  # watched vehicle -> the id of its route, as last read
+        # watched vehicles whose route is new in the last step: seen for the first time since they
+        # departed (SUMO may have routed them at insertion), or given another by SUMO since
+        self.routes_new: frozenset[str] = frozenset()
         self._signals: set[str] = set()
         self._last_signals: dict[str, SignalState] = {}
         self._last_lanes: dict[str, LaneState] = {}
@@ -423,6 +428,8 @@ class SumoAdapter:
         arrived = tuple(sim.get(tc.VAR_ARRIVED_VEHICLES_IDS, ()))
         vehicles: dict[str, VehicleState] = {}
         all_vehicles = {} if direct else api.vehicle.getAllSubscriptionResults()  # one call for all
+        replaced: set[str] = set()
+        route_ids = self._route_ids
         for vid in self._vehicles:
             r = self._direct_vehicle(vid) if direct else all_vehicles.get(vid)
             if not r:
@@ -430,11 +437,17 @@ class SumoAdapter:
             road = r.get(tc.VAR_ROAD_ID, "")
             if not road:  # not yet departed (SUMO reports invalid values)
                 continue
+            route_id = r.get(tc.VAR_ROUTE_ID, "")
+            if route_ids.get(vid) != route_id:
+                replaced.add(vid)
+            route_ids[vid] = route_id
             vehicles[vid] = VehicleState(vid, road, r[tc.VAR_LANE_ID], float(r[tc.VAR_LANEPOSITION]),
                                          float(r[tc.VAR_SPEED]), int(r[tc.VAR_ROUTE_INDEX]),
                                          float(r[tc.VAR_DISTANCE]))
         for vid in arrived:
             self._vehicles.discard(vid)
+            route_ids.pop(vid, None)
+        self.routes_new = frozenset(replaced)
         # one call per domain for every subscribed object (not one per object); an unchanged
         # signal or lane keeps last step's state object
         all_signals = {} if direct else api.trafficlight.getAllSubscriptionResults()
@@ -496,6 +509,7 @@ class SumoAdapter:
                 tc.VAR_SPEED: v.getSpeed(vid),
                 tc.VAR_ROUTE_INDEX: v.getRouteIndex(vid),
                 tc.VAR_DISTANCE: v.getDistance(vid),
+                tc.VAR_ROUTE_ID: v.getRouteID(vid),
             }
         except SUMO_ERRORS:
             return {}

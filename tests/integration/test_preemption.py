@@ -166,6 +166,83 @@ def test_rerouted_ev_releases_junctions_it_no_longer_needs(tmp_path: Path) -> No
     assert [k.split("#")[0] for k in sorted(before, key=before.__getitem__)] == s["evs"][0]["tls"][:len(before)]
 
 
+def _tiny_run_with_hook(tmp_path: Path, net: Path,
+                        hook: Callable[[SumoAdapter, Snapshot], None]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The tiny grid's ambulance (left1A1 -> C1right1 through A1, B1, C1) under greenwave,
+    ``hook`` called after every SUMO step: the summary and the trace."""
+    import json
+
+    from tests.helpers import write_scenario
+
+    scenario = write_scenario(tmp_path / "s.toml", net, end_s=400)
+    setup = prepare_scenario(load_scenario(scenario), seed=1, out_dir=tmp_path / "out")
+    original = SumoAdapter.step
+
+    def step(self: SumoAdapter) -> Snapshot:
+        snap = original(self)
+        hook(self, snap)
+        return snap
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(SumoAdapter, "step", step)
+        s = run(setup, "greenwave")
+    return s, json.loads((tmp_path / "out" / "trace.json").read_text())
+
+
+def test_a_route_sumo_replaces_is_planned_at_once_not_where_the_ev_leaves_the_old_one(
+    tiny_net: Path, tmp_path: Path
+) -> None:
+    # SUMO gives the ambulance another route while it drives on the first edge (as a rerouter or
+    # its rerouting device does): the same as far as B1, where it now turns left to B2 and comes
+    # back to C1 from C2. It was noticed only once the EV had left the old route behind B1, after
+    # B1 had served it straight on and C1 had been planned from the west.
+    new_route = ["left1A1", "A1B1", "B1B2", "B2C2", "C2C1", "C1right1"]
+    changed: list[float] = []
+
+    def hook(sim: SumoAdapter, snap: Snapshot) -> None:
+        ev = snap.vehicles.get("amb")
+        if ev is not None and not changed and ev.road_id == "left1A1" and ev.lane_pos_m > 20.0:
+            sim._api.vehicle.setRoute("amb", new_route)
+            changed.append(snap.t_s)
+
+    s, trace = _tiny_run_with_hook(tmp_path, tiny_net, hook)
+    assert changed
+    _assert_safe(s)
+    ev = s["evs"][0]
+    assert ev["arrived"] and ev["reroutes"] == 1
+    legs = next(e for e in trace["evs"] if e["id"] == "amb")["legs"]
+    assert [leg["route"] for leg in legs][1:] == [new_route]
+    assert legs[1]["from_s"] == changed[0] + 1.0  # the next tick
+    # the summary is that of the route driven: its signals, every one switched for it, its free flow
+    assert ev["tls"] == ["A1", "B1", "B2", "C2", "C1"] and ev["junctions"] == 5 == ev["preempted"]
+    assert abs(ev["route_length_m"] - legs[1]["route_length_m"]) < 0.1
+    assert all(p["exit_reason"] == "crossed" for p in s["preemptions"]), s["preemptions"]
+
+
+def test_an_ev_sumo_removes_on_the_way_has_vanished_not_arrived(tiny_net: Path, tmp_path: Path) -> None:
+    # A car stopped on B1C1 and another at the start of C1right1: the ambulance waits behind the
+    # first 15 s, SUMO teleports it, finds no room beyond and removes it
+    # (time-to-teleport.remove). SUMO lists it among the arrived vehicles (its tripinfo says
+    # vaporized="teleport"): it was counted as arrived, 55 s against 113 s of free flow, C1
+    # crossed.
+    (tmp_path / "block.rou.xml").write_text(
+        '<routes><vType id="blk"/><route id="rb" edges="A1B1 B1C1 C1right1"/><route id="rc" edges="C1right1"/>'
+        '<vehicle id="blk0" type="blk" route="rb" depart="0"><stop lane="B1C1_0" endPos="120" duration="1000"/>'
+        '</vehicle><vehicle id="blk1" type="blk" route="rc" depart="0" departPos="5">'
+        '<stop lane="C1right1_0" endPos="6" duration="1000"/></vehicle></routes>')
+    (tmp_path / "run.sumocfg").write_text(
+        f'<configuration><input><net-file value="{tiny_net}"/><route-files value="block.rou.xml"/></input>'
+        '<time><begin value="0"/><end value="300"/></time><processing><time-to-teleport value="15"/>'
+        '<time-to-teleport.remove value="true"/></processing></configuration>')
+    s = run_ok(["run", "--sumocfg", str(tmp_path / "run.sumocfg"), "--ev", "left1A1,C1right1,30",
+                "--out", str(tmp_path / "out")])
+    _assert_safe(s)
+    ev = s["evs"][0]
+    assert not ev["arrived"] and ev["vanished"] is not None and ev["travel_time"] is None, ev
+    assert sorted(ev["crossed_s"]) == ["A1#0", "B1#1"]  # not C1: it never got there
+    assert [p["exit_reason"] for p in s["preemptions"] if p["tls"] == "C1"] in ([], ["vanished"]), s["preemptions"]
+
+
 def test_hand_back_to_actuated_programs_keeps_the_minimum_green(tmp_path: Path) -> None:
     """SUMO's actuated logic, entered by setPhase at the hand-back, may end the phase at once
     (no vehicle on its detectors) below its minDur: the hand-back must give the phase its

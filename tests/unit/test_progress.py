@@ -39,6 +39,19 @@ def test_a_stop_from_the_departure_is_closed_when_the_ev_vanishes() -> None:
     assert p.stops == [StopEpisode(0.0, 2.0, 0.0, 0, 100.0)] and p.time_stopped_s(99.0) == 2.0
 
 
+def test_an_arrival_short_of_the_last_edge_is_a_vanishing() -> None:
+    # SUMO lists a vehicle it removes on the way (a teleport with nowhere to go) among the
+    # arrived: one last seen 40 m before the stop line at 10 m/s cannot have reached the last
+    # edge (from 100 m) a second later; one 5 m before it can, and one standing on it arrives
+    far, near, on = (EvProgress("ev", CORRIDOR) for _ in range(3))
+    for p, x, v in ((far, 60.0, 10.0), (near, 95.0, 10.0), (on, 150.0, 0.0)):
+        p.update(0.0, _at(x, v))
+        p.update(1.0, None, arrived=True)
+    assert (far.arrived_s, far.vanished_s, far.crossed_s) == (None, 1.0, {})
+    assert (near.arrived_s, near.vanished_s, near.crossed_s) == (1.0, None, {0: 1.0})
+    assert (on.arrived_s, on.vanished_s) == (1.0, None)
+
+
 def test_a_new_route_keeps_the_crossings_of_the_edges_both_share() -> None:
     # a -> b -> c planned, J0 (a->b) crossed at 5 s; SUMO's new route a -> b -> d keeps a and b
     j0 = J
