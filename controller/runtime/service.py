@@ -801,6 +801,16 @@ class SimService:
         if found is None:
             raise RequestError(f"{field_name}: no road for emergency vehicles near ({place.lon}, {place.lat})")
         edge_id, _ = found
+        if edge_id.startswith(":") or (edge_id in self.network.edges and self.network.edges[edge_id].is_internal):
+            # inside a junction (SUMO's nearest is then one of its internal edges, no place to
+            # start or end a route): the nearest of the roads into and out of it
+            junction = edge_id[1:].rsplit("_", 1)[0]
+            roads = [e.edge_id for e in self.network.edges.values()
+                     if not e.is_internal and junction in (e.from_node, e.to_node)
+                     and any(lane.allows_emergency for lane in e.lanes)]
+            if not roads:
+                raise RequestError(f"{field_name}: no road for emergency vehicles near ({place.lon}, {place.lat})")
+            edge_id = min(roads, key=lambda e: project(sim.lane_shape(f"{e}_0"), x, y)[1])
         _, distance = project(sim.lane_shape(f"{edge_id}_0"), x, y)
         if distance > MAX_FROM_ROAD_M:
             raise RequestError(f"{field_name}: ({place.lon}, {place.lat}) is {distance:.0f} m from the nearest "

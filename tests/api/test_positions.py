@@ -153,3 +153,21 @@ def test_a_lon_lat_origin_on_the_carriageway_that_leads_nowhere_takes_the_other(
                                             "destination": {"lon": x_lon, "lat": x_lat}})
         assert r.status_code == 201 and r.json()["route"][0] == "right1C1", r.text
         assert c.delete("/v1/emergencies/gps-back").status_code == 200
+
+
+def test_a_lon_lat_at_a_signalized_junction_takes_a_road_into_or_out_of_it(geo_net: Path, geo_server: Server) -> None:
+    # SUMO's nearest edge to a point inside a junction is one of its internal edges: the dispatch
+    # was a 422 "from edge ':B1_..' is an internal edge" for a point at (or up to ~30 m from) the
+    # centre of most signalized junctions; now the nearest road into or out of it
+    (b_lon, b_lat), (c_lon, c_lat) = _lonlat(geo_net, [(300.0, 300.0), (500.0, 300.0)])
+    with geo_server.client() as c:
+        r = c.post("/v1/emergencies", json={"id": "gps-at-b1", "tracking": "external",
+                                            "origin": {"lon": b_lon, "lat": b_lat},
+                                            "destination": {"lon": c_lon, "lat": c_lat}})
+        assert r.status_code == 201, r.text
+        route = r.json()["route"]
+        assert not any(e.startswith(":") for e in route), route
+        net_edges = {"A1B1", "B1A1", "B0B1", "B1B0", "B2B1", "B1B2", "B1C1", "C1B1"}
+        assert route[0] in net_edges and route[-1] in {"B1C1", "C1B1", "C0C1", "C1C0", "C2C1", "C1C2",
+                                                       "C1right1", "right1C1"}, route
+        assert c.delete("/v1/emergencies/gps-at-b1").status_code == 200
