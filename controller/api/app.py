@@ -163,10 +163,18 @@ def _error(status: int, detail: str, errors: list[dict[str, Any]] | None = None)
     return JSONResponse(body, status_code=status, headers=headers)
 
 
+AUDIT_TEXT_MAX = 300  # characters of a rejected request's path and detail kept in the audit log
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= AUDIT_TEXT_MAX else f"{text[:AUDIT_TEXT_MAX]}… ({len(text)} characters)"
+
+
 def _reject(service: SimService, method: str, path: str, status: int, detail: str) -> None:
+    # (clipped: a client, with a token or without, must not grow the log by the size of its URLs)
     if path.startswith("/v1") and 400 <= status < 500:
-        service.audit.record("rejected", t_s=service.state.t_s, method=method, path=path, status=status,
-                             detail=detail)
+        service.audit.record("rejected", t_s=service.state.t_s, method=_clip(method), path=_clip(path),
+                             status=status, detail=_clip(detail))
 
 
 def _status_of(error: GreenwaveError) -> int:
@@ -439,7 +447,8 @@ def create_app(service: SimService, token: str, *, max_body_bytes: int = MAX_BOD
     app.include_router(v1)
 
     # -- health and metrics (no token: probes and scrapers) ------------------------------------------
-    @app.get("/healthz", response_model=Health, responses={503: {"model": Health}}, summary="Liveness")
+    @app.api_route("/healthz", methods=["GET", "HEAD"], response_model=Health, responses={503: {"model": Health}},
+                   summary="Liveness (GET, or HEAD for probes that read only the status)")
     async def healthz(response: Response) -> Health:
         s = service.state
         status: Literal["ok", "ended", "failed", "stopped"] = (

@@ -33,6 +33,7 @@ import uvicorn
 from controller.errors import GreenwaveError, ScenarioError
 from controller.runtime.audit import AuditLog
 from controller.runtime.folder_lock import hold_folder
+from controller.runtime.run import clear_run_folder
 from controller.runtime.service import SimService
 from controller.runtime.setup import prepare_scenario
 from controller.scenario import Scenario, load_scenario
@@ -120,6 +121,10 @@ def serve(options: ServeOptions) -> int:
     """Run the service until a signal; returns the exit code (0 after a clean stop, 1 after a failure)."""
     token, generated = read_token(options.token_file)
     scenario = load_scenario(options.scenario)
+    if options.end_s is not None and options.end_s <= scenario.simulation.begin_s:
+        # (before anything is written)
+        raise ScenarioError(f"--end {options.end_s:g} s is not after the scenario's begin "
+                            f"({scenario.simulation.begin_s:g} s)")
     out = (options.out_dir or Path("runs") / f"serve-{scenario.name}").resolve()
     sock = _listen(options.host, options.port)
     with contextlib.ExitStack() as held:  # (each let go in turn when the service ends or fails)
@@ -172,8 +177,7 @@ def _serve(options: ServeOptions, scenario: Scenario, token: str, generated: boo
     service: SimService | None = None
     try:
         setup = prepare_scenario(scenario, seed=options.seed, out_dir=out)
-        if options.end_s is not None and options.end_s <= setup.begin_s:
-            raise ScenarioError(f"--end {options.end_s:g} s is not after the scenario's begin ({setup.begin_s:g} s)")
+        clear_run_folder(setup)  # (an earlier run's summary, trace and outputs: not this serve's)
         service = SimService(setup, audit=audit, speed=options.speed, end_s=options.end_s)
         service.start()
         app = create_app(service, token, sse_max_s=options.sse_max_s)

@@ -239,16 +239,8 @@ def run(
     that many simulated seconds per wall second (1 = real time), None = as fast as possible;
     ``record``: write every tick's snapshot and commands there (JSON lines) for replay."""
     out = setup.out_dir
-    out.mkdir(parents=True, exist_ok=True)
     summary_path = out / SUMMARY_FILE
-    summary_path.unlink(missing_ok=True)  # never leave an old summary looking like this run's
-    (out / INCOMPLETE_FILE).unlink(missing_ok=True)
-    for name in PARTIAL_OUTPUTS:  # an earlier run's, complete or not: this run writes its own
-        (out / name).unlink(missing_ok=True)
-        (out / _partial(name)).unlink(missing_ok=True)
-    (out / TRACE_FILE).unlink(missing_ok=True)
-    (out / REPORT_FILE).unlink(missing_ok=True)  # nor its report (`greenwave report` makes this run's)
-    _clear_stale(setup)
+    clear_run_folder(setup)
     started = time.perf_counter()
     check_controller(controller_name)
     programs = {tls: setup.network.programs[tls] for tls in setup.watched_tls}
@@ -517,6 +509,22 @@ def run(
     _write_json(out / TRACE_FILE, trace.as_dict(header=header, eta_records=eta_records), indent=None)
     _write_json(summary_path, summary, indent=2)
     return summary
+
+
+def clear_run_folder(setup: RunSetup) -> None:
+    """Make ``setup.out_dir`` and remove what an earlier run (or ``serve``) left there: its
+    summary, trace, report, SUMO's outputs complete or partial, and its stale inputs and
+    outputs, so that nothing in the folder looks like this run's."""
+    out = setup.out_dir
+    out.mkdir(parents=True, exist_ok=True)
+    (out / SUMMARY_FILE).unlink(missing_ok=True)  # never leave an old summary looking like this run's
+    (out / INCOMPLETE_FILE).unlink(missing_ok=True)
+    for name in PARTIAL_OUTPUTS:  # an earlier run's, complete or not: this run writes its own
+        (out / name).unlink(missing_ok=True)
+        (out / _partial(name)).unlink(missing_ok=True)
+    (out / TRACE_FILE).unlink(missing_ok=True)
+    (out / REPORT_FILE).unlink(missing_ok=True)  # nor its report (`greenwave report` makes this run's)
+    _clear_stale(setup)
 
 
 def _clear_stale(setup: RunSetup) -> None:

@@ -3,6 +3,7 @@ as JSON that names the field or id at fault, never a traceback; rejected request
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Iterator
@@ -247,6 +248,20 @@ def test_health_and_prometheus_metrics(c: httpx.Client) -> None:
     assert metrics["greenwave_escorts_active"] >= 0 and metrics["greenwave_junctions_preempted"] == 0
     assert metrics["greenwave_up"] == 1
     assert "# TYPE greenwave_tick_latency_ms histogram" in r.text
+    # a load balancer's HEAD probe: the status, no body (it was a 405)
+    head = c.head("/healthz")
+    assert head.status_code == 200 and head.content == b"", head
+
+
+def test_a_rejected_requests_long_path_is_clipped_in_the_audit_log(srv: Server, c: httpx.Client) -> None:
+    # an unknown /v1 path is a 404 before the token is checked, and its row held the path twice:
+    # 300 requests of 8,000 characters grew the log by 8.8 MB
+    path = "/v1/" + "a" * 8000
+    assert httpx.get(srv.url + path, timeout=20.0).status_code == 404
+    row = next(r for r in reversed(c.get("/v1/audit", params={"kind": "rejected", "limit": 10000}).json())
+               if r["detail"]["path"].startswith("/v1/aaa"))
+    assert len(row["detail"]["path"]) < 400 and row["detail"]["path"].endswith("(8004 characters)"), row
+    assert len(json.dumps(row)) < 1200, row
 
 
 def _requests_counted(c: httpx.Client) -> dict[str, float]:

@@ -188,3 +188,24 @@ def test_a_body_that_is_not_json_is_refused_with_415(server: Server) -> None:
         assert any(a["detail"]["status"] == 415 for a in rejected)
     with httpx.Client(base_url=server.url) as anonymous:  # the auth check still comes first for /v1
         assert anonymous.get("/v1/signals").status_code == 401
+
+
+def test_serving_into_a_run_folder_leaves_nothing_of_that_run(tiny_scenario: Path, tmp_path: Path) -> None:
+    # `serve --out` into an earlier run's folder: SUMO's outputs were replaced, but that run's
+    # summary.json and trace.json stayed, looking like the serve's
+    from tests.helpers import run_ok
+
+    run_ok(["run", str(tiny_scenario), "--out", str(tmp_path / "out")])
+    assert (tmp_path / "out" / "summary.json").is_file() and (tmp_path / "out" / "trace.json").is_file()
+    server = Server(tiny_scenario, tmp_path, speed=10.0).start()
+    assert server.stop() == 0, server.log.read_text()
+    left = {p.name for p in (tmp_path / "out").iterdir()}
+    assert not left & {"summary.json", "trace.json", "report.html"}, left
+    assert "tripinfo.xml" in left
+
+
+def test_an_end_before_the_begin_is_refused_before_anything_is_written(tiny_scenario: Path, tmp_path: Path) -> None:
+    out = tmp_path / "new" / "out"
+    r = _serve(tiny_scenario, tmp_path, free_port(), out, "--end", "0")
+    assert r.returncode == 2 and "--end 0 s is not after the scenario's begin (0 s)" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr and not (tmp_path / "new").exists()
