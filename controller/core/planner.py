@@ -499,6 +499,10 @@ class Planner:
         # (the signal's lockout holds while it is idle; an EV's own, whatever the signal does meanwhile)
         until = max(j.locked_until if j.stage == "idle" else -math.inf,
                     j.lockout.get(ev_id, -math.inf) if ev_id is not None else -math.inf)
+        if until == math.inf:
+            # (a max-presence exit under way: the lockout runs from its hand-back, not known yet;
+            # the earliest it can end, moving on with the exit)
+            return t_s + self.config.step_s + self.config.lockout_s
         return until if until > t_s else None
 
     def exit_reasons(self, tls_id: str) -> dict[str, str]:

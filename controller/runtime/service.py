@@ -586,7 +586,9 @@ class SimService:
             # the escorts named: those a switched state serves; at the hand-back every escort it
             # was held for (one waiting for it too)
             if stage == "idle":
-                named = before_holders or before_served
+                # (an escort cancelled during the exit is no longer a holder: the EVs it was
+                # switched for, as its records say)
+                named = before_holders or before_served or tuple(sorted(planner.exit_reasons(tls)))
             elif stage in ("entry", "dwell"):
                 named = served or before_served or before_holders
             else:

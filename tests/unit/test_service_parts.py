@@ -211,6 +211,7 @@ class _Planner:
     def __init__(self) -> None:
         self.junctions = {"B1": None}
         self.now: tuple[str, tuple[str, ...], tuple[str, ...]] = ("idle", (), ())
+        self.reasons = {"f": "crossed", "v": "max presence"}
 
     def stage(self, tls: str) -> str:
         return self.now[0]
@@ -222,7 +223,29 @@ class _Planner:
         return self.now[2]
 
     def exit_reasons(self, tls: str) -> dict[str, str]:
-        return {"f": "crossed", "v": "max presence"}
+        return self.reasons
+
+
+def test_a_hand_back_names_an_escort_cancelled_during_its_exit(tmp_path: Path) -> None:
+    # cancelled while the signal was in its exit: no longer a holder there, and the hand-back
+    # named no escort at all
+    from types import SimpleNamespace
+
+    from controller.runtime.service import SimService
+
+    planner = _Planner()
+    planner.reasons = {"x": "cancelled by request"}
+    service = SimService.__new__(SimService)
+    service._controller = SimpleNamespace(planner=planner)  # type: ignore[assignment]
+    service._stages, service._by_key = {}, {"x": "amb-x"}
+    service.events, service.audit = EventBus(), AuditLog(tmp_path / "audit.sqlite")
+    for t, now in enumerate([("dwell", ("x",), ("x",)), ("exit", (), ()), ("idle", (), ())]):
+        planner.now = now
+        service._track_stages(float(t))
+    handback = [e.data for e in service.events.since(0) if e.type == "handback"]
+    assert handback == [{"tls_id": "B1", "t_s": 2.0, "stage": "idle", "previous": "exit", "escorts": ["amb-x"],
+                         "reasons": {"amb-x": "cancelled by request"}}]
+    assert [r.escort_id for r in service.audit.since(0, kind="handback")] == ["amb-x"]
 
 
 def test_stage_events_name_the_escorts_served_and_tell_a_waiting_one_it_is_armed(tmp_path: Path) -> None:
