@@ -349,7 +349,7 @@ class PreemptionController:
             # the ETAs published and scored: with the waits for the switch-overs under way
             predictions[ev_id] = self._published(ev_id, t, waits, at_least, crossed) if waits else etas
             reqs = self._requests(ev, etas, snapshot, position)
-            if reqs and self._stalled(p, t):
+            if reqs and self._stalled(ev, p, t):
                 keep = min(reqs, key=lambda r: r.junction_index).tls_id
                 for r in reqs:
                     if r.tls_id != keep:
@@ -484,10 +484,16 @@ class PreemptionController:
         clear_s = min(cfg.startup_lost_s + n * cfg.saturation_headway_s, cfg.max_clear_s)
         return eta_a_s - clear_s - cfg.margin_s
 
-    def _stalled(self, p: EvProgress, t_s: float) -> bool:
-        """Has the EV stood still for ``stall_release_s`` (greenwave only)?"""
+    def _stalled(self, ev: EvSetup, p: EvProgress, t_s: float) -> bool:
+        """Has the EV stood still for ``stall_release_s`` (greenwave only), or waited that long
+        since its dispatch for SUMO to put it on the road (its lane full: only its first signal,
+        which can drain that lane, is of use to it then)?"""
         limit = self.config.stall_release_s
-        if limit is None or self.config.mode != "greenwave" or not p.stops:
+        if limit is None or self.config.mode != "greenwave":
+            return False
+        if p.depart_s is None:
+            return t_s - ev.dispatch_s >= limit
+        if not p.stops:
             return False
         last = p.stops[-1]
         return last.end_s is None and t_s - last.start_s >= limit

@@ -813,6 +813,24 @@ def long_queue_at_t2(t: float) -> Mapping[str, LaneState]:
     return {**no_queues(t), "e1_0": LaneState("e1_0", 20, 20)}
 
 
+def test_an_ev_not_yet_on_the_road_keeps_only_its_first_signal_after_the_stall_time() -> None:
+    # dispatched at 0, SUMO cannot insert it (its lane full): its ETAs slide a second a tick and
+    # every signal ahead stayed armed or switched for it. From 30 s on only T1, which can drain
+    # that lane, is asked for; T2, armed for its queue, lets go (a switched one: "EV stalled")
+    r = make_rig(lanes=long_queue_at_t2)
+    while r.t < 60:
+        r.step(present=False)
+    assert r.progress["ev"].depart_s is None
+    asked = {t: {q.tls_id for q in reqs} for t, reqs in r.requests}
+    assert "T2" in asked[29.0] and all(asked[t] == {"T1"} for t in range(30, 60)), asked
+    released = [rec for rec in r.ctrl.planner.records() if rec.tls_id == "T2"]
+    assert r.ctrl.planner.stage("T2") == "idle" and r.ctrl.planner.stage("T1") != "idle"
+    assert all(rec.exit_reason == "EV stalled" and rec.exit_s == 30.0 for rec in released), released
+    # on the road at last: it asks for T2 again and passes both
+    r.run_until(150)
+    assert r.progress["ev"].crossed(0) and r.progress["ev"].crossed(1) and r.safety() == []
+
+
 def test_an_ev_standing_in_a_jam_keeps_only_its_next_signal() -> None:
     # the EV stops 100 m before T1 at 40 s and stands 60 s; T2, 300 m on, switched early for the
     # 20 vehicles queued there, is handed back 30 s into the stop
