@@ -184,6 +184,8 @@ class PreemptionController:
         self._latest: dict[str, list[Eta]] = {}  # ev_id -> the last tick's ETAs at the signals ahead
         self._last_requests: dict[str, list[ServiceRequest]] = {}  # ev_id -> its last plan
         self._updated_s: dict[str, float] = {}  # ev_id -> when its plan was last made
+        # ev_id -> the start of a stop during which its next signal's green went unused (released)
+        self._green_unused_stop: dict[str, float] = {}
         self.deferred = 0  # EV updates put off to the next tick because the budget was spent
         for e in evs:
             self._plan_corridor(e)
@@ -350,11 +352,19 @@ class PreemptionController:
             predictions[ev_id] = self._published(ev_id, t, waits, at_least, crossed) if waits else etas
             reqs = self._requests(ev, etas, snapshot, position)
             if reqs and self._stalled(ev, p, t):
-                keep = min(reqs, key=lambda r: r.junction_index).tls_id
+                nxt = min(reqs, key=lambda r: r.junction_index)
+                keep = nxt.tls_id
                 for r in reqs:
                     if r.tls_id != keep:
                         self.planner.release_request(ev_id, r.junction_index, "EV stalled")
                 reqs = [r for r in reqs if r.tls_id == keep]
+                if self._green_unused(ev, p, nxt, snapshot, vehicle, t):
+                    # it has stood as long under the green of that signal too, with no queue
+                    # there: what holds it is not the signal (a stop of its own), which goes
+                    # back to its program until the EV moves again
+                    for r in reqs:
+                        self.planner.release_request(ev_id, r.junction_index, "EV stalled")
+                    reqs = []
             # where the EV's movement is permissive (a turn that yields, served with what it
             # yields to held red), the signal keeps serving it until it has left the junction: a
             # hand-back at the stop line could green those at once and stop it inside the junction
@@ -497,6 +507,31 @@ class PreemptionController:
             return False
         last = p.stops[-1]
         return last.end_s is None and t_s - last.start_s >= limit
+
+    def _green_unused(self, ev: EvSetup, p: EvProgress, r: ServiceRequest, snapshot: Snapshot,
+                      vehicle: VehicleState | None, t_s: float) -> bool:
+        """Has the stalled EV stood still for ``stall_release_s`` while the signal of its next
+        request ``r`` showed its movement green (switched for it), with no vehicle halted on
+        that junction's approach lanes but the EV itself (a queue there, held up beyond, may
+        need the green the moment it can move)? Once so, for the rest of that stop."""
+        stop = p.stops[-1] if p.stops and p.stops[-1].end_s is None else None
+        limit = self.config.stall_release_s
+        if stop is None or limit is None:
+            return False
+        ev_id = ev.ev_id
+        if self._green_unused_stop.get(ev_id) == stop.start_s:
+            return True
+        since = self.planner.green_since(r.tls_id, r.key)
+        if since is None or t_s - max(since, stop.start_s) < limit:
+            return False
+        j = ev.corridor.junctions[r.junction_index]
+        for lane_id in j.approach_lanes:
+            lane = snapshot.lanes.get(lane_id)
+            own = 1 if vehicle is not None and vehicle.lane_id == lane_id else 0
+            if lane is not None and lane.halting - own > 0:
+                return False
+        self._green_unused_stop[ev_id] = stop.start_s
+        return True
 
     def _holds(self, ev: EvSetup, p: EvProgress, r: ServiceRequest, t_s: float) -> bool:
         """Does request ``r``, for a junction the EV has crossed, go on: the EV's movement is

@@ -505,6 +505,15 @@ class Planner:
             return t_s + self.config.step_s + self.config.lockout_s
         return until if until > t_s else None
 
+    def green_since(self, tls_id: str, key: tuple[str, int]) -> float | None:
+        """Since when the signal, switched for request ``key`` (ev, junction index), has shown
+        its movement green (its dwell), None where it does not now."""
+        j = self.junctions.get(tls_id)
+        if j is None or j.stage != "dwell" or key not in j.serving:
+            return None
+        rec = j.current.get(key)
+        return rec.dwell_s if rec is not None else None
+
     def exit_reasons(self, tls_id: str) -> dict[str, str]:
         """Why the signal leaves (in exit) or left (at its last hand-back) each EV's service:
         ``crossed``, ``max presence``, ``cancelled``, ``EV stalled``, ... (the preemption

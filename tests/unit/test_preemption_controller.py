@@ -813,6 +813,28 @@ def long_queue_at_t2(t: float) -> Mapping[str, LaneState]:
     return {**no_queues(t), "e1_0": LaneState("e1_0", 20, 20)}
 
 
+def test_an_ev_standing_under_its_green_lets_that_signal_go_too() -> None:
+    # T1 shows the EV's green (dwell) and the EV stops short of it for 80 s (a stop of its own: an
+    # escort reporting speed 0, a patient picked up): T1 was held to its maximum presence, then
+    # after each 30 s lockout again, for as long as the EV stood. Now, once it has stood 30 s
+    # under that green, T1 goes back to its program until the EV moves again
+    r = make_rig()
+    while r.ctrl.planner.stage("T1") != "dwell":
+        r.step()
+    stop_s = r.t
+    while r.t < stop_s + 80:
+        r.step(moving=False)
+    t1 = [rec for rec in r.ctrl.planner.records() if rec.tls_id == "T1"]
+    assert [(rec.exit_s, rec.exit_reason) for rec in t1] == [(stop_s + 30.0, "EV stalled")], t1
+    asked = {t: {q.tls_id for q in reqs} for t, reqs in r.requests}
+    assert "T1" in asked[stop_s + 29.0] and all(not asked[t] for t in range(int(stop_s) + 30, int(stop_s) + 80))
+    assert r.ctrl.planner.stage("T1") == "idle"
+    # moving again: T1 asked for again, both crossed, nothing unsafe
+    r.run_until(stop_s + 200)
+    assert r.progress["ev"].crossed(0) and r.progress["ev"].crossed(1) and r.safety() == []
+    assert len([rec for rec in r.ctrl.planner.records() if rec.tls_id == "T1"]) == 2
+
+
 def test_an_ev_not_yet_on_the_road_keeps_only_its_first_signal_after_the_stall_time() -> None:
     # dispatched at 0, SUMO cannot insert it (its lane full): its ETAs slide a second a tick and
     # every signal ahead stayed armed or switched for it. From 30 s on only T1, which can drain
@@ -831,10 +853,16 @@ def test_an_ev_not_yet_on_the_road_keeps_only_its_first_signal_after_the_stall_t
     assert r.progress["ev"].crossed(0) and r.progress["ev"].crossed(1) and r.safety() == []
 
 
+def jammed_at_t1_queue_at_t2(t: float) -> Mapping[str, LaneState]:
+    # (T1's approach: the EV and two vehicles halted ahead of it, from 40 s)
+    return {**long_queue_at_t2(t), **({"e0_0": LaneState("e0_0", 3, 3)} if t >= 40 else {})}
+
+
 def test_an_ev_standing_in_a_jam_keeps_only_its_next_signal() -> None:
-    # the EV stops 100 m before T1 at 40 s and stands 60 s; T2, 300 m on, switched early for the
-    # 20 vehicles queued there, is handed back 30 s into the stop
-    r = make_rig(lanes=long_queue_at_t2)
+    # the EV stops in a queue 100 m before T1 at 40 s and stands 60 s; T2, 300 m on, switched
+    # early for the 20 vehicles queued there, is handed back 30 s into the stop; T1 is kept (a
+    # queue stands ahead of the EV: see the test below for an EV standing alone)
+    r = make_rig(lanes=jammed_at_t1_queue_at_t2)
     r.run_until(40)
     while r.t < 100:
         r.step(moving=False)
