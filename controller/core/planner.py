@@ -499,6 +499,8 @@ class Planner:
         # (the signal's lockout holds while it is idle; an EV's own, whatever the signal does meanwhile)
         until = max(j.locked_until if j.stage == "idle" else -math.inf,
                     j.lockout.get(ev_id, -math.inf) if ev_id is not None else -math.inf)
+        if ev_id is None and j.stage == "exit" and math.inf in j.lockout.values():
+            until = math.inf  # (the signal's own lockout comes with that hand-back)
         if until == math.inf:
             # (a max-presence exit under way: the lockout runs from its hand-back, not known yet;
             # the earliest it can end, moving on with the exit)
@@ -522,8 +524,11 @@ class Planner:
         if j is None:
             return {}
         if j.stage == "exit":
-            return {rec.ev_id: rec.exit_reason for rec in [*j.ended, *j.current.values()]
-                    if rec.entry_s is not None and rec.exit_reason}
+            reasons: dict[str, str] = {}
+            for rec in [*j.ended, *j.current.values()]:  # (each EV's first, as at the hand-back)
+                if rec.entry_s is not None and rec.exit_reason:
+                    reasons.setdefault(rec.ev_id, rec.exit_reason)
+            return reasons
         return dict(j.last_exits)
 
     def served(self, tls_id: str) -> tuple[str, ...]:

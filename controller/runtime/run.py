@@ -288,17 +288,23 @@ def run(
                 corridor = progress[ev.ev_id].corridor
                 watch.activate(ev.ev_id, corridor, t_s, _free_flow_clock(setup, corridor) if planning else None)
 
+        route_check: set[str] = set()  # EVs whose route is new (SUMO's routes_new), to compare
+
         def control_tick(snap: Snapshot, read_ms: float) -> None:
             t1 = time.perf_counter()
             monitor.observe(snap.t_s, {s.tls_id: (s.state, s.program_id) for s in snap.signals.values()})
             t2 = time.perf_counter()
             arrived = set(snap.arrived)
-            routes_new = sim.routes_new
+            route_check.update(sim.routes_new)
             for ev_id, p in progress.items():
                 vehicle = snap.vehicles.get(ev_id)
-                if vehicle is not None and (_left_route(vehicle, p) or (
-                        ev_id in routes_new and sim.vehicle_route(ev_id) != p.corridor.route)):
+                # (a route SUMO gave it while on a junction: compared once it is off it, where its
+                # position on the new route is known)
+                if vehicle is not None and not vehicle.on_junction and (_left_route(vehicle, p) or (
+                        ev_id in route_check and sim.vehicle_route(ev_id) != p.corridor.route)):
                     _reroute(sim, controller, setup, progress, watch, ev_id, snap.t_s)
+                if vehicle is not None and not vehicle.on_junction:
+                    route_check.discard(ev_id)
                 was_done = p.done
                 progress[ev_id].update(snap.t_s, vehicle, arrived=ev_id in arrived)
                 if progress[ev_id].done and not was_done:

@@ -220,6 +220,7 @@ class SimService:
         self._escorts: dict[str, _Escort] = {}
         self._by_key: dict[str, str] = {}  # controller EV id -> escort id
         self._no_fix_yet: set[str] = set()  # the keys of externally tracked escorts without a fix so far
+        self._route_check: set[str] = set()  # escorts whose SUMO route is new (routes_new), to compare
         self._progress: dict[str, EvProgress] = {}
         self._after_tick: list[tuple[Future[Any], str]] = []
         # signal -> (stage, holders, served) as last tracked; those the last tick changed, before it
@@ -462,10 +463,16 @@ class SimService:
             if esc.state == "cancelled":
                 continue  # its view keeps what it had when cancelled (no crossings or arrival after that)
             vehicle = vehicles.get(key)
-            if vehicle is not None and esc.tracking == "simulation" and (_left_route(vehicle, p) or (
-                    key in sim.routes_new and sim.vehicle_route(key) != p.corridor.route)):
+            if key in sim.routes_new:
+                self._route_check.add(key)
+            # (a route SUMO gave it while on a junction: compared once it is off it)
+            if vehicle is not None and esc.tracking == "simulation" and not vehicle.on_junction and (
+                    _left_route(vehicle, p) or (key in self._route_check
+                                                and sim.vehicle_route(key) != p.corridor.route)):
                 self._reroute(sim, key, t)
                 p = self._progress[key]
+            if vehicle is not None and not vehicle.on_junction:
+                self._route_check.discard(key)
             p.update(t, vehicle, arrived=key in arrived)
             if esc.first_seen_s is None and p.position_m is not None:
                 esc.first_seen_s = t

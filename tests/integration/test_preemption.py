@@ -219,6 +219,40 @@ def test_a_route_sumo_replaces_is_planned_at_once_not_where_the_ev_leaves_the_ol
     assert all(p["exit_reason"] == "crossed" for p in s["preemptions"]), s["preemptions"]
 
 
+def test_a_route_replaced_while_the_ev_crosses_a_junction_is_planned_once_it_is_off_it(
+    tiny_net: Path, tmp_path: Path
+) -> None:
+    # SUMO gives the ambulance a new route as it enters B1 (straight on, then left at C1 to C2):
+    # planned while it was on B1's crossing, its position on the new route was not known, so B1
+    # was not marked crossed, it was planned from the route's start, and B1 switched to open the
+    # opposing left turn with the EV inside the junction
+    new_route = ["A1B1", "B1C1", "C1C2", "C2right2"]
+    changed: list[float] = []
+    inside: list[float] = []
+
+    def hook(sim: SumoAdapter, snap: Snapshot) -> None:
+        ev = snap.vehicles.get("amb")
+        if ev is None:
+            return
+        if ev.road_id.startswith(":B1"):
+            inside.append(snap.t_s)
+        if not changed and ev.road_id == "A1B1" and ev.lane_pos_m > 170.0 and ev.speed_mps > 5.0:
+            sim._api.vehicle.setRoute("amb", new_route)
+            changed.append(snap.t_s)
+
+    s, trace = _tiny_run_with_hook(tmp_path, tiny_net, hook)
+    assert changed and inside and inside[0] == changed[0] + 1.0  # seen on B1's crossing with its new route
+    _assert_safe(s)
+    ev = s["evs"][0]
+    # (SUMO keeps the edges driven in the route it gives)
+    assert ev["arrived"] and ev["reroutes"] == 1 and ev["tls"] == ["A1", "B1", "C1", "C2"], ev
+    legs = next(e for e in trace["evs"] if e["id"] == "amb")["legs"]
+    assert legs[1]["route"][-4:] == new_route and legs[1]["from_s"] > inside[-1], (legs[1]["from_s"], inside)
+    b1 = [p for p in s["preemptions"] if p["tls"] == "B1"]
+    assert b1 and all(p["exit_reason"] == "crossed" for p in b1), b1
+    assert "B1#1" in ev["crossed_s"] and ev["crossed_s"]["B1#1"] <= inside[0], ev["crossed_s"]
+
+
 def test_an_ev_sumo_removes_on_the_way_has_vanished_not_arrived(tiny_net: Path, tmp_path: Path) -> None:
     # A car stopped on B1C1 and another at the start of C1right1: the ambulance waits behind the
     # first 15 s, SUMO teleports it, finds no room beyond and removes it

@@ -1030,6 +1030,7 @@ def test_after_a_max_presence_hand_back_no_ev_takes_the_signal_for_the_lockout()
     # during the exit (172..178) the lockout's end is not known yet: the earliest, 30 s after the
     # next step (it read null, as if there were none)
     assert r.planner.stage("J") == "exit" and r.planner.locked_until("J", 175.0, "a") == 206.0
+    assert r.planner.locked_until("J", 175.0) == 206.0  # (the signal's view: every EV is locked out then)
     r.run_until(200, requests)
     # (what the API shows a waiting escort: the signal's lockout)
     assert r.planner.locked_until("J", 200.0) == 209.0 and r.planner.locked_until("J", 200.0, "b") == 209.0
