@@ -91,6 +91,9 @@ class EvSetup:
     dynamics: EvDynamics
     dispatch_s: float
     priority_class: int | None = None  # overrides the type's priority class (1 = highest)
+    # a vehicle of the simulation, counted in its lanes' readings (False: positions from an
+    # external feed, the EV in no lane count)
+    in_lanes: bool = True
 
     @property
     def priority(self) -> int:
@@ -527,7 +530,7 @@ class PreemptionController:
         j = ev.corridor.junctions[r.junction_index]
         for lane_id in j.approach_lanes:
             lane = snapshot.lanes.get(lane_id)
-            own = 1 if vehicle is not None and vehicle.lane_id == lane_id else 0
+            own = 1 if ev.in_lanes and vehicle is not None and vehicle.lane_id == lane_id else 0
             if lane is not None and lane.halting - own > 0:
                 return False
         self._green_unused_stop[ev_id] = stop.start_s

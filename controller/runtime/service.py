@@ -948,7 +948,8 @@ class SimService:
             sim.add_vehicle(key, route, vtype, depart="now")
         if cmd.tracking == "simulation":
             sim.watch_vehicle(key)
-        ev = EvSetup(key, cmd.vehicle_type, corridor, dynamics, t, priority_class=cmd.priority)
+        ev = EvSetup(key, cmd.vehicle_type, corridor, dynamics, t, priority_class=cmd.priority,
+                     in_lanes=cmd.tracking == "simulation")
         # a vehicle already running departed before it was escorted: its departure, not the escort's
         departed = sim.vehicle_departure_s(key) if cmd.vehicle_id is not None else None
         self._controller.add_ev(ev)

@@ -835,6 +835,27 @@ def test_an_ev_standing_under_its_green_lets_that_signal_go_too() -> None:
     assert len([rec for rec in r.ctrl.planner.records() if rec.tls_id == "T1"]) == 2
 
 
+def one_halted_at_t1(t: float) -> Mapping[str, LaneState]:
+    return {**no_queues(t), "e0_0": LaneState("e0_0", 1, 1)}
+
+
+@pytest.mark.parametrize("in_lanes", [True, False])
+def test_one_halted_vehicle_on_the_approach_is_the_ev_only_if_it_is_a_simulation_vehicle(in_lanes: bool) -> None:
+    # one vehicle halted on T1's approach: the EV itself where it is SUMO's vehicle (T1 let go
+    # 30 s into its stop under the green), a vehicle queued ahead of an externally tracked escort,
+    # which no lane count holds (T1 kept)
+    r = make_rig(lanes=one_halted_at_t1)
+    r.ctrl.evs["ev"] = replace(r.ctrl.evs["ev"], in_lanes=in_lanes)
+    while r.ctrl.planner.stage("T1") != "dwell":
+        r.step()
+    stop_s = r.t
+    while r.t < stop_s + 60:
+        r.step(moving=False)
+    let_go = [rec.exit_reason for rec in r.ctrl.planner.records() if rec.tls_id == "T1"]
+    assert let_go == (["EV stalled"] if in_lanes else []), let_go
+    assert (r.ctrl.planner.stage("T1") == "dwell") is not in_lanes
+
+
 def test_an_ev_not_yet_on_the_road_keeps_only_its_first_signal_after_the_stall_time() -> None:
     # dispatched at 0, SUMO cannot insert it (its lane full): its ETAs slide a second a tick and
     # every signal ahead stayed armed or switched for it. From 30 s on only T1, which can drain
