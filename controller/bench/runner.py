@@ -12,6 +12,7 @@ import contextlib
 import multiprocessing
 import os
 import signal
+import sys
 import threading
 import time
 import traceback
@@ -54,6 +55,7 @@ GONE_SIGNAL: signal.Signals | None = getattr(signal, "SIGUSR2", None)
 _busy = False  # a worker is running a job
 _stopping = False  # its job was told to stop (once: a second signal must not cut the stop short)
 _stop_pending = False  # told to stop while idle (or starting): a job it picks up after stops at once
+_gone = False  # told its pool (or the bench) is gone: it ends once its run has stopped
 
 
 def _on_stop(signum: int, frame: object) -> None:
@@ -72,8 +74,10 @@ def _on_stop(signum: int, frame: object) -> None:
 def _on_gone(signum: int, frame: object) -> None:
     """In a worker: the bench throws its pool away (a worker died). An idle worker ends at once:
     the pool's queues are not used again (Python 3.12+ waits for the workers to end and sends no
-    end through the queue); a busy one stops its run first."""
-    global _stopping
+    end through the queue); a busy one stops its run first, then ends (with the bench itself
+    gone, no second signal comes)."""
+    global _stopping, _gone
+    _gone = True
     if not _busy:
         os._exit(0)
     if not _stopping:
@@ -83,12 +87,33 @@ def _on_gone(signum: int, frame: object) -> None:
 
 def _worker_init() -> None:
     """A worker ignores Ctrl-C (a terminal sends it to every process of the group: the bench
-    stops its workers itself)."""
+    stops its workers itself). On Linux it is sent ``GONE_SIGNAL`` when the bench dies without
+    stopping it (SIGKILL, the OOM killer): it ends, a run in progress stopped first (the workers
+    lived on for ever, idle ones ignoring SIGTERM, and could write into a folder another bench
+    had taken)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _on_stop)
     if STOP_SIGNAL is not None and GONE_SIGNAL is not None:
         signal.signal(STOP_SIGNAL, _on_stop)
         signal.signal(GONE_SIGNAL, _on_gone)
+        _end_with_the_bench(GONE_SIGNAL)
+
+
+def _end_with_the_bench(signum: signal.Signals) -> None:
+    """Have the kernel send this worker ``signum`` when the bench's process ends (Linux's
+    PR_SET_PDEATHSIG; elsewhere nothing)."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    parent = multiprocessing.parent_process()
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signum), 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if parent is not None and os.getppid() != parent.pid:
+        os._exit(0)  # (the bench died before that was set)
 
 
 def run_job(job: Job) -> tuple[dict[str, Any], float]:
@@ -114,6 +139,8 @@ def run_job(job: Job) -> tuple[dict[str, Any], float]:
         raise
     finally:
         _busy = False
+        if _gone:
+            os._exit(0)  # (its run stopped and marked; the pool it would answer is gone)
     return summary, time.perf_counter() - started
 
 

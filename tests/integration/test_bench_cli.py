@@ -161,13 +161,15 @@ def test_ci_gate_fails_on_an_injected_regression(tmp_path: Path) -> None:
     assert "regression" in result.output and "grid5-moderate / greenwave: ev_travel_mean_s" in result.output
 
 
-@pytest.mark.parametrize("to", ["bench", "group"])
+@pytest.mark.parametrize("to", ["bench", "group", "kill"])
 def test_a_terminated_bench_stops_its_runs_and_leaves_no_aggregate(tmp_path: Path, tiny_net: Path, to: str) -> None:
     # SIGTERM killed the bench at once: its workers went on writing into the folder, no longer
     # locked, for minutes; and an earlier bench's bench.json stayed beside runs it no longer
     # described. One worker is idle when the signal comes (the short run done): a worker that
     # ended holding the pool's queue lock hung the other and the bench for ever. "group": a
-    # signal to every process (a service manager's stop): the runs stopped once, cleanly
+    # signal to every process (a service manager's stop): the runs stopped once, cleanly.
+    # "kill": SIGKILL to the bench alone (the OOM killer): its workers lived on for ever, an idle
+    # one ignoring SIGTERM; now they end with it, the run in progress stopped and marked
     import os
     import signal
     import subprocess
@@ -197,6 +199,15 @@ def test_a_terminated_bench_stops_its_runs_and_leaves_no_aggregate(tmp_path: Pat
     time.sleep(0.5)
     spawned = _workers_of(bench.pid)
     assert len(spawned) == 2, spawned
+    if to == "kill":
+        bench.kill()
+        bench.communicate(timeout=30)
+        deadline = time.monotonic() + 60
+        while any(_alive(pid) for pid in spawned) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not any(_alive(pid) for pid in spawned), spawned
+        assert (running / "INCOMPLETE.txt").is_file() and not (running / "summary.json").exists()
+        return
     if to == "group":
         os.killpg(bench.pid, signal.SIGTERM)
     else:
@@ -210,6 +221,16 @@ def test_a_terminated_bench_stops_its_runs_and_leaves_no_aggregate(tmp_path: Pat
     assert (done / "summary.json").is_file()
     assert (running / "INCOMPLETE.txt").is_file() and not (running / "summary.json").exists()
     assert not (out / "bench.json").exists()
+
+
+def _alive(pid: int) -> bool:
+    """Is ``pid`` a live process (not a zombie: a worker orphaned to an init that has not reaped
+    it yet has ended)?"""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
 
 
 def _workers_of(pid: int) -> list[int]:
