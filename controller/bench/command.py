@@ -134,6 +134,7 @@ def run_bench(
         check = check_baseline(rows, base, suite_info) if base is not None else None
         failures = [run_row(r) for r in results if r.summary is None]
         written = write_baseline is not None and not failures
+        unwritten = ""  # why the baseline asked for could not be written
         updated = update and written  # moved on purpose: --update-baseline rewrites the baseline; listed, not a failure
         write_json(out / "bench.json", {
             "suite": suite_info,
@@ -163,10 +164,14 @@ def run_bench(
             if failures:
                 console.print(f"baseline NOT written: {len(failures)} run(s) failed", highlight=False)
             else:
-                write_baseline.parent.mkdir(parents=True, exist_ok=True)
                 info = {**suite_info, "file": _portable(s.source, write_baseline)}
-                write_json(write_baseline, make_baseline(info, rows))
-                console.print(f"baseline written: {write_baseline}", highlight=False)
+                try:
+                    write_baseline.parent.mkdir(parents=True, exist_ok=True)
+                    write_json(write_baseline, make_baseline(info, rows))
+                    console.print(f"baseline written: {write_baseline}", highlight=False)
+                except OSError as e:  # (checked before the runs; a disk full, a read-only mount since)
+                    unwritten = f"baseline NOT written: {write_baseline}: {e.strerror or e}"
+                    console.print(unwritten, highlight=False, markup=False)
 
         code = 0
         if failures:
@@ -189,6 +194,8 @@ def run_bench(
                     code = 1
             else:
                 console.print(f"check against {baseline}: no regression", highlight=False)
+        if unwritten:
+            code = 2  # (as for a --write-baseline refused before the runs)
         return code
 
 
@@ -246,6 +253,13 @@ def _check_baseline_target(path: Path, out: Path) -> None:
     (the suite file, a bench.json or a run's summary.json were overwritten), one of this bench's
     own outputs in ``out``, or one that cannot be written (a folder, a path under a file: a
     traceback after every run had finished)."""
+    try:
+        _check_baseline_path(path, out)
+    except OSError as e:  # (a name too long for the file system, say)
+        raise GreenwaveError(f"--write-baseline {path}: cannot be written ({e.strerror or e})") from None
+
+
+def _check_baseline_path(path: Path, out: Path) -> None:
     if path.is_dir():
         raise GreenwaveError(f"--write-baseline {path} is a folder: give the baseline's file name")
     target = path.resolve()

@@ -144,6 +144,17 @@ def read_baseline(path: Path) -> dict[str, Any]:
             or not _is_count(suite.get("version", 1)):
         raise ScenarioError(f"{path}: field 'suite' must be an object with a 'name' (text) and a 'version' "
                             "(a whole number)")
+    # (they choose what --check runs where --seeds or --controllers is not given)
+    seeds, controllers = suite.get("seeds"), suite.get("controllers")
+    if seeds is not None and (not isinstance(seeds, list) or not all(_is_count(x) for x in seeds)
+                              or len(set(seeds)) != len(seeds)):
+        raise ScenarioError(f"{path}: field 'suite.seeds' must be a list of distinct seeds (whole numbers, 0 or "
+                            f"more), not {seeds!r}")
+    if controllers is not None and (not isinstance(controllers, list)
+                                    or not all(isinstance(c, str) and c for c in controllers)
+                                    or len(set(controllers)) != len(controllers)):
+        raise ScenarioError(f"{path}: field 'suite.controllers' must be a list of distinct controller names, "
+                            f"not {controllers!r}")
     needed = {"scenario", "controller", "seeds", *SAFETY_RULES}
     seen: set[tuple[str, str]] = set()
     for i, g in enumerate(data["groups"]):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -687,6 +687,20 @@ def test_bench_exit_code_and_baseline_update(tmp_path: Path, monkeypatch: pytest
     code, text, bench = _bench_with(failed, tmp_path / "update", monkeypatch, update=True)
     assert code == 1 and "baseline NOT written" in text and "updated; what moved" not in text
     assert json.loads(bench.read_text())["check"]["updated"] is False
+    # the baseline cannot be written after the runs (a read-only mount since): one line, exit 2,
+    # the check still reported (a traceback and exit 1, the code of a regression)
+    from controller.bench import command
+    from controller.bench.report import write_json
+
+    def refuse(path: Path, data: Mapping[str, Any]) -> None:
+        if path.name == "base.json":
+            raise PermissionError(13, "Permission denied")
+        return write_json(path, data)
+
+    monkeypatch.setattr(command, "write_json", refuse)
+    code, text, _ = _bench_with(basic(), tmp_path / "unwritable", monkeypatch, update=True)
+    assert code == 2 and "baseline NOT written" in text and "Permission denied" in text, text
+    assert "no regression" in text
 
 
 def test_bench_table_marks_an_unjudged_gap_and_totals_s1_to_s5() -> None:
@@ -736,6 +750,12 @@ def test_a_baseline_group_without_a_safety_count_is_refused(tmp_path: Path) -> N
         (lambda b: b.update(groups=None), r"field 'groups' must be a list of groups"),
         (lambda b: b["suite"].update(version="1"), r"field 'suite' must be an object"),
         (lambda b: b["groups"].append(dict(b["groups"][0])), r"groups\[\d+\] is a second group for scenario 'a'"),
+        # (the suite's seeds and controllers choose what --check runs: a string seed failed some
+        # runs, a seed twice ran every job twice into one folder, "none" read as n, o, n, e)
+        (lambda b: b["suite"].update(seeds="1"), r"field 'suite.seeds' must be a list of distinct seeds"),
+        (lambda b: b["suite"].update(seeds=[1, 1]), r"field 'suite.seeds' must be a list of distinct seeds"),
+        (lambda b: b["suite"].update(seeds=[-3]), r"field 'suite.seeds' must be a list of distinct seeds"),
+        (lambda b: b["suite"].update(controllers="none"), r"field 'suite.controllers' must be a list of distinct"),
     ],
 )
 def test_a_baseline_with_figures_the_check_cannot_compare_is_refused(
@@ -767,3 +787,12 @@ def test_bench_table_shows_no_safety_figures_where_no_run_completed() -> None:
     console.print(table(aggregate(results), "t"))
     line = next(ln for ln in console.export_text().splitlines() if " none " in f" {ln} ")
     assert "0 (1✗)" in line and set(line.split("(1✗)")[1].split()) == {"-"}
+
+
+def test_a_write_baseline_name_the_file_system_refuses_is_a_one_line_error(tmp_path: Path) -> None:
+    # a name too long for the file system raised OSError with a traceback (exit 1) before any run
+    from controller.bench.command import _check_baseline_target
+    from controller.errors import GreenwaveError
+
+    with pytest.raises(GreenwaveError, match=r"--write-baseline .*: cannot be written \(File name too long\)"):
+        _check_baseline_target(tmp_path / ("a" * 300 + ".json"), tmp_path / "out")
