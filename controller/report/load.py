@@ -152,6 +152,9 @@ def load_run(path: Path) -> RunData:
         raise ReportError(f"{path}: not a folder (give the --out folder of a greenwave run)")
     summary_path = path / SUMMARY_FILE
     if not summary_path.is_file():
+        if (path / "runs").is_dir():  # (a bench's folder: it writes bench.json once every run has ended)
+            raise ReportError(f"{path}: no bench.json: not a completed greenwave bench (its runs' own reports: "
+                              f"greenwave report {path / 'runs' / '<scenario>' / '<controller>-s<seed>'})")
         raise ReportError(f"{path}: no {SUMMARY_FILE}: not a completed greenwave run")
     summary = _read_json(summary_path, "the run summary")
     if not isinstance(summary, dict) or summary.get("complete") is not True:

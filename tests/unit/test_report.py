@@ -233,6 +233,9 @@ def test_report_command_writes_a_self_contained_page(tmp_path: Path) -> None:
         (lambda f: (f / "trace.json").write_text(
             '{"format": "greenwave-trace/1", "evs": [{"id": "a", "legs": [{"t": [1]}]}]}'), "evs[0].legs[0]"),
         (lambda f: (f / "summary.json").write_text('{"complete": false}'), "not the summary of a completed run"),
+        # an interrupted bench's folder (runs/, no bench.json): it said "not a completed greenwave run"
+        (lambda f: ((f / "summary.json").unlink(), (f / "runs").mkdir()),
+         "no bench.json: not a completed greenwave bench"),
     ],
 )
 def test_bad_run_folders_are_named_and_nothing_is_written(tmp_path: Path, damage: Any, message: str) -> None:
