@@ -341,7 +341,9 @@ def test_an_external_escort_that_stops_reporting_is_cancelled(c: httpx.Client) -
     r = c.post("/v1/emergencies", json={"route": ["left1A1", "A1B1", "B1C1", "C1right1"], "id": "quiet",
                                         "tracking": "external"})
     assert r.status_code == 201, r.text
-    r = c.post("/v1/emergencies/quiet/positions", json={"edge": "left1A1", "offset_m": 10.0, "speed_mps": 0.0})
+    # (moving: carried forward to A1's stop line, its signals held; one standing alone under its
+    # green would have let it go 30 s on, with nothing held to hand back at the cancel)
+    r = c.post("/v1/emergencies/quiet/positions", json={"edge": "left1A1", "offset_m": 10.0, "speed_mps": 5.0})
     assert r.status_code == 200, r.text
     fix_t = r.json()["t_s"]
     # 120 simulated seconds without a fix (6 s at --speed 20): cancelled, its signals handed back

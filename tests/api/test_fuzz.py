@@ -43,7 +43,7 @@ def test_fuzz_every_operation(tiny_scenario: Path, tmp_path: Path) -> None:
             "POST /v1/emergencies", "GET /v1/emergencies", "GET /v1/emergencies/{escort_id}",
             "POST /v1/emergencies/{escort_id}/positions", "DELETE /v1/emergencies/{escort_id}",
             "GET /v1/signals", "GET /v1/signals/{tls_id}", "GET /v1/events", "GET /v1/audit", "GET /healthz",
-            "GET /metrics",
+            "GET /metrics", "HEAD /healthz",
         }
         statuses: dict[str, set[int]] = {}
         no_invalid_input: set[str] = set()
@@ -84,7 +84,8 @@ def test_fuzz_every_operation(tiny_scenario: Path, tmp_path: Path) -> None:
                     assert mode == GenerationMode.NEGATIVE, op.label
                     no_invalid_input.add(op.label)
         # only the operations that take no input at all have no invalid input
-        assert no_invalid_input <= {"GET /v1/signals", "GET /healthz", "GET /metrics"}, no_invalid_input
+        assert no_invalid_input <= {"GET /v1/signals", "GET /healthz", "HEAD /healthz", "GET /metrics"}, \
+            no_invalid_input
         assert statuses["POST /v1/emergencies"] & {422}, statuses
         assert 200 in statuses["DELETE /v1/emergencies/{escort_id}"], statuses  # the live escort was cancelled
         assert 200 in statuses["GET /v1/signals/{tls_id}"] and 200 in statuses["GET /v1/emergencies/{escort_id}"]
