@@ -417,7 +417,7 @@ class PreemptionController:
             eta_s = eta.eta_s
             key = (ev_id, j.index)
             service = services[key]
-            own = self._queue_ahead(j, snapshot, vehicle)
+            own = self._queue_ahead(j, snapshot, vehicle, ev.in_lanes)
             queue = own + round(cfg.upstream_share * upstream) if greenwave else own
             upstream += own
             clear_s = min(cfg.startup_lost_s + queue * cfg.saturation_headway_s, cfg.max_clear_s) if queue else 0.0
@@ -581,7 +581,8 @@ class PreemptionController:
             out.append(QueueAhead(index, 0, due_s - t))
         return out
 
-    def _queue_ahead(self, j: CorridorJunction, snapshot: Snapshot, vehicle: VehicleState | None) -> int:
+    def _queue_ahead(self, j: CorridorJunction, snapshot: Snapshot, vehicle: VehicleState | None,
+                     in_lanes: bool = True) -> int:
         """Vehicles per lane that must discharge at ``j`` before the EV can pass: on the EV's own
         approach only the halted ones (the others are behind it or moving with it); further
         ahead every vehicle on the approach lanes, which will be queued there if it is red when
@@ -606,7 +607,8 @@ class PreemptionController:
         edge = self.network.edges.get(j.approach_edge)
         ahead = max(0.0, 1.0 - vehicle.lane_pos_m / edge.length_m) if edge and edge.length_m > 0 else 1.0
         for ln in lanes:
-            moving = ln.vehicles - 1 if ln.lane_id == vehicle.lane_id else ln.vehicles
+            # (the EV itself among them, where it is a vehicle of the simulation)
+            moving = ln.vehicles - 1 if in_lanes and ln.lane_id == vehicle.lane_id else ln.vehicles
             most = max(max(most, ln.halting), round(moving * ahead))
         return most
 

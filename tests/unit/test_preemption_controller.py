@@ -904,3 +904,14 @@ def test_an_ev_standing_in_a_jam_keeps_only_its_next_signal() -> None:
     while never.t < 100:
         never.step(moving=False)
     assert all("T2" in {q.tls_id for q in reqs} for t, reqs in never.requests if 40 <= t < 100)
+
+
+def test_an_external_escort_is_not_counted_among_the_vehicles_on_its_approach() -> None:
+    # three vehicles on T1's approach lane with the EV at its start: a simulation EV is one of
+    # them (two ahead of it), an externally tracked one is in no lane count (three ahead)
+    r = make_rig()
+    j = r.corridor.junctions[0]
+    snap = Snapshot(0.0, {}, {}, {"e0_0": LaneState("e0_0", 3, 0)})
+    ev = ev_at(r.corridor, 0.0)
+    assert r.ctrl._queue_ahead(j, snap, ev) == 2
+    assert r.ctrl._queue_ahead(j, snap, ev, in_lanes=False) == 3
