@@ -94,8 +94,10 @@ def test_several_evs_are_arbitrated_without_conflicting_greens(tmp_path: Path) -
     assert {p["ev"] for p in at_c2} == {"fire_1", "police_1"}
 
 
-def _run_with_hook(tmp_path: Path, hook: Callable[[SumoAdapter, Snapshot], None]) -> dict[str, Any]:
-    setup = prepare_scenario(load_scenario(REPO / "scenarios" / "ingolstadt7.toml"), seed=1, out_dir=tmp_path)
+def _run_with_hook(tmp_path: Path, hook: Callable[[SumoAdapter, Snapshot], None],
+                   scenario: Path = REPO / "scenarios" / "ingolstadt7.toml") -> dict[str, Any]:
+    """``scenario`` (seed 1) under greenwave, ``hook`` called after every SUMO step, into ``tmp_path``."""
+    setup = prepare_scenario(load_scenario(scenario), seed=1, out_dir=tmp_path)
     original = SumoAdapter.step
 
     def step(self: SumoAdapter) -> Snapshot:
@@ -174,18 +176,7 @@ def _tiny_run_with_hook(tmp_path: Path, net: Path,
 
     from tests.helpers import write_scenario
 
-    scenario = write_scenario(tmp_path / "s.toml", net, end_s=400)
-    setup = prepare_scenario(load_scenario(scenario), seed=1, out_dir=tmp_path / "out")
-    original = SumoAdapter.step
-
-    def step(self: SumoAdapter) -> Snapshot:
-        snap = original(self)
-        hook(self, snap)
-        return snap
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(SumoAdapter, "step", step)
-        s = run(setup, "greenwave")
+    s = _run_with_hook(tmp_path / "out", hook, write_scenario(tmp_path / "s.toml", net, end_s=400))
     return s, json.loads((tmp_path / "out" / "trace.json").read_text())
 
 
