@@ -506,10 +506,8 @@ class PreemptionController:
             return False
         if p.depart_s is None:
             return t_s - ev.dispatch_s >= limit
-        if not p.stops:
-            return False
-        last = p.stops[-1]
-        return last.end_s is None and t_s - last.start_s >= limit
+        stop = p.open_stop
+        return stop is not None and t_s - stop.start_s >= limit
 
     def _green_unused(self, ev: EvSetup, p: EvProgress, r: ServiceRequest, snapshot: Snapshot,
                       vehicle: VehicleState | None, t_s: float) -> bool:
@@ -517,7 +515,7 @@ class PreemptionController:
         request ``r`` showed its movement green (switched for it), with no vehicle halted on
         that junction's approach lanes but the EV itself (a queue there, held up beyond, may
         need the green the moment it can move)? Once so, for the rest of that stop."""
-        stop = p.stops[-1] if p.stops and p.stops[-1].end_s is None else None
+        stop = p.open_stop
         limit = self.config.stall_release_s
         if stop is None or limit is None:
             return False

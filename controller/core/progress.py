@@ -50,6 +50,11 @@ class EvProgress:
         return None
 
     @property
+    def open_stop(self) -> StopEpisode | None:
+        """The stop the EV is in now, if any."""
+        return self.stops[-1] if self.stops and self.stops[-1].end_s is None else None
+
+    @property
     def running(self) -> bool:
         return self.depart_s is not None and self.arrived_s is None and self.vanished_s is None
 
@@ -140,7 +145,7 @@ class EvProgress:
 
     def _track_stops(self, t_s: float, vehicle: VehicleState) -> None:
         stopped = vehicle.speed_mps < STOP_SPEED_MPS
-        open_stop = self.stops[-1] if self.stops and self.stops[-1].end_s is None else None
+        open_stop = self.open_stop
         if stopped and open_stop is None:
             nxt = self.next_junction
             dist = None
@@ -151,6 +156,6 @@ class EvProgress:
             self._close_stop(t_s)
 
     def _close_stop(self, t_s: float) -> None:
-        if self.stops and self.stops[-1].end_s is None:
-            s = self.stops[-1]
+        s = self.open_stop
+        if s is not None:
             self.stops[-1] = StopEpisode(s.start_s, t_s, s.position_m, s.next_junction, s.distance_to_stop_line_m)

@@ -295,16 +295,10 @@ def run(
             monitor.observe(snap.t_s, {s.tls_id: (s.state, s.program_id) for s in snap.signals.values()})
             t2 = time.perf_counter()
             arrived = set(snap.arrived)
-            route_check.update(sim.routes_new)
             for ev_id, p in progress.items():
                 vehicle = snap.vehicles.get(ev_id)
-                # (a route SUMO gave it while on a junction: compared once it is off it, where its
-                # position on the new route is known)
-                if vehicle is not None and not vehicle.on_junction and (_left_route(vehicle, p) or (
-                        ev_id in route_check and sim.vehicle_route(ev_id) != p.corridor.route)):
+                if route_changed(sim, ev_id, vehicle, p, route_check):
                     _reroute(sim, controller, setup, progress, watch, ev_id, snap.t_s)
-                if vehicle is not None and not vehicle.on_junction:
-                    route_check.discard(ev_id)
                 was_done = p.done
                 progress[ev_id].update(snap.t_s, vehicle, arrived=ev_id in arrived)
                 if progress[ev_id].done and not was_done:
@@ -578,6 +572,21 @@ def _json_default(o: object) -> object:
     if isinstance(o, float) and not math.isfinite(o):
         return None
     raise TypeError(f"not JSON serializable: {type(o).__name__}")
+
+
+def route_changed(sim: SumoAdapter, ev_id: str, vehicle: VehicleState | None, progress: EvProgress,
+                  pending: set[str]) -> bool:
+    """Does the EV need a new corridor now: it left its planned route, or SUMO gave it another
+    route (``sim.routes_new``; kept in ``pending`` while the EV is on a junction, and compared
+    once it is off it, where its position on the new route is known)?"""
+    if ev_id in sim.routes_new:
+        pending.add(ev_id)
+    if vehicle is None or vehicle.on_junction:
+        return False
+    changed = _left_route(vehicle, progress) or (
+        ev_id in pending and sim.vehicle_route(ev_id) != progress.corridor.route)
+    pending.discard(ev_id)
+    return changed
 
 
 def _left_route(vehicle: VehicleState, progress: EvProgress) -> bool:

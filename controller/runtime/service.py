@@ -46,7 +46,7 @@ from controller.errors import GreenwaveError, RequestError, RouteError, Simulati
 from controller.runtime.audit import AuditLog
 from controller.runtime.events import EventBus
 from controller.runtime.metrics import Metrics
-from controller.runtime.run import DRAIN_LIMIT_S, _left_route, controller_config, with_step
+from controller.runtime.run import DRAIN_LIMIT_S, controller_config, route_changed, with_step
 from controller.runtime.service_model import (
     Cancel,
     Command,
@@ -463,16 +463,9 @@ class SimService:
             if esc.state == "cancelled":
                 continue  # its view keeps what it had when cancelled (no crossings or arrival after that)
             vehicle = vehicles.get(key)
-            if key in sim.routes_new:
-                self._route_check.add(key)
-            # (a route SUMO gave it while on a junction: compared once it is off it)
-            if vehicle is not None and esc.tracking == "simulation" and not vehicle.on_junction and (
-                    _left_route(vehicle, p) or (key in self._route_check
-                                                and sim.vehicle_route(key) != p.corridor.route)):
+            if esc.tracking == "simulation" and route_changed(sim, key, vehicle, p, self._route_check):
                 self._reroute(sim, key, t)
                 p = self._progress[key]
-            if vehicle is not None and not vehicle.on_junction:
-                self._route_check.discard(key)
             p.update(t, vehicle, arrived=key in arrived)
             if esc.first_seen_s is None and p.position_m is not None:
                 esc.first_seen_s = t
