@@ -73,7 +73,7 @@ class NetworkSpec(_Model):
 class DemandSpec(_Model):
     level: str = "none"
     generator: Literal["random_trips"] | None = None
-    vehicles_per_hour: float | None = Field(default=None, gt=0)
+    vehicles_per_hour: float | None = Field(default=None, gt=0, strict=True)
     params: dict[str, Any] = Field(default_factory=dict)  # checked by the generator
     routes: tuple[Path, ...] = ()
 
@@ -90,6 +90,8 @@ class DemandSpec(_Model):
 
 
 class SimulationSpec(_Model):
+    model_config = ConfigDict(strict=True)  # numbers as numbers: "1500" is refused, not converted
+
     begin_s: float = Field(default=0.0, ge=0)  # (SUMO refuses a negative begin)
     end_s: float = Field(gt=0)
     step_length_s: float = Field(default=1.0, gt=0, le=1.0)
@@ -122,7 +124,7 @@ class EvSpec(_Model):
     from_edge: str | None = Field(default=None, alias="from")
     to_edge: str | None = Field(default=None, alias="to")
     route: tuple[str, ...] | None = None
-    depart_s: float
+    depart_s: float = Field(strict=True)
     type: EvType = "ambulance"
 
     @model_validator(mode="after")
@@ -146,6 +148,10 @@ class EvSpec(_Model):
 
 class ControllerSpec(_Model):
     """Settings of the preemption controllers for this scenario (defaults in core/greenwave.py)."""
+
+    # numbers and true/false as TOML writes them: margin_s = "3" or progression = 1 is refused,
+    # not converted (a quoted value is usually a mistake elsewhere in the line)
+    model_config = ConfigDict(strict=True)
 
     margin_s: float | None = Field(default=None, ge=0)
     saturation_headway_s: float | None = Field(default=None, gt=0)

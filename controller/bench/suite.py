@@ -24,7 +24,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
 
 from controller import MAX_SEED
 from controller.errors import ScenarioError
@@ -52,9 +52,9 @@ class SuiteSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     name: str = Field(pattern=rf"^{_NAME}$")
-    version: int = Field(ge=1)
+    version: int = Field(ge=1, strict=True)
     description: str = ""
-    seeds: tuple[int, ...] = Field(min_length=1)
+    seeds: tuple[StrictInt, ...] = Field(min_length=1)
     controllers: tuple[str, ...] = Field(min_length=1)
     scenarios: tuple[Path, ...] = Field(min_length=1)
 

@@ -484,6 +484,11 @@ def test_a_scenario_file_is_a_suite_of_that_scenario() -> None:
          "field 'seeds'.*duplicate"),
         ('name = "s"\nversion = 1\nseeds = [2147483648]\ncontrollers = ["none"]\nscenarios = ["x.toml"]',
          "field 'seeds'.*2147483647"),
+        # (a quoted seed or version was taken as the number)
+        ('name = "s"\nversion = 1\nseeds = ["3"]\ncontrollers = ["none"]\nscenarios = ["x.toml"]',
+         r"field 'seeds\[0\]'.*valid integer"),
+        ('name = "s"\nversion = "2"\nseeds = [1]\ncontrollers = ["none"]\nscenarios = ["x.toml"]',
+         "field 'version'.*valid integer"),
         ('name = "s"\nversion = 1\nseeds = [1]\ncontrollers = ["fast"]\nscenarios = ["x.toml"]',
          "field 'controllers'.*unknown controller 'fast'"),
         ('name = "s"\nversion = 1\nseeds = [1]\ncontrollers = ["none"]\nscenarios = ["x.toml"]\nfoo = 1',

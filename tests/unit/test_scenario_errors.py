@@ -83,6 +83,31 @@ def test_a_controller_setting_must_be_finite(tmp_path: Path, setting: str) -> No
     assert _message(path) == f"{path}: field 'controller.{setting.split()[0]}': Input should be a finite number"
 
 
+@pytest.mark.parametrize(("setting", "says"), [
+    ('margin_s = "3"', "Input should be a valid number"),
+    ("progression = 1", "Input should be a valid boolean"),
+    ('hold_crossing_turns = "true"', "Input should be a valid boolean"),
+    ("need_median_ticks = 5.0", "Input should be a valid integer"),
+    ("max_lead_s = true", "Input should be a valid number"),
+])
+def test_a_controller_setting_of_the_wrong_type_is_not_converted(tmp_path: Path, setting: str, says: str) -> None:
+    # margin_s = "3" ran as 3, progression = 1 as true: a quoted number or a 1 for true is usually
+    # a slip (a value meant for another field, a line pasted from elsewhere), which should show
+    path = _scenario(tmp_path, ('type = "ambulance"', f'type = "ambulance"\n\n[controller]\n{setting}'))
+    assert _message(path) == f"{path}: field 'controller.{setting.split()[0]}': {says}"
+
+
+def test_numbers_elsewhere_are_numbers_too(tmp_path: Path) -> None:
+    for old, new, field in (("end_s = 1500", 'end_s = "1500"', "simulation.end_s"),
+                            ("depart_s = 600", 'depart_s = "600"', "ev[0].depart_s"),
+                            ("vehicles_per_hour = 5400", 'vehicles_per_hour = "5400"', "demand.vehicles_per_hour")):
+        path = _scenario(tmp_path, (old, new))
+        assert _message(path) == f"{path}: field '{field}': Input should be a valid number"
+    # whole numbers are numbers of seconds as they are
+    path = _scenario(tmp_path, ('type = "ambulance"', 'type = "ambulance"\n\n[controller]\nmargin_s = 3'))
+    assert load_scenario(path).controller.margin_s == 3.0
+
+
 @pytest.mark.parametrize("name", ["./grid", "../../elsewhere", "/tmp/abs", "a b", "", "a\\u0000b"])
 def test_a_scenario_name_is_a_plain_folder_name(tmp_path: Path, name: str) -> None:
     # it names the run's folders: './grid' shared another scenario's bench folder, '../../x' and
