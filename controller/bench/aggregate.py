@@ -43,7 +43,7 @@ _EPS = 1e-9  # figures are deterministic; this only absorbs float rounding at a 
 
 SAFETY_RULES = ("S1", "S2", "S3", "S4", "S5")
 SAFETY_KEYS = (*SAFETY_RULES, "collisions", "collisions_ev", "collisions_preempted", "emergency_braking", "teleports")
-_UNRECORDED = ("collisions_preempted",)  # None in a summary: not recorded (the oracle keeps no preemptions)
+UNRECORDED = ("collisions_preempted",)  # None in a summary: not recorded (the oracle keeps no preemptions)
 BASELINE_FORMAT = "greenwave-bench-baseline"
 BASELINE_FORMAT_VERSION = 1
 
@@ -297,7 +297,7 @@ def _group(results: Sequence[RunResult], none: dict[int, Mapping[str, Any]] | No
 
     for key in SAFETY_KEYS:
         values = [_num(_get(s, "safety", key)) for s in summaries]
-        row[key] = None if key in _UNRECORDED and summaries and all(v is None for v in values) else int(
+        row[key] = None if key in UNRECORDED and summaries and all(v is None for v in values) else int(
             sum(v or 0 for v in values))
     # per seed, to compare with none's on the same seeds in the verdict
     row["collisions_by_seed"] = {str(seed): int(_num(_get(runs[seed], "safety", "collisions")) or 0)

@@ -19,10 +19,14 @@ from controller.bench.aggregate import (
     BASELINE_FORMAT,
     BASELINE_FORMAT_VERSION,
     CSV_COLUMNS,
+    SAFETY_KEYS,
     SAFETY_RULES,
+    UNRECORDED,
     csv_rows,
 )
 from controller.errors import ScenarioError
+
+_COUNTS = ("runs", "failed", "evs", "evs_not_arrived")  # a baseline group's counts besides SAFETY_KEYS
 
 # (header, key, digits); "-" where a figure is missing
 _COLUMNS: tuple[tuple[str, str, int], ...] = (
@@ -184,9 +188,15 @@ def _group_problem(g: Mapping[str, Any]) -> str | None:
             return f"{name}' must be a non-empty text"
     if not isinstance(g["seeds"], list) or not all(_is_count(s) for s in g["seeds"]):
         return "seeds' must be a list of seeds (whole numbers, 0 or more)"
-    for rule in SAFETY_RULES:
-        if not _is_count(g[rule]):
-            return f"{rule}' must be a count (a whole number, 0 or more), not {g[rule]!r}"
+    # (a negative count compared as a fine one: collisions = -5 let every later run have 4 more)
+    for name in (*_COUNTS, *SAFETY_KEYS):
+        if name in g and not _is_count(g[name]) and not (g[name] is None and name in UNRECORDED):
+            return f"{name}' must be a count (a whole number, 0 or more), not {g[name]!r}"
+    for name, by_seed in g.items():
+        if name.endswith("_by_seed") and name.startswith("collisions") and isinstance(by_seed, dict):
+            bad = next((k for k, v in by_seed.items() if not _is_count(v)), None)
+            if bad is not None:
+                return f"{name}.{bad}' must be a count (a whole number, 0 or more), not {by_seed[bad]!r}"
     for name, value in g.items():
         if name in ("scenario", "controller", "seeds", "eta_pooling") or value is None or isinstance(value, dict):
             continue

@@ -750,6 +750,11 @@ def test_a_baseline_group_without_a_safety_count_is_refused(tmp_path: Path) -> N
         (lambda b: b["groups"][0].update(S2="zero"), r"groups\[0\]\.S2' must be a count"),
         (lambda b: b["groups"][0].update(S2=True), r"groups\[0\]\.S2' must be a count"),
         (lambda b: b["groups"][0].update(seeds=None), r"groups\[0\]\.seeds' must be a list of seeds"),
+        # (a negative count compared as a fine one: collisions -5 let later runs have 4 more)
+        (lambda b: b["groups"][0].update(collisions=-5), r"groups\[0\]\.collisions' must be a count .*not -5"),
+        (lambda b: b["groups"][0].update(failed=0.5), r"groups\[0\]\.failed' must be a count"),
+        (lambda b: b["groups"][0].update(collisions_preempted="0"), r"collisions_preempted' must be a count"),
+        (lambda b: b["groups"][0].update(collisions_by_seed={"1": -1}), r"collisions_by_seed\.1' must be a count"),
         (lambda b: b["groups"][0].update(controller=7), r"groups\[0\]\.controller' must be a non-empty text"),
         (lambda b: b.update(suite=None), r"field 'suite' must be an object"),
         (lambda b: b.update(groups=None), r"field 'groups' must be a list of groups"),
