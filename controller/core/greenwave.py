@@ -31,6 +31,9 @@ from controller.core.states import is_green
 
 Mode = Literal["greenwave", "local"]
 ExclusiveService = Literal["whole", "discharge", "ev-lane", "own-turn"]  # see ControllerConfig
+# why the service of an EV SUMO no longer has ended (a preemption record's exit_reason, an
+# escort's cancel reason: one wording for both)
+VANISHED = "vanished from the simulation"
 PRIORITY = {"ambulance": 1, "fire": 1, "police": 2, "transit": 3}
 
 
@@ -327,7 +330,7 @@ class PreemptionController:
                 continue
             vehicle = snapshot.vehicles.get(ev_id)
             if p.depart_s is not None and vehicle is None:
-                self.cancel(ev_id, "vanished")  # removed from the simulation: hand back
+                self.cancel(ev_id, VANISHED)  # removed from the simulation: hand back
                 continue
             live.append((ev_id, ev, p, vehicle))
         engaged = self.planner.engaged()

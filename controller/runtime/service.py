@@ -36,7 +36,7 @@ from typing import Any
 from controller.core.corridor import Corridor, build_corridor
 from controller.core.eta import EvDynamics
 from controller.core.geometry import match_to_route, project
-from controller.core.greenwave import PRIORITY, EvSetup, PreemptionController
+from controller.core.greenwave import PRIORITY, VANISHED, EvSetup, PreemptionController
 from controller.core.network import Network
 from controller.core.progress import EvProgress
 from controller.core.routing import fastest_route, reachable_from, validate_route
@@ -662,7 +662,7 @@ class SimService:
                     self._release(esc, t_s)
                 elif p.vanished_s is not None:
                     # (the controller let it go on this tick already: the signals it held before)
-                    self._cancelled(esc, t_s, "vanished from the simulation", before_tick=True)
+                    self._cancelled(esc, t_s, VANISHED, before_tick=True)
                     self._release(esc, t_s)
 
     def _cancelled(self, esc: _Escort, t_s: float, reason: str, *, shared: bool = False,

@@ -1,6 +1,6 @@
 """An escorted vehicle that leaves the simulation without arriving (removed by someone else) ends
-its escort: cancelled ('vanished'), its signals handed back, and the cancel lists them as every
-cancel does."""
+its escort: cancelled ('vanished from the simulation', also the reason its signals' exits give),
+its signals handed back, and the cancel lists them as every cancel does."""
 
 from __future__ import annotations
 
@@ -60,3 +60,6 @@ def test_a_vanished_escorts_cancel_lists_the_signals_it_held(
     # each is handed back (or disarmed, if only armed) on that tick or after
     for tls in cancel["handing_back"]:
         assert any(k in ("handback", "disarmed") and d["tls_id"] == tls and d["t_s"] >= t for _, k, d in events), tls
+    # the exits and hand-backs give the cancel's wording (the planner's was 'vanished')
+    reasons = [d["reasons"] for _, k, d in events if k in ("exit", "handback") and d["t_s"] >= t and "reasons" in d]
+    assert reasons and all(r == {"amb": "vanished from the simulation"} for r in reasons), reasons

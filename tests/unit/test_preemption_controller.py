@@ -755,7 +755,7 @@ def test_over_budget_ticks_keep_the_check_out_and_nothing_more() -> None:
     assert rec.exit_s == 53.0 and r.safety() == []
 
 
-@pytest.mark.parametrize("end", ["cancelled", "vanished", "max presence"])
+@pytest.mark.parametrize("end", ["cancelled", "vanished from the simulation", "max presence"])
 def test_a_check_out_ends_at_once_on_cancel_vanish_or_maximum_presence(end: str) -> None:
     # The turning EV of the tests above crosses at 50 s and is held until 53 s. At 51 s it is
     # cancelled, or leaves the simulation, or the signal reaches its maximum presence (entry at
@@ -770,7 +770,7 @@ def test_a_check_out_ends_at_once_on_cancel_vanish_or_maximum_presence(end: str)
     assert r.progress["ev"].crossed_s[0] == pytest.approx(50.0) and r.ctrl.planner.stage("T1") == "dwell"
     if end == "cancelled":
         r.ctrl.cancel("ev")
-    r.run_until(70, present=end != "vanished")
+    r.run_until(70, present=end != "vanished from the simulation")
     rec = next(rec for rec in r.ctrl.planner.records() if rec.tls_id == "T1")
     assert (rec.entry_s, rec.exit_s, rec.exit_reason) == (35.0, 51.0, end)
     assert [(t, c.kind, c.state) for t, c in r.commands if c.tls_id == "T1" and t > 35] == [
