@@ -222,6 +222,7 @@ class JunctionControl:
     serving: tuple[tuple[str, int], ...] = ()
     phase: int = -1
     entry_s: float | None = None
+    dwell_from_s: float | None = None  # when the signal last reached its target (entered dwell)
     holding: bool = False  # we have switched it to our own states
     in_program: bool = False  # SUMO reports it running its own program
     program_phase: int = -1
@@ -509,12 +510,15 @@ class Planner:
 
     def green_since(self, tls_id: str, key: tuple[str, int]) -> float | None:
         """Since when the signal, switched for request ``key`` (ev, junction index), has shown
-        its movement green (its dwell), None where it does not now."""
+        its movement green (its dwell; since the last re-entry where the signal switched again
+        since, for another request), None where it does not now."""
         j = self.junctions.get(tls_id)
         if j is None or j.stage != "dwell" or key not in j.serving:
             return None
         rec = j.current.get(key)
-        return rec.dwell_s if rec is not None else None
+        if rec is None or rec.dwell_s is None:
+            return None
+        return max(rec.dwell_s, j.dwell_from_s if j.dwell_from_s is not None else rec.dwell_s)
 
     def exit_reasons(self, tls_id: str) -> dict[str, str]:
         """Why the signal leaves (in exit) or left (at its last hand-back) each EV's service:
@@ -783,7 +787,7 @@ class Planner:
                 # are read only once it is switched (the adapter), so they are known next step
                 cmd = j.clock.state
             if j.stage == "entry" and (cmd == target or (cmd is None and j.clock.state == target)):
-                j.stage = "dwell"
+                j.stage, j.dwell_from_s = "dwell", t_s + cfg.step_s
                 for key in j.serving:
                     if key in j.current and j.current[key].dwell_s is None:
                         j.current[key].dwell_s = t_s + cfg.step_s

@@ -942,6 +942,25 @@ def test_an_ev_that_joins_a_dwell_with_the_same_target_is_served_and_dwells_from
     assert r.safety() == [] and r.finish() == []
 
 
+def test_green_since_counts_from_the_last_time_the_signal_reached_its_target() -> None:
+    # a (through) dwells from 59. b (left, another target) asks from 62: the signal switches
+    # again (entry) and dwells on the merged target from then. a's green counts from that
+    # dwell (the stall rule's 30 s start again), not from a's first one: the switch-over in
+    # between may take a's movement through yellow and red (not here: "Grrr" -> "Ggrr")
+    a = req("Grrr", 0, eta=63, need=60, ev="a")
+    b = req("rgrr", 0, eta=75, need=70, ev="b", index=3)
+    r = rig()
+    r.run_until(62, lambda t: [a])
+    assert r.planner.green_since("J", ("a", 0)) == 59.0
+    r.run_until(66, lambda t: [a, b])
+    j = r.planner.junctions["J"]
+    assert j.stage == "dwell" and j.target == "Ggrr" and j.dwell_from_s == 63.0
+    assert r.planner.green_since("J", ("a", 0)) == 63.0
+    assert j.current[("a", 0)].dwell_s == 59.0  # the record keeps its first dwell
+    r.run_until(120, lambda t: [b] if t < 75 else [])
+    assert r.safety() == [] and r.finish() == []
+
+
 def test_an_ev_whose_requests_end_no_longer_holds_a_signal_held_for_another() -> None:
     # a (through) and b (left) served together; a is cancelled at 65 while b goes on until 72:
     # from then the signal is held for b alone, and a's record ends at 65, cancelled; both are
