@@ -1,0 +1,81 @@
+"""Output-folder locks: a lock file lives while its lock is held. They were never removed: one
+per folder ever written into (a bench's every run folder), all read again by every command."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from controller.errors import ScenarioError
+from controller.runtime import folder_lock
+from controller.runtime.folder_lock import hold_folder
+
+
+@pytest.fixture
+def locks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("GREENWAVE_CACHE_DIR", str(tmp_path / "cache"))
+    return tmp_path / "cache" / "locks"
+
+
+def test_a_lock_file_is_removed_with_its_lock(tmp_path: Path, locks: Path) -> None:
+    with hold_folder(tmp_path / "a"):
+        assert len(list(locks.glob("*.lock"))) == 1
+        with pytest.raises(ScenarioError, match="another greenwave run"):
+            hold_folder(tmp_path / "a")
+    assert list(locks.glob("*.lock")) == []
+    with hold_folder(tmp_path / "a"):  # taken again after it
+        pass
+    assert list(locks.glob("*.lock")) == []
+
+
+def test_a_lock_file_no_one_holds_is_removed_by_the_next_command(tmp_path: Path, locks: Path) -> None:
+    # as a process killed outright (or an earlier version) leaves them; one still held stays
+    locks.mkdir(parents=True)
+    stale = locks / "0123456789abcdef01234567.lock"
+    stale.write_text(f"999999 run {tmp_path / 'gone'}\n")
+    with hold_folder(tmp_path / "held"), hold_folder(tmp_path / "x"):
+        assert not stale.exists() and len(list(locks.glob("*.lock"))) == 2
+    assert list(locks.glob("*.lock")) == []
+
+
+def test_a_lock_file_removed_between_its_opening_and_its_locking_is_taken_afresh(
+    tmp_path: Path, locks: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the releasing process removes the file just after this one opened it: the lock then taken
+    # on the removed file would lock nothing another process can see
+    calls: list[int] = []
+
+    class Racing:
+        LOCK_EX, LOCK_SH, LOCK_NB = fcntl.LOCK_EX, fcntl.LOCK_SH, fcntl.LOCK_NB
+
+        @staticmethod
+        def flock(handle: Any, how: int) -> None:
+            calls.append(how)
+            if len(calls) == 1:
+                os.unlink(handle.name)
+            fcntl.flock(handle, how)
+
+    with monkeypatch.context() as m:
+        m.setitem(sys.modules, "fcntl", Racing)
+        lock = hold_folder(tmp_path / "a")
+    files = list(locks.glob("*.lock"))
+    assert len(calls) == 2 and len(files) == 1
+    with pytest.raises(ScenarioError, match="another greenwave run"):  # held: the file as it is now
+        hold_folder(tmp_path / "a")
+    lock.release()
+    assert not files[0].exists()
+
+
+def test_take_says_who_holds_a_lock(tmp_path: Path) -> None:
+    path = tmp_path / "x.lock"
+    held = folder_lock._take(fcntl, path, "run")
+    assert not isinstance(held, str)
+    held.write(f"{os.getpid()} bench {tmp_path}\n")
+    held.flush()
+    assert folder_lock._take(fcntl, path, "run") == f"bench (process {os.getpid()})"
+    held.close()
