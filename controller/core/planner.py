@@ -1061,7 +1061,7 @@ class Planner:
                 continue
             greens = [i for i, c in enumerate(target) if is_green(c)]
             after = (max((timing.min_green_s[i] for i in greens), default=0.0)
-                     + max((timing.yellow_s[i] for i in greens), default=0.0) + timing.clearance_s)
+                     + max((timing.yellow_s[i] for i in greens), default=0.0) + timing.max_clearance_s)
             longest = max(longest, time_to_show_s(timing, j.clock, target, t_s, dt) + after + 2 * ext + hold + 3 * dt)
         return longest
 

@@ -17,10 +17,14 @@ S2  No yellow→green for a link unless the program has it. When link L turns gr
     turned red at least ``R(M, L)`` earlier; an incompatible M still yellow is a violation unless
     the program itself turns L green while M is yellow. ``R(M, L)`` is the smallest time, over
     the program's cycle and summing ``lo`` of the phases in between, from M turning red to L
-    turning green (M staying red in between); where the program never does that, the program's
-    shortest all-red run (0 if none). The same for a link and itself: a link whose yellow ended
-    is red at least ``R(L, L)`` (from its yellow's end to its next green in the program, capped
-    the same way) before it is green again.
+    turning green (M staying red in between), each capped at the program's longest all-red run
+    where a link that crosses M or L (is never green with it) is green in between, or any
+    link's green starts (the red is then a service, not M's clearance), uncapped where not (on
+    a joined signal one junction's all-red is not the signal's); where the program never does
+    that, the program's shortest all-red run (0 if none). The same for a link and itself: a
+    link whose yellow ended is red at least ``R(L, L)`` (from its yellow's end to its next green
+    in the program, always capped at the longest all-red run: no other movement is cleared for)
+    before it is green again.
 S3  A green run (G and g both count; G↔g continues a run) that ends is at least its minimum.
     For a run that was shown, even for one tick, under a program other than the original, the
     minimum is ``min(max(min_green_floor_s, minDur-run), duration-run)`` (the shortest green run
@@ -155,6 +159,22 @@ def _runs(classes: list[int], lo: list[float], md: list[float], dur: list[float]
     return runs
 
 
+def _nothing_served(cls_: list[list[int]], compatible: list[int], m: int, link: int, j: int) -> bool:
+    """In the phases in which ``m`` is red just before phase ``j``, is no link that crosses
+    ``m`` or ``link`` (is never green with it) green, and no link's green starting?"""
+    n_ph = len(cls_)
+    for back in range(1, n_ph):
+        row = cls_[(j - back) % n_ph]
+        if row[m] != RED:
+            return True
+        previous = cls_[(j - back - 1) % n_ph]
+        for i, c in enumerate(row):
+            if c == GREEN and (previous[i] != GREEN
+                               or not ((compatible[m] >> i) & 1 and (compatible[link] >> i) & 1)):
+                return False
+    return True
+
+
 def _red_before(cls_: list[list[int]], lo: list[float], link: int, j: int) -> tuple[float, int] | None:
     """How long ``link`` has been red when phase ``j`` starts (``lo`` of the red phases just
     before it, 0 if the phase before is not red) and the class it showed before that red run;
@@ -254,6 +274,10 @@ class ProgramRules:
         # at the program's longest all-red run (DESIGN S2).
         max_all_red_s = max(all_red) if not all(all_red_flags) and all_red else all_red_s
 
+        # ... unless nothing else is served in between: where no link crossing M or L (never
+        # green with it) is green from M's red to L's green, that red is M's clearance before L,
+        # however long (on a joined signal one junction's all-red is not the signal's: another
+        # junction shows green through it, and the signal may have no all-red run at all)
         inf = math.inf
         found = [[inf] * n for _ in range(n)]  # [M][L]
         yellow_ok = [[False] * n for _ in range(n)]
@@ -265,7 +289,7 @@ class ProgramRules:
                     if M == L:  # L itself, red after its own yellow (yellow→green: S2 judges that itself)
                         before = _red_before(cls_, lo, L, j)
                         if before is not None and before[1] == YELLOW:
-                            found[L][L] = min(found[L][L], before[0])
+                            found[L][L] = min(found[L][L], min(before[0], max_all_red_s))
                         continue
                     c = cls_[j][M]
                     if c == YELLOW:
@@ -273,12 +297,12 @@ class ProgramRules:
                     elif c == RED:
                         before = _red_before(cls_, lo, M, j)
                         if before is not None:
-                            found[M][L] = min(found[M][L], before[0])
+                            gap = before[0] if _nothing_served(cls_, compatible, M, L, j) else min(before[0],
+                                                                                                 max_all_red_s)
+                            found[M][L] = min(found[M][L], gap)
         shown = config.shown_s
-        clearance = tuple(
-            tuple(shown(min(found[M][L], max_all_red_s) if found[M][L] != inf else all_red_s) for L in range(n))
-            for M in range(n)
-        )
+        clearance = tuple(tuple(shown(found[M][L]) if found[M][L] != inf else all_red_s for L in range(n))
+                          for M in range(n))
         # a link's own red after its yellow, before it is green again: R(L, L) as above
         own_clearance = tuple(clearance[L][L] for L in range(n))
         conflicts = tuple(

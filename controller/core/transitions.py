@@ -10,7 +10,10 @@ as it is. Per link:
   link (the longest it shows; 3 s where it has none), then red: never shortened (S1, S3);
 - a yellow always runs to its full time and then turns red: never back to green (S2);
 - the target's new greens turn on together, and only once every link that is not green in the
-  target is red and has been red for the program's red clearance (its longest all-red run) (S2);
+  target is red and has been red for the program's red clearance (its longest all-red run) (S2),
+  and a link whose path crosses a new green's for as long as the program itself keeps them
+  apart: the red it shows between the two where every link crossing either is red (on a
+  joined signal one junction's all-red is not the whole signal's, and may be the only one);
 - all-red extension: where a vehicle of a link that is not green in the target is still on the
   crossing when that clearance has run (a left turner that waited inside the junction for a gap,
   one that entered on the yellow and crawls), and its path crosses one of the new greens', those
@@ -54,6 +57,9 @@ class SignalTiming:
     min_green_s: tuple[float, ...]
     clearance_s: float
     phase_greens: tuple[frozenset[int], ...]  # per phase: links green ('G' or 'g')
+    # [M][L]: how long link M must have been red before link L turns green, where the program
+    # keeps the two apart longer than ``clearance_s`` (:func:`_pair_clearances`); else absent
+    pair_clearance_s: tuple[dict[int, float], ...]
     # The longest minimum green, yellow and red clearance together: with three steps added, an
     # upper bound of the time any target takes to show from any display (:func:`time_to_show_s`).
     switch_bound_s: float
@@ -77,6 +83,8 @@ class SignalTiming:
             green_min_runs = _runs(seq, phases, GREEN, use_min_dur=True)
             min_green.append(max(min(green_min_runs, default=0.0), min_green_floor_s))
         clearance = max(_all_red_runs(classes, phases), default=0.0)
+        pairs = _pair_clearances(classes, phases, clearance)
+        longest = max((c for row in pairs for c in row.values()), default=clearance)
         return cls(
             tls_id=program.tls_id,
             program=program,
@@ -84,8 +92,21 @@ class SignalTiming:
             min_green_s=tuple(min_green),
             clearance_s=clearance,
             phase_greens=tuple(frozenset(i for i in range(n) if classes[p][i] == GREEN) for p in range(n_ph)),
-            switch_bound_s=max(min_green, default=0.0) + max(yellow, default=0.0) + clearance,
+            pair_clearance_s=pairs,
+            switch_bound_s=max(min_green, default=0.0) + max(yellow, default=0.0) + longest,
         )
+
+    @property
+    def max_clearance_s(self) -> float:
+        """The longest red clearance any switch of this signal can need."""
+        return max((c for row in self.pair_clearance_s for c in row.values()), default=self.clearance_s)
+
+    def clearance_before_s(self, link: int, new_greens: Sequence[int]) -> float:
+        """How long ``link`` must have been red before the greens ``new_greens`` turn on."""
+        row = self.pair_clearance_s[link]
+        if not row:
+            return self.clearance_s
+        return max((row.get(g, self.clearance_s) for g in new_greens), default=self.clearance_s)
 
     @property
     def link_count(self) -> int:
@@ -148,6 +169,57 @@ def _runs(seq: Sequence[int], phases: Sequence[Phase], cls: int, *, use_min_dur:
     if acc is not None:
         out.append(acc)
     return out
+
+
+def _pair_clearances(classes: Sequence[Sequence[int]], phases: Sequence[Phase],
+                     clearance_s: float) -> tuple[dict[int, float], ...]:
+    """Per link M, the links L whose green the program keeps further from M's red than the
+    signal's red clearance, and how far: the shortest time M is red before L turns green,
+    over the phases where L does so with M red, no link crossing M or L (never green with it)
+    green in between and no link's green starting (where one is, the red between is not M's
+    clearance but a service, and M's clearance is the signal's). On a signal that joins
+    several junctions one junction's all-red is not the whole signal's (another junction
+    shows green through it): the signal's clearance, its longest all-red run, may be none. A
+    link's own red after its yellow is the signal's clearance (no other movement is cleared)."""
+    n_ph = len(phases)
+    n = len(classes[0]) if classes else 0
+    out: list[dict[int, float]] = [{} for _ in range(n)]
+    if n_ph < 2:
+        return tuple(out)
+    together = [0] * n  # per link: mask of the links green with it in some phase
+    for row in classes:
+        mask = sum(1 << i for i in range(n) if row[i] == GREEN)
+        for i in range(n):
+            if row[i] == GREEN:
+                together[i] |= mask
+    every = (1 << n) - 1
+    greens = [sum(1 << i for i in range(n) if row[i] == GREEN) for row in classes]
+    found: dict[tuple[int, int], float] = {}
+    for j in range(n_ph):
+        for L in range(n):
+            if not (classes[j][L] == GREEN and classes[j - 1][L] != GREEN):
+                continue
+            for M in range(n):
+                if M == L or classes[j][M] != RED or (together[L] >> M) & 1:
+                    continue  # (a link's own red after its yellow is the signal's clearance)
+                crossing = every & ~(together[L] & together[M])  # (a link never green is in it)
+                red_s, served, before = 0.0, False, None
+                for back in range(1, n_ph):
+                    k = (j - back) % n_ph
+                    if classes[k][M] != RED:
+                        before = classes[k][M]
+                        break
+                    red_s += phases[k].duration_s
+                    # (a green of a link crossing M or L, or any link's green starting)
+                    served = served or bool(greens[k] & (crossing | ~greens[k - 1]))
+                if before is None:
+                    continue  # red the whole cycle
+                need = min(red_s, clearance_s) if served else red_s
+                found[(M, L)] = min(found.get((M, L), need), need)
+    for (M, L), need in found.items():
+        if need > clearance_s + EPS_S:
+            out[M][L] = need
+    return tuple(out)
 
 
 def _all_red_runs(classes: Sequence[Sequence[int]], phases: Sequence[Phase]) -> list[float]:
@@ -213,6 +285,7 @@ def next_state(
         raise ValueError(f"target {target!r} has {len(target)} links, the signal {len(current)}")
     new = list(current)
     ready = True  # can the target's new greens turn on now?
+    new_greens = [i for i, want in enumerate(target) if is_green(want) and clock.classes[i] != GREEN]
     for i, (c, want) in enumerate(zip(current, target, strict=True)):
         cls = clock.classes[i]
         want_green = is_green(want)
@@ -228,7 +301,7 @@ def next_state(
                 new[i] = "r"
         else:
             new[i] = "r" if c not in "rs" else c
-            if clock.elapsed_s(i, t_s, dt_s) < timing.clearance_s - EPS_S:
+            if clock.elapsed_s(i, t_s, dt_s) < timing.clearance_before_s(i, new_greens) - EPS_S:
                 # a link that turned red lately: red clearance still running, before the greens
                 # of others and before its own green again (a yellow is followed by the full red
                 # clearance even where the same movement is served again at once)
@@ -291,7 +364,9 @@ def time_to_show_s(timing: SignalTiming, clock: DisplayClock, target: str, t_s: 
     red_at = t_s + dt_s  # when every link not green in the target is red
     cleared_at = t_s + dt_s
     any_change = False
+    new_greens = [i for i, want in enumerate(target) if is_green(want) and clock.classes[i] != GREEN]
     for i, want in enumerate(target):
+        clearance_s = timing.clearance_before_s(i, new_greens)
         cls = clock.classes[i]
         want_green = is_green(want)
         if cls == GREEN and want_green:
@@ -303,18 +378,18 @@ def time_to_show_s(timing: SignalTiming, clock: DisplayClock, target: str, t_s: 
             red_from = max(t_s + dt_s, clock.since_s[i] + timing.yellow_s[i])
             if want_green:  # yellow, then red for the clearance (at least a step), then green again
                 any_change = True
-                cleared_at = max(cleared_at, red_from + max(dt_s, timing.clearance_s))
+                cleared_at = max(cleared_at, red_from + max(dt_s, clearance_s))
                 continue
         else:
             red_from = clock.since_s[i]
             if want_green:
-                if red_from + timing.clearance_s > t_s + dt_s:  # red lately: its clearance first
+                if red_from + clearance_s > t_s + dt_s:  # red lately: its clearance first
                     any_change = True
-                    cleared_at = max(cleared_at, red_from + timing.clearance_s)
+                    cleared_at = max(cleared_at, red_from + clearance_s)
                 continue
         any_change = True
         red_at = max(red_at, red_from)
-        cleared_at = max(cleared_at, red_from + timing.clearance_s)
+        cleared_at = max(cleared_at, red_from + clearance_s)
     if not any_change:
         return dt_s
     return max(red_at, cleared_at) - t_s

@@ -305,6 +305,23 @@ def test_s2_clearance_is_the_all_red_interval_not_the_phases_in_between() -> Non
     assert count(found) == only("S2")
 
 
+def test_s2_on_a_joined_signal_the_red_between_two_crossing_links_is_their_clearance() -> None:
+    # A (link 0) and B (link 1) cross at one junction of the signal; link 2 (another junction)
+    # is green throughout, so the signal has no all-red run. The program keeps A and B apart by
+    # 4 s of red: that is their clearance (it was capped at the signal's all-red, 0 s, so a 1 s
+    # red passed). A red with another movement served in between is still not clearance.
+    prog = program([("GrG", 20), ("yrG", 3), ("rrG", 4), ("rGG", 20), ("ryG", 3), ("rrG", 4)])
+    rules = ProgramRules.from_program(prog, SafetyConfig())
+    assert rules.clearance_s[0][1] == rules.clearance_s[1][0] == 4.0 and rules.own_clearance_s == (0.0, 0.0, 0.0)
+    assert feed(SignalWatch(prog), own_segments(prog, 3)) == []
+    found = feed(SignalWatch(prog), [("GrG", 20), ("yrG", 3), ("rrG", 1), ("rGG", 10)], program_id=ONLINE)
+    assert count(found) == only("S2") and found[0].link_index == 1 and "link 0" in found[0].detail
+    assert feed(SignalWatch(prog), [("GrG", 20), ("yrG", 3), ("rrG", 4), ("rGG", 10)], program_id=ONLINE) == []
+    # C (link 2) served between A and B: the red A shows before B is C's service, not A's clearance
+    prog = program([("Grr", 20), ("yrr", 3), ("rrG", 20), ("rry", 3), ("rGr", 20), ("ryr", 3)])
+    assert ProgramRules.from_program(prog, SafetyConfig()).clearance_s[0][1] == 0.0
+
+
 def test_s2_a_link_green_again_after_its_own_yellow_waits_the_red_clearance() -> None:
     # P2's all-red is 2 s: link 0 back to green 1 s after its own yellow ended is too soon, even
     # with link 1 never green in between (no conflicting link to clear)

@@ -43,6 +43,38 @@ def test_timing_from_program() -> None:
     assert not t.is_program_subset("GGrr")  # link 1 is only permissive in the program
 
 
+# Two junctions joined in one signal: A (link 0) and B (link 1) cross at the first, whose
+# all-red is 4 s; link 2, the second junction, is green throughout. So the signal never shows an
+# all-red, and its clearance (the longest all-red run) is 0 s. Bologna's 218, 221, 231 and 235
+# are like this.
+JOINED = Program("J", "0", "static", 0.0, (
+    Phase("GrG", 20, 20, 20, min_dur_given=False), Phase("yrG", 3, 3, 3), Phase("rrG", 4, 4, 4),
+    Phase("rGG", 20, 20, 20, min_dur_given=False), Phase("ryG", 3, 3, 3), Phase("rrG", 4, 4, 4)))
+
+
+def test_a_joined_signal_keeps_the_red_its_program_keeps_between_two_crossing_links() -> None:
+    # A's yellow, then 4 s of red before B's green (it was 1 s: the signal's clearance is 0 s)
+    timing = SignalTiming.from_program(JOINED)
+    assert timing.clearance_s == 0.0 and timing.pair_clearance_s == ({1: 4.0}, {0: 4.0}, {})
+    assert timing.switch_bound_s == 5.0 + 3.0 + 4.0
+    clock = DisplayClock(3)
+    clock.observe(0.0, "GrG")
+    predicted = time_to_show_s(timing, clock, "rGG", 30.0, 1.0)
+    shown, t, seen = "GrG", 30.0, []
+    watch = SignalWatch(JOINED, SafetyConfig())
+    for k in range(31):
+        watch.observe(float(k), "GrG", "0")
+    while shown != "rGG":
+        clock.observe(t, shown)
+        shown = next_state(timing, clock, "rGG", t, 1.0) or shown
+        t += 1.0
+        seen.append((t, shown))
+        assert watch.observe(t, shown, "online") == []
+    assert [(t, s) for k, (t, s) in enumerate(seen) if k == 0 or seen[k - 1][1] != s] == [
+        (31.0, "yrG"), (34.0, "rrG"), (38.0, "rGG")]
+    assert predicted == 38.0 - 30.0
+
+
 def test_explicit_min_dur_sets_minimum_green() -> None:
     phases = (Phase("Gr", 40, 12, 60), Phase("yr", 3, 3, 3), Phase("rG", 40, 8, 60), Phase("ry", 3, 3, 3))
     t = SignalTiming.from_program(Program("K", "0", "actuated", 0.0, phases))
