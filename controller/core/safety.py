@@ -39,8 +39,9 @@ S5  Preempted (running another program than the original) longer than ``max_pres
     An episode ends once the original program has run ``reservice_gap_s``: a shorter return
     belongs to it (a one-second hand-back must not restart the maximum presence).
 
-Characters: G/g green; y/Y/u yellow (as in :mod:`controller.core.network`); r/s red; o/O (off)
-count as red. Time is only ever an argument. A run's length is the time of the tick showing
+Characters: G/g green; y/Y yellow; r/u red (as in :mod:`controller.core.states`); s (stop,
+then go) and o/O (off) count as red, and S4 allows them only on a link the program shows them
+on (vehicles may pass on them). Time is only ever an argument. A run's length is the time of the tick showing
 the change minus the time of the tick that first showed the run, i.e. ``(k+1)*dt`` for a
 state seen on ``k+1`` ticks; this works for any step length. The first run of every link
 (started before observation began, or after a state of the wrong length) is not judged.
@@ -65,6 +66,7 @@ YELLOW = 1
 GREEN = 2
 _CLASS_NAMES = ("red", "yellow", "green")
 OFF_CHARS = frozenset("oO")
+PASSABLE_CHARS = frozenset("soO")  # not green, yet vehicles may pass (after a stop, or the signal off)
 SIGNAL_CHARS = GREEN_CHARS | YELLOW_CHARS | RED_CHARS | OFF_CHARS
 
 _CHAR_CLASS: dict[str, int] = {}
@@ -217,6 +219,9 @@ class ProgramRules:
     all_red_s: float
     conflicts: tuple[tuple[Conflict, ...], ...] = field(repr=False)  # per L: incompatible links
     own_clearance_s: tuple[float, ...] = ()  # per L: R(L, L), its own red after its yellow
+    # per link: which of SUMO's states that let vehicles pass without a green ('s': stop, then
+    # go; 'o', 'O': off, blinking or not) the program shows on it (S4 allows those only)
+    passable: tuple[frozenset[str], ...] = ()
 
     @classmethod
     def from_program(cls, program: Program, config: SafetyConfig) -> ProgramRules:
@@ -322,6 +327,7 @@ class ProgramRules:
             own_min_green_s=tuple(shown(x) for x in own_min_green),
             transitions=tuple(transitions),
             green_sets=green_sets,
+            passable=tuple(frozenset(p.state[i] for p in phases if p.state[i] in PASSABLE_CHARS) for i in range(n)),
             compatible=tuple(compatible),
             clearance_s=clearance,
             all_red_s=all_red_s,
@@ -336,6 +342,10 @@ class ProgramRules:
         bad = sorted({c for c in state if c not in SIGNAL_CHARS})
         if bad:
             return f"state {state!r} has unknown signal characters {''.join(bad)!r}"
+        for i, c in enumerate(state):
+            if c in PASSABLE_CHARS and c not in self.passable[i]:
+                return (f"state {state!r}: link {i} shows {c!r}, which lets vehicles pass without a green and the "
+                        "program never shows on that link")
         big = 0
         small = 0
         for i, c in enumerate(state):

@@ -271,6 +271,18 @@ def test_red_yellow_u_is_a_red_not_a_yellow() -> None:
     assert count(found) == only("S1") and "without yellow" in found[0].detail
 
 
+def test_states_that_let_vehicles_pass_without_a_green_are_allowed_only_where_the_program_shows_them() -> None:
+    # 'O' (off: no signal), 'o' (off, blinking) and 's' (stop, then go) were red to the
+    # monitor: a signal switched off on every link passed S4
+    prog = program([("Grs", 10), ("yrs", 3), ("rrs", 2), ("rGs", 10), ("rys", 3), ("rrs", 2)])
+    assert feed(SignalWatch(prog), own_segments(prog, 2)) == []
+    for shown in ("OOO", "ooo", "srr"):
+        found = feed(SignalWatch(prog), [("Grs", 10), ("yrs", 3), ("rrs", 2), (shown, 5)], program_id=ONLINE)
+        assert count(found) == only("S4", 5) and "without a green" in found[0].detail, (shown, found)
+    # the program's own 's' on link 2, shown with a switch's red, is the program's
+    assert feed(SignalWatch(prog), [("Grs", 10), ("yrs", 3), ("rrs", 2), ("rGs", 5)], program_id=ONLINE) == []
+
+
 def test_s2_all_red_skipped_between_incompatible_links() -> None:
     watch = SignalWatch(P2)
     found = feed(watch, [("rr", 2), ("Gr", 10), ("yr", 3), ("rr", 1), ("rG", 10)])
