@@ -123,6 +123,9 @@ def _junction(
     tls_id, approach, exit_ = first.tls_id, first.from_edge, first.to_edge
     source = network.source or "<network>"
     program = network.programs.get(tls_id)
+    if program is None and tls_id in network.unsupported:
+        raise CorridorError(f"traffic light '{tls_id}' ({source}): {network.unsupported[tls_id]}; the route "
+                            f"crosses it from edge '{approach}' to '{exit_}'")
     if program is None:
         raise CorridorError(
             f"traffic light '{tls_id}' ({source}) has no active program (switched off?); "

@@ -152,6 +152,9 @@ class Network:
     programs: Mapping[str, Program]  # tls_id -> the program SUMO runs when the simulation starts
     junction_types: Mapping[str, str] = field(default_factory=dict)  # node id -> type
     source: str = ""  # the file it was read from, for error messages
+    # tls_id -> why greenwave cannot switch it (its program is not in ``programs``): a program
+    # whose phases SUMO runs in an order of their own (``next``)
+    unsupported: Mapping[str, str] = field(default_factory=dict)
 
     def connections_between(self, from_edge: str, to_edge: str) -> tuple[Connection, ...]:
         return tuple(c for c in self._by_pair().get((from_edge, to_edge), ()))

@@ -64,9 +64,12 @@ def load_network(net_file: Path, additional_files: Sequence[Path] = ()) -> Netwo
     edges = _edges(net)
     connections = _connections(net, net_file)
     junction_types = {n.getID(): str(n.getType()) for n in net.getNodes()}
-    programs = _net_programs(net, net_file)
+    unsupported: dict[str, str] = {}
+    programs = _net_programs(net, net_file, unsupported)
     for add in additional_files:
-        _apply_additional(programs, Path(add), {t.getID() for t in net.getTrafficLights()})
+        _apply_additional(programs, Path(add), {t.getID() for t in net.getTrafficLights()}, unsupported)
+    for tls_id in unsupported:
+        programs.pop(tls_id, None)
 
     _check_link_counts(programs, connections, net_file, additional_files)
     return Network(
@@ -75,7 +78,29 @@ def load_network(net_file: Path, additional_files: Sequence[Path] = ()) -> Netwo
         programs=programs,
         junction_types=junction_types,
         source=net_file.name,
+        unsupported=unsupported,
     )
+
+
+def _order_problem(nexts: Sequence[Sequence[int]], program_id: str, where: str) -> str | None:
+    """Why a program whose phases give ``next`` lists cannot be switched, or None where every
+    list names the phase after it (or none is given). greenwave reads a program as its phases
+    in order: the yellows and red clearances it must keep, the minimum greens, when the program
+    comes back to a phase. SUMO runs the phases in the order ``next`` says."""
+    n = len(nexts)
+    for i, nxt in enumerate(nexts):
+        if list(nxt) not in ([], [(i + 1) % n]):
+            return (f"its program '{program_id}' ({where}) runs its phases in an order of its own (phase {i} has "
+                    f"next=\"{' '.join(str(k) for k in nxt)}\"), which greenwave cannot follow: it reads a program as "
+                    "its phases in order. Give the phases in the order they run, without next")
+    return None
+
+
+def _next_list(raw: str | None, where: str, tls_id: str) -> list[int]:
+    try:
+        return [int(x) for x in (raw or "").split()]
+    except ValueError:
+        raise NetworkError(f"{where}: tlLogic '{tls_id}': phase next {raw!r} is not a list of phase indices") from None
 
 
 def _check_readable(path: Path, what: str) -> None:
@@ -214,7 +239,7 @@ def _via_length(net: Any, via_lane_id: str, net_file: Path) -> float:
     return total
 
 
-def _net_programs(net: Any, net_file: Path) -> dict[str, Program]:
+def _net_programs(net: Any, net_file: Path, unsupported: dict[str, str]) -> dict[str, Program]:
     programs: dict[str, Program] = {}
     for tls in net.getTrafficLights():
         loaded = tls.getPrograms()  # programID -> TLSProgram, in file order
@@ -236,6 +261,10 @@ def _net_programs(net: Any, net_file: Path) -> dict[str, Program]:
         programs[tls.getID()] = _program(
             tls.getID(), str(program_id), str(prog.getType()), float(prog.getOffset()), phases, net_file
         )
+        nexts = [[int(k) for k in p.next or ()] for p in prog.getPhases()]  # (sumolib: a list of ints)
+        problem = _order_problem(nexts, str(program_id), f"network file {net_file}")
+        if problem:
+            unsupported[tls.getID()] = problem
     return programs
 
 
@@ -283,7 +312,8 @@ def _program(
         raise NetworkError(f"{file}: tlLogic '{tls_id}': {exc}") from exc
 
 
-def _apply_additional(programs: dict[str, Program], add_file: Path, known_tls: set[str]) -> None:
+def _apply_additional(programs: dict[str, Program], add_file: Path, known_tls: set[str],
+                      unsupported: dict[str, str]) -> None:
     """Apply the ``<tlLogic>`` elements of one additional file, in file order."""
     try:
         root = ET.parse(add_file).getroot()
@@ -322,6 +352,7 @@ def _apply_additional(programs: dict[str, Program], add_file: Path, known_tls: s
             current = programs.get(tls_id)
             if program_id == "off":
                 programs.pop(tls_id, None)
+                unsupported.pop(tls_id, None)
             elif current is not None and current.program_id == program_id and "offset" in tl.attrib:
                 programs[tls_id] = replace(current, offset_s=offset_s)
             else:
@@ -344,6 +375,11 @@ def _apply_additional(programs: dict[str, Program], add_file: Path, known_tls: s
                 )
             )
         programs[tls_id] = _program(tls_id, program_id, tl.get("type", "static"), offset_s, tuple(phases), add_file)
+        problem = _order_problem([_next_list(ph.get("next"), where, tls_id) for ph in phase_elems], program_id, where)
+        if problem:
+            unsupported[tls_id] = problem
+        else:
+            unsupported.pop(tls_id, None)
 
 
 def _check_link_counts(

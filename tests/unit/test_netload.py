@@ -121,6 +121,46 @@ def test_a_waut_is_refused_naming_it_and_its_signals(tmp_path: Path) -> None:
         load_network(LINE5, [DATA / "line5_ev.add.xml", waut])
 
 
+def _with_next(tmp_path: Path, nexts: tuple[str, ...], name: str = "next.add.xml") -> Path:
+    phases = ("GGGgrrrrGGGgrrrr", "yyyyrrrryyyyrrrr", "rrrrrrrrrrrrrrrr", "rrrrGGGgrrrrGGGg", "rrrryyyyrrrryyyy",
+              "rrrrrrrrrrrrrrrr")
+    body = "".join(f'<phase duration="{20 if "G" in st else 3}" state="{st}"{f" next={nx!r}" if nx else ""}/>'
+                   for st, nx in zip(phases, nexts, strict=True))
+    path = tmp_path / name
+    path.write_text(f'<additional><tlLogic id="B1" type="static" programID="nx" offset="0">{body}</tlLogic>'
+                    '</additional>')
+    return path
+
+
+def test_a_program_whose_phases_run_in_an_order_of_their_own_is_not_switched(tmp_path: Path) -> None:
+    # SUMO follows a phase's next list; greenwave read the phases in order, so a yellow SUMO
+    # runs for 4 s (phases 1 and 4 in a row) was taken for 3 s, and a switch showed 3 s
+    from controller.core.corridor import CorridorError
+
+    jumping = _with_next(tmp_path, ("1", "4", "3", "0", "2", ""))
+    net = load_network(LINE5, [jumping])
+    assert "B1" not in net.programs and "D1" in net.programs
+    assert "phase 1 has next=\"4\"" in net.unsupported["B1"]
+    with pytest.raises(CorridorError, match=r"traffic light 'B1' .*: its program 'nx' \(additional file "
+                       r".*next\.add\.xml\) runs its phases in an order of its own .*the route crosses it from edge"):
+        build_corridor(net, ["A1B1", "B1C1"])
+    # next lists that name the phase after each: the order of the phases, switched as any other
+    in_order = _with_next(tmp_path, ("1", "2", "3", "4", "5", "0"), "order.add.xml")
+    assert "B1" in load_network(LINE5, [in_order]).programs
+    # a program loaded after it without next lists is the one SUMO runs
+    net = load_network(LINE5, [jumping, DATA / "line5_ev.add.xml"])
+    assert net.programs["B1"].program_id == "ev" and net.unsupported == {}
+    # in the network file too
+    text = LINE5.read_text()
+    old = '<phase duration="3"  state="yyyyrrrryyyyrrrr"/>\n        <phase duration="42" state="rrrrGGGgrrrrGGGg"/>'
+    assert text.count(old) == 2
+    copy = tmp_path / "line5.net.xml"
+    copy.write_text(text.replace(old, old.replace('"/>', '" next="0"/>', 1), 1))
+    net = load_network(copy)
+    assert set(net.unsupported) == {"B1"} and "phase 1 has next=\"0\"" in net.unsupported["B1"]
+    assert "network file" in net.unsupported["B1"]
+
+
 def test_missing_net_file() -> None:
     with pytest.raises(NetworkError, match=r"nope\.net\.xml"):
         load_network(DATA / "nope.net.xml")
