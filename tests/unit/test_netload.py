@@ -135,7 +135,7 @@ def _with_next(tmp_path: Path, nexts: tuple[str, ...], name: str = "next.add.xml
 def test_a_program_whose_phases_run_in_an_order_of_their_own_is_not_switched(tmp_path: Path) -> None:
     # SUMO follows a phase's next list; greenwave read the phases in order, so a yellow SUMO
     # runs for 4 s (phases 1 and 4 in a row) was taken for 3 s, and a switch showed 3 s
-    from controller.core.corridor import CorridorError
+    from controller.errors import CorridorError
 
     jumping = _with_next(tmp_path, ("1", "4", "3", "0", "2", ""))
     net = load_network(LINE5, [jumping])
