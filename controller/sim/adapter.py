@@ -66,6 +66,7 @@ _SIM_VARS = (
 # client raises (an unknown signal over TraCI was a traceback).
 SUMO_ERRORS: tuple[type[BaseException], ...] = (
     libsumo.TraCIException,
+    libsumo.FatalTraCIError,  # (SUMO's own error in a step: a vehicle type it does not know, loaded late)
     traci.connection.TraCIException,
     traci.connection.FatalTraCIError,
     traci.exceptions.TraCIException,
@@ -160,6 +161,7 @@ class SumoAdapter:
         self._api: Any = None
         self._label = ""
         self._traci_stderr: IO[bytes] | None = None  # the SUMO process's stderr (TraCI)
+        self._traci_proc: subprocess.Popen[bytes] | None = None  # the SUMO process (TraCI)
         self._traci_said = 0  # how much of it was written to ours
         self._vehicles: set[str] = set()
         self._route_ids: dict[str, str] = {}  # watched vehicle -> the id of its route, as last read
@@ -251,7 +253,7 @@ class SumoAdapter:
                     said.append(text)
                     raise
                 continue
-            self._traci_stderr = err
+            self._traci_stderr, self._traci_proc = err, proc
             self._echo_traci_stderr()
             return
 
@@ -285,6 +287,7 @@ class SumoAdapter:
             if self._traci_stderr is not None:
                 self._traci_stderr.close()
                 self._traci_stderr = None
+            self._traci_proc = None
 
     # -- what to read ------------------------------------------------------------------------
     def watch_vehicle(self, vehicle_id: str) -> None:
@@ -410,8 +413,12 @@ class SumoAdapter:
             self._api.simulationStep()
         except SUMO_ERRORS as e:
             if not self._drop_vanished(str(e)):
-                detail = _last_error(self._error_log) or str(e)
-                raise SimulationError(f"SUMO stopped: {detail}") from None
+                if self._traci_proc is not None:  # (its error log is written as it ends)
+                    with contextlib.suppress(subprocess.TimeoutExpired):
+                        self._traci_proc.wait(timeout=5.0)
+                detail = " ".join((_last_error(self._error_log) or str(e)).split())
+                more = self._explain(detail) if self._explain is not None else ""
+                raise SimulationError(f"SUMO stopped: {detail}{more}") from None
             direct = True
         t1 = time.perf_counter()
         self.last_step_ms = (t1 - t0) * 1000.0

@@ -169,6 +169,28 @@ def test_configuration_sumo_rejects(tmp_path: Path, tiny_net: Path) -> None:
     assert not (out_dir / "summary.json").exists()
 
 
+@pytest.mark.sumo
+@pytest.mark.parametrize("backend", ["libsumo", "traci"])
+def test_a_vehicle_sumo_rejects_during_the_run_is_one_line(tmp_path: Path, tiny_net: Path, backend: str) -> None:
+    # SUMO reads a route file as it goes: a type it does not know, met at 300 s, stopped it then.
+    # With libsumo that was a 40-line traceback and exit 1 (its FatalTraCIError was not caught);
+    # over TraCI the error said only "Connection closed by SUMO"
+    routes = tmp_path / "late.rou.xml"
+    routes.write_text("<routes>" + "".join(f'<trip id="v{k}" depart="{k * 50}" from="left1A1" to="C1right1"/>'
+                                           for k in range(1, 10))
+                      + '<trip id="zz" type="nosuch" depart="500" from="left1A1" to="C1right1"/></routes>')
+    cfg = tmp_path / "c.sumocfg"
+    cfg.write_text(f'<configuration><input><net-file value="{tiny_net}"/><route-files value="{routes.name}"/>'
+                   "</input></configuration>")
+    out_dir = tmp_path / "o"
+    code, out = _run(["run", "--sumocfg", str(cfg), "--ev", "left1A1,C1right1,10", "--out", str(out_dir),
+                      "--backend", backend, "--end", "600"])
+    _assert_error(code, out, "SUMO stopped: The vehicle type 'nosuch' for vehicle 'zz' is not known.",
+                  f"(a trip 'zz' is in {routes})")
+    assert "simulated (300/600 s" in out  # (it stopped during the run)
+    assert not (out_dir / "summary.json").exists() and (out_dir / "INCOMPLETE.txt").is_file()
+
+
 def test_a_refusal_that_names_a_vehicle_or_a_type_of_greenwaves_names_the_file(tmp_path: Path, tiny_net: Path) -> None:
     # SUMO names the vehicle, not its file; and a type of greenwave's own name looked like the user's fault alone
     good = tmp_path / "good.rou.xml"
