@@ -96,21 +96,28 @@ def junction_rows(run: RunData, ev_id: str) -> list[list[object]]:
     crossings = run.crossings(ev_id)
     eta_by_junction = run.summary.get("eta", {}).get("by_junction") or {}  # EtaLog.evaluate's, per junction
     violations, unnamed = violations_by_tls(run.summary.get("safety", {}))
-    records = {(r.get("tls"), r.get("junction_index")): r for r in run.summary.get("preemptions", [])
-               if r.get("ev") == ev_id}
+    # (a junction may have had several preemptions for the EV: one ended at maximum presence and
+    # its re-entry, say; one row each, the junction's own figures on the first)
+    records: dict[tuple[Any, Any], list[Mapping[str, Any]]] = {}
+    for r in run.summary.get("preemptions", []):
+        if r.get("ev") == ev_id:
+            records.setdefault((r.get("tls"), r.get("junction_index")), []).append(r)
     rows: list[list[object]] = []
     for j in leg.junctions:
         actual = crossings.get(j["index"])
         eta = eta_by_junction.get(f"{ev_id}#{j['index']}") or {}
         entry_err, err60 = _num(eta.get("entry_error_s")), _num(eta.get("error_60_s"))
-        r = records.get((j["tls"], j["index"]), {})
-        dwell, exit_ = _num(r.get("dwell")), _num(r.get("exit"))
-        rows.append([
-            f"#{j['index']}", j["tls"], round(j["distance_m"]), actual, entry_err, err60,
-            _num(r.get("entry")), dwell, round(exit_ - dwell, 1) if dwell is not None and exit_ is not None else None,
-            _num(r.get("preempted_s")), _num(r.get("recovery_s")), r.get("exit_reason") or None,
-            violations.get(j["tls"], unnamed),
-        ])  # fmt: skip
+        for k, r in enumerate(records.get((j["tls"], j["index"])) or [{}]):
+            dwell, exit_ = _num(r.get("dwell")), _num(r.get("exit"))
+            first = k == 0
+            rows.append([
+                f"#{j['index']}", j["tls"], round(j["distance_m"]), actual if first else None,
+                entry_err if first else None, err60 if first else None,
+                _num(r.get("entry")), dwell,
+                round(exit_ - dwell, 1) if dwell is not None and exit_ is not None else None,
+                _num(r.get("preempted_s")), _num(r.get("recovery_s")), r.get("exit_reason") or None,
+                violations.get(j["tls"], unnamed) if first else None,
+            ])  # fmt: skip
     return rows
 
 

@@ -149,6 +149,24 @@ def test_eta_table_and_per_junction_rows(tmp_path: Path) -> None:
     assert "<td>J3</td><td>500</td><td>150.0</td><td>–</td><td>-2.0</td>" in rows[2]
 
 
+def test_a_junction_preempted_twice_for_the_ev_has_a_row_for_each(tmp_path: Path) -> None:
+    # a preemption ended at maximum presence and its re-entry: the table showed the re-entry
+    # alone (the records were keyed by junction), and "max presence" nowhere
+    folder = write_run(tmp_path / "greenwave-s1", "greenwave")
+    summary = json.loads((folder / "summary.json").read_text())
+    first = dict(summary["preemptions"][0], entry=60.0, dwell=65.0, exit=95.0, exit_reason="max presence",
+                 preempted_s=38.0)
+    summary["preemptions"].insert(0, first)
+    (folder / "summary.json").write_text(json.dumps(summary))
+    run = load_run(folder)
+    table = re.search(r'<table class="junctions">.*?</table>', render_run(run, [run]), flags=re.S)
+    assert table is not None
+    rows = re.findall(r"<tr><td>#\d+</td>.*?</tr>", table.group(0))
+    assert len(rows) == 4
+    assert "<td>J2</td><td>300</td><td>130.0</td><td>0.5</td>" in rows[1] and "max presence" in rows[1]
+    assert "<td>J2</td><td>300</td><td>–</td><td>–</td>" in rows[2] and "crossed" in rows[2]
+
+
 def test_companions_are_compared_and_other_traffic_is_against_none(tmp_path: Path) -> None:
     gw = write_run(tmp_path / "greenwave-s1", "greenwave")
     write_run(tmp_path / "none-s1", "none")
