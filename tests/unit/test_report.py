@@ -167,6 +167,29 @@ def test_a_junction_preempted_twice_for_the_ev_has_a_row_for_each(tmp_path: Path
     assert "<td>J2</td><td>300</td><td>–</td><td>–</td>" in rows[2] and "crossed" in rows[2]
 
 
+def test_the_gap_is_starred_where_the_oracle_is_no_bound(tmp_path: Path) -> None:
+    # in congestion the oracle (route green from dispatch) jammed the network and was the
+    # slowest: "gap closed" read -0.68 for a controller that cut 400 s off the EV's trip, and
+    # none's own "-0.00"
+    gw = write_run(tmp_path / "greenwave-s1", "greenwave", speed=12.0)
+    write_run(tmp_path / "none-s1", "none", speed=6.0)
+    write_run(tmp_path / "oracle-s1", "oracle", speed=5.0)
+    run = load_run(gw)
+    page = render_run(run, companions(run, []))
+    rows = re.search(r'<table class="comparison">.*?</table>', page, flags=re.S)
+    assert rows is not None
+    assert "<td>none</td><td>100.0</td><td>0.00*</td>" in rows.group(0)
+    assert "<td>greenwave</td><td>50.0</td><td>-2.50*</td>" in rows.group(0)
+    assert "* The oracle (every signal of the route green from dispatch) took 120 s against 100 s under none: " \
+           "it is slower" in page
+    # a useful oracle: no star, no note
+    faster = write_run(tmp_path / "b" / "oracle-s1", "oracle", speed=15.0)
+    write_run(tmp_path / "b" / "none-s1", "none", speed=6.0)
+    run = load_run(write_run(tmp_path / "b" / "greenwave-s1", "greenwave", speed=12.0))
+    page = render_run(run, companions(run, [load_run(faster)]))
+    assert "<td>greenwave</td><td>50.0</td><td>0.83</td>" in page and "no bound here" not in page
+
+
 def test_companions_are_compared_and_other_traffic_is_against_none(tmp_path: Path) -> None:
     gw = write_run(tmp_path / "greenwave-s1", "greenwave")
     write_run(tmp_path / "none-s1", "none")
