@@ -371,7 +371,21 @@ class _RunProgress:
             self.next_quarter += 1
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Main(click.Group):
+    """The command group: Ctrl-C (or SIGTERM) before a command has set up its own handling (while
+    it imports SUMO, say) ends it as every interrupt does, exit 130 (143), not click's
+    'Aborted!' and exit 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt as e:
+            what = "terminated" if isinstance(e, Terminated) else "interrupted"
+            click.echo(f"greenwave: {what}", err=True)
+            sys.exit(143 if isinstance(e, Terminated) else 130)
+
+
+@click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="greenwave")
 def main() -> None:
     """greenwave: green waves for emergency vehicles in SUMO."""
