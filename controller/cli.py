@@ -313,6 +313,10 @@ def print_summary(summary: dict[str, Any], out_dir: Path, console: Console) -> N
     if summary.get("free_flow_error"):
         console.print(f"note: free-flow times not measured ({summary['free_flow_error']}): no ratio or delay",
                       highlight=False, markup=False)
+    if not bg.get("trips"):
+        console.print(f"note: no other vehicle finished a trip between {summary['begin']:g} and "
+                      f"{summary['simulated_until']:g} s: other traffic is not measured (if your demand should "
+                      "run then, do its departures fall inside the simulated time?)", highlight=False, markup=False)
     console.print(
         f"background: {bg['trips']} trips, mean time loss {_fmt(bg['mean_time_loss'])} s\n"
         f"safety: S1 {s['S1']}  S2 {s['S2']}  S3 {s['S3']}  S4 {s['S4']}  S5 {s['S5']}  ·  "

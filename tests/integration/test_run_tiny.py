@@ -82,6 +82,22 @@ def test_none_and_oracle_bound_the_trip(scenario: Path, tmp_path: Path) -> None:
     assert none["safety"]["collisions_preempted"] == 0 and oracle["safety"]["collisions_preempted"] is None
 
 
+def test_a_run_no_other_vehicle_finished_a_trip_in_says_so(tmp_path: Path, tiny_net: Path) -> None:
+    # a begin after the route files' last departure ran silently: "background: 0 trips"
+    routes = tmp_path / "r.rou.xml"
+    routes.write_text("<routes>" + "".join(f'<trip id="v{k}" depart="{k * 5}" from="left1A1" to="C1right1"/>'
+                                           for k in range(10)) + "</routes>")
+    cfg = tmp_path / "c.sumocfg"
+    for begin, noted in ((200, True), (0, False)):
+        cfg.write_text(f'<configuration><input><net-file value="{tiny_net}"/><route-files value="{routes.name}"/>'
+                       f'</input><time><begin value="{begin}"/></time></configuration>')
+        result = CliRunner().invoke(main, ["run", "--sumocfg", str(cfg), "--ev", f"left1A1,C1right1,{begin + 10}",
+                                           "--out", str(tmp_path / "o")])
+        assert result.exit_code == 0, result.output
+        said = "note: no other vehicle finished a trip between" in result.output
+        assert said == noted and ("background: 0 trips" in result.output) == noted, result.output
+
+
 def test_the_inputs_digest_does_not_depend_on_the_run_folders_name(tmp_path: Path, tiny_net: Path) -> None:
     # an additional file's output is redirected into the run folder, whose path is cut out of it
     # before hashing; written as XML, 'R&D' is 'R&amp;D' there and the two runs differed
