@@ -269,6 +269,9 @@ def _traffic_by_class(companions: Sequence[RunData]) -> str:
                     cls="traffic-by-class"))
 
 
+TRIPS_SHORT_SHARE = 0.02  # fewer trips finished than none's by more than this: the mean time loss is flattered
+
+
 def _traffic(companions: Sequence[RunData]) -> str:
     none = by_controller(companions, "none")
     ref_bg = none.summary.get("background", {}) if none else {}
@@ -283,6 +286,17 @@ def _traffic(companions: Sequence[RunData]) -> str:
                      change_pct(closs, ref_cross)])
     note = ("" if none is not None else '<p class="note">No <code>none</code> run of this scenario and seed was '
             "given or found beside this one, so changes against it cannot be shown.</p>")
+    # the mean is over the trips that finished: a run that jams finishes fewer, and those the jam
+    # kept out of it, whose loss is the largest, are not in its mean
+    ref_trips = _num(ref_bg.get("trips")) or 0.0
+    fewer = [(r.name, n) for r in companions if (n := _num(r.summary.get("background", {}).get("trips")))
+             is not None and n < ref_trips * (1.0 - TRIPS_SHORT_SHARE)]
+    if fewer:
+        note += ('<p class="note">Fewer other trips finished than under <code>none</code> '
+                 f"({int(ref_trips)}) in " + ", ".join(f"{_e(name)} ({int(n)}, {100.0 * (n / ref_trips - 1):+.0f} %)"
+                                                       for name, n in fewer)
+                 + ": the mean time loss counts only the trips that finished, so a run that jams (those it held "
+                 "up never arrived) can look better than it is. Compare the trip counts too.</p>")
     head = ("controller", "other trips", "mean time loss (s)", "change vs none (%)",
             "entries into the cross streets", "mean time loss per entry there (s)", "change vs none (%)")
     return (table(head, rows, cls="traffic") + note + _traffic_by_class(companions)
