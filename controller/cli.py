@@ -463,6 +463,11 @@ def run(
     try:
         if realtime and speed is not None:
             raise ScenarioError("give --realtime or --speed X, not both")
+        if gui:
+            from controller.sim.adapter import gui_problem
+
+            if problem := gui_problem():  # (before anything is written: it left a folder "INCOMPLETE")
+                raise ScenarioError(problem)
         if realtime:
             speed = 1.0
         if scenario is None and sumocfg is None:

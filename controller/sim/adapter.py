@@ -137,6 +137,15 @@ def _last_error(log: Path | None) -> str:
     return errors[-1].removeprefix("Error:").strip() if errors else ""
 
 
+def gui_problem() -> str | None:
+    """Why sumo-gui cannot be shown here, or None: on Linux without a display it would exit at
+    once, and TraCI go on retrying to connect to it for a minute."""
+    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        return ("--gui needs a display, and neither DISPLAY nor WAYLAND_DISPLAY is set (run without --gui, or "
+                "with X forwarding / a desktop session)")
+    return None
+
+
 class SumoAdapter:
     """Owns one SUMO simulation. Use as ``with SumoAdapter(args) as sim: ...``."""
 
@@ -191,12 +200,9 @@ class SumoAdapter:
 
     def start(self) -> None:
         global _libsumo_open
-        if self.gui and sys.platform.startswith("linux") and not (
-            os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
-        ):
-            # sumo-gui would exit at once and TraCI go on retrying to connect to it for a minute
-            raise SimulationError("--gui needs a display, and neither DISPLAY nor WAYLAND_DISPLAY is set "
-                                  "(run without --gui, or with X forwarding / a desktop session)")
+        problem = gui_problem() if self.gui else None
+        if problem:
+            raise SimulationError(problem)
         cmd = [str(binary("sumo-gui" if self.gui else "sumo")), *self._args]
         if self._error_log is not None:
             cmd += ["--error-log", str(self._error_log)]
