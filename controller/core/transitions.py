@@ -11,9 +11,9 @@ as it is. Per link:
 - a yellow always runs to its full time and then turns red: never back to green (S2);
 - the target's new greens turn on together, and only once every link that is not green in the
   target is red and has been red for the program's red clearance (its longest all-red run) (S2),
-  and a link whose path crosses a new green's for as long as the program itself keeps them
-  apart: the red it shows between the two where every link crossing either is red (on a
-  joined signal one junction's all-red is not the whole signal's, and may be the only one);
+  and a link that is never green with a new green for as long as the program keeps the two
+  apart where it serves nothing in between (:func:`_pair_clearances`: on a joined signal one
+  junction's all-red is not the whole signal's, which may have none);
 - all-red extension: where a vehicle of a link that is not green in the target is still on the
   crossing when that clearance has run (a left turner that waited inside the junction for a gap,
   one that entered on the yellow and crawls), and its path crosses one of the new greens', those
