@@ -72,6 +72,7 @@ SUMO_ERRORS: tuple[type[BaseException], ...] = (
     traci.exceptions.TraCIException,
     traci.exceptions.FatalTraCIError,
 )
+_SUMO_GONE = (traci.connection.FatalTraCIError, traci.exceptions.FatalTraCIError)  # (over TraCI: SUMO ended)
 # A switched signal's crossings (the internal lanes of its links) are read for this long after
 # each state it was set to: while a switch to new greens waits for the vehicles of the links
 # that turned red to leave (the planner's all-red extension), not through a long dwell.
@@ -419,7 +420,7 @@ class SumoAdapter:
             self._api.simulationStep()
         except SUMO_ERRORS as e:
             if not self._drop_vanished(str(e)):
-                if self._traci_proc is not None:  # (its error log is written as it ends)
+                if self._traci_proc is not None and isinstance(e, _SUMO_GONE):  # (it writes its error log as it ends)
                     with contextlib.suppress(subprocess.TimeoutExpired):
                         self._traci_proc.wait(timeout=5.0)
                 detail = " ".join((_last_error(self._error_log) or str(e)).split())
