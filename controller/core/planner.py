@@ -778,7 +778,7 @@ class Planner:
                         if j.current[key].dwell_s is None:
                             j.current[key].dwell_s = t_s
             cmd = next_state(j.timing, j.clock, target, t_s, cfg.step_s, j.occupied, cfg.red_extension_s)
-            extension_limit = j.timing.clearance_s + cfg.red_extension_s
+            extension_limit = j.timing.max_clearance_s + cfg.red_extension_s
             if not j.holding and (cmd is None or (
                     cmd == target and cfg.red_extension_s > 0.0
                     and may_extend_all_red(j.clock, target, t_s, cfg.step_s, extension_limit))):
@@ -806,6 +806,13 @@ class Planner:
                 j.holding = False
                 self._lockouts_from(j, t_s)
                 remaining, in_step = self._reentry_remaining_s(j, t_s)
+                ph = j.program.phases[j.reentry_phase]
+                short = j.timing.restore_shortfall_s(j.clock, j.reentry_phase, ph.duration_s if remaining is None
+                                                     else remaining, t_s, cfg.step_s)
+                if short > 0.0:  # (the phase runs on until a red the preemption began has its clearance)
+                    steps = math.ceil(short / cfg.step_s - 1e-9)
+                    remaining = (ph.duration_s if remaining is None else remaining) + steps * cfg.step_s
+                    in_step = None
                 self._close(j, t_s, "", restored=True, in_step_s=in_step)
                 return SignalCommand(
                     j.tls_id, "restore", program_id=j.program.program_id, phase=j.reentry_phase,

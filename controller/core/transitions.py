@@ -108,6 +108,37 @@ class SignalTiming:
             return self.clearance_s
         return max((row.get(g, self.clearance_s) for g in new_greens), default=self.clearance_s)
 
+    def restore_shortfall_s(self, clock: DisplayClock, phase: int, remaining_s: float, t_s: float,
+                            dt_s: float) -> float:
+        """How much longer than ``remaining_s`` the program's ``phase``, restored at ``t_s``
+        (shown from ``t_s + dt_s``), must run so that every link red now stays red for its pair
+        clearance before each green the program then starts (its phases at their shortest: an
+        actuated one may end them at minDur); 0 where none is owed. The program's own
+        transitions keep the clearances between its phases, but not from a red the preemption
+        began: a hand-back into the middle of a joined signal's red would cut it."""
+        if not any(self.pair_clearance_s):
+            return 0.0
+        phases = self.program.phases
+        n = len(phases)
+        onsets: dict[int, float] = {}  # link -> seconds after the restore shows when the program greens it
+        at, before = remaining_s, phases[phase].state
+        for k in range(1, n + 1):
+            ph = phases[(phase + k) % n]
+            for i, c in enumerate(ph.state):
+                if is_green(c) and not is_green(before[i]) and i not in onsets:
+                    onsets[i] = at
+            at += min(ph.min_dur_s, ph.duration_s) if ph.min_dur_given else ph.duration_s
+            before = ph.state
+        short = 0.0
+        for m, row in enumerate(self.pair_clearance_s):
+            if not row or clock.classes[m] != RED:
+                continue
+            red_s = t_s + dt_s - clock.since_s[m]  # when the restore shows
+            for link, need in row.items():
+                if link in onsets:
+                    short = max(short, need - (red_s + onsets[link]))
+        return short if short > EPS_S else 0.0
+
     @property
     def link_count(self) -> int:
         return self.program.link_count
@@ -306,8 +337,12 @@ def next_state(
                 # of others and before its own green again (a yellow is followed by the full red
                 # clearance even where the same movement is served again at once)
                 ready = False
+    # (the extension runs beyond the longest clearance these greens owe: a joined signal's pair
+    # clearance can be longer than the signal's)
+    owed_s = max((timing.clearance_before_s(i, new_greens) for i in range(len(target)) if clock.classes[i] == RED),
+                 default=timing.clearance_s)
     if ready and occupied and extension_s > 0.0 and _extend_all_red(clock, target, t_s, dt_s, occupied,
-                                                                    timing.clearance_s + extension_s):
+                                                                    owed_s + extension_s):
         ready = False
     if ready:
         return target

@@ -961,6 +961,27 @@ def test_green_since_counts_from_the_last_time_the_signal_reached_its_target() -
     assert r.safety() == [] and r.finish() == []
 
 
+def test_a_hand_back_into_a_joined_signals_red_keeps_the_clearance_the_preemption_began() -> None:
+    # Two junctions in one signal, no all-red of the signal's own: A (link 0) and B (link 1)
+    # cross at one, kept 6 s apart by the program (junction 2's links 2, 3 green meanwhile). The
+    # in-step hand-back re-entered the program's red phase "rrrG" with 3 s left: B green 5 s
+    # after the red the preemption gave A (S2). Now the phase runs 1 s longer.
+    def ph(state: str, d: float) -> Phase:
+        return Phase(state, d, d, d, min_dur_given=False)
+
+    two = Program("J", "0", "static", 0.0, (
+        ph("GrGr", 10), ph("Gryr", 3), ph("Grrr", 1), ph("GrrG", 10), ph("yrrG", 3), ph("rrrG", 6),
+        ph("rGrG", 10), ph("rGry", 3), ph("rGrr", 1), ph("rGGr", 10), ph("ryGr", 3), ph("rrGr", 6)))
+    alone = rig({"J": two})
+    alone.run_until(200)
+    assert alone.safety() == []
+    r = rig({"J": two})
+    r.run_until(190, until(90, req("GrGr", 0, eta=70, need=67)))
+    restore = [(t, c.phase, c.phase_remaining_s) for t, c in r.commands if c.kind == "restore"]
+    assert restore == [(95.0, 5, 4.0)]  # (3.0 before)
+    assert r.safety() == [] and r.finish() == []
+
+
 def test_an_ev_whose_requests_end_no_longer_holds_a_signal_held_for_another() -> None:
     # a (through) and b (left) served together; a is cancelled at 65 while b goes on until 72:
     # from then the signal is held for b alone, and a's record ends at 65, cancelled; both are

@@ -75,6 +75,35 @@ def test_a_joined_signal_keeps_the_red_its_program_keeps_between_two_crossing_li
     assert predicted == 38.0 - 30.0
 
 
+def test_the_all_red_extension_runs_beyond_a_joined_signals_pair_clearance() -> None:
+    # a vehicle of A's (link 0) stays on the crossing in B's (link 1) path: B's green waits the
+    # 4 s clearance and then the 3 s extension, as on a signal whose all-red is 4 s (the
+    # extension was counted from the signal's clearance, 0 s, and had run out by then)
+    timing = SignalTiming.from_program(JOINED)
+    clock = DisplayClock(3)
+    clock.observe(0.0, "GrG")
+    shown, t = "GrG", 30.0
+    while shown != "rGG":
+        clock.observe(t, shown)
+        shown = next_state(timing, clock, "rGG", t, 1.0, occupied=((0, (1,)),), extension_s=3.0) or shown
+        t += 1.0
+    assert t == 41.0  # yellow from 31, red from 34, + 4 s + 3 s
+
+
+def test_a_restore_into_a_joined_signals_red_is_told_the_clearance_it_still_owes() -> None:
+    # A turned red at 34 (the preemption's yellow 31–33); re-entering the program's red phase
+    # ("rrG", 4 s) at 35 with 2 s left would show B green 3 s after A's red: 1 s short
+    timing = SignalTiming.from_program(JOINED)
+    clock = DisplayClock(3)
+    clock.observe(0.0, "GrG")
+    clock.observe(31.0, "yrG")
+    clock.observe(34.0, "rrG")
+    assert timing.restore_shortfall_s(clock, 2, 2.0, 34.0, 1.0) == 1.0
+    assert timing.restore_shortfall_s(clock, 2, 4.0, 34.0, 1.0) == 0.0
+    assert timing.restore_shortfall_s(clock, 2, 2.0, 36.0, 1.0) == 0.0  # (2 s later: red long enough)
+    assert SignalTiming.from_program(PROG).restore_shortfall_s(clock, 2, 0.0, 34.0, 1.0) == 0.0  # (no pairs)
+
+
 def test_explicit_min_dur_sets_minimum_green() -> None:
     phases = (Phase("Gr", 40, 12, 60), Phase("yr", 3, 3, 3), Phase("rG", 40, 8, 60), Phase("ry", 3, 3, 3))
     t = SignalTiming.from_program(Program("K", "0", "actuated", 0.0, phases))
