@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import time
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
@@ -65,50 +66,61 @@ def hold_folder(out: Path, option: str = "--out", what: str = "run", noun: str =
         who = handle
         raise ScenarioError(f"{option} '{out}': another greenwave {who} is writing into this {noun}; "
                             f"wait for it to end, or give another {option}")
-    # a folder inside one another command writes into (a bench's run folders), or holding one
-    # (a bench into the folder of a run going on): refused too
-    for parent in path.parents:
-        holder = _held_by_other(fcntl, _lock_file(folder, parent), what, inside_own)
-        if holder is not None:
-            handle.close()
-            raise ScenarioError(f"{option} '{out}' is inside '{parent}', which another greenwave {holder} is writing "
-                                f"into; wait for it to end, or give another {option}")
-    if noun == "folder":
-        for lock in folder.glob("*.lock"):
-            if lock != own and _prune(fcntl, lock):
-                continue
-            held = _held_path(lock)
-            if lock == own or held is None or held == path or not held.is_relative_to(path):
-                continue
-            holder = _held_by_other(fcntl, lock, what, inside_own)
-            if holder is not None:
-                handle.close()
-                raise ScenarioError(f"{option} '{out}' holds '{held}', which another greenwave {holder} is writing "
-                                    f"into; wait for it to end, or give another {option}")
+    # who holds it, at once: a command looking through the locks now sees the folder it is for
+    # (an empty file was passed over, and a bench took the folder of a run starting)
     handle.seek(0)
     handle.truncate()
     handle.write(f"{os.getpid()} {what} {path}\n")
     handle.flush()
-    return FolderLock(handle, own)
+    lock = FolderLock(handle, own)
+    try:
+        # a folder inside one another command writes into (a bench's run folders), or holding
+        # one (a bench into the folder of a run going on): refused too
+        for parent in path.parents:
+            holder = _held_by_other(fcntl, _lock_file(folder, parent), what, inside_own)
+            if holder is not None:
+                raise ScenarioError(f"{option} '{out}' is inside '{parent}', which another greenwave {holder} is "
+                                    f"writing into; wait for it to end, or give another {option}")
+        if noun == "folder":
+            for other in folder.glob("*.lock"):
+                if other == own or _prune(fcntl, other):
+                    continue
+                held = _held_path(other)
+                for _ in range(_RETRIES):  # (taken a moment ago: its text comes next)
+                    if held is not None or not other.is_file():
+                        break
+                    time.sleep(_RETRY_S)
+                    held = _held_path(other)
+                if held is None or held == path or not held.is_relative_to(path):
+                    continue
+                holder = _held_by_other(fcntl, other, what, inside_own)
+                if holder is not None:
+                    raise ScenarioError(f"{option} '{out}' holds '{held}', which another greenwave {holder} is "
+                                        f"writing into; wait for it to end, or give another {option}")
+    except BaseException:
+        lock.release()
+        raise
+    return lock
 
 
 def _take(fcntl: Any, lock: Path, what: str, attempts: int = 5) -> IO[str] | str:
     """The lock file ``lock``, opened and locked, or who holds it (``run (process 123)``). A
     file removed between its opening and its locking (released or pruned just then) is
-    opened again: a lock on a removed file locks nothing another process can see."""
+    opened again: a lock on a removed file locks nothing another process can see. A lock
+    held by a process that no longer runs is a command pruning that stale file: waited for."""
     for _ in range(attempts):
         handle = lock.open("a+", encoding="utf-8")
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            locked = True
-        except OSError:
-            locked = False
-        try:
-            current = os.stat(lock)
-            same = os.path.samestat(os.fstat(handle.fileno()), current)
-        except OSError:
-            same = False
-        if same:
+        locked = False
+        for wait in range(_RETRIES + 1):
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                locked = True
+                break
+            except OSError:
+                if wait == _RETRIES or _holder_runs(handle):
+                    break
+                time.sleep(_RETRY_S)
+        if _same_file(handle, lock):
             if locked:
                 return handle
             who = _holder(handle, what)
@@ -116,6 +128,32 @@ def _take(fcntl: Any, lock: Path, what: str, attempts: int = 5) -> IO[str] | str
             return who
         handle.close()  # removed or replaced since it was opened: again
     raise OSError(f"the lock file {lock} keeps being removed")
+
+
+_RETRIES, _RETRY_S = 5, 0.02  # a lock file pruned or just taken by another command: its moment
+
+
+def _same_file(handle: IO[str], lock: Path) -> bool:
+    try:
+        return os.path.samestat(os.fstat(handle.fileno()), os.stat(lock))
+    except OSError:
+        return False
+
+
+def _holder_runs(handle: IO[str]) -> bool:
+    """Does the process a lock file names still run (or is it unknown)? One that ended holds
+    no lock: a command pruning the file does, for a moment."""
+    handle.seek(0)
+    pid = handle.read().partition(" ")[0]
+    if not pid.isdigit():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # (another user's: it runs)
+        return True
+    return True
 
 
 def _prune(fcntl: Any, lock: Path) -> bool:
@@ -169,12 +207,19 @@ def _held_by_other(fcntl: Any, lock: Path, what: str, inside_own: bool) -> str |
         return None
     try:
         with lock.open("r", encoding="utf-8") as other:
-            try:
-                fcntl.flock(other, fcntl.LOCK_SH | fcntl.LOCK_NB)
-            except OSError:
-                if inside_own and other.read().partition(" ")[0] == str(os.getpid()):
-                    return None  # (in a folder this process holds: a serve's audit log in its --out)
-                return _holder(other, what)
+            for wait in range(_RETRIES + 1):
+                try:
+                    fcntl.flock(other, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                    return None
+                except OSError:
+                    if not _same_file(other, lock):
+                        return None  # (pruned or released just now)
+                    other.seek(0)
+                    if inside_own and other.read().partition(" ")[0] == str(os.getpid()):
+                        return None  # (in a folder this process holds: a serve's audit log in its --out)
+                    if wait == _RETRIES or _holder_runs(other):
+                        return _holder(other, what)
+                    time.sleep(_RETRY_S)  # (a stale file being pruned)
     except OSError:
         return None
     return None

@@ -6,6 +6,8 @@ from __future__ import annotations
 import fcntl
 import os
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -79,3 +81,38 @@ def test_take_says_who_holds_a_lock(tmp_path: Path) -> None:
     held.flush()
     assert folder_lock._take(fcntl, path, "run") == f"bench (process {os.getpid()})"
     held.close()
+
+
+def test_a_stale_lock_file_being_pruned_is_waited_for_not_named_as_the_holder(tmp_path: Path, locks: Path) -> None:
+    # another command holds the stale file (process 999999, gone) for a moment to remove it: a
+    # run taking that folder then was refused, naming the dead process
+    locks.mkdir(parents=True)
+    gone = (tmp_path / "gone").resolve()
+    stale = folder_lock._lock_file(locks, gone)
+    stale.write_text(f"999999 run {gone}\n")
+    held = threading.Event()
+
+    def prune() -> None:
+        with stale.open("r") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            held.set()
+            time.sleep(0.05)
+            stale.unlink()
+
+    pruner = threading.Thread(target=prune)
+    pruner.start()
+    held.wait()
+    with hold_folder(gone):
+        assert stale.read_text().startswith(f"{os.getpid()} run ")
+    pruner.join()
+
+
+def test_a_lock_just_taken_is_seen_with_its_folder(tmp_path: Path, locks: Path) -> None:
+    # the lock's text (its folder) was written after the checks: a bench looking through the
+    # locks then passed over the empty file of a run starting inside its folder, and both ran
+    with hold_folder(tmp_path / "out" / "x"):
+        [file] = locks.glob("*.lock")
+        assert file.read_text() == f"{os.getpid()} run {(tmp_path / 'out' / 'x').resolve()}\n"
+        with pytest.raises(ScenarioError, match=r"holds '.*out/x', which another greenwave run"):
+            hold_folder(tmp_path / "out", what="bench")
+    assert list(locks.glob("*.lock")) == []  # (the refused bench's own file removed too)
