@@ -447,8 +447,12 @@ def create_app(service: SimService, token: str, *, max_body_bytes: int = MAX_BOD
     app.include_router(v1)
 
     # -- health and metrics (no token: probes and scrapers) ------------------------------------------
-    @app.api_route("/healthz", methods=["GET", "HEAD"], response_model=Health, responses={503: {"model": Health}},
-                   summary="Liveness (GET, or HEAD for probes that read only the status)")
+    # (GET and HEAD as two routes: one route for both gave both one operation id, which FastAPI
+    # warned of and client generators refuse)
+    @app.head("/healthz", response_model=Health, responses={503: {"model": Health}}, operation_id="healthz_head",
+              summary="Liveness for probes that read only the status")
+    @app.get("/healthz", response_model=Health, responses={503: {"model": Health}}, operation_id="healthz",
+             summary="Liveness")
     async def healthz(response: Response) -> Health:
         s = service.state
         status: Literal["ok", "ended", "failed", "stopped"] = (
