@@ -13,7 +13,7 @@ the field. The format (paths are relative to the scenario file)::
     [demand]
     level = "moderate"                         # a label for reports
     generator = "random_trips"                 # generated from the seed ...
-    vehicles_per_hour = 1200
+    vehicles_per_hour = 5400
     params = { through_share = 0.6 }
     # routes = ["../networks/x/x.rou.xml"]     # ... or fixed route files (real demand)
 
