@@ -141,12 +141,13 @@ def _same_file(handle: IO[str], lock: Path) -> bool:
 
 
 def _holder_runs(handle: IO[str]) -> bool:
-    """Does the process a lock file names still run (or is it unknown)? One that ended holds
-    no lock: a command pruning the file does, for a moment."""
+    """Does the process a lock file names still run? One that ended, or a file naming none (a
+    command killed before it wrote its text, or one taking it this moment), holds no lock
+    that lasts: a command pruning the file does, for a moment, or the taker writes its text."""
     handle.seek(0)
     pid = handle.read().partition(" ")[0]
     if not pid.isdigit():
-        return True
+        return False
     try:
         os.kill(int(pid), 0)
     except ProcessLookupError:

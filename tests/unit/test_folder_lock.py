@@ -83,13 +83,16 @@ def test_take_says_who_holds_a_lock(tmp_path: Path) -> None:
     held.close()
 
 
-def test_a_stale_lock_file_being_pruned_is_waited_for_not_named_as_the_holder(tmp_path: Path, locks: Path) -> None:
-    # another command holds the stale file (process 999999, gone) for a moment to remove it: a
-    # run taking that folder then was refused, naming the dead process
+@pytest.mark.parametrize("text", ["999999 run {gone}\n", ""])
+def test_a_stale_lock_file_being_pruned_is_waited_for_not_named_as_the_holder(tmp_path: Path, locks: Path,
+                                                                              text: str) -> None:
+    # another command holds the stale file (process 999999, gone; or an empty one, left by a
+    # command killed before it wrote its text) for a moment to remove it: a run taking that
+    # folder then was refused, naming the dead process
     locks.mkdir(parents=True)
     gone = (tmp_path / "gone").resolve()
     stale = folder_lock._lock_file(locks, gone)
-    stale.write_text(f"999999 run {gone}\n")
+    stale.write_text(text.format(gone=gone))
     held = threading.Event()
 
     def prune() -> None:
