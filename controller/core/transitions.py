@@ -337,13 +337,13 @@ def next_state(
                 # of others and before its own green again (a yellow is followed by the full red
                 # clearance even where the same movement is served again at once)
                 ready = False
-    # (the extension runs beyond the longest clearance these greens owe: a joined signal's pair
-    # clearance can be longer than the signal's)
-    owed_s = max((timing.clearance_before_s(i, new_greens) for i in range(len(target)) if clock.classes[i] == RED),
-                 default=timing.clearance_s)
-    if ready and occupied and extension_s > 0.0 and _extend_all_red(clock, target, t_s, dt_s, occupied,
-                                                                    owed_s + extension_s):
-        ready = False
+    if ready and occupied and extension_s > 0.0:
+        # (the extension runs beyond the longest clearance these greens owe: a joined signal's
+        # pair clearance can be longer than the signal's)
+        owed_s = max((timing.clearance_before_s(i, new_greens) for i in range(len(target))
+                      if clock.classes[i] == RED), default=timing.clearance_s)
+        if _extend_all_red(clock, target, t_s, dt_s, occupied, owed_s + extension_s):
+            ready = False
     if ready:
         return target
     candidate = "".join(new)
