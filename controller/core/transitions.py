@@ -60,6 +60,7 @@ class SignalTiming:
     # [M][L]: how long link M must have been red before link L turns green, where the program
     # keeps the two apart longer than ``clearance_s`` (:func:`_pair_clearances`); else absent
     pair_clearance_s: tuple[dict[int, float], ...]
+    max_clearance_s: float  # the longest red clearance any switch of this signal can need
     # The longest minimum green, yellow and red clearance together: with three steps added, an
     # upper bound of the time any target takes to show from any display (:func:`time_to_show_s`).
     switch_bound_s: float
@@ -84,7 +85,7 @@ class SignalTiming:
             min_green.append(max(min(green_min_runs, default=0.0), min_green_floor_s))
         clearance = max(_all_red_runs(classes, phases), default=0.0)
         pairs = _pair_clearances(classes, phases, clearance)
-        longest = max((c for row in pairs for c in row.values()), default=clearance)
+        longest = max((c for row in pairs for c in row.values()), default=clearance)  # (each pair's > clearance)
         return cls(
             tls_id=program.tls_id,
             program=program,
@@ -93,13 +94,9 @@ class SignalTiming:
             clearance_s=clearance,
             phase_greens=tuple(frozenset(i for i in range(n) if classes[p][i] == GREEN) for p in range(n_ph)),
             pair_clearance_s=pairs,
+            max_clearance_s=longest,
             switch_bound_s=max(min_green, default=0.0) + max(yellow, default=0.0) + longest,
         )
-
-    @property
-    def max_clearance_s(self) -> float:
-        """The longest red clearance any switch of this signal can need."""
-        return max((c for row in self.pair_clearance_s for c in row.values()), default=self.clearance_s)
 
     def clearance_before_s(self, link: int, new_greens: Sequence[int]) -> float:
         """How long ``link`` must have been red before the greens ``new_greens`` turn on."""
@@ -116,7 +113,7 @@ class SignalTiming:
         actuated one may end them at minDur); 0 where none is owed. The program's own
         transitions keep the clearances between its phases, but not from a red the preemption
         began: a hand-back into the middle of a joined signal's red would cut it."""
-        if not any(self.pair_clearance_s):
+        if self.max_clearance_s <= self.clearance_s:  # (no pair clearance: the program's own switches keep it)
             return 0.0
         phases = self.program.phases
         n = len(phases)
@@ -316,7 +313,7 @@ def next_state(
         raise ValueError(f"target {target!r} has {len(target)} links, the signal {len(current)}")
     new = list(current)
     ready = True  # can the target's new greens turn on now?
-    new_greens = [i for i, want in enumerate(target) if is_green(want) and clock.classes[i] != GREEN]
+    new_greens = _new_greens(timing, clock, target)
     for i, (c, want) in enumerate(zip(current, target, strict=True)):
         cls = clock.classes[i]
         want_green = is_green(want)
@@ -348,6 +345,14 @@ def next_state(
         return target
     candidate = "".join(new)
     return None if candidate == current else candidate
+
+
+def _new_greens(timing: SignalTiming, clock: DisplayClock, target: str) -> list[int]:
+    """The links ``target`` turns green, for :meth:`SignalTiming.clearance_before_s`; none needed
+    (not worked out: it runs every switching tick) where the signal has no pair clearance."""
+    if timing.max_clearance_s <= timing.clearance_s:
+        return []
+    return [i for i, want in enumerate(target) if is_green(want) and clock.classes[i] != GREEN]
 
 
 def may_extend_all_red(clock: DisplayClock, target: str, t_s: float, dt_s: float, limit_s: float) -> bool:
@@ -399,7 +404,7 @@ def time_to_show_s(timing: SignalTiming, clock: DisplayClock, target: str, t_s: 
     red_at = t_s + dt_s  # when every link not green in the target is red
     cleared_at = t_s + dt_s
     any_change = False
-    new_greens = [i for i, want in enumerate(target) if is_green(want) and clock.classes[i] != GREEN]
+    new_greens = _new_greens(timing, clock, target)
     for i, want in enumerate(target):
         clearance_s = timing.clearance_before_s(i, new_greens)
         cls = clock.classes[i]
