@@ -49,7 +49,7 @@ BASELINE_FORMAT_VERSION = 1
 
 # One row of bench.csv per (scenario, controller), in this order (units in the names).
 CSV_COLUMNS = (
-    "scenario", "controller", "runs", "failed", "seeds", "evs", "evs_not_arrived",
+    "scenario", "controller", "demand_level", "runs", "failed", "seeds", "evs", "evs_not_arrived",
     "ev_travel_mean_s", "ev_travel_p95_s", "ev_ratio_mean", "gap_closed", "gap_judged",
     "ev_stops_at_signals_mean", "ev_stops_mean", "ev_green_lost", "delay_over_oracle_s", "delay_over_oracle_se_s",
     "bg_time_loss_mean_s", "bg_trips_mean", "bg_time_loss_change_pct", "bg_time_loss_change_se_pp",
@@ -228,6 +228,7 @@ def _group(results: Sequence[RunResult], none: dict[int, Mapping[str, Any]] | No
     summaries = [runs[s] for s in sorted(runs)]
     evs = [ev for s in summaries for ev in s.get("evs", [])]
     travel = [t for s in summaries for t in ev_travel_times(s)]
+    levels = list(dict.fromkeys(s.get("demand_level") for s in summaries))
     ratios = [
         t / ff
         for ev in evs
@@ -236,6 +237,9 @@ def _group(results: Sequence[RunResult], none: dict[int, Mapping[str, Any]] | No
     row: dict[str, Any] = {
         "scenario": first.scenario,
         "controller": first.controller,
+        # the scenario's demand level where every run gives the same ("moderate" is judged for
+        # stops at signals in the verdict)
+        "demand_level": levels[0] if len(levels) == 1 else None,
         "runs": len(runs),
         "failed": sum(1 for r in results if r.summary is None),
         "seeds": sorted(runs),
@@ -409,6 +413,11 @@ def scenario_verdict(rows: Sequence[Mapping[str, Any]], scenario: str) -> dict[s
         # the travel-time figures average the EVs that arrived: one that did not must fail here
         crit.append(_criterion("every EV arrived", gw["evs_not_arrived"] == 0,
                                f"{gw['evs'] - gw['evs_not_arrived']} of {gw['evs']}"))
+
+    if gw.get("demand_level") == "moderate" and gw["runs"]:
+        stops = gw["ev_stops_at_signals_mean"]
+        crit.append(_criterion("no EV stop at a signal (moderate demand)", None if stops is None else stops <= _EPS,
+                               "n/a (no EV)" if stops is None else f"{stops:.2f} per EV"))
 
     gap = gw["gap_closed"]
     if gap is None:

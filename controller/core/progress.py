@@ -22,6 +22,9 @@ class StopEpisode:
     position_m: float
     next_junction: int | None  # corridor index of the next stop line ahead, if any
     distance_to_stop_line_m: float | None
+    # on the route edge that ends at that stop line: in its queue, wherever that reached back to
+    # (no junction between the EV and the signal), not only within the last 100 m
+    on_approach: bool = False
 
 
 @dataclass
@@ -149,13 +152,17 @@ class EvProgress:
         if stopped and open_stop is None:
             nxt = self.next_junction
             dist = None
+            on_approach = False
             if nxt is not None and self.position_m is not None:
-                dist = self.corridor.junctions[nxt].distance_m - self.position_m
-            self.stops.append(StopEpisode(t_s, None, self.position_m or 0.0, nxt, dist))
+                j = self.corridor.junctions[nxt]
+                dist = j.distance_m - self.position_m
+                on_approach = self.position_m >= self.corridor.edge_offsets_m[j.route_index]
+            self.stops.append(StopEpisode(t_s, None, self.position_m or 0.0, nxt, dist, on_approach))
         elif not stopped and open_stop is not None:
             self._close_stop(t_s)
 
     def _close_stop(self, t_s: float) -> None:
         s = self.open_stop
         if s is not None:
-            self.stops[-1] = StopEpisode(s.start_s, t_s, s.position_m, s.next_junction, s.distance_to_stop_line_m)
+            self.stops[-1] = StopEpisode(s.start_s, t_s, s.position_m, s.next_junction, s.distance_to_stop_line_m,
+                                         s.on_approach)

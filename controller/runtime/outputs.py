@@ -101,17 +101,31 @@ def collisions_while_preempted(
     junction_tls: Mapping[str, str],
     windows: Mapping[str, Sequence[tuple[float, float]]],
     after_s: float = PREEMPTED_COLLISION_AFTER_S,
+    clock_lag_s: float = 0.0,
 ) -> int:
     """How many collisions happened on the crossing of a preempted signal while it was preempted:
     from its entry until ``after_s`` after it was back in its program (``windows``: per traffic
-    light, (entry, back) times; ``junction_tls``: the traffic light of each signalized junction)."""
+    light, (entry, back) times on the controller's clock; ``junction_tls``: the traffic light of
+    each signalized junction; ``clock_lag_s``: how far SUMO's output times are behind that clock,
+    one step: SUMO stamps a step's events with the step's start, TraCI's time is its end)."""
     n = 0
     for c in collisions:
         junction = junction_of_lane(c.lane_id)
         tls = junction_tls.get(junction) if junction is not None else None
-        if tls is not None and any(a <= c.t_s <= b + after_s for a, b in windows.get(tls, ())):
+        t = c.t_s + clock_lag_s
+        if tls is not None and any(a <= t <= b + after_s for a, b in windows.get(tls, ())):
             n += 1
     return n
+
+
+def collisions_until(outputs: SumoOutputs, end_s: float) -> tuple[int, int]:
+    """SUMO's collisions up to ``end_s`` (on SUMO's clock, as trips' arrivals are counted for
+    :func:`background`) and after it. From ``collisions.xml`` where it lists every collision
+    ``statistics.xml`` counts; else all are counted before the end (they cannot be told apart)."""
+    if len(outputs.collision_list) != outputs.collisions:
+        return outputs.collisions, 0
+    before = sum(1 for c in outputs.collision_list if c.t_s <= end_s + 1e-9)
+    return before, outputs.collisions - before
 
 
 def collisions_involving(collisions: Iterable[Collision], vehicle_ids: Collection[str]) -> int:

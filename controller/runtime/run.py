@@ -27,7 +27,7 @@ from controller.core.eta import EvDynamics, build_profile
 from controller.core.greenwave import ControllerConfig, EvSetup, PreemptionController
 from controller.core.oracle import NoController, OracleController
 from controller.core.planner import PlannerConfig
-from controller.core.progress import EvProgress
+from controller.core.progress import EvProgress, StopEpisode
 from controller.core.safety import SafetyConfig, SafetyMonitor
 from controller.core.snapshot import SignalCommand, Snapshot, VehicleState
 from controller.errors import GreenwaveError, ScenarioError
@@ -38,6 +38,7 @@ from controller.runtime.outputs import (
     background,
     background_by_class,
     collisions_involving,
+    collisions_until,
     collisions_while_preempted,
     cross_streets,
     read_outputs,
@@ -61,7 +62,9 @@ from controller.sim.adapter import Backend, SumoAdapter
 
 CONTROLLERS = ("none", "local", "greenwave", "oracle")
 DRAIN_LIMIT_S = 300.0  # after the run: how long hand-backs in progress may take to finish
-STOP_AT_SIGNAL_M = 100.0  # a stop within this distance of the next stop line is a stop at a signal
+# a stop within this distance of the next stop line, or anywhere on the route edge that ends at
+# it (in its queue), is a stop at a signal
+STOP_AT_SIGNAL_M = 100.0
 MAX_EXTENSION_S = 1800.0  # how long a run goes on past its end waiting for an EV to arrive
 GC_EVERY_TICKS = 60  # young-generation garbage collection between ticks, this often
 DEFAULT_BUDGET_MS = 100.0  # the controller's budget per second of simulated time
@@ -406,8 +409,14 @@ def run(
     windows = preempted_windows(preemptions, last_t)
     junction_tls = {c.junction_id: c.tls_id for c in setup.network.connections if c.tls_id}
     # (None where the controller keeps no preemption records but did preempt: the oracle)
-    preempted_collisions = (collisions_while_preempted(outputs.collision_list, junction_tls, windows)
+    # (SUMO's outputs stamp a step's events with the step's start, the controller's clock with
+    # its end, as TraCI gives it after the step: one step length apart)
+    preempted_collisions = (collisions_while_preempted(outputs.collision_list, junction_tls, windows,
+                                                       clock_lag_s=setup.step_length_s)
                             if planner is not None or not controller.preempted else None)
+    # the other traffic's collisions up to the scenario's end, as its trips are counted (a run
+    # going on for an EV not yet arrived, and the hand-back after the end, are apart)
+    collisions, collisions_after_end = collisions_until(outputs, end_s)
     tick = _quantiles(timing.tick_ms)
     step = _quantiles(timing.step_ms)
     monitor_q = _quantiles(timing.monitor_ms)
@@ -446,7 +455,8 @@ def run(
         "recovery": recovery_section(preemptions),
         "safety": {
             **{rule: counts.get(rule, 0) for rule in ("S1", "S2", "S3", "S4", "S5")},
-            "collisions": outputs.collisions,
+            "collisions": collisions,
+            "collisions_after_end": collisions_after_end,
             "collisions_ev": ev_collisions,
             # on the crossing of a signal from its entry until 30 s after it was back in its program
             "collisions_preempted": preempted_collisions,
@@ -689,11 +699,7 @@ def ev_summary(ev: EvPlan, p: EvProgress, trip: Trip | None, free_flow_s: float 
         "ratio_to_free_flow": round(tt / ff, 4) if tt is not None and ff is not None and ff > 0 else None,
         "delay": round(tt - ff, 2) if tt is not None and ff is not None else None,
         "stops": len(p.stops),
-        "stops_at_signals": sum(
-            1
-            for st in p.stops
-            if st.distance_to_stop_line_m is not None and st.distance_to_stop_line_m <= STOP_AT_SIGNAL_M
-        ),
+        "stops_at_signals": sum(1 for st in p.stops if stop_at_signal(st)),
         "time_stopped": round(p.time_stopped_s(end_s), 2),
         "junctions": len(ev.corridor.junctions),  # (of the route driven: ``ev`` as re-routed)
         "reroutes": p.reroutes,
@@ -705,10 +711,19 @@ def ev_summary(ev: EvPlan, p: EvProgress, trip: Trip | None, free_flow_s: float 
         "stop_episodes": [
             {"start": s.start_s, "end": s.end_s, "next_junction": s.next_junction,
              "distance_to_stop_line_m": None if s.distance_to_stop_line_m is None
-             else round(s.distance_to_stop_line_m, 1)}
+             else round(s.distance_to_stop_line_m, 1),
+             "on_approach": s.on_approach, "at_signal": stop_at_signal(s)}
             for s in p.stops
         ],
     }
+
+
+def stop_at_signal(stop: StopEpisode) -> bool:
+    """Is ``stop`` one at a signal: within ``STOP_AT_SIGNAL_M`` of the next stop line, or on the
+    route edge that ends at it (no junction between: in that signal's queue however far back it
+    reached; DESIGN §1, the EV "never waits behind a queue held by" a signal)?"""
+    dist = stop.distance_to_stop_line_m
+    return dist is not None and (dist <= STOP_AT_SIGNAL_M or stop.on_approach)
 
 
 def preempted_windows(preemptions: Sequence[Mapping[str, Any]], end_s: float) -> dict[str, list[tuple[float, float]]]:

@@ -134,11 +134,14 @@ def _add_upstream(network: Network, into: Mapping[str, Sequence[str]], edge_id: 
                 todo.append((before, left))
 
 
-def _write_cross_street_data(path: Path, network: Network, plans: Sequence[EvPlan], output: Path) -> None:
+def _write_cross_street_data(path: Path, network: Network, plans: Sequence[EvPlan], output: Path,
+                             end_s: float) -> None:
+    """The cross streets' edgeData, up to the scenario's end (a run going on past it for an EV
+    not yet arrived is measured over the same time as the other traffic's trips)."""
     edges = " ".join(escape(e, {'"': "&quot;"}) for e in cross_street_edges(network, plans))
     body = (
         f'    <edgeData id="greenwave_cross_streets" file="{escape(str(output), {chr(34): "&quot;"})}" '
-        f'edges="{edges}"/>\n'
+        f'end="{end_s!r}" edges="{edges}"/>\n'
         if edges
         else ""
     )
@@ -358,7 +361,7 @@ def _finish(
     vtypes = inputs_dir / "greenwave_vtypes.add.xml"
     _write_ev_vtypes(vtypes, bluelight)
     cross = inputs_dir / "greenwave_cross_streets.add.xml"
-    _write_cross_street_data(cross, network, plans, out_dir / CROSS_STREETS_FILE)
+    _write_cross_street_data(cross, network, plans, out_dir / CROSS_STREETS_FILE, end_s)
     final = SumoInputs(
         net_file=inputs.net_file,
         route_files=inputs.route_files,

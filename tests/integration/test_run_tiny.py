@@ -4,6 +4,7 @@ bounds, both backends, hand-back on failure, and that a user's config folder sta
 from __future__ import annotations
 
 import json
+import xml.etree.ElementTree as ET
 import os
 import shutil
 from pathlib import Path
@@ -535,3 +536,17 @@ def test_over_traci_sumo_warnings_are_shown_as_they_come(tiny_net: Path, capfd: 
         sim.step()
         sim.step()
         assert "Vehicle 'v' performs emergency braking" in capfd.readouterr().err
+
+
+def test_a_run_going_on_for_its_ev_measures_the_cross_streets_to_the_scenarios_end(
+    tiny_net: Path, tmp_path: Path
+) -> None:
+    # the EV (departing at 10 s) cannot arrive by 30 s: the run goes on for it, but the cross
+    # streets' edge data, like the other trips, covers the scenario's time only
+    path = write_scenario(tmp_path / "s.toml", tiny_net, end_s=30)
+    s = run_ok(["run", str(path), "--out", str(tmp_path / "o")])
+    assert s["simulated_until"] > 40 and s["evs"][0]["arrived"]
+    intervals = [(float(i.get("begin", "nan")), float(i.get("end", "nan")))
+                 for i in ET.parse(tmp_path / "o" / "cross_streets.xml").getroot().iter("interval")]
+    assert intervals == [(0.0, 30.0)]
+    assert s["safety"]["collisions_after_end"] == 0

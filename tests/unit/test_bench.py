@@ -826,3 +826,22 @@ def test_a_group_that_finished_fewer_other_trips_than_none_is_noted() -> None:
     assert fewer_trips(rows) == ["a / oracle: 700 other trips finished per run against none's 1,000 (-30.0 %): its "
                                  "time loss counts finished trips only, and looks better than it is where a jam kept "
                                  "trips from finishing"]
+
+
+def test_a_moderate_scenario_fails_the_verdict_on_an_ev_stop_at_a_signal() -> None:
+    def moderate(stops: int) -> list[RunResult]:
+        out = []
+        for r in basic():
+            s = dict(r.summary or {}, demand_level="moderate")
+            if r.controller == "greenwave":
+                s["evs"] = [dict(ev, stops_at_signals=stops) for ev in s["evs"]]
+            out.append(res(r.scenario, r.controller, r.seed, s))
+        return out
+
+    assert rows_by_ctrl(aggregate(moderate(0)))["greenwave"]["demand_level"] == "moderate"
+    assert _crit(_verdict(moderate(0)), "no EV stop") is True
+    v = _verdict(moderate(1))
+    assert _crit(v, "no EV stop") is False and v["status"] == "fail"
+    assert _detail(v, "no EV stop") == "1.00 per EV"
+    # heavy demand (or none given): not judged
+    assert not any(c["name"].startswith("no EV stop") for c in _verdict(basic())["criteria"])

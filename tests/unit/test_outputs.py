@@ -12,6 +12,7 @@ from controller.runtime.outputs import (
     background,
     background_by_class,
     collisions_involving,
+    collisions_until,
     collisions_while_preempted,
     junction_of_lane,
     read_outputs,
@@ -43,6 +44,16 @@ def test_collisions_counted_on_a_preempted_crossing_from_entry_to_30_s_after_the
     assert collisions_while_preempted(at, junction_tls, windows) == 3
     assert collisions_while_preempted(at, junction_tls, windows, after_s=0.0) == 2
     assert collisions_while_preempted(at, junction_tls, {}) == 0
+    # SUMO's 99 s is the controller's 100 s (a step later): then at the entry
+    assert collisions_while_preempted(at, junction_tls, windows, after_s=0.0, clock_lag_s=1.0) == 3
+
+
+def test_collisions_are_counted_to_the_scenarios_end_and_apart_after_it() -> None:
+    at = tuple(Collision(t, "A_0", "a", "b") for t in (10.0, 1800.0, 1801.0, 2400.0))
+    assert collisions_until(SumoOutputs({}, collisions=4, collision_list=at), 1800.0) == (2, 2)
+    assert collisions_until(SumoOutputs({}, collisions=4, collision_list=at), 3000.0) == (4, 0)
+    # no list of them (or not every one listed): all counted, none can be placed after the end
+    assert collisions_until(SumoOutputs({}, collisions=5, collision_list=at), 1800.0) == (5, 0)
 
 
 def test_collisions_involving_the_evs_count_them_as_collider_or_victim() -> None:

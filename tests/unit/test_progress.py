@@ -27,7 +27,7 @@ def test_stops_below_a_tenth_of_a_metre_per_second_closed_at_arrival() -> None:
     assert p.time_stopped_s(8.0) == 3.0  # an open stop counts until then
     p.update(9.0, None, arrived=True)
     assert p.crossed_s == pytest.approx({0: 5.5})  # not overwritten by the arrival
-    assert p.stops == [StopEpisode(2.0, 4.0, 75.0, 0, 25.0), StopEpisode(7.0, 9.0, 120.0, None, None)]
+    assert p.stops == [StopEpisode(2.0, 4.0, 75.0, 0, 25.0, True), StopEpisode(7.0, 9.0, 120.0, None, None)]
     assert p.time_stopped_s(50.0) == 4.0
 
 
@@ -36,7 +36,7 @@ def test_a_stop_from_the_departure_is_closed_when_the_ev_vanishes() -> None:
     for t in (0.0, 1.0):
         p.update(t, _at(0.0, 0.0))
     p.update(2.0, None)
-    assert p.stops == [StopEpisode(0.0, 2.0, 0.0, 0, 100.0)] and p.time_stopped_s(99.0) == 2.0
+    assert p.stops == [StopEpisode(0.0, 2.0, 0.0, 0, 100.0, True)] and p.time_stopped_s(99.0) == 2.0
 
 
 def test_an_arrival_short_of_the_last_edge_is_a_vanishing() -> None:
@@ -71,3 +71,18 @@ def test_a_new_route_keeps_the_crossings_of_the_edges_both_share() -> None:
     # a route that shares no edge keeps nothing
     other = Corridor(route=("x", "b", "d"), junctions=(k_to_d,), edge_offsets_m=(0.0, 100.0, 200.0), length_m=300.0)
     assert p.rerouted(other).crossed_s == {}
+
+
+def test_a_stop_on_the_edge_that_ends_at_the_stop_line_is_on_its_approach() -> None:
+    # a -> b -> c with one signal, K, at the end of b (400 m); a and b meet at a junction without
+    # a signal. A stop on a is not in K's queue; one on b, however far back, is
+    k = CorridorJunction(index=0, junction_id="K", tls_id="U", approach_edge="b", exit_edge="c", route_index=1,
+                         approach_lanes=("b_0",), link_indices=(0,), green_phases=(0,), yellow_s=3.0,
+                         all_red_s=0.0, distance_m=400.0)
+    corridor = Corridor(route=("a", "b", "c"), junctions=(k,), edge_offsets_m=(0.0, 100.0, 400.0), length_m=500.0)
+    p = EvProgress("ev", corridor)
+    for t, x, v in [(0, 50, 0), (1, 60, 5), (2, 110, 10), (3, 130, 0), (4, 140, 5)]:
+        i = 0 if x < 100 else 1
+        p.update(float(t), VehicleState("ev", "ab"[i], f"{'ab'[i]}_0", x - 100.0 * i, float(v), i, float(x)))
+    assert [(s.next_junction, s.distance_to_stop_line_m, s.on_approach) for s in p.stops] == [
+        (0, 350.0, False), (0, 270.0, True)]

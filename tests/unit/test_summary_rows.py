@@ -34,6 +34,8 @@ EV = EvPlan("amb", "ambulance", "greenwave_ambulance", 600.0, CORRIDOR.route, CO
 def _progress() -> EvProgress:
     stops = [StopEpisode(610.0, 615.0, 100.0, 0, STOP_AT_SIGNAL_M),  # at a signal: exactly the limit
              StopEpisode(620.0, 622.0, 90.0, 0, STOP_AT_SIGNAL_M + 10.0),  # mid-block
+             # in the queue of B, 160 m back on the edge that ends at its stop line
+             StopEpisode(650.0, 660.0, 340.0, 1, 160.0, on_approach=True),
              StopEpisode(700.0, None, 800.0, None, None)]  # still stopped when the run ended
     return EvProgress("amb", CORRIDOR, depart_s=602.0, crossed_s={0: 640.0}, stops=stops)
 
@@ -44,12 +46,13 @@ def test_an_ev_that_arrived() -> None:
     assert (row["dispatched"], row["depart"], row["arrival"], row["arrived"]) == (600.0, 603.0, 783.0, True)
     assert row["travel_time"] == 180.0  # SUMO's trip duration, from its depart, not from the dispatch
     assert (row["free_flow_time"], row["ratio_to_free_flow"], row["delay"]) == (150.0, 1.2, 30.0)
-    assert (row["stops"], row["stops_at_signals"]) == (3, 1)
-    assert row["time_stopped"] == pytest.approx(5.0 + 2.0 + 100.0)  # the open stop counts to the end
+    assert (row["stops"], row["stops_at_signals"]) == (4, 2)
+    assert [s["at_signal"] for s in row["stop_episodes"]] == [True, False, True, False]
+    assert row["time_stopped"] == pytest.approx(5.0 + 2.0 + 10.0 + 100.0)  # the open stop counts to the end
     assert (row["junctions"], row["preempted"], row["tls"]) == (2, 1, ["A", "B"])
     assert row["route_length_m"] == 812.3 and row["crossed_s"] == {"A#0": 640.0}
-    assert row["stop_episodes"][2] == {"start": 700.0, "end": None, "next_junction": None,
-                                       "distance_to_stop_line_m": None}
+    assert row["stop_episodes"][3] == {"start": 700.0, "end": None, "next_junction": None,
+                                       "distance_to_stop_line_m": None, "on_approach": False, "at_signal": False}
 
 
 def test_an_ev_without_a_trip_or_a_free_flow_time() -> None:
