@@ -64,11 +64,22 @@ def read_token(token_file: Path | None) -> tuple[str, bool]:
             raise GreenwaveError(f"--token-file '{token_file}': {e.strerror or e}") from None
         if not token:
             raise GreenwaveError(f"--token-file '{token_file}' is empty")
+        _check_token(token, f"--token-file '{token_file}'")
         return token, False
     env = os.environ.get(TOKEN_ENV, "").strip()
     if env:
+        _check_token(env, f"${TOKEN_ENV}")
         return env, False
     return secrets.token_urlsafe(32), True
+
+
+def _check_token(token: str, where: str) -> None:
+    """A bearer token travels in an HTTP header: visible ASCII only, no spaces (one with other
+    characters was taken, and no request could ever match it)."""
+    bad = next((ch for ch in token if not "!" <= ch <= "~"), None)
+    if bad is not None:
+        raise GreenwaveError(f"{where}: the token has the character {bad!r} (U+{ord(bad):04X}); a bearer token "
+                             "is sent in an HTTP header: use visible ASCII characters only, no spaces")
 
 
 def _listen(host: str, port: int) -> socket.socket:

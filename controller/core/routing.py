@@ -102,11 +102,14 @@ def reachable_from(network: Network, from_edge: str, vclass_emergency: bool = Tr
     return seen
 
 
-def validate_route(network: Network, route: Sequence[str]) -> None:
-    """Check that ``route`` is a drivable sequence of edges.
+def validate_route(network: Network, route: Sequence[str], *, emergency: bool = False) -> None:
+    """Check that ``route`` is a drivable sequence of edges (``emergency``: for a vehicle of
+    SUMO's class ``emergency``, by the lanes' permissions, as SUMO will check it).
 
     Raises :class:`NetworkError` for the first unknown (or internal) edge id and
-    :class:`RouteError` naming the first pair of consecutive edges without a connection.
+    :class:`RouteError` naming the first pair of consecutive edges without a connection (or,
+    with ``emergency``, the first edge none of whose lanes it may use, or the first pair
+    without a connection between lanes it may use).
     """
     if not route:
         raise RouteError(f"empty route in {_src(network)}")
@@ -115,6 +118,17 @@ def validate_route(network: Network, route: Sequence[str]) -> None:
     for a, b in itertools.pairwise(route):
         if not network.connections_between(a, b):
             raise RouteError(f"route is not connected: no connection from edge '{a}' to edge '{b}' in {_src(network)}")
+    if not emergency:
+        return
+    for edge_id in route:
+        if not any(lane.allows_emergency for lane in network.edges[edge_id].lanes):
+            raise RouteError(f"edge '{edge_id}' of network {_src(network)} has no lane that allows emergency "
+                             "vehicles")
+    for a, b in itertools.pairwise(route):
+        if not any(_lane_allows(network, c.from_lane) and _lane_allows(network, c.to_lane)
+                   for c in network.connections_between(a, b)):
+            raise RouteError(f"no connection from edge '{a}' to edge '{b}' in {_src(network)} between lanes "
+                             "that allow emergency vehicles")
 
 
 def _src(network: Network) -> str:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 import queue
 import statistics
 import threading
@@ -81,10 +82,11 @@ log = logging.getLogger("greenwave.service")
 MAX_FROM_ROAD_M = 100.0  # a lon/lat origin or destination farther from any road is refused
 NEAR_ROAD_M = 15.0  # a lon/lat place may stand for an edge this much farther than the nearest (a route there)
 MAX_FROM_ROUTE_M = 50.0  # a position fix farther from the escort's route is refused
-# A fix that implies a faster move along the route since the last one than this (plus
-# MAX_FROM_ROUTE_M for the two fixes' errors), or a move back by more than MAX_FROM_ROUTE_M, is
-# refused: one bad or misattributed fix must not mark junctions crossed and release them ahead
-# of a vehicle that is not there yet.
+# A fix that implies a faster move along the route since any earlier one than this (plus
+# MAX_FROM_ROUTE_M for the two fixes' errors), or a move back by more than MAX_FROM_ROUTE_M from
+# any earlier one, is refused: one bad or misattributed fix, or a chain of them each within the
+# error of the one before (several in one second), must not mark junctions crossed and release
+# them ahead of a vehicle that is not there yet.
 MAX_FIX_SPEED_MPS = 50.0  # 180 km/h
 ARRIVED_WITHIN_M = 5.0  # an externally tracked escort this close to its route's end has arrived
 DEAD_RECKONING_S = 30.0  # an external fix is carried forward at its speed for at most this long
@@ -113,7 +115,12 @@ class _Escort:
     reason: str = ""
     cancelled_s: float | None = None
     fix: VehicleState | None = None  # the last external position fix, as a vehicle state
-    fix_t_s: float | None = None
+    fix_t_s: float | None = None  # when it counts from (not before the dispatch)
+    fix_given_t_s: float | None = None  # its timestamp as given (the next fix's may not be older)
+    # over every fix accepted: the least of (route position - MAX_FIX_SPEED_MPS x timestamp) and
+    # the farthest route position (a new fix is checked against all of them at once)
+    fix_reach_m: float = math.inf
+    fix_farthest_m: float = -math.inf
     shapes: tuple[tuple[tuple[float, float], ...], ...] | None = None
     last_eta_event_s: float = -1e9
     view: EscortView | None = None
@@ -699,9 +706,10 @@ class SimService:
         ctrl = self._controller
         p = self._progress[esc.key]
         active = esc.state in ("dispatched", "en_route")
-        # every signal still ahead (a tick plans only those within its horizon; the others get a fresh look)
+        # every signal still ahead (a tick plans only those within its horizon; the others get a
+        # fresh look); none for an external escort before its first fix: where it is is not known
         etas = {e.junction_index: e for e in ctrl.route_etas(esc.key, t_s) if e.junction_index not in p.crossed_s} \
-            if active else {}
+            if active and esc.key not in self._no_fix_yet else {}
         junctions = []
         for j in esc.corridor.junctions:
             stage, granted = ctrl.junction_status(esc.key, j.index, j.tls_id)
@@ -928,7 +936,9 @@ class SimService:
                 raise RequestError(f"id: the scenario's {hit[0].name} has {hit[1]}: a vehicle id is used once a "
                                    "run; choose another id", 409)
             if cmd.route is not None:
-                validate_route(self.network, cmd.route)
+                # (greenwave adds a tracked escort to SUMO as an emergency vehicle, which SUMO
+                # would refuse on a route it may not drive)
+                validate_route(self.network, cmd.route, emergency=cmd.tracking == "simulation")
                 route = tuple(cmd.route)
             else:
                 assert cmd.origin is not None and cmd.destination is not None  # guaranteed by the request model
@@ -988,13 +998,14 @@ class SimService:
         fix_t = now if cmd.t_s is None else cmd.t_s
         if fix_t > now + 1e-6:
             raise RequestError(f"timestamp: {fix_t:g} s is ahead of the simulation time {now:g} s")
-        if esc.fix_t_s is not None and fix_t < esc.fix_t_s:
-            raise RequestError(f"timestamp: {fix_t:g} s is older than the last position's {esc.fix_t_s:g} s")
+        if esc.fix_given_t_s is not None and fix_t < esc.fix_given_t_s:
+            raise RequestError(f"timestamp: {fix_t:g} s is older than the last position's {esc.fix_given_t_s:g} s")
         if fix_t < esc.dispatched_s - FIX_BEFORE_DISPATCH_S:
             # (one dated long before let the next fix jump kilometres past the speed check, and
             # one dated 120 s before cancelled the escort for want of a position on the next tick)
             raise RequestError(f"timestamp: {fix_t:g} s is more than {FIX_BEFORE_DISPATCH_S:g} s before escort "
                                f"'{esc.id}' was dispatched ({esc.dispatched_s:g} s)")
+        given_t = fix_t
         # the fix the client had as it dispatched (the dispatch lands a tick or two later) counts from then
         fix_t = max(fix_t, esc.dispatched_s)
         corridor = esc.corridor
@@ -1023,18 +1034,24 @@ class SimService:
             index, offset, distance_m = match.route_index, match.offset_m, match.distance_m
         edge = corridor.route[index]
         route_pos = corridor.position_m(index, offset)
-        if esc.fix is not None and esc.fix_t_s is not None:
-            moved, dt = route_pos - esc.fix.odometer_m, fix_t - esc.fix_t_s
-            if moved > MAX_FIX_SPEED_MPS * dt + MAX_FROM_ROUTE_M:
+        if esc.fix is not None and esc.fix_given_t_s is not None:
+            # against every earlier fix (the one that binds: the least reach), not the last one
+            # alone: each fix's error allowance would otherwise add up along a chain of them
+            reach = esc.fix_reach_m + MAX_FIX_SPEED_MPS * given_t + MAX_FROM_ROUTE_M
+            if route_pos > reach + 1e-6:
+                moved, dt = route_pos - esc.fix.odometer_m, given_t - esc.fix_given_t_s
                 raise RequestError(
                     f"position: {moved:.0f} m along the route of escort '{esc.id}' in {dt:g} s since the last "
-                    f"position (at {esc.fix_t_s:g} s) is not plausible (at most {MAX_FIX_SPEED_MPS:g} m/s, "
-                    f"+ {MAX_FROM_ROUTE_M:g} m)")
-            if moved < -MAX_FROM_ROUTE_M:
-                raise RequestError(f"position: {-moved:.0f} m back along the route of escort '{esc.id}' from the "
-                                   f"last position (at most {MAX_FROM_ROUTE_M:g} m)")
+                    f"position (at {esc.fix_given_t_s:g} s) is not plausible: at most {MAX_FIX_SPEED_MPS:g} m/s "
+                    f"since each earlier position, + {MAX_FROM_ROUTE_M:g} m, allows {reach - route_pos + moved:.0f} m")
+            if route_pos < esc.fix_farthest_m - MAX_FROM_ROUTE_M:
+                raise RequestError(f"position: {esc.fix_farthest_m - route_pos:.0f} m back along the route of escort "
+                                   f"'{esc.id}' from an earlier position (at most {MAX_FROM_ROUTE_M:g} m)")
         esc.fix = VehicleState(esc.key, edge, f"{edge}_0", offset, max(cmd.speed_mps, 0.0), index, route_pos)
         esc.fix_t_s = fix_t
+        esc.fix_given_t_s = given_t
+        esc.fix_reach_m = min(esc.fix_reach_m, route_pos - MAX_FIX_SPEED_MPS * given_t)
+        esc.fix_farthest_m = max(esc.fix_farthest_m, route_pos)
         self._no_fix_yet.discard(esc.key)
         return {"escort": esc.id, "edge": edge, "offset_m": round(offset, 2), "route_index": index,
                 "route_distance_m": round(route_pos, 2), "distance_from_route_m": round(distance_m, 2),

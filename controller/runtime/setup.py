@@ -154,7 +154,7 @@ def _plan_evs(network: Network, evs: Sequence[EvSpec], source: Path | None = Non
     for n, ev in enumerate(evs):
         try:
             if ev.route is not None:
-                validate_route(network, ev.route)
+                validate_route(network, ev.route, emergency=True)  # (added as vClass emergency)
                 route = tuple(ev.route)
             else:
                 assert ev.from_edge is not None and ev.to_edge is not None  # guaranteed by EvSpec

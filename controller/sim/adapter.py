@@ -371,7 +371,14 @@ class SumoAdapter:
     def add_vehicle(
         self, vehicle_id: str, route: Sequence[str], type_id: str, depart: str = "now"
     ) -> None:
+        # a route SUMO keeps when it then refuses the vehicle (TraCI cannot remove a route): a
+        # retry with the same vehicle id takes another route id
+        taken = set(self._api.route.getIDList())
         route_id = f"{vehicle_id}__route"
+        n = 1
+        while route_id in taken:
+            n += 1
+            route_id = f"{vehicle_id}__route{n}"
         try:
             self._api.route.add(route_id, list(route))
             self._api.vehicle.add(

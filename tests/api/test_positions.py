@@ -127,6 +127,47 @@ def test_gps_escort_is_map_matched_and_drives_the_eta(geo_net: Path, geo_server:
         assert c.post("/v1/emergencies/gps-1/positions", json={"edge": "C1right1"}).status_code == 409
 
 
+def test_a_chain_of_fixes_each_near_the_last_cannot_carry_an_escort_past_its_signals(geo_server: Server) -> None:
+    # Each fix was checked against the last one alone, with 50 m for the two fixes' errors: nine
+    # fixes of one timestamp, 45 m apart, moved the escort 380 m in no time and released A1
+    # ahead of it. Each is now checked against every earlier one.
+    with geo_server.client() as c:
+        wait_for(lambda: c.get("/healthz").json()["t_s"] >= 20.0, what="20 simulated s to pass")
+        r = c.post("/v1/emergencies", json={"id": "chain", "tracking": "external",
+                                            "route": ["left1A1", "A1B1", "B1C1", "C1right1"]})
+        assert r.status_code == 201, r.text
+        dispatched = r.json()["dispatched_s"]
+        # no ETA before its first fix: where it is is not known (it said about 20 s to A1, sliding
+        # with the clock, until the fix or the 120 s without one)
+        assert [j["eta_s"] for j in r.json()["junctions"]] == [None] * 3
+        assert [j["eta_s"] for j in c.get("/v1/emergencies/chain").json()["junctions"]] == [None] * 3
+        # dated before the dispatch (the client's fix as it dispatched): counts from the
+        # dispatch, and a later fix still dated before it is not "older" than that one
+        first = c.post("/v1/emergencies/chain/positions", json={"edge": "left1A1", "offset_m": 20.0,
+                                                                "timestamp": dispatched - 6.0})
+        assert first.status_code == 200 and first.json()["t_s"] == dispatched, first.text
+        r = c.post("/v1/emergencies/chain/positions", json={"edge": "left1A1", "offset_m": 30.0,
+                                                            "timestamp": dispatched - 2.0})
+        assert r.status_code == 200, r.text
+        t = dispatched - 2.0
+        r = c.post("/v1/emergencies/chain/positions", json={"edge": "left1A1", "offset_m": 75.0, "timestamp": t})
+        assert r.status_code == 200, r.text  # 45 m in 0 s: within the two fixes' errors
+        # 42 m on from the last (within its error), but 87 m on from the one before, at 30 m, in
+        # no time: refused (that one allows 80 m, 5 m beyond the last)
+        r = c.post("/v1/emergencies/chain/positions", json={"edge": "A1B1", "offset_m": 10.0, "timestamp": t})
+        assert r.status_code == 422, r.text
+        assert "42 m along the route" in r.json()["detail"] and "allows 5 m" in r.json()["detail"], r.text
+        # nor back by more than 50 m from the farthest one
+        r = c.post("/v1/emergencies/chain/positions", json={"edge": "left1A1", "offset_m": 20.0})
+        assert r.status_code == 422 and "55 m back along the route" in r.json()["detail"], r.text
+        e = c.get("/v1/emergencies/chain").json()
+        assert all(j["crossed_s"] is None for j in e["junctions"])
+        assert wait_for(lambda: c.get("/v1/emergencies/chain").json()["junctions"][0]["eta_s"],
+                        what="an ETA from the fixes") > dispatched
+        assert c.delete("/v1/emergencies/chain").status_code in (200, 202, 204)
+        wait_for(lambda: all_handed_back(c), timeout_s=30, what="every signal handed back")
+
+
 def test_lonlat_far_from_any_road_is_refused(geo_net: Path, geo_server: Server) -> None:
     (lon, lat), = _lonlat(geo_net, [(300.0, 2000.0)])
     with geo_server.client() as c:

@@ -495,3 +495,17 @@ def test_a_route_that_turns_around_is_pointed_out(tmp_path: Path) -> None:
     code, out = _run(["run", "--sumocfg", str(cfg), "--ev", "-173169611#0,32978638#0,57610", "--end", "57640",
                       "--controller", "none", "--out", str(tmp_path / "s")])
     assert code == 0 and "turns around" not in out, out
+
+
+def test_serve_refuses_a_token_no_http_header_can_carry(tmp_path: Path, tiny_net: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    # it started, and every request was refused 403: the header came back as other bytes
+    path = write_scenario(tmp_path / "s.toml", tiny_net)
+    token = tmp_path / "token.txt"
+    token.write_text("clé-sécrète\n", encoding="utf-8")
+    code, out = _run(["serve", "--scenario", str(path), "--out", str(tmp_path / "o"), "--token-file", str(token)])
+    _assert_error(code, out, f"--token-file '{token}': the token has the character 'é' (U+00E9)",
+                  "visible ASCII characters only")
+    monkeypatch.setenv("GREENWAVE_TOKEN", "two words")
+    code, out = _run(["serve", "--scenario", str(path), "--out", str(tmp_path / "o")])
+    _assert_error(code, out, "$GREENWAVE_TOKEN: the token has the character ' ' (U+0020)")

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from controller.cli import main
 from controller.core.snapshot import SignalCommand
-from controller.errors import GreenwaveError
+from controller.errors import GreenwaveError, SimulationError
 from controller.runtime.folder_lock import hold_folder
 from controller.sim.adapter import SumoAdapter
 from tests.helpers import run_ok, write_scenario
@@ -536,6 +536,19 @@ def test_over_traci_sumo_warnings_are_shown_as_they_come(tiny_net: Path, capfd: 
         sim.step()
         sim.step()
         assert "Vehicle 'v' performs emergency braking" in capfd.readouterr().err
+
+
+@pytest.mark.parametrize("backend", ["libsumo", "traci"])
+def test_a_vehicle_sumo_refused_can_be_added_again_under_its_id(tiny_net: Path, backend: str) -> None:
+    # SUMO keeps the route it was given for a vehicle it then refuses (TraCI cannot remove a
+    # route): the next try with that vehicle id (the API's next default escort id) was refused
+    # for the route id alone
+    with SumoAdapter(["--net-file", str(tiny_net), "--no-step-log", "true"], backend=backend) as sim:
+        with pytest.raises(SimulationError, match=r"SUMO refused vehicle 'v'"):
+            sim.add_vehicle("v", ["A1B1", "B1B2"], "no_such_type")
+        sim.add_vehicle("v", ["A1B1", "B1B2"], "DEFAULT_VEHTYPE")
+        sim.watch_vehicle("v")
+        assert any("v" in sim.step().vehicles for _ in range(5))
 
 
 def test_a_run_going_on_for_its_ev_measures_the_cross_streets_to_the_scenarios_end(
