@@ -172,9 +172,25 @@ def _clip(text: str) -> str:
 
 def _reject(service: SimService, method: str, path: str, status: int, detail: str) -> None:
     # (clipped: a client, with a token or without, must not grow the log by the size of its URLs)
-    if path.startswith("/v1") and 400 <= status < 500:
-        service.audit.record("rejected", t_s=service.state.t_s, method=_clip(method), path=_clip(path),
-                             status=status, detail=_clip(detail))
+    if path.startswith("/v1") and 400 <= status < 600:
+        # (the escort the path names, so that filtering the audit by escort finds its refusals;
+        # an id the path gives at the length an id may have, else none)
+        parts = path.split("/")
+        named = parts[3] if len(parts) > 3 and parts[2] == "emergencies" and parts[3] else None
+        service.audit.record("rejected", t_s=service.state.t_s,
+                             escort_id=named if named is not None and len(named) <= MAX_ID_LENGTH else None,
+                             method=_clip(method), path=_clip(path), status=status, detail=_clip(detail))
+
+
+PLACE_TAGS = ("edge", "geo")  # the tags of models.Place's members, which pydantic puts in an error's path
+
+
+def _field_path(loc: Sequence[Any]) -> list[Any]:
+    """A validation error's path as the client wrote it: without "body", and without the tag
+    of the kind of place pydantic chose (``origin.edge.edge`` is ``origin.edge``)."""
+    parts = [x for x in loc if x != "body"]
+    return [x for i, x in enumerate(parts)
+            if not (i > 0 and parts[i - 1] in ("origin", "destination") and x in PLACE_TAGS and i + 1 < len(parts))]
 
 
 def _status_of(error: GreenwaveError) -> int:
@@ -269,6 +285,9 @@ def create_app(service: SimService, token: str, *, max_body_bytes: int = MAX_BOD
         "simulation. Every /v1 request needs `Authorization: Bearer <token>`.",
         docs_url=None,
         redoc_url=None,
+        # (Starlette's redirect of "/v1/emergencies/" names an http:// URL from the Host header,
+        # before the token is checked: wrong behind a TLS proxy; a 404 names the path instead)
+        redirect_slashes=False,
     )
     _offline_docs(app)
     bearer = HTTPBearer(auto_error=False, description="The token of `greenwave serve`.")
@@ -302,7 +321,7 @@ def create_app(service: SimService, token: str, *, max_body_bytes: int = MAX_BOD
                 why = f" ({ctx['error']})" if isinstance(ctx, dict) and ctx.get("error") else ""
                 errors.append({"field": "body", "message": f"not valid JSON{where_in}{why}"})
                 continue
-            where = ".".join(str(x) for x in e.get("loc", ()) if x not in ("body",)) or "body"
+            where = ".".join(str(x) for x in _field_path(e.get("loc", ()))) or "body"
             errors.append({"field": where, "message": str(e.get("msg", "invalid"))})
         detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors) or "invalid request"
         _reject(service, request.method, request.url.path, 422, detail)

@@ -363,9 +363,16 @@ class SimService:
         self.audit.record("service", event="failed", detail=message)
 
     def _answer_pending(self, error: GreenwaveError) -> None:
-        for future, _ in self._after_tick:
+        """Answer every request still waiting: a dispatch or cancel that was carried out with the
+        escort as it is now (the stop cancelled it: its view says so; a 503 told the client it was
+        not done, while the audit log had it), the others with ``error``."""
+        views = self.state.escorts
+        for future, escort_id in self._after_tick:
             if not future.done():
-                future.set_exception(error)
+                if escort_id in views:
+                    future.set_result(views[escort_id])
+                else:
+                    future.set_exception(error)
         self._after_tick.clear()
         while True:
             try:

@@ -6,6 +6,7 @@ dispatch a second escort)."""
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 import pytest
@@ -35,3 +36,23 @@ def test_the_answer_wait_covers_two_ticks_at_a_slow_speed(
         assert list(service.state.escorts) == ["amb"]
     finally:
         service.stop()
+
+
+def test_a_dispatch_carried_out_as_the_service_stops_is_answered_with_the_escort_not_503(
+    tiny_scenario: Path, tmp_path: Path
+) -> None:
+    # at a slow speed the dispatch waits for the next tick; the stop comes first: the client was
+    # told 503 (not done) while the audit log had the dispatch and then its cancel
+    service: SimService = in_process_service(tiny_scenario, tmp_path, speed=0.5)
+    service.start()
+    try:
+        route = ("left1A1", "A1B1", "B1C1", "C1right1")
+        future = service.submit(Dispatch(escort_id="amb", route=route, tracking="external"))
+        for _ in range(200):  # until the service thread has carried it out
+            if "amb" in {row.escort_id for row in service.audit.since(0, kind="dispatch")}:
+                break
+            time.sleep(0.01)
+    finally:
+        service.stop()
+    answer = future.result(timeout=5)
+    assert answer.id == "amb" and answer.state == "cancelled" and answer.reason == "service stopped"

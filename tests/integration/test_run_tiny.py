@@ -4,11 +4,11 @@ bounds, both backends, hand-back on failure, and that a user's config folder sta
 from __future__ import annotations
 
 import json
-import xml.etree.ElementTree as ET
 import os
 import shutil
+import xml.etree.ElementTree as ET
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 from click.testing import CliRunner
@@ -539,7 +539,8 @@ def test_over_traci_sumo_warnings_are_shown_as_they_come(tiny_net: Path, capfd: 
 
 
 @pytest.mark.parametrize("backend", ["libsumo", "traci"])
-def test_a_vehicle_sumo_refused_can_be_added_again_under_its_id(tiny_net: Path, backend: str) -> None:
+def test_a_vehicle_sumo_refused_can_be_added_again_under_its_id(tiny_net: Path,
+                                                                backend: Literal["libsumo", "traci"]) -> None:
     # SUMO keeps the route it was given for a vehicle it then refuses (TraCI cannot remove a
     # route): the next try with that vehicle id (the API's next default escort id) was refused
     # for the route id alone

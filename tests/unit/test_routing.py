@@ -130,7 +130,8 @@ def test_validate_route() -> None:
 def test_validate_route_for_an_emergency_vehicle_checks_the_lanes_permissions() -> None:
     net = make_network()
     validate_route(net, ("a", "bus", "z"))  # connected: any vehicle class
-    with pytest.raises(RouteError, match=r"^edge 'bus' of network hand\.net\.xml has no lane that allows emergency vehicles"):
+    with pytest.raises(RouteError, match=r"^edge 'bus' of network hand\.net\.xml has no lane that allows emergency "
+                       r"vehicles"):
         validate_route(net, ("a", "bus", "z"), emergency=True)
     validate_route(net, ("a", "long1", "long2", "z"), emergency=True)
     # every lane open to it, but the only connection between them leaves from a lane that is not
@@ -140,7 +141,8 @@ def test_validate_route_for_an_emergency_vehicle_checks_the_lanes_permissions() 
                    connections=(*net.connections, Connection("a", "two", "a_0", "two_1", "J"),
                                 Connection("two", "z", "two_0", "z_0", "J")))
     validate_route(net2, ("a", "two", "z"))
-    with pytest.raises(RouteError, match=r"no connection from edge 'two' to edge 'z' .* between lanes that allow emergency vehicles"):
+    with pytest.raises(RouteError, match=r"no connection from edge 'two' to edge 'z' .* between lanes that allow "
+                       r"emergency vehicles"):
         validate_route(net2, ("a", "two", "z"), emergency=True)
 
 
