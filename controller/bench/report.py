@@ -201,7 +201,8 @@ def _group_problem(g: Mapping[str, Any]) -> str | None:
             if bad is not None:
                 return f"{name}.{bad}' must be a count (a whole number, 0 or more), not {by_seed[bad]!r}"
     for name, value in g.items():
-        if name in ("scenario", "controller", "seeds", "eta_pooling") or value is None or isinstance(value, dict):
+        if name in ("scenario", "controller", "seeds", "eta_pooling", "demand_level") or value is None \
+                or isinstance(value, dict):
             continue
         if isinstance(value, bool):
             if name == "gap_judged":
