@@ -105,8 +105,10 @@ def print_report(console: Console, rows: Sequence[Mapping[str, Any]], verdicts: 
                     if tag.endswith(":mean_of_run_p90")})
     if means:
         names = ", ".join({"all": "ETA p90", "60": "@60", "entry": "@entry"}[m] for m in means)
-        console.print(f"{names}: mean of the runs' own p90s (raw errors not in every summary); "
-                      "other ETA columns pooled over all runs' errors", highlight=False)
+        why = ("summaries keep the raw errors at entry and at the 10/30/60 s horizons only" if means == ["all"]
+               else "raw errors not in every summary")
+        console.print(f"{names}: mean of the runs' own p90s ({why}); other ETA columns pooled over all runs' errors",
+                      highlight=False)
     for v in verdicts:
         parts = "; ".join(
             f"{c['name']}: {c['detail']}" + {True: "", False: " ✗", None: " ?"}[c["ok"]] for c in v["criteria"]
