@@ -613,6 +613,6 @@ class PreemptionController:
             most = max(max(most, ln.halting), round(moving * ahead))
         return most
 
-    def stop(self) -> list[SignalCommand]:
-        self.planner.stop()
+    def stop(self, reason: str = "stopped") -> list[SignalCommand]:
+        self.planner.stop(reason)
         return []

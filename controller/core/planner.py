@@ -423,6 +423,7 @@ class Planner:
             for tls, p in programs.items()
         }
         self.stopping = False
+        self.stop_reason = "stopped"
         # merge_targets' margin for serving a lower-class EV first: with the all-red extension
         self._serve_first_s = (None if config.serve_first_s is None
                                else config.serve_first_s + config.red_extension_s)
@@ -663,9 +664,11 @@ class Planner:
             self.refused_targets[key] = self.refused_targets.get(key, 0) + 1
         return ok
 
-    def stop(self) -> None:
-        """Hand every signal back (through safe transitions) on the next ticks."""
+    def stop(self, reason: str = "stopped") -> None:
+        """Hand every signal back (through safe transitions) on the next ticks, for ``reason``
+        (the exit reason of every service it ends)."""
         self.stopping = True
+        self.stop_reason = reason
 
     # -- one signal ---------------------------------------------------------------------------
     def _tick_junction(self, j: JunctionControl, t_s: float, reqs: list[ServiceRequest]) -> SignalCommand | None:
@@ -729,14 +732,14 @@ class Planner:
                 return None
         if j.stage in ("entry", "dwell"):
             if not reqs:  # (before _end_gone: every record then ends with the exit and its reason)
-                return self._begin_exit(j, t_s, "stopped" if self.stopping else "")
+                return self._begin_exit(j, t_s, self.stop_reason if self.stopping else "")
             self._end_gone(j, t_s, reqs)
             # once what the signal was switched for has ended, the requests further away get their
             # own entry later (an EV crossing the signal again further on, or a second EV 2 minutes
             # away, no longer keeps it held meanwhile)
             reqs = self._joinable(j, t_s, reqs)
             if not reqs:
-                return self._begin_exit(j, t_s, "stopped" if self.stopping else "")
+                return self._begin_exit(j, t_s, self.stop_reason if self.stopping else "")
             assert j.entry_s is not None and j.presence_from_s is not None
             limit = j.presence_from_s + cfg.presence_limit_s
             # (far from the limit every hand-back fits: _handback_s is at most 3 switch bounds,

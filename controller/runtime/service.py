@@ -1068,7 +1068,7 @@ class SimService:
     def _drain(self, sim: SumoAdapter, reason: str = "service stopped") -> None:
         """Hand back every junction through the planner's safe transitions (bounded in time)."""
         assert self._controller is not None
-        self._controller.stop()
+        self._controller.stop(reason)
         for esc in self._escorts.values():
             if esc.state in ("dispatched", "en_route"):
                 self._cancelled(esc, sim.time_s, reason, shared=True)

@@ -106,6 +106,10 @@ def test_sigint_hands_back_while_streams_are_open_then_ends_them(tiny_scenario: 
     assert ("cancel", "service stopped") in kinds
     handed = {e["data"]["tls_id"] for e in stream.events if e["event"] == "handback"}
     assert set(held) <= handed, (held, kinds[-20:])
+    # the hand-backs' reasons say why, as the cancel does (they said "stopped")
+    reasons = [e["data"]["reasons"]["amb-s"] for e in stream.events
+               if e["event"] in ("exit", "handback") and "amb-s" in e["data"].get("reasons", {})]
+    assert reasons and set(reasons) == {"service stopped"}, kinds[-20:]
     ids = [e["id"] for e in stream.events]
     assert ids == sorted(ids) and ids[0] > 10**12  # from the start time in ms: they go on rising across restarts
 
