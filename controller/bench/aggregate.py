@@ -54,7 +54,7 @@ CSV_COLUMNS = (
     "ev_stops_at_signals_mean", "ev_stops_mean", "ev_green_lost", "delay_over_oracle_s", "delay_over_oracle_se_s",
     "bg_time_loss_mean_s", "bg_trips_mean", "bg_time_loss_change_pct", "bg_time_loss_change_se_pp",
     "cross_time_loss_mean_s", "cross_time_loss_change_pct",
-    "recovery_mean_s", "eta_p90_s", "eta_p90_60_s", "eta_p90_entry_s", "eta_pooling",
+    "recovery_mean_s", "in_step_mean_s", "eta_p90_s", "eta_p90_60_s", "eta_p90_entry_s", "eta_pooling",
     *SAFETY_KEYS, "wall_mean_s",
 )  # fmt: skip
 
@@ -292,6 +292,8 @@ def _group(results: Sequence[RunResult], none: dict[int, Mapping[str, Any]] | No
     row["cross_time_loss_mean_s"] = _r(_mean(_num(_get(s, *cross)) for s in summaries), 3)
     row["cross_time_loss_change_pct"] = _r(_paired_change_pct(runs, none, *cross), 3) if none is not None else None
     row["recovery_mean_s"] = _r(_mean(_num(_get(s, "recovery", "mean_s")) for s in summaries), 2)
+    # (to the schedule: a fixed-time signal back in step with its neighbours, coordination restored)
+    row["in_step_mean_s"] = _r(_mean(_num(_get(s, "recovery", "in_step_mean_s")) for s in summaries), 2)
     row["tick_ms_p99_mean"] = _r(_mean(_num(_get(s, "realtime", "tick_ms_p99")) for s in summaries), 4)
     row["sumo_step_ms_p50_mean"] = _r(_mean(_num(_get(s, "realtime", "sumo_step_ms_p50")) for s in summaries), 4)
     row["tick_to_step_p50"] = _r(_mean(_num(_get(s, "realtime", "tick_to_step_p50")) for s in summaries), 4)

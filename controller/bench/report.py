@@ -45,6 +45,7 @@ _COLUMNS: tuple[tuple[str, str, int], ...] = (
     ("±", "bg_time_loss_change_se_pp", 1),
     ("cross Δ%", "cross_time_loss_change_pct", 1),
     ("recov", "recovery_mean_s", 1),
+    ("in step", "in_step_mean_s", 1),
     ("ETA p90", "eta_p90_s", 1),
     ("@60", "eta_p90_60_s", 1),
     ("@entry", "eta_p90_entry_s", 1),

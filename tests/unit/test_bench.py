@@ -138,7 +138,7 @@ def test_cross_streets_and_recovery_when_present() -> None:
         out = summary(travel)
         out["background"]["cross_streets"] = {"mean_time_loss": cross}
         if rec is not None:
-            out["recovery"] = {"mean_s": rec}
+            out["recovery"] = {"mean_s": rec, "in_step_mean_s": rec * 3}
         return out
 
     results = [res("a", "none", 1, s(200, 40.0)), res("a", "none", 2, s(200, 50.0)),
@@ -147,7 +147,9 @@ def test_cross_streets_and_recovery_when_present() -> None:
     assert gw["cross_time_loss_change_pct"] == pytest.approx((10.0 - 10.0) / 2)
     assert gw["cross_time_loss_mean_s"] == pytest.approx(44.5)
     assert gw["recovery_mean_s"] == pytest.approx(15.0)
+    assert gw["in_step_mean_s"] == pytest.approx(45.0)  # exit to back in step with the schedule
     assert rows_by_ctrl(aggregate(results))["none"]["recovery_mean_s"] is None
+    assert rows_by_ctrl(aggregate(results))["none"]["in_step_mean_s"] is None
 
 
 def test_p95_over_all_evs_of_all_seeds() -> None:
