@@ -315,31 +315,39 @@ def eta_accuracy(run: RunData, ev_id: str, horizon_s: float = 120.0) -> Figure |
 
 
 def other_traffic(runs: Sequence[RunData]) -> Figure | None:
-    """Mean time loss of the other trips, overall and on the cross streets of the EVs' signals,
-    per controller."""
+    """Mean time loss of the other trips per controller, in two panels with axes of their own:
+    over all trips (per trip) and on the cross streets of the EVs' signals (per entry), each bar
+    with its change against ``none`` where that run is there. (On one axis, a cross-street cost
+    of +24 % on 20 s per entry looked negligible beside 160 s per trip.)"""
     rows = []
     for r in runs:
         bg = r.summary.get("background", {})
         cross = bg.get("cross_streets", {}) if isinstance(bg, Mapping) else {}
-        rows.append((r.name, bg.get("mean_time_loss"), cross.get("mean_time_loss")))
+        rows.append((r, bg.get("mean_time_loss"), cross.get("mean_time_loss")))
     if not any(isinstance(v, (int, float)) for _, a, b in rows for v in (a, b)):
         return None
-    fig = Figure(figsize=(8.0, 3.6))
-    ax = fig.add_subplot()
-    width = 0.38
-    for k, (name, overall, cross) in enumerate(rows):
-        colour = CONTROLLER_COLOURS.get(name, "#333333")
-        for off, value, hatch in ((-width / 2, overall, ""), (width / 2, cross, "//")):
-            if isinstance(value, (int, float)):
-                ax.bar(k + off, value, width, color=colour, hatch=hatch, edgecolor="white",
-                       gid=f"traffic-{safe_id(name)}-{'cross' if hatch else 'all'}")
-                ax.annotate(f"{value:.1f}", (k + off, value), ha="center", va="bottom", fontsize=8)
-    ax.set_xticks(range(len(rows)), [name for name, _, _ in rows])
-    ax.set_ylabel("mean time loss (s): per trip; hatched, per entry")
-    ax.set_xlabel("controller (same scenario and seed)")
-    ax.legend(handles=[Patch(facecolor="#999999", label="all other trips"),
-                       Patch(facecolor="#999999", hatch="//", edgecolor="white",
-                             label="on the cross streets of the EVs' signals, per entry")],
-              fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    ax.set_title("Other traffic", fontsize=10, loc="left")
+    none = next((r for r, _, _ in rows if r.controller == "none"), None)
+    fig = Figure(figsize=(9.0, 3.6))
+    axes = fig.subplots(1, 2)
+    panels = (("all other trips", "mean time loss per trip (s)", 1),
+              ("on the cross streets of the EVs' signals", "mean time loss per entry (s)", 2))
+    for ax, (title, ylabel, col) in zip(axes, panels, strict=True):
+        ref = next((row[col] for row in rows if row[0] is none), None)
+        for k, row in enumerate(rows):
+            r, value = row[0], row[col]
+            if not isinstance(value, (int, float)):
+                continue
+            ax.bar(k, value, 0.6, color=CONTROLLER_COLOURS.get(r.controller, "#333333"), edgecolor="white",
+                   gid=f"traffic-{safe_id(r.name)}-{'cross' if col == 2 else 'all'}")
+            text = f"{value:.1f}"
+            if isinstance(ref, (int, float)) and ref > 0 and r is not none:
+                text += f"\n{100.0 * (value / ref - 1.0):+.1f} %"
+            ax.annotate(text, (k, value), ha="center", va="bottom", fontsize=8)
+        ax.set_xticks(range(len(rows)), [r.name for r, _, _ in rows], rotation=20, ha="right", fontsize=8)
+        ax.set_ylabel(ylabel, fontsize=8)
+        ax.set_title(title, fontsize=9, loc="left")
+        ax.margins(y=0.25)
+    fig.suptitle("Other traffic (change against none: one seed, read with its noise)", fontsize=10, x=0.01,
+                 ha="left")
+    fig.tight_layout()
     return fig

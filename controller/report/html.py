@@ -211,10 +211,19 @@ def _comparison(run: RunData, companions: Sequence[RunData]) -> str:
                 "controllers (same scenario and seed) to compare them here.</p>")
     none, oracle = by_controller(companions, "none"), by_controller(companions, "oracle")
 
+    def arrived(r: RunData) -> dict[str, float]:
+        return {str(ev.get("id")): t for ev in r.summary.get("evs", [])
+                if (t := _num(ev.get("travel_time"))) is not None}
+
+    # the EVs that arrived in every run: a mean over those alone compares like with like (one
+    # stuck under none, left out of none's mean alone, made none look faster than it was)
+    times = {id(r): arrived(r) for r in companions}
+    common = set.intersection(*(set(t) for t in times.values())) if times else set()
+
     def mean_travel(r: RunData | None) -> float | None:
         if r is None:
             return None
-        tt = [t for ev in r.summary.get("evs", []) if (t := _num(ev.get("travel_time"))) is not None]
+        tt = [t for ev_id, t in times[id(r)].items() if ev_id in common]
         return sum(tt) / len(tt) if tt else None
 
     m_none, m_oracle = mean_travel(none), mean_travel(oracle)
@@ -230,10 +239,21 @@ def _comparison(run: RunData, companions: Sequence[RunData]) -> str:
             gap = 0.0  # (not "-0.00")
         shown = fmt(gap, 2) + ("" if judged or gap is None else "*")
         stops = sum(int(ev.get("stops_at_signals", 0) or 0) for ev in r.summary.get("evs", []))
-        rows.append([r.name, m, shown, m - m_oracle if m is not None and m_oracle is not None else None, stops,
-                     str(r.path.resolve())])
-    out = table(("controller", "EV travel time, mean (s)", "gap closed", "delay over oracle (s)",
-                 "EV stops at signals", "run folder"), rows, cls="comparison")
+        evs = r.summary.get("evs", [])
+        rows.append([r.name, f"{len(times[id(r)])} of {len(evs)}", m, shown,
+                     m - m_oracle if m is not None and m_oracle is not None else None, stops, str(r.path.resolve())])
+    out = table(("controller", "EVs arrived", "EV travel time, mean (s)", "gap closed", "delay over oracle (s)",
+                 "EV stops at signals (all EVs)", "run folder"), rows, cls="comparison")
+    missing = [(r.name, sorted(set(str(ev.get("id")) for ev in r.summary.get("evs", [])) - set(times[id(r)])))
+               for r in companions]
+    missing = [(name, ids) for name, ids in missing if ids]
+    if missing:
+        out += ('<p class="note">Not every EV arrived: ' + "; ".join(
+            f"{_e(', '.join(ids))} under {_e(name)}" for name, ids in missing)
+            + (f". The mean travel times are over the {len(common)} EV(s) that arrived in every run "
+               f"({_e(', '.join(sorted(common)))}), so that they compare the same trips."
+               if common else ". No EV arrived in every run: the mean travel times cannot compare the same trips.")
+            + "</p>")
     if not judged and m_none is not None and m_oracle is not None:
         out += (f'<p class="note">* The oracle (every signal of the route green from dispatch) took {m_oracle:.0f} s '
                 f"against {m_none:.0f} s under none: it "
@@ -301,8 +321,11 @@ def _traffic(companions: Sequence[RunData]) -> str:
             "entries into the cross streets", "mean time loss per entry there (s)", "change vs none (%)")
     return (table(head, rows, cls="traffic") + note + _traffic_by_class(companions)
             + _figure(other_traffic(companions), "other-traffic",
-                      "Mean time loss of the other trips: all of them, and on the cross streets of the junctions "
-                      "on the EVs' routes (the streets a preemption holds red).", {}))
+                      "Mean time loss of the other trips: all of them (per trip), and on the cross streets of "
+                      "the junctions on the EVs' routes, the streets a preemption holds red (per entry), each on "
+                      "its own axis; the changes are against none on this one seed. The overall mean includes "
+                      "the traffic on the preempted route itself, which a preemption can speed up: read the "
+                      "cross streets' change beside it.", {}))
 
 
 def _safety(run: RunData) -> str:

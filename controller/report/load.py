@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +51,8 @@ class RunData:
     evs: dict[str, EvTrace]
     signals: dict[str, list[tuple[float, str]]]  # tls -> change points
     eta: tuple[tuple[str, int, float, float, float, float, str], ...]  # ev, junction, t, eta, low, high, tag
+    # what tells it from another run of the same controller beside it (set by :func:`companions`)
+    distinct: str = field(default="", compare=False)
 
     @property
     def scenario(self) -> str:
@@ -97,6 +99,8 @@ class RunData:
         extras = [f.format(settings[k]) for k, f in shown.items() if isinstance(settings.get(k), (int, float))]
         if self.summary.get("backend") not in (None, "libsumo"):
             extras.append(str(self.summary.get("backend")))
+        if self.distinct:
+            extras.append(self.distinct)
         return f"{self.controller}{' ' + ', '.join(extras) if extras else ''}"
 
     @property
@@ -206,7 +210,28 @@ def companions(run: RunData, given: Iterable[RunData]) -> list[RunData]:
         if same:
             found[sibling.resolve()] = other
     order = {"none": 0, "local": 1, "greenwave": 2, "oracle": 3}
-    return sorted(found.values(), key=lambda r: (order.get(r.controller, 9), r.controller, str(r.path)))
+    runs = sorted(found.values(), key=lambda r: (order.get(r.controller, 9), r.controller, str(r.path)))
+    _tell_apart(runs)
+    return runs
+
+
+def _tell_apart(runs: Sequence[RunData]) -> None:
+    """Runs of one controller that the name does not tell apart (other controller settings: two
+    "greenwave" rows and lines, one with ``progression = false``) get the settings that differ
+    among them in their name, or, where none does, their folder's name."""
+    for r in runs:
+        object.__setattr__(r, "distinct", "")
+    groups: dict[str, list[RunData]] = {}
+    for r in runs:
+        groups.setdefault(r.name, []).append(r)
+    for same in groups.values():
+        if len(same) < 2:
+            continue
+        settings = [r.summary.get("controller_settings") or {} for r in same]
+        keys = sorted({k for st in settings for k in st if len({repr(x.get(k)) for x in settings}) > 1})
+        for r, st in zip(same, settings, strict=True):
+            shown = ", ".join(f"{k} = {json.dumps(st[k])}" if k in st else f"{k} default" for k in keys)
+            object.__setattr__(r, "distinct", shown or r.path.name)
 
 
 def by_controller(runs: Sequence[RunData], controller: str) -> RunData | None:

@@ -178,8 +178,8 @@ def test_the_gap_is_starred_where_the_oracle_is_no_bound(tmp_path: Path) -> None
     page = render_run(run, companions(run, []))
     rows = re.search(r'<table class="comparison">.*?</table>', page, flags=re.S)
     assert rows is not None
-    assert "<td>none</td><td>100.0</td><td>0.00*</td>" in rows.group(0)
-    assert "<td>greenwave</td><td>50.0</td><td>-2.50*</td>" in rows.group(0)
+    assert "<td>none</td><td>2 of 2</td><td>100.0</td><td>0.00*</td>" in rows.group(0)
+    assert "<td>greenwave</td><td>2 of 2</td><td>50.0</td><td>-2.50*</td>" in rows.group(0)
     assert "* The oracle (every signal of the route green from dispatch) took 120 s against 100 s under none: " \
            "it is slower" in page
     assert "Fewer other trips finished" not in page
@@ -195,7 +195,26 @@ def test_the_gap_is_starred_where_the_oracle_is_no_bound(tmp_path: Path) -> None
     write_run(tmp_path / "b" / "none-s1", "none", speed=6.0)
     run = load_run(write_run(tmp_path / "b" / "greenwave-s1", "greenwave", speed=12.0))
     page = render_run(run, companions(run, [load_run(faster)]))
-    assert "<td>greenwave</td><td>50.0</td><td>0.83</td>" in page and "no bound here" not in page
+    assert "<td>greenwave</td><td>2 of 2</td><td>50.0</td><td>0.83</td>" in page and "no bound here" not in page
+
+
+def test_the_comparison_averages_the_evs_that_arrived_in_every_run(tmp_path: Path) -> None:
+    # an EV stuck under none was left out of none's mean alone: none's 770 s (the other EV)
+    # stood against greenwave's mean of both, and nothing said an EV was missing
+    gw = write_run(tmp_path / "greenwave-s1", "greenwave", speed=12.0)
+    none = write_run(tmp_path / "none-s1", "none", speed=6.0)
+    summary = json.loads((none / "summary.json").read_text())
+    summary["evs"][0].update(travel_time=None, arrival=None, arrived=False)
+    summary["evs"][1]["travel_time"] = 120.0
+    (none / "summary.json").write_text(json.dumps(summary))
+    run = load_run(gw)
+    page = render_run(run, companions(run, []))
+    rows = re.search(r'<table class="comparison">.*?</table>', page, flags=re.S)
+    assert rows is not None
+    assert "<td>none</td><td>1 of 2</td><td>120.0</td>" in rows.group(0)
+    assert "<td>greenwave</td><td>2 of 2</td><td>50.0</td>" in rows.group(0)  # fire alone, as under none
+    assert "Not every EV arrived: amb under none. The mean travel times are over the 1 EV(s) that arrived in " \
+           "every run (fire)" in page
 
 
 def test_companions_are_compared_and_other_traffic_is_against_none(tmp_path: Path) -> None:
@@ -482,3 +501,23 @@ def test_violations_per_signal_count_every_one_not_the_first_200_listed() -> Non
     # cut, and not known for a signal it does not name
     assert violations_by_tls({"S4": 1200, "violations": listed}) == ({"E1": "≥ 150", "A0": "≥ 50"}, "?")
     assert violations_by_tls({"S4": 200, "violations": listed}) == ({"E1": 150, "A0": 50}, 0)
+
+
+def test_runs_of_one_controller_with_other_settings_are_told_apart(tmp_path: Path) -> None:
+    # two "greenwave" rows and lines, one with progression = false: told apart by the folder path alone
+    plain = write_run(tmp_path / "greenwave-s1", "greenwave", speed=12.0)
+    other = write_run(tmp_path / "greenwave-noprog-s1", "greenwave", speed=10.0)
+    summary = json.loads((other / "summary.json").read_text())
+    summary["controller_settings"] = {"progression": False, "margin_s": 3.0}
+    (other / "summary.json").write_text(json.dumps(summary))
+    summary = json.loads((plain / "summary.json").read_text())
+    summary["controller_settings"] = {"margin_s": 3.0}
+    (plain / "summary.json").write_text(json.dumps(summary))
+    write_run(tmp_path / "none-s1", "none", speed=6.0)
+    run = load_run(plain)
+    runs = companions(run, [])
+    assert [r.name for r in runs] == ["none", "greenwave progression = false", "greenwave progression default"]
+    page = render_run(run, runs)
+    assert "<td>greenwave progression = false</td>" in page and "greenwave progression default · seed 1" in page
+    # alone, or beside other controllers only, a run keeps its plain name
+    assert next(r.name for r in companions(load_run(tmp_path / "none-s1"), [])) == "none"
