@@ -167,7 +167,7 @@ def _step_s(run: RunData) -> float:
 
 def time_space_diagram(run: RunData, ev_id: str) -> Figure | None:
     """Distance along the route against time: the EV's trajectory, each stop line's signal as
-    the EV's movement saw it, the queue ahead of each stop line, and the preemption windows."""
+    the EV's movement saw it, the vehicles halted on each approach, and the preemption windows."""
     ev = run.evs.get(ev_id)
     leg = ev.leg if ev is not None else None
     if ev is None or leg is None or not leg.t:
@@ -228,7 +228,10 @@ def time_space_diagram(run: RunData, ev_id: str) -> Figure | None:
     handles: list[Any] = [Line2D([], [], color="black", lw=1.6, marker="o", ms=3.5,
                                  label="EV trajectory (dots: stop line crossed)")]
     handles += [Patch(facecolor=SIGNAL_COLOURS[c], label=SIGNAL_LABELS[c]) for c in SIGNAL_COLOURS if c in used_colours]
-    handles.append(Patch(facecolor="#555555", alpha=0.35, label=f"queue ahead (halted vehicles × {JAM_SPACING_M:g} m)"))
+    # (the halted vehicles on the approach edge's fullest lane, wherever they stand: behind the EV
+    # too, so the EV can be drawn inside a "queue" that is not ahead of it)
+    handles.append(Patch(facecolor="#555555", alpha=0.35,
+                         label=f"halted on the approach (its fullest lane, × {JAM_SPACING_M:g} m)"))
     handles += [Patch(facecolor=STAGE_COLOURS[s], alpha=0.55, label=STAGE_LABELS[s]) for s in STAGE_COLOURS
                 if s in used_stages]
     fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=8, frameon=False, bbox_to_anchor=(0.5, -0.01))

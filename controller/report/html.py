@@ -292,6 +292,27 @@ def _traffic_by_class(companions: Sequence[RunData]) -> str:
 TRIPS_SHORT_SHARE = 0.02  # fewer trips finished than none's by more than this: the mean time loss is flattered
 
 
+def _after_end_note(companions: Sequence[RunData]) -> str:
+    """Where a run went on past the scenario's end for its EVs (the other traffic is counted to
+    the end, its trips and cross streets alike): a note of how far, so that no one reads the
+    figures as the whole cost of preemptions that lasted longer."""
+    late = []
+    for r in companions:
+        end = _num(r.summary.get("end"))
+        times = [t for ev in r.summary.get("evs", []) if (t := _num(ev.get("arrival"))) is not None]
+        times += [t for p in r.summary.get("preemptions", []) for k in ("exit", "restored")
+                  if (t := _num(p.get(k))) is not None]
+        if end is not None and times and max(times) > end + 1.0:
+            late.append((r.name, end, max(times)))
+    if not late:
+        return ""
+    return ('<p class="note">The other traffic is counted to the scenario\'s end, as its trips are; '
+            + "; ".join(f"under {_e(name)} the EVs' trips and preemptions went on to {last:.0f} s, past the end at "
+                        f"{end:.0f} s" for name, end, last in late)
+            + ": what they cost the other traffic after the end is not in these figures. A longer scenario "
+            "(a later end) measures it.</p>")
+
+
 def _traffic(companions: Sequence[RunData]) -> str:
     none = by_controller(companions, "none")
     ref_bg = none.summary.get("background", {}) if none else {}
@@ -317,6 +338,7 @@ def _traffic(companions: Sequence[RunData]) -> str:
                                                        for name, n in fewer)
                  + ": the mean time loss counts only the trips that finished, so a run that jams (those it held "
                  "up never arrived) can look better than it is. Compare the trip counts too.</p>")
+    note += _after_end_note(companions)
     head = ("controller", "other trips", "mean time loss (s)", "change vs none (%)",
             "entries into the cross streets", "mean time loss per entry there (s)", "change vs none (%)")
     return (table(head, rows, cls="traffic") + note + _traffic_by_class(companions)

@@ -521,3 +521,16 @@ def test_runs_of_one_controller_with_other_settings_are_told_apart(tmp_path: Pat
     assert "<td>greenwave progression = false</td>" in page and "greenwave progression default · seed 1" in page
     # alone, or beside other controllers only, a run keeps its plain name
     assert next(r.name for r in companions(load_run(tmp_path / "none-s1"), [])) == "none"
+
+
+def test_a_note_says_when_the_evs_went_on_past_the_scenarios_end(tmp_path: Path) -> None:
+    # signals preempted from 600 to 945 s, the other traffic counted to 680 s, and nothing said so
+    gw = write_run(tmp_path / "greenwave-s1", "greenwave")
+    run = load_run(gw)
+    assert "past the end" not in render_run(run, [run])
+    summary = json.loads((gw / "summary.json").read_text())
+    summary["end"] = 140
+    (gw / "summary.json").write_text(json.dumps(summary))
+    run = load_run(gw)
+    page = render_run(run, [run])
+    assert "under greenwave the EVs' trips and preemptions went on to 260 s, past the end at 140 s" in page
