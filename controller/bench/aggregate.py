@@ -371,6 +371,7 @@ def csv_rows(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
 # --- acceptance verdicts ----------------------------------------------------------------------
 
 
+NOISE_MIN_SEEDS = 5  # a paired difference is called within or beyond seed noise from this many seeds
 FEWER_TRIPS_SHARE = 0.02  # fewer other trips finished than none's by more than this: the time loss is flattered
 
 
@@ -387,6 +388,15 @@ def fewer_trips(rows: Sequence[Mapping[str, Any]]) -> list[str]:
                        f"{ref:,.0f} ({100.0 * (n / ref - 1.0):+.1f} %): its time loss counts finished trips only, "
                        "and looks better than it is where a jam kept trips from finishing")
     return out
+
+
+def not_arrived(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """A note for each group where an EV did not arrive: its EV figures average the EVs that did,
+    so they do not compare the same trips as a group where every EV arrived."""
+    return [f"{r['scenario']} / {r['controller']}: {r['evs_not_arrived']} of {r['evs']} EVs did not arrive; its EV "
+            "travel times, gap closed and delay over the oracle average the EVs that did (not the same trips as "
+            "a group where every EV arrived)"
+            for r in rows if r.get("evs_not_arrived")]
 
 
 def _criterion(name: str, ok: bool | None, detail: str) -> dict[str, Any]:
@@ -498,7 +508,10 @@ def _paired_text(x: Mapping[str, Any], y: Mapping[str, Any]) -> str:
     mean, se = mean_and_se(diffs)
     if mean is None or se is None:
         return ""
-    noise = "within seed noise" if abs(mean) <= 2 * se else "beyond seed noise"
+    if len(diffs) < NOISE_MIN_SEEDS:  # (two standard errors of 2 or 3 seeds say little: 14 ± 0.0 read "beyond")
+        noise = "too few seeds to tell from seed noise"
+    else:
+        noise = "within seed noise" if abs(mean) <= 2 * se else "beyond seed noise"
     return f"; {x['controller']} − {y['controller']} {mean:+.1f} ± {se:.1f} pp over {len(diffs)} seeds, {noise}"
 
 

@@ -24,6 +24,7 @@ from controller.bench.aggregate import (
     UNRECORDED,
     csv_rows,
     fewer_trips,
+    not_arrived,
 )
 from controller.errors import ScenarioError
 
@@ -100,7 +101,7 @@ def print_report(console: Console, rows: Sequence[Mapping[str, Any]], verdicts: 
     console.print(t, width=max(needed, min(console.width, 10_000)), crop=False)
     if any(r["gap_judged"] is False and r["gap_closed"] is not None for r in rows):
         console.print("* gap not judged: the oracle saves less than 10 % of none's EV time", highlight=False)
-    for note in fewer_trips(rows):
+    for note in [*not_arrived(rows), *fewer_trips(rows)]:
         console.print(f"note: {note}", highlight=False, markup=False)
     means = sorted({tag.split(":")[0] for r in rows for tag in (r["eta_pooling"] or "").split()
                     if tag.endswith(":mean_of_run_p90")})

@@ -12,7 +12,7 @@ from typing import Any
 from matplotlib.figure import Figure
 
 from controller import __version__
-from controller.bench.aggregate import moved_text
+from controller.bench.aggregate import fewer_trips, moved_text, not_arrived
 from controller.report.figures import CONTROLLER_COLOURS, safe_id, to_svg
 from controller.report.html import CSS, REPORT_FILE, _e, fmt, table
 from controller.report.load import ReportError
@@ -63,7 +63,10 @@ def travel_time_figure(runs: Sequence[Mapping[str, Any]]) -> Figure | None:
 
 
 def _bars(rows: Sequence[Mapping[str, Any]], key: str, scale: float, ylabel: str, title: str,
-          target: float | None, target_label: str, controllers: Sequence[str]) -> Figure | None:
+          target: float | None, target_label: str, controllers: Sequence[str],
+          unjudged: str | None = None) -> Figure | None:
+    """Bars per scenario and controller (``unjudged``: a row key that, where False, marks the bar
+    hatched and starred: a figure not judged against the target)."""
     scenarios = _scenarios(rows)
     if not any(isinstance(r.get(key), (int, float)) for r in rows):
         return None
@@ -77,11 +80,13 @@ def _bars(rows: Sequence[Mapping[str, Any]], key: str, scale: float, ylabel: str
             value = row.get(key) if row else None
             if isinstance(value, (int, float)):
                 x = s - 0.4 + width * (c + 0.5)
+                star = unjudged is not None and row is not None and row.get(unjudged) is False
                 ax.bar(x, value * scale, width, color=CONTROLLER_COLOURS.get(ctrl, "#333333"),
-                       label=None if ctrl in labelled else ctrl,
-                       gid=f"{key}-{safe_id(sc)}-{safe_id(ctrl)}")
+                       label=None if ctrl in labelled else ctrl, hatch="//" if star else None,
+                       alpha=0.5 if star else 1.0, gid=f"{key}-{safe_id(sc)}-{safe_id(ctrl)}")
                 labelled.add(ctrl)
-                ax.annotate(f"{value * scale:.0f}" if abs(value * scale) >= 10 else f"{value * scale:.1f}",
+                ax.annotate((f"{value * scale:.0f}" if abs(value * scale) >= 10 else f"{value * scale:.1f}")
+                            + ("*" if star else ""),
                             (x, value * scale), ha="center", va="bottom" if value >= 0 else "top", fontsize=7)
     if target is not None:
         ax.axhline(target, color="black", ls="--", lw=0.8, label=target_label)
@@ -104,8 +109,9 @@ def render_bench(data: Mapping[str, Any], source: Path) -> str:
         (travel_time_figure(runs), "bench-travel-time",
          "EV travel time per scenario and controller, with its spread across seeds."),
         (_bars(rows, "gap_closed", 100.0, "gap closed (%)", "Gap closed: (none − X) / (none − oracle) of EV "
-               "travel time", 90.0, "90 % target", controllers), "bench-gap-closed",
-         "How much of the none→oracle gap in mean EV travel time each controller closes."),
+               "travel time", 90.0, "90 % target", controllers, unjudged="gap_judged"), "bench-gap-closed",
+         "How much of the none→oracle gap in mean EV travel time each controller closes (hatched and starred: "
+         "not judged, the oracle saves less than 10 % of none's time)."),
         (_bars(rows, "bg_time_loss_change_pct", 1.0, "change vs none (%)", "Other traffic: mean time loss "
                "change against none, same seeds", 2.0, "+2 % limit", controllers), "bench-background",
          "Other trips' mean time loss, paired by seed against the none run."),
@@ -113,19 +119,23 @@ def render_bench(data: Mapping[str, Any], source: Path) -> str:
                "mean time loss change against none", None, "", controllers), "bench-cross-streets",
          "Time loss on the cross streets of the junctions on the EVs' routes."),
     ]
-    head = ("scenario", "controller", "runs", "EV travel mean (s)", "p95 (s)", "ratio to free flow", "gap closed",
-            "delay over oracle (s)", "EV stops at signals", "other traffic Δ (%)", "cross streets Δ (%)",
-            "recovery (s)", "ETA p90 at entry (s)", "ETA p90 60 s (s)", "S1–S5", "collisions")
+    head = ("scenario", "controller", "runs", "EVs arrived", "EV travel mean (s)", "p95 (s)", "ratio to free flow",
+            "gap closed", "delay over oracle (s)", "±", "EV stops at signals (per EV)", "other traffic Δ (%)", "±",
+            "cross streets Δ (%)", "recovery (s)", "in step (s)", "ETA p90 at entry (s)", "ETA p90 60 s (s)",
+            "S1–S5", "collisions")
     # (as the console table: failed runs counted beside the completed, a gap not judged starred)
     table_rows = [[r.get("scenario"), r.get("controller"),
                    f"{r.get('runs')} ({r.get('failed')}✗)" if r.get("failed") else r.get("runs"),
+                   f"{int(r['evs']) - int(r.get('evs_not_arrived') or 0)} of {r['evs']}"
+                   if isinstance(r.get("evs"), int) else None,
                    r.get("ev_travel_mean_s"), r.get("ev_travel_p95_s"), fmt(_num(r.get("ev_ratio_mean")), 2),
                    # (two decimals: 0.98 closed is not the oracle's 1.00)
                    fmt(_num(r.get("gap_closed")), 2) + ("*" if r.get("gap_judged") is False
                                                          and r.get("gap_closed") is not None else ""),
-                   r.get("delay_over_oracle_s"),
+                   r.get("delay_over_oracle_s"), r.get("delay_over_oracle_se_s"),
                    r.get("ev_stops_at_signals_mean"), r.get("bg_time_loss_change_pct"),
-                   r.get("cross_time_loss_change_pct"), r.get("recovery_mean_s"), r.get("eta_p90_entry_s"),
+                   r.get("bg_time_loss_change_se_pp"), r.get("cross_time_loss_change_pct"), r.get("recovery_mean_s"),
+                   r.get("in_step_mean_s"), r.get("eta_p90_entry_s"),
                    r.get("eta_p90_60_s"),
                    # (none measured where no run completed: not a clean 0)
                    sum(int(r.get(k, 0) or 0) for k in ("S1", "S2", "S3", "S4", "S5")) if r.get("runs") else None,
@@ -166,6 +176,10 @@ def render_bench(data: Mapping[str, Any], source: Path) -> str:
         body.append('<p class="note">* gap not judged: the oracle saves less than 10 % of none\'s EV time</p>')
     if any(r.get("failed") for r in rows):
         body.append('<p class="note">n (k✗): n runs completed, k failed (their figures are left out)</p>')
+    body.append('<p class="note">±: the standard error over the seeds (of the per-seed delay over the oracle; of '
+                "the per-seed change against none, in points).</p>")
+    # (the console's notes: an EV that did not arrive, a jam that kept other trips from finishing)
+    body += [f'<p class="note">note: {_e(n)}</p>' for n in [*not_arrived(rows), *fewer_trips(rows)]]
     if verdict_rows:
         body += ["<h2>Acceptance verdicts</h2>", table(("scenario", "status", "criteria"), verdict_rows,
                                                        cls="verdicts")]

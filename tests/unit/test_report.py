@@ -534,3 +534,29 @@ def test_a_note_says_when_the_evs_went_on_past_the_scenarios_end(tmp_path: Path)
     run = load_run(gw)
     page = render_run(run, [run])
     assert "under greenwave the EVs' trips and preemptions went on to 260 s, past the end at 140 s" in page
+
+
+def test_the_bench_page_keeps_the_consoles_caveats() -> None:
+    # an EV that did not arrive, a jam that kept other trips from finishing, a gap not judged:
+    # the console said so, the page did not (and drew the unjudged gap as a plain bar)
+    from controller.bench.aggregate import RunResult, aggregate
+    from controller.report.bench import render_bench
+    from tests.unit.test_bench import summary
+
+    stuck = summary([700.0, 300.0])
+    stuck["evs"][0]["travel_time"] = None
+    jam = summary(95.0)
+    jam["background"]["trips"] = 60
+    rows = aggregate([RunResult("a", "none", 1, stuck), RunResult("a", "oracle", 1, jam),
+                      RunResult("a", "greenwave", 1, summary(98.0))])
+    page = render_bench({"aggregate": rows, "suite": {}}, Path("x/bench.json"))
+    assert "note: a / none: 1 of 2 EVs did not arrive" in page
+    assert "note: a / oracle: 60 other trips finished per run against none&#x27;s 100" in page
+    assert "<td>1 of 2</td>" in page and "<td>1 of 1</td>" in page
+    # scenario b: the oracle saves 5 % of none's time, greenwave's gap 0.4 is not judged
+    rows += aggregate([RunResult("b", "none", 1, summary(100.0)), RunResult("b", "oracle", 1, summary(95.0)),
+                       RunResult("b", "greenwave", 1, summary(98.0))])
+    page = render_bench({"aggregate": rows, "suite": {}}, Path("x/bench.json"))
+    gap = re.search(r'<figure class="bench-gap-closed">.*?</figure>', page, flags=re.S)
+    assert gap is not None and "hatched and starred: not judged" in gap.group(0)
+    assert ">40*<" in gap.group(0)  # (the axis has its own "40")
