@@ -222,7 +222,8 @@ def time_space_diagram(run: RunData, ev_id: str) -> Figure | None:
     ax.grid(True, axis="x", color="#eeeeee")
     fig.subplots_adjust(bottom=0.2)  # (before the labels are spread: their room depends on it)
     _junction_axis(ax, leg, fig)
-    reroutes = f", re-routed {len(ev.legs) - 1}×: last route shown" if len(ev.legs) > 1 else ""
+    reroutes = (f", re-routed {len(ev.legs) - 1}×: the last route shown, from {leg.from_s:.0f} s"
+                if len(ev.legs) > 1 else "")
     ax.set_title(f"Time-space diagram · {run.scenario} · controller {run.name} · seed {run.seed} · "
                  f"EV {ev_id} ({ev.ev_type}){reroutes}", fontsize=10, loc="left")
     handles: list[Any] = [Line2D([], [], color="black", lw=1.6, marker="o", ms=3.5,
@@ -244,6 +245,8 @@ def trajectories_compared(runs: Sequence[RunData], ev_id: str) -> Figure | None:
     drawn = [(r, leg) for r in runs if (ev := r.evs.get(ev_id)) is not None and (leg := ev.leg) is not None and leg.t]
     if len(drawn) < 2:
         return None
+    # from its departure: the first leg's first trace (a re-routed EV's last leg starts later)
+    departs = {id(r): next((lg.t[0] for lg in r.evs[ev_id].legs if lg.t), leg.t[0]) for r, leg in drawn}
     ref = drawn[0][1]
     fig = Figure(figsize=(11.5, max(5.0, 0.42 * len(ref.junctions) + 3.0)))
     ax = fig.add_subplot()
@@ -251,7 +254,7 @@ def trajectories_compared(runs: Sequence[RunData], ev_id: str) -> Figure | None:
         ax.axhline(j["distance_m"], color="#999999", lw=0.6, ls="--", zorder=1)
     seen: dict[str, int] = {}
     for r, leg in drawn:
-        depart = leg.t[0]
+        depart = departs[id(r)]
         travel = r.ev_summary(ev_id).get("travel_time")
         label = f"{r.name}" + (f": {travel:.0f} s" if isinstance(travel, (int, float)) else "")
         # (two runs of one controller, e.g. two backends or detection ranges: one colour, told

@@ -560,3 +560,24 @@ def test_the_bench_page_keeps_the_consoles_caveats() -> None:
     gap = re.search(r'<figure class="bench-gap-closed">.*?</figure>', page, flags=re.S)
     assert gap is not None and "hatched and starred: not judged" in gap.group(0)
     assert ">40*<" in gap.group(0)  # (the axis has its own "40")
+
+
+def test_a_rerouted_evs_comparison_counts_time_from_its_departure(tmp_path: Path) -> None:
+    # the comparison drew a re-routed EV's last route from the re-route, its axis reading "time
+    # since the EV's departure": its line ended 20 s before its travel time
+    from controller.report.figures import trajectories_compared
+
+    gw = write_run(tmp_path / "greenwave-s1", "greenwave", speed=12.0)
+    trace = json.loads((gw / "trace.json").read_text())
+    first = trace["evs"][0]["legs"][0]
+    later = _leg(12.0, 120.0)  # re-routed at 120 s (departed at 100 s)
+    trace["evs"][0]["legs"] = [{**first, "t": first["t"][:20], "pos": first["pos"][:20],
+                                "speed": first["speed"][:20]}, later]
+    (gw / "trace.json").write_text(json.dumps(trace))
+    write_run(tmp_path / "none-s1", "none", speed=6.0)
+    run = load_run(gw)
+    fig = trajectories_compared(companions(run, []), "amb")
+    assert fig is not None
+    lines = {line.get_gid(): line.get_xdata() for line in fig.axes[0].get_lines() if line.get_gid()}
+    assert lines["trajectory-greenwave-amb"][0] == pytest.approx(20.0)  # from the departure, not the re-route
+    assert lines["trajectory-none-amb"][0] == pytest.approx(0.0)
