@@ -8,6 +8,8 @@ tests and screen readers), and the drawn elements carry ids (``gid``) that say w
 from __future__ import annotations
 
 import io
+import itertools
+import math
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -174,7 +176,11 @@ def time_space_diagram(run: RunData, ev_id: str) -> Figure | None:
         return None
     t0, t1 = leg.t[0] - 10.0, leg.t[-1] + 10.0
     length = max(leg.route_length_m, 1.0)
-    bar = length * 0.012
+    # thinner where stop lines are close (Bologna's 221: two 21 m apart merged into one bar), not
+    # below a visible height
+    lines = sorted({float(j["distance_m"]) for j in leg.junctions})
+    closest = min((b - a for a, b in itertools.pairwise(lines)), default=math.inf)
+    bar = min(length * 0.012, max(0.8 * closest, length * 0.004))
     crossings = run.crossings(ev_id)
     step = _step_s(run)
     fig = Figure(figsize=(11.5, max(5.5, 0.42 * len(leg.junctions) + 3.5)))
