@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -578,6 +579,7 @@ def test_a_rerouted_evs_comparison_counts_time_from_its_departure(tmp_path: Path
     run = load_run(gw)
     fig = trajectories_compared(companions(run, []), "amb")
     assert fig is not None
-    lines = {line.get_gid(): line.get_xdata() for line in fig.axes[0].get_lines() if line.get_gid()}
+    lines = {line.get_gid(): np.asarray(line.get_xdata(), dtype=float).tolist()
+             for line in fig.axes[0].get_lines() if line.get_gid()}
     assert lines["trajectory-greenwave-amb"][0] == pytest.approx(20.0)  # from the departure, not the re-route
     assert lines["trajectory-none-amb"][0] == pytest.approx(0.0)
