@@ -320,7 +320,9 @@ def print_summary(summary: dict[str, Any], out_dir: Path, console: Console) -> N
     console.print(
         f"background: {bg['trips']} trips, mean time loss {_fmt(bg['mean_time_loss'])} s\n"
         f"safety: S1 {s['S1']}  S2 {s['S2']}  S3 {s['S3']}  S4 {s['S4']}  S5 {s['S5']}  ·  "
-        f"collisions {s['collisions']} (EV {s['collisions_ev']}, at preempted signals "
+        f"collisions {s['collisions']}"
+        + (f" (+{s['collisions_after_end']} after the end)" if s.get("collisions_after_end") else "")
+        + f" (over the whole run: EV {s['collisions_ev']}, at preempted signals "
         f"{_fmt(s.get('collisions_preempted'), 0)})  emergency braking {s['emergency_braking']}  "
         f"teleports {s['teleports']} ({s.get('teleports_traffic', '?')} not after a collision)  "
         f"({s['watched_signals']} traffic lights watched)\n"

@@ -190,7 +190,7 @@ def _field_path(loc: Sequence[Any]) -> list[Any]:
     of the kind of place pydantic chose (``origin.edge.edge`` is ``origin.edge``)."""
     parts = [x for x in loc if x != "body"]
     return [x for i, x in enumerate(parts)
-            if not (i > 0 and parts[i - 1] in ("origin", "destination") and x in PLACE_TAGS and i + 1 < len(parts))]
+            if not (i > 0 and parts[i - 1] in ("origin", "destination") and x in PLACE_TAGS)]
 
 
 def _status_of(error: GreenwaveError) -> int:

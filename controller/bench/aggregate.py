@@ -38,11 +38,14 @@ CHECK_TICK_RATIO_FLOOR = 0.05  # ... and is only judged above this (smaller rati
 # of the baseline's where that is more (a change that perturbs the traffic moves them a little)
 CHECK_INCIDENTS_ABS = 2
 CHECK_INCIDENTS_REL = 0.25
-CHECK_INCIDENTS = ("collisions", "collisions_preempted", "emergency_braking", "teleports")
+CHECK_INCIDENTS = ("collisions", "collisions_after_end", "collisions_preempted", "emergency_braking", "teleports")
 _EPS = 1e-9  # figures are deterministic; this only absorbs float rounding at a limit
 
 SAFETY_RULES = ("S1", "S2", "S3", "S4", "S5")
-SAFETY_KEYS = (*SAFETY_RULES, "collisions", "collisions_ev", "collisions_preempted", "emergency_braking", "teleports")
+# (collisions: to the scenario's end, as the trips; collisions_after_end: a run going on for its EV;
+# an older summary has none apart: 0)
+SAFETY_KEYS = (*SAFETY_RULES, "collisions", "collisions_after_end", "collisions_ev", "collisions_preempted",
+               "emergency_braking", "teleports")
 UNRECORDED = ("collisions_preempted",)  # None in a summary: not recorded (the oracle keeps no preemptions)
 BASELINE_FORMAT = "greenwave-bench-baseline"
 BASELINE_FORMAT_VERSION = 1
@@ -209,15 +212,35 @@ def mean_and_se(values: Sequence[float]) -> tuple[float | None, float | None]:
     return mean, float(np.std(values, ddof=1) / np.sqrt(len(values)))
 
 
-def _mean_travel_on(seeds: Iterable[int], runs: Mapping[int, Mapping[str, Any]]) -> float | None:
-    return _mean([t for s in seeds for t in ev_travel_times(runs[s])])
+def _arrived(summary: Mapping[str, Any]) -> dict[str, float]:
+    """EV id -> travel time, of the EVs of one run that arrived."""
+    return {str(ev.get("id")): t for ev in summary.get("evs", []) if (t := _num(ev.get("travel_time"))) is not None}
+
+
+def _common_times(seed: int, groups: Sequence[Mapping[int, Mapping[str, Any]]]) -> list[list[float]]:
+    """Per group, the travel times on ``seed`` of the EVs that arrived in every group's run of
+    that seed (in one order): the comparisons compare the same trips (an EV stuck under none,
+    left out of none's mean alone, made none look faster and the gap smaller)."""
+    arrived = [_arrived(g[seed]) for g in groups]
+    ids = sorted(set.intersection(*(set(a) for a in arrived)))
+    return [[a[i] for i in ids] for a in arrived]
+
+
+def _means_on(seeds: Iterable[int], groups: Sequence[Mapping[int, Mapping[str, Any]]]) -> list[float | None]:
+    """Each group's mean EV travel time over ``seeds``, on the EVs that arrived in all of them."""
+    pooled: list[list[float]] = [[] for _ in groups]
+    for s in seeds:
+        for acc, times in zip(pooled, _common_times(s, groups), strict=True):
+            acc.extend(times)
+    return [_mean(acc) for acc in pooled]
 
 
 def _paired_delay_se(seeds: Sequence[int], runs: Mapping[int, Mapping[str, Any]],
                      oracle: Mapping[int, Mapping[str, Any]]) -> float | None:
-    """The standard error of the delay over the oracle, from its per-seed values (X − oracle)."""
-    per_seed = [x - o for s in seeds
-                if (x := run_ev_mean(runs[s])) is not None and (o := run_ev_mean(oracle[s])) is not None]
+    """The standard error of the delay over the oracle, from its per-seed values (X − oracle, on
+    the EVs that arrived in both)."""
+    per_seed = [x - o for s in seeds for xs, os in [_common_times(s, (runs, oracle))]
+                if (x := _mean(xs)) is not None and (o := _mean(os)) is not None]
     return mean_and_se(per_seed)[1]
 
 
@@ -256,14 +279,14 @@ def _group(results: Sequence[RunResult], none: dict[int, Mapping[str, Any]] | No
     judged: bool | None = None
     if none is not None and oracle is not None:
         common = sorted(set(runs) & set(none) & set(oracle))
-        m_x, m_none, m_oracle = (_mean_travel_on(common, d) for d in (runs, none, oracle))
+        m_x, m_none, m_oracle = _means_on(common, (runs, none, oracle))
         if m_x is not None and m_none is not None and m_oracle is not None:
             saving = m_none - m_oracle
             judged = m_none > 0 and saving >= GAP_JUDGED_MIN_SAVING * m_none
             gap = (m_none - m_x) / saving if abs(saving) > _EPS else None
     if oracle is not None:
         common = sorted(set(runs) & set(oracle))
-        m_x, m_oracle = _mean_travel_on(common, runs), _mean_travel_on(common, oracle)
+        m_x, m_oracle = _means_on(common, (runs, oracle))
         delay = m_x - m_oracle if m_x is not None and m_oracle is not None else None
         delay_se = _paired_delay_se(common, runs, oracle)
     row.update(gap_closed=_r(gap, 4), gap_judged=judged, delay_over_oracle_s=_r(delay, 2),

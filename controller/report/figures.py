@@ -176,11 +176,13 @@ def time_space_diagram(run: RunData, ev_id: str) -> Figure | None:
         return None
     t0, t1 = leg.t[0] - 10.0, leg.t[-1] + 10.0
     length = max(leg.route_length_m, 1.0)
-    # thinner where stop lines are close (Bologna's 221: two 21 m apart merged into one bar), not
-    # below a visible height
+    # thinner where stop lines are close (Bologna's 221: two 21 m apart merged into one bar): a
+    # junction draws from half a bar below its line to 1.8 bars above (the preemption band on
+    # top), so 2.4 bars fit between two lines; not thinner than 0.15 % of the route (lines
+    # closer than about 11 m on a 3 km route may still touch)
     lines = sorted({float(j["distance_m"]) for j in leg.junctions})
     closest = min((b - a for a, b in itertools.pairwise(lines)), default=math.inf)
-    bar = min(length * 0.012, max(0.8 * closest, length * 0.004))
+    bar = min(length * 0.012, max(closest / 2.4, length * 0.0015))
     crossings = run.crossings(ev_id)
     step = _step_s(run)
     fig = Figure(figsize=(11.5, max(5.5, 0.42 * len(leg.junctions) + 3.5)))

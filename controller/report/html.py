@@ -352,8 +352,10 @@ def _traffic(companions: Sequence[RunData]) -> str:
 
 def _safety(run: RunData) -> str:
     s = run.summary.get("safety", {})
-    columns = (("S1", "S1"), ("S2", "S2"), ("S3", "S3"), ("S4", "S4"), ("S5", "S5"), ("collisions", "collisions"),
-               ("collisions_ev", "of them with an EV"), ("collisions_preempted", "at preempted signals"),
+    columns = (("S1", "S1"), ("S2", "S2"), ("S3", "S3"), ("S4", "S4"), ("S5", "S5"),
+               ("collisions", "collisions to the scenario's end"), ("collisions_after_end", "after the end"),
+               ("collisions_ev", "with an EV (whole run)"),
+               ("collisions_preempted", "at preempted signals (whole run)"),
                ("emergency_braking", "emergency brakings"), ("teleports", "teleports (collisions' too)"),
                ("teleports_traffic", "of them jam, yield, wrong lane"))
     keys = tuple(k for k, _ in columns)

@@ -231,7 +231,7 @@ def _tell_apart(runs: Sequence[RunData]) -> None:
         keys = sorted({k for st in settings for k in st if len({repr(x.get(k)) for x in settings}) > 1})
         for r, st in zip(same, settings, strict=True):
             shown = ", ".join(f"{k} = {json.dumps(st[k])}" if k in st else f"{k} default" for k in keys)
-            object.__setattr__(r, "distinct", shown or r.path.name)
+            object.__setattr__(r, "distinct", shown or f"{r.path.parent.name}/{r.path.name}")
 
 
 def by_controller(runs: Sequence[RunData], controller: str) -> RunData | None:

@@ -164,8 +164,8 @@ CROSS_STREETS_FILE = "cross_streets.xml"
 
 def cross_streets(out_dir: Path) -> dict[str, float | int | None]:
     """Entries of vehicles into the cross streets of the EVs' signals (``vehicles``: one per
-    vehicle and edge), and their mean time loss there per entry (SUMO's edgeData over the whole
-    run)."""
+    vehicle and edge), and their mean time loss there per entry (SUMO's edgeData up to the
+    scenario's end, as the other trips are counted)."""
     path = out_dir / CROSS_STREETS_FILE
     if not path.is_file():
         return {"edges": 0, "vehicles": 0, "mean_time_loss": None}

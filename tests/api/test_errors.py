@@ -103,6 +103,7 @@ def test_413_for_a_large_body(c: httpx.Client) -> None:
         # (the path as the client wrote it: pydantic's tag of the kind of place is left out)
         ({"origin": {"lon": 200, "lat": 48.7}, "destination": {"edge": "C1right1"}}, "origin.lon: Input should be"),
         ({"origin": {"edge": 5}, "destination": {"edge": "C1right1"}}, "origin.edge: Input should be a valid string"),
+        ({"origin": "A1B1", "destination": {"edge": "C1right1"}}, "origin: Input should be"),  # (was origin.geo)
         ({"route": ["A1B1"], "priority": 0}, "priority"),
         ({"route": ["A1B1"], "priority": "1"}, "priority: Input should be a valid integer"),  # (was taken as 1)
         ({"route": ["A1B1"], "priority": True}, "priority: Input should be a valid integer"),

@@ -862,3 +862,25 @@ def test_a_moderate_scenario_fails_the_verdict_on_an_ev_stop_at_a_signal() -> No
     assert _detail(v, "no EV stop") == "1.00 per EV"
     # heavy demand (or none given): not judged
     assert not any(c["name"].startswith("no EV stop") for c in _verdict(basic())["criteria"])
+
+
+def test_gap_and_delay_compare_the_evs_that_arrived_in_every_run() -> None:
+    # none's stuck EV was left out of none's mean alone: none 100 s (its other EV) against
+    # greenwave's mean of both, gap 0.76 in the bench where the run report said 0.92
+    stuck = summary([700.0, 100.0])
+    stuck["evs"][0]["travel_time"] = None
+    rows = rows_by_ctrl(aggregate([res("a", "none", 1, stuck), res("a", "greenwave", 1, summary([80.0, 40.0])),
+                                   res("a", "oracle", 1, summary([60.0, 35.0]))]))
+    assert rows["greenwave"]["gap_closed"] == pytest.approx((100.0 - 40.0) / (100.0 - 35.0), abs=1e-4)
+    # both EVs arrived under greenwave and the oracle: (80 + 40) / 2 - (60 + 35) / 2
+    assert rows["greenwave"]["delay_over_oracle_s"] == pytest.approx(12.5)
+    assert rows["greenwave"]["ev_travel_mean_s"] == 60.0  # its own mean is still over its own EVs
+    assert rows["none"]["evs_not_arrived"] == 1
+
+
+def test_collisions_after_the_scenarios_end_are_summed_apart() -> None:
+    late = summary(100.0)
+    late["safety"]["collisions_after_end"] = 2
+    rows = rows_by_ctrl(aggregate([res("a", "greenwave", 1, late), res("a", "greenwave", 2, summary(100.0))]))
+    assert rows["greenwave"]["collisions_after_end"] == 2  # (an older summary has none apart: 0)
+    assert "collisions_after_end" in agg.CSV_COLUMNS and "collisions_after_end" in agg.CHECK_INCIDENTS
