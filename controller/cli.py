@@ -320,10 +320,10 @@ def print_summary(summary: dict[str, Any], out_dir: Path, console: Console) -> N
     console.print(
         f"background: {bg['trips']} trips, mean time loss {_fmt(bg['mean_time_loss'])} s\n"
         f"safety: S1 {s['S1']}  S2 {s['S2']}  S3 {s['S3']}  S4 {s['S4']}  S5 {s['S5']}  ·  "
-        f"collisions {s['collisions']}"
-        + (f" (+{s['collisions_after_end']} after the end)" if s.get("collisions_after_end") else "")
-        + f" (over the whole run: EV {s['collisions_ev']}, at preempted signals "
-        f"{_fmt(s.get('collisions_preempted'), 0)})  emergency braking {s['emergency_braking']}  "
+        f"collisions {s['collisions']} to the end"
+        + (f" (+{s['collisions_after_end']} after it)" if s.get("collisions_after_end") else "")
+        + f"; in the whole run with an EV {s['collisions_ev']}, at preempted signals "
+        f"{_fmt(s.get('collisions_preempted'), 0)}  emergency braking {s['emergency_braking']}  "
         f"teleports {s['teleports']} ({s.get('teleports_traffic', '?')} not after a collision)  "
         f"({s['watched_signals']} traffic lights watched)\n"
         f"realtime: {rt['ticks']} ticks, controller p50 {_fmt(rt['tick_ms_p50'], 3)} ms "

@@ -564,3 +564,12 @@ def test_a_run_going_on_for_its_ev_measures_the_cross_streets_to_the_scenarios_e
                  for i in ET.parse(tmp_path / "o" / "cross_streets.xml").getroot().iter("interval")]
     assert intervals == [(0.0, 30.0)]
     assert s["safety"]["collisions_after_end"] == 0
+    # the console says which collisions are counted to the end and which over the whole run
+    from rich.console import Console
+
+    from controller.cli import print_summary
+
+    s["safety"].update(collisions=1, collisions_after_end=2)
+    console = Console(record=True, width=200)
+    print_summary(s, tmp_path / "o", console)
+    assert "collisions 1 to the end (+2 after it); in the whole run with an EV 0" in console.export_text()
