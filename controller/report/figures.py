@@ -178,11 +178,13 @@ def time_space_diagram(run: RunData, ev_id: str) -> Figure | None:
     length = max(leg.route_length_m, 1.0)
     # thinner where stop lines are close (Bologna's 221: two 21 m apart merged into one bar): a
     # junction draws from half a bar below its line to 1.8 bars above (the preemption band on
-    # top), so 2.4 bars fit between two lines; not thinner than 0.15 % of the route (lines
-    # closer than about 11 m on a 3 km route may still touch)
+    # top), so a bar of its nearest neighbour's distance / 2.4 fits; not thinner than 0.15 % of
+    # the route (lines closer than about 11 m on a 3 km route may still touch)
     lines = sorted({float(j["distance_m"]) for j in leg.junctions})
-    closest = min((b - a for a, b in itertools.pairwise(lines)), default=math.inf)
-    bar = min(length * 0.012, max(closest / 2.4, length * 0.0015))
+    nearest = {y: math.inf for y in lines}
+    for a, b in itertools.pairwise(lines):
+        nearest[a], nearest[b] = min(nearest[a], b - a), min(nearest[b], b - a)
+    bars = {y: min(length * 0.012, max(gap / 2.4, length * 0.0015)) for y, gap in nearest.items()}
     crossings = run.crossings(ev_id)
     step = _step_s(run)
     fig = Figure(figsize=(11.5, max(5.5, 0.42 * len(leg.junctions) + 3.5)))
@@ -192,12 +194,13 @@ def time_space_diagram(run: RunData, ev_id: str) -> Figure | None:
     used_stages: set[str] = set()
     for j in leg.junctions:
         y, idx = j["distance_m"], j["index"]
+        bar = bars[float(y)]
         spans = movement_intervals(governing(run.signals.get(j["tls"], []), step), j["links"], t0, t1)
         for colour in SIGNAL_COLOURS:
-            bars = [(s, e - s) for s, e, c in spans if c == colour]
-            if bars:
+            runs = [(s, e - s) for s, e, c in spans if c == colour]
+            if runs:
                 used_colours.add(colour)
-                ax.add_patch(PathPatch(_bars_path(bars, y - bar / 2, bar), facecolor=SIGNAL_COLOURS[colour], lw=0,
+                ax.add_patch(PathPatch(_bars_path(runs, y - bar / 2, bar), facecolor=SIGNAL_COLOURS[colour], lw=0,
                                        gid=f"j{idx}-signal-{colour}", zorder=2))
         ax.axhline(y, color="#999999", lw=0.5, ls=":", zorder=1)
         queue = leg.queues.get(idx, [])

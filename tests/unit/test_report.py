@@ -4,6 +4,7 @@ HTML and figures drawn from a synthetic run's data."""
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -583,3 +584,24 @@ def test_a_rerouted_evs_comparison_counts_time_from_its_departure(tmp_path: Path
              for line in fig.axes[0].get_lines() if line.get_gid()}
     assert lines["trajectory-greenwave-amb"][0] == pytest.approx(20.0)  # from the departure, not the re-route
     assert lines["trajectory-none-amb"][0] == pytest.approx(0.0)
+
+
+def test_the_bars_of_close_stop_lines_do_not_overlap(tmp_path: Path) -> None:
+    # two stop lines 21 m apart on a long route (Bologna's 221) merged into one bar
+    folder = write_run(tmp_path / "greenwave-s1", "greenwave")
+    trace = json.loads((folder / "trace.json").read_text())
+    for leg in (trace["evs"][0]["legs"][0],):
+        leg["route_length_m"] = 3000.0
+        leg["junctions"][1]["distance_m"] = 121.0  # J2 21 m after J1 (at 100 m)
+    (folder / "trace.json").write_text(json.dumps(trace))
+    fig = time_space_diagram(load_run(folder), "amb")
+    assert fig is not None
+    extents: dict[str, tuple[float, float]] = {}
+    for patch in fig.axes[0].patches:
+        gid = patch.get_gid() or ""
+        if gid.startswith(("j0-", "j1-")):
+            box = patch.get_path().get_extents(patch.get_patch_transform())
+            lo, hi = extents.get(gid[:2], (math.inf, -math.inf))
+            extents[gid[:2]] = (min(lo, box.y0), max(hi, box.y1))
+    assert set(extents) == {"j0", "j1"}
+    assert extents["j0"][1] <= extents["j1"][0], extents  # J1's bar and band end below J2's bar
