@@ -344,6 +344,11 @@ class PreemptionController:
                 last = self._last_requests.get(ev_id, ())
                 requests.extend(r for r in last if not p.crossed(r.junction_index) or self._holds(ev, p, r, t))
                 continue
+            if vehicle is not None and p.position_m is None:
+                # on the road but not yet placed on its route (first seen inside a junction: an
+                # escort joining a running vehicle): planned from the route's start, it switched
+                # the signals behind it; nothing is planned until it is placed (the next tick)
+                continue
             predictor = self._predictors[ev_id]
             position = p.position_m if p.position_m is not None and vehicle is not None else 0.0
             speed = vehicle.speed_mps if vehicle is not None else 0.0

@@ -143,20 +143,28 @@ def _locate(corridor: Corridor, position_m: float) -> tuple[int, float]:
     return i, max(0.0, min(position_m, edge_end) - offsets[i])
 
 
-def dead_reckoned_m(corridor: Corridor, fix_m: float, speed_mps: float, since_s: float) -> float:
+def dead_reckoned_m(corridor: Corridor, fix_m: float, speed_mps: float, since_s: float,
+                    confirmed_m: float | None = None) -> float:
     """Where along the route an external fix at ``fix_m`` is carried after ``since_s`` at its
     speed (for at most DEAD_RECKONING_S): never past the next stop line or to the route's end,
     which only a fix may show crossed or reached. A guess that marked a junction crossed would
-    release its signal for good, red for a vehicle still coming to it."""
-    ahead = speed_mps * min(max(since_s, 0.0), DEAD_RECKONING_S)
-    if ahead <= 0:
-        return fix_m
+    release its signal for good, red for a vehicle still coming to it.
+
+    ``confirmed_m``: how far the fixes show the vehicle surely is (the farthest fix less the
+    error a fix may have, MAX_FROM_ROUTE_M; None: ``fix_m``). A stop line beyond it is not
+    crossed yet, even where a fix lies past it: the vehicle is held just short of it (a fix 5 m
+    past a stop line, then one 45 m back, which the plausibility check must accept as GPS
+    noise, released the signal with the vehicle still before it)."""
+    surely = fix_m if confirmed_m is None else min(fix_m, confirmed_m)
     limit = corridor.length_m - ARRIVED_WITHIN_M - _SHORT_OF_M
     for j in corridor.junctions:
-        if j.distance_m > fix_m:
+        if j.distance_m > surely:
             limit = min(limit, j.distance_m - _SHORT_OF_M)
             break
-    return max(fix_m, min(fix_m + ahead, limit))
+    if fix_m >= limit:  # (a fix past a stop line not yet confirmed, or at the end: held there)
+        return limit if confirmed_m is not None and limit < fix_m else fix_m
+    ahead = speed_mps * min(max(since_s, 0.0), DEAD_RECKONING_S)
+    return min(fix_m + max(ahead, 0.0), limit)
 
 
 _FORWARD = ("idle", "armed", "entry", "dwell")
@@ -362,10 +370,11 @@ class SimService:
         self.events.publish("error", detail=message)
         self.audit.record("service", event="failed", detail=message)
 
-    def _answer_pending(self, error: GreenwaveError) -> None:
-        """Answer every request still waiting: a dispatch or cancel that was carried out with the
-        escort as it is now (the stop cancelled it: its view says so; a 503 told the client it was
-        not done, while the audit log had it), the others with ``error``."""
+    def _answer_after_ticks(self, error: GreenwaveError) -> None:
+        """Answer the dispatches and cancels carried out that wait for a tick no longer coming
+        (the service stopping, or the simulation at its end) with the escort as it is now (the
+        stop or the end cancelled it: its view says so; a 503 told the client it was not done,
+        while the audit log had it); one whose escort is not there with ``error``."""
         views = self.state.escorts
         for future, escort_id in self._after_tick:
             if not future.done():
@@ -374,6 +383,11 @@ class SimService:
                 else:
                     future.set_exception(error)
         self._after_tick.clear()
+
+    def _answer_pending(self, error: GreenwaveError) -> None:
+        """Answer every request still waiting (:meth:`_answer_after_ticks`; the queued ones with
+        ``error``)."""
+        self._answer_after_ticks(error)
         while True:
             try:
                 _, future = self._commands.get_nowait()
@@ -393,6 +407,8 @@ class SimService:
                     self._drain(sim, "simulation ended")
                     self._ended = True
                     self._publish(sim.time_s, running=True)
+                    # (those carried out on the last step waited for a tick that will not come)
+                    self._answer_after_ticks(RequestError("the simulation ended", 409))
                     self.events.publish("ended", t_s=sim.time_s)
                 self._wait_for_commands(sim, time.perf_counter() + 0.2)
                 continue
@@ -469,7 +485,8 @@ class SimService:
             fix = self._dead_reckoned(esc, t)
             if fix is not None:
                 vehicles[esc.key] = fix
-                if fix.odometer_m >= esc.corridor.length_m - ARRIVED_WITHIN_M:
+                # (the fix itself: its carried position stays short of a stop line not yet confirmed)
+                if esc.fix is not None and esc.fix.odometer_m >= esc.corridor.length_m - ARRIVED_WITHIN_M:
                     arrived.add(esc.key)
         snap = replace(snap, vehicles=vehicles, arrived=tuple(arrived))
         for key, p in self._progress.items():
@@ -529,10 +546,17 @@ class SimService:
         fix = esc.fix
         if fix is None or esc.fix_t_s is None:
             return None
-        position = dead_reckoned_m(esc.corridor, fix.odometer_m, fix.speed_mps, t_s - esc.fix_t_s)
+        since = t_s - esc.fix_t_s
+        position = dead_reckoned_m(esc.corridor, fix.odometer_m, fix.speed_mps, since,
+                                   confirmed_m=esc.fix_farthest_m - MAX_FROM_ROUTE_M)
+        # carried on at the fix's speed while it is; held (at a stop line not shown crossed, or
+        # after DEAD_RECKONING_S) it stands: the stall release can then let the signals further on
+        # go (at 12 m/s frozen short of a stop line it held them until the 120 s without a fix)
+        carried = min(max(since, 0.0), DEAD_RECKONING_S) * fix.speed_mps
+        moving = since < DEAD_RECKONING_S and position >= fix.odometer_m + carried - 1e-6
         index, lane_pos = _locate(esc.corridor, position)
         edge = esc.corridor.route[index]
-        return VehicleState(esc.key, edge, f"{edge}_0", lane_pos, fix.speed_mps, index, position)
+        return VehicleState(esc.key, edge, f"{edge}_0", lane_pos, fix.speed_mps if moving else 0.0, index, position)
 
     def _reroute(self, sim: SumoAdapter, key: str, t_s: float) -> None:
         assert self._controller is not None

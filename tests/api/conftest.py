@@ -100,7 +100,7 @@ def server(tiny_scenario: Path, tmp_path: Path) -> Iterator[Server]:
         s.stop()
 
 
-def in_process_service(scenario: Path, tmp_path: Path, speed: float) -> Any:
+def in_process_service(scenario: Path, tmp_path: Path, speed: float, end_s: float | None = None) -> Any:
     """A SimService on ``scenario`` (seed 1) in this process, not started: its run's folder and
     audit log under ``tmp_path``."""
     from controller.runtime.audit import AuditLog
@@ -109,7 +109,7 @@ def in_process_service(scenario: Path, tmp_path: Path, speed: float) -> Any:
     from controller.scenario import load_scenario
 
     setup = prepare_scenario(load_scenario(scenario), seed=1, out_dir=tmp_path / "out")
-    return SimService(setup, audit=AuditLog(tmp_path / "audit.sqlite"), speed=speed, end_s=None)
+    return SimService(setup, audit=AuditLog(tmp_path / "audit.sqlite"), speed=speed, end_s=end_s)
 
 
 def wait_for(predicate: Any, timeout_s: float = 60.0, every_s: float = 0.1, what: str = "condition") -> Any:

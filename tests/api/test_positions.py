@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -165,6 +166,71 @@ def test_a_chain_of_fixes_each_near_the_last_cannot_carry_an_escort_past_its_sig
         assert wait_for(lambda: c.get("/v1/emergencies/chain").json()["junctions"][0]["eta_s"],
                         what="an ETA from the fixes") > dispatched
         assert c.delete("/v1/emergencies/chain").status_code in (200, 202, 204)
+        wait_for(lambda: all_handed_back(c), timeout_s=30, what="every signal handed back")
+
+
+def test_a_fix_just_past_a_stop_line_does_not_hand_its_signal_back(geo_server: Server) -> None:
+    # A fix 5 m past A1's stop line marked A1 crossed and handed it back; the next fix, 45 m
+    # back (GPS noise the plausibility check accepts), put the escort before A1, red and
+    # requested by no one. A stop line counts as crossed once the fixes show the vehicle past
+    # it by more than a fix's error (50 m), or it arrives.
+    with geo_server.client() as c:
+        r = c.post("/v1/emergencies", json={"id": "noisy", "tracking": "external",
+                                            "route": ["left1A1", "A1B1", "B1C1", "C1right1"]})
+        assert r.status_code == 201, r.text
+        line = r.json()["junctions"][0]["distance_m"]
+        assert c.post("/v1/emergencies/noisy/positions",
+                      json={"edge": "left1A1", "offset_m": line - 40.0, "speed_mps": 8.0}).status_code == 200
+        wait_for(lambda: c.get("/v1/signals/A1").json()["stage"] in ("entry", "dwell"), what="A1 switched")
+        r = c.post("/v1/emergencies/noisy/positions", json={"edge": "A1B1", "offset_m": 5.0, "speed_mps": 8.0})
+        assert r.status_code == 200, r.text
+        past = r.json()["route_distance_m"]  # 5 m into A1B1: past A1's line and its crossing
+        assert past > line
+        now = c.get("/healthz").json()["t_s"]
+        wait_for(lambda: c.get("/healthz").json()["t_s"] >= now + 3.0, what="3 simulated s")
+        view = c.get("/v1/emergencies/noisy").json()
+        assert view["junctions"][0]["crossed_s"] is None, view["junctions"][0]
+        assert c.get("/v1/signals/A1").json()["stage"] in ("entry", "dwell")
+        # (left1A1 is the route's first edge: its offsets are route distances)
+        r = c.post("/v1/emergencies/noisy/positions", json={"edge": "left1A1", "offset_m": past - 45.0})
+        assert r.status_code == 200, r.text  # 45 m back, before A1's line: noise, accepted; A1 still held
+        assert past - 45.0 < line
+        assert c.get("/v1/signals/A1").json()["stage"] in ("entry", "dwell")
+        now = c.get("/healthz").json()["t_s"]
+        wait_for(lambda: c.get("/healthz").json()["t_s"] >= now + 3.0, what="3 simulated s")
+        r = c.post("/v1/emergencies/noisy/positions", json={"edge": "A1B1", "offset_m": 80.0, "speed_mps": 8.0})
+        assert r.status_code == 200, r.text
+        crossed = wait_for(lambda: c.get("/v1/emergencies/noisy").json()["junctions"][0]["crossed_s"],
+                           what="A1 crossed once a fix is well past it")
+        assert crossed is not None
+        assert c.delete("/v1/emergencies/noisy").status_code == 200
+        wait_for(lambda: all_handed_back(c), timeout_s=30, what="every signal handed back")
+
+
+def test_an_escort_carried_to_a_stop_line_and_held_there_stands(geo_server: Server) -> None:
+    # one fix at 12 m/s, then none: carried to just short of A2's stop line it stayed "moving"
+    # at 12 m/s, so the stall release never let the signals further on go: A2 and B2 stayed
+    # held until the escort was cancelled for want of a fix, 120 s later
+    with geo_server.client() as c:
+        r = c.post("/v1/emergencies", json={"id": "frozen", "tracking": "external",
+                                            "route": ["left2A2", "A2B2", "B2C2", "C2right2"]})
+        assert r.status_code == 201, r.text
+        assert c.post("/v1/emergencies/frozen/positions",
+                      json={"edge": "left2A2", "offset_m": 50.0, "speed_mps": 12.0}).status_code == 200
+        view = wait_for(lambda: (v := c.get("/v1/emergencies/frozen").json())["speed_mps"] == 0.0 and v,
+                        timeout_s=20, what="the escort held short of A2, standing")
+        assert view["junctions"][0]["crossed_s"] is None
+        # standing 30 s: B2 and C2, only armed for it, let go; A2, green with nothing queued,
+        # handed back too ("EV stalled"): all before the 120 s without a fix
+        def rows(tls: str) -> list[dict[str, Any]]:
+            return [a["detail"] for a in c.get("/v1/audit", params={"kind": "decision"}).json() if a["tls_id"] == tls]
+
+        wait_for(lambda: any(d.get("previous") == "armed" and d.get("stage") == "idle" for d in rows("B2")),
+                 timeout_s=30, what="B2 let go for the standing escort")
+        wait_for(lambda: any((d.get("reasons") or {}).get("frozen") == "EV stalled" for d in rows("A2")),
+                 timeout_s=30, what="A2 handed back for the standing escort")
+        assert c.get("/v1/emergencies/frozen").json()["state"] == "en_route"  # not cancelled: 120 s not over
+        assert c.delete("/v1/emergencies/frozen").status_code == 200
         wait_for(lambda: all_handed_back(c), timeout_s=30, what="every signal handed back")
 
 

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 
 import pytest
 
 import controller.runtime.service as service_module
 from controller.api.app import _answer
+from controller.errors import RequestError
 from controller.runtime.service import SimService
 from controller.runtime.service_model import Dispatch
 from tests.api.conftest import in_process_service
@@ -56,3 +58,28 @@ def test_a_dispatch_carried_out_as_the_service_stops_is_answered_with_the_escort
         service.stop()
     answer = future.result(timeout=5)
     assert answer.id == "amb" and answer.state == "cancelled" and answer.reason == "service stopped"
+
+
+def test_a_dispatch_carried_out_on_the_last_step_before_the_end_is_answered(tiny_scenario: Path,
+                                                                          tmp_path: Path) -> None:
+    # the end's drain ran no tick (nothing preempted): the dispatch, carried out and in the
+    # audit log, waited for a tick that never came and was answered 503 after the timeout
+    service: SimService = in_process_service(tiny_scenario, tmp_path, speed=2.0, end_s=6.0)
+    service.start()
+    try:
+        futures = []
+        for k in range(60):  # one every 0.1 s until the end (6 simulated s at 2x: 3 s)
+            futures.append(service.submit(Dispatch(escort_id=f"e{k}", route=("A1left1",), tracking="external")))
+            time.sleep(0.1)
+        answers = []
+        for f in futures:
+            try:
+                answers.append(f.result(timeout=10))
+            except (RequestError, FutureTimeout) as e:  # a refusal after the end (409) is an answer too
+                answers.append(e)
+    finally:
+        service.stop()
+    done = [a for a in answers if not isinstance(a, Exception)]
+    refused = [a for a in answers if isinstance(a, Exception)]
+    assert done, answers
+    assert all("the simulation ended" in str(e) for e in refused), refused

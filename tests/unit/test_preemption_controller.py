@@ -915,3 +915,22 @@ def test_an_external_escort_is_not_counted_among_the_vehicles_on_its_approach() 
     ev = ev_at(r.corridor, 0.0)
     assert r.ctrl._queue_ahead(j, snap, ev) == 2
     assert r.ctrl._queue_ahead(j, snap, ev, in_lanes=False) == 3
+
+
+def test_an_ev_first_seen_inside_a_junction_is_planned_once_it_is_placed_on_its_route() -> None:
+    # An escort joining a running vehicle that is inside J1 (an internal lane: its place on the
+    # route not known yet) was planned from the route's start: T1, behind it, was switched.
+    r = make_rig()
+    inside = VehicleState("ev", ":J1_0", ":J1_0_0", 1.0, SPEED, 0, 0.0)
+    snap = Snapshot(0.0, {"ev": inside}, {tls: s.signal_state() for tls, s in r.signals.items()}, no_queues(0.0))
+    r.progress["ev"].update(0.0, inside)
+    assert r.progress["ev"].position_m is None
+    r.ctrl.tick(snap, r.progress)
+    assert r.requests_at(0.0) == []  # nothing planned for it yet
+    # the next tick it is on e1, past T1: T2 alone is asked for
+    on_e1 = VehicleState("ev", "e1", "e1_0", 10.0, SPEED, 1, 10.0)
+    snap = Snapshot(1.0, {"ev": on_e1}, {tls: s.signal_state() for tls, s in r.signals.items()}, no_queues(1.0))
+    r.progress["ev"].update(1.0, on_e1)
+    r.ctrl.tick(snap, r.progress)
+    assert {q.tls_id for q in r.requests_at(1.0)} == {"T2"}
+    assert r.ctrl.planner.stage("T1") == "idle"

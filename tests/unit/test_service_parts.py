@@ -145,6 +145,12 @@ def test_a_fix_is_carried_forward_but_never_past_a_stop_line_or_to_the_end() -> 
     # standing still, or a fix already past where the guess would stop: where the fix is
     assert dead_reckoned_m(c, 300.0, 0.0, 20.0) == 300.0
     assert dead_reckoned_m(c, 799.0, 10.0, 5.0) == 799.0
+    # a fix 5 m past the stop line at 500 m is within a fix's error of it (the farthest fix, 505 m,
+    # less 50 m): held short of it until a fix shows it 50 m past (a fix 45 m back, which the
+    # plausibility check accepts, had put the vehicle before a signal already handed back)
+    assert dead_reckoned_m(c, 505.0, 12.0, 3.0, confirmed_m=455.0) == 499.5
+    assert dead_reckoned_m(c, 460.0, 12.0, 3.0, confirmed_m=455.0) == 496.0  # the fix 45 m back, carried on
+    assert dead_reckoned_m(c, 551.0, 12.0, 10.0, confirmed_m=501.0) == 671.0  # 51 m past: crossed, on to 700
 
 
 def test_geo_reference_is_read_from_the_network(tmp_path: Path) -> None:
