@@ -296,7 +296,9 @@ def eta_accuracy(run: RunData, ev_id: str, horizon_s: float = 120.0) -> Figure |
     series: dict[int, list[tuple[float, float, str]]] = {}
     for e, j, t, eta, _low, _high, tag in run.eta:
         actual = crossings.get(j)
-        if e != ev_id or actual is None or not 0 < actual - t <= horizon_s:
+        # (the prediction that started an entry is drawn however far ahead: entries start up
+        # to max_lead_s, more where an ETA slipped, and those are the largest errors)
+        if e != ev_id or actual is None or actual <= t or (actual - t > horizon_s and tag != "entry"):
             continue
         series.setdefault(j, []).append((actual - t, eta - actual, tag))
     if not series:

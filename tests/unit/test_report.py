@@ -214,9 +214,15 @@ def test_the_comparison_averages_the_evs_that_arrived_in_every_run(tmp_path: Pat
     rows = re.search(r'<table class="comparison">.*?</table>', page, flags=re.S)
     assert rows is not None
     assert "<td>none</td><td>1 of 2</td><td>120.0</td>" in rows.group(0)
-    assert "<td>greenwave</td><td>2 of 2</td><td>50.0</td>" in rows.group(0)  # fire alone, as under none
-    assert "Not every EV arrived: amb under none. The mean travel times are over the 1 EV(s) that arrived in " \
-           "every run (fire)" in page
+    assert "<td>greenwave</td><td>2 of 2</td><td>50.0</td>" in rows.group(0)
+    assert "Not every EV arrived: amb under none. Each run's mean travel time is over its own EVs" in page
+    # with the oracle: greenwave's gap and delay compare fire alone (arrived under all three), as the bench
+    oracle = write_run(tmp_path / "oracle-s1", "oracle", speed=15.0)  # 40 s each
+    page = render_run(run, companions(run, [load_run(oracle)]))
+    rows = re.search(r'<table class="comparison">.*?</table>', page, flags=re.S)
+    assert rows is not None
+    # fire: none 120, greenwave 50, oracle 40: gap (120 - 50) / (120 - 40) = 0.875, delay 10
+    assert "<td>greenwave</td><td>2 of 2</td><td>50.0</td><td>0.88</td><td>10.0</td>" in rows.group(0)
 
 
 def test_companions_are_compared_and_other_traffic_is_against_none(tmp_path: Path) -> None:
@@ -605,3 +611,20 @@ def test_the_bars_of_close_stop_lines_do_not_overlap(tmp_path: Path) -> None:
             extents[gid[:2]] = (min(lo, box.y0), max(hi, box.y1))
     assert set(extents) == {"j0", "j1"}
     assert extents["j0"][1] <= extents["j1"][0], extents  # J1's bar and band end below J2's bar
+
+
+def test_the_eta_figure_marks_an_entry_started_more_than_120_s_ahead(tmp_path: Path) -> None:
+    # entries that started further ahead than the figure's 120 s had no diamond, though they
+    # carry the largest errors (the heavy arterial's J5 and J6: -22.6 and -22.9 s)
+    from controller.report.figures import eta_accuracy
+
+    folder = write_run(tmp_path / "greenwave-s1", "greenwave")
+    trace = json.loads((folder / "trace.json").read_text())
+    trace["eta"] = [["amb", 1, -30.0, 110.0, 100.0, 120.0, "entry"], ["amb", 1, 60.0, 128.0, 126.0, 130.0, ""],
+                    ["amb", 1, 100.0, 129.0, 128.0, 131.0, ""]]  # J2 crossed at 130 s: the entry 160 s ahead
+    (folder / "trace.json").write_text(json.dumps(trace))
+    fig = eta_accuracy(load_run(folder), "amb")
+    assert fig is not None
+    entry = next(line for line in fig.axes[0].get_lines() if line.get_gid() == "eta-j1-entry")
+    assert np.asarray(entry.get_xdata(), dtype=float).tolist() == [160.0]
+    assert np.asarray(entry.get_ydata(), dtype=float).tolist() == [-20.0]
