@@ -148,7 +148,8 @@ def run_bench(
             "runs": [run_row(r) for r in results],
             "notes": {
                 "gap_closed": "(mean_none - mean_X) / (mean_none - mean_oracle) of EV travel time on the seeds all "
-                              "three completed; gap_judged false when the oracle saves < 10 % of none's time",
+                              "three completed, over the EVs that arrived in all three runs of a seed; gap_judged "
+                              "false when the oracle saves < 10 % of none's time",
                 "eta_pooling": "per figure (all, 60, entry): pooled = p90 over every run's raw errors (eta.errors); "
                                "mean_of_run_p90 = the mean of the runs' own p90s, used when some summary carries "
                                "no raw errors for that figure ('all' needs an explicit 'all' tag)",

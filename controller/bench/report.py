@@ -18,6 +18,7 @@ from rich.table import Table
 from controller.bench.aggregate import (
     BASELINE_FORMAT,
     BASELINE_FORMAT_VERSION,
+    BASELINE_REQUIRED,
     CSV_COLUMNS,
     SAFETY_KEYS,
     SAFETY_RULES,
@@ -25,6 +26,7 @@ from controller.bench.aggregate import (
     csv_rows,
     fewer_trips,
     not_arrived,
+    past_end,
 )
 from controller.errors import ScenarioError
 
@@ -101,7 +103,7 @@ def print_report(console: Console, rows: Sequence[Mapping[str, Any]], verdicts: 
     console.print(t, width=max(needed, min(console.width, 10_000)), crop=False)
     if any(r["gap_judged"] is False and r["gap_closed"] is not None for r in rows):
         console.print("* gap not judged: the oracle saves less than 10 % of none's EV time", highlight=False)
-    for note in [*not_arrived(rows), *fewer_trips(rows)]:
+    for note in [*not_arrived(rows), *past_end(rows), *fewer_trips(rows)]:
         console.print(f"note: {note}", highlight=False, markup=False)
     means = sorted({tag.split(":")[0] for r in rows for tag in (r["eta_pooling"] or "").split()
                     if tag.endswith(":mean_of_run_p90")})
@@ -166,7 +168,9 @@ def read_baseline(path: Path) -> dict[str, Any]:
                                     or len(set(controllers)) != len(controllers)):
         raise ScenarioError(f"{path}: field 'suite.controllers' must be a list of distinct controller names, "
                             f"not {controllers!r}")
-    needed = {"scenario", "controller", "seeds", *SAFETY_RULES}
+    # (the figures every baseline the bench writes has, which the check compares: a group without
+    # them would pass any change; the others, added later, are noted where missing)
+    needed = {"scenario", "controller", "seeds", *SAFETY_RULES, *BASELINE_REQUIRED}
     seen: set[tuple[str, str]] = set()
     for i, g in enumerate(data["groups"]):
         missing = needed - set(g) if isinstance(g, dict) else needed

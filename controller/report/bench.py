@@ -12,7 +12,7 @@ from typing import Any
 from matplotlib.figure import Figure
 
 from controller import __version__
-from controller.bench.aggregate import fewer_trips, moved_text, not_arrived
+from controller.bench.aggregate import fewer_trips, moved_text, not_arrived, past_end
 from controller.report.figures import CONTROLLER_COLOURS, safe_id, to_svg
 from controller.report.html import CSS, REPORT_FILE, _e, fmt, table
 from controller.report.load import ReportError
@@ -164,6 +164,8 @@ def render_bench(data: Mapping[str, Any], source: Path) -> str:
             body.append(f'<p class="bad">check against {base}: {len(moved)} regression(s): {listed}</p>')
         else:
             body.append(f'<p class="meta">check against {base}: no regression</p>')
+        # (what it could not check: groups on one side only, figures the baseline lacks)
+        body += [f'<p class="note">check: {_e(n)}</p>' for n in check.get("notes") or []]
     if failures:
         body.append(f'<p class="bad">{len(failures)} run(s) failed: '
                     + "; ".join(_e(f"{f.get('scenario')} {f.get('controller')} s{f.get('seed')}: {f.get('error')}")
@@ -179,7 +181,7 @@ def render_bench(data: Mapping[str, Any], source: Path) -> str:
     body.append('<p class="note">±: the standard error over the seeds (of the per-seed delay over the oracle; of '
                 "the per-seed change against none, in points).</p>")
     # (the console's notes: an EV that did not arrive, a jam that kept other trips from finishing)
-    body += [f'<p class="note">note: {_e(n)}</p>' for n in [*not_arrived(rows), *fewer_trips(rows)]]
+    body += [f'<p class="note">note: {_e(n)}</p>' for n in [*not_arrived(rows), *past_end(rows), *fewer_trips(rows)]]
     if verdict_rows:
         body += ["<h2>Acceptance verdicts</h2>", table(("scenario", "status", "criteria"), verdict_rows,
                                                        cls="verdicts")]

@@ -97,7 +97,8 @@ def test_a_check_that_could_not_compare_is_refused_before_running(tmp_path: Path
     suite.write_text(f'name = "tiny"\nversion = 3\nseeds = [1]\ncontrollers = ["none"]\n'
                      f'scenarios = ["{REPO / "scenarios" / "ingolstadt7.toml"}"]\n')
     group = {"scenario": "ingolstadt7", "controller": "none", "seeds": [1], "S1": 0, "S2": 0, "S3": 0, "S4": 0,
-             "S5": 0}
+             "S5": 0, "evs": 1, "evs_not_arrived": 0, "ev_travel_mean_s": 300.0, "collisions": 0,
+             "collisions_ev": 0}
 
     def baseline(name: str, **changes: Any) -> Path:
         data = {"format": "greenwave-bench-baseline", "format_version": 1,

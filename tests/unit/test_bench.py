@@ -756,6 +756,29 @@ def test_a_baseline_group_without_a_safety_count_is_refused(tmp_path: Path) -> N
     path.write_text(json.dumps(base))
     with pytest.raises(ScenarioError, match=r"groups\[0\]\.S1"):
         read_baseline(path)
+    # nor one without the figures every baseline has that the check compares (stripped of them,
+    # a baseline passed any change)
+    for name in ("ev_travel_mean_s", "collisions", "evs_not_arrived", "collisions_ev"):
+        base = make_baseline({"name": "t", "version": 1}, aggregate(basic()))
+        del base["groups"][1][name]
+        path.write_text(json.dumps(base))
+        with pytest.raises(ScenarioError, match=rf"groups\[1\]\.{name}' is missing"):
+            read_baseline(path)
+
+
+def test_a_figure_the_baseline_lacks_is_noted_not_passed_silently() -> None:
+    rows = aggregate(basic())
+    base = make_baseline({"name": "t", "version": 1}, rows)
+    for g in base["groups"]:
+        for name in ("gap_closed", "ev_stops_mean", "collisions_after_end"):
+            g.pop(name, None)
+    notes = check_baseline(rows, base)["notes"]
+    assert "a / greenwave: collisions_after_end, ev_stops_mean, gap_closed not in the baseline, not checked" in notes
+    # hand-ordered seeds are the same seeds
+    base = make_baseline({"name": "t", "version": 1}, rows)
+    for g in base["groups"]:
+        g["seeds"] = sorted(g["seeds"], reverse=True)
+    assert check_baseline(rows, base)["regressions"] == []
 
 
 @pytest.mark.parametrize(
@@ -884,3 +907,24 @@ def test_collisions_after_the_scenarios_end_are_summed_apart() -> None:
     rows = rows_by_ctrl(aggregate([res("a", "greenwave", 1, late), res("a", "greenwave", 2, summary(100.0))]))
     assert rows["greenwave"]["collisions_after_end"] == 2  # (an older summary has none apart: 0)
     assert "collisions_after_end" in agg.CSV_COLUMNS and "collisions_after_end" in agg.CHECK_INCIDENTS
+
+
+def test_runs_past_the_scenarios_end_are_noted() -> None:
+    # the run report said so; the bench showed the other traffic's change as if complete
+    late = summary(100.0, end=1500, preemptions=[{"exit": 1541.0, "restored": 1547.0}])
+    on_time = summary(100.0, end=1500, preemptions=[{"exit": 1200.0, "restored": 1206.0}])
+    rows = aggregate([res("a", "greenwave", 1, late), res("a", "greenwave", 2, on_time)])
+    assert rows[0]["runs_past_end"] == 1
+    assert agg.past_end(rows) == ["a / greenwave: in 1 of 2 run(s) the EVs' trips or preemptions went on past the "
+                                  "scenario's end; the other traffic is counted to the end, so what they cost it "
+                                  "after the end is not in these figures"]
+    assert agg.past_end(aggregate([res("a", "greenwave", 1, on_time)])) == []
+
+
+def test_the_gap_verdict_says_why_it_has_no_figure() -> None:
+    # none and the oracle ran, but on no seed greenwave completed: it said "needs none and oracle"
+    results = [res("a", "none", 1, summary(200.0)), res("a", "oracle", 1, summary(100.0)),
+               res("a", "greenwave", 2, summary(120.0))]
+    assert _detail(_verdict(results), "gap") == "n/a (no seed completed under greenwave, none and the oracle alike)"
+    assert _detail(_verdict(results), "delay") == "n/a (no seed, or no arrived EV, common to greenwave and the oracle)"
+    assert _detail(_verdict(results[2:]), "gap") == "n/a (needs none and oracle)"

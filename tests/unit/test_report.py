@@ -439,9 +439,11 @@ def test_the_bench_page_shows_the_check_against_the_baseline() -> None:
     page = render_bench({"aggregate": [], "suite": {}, "check": {"baseline": "b.json", "regressions": [moved],
                                                                   "notes": []}}, Path("x/bench.json"))
     assert "check against b.json: 1 regression(s): a / greenwave: collisions 3 -&gt; 7 (allowed &lt;= 5)" in page
-    page = render_bench({"aggregate": [], "suite": {}, "check": {"baseline": "b.json", "regressions": []}},
-                        Path("x/bench.json"))
+    unchecked = ["a / local: not in the baseline, not checked"]
+    page = render_bench({"aggregate": [], "suite": {}, "check": {"baseline": "b.json", "regressions": [],
+                                                                  "notes": unchecked}}, Path("x/bench.json"))
     assert "check against b.json: no regression" in page
+    assert "check: a / local: not in the baseline, not checked" in page  # (the console's notes, on the page too)
     assert "check against" not in render_bench({"aggregate": [], "suite": {}, "check": None}, Path("x/bench.json"))
     page = render_bench({"aggregate": [], "suite": {}, "check": {"baseline": "b.json", "regressions": [moved],
                                                                   "updated": True}}, Path("x/bench.json"))
