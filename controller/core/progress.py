@@ -90,8 +90,12 @@ class EvProgress:
         # (a float start: with no stop the Python files gave int 0, the compiled core 0.0)
         return sum(((s.end_s if s.end_s is not None else end_s) - s.start_s for s in self.stops), 0.0)
 
-    def update(self, t_s: float, vehicle: VehicleState | None, *, arrived: bool = False) -> None:
-        if arrived and self.depart_s is not None and self.arrived_s is None and not self._reached_end(t_s):
+    def update(self, t_s: float, vehicle: VehicleState | None, *, arrived: bool = False,
+               sure_arrival: bool = False) -> None:
+        """``sure_arrival``: an arrival that is not SUMO's (an external escort's fix at its route's
+        end) is taken as it is, however far the last position was from the end."""
+        if arrived and not sure_arrival and self.depart_s is not None and self.arrived_s is None \
+                and not self._reached_end(t_s):
             # SUMO lists a vehicle it removed among the arrived (``time-to-teleport.remove``, a
             # jam's teleport ending nowhere; a rerouter closing its way): one last seen short of
             # its route's last edge, and unable to have driven there since, has vanished

@@ -497,7 +497,9 @@ class SimService:
             if esc.tracking == "simulation" and route_changed(sim, key, vehicle, p, self._route_check):
                 self._reroute(sim, key, t)
                 p = self._progress[key]
-            p.update(t, vehicle, arrived=key in arrived)
+            # (an external escort's arrival is its fix's, at its route's end: not SUMO's, which a
+            # vehicle last seen far from the end may be listed in when it was removed on the way)
+            p.update(t, vehicle, arrived=key in arrived, sure_arrival=esc.tracking == "external")
             if esc.first_seen_s is None and p.position_m is not None:
                 esc.first_seen_s = t
         # an externally tracked escort plans nothing before its first fix: where it is is not known

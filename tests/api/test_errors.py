@@ -358,8 +358,8 @@ def test_an_external_escort_that_stops_reporting_is_cancelled(c: httpx.Client) -
     r = c.post("/v1/emergencies", json={"route": ["left1A1", "A1B1", "B1C1", "C1right1"], "id": "quiet",
                                         "tracking": "external"})
     assert r.status_code == 201, r.text
-    # (moving: carried forward to A1's stop line, its signals held; one standing alone under its
-    # green would have let it go 30 s on, with nothing held to hand back at the cancel)
+    # (carried forward to A1's stop line, it stands there: 30 s on, the stall release lets its
+    # signals go, so that the cancel may have none left to hand back)
     r = c.post("/v1/emergencies/quiet/positions", json={"edge": "left1A1", "offset_m": 10.0, "speed_mps": 5.0})
     assert r.status_code == 200, r.text
     fix_t = r.json()["t_s"]
@@ -371,14 +371,17 @@ def test_an_external_escort_that_stops_reporting_is_cancelled(c: httpx.Client) -
              timeout_s=30, what="its signals handed back")
     rows = [a for a in c.get("/v1/audit", params={"kind": "cancel"}).json() if a["escort_id"] == "quiet"]
     assert [a["detail"]["reason"] for a in rows] == ["no position for 120 s"]
-    # the signals held for it are listed as for a cancel by request (they were not), each then handed
-    # back or disarmed
+    # the signals still held for it are listed as for a cancel by request, each then handed back
+    # or disarmed; every signal switched for it was handed back (at the cancel, or on the stall)
     handing_back = rows[0]["detail"]["handing_back"]
-    assert handing_back and set(handing_back) <= {"A1", "B1", "C1"}, rows
+    assert set(handing_back) <= {"A1", "B1", "C1"}, rows
     after = c.get("/v1/audit", params={"since": rows[0]["id"], "limit": 10000}).json()
     for tls in handing_back:
         assert any(a["tls_id"] == tls and (a["kind"] == "handback" or a["detail"].get("stage") == "idle")
                    for a in after), (tls, after)
+    mine = [a for a in c.get("/v1/audit", params={"limit": 10000}).json() if a["escort_id"] == "quiet"]
+    switched = {a["tls_id"] for a in mine if a["kind"] == "decision" and a["detail"].get("stage") == "entry"}
+    assert switched and all(any(a["tls_id"] == tls and a["kind"] == "handback" for a in mine) for tls in switched)
 
 
 def test_an_external_escort_that_never_reports_is_cancelled(c: httpx.Client) -> None:

@@ -220,13 +220,17 @@ def test_an_escort_carried_to_a_stop_line_and_held_there_stands(geo_server: Serv
         view = wait_for(lambda: (v := c.get("/v1/emergencies/frozen").json())["speed_mps"] == 0.0 and v,
                         timeout_s=20, what="the escort held short of A2, standing")
         assert view["junctions"][0]["crossed_s"] is None
-        # standing 30 s: B2 and C2, only armed for it, let go; A2, green with nothing queued,
-        # handed back too ("EV stalled"): all before the 120 s without a fix
+        # standing 30 s: the signals further on let go; A2, green with nothing queued, handed back
+        # too ("EV stalled"): all before the 120 s without a fix
         def rows(tls: str) -> list[dict[str, Any]]:
-            return [a["detail"] for a in c.get("/v1/audit", params={"kind": "decision"}).json() if a["tls_id"] == tls]
+            return [a["detail"] for a in c.get("/v1/audit", params={"kind": "decision"}).json()
+                    if a["tls_id"] == tls and a["escort_id"] == "frozen"]
 
-        wait_for(lambda: any(d.get("previous") == "armed" and d.get("stage") == "idle" for d in rows("B2")),
-                 timeout_s=30, what="B2 let go for the standing escort")
+        def let_go(tls: str) -> bool:  # only armed for it: back to idle; switched: handed back, "EV stalled"
+            return any((d.get("previous") == "armed" and d.get("stage") == "idle")
+                       or (d.get("reasons") or {}).get("frozen") == "EV stalled" for d in rows(tls))
+
+        wait_for(lambda: let_go("B2"), timeout_s=30, what="B2 let go for the standing escort")
         wait_for(lambda: any((d.get("reasons") or {}).get("frozen") == "EV stalled" for d in rows("A2")),
                  timeout_s=30, what="A2 handed back for the standing escort")
         assert c.get("/v1/emergencies/frozen").json()["state"] == "en_route"  # not cancelled: 120 s not over
