@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.api.conftest import DEMAND, Server, all_handed_back, wait_for
@@ -16,6 +17,13 @@ from tests.helpers import write_scenario
 pytestmark = pytest.mark.sumo
 
 UTM32 = "+proj=utm +zone=32 +ellps=WGS84 +datum=WGS84 +units=m +no_defs"
+
+
+def dispatch_external(c: httpx.Client, escort_id: str, route: list[str]) -> httpx.Response:
+    """Dispatch an externally tracked escort on ``route``: its answer (201 asserted)."""
+    r = c.post("/v1/emergencies", json={"id": escort_id, "tracking": "external", "route": route})
+    assert r.status_code == 201, r.text
+    return r
 
 
 @pytest.fixture(scope="module")
@@ -134,9 +142,7 @@ def test_a_chain_of_fixes_each_near_the_last_cannot_carry_an_escort_past_its_sig
     # ahead of it. Each is now checked against every earlier one.
     with geo_server.client() as c:
         wait_for(lambda: c.get("/healthz").json()["t_s"] >= 20.0, what="20 simulated s to pass")
-        r = c.post("/v1/emergencies", json={"id": "chain", "tracking": "external",
-                                            "route": ["left1A1", "A1B1", "B1C1", "C1right1"]})
-        assert r.status_code == 201, r.text
+        r = dispatch_external(c, "chain", ["left1A1", "A1B1", "B1C1", "C1right1"])
         dispatched = r.json()["dispatched_s"]
         # no ETA before its first fix: where it is is not known (it said about 20 s to A1, sliding
         # with the clock, until the fix or the 120 s without one)
@@ -175,9 +181,7 @@ def test_a_fix_just_past_a_stop_line_does_not_hand_its_signal_back(geo_server: S
     # requested by no one. A stop line counts as crossed once the fixes show the vehicle past
     # it by more than a fix's error (50 m), or it arrives.
     with geo_server.client() as c:
-        r = c.post("/v1/emergencies", json={"id": "noisy", "tracking": "external",
-                                            "route": ["left1A1", "A1B1", "B1C1", "C1right1"]})
-        assert r.status_code == 201, r.text
+        r = dispatch_external(c, "noisy", ["left1A1", "A1B1", "B1C1", "C1right1"])
         line = r.json()["junctions"][0]["distance_m"]
         assert c.post("/v1/emergencies/noisy/positions",
                       json={"edge": "left1A1", "offset_m": line - 40.0, "speed_mps": 8.0}).status_code == 200
@@ -212,9 +216,7 @@ def test_an_escort_carried_to_a_stop_line_and_held_there_stands(geo_server: Serv
     # at 12 m/s, so the stall release never let the signals further on go: A2 and B2 stayed
     # held until the escort was cancelled for want of a fix, 120 s later
     with geo_server.client() as c:
-        r = c.post("/v1/emergencies", json={"id": "frozen", "tracking": "external",
-                                            "route": ["left2A2", "A2B2", "B2C2", "C2right2"]})
-        assert r.status_code == 201, r.text
+        dispatch_external(c, "frozen", ["left2A2", "A2B2", "B2C2", "C2right2"])
         assert c.post("/v1/emergencies/frozen/positions",
                       json={"edge": "left2A2", "offset_m": 50.0, "speed_mps": 12.0}).status_code == 200
         view = wait_for(lambda: (v := c.get("/v1/emergencies/frozen").json())["speed_mps"] == 0.0 and v,

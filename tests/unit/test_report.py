@@ -95,6 +95,13 @@ def write_run(folder: Path, controller: str, *, seed: int = 1, speed: float = 10
     return folder
 
 
+def comparison_table(page: str) -> str:
+    """The page's table of the controllers compared."""
+    found = re.search(r'<table class="comparison">.*?</table>', page, flags=re.S)
+    assert found is not None
+    return found.group(0)
+
+
 def figures(page: str, cls: str) -> list[str]:
     return re.findall(rf'<figure class="{cls}"[^>]*>.*?</figure>', page, flags=re.S)
 
@@ -178,10 +185,9 @@ def test_the_gap_is_starred_where_the_oracle_is_no_bound(tmp_path: Path) -> None
     write_run(tmp_path / "oracle-s1", "oracle", speed=5.0)
     run = load_run(gw)
     page = render_run(run, companions(run, []))
-    rows = re.search(r'<table class="comparison">.*?</table>', page, flags=re.S)
-    assert rows is not None
-    assert "<td>none</td><td>2 of 2</td><td>100.0</td><td>0.00*</td>" in rows.group(0)
-    assert "<td>greenwave</td><td>2 of 2</td><td>50.0</td><td>-2.50*</td>" in rows.group(0)
+    rows = comparison_table(page)
+    assert "<td>none</td><td>2 of 2</td><td>100.0</td><td>0.00*</td>" in rows
+    assert "<td>greenwave</td><td>2 of 2</td><td>50.0</td><td>-2.50*</td>" in rows
     assert "* The oracle (every signal of the route green from dispatch) took 120 s against 100 s under none: " \
            "it is slower" in page
     assert "Fewer other trips finished" not in page
@@ -211,18 +217,16 @@ def test_the_comparison_averages_the_evs_that_arrived_in_every_run(tmp_path: Pat
     (none / "summary.json").write_text(json.dumps(summary))
     run = load_run(gw)
     page = render_run(run, companions(run, []))
-    rows = re.search(r'<table class="comparison">.*?</table>', page, flags=re.S)
-    assert rows is not None
-    assert "<td>none</td><td>1 of 2</td><td>120.0</td>" in rows.group(0)
-    assert "<td>greenwave</td><td>2 of 2</td><td>50.0</td>" in rows.group(0)
+    rows = comparison_table(page)
+    assert "<td>none</td><td>1 of 2</td><td>120.0</td>" in rows
+    assert "<td>greenwave</td><td>2 of 2</td><td>50.0</td>" in rows
     assert "Not every EV arrived: amb under none. Each run's mean travel time is over its own EVs" in page
     # with the oracle: greenwave's gap and delay compare fire alone (arrived under all three), as the bench
     oracle = write_run(tmp_path / "oracle-s1", "oracle", speed=15.0)  # 40 s each
     page = render_run(run, companions(run, [load_run(oracle)]))
-    rows = re.search(r'<table class="comparison">.*?</table>', page, flags=re.S)
-    assert rows is not None
+    rows = comparison_table(page)
     # fire: none 120, greenwave 50, oracle 40: gap (120 - 50) / (120 - 40) = 0.875, delay 10
-    assert "<td>greenwave</td><td>2 of 2</td><td>50.0</td><td>0.88</td><td>10.0</td>" in rows.group(0)
+    assert "<td>greenwave</td><td>2 of 2</td><td>50.0</td><td>0.88</td><td>10.0</td>" in rows
 
 
 def test_companions_are_compared_and_other_traffic_is_against_none(tmp_path: Path) -> None:
