@@ -118,14 +118,15 @@ def _r(x: float | None, digits: int = 3) -> float | None:
     return None if x is None else round(x, digits)
 
 
-def _past_end(summary: Mapping[str, Any]) -> bool:
-    """Did the run's EVs or preemptions go on past the scenario's end (more than a second)?"""
+def past_end_s(summary: Mapping[str, Any]) -> float | None:
+    """How far the run's EVs (arrivals) or preemptions (exits, returns to the program) went on,
+    where that is past the scenario's end by more than a second; else None. (The other traffic
+    is counted to the end: the run report and the bench note such runs.)"""
     end = _num(summary.get("end"))
-    if end is None:
-        return False
-    times = [_num(ev.get("arrival")) for ev in summary.get("evs", [])]
-    times += [_num(p.get(k)) for p in summary.get("preemptions", []) for k in ("exit", "restored")]
-    return any(t is not None and t > end + 1.0 for t in times)
+    times = [t for ev in summary.get("evs", []) if (t := _num(ev.get("arrival"))) is not None]
+    times += [t for p in summary.get("preemptions", []) for k in ("exit", "restored")
+              if (t := _num(p.get(k))) is not None]
+    return max(times) if end is not None and times and max(times) > end + 1.0 else None
 
 
 def ev_travel_times(summary: Mapping[str, Any]) -> list[float]:
@@ -227,7 +228,7 @@ def mean_and_se(values: Sequence[float]) -> tuple[float | None, float | None]:
     return mean, float(np.std(values, ddof=1) / np.sqrt(len(values)))
 
 
-def _arrived(summary: Mapping[str, Any]) -> dict[str, float]:
+def arrived_times(summary: Mapping[str, Any]) -> dict[str, float]:
     """EV id -> travel time, of the EVs of one run that arrived."""
     return {str(ev.get("id")): t for ev in summary.get("evs", []) if (t := _num(ev.get("travel_time"))) is not None}
 
@@ -236,7 +237,7 @@ def _common_times(seed: int, groups: Sequence[Mapping[int, Mapping[str, Any]]]) 
     """Per group, the travel times on ``seed`` of the EVs that arrived in every group's run of
     that seed (in one order): the comparisons compare the same trips (an EV stuck under none,
     left out of none's mean alone, made none look faster and the gap smaller)."""
-    arrived = [_arrived(g[seed]) for g in groups]
+    arrived = [arrived_times(g[seed]) for g in groups]
     ids = sorted(set.intersection(*(set(a) for a in arrived)))
     return [[a[i] for i in ids] for a in arrived]
 
@@ -329,7 +330,7 @@ def _group(results: Sequence[RunResult], none: dict[int, Mapping[str, Any]] | No
         else None
     row["cross_time_loss_mean_s"] = _r(_mean(_num(_get(s, *cross)) for s in summaries), 3)
     row["cross_time_loss_change_pct"] = _r(_paired_change_pct(runs, none, *cross), 3) if none is not None else None
-    row["runs_past_end"] = sum(1 for s in summaries if _past_end(s))
+    row["runs_past_end"] = sum(1 for s in summaries if past_end_s(s) is not None)
     row["recovery_mean_s"] = _r(_mean(_num(_get(s, "recovery", "mean_s")) for s in summaries), 2)
     # (to the schedule: a fixed-time signal back in step with its neighbours, coordination restored)
     row["in_step_mean_s"] = _r(_mean(_num(_get(s, "recovery", "in_step_mean_s")) for s in summaries), 2)

@@ -422,8 +422,7 @@ class Planner:
             )
             for tls, p in programs.items()
         }
-        self.stopping = False
-        self.stop_reason = "stopped"
+        self.stop_reason: str | None = None  # set by stop(): every service ends, for this reason
         # merge_targets' margin for serving a lower-class EV first: with the all-red extension
         self._serve_first_s = (None if config.serve_first_s is None
                                else config.serve_first_s + config.red_extension_s)
@@ -635,7 +634,7 @@ class Planner:
         active: set[str] = set()
         for tls in sorted(todo, key=order.__getitem__):  # in the order the signals were added
             j = self.junctions[tls]
-            if self.stopping:
+            if self.stop_reason is not None:
                 reqs = []
             else:
                 reqs = by_tls.get(tls, [])
@@ -667,7 +666,6 @@ class Planner:
     def stop(self, reason: str = "stopped") -> None:
         """Hand every signal back (through safe transitions) on the next ticks, for ``reason``
         (the exit reason of every service it ends)."""
-        self.stopping = True
         self.stop_reason = reason
 
     # -- one signal ---------------------------------------------------------------------------
@@ -732,14 +730,14 @@ class Planner:
                 return None
         if j.stage in ("entry", "dwell"):
             if not reqs:  # (before _end_gone: every record then ends with the exit and its reason)
-                return self._begin_exit(j, t_s, self.stop_reason if self.stopping else "")
+                return self._begin_exit(j, t_s, self.stop_reason or "")
             self._end_gone(j, t_s, reqs)
             # once what the signal was switched for has ended, the requests further away get their
             # own entry later (an EV crossing the signal again further on, or a second EV 2 minutes
             # away, no longer keeps it held meanwhile)
             reqs = self._joinable(j, t_s, reqs)
             if not reqs:
-                return self._begin_exit(j, t_s, self.stop_reason if self.stopping else "")
+                return self._begin_exit(j, t_s, self.stop_reason or "")
             assert j.entry_s is not None and j.presence_from_s is not None
             limit = j.presence_from_s + cfg.presence_limit_s
             # (far from the limit every hand-back fits: _handback_s is at most 3 switch bounds,

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from controller import __version__
-from controller.bench.aggregate import GAP_JUDGED_MIN_SAVING
+from controller.bench.aggregate import GAP_JUDGED_MIN_SAVING, arrived_times, past_end_s
 from controller.report.figures import (
     eta_accuracy,
     other_traffic,
@@ -211,11 +211,7 @@ def _comparison(run: RunData, companions: Sequence[RunData]) -> str:
                 "controllers (same scenario and seed) to compare them here.</p>")
     none, oracle = by_controller(companions, "none"), by_controller(companions, "oracle")
 
-    def arrived(r: RunData) -> dict[str, float]:
-        return {str(ev.get("id")): t for ev in r.summary.get("evs", [])
-                if (t := _num(ev.get("travel_time"))) is not None}
-
-    times = {id(r): arrived(r) for r in companions}
+    times = {id(r): arrived_times(r.summary) for r in companions}
 
     def mean_on(r: RunData | None, ids: set[str]) -> float | None:
         tt = [t for ev_id, t in times[id(r)].items() if ev_id in ids] if r is not None else []
@@ -301,14 +297,8 @@ def _after_end_note(companions: Sequence[RunData]) -> str:
     """Where a run went on past the scenario's end for its EVs (the other traffic is counted to
     the end, its trips and cross streets alike): a note of how far, so that no one reads the
     figures as the whole cost of preemptions that lasted longer."""
-    late = []
-    for r in companions:
-        end = _num(r.summary.get("end"))
-        times = [t for ev in r.summary.get("evs", []) if (t := _num(ev.get("arrival"))) is not None]
-        times += [t for p in r.summary.get("preemptions", []) for k in ("exit", "restored")
-                  if (t := _num(p.get(k))) is not None]
-        if end is not None and times and max(times) > end + 1.0:
-            late.append((r.name, end, max(times)))
+    late = [(r.name, float(r.summary["end"]), last) for r in companions
+            if (last := past_end_s(r.summary)) is not None]
     if not late:
         return ""
     return ('<p class="note">The other traffic is counted to the scenario\'s end, as its trips are; '
