@@ -358,11 +358,11 @@ class SimService:
                 self._cancelled(esc, t_s, reason, shared=True)
         try:  # what GET /v1/emergencies shows from now on
             views = {esc.id: self._escort_view(esc, t_s, None) for esc in self._escorts.values()}
-        except Exception:  # (the failure may have left the controller unreadable: keep the last views)
+        except Exception:  # (the failure may have left the controller unreadable: the last views, ended)
             log.exception("escort views after the failure")
-        else:
-            with self._lock:
-                self._state = replace(self._state, escorts=views)
+            views = {esc.id: _ended_view(esc.view, esc) for esc in self._escorts.values() if esc.view is not None}
+        with self._lock:
+            self._state = replace(self._state, escorts=views)
         for tls in preempted:
             self.events.publish("handback", tls_id=tls, t_s=t_s, forced=True)
         if preempted:
@@ -1104,3 +1104,13 @@ class SimService:
             self._tick(sim)
         self._publish(sim.time_s, running=False)
 
+
+def _ended_view(view: EscortView, esc: _Escort) -> EscortView:
+    """An escort's last view, where its fresh one cannot be read (the simulation thread failed):
+    its state and reason as they are now, and nothing that would still look live (no position,
+    speed or ETA; its signals idle, every one having been handed back)."""
+    return replace(
+        view, state=esc.state, reason=esc.reason, cancelled_s=esc.cancelled_s, position=None, speed_mps=None,
+        junctions=tuple(replace(j, eta_s=None, eta_in_s=None, eta_low_s=None, eta_high_s=None, stage="idle",
+                                locked_until_s=None) for j in view.junctions),
+    )

@@ -52,3 +52,36 @@ def test_a_failed_simulation_ends_its_escorts_and_reports_the_hand_backs(
     assert kinds.index("cancel") < kinds.index("error") and kinds[-1] == "error"
     view = service.state.escorts["amb"]  # what GET /v1/emergencies/amb shows
     assert view.state == "cancelled" and view.reason.startswith("the simulation failed")
+
+
+def test_escorts_read_ended_where_the_failure_leaves_their_views_unreadable(
+    tiny_scenario: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    service: SimService = in_process_service(tiny_scenario, tmp_path, speed=20.0)
+    service.start()
+    try:
+        route = ("left1A1", "A1B1", "B1C1", "C1right1")
+        service.submit(Dispatch(escort_id="amb", route=route)).result(timeout=30)
+        deadline = time.monotonic() + 30
+        while not service.state.preempted and time.monotonic() < deadline:
+            time.sleep(0.05)
+        live = service.state.escorts["amb"]
+        assert live.state == "en_route" and any(j.eta_s is not None for j in live.junctions)
+
+        def boom(self: SumoAdapter) -> None:
+            raise RuntimeError("boom")
+
+        def unreadable(self: SimService, *args: object) -> None:
+            raise RuntimeError("views")
+
+        monkeypatch.setattr(SumoAdapter, "step", boom)
+        monkeypatch.setattr(SimService, "_escort_view", unreadable)
+        while service.state.failed is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        service.stop()
+    view = service.state.escorts["amb"]  # the last view, ended: it showed the escort en route
+    assert view.state == "cancelled" and view.reason.startswith("the simulation failed")
+    assert view.cancelled_s is not None and view.position is None and view.speed_mps is None
+    assert all(j.eta_s is None and j.stage == "idle" for j in view.junctions)
+    assert [j.tls_id for j in view.junctions] == [j.tls_id for j in live.junctions]
