@@ -43,7 +43,7 @@ class OracleController:
         wanted_by: dict[str, set[str]] = {}
         for ev, corridor in self._corridors.items():
             p = progress[ev]
-            if snapshot.t_s < self._dispatch_s[ev] or p.arrived_s is not None:
+            if snapshot.t_s < self._dispatch_s[ev] or p.done:  # (arrived, or gone from the simulation)
                 continue
             for j in corridor.junctions:
                 if not p.crossed(j.index):

@@ -80,6 +80,10 @@ class PlannerConfig:
     presence_reserve_s: float = 20.0  # entry never so early that the EV would cross later than
     # max_presence_s − presence_reserve_s after it
     max_lead_s: float = 100.0  # an entry starts at most this long before the EV's ETA
+    # An EV's next crossing of the same signal is served with the one before (the junctions of one
+    # signal in a row) where it is predicted there within this of it; a later pass (a route
+    # looping back through the signal) gets its own entry: chained, its ETA held back the first's.
+    chain_within_s: float = 30.0
     slack_s: float = 1.0  # start entry this much before the last safe moment (re-planning granularity)
     # On the last step before the program shows a green that must run its minimum (the cross
     # street's), an entry starts at once, skipping that green, only where waiting for it would
@@ -948,14 +952,18 @@ class Planner:
     def _joinable(self, j: JunctionControl, t_s: float, reqs: list[ServiceRequest]) -> list[ServiceRequest]:
         """The requests that may take part in the signal's service now: as an entry may start,
         within ``max_lead_s`` of their ETA (or detected: ``start_now``), those it serves, and an
-        EV's request for the junction right after one of these on its route (the signal's next
-        crossing, as at a signal of two or three junctions in a row, served as one)."""
+        EV's request for the junction right after one of these on its route, predicted within
+        ``chain_within_s`` of it (the signal's next crossing, as at a signal of two or three
+        junctions in a row, served as one)."""
         lead = self.config.max_lead_s
         if all(t_s >= r.eta_s - lead for r in reqs):
             return reqs  # (the common case)
         keys = {r.key for r in reqs if r.start_now or r.key in j.serving or t_s >= r.eta_s - lead}
+        eta_at = {r.key: r.eta_s for r in reqs}
+        within = self.config.chain_within_s
         for r in sorted(reqs, key=lambda q: q.junction_index):
-            if (r.ev_id, r.junction_index - 1) in keys:
+            before = (r.ev_id, r.junction_index - 1)
+            if before in keys and r.eta_s - eta_at[before] <= within:
                 keys.add(r.key)
         return [r for r in reqs if r.key in keys]
 

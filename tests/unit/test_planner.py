@@ -425,6 +425,22 @@ def test_two_junctions_of_one_signal_whose_needs_cross_keep_the_evs_green(
     assert r.violations == []
 
 
+def test_a_later_pass_of_the_same_ev_does_not_hold_back_the_entry_for_the_first() -> None:
+    # a route looping back through the signal: junction 3 crossed at 63, junction 4 (the same
+    # signal, its left turn) two minutes later. Chained as one signal's junctions in a row,
+    # the second's ETA, beyond max_lead_s, refused the first its entry: the EV met B's green.
+    r = rig()
+
+    def reqs(t: float) -> list[ServiceRequest]:
+        out = [req(eta=63.0, need=60.0, index=3, links=(0,))] if t < 63 else []
+        return out + [req(eta=190.0, need=187.0, index=4, links=(1,))]  # (A's phase serves both)
+
+    r.run_until(64, reqs)
+    assert r.shown["J"][60.0] == "Ggrr" and r.shown["J"][63.0] == "Ggrr"
+    assert [(rec.junction_index, rec.entry_s) for rec in r.planner.records(include_open=True)] == [(3, 52.0)]
+    assert r.violations == []
+
+
 # --- one EV: arm, entry at the last safe moment, dwell, exit, hand-back ------------------------
 
 

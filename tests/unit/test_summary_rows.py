@@ -112,3 +112,22 @@ def test_the_oracle_counts_for_each_ev_the_signals_it_held_for_it() -> None:
     assert oracle.preempted == {"T1", "T2"} and oracle.switched_for == {"a": {"T1", "T2"}}
     oracle.tick(SimpleNamespace(t_s=500.0), progress)  # type: ignore[arg-type]
     assert oracle.switched_for == {"a": {"T1", "T2"}, "b": {"T1"}}
+
+
+def test_the_oracle_hands_back_the_signals_of_an_ev_gone_from_the_simulation() -> None:
+    # an EV removed from SUMO (never arrived) kept its whole route green to the run's end
+    from controller.core.corridor import build_corridor
+    from controller.core.oracle import OracleController
+    from controller.core.snapshot import Snapshot
+    from tests.unit.test_preemption_controller import MAIN, NET, ev_at
+
+    corridor = build_corridor(NET, MAIN)
+    oracle = OracleController(NET, {"ev": corridor}, {"ev": 0.0})
+    progress = EvProgress("ev", corridor)
+    vehicle = ev_at(corridor, 100.0)
+    progress.update(0.0, vehicle)
+    assert {c.kind for c in oracle.tick(Snapshot(0.0, {"ev": vehicle}, {}), {"ev": progress})} == {"set_state"}
+    progress.update(50.0, None)
+    assert progress.vanished_s is not None
+    handed = oracle.tick(Snapshot(50.0, {}, {}), {"ev": progress})
+    assert {(c.tls_id, c.kind) for c in handed} == {("T1", "restore"), ("T2", "restore")}
