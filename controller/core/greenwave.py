@@ -600,22 +600,28 @@ class PreemptionController:
         if not lanes:
             return 0
         most = 0
+        on_approach = vehicle is not None and vehicle.road_id == j.approach_edge
+        edge = self.network.edges.get(j.approach_edge) if on_approach else None
+        # on the approach, no more halted vehicles than fit between the EV and the stop line (the
+        # lane's count takes in the EV, where it stands in the queue, and those queued behind it)
+        fit = 1 << 30
+        if vehicle is not None and edge is not None:
+            fit = math.floor(max(edge.length_m - vehicle.lane_pos_m, 0.0) / self.config.queue_spacing_m + 0.5)
         if not self.config.count_moving:
             for ln in lanes:
-                most = max(most, ln.halting)
+                most = max(most, min(ln.halting, fit))
             return most
-        if vehicle is None or vehicle.road_id != j.approach_edge:
+        if vehicle is None or not on_approach:
             for ln in lanes:
                 most = max(most, ln.vehicles)
             return most
         # on the approach: the halted vehicles are ahead of it, and of the others about the share
         # of the lane that lies ahead (uniform density)
-        edge = self.network.edges.get(j.approach_edge)
         ahead = max(0.0, 1.0 - vehicle.lane_pos_m / edge.length_m) if edge and edge.length_m > 0 else 1.0
         for ln in lanes:
             # (the EV itself among them, where it is a vehicle of the simulation)
             moving = ln.vehicles - 1 if in_lanes and ln.lane_id == vehicle.lane_id else ln.vehicles
-            most = max(max(most, ln.halting), round(moving * ahead))
+            most = max(max(most, min(ln.halting, fit)), round(moving * ahead))
         return most
 
     def stop(self, reason: str = "stopped") -> list[SignalCommand]:

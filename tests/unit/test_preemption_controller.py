@@ -934,3 +934,15 @@ def test_an_ev_first_seen_inside_a_junction_is_planned_once_it_is_placed_on_its_
     r.ctrl.tick(snap, r.progress)
     assert {q.tls_id for q in r.requests_at(1.0)} == {"T2"}
     assert r.ctrl.planner.stage("T1") == "idle"
+
+
+@pytest.mark.parametrize("count_moving", [True, False])
+def test_halted_vehicles_behind_the_ev_are_not_counted_as_its_queue(count_moving: bool) -> None:
+    # T1's approach lane (500 m) has 10 halted vehicles: the EV stands first at the stop line,
+    # the nine others behind it; then 30 m back (four ahead of it at most, 7.5 m each)
+    r = make_rig(ControllerConfig(count_moving=count_moving))
+    j = r.corridor.junctions[0]
+    snap = Snapshot(0.0, {}, {}, {"e0_0": LaneState("e0_0", 10, 10)})
+    assert r.ctrl._queue_ahead(j, snap, ev_at(r.corridor, 499.0, speed=0.0)) == 0
+    assert r.ctrl._queue_ahead(j, snap, ev_at(r.corridor, 470.0, speed=0.0)) == 4
+    assert r.ctrl._queue_ahead(j, snap, ev_at(r.corridor, 100.0)) == 10  # (all of them can be ahead)
