@@ -1070,8 +1070,13 @@ class Planner:
         longest = 0.0
         # the re-entry phase depends on the exit's reason (see _begin_exit)
         for starved in (True, False) if self.config.reentry_starved else (False,):
-            back = j.program.phases[self._reentry_now(j, t_s, starved)].state
-            hold = max((timing.min_green_s[i] for i, c in enumerate(back) if is_green(c)), default=0.0)
+            phase = self._reentry_now(j, t_s, starved)
+            back = j.program.phases[phase].state
+            # (held until the program's own phase would not cut a green below its minimum:
+            # SignalTiming.handback_ready; where that phase runs the minimum, not at all)
+            hold = max((timing.min_green_s[i] - timing.green_left_s(phase, i) for i, c in enumerate(back)
+                        if is_green(c)), default=0.0)
+            hold = max(hold, 0.0)
             if target is None or target == j.clock.state:
                 longest = max(longest, time_to_show_s(timing, j.clock, back, t_s, dt) + ext + hold + dt)
                 continue

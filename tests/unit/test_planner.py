@@ -432,8 +432,8 @@ def test_a_later_pass_of_the_same_ev_does_not_hold_back_the_entry_for_the_first(
     r = rig()
 
     def reqs(t: float) -> list[ServiceRequest]:
-        out = [req(eta=63.0, need=60.0, index=3, links=(0,))] if t < 63 else []
-        return out + [req(eta=190.0, need=187.0, index=4, links=(1,))]  # (A's phase serves both)
+        later = req(eta=190.0, need=187.0, index=4, links=(1,))  # (A's phase serves both)
+        return [req(eta=63.0, need=60.0, index=3, links=(0,)), later] if t < 63 else [later]
 
     r.run_until(64, reqs)
     assert r.shown["J"][60.0] == "Ggrr" and r.shown["J"][63.0] == "Ggrr"
@@ -818,6 +818,33 @@ def test_presence_reserve_keeps_the_hold_until_the_eta_with_a_long_min_green() -
     assert r.planner.stage("L") == "dwell", r.planner.records()
 
 
+LONG_PHASES = Program("M", "0", "actuated", 0.0, (
+    Phase("Ggrr", 70, 60, 90), Phase("yyrr", 4, 4, 4), Phase("rrrr", 3, 3, 3),
+    Phase("rrGg", 70, 60, 90), Phase("rryy", 4, 4, 4), Phase("rrrr", 3, 3, 3),
+))
+
+
+def test_a_long_minimum_green_the_program_runs_itself_does_not_end_the_hold_early() -> None:
+    # minDur 60 s; entry at 60 for an EV whose ETA slips 0.3 s a second: it crosses at 203,
+    # within the 150 s maximum presence. The hand-back's bound counted the re-entry phase's
+    # whole minimum green as a hold, though its program runs that minimum itself: the
+    # presence-limit check ended the hold at 166 ("max presence") and the EV met red.
+    r = rig({"M": LONG_PHASES}, PlannerConfig(need_median_ticks=1), start={"M": (0, 60.0)})
+    crossed: list[float] = []
+
+    def reqs(t: float) -> list[ServiceRequest]:
+        eta = 160.0 + 0.3 * max(0.0, t - 60.0)
+        if not crossed and t >= eta:
+            crossed.append(t)
+        return [] if crossed else [req("rrGg", 3, eta=eta, need=60.0, tls="M")]
+
+    r.run_until(320, reqs)
+    rec = r.planner.records()[0]
+    assert crossed == [203.0] and r.shown["M"][203.0] == "rrGg"
+    assert (rec.entry_s, rec.exit_reason) == (60.0, "crossed")
+    assert r.finish() == []
+
+
 # --- cancel and stop ----------------------------------------------------------------------------
 
 
@@ -1040,16 +1067,17 @@ def test_a_request_far_ahead_does_not_keep_a_switched_signal_held() -> None:
 
 def test_the_next_junction_of_the_same_signal_on_an_evs_route_is_served_with_the_first() -> None:
     # one EV, two junctions of one signal in a row (indices 0 and 1, as Bologna's 231 has three),
-    # the second's ETA more than max_lead_s ahead while the first's is near: served as one from
-    # the entry (as before), not joined later by a switch-over in the middle of the dwell
-    first = req("Grrr", 0, eta=63, need=60, index=0)
-    second = req("rgrr", 0, eta=155, need=151, index=1)
+    # 15 s apart, the first's queue to clear from 30: when its entry is due the second's ETA is
+    # more than max_lead_s ahead. Served as one from the entry (as before), not joined later by a
+    # switch-over in the middle of the dwell
+    first = req("Grrr", 0, eta=110, need=30, index=0)
+    second = req("rgrr", 0, eta=125, need=121, index=1)
     r = rig()
-    r.run_until(200, lambda t: ([first] if t < 64 else []) + ([second] if t < 156 else []))
+    r.run_until(200, lambda t: ([first] if t < 111 else []) + ([second] if t < 126 else []))
     recs = {x.junction_index: x for x in r.planner.records()}
     entry = recs[0].entry_s
     assert len(recs) == 2 and entry is not None and recs[1].entry_s == entry
-    assert entry >= 155.0 - 100.0  # the entry waits until both are within max_lead_s
+    assert entry >= 125.0 - 100.0  # the entry waits until both are within max_lead_s
     assert r.safety() == [] and r.finish() == []
 
 
@@ -1117,13 +1145,14 @@ def test_an_entry_soon_after_a_hand_back_fits_the_presence_limit_of_the_episode_
     # a crosses (hand-back at 64, the program from 65); b asks at 66 and enters at 73: the
     # program ran 8 s, so for the monitor it is one episode from 53, and b's hand-back must be
     # done by 52 + 180 = 232 (not 73 + 180). b's own maximum presence (150 s from 73) would
-    # come later: the presence limit ends it at 214 (back at 222). The planner before this
-    # handed back at 234, and the monitor counted the episode 181 s long.
+    # come later: the presence limit ends it at 219 (back at 227; 232 with an all-red extension
+    # of 4 s, whose need it cannot know in advance). The planner before this handed back at 234,
+    # and the monitor counted the episode 181 s long.
     r = rig()
     r.run_until(240, _b_after_a_crossed(66.0, 85.0))
     first, second = r.planner.records()[:2]
     assert (first.ev_id, first.entry_s, first.exit_reason) == ("a", 52.0, "crossed")
-    assert (second.ev_id, second.entry_s, second.exit_s, second.exit_reason) == ("b", 73.0, 214.0, "max presence")
+    assert (second.ev_id, second.entry_s, second.exit_s, second.exit_reason) == ("b", 73.0, 219.0, "max presence")
     assert second.restored_s is not None and second.restored_s <= 52.0 + 180.0
     assert r.violations == []
 
@@ -1422,9 +1451,11 @@ MIN50 = Program("J", "0", "actuated", 0.0, (
 def test_a_higher_priority_ev_late_in_the_presence_never_overruns_the_limit(max_presence_s: float,
                                                                              late_s: float) -> None:
     # A police EV holds the signal (start_now); an ambulance for the conflicting approach comes
-    # late_s before max presence. Switching to it and handing back after its minimum green
-    # would end past entry + 180 s: the signal is handed back instead, and the ambulance served
-    # afresh after it (the police EV locked out from the hand-back on).
+    # late_s before max presence. Where switching to it and handing back after its minimum green
+    # would end past entry + 180 s, the signal is handed back instead, and the ambulance served
+    # afresh after it (the police EV locked out from the hand-back on); where it fits (100 s or
+    # less into the episode: A's 50 s minimum green the program runs itself on the hand-back),
+    # the ambulance is served at once.
     r = rig({"J": MIN50}, config=PlannerConfig(max_presence_s=max_presence_s))
     police = req("Ggrr", 0, eta=1000, need=1000, ev="police", priority=2, start_now=True)
     amb = req("rrGg", 3, eta=0, need=0, ev="amb", priority=1)
@@ -1444,12 +1475,15 @@ def test_a_higher_priority_ev_late_in_the_presence_never_overruns_the_limit(max_
     assert first.ev_id == "police" and first.restored_s is not None and first.entry_s is not None
     assert first.restored_s - first.entry_s <= 180.0
     served = [rec.entry_s for rec in r.planner.records() if rec.ev_id == "amb" and rec.entry_s is not None]
-    assert served and served[0] >= first.restored_s - 1.0  # a fresh entry, after the hand-back
+    if max_presence_s - late_s <= 100.0:
+        assert served and served[0] == first.entry_s + max_presence_s - late_s  # at once
+    else:
+        assert served and served[0] >= first.restored_s - 1.0  # a fresh entry, after the hand-back
 
 
 def test_max_presence_exit_starts_early_where_the_hand_back_is_long() -> None:
-    # one EV that never crosses, max presence 170 s: the hand-back (yellow, clearance, and the
-    # re-entry phase held to its 50 s minimum) does not fit in 10 s, so the exit starts early
+    # one EV that never crosses, max presence 170 s: the hand-back (yellow, clearance and an
+    # all-red extension at the most) does not fit in 10 s, so the exit starts early
     r = rig({"J": MIN50}, config=PlannerConfig(max_presence_s=170.0))
     r.run_until(400, until(10_000, req("rrGg", 3, eta=60, need=55)))
     first = r.planner.records()[0]
@@ -1476,16 +1510,16 @@ def test_the_presence_limit_counts_the_re_entry_the_exit_will_have() -> None:
 
 
 def test_no_entry_is_started_that_could_not_be_handed_back_within_the_presence_limit() -> None:
-    # MIN50's hand-back can take a minute; with a long all-red extension and a vehicle on every
-    # crossing, an entry at 0 would not fit in 180 s. It used to start and end at once ("max
-    # presence", no lockout: no signal switched yet) on every tick until it fitted; now it
-    # starts once it fits.
-    r = rig({"J": MIN50}, config=PlannerConfig(max_presence_s=170.0, red_extension_s=9.5))
+    # MIN50's switch-over can take a minute; with a long all-red extension and a vehicle on every
+    # crossing, an entry at 0 would not fit in a presence limit of 130 s. It used to start and end
+    # at once ("max presence", no lockout: no signal switched yet) on every tick until it fitted;
+    # now it starts once it fits.
+    r = rig({"J": MIN50}, config=PlannerConfig(max_presence_s=170.0, red_extension_s=9.5, presence_limit_s=130.0))
     r.signals["J"].occupied = lambda t: tuple((i, (0, 1, 2, 3)) for i in range(4))
     r.run_until(160, until(10_000, req("rrGg", 3, eta=60, need=55)))
     records = r.planner.records()
     assert len(records) == 1 and records[0].entry_s == 8.0
-    assert records[0].restored_s is not None and records[0].restored_s - records[0].entry_s <= 180.0
+    assert records[0].restored_s is not None and records[0].restored_s - records[0].entry_s <= 130.0
     assert r.safety() == [] and [v for v in r.violations if v.rule == "S5"] == []
 
 
