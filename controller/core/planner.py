@@ -279,7 +279,8 @@ def merge_targets(
       above it needs its green goes first (the earliest such): a police car at the stop line
       does not wait for an ambulance a minute away, which still gets its green by its need. An
       EV the signal already serves (``serving``) keeps going first with ``keep_first_s`` instead
-      of ``serve_first_s``: needs that move from tick to tick do not flip the signal.
+      of ``serve_first_s``: needs that move from tick to tick do not flip the signal. Nor do
+      ETAs: against an EV of its own class, one served ranks as if ``keep_first_s`` earlier.
     - **Served.** A request whose EV movement (``links``; the target's greens where it names
       none) the phase shows green, protected ('G') wherever the request's target is. The state
       shows the served requests' target greens that the phase has.
@@ -305,7 +306,10 @@ def merge_targets(
         last_eta[ev] = max(last_eta[ev], r.eta_s)
         need[ev] = min(need[ev], r.need_green_by_s)
         priority[ev] = min(priority[ev], r.priority)
-    evs = sorted(first_eta, key=lambda e: (priority[e], first_eta[e], e))
+    # (an EV the signal serves keeps its place against one of its class predicted up to
+    # ``keep_first_s`` earlier: two ETAs within a second of each other at a crossing swapped
+    # places from tick to tick, and the signal switched back and forth between their approaches)
+    evs = sorted(first_eta, key=lambda e: (priority[e], first_eta[e] - (keep_first_s if e in serving else 0.0), e))
     if serve_first_s is not None and len(evs) > 1:
         early: list[str] = []
         needed = need[evs[0]]  # the earliest need of the EVs ranked above the one looked at

@@ -292,6 +292,34 @@ def test_merge_targets_serves_a_lower_class_first_where_the_higher_class_green_i
     assert merge_targets(timing, [a, b])[2][0].ev_id == "b"
 
 
+def test_merge_targets_keeps_the_ev_served_against_one_of_its_class_a_little_earlier() -> None:
+    # two ambulances at a crossing, ETAs 0.3 s apart and swapping from tick to tick: the signal
+    # went A, B, A, B through yellow and red (helper's grid case: green lost twice, an EV stopped)
+    timing = SignalTiming.from_program(PROG)
+    e = req("Ggrr", 0, eta=456.1, need=450, ev="e")
+    n = req("rrGg", 3, eta=455.8, need=450, ev="n")
+    assert merge_targets(timing, [e, n], 10.0, 4.0)[2][0].ev_id == "n"  # nothing served yet: the earlier
+    assert merge_targets(timing, [e, n], 10.0, 4.0, serving={"e"})[2][0].ev_id == "e"
+    n_earlier = req("rrGg", 3, eta=451.0, need=445, ev="n")  # more than keep_first_s earlier
+    assert merge_targets(timing, [e, n_earlier], 10.0, 4.0, serving={"e"})[2][0].ev_id == "n"
+    police = req("rrGg", 3, eta=470.0, need=460, ev="police", priority=2)  # (a lower class never gains)
+    assert merge_targets(timing, [e, police], 10.0, 4.0, serving={"police"})[2][0].ev_id == "e"
+
+
+def test_two_evs_of_one_class_with_swapping_etas_do_not_flip_the_signal() -> None:
+    r = rig()
+
+    def reqs(t: float) -> list[ServiceRequest]:
+        swap = 0.3 if int(t) % 2 else -0.3
+        return [req("Ggrr", 0, eta=90.0 + swap, need=85.0, ev="e"), req("rrGg", 3, eta=90.0 - swap, need=85.0, ev="n")]
+
+    r.run_until(90, reqs)
+    # the program goes on to A at 71 (e's), which then stays: it went on to yellow at 76 and 86,
+    # back to A each time in between, for n's ETA 0.3 s earlier every other second
+    assert r.changes("J", 60, 90) == [(60.0, "rrGg"), (65.0, "rryy"), (69.0, "rrrr"), (71.0, "Ggrr")]
+    assert r.violations == []
+
+
 def test_merge_targets_never_serves_a_protected_movement_with_a_phase_where_it_yields() -> None:
     prog = Program("J", "0", "static", 0.0, (
         Phase("Gr", 20, 20, 20, min_dur_given=False), Phase("yr", 3, 3, 3, min_dur_given=False),
