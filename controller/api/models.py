@@ -110,6 +110,8 @@ class PositionRequest(_In):
             raise ValueError(f"'{'lat' if geo[0] else 'lon'}' is missing")
         if self.offset_m is not None and self.edge is None:
             raise ValueError("'offset_m' goes with 'edge'")
+        if self.edge is not None and self.offset_m is None:  # (not 0: each fix would be an edge's start)
+            raise ValueError("'offset_m' is missing (the fix's distance along 'edge', in m)")
         return self
 
 

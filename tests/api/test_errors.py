@@ -137,15 +137,19 @@ def test_422_for_malformed_json_and_positions_off_the_route(c: httpx.Client) -> 
     assert "no geo-reference" in _err(
         c.post("/v1/emergencies/ext-1/positions", json={"lon": 11.0, "lat": 48.0}), 422)["detail"]
     assert "timestamp" in _err(
-        c.post("/v1/emergencies/ext-1/positions", json={"edge": "A1B1", "timestamp": 1e8}), 422)["detail"]
+        c.post("/v1/emergencies/ext-1/positions", json={"edge": "A1B1", "offset_m": 1, "timestamp": 1e8}),
+        422)["detail"]
     # a first fix dated before the dispatch (it cancelled the escort on the next tick, or let the
     # next fix jump kilometres)
     assert "s before escort 'ext-1' was dispatched" in _err(
-        c.post("/v1/emergencies/ext-1/positions", json={"edge": "left1A1", "timestamp": 0.0}), 422)["detail"]
+        c.post("/v1/emergencies/ext-1/positions", json={"edge": "left1A1", "offset_m": 1, "timestamp": 0.0}),
+        422)["detail"]
+    assert "'offset_m' is missing" in _err(  # (it was taken as 0: every fix at an edge's start)
+        c.post("/v1/emergencies/ext-1/positions", json={"edge": "A1B1"}), 422)["detail"]
     assert "'lat' is missing" in _err(
         c.post("/v1/emergencies/ext-1/positions", json={"lon": 11.0}), 422)["detail"]
     assert "speed_mps" in _err(
-        c.post("/v1/emergencies/ext-1/positions", json={"edge": "A1B1", "speed_mps": -3}), 422)["detail"]
+        c.post("/v1/emergencies/ext-1/positions", json={"edge": "A1B1", "offset_m": 1, "speed_mps": -3}), 422)["detail"]
     assert _err(c.post("/v1/emergencies", json={"route": ["A1B1"], "id": "ext-1"}), 409)["detail"] == (
         "id: escort 'ext-1' exists already")
     assert c.delete("/v1/emergencies/ext-1").status_code == 200

@@ -133,7 +133,7 @@ def test_gps_escort_is_map_matched_and_drives_the_eta(geo_net: Path, geo_server:
                         timeout_s=20, what="arrival")
         assert all(j["crossed_s"] is not None for j in done["junctions"])
         wait_for(lambda: all_handed_back(c), timeout_s=30, what="every signal handed back")
-        assert c.post("/v1/emergencies/gps-1/positions", json={"edge": "C1right1"}).status_code == 409
+        assert c.post("/v1/emergencies/gps-1/positions", json={"edge": "C1right1", "offset_m": 5}).status_code == 409
 
 
 def test_a_chain_of_fixes_each_near_the_last_cannot_carry_an_escort_past_its_signals(geo_server: Server) -> None:
