@@ -6,8 +6,9 @@ the one state to command now (shown from the next step on), or ``None`` to leave
 as it is. Per link:
 
 - a green that must end stays green until it has run its minimum (the program's explicit
-  minDur, never below the 5 s floor), then shows yellow for the program's yellow time for that
-  link (the longest it shows; 3 s where it has none), then red: never shortened (S1, S3);
+  minDur, never below the 5 s floor; a link green in several runs of the cycle has the shortest
+  run's: the shortest green its program may give it), then shows yellow for the program's yellow
+  time for that link (the longest it shows, at least 3 s), then red: never shortened (S1, S3);
 - a yellow always runs to its full time and then turns red: never back to green (S2);
 - the target's new greens turn on together, and only once every link that is not green in the
   target is red and has been red for the program's red clearance (its longest all-red run) (S2),
