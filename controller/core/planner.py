@@ -231,6 +231,10 @@ class JunctionControl:
     in_program: bool = False  # SUMO reports it running its own program
     program_phase: int = -1
     program_phase_since: float = 0.0
+    # the phase a hand-back re-entered and when it ends (shown from the restore's next step for the
+    # remaining time given: in step with the schedule, or lengthened, not its full duration)
+    restored_phase: int = -1
+    restored_end_s: float = -math.inf
     cycle_start_s: float | None = None  # when a cycle of the program began, as scheduled (static only)
     taken_over: bool = False  # ever switched by us: the schedule is no longer learned from what runs
     reentry_phase: int = -1
@@ -823,6 +827,8 @@ class Planner:
                     remaining = (ph.duration_s if remaining is None else remaining) + steps * cfg.step_s
                     in_step = None
                 self._close(j, t_s, "", restored=True, in_step_s=in_step)
+                j.restored_phase = j.reentry_phase
+                j.restored_end_s = -math.inf if remaining is None else t_s + cfg.step_s + remaining
                 return SignalCommand(
                     j.tls_id, "restore", program_id=j.program.program_id, phase=j.reentry_phase,
                     phase_remaining_s=remaining,
@@ -1062,7 +1068,12 @@ class Planner:
             return None
         phase = j.program.phases[j.program_phase]
         length = phase.duration_s if j.program.kind == "static" else min(phase.min_dur_s, phase.duration_s)
-        return j.program_phase_since + length
+        end = j.program_phase_since + length
+        if j.program_phase == j.restored_phase and j.program_phase_since < j.restored_end_s:
+            # the phase a hand-back re-entered, for the time it gave (an actuated one may still end
+            # at its minimum)
+            return j.restored_end_s if j.program.kind == "static" else min(end, j.restored_end_s)
+        return end
 
     def _handback_s(self, j: JunctionControl, t_s: float, target: str | None = None) -> float:
         """An upper bound of the time from ``t_s`` until the signal is back in its program, with

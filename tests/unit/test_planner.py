@@ -873,6 +873,23 @@ def test_a_long_minimum_green_the_program_runs_itself_does_not_end_the_hold_earl
     assert r.finish() == []
 
 
+def test_a_phase_re_entered_by_a_hand_back_ends_when_the_restore_said() -> None:
+    # a's hand-back at 100 re-enters B early, in step: shown 101..135 (35 s, not B's 30), as
+    # scheduled (B 106..135). The planner took B's end as 101 + 30 = 131 and took it over for b
+    # on what it believed its last step, a step early (a phase shortened in step: its green lost)
+    r = rig()
+    a = req("rrGg", 3, eta=100, need=95, ev="a")
+    b = req("rrGg", 3, eta=150, need=145, ev="b")
+    r.run_until(110, lambda t: [a] if 60 <= t < 100 else [])
+    restore = [c for _, c in r.commands if c.kind == "restore"]
+    assert [(c.phase, c.phase_remaining_s) for c in restore] == [(3, 35.0)]
+    assert r.planner._program_green_ends_s(r.planner.junctions["J"], 110.0) == 136.0
+    r.run_until(170, lambda t: [b] if t < 150 else [])
+    entries = {rec.ev_id: rec.entry_s for rec in r.planner.records()}
+    assert entries["b"] == 132.0  # on its need (145 − 11 s switch bound − 1 step − 1 s slack)
+    assert r.violations == []
+
+
 # --- cancel and stop ----------------------------------------------------------------------------
 
 
