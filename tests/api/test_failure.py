@@ -17,26 +17,38 @@ from tests.api.conftest import ROW, in_process_service
 pytestmark = pytest.mark.sumo
 
 
+def _escort_preempting(service: SimService) -> float:
+    """Dispatch escort "amb" along the row and wait until a signal is preempted for it; the
+    deadline (monotonic) for the rest of the test."""
+    route = ("left1A1", "A1B1", "B1C1", "C1right1")
+    service.submit(Dispatch(escort_id="amb", route=route)).result(timeout=30)
+    deadline = time.monotonic() + 30
+    while not service.state.preempted and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return deadline
+
+
+def _fail_and_wait(service: SimService, monkeypatch: pytest.MonkeyPatch, deadline: float) -> None:
+    """Make the simulation thread's next step raise, and wait until the service reports it failed."""
+
+    def boom(self: SumoAdapter) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(SumoAdapter, "step", boom)
+    while service.state.failed is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
 def test_a_failed_simulation_ends_its_escorts_and_reports_the_hand_backs(
     tiny_scenario: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     service: SimService = in_process_service(tiny_scenario, tmp_path, speed=20.0)
     service.start()
     try:
-        route = ("left1A1", "A1B1", "B1C1", "C1right1")
-        service.submit(Dispatch(escort_id="amb", route=route)).result(timeout=30)
-        deadline = time.monotonic() + 30
-        while not service.state.preempted and time.monotonic() < deadline:
-            time.sleep(0.05)
+        deadline = _escort_preempting(service)
         held = service.state.preempted
         assert held and set(held) <= set(ROW)
-
-        def boom(self: SumoAdapter) -> None:
-            raise RuntimeError("boom")
-
-        monkeypatch.setattr(SumoAdapter, "step", boom)
-        while service.state.failed is None and time.monotonic() < deadline:
-            time.sleep(0.05)
+        _fail_and_wait(service, monkeypatch, deadline)
         assert service.state.failed == "internal error in the simulation thread: RuntimeError"
     finally:
         service.stop()
@@ -60,24 +72,15 @@ def test_escorts_read_ended_where_the_failure_leaves_their_views_unreadable(
     service: SimService = in_process_service(tiny_scenario, tmp_path, speed=20.0)
     service.start()
     try:
-        route = ("left1A1", "A1B1", "B1C1", "C1right1")
-        service.submit(Dispatch(escort_id="amb", route=route)).result(timeout=30)
-        deadline = time.monotonic() + 30
-        while not service.state.preempted and time.monotonic() < deadline:
-            time.sleep(0.05)
+        deadline = _escort_preempting(service)
         live = service.state.escorts["amb"]
         assert live.state == "en_route" and any(j.eta_s is not None for j in live.junctions)
-
-        def boom(self: SumoAdapter) -> None:
-            raise RuntimeError("boom")
 
         def unreadable(self: SimService, *args: object) -> None:
             raise RuntimeError("views")
 
-        monkeypatch.setattr(SumoAdapter, "step", boom)
         monkeypatch.setattr(SimService, "_escort_view", unreadable)
-        while service.state.failed is None and time.monotonic() < deadline:
-            time.sleep(0.05)
+        _fail_and_wait(service, monkeypatch, deadline)
     finally:
         service.stop()
     view = service.state.escorts["amb"]  # the last view, ended: it showed the escort en route
