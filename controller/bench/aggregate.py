@@ -78,6 +78,7 @@ class RunResult:
     error: str | None = None
     out_dir: str | None = None
     wall_s: float | None = None  # the job's wall time (setup + run), measured by the runner
+    attempts: int = 1  # 2: its worker process died, and the job was run again
 
     @property
     def ok(self) -> bool:
@@ -282,8 +283,9 @@ def _group(results: Sequence[RunResult], none: dict[int, Mapping[str, Any]] | No
         "runs": len(runs),
         "failed": sum(1 for r in results if r.summary is None),
         "seeds": sorted(runs),
-        "evs": len(evs),
-        "evs_not_arrived": len(evs) - len(travel),
+        # (None where no run completed: nothing was counted, which a 0 would pass off as clean)
+        "evs": len(evs) if summaries else None,
+        "evs_not_arrived": len(evs) - len(travel) if summaries else None,
         "ev_travel_mean_s": _r(_mean(travel), 2),
         "ev_travel_p95_s": _r(_p(travel, 95), 2),
         "ev_ratio_mean": _r(_mean(ratios), 4),
@@ -346,7 +348,7 @@ def _group(results: Sequence[RunResult], none: dict[int, Mapping[str, Any]] | No
 
     for key in SAFETY_KEYS:
         values = [_num(_get(s, "safety", key)) for s in summaries]
-        row[key] = None if key in UNRECORDED and summaries and all(v is None for v in values) else int(
+        row[key] = None if not summaries or (key in UNRECORDED and all(v is None for v in values)) else int(
             sum(v or 0 for v in values))
     # per seed, to compare with none's on the same seeds in the verdict
     row["collisions_by_seed"] = {str(seed): int(_num(_get(runs[seed], "safety", "collisions")) or 0)
@@ -375,7 +377,7 @@ def run_row(r: RunResult) -> dict[str, Any]:
     s = r.summary
     row: dict[str, Any] = {"scenario": r.scenario, "controller": r.controller, "seed": r.seed,
                            "status": "ok" if s is not None else "failed", "error": r.error,
-                           "out_dir": r.out_dir, "job_wall_s": _r(r.wall_s, 2)}
+                           "out_dir": r.out_dir, "job_wall_s": _r(r.wall_s, 2), "attempts": r.attempts}
     if s is None:
         return row
     evs = s.get("evs", [])
@@ -528,10 +530,10 @@ def scenario_verdict(rows: Sequence[Mapping[str, Any]], scenario: str) -> dict[s
         crit.append(_criterion("background time loss change <= +2 % and <= local's", ok_bg,
                                f"{c:+.1f} % ({local_txt})"))
 
-    s15 = sum(gw[k] for k in SAFETY_RULES)
     if not gw["runs"]:  # no run completed: nothing was measured
         crit.append(_criterion("zero S1-S5", None, "n/a (no run completed)"))
     else:
+        s15 = sum(gw[k] for k in SAFETY_RULES)
         crit.append(_criterion("zero S1-S5", s15 == 0, " ".join(f"{k} {gw[k]}" for k in SAFETY_RULES)))
     if not gw["runs"] or none is None or not none["runs"]:
         crit.append(_criterion("collisions <= none's", None,
@@ -664,9 +666,11 @@ def check_baseline(
         # a figure the check compares that the baseline's group lacks is not checked: said, not
         # passed silently (a baseline stripped of its figures passed every change)
         checked = (*CHECKED_FIGURES, *(CHECKED_FIGURES_VS_REFS if key[1] in CHECK_CONTROLLERS else ()))
-        absent = [m for m in checked if m not in b and r.get(m) is not None]
+        # (null in the baseline too: one made with some controllers only has no gap closed)
+        absent = [m for m in checked if b.get(m) is None and r.get(m) is not None]
         if absent:
-            notes.append(f"{key[0]} / {key[1]}: {', '.join(absent)} not in the baseline, not checked")
+            notes.append(f"{key[0]} / {key[1]}: {', '.join(absent)} not in the baseline (or null there), "
+                         "not checked")
         for rule in SAFETY_RULES:
             if r[rule] > b[rule]:
                 regress(key, rule, b[rule], r[rule], f"<= {b[rule]}")

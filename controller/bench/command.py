@@ -66,8 +66,10 @@ def run_bench(
     made_from = _baseline_suite(baseline, base) if baseline is not None and base is not None else None
     if suite is None and base is not None:
         if made_from is None:
-            raise GreenwaveError(f"{baseline}: its suite file {base.get('suite', {}).get('file')!r} is not found; "
-                                 "give the SUITE to run")
+            named = base.get("suite", {}).get("file")
+            raise GreenwaveError(f"{baseline}: " + (f"its suite file {named!r} is not found" if named else
+                                                    "it names no suite file (field 'suite.file')")
+                                 + "; give the SUITE to run")
         suite = made_from
     s = load_suite(suite or default_suite())
     # checking the suite a baseline was made from: its seeds and controllers, unless given
@@ -175,6 +177,11 @@ def run_bench(
                     console.print(unwritten, highlight=False, markup=False)
 
         code = 0
+        for r in results:
+            if r.attempts > 1:  # (a worker that died once and then completed: not hidden from CI)
+                console.print(f"note: {r.scenario} {r.controller} s{r.seed}: its worker process died (SUMO crashed?); "
+                              f"run again, attempt {r.attempts}: {'completed' if r.ok else 'failed'}",
+                              highlight=False, markup=False)
         if failures:
             console.print(f"{len(failures)} run(s) failed:", highlight=False)
             for f in failures:

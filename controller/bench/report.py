@@ -31,6 +31,7 @@ from controller.bench.aggregate import (
 from controller.errors import ScenarioError
 
 _COUNTS = ("runs", "failed", "evs", "evs_not_arrived")  # a baseline group's counts besides SAFETY_KEYS
+_NULLABLE_COUNTS = ("ev_green_lost",)  # counts that are null where not recorded (none, the oracle)
 
 # (header, key, digits); "-" where a figure is missing
 _COLUMNS: tuple[tuple[str, str, int], ...] = (
@@ -139,7 +140,7 @@ def write_csv(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
 
 def read_baseline(path: Path) -> dict[str, Any]:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8-sig"))  # (a byte-order mark, as an editor may save)
     except OSError as e:
         raise ScenarioError(f"baseline '{path}' cannot be read: {e.strerror or e}") from None
     except ValueError as e:
@@ -180,6 +181,10 @@ def read_baseline(path: Path) -> dict[str, Any]:
         if problem:
             raise ScenarioError(f"{path}: field 'groups[{i}].{problem}")
         key = (g["scenario"], g["controller"])
+        # (--check runs the suite's controllers: a group of another went unchecked without a word)
+        if controllers is not None and key[1] not in controllers:
+            raise ScenarioError(f"{path}: groups[{i}] is for controller '{key[1]}', which field 'suite.controllers' "
+                                f"({', '.join(controllers)}) does not list")
         if key in seen:
             raise ScenarioError(f"{path}: groups[{i}] is a second group for scenario '{key[0]}', controller '{key[1]}'")
         seen.add(key)
@@ -200,8 +205,9 @@ def _group_problem(g: Mapping[str, Any]) -> str | None:
     if not isinstance(g["seeds"], list) or not all(_is_count(s) for s in g["seeds"]):
         return "seeds' must be a list of seeds (whole numbers, 0 or more)"
     # (a negative count compared as a fine one: collisions = -5 let every later run have 4 more)
-    for name in (*_COUNTS, *SAFETY_KEYS):
-        if name in g and not _is_count(g[name]) and not (g[name] is None and name in UNRECORDED):
+    for name in (*_COUNTS, *SAFETY_KEYS, *_NULLABLE_COUNTS):
+        if name in g and not _is_count(g[name]) and not (g[name] is None and name in (*UNRECORDED,
+                                                                                      *_NULLABLE_COUNTS)):
             return f"{name}' must be a count (a whole number, 0 or more), not {g[name]!r}"
     for name, by_seed in g.items():
         if name.endswith("_by_seed") and name.startswith("collisions") and isinstance(by_seed, dict):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
+import shutil
 import signal
 import sys
 import threading
@@ -128,6 +129,9 @@ def run_job(job: Job) -> tuple[dict[str, Any], float]:
         from controller.scenario import load_scenario
 
         started = time.perf_counter()
+        # (the folder is this job's: what an earlier bench, or an attempt whose worker died, left
+        # there would pass for this run's output if this one failed before writing its own)
+        shutil.rmtree(job.out_dir, ignore_errors=True)
         setup = prepare_scenario(load_scenario(job.scenario_file), seed=job.seed, out_dir=job.out_dir)
         summary = run(setup, job.controller)
     except Stopped:
@@ -252,13 +256,13 @@ def run_jobs(
                         if error is None:
                             summary, wall = fut.result()
                             record(i, RunResult(jobs[i].scenario, jobs[i].controller, jobs[i].seed, summary,
-                                                out_dir=str(jobs[i].out_dir), wall_s=wall))
+                                                out_dir=str(jobs[i].out_dir), wall_s=wall, attempts=attempts[i]))
                             continue
                         broken = broken or isinstance(error, BrokenProcessPool)
                         if isinstance(error, BrokenProcessPool) and attempts[i] < MAX_ATTEMPTS:
                             retry.append(i)
                         else:
-                            record(i, _failed(jobs[i], error))
+                            record(i, _failed(jobs[i], error, attempts[i]))
                     if broken:  # the jobs not yet finished go to a fresh pool (this one takes no more)
                         retry.extend(in_flight.values())
                         _abandon(known)
@@ -270,12 +274,13 @@ def run_jobs(
     return [results[i] for i in range(len(jobs))]
 
 
-def _failed(job: Job, error: BaseException) -> RunResult:
+def _failed(job: Job, error: BaseException, attempts: int = 1) -> RunResult:
     message, tb = _describe(error)
-    if tb is not None:
-        try:
-            job.out_dir.mkdir(parents=True, exist_ok=True)
-            (job.out_dir / "error.txt").write_text(f"{message}\n\n{tb}\n", encoding="utf-8")
-        except OSError:
-            pass  # the message is still in the result
-    return RunResult(job.scenario, job.controller, job.seed, None, error=message, out_dir=str(job.out_dir))
+    try:  # (its folder says so too: what is left there is not a run's complete output)
+        job.out_dir.mkdir(parents=True, exist_ok=True)
+        (job.out_dir / "error.txt").write_text(f"{message}\n" + ("" if tb is None else f"\n{tb}\n"),
+                                               encoding="utf-8")
+    except OSError:
+        pass  # the message is still in the result
+    return RunResult(job.scenario, job.controller, job.seed, None, error=message, out_dir=str(job.out_dir),
+                     attempts=attempts)

@@ -16,3 +16,12 @@ def crash_or_return(job: Job) -> tuple[dict[str, Any], float]:
         time.sleep(0.5)
         os.kill(os.getpid(), signal.SIGKILL)
     return {"seed": job.seed}, 0.0
+
+
+def crash_once(job: Job) -> tuple[dict[str, Any], float]:
+    """The worker dies on the job's first attempt (a marker beside its folder), completes on the next."""
+    marker = job.out_dir.parent / f"{job.out_dir.name}.tried"
+    if not marker.exists():
+        marker.write_text("1")
+        os.kill(os.getpid(), signal.SIGKILL)
+    return {"seed": job.seed}, 0.0

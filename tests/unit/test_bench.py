@@ -312,6 +312,11 @@ def test_a_scenario_whose_runs_all_failed_claims_no_safety() -> None:
     crit = {c["name"]: c for c in v["criteria"]}
     assert crit["zero S1-S5"]["ok"] is None and crit["collisions <= none's"]["ok"] is None
     assert crit["zero S1-S5"]["detail"] == "n/a (no run completed)" and v["status"] != "pass"
+    # nor do its rows (bench.json, bench.csv): zeros there read as clean to a parser
+    for row in aggregate(results):
+        assert row["runs"] == 0 and row["failed"] == 1
+        assert all(row[k] is None for k in ("S1", "S5", "collisions", "collisions_ev", "teleports", "evs",
+                                            "evs_not_arrived")), row
 
 
 def test_check_says_what_it_could_not_compare_without_none_and_the_oracle() -> None:
@@ -773,7 +778,15 @@ def test_a_figure_the_baseline_lacks_is_noted_not_passed_silently() -> None:
         for name in ("gap_closed", "ev_stops_mean", "collisions_after_end"):
             g.pop(name, None)
     notes = check_baseline(rows, base)["notes"]
-    assert "a / greenwave: collisions_after_end, ev_stops_mean, gap_closed not in the baseline, not checked" in notes
+    assert ("a / greenwave: collisions_after_end, ev_stops_mean, gap_closed not in the baseline (or null there), "
+            "not checked") in notes
+    # null there: as a baseline made with greenwave alone has no gap closed (it switched the check
+    # off without a word, a regression passing)
+    base = make_baseline({"name": "t", "version": 1}, rows)
+    for g in base["groups"]:
+        g["gap_closed"] = g["ev_travel_mean_s"] = None
+    notes = check_baseline(rows, base)["notes"]
+    assert "a / greenwave: ev_travel_mean_s, gap_closed not in the baseline (or null there), not checked" in notes
     # hand-ordered seeds are the same seeds
     base = make_baseline({"name": "t", "version": 1}, rows)
     for g in base["groups"]:
@@ -806,6 +819,11 @@ def test_a_figure_the_baseline_lacks_is_noted_not_passed_silently() -> None:
         (lambda b: b["suite"].update(seeds=[1, 1]), r"field 'suite.seeds' must be a list of distinct seeds"),
         (lambda b: b["suite"].update(seeds=[-3]), r"field 'suite.seeds' must be a list of distinct seeds"),
         (lambda b: b["suite"].update(controllers="none"), r"field 'suite.controllers' must be a list of distinct"),
+        # (--check runs the suite's controllers: the other groups went unchecked, exit 0)
+        (lambda b: b["suite"].update(controllers=["greenwave"]),
+         r"groups\[0\] is for controller 'none', which field 'suite.controllers' \(greenwave\) does not list"),
+        (lambda b: b["groups"][0].update(ev_green_lost=-1), r"groups\[0\]\.ev_green_lost' must be a count"),
+        (lambda b: b["groups"][0].update(ev_green_lost=0.5), r"groups\[0\]\.ev_green_lost' must be a count"),
     ],
 )
 def test_a_baseline_with_figures_the_check_cannot_compare_is_refused(

@@ -36,3 +36,36 @@ def test_a_dying_worker_beside_idle_ones_neither_hangs_nor_stops_the_bench(tmp_p
     assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
     died = "the worker process died (SUMO crashed?)"
     assert done.stdout.strip() == str([(s, died if s == 1 else None) for s in seeds])
+
+
+def test_a_job_whose_worker_died_once_says_it_was_run_again(tmp_path: Path) -> None:
+    # it completed on its second attempt and nothing said a worker had died: a flaky SUMO crash
+    # was invisible to CI
+    script = tmp_path / "run.py"
+    script.write_text(SCRIPT.replace("crash_or_return", "crash_once").replace(
+        "print([(r.seed, r.error) for r in results])", "print([(r.seed, r.error, r.attempts) for r in results])",
+    ).format(tmp=tmp_path, seeds=[3], workers=1))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, str(script)], cwd=REPO, capture_output=True, text=True, timeout=120,
+                          check=False, env=env)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    assert done.stdout.strip() == "[(3, None, 2)]"
+
+
+def test_a_failed_job_leaves_no_earlier_run_in_its_folder_and_says_why(tmp_path: Path) -> None:
+    # a bench re-run into the same --out folder: the job failing before it wrote anything left
+    # the earlier bench's complete run there, which `greenwave report` drew without a word
+    from controller.bench.runner import Job, _failed, run_job
+    from controller.errors import GreenwaveError
+
+    folder = tmp_path / "runs" / "s" / "none-s1"
+    folder.mkdir(parents=True)
+    (folder / "summary.json").write_text("{}")
+    (folder / "tripinfo.xml").write_text("<tripinfos/>")
+    job = Job("s", tmp_path / "missing.toml", "none", 1, folder)
+    with pytest.raises(GreenwaveError) as failure:
+        run_job(job)
+    result = _failed(job, failure.value)
+    assert result.error is not None and not result.ok
+    assert sorted(p.name for p in folder.iterdir()) == ["error.txt"]
+    assert (folder / "error.txt").read_text(encoding="utf-8").startswith(result.error)
