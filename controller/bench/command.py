@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -168,9 +169,10 @@ def run_bench(
                 console.print(f"baseline NOT written: {len(failures)} run(s) failed", highlight=False)
             else:
                 info = {**suite_info, "file": _portable(s.source, write_baseline)}
+                kept = _timings_kept(rows, base) if update and base is not None else rows
                 try:
                     write_baseline.parent.mkdir(parents=True, exist_ok=True)
-                    write_json(write_baseline, make_baseline(info, rows))
+                    write_json(write_baseline, make_baseline(info, kept))
                     console.print(f"baseline written: {write_baseline}", highlight=False)
                 except OSError as e:  # (checked before the runs; a disk full, a read-only mount since)
                     unwritten = f"baseline NOT written: {write_baseline}: {e.strerror or e}"
@@ -254,6 +256,21 @@ def _seed_text(seeds: tuple[int, ...]) -> str:
     if len(seeds) > 2 and list(seeds) == list(range(seeds[0], seeds[0] + len(seeds))):
         return f"{seeds[0]}-{seeds[-1]}"
     return ",".join(map(str, seeds))
+
+
+TIMING_FIELDS = ("wall_mean_s", "tick_ms_p99_mean", "sumo_step_ms_p50_mean", "tick_to_step_p50")
+
+
+def _timings_kept(rows: Sequence[Mapping[str, Any]], base: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """``rows`` with the timing fields of the baseline being rewritten, where its group has them:
+    they move with the machine from run to run (the check compares the tick / step ratio with a
+    wide tolerance), and rewriting them made every --update-baseline a diff of timings."""
+    old = {(g["scenario"], g["controller"]): g for g in base.get("groups", [])}
+    out = []
+    for r in rows:
+        g = old.get((r["scenario"], r["controller"]))
+        out.append({**r, **{f: g[f] for f in TIMING_FIELDS if g is not None and f in g}})
+    return out
 
 
 def _check_baseline_target(path: Path, out: Path) -> None:

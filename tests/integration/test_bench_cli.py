@@ -66,11 +66,17 @@ def test_bench_tiny_suite(tmp_path: Path) -> None:
     # (it used to say "regression" and exit 1 after writing)
     moved = json.loads(baseline.read_text())
     next(g for g in moved["groups"] if g["controller"] == "oracle")["ev_travel_mean_s"] += 50.0
+    for g in moved["groups"]:  # (timings: kept from the baseline rewritten, not made a diff of each update)
+        g["wall_mean_s"] = 123.0
     baseline.write_text(json.dumps(moved))
     update = ["bench", str(suite), "--jobs", "2", "--out", str(out), "--check", str(baseline), "--update-baseline"]
     result = CliRunner().invoke(main, update)
     assert result.exit_code == 0, result.output
     assert "updated; what moved (1)" in result.output and "ingolstadt7 / oracle: ev_travel_mean_s" in result.output
+    rewritten = json.loads(baseline.read_text())["groups"]
+    assert all(g["wall_mean_s"] == 123.0 for g in rewritten)
+    oracle_was = next(g for g in moved["groups"] if g["controller"] == "oracle")["ev_travel_mean_s"]
+    assert next(g for g in rewritten if g["controller"] == "oracle")["ev_travel_mean_s"] == oracle_was - 50.0
     page = (out / "report.html").read_text()
     assert "updated on purpose; what moved (1)" in page and "regression(s)" not in page
     result = CliRunner().invoke(main, [*args, "--check", str(baseline)])
