@@ -173,17 +173,19 @@ class SumoAdapter:
         self._traci_stderr: IO[bytes] | None = None  # the SUMO process's stderr (TraCI)
         self._traci_proc: subprocess.Popen[bytes] | None = None  # the SUMO process (TraCI)
         self._traci_said = 0  # how much of it was written to ours
-        self._vehicles: set[str] = set()
+        # (dicts, not sets: read in the order watched, so that what the step returns, and the
+        # monitor's violations listed from it, do not depend on Python's hash seed)
+        self._vehicles: dict[str, None] = {}
         self._route_ids: dict[str, str] = {}  # watched vehicle -> the id of its route, as last read
         # watched vehicles whose route is new in the last step: seen for the first time since they
         # departed (SUMO may have routed them at insertion), or given another by SUMO since
         self.routes_new: frozenset[str] = frozenset()
-        self._signals: set[str] = set()
+        self._signals: dict[str, None] = {}
         self._last_signals: dict[str, SignalState] = {}
         self._last_lanes: dict[str, LaneState] = {}
         self.last_step_ms = 0.0  # SUMO's simulationStep in the last step()
         self.last_read_ms = 0.0  # reading the watched objects' results after it
-        self._lanes: set[str] = set()
+        self._lanes: dict[str, None] = {}
         self._original_program: dict[str, str] = {}  # tls switched by us -> program to return to
         self._set_at: dict[str, float] = {}  # tls switched by us -> when it was last set to a state
         self._crossings: dict[str, tuple[tuple[int, tuple[str, ...], tuple[int, ...]], ...]] = {}  # _crossings_of
@@ -299,14 +301,14 @@ class SumoAdapter:
     # -- what to read ------------------------------------------------------------------------
     def watch_vehicle(self, vehicle_id: str) -> None:
         self._api.vehicle.subscribe(vehicle_id, list(_VEHICLE_VARS))
-        self._vehicles.add(vehicle_id)
+        self._vehicles[vehicle_id] = None
 
     def watch_signals(self, tls_ids: Iterable[str]) -> None:
-        for tls_id in tls_ids:
+        for tls_id in sorted(tls_ids):
             if tls_id in self._signals:
                 continue
             self._api.trafficlight.subscribe(tls_id, list(_SIGNAL_VARS))
-            self._signals.add(tls_id)
+            self._signals[tls_id] = None
 
     def running_programs(self, tls_ids: Iterable[str]) -> dict[str, tuple[str, tuple[RunningPhase, ...]]]:
         """The program SUMO runs for each signal: its id and its phases as ``(state, duration,
@@ -330,24 +332,24 @@ class SumoAdapter:
         return out
 
     def watch_lanes(self, lane_ids: Iterable[str]) -> None:
-        for lane_id in lane_ids:
+        for lane_id in sorted(lane_ids):
             if lane_id in self._lanes:
                 continue
             self._api.lane.subscribe(lane_id, list(_LANE_VARS))
-            self._lanes.add(lane_id)
+            self._lanes[lane_id] = None
 
     def unwatch_signals(self, tls_ids: Iterable[str]) -> None:
         """Stop reading these signals each step (no EV needs them any more)."""
         for tls_id in tls_ids:
             if tls_id in self._signals:
-                self._signals.discard(tls_id)
+                del self._signals[tls_id]
                 with contextlib.suppress(*SUMO_ERRORS):
                     self._api.trafficlight.unsubscribe(tls_id)
 
     def unwatch_lanes(self, lane_ids: Iterable[str]) -> None:
         for lane_id in lane_ids:
             if lane_id in self._lanes:
-                self._lanes.discard(lane_id)
+                del self._lanes[lane_id]
                 with contextlib.suppress(*SUMO_ERRORS):
                     self._api.lane.unsubscribe(lane_id)
 
@@ -466,7 +468,7 @@ class SumoAdapter:
                                          float(r[tc.VAR_SPEED]), int(r[tc.VAR_ROUTE_INDEX]),
                                          float(r[tc.VAR_DISTANCE]))
         for vid in arrived:
-            self._vehicles.discard(vid)
+            self._vehicles.pop(vid, None)
             route_ids.pop(vid, None)
         self.routes_new = frozenset(replaced)
         # one call per domain for every subscribed object (not one per object); an unchanged
@@ -515,7 +517,7 @@ class SumoAdapter:
         if match is None or match.group(1) not in self._vehicles:
             return False
         vehicle_id = match.group(1)
-        self._vehicles.discard(vehicle_id)
+        self._vehicles.pop(vehicle_id, None)
         with contextlib.suppress(*SUMO_ERRORS):
             self._api.vehicle.unsubscribe(vehicle_id)
         return True

@@ -117,3 +117,25 @@ def test_the_ev_does_not_stand_on_green_for_the_next_signals_queue(tmp_path: Pat
         assert result["stops"] == 0 and result["time_stopped"] == 0, result
     else:
         assert result["time_stopped"] >= 5, result
+
+
+def test_a_run_lists_the_same_violations_whatever_pythons_hash_seed(tmp_path: Path) -> None:
+    # the adapter read its watched signals from a set: the order of summary.json's violations
+    # (the first 200 listed) changed with PYTHONHASHSEED, 601 lines apart on this run
+    import json
+    import os
+    import subprocess
+    import sys
+
+    listed = []
+    for seed in ("1", "2"):
+        out = tmp_path / f"h{seed}"
+        done = subprocess.run(
+            [sys.executable, "-m", "controller", "run", str(REPO / "scenarios" / "grid5-moderate.toml"),
+             "--controller", "oracle", "--seed", "5", "--out", str(out)],
+            capture_output=True, text=True, timeout=300, check=False,
+            env={**os.environ, "PYTHONHASHSEED": seed, "PYTHONPATH": str(REPO)},
+        )
+        assert done.returncode == 0, done.stderr
+        listed.append(json.loads((out / "summary.json").read_text())["safety"]["violations"])
+    assert len(listed[0]) > 20 and listed[0] == listed[1]
