@@ -245,12 +245,23 @@ class SumoAdapter:
         for attempt in range(3):
             port = getFreeSocketPort()
             err = tempfile.TemporaryFile()  # noqa: SIM115 (kept open while SUMO runs: _echo_traci_stderr)
-            proc = subprocess.Popen([*cmd, "--remote-port", str(port)], stderr=err)
+            try:
+                proc = subprocess.Popen([*cmd, "--remote-port", str(port)], stderr=err)
+            except OSError as e:  # (not executable, another architecture: a traceback before)
+                err.close()
+                raise SimulationError(f"SUMO could not be started: {cmd[0]}: {e.strerror or e}") from None
             try:
                 # (TraCI prints "Retrying in 1 seconds" while SUMO loads and opens its port)
                 with contextlib.redirect_stdout(io.StringIO()):
                     traci.init(port, numRetries=60, label=self._label, proc=proc)
-            except SUMO_ERRORS:
+            except BaseException as e:
+                if not isinstance(e, SUMO_ERRORS):
+                    # (interrupted while connecting, Ctrl-C or SIGTERM: the SUMO started here went
+                    # on running, listening on its port, after greenwave had exited)
+                    proc.kill()
+                    proc.wait()
+                    err.close()
+                    raise
                 refused = proc.poll() is not None
                 if not refused:
                     proc.kill()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -509,3 +510,51 @@ def test_serve_refuses_a_token_no_http_header_can_carry(tmp_path: Path, tiny_net
     monkeypatch.setenv("GREENWAVE_TOKEN", "two words")
     code, out = _run(["serve", "--scenario", str(path), "--out", str(tmp_path / "o")])
     _assert_error(code, out, "$GREENWAVE_TOKEN: the token has the character ' ' (U+0020)")
+
+
+@pytest.mark.sumo
+def test_a_sumo_binary_that_cannot_be_executed_is_one_line(tmp_path: Path, tiny_net: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    # not executable, or built for another architecture: a PermissionError / OSError traceback
+    import subprocess
+
+    def refuse(*args: object, **kwargs: object) -> subprocess.Popen[bytes]:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(subprocess, "Popen", refuse)
+    code, out = _run(["run", "--sumocfg", str(_cfg(tmp_path, tiny_net)), "--ev", "left1A1,C1right1,10", "--out",
+                      str(tmp_path / "o"), "--backend", "traci"])
+    _assert_error(code, out, "SUMO could not be started:", "Permission denied")
+
+
+@pytest.mark.sumo
+def test_an_interrupt_while_connecting_to_sumo_leaves_no_sumo_running(tmp_path: Path, tiny_net: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    # Ctrl-C or SIGTERM during traci.init: greenwave exited, and the SUMO it had started went on
+    # running under init, listening on its port
+    import subprocess
+
+    import traci
+
+    started: list[subprocess.Popen[bytes]] = []
+    real_popen = subprocess.Popen
+
+    def recording(*args: Any, **kwargs: Any) -> subprocess.Popen[bytes]:
+        started.append(real_popen(*args, **kwargs))
+        return started[-1]
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(subprocess, "Popen", recording)
+    monkeypatch.setattr(traci, "init", interrupted)
+    result = CliRunner().invoke(main, ["run", "--sumocfg", str(_cfg(tmp_path, tiny_net)), "--ev",
+                                       "left1A1,C1right1,10", "--out", str(tmp_path / "o"), "--backend", "traci"])
+    assert result.exit_code == 130, result.output
+    assert len(started) == 1 and started[0].poll() is not None  # (killed and waited for)
+
+
+def _cfg(tmp_path: Path, net: Path) -> Path:
+    cfg = tmp_path / "c.sumocfg"
+    cfg.write_text(f'<configuration><input><net-file value="{net}"/></input></configuration>')
+    return cfg
