@@ -517,9 +517,9 @@ def run(
             highlight=False,
         )
         if setup.inputs.dropped:
-            console.print("greenwave: note: the configuration's output and console report options are not used "
-                          f"(greenwave writes its own into --out): {', '.join(setup.inputs.dropped)}",
-                          highlight=False)
+            console.print("greenwave: note: the configuration's output, console report and TraCI server options are "
+                          f"not used (greenwave writes its own outputs into --out and runs SUMO itself): "
+                          f"{', '.join(setup.inputs.dropped)}", highlight=False)
         for ev in setup.evs:
             turn = next(((a, b) for a, b in zip(ev.route, ev.route[1:], strict=False)
                          if any(c.direction == "t" for c in setup.network.connections_between(a, b))), None)

@@ -22,7 +22,10 @@ _DROP_EXACT = {"log", "log-file", "l", "message-log", "error-log", "summary", "t
                "save-template", "save-schema", "save-commented", "configuration-file", "c",
                # console reports: greenwave prints its own progress and summary (with these, SUMO's
                # loading messages and end-of-run statistics flooded the console)
-               "verbose", "v", "duration-log.statistics", "t", "print-options"}
+               "verbose", "v", "duration-log.statistics", "t", "print-options",
+               # a TraCI server for other clients: greenwave runs SUMO itself, and SUMO waited for
+               # a second client on a port nobody was told of (a hang), or refused a second port
+               "remote-port", "num-clients"}
 
 
 def _is_output_option(name: str) -> bool:

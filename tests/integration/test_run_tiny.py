@@ -435,6 +435,8 @@ def test_user_config_folder_is_left_untouched(tmp_path: Path, tiny_net: Path) ->
         '<configuration><input><net-file value="net.net.xml"/><additional-files value="det.add.xml"/></input>'
         '<output><tripinfo-output value="trips.xml"/><summary-output value="sum.xml"/></output>'
         '<report><log value="log.txt"/></report><time><begin value="0"/><end value="200"/></time>'
+        # (a TraCI server for other clients: SUMO waited for a second client for ever)
+        '<traci_server><remote-port value="8813"/><num-clients value="2"/></traci_server>'
         "</configuration>"
     )
     before = sorted(p.name for p in user.iterdir())
@@ -443,7 +445,8 @@ def test_user_config_folder_is_left_untouched(tmp_path: Path, tiny_net: Path) ->
                                        "--out", str(out)])
     assert result.exit_code == 0, result.output
     # said, not silently dropped (the log option is one too)
-    assert "output and console report options are not used" in result.output and "summary-output" in result.output
+    assert "output, console report and TraCI server options are not used" in result.output
+    assert "summary-output" in result.output and "num-clients" in result.output
     s = json.loads((out / "summary.json").read_text())
     assert sorted(p.name for p in user.iterdir()) == before
     assert (out / "outputs" / "det_out.xml").is_file()
