@@ -129,6 +129,11 @@ def _first_error(text: str) -> str:
     return ""
 
 
+def _last_line(text: str) -> str:
+    """The last non-empty line of ``text`` (what a program said last before it ended)."""
+    return next((ln.strip() for ln in reversed(text.splitlines()) if ln.strip()), "")
+
+
 def _last_error(log: Path | None) -> str:
     """The last 'Error: ...' line SUMO wrote to its error log, if any."""
     if log is None or not log.is_file():
@@ -209,8 +214,8 @@ class SumoAdapter:
         cmd = [str(binary("sumo-gui" if self.gui else "sumo")), *self._args]
         if self._error_log is not None:
             cmd += ["--error-log", str(self._error_log)]
-        if self.gui:
-            cmd += ["--start", "--quit-on-end"]
+        if self.gui:  # (not twice: a GUI configuration may set them itself, and SUMO refused the second)
+            cmd += [flag for flag in ("--start", "--quit-on-end") if flag not in self._args]
         said: list[str] = []  # what SUMO wrote to stderr while starting in this process
         try:
             if self.backend == "libsumo":
@@ -224,7 +229,10 @@ class SumoAdapter:
                 self._start_traci(cmd, said)
                 self._api = traci.getConnection(self._label)
         except SUMO_ERRORS as e:
-            detail = _last_error(self._error_log) or _first_error("".join(said)) or str(e)
+            # (where SUMO said no "Error:" line, its last words: "unable to open display", a
+            # missing library; TraCI's own "TraCI server already finished" said nothing of why)
+            detail = (_last_error(self._error_log) or _first_error("".join(said))
+                      or _last_line("".join(said)) or str(e))
             if "".join(said).strip() and self._error_log is not None:
                 # (what SUMO said before its error log existed: kept there, not printed)
                 with contextlib.suppress(OSError), self._error_log.open("a", encoding="utf-8") as log:

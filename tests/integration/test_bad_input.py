@@ -558,3 +558,16 @@ def _cfg(tmp_path: Path, net: Path) -> Path:
     cfg = tmp_path / "c.sumocfg"
     cfg.write_text(f'<configuration><input><net-file value="{net}"/></input></configuration>')
     return cfg
+
+
+@pytest.mark.sumo
+def test_a_gui_that_cannot_open_its_display_says_so(tmp_path: Path, tiny_net: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    # DISPLAY names a display that is not there: sumo-gui says so on stderr and exits, without an
+    # "Error:" line; the message was TraCI's "TraCI server already finished"
+    monkeypatch.setenv("DISPLAY", ":99")
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    code, out = _run(["run", "--sumocfg", str(_cfg(tmp_path, tiny_net)), "--ev", "left1A1,C1right1,10", "--out",
+                      str(tmp_path / "o"), "--gui"])
+    _assert_error(code, out, "SUMO rejected the configuration:", "display")
+    assert "TraCI server already finished" not in out
