@@ -203,7 +203,9 @@ def _serve(options: ServeOptions, scenario: Scenario, token: str, generated: boo
 
         threading.Thread(target=watch, name="greenwave-watch", daemon=True).start()
         pace = "as fast as possible" if options.speed is None else f"{options.speed:g} simulated s per wall s"
-        click.echo(f"greenwave: serving {setup.name} on http://{options.host}:{options.port} ({pace}); "
+        port = sock.getsockname()[1]  # (the one the system gave for --port 0)
+        host = f"[{options.host}]" if ":" in options.host else options.host
+        click.echo(f"greenwave: serving {setup.name} on http://{host}:{port} ({pace}); "
                    f"audit log {audit.path}", err=True)
         if generated:
             click.echo(f"greenwave: no --token-file or ${TOKEN_ENV}: token {token}", err=True)

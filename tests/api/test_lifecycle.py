@@ -213,3 +213,35 @@ def test_an_end_before_the_begin_is_refused_before_anything_is_written(tiny_scen
     r = _serve(tiny_scenario, tmp_path, free_port(), out, "--end", "0")
     assert r.returncode == 2 and "--end 0 s is not after the scenario's begin (0 s)" in r.stderr, r.stderr
     assert "Traceback" not in r.stderr and not (tmp_path / "new").exists()
+
+
+def test_port_0_says_the_port_the_system_gave(tiny_scenario: Path, tmp_path: Path) -> None:
+    # it said "on http://127.0.0.1:0": the server could not be reached
+    import re
+
+    token = tmp_path / "token"
+    token.write_text(TOKEN + "\n")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "controller", "serve", "--scenario", str(tiny_scenario), "--port", "0",
+         "--token-file", str(token), "--out", str(tmp_path / "out"), "--audit-db", str(tmp_path / "a.sqlite")],
+        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        env={k: v for k, v in os.environ.items() if k != "GREENWAVE_TOKEN"},
+    )
+    try:
+        assert proc.stderr is not None
+        url = None
+        deadline = time.monotonic() + 90
+        while url is None and time.monotonic() < deadline:
+            line = proc.stderr.readline()
+            assert line, "serve ended before saying where it serves"
+            if (m := re.search(r"serving \S+ on (http://127\.0\.0\.1:(\d+))", line)) is not None:
+                url = m.group(1)
+                assert int(m.group(2)) > 0
+        assert url is not None
+        assert wait_for(lambda: httpx.get(url + "/healthz", timeout=2.0).status_code == 200, timeout_s=30,
+                        what="the server answering on the port it named")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+        if proc.stderr is not None:
+            proc.stderr.close()
