@@ -9,6 +9,7 @@ field or id that is wrong, and the CLI maps it to ``exit_code`` without a traceb
     ├── RouteError                 no route between origin and destination
     ├── CorridorError              a signal program the corridor cannot serve
     ├── SimulationError            SUMO refused the configuration or died
+    │   └── SumoCrashed            exit 1: SUMO ended without saying why (killed, crashed)
     └── RequestError               an HTTP API request that cannot be served (``status``: 404 unknown
                                    id, 409 conflict, 422 invalid; the API answers it as JSON)
 """
@@ -40,6 +41,13 @@ class CorridorError(GreenwaveError):
 
 class SimulationError(GreenwaveError):
     """SUMO rejected the configuration or stopped unexpectedly."""
+
+
+class SumoCrashed(SimulationError):
+    """The SUMO process ended during the run without an error message: killed or crashed, not
+    the input's fault (exit 1, as a failed run; a refusal of the input is exit 2)."""
+
+    exit_code = 1
 
 
 class RequestError(GreenwaveError):

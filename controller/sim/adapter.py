@@ -36,7 +36,7 @@ import traci.constants as tc
 from sumolib.miscutils import getFreeSocketPort
 
 from controller.core.snapshot import LaneState, SignalCommand, SignalState, Snapshot, VehicleState
-from controller.errors import SimulationError
+from controller.errors import SimulationError, SumoCrashed
 from controller.sim.sumo_paths import binary
 
 Backend = Literal["libsumo", "traci"]
@@ -451,7 +451,11 @@ class SumoAdapter:
                 if self._traci_proc is not None and isinstance(e, _SUMO_GONE):  # (it writes its error log as it ends)
                     with contextlib.suppress(subprocess.TimeoutExpired):
                         self._traci_proc.wait(timeout=5.0)
-                detail = " ".join((_last_error(self._error_log) or str(e)).split())
+                said = _last_error(self._error_log)
+                detail = " ".join((said or str(e)).split())
+                if not said and isinstance(e, _SUMO_GONE):  # (no error of SUMO's: killed, or crashed)
+                    raise SumoCrashed(f"SUMO stopped: {detail} (it ended without an error message: killed, "
+                                      "or crashed)") from None
                 more = self._explain(detail) if self._explain is not None else ""
                 raise SimulationError(f"SUMO stopped: {detail}{more}") from None
             direct = True

@@ -571,3 +571,32 @@ def test_a_gui_that_cannot_open_its_display_says_so(tmp_path: Path, tiny_net: Pa
                       str(tmp_path / "o"), "--gui"])
     _assert_error(code, out, "SUMO rejected the configuration:", "display")
     assert "TraCI server already finished" not in out
+
+
+@pytest.mark.sumo
+def test_a_sumo_killed_during_the_run_is_a_failed_run_not_bad_input(tmp_path: Path, tiny_net: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    # kill -9 of the sumo process over TraCI: "SUMO stopped: Connection closed by SUMO." with exit
+    # 2, which README gives to bad input
+    import signal
+
+    from controller.sim.adapter import SumoAdapter
+
+    real_step = SumoAdapter.step
+    steps = [0]
+
+    def step(self: SumoAdapter) -> Any:
+        steps[0] += 1
+        if steps[0] == 30 and self._traci_proc is not None:
+            self._traci_proc.send_signal(signal.SIGKILL)
+            self._traci_proc.wait()
+        return real_step(self)
+
+    monkeypatch.setattr(SumoAdapter, "step", step)
+    out_dir = tmp_path / "o"
+    code, out = _run(["run", "--sumocfg", str(_cfg(tmp_path, tiny_net)), "--ev", "left1A1,C1right1,10", "--out",
+                      str(out_dir), "--backend", "traci", "--end", "200"])
+    assert code == 1, out
+    lines = [ln for ln in out.splitlines() if ln.startswith("greenwave: error:")]
+    assert len(lines) == 1 and "ended without an error message: killed, or crashed" in lines[0], out
+    assert not (out_dir / "summary.json").exists() and (out_dir / "INCOMPLETE.txt").is_file()
