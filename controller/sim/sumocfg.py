@@ -16,7 +16,10 @@ from pathlib import Path
 from controller.errors import ScenarioError
 
 # Options whose values are input files (comma or space separated lists).
-_PATH_LIST_OPTIONS = {"net-file", "route-files", "additional-files", "weight-files", "state-files"}
+# (gui-settings-file: relative to the configuration's folder, as SUMO reads it; SUMO, run from
+# --out, found no 'view.xml' there)
+_PATH_LIST_OPTIONS = {"net-file", "route-files", "additional-files", "weight-files", "state-files",
+                      "gui-settings-file"}
 _RENAMED = {"n": "net-file", "r": "route-files", "a": "additional-files", "b": "begin", "e": "end"}
 _DROP_EXACT = {"log", "log-file", "l", "message-log", "error-log", "summary", "tripinfo", "save-configuration",
                "save-template", "save-schema", "save-commented", "configuration-file", "c",

@@ -437,8 +437,11 @@ def test_user_config_folder_is_left_untouched(tmp_path: Path, tiny_net: Path) ->
         '<report><log value="log.txt"/></report><time><begin value="0"/><end value="200"/></time>'
         # (a TraCI server for other clients: SUMO waited for a second client for ever)
         '<traci_server><remote-port value="8813"/><num-clients value="2"/></traci_server>'
+        # (relative to this folder, as SUMO reads it: "File 'view.xml' is not accessible")
+        '<gui_only><gui-settings-file value="view.xml"/></gui_only>'
         "</configuration>"
     )
+    (user / "view.xml").write_text('<viewsettings><delay value="0"/></viewsettings>')
     before = sorted(p.name for p in user.iterdir())
     out = tmp_path / "out"
     result = CliRunner().invoke(main, ["run", "--sumocfg", str(user / "run.sumocfg"), "--ev", "left1A1,C1right1,20",
