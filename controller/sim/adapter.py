@@ -259,9 +259,18 @@ class SumoAdapter:
                 err.close()
                 raise SimulationError(f"SUMO could not be started: {cmd[0]}: {e.strerror or e}") from None
             try:
-                # (TraCI prints "Retrying in 1 seconds" while SUMO loads and opens its port)
+                # (TraCI prints "Retrying in 1 seconds" while SUMO loads and opens its port; a SUMO
+                # still loading after a minute, a large network, is waited for up to 5 minutes, not
+                # restarted at once as if its port were taken: restarted, it loaded again, three
+                # times, and the error said "Could not connect in 61 tries")
                 with contextlib.redirect_stdout(io.StringIO()):
-                    traci.init(port, numRetries=60, label=self._label, proc=proc)
+                    for waited in range(5):
+                        try:
+                            traci.init(port, numRetries=60, label=self._label, proc=proc)
+                            break
+                        except SUMO_ERRORS:
+                            if proc.poll() is not None or waited == 4:
+                                raise
             except BaseException as e:
                 if not isinstance(e, SUMO_ERRORS):
                     # (interrupted while connecting, Ctrl-C or SIGTERM: the SUMO started here went

@@ -600,3 +600,37 @@ def test_a_sumo_killed_during_the_run_is_a_failed_run_not_bad_input(tmp_path: Pa
     lines = [ln for ln in out.splitlines() if ln.startswith("greenwave: error:")]
     assert len(lines) == 1 and "ended without an error message: killed, or crashed" in lines[0], out
     assert not (out_dir / "summary.json").exists() and (out_dir / "INCOMPLETE.txt").is_file()
+
+
+@pytest.mark.sumo
+def test_a_sumo_slow_to_load_is_waited_for_not_restarted(tmp_path: Path, tiny_net: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    # a SUMO still loading after TraCI's 61 tries (a minute) was taken for a port conflict and
+    # restarted, three times, then "Could not connect in 61 tries"
+    import subprocess
+
+    import traci
+
+    started: list[subprocess.Popen[bytes]] = []
+    real_popen, real_init = subprocess.Popen, traci.init
+    tries = [0]
+
+    def recording(*args: Any, **kwargs: Any) -> subprocess.Popen[bytes]:
+        started.append(real_popen(*args, **kwargs))
+        return started[-1]
+
+    def slow(*args: Any, **kwargs: Any) -> Any:
+        tries[0] += 1
+        if tries[0] == 1:  # (the first minute of tries: SUMO still loading, its process alive)
+            raise traci.exceptions.FatalTraCIError("Could not connect in 61 tries")
+        return real_init(*args, **kwargs)
+
+    monkeypatch.setattr(subprocess, "Popen", recording)
+    monkeypatch.setattr(traci, "init", slow)
+    out_dir = tmp_path / "o"
+    code, out = _run(["run", "--sumocfg", str(_cfg(tmp_path, tiny_net)), "--ev", "left1A1,C1right1,10", "--out",
+                      str(out_dir), "--backend", "traci", "--end", "100"])
+    assert code == 0, out
+    # one SUMO per connection made (the run's, and its free-flow run's): none restarted
+    sumos = [p for p in started if isinstance(p.args, list) and "--remote-port" in p.args]
+    assert tries[0] >= 2 and len(sumos) == tries[0] - 1
