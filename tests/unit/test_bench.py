@@ -946,3 +946,15 @@ def test_the_gap_verdict_says_why_it_has_no_figure() -> None:
     assert _detail(_verdict(results), "gap") == "n/a (no seed completed under greenwave, none and the oracle alike)"
     assert _detail(_verdict(results), "delay") == "n/a (no seed, or no arrived EV, common to greenwave and the oracle)"
     assert _detail(_verdict(results[2:]), "gap") == "n/a (needs none and oracle)"
+
+
+def test_a_baseline_saved_with_a_byte_order_mark_is_read(tmp_path: Path) -> None:
+    # (as an editor on Windows may save it; refused as invalid JSON, while suite files took one)
+    import json
+
+    from controller.bench.report import read_baseline
+
+    base = make_baseline({"name": "t", "version": 1}, aggregate(basic()))
+    path = tmp_path / "b.json"
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps(base).encode("utf-8"))
+    assert read_baseline(path)["groups"] == base["groups"]
