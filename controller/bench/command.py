@@ -102,6 +102,15 @@ def run_bench(
             f"controller{'s' if len(missing) > 1 else ''} {', '.join(missing)} not available yet "
             f"(available: {', '.join(CONTROLLERS)}); choose with --controllers"
         )
+    from controller.runtime.setup import check_scenario
+
+    for sc in s.scenarios:  # an EV that cannot be planned fails every run of its scenario: refused now
+        try:
+            check_scenario(sc)
+        except GreenwaveError as e:
+            if sc.source == s.source:  # a scenario file benched on its own: its error names it
+                raise
+            raise type(e)(f"{s.source.name}: scenario '{sc.name}': {e}") from None
     out = (out_dir or Path("runs") / f"bench-{s.name}").resolve()
     if write_baseline is not None:
         _check_baseline_target(write_baseline, out)

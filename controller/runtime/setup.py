@@ -388,21 +388,35 @@ def _finish(
     )
 
 
-def prepare_scenario(scenario: Scenario, *, seed: int, out_dir: Path, bluelight: bool = False) -> RunSetup:
-    sim = scenario.simulation
+def _scenario_inputs(scenario: Scenario) -> SumoInputs:
+    """The SUMO inputs a scenario file names (its configuration's and its own), before generated demand."""
     net = scenario.network
     if net.sumocfg is not None:
         inputs = read_sumocfg(net.sumocfg)
-        inputs = SumoInputs(
+        return SumoInputs(
             net_file=inputs.net_file,
             route_files=inputs.route_files + scenario.demand.routes,
             additional_files=inputs.additional_files + net.additional,
             options=inputs.options,
             dropped=inputs.dropped,
         )
-    else:
-        assert net.net is not None  # guaranteed by NetworkSpec
-        inputs = SumoInputs(net_file=net.net, route_files=scenario.demand.routes, additional_files=net.additional)
+    assert net.net is not None  # guaranteed by NetworkSpec
+    return SumoInputs(net_file=net.net, route_files=scenario.demand.routes, additional_files=net.additional)
+
+
+def check_scenario(scenario: Scenario) -> None:
+    """Refuse, as a run would (the same errors), a scenario whose EVs cannot be planned: an edge
+    the network lacks, a route that does not connect, an id its route files already use. Reads
+    the network and its programs, writes nothing and starts no SUMO (a bench checks its suite so,
+    before any run)."""
+    inputs = _scenario_inputs(scenario)
+    _check_ids_free(inputs.route_files, [ev.id for ev in scenario.ev])
+    _plan_evs(load_network(inputs.net_file, inputs.additional_files), scenario.ev, scenario.source)
+
+
+def prepare_scenario(scenario: Scenario, *, seed: int, out_dir: Path, bluelight: bool = False) -> RunSetup:
+    sim = scenario.simulation
+    inputs = _scenario_inputs(scenario)
     demand = scenario.demand
     if demand.generator is not None:
         from controller.sim.demand import write_random_trips

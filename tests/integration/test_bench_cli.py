@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +94,23 @@ def test_bench_refuses_unavailable_controllers_before_running(tmp_path: Path,
     assert result.exit_code == 2
     assert "greenwave not available" in result.output
     assert not (tmp_path / "out").exists()
+
+
+def test_an_ev_that_cannot_be_planned_is_refused_before_running(tmp_path: Path) -> None:
+    # it used to fail in every worker after the runs started, once per run, with exit 1
+    scenario = tmp_path / "bad.toml"
+    text = (REPO / "scenarios" / "grid5-moderate.toml").read_text().replace('"../networks', f'"{REPO / "networks"}')
+    scenario.write_text(re.sub(r'(?m)^to = "[^"]*"', 'to = "no_such_edge"', text.replace(
+        'name = "grid5-moderate"', 'name = "bad-grid"'), count=1))
+    suite = tmp_path / "suite.toml"
+    suite.write_text(f'name = "s"\nversion = 1\nseeds = [1, 2]\ncontrollers = ["none", "greenwave"]\n'
+                     f'scenarios = ["{REPO / "scenarios" / "grid5-moderate.toml"}", "bad.toml"]\n')
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["bench", str(suite), "--jobs", "1", "--out", str(out)])
+    assert result.exit_code == 2, result.output
+    assert "suite.toml: scenario 'bad-grid': bad.toml: field 'ev[0]'" in result.output
+    assert "to edge 'no_such_edge' is not in network grid5.net.xml" in result.output
+    assert not out.exists()
 
 
 def test_a_check_that_could_not_compare_is_refused_before_running(tmp_path: Path) -> None:
