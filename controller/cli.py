@@ -661,6 +661,9 @@ def report(run_dirs: tuple[Path, ...], evs: tuple[str, ...], max_evs: int | None
               help="Folder for SUMO's inputs and outputs [default: runs/serve-<scenario>].")
 @click.option("--sse-max-s", type=Finite(min=0.1), default=600.0, show_default=True,
               help="An event stream is closed after this long (clients reconnect with Last-Event-ID).")
+@click.option("--backend", default="libsumo", show_default=True, type=click.Choice(["libsumo", "traci"]),
+              help="libsumo: SUMO in this process (fastest); traci: over a socket (what --gui uses).")
+@click.option("--gui", is_flag=True, help="Show sumo-gui (runs over TraCI); closing its window ends the service.")
 def serve(
     scenario: Path,
     host: str,
@@ -673,6 +676,8 @@ def serve(
     end_s: float | None,
     out_dir: Path | None,
     sse_max_s: float,
+    backend: str,
+    gui: bool,
 ) -> None:
     """Run SCENARIO's simulation live with the controller and the HTTP API (see README, "HTTP API")."""
     from controller.api.serve import ServeOptions
@@ -683,6 +688,11 @@ def serve(
     try:
         if realtime and speed is not None:
             raise ScenarioError("give --realtime or --speed, not both")
+        if gui:
+            from controller.sim.adapter import gui_problem
+
+            if problem := gui_problem():
+                raise ScenarioError(problem)
         if out_dir is not None:
             # (as for run: not a folder of other files, nor the scenario's own folder; it overwrote them)
             _out_folder(out_dir)
@@ -692,7 +702,8 @@ def serve(
                         or (p / ".serve.lock").exists(), inputs=[scenario, *_scenario_inputs(sc)], kind="serve")
         code = run_server(ServeOptions(scenario=scenario, host=host, port=port, token_file=token_file,
                                        speed=1.0 if realtime else speed, audit_db=audit_db, seed=seed, end_s=end_s,
-                                       out_dir=out_dir, sse_max_s=sse_max_s))
+                                       out_dir=out_dir, sse_max_s=sse_max_s,
+                                       backend="traci" if backend == "traci" else "libsumo", gui=gui))
     except GreenwaveError as e:
         _fail(e)
     sys.exit(code)

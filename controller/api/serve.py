@@ -37,6 +37,7 @@ from controller.runtime.run import clear_run_folder
 from controller.runtime.service import SimService
 from controller.runtime.setup import prepare_scenario
 from controller.scenario import Scenario, load_scenario
+from controller.sim.adapter import Backend
 
 TOKEN_ENV = "GREENWAVE_TOKEN"
 
@@ -53,6 +54,8 @@ class ServeOptions:
     end_s: float | None = None
     out_dir: Path | None = None
     sse_max_s: float = 600.0
+    backend: Backend = "libsumo"
+    gui: bool = False  # sumo-gui, over TraCI
 
 
 def read_token(token_file: Path | None) -> tuple[str, bool]:
@@ -189,7 +192,8 @@ def _serve(options: ServeOptions, scenario: Scenario, token: str, generated: boo
     try:
         setup = prepare_scenario(scenario, seed=options.seed, out_dir=out)
         clear_run_folder(setup)  # (an earlier run's summary, trace and outputs: not this serve's)
-        service = SimService(setup, audit=audit, speed=options.speed, end_s=options.end_s)
+        service = SimService(setup, audit=audit, speed=options.speed, end_s=options.end_s,
+                             backend=options.backend, gui=options.gui)
         service.start()
         app = create_app(service, token, sse_max_s=options.sse_max_s)
         config = uvicorn.Config(app, host=options.host, port=options.port, log_level="warning", access_log=False,

@@ -207,6 +207,7 @@ class SimService:
         speed: float | None = None,
         end_s: float | None = None,
         backend: Backend = "libsumo",
+        gui: bool = False,
     ) -> None:
         if speed is not None and speed <= 0:
             raise GreenwaveError(f"--speed must be above 0, not {speed:g}")
@@ -219,7 +220,8 @@ class SimService:
         self.metrics = metrics or Metrics()
         self.speed = speed
         self.end_s = end_s
-        self.backend: Backend = backend
+        self.backend: Backend = "traci" if gui else backend
+        self.gui = gui
         self.geo = is_geo_referenced(setup.inputs.net_file)
         step_ms = setup.step_length_s * 1000.0
         self.budget_ms = step_ms / speed if speed is not None else step_ms
@@ -311,7 +313,8 @@ class SimService:
     def _main(self) -> None:
         setup = self.setup
         try:
-            with SumoAdapter(sumo_args(setup), backend=self.backend, error_log=setup.out_dir / SUMO_ERROR_LOG,
+            with SumoAdapter(sumo_args(setup), backend=self.backend, gui=self.gui,
+                             error_log=setup.out_dir / SUMO_ERROR_LOG,
                              explain=lambda detail: rejection_hint(detail, setup.inputs, setup.source)) as sim:
                 self._sim = sim
                 programs = self.network.programs

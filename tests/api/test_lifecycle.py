@@ -4,6 +4,7 @@ them; at --end the escorts under way are cancelled and handed back."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sqlite3
@@ -147,6 +148,32 @@ def test_at_the_end_escorts_under_way_are_cancelled_and_handed_back(tiny_scenari
             assert e["state"] == "cancelled" and e["reason"] == "simulation ended"
             assert all(not s["preempted"] for s in c.get("/v1/signals").json())
             assert c.delete("/v1/emergencies/amb-e").status_code == 409
+    finally:
+        assert server.stop() == 0, server.log.read_text()
+
+
+def _children(pid: int) -> list[str]:
+    """The names of a process's child processes (Linux)."""
+    names = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            with contextlib.suppress(OSError):
+                names.append(Path(f"/proc/{child}/comm").read_text().strip())
+    return names
+
+
+def test_serve_over_traci_escorts_and_hands_back(tiny_scenario: Path, tmp_path: Path) -> None:
+    # serve had no --backend: the service could run only libsumo (and no sumo-gui)
+    server = Server(tiny_scenario, tmp_path, speed=10.0, extra=("--backend", "traci", "--end", "45")).start()
+    try:
+        assert server.proc is not None and "sumo" in _children(server.proc.pid)  # SUMO over a socket
+        with server.client() as c:
+            r = c.post("/v1/emergencies", json={**DISPATCH, "id": "amb-t"})
+            assert r.status_code == 201, r.text
+            wait_for(lambda: c.get("/healthz").json()["preempted"], what="a preempted junction")
+            health = wait_for(lambda: (h := c.get("/healthz").json())["status"] == "ended" and h, timeout_s=60,
+                              what="the end")
+            assert health["preempted"] == [] and not any(health["safety"].values())
     finally:
         assert server.stop() == 0, server.log.read_text()
 
