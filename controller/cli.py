@@ -258,6 +258,16 @@ def _config_files(paths: Sequence[Path]) -> list[Path]:
     return out
 
 
+def _attach_address(raw: str) -> tuple[str, int]:
+    """``[HOST:]PORT`` (an IPv6 host in brackets) -> (host, port); the host defaults to 127.0.0.1."""
+    host, sep, port = raw.strip().rpartition(":")
+    host = host.strip("[]") if sep else "127.0.0.1"
+    if not port.isdigit() or not 0 < int(port) < 65536 or (sep and not host):
+        raise ScenarioError(f"--attach '{raw}': give PORT or HOST:PORT (SUMO's --remote-port), e.g. 8813 or "
+                            "localhost:8813")
+    return host, int(port)
+
+
 def _parse_ev(raw: str, n: int) -> Any:
     from controller.core.greenwave import PRIORITY
     from controller.scenario import EvSpec, ev_id_problem
@@ -313,19 +323,24 @@ def print_summary(summary: dict[str, Any], out_dir: Path, console: Console) -> N
     if summary.get("free_flow_error"):
         console.print(f"note: free-flow times not measured ({summary['free_flow_error']}): no ratio or delay",
                       highlight=False, markup=False)
-    if not bg.get("trips"):
+    attached = summary.get("attached")
+    if attached:
+        console.print(f"note: attached to the SUMO at {attached}: the other traffic, emergency braking and teleports "
+                      "are in its own outputs, not measured here", highlight=False, markup=False)
+    elif not bg.get("trips"):
         console.print(f"note: no other vehicle finished a trip between {summary['begin']:g} and "
                       f"{summary['simulated_until']:g} s: other traffic is not measured (if your demand should "
                       "run then, do its departures fall inside the simulated time?)", highlight=False, markup=False)
     console.print(
-        f"background: {bg['trips']} trips, mean time loss {_fmt(bg['mean_time_loss'])} s\n"
-        f"safety: S1 {s['S1']}  S2 {s['S2']}  S3 {s['S3']}  S4 {s['S4']}  S5 {s['S5']}  ·  "
+        (f"background: {bg['trips']} trips, mean time loss {_fmt(bg['mean_time_loss'])} s\n" if not attached else "")
+        + f"safety: S1 {s['S1']}  S2 {s['S2']}  S3 {s['S3']}  S4 {s['S4']}  S5 {s['S5']}  ·  "
         f"collisions {s['collisions']} to the end"
         + (f" (+{s['collisions_after_end']} after it)" if s.get("collisions_after_end") else "")
         + f"; in the whole run with an EV {s['collisions_ev']}, at preempted signals "
-        f"{_fmt(s.get('collisions_preempted'), 0)}  emergency braking {s['emergency_braking']}  "
-        f"teleports {s['teleports']} ({s.get('teleports_traffic', '?')} not after a collision)  "
-        f"({s['watched_signals']} traffic lights watched)\n"
+        f"{_fmt(s.get('collisions_preempted'), 0)}  "
+        + (f"emergency braking {s['emergency_braking']}  teleports {s['teleports']} "
+           f"({s.get('teleports_traffic', '?')} not after a collision)  " if not attached else "")
+        + f"({s['watched_signals']} traffic lights watched)\n"
         f"realtime: {rt['ticks']} ticks, controller p50 {_fmt(rt['tick_ms_p50'], 3)} ms "
         f"p99 {_fmt(rt['tick_ms_p99'], 3)} ms max {_fmt(rt['tick_ms_max'], 1)} ms, over budget "
         f"({rt['budget_ms']:g} ms) {rt['over_budget']}; SUMO step p50 {_fmt(rt['sumo_step_ms_p50'], 2)} ms; "
@@ -431,6 +446,9 @@ def main() -> None:
               help="Pace the simulation at this many simulated seconds per wall second.")
 @click.option("--record", type=click.Path(path_type=Path), default=None,
               help="Write every tick's snapshot and commands to this file (JSON lines), for benchmarks/core_bench.py.")
+@click.option("--attach", default=None, metavar="[HOST:]PORT",
+              help="With --sumocfg: drive a SUMO you started with that configuration and --remote-port PORT, "
+                   "over TraCI, instead of starting one (it ends when greenwave is done).")
 def run(
     scenario: Path | None,
     controller_name: str,
@@ -448,6 +466,7 @@ def run(
     realtime: bool,
     speed: float | None,
     record: Path | None,
+    attach: str | None,
 ) -> None:
     """Run one SCENARIO (a .toml file), or your own --sumocfg with --ev, and write summary.json."""
     from controller.runtime.folder_lock import FolderLock, hold_folder
@@ -465,6 +484,16 @@ def run(
     try:
         if realtime and speed is not None:
             raise ScenarioError("give --realtime or --speed X, not both")
+        address = _attach_address(attach) if attach is not None else None
+        if address is not None:
+            if sumocfg is None:
+                raise ScenarioError("--attach needs --sumocfg: the configuration the SUMO you attach to was started "
+                                    "with (greenwave reads its network and signal programs from it)")
+            if gui or backend == "traci":
+                raise ScenarioError("--attach drives your SUMO over TraCI as it runs (a sumo-gui you started shows "
+                                    "it): --gui and --backend do not apply")
+            if bluelight:
+                raise ScenarioError("--bluelight is not available with --attach")
         if gui:
             from controller.sim.adapter import gui_problem
 
@@ -516,7 +545,11 @@ def run(
             f"simulating {setup.begin_s:g}-{setup.end_s:g} s with controller '{controller_name}' ...",
             highlight=False,
         )
-        if setup.inputs.dropped:
+        if setup.inputs.dropped and address is not None:
+            console.print("greenwave: note: attached: the SUMO you started writes the configuration's outputs "
+                          f"({', '.join(setup.inputs.dropped)}) itself; greenwave writes summary.json and trace.json "
+                          "into --out", highlight=False)
+        elif setup.inputs.dropped:
             console.print("greenwave: note: the configuration's output, console report and TraCI server options are "
                           f"not used (greenwave writes its own outputs into --out and runs SUMO itself): "
                           f"{', '.join(setup.inputs.dropped)}", highlight=False)
@@ -537,7 +570,7 @@ def run(
 
             summary = run_simulation(setup, controller_name, backend="traci" if backend == "traci" else "libsumo",
                                      gui=gui, on_progress=on_progress, budget_ms=budget_ms, speed=speed,
-                                     record=record)
+                                     record=record, attach=address)
         kept_run.started()
     except GreenwaveError as e:
         _fail(e)

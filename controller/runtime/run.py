@@ -34,6 +34,8 @@ from controller.errors import GreenwaveError, ScenarioError
 from controller.report.html import REPORT_FILE
 from controller.runtime.freeflow import free_flow_times
 from controller.runtime.outputs import (
+    Collision,
+    SumoOutputs,
     Trip,
     background,
     background_by_class,
@@ -45,6 +47,7 @@ from controller.runtime.outputs import (
 )
 from controller.runtime.pacing import Pacer
 from controller.runtime.setup import (
+    EV_COLORS,
     RUN_MARK,
     SUMO_ERROR_LOG,
     SUMO_LOG,
@@ -233,6 +236,7 @@ def run(
     budget_ms: float | None = None,
     speed: float | None = None,
     record: Path | None = None,
+    attach: tuple[str, int] | None = None,
 ) -> dict[str, Any]:
     """Run one simulation and return its summary (also written to ``out_dir/summary.json``; a run
     that does not complete writes none, see :func:`_incomplete_on_failure`).
@@ -240,7 +244,11 @@ def run(
     time budget per second of simulated time (default 100 ms, less where ``speed`` leaves a tick
     less wall time: 1000 / speed ms); ``speed``: pace the simulation at
     that many simulated seconds per wall second (1 = real time), None = as fast as possible;
-    ``record``: write every tick's snapshot and commands there (JSON lines) for replay."""
+    ``record``: write every tick's snapshot and commands there (JSON lines) for replay;
+    ``attach``: (host, port) of a SUMO the user started with ``setup``'s configuration and
+    ``--remote-port``, driven over TraCI instead of a SUMO of greenwave's: its outputs are its
+    own, so the other traffic's figures are not measured (None), and SUMO's collisions are read
+    over TraCI."""
     out = setup.out_dir
     summary_path = out / SUMMARY_FILE
     clear_run_folder(setup)
@@ -261,13 +269,19 @@ def run(
 
     digest = inputs_digest(setup)  # (before it runs: an input edited meanwhile does not count)
     with (
-        SumoAdapter(sumo_args(setup), backend=backend, gui=gui, error_log=out / SUMO_ERROR_LOG,
+        SumoAdapter(sumo_args(setup) if attach is None else [], backend=backend, gui=gui,
+                    error_log=out / SUMO_ERROR_LOG if attach is None else None, attach=attach,
                     explain=lambda detail: rejection_hint(detail, setup.inputs, setup.source)) as sim,
         contextlib.ExitStack() as closing,
     ):
         # every signal's, not only the watched ones': a re-routed EV's new corridor is planned with them
         every = setup.network.programs
         check_running_programs(every, sim.running_programs(every), program_sources(setup.inputs))
+        seed: int | None = setup.seed
+        if attach is not None:
+            check_attached(sim, setup)
+            given = sim.option("seed")  # (the SUMO's own seed is the run's, not --seed)
+            seed = int(given) if given.isdigit() and sim.option("random").lower() != "true" else None
         dynamics = {}
         for ev in setup.evs:
             sim.add_vehicle(ev.ev_id, ev.route, ev.vtype_id, depart=f"{ev.depart_s:g}")
@@ -379,9 +393,14 @@ def run(
         free_flow: dict[str, float] = free_flow_times(setup, driven, backend=backend)
     except GreenwaveError as e:  # the run is complete: its summary says what could not be measured
         free_flow, free_flow_error = {}, str(e)
-    outputs = read_outputs(out)
     ev_ids = {ev.ev_id for ev in setup.evs}
-    bg_trips, bg_loss = background(outputs, ev_ids, end_s)
+    bg_trips: int | None = None
+    bg_loss: float | None = None
+    if attach is None:
+        outputs = read_outputs(out)
+        bg_trips, bg_loss = background(outputs, ev_ids, end_s)
+    else:
+        outputs = attached_outputs(progress, sim.collision_log, setup.step_length_s)
     counts = monitor.counts()
     planner = getattr(controller, "planner", None)
     # (with those of a signal the drain limit left preempted: no ``restored``, and S5 by the monitor)
@@ -417,6 +436,8 @@ def run(
     # the other traffic's collisions up to the scenario's end, as its trips are counted (a run
     # going on for an EV not yet arrived, and the hand-back after the end, are apart)
     collisions, collisions_after_end = collisions_until(outputs, end_s)
+    # attached: SUMO's statistics and trips are the user's (None: not measured here)
+    measured = attach is None
     tick = _quantiles(timing.tick_ms)
     step = _quantiles(timing.step_ms)
     monitor_q = _quantiles(timing.monitor_ms)
@@ -428,7 +449,7 @@ def run(
         "controller": controller.name,
         # the controller settings the scenario and the command line gave (the rest are defaults)
         "controller_settings": dict(setup.controller),
-        "seed": setup.seed,
+        "seed": seed,
         "complete": True,
         **({"free_flow_error": free_flow_error} if free_flow_error is not None else {}),
         "source": setup.source,
@@ -439,7 +460,8 @@ def run(
         "simulated_until": last_t,
         "step_length": setup.step_length_s,
         "bluelight": setup.bluelight,
-        "backend": "traci" if gui else backend,
+        "backend": "traci" if gui or attach is not None else backend,
+        **({"attached": f"{attach[0]}:{attach[1]}"} if attach is not None else {}),
         "greenwave_version": __version__,
         "evs": evs,
         "background": {
@@ -447,9 +469,12 @@ def run(
             "mean_time_loss": None if bg_loss is None else round(bg_loss, 3),
             # (bicycles, trams and buses count in the figures above: here apart)
             "by_class": background_by_class(
-                outputs, ev_ids, end_s, vtype_classes([*setup.inputs.route_files, *setup.inputs.additional_files])),
-            "cross_streets": cross_streets(out),
-        },
+                outputs, ev_ids, end_s, vtype_classes([*setup.inputs.route_files, *setup.inputs.additional_files]))
+            if measured else None,
+            "cross_streets": cross_streets(out) if measured else None,
+        } if measured else {"trips": None, "mean_time_loss": None, "by_class": None, "cross_streets": None,
+                            "notes": "not measured: attached to a SUMO greenwave did not start, whose outputs are "
+                                     "its own"},
         "eta": _eta_section(controller, progress),
         "preemptions": preemptions,
         "recovery": recovery_section(preemptions),
@@ -460,10 +485,10 @@ def run(
             "collisions_ev": ev_collisions,
             # on the crossing of a signal from its entry until 30 s after it was back in its program
             "collisions_preempted": preempted_collisions,
-            "emergency_braking": outputs.emergency_braking,
-            "emergency_stops": outputs.emergency_stops,
-            "teleports": outputs.teleports,
-            "teleports_traffic": outputs.teleports_traffic,
+            "emergency_braking": outputs.emergency_braking if measured else None,
+            "emergency_stops": outputs.emergency_stops if measured else None,
+            "teleports": outputs.teleports if measured else None,
+            "teleports_traffic": outputs.teleports_traffic if measured else None,
             "by_touch": monitor.counts_by_touch(),
             "watched_signals": len(watch.signals_ever),
             "preempted_signals": sorted(controller.preempted),
@@ -519,6 +544,43 @@ def run(
     _write_json(out / TRACE_FILE, trace.as_dict(header=header, eta_records=eta_records), indent=None)
     _write_json(summary_path, summary, indent=2)
     return summary
+
+
+def check_attached(sim: SumoAdapter, setup: RunSetup) -> None:
+    """Refuse an attached SUMO that does not run ``setup``'s configuration as greenwave read it
+    (its signal programs are checked apart), then give it the EVs' vehicle types."""
+    where = f"the SUMO at {sim.attach[0]}:{sim.attach[1]}" if sim.attach is not None else "SUMO"
+    edges = {e for e in sim.edge_ids() if not e.startswith(":")}
+    ours = {e for e in setup.network.edges if not e.startswith(":")}
+    if edges != ours:
+        odd = sorted(edges ^ ours)
+        raise ScenarioError(f"{where} runs another network than {setup.source} names ({setup.inputs.net_file.name}): "
+                            f"{len(odd)} edge(s) in one of them only, e.g. '{odd[0]}'")
+    step = sim.step_length_s()
+    if abs(step - setup.step_length_s) > 1e-9:
+        raise ScenarioError(f"{where} steps {step:g} s, {setup.source} {setup.step_length_s:g} s: start SUMO with the "
+                            "configuration's step-length")
+    late = [ev for ev in setup.evs if ev.depart_s < sim.time_s - 1e-9]
+    if late:
+        raise ScenarioError(f"{where} is at {sim.time_s:g} s already: EV '{late[0].ev_id}' departs at "
+                            f"{late[0].depart_s:g} s")
+    for ev in setup.evs:
+        if ev.vtype_id not in sim.vehicle_type_ids():
+            sim.define_ev_type(ev.vtype_id, EV_COLORS[ev.ev_type])
+
+
+def attached_outputs(progress: Mapping[str, EvProgress], collision_log: Sequence[tuple[float, str, str, str]],
+                     step_s: float) -> SumoOutputs:
+    """What a run attached to a SUMO it did not start knows of SUMO's outputs: the EVs' trips, as
+    greenwave saw them (depart and arrival on SUMO's clock, a step before TraCI's; the time loss
+    and waits not known: NaN, 0), and the collisions read over TraCI."""
+    trips = {
+        ev_id: Trip(ev_id, p.depart_s - step_s, p.arrived_s - step_s, p.arrived_s - p.depart_s, math.nan, 0, 0.0)
+        for ev_id, p in progress.items()
+        if p.depart_s is not None and p.arrived_s is not None and p.vanished_s is None
+    }
+    collisions = tuple(Collision(t, lane, a, b) for t, lane, a, b in collision_log)
+    return SumoOutputs(trips=trips, collisions=len(collisions), collision_list=collisions)
 
 
 def clear_run_folder(setup: RunSetup) -> None:

@@ -66,12 +66,15 @@ class RunSetup:
         return tuple(seen)
 
 
+EV_COLORS = {"ambulance": (255, 255, 255), "fire": (255, 0, 0), "police": (0, 0, 255), "transit": (255, 255, 0)}
+
+
 def _write_ev_vtypes(path: Path, bluelight: bool) -> None:
+    """The EVs' vehicle types (an attached SUMO gets the same through TraCI: ``SumoAdapter.define_ev_type``)."""
     param = '        <param key="has.bluelight.device" value="true"/>\n' if bluelight else ""
-    colors = {"ambulance": "1,1,1", "fire": "1,0,0", "police": "0,0,1", "transit": "1,1,0"}
     body = "".join(
         f'    <vType id="{EV_VTYPE_PREFIX}{kind}" vClass="emergency" speedFactor="1" speedDev="0" '
-        f'guiShape="emergency" color="{colors[kind]}">\n{param}    </vType>\n'
+        f'guiShape="emergency" color="{",".join(f"{c / 255:g}" for c in EV_COLORS[kind])}">\n{param}    </vType>\n'
         for kind in PRIORITY
     )
     path.write_text(f'<?xml version="1.0" encoding="UTF-8"?>\n<additional>\n{body}</additional>\n', "utf-8")

@@ -1,7 +1,7 @@
 """The one owner of a SUMO connection.
 
 ``SumoAdapter`` starts SUMO (in-process through libsumo by default, or over a TraCI socket,
-optionally with sumo-gui), subscribes once to what the run needs (the emergency vehicles and the
+optionally with sumo-gui) or attaches to one the user started (``attach``), subscribes once to what the run needs (the emergency vehicles and the
 traffic lights on their routes, never every signal of the network), reads one
 :class:`~controller.core.snapshot.Snapshot` per step from the subscription results, and turns
 the core's :class:`~controller.core.snapshot.SignalCommand` data into TraCI calls.
@@ -72,6 +72,7 @@ SUMO_ERRORS: tuple[type[BaseException], ...] = (
     traci.exceptions.TraCIException,
     traci.exceptions.FatalTraCIError,
 )
+_CONNECT_ERRORS: tuple[type[BaseException], ...] = (*SUMO_ERRORS, OSError)
 _SUMO_GONE = (traci.connection.FatalTraCIError, traci.exceptions.FatalTraCIError)  # (over TraCI: SUMO ended)
 # A switched signal's crossings (the internal lanes of its links) are read for this long after
 # each state it was set to: while a switch to new greens waits for the vehicles of the links
@@ -79,6 +80,11 @@ _SUMO_GONE = (traci.connection.FatalTraCIError, traci.exceptions.FatalTraCIError
 CROSSING_READ_S = 30.0
 _UNKNOWN_VEHICLE = re.compile(r"Vehicle '(.+)' is not known")
 _labels = itertools.count()
+ATTACH_TRIES = 10  # seconds (about) to wait for an attached SUMO to open its port
+ATTACH_ORDER = 1  # greenwave's client order at an attached SUMO serving several clients
+# SUMO's defaults for vClass "emergency" that a type made by TraCI does not take from its class
+# (Vehicle_Type_Parameter_Defaults; the dynamics, Krauss's, are the passenger car's already)
+EMERGENCY_CLASS_DEFAULTS = {"setLength": 6.5, "setWidth": 2.16, "setHeight": 2.86, "setMass": 5000.0}
 _libsumo_open = False
 
 
@@ -163,13 +169,17 @@ class SumoAdapter:
         gui: bool = False,
         error_log: Path | None = None,
         explain: Callable[[str], str] | None = None,
+        attach: tuple[str, int] | None = None,
     ) -> None:
         """``explain``: what to add to SUMO's message where it refuses the inputs (the file
-        holding the vehicle it names, say)."""
-        if gui and backend == "libsumo":
-            backend = "traci"  # sumo-gui runs as its own process
+        holding the vehicle it names, say). ``attach``: (host, port) of a SUMO the user started
+        with ``--remote-port``, connected to over TraCI instead of starting one (``args`` unused);
+        closing the connection then ends its simulation, as SUMO does when its last client leaves."""
+        if (gui or attach is not None) and backend == "libsumo":
+            backend = "traci"  # sumo-gui runs as its own process; an attached SUMO is one
         self.backend: Backend = backend
-        self.gui = gui
+        self.gui = gui and attach is None
+        self.attach = attach
         self._args = list(args)
         self._error_log = error_log
         self._explain = explain
@@ -195,6 +205,8 @@ class SumoAdapter:
         self._set_at: dict[str, float] = {}  # tls switched by us -> when it was last set to a state
         self._crossings: dict[str, tuple[tuple[int, tuple[str, ...], tuple[int, ...]], ...]] = {}  # _crossings_of
         self.time_s = 0.0
+        # attached: SUMO's collisions as (time, lane, collider, victim), its outputs not being ours
+        self.collision_log: list[tuple[float, str, str, str]] = []
 
     # -- lifecycle -------------------------------------------------------------------------
     def __enter__(self) -> SumoAdapter:
@@ -208,6 +220,11 @@ class SumoAdapter:
 
     def start(self) -> None:
         global _libsumo_open
+        if self.attach is not None:
+            self._connect(*self.attach)
+            self.time_s = float(self._api.simulation.getTime())
+            self._api.simulation.subscribe(list(_SIM_VARS))
+            return
         problem = gui_problem() if self.gui else None
         if problem:
             raise SimulationError(problem)
@@ -243,6 +260,63 @@ class SumoAdapter:
             raise SimulationError(f"SUMO rejected the configuration: {detail}{more}") from None
         self.time_s = float(self._api.simulation.getTime())
         self._api.simulation.subscribe(list(_SIM_VARS))
+
+    def _connect(self, host: str, port: int) -> None:
+        """Connect to a SUMO listening on ``host:port`` (the user's own, started with
+        ``--remote-port``), trying for about ``ATTACH_TRIES`` seconds."""
+        self._label = f"greenwave-{next(_labels)}"
+        where = f"{host}:{port}"
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):  # (TraCI prints "Retrying in 1 seconds")
+                traci.init(port, numRetries=ATTACH_TRIES, host=host, label=self._label)
+            self._api = traci.getConnection(self._label)
+            # (the first command: SUMO serves several clients in their order; one alone needs none)
+            self._api.setOrder(ATTACH_ORDER)
+        except _CONNECT_ERRORS as e:
+            with contextlib.suppress(*_CONNECT_ERRORS):
+                if self._api is not None:
+                    self._api.close(wait=False)
+            self._api = None
+            detail = " ".join(str(e).split())
+            raise SimulationError(f"no SUMO to attach to at {where} ({detail}): start SUMO with --remote-port "
+                                  f"{port} first (sumo-gui also needs --start, or its play button pressed)") from None
+
+    def option(self, name: str) -> str:
+        """The value of one of SUMO's options (``net-file``, ``step-length``, ``seed``), as SUMO
+        holds it."""
+        return str(self._api.simulation.getOption(name))
+
+    def edge_ids(self) -> tuple[str, ...]:
+        """Every edge of SUMO's network, internal ones (``:J_0``) included."""
+        return tuple(self._api.edge.getIDList())
+
+    def step_length_s(self) -> float:
+        return float(self._api.simulation.getDeltaT())
+
+    def vehicle_type_ids(self) -> tuple[str, ...]:
+        return tuple(self._api.vehicletype.getIDList())
+
+    def define_ev_type(self, type_id: str, color: tuple[int, int, int]) -> None:
+        """Create the vehicle type ``type_id`` for emergency vehicles in a running SUMO, as the
+        vType files greenwave writes define it (vClass emergency, speed factor 1 without
+        deviation), where those files cannot be loaded: an attached SUMO. A copy of SUMO's
+        default type given the class through TraCI keeps the passenger car's size and mass:
+        the emergency class's defaults are set too."""
+        vt = self._api.vehicletype
+        if type_id in vt.getIDList():
+            raise SimulationError(f"the attached SUMO has a vehicle type '{type_id}' already: greenwave adds its "
+                                  "emergency vehicles' types under that name")
+        try:
+            vt.copy("DEFAULT_VEHTYPE", type_id)
+            vt.setVehicleClass(type_id, "emergency")
+            vt.setSpeedFactor(type_id, 1.0)
+            vt.setSpeedDeviation(type_id, 0.0)
+            vt.setShapeClass(type_id, "emergency")
+            vt.setColor(type_id, (*color, 255))
+            for setter, value in EMERGENCY_CLASS_DEFAULTS.items():
+                getattr(vt, setter)(type_id, value)
+        except SUMO_ERRORS as e:
+            raise SimulationError(f"SUMO refused vehicle type '{type_id}': {e}") from None
 
     def _start_traci(self, cmd: Sequence[str], said: list[str]) -> None:
         """Start SUMO (or sumo-gui) as a process and connect to it over TraCI, its stderr in a
@@ -474,6 +548,12 @@ class SumoAdapter:
             self._echo_traci_stderr()  # (its warnings as they come, as libsumo's in this process)
         snapshot = self._read(direct)
         self.last_read_ms = (time.perf_counter() - t1) * 1000.0
+        if self.attach is not None and snapshot.colliding:
+            # (SUMO's collision output is the starting SUMO's, not greenwave's: read here, stamped
+            # with the step's start as that output stamps them)
+            start = self.time_s - float(self._api.simulation.getDeltaT())
+            self.collision_log.extend((start, c.lane, c.collider, c.victim)
+                                      for c in self._api.simulation.getCollisions())
         return snapshot
 
     def _read(self, direct: bool) -> Snapshot:

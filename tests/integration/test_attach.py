@@ -1,0 +1,124 @@
+"""``greenwave run --sumocfg CFG --attach PORT``: driving a SUMO the user started with
+``--remote-port``, over TraCI, instead of one greenwave starts."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from sumolib.miscutils import getFreeSocketPort
+
+import controller.sim.adapter as adapter_module
+from controller.cli import main
+from controller.sim.sumo_paths import binary
+from tests.helpers import run_ok
+
+pytestmark = pytest.mark.sumo
+
+EV = "left1A1,C1right1,60"
+
+
+@pytest.fixture
+def config(tmp_path: Path, tiny_net: Path) -> Path:
+    """A user's configuration: the tiny grid with two flows crossing the EV's route."""
+    routes = tmp_path / "bg.rou.xml"
+    routes.write_text('<routes><flow id="f1" begin="0" end="300" vehsPerHour="400" from="left1A1" to="C1right1"/>'
+                      '<flow id="f2" begin="0" end="300" vehsPerHour="300" from="top1B2" to="B0bottom1"/></routes>')
+    cfg = tmp_path / "user.sumocfg"
+    cfg.write_text(f'<configuration><input><net-file value="{tiny_net}"/><route-files value="{routes}"/></input>'
+                   '<time><begin value="0"/><end value="300"/></time></configuration>')
+    return cfg
+
+
+class UserSumo:
+    """SUMO as a user starts it: their configuration, a port, outputs of their own."""
+
+    def __init__(self, cfg: Path, *more: str) -> None:
+        self.port = getFreeSocketPort()
+        self.trips = cfg.parent / "my-trips.xml"
+        self.proc = subprocess.Popen(
+            [str(binary("sumo")), "-c", str(cfg), "--remote-port", str(self.port), "--seed", "1",
+             "--tripinfo-output", str(self.trips), "--no-step-log", *more],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+    def wait(self) -> int:
+        try:
+            return self.proc.wait(timeout=30)
+        finally:
+            if self.proc.stderr is not None:
+                self.proc.stderr.close()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.wait()
+
+
+@pytest.fixture
+def user_sumo(config: Path) -> Iterator[UserSumo]:
+    sumo = UserSumo(config)
+    yield sumo
+    sumo.stop()
+
+
+def test_an_attached_sumo_is_driven_as_greenwave_drives_its_own(config: Path, user_sumo: UserSumo,
+                                                                 tmp_path: Path) -> None:
+    attached = run_ok(["run", "--sumocfg", str(config), "--ev", EV, "--attach", str(user_sumo.port),
+                       "--out", str(tmp_path / "attached")])
+    assert user_sumo.wait() == 0  # greenwave done: SUMO ended its simulation, as with its last client gone
+    own = run_ok(["run", "--sumocfg", str(config), "--ev", EV, "--seed", "1", "--out", str(tmp_path / "own")])
+
+    assert attached["attached"] == f"127.0.0.1:{user_sumo.port}" and attached["backend"] == "traci"
+    assert attached["seed"] == 1  # the SUMO's own (greenwave's --seed was left at its default)
+    # the same seed, the same simulation: the EV, the preemptions and the predictions as greenwave's own SUMO had them
+    assert attached["evs"] == own["evs"] and attached["preemptions"] == own["preemptions"]
+    assert attached["eta"] == own["eta"]
+    assert json.loads((tmp_path / "attached" / "trace.json").read_text()) == \
+        json.loads((tmp_path / "own" / "trace.json").read_text())
+    ev = attached["evs"][0]
+    assert ev["arrived"] and ev["preempted"] == 3 and ev["free_flow_time"] is not None
+    assert all(attached["safety"][rule] == 0 for rule in ("S1", "S2", "S3", "S4", "S5"))
+    assert attached["safety"]["collisions"] == own["safety"]["collisions"]
+    # what only the user's SUMO outputs know is not passed off as measured
+    assert attached["background"]["trips"] is None and attached["background"]["mean_time_loss"] is None
+    assert attached["safety"]["teleports"] is None and own["background"]["trips"] > 0
+    # the EV was in the user's own simulation, with the type greenwave gives it
+    mine = {t.get("id"): t for t in ET.parse(user_sumo.trips).getroot().iter("tripinfo")}
+    assert mine["ev1"].get("vType") == "greenwave_ambulance"
+    assert float(mine["ev1"].get("duration", "nan")) == ev["travel_time"]
+    assert float(mine["ev1"].get("depart", "nan")) == ev["depart"]
+    assert not (tmp_path / "attached" / "tripinfo.xml").exists()
+
+
+def test_an_attached_sumo_of_another_step_length_is_refused(config: Path, tmp_path: Path) -> None:
+    sumo = UserSumo(config, "--step-length", "0.5")
+    try:
+        result = CliRunner().invoke(main, ["run", "--sumocfg", str(config), "--ev", EV, "--attach",
+                                           f"localhost:{sumo.port}", "--out", str(tmp_path / "o")])
+        assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+        assert f"the SUMO at localhost:{sumo.port} steps 0.5 s" in " ".join(result.output.split())
+        assert sumo.wait() == 0  # (closed: nothing left waiting for a client)
+    finally:
+        sumo.stop()
+
+
+def test_attach_without_a_sumo_or_a_configuration_says_what_to_do(config: Path, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(adapter_module, "ATTACH_TRIES", 1)
+    port = getFreeSocketPort()
+    for args, needle in [
+        (["--sumocfg", str(config), "--ev", EV, "--attach", str(port)],
+         f"no SUMO to attach to at 127.0.0.1:{port}"),
+        (["--sumocfg", str(config), "--ev", EV, "--attach", "localhost:"], "give PORT or HOST:PORT"),
+        (["--sumocfg", str(config), "--ev", EV, "--attach", "99999"], "give PORT or HOST:PORT"),
+        (["--sumocfg", str(config), "--ev", EV, "--attach", str(port), "--gui"], "--gui and --backend do not apply"),
+        (["--attach", str(port)], "--attach needs --sumocfg"),
+    ]:
+        result = CliRunner().invoke(main, ["run", *args, "--out", str(tmp_path / "o")])
+        assert result.exit_code == 2 and "Traceback" not in result.output, (args, result.output)
+        assert needle in " ".join(result.output.split()), (args, result.output)
