@@ -469,9 +469,8 @@ def run(
             "mean_time_loss": None if bg_loss is None else round(bg_loss, 3),
             # (bicycles, trams and buses count in the figures above: here apart)
             "by_class": background_by_class(
-                outputs, ev_ids, end_s, vtype_classes([*setup.inputs.route_files, *setup.inputs.additional_files]))
-            if measured else None,
-            "cross_streets": cross_streets(out) if measured else None,
+                outputs, ev_ids, end_s, vtype_classes([*setup.inputs.route_files, *setup.inputs.additional_files])),
+            "cross_streets": cross_streets(out),
         } if measured else {"trips": None, "mean_time_loss": None, "by_class": None, "cross_streets": None,
                             "notes": "not measured: attached to a SUMO greenwave did not start, whose outputs are "
                                      "its own"},

@@ -1,10 +1,11 @@
 """The one owner of a SUMO connection.
 
 ``SumoAdapter`` starts SUMO (in-process through libsumo by default, or over a TraCI socket,
-optionally with sumo-gui) or attaches to one the user started (``attach``), subscribes once to what the run needs (the emergency vehicles and the
-traffic lights on their routes, never every signal of the network), reads one
-:class:`~controller.core.snapshot.Snapshot` per step from the subscription results, and turns
-the core's :class:`~controller.core.snapshot.SignalCommand` data into TraCI calls.
+optionally with sumo-gui) or attaches to one the user started (``attach``), subscribes once to
+what the run needs (the emergency vehicles and the traffic lights on their routes, never every
+signal of the network), reads one :class:`~controller.core.snapshot.Snapshot` per step from the
+subscription results, and turns the core's :class:`~controller.core.snapshot.SignalCommand` data
+into TraCI calls.
 
 It is a context manager: on any exit (error, Ctrl-C) every traffic light it switched is handed
 back to its original program and SUMO is closed. Connections are held on the object; the
