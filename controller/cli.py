@@ -697,6 +697,9 @@ def report(run_dirs: tuple[Path, ...], evs: tuple[str, ...], max_evs: int | None
 @click.option("--backend", default="libsumo", show_default=True, type=click.Choice(["libsumo", "traci"]),
               help="libsumo: SUMO in this process (fastest); traci: over a socket (what --gui uses).")
 @click.option("--gui", is_flag=True, help="Show sumo-gui (runs over TraCI); closing its window ends the service.")
+@click.option("--attach", default=None, metavar="[HOST:]PORT",
+              help="Drive a SUMO you started with --remote-port PORT (the scenario's [network] sumocfg), over "
+                   "TraCI, instead of starting one (it ends when the service stops).")
 def serve(
     scenario: Path,
     host: str,
@@ -711,6 +714,7 @@ def serve(
     sse_max_s: float,
     backend: str,
     gui: bool,
+    attach: str | None,
 ) -> None:
     """Run SCENARIO's simulation live with the controller and the HTTP API (see README, "HTTP API")."""
     from controller.api.serve import ServeOptions
@@ -721,6 +725,10 @@ def serve(
     try:
         if realtime and speed is not None:
             raise ScenarioError("give --realtime or --speed, not both")
+        address = _attach_address(attach) if attach is not None else None
+        if address is not None and (gui or backend == "traci"):
+            raise ScenarioError("--attach drives your SUMO over TraCI as it runs (a sumo-gui you started shows it): "
+                                "--gui and --backend do not apply")
         if gui:
             from controller.sim.adapter import gui_problem
 
@@ -736,7 +744,8 @@ def serve(
         code = run_server(ServeOptions(scenario=scenario, host=host, port=port, token_file=token_file,
                                        speed=1.0 if realtime else speed, audit_db=audit_db, seed=seed, end_s=end_s,
                                        out_dir=out_dir, sse_max_s=sse_max_s,
-                                       backend="traci" if backend == "traci" else "libsumo", gui=gui))
+                                       backend="traci" if backend == "traci" else "libsumo", gui=gui,
+                                       attach=address))
     except GreenwaveError as e:
         _fail(e)
     sys.exit(code)

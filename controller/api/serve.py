@@ -56,6 +56,7 @@ class ServeOptions:
     sse_max_s: float = 600.0
     backend: Backend = "libsumo"
     gui: bool = False  # sumo-gui, over TraCI
+    attach: tuple[str, int] | None = None  # (host, port) of a SUMO the user started, driven over TraCI
 
 
 def read_token(token_file: Path | None) -> tuple[str, bool]:
@@ -135,6 +136,10 @@ def serve(options: ServeOptions) -> int:
     """Run the service until a signal; returns the exit code (0 after a clean stop, 1 after a failure)."""
     token, generated = read_token(options.token_file)
     scenario = load_scenario(options.scenario)
+    if options.attach is not None and scenario.demand.generator is not None:
+        raise ScenarioError(f"--attach: {options.scenario} generates its demand ([demand] generator), which a SUMO "
+                            "you started does not run: attach with a scenario naming the network and route files "
+                            "(or the .sumocfg) that SUMO was started with")
     if options.end_s is not None and options.end_s <= scenario.simulation.begin_s:
         # (before anything is written)
         raise ScenarioError(f"--end {options.end_s:g} s is not after the scenario's begin "
@@ -193,7 +198,7 @@ def _serve(options: ServeOptions, scenario: Scenario, token: str, generated: boo
         setup = prepare_scenario(scenario, seed=options.seed, out_dir=out)
         clear_run_folder(setup)  # (an earlier run's summary, trace and outputs: not this serve's)
         service = SimService(setup, audit=audit, speed=options.speed, end_s=options.end_s,
-                             backend=options.backend, gui=options.gui)
+                             backend=options.backend, gui=options.gui, attach=options.attach)
         service.start()
         app = create_app(service, token, sse_max_s=options.sse_max_s)
         config = uvicorn.Config(app, host=options.host, port=options.port, log_level="warning", access_log=False,

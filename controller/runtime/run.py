@@ -48,6 +48,7 @@ from controller.runtime.outputs import (
 from controller.runtime.pacing import Pacer
 from controller.runtime.setup import (
     EV_COLORS,
+    EV_VTYPE_PREFIX,
     RUN_MARK,
     SUMO_ERROR_LOG,
     SUMO_LOG,
@@ -545,9 +546,10 @@ def run(
     return summary
 
 
-def check_attached(sim: SumoAdapter, setup: RunSetup) -> None:
+def check_attached(sim: SumoAdapter, setup: RunSetup, ev_types: Collection[str] = ()) -> None:
     """Refuse an attached SUMO that does not run ``setup``'s configuration as greenwave read it
-    (its signal programs are checked apart), then give it the EVs' vehicle types."""
+    (its signal programs are checked apart), then give it the vehicle types of ``setup``'s EVs and
+    of ``ev_types`` (``ambulance``, ...: a service's escorts come later)."""
     where = f"the SUMO at {sim.attach[0]}:{sim.attach[1]}" if sim.attach is not None else "SUMO"
     edges = {e for e in sim.edge_ids() if not e.startswith(":")}
     ours = {e for e in setup.network.edges if not e.startswith(":")}
@@ -563,9 +565,8 @@ def check_attached(sim: SumoAdapter, setup: RunSetup) -> None:
     if late:
         raise ScenarioError(f"{where} is at {sim.time_s:g} s already: EV '{late[0].ev_id}' departs at "
                             f"{late[0].depart_s:g} s")
-    for ev in setup.evs:
-        if ev.vtype_id not in sim.vehicle_type_ids():
-            sim.define_ev_type(ev.vtype_id, EV_COLORS[ev.ev_type])
+    for kind in sorted({*(ev.ev_type for ev in setup.evs), *ev_types}):
+        sim.define_ev_type(f"{EV_VTYPE_PREFIX}{kind}", EV_COLORS[kind])
 
 
 def attached_outputs(progress: Mapping[str, EvProgress], collision_log: Sequence[tuple[float, str, str, str]],

@@ -47,7 +47,7 @@ from controller.errors import GreenwaveError, RequestError, RouteError, Simulati
 from controller.runtime.audit import AuditLog
 from controller.runtime.events import EventBus
 from controller.runtime.metrics import Metrics
-from controller.runtime.run import DRAIN_LIMIT_S, controller_config, route_changed, with_step
+from controller.runtime.run import DRAIN_LIMIT_S, check_attached, controller_config, route_changed, with_step
 from controller.runtime.service_model import (
     Cancel,
     Command,
@@ -208,6 +208,7 @@ class SimService:
         end_s: float | None = None,
         backend: Backend = "libsumo",
         gui: bool = False,
+        attach: tuple[str, int] | None = None,
     ) -> None:
         if speed is not None and speed <= 0:
             raise GreenwaveError(f"--speed must be above 0, not {speed:g}")
@@ -220,8 +221,9 @@ class SimService:
         self.metrics = metrics or Metrics()
         self.speed = speed
         self.end_s = end_s
-        self.backend: Backend = "traci" if gui else backend
+        self.backend: Backend = "traci" if gui or attach is not None else backend
         self.gui = gui
+        self.attach = attach  # (host, port) of a SUMO the user started, driven over TraCI
         self.geo = is_geo_referenced(setup.inputs.net_file)
         step_ms = setup.step_length_s * 1000.0
         self.budget_ms = step_ms / speed if speed is not None else step_ms
@@ -313,12 +315,15 @@ class SimService:
     def _main(self) -> None:
         setup = self.setup
         try:
-            with SumoAdapter(sumo_args(setup), backend=self.backend, gui=self.gui,
-                             error_log=setup.out_dir / SUMO_ERROR_LOG,
+            with SumoAdapter(sumo_args(setup) if self.attach is None else [], backend=self.backend, gui=self.gui,
+                             attach=self.attach, error_log=setup.out_dir / SUMO_ERROR_LOG if self.attach is None
+                             else None,
                              explain=lambda detail: rejection_hint(detail, setup.inputs, setup.source)) as sim:
                 self._sim = sim
                 programs = self.network.programs
                 check_running_programs(programs, sim.running_programs(programs), program_sources(setup.inputs))
+                if self.attach is not None:
+                    check_attached(sim, setup, ev_types=PRIORITY)  # (every type an escort may have)
                 # no ETA log: the service never scores its predictions, and it would grow for as long as it runs
                 config = with_step(controller_config(setup.controller), setup.step_length_s)
                 self._controller = PreemptionController(self.network, [], config, record_etas=False)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +17,7 @@ from sumolib.miscutils import getFreeSocketPort
 import controller.sim.adapter as adapter_module
 from controller.cli import main
 from controller.sim.sumo_paths import binary
-from tests.helpers import run_ok
+from tests.helpers import run_ok, write_scenario
 
 pytestmark = pytest.mark.sumo
 
@@ -122,3 +123,35 @@ def test_attach_without_a_sumo_or_a_configuration_says_what_to_do(config: Path, 
         result = CliRunner().invoke(main, ["run", *args, "--out", str(tmp_path / "o")])
         assert result.exit_code == 2 and "Traceback" not in result.output, (args, result.output)
         assert needle in " ".join(result.output.split()), (args, result.output)
+
+
+def test_serve_attached_escorts_in_the_users_sumo(config: Path, user_sumo: UserSumo, tmp_path: Path,
+                                                  tiny_net: Path) -> None:
+    from tests.api.conftest import DEMAND, Server, wait_for
+
+    # the scenario names what the user's SUMO runs: the network and the route file of its configuration
+    routes = config.parent / "bg.rou.xml"
+    scenario = write_scenario(tmp_path / "mine.toml", tiny_net, end_s=300,
+                              demand=f'[demand]\nlevel = "real"\nroutes = ["{routes}"]\n')
+    server = Server(scenario, tmp_path, speed=20.0, extra=("--attach", str(user_sumo.port), "--end", "200")).start()
+    try:
+        with server.client() as c:
+            r = c.post("/v1/emergencies", json={"route": ["left1A1", "A1B1", "B1C1", "C1right1"], "id": "amb-u"})
+            assert r.status_code == 201, r.text
+            wait_for(lambda: c.get("/healthz").json()["preempted"], what="a preempted junction")
+            health = wait_for(lambda: (h := c.get("/healthz").json())["status"] == "ended" and h, timeout_s=60,
+                              what="the end")
+            assert health["preempted"] == [] and not any(health["safety"].values())
+            assert c.get("/v1/emergencies/amb-u").json()["state"] == "arrived"
+    finally:
+        assert server.stop() == 0, server.log.read_text()
+    assert user_sumo.wait() == 0  # the service stopped: the connection closed, the SUMO ended
+    mine = {t.get("id"): t for t in ET.parse(user_sumo.trips).getroot().iter("tripinfo")}
+    assert mine["amb-u"].get("vType") == "greenwave_ambulance"
+    # a scenario generating its demand is refused: the user's SUMO runs its own
+    generated = write_scenario(tmp_path / "generated.toml", tiny_net, demand=DEMAND)
+    refused = subprocess.run([sys.executable, "-m", "controller", "serve", "--scenario", str(generated),
+                              "--attach", "8813", "--out", str(tmp_path / "o2")], capture_output=True, text=True,
+                             timeout=60, check=False)
+    assert refused.returncode == 2 and "generates its demand" in refused.stderr, refused.stderr
+    assert "Traceback" not in refused.stderr
