@@ -231,8 +231,9 @@ def _serve(options: ServeOptions, scenario: Scenario, token: str, generated: boo
             # the interpreter resets those to the default as it finalizes.
             signal.signal(sig, handler if service is None else signal.SIG_IGN)
     if service is not None and service.state.failed:
-        click.echo(f"greenwave: error: the simulation failed: {service.state.failed}; every signal was handed back",
-                   err=True)
+        after = ("SUMO ended, its signals with it (none left to hand back)" if service.sumo_ended
+                 else "every signal was handed back")
+        click.echo(f"greenwave: error: the simulation failed: {service.state.failed}; {after}", err=True)
         return 1
     if service is not None and not service.finished:
         click.echo(f"greenwave: error: the service did not finish handing back within its stop timeout "

@@ -224,6 +224,7 @@ class SimService:
         self.backend: Backend = "traci" if gui or attach is not None else backend
         self.gui = gui
         self.attach = attach  # (host, port) of a SUMO the user started, driven over TraCI
+        self.sumo_ended = False  # the simulation failed as SUMO ended: no signal was left to hand back
         self.geo = is_geo_referenced(setup.inputs.net_file)
         step_ms = setup.step_length_s * 1000.0
         self.budget_ms = step_ms / speed if speed is not None else step_ms
@@ -339,6 +340,7 @@ class SimService:
                 if restored:
                     self.audit.record("handback", t_s=sim.time_s, forced=True, tls=restored)
         except GreenwaveError as e:
+            self.sumo_ended = self._sim is not None and self._sim.ended
             self._fail(str(e))
         except Exception as e:  # the thread's boundary: log and record it (the adapter has handed back)
             log.exception("simulation thread failed")

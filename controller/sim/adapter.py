@@ -206,6 +206,7 @@ class SumoAdapter:
         self._set_at: dict[str, float] = {}  # tls switched by us -> when it was last set to a state
         self._crossings: dict[str, tuple[tuple[int, tuple[str, ...], tuple[int, ...]], ...]] = {}  # _crossings_of
         self.time_s = 0.0
+        self.ended = False  # the SUMO process ended under a step (over TraCI): its signals went with it
         # attached: SUMO's collisions as (time, lane, collider, victim), its outputs not being ours
         self.collision_log: list[tuple[float, str, str, str]] = []
 
@@ -531,6 +532,8 @@ class SumoAdapter:
         try:
             self._api.simulationStep()
         except SUMO_ERRORS as e:
+            if isinstance(e, _SUMO_GONE):
+                self.ended = True
             if not self._drop_vanished(str(e)):
                 if self._traci_proc is not None and isinstance(e, _SUMO_GONE):  # (it writes its error log as it ends)
                     with contextlib.suppress(subprocess.TimeoutExpired):

@@ -152,13 +152,13 @@ def test_at_the_end_escorts_under_way_are_cancelled_and_handed_back(tiny_scenari
         assert server.stop() == 0, server.log.read_text()
 
 
-def _children(pid: int) -> list[str]:
-    """The names of a process's child processes (Linux)."""
-    names = []
+def _children(pid: int) -> dict[int, str]:
+    """A process's child processes (Linux): pid -> name."""
+    names = {}
     for task in Path(f"/proc/{pid}/task").iterdir():
         for child in (task / "children").read_text().split():
             with contextlib.suppress(OSError):
-                names.append(Path(f"/proc/{child}/comm").read_text().strip())
+                names[int(child)] = Path(f"/proc/{child}/comm").read_text().strip()
     return names
 
 
@@ -166,7 +166,7 @@ def test_serve_over_traci_escorts_and_hands_back(tiny_scenario: Path, tmp_path: 
     # serve had no --backend: the service could run only libsumo (and no sumo-gui)
     server = Server(tiny_scenario, tmp_path, speed=10.0, extra=("--backend", "traci", "--end", "45")).start()
     try:
-        assert server.proc is not None and "sumo" in _children(server.proc.pid)  # SUMO over a socket
+        assert server.proc is not None and "sumo" in _children(server.proc.pid).values()  # SUMO over a socket
         with server.client() as c:
             r = c.post("/v1/emergencies", json={**DISPATCH, "id": "amb-t"})
             assert r.status_code == 201, r.text
@@ -176,6 +176,18 @@ def test_serve_over_traci_escorts_and_hands_back(tiny_scenario: Path, tmp_path: 
             assert health["preempted"] == [] and not any(health["safety"].values())
     finally:
         assert server.stop() == 0, server.log.read_text()
+
+
+def test_sumo_killed_under_a_traci_service_is_not_said_handed_back(tiny_scenario: Path, tmp_path: Path) -> None:
+    # it said "every signal was handed back", SUMO having gone with every signal
+    server = Server(tiny_scenario, tmp_path, speed=10.0, extra=("--backend", "traci")).start()
+    assert server.proc is not None
+    sumo = next(pid for pid, name in _children(server.proc.pid).items() if name == "sumo")
+    os.kill(sumo, signal.SIGKILL)
+    assert server.proc.wait(timeout=60) == 1
+    log = " ".join(server.log.read_text().split())
+    assert "the simulation failed: SUMO stopped" in log and "SUMO ended, its signals with it" in log, log
+    assert "every signal was handed back" not in log and "Traceback" not in log
 
 
 def test_default_escort_ids_go_on_across_restarts_sharing_the_audit_log(tiny_scenario: Path, tmp_path: Path) -> None:
