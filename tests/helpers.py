@@ -29,3 +29,29 @@ def write_scenario(path: Path, net: Path, *, ev: str = 'from = "left1A1"\nto = "
         encoding="utf-8",
     )
     return path
+
+
+def interrupt_mid_run(args: list[str], sig: int, cwd: Path, *, after: str = "25% simulated") -> tuple[int, str]:
+    """``greenwave ARGS`` as a process of its own, sent ``sig`` once it has printed ``after`` (a
+    progress line: SUMO busy stepping); its exit code and output (stdout and stderr)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "controller", *args], cwd=cwd, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    assert proc.stdout is not None
+    said = []
+    for line in proc.stdout:
+        said.append(line)
+        if after in line:
+            proc.send_signal(sig)
+            break
+    try:
+        rest, _ = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        rest, _ = proc.communicate()
+        raise AssertionError("still running 120 s after the signal:\n" + "".join(said) + rest) from None
+    return proc.returncode, "".join(said) + rest

@@ -33,6 +33,7 @@ from controller.core.snapshot import SignalCommand, Snapshot, VehicleState
 from controller.errors import GreenwaveError, ScenarioError
 from controller.report.html import REPORT_FILE
 from controller.runtime.freeflow import free_flow_times
+from controller.runtime.interrupts import StepBoundary
 from controller.runtime.outputs import (
     Collision,
     SumoOutputs,
@@ -270,11 +271,13 @@ def run(
 
     digest = inputs_digest(setup)  # (before it runs: an input edited meanwhile does not count)
     with (
+        StepBoundary() as boundary,  # (Ctrl-C and SIGTERM between steps: exits after them, below)
         SumoAdapter(sumo_args(setup) if attach is None else [], backend=backend, gui=gui,
                     error_log=out / SUMO_ERROR_LOG if attach is None else None, attach=attach,
                     explain=lambda detail: rejection_hint(detail, setup.inputs, setup.source)) as sim,
         contextlib.ExitStack() as closing,
     ):
+        boundary.arm()
         # every signal's, not only the watched ones': a re-routed EV's new corridor is planned with them
         every = setup.network.programs
         check_running_programs(every, sim.running_programs(every), program_sources(setup.inputs))
@@ -354,6 +357,7 @@ def run(
                 t >= end_s - 1e-9
                 and (all(p.done for p in progress.values()) or t >= end_s + MAX_EXTENSION_S)
             ):
+                boundary.check()
                 if pacer is not None:
                     timing.jitter_ms.append(pacer.wait(t - setup.begin_s))
                 snap = sim.step()
@@ -377,6 +381,7 @@ def run(
         drain_until = t + DRAIN_LIMIT_S
         snap = sim.step()
         while getattr(controller, "busy", False) and snap.t_s < drain_until:
+            boundary.check()
             control_tick(snap, sim.last_read_ms)
             snap = sim.step()
         monitor.observe(snap.t_s, {s.tls_id: (s.state, s.program_id) for s in snap.signals.values()})

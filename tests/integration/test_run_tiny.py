@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any, Literal
@@ -18,9 +19,11 @@ from controller.core.snapshot import SignalCommand
 from controller.errors import GreenwaveError, SimulationError
 from controller.runtime.folder_lock import hold_folder
 from controller.sim.adapter import SumoAdapter
-from tests.helpers import run_ok, write_scenario
+from tests.helpers import interrupt_mid_run, run_ok, write_scenario
 
 pytestmark = pytest.mark.sumo
+
+REPO = Path(__file__).resolve().parents[2]
 
 DESIGN_FIELDS = {
     "top": {"scenario", "controller", "seed", "evs", "background", "eta", "safety", "realtime"},
@@ -272,6 +275,22 @@ def test_a_rerun_keeps_the_users_files_and_what_it_cannot_set_aside_it_says(
                                        "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert f"the previous run in '{out}' is replaced in place (it holds the run's input files)" in result.output
+
+
+@pytest.mark.parametrize(("sig", "code", "said"), [(signal.SIGINT, 130, "greenwave: interrupted"),
+                                                   (signal.SIGTERM, 143, "greenwave: terminated")])
+def test_ctrl_c_over_traci_waits_for_the_step_then_hands_back(tmp_path: Path, tiny_net: Path, sig: int, code: int,
+                                                             said: str) -> None:
+    # over TraCI the signal nearly always came while greenwave waited for a step's answer: the
+    # hand-back then read the rest of that answer as its own (struct.error, a traceback, exit 1),
+    # or both sides waited for ever
+    demand = '[demand]\nlevel = "heavy"\ngenerator = "random_trips"\nvehicles_per_hour = 1500\n'
+    scenario = write_scenario(tmp_path / "long.toml", tiny_net, demand=demand, end_s=3600)
+    exit_code, output = interrupt_mid_run(["run", str(scenario), "--backend", "traci", "--out", str(tmp_path / "o")],
+                                          sig, REPO)
+    assert exit_code == code and "Traceback" not in output, output
+    assert f"{said}; signals handed back, SUMO closed, no summary written" in output
+    assert not (tmp_path / "o" / "summary.json").exists()
 
 
 def test_an_interrupted_run_leaves_no_output_that_looks_complete(scenario: Path, tmp_path: Path) -> None:
