@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import click
+from click.core import ParameterSource
 from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
@@ -259,10 +260,13 @@ def _config_files(paths: Sequence[Path]) -> list[Path]:
 
 
 def _attach_address(raw: str) -> tuple[str, int]:
-    """``[HOST:]PORT`` (an IPv6 host in brackets) -> (host, port); the host defaults to 127.0.0.1."""
+    """``[HOST:]PORT`` -> (host, port); the host defaults to 127.0.0.1 (IPv4 only, as TraCI connects)."""
     host, sep, port = raw.strip().rpartition(":")
-    host = host.strip("[]") if sep else "127.0.0.1"
-    if not port.isdigit() or not 0 < int(port) < 65536 or (sep and not host):
+    if "[" in host or host.count(":"):
+        raise ScenarioError(f"--attach '{raw}': '{host}' is not a host name or an IPv4 address (TraCI connects over "
+                            "IPv4): give PORT or HOST:PORT, e.g. 127.0.0.1:8813")
+    host = host if sep else "127.0.0.1"
+    if not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536 or (sep and not host):
         raise ScenarioError(f"--attach '{raw}': give PORT or HOST:PORT (SUMO's --remote-port), e.g. 8813 or "
                             "localhost:8813")
     return host, int(port)
@@ -304,7 +308,8 @@ def print_summary(summary: dict[str, Any], out_dir: Path, console: Console) -> N
     from controller.report.load import ratio_to_free_flow
 
     bluelight = " · EVs with SUMO's bluelight device (may pass red)" if summary.get("bluelight") else ""
-    title = (f"{summary['scenario']} · controller {summary['controller']} · seed {summary['seed']}{bluelight} · "
+    seed = summary["seed"] if summary["seed"] is not None else "random"  # (an attached SUMO run with --random)
+    title = (f"{summary['scenario']} · controller {summary['controller']} · seed {seed}{bluelight} · "
              "times in s")
     table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
     for col in ("EV", "depart", "travel", "free flow", "ratio", "delay", "stops", "stopped", "junctions", "preempted",
@@ -494,6 +499,9 @@ def run(
                                     "it): --gui and --backend do not apply")
             if bluelight:
                 raise ScenarioError("--bluelight is not available with --attach")
+            if click.get_current_context().get_parameter_source("seed") is not ParameterSource.DEFAULT:
+                raise ScenarioError("--seed does not apply with --attach: the SUMO you started runs with its own "
+                                    "(give it --seed N)")
         if gui:
             from controller.sim.adapter import gui_problem
 
@@ -512,7 +520,8 @@ def run(
             if not evs:
                 raise ScenarioError("--sumocfg needs at least one --ev FROM,TO,DEPART")
             specs = [_parse_ev(raw, i + 1) for i, raw in enumerate(evs)]
-            out = out_dir or Path("runs") / f"{sumocfg_name(sumocfg)}-{controller_name}-s{seed}"
+            out = out_dir or Path("runs") / (f"{sumocfg_name(sumocfg)}-{controller_name}-"
+                                             + ("attached" if address is not None else f"s{seed}"))
             _out_folder(out, reusable=is_run_folder, inputs=[sumocfg])
             _check_record(record, out)
             lock = hold_folder(out)
@@ -570,7 +579,9 @@ def run(
 
             summary = run_simulation(setup, controller_name, backend="traci" if backend == "traci" else "libsumo",
                                      gui=gui, on_progress=on_progress, budget_ms=budget_ms, speed=speed,
-                                     record=record, attach=address)
+                                     record=record, attach=address,
+                                     on_note=lambda note: console.print(f"greenwave: note: {note}", highlight=False,
+                                                                        markup=False))
         kept_run.started()
     except GreenwaveError as e:
         _fail(e)

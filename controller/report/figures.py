@@ -341,7 +341,7 @@ def other_traffic(runs: Sequence[RunData]) -> Figure | None:
     rows = []
     for r in runs:
         bg = r.summary.get("background", {})
-        cross = bg.get("cross_streets", {}) if isinstance(bg, Mapping) else {}
+        cross = (bg.get("cross_streets") or {}) if isinstance(bg, Mapping) else {}  # (null: not measured, attached)
         rows.append((r, bg.get("mean_time_loss"), cross.get("mean_time_loss")))
     if not any(isinstance(v, (int, float)) for _, a, b in rows for v in (a, b)):
         return None

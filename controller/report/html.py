@@ -312,11 +312,11 @@ def _traffic(companions: Sequence[RunData]) -> str:
     none = by_controller(companions, "none")
     ref_bg = none.summary.get("background", {}) if none else {}
     ref_all = _num(ref_bg.get("mean_time_loss"))
-    ref_cross = _num(ref_bg.get("cross_streets", {}).get("mean_time_loss"))
+    ref_cross = _num((ref_bg.get("cross_streets") or {}).get("mean_time_loss"))  # (null: not measured, attached)
     rows = []
     for r in companions:
         bg = r.summary.get("background", {})
-        cross = bg.get("cross_streets", {})
+        cross = bg.get("cross_streets") or {}
         loss, closs = _num(bg.get("mean_time_loss")), _num(cross.get("mean_time_loss"))
         rows.append([r.name, bg.get("trips"), loss, change_pct(loss, ref_all), cross.get("vehicles"), closs,
                      change_pct(closs, ref_cross)])

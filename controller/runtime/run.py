@@ -51,6 +51,7 @@ from controller.runtime.setup import (
     EV_COLORS,
     EV_VTYPE_PREFIX,
     RUN_MARK,
+    SIMULATION_OPTIONS,
     SUMO_ERROR_LOG,
     SUMO_LOG,
     EvPlan,
@@ -239,6 +240,7 @@ def run(
     speed: float | None = None,
     record: Path | None = None,
     attach: tuple[str, int] | None = None,
+    on_note: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Run one simulation and return its summary (also written to ``out_dir/summary.json``; a run
     that does not complete writes none, see :func:`_incomplete_on_failure`).
@@ -250,7 +252,7 @@ def run(
     ``attach``: (host, port) of a SUMO the user started with ``setup``'s configuration and
     ``--remote-port``, driven over TraCI instead of a SUMO of greenwave's: its outputs are its
     own, so the other traffic's figures are not measured (None), and SUMO's collisions are read
-    over TraCI."""
+    over TraCI; ``on_note``: told what an attached SUMO does otherwise than greenwave's would."""
     out = setup.out_dir
     summary_path = out / SUMMARY_FILE
     clear_run_folder(setup)
@@ -280,10 +282,15 @@ def run(
         boundary.arm()
         # every signal's, not only the watched ones': a re-routed EV's new corridor is planned with them
         every = setup.network.programs
+        notes: list[str] = []
+        if attach is not None:  # (its network first: another one fails the programs' check too, less clearly)
+            notes = check_attached(sim, setup)
+            for note in notes:
+                if on_note is not None:
+                    on_note(note)
         check_running_programs(every, sim.running_programs(every), program_sources(setup.inputs))
         seed: int | None = setup.seed
         if attach is not None:
-            check_attached(sim, setup)
             given = sim.option("seed")  # (the SUMO's own seed is the run's, not --seed)
             seed = int(given) if given.isdigit() and sim.option("random").lower() != "true" else None
         dynamics = {}
@@ -467,7 +474,7 @@ def run(
         "step_length": setup.step_length_s,
         "bluelight": setup.bluelight,
         "backend": "traci" if gui or attach is not None else backend,
-        **({"attached": f"{attach[0]}:{attach[1]}"} if attach is not None else {}),
+        **({"attached": f"{attach[0]}:{attach[1]}", "attached_notes": notes} if attach is not None else {}),
         "greenwave_version": __version__,
         "evs": evs,
         "background": {
@@ -551,10 +558,11 @@ def run(
     return summary
 
 
-def check_attached(sim: SumoAdapter, setup: RunSetup, ev_types: Collection[str] = ()) -> None:
-    """Refuse an attached SUMO that does not run ``setup``'s configuration as greenwave read it
-    (its signal programs are checked apart), then give it the vehicle types of ``setup``'s EVs and
-    of ``ev_types`` (``ambulance``, ...: a service's escorts come later)."""
+def check_attached(sim: SumoAdapter, setup: RunSetup, ev_types: Collection[str] = ()) -> list[str]:
+    """Refuse an attached SUMO that does not run ``setup``'s configuration as greenwave read it,
+    then give it the vehicle types of ``setup``'s EVs and of ``ev_types`` (``ambulance``, ...: a
+    service's escorts come later). Returns notes: where its options make it simulate otherwise
+    than greenwave's own SUMO would."""
     where = f"the SUMO at {sim.attach[0]}:{sim.attach[1]}" if sim.attach is not None else "SUMO"
     edges = {e for e in sim.edge_ids() if not e.startswith(":")}
     ours = {e for e in setup.network.edges if not e.startswith(":")}
@@ -572,6 +580,9 @@ def check_attached(sim: SumoAdapter, setup: RunSetup, ev_types: Collection[str] 
                             f"{late[0].depart_s:g} s")
     for kind in sorted({*(ev.ev_type for ev in setup.evs), *ev_types}):
         sim.define_ev_type(f"{EV_VTYPE_PREFIX}{kind}", EV_COLORS[kind])
+    return [f"{where} runs with {name} {value}, greenwave's own SUMO with {ours}: the simulation differs from "
+            f"greenwave run --sumocfg's (start SUMO with --{name} {ours} for the same)"
+            for name, ours in SIMULATION_OPTIONS.items() if (value := sim.option(name)).lower() != ours]
 
 
 def attached_outputs(progress: Mapping[str, EvProgress], collision_log: Sequence[tuple[float, str, str, str]],

@@ -322,9 +322,10 @@ class SimService:
                              explain=lambda detail: rejection_hint(detail, setup.inputs, setup.source)) as sim:
                 self._sim = sim
                 programs = self.network.programs
+                if self.attach is not None:  # (its network first; every type an escort may have)
+                    for note in check_attached(sim, setup, ev_types=PRIORITY):
+                        log.warning("greenwave: note: %s", note)
                 check_running_programs(programs, sim.running_programs(programs), program_sources(setup.inputs))
-                if self.attach is not None:
-                    check_attached(sim, setup, ev_types=PRIORITY)  # (every type an escort may have)
                 # no ETA log: the service never scores its predictions, and it would grow for as long as it runs
                 config = with_step(controller_config(setup.controller), setup.step_length_s)
                 self._controller = PreemptionController(self.network, [], config, record_etas=False)

@@ -531,6 +531,11 @@ def prepare_sumocfg(
     )
 
 
+# options of greenwave's own SUMO that change the simulation itself (an attached SUMO without
+# them simulates otherwise: a note says so)
+SIMULATION_OPTIONS = {"collision.check-junctions": "true"}
+
+
 def sumo_args(setup: RunSetup) -> list[str]:
     """The SUMO command line (without the binary) of a run; outputs go to its folder.
 
@@ -549,7 +554,7 @@ def sumo_args(setup: RunSetup) -> list[str]:
             "seed": str(setup.seed),
             "no-step-log": "true",
             "duration-log.disable": "true",
-            "collision.check-junctions": "true",
+            **SIMULATION_OPTIONS,
             "tripinfo-output": str(out / "tripinfo.xml"),
             "statistic-output": str(out / "statistics.xml"),
             "collision-output": str(out / "collisions.xml"),

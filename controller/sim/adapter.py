@@ -280,8 +280,12 @@ class SumoAdapter:
                     self._api.close(wait=False)
             self._api = None
             detail = " ".join(str(e).split())
-            raise SimulationError(f"no SUMO to attach to at {where} ({detail}): start SUMO with --remote-port "
-                                  f"{port} first (sumo-gui also needs --start, or its play button pressed)") from None
+            if "could not connect" in detail.lower():  # (nothing listens there)
+                raise SimulationError(f"no SUMO to attach to at {where} ({detail}): start SUMO with --remote-port "
+                                      f"{port} first (a SUMO serving its clients already listens no more)") from None
+            if "order" in detail.lower():
+                detail += f": greenwave takes client order {ATTACH_ORDER}; give your other clients other numbers"
+            raise SimulationError(f"could not attach to the SUMO at {where}: {detail}") from None
 
     def option(self, name: str) -> str:
         """The value of one of SUMO's options (``net-file``, ``step-length``, ``seed``), as SUMO

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -16,12 +17,16 @@ from sumolib.miscutils import getFreeSocketPort
 
 import controller.sim.adapter as adapter_module
 from controller.cli import main
+from controller.runtime.setup import SIMULATION_OPTIONS
 from controller.sim.sumo_paths import binary
-from tests.helpers import run_ok, write_scenario
+from tests.helpers import interrupt_mid_run, run_ok, write_scenario
+
+REPO = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.sumo
 
 EV = "left1A1,C1right1,60"
+NOT_HOST = "is not a host name or an IPv4 address"
 
 
 @pytest.fixture
@@ -39,12 +44,14 @@ def config(tmp_path: Path, tiny_net: Path) -> Path:
 class UserSumo:
     """SUMO as a user starts it: their configuration, a port, outputs of their own."""
 
-    def __init__(self, cfg: Path, *more: str) -> None:
+    def __init__(self, cfg: Path, *more: str, as_greenwave: bool = True) -> None:
+        """``as_greenwave``: with the options greenwave's own SUMO has that change the simulation."""
         self.port = getFreeSocketPort()
         self.trips = cfg.parent / "my-trips.xml"
+        same = [f"--{k}={v}" for k, v in SIMULATION_OPTIONS.items()] if as_greenwave else []
         self.proc = subprocess.Popen(
             [str(binary("sumo")), "-c", str(cfg), "--remote-port", str(self.port), "--seed", "1",
-             "--tripinfo-output", str(self.trips), "--no-step-log", *more],
+             "--tripinfo-output", str(self.trips), "--no-step-log", *same, *more],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
     def wait(self) -> int:
@@ -75,6 +82,7 @@ def test_an_attached_sumo_is_driven_as_greenwave_drives_its_own(config: Path, us
     own = run_ok(["run", "--sumocfg", str(config), "--ev", EV, "--seed", "1", "--out", str(tmp_path / "own")])
 
     assert attached["attached"] == f"127.0.0.1:{user_sumo.port}" and attached["backend"] == "traci"
+    assert attached["attached_notes"] == []
     assert attached["seed"] == 1  # the SUMO's own (greenwave's --seed was left at its default)
     # the same seed, the same simulation: the EV, the preemptions and the predictions as greenwave's own SUMO had them
     assert attached["evs"] == own["evs"] and attached["preemptions"] == own["preemptions"]
@@ -94,6 +102,47 @@ def test_an_attached_sumo_is_driven_as_greenwave_drives_its_own(config: Path, us
     assert float(mine["ev1"].get("duration", "nan")) == ev["travel_time"]
     assert float(mine["ev1"].get("depart", "nan")) == ev["depart"]
     assert not (tmp_path / "attached" / "tripinfo.xml").exists()
+    # its report, the figures not measured shown as such (it failed on the null cross streets)
+    report = CliRunner().invoke(main, ["report", str(tmp_path / "attached")])
+    assert report.exit_code == 0, report.output
+
+
+def test_an_attached_sumo_that_simulates_otherwise_gets_a_note(config: Path, tmp_path: Path) -> None:
+    # without --collision.check-junctions (greenwave's own SUMO has it) the simulation differs
+    sumo = UserSumo(config, as_greenwave=False)
+    try:
+        result = CliRunner().invoke(main, ["run", "--sumocfg", str(config), "--ev", EV, "--attach", str(sumo.port),
+                                           "--out", str(tmp_path / "o")])
+        assert result.exit_code == 0, result.output
+        note = f"the SUMO at 127.0.0.1:{sumo.port} runs with collision.check-junctions false"
+        assert note in " ".join(result.output.split())
+        assert json.loads((tmp_path / "o" / "summary.json").read_text())["attached_notes"][0].startswith(note)
+        assert sumo.wait() == 0
+    finally:
+        sumo.stop()
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_an_interrupted_attached_run_hands_back_and_lets_the_sumo_end_cleanly(tmp_path: Path, tiny_net: Path,
+                                                                              sig: int, code: int) -> None:
+    # the interrupt used to come inside a TraCI exchange: a traceback, and the user's SUMO crashed
+    # (exit 139) with its outputs cut off
+    routes = tmp_path / "long.rou.xml"
+    routes.write_text('<routes><flow id="f" begin="0" end="20000" vehsPerHour="200" from="left1A1" '
+                      'to="C1right1"/></routes>')
+    cfg = tmp_path / "long.sumocfg"
+    cfg.write_text(f'<configuration><input><net-file value="{tiny_net}"/><route-files value="{routes}"/></input>'
+                   '<time><begin value="0"/><end value="20000"/></time></configuration>')
+    sumo = UserSumo(cfg)
+    try:
+        code_was, output = interrupt_mid_run(["run", "--sumocfg", str(cfg), "--ev", EV, "--attach", str(sumo.port),
+                                              "--out", str(tmp_path / "o")], sig, REPO)
+        assert code_was == code and "Traceback" not in output, output
+        assert "signals handed back, SUMO closed, no summary written" in output
+        assert sumo.wait() == 0
+        ET.parse(sumo.trips)  # its outputs complete
+    finally:
+        sumo.stop()
 
 
 def test_an_attached_sumo_of_another_step_length_is_refused(config: Path, tmp_path: Path) -> None:
@@ -117,6 +166,11 @@ def test_attach_without_a_sumo_or_a_configuration_says_what_to_do(config: Path, 
          f"no SUMO to attach to at 127.0.0.1:{port}"),
         (["--sumocfg", str(config), "--ev", EV, "--attach", "localhost:"], "give PORT or HOST:PORT"),
         (["--sumocfg", str(config), "--ev", EV, "--attach", "99999"], "give PORT or HOST:PORT"),
+        (["--sumocfg", str(config), "--ev", EV, "--attach", "\u0661\u0662\u0663"], "give PORT or HOST:PORT"),
+        (["--sumocfg", str(config), "--ev", EV, "--attach", "::1"], NOT_HOST),
+        (["--sumocfg", str(config), "--ev", EV, "--attach", "[::1]:8813"], NOT_HOST),
+        (["--sumocfg", str(config), "--ev", EV, "--attach", "localhost:8813:1"], NOT_HOST),
+        (["--sumocfg", str(config), "--ev", EV, "--attach", str(port), "--seed", "3"], "--seed does not apply"),
         (["--sumocfg", str(config), "--ev", EV, "--attach", str(port), "--gui"], "--gui and --backend do not apply"),
         (["--attach", str(port)], "--attach needs --sumocfg"),
     ]:
