@@ -288,7 +288,8 @@ def run(
             for note in notes:
                 if on_note is not None:
                     on_note(note)
-        check_running_programs(every, sim.running_programs(every), program_sources(setup.inputs))
+        check_running_programs(every, sim.running_programs(every), program_sources(setup.inputs),
+                               attached=f"{attach[0]}:{attach[1]}" if attach is not None else None)
         seed: int | None = setup.seed
         if attach is not None:
             given = sim.option("seed")  # (the SUMO's own seed is the run's, not --seed)

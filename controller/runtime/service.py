@@ -325,7 +325,8 @@ class SimService:
                 if self.attach is not None:  # (its network first; every type an escort may have)
                     for note in check_attached(sim, setup, ev_types=PRIORITY):
                         log.warning("greenwave: note: %s", note)
-                check_running_programs(programs, sim.running_programs(programs), program_sources(setup.inputs))
+                check_running_programs(programs, sim.running_programs(programs), program_sources(setup.inputs),
+                                       attached=None if self.attach is None else f"{self.attach[0]}:{self.attach[1]}")
                 # no ETA log: the service never scores its predictions, and it would grow for as long as it runs
                 config = with_step(controller_config(setup.controller), setup.step_length_s)
                 self._controller = PreemptionController(self.network, [], config, record_etas=False)

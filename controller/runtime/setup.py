@@ -300,7 +300,8 @@ SUMO_ERROR_LOG = "sumo-errors.log"  # what SUMO reported as errors, in the run's
 def program_sources(inputs: SumoInputs) -> str:
     """The files the signal programs are read from, for a message: the net, and its additional
     files where there are any."""
-    adds = [Path(a).name for a in inputs.additional_files]
+    adds = [Path(a).name for a in inputs.additional_files
+            if not Path(a).name.startswith("greenwave_")]  # (not greenwave's own: EV types, edge data)
     return str(inputs.net_file) + (f" (with {', '.join(adds)})" if adds else "")
 
 
@@ -308,12 +309,14 @@ def check_running_programs(
     programs: Mapping[str, Program],
     running: Mapping[str, tuple[str, Sequence[tuple[str, float, float, float]]]],
     source: str,
+    attached: str | None = None,
 ) -> None:
     """Refuse to control or judge signals whose program, as greenwave read it from ``source``
     (the net and its additional files, :func:`program_sources`), is not the one SUMO runs
     (``SumoAdapter.running_programs``):
     the controller plans its clearances from the program read and the safety monitor checks them
-    against the same one, so a misreading would go unseen by both."""
+    against the same one, so a misreading would go unseen by both. ``attached``: the address of
+    a SUMO the user started (its own files may differ from ``source``'s)."""
     wrong = []
     for tls_id, program in programs.items():
         if tls_id not in running:
@@ -323,11 +326,13 @@ def check_running_programs(
             wrong.append(f"traffic light '{tls_id}': {'; '.join(diffs)}")
     if wrong:
         shown = "; ".join(wrong[:3]) + (f"; and {len(wrong) - 3} more traffic lights" if len(wrong) > 3 else "")
+        why = (f"was the SUMO at {attached} started with other files than these?" if attached is not None else
+               "a WAUT or a program loaded another way than a <tlLogic> in the net or an additional file would "
+               "explain it")
         raise NetworkError(
             f"{source}: the signal programs greenwave read are not the ones SUMO runs ({shown}). greenwave "
-            "plans every switch and checks its safety against the program it reads, so it does not run "
-            "against another; a WAUT or a program loaded another way than a <tlLogic> in the net or an "
-            "additional file would explain it"
+            f"plans every switch and checks its safety against the program it reads, so it does not run "
+            f"against another; {why}"
         )
 
 

@@ -157,6 +157,26 @@ def test_an_attached_sumo_of_another_step_length_is_refused(config: Path, tmp_pa
         sumo.stop()
 
 
+def test_an_attached_sumo_running_other_programs_is_refused(config: Path, tmp_path: Path, tiny_net: Path) -> None:
+    # (greenwave's own files were listed as where the programs came from, with a WAUT as the likely cause)
+    logic = next(t for t in ET.parse(tiny_net).getroot().iter("tlLogic") if t.get("id") == "A1")
+    logic.set("programID", "alt")
+    extra = tmp_path / "other-programs.add.xml"
+    extra.write_text(f"<additional>{ET.tostring(logic, encoding='unicode')}</additional>")
+    sumo = UserSumo(config, "--additional-files", str(extra))
+    try:
+        result = CliRunner().invoke(main, ["run", "--sumocfg", str(config), "--ev", EV, "--attach", str(sumo.port),
+                                           "--out", str(tmp_path / "o")])
+        said = " ".join(result.output.split())
+        assert result.exit_code == 2 and "Traceback" not in said, said
+        assert "traffic light 'A1': SUMO runs program 'alt'" in said
+        assert f"was the SUMO at 127.0.0.1:{sumo.port} started with other files than these?" in said
+        assert "greenwave_" not in said
+        assert sumo.wait() == 0
+    finally:
+        sumo.stop()
+
+
 def test_attach_without_a_sumo_or_a_configuration_says_what_to_do(config: Path, tmp_path: Path,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(adapter_module, "ATTACH_TRIES", 1)
