@@ -572,6 +572,9 @@ def run(
                 console.print(f"greenwave: note: EV '{ev.ev_id}' crosses no traffic light on its route "
                               f"({ev.route[0]} to {ev.route[-1]}): there is nothing to preempt for it",
                               highlight=False)
+        if address is not None:
+            console.print(f"greenwave: attaching to the SUMO at {address[0]}:{address[1]} (one waiting for more "
+                          "clients, --num-clients, answers once they have all connected) ...", highlight=False)
         with _RunProgress(console, setup.begin_s, setup.end_s, len(setup.evs)) as progress:
             def on_progress(t_s: float, evs_done: int) -> None:
                 kept_run.started()  # (the previous run is replaced once this one simulates)
