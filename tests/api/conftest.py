@@ -123,6 +123,17 @@ def wait_for(predicate: Any, timeout_s: float = 60.0, every_s: float = 0.1, what
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def dispatch_and_wait_for_the_end(client: httpx.Client, escort_id: str,
+                                  route: tuple[str, ...] = ("left1A1", "A1B1", "B1C1", "C1right1")) -> Any:
+    """Dispatch an escort (on the tiny grid's middle row by default), wait for a junction preempted
+    for it, then for the service's --end; return /healthz then."""
+    r = client.post("/v1/emergencies", json={"route": list(route), "id": escort_id})
+    assert r.status_code == 201, r.text
+    wait_for(lambda: client.get("/healthz").json()["preempted"], what="a preempted junction")
+    return wait_for(lambda: (h := client.get("/healthz").json())["status"] == "ended" and h, timeout_s=60,
+                    what="the end")
+
+
 def all_handed_back(client: httpx.Client) -> bool:
     """Every signal an escort had is idle and in its program (or no longer read: a signal stops
     being listed 120 s after its hand-back once no escort needs it)."""

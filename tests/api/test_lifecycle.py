@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.api.conftest import REPO, TOKEN, Server, free_port, wait_for
+from tests.api.conftest import REPO, TOKEN, Server, dispatch_and_wait_for_the_end, free_port, wait_for
 from tests.api.sse import EventCollector
 
 pytestmark = pytest.mark.sumo
@@ -138,11 +138,7 @@ def test_at_the_end_escorts_under_way_are_cancelled_and_handed_back(tiny_scenari
     server = Server(tiny_scenario, tmp_path, speed=10.0, extra=("--end", "45")).start()
     try:
         with server.client() as c:
-            r = c.post("/v1/emergencies", json={**DISPATCH, "id": "amb-e"})
-            assert r.status_code == 201, r.text
-            wait_for(lambda: c.get("/healthz").json()["preempted"], what="a preempted junction")
-            health = wait_for(lambda: (h := c.get("/healthz").json())["status"] == "ended" and h, timeout_s=60,
-                              what="the end")
+            health = dispatch_and_wait_for_the_end(c, "amb-e")
             assert health["preempted"] == [] and health["t_s"] >= 45.0
             e = c.get("/v1/emergencies/amb-e").json()
             assert e["state"] == "cancelled" and e["reason"] == "simulation ended"
@@ -168,11 +164,7 @@ def test_serve_over_traci_escorts_and_hands_back(tiny_scenario: Path, tmp_path: 
     try:
         assert server.proc is not None and "sumo" in _children(server.proc.pid).values()  # SUMO over a socket
         with server.client() as c:
-            r = c.post("/v1/emergencies", json={**DISPATCH, "id": "amb-t"})
-            assert r.status_code == 201, r.text
-            wait_for(lambda: c.get("/healthz").json()["preempted"], what="a preempted junction")
-            health = wait_for(lambda: (h := c.get("/healthz").json())["status"] == "ended" and h, timeout_s=60,
-                              what="the end")
+            health = dispatch_and_wait_for_the_end(c, "amb-t")
             assert health["preempted"] == [] and not any(health["safety"].values())
     finally:
         assert server.stop() == 0, server.log.read_text()

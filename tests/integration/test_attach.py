@@ -29,16 +29,22 @@ EV = "left1A1,C1right1,60"
 NOT_HOST = "is not a host name or an IPv4 address"
 
 
+def user_config(folder: Path, net: Path, name: str, flows: str, end_s: int) -> Path:
+    """A user's configuration ``folder/NAME.sumocfg``: ``net`` and a route file of ``flows``."""
+    routes = folder / f"{name}.rou.xml"
+    routes.write_text(f"<routes>{flows}</routes>")
+    cfg = folder / f"{name}.sumocfg"
+    cfg.write_text(f'<configuration><input><net-file value="{net}"/><route-files value="{routes}"/></input>'
+                   f'<time><begin value="0"/><end value="{end_s}"/></time></configuration>')
+    return cfg
+
+
 @pytest.fixture
 def config(tmp_path: Path, tiny_net: Path) -> Path:
-    """A user's configuration: the tiny grid with two flows crossing the EV's route."""
-    routes = tmp_path / "bg.rou.xml"
-    routes.write_text('<routes><flow id="f1" begin="0" end="300" vehsPerHour="400" from="left1A1" to="C1right1"/>'
-                      '<flow id="f2" begin="0" end="300" vehsPerHour="300" from="top1B2" to="B0bottom1"/></routes>')
-    cfg = tmp_path / "user.sumocfg"
-    cfg.write_text(f'<configuration><input><net-file value="{tiny_net}"/><route-files value="{routes}"/></input>'
-                   '<time><begin value="0"/><end value="300"/></time></configuration>')
-    return cfg
+    """The tiny grid with two flows crossing the EV's route."""
+    return user_config(tmp_path, tiny_net, "user", '<flow id="f1" begin="0" end="300" vehsPerHour="400" '
+                       'from="left1A1" to="C1right1"/><flow id="f2" begin="0" end="300" vehsPerHour="300" '
+                       'from="top1B2" to="B0bottom1"/>', 300)
 
 
 class UserSumo:
@@ -127,12 +133,8 @@ def test_an_interrupted_attached_run_hands_back_and_lets_the_sumo_end_cleanly(tm
                                                                               sig: int, code: int) -> None:
     # the interrupt used to come inside a TraCI exchange: a traceback, and the user's SUMO crashed
     # (exit 139) with its outputs cut off
-    routes = tmp_path / "long.rou.xml"
-    routes.write_text('<routes><flow id="f" begin="0" end="20000" vehsPerHour="200" from="left1A1" '
-                      'to="C1right1"/></routes>')
-    cfg = tmp_path / "long.sumocfg"
-    cfg.write_text(f'<configuration><input><net-file value="{tiny_net}"/><route-files value="{routes}"/></input>'
-                   '<time><begin value="0"/><end value="20000"/></time></configuration>')
+    cfg = user_config(tmp_path, tiny_net, "long", '<flow id="f" begin="0" end="20000" vehsPerHour="200" '
+                      'from="left1A1" to="C1right1"/>', 20000)
     sumo = UserSumo(cfg)
     try:
         code_was, output = interrupt_mid_run(["run", "--sumocfg", str(cfg), "--ev", EV, "--attach", str(sumo.port),
@@ -201,20 +203,16 @@ def test_attach_without_a_sumo_or_a_configuration_says_what_to_do(config: Path, 
 
 def test_serve_attached_escorts_in_the_users_sumo(config: Path, user_sumo: UserSumo, tmp_path: Path,
                                                   tiny_net: Path) -> None:
-    from tests.api.conftest import DEMAND, Server, wait_for
+    from tests.api.conftest import DEMAND, Server, dispatch_and_wait_for_the_end
 
     # the scenario names what the user's SUMO runs: the network and the route file of its configuration
-    routes = config.parent / "bg.rou.xml"
+    routes = config.parent / "user.rou.xml"
     scenario = write_scenario(tmp_path / "mine.toml", tiny_net, end_s=300,
                               demand=f'[demand]\nlevel = "real"\nroutes = ["{routes}"]\n')
     server = Server(scenario, tmp_path, speed=20.0, extra=("--attach", str(user_sumo.port), "--end", "200")).start()
     try:
         with server.client() as c:
-            r = c.post("/v1/emergencies", json={"route": ["left1A1", "A1B1", "B1C1", "C1right1"], "id": "amb-u"})
-            assert r.status_code == 201, r.text
-            wait_for(lambda: c.get("/healthz").json()["preempted"], what="a preempted junction")
-            health = wait_for(lambda: (h := c.get("/healthz").json())["status"] == "ended" and h, timeout_s=60,
-                              what="the end")
+            health = dispatch_and_wait_for_the_end(c, "amb-u")
             assert health["preempted"] == [] and not any(health["safety"].values())
             assert c.get("/v1/emergencies/amb-u").json()["state"] == "arrived"
     finally:
