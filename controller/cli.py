@@ -712,8 +712,8 @@ def report(run_dirs: tuple[Path, ...], evs: tuple[str, ...], max_evs: int | None
               help="libsumo: SUMO in this process (fastest); traci: over a socket (what --gui uses).")
 @click.option("--gui", is_flag=True, help="Show sumo-gui (runs over TraCI); closing its window ends the service.")
 @click.option("--attach", default=None, metavar="[HOST:]PORT",
-              help="Drive a SUMO you started with --remote-port PORT (the scenario's [network] sumocfg), over "
-                   "TraCI, instead of starting one (it ends when the service stops).")
+              help="Drive a SUMO you started with --remote-port PORT (on the network and route files the "
+                   "scenario names), over TraCI, instead of starting one (it ends when the service stops).")
 def serve(
     scenario: Path,
     host: str,

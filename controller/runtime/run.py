@@ -581,9 +581,9 @@ def check_attached(sim: SumoAdapter, setup: RunSetup, ev_types: Collection[str] 
                             f"{late[0].depart_s:g} s")
     for kind in sorted({*(ev.ev_type for ev in setup.evs), *ev_types}):
         sim.define_ev_type(f"{EV_VTYPE_PREFIX}{kind}", EV_COLORS[kind])
-    return [f"{where} runs with {name} {value}, greenwave's own SUMO with {ours}: the simulation differs from "
-            f"greenwave run --sumocfg's (start SUMO with --{name} {ours} for the same)"
-            for name, ours in SIMULATION_OPTIONS.items() if (value := sim.option(name)).lower() != ours]
+    return [f"{where} runs with {name} {value}, greenwave's own SUMO with {wanted}: the simulation differs from "
+            f"greenwave run --sumocfg's (start SUMO with --{name} {wanted} for the same)"
+            for name, wanted in SIMULATION_OPTIONS.items() if (value := sim.option(name)).lower() != wanted]
 
 
 def attached_outputs(progress: Mapping[str, EvProgress], collision_log: Sequence[tuple[float, str, str, str]],

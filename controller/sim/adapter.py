@@ -299,9 +299,6 @@ class SumoAdapter:
     def step_length_s(self) -> float:
         return float(self._api.simulation.getDeltaT())
 
-    def vehicle_type_ids(self) -> tuple[str, ...]:
-        return tuple(self._api.vehicletype.getIDList())
-
     def define_ev_type(self, type_id: str, color: tuple[int, int, int]) -> None:
         """Create the vehicle type ``type_id`` for emergency vehicles in a running SUMO, as the
         vType files greenwave writes define it (vClass emergency, speed factor 1 without
