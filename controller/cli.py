@@ -743,6 +743,10 @@ def serve(
         if address is not None and (gui or backend == "traci"):
             raise ScenarioError("--attach drives your SUMO over TraCI as it runs (a sumo-gui you started shows it): "
                                 "--gui and --backend do not apply")
+        if address is not None and click.get_current_context().get_parameter_source("seed") \
+                is not ParameterSource.DEFAULT:
+            raise ScenarioError("--seed does not apply with --attach: the SUMO you started runs with its own "
+                                "(give it --seed N)")
         if gui:
             from controller.sim.adapter import gui_problem
 

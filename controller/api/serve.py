@@ -33,7 +33,7 @@ import uvicorn
 from controller.errors import GreenwaveError, ScenarioError
 from controller.runtime.audit import AuditLog
 from controller.runtime.folder_lock import hold_folder
-from controller.runtime.run import clear_run_folder
+from controller.runtime.run import clear_run_folder, mark_incomplete
 from controller.runtime.service import SimService
 from controller.runtime.setup import prepare_scenario
 from controller.scenario import Scenario, load_scenario
@@ -199,7 +199,12 @@ def _serve(options: ServeOptions, scenario: Scenario, token: str, generated: boo
         clear_run_folder(setup)  # (an earlier run's summary, trace and outputs: not this serve's)
         service = SimService(setup, audit=audit, speed=options.speed, end_s=options.end_s,
                              backend=options.backend, gui=options.gui, attach=options.attach)
+        if options.attach is not None:
+            click.echo(f"greenwave: attaching to the SUMO at {options.attach[0]}:{options.attach[1]} (one waiting for "
+                       "more clients, --num-clients, answers once they have all connected) ...", err=True)
         service.start()
+        for note in service.notes:
+            click.echo(f"greenwave: note: {note}", err=True)
         app = create_app(service, token, sse_max_s=options.sse_max_s)
         config = uvicorn.Config(app, host=options.host, port=options.port, log_level="warning", access_log=False,
                                 timeout_graceful_shutdown=2, lifespan="off")
@@ -231,6 +236,7 @@ def _serve(options: ServeOptions, scenario: Scenario, token: str, generated: boo
             # the interpreter resets those to the default as it finalizes.
             signal.signal(sig, handler if service is None else signal.SIG_IGN)
     if service is not None and service.state.failed:
+        mark_incomplete(out, service.state.failed, "service")  # (SUMO's outputs of the part that ran)
         after = ("SUMO ended, its signals with it (none left to hand back)" if service.sumo_ended
                  else "every signal was handed back")
         click.echo(f"greenwave: error: the simulation failed: {service.state.failed}; {after}", err=True)

@@ -187,9 +187,10 @@ def _partial(name: str) -> str:
     return name.removesuffix(".xml") + ".partial.xml"
 
 
-def _mark_incomplete(out: Path, why: BaseException) -> None:
-    """A run that did not complete: SUMO's outputs cover part of the simulated time only. They are
-    renamed ``*.partial.xml`` (a tripinfo closed properly looks complete) and a note says so."""
+def mark_incomplete(out: Path, why: BaseException | str, what_ran: str = "run") -> None:
+    """A run (or a service) that did not complete: SUMO's outputs cover part of the simulated time
+    only. They are renamed ``*.partial.xml`` (a tripinfo closed properly looks complete, one cut
+    off is not XML) and a note says so."""
     try:
         renamed = []
         for name in PARTIAL_OUTPUTS:
@@ -198,8 +199,9 @@ def _mark_incomplete(out: Path, why: BaseException) -> None:
                 f.replace(f.with_name(_partial(name)))
                 renamed.append(name)
         what = "interrupted (Ctrl-C or SIGTERM)" if isinstance(why, KeyboardInterrupt) else f"stopped: {why}"
+        summary = "; no summary.json was written" if what_ran == "run" else ""
         (out / INCOMPLETE_FILE).write_text(
-            f"This run did not complete ({what}); no summary.json was written. SUMO's outputs of the part "
+            f"This {what_ran} did not complete ({what}){summary}. SUMO's outputs of the part "
             f"that ran are kept as *.partial.xml ({', '.join(renamed) or 'none'}); those in outputs/, if any, "
             "cover that part only too.\n", "utf-8")
     except OSError:
@@ -213,14 +215,14 @@ def _incomplete_on_failure(
     f: Callable[Concatenate[RunSetup, P], dict[str, Any]],
 ) -> Callable[Concatenate[RunSetup, P], dict[str, Any]]:
     """A run that does not complete leaves its SUMO outputs renamed ``*.partial.xml`` and an
-    ``INCOMPLETE.txt`` beside them (:func:`_mark_incomplete`)."""
+    ``INCOMPLETE.txt`` beside them (:func:`mark_incomplete`)."""
 
     @functools.wraps(f)
     def guarded(setup: RunSetup, /, *args: P.args, **kwargs: P.kwargs) -> dict[str, Any]:
         try:
             return f(setup, *args, **kwargs)
         except BaseException as e:
-            _mark_incomplete(setup.out_dir, e)
+            mark_incomplete(setup.out_dir, e)
             raise
 
     return guarded
@@ -559,23 +561,34 @@ def run(
     return summary
 
 
-def check_attached(sim: SumoAdapter, setup: RunSetup, ev_types: Collection[str] = ()) -> list[str]:
-    """Refuse an attached SUMO that does not run ``setup``'s configuration as greenwave read it,
-    then give it the vehicle types of ``setup``'s EVs and of ``ev_types`` (``ambulance``, ...: a
-    service's escorts come later). Returns notes: where its options make it simulate otherwise
-    than greenwave's own SUMO would."""
+ATTACH_LENGTHS_CHECKED = 300  # edges whose length an attach compares (spread over the network; all on the routes)
+
+
+def check_attached(sim: SumoAdapter, setup: RunSetup, ev_types: Collection[str] = (),
+                   departs: bool = True) -> list[str]:
+    """Refuse an attached SUMO that does not run ``setup``'s configuration as greenwave read it
+    (the edges, the lengths of the routes' and of some others, the step length; with
+    ``departs``, time not past an EV's departure), then give it the vehicle types of ``setup``'s
+    EVs and of ``ev_types`` (``ambulance``, ...: a service's escorts come later). Returns notes:
+    where its options make it simulate otherwise than greenwave's own SUMO would."""
     where = f"the SUMO at {sim.attach[0]}:{sim.attach[1]}" if sim.attach is not None else "SUMO"
+    other = f"{where} runs another network than {setup.source} names ({setup.inputs.net_file.name})"
     edges = {e for e in sim.edge_ids() if not e.startswith(":")}
-    ours = {e for e in setup.network.edges if not e.startswith(":")}
-    if edges != ours:
-        odd = sorted(edges ^ ours)
-        raise ScenarioError(f"{where} runs another network than {setup.source} names ({setup.inputs.net_file.name}): "
-                            f"{len(odd)} edge(s) in one of them only, e.g. '{odd[0]}'")
+    ours = sorted(e for e in setup.network.edges if not e.startswith(":"))
+    if edges != set(ours):
+        odd = sorted(edges ^ set(ours))
+        raise ScenarioError(f"{other}: {len(odd)} edge(s) in one of them only, e.g. '{odd[0]}'")
+    # (the same ids, another geometry: a grid of other block lengths; each length is a TraCI call)
+    sample = {*ours[:: max(1, len(ours) // ATTACH_LENGTHS_CHECKED)], *(e for ev in setup.evs for e in ev.route)}
+    for edge_id in sorted(sample):
+        theirs, mine = sim.edge_length_m(edge_id), setup.network.edges[edge_id].length_m
+        if abs(theirs - mine) > 0.1:
+            raise ScenarioError(f"{other}: edge '{edge_id}' is {theirs:.1f} m long there, {mine:.1f} m here")
     step = sim.step_length_s()
     if abs(step - setup.step_length_s) > 1e-9:
         raise ScenarioError(f"{where} steps {step:g} s, {setup.source} {setup.step_length_s:g} s: start SUMO with the "
                             "configuration's step-length")
-    late = [ev for ev in setup.evs if ev.depart_s < sim.time_s - 1e-9]
+    late = [ev for ev in setup.evs if ev.depart_s < sim.time_s - 1e-9] if departs else []
     if late:
         raise ScenarioError(f"{where} is at {sim.time_s:g} s already: EV '{late[0].ev_id}' departs at "
                             f"{late[0].depart_s:g} s")

@@ -43,7 +43,7 @@ from controller.core.progress import EvProgress
 from controller.core.routing import fastest_route, reachable_from, validate_route
 from controller.core.safety import SafetyConfig, SafetyMonitor, SignalWatch
 from controller.core.snapshot import Snapshot, VehicleState
-from controller.errors import GreenwaveError, RequestError, RouteError, SimulationError
+from controller.errors import GreenwaveError, RequestError, RouteError, ScenarioError, SimulationError
 from controller.runtime.audit import AuditLog
 from controller.runtime.events import EventBus
 from controller.runtime.metrics import Metrics
@@ -225,6 +225,7 @@ class SimService:
         self.gui = gui
         self.attach = attach  # (host, port) of a SUMO the user started, driven over TraCI
         self.sumo_ended = False  # the simulation failed as SUMO ended: no signal was left to hand back
+        self.notes: list[str] = []  # where an attached SUMO simulates otherwise than greenwave's own would
         self.geo = is_geo_referenced(setup.inputs.net_file)
         step_ms = setup.step_length_s * 1000.0
         self.budget_ms = step_ms / speed if speed is not None else step_ms
@@ -323,8 +324,10 @@ class SimService:
                 self._sim = sim
                 programs = self.network.programs
                 if self.attach is not None:  # (its network first; every type an escort may have)
-                    for note in check_attached(sim, setup, ev_types=PRIORITY):
-                        log.warning("greenwave: note: %s", note)
+                    self.notes = check_attached(sim, setup, ev_types=PRIORITY, departs=False)
+                    if self.end_s is not None and self.end_s <= sim.time_s + 1e-9:
+                        raise ScenarioError(f"--end {self.end_s:g} s is not after the attached SUMO's time "
+                                            f"({sim.time_s:g} s)")
                 check_running_programs(programs, sim.running_programs(programs), program_sources(setup.inputs),
                                        attached=None if self.attach is None else f"{self.attach[0]}:{self.attach[1]}")
                 # no ETA log: the service never scores its predictions, and it would grow for as long as it runs
@@ -334,7 +337,10 @@ class SimService:
                 # must not be wiped then)
                 self._reading = CorridorWatch(sim, [self._controller.forget_signal, self._monitor.pause])
                 self._publish(sim.time_s, running=True)
-                self.audit.record("service", t_s=sim.time_s, event="started", scenario=setup.name)
+                attached: dict[str, Any] = ({"attached": f"{self.attach[0]}:{self.attach[1]}", "notes": self.notes}
+                                            if self.attach is not None else {})
+                self.audit.record("service", t_s=sim.time_s, event="started", scenario=setup.name,
+                                  backend=self.backend, **attached)
                 self._ready.set()
                 self._loop(sim)
                 self._drain(sim)

@@ -284,7 +284,8 @@ class SumoAdapter:
                 raise SimulationError(f"no SUMO to attach to at {where} ({detail}): start SUMO with --remote-port "
                                       f"{port} first (a SUMO serving its clients already listens no more)") from None
             if "order" in detail.lower():
-                detail += f": greenwave takes client order {ATTACH_ORDER}; give your other clients other numbers"
+                detail = (f"{detail.rstrip('.')}: greenwave takes client order {ATTACH_ORDER}; give your other "
+                          "clients other numbers")
             raise SimulationError(f"could not attach to the SUMO at {where}: {detail}") from None
 
     def option(self, name: str) -> str:
@@ -295,6 +296,10 @@ class SumoAdapter:
     def edge_ids(self) -> tuple[str, ...]:
         """Every edge of SUMO's network, internal ones (``:J_0``) included."""
         return tuple(self._api.edge.getIDList())
+
+    def edge_length_m(self, edge_id: str) -> float:
+        """The length of an edge as SUMO has it (its first lane's)."""
+        return float(self._api.lane.getLength(f"{edge_id}_0"))
 
     def step_length_s(self) -> float:
         return float(self._api.simulation.getDeltaT())

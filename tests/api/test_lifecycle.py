@@ -180,6 +180,10 @@ def test_sumo_killed_under_a_traci_service_is_not_said_handed_back(tiny_scenario
     log = " ".join(server.log.read_text().split())
     assert "the simulation failed: SUMO stopped" in log and "SUMO ended, its signals with it" in log, log
     assert "every signal was handed back" not in log and "Traceback" not in log
+    # SUMO's outputs, cut off, are not left under their names as if complete
+    out = tmp_path / "out"
+    assert not (out / "tripinfo.xml").exists() and (out / "tripinfo.partial.xml").is_file()
+    assert "This service did not complete" in (out / "INCOMPLETE.txt").read_text()
 
 
 def test_default_escort_ids_go_on_across_restarts_sharing_the_audit_log(tiny_scenario: Path, tmp_path: Path) -> None:

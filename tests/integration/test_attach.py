@@ -201,29 +201,72 @@ def test_attach_without_a_sumo_or_a_configuration_says_what_to_do(config: Path, 
         assert needle in " ".join(result.output.split()), (args, result.output)
 
 
-def test_serve_attached_escorts_in_the_users_sumo(config: Path, user_sumo: UserSumo, tmp_path: Path,
-                                                  tiny_net: Path) -> None:
+def _serve_refused(*args: str) -> str:
+    """``greenwave serve ARGS``, which must stop at once with exit 2 and no traceback: its stderr."""
+    refused = subprocess.run([sys.executable, "-m", "controller", "serve", *args], capture_output=True, text=True,
+                             timeout=120, check=False)
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr, refused.stderr
+    return " ".join(refused.stderr.split())
+
+
+def test_serve_attached_escorts_in_the_users_sumo(config: Path, tmp_path: Path, tiny_net: Path) -> None:
     from tests.api.conftest import DEMAND, Server, dispatch_and_wait_for_the_end
 
-    # the scenario names what the user's SUMO runs: the network and the route file of its configuration
+    # the scenario names what the user's SUMO runs: the network and the route file of its
+    # configuration; its [[ev]] (departing at 10 s) is not dispatched by a service, so the SUMO
+    # beginning at 20 s is no refusal (it was); without collision.check-junctions: a note (it was
+    # logged nowhere)
     routes = config.parent / "user.rou.xml"
     scenario = write_scenario(tmp_path / "mine.toml", tiny_net, end_s=300,
                               demand=f'[demand]\nlevel = "real"\nroutes = ["{routes}"]\n')
-    server = Server(scenario, tmp_path, speed=20.0, extra=("--attach", str(user_sumo.port), "--end", "200")).start()
+    user_sumo = UserSumo(config, "--begin", "20", as_greenwave=False)
     try:
-        with server.client() as c:
-            health = dispatch_and_wait_for_the_end(c, "amb-u")
-            assert health["preempted"] == [] and not any(health["safety"].values())
-            assert c.get("/v1/emergencies/amb-u").json()["state"] == "arrived"
+        server = Server(scenario, tmp_path, speed=20.0, extra=("--attach", str(user_sumo.port), "--end", "200"))
+        server.start()
+        try:
+            with server.client() as c:
+                health = dispatch_and_wait_for_the_end(c, "amb-u")
+                assert health["preempted"] == [] and not any(health["safety"].values())
+                assert c.get("/v1/emergencies/amb-u").json()["state"] == "arrived"
+                started = next(a["detail"] for a in c.get("/v1/audit").json()
+                               if a["kind"] == "service" and a["detail"].get("event") == "started")
+                assert started["attached"] == f"127.0.0.1:{user_sumo.port}" and started["backend"] == "traci"
+        finally:
+            assert server.stop() == 0, server.log.read_text()
+        assert "runs with collision.check-junctions false" in " ".join(server.log.read_text().split())
+        assert user_sumo.wait() == 0  # the service stopped: the connection closed, the SUMO ended
+        mine = {t.get("id"): t for t in ET.parse(user_sumo.trips).getroot().iter("tripinfo")}
+        assert mine["amb-u"].get("vType") == "greenwave_ambulance"
     finally:
-        assert server.stop() == 0, server.log.read_text()
-    assert user_sumo.wait() == 0  # the service stopped: the connection closed, the SUMO ended
-    mine = {t.get("id"): t for t in ET.parse(user_sumo.trips).getroot().iter("tripinfo")}
-    assert mine["amb-u"].get("vType") == "greenwave_ambulance"
-    # a scenario generating its demand is refused: the user's SUMO runs its own
+        user_sumo.stop()
+    # refused: a scenario generating its demand (the user's SUMO runs its own), --seed (its own
+    # applies), an --end it is past already
     generated = write_scenario(tmp_path / "generated.toml", tiny_net, demand=DEMAND)
-    refused = subprocess.run([sys.executable, "-m", "controller", "serve", "--scenario", str(generated),
-                              "--attach", "8813", "--out", str(tmp_path / "o2")], capture_output=True, text=True,
-                             timeout=60, check=False)
-    assert refused.returncode == 2 and "generates its demand" in refused.stderr, refused.stderr
-    assert "Traceback" not in refused.stderr
+    assert "generates its demand" in _serve_refused("--scenario", str(generated), "--attach", "8813")
+    assert "--seed does not apply" in _serve_refused("--scenario", str(scenario), "--attach", "8813", "--seed", "2")
+    late = UserSumo(config, "--begin", "100")
+    try:
+        said = _serve_refused("--scenario", str(scenario), "--attach", str(late.port), "--end", "50", "--out",
+                              str(tmp_path / "late"))
+        assert "--end 50 s is not after the attached SUMO's time (100 s)" in said
+    finally:
+        late.stop()
+
+
+def test_an_attached_sumo_of_another_geometry_is_refused(config: Path, tmp_path: Path) -> None:
+    # the same edge ids on longer blocks were driven: the escort's route 600 m long here, 700 m there
+    longer = tmp_path / "longer.net.xml"
+    subprocess.run([str(binary("netgenerate")), "--grid", "--grid.number", "3", "--grid.length", "250",
+                    "--grid.attach-length", "100", "--default-junction-type", "traffic_light",
+                    "--default.lanenumber", "1", "--tls.yellow.time", "3", "--tls.allred.time", "2",
+                    "--no-turnarounds", "true", "--seed", "1", "-o", str(longer)], check=True, capture_output=True)
+    sumo = UserSumo(config, "--net-file", str(longer))
+    try:
+        result = CliRunner().invoke(main, ["run", "--sumocfg", str(config), "--ev", EV, "--attach", str(sumo.port),
+                                           "--out", str(tmp_path / "o")])
+        said = " ".join(result.output.split())
+        assert result.exit_code == 2 and "Traceback" not in said, said
+        assert f"the SUMO at 127.0.0.1:{sumo.port} runs another network than" in said
+        assert "m long there" in said
+    finally:
+        sumo.stop()
