@@ -147,16 +147,24 @@ def test_an_interrupted_attached_run_hands_back_and_lets_the_sumo_end_cleanly(tm
         sumo.stop()
 
 
-def test_an_attached_sumo_of_another_step_length_is_refused(config: Path, tmp_path: Path) -> None:
-    sumo = UserSumo(config, "--step-length", "0.5")
+def _refused_by(config: Path, tmp_path: Path, *sumo_options: str, host: str = "127.0.0.1") -> str:
+    """Attach ``run`` to a SUMO started with ``sumo_options``, which must be refused (exit 2, no
+    traceback) and end that SUMO cleanly: the output, on one line, with ``{port}`` for its port."""
+    sumo = UserSumo(config, *sumo_options)
     try:
         result = CliRunner().invoke(main, ["run", "--sumocfg", str(config), "--ev", EV, "--attach",
-                                           f"localhost:{sumo.port}", "--out", str(tmp_path / "o")])
-        assert result.exit_code == 2 and "Traceback" not in result.output, result.output
-        assert f"the SUMO at localhost:{sumo.port} steps 0.5 s" in " ".join(result.output.split())
+                                           f"{host}:{sumo.port}", "--out", str(tmp_path / "o")])
+        said = " ".join(result.output.split())
+        assert result.exit_code == 2 and "Traceback" not in said, said
         assert sumo.wait() == 0  # (closed: nothing left waiting for a client)
+        return said.replace(str(sumo.port), "{port}")
     finally:
         sumo.stop()
+
+
+def test_an_attached_sumo_of_another_step_length_is_refused(config: Path, tmp_path: Path) -> None:
+    said = _refused_by(config, tmp_path, "--step-length", "0.5", host="localhost")
+    assert "the SUMO at localhost:{port} steps 0.5 s" in said
 
 
 def test_an_attached_sumo_running_other_programs_is_refused(config: Path, tmp_path: Path, tiny_net: Path) -> None:
@@ -165,18 +173,21 @@ def test_an_attached_sumo_running_other_programs_is_refused(config: Path, tmp_pa
     logic.set("programID", "alt")
     extra = tmp_path / "other-programs.add.xml"
     extra.write_text(f"<additional>{ET.tostring(logic, encoding='unicode')}</additional>")
-    sumo = UserSumo(config, "--additional-files", str(extra))
-    try:
-        result = CliRunner().invoke(main, ["run", "--sumocfg", str(config), "--ev", EV, "--attach", str(sumo.port),
-                                           "--out", str(tmp_path / "o")])
-        said = " ".join(result.output.split())
-        assert result.exit_code == 2 and "Traceback" not in said, said
-        assert "traffic light 'A1': SUMO runs program 'alt'" in said
-        assert f"was the SUMO at 127.0.0.1:{sumo.port} started with other files than these?" in said
-        assert "greenwave_" not in said
-        assert sumo.wait() == 0
-    finally:
-        sumo.stop()
+    said = _refused_by(config, tmp_path, "--additional-files", str(extra))
+    assert "traffic light 'A1': SUMO runs program 'alt'" in said
+    assert "was the SUMO at 127.0.0.1:{port} started with other files than these?" in said
+    assert "greenwave_" not in said
+
+
+def test_an_attached_sumo_of_another_geometry_is_refused(config: Path, tmp_path: Path) -> None:
+    # the same edge ids on longer blocks were driven: the escort's route 600 m long here, 700 m there
+    longer = tmp_path / "longer.net.xml"
+    subprocess.run([str(binary("netgenerate")), "--grid", "--grid.number", "3", "--grid.length", "250",
+                    "--grid.attach-length", "100", "--default-junction-type", "traffic_light",
+                    "--default.lanenumber", "1", "--tls.yellow.time", "3", "--tls.allred.time", "2",
+                    "--no-turnarounds", "true", "--seed", "1", "-o", str(longer)], check=True, capture_output=True)
+    said = _refused_by(config, tmp_path, "--net-file", str(longer))
+    assert "the SUMO at 127.0.0.1:{port} runs another network than" in said and "m long there" in said
 
 
 def test_attach_without_a_sumo_or_a_configuration_says_what_to_do(config: Path, tmp_path: Path,
@@ -251,22 +262,3 @@ def test_serve_attached_escorts_in_the_users_sumo(config: Path, tmp_path: Path, 
         assert "--end 50 s is not after the attached SUMO's time (100 s)" in said
     finally:
         late.stop()
-
-
-def test_an_attached_sumo_of_another_geometry_is_refused(config: Path, tmp_path: Path) -> None:
-    # the same edge ids on longer blocks were driven: the escort's route 600 m long here, 700 m there
-    longer = tmp_path / "longer.net.xml"
-    subprocess.run([str(binary("netgenerate")), "--grid", "--grid.number", "3", "--grid.length", "250",
-                    "--grid.attach-length", "100", "--default-junction-type", "traffic_light",
-                    "--default.lanenumber", "1", "--tls.yellow.time", "3", "--tls.allred.time", "2",
-                    "--no-turnarounds", "true", "--seed", "1", "-o", str(longer)], check=True, capture_output=True)
-    sumo = UserSumo(config, "--net-file", str(longer))
-    try:
-        result = CliRunner().invoke(main, ["run", "--sumocfg", str(config), "--ev", EV, "--attach", str(sumo.port),
-                                           "--out", str(tmp_path / "o")])
-        said = " ".join(result.output.split())
-        assert result.exit_code == 2 and "Traceback" not in said, said
-        assert f"the SUMO at 127.0.0.1:{sumo.port} runs another network than" in said
-        assert "m long there" in said
-    finally:
-        sumo.stop()
