@@ -594,9 +594,16 @@ def check_attached(sim: SumoAdapter, setup: RunSetup, ev_types: Collection[str] 
                             f"{late[0].depart_s:g} s")
     for kind in sorted({*(ev.ev_type for ev in setup.evs), *ev_types}):
         sim.define_ev_type(f"{EV_VTYPE_PREFIX}{kind}", EV_COLORS[kind])
-    return [f"{where} runs with {name} {value}, greenwave's own SUMO with {wanted}: the simulation differs from "
-            f"greenwave run --sumocfg's (start SUMO with --{name} {wanted} for the same)"
-            for name, wanted in SIMULATION_OPTIONS.items() if (value := sim.option(name)).lower() != wanted]
+    notes = [f"{where} runs with {name} {value}, greenwave's own SUMO with {wanted}: the simulation differs from "
+             f"greenwave run --sumocfg's (start SUMO with --{name} {wanted} for the same)"
+             for name, wanted in SIMULATION_OPTIONS.items() if (value := sim.option(name)).lower() != wanted]
+    # (by file name: SUMO holds the paths as it was given them)
+    their_routes = sorted(Path(f.strip()).name for f in sim.option("route-files").split(",") if f.strip())
+    our_routes = sorted(Path(f).name for f in setup.inputs.route_files)
+    if their_routes != our_routes:
+        notes.append(f"{where} runs route files {', '.join(their_routes) or '(none)'}, {setup.source} names "
+                     f"{', '.join(our_routes) or '(none)'}: its demand is its own")
+    return notes
 
 
 def attached_outputs(progress: Mapping[str, EvProgress], collision_log: Sequence[tuple[float, str, str, str]],

@@ -126,6 +126,20 @@ def test_an_attached_sumo_that_simulates_otherwise_gets_a_note(config: Path, tmp
         assert sumo.wait() == 0
     finally:
         sumo.stop()
+    # other demand than the configuration's: a note too
+    other = tmp_path / "other.rou.xml"
+    other.write_text('<routes><flow id="g" begin="0" end="300" vehsPerHour="100" from="left1A1" to="C1right1"/>'
+                     "</routes>")
+    sumo = UserSumo(config, "--route-files", str(other))
+    try:
+        result = CliRunner().invoke(main, ["run", "--sumocfg", str(config), "--ev", EV, "--attach", str(sumo.port),
+                                           "--out", str(tmp_path / "o")])
+        assert result.exit_code == 0, result.output
+        assert "runs route files other.rou.xml, " in " ".join(result.output.split())
+        assert "names user.rou.xml: its demand is its own" in " ".join(result.output.split())
+        assert sumo.wait() == 0
+    finally:
+        sumo.stop()
 
 
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
