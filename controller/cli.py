@@ -259,8 +259,15 @@ def _config_files(paths: Sequence[Path]) -> list[Path]:
     return out
 
 
-def _attach_address(raw: str) -> tuple[str, int]:
-    """``[HOST:]PORT`` -> (host, port); the host defaults to 127.0.0.1 (IPv4 only, as TraCI connects)."""
+def _attach_address(raw: str, gui: bool, backend: str) -> tuple[str, int]:
+    """``--attach [HOST:]PORT`` -> (host, port); the host defaults to 127.0.0.1 (IPv4 only, as
+    TraCI connects). Refuses the options that do not go with it (for run and serve alike)."""
+    if gui or backend == "traci":
+        raise ScenarioError("--attach drives your SUMO over TraCI as it runs (a sumo-gui you started shows it): "
+                            "--gui and --backend do not apply")
+    if click.get_current_context().get_parameter_source("seed") is not ParameterSource.DEFAULT:
+        raise ScenarioError("--seed does not apply with --attach: the SUMO you started runs with its own "
+                            "(give it --seed N)")
     host, sep, port = raw.strip().rpartition(":")
     if "[" in host or host.count(":"):
         raise ScenarioError(f"--attach '{raw}': '{host}' is not a host name or an IPv4 address (TraCI connects over "
@@ -489,19 +496,13 @@ def run(
     try:
         if realtime and speed is not None:
             raise ScenarioError("give --realtime or --speed X, not both")
-        address = _attach_address(attach) if attach is not None else None
+        address = _attach_address(attach, gui, backend) if attach is not None else None
         if address is not None:
             if sumocfg is None:
                 raise ScenarioError("--attach needs --sumocfg: the configuration the SUMO you attach to was started "
                                     "with (greenwave reads its network and signal programs from it)")
-            if gui or backend == "traci":
-                raise ScenarioError("--attach drives your SUMO over TraCI as it runs (a sumo-gui you started shows "
-                                    "it): --gui and --backend do not apply")
             if bluelight:
                 raise ScenarioError("--bluelight is not available with --attach")
-            if click.get_current_context().get_parameter_source("seed") is not ParameterSource.DEFAULT:
-                raise ScenarioError("--seed does not apply with --attach: the SUMO you started runs with its own "
-                                    "(give it --seed N)")
         if gui:
             from controller.sim.adapter import gui_problem
 
@@ -739,14 +740,7 @@ def serve(
     try:
         if realtime and speed is not None:
             raise ScenarioError("give --realtime or --speed, not both")
-        address = _attach_address(attach) if attach is not None else None
-        if address is not None and (gui or backend == "traci"):
-            raise ScenarioError("--attach drives your SUMO over TraCI as it runs (a sumo-gui you started shows it): "
-                                "--gui and --backend do not apply")
-        if address is not None and click.get_current_context().get_parameter_source("seed") \
-                is not ParameterSource.DEFAULT:
-            raise ScenarioError("--seed does not apply with --attach: the SUMO you started runs with its own "
-                                "(give it --seed N)")
+        address = _attach_address(attach, gui, backend) if attach is not None else None
         if gui:
             from controller.sim.adapter import gui_problem
 

@@ -4,7 +4,9 @@ the events is not left waiting for escorts and hand-backs that will never come."
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,6 +30,18 @@ def _escort_preempting(service: SimService) -> float:
     return deadline
 
 
+@contextlib.contextmanager
+def _escorting(scenario: Path, tmp_path: Path) -> Iterator[tuple[SimService, float]]:
+    """A service on ``scenario`` with escort "amb" preempting (:func:`_escort_preempting`), and
+    the deadline; stopped on the way out."""
+    service: SimService = in_process_service(scenario, tmp_path, speed=20.0)
+    service.start()
+    try:
+        yield service, _escort_preempting(service)
+    finally:
+        service.stop()
+
+
 def _fail_and_wait(service: SimService, monkeypatch: pytest.MonkeyPatch, deadline: float) -> None:
     """Make the simulation thread's next step raise, and wait until the service reports it failed."""
 
@@ -42,16 +56,11 @@ def _fail_and_wait(service: SimService, monkeypatch: pytest.MonkeyPatch, deadlin
 def test_a_failed_simulation_ends_its_escorts_and_reports_the_hand_backs(
     tiny_scenario: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    service: SimService = in_process_service(tiny_scenario, tmp_path, speed=20.0)
-    service.start()
-    try:
-        deadline = _escort_preempting(service)
+    with _escorting(tiny_scenario, tmp_path) as (service, deadline):
         held = service.state.preempted
         assert held and set(held) <= set(ROW)
         _fail_and_wait(service, monkeypatch, deadline)
         assert service.state.failed == "internal error in the simulation thread: RuntimeError"
-    finally:
-        service.stop()
     events = [(e.type, e.data) for e in service.events.since(0)]
     kinds = [k for k, _ in events]
     cancel = next(d for k, d in events if k == "cancel")
@@ -69,10 +78,7 @@ def test_a_failed_simulation_ends_its_escorts_and_reports_the_hand_backs(
 def test_escorts_read_ended_where_the_failure_leaves_their_views_unreadable(
     tiny_scenario: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    service: SimService = in_process_service(tiny_scenario, tmp_path, speed=20.0)
-    service.start()
-    try:
-        deadline = _escort_preempting(service)
+    with _escorting(tiny_scenario, tmp_path) as (service, deadline):
         live = service.state.escorts["amb"]
         assert live.state == "en_route" and any(j.eta_s is not None for j in live.junctions)
 
@@ -81,8 +87,6 @@ def test_escorts_read_ended_where_the_failure_leaves_their_views_unreadable(
 
         monkeypatch.setattr(SimService, "_escort_view", unreadable)
         _fail_and_wait(service, monkeypatch, deadline)
-    finally:
-        service.stop()
     view = service.state.escorts["amb"]  # the last view, ended: it showed the escort en route
     assert view.state == "cancelled" and view.reason.startswith("the simulation failed")
     assert view.cancelled_s is not None and view.position is None and view.speed_mps is None
