@@ -34,7 +34,7 @@ from controller.errors import GreenwaveError, ScenarioError
 from controller.runtime.audit import AuditLog
 from controller.runtime.folder_lock import hold_folder
 from controller.runtime.run import clear_run_folder, mark_incomplete
-from controller.runtime.service import SimService
+from controller.runtime.service import SimService, StartStopped
 from controller.runtime.setup import prepare_scenario
 from controller.scenario import Scenario, load_scenario
 from controller.sim.adapter import Backend
@@ -202,7 +202,11 @@ def _serve(options: ServeOptions, scenario: Scenario, token: str, generated: boo
         if options.attach is not None:
             click.echo(f"greenwave: attaching to the SUMO at {options.attach[0]}:{options.attach[1]} (one waiting for "
                        "more clients, --num-clients, answers once they have all connected) ...", err=True)
-        service.start()
+        try:
+            service.start(stop_asked=lambda: bool(stop_signal))
+        except StartStopped as e:
+            click.echo(f"greenwave: {signal.Signals(stop_signal[0]).name}: {e}", err=True)
+            return 0
         for note in service.notes:
             click.echo(f"greenwave: note: {note}", err=True)
         app = create_app(service, token, sse_max_s=options.sse_max_s)

@@ -28,7 +28,7 @@ import statistics
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -98,6 +98,10 @@ ETA_EVENT_EVERY_S = 5.0  # ETA update events per escort, in simulated seconds
 ANSWER_TIMEOUT_S = 15.0
 DEFAULT_ID_PREFIX = "escort-"  # an escort dispatched without an id is escort-<n>
 TICKS_KEPT = 100_000  # recent tick timings kept for their quantiles
+
+
+class StartStopped(Exception):
+    """:meth:`SimService.start` gave up: a stop was asked for before the simulation served."""
 
 
 @dataclass
@@ -250,6 +254,7 @@ class SimService:
         self._refused_seen: set[tuple[str, str]] = set()  # (signal, target) refused, reported once each
         self._refused_total = 0  # planner ticks that refused a target (the sum of its counts)
         self._sim: SumoAdapter | None = None
+        self._starting: SumoAdapter | None = None  # (abort() while start() waits for SUMO)
         self._controller: PreemptionController | None = None
         # what is read from SUMO: each escort's corridor until it is done, its signals until
         # KEEP_AFTER_S after they are back in their programs (as a run reads them)
@@ -282,11 +287,23 @@ class SimService:
         self._commands.put((command, future))
         return future
 
-    def start(self, timeout_s: float = 300.0) -> None:
+    def start(self, timeout_s: float = 300.0, stop_asked: Callable[[], bool] = lambda: False) -> None:
+        """Start the simulation thread and wait until it serves (or failed). ``stop_asked``: polled
+        while waiting; once true, the start is given up (an attached SUMO's first answer no longer
+        waited for) and :class:`StartStopped` raised."""
         self._thread = threading.Thread(target=self._main, name="greenwave-sim", daemon=True)
         self._thread.start()
-        if not self._ready.wait(timeout_s):
-            raise SimulationError("the simulation did not start in time")
+        deadline = time.monotonic() + timeout_s
+        while not self._ready.wait(0.1):
+            if stop_asked():
+                self._stop.set()
+                starting = self._starting
+                if starting is not None:
+                    starting.abort()
+                self.stop()
+                raise StartStopped("stopped before the simulation started; no signal was switched")
+            if time.monotonic() > deadline:
+                raise SimulationError("the simulation did not start in time")
         failed = self.state.failed
         if failed is not None:
             self.stop()
@@ -317,10 +334,11 @@ class SimService:
     def _main(self) -> None:
         setup = self.setup
         try:
-            with SumoAdapter(sumo_args(setup) if self.attach is None else [], backend=self.backend, gui=self.gui,
-                             attach=self.attach, error_log=setup.out_dir / SUMO_ERROR_LOG if self.attach is None
-                             else None,
-                             explain=lambda detail: rejection_hint(detail, setup.inputs, setup.source)) as sim:
+            self._starting = SumoAdapter(
+                sumo_args(setup) if self.attach is None else [], backend=self.backend, gui=self.gui,
+                attach=self.attach, error_log=setup.out_dir / SUMO_ERROR_LOG if self.attach is None else None,
+                explain=lambda detail: rejection_hint(detail, setup.inputs, setup.source))
+            with self._starting as sim:
                 self._sim = sim
                 programs = self.network.programs
                 if self.attach is not None:  # (its network first; every type an escort may have)
@@ -348,13 +366,15 @@ class SimService:
                 if restored:
                     self.audit.record("handback", t_s=sim.time_s, forced=True, tls=restored)
         except GreenwaveError as e:
+            if self._stop.is_set() and not self._ready.is_set():  # (start() gave up: a stop, not a failure)
+                return
             self.sumo_ended = self._sim is not None and self._sim.ended
             self._fail(str(e))
         except Exception as e:  # the thread's boundary: log and record it (the adapter has handed back)
             log.exception("simulation thread failed")
             self._fail(f"internal error in the simulation thread: {type(e).__name__}")
         finally:
-            self._sim = None
+            self._sim = self._starting = None
             with self._lock:
                 self._state = replace(self._state, running=False, preempted=())
             self._answer_pending(RequestError("the simulation stopped", 503))
@@ -383,6 +403,10 @@ class SimService:
             self._state = replace(self._state, escorts=views)
         for tls in preempted:
             self.events.publish("handback", tls_id=tls, t_s=t_s, forced=True)
+        for tls, (stage, holders, _) in sorted(self._stages.items()):  # (armed only: nothing to hand back)
+            if stage == "armed" and tls not in preempted:
+                self.events.publish("disarmed", tls_id=tls, t_s=t_s, stage="idle", previous="armed",
+                                    escorts=[self._by_key.get(k, k) for k in holders], forced=True)
         if preempted:
             self.audit.record("handback", t_s=t_s, forced=True, tls=list(preempted))
         self.events.publish("error", detail=message)

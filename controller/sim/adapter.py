@@ -21,6 +21,7 @@ import io
 import itertools
 import os
 import re
+import socket
 import subprocess
 import sys
 import tempfile
@@ -83,6 +84,9 @@ _UNKNOWN_VEHICLE = re.compile(r"Vehicle '(.+)' is not known")
 _labels = itertools.count()
 ATTACH_TRIES = 10  # seconds (about) to wait for an attached SUMO to open its port
 ATTACH_ORDER = 1  # greenwave's client order at an attached SUMO serving several clients
+# seconds an attached SUMO may take to answer greenwave's first command: one started with
+# --num-clients N answers none until all N have connected
+FIRST_ANSWER_S = 60.0
 # SUMO's defaults for vClass "emergency" that a type made by TraCI does not take from its class
 # (Vehicle_Type_Parameter_Defaults; the dynamics, Krauss's, are the passenger car's already)
 EMERGENCY_CLASS_DEFAULTS = {"setLength": 6.5, "setWidth": 2.16, "setHeight": 2.86, "setMass": 5000.0}
@@ -186,6 +190,7 @@ class SumoAdapter:
         self._explain = explain
         self._api: Any = None
         self._label = ""
+        self._aborted = False  # abort(): stop waiting for an attached SUMO's first answer
         self._traci_stderr: IO[bytes] | None = None  # the SUMO process's stderr (TraCI)
         self._traci_proc: subprocess.Popen[bytes] | None = None  # the SUMO process (TraCI)
         self._traci_said = 0  # how much of it was written to ours
@@ -265,21 +270,36 @@ class SumoAdapter:
 
     def _connect(self, host: str, port: int) -> None:
         """Connect to a SUMO listening on ``host:port`` (the user's own, started with
-        ``--remote-port``), trying for about ``ATTACH_TRIES`` seconds."""
+        ``--remote-port``), trying for about ``ATTACH_TRIES`` seconds; its first answer is
+        waited for ``FIRST_ANSWER_S`` (or until :meth:`abort`)."""
         self._label = f"greenwave-{next(_labels)}"
         where = f"{host}:{port}"
+        asked_at: float | None = None
         try:
             with contextlib.redirect_stdout(io.StringIO()):  # (TraCI prints "Retrying in 1 seconds")
-                traci.init(port, numRetries=ATTACH_TRIES, host=host, label=self._label)
-            self._api = traci.getConnection(self._label)
+                self._api = traci.connect(port, numRetries=ATTACH_TRIES, host=host, label=self._label)
+            # (a timeout on the socket makes TraCI's read give up; abort() shuts the socket down)
+            self._api._socket.settimeout(FIRST_ANSWER_S)
+            if self._aborted:
+                self._api._socket.shutdown(socket.SHUT_RDWR)
+            asked_at = time.monotonic()
+            self._api.getVersion()
             # (the first command: SUMO serves several clients in their order; one alone needs none)
             self._api.setOrder(ATTACH_ORDER)
+            self._api._socket.settimeout(None)
         except _CONNECT_ERRORS as e:
             with contextlib.suppress(*_CONNECT_ERRORS):
                 if self._api is not None:
                     self._api.close(wait=False)
             self._api = None
             detail = " ".join(str(e).split())
+            if self._aborted:
+                raise SimulationError(f"stopped while waiting for the SUMO at {where} to answer") from None
+            if asked_at is not None and time.monotonic() - asked_at >= FIRST_ANSWER_S - 1.0:
+                raise SimulationError(
+                    f"the SUMO at {where} did not answer within {FIRST_ANSWER_S:g} s: a SUMO started with "
+                    f"--num-clients N answers once all N clients have connected (greenwave takes client order "
+                    f"{ATTACH_ORDER}); connect the others first, or start SUMO without --num-clients") from None
             if "could not connect" in detail.lower():  # (nothing listens there)
                 raise SimulationError(f"no SUMO to attach to at {where} ({detail}): start SUMO with --remote-port "
                                       f"{port} first (a SUMO serving its clients already listens no more)") from None
@@ -287,6 +307,17 @@ class SumoAdapter:
                 detail = (f"{detail.rstrip('.')}: greenwave takes client order {ATTACH_ORDER}; give your other "
                           "clients other numbers")
             raise SimulationError(f"could not attach to the SUMO at {where}: {detail}") from None
+
+    def abort(self) -> None:
+        """From another thread, while :meth:`start` waits for an attached SUMO to answer (one
+        waiting for more clients): give up, :meth:`start` raising. Nothing was switched yet.
+        Not for a running simulation (it would cut a TraCI message)."""
+        self._aborted = True
+        api = self._api
+        sock = getattr(api, "_socket", None) if api is not None else None
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
 
     def option(self, name: str) -> str:
         """The value of one of SUMO's options (``net-file``, ``step-length``, ``seed``), as SUMO

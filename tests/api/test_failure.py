@@ -70,6 +70,12 @@ def test_a_failed_simulation_ends_its_escorts_and_reports_the_hand_backs(
     assert row.detail["handing_back"] == cancel["handing_back"]
     handed = {d["tls_id"] for k, d in events if k == "handback" and d.get("forced")}
     assert handed >= set(held)
+    # a signal only armed for the escort (none to hand back) got no event at all: now disarmed
+    stage_of = {d["tls_id"]: k for k, d in events if k in ("armed", "entry", "dwell", "exit", "handback", "disarmed")
+                and not d.get("forced")}
+    armed = {tls for tls, k in stage_of.items() if k == "armed"}
+    assert armed  # (the row's later signals wait armed while the first is switched)
+    assert {d["tls_id"] for k, d in events if k == "disarmed" and d.get("forced")} == armed - handed
     assert kinds.index("cancel") < kinds.index("error") and kinds[-1] == "error"
     view = service.state.escorts["amb"]  # what GET /v1/emergencies/amb shows
     assert view.state == "cancelled" and view.reason.startswith("the simulation failed")

@@ -7,6 +7,7 @@ import json
 import signal
 import subprocess
 import sys
+import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
@@ -224,6 +225,44 @@ def test_attach_without_a_sumo_or_a_configuration_says_what_to_do(config: Path, 
         result = CliRunner().invoke(main, ["run", *args, "--out", str(tmp_path / "o")])
         assert result.exit_code == 2 and "Traceback" not in result.output, (args, result.output)
         assert needle in " ".join(result.output.split()), (args, result.output)
+
+
+def test_a_sumo_waiting_for_more_clients_is_given_up_on(config: Path, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    # SUMO started with --num-clients 2 answers no client until both have connected: run waited
+    # for ever, serve 5 minutes deaf to SIGTERM
+    monkeypatch.setattr(adapter_module, "FIRST_ANSWER_S", 2.0)
+    sumo = UserSumo(config, "--num-clients", "2")
+    try:
+        result = CliRunner().invoke(main, ["run", "--sumocfg", str(config), "--ev", EV, "--attach", str(sumo.port),
+                                           "--out", str(tmp_path / "o")])
+        said = " ".join(result.output.split())
+        assert result.exit_code == 2 and "Traceback" not in said, said
+        assert f"the SUMO at 127.0.0.1:{sumo.port} did not answer within 2 s" in said and "--num-clients" in said
+    finally:
+        sumo.stop()
+    routes = config.parent / "user.rou.xml"
+    scenario = write_scenario(tmp_path / "mine.toml", Path(ET.parse(config).getroot().find("input/net-file")
+                                                           .get("value")),  # type: ignore[union-attr,arg-type]
+                              demand=f'[demand]\nlevel = "real"\nroutes = ["{routes}"]\n')
+    sumo = UserSumo(config, "--num-clients", "2")
+    log = tmp_path / "serve.log"
+    try:
+        with log.open("w") as err:
+            serve = subprocess.Popen([sys.executable, "-m", "controller", "serve", "--scenario", str(scenario),
+                                      "--attach", str(sumo.port), "--port", "0", "--out", str(tmp_path / "s")],
+                                     stdout=subprocess.DEVNULL, stderr=err)
+            deadline = time.monotonic() + 60
+            while "attaching to the SUMO" not in log.read_text() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            time.sleep(1.0)
+            serve.send_signal(signal.SIGTERM)
+            assert serve.wait(timeout=30) == 0  # (not the 60 s the first answer is waited for)
+        said = " ".join(log.read_text().split())
+        assert "SIGTERM: stopped before the simulation started; no signal was switched" in said, said
+        assert "Traceback" not in said and "error" not in said
+    finally:
+        sumo.stop()
 
 
 def _serve_refused(*args: str) -> str:
