@@ -200,10 +200,13 @@ def mark_incomplete(out: Path, why: BaseException | str, what_ran: str = "run") 
                 renamed.append(name)
         what = "interrupted (Ctrl-C or SIGTERM)" if isinstance(why, KeyboardInterrupt) else f"stopped: {why}"
         summary = "; no summary.json was written" if what_ran == "run" else ""
-        (out / INCOMPLETE_FILE).write_text(
-            f"This {what_ran} did not complete ({what}){summary}. SUMO's outputs of the part "
-            f"that ran are kept as *.partial.xml ({', '.join(renamed) or 'none'}); those in outputs/, if any, "
-            "cover that part only too.\n", "utf-8")
+        detectors = out / "outputs"
+        if renamed or (detectors.is_dir() and any(detectors.iterdir())):
+            kept = (f"SUMO's outputs of the part that ran are kept as *.partial.xml ({', '.join(renamed) or 'none'}); "
+                    "those in outputs/, if any, cover that part only too")
+        else:  # (SUMO did not start, or an attached one: its outputs are its own)
+            kept = "SUMO wrote no outputs here"
+        (out / INCOMPLETE_FILE).write_text(f"This {what_ran} did not complete ({what}){summary}. {kept}.\n", "utf-8")
     except OSError:
         pass  # the folder may be what failed: the run's error says so
 

@@ -225,6 +225,8 @@ def test_attach_without_a_sumo_or_a_configuration_says_what_to_do(config: Path, 
         result = CliRunner().invoke(main, ["run", *args, "--out", str(tmp_path / "o")])
         assert result.exit_code == 2 and "Traceback" not in result.output, (args, result.output)
         assert needle in " ".join(result.output.split()), (args, result.output)
+        if needle.startswith("no SUMO"):  # (it read "kept as *.partial.xml (none)")
+            assert "SUMO wrote no outputs here" in (tmp_path / "o" / "INCOMPLETE.txt").read_text()
 
 
 def test_a_sumo_waiting_for_more_clients_is_given_up_on(config: Path, tmp_path: Path,
