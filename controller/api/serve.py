@@ -241,7 +241,8 @@ def _serve(options: ServeOptions, scenario: Scenario, token: str, generated: boo
             signal.signal(sig, handler if service is None else signal.SIG_IGN)
     if service is not None and service.state.failed:
         mark_incomplete(out, service.state.failed, "service")  # (SUMO's outputs of the part that ran)
-        after = ("SUMO ended, its signals with it (none left to hand back)" if service.sumo_ended
+        after = ("every signal had been handed back at --end" if service.state.ended
+                 else "SUMO ended, its signals with it (none left to hand back)" if service.sumo_ended
                  else "every signal was handed back")
         click.echo(f"greenwave: error: the simulation failed: {service.state.failed}; {after}", err=True)
         return 1

@@ -365,6 +365,9 @@ class SimService:
                 restored = sim.restore_all()
                 if restored:
                     self.audit.record("handback", t_s=sim.time_s, forced=True, tls=restored)
+            if sim.ended:  # (gone after --end, while the service no longer stepped: killed, say)
+                raise SimulationError(f"SUMO was gone before the service stopped (its exit code {sim.exit_code}): "
+                                      "its outputs are cut off")
         except GreenwaveError as e:
             if self._stop.is_set() and not self._ready.is_set():  # (start() gave up: a stop, not a failure)
                 return

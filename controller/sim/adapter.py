@@ -87,6 +87,7 @@ ATTACH_ORDER = 1  # greenwave's client order at an attached SUMO serving several
 # seconds an attached SUMO may take to answer greenwave's first command: one started with
 # --num-clients N answers none until all N have connected
 FIRST_ANSWER_S = 60.0
+CLOSE_WAIT_S = 30.0  # seconds SUMO (its own, over TraCI) may take to end once closed: it writes its outputs
 # SUMO's defaults for vClass "emergency" that a type made by TraCI does not take from its class
 # (Vehicle_Type_Parameter_Defaults; the dynamics, Krauss's, are the passenger car's already)
 EMERGENCY_CLASS_DEFAULTS = {"setLength": 6.5, "setWidth": 2.16, "setHeight": 2.86, "setMass": 5000.0}
@@ -211,7 +212,10 @@ class SumoAdapter:
         self._set_at: dict[str, float] = {}  # tls switched by us -> when it was last set to a state
         self._crossings: dict[str, tuple[tuple[int, tuple[str, ...], tuple[int, ...]], ...]] = {}  # _crossings_of
         self.time_s = 0.0
-        self.ended = False  # the SUMO process ended under a step (over TraCI): its signals went with it
+        # the SUMO process ended under a step, or before close() (over TraCI): its signals went
+        # with it, and its outputs are cut off
+        self.ended = False
+        self.exit_code: int | None = None  # the SUMO process's, once closed (TraCI, not attached)
         # attached: SUMO's collisions as (time, lane, collider, victim), its outputs not being ours
         self.collision_log: list[tuple[float, str, str, str]] = []
 
@@ -428,8 +432,16 @@ class SumoAdapter:
         try:
             self.restore_all()
         finally:
-            with contextlib.suppress(*SUMO_ERRORS):  # SUMO may already be gone; don't mask the cause
+            with contextlib.suppress(*SUMO_ERRORS, OSError):  # SUMO may already be gone; don't mask the cause
                 self._api.close()
+            proc = self._traci_proc
+            if proc is not None:  # (SUMO of its own over TraCI: did it end as closed, or was it gone?)
+                try:
+                    self.exit_code = proc.wait(timeout=CLOSE_WAIT_S)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    self.exit_code = proc.wait()
+                self.ended = self.ended or self.exit_code != 0
             if self.backend == "libsumo":
                 _libsumo_open = False
             self._api = None

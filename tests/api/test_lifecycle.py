@@ -186,6 +186,26 @@ def test_sumo_killed_under_a_traci_service_is_not_said_handed_back(tiny_scenario
     assert "This service did not complete" in (out / "INCOMPLETE.txt").read_text()
 
 
+def test_sumo_killed_after_the_end_of_a_traci_service_leaves_no_output_looking_complete(
+        tiny_scenario: Path, tmp_path: Path) -> None:
+    # past --end the service no longer steps: SUMO killed then went unnoticed, its tripinfo.xml cut
+    # off under its name, and the stop said all was well (exit 0)
+    server = Server(tiny_scenario, tmp_path, speed=20.0, extra=("--backend", "traci", "--end", "20")).start()
+    try:
+        assert server.proc is not None
+        with server.client() as c:
+            wait_for(lambda: c.get("/healthz").json()["status"] == "ended", timeout_s=30, what="the service's end")
+        sumo = next(pid for pid, name in _children(server.proc.pid).items() if name == "sumo")
+        os.kill(sumo, signal.SIGKILL)
+    finally:
+        assert server.stop() == 1
+    log = " ".join(server.log.read_text().split())
+    assert "SUMO was gone before the service stopped (its exit code -9)" in log, log
+    assert "every signal had been handed back at --end" in log and "Traceback" not in log
+    out = tmp_path / "out"
+    assert not (out / "tripinfo.xml").exists() and (out / "tripinfo.partial.xml").is_file()
+
+
 def test_default_escort_ids_go_on_across_restarts_sharing_the_audit_log(tiny_scenario: Path, tmp_path: Path) -> None:
     # every start began at escort-1 again: the audit log, kept across restarts, held several escort-1s
     route = {"route": ["left2A2", "A2B2"]}
