@@ -39,11 +39,13 @@ from controller.api.models import (
     Health,
     PositionAccepted,
     PositionRequest,
+    RouteRequest,
     SignalOut,
 )
 from controller.errors import GreenwaveError, RequestError
+from controller.runtime.audit import KINDS
 from controller.runtime.service import SimService
-from controller.runtime.service_model import Cancel, Dispatch, Place, Position, ServiceState
+from controller.runtime.service_model import Cancel, Dispatch, Place, Position, Reroute, ServiceState
 
 log = logging.getLogger("greenwave.api")
 MAX_BODY_BYTES = 64 * 1024
@@ -391,6 +393,13 @@ def create_app(service: SimService, token: str, *, max_body_bytes: int = MAX_BOD
                            speed_mps=body.speed_mps, t_s=body.timestamp)
         return PositionAccepted.model_validate(await _answer(service.submit(command), service.answer_timeout_s))
 
+    @v1.post("/emergencies/{escort_id}/route", response_model=EscortOut,
+             summary="Re-route an escort under way (from the edge it is on now)")
+    async def reroute(escort_id: EscortId, body: RouteRequest) -> EscortOut:
+        command = Reroute(escort_id=escort_id, route=tuple(body.route) if body.route is not None else None,
+                          destination=_place(body.destination))
+        return EscortOut.model_validate(await _answer(service.submit(command), service.answer_timeout_s))
+
     @v1.delete("/emergencies/{escort_id}", response_model=EscortOut, summary="Cancel an escort")
     async def cancel(escort_id: EscortId) -> EscortOut:
         return EscortOut.model_validate(await _answer(service.submit(Cancel(escort_id)), service.answer_timeout_s))
@@ -457,7 +466,7 @@ def create_app(service: SimService, token: str, *, max_body_bytes: int = MAX_BOD
     async def audit(
         since: Annotated[int, Query(ge=0, le=2**53, description="Entries after this id.")] = 0,
         limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
-        kind: Annotated[str | None, Query(pattern="^(dispatch|decision|handback|cancel|arrival|rejected|service)?$",
+        kind: Annotated[str | None, Query(pattern=f"^({'|'.join(KINDS)})?$",
                                           description="One kind of entry; empty or absent: every kind.")] = None,
     ) -> list[AuditOut]:
         rows = await asyncio.to_thread(service.audit.since, since, limit, kind or None)

@@ -50,6 +50,14 @@ def _place_kind(value: Any) -> str:
 Place = Annotated[Annotated[EdgePlace, Tag("edge")] | Annotated[GeoPlace, Tag("geo")], Discriminator(_place_kind)]
 
 
+def _check_edge_ids(route: list[str] | None) -> None:
+    if route is not None and not all(1 <= len(e) <= 256 for e in route):
+        raise ValueError("route: every edge id has 1 to 256 characters")
+    for k, e in enumerate(route or ()):
+        if not printable(e):
+            raise ValueError(f"route[{k}]: an edge id holds no control characters and no lone surrogates")
+
+
 class DispatchRequest(_In):
     """Dispatch an escort: ``origin`` and ``destination``, or a ``route``, or the ``vehicle_id`` of
     a vehicle already running in the simulation (escorted along its own route)."""
@@ -80,13 +88,24 @@ class DispatchRequest(_In):
                              + (f" (got {', '.join(given)})" if given else ""))
         if any(od) and not all(od):
             raise ValueError(f"'{'destination' if od[0] else 'origin'}' is missing")
-        if self.route is not None and not all(1 <= len(e) <= 256 for e in self.route):
-            raise ValueError("route: every edge id has 1 to 256 characters")
-        for k, e in enumerate(self.route or ()):
-            if not printable(e):
-                raise ValueError(f"route[{k}]: an edge id holds no control characters and no lone surrogates")
+        _check_edge_ids(self.route)
         if self.vehicle_id is not None and self.tracking == "external":
             raise ValueError("tracking 'external' goes with origin/destination or route, not vehicle_id")
+        return self
+
+
+class RouteRequest(_In):
+    """A new way on for an escort under way: a ``route`` holding the edge it is on now (the way
+    on from there), or a ``destination`` greenwave routes to from that edge."""
+
+    route: list[str] | None = Field(default=None, min_length=1, max_length=2000, description="Edge ids.")
+    destination: Place | None = None
+
+    @model_validator(mode="after")
+    def _route_or_destination(self) -> RouteRequest:
+        if (self.route is None) == (self.destination is None):
+            raise ValueError("give exactly one of: route, destination")
+        _check_edge_ids(self.route)
         return self
 
 

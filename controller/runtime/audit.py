@@ -19,7 +19,7 @@ from typing import Any
 from controller import MAX_ID_LENGTH
 from controller.errors import GreenwaveError
 
-KINDS = ("dispatch", "decision", "handback", "cancel", "arrival", "rejected", "service")
+KINDS = ("dispatch", "decision", "handback", "cancel", "arrival", "reroute", "rejected", "service")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS audit (

@@ -58,6 +58,7 @@ from controller.runtime.service_model import (
     Place,
     Position,
     PositionView,
+    Reroute,
     ServiceState,
     SignalView,
     Tracking,
@@ -496,6 +497,8 @@ class SimService:
                 self._answer_after_tick(future, escort_id)
             elif isinstance(command, Cancel):
                 self._answer_after_tick(future, self._cancel(sim, command))
+            elif isinstance(command, Reroute):
+                self._answer_after_tick(future, self._new_route(sim, command))
             else:
                 future.set_result(self._position(sim, command))
         except GreenwaveError as e:
@@ -605,16 +608,25 @@ class SimService:
         edge = esc.corridor.route[index]
         return VehicleState(esc.key, edge, f"{edge}_0", lane_pos, fix.speed_mps if moving else 0.0, index, position)
 
-    def _reroute(self, sim: SumoAdapter, key: str, t_s: float) -> None:
+    def _reroute(self, sim: SumoAdapter, key: str, t_s: float, *, requested: bool = False) -> None:
+        """The escort's vehicle has another route in SUMO (a rerouter, another client, or
+        ``requested`` through the API): its new corridor."""
+        self._rerouted(key, build_corridor(self.network, sim.vehicle_route(key)), t_s, requested=requested)
+
+    def _rerouted(self, key: str, corridor: Corridor, t_s: float, *, requested: bool) -> None:
+        """The escort goes on along ``corridor`` (the edges it has driven the same): the signals
+        it no longer needs are handed back at once (``re-routed``), the new ones planned."""
         assert self._controller is not None
-        corridor = build_corridor(self.network, sim.vehicle_route(key))
         self._progress[key] = self._progress[key].rerouted(corridor)
         self._watch(key, corridor, t_s)
         self._controller.reroute(key, corridor)
         esc = self._escorts[self._by_key[key]]
         esc.corridor = corridor
         esc.shapes = None
-        self.events.publish("reroute", escort=esc.id, t_s=t_s, route=list(corridor.route))
+        detail: dict[str, Any] = {"route": list(corridor.route), "tls": list(corridor.tls_ids()),
+                                  "requested": requested}
+        self.events.publish("reroute", escort=esc.id, t_s=t_s, **detail)
+        self.audit.record("reroute", t_s=t_s, escort_id=esc.id, **detail)
 
     def _watch(self, key: str, corridor: Corridor, t_s: float) -> None:
         """Read an escort's corridor (again after a re-route: the old one is released)."""
@@ -1062,6 +1074,44 @@ class SimService:
         self._controller.cancel(esc.key, "cancelled by request")
         self._cancelled(esc, sim.time_s, "cancelled by request")
         self._release(esc, sim.time_s)
+        return esc.id
+
+    def _new_route(self, sim: SumoAdapter, cmd: Reroute) -> str:
+        """A new way on for an escort under way, from the edge it is on now: the route given
+        (from that edge on), or the fastest to the destination."""
+        esc = self._escort(cmd.escort_id)
+        if esc.state in ("arrived", "cancelled"):
+            done = "has arrived" if esc.state == "arrived" else "is cancelled"
+            raise RequestError(f"escort '{esc.id}' {done} already", 409)
+        t, key, old = sim.time_s, esc.key, esc.corridor.route
+        if esc.tracking == "simulation":
+            if not sim.vehicle_exists(key):
+                raise RequestError(f"escort '{esc.id}': its vehicle has not entered the simulation yet; cancel it and "
+                                   "dispatch it again with the new route", 409)
+            here = sim.vehicle_route_index(key)
+        else:  # (the last fix's edge; before the first, the route's first)
+            here = esc.fix.route_index if esc.fix is not None else 0
+        current = old[here]
+        if cmd.route is not None:
+            if current not in cmd.route:
+                raise RequestError(f"route: escort '{esc.id}' is on edge '{current}' now, which the route does not "
+                                   "hold: give the way on from there")
+            new = tuple(cmd.route[cmd.route.index(current):])
+            validate_route(self.network, new, emergency=esc.tracking == "simulation")
+        else:
+            assert cmd.destination is not None  # guaranteed by the request model
+            new = self._route_between(sim, _Place(current), self._resolve(sim, cmd.destination, "destination"))
+        if old[here:] == new:
+            return esc.id  # (the way it goes already)
+        if esc.tracking == "simulation":
+            sim.set_vehicle_route(key, new)
+            self._reroute(sim, key, t, requested=True)  # (SUMO's route as it holds it: the next tick sees no change)
+        else:
+            corridor = build_corridor(self.network, old[:here] + new)
+            self._rerouted(key, corridor, t, requested=True)
+            # (the fixes so far lie on the edges both ways share, up to the one it is on)
+            esc.fix_farthest_m = min(esc.fix_farthest_m,
+                                     corridor.edge_offsets_m[here] + self.network.edges[current].length_m)
         return esc.id
 
     def _position(self, sim: SumoAdapter, cmd: Position) -> dict[str, Any]:

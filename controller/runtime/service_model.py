@@ -123,4 +123,14 @@ class Cancel:
     escort_id: str
 
 
-Command = Dispatch | Position | Cancel
+@dataclass(frozen=True)
+class Reroute:
+    """A new way on for an escort under way: ``route`` (holding the edge it is on now) or a
+    ``destination`` routed to from there."""
+
+    escort_id: str
+    route: tuple[str, ...] | None = None
+    destination: Place | None = None
+
+
+Command = Dispatch | Position | Cancel | Reroute

@@ -545,6 +545,16 @@ class SumoAdapter:
     def vehicle_route(self, vehicle_id: str) -> tuple[str, ...]:
         return tuple(self._api.vehicle.getRoute(vehicle_id))
 
+    def vehicle_route_index(self, vehicle_id: str) -> int:
+        """The index in its route of the edge the running vehicle is on (on a junction: the edge
+        before it)."""
+        return int(self._api.vehicle.getRouteIndex(vehicle_id))
+
+    def set_vehicle_route(self, vehicle_id: str, edges: Sequence[str]) -> None:
+        """Give the running vehicle a new way on, ``edges`` beginning with the one it is on now;
+        SUMO keeps the edges it has driven in its route."""
+        self._api.vehicle.setRoute(vehicle_id, list(edges))
+
     def vehicle_exists(self, vehicle_id: str) -> bool:
         """The vehicle is running in the simulation now (departed, not arrived)."""
         return vehicle_id in self._api.vehicle.getIDList()

@@ -1,0 +1,117 @@
+"""``POST /v1/emergencies/{id}/route``: an escort under way given another way on (a new route
+from the edge it is on, or a destination): the signals it no longer needs are handed back at
+once, the new ones planned; the same for an escort the simulation drives and one tracked by
+external fixes (whose fixes off the old route were refused, 422, with no way to say it turned)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.api.conftest import TOKEN, Server, all_handed_back, wait_for
+from tests.api.sse import EventCollector
+
+pytestmark = pytest.mark.sumo
+
+ROW = ["left1A1", "A1B1", "B1C1", "C1right1"]  # east along the middle row: A1, B1, C1
+NORTH_AT_B1 = ["left1A1", "A1B1", "B1B2", "B2top1"]  # left at B1, then straight through B2
+
+
+def _let_go(c: httpx.Client, escort: str, tls: str) -> bool:
+    """``tls`` was let go for ``escort`` as re-routed (armed only: back to idle; switched: handed
+    back or exiting with the reason ``re-routed``)."""
+    rows = [a["detail"] for a in c.get("/v1/audit").json()
+            if a["kind"] in ("decision", "handback") and a["tls_id"] == tls and escort in a["detail"]["escorts"]]
+    return any((d.get("previous") == "armed" and d.get("stage") == "idle")
+               or (d.get("reasons") or {}).get(escort) == "re-routed" for d in rows)
+
+
+def _held_for(c: httpx.Client, escort: str) -> set[str]:
+    return {s["tls_id"] for s in c.get("/v1/signals").json() if escort in s["escorts"]}
+
+
+def test_an_escort_driven_by_the_simulation_turns_off_its_route(server: Server) -> None:
+    with server.client() as c, EventCollector(server.url, TOKEN) as sse:
+        assert c.post("/v1/emergencies", json={"id": "amb-r", "route": ROW}).status_code == 201
+        wait_for(lambda: "C1" in _held_for(c, "amb-r"), what="C1 armed for the escort")
+        r = c.post("/v1/emergencies/amb-r/route", json={"route": NORTH_AT_B1})
+        assert r.status_code == 200, r.text
+        escort = r.json()
+        assert escort["route"] == NORTH_AT_B1 and escort["state"] == "en_route"
+        assert [j["tls_id"] for j in escort["junctions"]] == ["A1", "B1", "B2"]
+        # C1, on the old way only, let go at once (the next tick); B2 planned
+        wait_for(lambda: _let_go(c, "amb-r", "C1"), timeout_s=10, what="C1 let go as re-routed")
+        assert "C1" not in _held_for(c, "amb-r")
+        done = wait_for(lambda: (e := c.get("/v1/emergencies/amb-r").json())["state"] == "arrived" and e,
+                        timeout_s=60, what="the arrival at the end of the new way")
+        assert done["junctions"][-1]["tls_id"] == "B2" and done["junctions"][-1]["crossed_s"] is not None
+        wait_for(lambda: all_handed_back(c), timeout_s=30, what="every signal handed back")
+        health = c.get("/healthz").json()
+        assert not any(health["safety"].values()), health["safety"]
+        # the event and the audit row say it was asked for (SUMO's own re-routes say not)
+        wait_for(lambda: sse.of("reroute"), what="the reroute event")
+        event = sse.of("reroute")[0]["data"]
+        assert event["route"] == NORTH_AT_B1 and event["requested"] is True and event["tls"] == ["A1", "B1", "B2"]
+        rows = c.get("/v1/audit", params={"kind": "reroute"}).json()
+        assert [(a["escort_id"], a["detail"]["route"], a["detail"]["requested"]) for a in rows] == [
+            ("amb-r", NORTH_AT_B1, True)]
+
+
+def test_an_externally_tracked_escort_is_re_routed_to_a_destination(server: Server) -> None:
+    with server.client() as c:
+        r = c.post("/v1/emergencies", json={"id": "gps-r", "tracking": "external", "route": ROW})
+        assert r.status_code == 201, r.text
+        now = c.get("/healthz").json()["t_s"]
+        assert c.post("/v1/emergencies/gps-r/positions", json={"edge": "A1B1", "offset_m": 60.0, "speed_mps": 10.0,
+                                                               "timestamp": now}).status_code == 200
+        # off the route the fix is refused: the integrator says where the vehicle goes instead
+        off = c.post("/v1/emergencies/gps-r/positions", json={"edge": "B1B2", "offset_m": 30.0, "speed_mps": 10.0})
+        assert off.status_code == 422, off.text
+        wait_for(lambda: c.get("/v1/emergencies/gps-r").json()["state"] == "en_route", what="the first fix taken")
+        r = c.post("/v1/emergencies/gps-r/route", json={"destination": {"edge": "B2top1"}})
+        assert r.status_code == 200, r.text
+        escort = r.json()
+        assert escort["route"] == NORTH_AT_B1, escort["route"]
+        assert [j["tls_id"] for j in escort["junctions"]] == ["A1", "B1", "B2"]
+        assert escort["junctions"][0]["crossed_s"] is not None  # (A1, behind it, stays crossed)
+        assert escort["position"]["edge"] == "A1B1"
+        wait_for(lambda: _let_go(c, "gps-r", "C1"), timeout_s=10, what="C1 let go as re-routed")
+        # its fixes on the new way are taken; at the end of it the escort has arrived
+        wait_for(lambda: c.get("/healthz").json()["t_s"] >= now + 10, what="10 s more")  # (a plausible speed)
+        r = c.post("/v1/emergencies/gps-r/positions", json={"edge": "B1B2", "offset_m": 30.0, "speed_mps": 10.0})
+        assert r.status_code == 200, r.text
+        t = c.get("/healthz").json()["t_s"]
+        wait_for(lambda: c.get("/healthz").json()["t_s"] >= t + 10, what="10 s more")  # (a plausible speed)
+        r = c.post("/v1/emergencies/gps-r/positions", json={"edge": "B2top1", "offset_m": 90.0, "speed_mps": 10.0})
+        assert r.status_code == 200, r.text
+        wait_for(lambda: c.get("/v1/emergencies/gps-r").json()["state"] == "arrived", timeout_s=10,
+                 what="the arrival at the new destination")
+        wait_for(lambda: all_handed_back(c), timeout_s=30, what="every signal handed back")
+
+
+def test_a_route_that_cannot_be_taken_is_refused_and_changes_nothing(server: Server) -> None:
+    with server.client() as c:
+        assert c.post("/v1/emergencies", json={"id": "amb-x", "tracking": "external", "route": ROW}).status_code == 201
+
+        def refused(body: dict[str, Any], status: int = 422) -> str:
+            r = c.post("/v1/emergencies/amb-x/route", json=body)
+            assert r.status_code == status, r.text
+            return str(r.json()["detail"])
+
+        assert "is on edge 'left1A1' now, which the route does not hold" in refused({"route": ["A1B1", "B1B2"]})
+        assert "B1B2" in refused({"route": ["left1A1", "A1B1", "B1B2", "C1right1"]})  # (not connected)
+        assert "give exactly one of: route, destination" in refused({"route": ROW, "destination": {"edge": "x"}})
+        assert "give exactly one of: route, destination" in refused({})
+        assert "destination: unknown edge 'nowhere'" in refused({"destination": {"edge": "nowhere"}})
+        assert "unknown escort 'ghost'" in c.post("/v1/emergencies/ghost/route", json={"route": ROW}).json()["detail"]
+        escort = c.get("/v1/emergencies/amb-x").json()
+        assert escort["route"] == ROW and c.get("/v1/audit", params={"kind": "reroute"}).json() == []
+        # the way it goes already: nothing to do, no re-route recorded
+        assert c.post("/v1/emergencies/amb-x/route", json={"route": ROW}).status_code == 200
+        assert c.get("/v1/audit", params={"kind": "reroute"}).json() == []
+        assert c.delete("/v1/emergencies/amb-x").status_code == 200
+        assert "is cancelled already" in refused({"route": NORTH_AT_B1}, 409)
+    with httpx.Client(base_url=server.url) as anonymous:  # a write: the token is needed
+        assert anonymous.post("/v1/emergencies/amb-x/route", json={"route": ROW}).status_code == 401
