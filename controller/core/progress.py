@@ -83,8 +83,16 @@ class EvProgress:
             k = before.get((j.route_index, j.junction_id))
             if j.route_index + 1 < common and k is not None and k in self.crossed_s:
                 crossed[j.index] = self.crossed_s[k]
-        return EvProgress(self.ev_id, corridor, depart_s=self.depart_s, crossed_s=crossed, stops=self.stops,
-                          reroutes=self.reroutes + 1)
+        moved = EvProgress(self.ev_id, corridor, depart_s=self.depart_s, crossed_s=crossed, stops=self.stops,
+                           reroutes=self.reroutes + 1)
+        # where it is, if on the edges both routes share (route positions are the same there):
+        # re-routed inside a junction it is not placed again until it has left it, and meanwhile
+        # had no position (its requests dropped, the signals it still needed handed back)
+        shared_m = corridor.edge_offsets_m[common] if common < len(new) else corridor.length_m
+        if common and self.position_m is not None and self._offset_m is not None and self.position_m <= shared_m:
+            moved.position_m, moved.speed_mps = self.position_m, self.speed_mps
+            moved._offset_m, moved._last_t_s = self._offset_m, self._last_t_s
+        return moved
 
     def time_stopped_s(self, end_s: float) -> float:
         # (a float start: with no stop the Python files gave int 0, the compiled core 0.0)

@@ -543,7 +543,14 @@ class SimService:
                 continue  # its view keeps what it had when cancelled (no crossings or arrival after that)
             vehicle = vehicles.get(key)
             if esc.tracking == "simulation" and route_changed(sim, key, vehicle, p, self._route_check):
-                self._reroute(sim, key, t)
+                try:
+                    self._reroute(sim, key, t)
+                except GreenwaveError as e:  # (a way with a signal greenwave cannot serve: that escort ends)
+                    reason = f"re-routed by SUMO onto a way greenwave cannot escort: {e}"
+                    self._controller.cancel(key, reason)
+                    self._cancelled(esc, t, reason)
+                    self._release(esc, t)
+                    continue
                 p = self._progress[key]
             # (an external escort's arrival is its fix's, at its route's end: not SUMO's, which a
             # vehicle last seen far from the end may be listed in when it was removed on the way)
@@ -777,7 +784,8 @@ class SimService:
         also those held for others, every signal being handed back (a stop, a failure);
         ``before_tick``: as they were before the last tick (the controller let the escort go on it)."""
         held = []
-        for tls in esc.corridor.tls_ids():
+        # (also those of a way it was re-routed from since the last tick, not yet handed back)
+        for tls in dict.fromkeys([*esc.corridor.tls_ids(), *self._stages]):
             _, holders, _ = ((self._stages_before.get(tls) if before_tick else None)
                              or self._stages.get(tls, ("idle", (), ())))
             if esc.key in holders and (shared or holders == (esc.key,)):
@@ -1088,26 +1096,35 @@ class SimService:
             if not sim.vehicle_exists(key):
                 raise RequestError(f"escort '{esc.id}': its vehicle has not entered the simulation yet; cancel it and "
                                    "dispatch it again with the new route", 409)
+            old = sim.vehicle_route(key)  # (SUMO's, which a rerouter may have changed since the last tick)
             here = sim.vehicle_route_index(key)
         else:  # (the last fix's edge; before the first, the route's first)
             here = esc.fix.route_index if esc.fix is not None else 0
         current = old[here]
         if cmd.route is not None:
+            # (the whole route as given: edges before the one it is on that do not connect, or an
+            # internal one, would otherwise be dropped unseen)
+            validate_route(self.network, cmd.route, emergency=esc.tracking == "simulation")
             if current not in cmd.route:
                 raise RequestError(f"route: escort '{esc.id}' is on edge '{current}' now, which the route does not "
                                    "hold: give the way on from there")
             new = tuple(cmd.route[cmd.route.index(current):])
-            validate_route(self.network, new, emergency=esc.tracking == "simulation")
         else:
             assert cmd.destination is not None  # guaranteed by the request model
             new = self._route_between(sim, _Place(current), self._resolve(sim, cmd.destination, "destination"))
         if old[here:] == new:
             return esc.id  # (the way it goes already)
+        # every signal of the new way must be one greenwave can serve (before SUMO is told: a
+        # route SUMO kept and the next tick could not plan failed the whole service)
+        corridor = build_corridor(self.network, old[:here] + new)
         if esc.tracking == "simulation":
-            sim.set_vehicle_route(key, new)
+            try:
+                sim.set_vehicle_route(key, new)
+            except SUMO_ERRORS as e:  # (inside a junction, turning another way than the new route)
+                raise RequestError(f"SUMO refused the new route of escort '{esc.id}' ({' '.join(str(e).split())}); "
+                                   "if its vehicle is inside a junction, ask again once it has left it", 409) from None
             self._reroute(sim, key, t, requested=True)  # (SUMO's route as it holds it: the next tick sees no change)
         else:
-            corridor = build_corridor(self.network, old[:here] + new)
             self._rerouted(key, corridor, t, requested=True)
             # (the fixes so far lie on the edges both ways share, up to the one it is on)
             esc.fix_farthest_m = min(esc.fix_farthest_m,

@@ -5,13 +5,18 @@ external fixes (whose fixes off the old route were refused, 422, with no way to 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
+from xml.etree import ElementTree
 
 import httpx
 import pytest
 
-from tests.api.conftest import TOKEN, Server, all_handed_back, wait_for
+from controller.errors import CorridorError
+from controller.runtime.service_model import Cancel, Dispatch, Place, Reroute
+from tests.api.conftest import TOKEN, Server, all_handed_back, in_process_service, wait_for
 from tests.api.sse import EventCollector
+from tests.helpers import write_scenario
 
 pytestmark = pytest.mark.sumo
 
@@ -115,3 +120,57 @@ def test_a_route_that_cannot_be_taken_is_refused_and_changes_nothing(server: Ser
         assert "is cancelled already" in refused({"route": NORTH_AT_B1}, 409)
     with httpx.Client(base_url=server.url) as anonymous:  # a write: the token is needed
         assert anonymous.post("/v1/emergencies/amb-x/route", json={"route": ROW}).status_code == 401
+
+
+def _ticks(service: Any, n: int) -> None:
+    """Wait until the in-process service has simulated ``n`` more seconds."""
+    t = service.state.t_s
+    wait_for(lambda: service.state.t_s >= t + n or service.state.failed, timeout_s=30, what=f"{n} s more")
+
+
+def test_a_way_greenwave_cannot_serve_is_refused_and_the_service_goes_on(tiny_net: Path, tmp_path: Path) -> None:
+    # B1's left turn (A1B1 -> B1B2) red in every phase: SUMO was given the route before the
+    # corridor was built, kept it, and the next tick failed the whole service (every escort
+    # cancelled, every signal restored at once)
+    root = ElementTree.parse(tiny_net).getroot()
+    link = int(next(c.get("linkIndex", "") for c in root.iter("connection")
+                    if c.get("from") == "A1B1" and c.get("to") == "B1B2" and c.get("tl") == "B1"))
+    for phase in next(t for t in root.iter("tlLogic") if t.get("id") == "B1").iter("phase"):
+        state = phase.get("state", "")
+        phase.set("state", state[:link] + "r" + state[link + 1:])
+    net = tmp_path / "no-left-at-b1.net.xml"
+    ElementTree.ElementTree(root).write(net)
+    service = in_process_service(write_scenario(tmp_path / "s.toml", net, end_s=3600), tmp_path, speed=20.0)
+    service.start()
+    try:
+        service.submit(Dispatch(escort_id="amb", route=tuple(ROW))).result(timeout=30)
+        _ticks(service, 3)
+        for ask in (Reroute("amb", route=tuple(NORTH_AT_B1)), Reroute("amb", destination=Place(edge="B2top1"))):
+            with pytest.raises(CorridorError, match="no phase of program '0' gives green to every link from edge "
+                                                    "'A1B1' to 'B1B2'"):
+                service.submit(ask).result(timeout=30)
+        _ticks(service, 3)
+        assert service.state.failed is None and service.state.running
+        assert service.state.escorts["amb"].state == "en_route" and service.state.escorts["amb"].route == tuple(ROW)
+    finally:
+        service.stop()
+
+
+def test_a_cancel_right_after_a_re_route_hands_back_the_old_ways_signals_too(tiny_scenario: Path,
+                                                                             tmp_path: Path) -> None:
+    # handled in the same tick, the cancel's handing_back listed the new way's signals only: not
+    # C1, switched or armed for the escort on the way it had just left
+    service = in_process_service(tiny_scenario, tmp_path, speed=10.0)
+    service.start()
+    try:
+        service.submit(Dispatch(escort_id="amb", route=tuple(ROW))).result(timeout=30)
+        wait_for(lambda: any(s.tls_id == "C1" and "amb" in s.escorts for s in service.state.signals.values()),
+                 timeout_s=30, what="C1 held for the escort")
+        rerouted = service.submit(Reroute("amb", route=tuple(NORTH_AT_B1)))
+        cancelled = service.submit(Cancel("amb"))
+        rerouted.result(timeout=30)
+        cancelled.result(timeout=30)
+    finally:
+        service.stop()
+    cancel = next(e.data for e in service.events.since(0) if e.type == "cancel")
+    assert "C1" in cancel["handing_back"], cancel

@@ -86,3 +86,20 @@ def test_a_stop_on_the_edge_that_ends_at_the_stop_line_is_on_its_approach() -> N
         p.update(float(t), VehicleState("ev", "ab"[i], f"{'ab'[i]}_0", x - 100.0 * i, float(v), i, float(x)))
     assert [(s.next_junction, s.distance_to_stop_line_m, s.on_approach) for s in p.stops] == [
         (0, 350.0, False), (0, 270.0, True)]
+
+
+def test_a_new_route_keeps_where_the_ev_is_on_the_edges_both_share() -> None:
+    # re-routed (through the API) while on a junction: it was not placed again until it had left
+    # the junction, and meanwhile had no position, its requests dropped and the signal it still
+    # needed handed back
+    planned = Corridor(route=("a", "b", "c"), junctions=(J,), edge_offsets_m=(0.0, 100.0, 200.0), length_m=300.0)
+    p = EvProgress("ev", planned)
+    p.update(1.0, _at(150.0, 10.0))
+    same_b = Corridor(route=("a", "b", "d"), junctions=(J,), edge_offsets_m=(0.0, 100.0, 210.0), length_m=310.0)
+    kept = p.rerouted(same_b)
+    assert (kept.position_m, kept.speed_mps) == (150.0, 10.0)
+    kept.update(2.0, VehicleState("ev", ":K_0", ":K_0_0", 1.0, 10.0, 1, 152.0))  # (inside a junction)
+    assert kept.position_m == 152.0
+    # where it is not on the shared edges, it is placed afresh (its next update off a junction)
+    away = Corridor(route=("a", "e"), junctions=(), edge_offsets_m=(0.0, 100.0), length_m=200.0)
+    assert p.rerouted(away).position_m is None
