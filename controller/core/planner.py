@@ -439,6 +439,7 @@ class Planner:
         self._serve_first_s = (None if config.serve_first_s is None
                                else config.serve_first_s + config.red_extension_s)
         self.release_reasons: dict[str, str] = {}  # ev_id -> why its requests ended, when not crossing
+        self.last_release_reasons: dict[str, str] = {}  # those of the last tick
         self.end_reasons: dict[tuple[str, int], str] = {}  # (ev_id, junction index) -> why that request ended
         # the signals not idle after the last tick: with this tick's requests, all a tick must visit
         self._active: set[str] = set()
@@ -660,7 +661,10 @@ class Planner:
             if j.stage != "idle":
                 active.add(tls)
         self._active = active
-        self.release_reasons.clear()  # the reasons label the exits their releases caused just now
+        # the reasons label the exits their releases caused just now (and, for the tick's
+        # readers, the signals only armed that those releases let go)
+        self.last_release_reasons = dict(self.release_reasons)
+        self.release_reasons.clear()
         self.end_reasons.clear()
         return commands
 

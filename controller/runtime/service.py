@@ -28,7 +28,7 @@ import statistics
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -662,9 +662,11 @@ class SimService:
                 # escorts the signal is no longer held for (crossed, cancelled), while it stays held
                 # for others: their stream would otherwise end at the stage they had
                 held_for = [self._by_key.get(k, k) for k in holders]
-                self.events.publish("released", tls_id=tls, t_s=t_s, stage=stage, escorts=left, held_for=held_for)
+                why = self._released_why([k for k in before_holders if k not in holders])
+                self.events.publish("released", tls_id=tls, t_s=t_s, stage=stage, escorts=left, held_for=held_for,
+                                    **why)
                 self.audit.record("decision", t_s=t_s, tls_id=tls, escort_id=left[0], stage=stage, previous=before,
-                                  escorts=left, released=True, held_for=held_for)
+                                  escorts=left, released=True, held_for=held_for, **why)
             # an escort's own stage there: the signal's, or armed while it serves others first
             own = {k: _own_stage(stage, served, k) for k in holders}
             own_before = {k: _own_stage(before, before_served, k) for k in before_holders}
@@ -703,7 +705,7 @@ class SimService:
                 kind = step if step != "idle" else ("handback" if switched else "disarmed")
                 # why it leaves each escort's service (crossed, max presence, cancelled, ...)
                 why = ({"reasons": {self._by_key.get(k, k): r for k, r in planner.exit_reasons(tls).items()}}
-                       if kind in ("exit", "handback") else {})
+                       if kind in ("exit", "handback") else self._released_why(named) if kind == "disarmed" else {})
                 self.events.publish(kind, tls_id=tls, t_s=t_s, stage=step, previous=previous, escorts=escorts, **why)
                 if kind == "handback":
                     self.audit.record("handback", t_s=t_s, tls_id=tls, escort_id=escorts[0] if escorts else None,
@@ -711,6 +713,15 @@ class SimService:
                 else:
                     self.audit.record("decision", t_s=t_s, tls_id=tls, escort_id=escorts[0] if escorts else None,
                                       stage=step, previous=previous, escorts=escorts, **why)
+
+    def _released_why(self, keys: Iterable[str]) -> dict[str, Any]:
+        """``reasons`` for escorts a signal let go on the last tick without having been switched
+        for them, where their requests ended for a reason (re-routed, cancelled, vanished), not
+        by crossing: ``{}`` for none."""
+        assert self._controller is not None
+        released = self._controller.planner.last_release_reasons
+        reasons = {self._by_key.get(k, k): released[k] for k in keys if k in released}
+        return {"reasons": reasons} if reasons else {}
 
     def _joined(self, tls: str, t_s: float, stage: str, previous: str, escorts: list[str], *,
                 held_for: list[str] | None = None, joined: bool = True) -> None:

@@ -25,12 +25,11 @@ NORTH_AT_B1 = ["left1A1", "A1B1", "B1B2", "B2top1"]  # left at B1, then straight
 
 
 def _let_go(c: httpx.Client, escort: str, tls: str) -> bool:
-    """``tls`` was let go for ``escort`` as re-routed (armed only: back to idle; switched: handed
-    back or exiting with the reason ``re-routed``)."""
+    """``tls`` was let go for ``escort`` with the reason ``re-routed`` (armed only: back to idle,
+    which had no reasons; switched: exiting or handed back)."""
     rows = [a["detail"] for a in c.get("/v1/audit").json()
             if a["kind"] in ("decision", "handback") and a["tls_id"] == tls and escort in a["detail"]["escorts"]]
-    return any((d.get("previous") == "armed" and d.get("stage") == "idle")
-               or (d.get("reasons") or {}).get(escort) == "re-routed" for d in rows)
+    return any((d.get("reasons") or {}).get(escort) == "re-routed" for d in rows)
 
 
 def _held_for(c: httpx.Client, escort: str) -> set[str]:

@@ -218,6 +218,7 @@ class _Planner:
         self.junctions = {"B1": None}
         self.now: tuple[str, tuple[str, ...], tuple[str, ...]] = ("idle", (), ())
         self.reasons = {"f": "crossed", "v": "max presence"}
+        self.last_release_reasons: dict[str, str] = {}  # (no escort re-routed or cancelled here)
 
     def stage(self, tls: str) -> str:
         return self.now[0]
