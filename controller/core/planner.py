@@ -663,8 +663,7 @@ class Planner:
         self._active = active
         # the reasons label the exits their releases caused just now (and, for the tick's
         # readers, the signals only armed that those releases let go)
-        self.last_release_reasons = dict(self.release_reasons)
-        self.release_reasons.clear()
+        self.last_release_reasons, self.release_reasons = self.release_reasons, {}
         self.end_reasons.clear()
         return commands
 

@@ -1084,12 +1084,17 @@ class SimService:
             raise RequestError(f"unknown escort '{escort_id}'", 404)
         return esc
 
-    def _cancel(self, sim: SumoAdapter, cmd: Cancel) -> str:
-        assert self._controller is not None
-        esc = self._escort(cmd.escort_id)
+    def _escort_under_way(self, escort_id: str, said: str) -> _Escort:
+        """The escort, not arrived or cancelled (409 then, the message ending with ``said``)."""
+        esc = self._escort(escort_id)
         if esc.state in ("arrived", "cancelled"):
             done = "has arrived" if esc.state == "arrived" else "is cancelled"
-            raise RequestError(f"escort '{esc.id}' {done} already", 409)
+            raise RequestError(f"escort '{esc.id}' {done}{said}", 409)
+        return esc
+
+    def _cancel(self, sim: SumoAdapter, cmd: Cancel) -> str:
+        assert self._controller is not None
+        esc = self._escort_under_way(cmd.escort_id, " already")
         self._controller.cancel(esc.key, "cancelled by request")
         self._cancelled(esc, sim.time_s, "cancelled by request")
         self._release(esc, sim.time_s)
@@ -1098,10 +1103,7 @@ class SimService:
     def _new_route(self, sim: SumoAdapter, cmd: Reroute) -> str:
         """A new way on for an escort under way, from the edge it is on now: the route given
         (from that edge on), or the fastest to the destination."""
-        esc = self._escort(cmd.escort_id)
-        if esc.state in ("arrived", "cancelled"):
-            done = "has arrived" if esc.state == "arrived" else "is cancelled"
-            raise RequestError(f"escort '{esc.id}' {done} already", 409)
+        esc = self._escort_under_way(cmd.escort_id, " already")
         t, key, old = sim.time_s, esc.key, esc.corridor.route
         if esc.tracking == "simulation":
             if not sim.vehicle_exists(key):
@@ -1143,10 +1145,7 @@ class SimService:
         return esc.id
 
     def _position(self, sim: SumoAdapter, cmd: Position) -> dict[str, Any]:
-        esc = self._escort(cmd.escort_id)
-        if esc.state in ("arrived", "cancelled"):
-            done = "has arrived" if esc.state == "arrived" else "is cancelled"
-            raise RequestError(f"escort '{esc.id}' {done}: no more positions", 409)
+        esc = self._escort_under_way(cmd.escort_id, ": no more positions")
         if esc.tracking != "external":
             raise RequestError(f"escort '{esc.id}' is tracked by the simulation (its vehicle in SUMO drives it): "
                                "positions are taken only for escorts dispatched with tracking 'external'", 409)
