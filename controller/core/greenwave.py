@@ -298,7 +298,8 @@ class PreemptionController:
             if j.stage in ("entry", "dwell") and key not in j.serving:
                 return "armed", rec.entry_s is not None  # waiting: the signal switches for another
             return j.stage, rec.entry_s is not None
-        granted = any(r.ev_id == ev_id and r.junction_index == junction_index for r in (*j.records, *j.ended))
+        granted = any(r.ev_id == ev_id and r.junction_index == junction_index
+                      for r in (*j.records, *j.taken_back, *j.ended))
         return "idle", granted
 
     @property

@@ -249,6 +249,10 @@ class JunctionControl:
     # switched for requests that have ended while the signal stays held for others: their exit
     # is known, their restore comes with the signal's
     ended: list[PreemptionRecord] = field(default_factory=list)
+    # exits taken back (an EV asked for the signal again before it was back in its program): their
+    # exit and reason are known, their restore comes with the signal's, and the hand-back's
+    # reasons are those of the requests that ended after
+    taken_back: list[PreemptionRecord] = field(default_factory=list)
     last_signal: SignalState | None = None  # the last observed state object
     # links with a vehicle on their crossing, with their foe links (as last observed)
     occupied: tuple[tuple[int, tuple[int, ...]], ...] = ()
@@ -591,7 +595,7 @@ class Planner:
         preempted), not those only armed."""
         out = [r for j in self.junctions.values() for r in j.records]
         if include_open:
-            out += [r for j in self.junctions.values() for r in (*j.ended, *j.current.values())
+            out += [r for j in self.junctions.values() for r in (*j.taken_back, *j.ended, *j.current.values())
                     if r.entry_s is not None]
         return sorted(out, key=lambda r: (r.entry_s if r.entry_s is not None else r.armed_s, r.tls_id))
 
@@ -743,6 +747,8 @@ class Planner:
                     rec.eta_at_entry_s = r.eta_s
             else:
                 return None
+        if j.stage == "exit" and reqs and self._take_back(j, t_s, reqs):
+            j.stage = "entry"
         if j.stage in ("entry", "dwell"):
             if not reqs:  # (before _end_gone: every record then ends with the exit and its reason)
                 return self._begin_exit(j, t_s, self.stop_reason or "")
@@ -1130,6 +1136,33 @@ class Planner:
             j.handed_back_s = t_s
             j.episode_entry_s = j.presence_from_s
 
+    def _take_back(self, j: JunctionControl, t_s: float, reqs: list[ServiceRequest]) -> bool:
+        """An exit under way, with EVs asking for the signal (again: an EV re-routed away and
+        back, one whose position was lost for a tick; or another EV): is the entry for them due
+        now, as from what the signal shows (its yellow, its red clearance, the re-entry phase)?
+        Then the exit is taken back (its records kept in ``taken_back``) and the signal switched
+        to their target through the same safe transitions, within the episode's presence limit;
+        waiting for the hand-back would show them green late. Never after a max-presence exit
+        (its lockout), a stop, or past the maximum presence time since the entry."""
+        cfg = self.config
+        if not j.holding or self.stop_reason is not None or math.inf in j.lockout.values():
+            return False
+        if j.entry_s is None or j.presence_from_s is None or t_s - j.entry_s >= cfg.max_presence_s:
+            return False
+        joinable = self._joinable(j, t_s, reqs)
+        if not joinable:
+            return False
+        target, _, served = self._merge(j, joinable)
+        start = j.presence_from_s
+        if not (self._entry_due(j, t_s, target, served, start)
+                and self._fits(j, t_s, start + cfg.presence_limit_s, target)):
+            return False
+        # (records only armed, never switched for, have nothing to report: those EVs' are made afresh)
+        j.taken_back += [rec for rec in (*j.ended, *j.current.values()) if rec.entry_s is not None]
+        j.ended.clear()
+        j.current.clear()
+        return True
+
     def _begin_exit(self, j: JunctionControl, t_s: float, reason: str) -> SignalCommand | None:
         j.stage = "exit"
         j.reentry_phase = self._reentry_now(j, t_s, starved=reason != "max presence")
@@ -1160,6 +1193,10 @@ class Planner:
         self, j: JunctionControl, t_s: float, reason: str, *, restored: bool, in_step_s: float | None = None
     ) -> None:
         j.last_exits = {}
+        for rec in j.taken_back:  # (their reasons are not the hand-back's)
+            if restored:
+                rec.restored_s = t_s + self.config.step_s
+            j.records.append(rec)
         for rec in [*j.ended, *j.current.values()]:
             if rec.entry_s is None:
                 continue  # armed but never switched: nothing to report
@@ -1173,6 +1210,7 @@ class Planner:
             j.records.append(rec)
         j.current.clear()
         j.ended.clear()
+        j.taken_back.clear()
         j.target, j.phase, j.serving, j.entry_s, j.presence_from_s = "", -1, (), None, None
 
     def _set(self, j: JunctionControl, state: str | None, why: str) -> SignalCommand | None:

@@ -543,6 +543,69 @@ def test_crossing_ends_dwell_then_exit_and_hand_back_at_the_cross_street_phase()
     assert r.safety() == [] and r.finish() == []
 
 
+def _away_and_back(gone: tuple[float, float], back: ServiceRequest, crossed: float) -> Requests:
+    """The EV's request (``req()``) before ``gone``; none within it (re-routed away); ``back``
+    from its end until ``crossed``."""
+    def requests(t: float) -> list[ServiceRequest]:
+        if t < gone[0]:
+            return [req()]
+        return [back] if gone[1] <= t < crossed else []
+    return requests
+
+
+def test_an_exit_is_taken_back_while_the_evs_green_still_shows() -> None:
+    # re-routed away at 61 (A green since 59, its minimum runs to 63) and back at 63, 2 s before it
+    # crosses: the exit is taken back and A never leaves green
+    r = rig(config=PlannerConfig(handback_sync=False))
+    requests = _away_and_back((61, 63), req(eta=65, need=62), crossed=65)
+    for _ in range(120):
+        if r.t == 61:
+            r.planner.release("ev", "re-routed")
+        r.step(requests(r.t))
+    assert r.changes("J", 59, 69) == [(59, "Ggrr"), (66, "yyrr")]
+    first, second = r.planner.records()
+    assert (first.entry_s, first.exit_s, first.exit_reason) == (52.0, 61.0, "re-routed")
+    assert (second.entry_s, second.dwell_s, second.exit_s, second.exit_reason) == (63.0, 64.0, 65.0, "crossed")
+    # one hand-back for both, and its reasons are the last exit's
+    assert first.restored_s == second.restored_s is not None
+    assert r.planner.exit_reasons("J") == {"ev": "crossed"}
+    assert len([c for _, c in r.commands if c.kind == "restore"]) == 1
+    assert r.safety() == [] and r.finish() == []
+
+
+def test_an_exit_taken_back_in_its_yellow_runs_the_yellow_and_clearance_first() -> None:
+    # away at 61, back at 65 with its green needed at 66: A's yellow (64..66) and red clearance
+    # (67, 68) run in full, then A again at 69; B is never shown meanwhile
+    r = rig(config=PlannerConfig(handback_sync=False))
+    r.run_until(140, _away_and_back((61, 65), req(eta=70, need=66), crossed=70))
+    assert r.changes("J", 59, 75) == [(59, "Ggrr"), (64, "yyrr"), (67, "rrrr"), (69, "Ggrr"), (74, "yyrr")]
+    assert [rec.entry_s for rec in r.planner.records()] == [52.0, 65.0]
+    assert r.planner.stage("J") == "idle" and r.signals["J"].online is None
+    assert r.safety() == [] and r.finish() == []
+
+
+def test_an_exit_is_not_taken_back_for_an_ev_that_needs_the_signal_later() -> None:
+    # back at 63 but a minute away: the hand-back goes on (B served meanwhile), a fresh entry later
+    r = rig(config=PlannerConfig(handback_sync=False))
+    r.run_until(200, _away_and_back((61, 63), req(eta=125, need=122), crossed=125))
+    restores = [t for t, c in r.commands if c.kind == "restore"]
+    entries = [rec.entry_s or -1.0 for rec in r.planner.records()]
+    assert len(restores) == 2 and len(entries) == 2 and restores[0] < entries[1]
+    assert r.changes("J", 67, 72)[-1][1] == "rrGg"
+    assert r.safety() == [] and r.finish() == []
+
+
+def test_a_max_presence_exit_is_not_taken_back() -> None:
+    # a held to its maximum presence (it never comes; exit at 172, restore at 178); b, needing A
+    # at 176, turns up in that exit: the hand-back and the signal's lockout go on regardless
+    r = rig(config=MP120)
+    stuck, late = req(ev="a"), req(ev="b", eta=178, need=176)
+    r.run_until(260, lambda t: [stuck] + ([late] if t >= 174 else []))
+    assert next(t for t, c in r.commands if c.kind == "restore") == 178
+    assert r.commands_between(179, 209) == []
+    assert r.violations == []
+
+
 def test_synced_duration_ends_the_phase_when_the_schedule_does() -> None:
     # PROG's cycle (71 s) began at 0: phase 3 (B) is scheduled 35..65, 106..136, ...
     assert synced_duration_s(PROG, 3, 0.0, 110.0, 15.0) == (136.0 - 110.0, True)
@@ -1291,6 +1354,10 @@ class EvPlan:
     eta_drift: float  # the ETA slips this much per tick (a slowed EV)
     start_now: bool  # local (detector) preemption
     links: tuple[int, ...] = ()  # the EV's own links (some of the target's greens); (): the target's
+    # no request for this many ticks from ``gap_at`` ticks after it appears (re-routed away and
+    # back, its position lost for a while): an exit under way may be taken back
+    gap_at: int = 0
+    gap: int = 0
 
 
 @st.composite
@@ -1320,6 +1387,8 @@ def ev_plans(draw: st.DrawFn, prog: Program, n: int) -> list[EvPlan]:
                 eta_drift=draw(st.sampled_from([0.0, 0.0, 0.5, 1.0])),
                 start_now=draw(st.sampled_from([False, False, False, True])),
                 links=links,
+                gap_at=draw(st.integers(0, 200)),
+                gap=draw(st.sampled_from([0, 0, 1, 2, 4, 8, 15])),
             )
         )
     return out
@@ -1398,7 +1467,7 @@ def _check_random_preemptions(data: st.DataObject, prog: Program, plans: Sequenc
     def requests(t: float) -> list[ServiceRequest]:
         out = []
         for p in plans:
-            if p.appear <= t < p.vanish:
+            if p.appear <= t < p.vanish and not p.appear + p.gap_at <= t < p.appear + p.gap_at + p.gap:
                 eta = p.eta + p.eta_drift * (t - p.appear)
                 need = eta - p.need_before_eta
                 out.append(ServiceRequest(p.ev_id, p.priority, "P", 0, p.target, p.phase, eta, need, p.start_now,
