@@ -528,7 +528,8 @@ def run(
             lock = hold_folder(out)
             kept_run = _PreviousRun(out, _config_files([sumocfg]))
             setup = _prepared(out, lambda: prepare_sumocfg(sumocfg, specs, seed=seed, out_dir=out.resolve(),
-                                                           end_s=end_s, bluelight=bluelight))
+                                                           end_s=end_s, bluelight=bluelight,
+                                                           attached=address is not None))
         else:
             assert scenario is not None
             if evs or end_s is not None:

@@ -357,13 +357,15 @@ def _finish(
     seed: int,
     bluelight: bool,
     scenario_file: Path | None = None,
+    redirect_outputs: bool = True,
 ) -> RunSetup:
     _check_ids_free(inputs.route_files, [ev.id for ev in evs])
     inputs_dir = out_dir / "inputs"
     inputs_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / RUN_MARK).touch()  # a run's folder: --out may reuse it (see is_run_folder)
     used: dict[str, Path] = {}  # names given in inputs/ and outputs/ (two files of one name stay two)
-    additionals = tuple(redirect_additional_outputs(a, out_dir, used) for a in inputs.additional_files)
+    additionals = (tuple(redirect_additional_outputs(a, out_dir, used) for a in inputs.additional_files)
+                   if redirect_outputs else inputs.additional_files)
     network = load_network(inputs.net_file, inputs.additional_files)
     plans = _plan_evs(network, evs, scenario_file)
     vtypes = inputs_dir / "greenwave_vtypes.add.xml"
@@ -422,7 +424,9 @@ def check_scenario(scenario: Scenario) -> None:
     _plan_evs(load_network(inputs.net_file, inputs.additional_files), scenario.ev, scenario.source)
 
 
-def prepare_scenario(scenario: Scenario, *, seed: int, out_dir: Path, bluelight: bool = False) -> RunSetup:
+def prepare_scenario(scenario: Scenario, *, seed: int, out_dir: Path, bluelight: bool = False,
+                     attached: bool = False) -> RunSetup:
+    """A run of ``scenario``. ``attached``: as for :func:`prepare_sumocfg`."""
     sim = scenario.simulation
     inputs = _scenario_inputs(scenario)
     demand = scenario.demand
@@ -465,6 +469,7 @@ def prepare_scenario(scenario: Scenario, *, seed: int, out_dir: Path, bluelight:
         seed=seed,
         bluelight=bluelight,
         scenario_file=scenario.source,
+        redirect_outputs=not attached,
     )
     return replace(setup, controller=scenario.controller.overrides())
 
@@ -488,7 +493,11 @@ def prepare_sumocfg(
     out_dir: Path,
     end_s: float | None = None,
     bluelight: bool = False,
+    attached: bool = False,
 ) -> RunSetup:
+    """A run of ``sumocfg`` with ``evs``. ``attached``: for a SUMO the user started with it, whose
+    additional files write their outputs where they say (greenwave's copies with the outputs
+    moved into ``out_dir`` would be neither loaded nor written)."""
     inputs = read_sumocfg(sumocfg)
     begin = inputs.begin_s if inputs.begin_s is not None else 0.0
     last_depart = max(ev.depart_s for ev in evs)
@@ -533,6 +542,7 @@ def prepare_sumocfg(
         out_dir=out_dir,
         seed=seed,
         bluelight=bluelight,
+        redirect_outputs=not attached,
     )
 
 

@@ -143,6 +143,26 @@ def test_an_attached_sumo_that_simulates_otherwise_gets_a_note(config: Path, tmp
         sumo.stop()
 
 
+def test_an_attached_sumo_writes_its_additional_files_outputs_where_they_say(tmp_path: Path, tiny_net: Path) -> None:
+    # greenwave's own SUMO gets copies of such files with their outputs moved into --out/outputs;
+    # the SUMO the user started loads their own: the copies and an empty outputs/ said otherwise
+    edges = tmp_path / "my-edges.add.xml"
+    edges.write_text('<additional><edgeData id="e" file="my-edge-data.xml" period="100"/></additional>')
+    cfg = user_config(tmp_path, tiny_net, "with-adds", '<flow id="f1" begin="0" end="300" vehsPerHour="400" '
+                      'from="left1A1" to="C1right1"/>', 300)
+    cfg.write_text(cfg.read_text().replace("</input>", f'<additional-files value="{edges}"/></input>'))
+    sumo = UserSumo(cfg)
+    try:
+        run_ok(["run", "--sumocfg", str(cfg), "--ev", EV, "--attach", str(sumo.port), "--out", str(tmp_path / "o")])
+        assert sumo.wait() == 0
+    finally:
+        sumo.stop()
+    assert ET.parse(tmp_path / "my-edge-data.xml").getroot().find("interval") is not None
+    assert not (tmp_path / "o" / "outputs").exists()
+    assert sorted(p.name for p in (tmp_path / "o" / "inputs").iterdir()) == [
+        "greenwave_cross_streets.add.xml", "greenwave_vtypes.add.xml"]
+
+
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_an_interrupted_attached_run_hands_back_and_lets_the_sumo_end_cleanly(tmp_path: Path, tiny_net: Path,
                                                                               sig: int, code: int) -> None:
