@@ -171,8 +171,10 @@ class ControllerSpec(_Model):
     red_extension_s: float | None = Field(default=None, ge=0, le=10)
     # greenwave: an EV standing this long keeps only its next signal's request (the others are handed back)
     stall_release_s: float | None = Field(default=None, gt=0)
-    # an armed signal plans with the median of each request's need over this many ticks (1: the latest)
-    need_median_ticks: int | None = Field(default=None, ge=1, le=60)
+    # an armed signal plans with the median of each request's need over this long (s), or over this
+    # many ticks where given (1: the latest)
+    need_median_s: float | None = Field(default=None, ge=0, le=60)
+    need_median_ticks: int | None = Field(default=None, ge=1, le=600)
     # several EVs at one signal: one ranked lower goes first where it is predicted to have crossed
     # this long (beyond the longest switch-over and the all-red extension) before every EV ranked
     # above needs its green

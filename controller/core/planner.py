@@ -92,11 +92,20 @@ class PlannerConfig:
     # costs the EV nothing; one 10 s early costs the cross street its turn.
     late_entry_tolerance_s: float = 3.0
     # An armed signal plans with the median of each request's need over its last
-    # ``need_median_ticks`` ticks (1: the latest need). A need far ahead moves by tens of seconds
-    # from tick to tick (a progression term switching on and off, moving vehicles counted in
-    # and out of a queue); without it an entry starts on the first tick whose need happens to
-    # be early, and a cross street loses its green for nothing.
-    need_median_ticks: int = 5
+    # ``need_median_ticks`` ticks (1: the latest need; None: the ticks of ``need_median_s``, 5 at
+    # 1 s steps, 50 at 0.1 s). A need far ahead moves by tens of seconds from tick to tick (a
+    # progression term switching on and off, moving vehicles counted in and out of a queue);
+    # without it an entry starts on the first tick whose need happens to be early, and a cross
+    # street loses its green for nothing.
+    need_median_ticks: int | None = None
+    need_median_s: float = 5.0
+
+    @property
+    def median_ticks(self) -> int:
+        """The ticks an armed signal's median need spans."""
+        if self.need_median_ticks is not None:
+            return self.need_median_ticks
+        return max(1, round(self.need_median_s / self.step_s))
     min_green_floor_s: float = 5.0
     # All-red extension: the greens a switch turns on wait, after the program's red clearance,
     # for the vehicles of the links that turned red to leave the crossing where their paths
@@ -432,6 +441,7 @@ class Planner:
 
     def __init__(self, programs: Mapping[str, Program], config: PlannerConfig = PlannerConfig()) -> None:
         self.config = config
+        self._median_ticks = config.median_ticks
         self.junctions: dict[str, JunctionControl] = {
             tls: JunctionControl(
                 SignalTiming.from_program(p, min_green_floor_s=config.min_green_floor_s), DisplayClock(p.link_count)
@@ -707,7 +717,7 @@ class Planner:
                 j.stage = "idle"
                 return None
             self._end_gone(j, t_s, reqs)
-            if cfg.need_median_ticks > 1:
+            if self._median_ticks > 1:
                 reqs = self._median_needs(j, t_s, reqs)
             current = j.current
             for r in reqs:
@@ -949,10 +959,10 @@ class Planner:
         return remaining, max(shown_s, shown_s + remaining - program.phases[phase].duration_s)
 
     def _median_needs(self, j: JunctionControl, t_s: float, reqs: list[ServiceRequest]) -> list[ServiceRequest]:
-        """``reqs`` with each need replaced by the median of its last ``need_median_ticks``
+        """``reqs`` with each need replaced by the median of its last ``PlannerConfig.median_ticks``
         ticks' needs (the upper one of an even count: the later); a request's history starts
         again after a tick it was not armed on."""
-        n = self.config.need_median_ticks
+        n = self._median_ticks
         last = j.needs if abs(j.needs_s - (t_s - self.config.step_s)) < 1e-6 else {}
         needs: dict[tuple[str, int], deque[float]] = {}
         out: list[ServiceRequest] = []

@@ -77,7 +77,7 @@ def test_bologna_sumocfg_writes_nothing_into_its_folder(tmp_path: Path) -> None:
 
 
 def test_controller_settings_of_a_scenario_reach_the_controller(tmp_path: Path) -> None:
-    from controller.runtime.run import controller_config
+    from controller.runtime.run import controller_config, with_step
 
     text = (REPO / "scenarios" / "arterial-moderate.toml").read_text().replace(
         "upstream_share = 0.5", "upstream_share = 0.25\nprogression = false\nmax_lead_s = 80\nhandback_sync = false\n"
@@ -87,11 +87,14 @@ def test_controller_settings_of_a_scenario_reach_the_controller(tmp_path: Path) 
     cfg = controller_config(load_scenario(path).controller.overrides())
     assert cfg.progression is False and cfg.upstream_share == 0.25 and cfg.planner.max_lead_s == 80
     assert cfg.planner.handback_sync is False and cfg.exclusive_service == "whole"
-    assert cfg.planner.need_median_ticks == 1 and cfg.planner.late_entry_tolerance_s == 6
+    assert cfg.planner.median_ticks == 1 and cfg.planner.late_entry_tolerance_s == 6
     assert cfg.planner.serve_first_s == 25
     default = controller_config(load_scenario(REPO / "scenarios" / "arterial-moderate.toml").controller.overrides())
     assert default.progression is True and default.planner.max_lead_s == 100 and default.planner.handback_sync
-    assert default.planner.need_median_ticks == 5 and default.planner.late_entry_tolerance_s == 3
+    assert default.planner.median_ticks == 5 and default.planner.late_entry_tolerance_s == 3
+    # the median's 5 s at any step: 50 ticks at 0.1 s, unless given in ticks
+    assert with_step(default, 0.1).planner.median_ticks == 50
+    assert with_step(cfg, 0.1).planner.median_ticks == 1
     assert default.planner.serve_first_s == 10
 
 
