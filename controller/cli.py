@@ -570,6 +570,9 @@ def run(
             if turn is not None:
                 console.print(f"greenwave: note: EV '{ev.ev_id}' turns around (a U-turn) from edge {turn[0]} onto "
                               f"{turn[1]}: is its destination on the other carriageway?", highlight=False)
+            if ev.detour:
+                console.print(f"greenwave: note: EV '{ev.ev_id}' does not take the fastest route: {ev.detour}",
+                              highlight=False)
             if not ev.corridor.junctions:
                 console.print(f"greenwave: note: EV '{ev.ev_id}' crosses no traffic light on its route "
                               f"({ev.route[0]} to {ev.route[-1]}): there is nothing to preempt for it",

@@ -13,13 +13,14 @@ its ``length_m``; every crossing between two route edges counts the shortest
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from controller.core.network import Connection, Network, Program
-from controller.core.routing import validate_route
+from controller.core.routing import fastest_route, validate_route
 from controller.core.states import is_green, is_yellow
-from controller.errors import CorridorError
+from controller.errors import CorridorError, RouteError
 
 DEFAULT_YELLOW_S = 3.0
 
@@ -80,14 +81,12 @@ def build_corridor(network: Network, route: Sequence[str]) -> Corridor:
 
     junctions: list[CorridorJunction] = []
     for i in range(len(route_t) - 1):
-        approach, exit_ = route_t[i], route_t[i + 1]
-        signalized = [c for c in network.connections_between(approach, exit_) if c.tls_id and c.link_index >= 0]
-        # one node has one controller; should a net still mix several, keep them apart
-        for tls_id in dict.fromkeys(c.tls_id for c in signalized):
+        approach = route_t[i]
+        for conns in _signalized(network, approach, route_t[i + 1]):
             junctions.append(
                 _junction(
                     network,
-                    [c for c in signalized if c.tls_id == tls_id],
+                    conns,
                     index=len(junctions),
                     route_index=i,
                     distance_m=offsets[i] + network.edges[approach].length_m,
@@ -100,6 +99,46 @@ def build_corridor(network: Network, route: Sequence[str]) -> Corridor:
         edge_offsets_m=tuple(offsets),
         length_m=length_m,
     )
+
+
+def escortable_route(network: Network, from_edge: str, to_edge: str) -> tuple[str, ...]:
+    """The fastest route from ``from_edge`` to ``to_edge`` whose every signal greenwave can serve
+    (:func:`can_escort`): a faster one through a movement no phase of its signal shows green
+    (links green in different phases, no program) is passed over. Where every route holds such
+    a movement, the :class:`CorridorError` of the fastest, naming it; :class:`RouteError` and
+    :class:`NetworkError` as :func:`fastest_route` raises them."""
+    fastest = fastest_route(network, from_edge, to_edge)
+    if all(can_escort(network, a, b) for a, b in itertools.pairwise(fastest)):
+        return fastest
+    try:
+        return fastest_route(network, from_edge, to_edge, allow=lambda a, b: can_escort(network, a, b))
+    except RouteError:
+        build_corridor(network, fastest)  # (raises the CorridorError naming the signal)
+        raise
+
+
+def can_escort(network: Network, approach: str, exit_: str) -> bool:
+    """Can greenwave serve the move from edge ``approach`` onto ``exit_``: has every signal it
+    crosses a program with a phase giving green to all its links (as :func:`build_corridor` needs)?"""
+    key = (approach, exit_)
+    cache: dict[tuple[str, str], bool] = network.__dict__.setdefault("_escortable_cache", {})
+    ok = cache.get(key)
+    if ok is None:
+        try:
+            for conns in _signalized(network, approach, exit_):
+                _junction(network, conns, index=0, route_index=0, distance_m=0.0, crossing_length_m=0.0)
+            ok = True
+        except CorridorError:
+            ok = False
+        cache[key] = ok
+    return ok
+
+
+def _signalized(network: Network, approach: str, exit_: str) -> list[list[Connection]]:
+    """The signalized connections from ``approach`` onto ``exit_``, one list per traffic light
+    (one node has one controller; should a net still mix several, they are kept apart)."""
+    signalized = [c for c in network.connections_between(approach, exit_) if c.tls_id and c.link_index >= 0]
+    return [[c for c in signalized if c.tls_id == tls_id] for tls_id in dict.fromkeys(c.tls_id for c in signalized)]
 
 
 def _lane_order(network: Network, lane_id: str) -> int:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Literal
 
 from controller.core.network import Connection, Network
@@ -35,10 +35,13 @@ def fastest_route(
     to_edge: str,
     vclass_emergency: bool = True,
     cost: Cost = "time",
+    allow: Callable[[str, str], bool] | None = None,
 ) -> tuple[str, ...]:
     """The cheapest route (tuple of normal edge ids, both ends included) from ``from_edge`` to ``to_edge``.
 
-    ``cost="time"`` minimises free-flow travel time, ``cost="length"`` distance.
+    ``cost="time"`` minimises free-flow travel time, ``cost="length"`` distance. ``allow``: a
+    move from one edge onto the next is taken only where it says so (asked once per pair; a
+    route that needs none it refuses is the same route as without it).
     Raises :class:`NetworkError` for an unknown or internal edge id and :class:`RouteError`
     when no route exists.
     """
@@ -70,7 +73,7 @@ def fastest_route(
         if e == to_edge:
             break
         for nxt, (edge_cost, via_cost) in succ.get(e, {}).items():
-            if nxt in done:
+            if nxt in done or (allow is not None and not allow(e, nxt)):
                 continue
             nd = d + edge_cost
             nd += via_cost

@@ -34,13 +34,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from controller.core.corridor import Corridor, build_corridor
+from controller.core.corridor import Corridor, build_corridor, escortable_route
 from controller.core.eta import EvDynamics
 from controller.core.geometry import match_to_route, project
 from controller.core.greenwave import PRIORITY, VANISHED, EvSetup, PreemptionController
 from controller.core.network import Network
 from controller.core.progress import EvProgress
-from controller.core.routing import fastest_route, reachable_from, validate_route
+from controller.core.routing import reachable_from, validate_route
 from controller.core.safety import SafetyConfig, SafetyMonitor, SignalWatch
 from controller.core.snapshot import Snapshot, VehicleState
 from controller.errors import GreenwaveError, RequestError, RouteError, ScenarioError, SimulationError
@@ -963,7 +963,7 @@ class SimService:
         from the first of the origin's near edges that reaches one of the destination's, to the
         first it reaches; the error of the nearest pair where none does."""
         try:
-            return fastest_route(self.network, origin.edge, destination.edge)
+            return escortable_route(self.network, origin.edge, destination.edge)
         except RouteError as e:
             if origin.point is None and destination.point is None:
                 raise
@@ -973,7 +973,7 @@ class SimService:
             reach = reachable_from(self.network, o)  # (one walk each, not a failing search per pair)
             d = next((d for d in targets if d in reach), None)
             if d is not None:
-                return fastest_route(self.network, o, d)
+                return escortable_route(self.network, o, d)
         raise first
 
     def _xy(self, sim: SumoAdapter, lon: float, lat: float, field_name: str) -> tuple[float, float]:

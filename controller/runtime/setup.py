@@ -17,12 +17,12 @@ from typing import Any, BinaryIO
 from xml.sax.saxutils import escape
 
 from controller import MAX_WINDOW_S
-from controller.core.corridor import Corridor, build_corridor
+from controller.core.corridor import Corridor, build_corridor, escortable_route
 from controller.core.greenwave import PRIORITY
 from controller.core.network import Network, Program, program_differences
 from controller.core.routing import fastest_route, validate_route
 from controller.core.states import is_green
-from controller.errors import GreenwaveError, NetworkError, ScenarioError
+from controller.errors import CorridorError, GreenwaveError, NetworkError, ScenarioError
 from controller.runtime.outputs import CROSS_STREETS_FILE
 from controller.scenario import EvSpec, Scenario
 from controller.sim.netload import load_network
@@ -39,6 +39,9 @@ class EvPlan:
     depart_s: float
     route: tuple[str, ...]
     corridor: Corridor
+    # why the fastest route from its origin to its destination was passed over (a movement on it
+    # greenwave cannot serve), "" where it was taken or the route was given
+    detour: str = ""
 
 
 @dataclass(frozen=True)
@@ -155,13 +158,15 @@ def _plan_evs(network: Network, evs: Sequence[EvSpec], source: Path | None = Non
     """``source``: the scenario file the EVs come from (its entries are named in errors)."""
     plans = []
     for n, ev in enumerate(evs):
+        detour = ""
         try:
             if ev.route is not None:
                 validate_route(network, ev.route, emergency=True)  # (added as vClass emergency)
                 route = tuple(ev.route)
             else:
                 assert ev.from_edge is not None and ev.to_edge is not None  # guaranteed by EvSpec
-                route = fastest_route(network, ev.from_edge, ev.to_edge)
+                route = escortable_route(network, ev.from_edge, ev.to_edge)
+                detour = _detour(network, route)
         except GreenwaveError as e:  # which EV, then what is wrong with it
             where = f"{source.name}: field 'ev[{n}]': " if source is not None else ""
             raise type(e)(f"{where}EV '{ev.id}' ({_describe(ev)}): {e}") from None
@@ -173,9 +178,28 @@ def _plan_evs(network: Network, evs: Sequence[EvSpec], source: Path | None = Non
                 depart_s=ev.depart_s,
                 route=route,
                 corridor=build_corridor(network, route),
+                detour=detour,
             )
         )
     return tuple(plans)
+
+
+def _detour(network: Network, route: tuple[str, ...]) -> str:
+    """Why the fastest route between ``route``'s ends was not taken: the error of its corridor
+    (the movement no phase serves), with the length the escortable one adds; "" where it is it."""
+    fastest = fastest_route(network, route[0], route[-1])
+    if fastest == route:
+        return ""
+    try:
+        build_corridor(network, fastest)
+    except CorridorError as e:
+        extra = _length_m(network, route) - _length_m(network, fastest)
+        return f"{e}; the route taken avoids it ({extra:+.0f} m)"
+    return ""
+
+
+def _length_m(network: Network, route: Sequence[str]) -> float:
+    return sum(network.edges[e].length_m for e in route)
 
 
 _ID_TAGS = frozenset({"vehicle", "trip", "flow", "person"})

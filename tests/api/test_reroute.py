@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
-from xml.etree import ElementTree
 
 import httpx
 import pytest
@@ -16,7 +15,7 @@ from controller.errors import CorridorError
 from controller.runtime.service_model import Cancel, Dispatch, Place, Reroute
 from tests.api.conftest import TOKEN, Server, all_handed_back, in_process_service, wait_for
 from tests.api.sse import EventCollector
-from tests.helpers import write_scenario
+from tests.helpers import no_left_at_b1, write_scenario
 
 pytestmark = pytest.mark.sumo
 
@@ -131,26 +130,24 @@ def test_a_way_greenwave_cannot_serve_is_refused_and_the_service_goes_on(tiny_ne
     # B1's left turn (A1B1 -> B1B2) red in every phase: SUMO was given the route before the
     # corridor was built, kept it, and the next tick failed the whole service (every escort
     # cancelled, every signal restored at once)
-    root = ElementTree.parse(tiny_net).getroot()
-    link = int(next(c.get("linkIndex", "") for c in root.iter("connection")
-                    if c.get("from") == "A1B1" and c.get("to") == "B1B2" and c.get("tl") == "B1"))
-    for phase in next(t for t in root.iter("tlLogic") if t.get("id") == "B1").iter("phase"):
-        state = phase.get("state", "")
-        phase.set("state", state[:link] + "r" + state[link + 1:])
-    net = tmp_path / "no-left-at-b1.net.xml"
-    ElementTree.ElementTree(root).write(net)
+    net = no_left_at_b1(tiny_net, tmp_path / "no-left-at-b1.net.xml")
     service = in_process_service(write_scenario(tmp_path / "s.toml", net, end_s=3600), tmp_path, speed=20.0)
     service.start()
     try:
         service.submit(Dispatch(escort_id="amb", route=tuple(ROW))).result(timeout=30)
         _ticks(service, 3)
-        for ask in (Reroute("amb", route=tuple(NORTH_AT_B1)), Reroute("amb", destination=Place(edge="B2top1"))):
-            with pytest.raises(CorridorError, match="no phase of program '0' gives green to every link from edge "
-                                                    "'A1B1' to 'B1B2'"):
-                service.submit(ask).result(timeout=30)
+        with pytest.raises(CorridorError, match="no phase of program '0' gives green to every link from edge "
+                                                "'A1B1' to 'B1B2'"):
+            service.submit(Reroute("amb", route=tuple(NORTH_AT_B1))).result(timeout=30)
         _ticks(service, 3)
         assert service.state.failed is None and service.state.running
         assert service.state.escorts["amb"].state == "en_route" and service.state.escorts["amb"].route == tuple(ROW)
+        # to a destination: the fastest way greenwave can serve, round B1's left turn (it was refused too)
+        service.submit(Reroute("amb", destination=Place(edge="B2top1"))).result(timeout=30)
+        route = service.state.escorts["amb"].route
+        assert route[0] == "left1A1" and route[-1] == "B2top1" and "B1B2" not in route, route
+        _ticks(service, 3)
+        assert service.state.failed is None and service.state.escorts["amb"].state == "en_route"
     finally:
         service.stop()
 

@@ -19,7 +19,7 @@ from controller.core.snapshot import SignalCommand
 from controller.errors import GreenwaveError, SimulationError
 from controller.runtime.folder_lock import hold_folder
 from controller.sim.adapter import SumoAdapter
-from tests.helpers import interrupt_mid_run, run_ok, write_scenario
+from tests.helpers import interrupt_mid_run, no_left_at_b1, run_ok, write_scenario
 
 pytestmark = pytest.mark.sumo
 
@@ -598,3 +598,21 @@ def test_a_run_going_on_for_its_ev_measures_the_cross_streets_to_the_scenarios_e
     console = Console(record=True, width=200)
     print_summary(s, tmp_path / "o", console)
     assert "collisions 1 to the end (+2 after it); in the whole run with an EV 0" in console.export_text()
+
+
+def test_an_ev_goes_round_a_movement_no_phase_serves_and_is_told_so(tmp_path: Path, tiny_net: Path) -> None:
+    # its fastest way (left at B1) is one greenwave cannot give green to: the run was refused
+    net = no_left_at_b1(tiny_net, tmp_path / "no-left.net.xml")
+    scenario = write_scenario(tmp_path / "s.toml", net, ev='from = "left1A1"\nto = "B2top1"')
+    result = CliRunner().invoke(main, ["run", str(scenario), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())
+    assert ("EV 'amb' does not take the fastest route: traffic light 'B1'" in said
+            and "from edge 'A1B1' to 'B1B2'" in said and "the route taken avoids it (+" in said), said
+    summary = json.loads((tmp_path / "o" / "summary.json").read_text())
+    ev = summary["evs"][0]
+    assert ev["arrived"] and summary["safety"]["S1"] == 0
+    # a route given edge by edge is the user's: still refused, naming the movement
+    given = write_scenario(tmp_path / "g.toml", net, ev='route = ["left1A1", "A1B1", "B1B2", "B2top1"]')
+    refused = CliRunner().invoke(main, ["run", str(given), "--out", str(tmp_path / "g")])
+    assert refused.exit_code == 2 and "from edge 'A1B1' to 'B1B2'" in refused.output, refused.output

@@ -22,6 +22,8 @@ from controller.core.corridor import (
     Corridor,
     all_red_time_s,
     build_corridor,
+    can_escort,
+    escortable_route,
     yellow_time_s,
 )
 from controller.core.network import Connection, Edge, Lane, Network, Phase, Program
@@ -225,3 +227,36 @@ def test_route_ending_at_a_signal_does_not_include_it() -> None:
     c = build_corridor(make_network(), ("in", "m1", "m2"))
     assert [j.junction_id for j in c.junctions] == ["J1"]
     assert c.length_m == pytest.approx(168.0 + 80.0)
+
+
+def _with_detour(programs: dict[str, Program]) -> Network:
+    """make_network with a way round J1's straight movement: in -> side (T1's left turn, link 2)
+    -> back (unsignalized) -> m2; 70 + 90 m against m1's 50 m."""
+    net = make_network(programs)
+    back = edge("back", "n9", "J2", 90)
+    conns = (*net.connections,
+             Connection("side", "back", "side_0", "back_0", "n9", "", -1, "s", ":n9_0_0", 5.0),
+             Connection("back", "m2", "back_0", "m2_0", "J2", "", -1, "r", ":J2_1_0", 5.0))
+    return Network({**net.edges, "back": back}, conns, net.programs, net.junction_types, source=net.source)
+
+
+def test_escortable_route_is_the_fastest_where_greenwave_can_serve_it() -> None:
+    net = _with_detour({"T1": T1, "T2": T2})
+    assert escortable_route(net, "in", "out") == ROUTE
+    assert can_escort(net, "in", "m1") and can_escort(net, "m1", "m2")
+
+
+def test_escortable_route_passes_over_a_movement_no_phase_serves() -> None:
+    # J1's straight links 0 and 1 are never green together: round by the left turn, which is
+    bad_t1 = program("T1", ("Grr", 10), ("yrr", 3), ("rGr", 10), ("ryr", 3), ("rrG", 5), ("rry", 3))
+    net = _with_detour({"T1": bad_t1, "T2": T2})
+    assert not can_escort(net, "in", "m1") and can_escort(net, "in", "side")
+    route = escortable_route(net, "in", "out")
+    assert route == ("in", "side", "back", "m2", "m3", "out")
+    assert [j.tls_id for j in build_corridor(net, route).junctions] == ["T1", "T2", "T2"]
+    # without a way round: the fastest route's error, naming the signal and the movement
+    with pytest.raises(CorridorError, match=r"traffic light 'T1'.*from edge 'in' to 'm1'"):
+        escortable_route(make_network({"T1": bad_t1, "T2": T2}), "in", "out")
+    # a route that cannot be driven at all stays a RouteError
+    with pytest.raises(RouteError):
+        escortable_route(net, "out", "in")
