@@ -1118,10 +1118,15 @@ class SimService:
             # (the whole route as given: edges before the one it is on that do not connect, or an
             # internal one, would otherwise be dropped unseen)
             validate_route(self.network, cmd.route, emergency=esc.tracking == "simulation")
-            if current not in cmd.route:
+            if current in cmd.route:
+                new = tuple(cmd.route[cmd.route.index(current):])
+            elif esc.tracking == "simulation" and old[here + 1:here + 2] == cmd.route[:1] \
+                    and sim.vehicle_road(key).startswith(":"):
+                # inside the junction onto the route's first edge: SUMO still counts it on the edge before
+                new = (current, *cmd.route)
+            else:
                 raise RequestError(f"route: escort '{esc.id}' is on edge '{current}' now, which the route does not "
                                    "hold: give the way on from there")
-            new = tuple(cmd.route[cmd.route.index(current):])
         else:
             assert cmd.destination is not None  # guaranteed by the request model
             new = self._route_between(sim, _Place(current), self._resolve(sim, cmd.destination, "destination"))

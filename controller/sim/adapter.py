@@ -550,6 +550,10 @@ class SumoAdapter:
         before it)."""
         return int(self._api.vehicle.getRouteIndex(vehicle_id))
 
+    def vehicle_road(self, vehicle_id: str) -> str:
+        """The edge the running vehicle is on (an internal one, ``:...``, inside a junction)."""
+        return str(self._api.vehicle.getRoadID(vehicle_id))
+
     def set_vehicle_route(self, vehicle_id: str, edges: Sequence[str]) -> None:
         """Give the running vehicle a new way on, ``edges`` beginning with the one it is on now;
         SUMO keeps the edges it has driven in its route."""

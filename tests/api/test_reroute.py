@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from controller.errors import CorridorError
+from controller.errors import CorridorError, RequestError
 from controller.runtime.service_model import Cancel, Dispatch, Place, Reroute
 from tests.api.conftest import TOKEN, Server, all_handed_back, in_process_service, wait_for
 from tests.api.sse import EventCollector
@@ -170,3 +170,31 @@ def test_a_cancel_right_after_a_re_route_hands_back_the_old_ways_signals_too(tin
         service.stop()
     cancel = next(e.data for e in service.events.since(0) if e.type == "cancel")
     assert "C1" in cancel["handing_back"], cancel
+
+
+def test_inside_a_junction_the_route_may_start_with_the_edge_it_is_entering(tiny_scenario: Path,
+                                                                              tmp_path: Path) -> None:
+    # SUMO counts a vehicle inside a junction on the edge before it: a route from the edge it is
+    # entering was refused ("is on edge 'A1B1' now, which the route does not hold")
+    service = in_process_service(tiny_scenario, tmp_path, speed=4.0)  # (a step every 0.25 s: seen between ticks)
+    service.start()
+    try:
+        service.submit(Dispatch(escort_id="amb", route=tuple(NORTH_AT_B1))).result(timeout=30)
+
+        def inside_b1() -> bool:
+            position = service.state.escorts["amb"].position
+            assert position is None or position.edge != "B1B2", "the escort was never seen inside B1"
+            return position is not None and position.edge.startswith(":B1")
+
+        wait_for(inside_b1, timeout_s=60, every_s=0.005, what="the escort inside B1")
+        service.submit(Reroute("amb", route=("B1B2", "B2C2", "C2right2"))).result(timeout=30)
+        escort = service.state.escorts["amb"]
+        assert escort.route == ("left1A1", "A1B1", "B1B2", "B2C2", "C2right2"), escort.route
+        assert [j.tls_id for j in escort.junctions] == ["A1", "B1", "B2", "C2"]
+        # a route from elsewhere is still refused, naming the edge SUMO counts it on
+        wait_for(lambda: (p := service.state.escorts["amb"].position) is not None and p.edge == "B1B2",
+                 what="the escort on B1B2")
+        with pytest.raises(RequestError, match="is on edge 'B1B2' now, which the route does not hold"):
+            service.submit(Reroute("amb", route=("B2C2", "C2right2"))).result(timeout=30)
+    finally:
+        service.stop()
