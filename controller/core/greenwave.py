@@ -255,6 +255,23 @@ class PreemptionController:
             del self._service[key]
             self._alone.discard(key)
         self._plan_corridor(self.evs[ev_id])
+        # A signal switched for the EV whose state holds red what the new movement's open
+        # service would show green (the opposing through, cleared for the approach served
+        # alone): the new movement is served alone from the start. Turned another way and
+        # back, the EV's signal showed the opposing approach green again for a few seconds,
+        # then cleared it a second time.
+        planner = self.planner
+        for j in corridor.junctions:
+            service = self._service[(ev_id, j.index)]
+            signal = planner.junctions.get(j.tls_id)
+            if service.open is None or signal is None or signal.stage not in ("entry", "dwell") \
+                    or ev_id not in planner.holders(j.tls_id):
+                continue
+            shown = signal.target
+            if len(shown) == len(service.open) and not any(
+                    is_green(o) and not is_green(a) and is_green(c)
+                    for o, a, c in zip(service.open, service.alone, shown, strict=True)):
+                self._alone.add((ev_id, j.index))
 
     @property
     def preempted(self) -> set[str]:

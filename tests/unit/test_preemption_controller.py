@@ -563,6 +563,28 @@ def test_reroute_hands_back_signals_no_longer_on_the_route() -> None:
     assert r.safety() == []
 
 
+@pytest.mark.parametrize("switched", [True, False])
+def test_a_reroute_keeps_the_opposing_approach_red_where_the_signal_has_cleared_it(switched: bool) -> None:
+    # The EV turning left at J1 (ALT, from e0's lane 1) gets the approach alone ("Ggrr": its own
+    # movement is permissive). Re-routed straight on (MAIN) from lane 0, the open service
+    # ("GgGr") would show the opposing through (link 2) green again, to be cleared once more
+    # if the EV turned back. Where T1 is switched for it, the new movement is served alone;
+    # where T1 is still in its program (armed), the open service as for any EV.
+    r = make_rig(route=ALT)
+    r.lane = 1
+    at = 44.0 if switched else 20.0
+    r.run_until(at)
+    assert r.ctrl.planner.stage("T1") == ("entry" if switched else "armed")
+    r.reroute(MAIN)
+    r.lane = 0
+    r.run_until(at + 4)
+    targets = {q.target for t, reqs in r.requests if t >= at for q in reqs if q.tls_id == "T1"}
+    assert targets == ({"Ggrr"} if switched else {"GgGr"})
+    if switched:
+        assert all(not c.state or c.state[2] != "G" for t, c in r.commands if t >= at and c.tls_id == "T1")
+    assert r.safety() == []
+
+
 def test_reroute_onto_a_signal_not_yet_in_the_snapshot_sends_no_empty_state() -> None:
     r = make_rig(ControllerConfig(mode="local"))
     r.run_until(42)
