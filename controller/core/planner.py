@@ -1151,17 +1151,19 @@ class Planner:
         back, one whose position was lost for a tick; or another EV): is the entry for them due
         now, as from what the signal shows (its yellow, its red clearance, the re-entry phase)?
         Then the exit is taken back (its records kept in ``taken_back``) and the signal switched
-        to their target through the same safe transitions, within the episode's presence limit;
-        waiting for the hand-back would show them green late. Never after a max-presence exit
-        (its lockout), a stop, or past the maximum presence time since the entry."""
+        to their target through the same safe transitions: an entry of its own (the maximum
+        presence time counts from now, as for an entry within the re-service gap) within the
+        episode's presence limit; waiting for the hand-back would show them green late. Never
+        after a max-presence exit (its lockout) or a stop."""
         cfg = self.config
         if not j.holding or self.stop_reason is not None or math.inf in j.lockout.values():
             return False
-        if j.entry_s is None or j.presence_from_s is None or t_s - j.entry_s >= cfg.max_presence_s:
+        if j.presence_from_s is None:
             return False
         joinable = self._joinable(j, t_s, reqs)
         if not joinable:
             return False
+        j.serving = ()  # (those of the exit's episode go first no more: the same merge as the entry's)
         target, _, served = self._merge(j, joinable)
         start = j.presence_from_s
         if not (self._entry_due(j, t_s, target, served, start)
@@ -1171,6 +1173,7 @@ class Planner:
         j.taken_back += [rec for rec in (*j.ended, *j.current.values()) if rec.entry_s is not None]
         j.ended.clear()
         j.current.clear()
+        j.entry_s = t_s
         return True
 
     def _begin_exit(self, j: JunctionControl, t_s: float, reason: str) -> SignalCommand | None:
@@ -1206,6 +1209,7 @@ class Planner:
         for rec in j.taken_back:  # (their reasons are not the hand-back's)
             if restored:
                 rec.restored_s = t_s + self.config.step_s
+                rec.in_step_s = in_step_s
             j.records.append(rec)
         for rec in [*j.ended, *j.current.values()]:
             if rec.entry_s is None:

@@ -183,6 +183,8 @@ def stage_steps(before: str, stage: str) -> list[tuple[str, str]]:
         a, b = _FORWARD.index(before), _FORWARD.index(stage)
         if b > a:
             return list(itertools.pairwise(_FORWARD[a:b + 1]))
+    if before == "exit" and stage == "dwell":  # (an exit taken back where the target still shows)
+        return [("exit", "entry"), ("entry", "dwell")]
     return [(before, stage)]
 
 
@@ -1118,12 +1120,12 @@ class SimService:
             # (the whole route as given: edges before the one it is on that do not connect, or an
             # internal one, would otherwise be dropped unseen)
             validate_route(self.network, cmd.route, emergency=esc.tracking == "simulation")
-            if current in cmd.route:
-                new = tuple(cmd.route[cmd.route.index(current):])
-            elif esc.tracking == "simulation" and old[here + 1:here + 2] == cmd.route[:1] \
+            if esc.tracking == "simulation" and old[here + 1:here + 2] == cmd.route[:1] \
                     and sim.vehicle_road(key).startswith(":"):
                 # inside the junction onto the route's first edge: SUMO still counts it on the edge before
                 new = (current, *cmd.route)
+            elif current in cmd.route:
+                new = tuple(cmd.route[cmd.route.index(current):])
             else:
                 raise RequestError(f"route: escort '{esc.id}' is on edge '{current}' now, which the route does not "
                                    "hold: give the way on from there")

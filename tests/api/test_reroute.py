@@ -13,6 +13,7 @@ import pytest
 
 from controller.errors import CorridorError, RequestError
 from controller.runtime.service_model import Cancel, Dispatch, Place, Reroute
+from controller.sim.adapter import SumoAdapter
 from tests.api.conftest import TOKEN, Server, all_handed_back, in_process_service, wait_for
 from tests.api.sse import EventCollector
 from tests.helpers import no_left_at_b1, write_scenario
@@ -172,10 +173,18 @@ def test_a_cancel_right_after_a_re_route_hands_back_the_old_ways_signals_too(tin
     assert "C1" in cancel["handing_back"], cancel
 
 
-def test_inside_a_junction_the_route_may_start_with_the_edge_it_is_entering(tiny_scenario: Path,
-                                                                              tmp_path: Path) -> None:
+def test_inside_a_junction_the_route_may_start_with_the_edge_it_is_entering(
+        tiny_scenario: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # SUMO counts a vehicle inside a junction on the edge before it: a route from the edge it is
     # entering was refused ("is on edge 'A1B1' now, which the route does not hold")
+    roads: list[str] = []
+    read = SumoAdapter.vehicle_road
+
+    def vehicle_road(self: SumoAdapter, vehicle_id: str) -> str:
+        roads.append(read(self, vehicle_id))
+        return roads[-1]
+
+    monkeypatch.setattr(SumoAdapter, "vehicle_road", vehicle_road)
     service = in_process_service(tiny_scenario, tmp_path, speed=4.0)  # (a step every 0.25 s: seen between ticks)
     service.start()
     try:
@@ -188,6 +197,7 @@ def test_inside_a_junction_the_route_may_start_with_the_edge_it_is_entering(tiny
 
         wait_for(inside_b1, timeout_s=60, every_s=0.005, what="the escort inside B1")
         service.submit(Reroute("amb", route=("B1B2", "B2C2", "C2right2"))).result(timeout=30)
+        assert roads and roads[0].startswith(":B1"), roads  # (taken inside the junction, not after it)
         escort = service.state.escorts["amb"]
         assert escort.route == ("left1A1", "A1B1", "B1B2", "B2C2", "C2right2"), escort.route
         assert [j.tls_id for j in escort.junctions] == ["A1", "B1", "B2", "C2"]

@@ -26,7 +26,7 @@ from __future__ import annotations
 import itertools
 import random
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pytest
 from hypothesis import given, settings
@@ -595,14 +595,32 @@ def test_an_exit_is_not_taken_back_for_an_ev_that_needs_the_signal_later() -> No
     assert r.safety() == [] and r.finish() == []
 
 
+def test_a_late_take_back_counts_the_maximum_presence_from_itself_within_the_episodes_limit() -> None:
+    # held from 52, away at 170 and back at 172 (green needed at 176, the EV crossing at 214): the
+    # maximum presence (150 s + 10 s grace) counted from the first entry ended the hold at 212,
+    # and the EV met yellow; counted from the take-back it holds until the EV has crossed, the
+    # hand-back within the episode's presence limit (52 + 180 = 232)
+    r = rig(config=PlannerConfig(handback_sync=False))
+    first, back = req(eta=63, need=60), req(eta=200, need=176)
+    r.run_until(260, lambda t: [first] if t < 170 else [back] if 172 <= t < 214 else [])
+    assert r.changes("J", 170, 222) == [(170, "Ggrr"), (171, "yyrr"), (174, "rrrr"), (176, "Ggrr"), (215, "yyrr"),
+                                        (218, "rrrr"), (220, "rrGg")]  # fmt: skip
+    assert [(rec.entry_s, rec.exit_reason, rec.restored_s) for rec in r.planner.records()] == [
+        (52.0, "crossed", 221.0), (172.0, "crossed", 221.0)]
+    assert r.violations == [] and r.finish() == []
+
+
 def test_a_max_presence_exit_is_not_taken_back() -> None:
     # a held to its maximum presence (it never comes; exit at 172, restore at 178); b, needing A
     # at 176, turns up in that exit: the hand-back and the signal's lockout go on regardless
     r = rig(config=MP120)
     stuck, late = req(ev="a"), req(ev="b", eta=178, need=176)
-    r.run_until(260, lambda t: [stuck] + ([late] if t >= 174 else []))
+    r.run_until(177, lambda t: [stuck] + ([late] if t >= 174 else []))
+    assert r.planner.stage("J") == "exit" and r.planner.junctions["J"].taken_back == []
+    r.run_until(260, lambda t: [stuck, late])
     assert next(t for t, c in r.commands if c.kind == "restore") == 178
     assert r.commands_between(179, 209) == []
+    assert [rec.exit_reason for rec in r.planner.records()][:1] == ["max presence"]
     assert r.violations == []
 
 
@@ -1434,8 +1452,7 @@ def test_in_step_hand_back_is_safe_where_movements_stay_green_across_phases(data
     # (the EVs ask mostly for whole phases, and some hand-backs come on the presence limit)
     plans = data.draw(ev_plans(prog, data.draw(st.integers(1, 3))))
     plans = [p if data.draw(st.integers(0, 9)) >= 7 else
-             EvPlan(p.ev_id, p.priority, "".join(c if is_green(c) else "r" for c in prog.phases[p.phase].state),
-                    p.phase, p.appear, p.vanish, p.eta, p.need_before_eta, p.eta_drift, p.start_now)
+             replace(p, target="".join(c if is_green(c) else "r" for c in prog.phases[p.phase].state), links=())
              for p in plans]
     config = PlannerConfig(max_presence_s=data.draw(st.sampled_from([120.0, 150.0, 170.0])),
                            sync_min_share=data.draw(st.sampled_from([0.3, 0.5, 0.8])))

@@ -116,6 +116,9 @@ def test_stage_steps_report_every_stage_a_tick_passed() -> None:
     assert stage_steps("armed", "dwell") == [("armed", "entry"), ("entry", "dwell")]
     assert stage_steps("idle", "entry") == [("idle", "armed"), ("armed", "entry")]
     assert stage_steps("armed", "entry") == [("armed", "entry")]
+    # an exit taken back where the target still shows: the entry is reported too
+    assert stage_steps("exit", "dwell") == [("exit", "entry"), ("entry", "dwell")]
+    assert stage_steps("exit", "entry") == [("exit", "entry")]
     # backward or sideways changes are reported as they are
     assert stage_steps("dwell", "entry") == [("dwell", "entry")]
     assert stage_steps("dwell", "exit") == [("dwell", "exit")]
