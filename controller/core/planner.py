@@ -703,8 +703,8 @@ class Planner:
         if not j.clock.state:
             return None  # not observed yet: nothing is known to switch from
         if j.stage == "idle" and reqs:
-            # (a new EV during a hand-back waits for it to finish: the hand-back is bounded,
-            # and a fresh entry then gets its own maximum presence time)
+            # (an EV asking during a hand-back waits for it to finish unless its entry is due
+            # before it would: then the exit is taken back, _take_back)
             near = [r for r in reqs if r.eta_s - t_s <= cfg.arm_horizon_s or r.start_now]
             if near:
                 j.stage = "armed"
