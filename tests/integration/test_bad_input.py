@@ -230,10 +230,17 @@ def test_program_that_cannot_serve_the_route(tmp_path: Path, tiny_net: Path) -> 
     add = tmp_path / "never.add.xml"
     add.write_text(f'<additional><tlLogic id="B1" type="static" programID="never" offset="0">{phases}'
                    "</tlLogic></additional>")
-    path = write_scenario(tmp_path / "s.toml", tiny_net, additional=f'["{add}"]')
+    # the route given edge by edge: refused, naming the signal, the movement and the program
+    path = write_scenario(tmp_path / "s.toml", tiny_net, additional=f'["{add}"]',
+                          ev='route = ["left1A1", "A1B1", "B1C1", "C1right1"]')
     code, out = _run(["run", str(path), "--out", str(tmp_path / "o")])
     _assert_error(code, out, "'B1'", "A1B1")
     assert re.search(r"never", out)
+    # from and to: routed round it, with a note naming it
+    path = write_scenario(tmp_path / "t.toml", tiny_net, additional=f'["{add}"]')
+    code, out = _run(["run", str(path), "--out", str(tmp_path / "p")])
+    assert code == 0, out
+    assert "does not take the fastest route: traffic light 'B1'" in " ".join(out.split())
 
 
 @pytest.mark.parametrize(("params", "needle"), [("{ bogus = 1 }", "bogus"), ("{ seed = 3 }", "seed")])
