@@ -61,12 +61,14 @@ class Corridor:
         return tuple(dict.fromkeys(j.tls_id for j in self.junctions))
 
 
-def build_corridor(network: Network, route: Sequence[str]) -> Corridor:
+def build_corridor(network: Network, route: Sequence[str], *, unservable: list[str] | None = None) -> Corridor:
     """The signals along ``route`` (a sequence of normal edge ids).
 
     Raises :class:`NetworkError` for an unknown edge, :class:`RouteError` for two consecutive
     edges without a connection, :class:`CorridorError` when a signal on the route has no
-    program or no phase giving green to every link the route needs there.
+    program or no phase giving green to every link the route needs there; with ``unservable``
+    given, such a signal is left out of the corridor (its program runs on) and the error's
+    message appended to it instead (a route SUMO chose, which the EV drives anyway).
     """
     route_t = tuple(route)
     validate_route(network, route_t)
@@ -83,16 +85,21 @@ def build_corridor(network: Network, route: Sequence[str]) -> Corridor:
     for i in range(len(route_t) - 1):
         approach = route_t[i]
         for conns in _signalized(network, approach, route_t[i + 1]):
-            junctions.append(
-                _junction(
-                    network,
-                    conns,
-                    index=len(junctions),
-                    route_index=i,
-                    distance_m=offsets[i] + network.edges[approach].length_m,
-                    crossing_length_m=crossing[i],
+            try:
+                junctions.append(
+                    _junction(
+                        network,
+                        conns,
+                        index=len(junctions),
+                        route_index=i,
+                        distance_m=offsets[i] + network.edges[approach].length_m,
+                        crossing_length_m=crossing[i],
+                    )
                 )
-            )
+            except CorridorError as e:
+                if unservable is None:
+                    raise
+                unservable.append(str(e))
     return Corridor(
         route=route_t,
         junctions=tuple(junctions),

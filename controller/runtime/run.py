@@ -332,7 +332,7 @@ def run(
             for ev_id, p in progress.items():
                 vehicle = snap.vehicles.get(ev_id)
                 if route_changed(sim, ev_id, vehicle, p, route_check):
-                    _reroute(sim, controller, setup, progress, watch, ev_id, snap.t_s)
+                    _reroute(sim, controller, setup, progress, watch, ev_id, snap.t_s, on_note)
                 was_done = p.done
                 progress[ev_id].update(snap.t_s, vehicle, arrived=ev_id in arrived)
                 if progress[ev_id].done and not was_done:
@@ -717,11 +717,18 @@ def _reroute(
     watch: CorridorWatch,
     ev_id: str,
     t_s: float,
+    on_note: Callable[[str], None] | None = None,
 ) -> None:
     """The EV left its planned route, or SUMO gave it another (a rerouter, its rerouting device,
-    at insertion or on the way): plan its new corridor."""
+    at insertion or on the way): plan its new corridor. A signal on it greenwave cannot serve
+    (a movement no phase shows green) is left to its program, with a note: the EV drives that
+    way regardless, and the run goes on (it stopped with the error, all EVs' results lost)."""
     route = sim.vehicle_route(ev_id)
-    corridor = build_corridor(setup.network, route)
+    unservable: list[str] = []
+    corridor = build_corridor(setup.network, route, unservable=unservable)
+    if unservable and on_note is not None:
+        on_note(f"EV '{ev_id}' was re-routed by SUMO at {t_s:g} s onto a way with a signal greenwave cannot "
+                f"serve, left to its program: {unservable[0]}")
     progress[ev_id] = progress[ev_id].rerouted(corridor)
     watch.activate(ev_id, corridor, t_s, _free_flow_clock(setup, corridor) if _plans_ahead(controller) else None)
     reroute = getattr(controller, "reroute", None)

@@ -167,6 +167,7 @@ def _plan_evs(network: Network, evs: Sequence[EvSpec], source: Path | None = Non
                 assert ev.from_edge is not None and ev.to_edge is not None  # guaranteed by EvSpec
                 route = escortable_route(network, ev.from_edge, ev.to_edge)
                 detour = _detour(network, route)
+            corridor = build_corridor(network, route)
         except GreenwaveError as e:  # which EV, then what is wrong with it
             where = f"{source.name}: field 'ev[{n}]': " if source is not None else ""
             raise type(e)(f"{where}EV '{ev.id}' ({_describe(ev)}): {e}") from None
@@ -177,7 +178,7 @@ def _plan_evs(network: Network, evs: Sequence[EvSpec], source: Path | None = Non
                 vtype_id=f"{EV_VTYPE_PREFIX}{ev.type}",
                 depart_s=ev.depart_s,
                 route=route,
-                corridor=build_corridor(network, route),
+                corridor=corridor,
                 detour=detour,
             )
         )

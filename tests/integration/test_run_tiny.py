@@ -612,7 +612,31 @@ def test_an_ev_goes_round_a_movement_no_phase_serves_and_is_told_so(tmp_path: Pa
     summary = json.loads((tmp_path / "o" / "summary.json").read_text())
     ev = summary["evs"][0]
     assert ev["arrived"] and summary["safety"]["S1"] == 0
-    # a route given edge by edge is the user's: still refused, naming the movement
+    # a route given edge by edge is the user's: still refused, naming the scenario's field, the
+    # EV and the movement
     given = write_scenario(tmp_path / "g.toml", net, ev='route = ["left1A1", "A1B1", "B1B2", "B2top1"]')
     refused = CliRunner().invoke(main, ["run", str(given), "--out", str(tmp_path / "g")])
-    assert refused.exit_code == 2 and "from edge 'A1B1' to 'B1B2'" in refused.output, refused.output
+    said = " ".join(refused.output.split())
+    assert refused.exit_code == 2 and "g.toml: field 'ev[0]': EV 'amb'" in said and "'A1B1' to 'B1B2'" in said, said
+
+
+def test_an_ev_sumo_re_routes_through_a_movement_no_phase_serves_goes_on_with_a_note(tmp_path: Path,
+                                                                                     tiny_net: Path) -> None:
+    # SUMO's rerouter sends the EV, routed round B1's red left turn, back through it: the run
+    # stopped with that error (exit 2, every EV's results lost); now the signal is left to its
+    # program and the run goes on
+    net = no_left_at_b1(tiny_net, tmp_path / "no-left.net.xml")
+    rerouter = tmp_path / "rerouter.add.xml"
+    rerouter.write_text('<additional><route id="viaLeft" edges="left1A1 A1B1 B1B2 B2top1"/>'
+                        '<rerouter id="rr" edges="left1A1" probability="1"><interval begin="0" end="10000">'
+                        '<routeProbReroute id="viaLeft" probability="1"/></interval></rerouter></additional>')
+    scenario = write_scenario(tmp_path / "s.toml", net, ev='from = "left1A1"\nto = "B2top1"',
+                              additional=f'["{rerouter}"]')
+    result = CliRunner().invoke(main, ["run", str(scenario), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())
+    assert "EV 'amb' was re-routed by SUMO at" in said and "left to its program: traffic light 'B1'" in said, said
+    summary = json.loads((tmp_path / "o" / "summary.json").read_text())
+    ev = summary["evs"][0]
+    assert ev["arrived"] and ev["reroutes"] == 1 and "B1" not in ev["tls"]
+    assert all(summary["safety"][rule] == 0 for rule in ("S1", "S2", "S3", "S4", "S5"))

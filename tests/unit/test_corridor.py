@@ -260,3 +260,13 @@ def test_escortable_route_passes_over_a_movement_no_phase_serves() -> None:
     # a route that cannot be driven at all stays a RouteError
     with pytest.raises(RouteError):
         escortable_route(net, "out", "in")
+
+
+def test_a_signal_greenwave_cannot_serve_is_left_out_where_asked() -> None:
+    bad_t1 = program("T1", ("Grr", 10), ("yrr", 3), ("rGr", 10), ("ryr", 3), ("rrG", 5), ("rry", 3))
+    net = make_network({"T1": bad_t1, "T2": T2})
+    unservable: list[str] = []
+    corridor = build_corridor(net, ROUTE, unservable=unservable)
+    assert [(j.index, j.tls_id) for j in corridor.junctions] == [(0, "T2"), (1, "T2")]
+    assert len(unservable) == 1 and "traffic light 'T1'" in unservable[0] and "from edge 'in' to 'm1'" in unservable[0]
+    assert corridor.length_m == build_corridor(make_network(), ROUTE).length_m
