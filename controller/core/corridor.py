@@ -13,7 +13,6 @@ its ``length_m``; every crossing between two route edges counts the shortest
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -108,20 +107,26 @@ def build_corridor(network: Network, route: Sequence[str], *, unservable: list[s
     )
 
 
-def escortable_route(network: Network, from_edge: str, to_edge: str) -> tuple[str, ...]:
+def escortable_route(network: Network, from_edge: str, to_edge: str, *,
+                     passed_over: list[tuple[tuple[str, ...], str]] | None = None) -> tuple[str, ...]:
     """The fastest route from ``from_edge`` to ``to_edge`` whose every signal greenwave can serve
     (:func:`can_escort`): a faster one through a movement no phase of its signal shows green
-    (links green in different phases, no program) is passed over. Where every route holds such
-    a movement, the :class:`CorridorError` of the fastest, naming it; :class:`RouteError` and
-    :class:`NetworkError` as :func:`fastest_route` raises them."""
+    (links green in different phases, no program) is passed over (appended to ``passed_over``,
+    where given, with the :class:`CorridorError` message naming that movement). Where every
+    route holds such a movement, the :class:`CorridorError` of the fastest; :class:`RouteError`
+    and :class:`NetworkError` as :func:`fastest_route` raises them."""
     fastest = fastest_route(network, from_edge, to_edge)
-    if all(can_escort(network, a, b) for a, b in itertools.pairwise(fastest)):
+    unservable: list[str] = []
+    build_corridor(network, fastest, unservable=unservable)
+    if not unservable:
         return fastest
     try:
-        return fastest_route(network, from_edge, to_edge, allow=lambda a, b: can_escort(network, a, b))
+        route = fastest_route(network, from_edge, to_edge, allow=lambda a, b: can_escort(network, a, b))
     except RouteError:
-        build_corridor(network, fastest)  # (raises the CorridorError naming the signal)
-        raise
+        raise CorridorError(unservable[0]) from None
+    if passed_over is not None:
+        passed_over.append((fastest, unservable[0]))
+    return route
 
 
 def can_escort(network: Network, approach: str, exit_: str) -> bool:

@@ -20,9 +20,9 @@ from controller import MAX_WINDOW_S
 from controller.core.corridor import Corridor, build_corridor, escortable_route
 from controller.core.greenwave import PRIORITY
 from controller.core.network import Network, Program, program_differences
-from controller.core.routing import fastest_route, validate_route
+from controller.core.routing import validate_route
 from controller.core.states import is_green
-from controller.errors import CorridorError, GreenwaveError, NetworkError, ScenarioError
+from controller.errors import GreenwaveError, NetworkError, ScenarioError
 from controller.runtime.outputs import CROSS_STREETS_FILE
 from controller.scenario import EvSpec, Scenario
 from controller.sim.netload import load_network
@@ -165,8 +165,11 @@ def _plan_evs(network: Network, evs: Sequence[EvSpec], source: Path | None = Non
                 route = tuple(ev.route)
             else:
                 assert ev.from_edge is not None and ev.to_edge is not None  # guaranteed by EvSpec
-                route = escortable_route(network, ev.from_edge, ev.to_edge)
-                detour = _detour(network, route)
+                passed_over: list[tuple[tuple[str, ...], str]] = []
+                route = escortable_route(network, ev.from_edge, ev.to_edge, passed_over=passed_over)
+                for fastest, why in passed_over:
+                    extra = _length_m(network, route) - _length_m(network, fastest)
+                    detour = f"{why}; the route taken avoids it ({extra:+.0f} m)"
             corridor = build_corridor(network, route)
         except GreenwaveError as e:  # which EV, then what is wrong with it
             where = f"{source.name}: field 'ev[{n}]': " if source is not None else ""
@@ -183,20 +186,6 @@ def _plan_evs(network: Network, evs: Sequence[EvSpec], source: Path | None = Non
             )
         )
     return tuple(plans)
-
-
-def _detour(network: Network, route: tuple[str, ...]) -> str:
-    """Why the fastest route between ``route``'s ends was not taken: the error of its corridor
-    (the movement no phase serves), with the length the escortable one adds; "" where it is it."""
-    fastest = fastest_route(network, route[0], route[-1])
-    if fastest == route:
-        return ""
-    try:
-        build_corridor(network, fastest)
-    except CorridorError as e:
-        extra = _length_m(network, route) - _length_m(network, fastest)
-        return f"{e}; the route taken avoids it ({extra:+.0f} m)"
-    return ""
 
 
 def _length_m(network: Network, route: Sequence[str]) -> float:
