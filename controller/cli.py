@@ -483,7 +483,13 @@ def run(
     """Run one SCENARIO (a .toml file), or your own --sumocfg with --ev, and write summary.json."""
     from controller.runtime.folder_lock import FolderLock, hold_folder
     from controller.runtime.run import run as run_simulation
-    from controller.runtime.setup import is_run_folder, prepare_scenario, prepare_sumocfg, sumocfg_name
+    from controller.runtime.setup import (
+        is_run_folder,
+        prepare_scenario,
+        prepare_sumocfg,
+        setup_notes,
+        sumocfg_name,
+    )
     from controller.scenario import load_scenario
 
     console = Console() if sys.stdout.isatty() else Console(width=120)
@@ -556,27 +562,8 @@ def run(
             f"simulating {setup.begin_s:g}-{setup.end_s:g} s with controller '{controller_name}' ...",
             highlight=False,
         )
-        if setup.inputs.dropped and address is not None:
-            console.print("greenwave: note: attached: the SUMO you started writes the configuration's outputs "
-                          f"({', '.join(setup.inputs.dropped)}) itself; greenwave writes summary.json and trace.json "
-                          "into --out", highlight=False)
-        elif setup.inputs.dropped:
-            console.print("greenwave: note: the configuration's output, console report and TraCI server options are "
-                          f"not used (greenwave writes its own outputs into --out and runs SUMO itself): "
-                          f"{', '.join(setup.inputs.dropped)}", highlight=False)
-        for ev in setup.evs:
-            turn = next(((a, b) for a, b in zip(ev.route, ev.route[1:], strict=False)
-                         if any(c.direction == "t" for c in setup.network.connections_between(a, b))), None)
-            if turn is not None:
-                console.print(f"greenwave: note: EV '{ev.ev_id}' turns around (a U-turn) from edge {turn[0]} onto "
-                              f"{turn[1]}: is its destination on the other carriageway?", highlight=False)
-            if ev.detour:
-                console.print(f"greenwave: note: EV '{ev.ev_id}' does not take the fastest route: {ev.detour}",
-                              highlight=False)
-            if not ev.corridor.junctions:
-                console.print(f"greenwave: note: EV '{ev.ev_id}' crosses no traffic light on its route "
-                              f"({ev.route[0]} to {ev.route[-1]}): there is nothing to preempt for it",
-                              highlight=False)
+        for note in setup_notes(setup, attached=address is not None):
+            console.print(f"greenwave: note: {note}", highlight=False, markup=False)
         if address is not None:
             console.print(f"greenwave: attaching to the SUMO at {address[0]}:{address[1]} (one waiting for more "
                           "clients, --num-clients, answers once they have all connected) ...", highlight=False)

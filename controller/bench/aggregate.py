@@ -390,6 +390,7 @@ def run_row(r: RunResult) -> dict[str, Any]:
         eta_p90_s=_num(_get(s, "eta", "abs_error_p90")),
         **{key: _get(s, "safety", key) for key in SAFETY_KEYS},
         wall_s=_num(_get(s, "realtime", "wall_s")),
+        notes=list(s.get("notes") or []),
     )
     return row
 

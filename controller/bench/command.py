@@ -193,6 +193,8 @@ def run_bench(
                 console.print(f"note: {r.scenario} {r.controller} s{r.seed}: its worker process died (SUMO crashed?); "
                               f"run again, attempt {r.attempts}: {'completed' if r.ok else 'failed'}",
                               highlight=False, markup=False)
+        for line in run_notes(results):
+            console.print(line, highlight=False, markup=False)
         if failures:
             console.print(f"{len(failures)} run(s) failed:", highlight=False)
             for f in failures:
@@ -259,6 +261,25 @@ def _baseline_suite(path: Path, base: dict[str, Any]) -> Path | None:
         if candidate.is_file():
             return candidate
     return None
+
+
+NOTES_SHOWN = 10  # the runs' notes the bench prints (bench.json keeps each run's all)
+
+
+def run_notes(results: Sequence[RunResult]) -> list[str]:
+    """The notes of the runs' summaries (a route not the fastest, a re-route SUMO made onto a
+    signal left to its program, ...), each once per scenario with the runs that gave it: a run's
+    console is not shown, and its route choices changed the bench's figures silently."""
+    runs: dict[tuple[str, str], list[str]] = {}
+    for r in results:
+        for note in (r.summary or {}).get("notes") or []:
+            runs.setdefault((r.scenario, note), []).append(f"{r.controller} s{r.seed}")
+    lines = [f"note: {scenario} ({', '.join(which) if len(which) <= 4 else f'{len(which)} runs'}): {note}"
+             for (scenario, note), which in runs.items()]
+    if len(lines) > NOTES_SHOWN:
+        lines = [*lines[:NOTES_SHOWN], f"note: {len(lines) - NOTES_SHOWN} more: each run's notes are in bench.json "
+                 "(runs[].notes) and its summary.json"]
+    return lines
 
 
 def _seed_text(seeds: tuple[int, ...]) -> str:

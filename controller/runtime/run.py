@@ -59,6 +59,7 @@ from controller.runtime.setup import (
     check_running_programs,
     program_sources,
     rejection_hint,
+    setup_notes,
     sumo_args,
     vtype_classes,
 )
@@ -257,7 +258,9 @@ def run(
     ``attach``: (host, port) of a SUMO the user started with ``setup``'s configuration and
     ``--remote-port``, driven over TraCI instead of a SUMO of greenwave's: its outputs are its
     own, so the other traffic's figures are not measured (None), and SUMO's collisions are read
-    over TraCI; ``on_note``: told what an attached SUMO does otherwise than greenwave's would."""
+    over TraCI; ``on_note``: told what an attached SUMO does otherwise than greenwave's would,
+    and of EVs SUMO re-routes through a signal greenwave cannot serve (summary.json's ``notes``
+    keeps these after the setup's own, :func:`setup_notes`)."""
     out = setup.out_dir
     summary_path = out / SUMMARY_FILE
     clear_run_folder(setup)
@@ -287,12 +290,20 @@ def run(
         boundary.arm()
         # every signal's, not only the watched ones': a re-routed EV's new corridor is planned with them
         every = setup.network.programs
-        notes: list[str] = []
+        # every note of the run, for summary.json (those of the setup, printed before it by the
+        # CLI, first; then the attached SUMO's and the ones made on the way, told to on_note)
+        notes = setup_notes(setup, attached=attach is not None)
+        attached_notes: list[str] = [n for n in notes if n.startswith("attached: ")]
+
+        def note(text: str) -> None:
+            notes.append(text)
+            if on_note is not None:
+                on_note(text)
+
         if attach is not None:  # (its network first: another one fails the programs' check too, less clearly)
-            notes = check_attached(sim, setup)
-            for note in notes:
-                if on_note is not None:
-                    on_note(note)
+            for text in check_attached(sim, setup):
+                attached_notes.append(text)
+                note(text)
         check_running_programs(every, sim.running_programs(every), program_sources(setup.inputs),
                                attached=f"{attach[0]}:{attach[1]}" if attach is not None else None)
         seed: int | None = setup.seed
@@ -332,7 +343,7 @@ def run(
             for ev_id, p in progress.items():
                 vehicle = snap.vehicles.get(ev_id)
                 if route_changed(sim, ev_id, vehicle, p, route_check):
-                    _reroute(sim, controller, setup, progress, watch, ev_id, snap.t_s, on_note)
+                    _reroute(sim, controller, setup, progress, watch, ev_id, snap.t_s, note)
                 was_done = p.done
                 progress[ev_id].update(snap.t_s, vehicle, arrived=ev_id in arrived)
                 if progress[ev_id].done and not was_done:
@@ -480,7 +491,8 @@ def run(
         "step_length": setup.step_length_s,
         "bluelight": setup.bluelight,
         "backend": "traci" if gui or attach is not None else backend,
-        **({"attached": f"{attach[0]}:{attach[1]}", "attached_notes": notes} if attach is not None else {}),
+        **({"attached": f"{attach[0]}:{attach[1]}", "attached_notes": attached_notes} if attach is not None else {}),
+        "notes": notes,
         "greenwave_version": __version__,
         "evs": evs,
         "background": {

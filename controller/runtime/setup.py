@@ -192,6 +192,32 @@ def _length_m(network: Network, route: Sequence[str]) -> float:
     return sum(network.edges[e].length_m for e in route)
 
 
+def setup_notes(setup: RunSetup, *, attached: bool = False) -> list[str]:
+    """What a user should know of ``setup`` before its run: options of the configuration not
+    used, EVs turning round, routes that are not the fastest, EVs crossing no traffic light.
+    ``greenwave run`` prints them; summary.json keeps them (``notes``)."""
+    notes = []
+    if setup.inputs.dropped and attached:
+        notes.append("attached: the SUMO you started writes the configuration's outputs "
+                     f"({', '.join(setup.inputs.dropped)}) itself; greenwave writes summary.json and trace.json "
+                     "into --out")
+    elif setup.inputs.dropped:
+        notes.append("the configuration's output, console report and TraCI server options are not used (greenwave "
+                     f"writes its own outputs into --out and runs SUMO itself): {', '.join(setup.inputs.dropped)}")
+    for ev in setup.evs:
+        turn = next(((a, b) for a, b in zip(ev.route, ev.route[1:], strict=False)
+                     if any(c.direction == "t" for c in setup.network.connections_between(a, b))), None)
+        if turn is not None:
+            notes.append(f"EV '{ev.ev_id}' turns around (a U-turn) from edge {turn[0]} onto {turn[1]}: is its "
+                         "destination on the other carriageway?")
+        if ev.detour:
+            notes.append(f"EV '{ev.ev_id}' does not take the fastest route: {ev.detour}")
+        if not ev.corridor.junctions:
+            notes.append(f"EV '{ev.ev_id}' crosses no traffic light on its route ({ev.route[0]} to {ev.route[-1]}): "
+                         "there is nothing to preempt for it")
+    return notes
+
+
 _ID_TAGS = frozenset({"vehicle", "trip", "flow", "person"})
 
 

@@ -150,13 +150,20 @@ def test_an_attached_sumo_writes_its_additional_files_outputs_where_they_say(tmp
     edges.write_text('<additional><edgeData id="e" file="my-edge-data.xml" period="100"/></additional>')
     cfg = user_config(tmp_path, tiny_net, "with-adds", '<flow id="f1" begin="0" end="300" vehsPerHour="400" '
                       'from="left1A1" to="C1right1"/>', 300)
-    cfg.write_text(cfg.read_text().replace("</input>", f'<additional-files value="{edges}"/></input>'))
+    cfg.write_text(cfg.read_text().replace("</input>", f'<additional-files value="{edges}"/></input>'
+                                           '<output><summary-output value="my-summary.xml"/></output>'))
     sumo = UserSumo(cfg)
     try:
-        run_ok(["run", "--sumocfg", str(cfg), "--ev", EV, "--attach", str(sumo.port), "--out", str(tmp_path / "o")])
+        summary = run_ok(["run", "--sumocfg", str(cfg), "--ev", EV, "--attach", str(sumo.port),
+                          "--out", str(tmp_path / "o")])
         assert sumo.wait() == 0
     finally:
         sumo.stop()
+    # the note the console gave is in summary.json too (attached_notes was empty)
+    said = ("attached: the SUMO you started writes the configuration's outputs (summary-output) itself; greenwave "
+            "writes summary.json and trace.json into --out")
+    assert summary["attached_notes"] == [said] and summary["notes"] == [said]
+    assert ET.parse(tmp_path / "my-summary.xml").getroot().find("step") is not None
     assert ET.parse(tmp_path / "my-edge-data.xml").getroot().find("interval") is not None
     assert not (tmp_path / "o" / "outputs").exists()
     assert sorted(p.name for p in (tmp_path / "o" / "inputs").iterdir()) == [

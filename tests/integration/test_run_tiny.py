@@ -612,6 +612,9 @@ def test_an_ev_goes_round_a_movement_no_phase_serves_and_is_told_so(tmp_path: Pa
     summary = json.loads((tmp_path / "o" / "summary.json").read_text())
     ev = summary["evs"][0]
     assert ev["arrived"] and summary["safety"]["S1"] == 0
+    # summary.json keeps the note (a bench, which prints no run's console, routed round silently)
+    (note,) = [n for n in summary["notes"] if "does not take the fastest route" in n]
+    assert note.startswith("EV 'amb' does not take the fastest route: traffic light 'B1'") and note in said
     # a route given edge by edge is the user's: still refused, naming the scenario's field, the
     # EV and the movement
     given = write_scenario(tmp_path / "g.toml", net, ev='route = ["left1A1", "A1B1", "B1B2", "B2top1"]')
@@ -640,3 +643,6 @@ def test_an_ev_sumo_re_routes_through_a_movement_no_phase_serves_goes_on_with_a_
     ev = summary["evs"][0]
     assert ev["arrived"] and ev["reroutes"] == 1 and "B1" not in ev["tls"]
     assert all(summary["safety"][rule] == 0 for rule in ("S1", "S2", "S3", "S4", "S5"))
+    # summary.json keeps both notes, the setup's (routed round B1) and the run's, in that order
+    heads = ("EV 'amb' does not take the fastest route: ", "EV 'amb' was re-routed by SUMO at ")
+    assert len(summary["notes"]) == 2 and all(map(str.startswith, summary["notes"], heads)), summary["notes"]

@@ -958,3 +958,19 @@ def test_a_baseline_saved_with_a_byte_order_mark_is_read(tmp_path: Path) -> None
     path = tmp_path / "b.json"
     path.write_bytes(b"\xef\xbb\xbf" + json.dumps(base).encode("utf-8"))
     assert read_baseline(path)["groups"] == base["groups"]
+
+
+def test_the_runs_notes_are_listed_once_per_scenario_with_the_runs_that_gave_them() -> None:
+    from controller.bench.command import NOTES_SHOWN, run_notes
+
+    detour = "EV 'ev' does not take the fastest route: traffic light 'B1' ..."
+    results = [RunResult("g", ctrl, seed, {"notes": [detour]}) for ctrl in ("none", "greenwave") for seed in (1, 2, 3)]
+    results += [RunResult("g", "local", 1, {"notes": []}), RunResult("a", "local", 2, {"notes": [detour]}),
+                RunResult("a", "local", 3, None, error="boom"), RunResult("a", "none", 1, {})]
+    assert run_notes(results) == [f"note: g (6 runs): {detour}", f"note: a (local s2): {detour}"]
+    assert agg.run_row(results[0])["notes"] == [detour]
+    # many: the first ones, then where the rest are
+    many = [RunResult("g", "none", 1, {"notes": [f"n{i}" for i in range(NOTES_SHOWN + 3)]})]
+    lines = run_notes(many)
+    assert len(lines) == NOTES_SHOWN + 1 and lines[0] == "note: g (none s1): n0"
+    assert lines[-1].startswith("note: 3 more: each run's notes are in bench.json")
