@@ -195,7 +195,8 @@ def _serve(options: ServeOptions, scenario: Scenario, token: str, generated: boo
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     service: SimService | None = None
     try:
-        setup = prepare_scenario(scenario, seed=options.seed, out_dir=out, attached=options.attach is not None)
+        setup = prepare_scenario(scenario, seed=options.seed, out_dir=out, attached=options.attach is not None,
+                                 with_evs=False)
         clear_run_folder(setup)  # (an earlier run's summary, trace and outputs: not this serve's)
         service = SimService(setup, audit=audit, speed=options.speed, end_s=options.end_s,
                              backend=options.backend, gui=options.gui, attach=options.attach)

@@ -465,8 +465,10 @@ def check_scenario(scenario: Scenario) -> None:
 
 
 def prepare_scenario(scenario: Scenario, *, seed: int, out_dir: Path, bluelight: bool = False,
-                     attached: bool = False) -> RunSetup:
-    """A run of ``scenario``. ``attached``: as for :func:`prepare_sumocfg`."""
+                     attached: bool = False, with_evs: bool = True) -> RunSetup:
+    """A run of ``scenario``. ``attached``: as for :func:`prepare_sumocfg`. ``with_evs`` False:
+    without the scenario's ``[[ev]]`` entries (a service, whose escorts come through its API:
+    an entry it never dispatches must not refuse it, or cost its routing)."""
     sim = scenario.simulation
     inputs = _scenario_inputs(scenario)
     demand = scenario.demand
@@ -504,7 +506,7 @@ def prepare_scenario(scenario: Scenario, *, seed: int, out_dir: Path, bluelight:
         begin_s=sim.begin_s,
         end_s=sim.end_s,
         step_length_s=sim.step_length_s,
-        evs=scenario.ev,
+        evs=scenario.ev if with_evs else (),
         out_dir=out_dir,
         seed=seed,
         bluelight=bluelight,

@@ -5,6 +5,7 @@ external fixes (whose fixes off the old route were refused, 422, with no way to 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -151,6 +152,22 @@ def test_a_way_greenwave_cannot_serve_is_refused_and_the_service_goes_on(tiny_ne
         assert service.state.failed is None and service.state.escorts["amb"].state == "en_route"
     finally:
         service.stop()
+
+
+def test_serve_starts_on_a_scenario_whose_ev_it_would_not_escort(tiny_net: Path, tmp_path: Path) -> None:
+    # the scenario's [[ev]] (a route through B1's left turn, red in every phase) is never
+    # dispatched by a service: `greenwave serve` refused to start, naming it
+    net = no_left_at_b1(tiny_net, tmp_path / "no-left-at-b1.net.xml")
+    scenario = write_scenario(tmp_path / "s.toml", net, end_s=3600, ev=f"route = {json.dumps(NORTH_AT_B1)}")
+    server = Server(scenario, tmp_path).start()
+    try:
+        with server.client() as client:
+            r = client.post("/v1/emergencies", json={"id": "amb", "origin": {"edge": "left1A1"},
+                                                     "destination": {"edge": "B2top1"}})
+            assert r.status_code == 201, r.text
+            assert r.json()["route"][-1] == "B2top1" and "B1B2" not in r.json()["route"]  # routed round it
+    finally:
+        assert server.stop() == 0
 
 
 def test_a_cancel_right_after_a_re_route_hands_back_the_old_ways_signals_too(tiny_scenario: Path,
