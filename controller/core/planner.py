@@ -757,8 +757,12 @@ class Planner:
                     rec.eta_at_entry_s = r.eta_s
             else:
                 return None
-        if j.stage == "exit" and reqs and self._take_back(j, t_s, reqs):
-            j.stage = "entry"
+        if j.stage == "exit" and reqs:
+            # (with the median need as an armed signal plans: one tick's early need takes no exit back)
+            if self._median_ticks > 1:
+                reqs = self._median_needs(j, t_s, reqs)
+            if self._take_back(j, t_s, reqs):
+                j.stage = "entry"
         if j.stage in ("entry", "dwell"):
             if not reqs:  # (before _end_gone: every record then ends with the exit and its reason)
                 return self._begin_exit(j, t_s, self.stop_reason or "")

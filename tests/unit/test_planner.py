@@ -595,6 +595,22 @@ def test_an_exit_is_not_taken_back_for_an_ev_that_needs_the_signal_later() -> No
     assert r.safety() == [] and r.finish() == []
 
 
+@pytest.mark.parametrize("median_ticks", [None, 1])
+def test_one_ticks_early_need_takes_no_exit_back_with_the_median(median_ticks: int | None) -> None:
+    # a crosses at 61; b asks from 62 for A by 125 (a minute away: the hand-back goes on), but at
+    # 63 its need jumps to 66 for one tick. Planned with the 5 s median need, as an armed signal
+    # plans, the hand-back goes on and B gets its green at 67; with the latest need alone
+    # (need_median_ticks 1) the exit is taken back and A held a minute early
+    r = rig(config=PlannerConfig(handback_sync=False, need_median_ticks=median_ticks))
+    a = req(ev="a", eta=61, need=58)
+    r.run_until(70, lambda t: ([a] if t < 61 else [])
+                + ([req(ev="b", eta=128, need=66 if t == 63 else 125)] if t >= 62 else []))
+    taken_back = bool(r.planner.junctions["J"].taken_back)
+    assert taken_back == (median_ticks == 1)
+    assert r.changes("J", 60, 70)[-1] == ((67, "Ggrr") if taken_back else (67, "rrGg"))
+    assert r.violations == []
+
+
 def test_a_late_take_back_counts_the_maximum_presence_from_itself_within_the_episodes_limit() -> None:
     # held from 52, away at 170 and back at 172 (green needed at 176, the EV crossing at 214): the
     # maximum presence (150 s + 10 s grace) counted from the first entry ended the hold at 212,
