@@ -1116,22 +1116,32 @@ class SimService:
         else:  # (the last fix's edge; before the first, the route's first)
             here = esc.fix.route_index if esc.fix is not None else 0
         current = old[here]
+        # inside a junction (SUMO still counts it on the edge before), the edge it is entering:
+        # it turns onto that one whatever the new route
+        entering = old[here + 1] if (esc.tracking == "simulation" and here + 1 < len(old)
+                                     and sim.vehicle_road(key).startswith(":")) else None
         if cmd.route is not None:
             # (the whole route as given: edges before the one it is on that do not connect, or an
             # internal one, would otherwise be dropped unseen)
             validate_route(self.network, cmd.route, emergency=esc.tracking == "simulation")
-            if esc.tracking == "simulation" and old[here + 1:here + 2] == cmd.route[:1] \
-                    and sim.vehicle_road(key).startswith(":"):
-                # inside the junction onto the route's first edge: SUMO still counts it on the edge before
+            if entering is not None and cmd.route[0] == entering:
                 new = (current, *cmd.route)
             elif current in cmd.route:
                 new = tuple(cmd.route[cmd.route.index(current):])
+            elif entering is not None:
+                raise RequestError(f"route: escort '{esc.id}' is inside the junction from edge '{current}' onto "
+                                   f"'{entering}' now, which the route does not hold: give the way on from "
+                                   f"'{entering}'")
             else:
                 raise RequestError(f"route: escort '{esc.id}' is on edge '{current}' now, which the route does not "
                                    "hold: give the way on from there")
         else:
             assert cmd.destination is not None  # guaranteed by the request model
-            new = self._route_between(sim, _Place(current), self._resolve(sim, cmd.destination, "destination"))
+            to = self._resolve(sim, cmd.destination, "destination")
+            if entering is not None:  # (from the edge before, SUMO refused a way turning otherwise: a 409)
+                new = (current, *self._route_between(sim, _Place(entering), to))
+            else:
+                new = self._route_between(sim, _Place(current), to)
         if old[here:] == new:
             return esc.id  # (the way it goes already)
         # every signal of the new way must be one greenwave can serve (before SUMO is told: a

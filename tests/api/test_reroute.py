@@ -225,3 +225,29 @@ def test_inside_a_junction_the_route_may_start_with_the_edge_it_is_entering(
             service.submit(Reroute("amb", route=("B2C2", "C2right2"))).result(timeout=30)
     finally:
         service.stop()
+
+
+def test_inside_a_junction_a_destination_is_routed_from_the_edge_it_is_entering(
+        tiny_scenario: Path, tmp_path: Path) -> None:
+    # routed from the edge before (where SUMO counts it) a way turning otherwise than the EV is:
+    # SUMO refused it (409, "ask again once it has left"); and a route refused there named that
+    # edge before the junction
+    service = in_process_service(tiny_scenario, tmp_path, speed=4.0)  # (a step every 0.25 s: seen between ticks)
+    service.start()
+    try:
+        service.submit(Dispatch(escort_id="amb", route=tuple(NORTH_AT_B1))).result(timeout=30)
+        wait_for(lambda: (p := service.state.escorts["amb"].position) is not None and p.edge.startswith(":B1"),
+                 timeout_s=60, every_s=0.005, what="the escort inside B1")
+        # (both handled in the same tick, while it is still inside)
+        refused = service.submit(Reroute("amb", route=("B2C2", "C2right2")))
+        rerouted = service.submit(Reroute("amb", destination=Place(edge="C2right2")))
+        with pytest.raises(RequestError, match="is inside the junction from edge 'A1B1' onto 'B1B2' now, which the "
+                                               "route does not hold: give the way on from 'B1B2'"):
+            refused.result(timeout=30)
+        rerouted.result(timeout=30)
+        escort = service.state.escorts["amb"]
+        assert escort.route == ("left1A1", "A1B1", "B1B2", "B2C2", "C2right2"), escort.route
+        assert [j.tls_id for j in escort.junctions] == ["A1", "B1", "B2", "C2"]
+        wait_for(lambda: service.state.escorts["amb"].state == "arrived", timeout_s=60, what="the escort's arrival")
+    finally:
+        service.stop()
