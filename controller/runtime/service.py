@@ -28,7 +28,7 @@ import statistics
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -547,7 +547,7 @@ class SimService:
             if esc.tracking == "simulation" and route_changed(sim, key, vehicle, p, self._route_check):
                 try:
                     self._reroute(sim, key, t)
-                except GreenwaveError as e:  # (a way with a signal greenwave cannot serve: that escort ends)
+                except GreenwaveError as e:  # (a way greenwave cannot read, an unknown edge: that escort ends)
                     reason = f"re-routed by SUMO onto a way greenwave cannot escort: {e}"
                     self._controller.cancel(key, reason)
                     self._cancelled(esc, t, reason)
@@ -619,12 +619,18 @@ class SimService:
 
     def _reroute(self, sim: SumoAdapter, key: str, t_s: float, *, requested: bool = False) -> None:
         """The escort's vehicle has another route in SUMO (a rerouter, another client, or
-        ``requested`` through the API): its new corridor."""
-        self._rerouted(key, build_corridor(self.network, sim.vehicle_route(key)), t_s, requested=requested)
+        ``requested`` through the API): its new corridor. A signal on it greenwave cannot serve
+        (a movement no phase shows green; never on a requested route, refused before) is left to
+        its program, as ``greenwave run`` does: the vehicle drives that way regardless."""
+        unservable: list[str] = []
+        corridor = build_corridor(self.network, sim.vehicle_route(key), unservable=unservable)
+        self._rerouted(key, corridor, t_s, requested=requested, unservable=unservable)
 
-    def _rerouted(self, key: str, corridor: Corridor, t_s: float, *, requested: bool) -> None:
+    def _rerouted(self, key: str, corridor: Corridor, t_s: float, *, requested: bool,
+                  unservable: Sequence[str] = ()) -> None:
         """The escort goes on along ``corridor`` (the edges it has driven the same): the signals
-        it no longer needs are handed back at once (``re-routed``), the new ones planned."""
+        it no longer needs are handed back at once (``re-routed``), the new ones planned;
+        ``unservable``: why signals on its way are left to their programs."""
         assert self._controller is not None
         self._progress[key] = self._progress[key].rerouted(corridor)
         self._watch(key, corridor, t_s)
@@ -633,7 +639,8 @@ class SimService:
         esc.corridor = corridor
         esc.shapes = None
         detail: dict[str, Any] = {"route": list(corridor.route), "tls": list(corridor.tls_ids()),
-                                  "requested": requested}
+                                  "requested": requested, **({"left_to_program": list(unservable)} if unservable
+                                                              else {})}
         self.events.publish("reroute", escort=esc.id, t_s=t_s, **detail)
         self.audit.record("reroute", t_s=t_s, escort_id=esc.id, **detail)
 

@@ -251,3 +251,32 @@ def test_inside_a_junction_a_destination_is_routed_from_the_edge_it_is_entering(
         wait_for(lambda: service.state.escorts["amb"].state == "arrived", timeout_s=60, what="the escort's arrival")
     finally:
         service.stop()
+
+
+def test_an_escort_sumo_re_routes_through_a_movement_no_phase_serves_goes_on(tiny_net: Path, tmp_path: Path) -> None:
+    # SUMO's rerouter sends the escort, routed round B1's red left turn, back through it: the
+    # service cancelled that escort (greenwave run left the signal to its program and went on);
+    # now both do the latter, the reroute event saying why
+    net = no_left_at_b1(tiny_net, tmp_path / "no-left-at-b1.net.xml")
+    rerouter = tmp_path / "rerouter.add.xml"
+    rerouter.write_text(f'<additional><route id="viaLeft" edges="{" ".join(NORTH_AT_B1)}"/>'
+                        '<rerouter id="rr" edges="left1A1" probability="1"><interval begin="0" end="10000">'
+                        '<routeProbReroute id="viaLeft" probability="1"/></interval></rerouter></additional>')
+    scenario = write_scenario(tmp_path / "s.toml", net, end_s=3600, additional=f'["{rerouter}"]')
+    service = in_process_service(scenario, tmp_path, speed=20.0)
+    service.start()
+    try:
+        service.submit(Dispatch(escort_id="amb", origin=Place(edge="left1A1"),
+                                destination=Place(edge="B2top1"))).result(timeout=30)
+        wait_for(lambda: service.state.escorts["amb"].state in ("arrived", "cancelled"), timeout_s=60,
+                 what="the escort's end")
+        assert service.state.escorts["amb"].state == "arrived"
+        wait_for(lambda: not service.state.preempted, timeout_s=30, what="every signal handed back")
+        state = service.state
+        assert state.failed is None and not any(state.safety.get(rule) for rule in ("S1", "S2", "S3", "S4", "S5"))
+    finally:
+        service.stop()
+    reroute = next(e.data for e in service.events.since(0) if e.type == "reroute")
+    assert reroute["route"] == NORTH_AT_B1 and reroute["requested"] is False and "B1" not in reroute["tls"]
+    (why,) = reroute["left_to_program"]
+    assert why.startswith("traffic light 'B1'") and "from edge 'A1B1' to 'B1B2'" in why, why
