@@ -30,6 +30,7 @@ from controller.bench.suite import default_suite, load_suite, parse_controllers,
 from controller.errors import GreenwaveError
 from controller.report.bench import write_bench_report
 from controller.runtime.folder_lock import hold_folder
+from controller.runtime.setup import OPTIONS_NOT_USED
 
 
 def _progress(console: Console, width: int) -> Any:
@@ -273,6 +274,8 @@ def run_notes(results: Sequence[RunResult]) -> list[str]:
     runs: dict[tuple[str, str], list[str]] = {}
     for r in results:
         for note in (r.summary or {}).get("notes") or []:
+            if note.startswith(OPTIONS_NOT_USED):
+                continue  # (the scenario's configuration's outputs: nothing the comparison is told by)
             runs.setdefault((r.scenario, note), []).append(f"{r.controller} s{r.seed}")
     lines = [f"note: {scenario} ({', '.join(which) if len(which) <= 4 else f'{len(which)} runs'}): {note}"
              for (scenario, note), which in runs.items()]

@@ -107,6 +107,17 @@ def build_corridor(network: Network, route: Sequence[str], *, unservable: list[s
     )
 
 
+def unservable_ahead(network: Network, route: Sequence[str], start: int = 0) -> list[str]:
+    """Why greenwave cannot serve the movements of ``route`` from its edge ``start`` on (the
+    :class:`CorridorError` messages :func:`build_corridor` raises for them, in route order);
+    those behind (driven already) are not its concern."""
+    out: list[str] = []
+    for i in range(start, len(route) - 1):
+        if not can_escort(network, route[i], route[i + 1]):
+            build_corridor(network, route[i:i + 2], unservable=out)
+    return out
+
+
 def escortable_route(network: Network, from_edge: str, to_edge: str, *,
                      passed_over: list[tuple[tuple[str, ...], str]] | None = None) -> tuple[str, ...]:
     """The fastest route from ``from_edge`` to ``to_edge`` whose every signal greenwave can serve

@@ -758,7 +758,8 @@ class Planner:
             else:
                 return None
         if j.stage == "exit" and reqs:
-            # (with the median need as an armed signal plans: one tick's early need takes no exit back)
+            # (with the median need over the ticks it has asked, as an armed signal plans: one tick's
+            # early need among later ones takes no exit back; on its first tick it has that one only)
             if self._median_ticks > 1:
                 reqs = self._median_needs(j, t_s, reqs)
             if self._take_back(j, t_s, reqs):

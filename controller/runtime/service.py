@@ -34,7 +34,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from controller.core.corridor import Corridor, build_corridor, escortable_route
+from controller.core.corridor import Corridor, build_corridor, escortable_route, unservable_ahead
 from controller.core.eta import EvDynamics
 from controller.core.geometry import match_to_route, project
 from controller.core.greenwave import PRIORITY, VANISHED, EvSetup, PreemptionController
@@ -43,7 +43,7 @@ from controller.core.progress import EvProgress
 from controller.core.routing import reachable_from, validate_route
 from controller.core.safety import SafetyConfig, SafetyMonitor, SignalWatch
 from controller.core.snapshot import Snapshot, VehicleState
-from controller.errors import GreenwaveError, RequestError, RouteError, ScenarioError, SimulationError
+from controller.errors import CorridorError, GreenwaveError, RequestError, RouteError, ScenarioError, SimulationError
 from controller.runtime.audit import AuditLog
 from controller.runtime.events import EventBus
 from controller.runtime.metrics import Metrics
@@ -72,6 +72,7 @@ from controller.runtime.setup import (
     program_sources,
     rejection_hint,
     route_file_ids,
+    setup_notes,
     sumo_args,
 )
 from controller.runtime.watch import CorridorWatch
@@ -232,7 +233,9 @@ class SimService:
         self.gui = gui
         self.attach = attach  # (host, port) of a SUMO the user started, driven over TraCI
         self.sumo_ended = False  # the simulation failed as SUMO ended: no signal was left to hand back
-        self.notes: list[str] = []  # where an attached SUMO simulates otherwise than greenwave's own would
+        # the configuration's options not used; where an attached SUMO simulates otherwise than
+        # greenwave's own would
+        self.notes: list[str] = []
         self.geo = is_geo_referenced(setup.inputs.net_file)
         step_ms = setup.step_length_s * 1000.0
         self.budget_ms = step_ms / speed if speed is not None else step_ms
@@ -344,8 +347,9 @@ class SimService:
             with self._starting as sim:
                 self._sim = sim
                 programs = self.network.programs
+                self.notes = setup_notes(setup, attached=self.attach is not None)
                 if self.attach is not None:  # (its network first; every type an escort may have)
-                    self.notes = check_attached(sim, setup, ev_types=PRIORITY, departs=False)
+                    self.notes += check_attached(sim, setup, ev_types=PRIORITY, departs=False)
                     if self.end_s is not None and self.end_s <= sim.time_s + 1e-9:
                         raise ScenarioError(f"--end {self.end_s:g} s is not after the attached SUMO's time "
                                             f"({sim.time_s:g} s)")
@@ -359,7 +363,8 @@ class SimService:
                 self._reading = CorridorWatch(sim, [self._controller.forget_signal, self._monitor.pause])
                 self._publish(sim.time_s, running=True)
                 attached: dict[str, Any] = ({"attached": f"{self.attach[0]}:{self.attach[1]}", "notes": self.notes}
-                                            if self.attach is not None else {})
+                                            if self.attach is not None else {"notes": self.notes} if self.notes
+                                            else {})
                 self.audit.record("service", t_s=sim.time_s, event="started", scenario=setup.name,
                                   backend=self.backend, **attached)
                 self._ready.set()
@@ -622,8 +627,10 @@ class SimService:
         ``requested`` through the API): its new corridor. A signal on it greenwave cannot serve
         (a movement no phase shows green; never on a requested route, refused before) is left to
         its program, as ``greenwave run`` does: the vehicle drives that way regardless."""
-        unservable: list[str] = []
-        corridor = build_corridor(self.network, sim.vehicle_route(key), unservable=unservable)
+        route = sim.vehicle_route(key)
+        corridor = build_corridor(self.network, route, unservable=[])
+        # (those it has driven through already, SUMO's earlier choice, were told of then)
+        unservable = unservable_ahead(self.network, route, max(0, sim.vehicle_route_index(key)))
         self._rerouted(key, corridor, t_s, requested=requested, unservable=unservable)
 
     def _rerouted(self, key: str, corridor: Corridor, t_s: float, *, requested: bool,
@@ -1131,14 +1138,14 @@ class SimService:
             # (the whole route as given: edges before the one it is on that do not connect, or an
             # internal one, would otherwise be dropped unseen)
             validate_route(self.network, cmd.route, emergency=esc.tracking == "simulation")
-            if entering is not None and cmd.route[0] == entering:
-                new = (current, *cmd.route)
+            if entering is not None:  # (the way on from the edge it is entering: it turns onto that one)
+                if entering not in cmd.route:
+                    raise RequestError(f"route: escort '{esc.id}' is inside the junction from edge '{current}' onto "
+                                       f"'{entering}' now, which the route does not hold: give the way on from "
+                                       f"'{entering}'")
+                new = (current, *cmd.route[cmd.route.index(entering):])
             elif current in cmd.route:
                 new = tuple(cmd.route[cmd.route.index(current):])
-            elif entering is not None:
-                raise RequestError(f"route: escort '{esc.id}' is inside the junction from edge '{current}' onto "
-                                   f"'{entering}' now, which the route does not hold: give the way on from "
-                                   f"'{entering}'")
             else:
                 raise RequestError(f"route: escort '{esc.id}' is on edge '{current}' now, which the route does not "
                                    "hold: give the way on from there")
@@ -1152,8 +1159,12 @@ class SimService:
         if old[here:] == new:
             return esc.id  # (the way it goes already)
         # every signal of the new way must be one greenwave can serve (before SUMO is told: a
-        # route SUMO kept and the next tick could not plan failed the whole service)
-        corridor = build_corridor(self.network, old[:here] + new)
+        # route SUMO kept and the next tick could not plan failed the whole service); one behind
+        # it, or being crossed, is SUMO's earlier choice, left to its program then
+        blocked = unservable_ahead(self.network, new, 0 if entering is None else 1)
+        if blocked:
+            raise CorridorError(blocked[0])
+        corridor = build_corridor(self.network, old[:here] + new, unservable=[])
         if esc.tracking == "simulation":
             try:
                 sim.set_vehicle_route(key, new)

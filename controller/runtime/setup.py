@@ -26,7 +26,12 @@ from controller.errors import GreenwaveError, NetworkError, ScenarioError
 from controller.runtime.outputs import CROSS_STREETS_FILE
 from controller.scenario import EvSpec, Scenario
 from controller.sim.netload import load_network
-from controller.sim.sumocfg import SumoInputs, read_sumocfg, redirect_additional_outputs
+from controller.sim.sumocfg import (
+    CONSOLE_AND_SERVER_OPTIONS,
+    SumoInputs,
+    read_sumocfg,
+    redirect_additional_outputs,
+)
 
 EV_VTYPE_PREFIX = "greenwave_"
 
@@ -192,18 +197,21 @@ def _length_m(network: Network, route: Sequence[str]) -> float:
     return sum(network.edges[e].length_m for e in route)
 
 
+OPTIONS_NOT_USED = "the configuration's output, console report and TraCI server options are not used"
+
+
 def setup_notes(setup: RunSetup, *, attached: bool = False) -> list[str]:
     """What a user should know of ``setup`` before its run: options of the configuration not
     used, EVs turning round, routes that are not the fastest, EVs crossing no traffic light.
     ``greenwave run`` prints them; summary.json keeps them (``notes``)."""
     notes = []
-    if setup.inputs.dropped and attached:
-        notes.append("attached: the SUMO you started writes the configuration's outputs "
-                     f"({', '.join(setup.inputs.dropped)}) itself; greenwave writes summary.json and trace.json "
-                     "into --out")
-    elif setup.inputs.dropped:
-        notes.append("the configuration's output, console report and TraCI server options are not used (greenwave "
-                     f"writes its own outputs into --out and runs SUMO itself): {', '.join(setup.inputs.dropped)}")
+    outputs = [name for name in setup.inputs.dropped if name not in CONSOLE_AND_SERVER_OPTIONS]
+    if outputs and attached:
+        notes.append(f"attached: the SUMO you started writes the configuration's outputs ({', '.join(outputs)}) "
+                     "itself; greenwave writes summary.json and trace.json into --out")
+    elif setup.inputs.dropped and not attached:
+        notes.append(f"{OPTIONS_NOT_USED} (greenwave writes its own outputs into --out and runs SUMO itself): "
+                     f"{', '.join(setup.inputs.dropped)}")
     for ev in setup.evs:
         turn = next(((a, b) for a, b in zip(ev.route, ev.route[1:], strict=False)
                      if any(c.direction == "t" for c in setup.network.connections_between(a, b))), None)

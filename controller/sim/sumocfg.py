@@ -21,14 +21,17 @@ from controller.errors import ScenarioError
 _PATH_LIST_OPTIONS = {"net-file", "route-files", "additional-files", "weight-files", "state-files",
                       "gui-settings-file"}
 _RENAMED = {"n": "net-file", "r": "route-files", "a": "additional-files", "b": "begin", "e": "end"}
+# options that are no outputs, dropped as these are
+CONSOLE_AND_SERVER_OPTIONS = frozenset({
+    # console reports: greenwave prints its own progress and summary (with these, SUMO's
+    # loading messages and end-of-run statistics flooded the console)
+    "verbose", "v", "duration-log.statistics", "t", "print-options",
+    # a TraCI server for other clients: greenwave runs SUMO itself, and SUMO waited for
+    # a second client on a port nobody was told of (a hang), or refused a second port
+    "remote-port", "num-clients"})
 _DROP_EXACT = {"log", "log-file", "l", "message-log", "error-log", "summary", "tripinfo", "save-configuration",
                "save-template", "save-schema", "save-commented", "configuration-file", "c",
-               # console reports: greenwave prints its own progress and summary (with these, SUMO's
-               # loading messages and end-of-run statistics flooded the console)
-               "verbose", "v", "duration-log.statistics", "t", "print-options",
-               # a TraCI server for other clients: greenwave runs SUMO itself, and SUMO waited for
-               # a second client on a port nobody was told of (a hang), or refused a second port
-               "remote-port", "num-clients"}
+               *CONSOLE_AND_SERVER_OPTIONS}
 
 
 def _is_output_option(name: str) -> bool:

@@ -170,6 +170,25 @@ def test_serve_starts_on_a_scenario_whose_ev_it_would_not_escort(tiny_net: Path,
         assert server.stop() == 0
 
 
+def test_a_service_notes_the_configurations_options_it_does_not_use(tiny_net: Path, tmp_path: Path) -> None:
+    # greenwave run says so (and keeps it in summary.json); the service said nothing
+    from controller.runtime.setup import OPTIONS_NOT_USED
+
+    cfg = tmp_path / "user.sumocfg"
+    cfg.write_text(f'<configuration><input><net-file value="{tiny_net}"/></input>'
+                   '<output><tripinfo-output value="mine.xml"/></output></configuration>')
+    scenario = tmp_path / "s.toml"
+    scenario.write_text(f'name = "cfg"\n[network]\nsumocfg = "{cfg}"\n[simulation]\nbegin_s = 0\nend_s = 100\n'
+                        '[[ev]]\nid = "amb"\nfrom = "left1A1"\nto = "C1right1"\ndepart_s = 10\n')
+    service = in_process_service(scenario, tmp_path, speed=50.0)
+    service.start()
+    service.stop()
+    said = f"{OPTIONS_NOT_USED} (greenwave writes its own outputs into --out and runs SUMO itself): tripinfo-output"
+    assert service.notes == [said]
+    started = next(e for e in service.audit.since(0, kind="service") if e.detail.get("event") == "started")
+    assert started.detail["notes"] == [said]
+
+
 def test_a_cancel_right_after_a_re_route_hands_back_the_old_ways_signals_too(tiny_scenario: Path,
                                                                              tmp_path: Path) -> None:
     # handled in the same tick, the cancel's handing_back listed the new way's signals only: not
@@ -238,12 +257,20 @@ def test_inside_a_junction_a_destination_is_routed_from_the_edge_it_is_entering(
         service.submit(Dispatch(escort_id="amb", route=tuple(NORTH_AT_B1))).result(timeout=30)
         wait_for(lambda: (p := service.state.escorts["amb"].position) is not None and p.edge.startswith(":B1"),
                  timeout_s=60, every_s=0.005, what="the escort inside B1")
-        # (both handled in the same tick, while it is still inside)
-        refused = service.submit(Reroute("amb", route=("B2C2", "C2right2")))
+        # (all handled in the same tick, while it is still inside): a route that does not hold the
+        # edge it is entering is refused naming both edges, also where it holds the one before
+        # (SUMO refused it then: a 409, "ask again once it has left", which could only be a 422);
+        # one holding it further on is taken from there (it was refused as not holding it)
+        refused = [service.submit(Reroute("amb", route=route))
+                   for route in (("B2C2", "C2right2"), ("A1B1", "B1C1", "C1right1"))]
+        same = service.submit(Reroute("amb", route=("C1B1", "B1B2", "B2top1")))
         rerouted = service.submit(Reroute("amb", destination=Place(edge="C2right2")))
-        with pytest.raises(RequestError, match="is inside the junction from edge 'A1B1' onto 'B1B2' now, which the "
-                                               "route does not hold: give the way on from 'B1B2'"):
-            refused.result(timeout=30)
+        for future in refused:
+            with pytest.raises(RequestError, match="is inside the junction from edge 'A1B1' onto 'B1B2' now, which "
+                                                   "the route does not hold: give the way on from 'B1B2'") as e:
+                future.result(timeout=30)
+            assert e.value.status == 422
+        same.result(timeout=30)  # (the way it goes already)
         rerouted.result(timeout=30)
         escort = service.state.escorts["amb"]
         assert escort.route == ("left1A1", "A1B1", "B1B2", "B2C2", "C2right2"), escort.route
@@ -256,18 +283,26 @@ def test_inside_a_junction_a_destination_is_routed_from_the_edge_it_is_entering(
 def test_an_escort_sumo_re_routes_through_a_movement_no_phase_serves_goes_on(tiny_net: Path, tmp_path: Path) -> None:
     # SUMO's rerouter sends the escort, routed round B1's red left turn, back through it: the
     # service cancelled that escort (greenwave run left the signal to its program and went on);
-    # now both do the latter, the reroute event saying why
+    # now both do the latter, the reroute event saying why. Past B1, a second SUMO re-route and
+    # one asked through the API concern the way ahead only (B1 was named again, and every
+    # re-route through the API was refused naming it)
     net = no_left_at_b1(tiny_net, tmp_path / "no-left-at-b1.net.xml")
     rerouter = tmp_path / "rerouter.add.xml"
     rerouter.write_text(f'<additional><route id="viaLeft" edges="{" ".join(NORTH_AT_B1)}"/>'
                         '<rerouter id="rr" edges="left1A1" probability="1"><interval begin="0" end="10000">'
-                        '<routeProbReroute id="viaLeft" probability="1"/></interval></rerouter></additional>')
+                        '<routeProbReroute id="viaLeft" probability="1"/></interval></rerouter>'
+                        '<rerouter id="rr2" edges="B1B2" probability="1"><interval begin="0" end="10000">'
+                        '<destProbReroute id="C2right2" probability="1"/></interval></rerouter></additional>')
     scenario = write_scenario(tmp_path / "s.toml", net, end_s=3600, additional=f'["{rerouter}"]')
     service = in_process_service(scenario, tmp_path, speed=20.0)
     service.start()
     try:
         service.submit(Dispatch(escort_id="amb", origin=Place(edge="left1A1"),
                                 destination=Place(edge="B2top1"))).result(timeout=30)
+        wait_for(lambda: (p := service.state.escorts["amb"].position) is not None and p.edge == "B1B2",
+                 timeout_s=60, every_s=0.01, what="the escort past B1")
+        service.submit(Reroute("amb", destination=Place(edge="B2top1"))).result(timeout=30)
+        assert service.state.escorts["amb"].route[-2:] == ("B1B2", "B2top1")
         wait_for(lambda: service.state.escorts["amb"].state in ("arrived", "cancelled"), timeout_s=60,
                  what="the escort's end")
         assert service.state.escorts["amb"].state == "arrived"
@@ -276,7 +311,9 @@ def test_an_escort_sumo_re_routes_through_a_movement_no_phase_serves_goes_on(tin
         assert state.failed is None and not any(state.safety.get(rule) for rule in ("S1", "S2", "S3", "S4", "S5"))
     finally:
         service.stop()
-    reroute = next(e.data for e in service.events.since(0) if e.type == "reroute")
-    assert reroute["route"] == NORTH_AT_B1 and reroute["requested"] is False and "B1" not in reroute["tls"]
-    (why,) = reroute["left_to_program"]
+    first, second, asked = [e.data for e in service.events.since(0) if e.type == "reroute"]
+    assert first["route"] == NORTH_AT_B1 and first["requested"] is False and "B1" not in first["tls"]
+    (why,) = first["left_to_program"]
     assert why.startswith("traffic light 'B1'") and "from edge 'A1B1' to 'B1B2'" in why, why
+    assert second["route"] == [*NORTH_AT_B1[:3], "B2C2", "C2right2"] and second["requested"] is False
+    assert "left_to_program" not in second and asked["requested"] is True and "left_to_program" not in asked

@@ -151,7 +151,8 @@ def test_an_attached_sumo_writes_its_additional_files_outputs_where_they_say(tmp
     cfg = user_config(tmp_path, tiny_net, "with-adds", '<flow id="f1" begin="0" end="300" vehsPerHour="400" '
                       'from="left1A1" to="C1right1"/>', 300)
     cfg.write_text(cfg.read_text().replace("</input>", f'<additional-files value="{edges}"/></input>'
-                                           '<output><summary-output value="my-summary.xml"/></output>'))
+                                           '<output><summary-output value="my-summary.xml"/></output>'
+                                           '<report><verbose value="true"/></report>'))
     sumo = UserSumo(cfg)
     try:
         summary = run_ok(["run", "--sumocfg", str(cfg), "--ev", EV, "--attach", str(sumo.port),
@@ -159,7 +160,8 @@ def test_an_attached_sumo_writes_its_additional_files_outputs_where_they_say(tmp
         assert sumo.wait() == 0
     finally:
         sumo.stop()
-    # the note the console gave is in summary.json too (attached_notes was empty)
+    # the note the console gave is in summary.json too (attached_notes was empty); verbose, a
+    # console report, is no output of that SUMO's
     said = ("attached: the SUMO you started writes the configuration's outputs (summary-output) itself; greenwave "
             "writes summary.json and trace.json into --out")
     assert summary["attached_notes"] == [said] and summary["notes"] == [said]

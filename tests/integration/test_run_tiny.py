@@ -632,7 +632,10 @@ def test_an_ev_sumo_re_routes_through_a_movement_no_phase_serves_goes_on_with_a_
     rerouter = tmp_path / "rerouter.add.xml"
     rerouter.write_text('<additional><route id="viaLeft" edges="left1A1 A1B1 B1B2 B2top1"/>'
                         '<rerouter id="rr" edges="left1A1" probability="1"><interval begin="0" end="10000">'
-                        '<routeProbReroute id="viaLeft" probability="1"/></interval></rerouter></additional>')
+                        '<routeProbReroute id="viaLeft" probability="1"/></interval></rerouter>'
+                        # past B1, to another destination: B1, behind it, is not named again
+                        '<rerouter id="rr2" edges="B1B2" probability="1"><interval begin="0" end="10000">'
+                        '<destProbReroute id="C2right2" probability="1"/></interval></rerouter></additional>')
     scenario = write_scenario(tmp_path / "s.toml", net, ev='from = "left1A1"\nto = "B2top1"',
                               additional=f'["{rerouter}"]')
     result = CliRunner().invoke(main, ["run", str(scenario), "--out", str(tmp_path / "o")])
@@ -641,7 +644,7 @@ def test_an_ev_sumo_re_routes_through_a_movement_no_phase_serves_goes_on_with_a_
     assert "EV 'amb' was re-routed by SUMO at" in said and "left to its program: traffic light 'B1'" in said, said
     summary = json.loads((tmp_path / "o" / "summary.json").read_text())
     ev = summary["evs"][0]
-    assert ev["arrived"] and ev["reroutes"] == 1 and "B1" not in ev["tls"]
+    assert ev["arrived"] and ev["reroutes"] == 2 and "B1" not in ev["tls"] and "C2" in ev["tls"]
     assert all(summary["safety"][rule] == 0 for rule in ("S1", "S2", "S3", "S4", "S5"))
     # summary.json keeps both notes, the setup's (routed round B1) and the run's, in that order
     heads = ("EV 'amb' does not take the fastest route: ", "EV 'amb' was re-routed by SUMO at ")
