@@ -58,14 +58,15 @@ def interrupt_mid_run(args: list[str], sig: int, cwd: Path, *, after: str = "25%
     return proc.returncode, "".join(said) + rest
 
 
-def no_left_at_b1(tiny_net: Path, out: Path) -> Path:
+def no_left_at_b1(tiny_net: Path, out: Path, shown: str = "r") -> Path:
     """The tiny grid (tests/conftest.py) with B1's left turn from A1B1 onto B1B2 red in every
-    phase (a movement greenwave cannot give green to), written to ``out``."""
+    phase (a movement greenwave cannot give green to), written to ``out``; ``shown`` "s": a
+    stop sign instead, which SUMO lets vehicles cross (it never shows green either)."""
     root = ET.parse(tiny_net).getroot()
     link = int(next(c.get("linkIndex", "") for c in root.iter("connection")
                     if c.get("from") == "A1B1" and c.get("to") == "B1B2" and c.get("tl") == "B1"))
     for phase in next(t for t in root.iter("tlLogic") if t.get("id") == "B1").iter("phase"):
         state = phase.get("state", "")
-        phase.set("state", state[:link] + "r" + state[link + 1:])
+        phase.set("state", state[:link] + shown + state[link + 1:])
     ET.ElementTree(root).write(out)
     return out

@@ -737,8 +737,8 @@ def _reroute(
     way regardless, and the run goes on (it stopped with the error, all EVs' results lost)."""
     route = sim.vehicle_route(ev_id)
     corridor = build_corridor(setup.network, route, unservable=[])
-    # (those it has driven through already, SUMO's earlier choice, were told of then)
-    unservable = unservable_ahead(setup.network, route, max(0, sim.vehicle_route_index(ev_id)))
+    # (those it has driven through already, or is crossing, SUMO's earlier choice, were told of then)
+    unservable = unservable_ahead(setup.network, route, sim.route_index_ahead(ev_id))
     if unservable and on_note is not None:
         on_note(f"EV '{ev_id}' was re-routed by SUMO at {t_s:g} s onto a way with a signal greenwave cannot "
                 f"serve, left to its program: {unservable[0]}")

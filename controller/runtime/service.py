@@ -347,7 +347,7 @@ class SimService:
             with self._starting as sim:
                 self._sim = sim
                 programs = self.network.programs
-                self.notes = setup_notes(setup, attached=self.attach is not None)
+                self.notes = setup_notes(setup, attached=self.attach is not None, ours="the audit log (by default)")
                 if self.attach is not None:  # (its network first; every type an escort may have)
                     self.notes += check_attached(sim, setup, ev_types=PRIORITY, departs=False)
                     if self.end_s is not None and self.end_s <= sim.time_s + 1e-9:
@@ -629,8 +629,8 @@ class SimService:
         its program, as ``greenwave run`` does: the vehicle drives that way regardless."""
         route = sim.vehicle_route(key)
         corridor = build_corridor(self.network, route, unservable=[])
-        # (those it has driven through already, SUMO's earlier choice, were told of then)
-        unservable = unservable_ahead(self.network, route, max(0, sim.vehicle_route_index(key)))
+        # (those it has driven through already, or is crossing, SUMO's earlier choice, were told of then)
+        unservable = unservable_ahead(self.network, route, sim.route_index_ahead(key))
         self._rerouted(key, corridor, t_s, requested=requested, unservable=unservable)
 
     def _rerouted(self, key: str, corridor: Corridor, t_s: float, *, requested: bool,

@@ -200,15 +200,16 @@ def _length_m(network: Network, route: Sequence[str]) -> float:
 OPTIONS_NOT_USED = "the configuration's output, console report and TraCI server options are not used"
 
 
-def setup_notes(setup: RunSetup, *, attached: bool = False) -> list[str]:
+def setup_notes(setup: RunSetup, *, attached: bool = False, ours: str = "summary.json and trace.json") -> list[str]:
     """What a user should know of ``setup`` before its run: options of the configuration not
     used, EVs turning round, routes that are not the fastest, EVs crossing no traffic light.
-    ``greenwave run`` prints them; summary.json keeps them (``notes``)."""
+    ``greenwave run`` prints them; summary.json keeps them (``notes``). ``ours``: what greenwave
+    writes into --out itself (a service: its audit log)."""
     notes = []
     outputs = [name for name in setup.inputs.dropped if name not in CONSOLE_AND_SERVER_OPTIONS]
     if outputs and attached:
         notes.append(f"attached: the SUMO you started writes the configuration's outputs ({', '.join(outputs)}) "
-                     "itself; greenwave writes summary.json and trace.json into --out")
+                     f"itself; greenwave writes {ours} into --out")
     elif setup.inputs.dropped and not attached:
         notes.append(f"{OPTIONS_NOT_USED} (greenwave writes its own outputs into --out and runs SUMO itself): "
                      f"{', '.join(setup.inputs.dropped)}")

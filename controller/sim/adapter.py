@@ -550,6 +550,12 @@ class SumoAdapter:
         before it)."""
         return int(self._api.vehicle.getRouteIndex(vehicle_id))
 
+    def route_index_ahead(self, vehicle_id: str) -> int:
+        """The index in its route of the edge whose end the vehicle has still to cross: the one it
+        is on, or inside a junction the one it is entering (0 before it has departed)."""
+        index = max(0, self.vehicle_route_index(vehicle_id))
+        return index + 1 if self.vehicle_road(vehicle_id).startswith(":") else index
+
     def vehicle_road(self, vehicle_id: str) -> str:
         """The edge the running vehicle is on (an internal one, ``:...``, inside a junction)."""
         return str(self._api.vehicle.getRoadID(vehicle_id))

@@ -317,3 +317,29 @@ def test_an_escort_sumo_re_routes_through_a_movement_no_phase_serves_goes_on(tin
     assert why.startswith("traffic light 'B1'") and "from edge 'A1B1' to 'B1B2'" in why, why
     assert second["route"] == [*NORTH_AT_B1[:3], "B2C2", "C2right2"] and second["requested"] is False
     assert "left_to_program" not in second and asked["requested"] is True and "left_to_program" not in asked
+
+
+def test_a_re_route_asked_while_crossing_a_movement_no_phase_serves_names_no_signal_left(
+        tiny_net: Path, tmp_path: Path) -> None:
+    # crossing B1's left turn (a stop sign: SUMO's rerouter chose it), the escort is re-routed through the
+    # API: B1 is being crossed, not ahead (the request was taken as such), yet its reroute event
+    # named B1 as left to its program (SUMO counts the vehicle on the edge before the junction)
+    net = no_left_at_b1(tiny_net, tmp_path / "stop-left-at-b1.net.xml", shown="s")
+    rerouter = tmp_path / "rerouter.add.xml"
+    rerouter.write_text(f'<additional><route id="viaLeft" edges="{" ".join(NORTH_AT_B1)}"/>'
+                        '<rerouter id="rr" edges="left1A1" probability="1"><interval begin="0" end="10000">'
+                        '<routeProbReroute id="viaLeft" probability="1"/></interval></rerouter></additional>')
+    scenario = write_scenario(tmp_path / "s.toml", net, end_s=3600, additional=f'["{rerouter}"]')
+    service = in_process_service(scenario, tmp_path, speed=4.0)  # (a step every 0.25 s: seen between ticks)
+    service.start()
+    try:
+        service.submit(Dispatch(escort_id="amb", origin=Place(edge="left1A1"),
+                                destination=Place(edge="B2top1"))).result(timeout=30)
+        wait_for(lambda: (p := service.state.escorts["amb"].position) is not None and p.edge.startswith(":B1"),
+                 timeout_s=60, every_s=0.005, what="the escort inside B1")
+        service.submit(Reroute("amb", destination=Place(edge="C2right2"))).result(timeout=30)
+    finally:
+        service.stop()
+    first, asked = [e.data for e in service.events.since(0) if e.type == "reroute"]
+    assert "left_to_program" in first and asked["requested"] is True and asked["route"][-1] == "C2right2"
+    assert "left_to_program" not in asked, asked
