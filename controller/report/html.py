@@ -35,7 +35,7 @@ table{border-collapse:collapse;font-size:.85rem;margin:.6rem 0}
 th,td{padding:.25rem .55rem;border-bottom:1px solid #e5e5e5;text-align:right}
 th{background:#f5f5f5}td:first-child,th:first-child{text-align:left}
 figure{margin:1rem 0}figure svg{max-width:100%;height:auto}figcaption{font-size:.85rem;color:#444}
-.bad{color:#b00020;font-weight:600}.ok{color:#1b5e20}.note{font-size:.85rem;color:#555}
+.bad{color:#b00020;font-weight:600}.ok{color:#1b5e20}.note,ul.notes{font-size:.85rem;color:#555}
 """
 
 
@@ -389,6 +389,9 @@ def render_run(
         f"{_e(fmt(_num(s.get('end', s.get('simulated_until'))), 0))} s · "
         f"run by greenwave {_e(s.get('greenwave_version', '?'))}, "
         f"report by {_e(__version__)} · made from {_e(run.path)}/summary.json and trace.json</p>",
+        # (what the run printed as notes: a route not the fastest, a signal left to its program, ...)
+        *([f'<ul class="notes" id="notes">{"".join(f"<li>{_e(n)}</li>" for n in s["notes"])}</ul>']
+          if isinstance(s.get("notes"), list) and s["notes"] else []),
         "<h2>Emergency vehicles</h2>",
         table(("EV", "type", "depart (s)", "arrival (s)", "travel time (s)", "free flow (s)", "ratio", "delay (s)",
                "stops", "stops at signals", "signals on route", "preempted", "green lost"), ev_rows, cls="evs"),

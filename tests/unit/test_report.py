@@ -131,6 +131,17 @@ def test_one_time_space_diagram_per_ev_showing_every_junction(tmp_path: Path) ->
     assert 'id="j2-queue"' in diagrams[0]
 
 
+def test_the_runs_notes_are_on_its_page(tmp_path: Path) -> None:
+    folder = write_run(tmp_path / "greenwave-s1", "greenwave")
+    assert 'id="notes"' not in render_run(load_run(folder), [])  # (none: no empty list)
+    summary = json.loads((folder / "summary.json").read_text())
+    summary["notes"] = ["EV 'amb' does not take the fastest route: traffic light 'B1' <no phase>"]
+    (folder / "summary.json").write_text(json.dumps(summary))
+    page = render_run(load_run(folder), [])
+    assert ('<ul class="notes" id="notes"><li>EV &#x27;amb&#x27; does not take the fastest route: traffic light '
+            "&#x27;B1&#x27; &lt;no phase&gt;</li></ul>") in page
+
+
 def test_the_pictures_follow_the_data(tmp_path: Path) -> None:
     """Drawn from the trace, not fixed: a signal that stays red shows no green bar."""
     red = {"J1": [[0, "rr"]], "J2": [[0, "rr"]], "J3": [[0, "rr"]]}
