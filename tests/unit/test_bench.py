@@ -962,12 +962,11 @@ def test_a_baseline_saved_with_a_byte_order_mark_is_read(tmp_path: Path) -> None
 
 def test_the_runs_notes_are_listed_once_per_scenario_with_the_runs_that_gave_them() -> None:
     from controller.bench.command import NOTES_SHOWN, run_notes
+    from controller.runtime.setup import OPTIONS_NOT_USED
 
     detour = "EV 'ev' does not take the fastest route: traffic light 'B1' ..."
     results = [RunResult("g", ctrl, seed, {"notes": [detour]}) for ctrl in ("none", "greenwave") for seed in (1, 2, 3)]
     # (the scenario configuration's options greenwave does not use: not the comparison's concern)
-    from controller.runtime.setup import OPTIONS_NOT_USED
-
     results += [RunResult("g", "local", 1, {"notes": [f"{OPTIONS_NOT_USED}: tripinfo-output"]}),
                 RunResult("a", "local", 2, {"notes": [detour]}),
                 RunResult("a", "local", 3, None, error="boom"), RunResult("a", "none", 1, {})]
