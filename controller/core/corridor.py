@@ -60,14 +60,17 @@ class Corridor:
         return tuple(dict.fromkeys(j.tls_id for j in self.junctions))
 
 
-def build_corridor(network: Network, route: Sequence[str], *, unservable: list[str] | None = None) -> Corridor:
+def build_corridor(network: Network, route: Sequence[str], *, unservable: list[str] | None = None,
+                   unservable_from: int = 0) -> Corridor:
     """The signals along ``route`` (a sequence of normal edge ids).
 
     Raises :class:`NetworkError` for an unknown edge, :class:`RouteError` for two consecutive
     edges without a connection, :class:`CorridorError` when a signal on the route has no
     program or no phase giving green to every link the route needs there; with ``unservable``
     given, such a signal is left out of the corridor (its program runs on) and the error's
-    message appended to it instead (a route SUMO chose, which the EV drives anyway).
+    message appended to it instead (a route SUMO chose, which the EV drives anyway), but for
+    the movements out of the route's edges before ``unservable_from`` (driven already, or being
+    crossed: left out without a word).
     """
     route_t = tuple(route)
     validate_route(network, route_t)
@@ -98,24 +101,14 @@ def build_corridor(network: Network, route: Sequence[str], *, unservable: list[s
             except CorridorError as e:
                 if unservable is None:
                     raise
-                unservable.append(str(e))
+                if i >= unservable_from:
+                    unservable.append(str(e))
     return Corridor(
         route=route_t,
         junctions=tuple(junctions),
         edge_offsets_m=tuple(offsets),
         length_m=length_m,
     )
-
-
-def unservable_ahead(network: Network, route: Sequence[str], start: int = 0) -> list[str]:
-    """Why greenwave cannot serve the movements of ``route`` from its edge ``start`` on (the
-    :class:`CorridorError` messages :func:`build_corridor` raises for them, in route order);
-    those behind (driven already) are not its concern."""
-    out: list[str] = []
-    for i in range(start, len(route) - 1):
-        if not can_escort(network, route[i], route[i + 1]):
-            build_corridor(network, route[i:i + 2], unservable=out)
-    return out
 
 
 def escortable_route(network: Network, from_edge: str, to_edge: str, *,

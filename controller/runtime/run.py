@@ -22,7 +22,7 @@ import numpy as np
 
 from controller import __version__, core
 from controller.bench.core import RECORDING_FORMAT, command_json, snapshot_to_json
-from controller.core.corridor import Corridor, build_corridor, unservable_ahead
+from controller.core.corridor import Corridor, build_corridor
 from controller.core.eta import EvDynamics, build_profile
 from controller.core.greenwave import ControllerConfig, EvSetup, PreemptionController
 from controller.core.oracle import NoController, OracleController
@@ -736,9 +736,10 @@ def _reroute(
     (a movement no phase shows green) is left to its program, with a note: the EV drives that
     way regardless, and the run goes on (it stopped with the error, all EVs' results lost)."""
     route = sim.vehicle_route(ev_id)
-    corridor = build_corridor(setup.network, route, unservable=[])
     # (those it has driven through already, or is crossing, SUMO's earlier choice, were told of then)
-    unservable = unservable_ahead(setup.network, route, sim.route_index_ahead(ev_id))
+    unservable: list[str] = []
+    corridor = build_corridor(setup.network, route, unservable=unservable,
+                              unservable_from=sim.route_index_ahead(ev_id))
     if unservable and on_note is not None:
         on_note(f"EV '{ev_id}' was re-routed by SUMO at {t_s:g} s onto a way with a signal greenwave cannot "
                 f"serve, left to its program: {unservable[0]}")

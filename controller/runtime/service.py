@@ -34,7 +34,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from controller.core.corridor import Corridor, build_corridor, escortable_route, unservable_ahead
+from controller.core.corridor import Corridor, build_corridor, escortable_route
 from controller.core.eta import EvDynamics
 from controller.core.geometry import match_to_route, project
 from controller.core.greenwave import PRIORITY, VANISHED, EvSetup, PreemptionController
@@ -628,9 +628,10 @@ class SimService:
         (a movement no phase shows green; never on a requested route, refused before) is left to
         its program, as ``greenwave run`` does: the vehicle drives that way regardless."""
         route = sim.vehicle_route(key)
-        corridor = build_corridor(self.network, route, unservable=[])
         # (those it has driven through already, or is crossing, SUMO's earlier choice, were told of then)
-        unservable = unservable_ahead(self.network, route, sim.route_index_ahead(key))
+        unservable: list[str] = []
+        corridor = build_corridor(self.network, route, unservable=unservable,
+                                  unservable_from=sim.route_index_ahead(key))
         self._rerouted(key, corridor, t_s, requested=requested, unservable=unservable)
 
     def _rerouted(self, key: str, corridor: Corridor, t_s: float, *, requested: bool,
@@ -1161,10 +1162,11 @@ class SimService:
         # every signal of the new way must be one greenwave can serve (before SUMO is told: a
         # route SUMO kept and the next tick could not plan failed the whole service); one behind
         # it, or being crossed, is SUMO's earlier choice, left to its program then
-        blocked = unservable_ahead(self.network, new, 0 if entering is None else 1)
+        blocked: list[str] = []
+        corridor = build_corridor(self.network, old[:here] + new, unservable=blocked,
+                                  unservable_from=here if entering is None else here + 1)
         if blocked:
             raise CorridorError(blocked[0])
-        corridor = build_corridor(self.network, old[:here] + new, unservable=[])
         if esc.tracking == "simulation":
             try:
                 sim.set_vehicle_route(key, new)
