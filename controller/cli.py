@@ -303,6 +303,23 @@ def _parse_ev(raw: str, n: int) -> Any:
                                   "type": ev_type})
 
 
+def _parse_escort(raw: str) -> tuple[str, str]:
+    from controller.core.greenwave import PRIORITY
+    from controller.scenario import ev_id_problem
+
+    vehicle_id, _, ev_type = (p.strip() for p in raw.partition(","))
+    ev_type = ev_type or "ambulance"
+    if not vehicle_id or "," in ev_type:
+        raise ScenarioError(f"--escort '{raw}': expected VEHICLE[,TYPE] (the id of a vehicle of the configuration's "
+                            "route files)")
+    if ev_type not in PRIORITY:
+        raise ScenarioError(f"--escort '{raw}': TYPE '{ev_type}' is not one of {', '.join(PRIORITY)}")
+    problem = ev_id_problem(vehicle_id)
+    if problem:
+        raise ScenarioError(f"--escort '{raw}': VEHICLE '{vehicle_id}' {problem}")
+    return vehicle_id, ev_type
+
+
 def _fmt(x: object, digits: int = 1) -> str:
     if x is None:
         return "-"
@@ -440,6 +457,9 @@ def main() -> None:
 @click.option("--ev", "evs", multiple=True, metavar="FROM,TO,DEPART[,TYPE[,ID]]",
               help="With --sumocfg: an emergency vehicle from edge FROM to edge TO departing at DEPART s "
                    "(its vehicle id: ID, default ev1, ev2, ... in order).")
+@click.option("--escort", "escorts", multiple=True, metavar="VEHICLE[,TYPE]",
+              help="With --sumocfg: escort a vehicle of the configuration's route files, along its own route from "
+                   "its own departure (TYPE: ambulance (default), fire, police or transit).")
 @click.option("--end", "end_s", type=Finite(min=0.0), default=None,
               help="With --sumocfg: simulation end in s [default: the config's end, or last EV depart + 1800].")
 @click.option("--detect-range", "detect_range_m", type=Finite(min=1.0), default=None,
@@ -470,6 +490,7 @@ def run(
     gui: bool,
     sumocfg: Path | None,
     evs: tuple[str, ...],
+    escorts: tuple[str, ...],
     end_s: float | None,
     detect_range_m: float | None,
     detect_eta_s: float | None,
@@ -480,7 +501,7 @@ def run(
     record: Path | None,
     attach: str | None,
 ) -> None:
-    """Run one SCENARIO (a .toml file), or your own --sumocfg with --ev, and write summary.json."""
+    """Run one SCENARIO (a .toml file), or your own --sumocfg with --ev or --escort, and write summary.json."""
     from controller.runtime.folder_lock import FolderLock, hold_folder
     from controller.runtime.run import run as run_simulation
     from controller.runtime.setup import (
@@ -517,16 +538,18 @@ def run(
         if realtime:
             speed = 1.0
         if scenario is None and sumocfg is None:
-            raise ScenarioError("give a SCENARIO file, or --sumocfg FILE with at least one --ev")
+            raise ScenarioError("give a SCENARIO file, or --sumocfg FILE with at least one --ev or --escort")
         if scenario is not None and sumocfg is not None:
-            raise ScenarioError("give a SCENARIO file or --sumocfg FILE (with at least one --ev), not both")
+            raise ScenarioError("give a SCENARIO file or --sumocfg FILE (with at least one --ev or --escort), not both")
         if controller_name != "local" and (detect_range_m is not None or detect_eta_s is not None):
             raise ScenarioError("--detect-range and --detect-eta set the local controller's detection: "
                                 f"they do nothing with --controller {controller_name}")
         if sumocfg is not None:
-            if not evs:
-                raise ScenarioError("--sumocfg needs at least one --ev FROM,TO,DEPART")
+            if not evs and not escorts:
+                raise ScenarioError("--sumocfg needs at least one --ev FROM,TO,DEPART (or --escort VEHICLE, a vehicle "
+                                    "of its route files)")
             specs = [_parse_ev(raw, i + 1) for i, raw in enumerate(evs)]
+            escorted = [_parse_escort(raw) for raw in escorts]
             out = out_dir or Path("runs") / (f"{sumocfg_name(sumocfg)}-{controller_name}-"
                                              + ("attached" if address is not None else f"s{seed}"))
             _out_folder(out, reusable=is_run_folder, inputs=[sumocfg])
@@ -535,11 +558,12 @@ def run(
             kept_run = _PreviousRun(out, _config_files([sumocfg]))
             setup = _prepared(out, lambda: prepare_sumocfg(sumocfg, specs, seed=seed, out_dir=out.resolve(),
                                                            end_s=end_s, bluelight=bluelight,
-                                                           attached=address is not None))
+                                                           attached=address is not None, escorts=escorted))
         else:
             assert scenario is not None
-            if evs or end_s is not None:
-                raise ScenarioError("--ev and --end go with --sumocfg; a scenario file names its own EVs and end")
+            if evs or escorts or end_s is not None:
+                raise ScenarioError("--ev, --escort and --end go with --sumocfg; a scenario file names its own EVs "
+                                    "and end")
             sc = load_scenario(scenario)
             scenario_inputs = [scenario, *_scenario_inputs(sc)]
             out = _out_folder(out_dir or Path("runs") / f"{sc.name}-{controller_name}-s{seed}",

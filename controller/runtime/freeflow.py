@@ -39,10 +39,11 @@ def _file_digest(path: Path) -> str:
 
 
 def _key(setup: RunSetup, ev: EvPlan, vtypes: Path) -> str:
-    payload = json.dumps(
-        [CACHE_VERSION, _file_digest(setup.inputs.net_file), _file_digest(vtypes), ev.vtype_id,
-         list(ev.route), setup.step_length_s],
-    )
+    parts: list[object] = [CACHE_VERSION, _file_digest(setup.inputs.net_file), _file_digest(vtypes), ev.vtype_id,
+                           list(ev.route), setup.step_length_s]
+    if ev.in_routes:  # (a vehicle of the route files: its own type's definition and insertion)
+        parts += [_file_digest(ev.vtype_file) if ev.vtype_file is not None else None, [list(a) for a in ev.insertion]]
+    payload = json.dumps(parts)
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
@@ -106,7 +107,7 @@ def _simulate(setup: RunSetup, ev: EvPlan, vtypes: Path, backend: Backend) -> fl
         tripinfo = Path(tmp) / "tripinfo.xml"
         args = [
             "--net-file", str(setup.inputs.net_file),
-            "--additional-files", str(vtypes),
+            "--additional-files", ",".join(str(f) for f in (vtypes, ev.vtype_file) if f is not None),
             "--begin", "0",
             "--step-length", f"{setup.step_length_s:g}",
             "--no-step-log", "true",
@@ -115,7 +116,7 @@ def _simulate(setup: RunSetup, ev: EvPlan, vtypes: Path, backend: Backend) -> fl
             "--tripinfo-output", str(tripinfo),
         ]  # fmt: skip
         with SumoAdapter(args, backend=backend, error_log=Path(tmp) / "errors.log") as sim:
-            sim.add_vehicle(ev.ev_id, ev.route, ev.vtype_id, depart="0")
+            sim.add_vehicle(ev.ev_id, ev.route, ev.vtype_id, depart="0", insertion=dict(ev.insertion))
             sim.apply([
                 SignalCommand(tls, "set_state", reason="free flow: route green", state="".join(
                     "G" if i in ln else "r" for i in range(network.programs[tls].link_count)))

@@ -312,6 +312,10 @@ def run(
             seed = int(given) if given.isdigit() and sim.option("random").lower() != "true" else None
         dynamics = {}
         for ev in setup.evs:
+            if ev.in_routes:  # (a vehicle of the route files: SUMO inserts it, and it is watched from then)
+                sim.watch_vehicle(ev.ev_id, from_departure=True)
+                dynamics[ev.ev_id] = EvDynamics(**escorted_type(sim, ev))
+                continue
             sim.add_vehicle(ev.ev_id, ev.route, ev.vtype_id, depart=f"{ev.depart_s:g}")
             sim.watch_vehicle(ev.ev_id)
             dynamics[ev.ev_id] = EvDynamics(**sim.vehicle_type(ev.vtype_id))
@@ -621,6 +625,16 @@ def check_attached(sim: SumoAdapter, setup: RunSetup, ev_types: Collection[str] 
     return notes
 
 
+def escorted_type(sim: SumoAdapter, ev: EvPlan) -> dict[str, float]:
+    """The dynamics of the vehicle type of a vehicle of the route files (``--escort``), as SUMO has
+    loaded it: a type SUMO has not read yet at the begin is an error that says where to define it."""
+    if ev.vtype_id not in sim.vehicle_type_ids():
+        raise ScenarioError(f"--escort '{ev.ev_id}': SUMO has not loaded its vehicle type '{ev.vtype_id}' at the "
+                            "begin (it reads route files a few minutes ahead): define the type before the first "
+                            "vehicle of its route file, or in an additional file")
+    return sim.vehicle_type(ev.vtype_id)
+
+
 def attached_outputs(progress: Mapping[str, EvProgress], collision_log: Sequence[tuple[float, str, str, str]],
                      step_s: float) -> SumoOutputs:
     """What a run attached to a SUMO it did not start knows of SUMO's outputs: the EVs' trips, as
@@ -655,7 +669,8 @@ def _clear_stale(setup: RunSetup) -> None:
     """A run into an earlier run's folder: remove what that run left that this one does not
     write again (its detector outputs, copies of additional files this run does not use), so
     that nothing in the folder is another run's."""
-    used = {p.resolve() for p in (*setup.inputs.additional_files, *setup.inputs.route_files)}
+    used = {p.resolve() for p in (*setup.inputs.additional_files, *setup.inputs.route_files,
+                                  *(ev.vtype_file for ev in setup.evs if ev.vtype_file is not None))}
     for sub in ("inputs", "outputs"):
         folder = setup.out_dir / sub
         if folder.is_dir():
@@ -812,6 +827,10 @@ def ev_summary(ev: EvPlan, p: EvProgress, trip: Trip | None, free_flow_s: float 
     return {
         "id": ev.ev_id,
         "type": ev.ev_type,
+        # a vehicle of the route files (--escort: SUMO inserted it with its own vehicle type), or one
+        # greenwave added (--ev, [[ev]])
+        "vehicle_type": ev.vtype_id,
+        "from_route_files": ev.in_routes,
         "dispatched": ev.depart_s,  # the departure asked for (SUMO may insert it later: depart)
         "depart": trip.depart_s if trip else p.depart_s,
         "arrival": trip.arrival_s if trip else None,

@@ -31,6 +31,7 @@ from controller.sim.sumocfg import (
     SumoInputs,
     read_sumocfg,
     redirect_additional_outputs,
+    sumo_time_s,
 )
 
 EV_VTYPE_PREFIX = "greenwave_"
@@ -47,6 +48,14 @@ class EvPlan:
     # why the fastest route from its origin to its destination was passed over (a movement on it
     # greenwave cannot serve), "" where it was taken or the route was given
     detour: str = ""
+    # a vehicle of the configuration's route files (``--escort``): SUMO inserts it itself, with its
+    # own vehicle type (defined in ``vtype_file`` for the free-flow run; None: one of SUMO's
+    # default types); greenwave adds the others
+    in_routes: bool = False
+    vtype_file: Path | None = None
+    # how the vehicle is inserted and where its trip ends (SUMO's vehicle attributes), the same in
+    # the free-flow run
+    insertion: tuple[tuple[str, str], ...] = (("departLane", "best"), ("departSpeed", "max"))
 
 
 @dataclass(frozen=True)
@@ -159,14 +168,17 @@ def _write_cross_street_data(path: Path, network: Network, plans: Sequence[EvPla
     path.write_text(f'<?xml version="1.0" encoding="UTF-8"?>\n<additional>\n{body}</additional>\n', "utf-8")
 
 
-def _plan_evs(network: Network, evs: Sequence[EvSpec], source: Path | None = None) -> tuple[EvPlan, ...]:
-    """``source``: the scenario file the EVs come from (its entries are named in errors)."""
+def _plan_evs(network: Network, evs: Sequence[EvSpec], source: Path | None = None,
+              classes: Mapping[str, str] | None = None) -> tuple[EvPlan, ...]:
+    """``source``: the scenario file the EVs come from (its entries are named in errors);
+    ``classes``: the vehicle class of an EV of the route files (--escort), by id (the others
+    are added as vClass emergency)."""
     plans = []
     for n, ev in enumerate(evs):
         detour = ""
         try:
             if ev.route is not None:
-                validate_route(network, ev.route, emergency=True)  # (added as vClass emergency)
+                validate_route(network, ev.route, emergency=(classes or {}).get(ev.id, "emergency") == "emergency")
                 route = tuple(ev.route)
             else:
                 assert ev.from_edge is not None and ev.to_edge is not None  # guaranteed by EvSpec
@@ -191,6 +203,25 @@ def _plan_evs(network: Network, evs: Sequence[EvSpec], source: Path | None = Non
             )
         )
     return tuple(plans)
+
+
+def _escorted_plans(plans: Sequence[EvPlan], own: Mapping[str, RouteFileVehicle], vtype_file: Path
+                    ) -> tuple[EvPlan, ...]:
+    """``plans`` with those of the route files' vehicles (``own``) given their own vehicle types
+    and insertion; their types' definitions written to ``vtype_file`` for the free-flow run."""
+    definitions = {v.vtype_id: v.vtype_xml for v in own.values() if v.vtype_xml is not None}
+    if definitions:
+        body = "".join(f"    {xml}\n" for _, xml in sorted(definitions.items()))
+        vtype_file.write_text(f'<?xml version="1.0" encoding="UTF-8"?>\n<additional>\n{body}</additional>\n',
+                              "utf-8")
+    out = []
+    for plan in plans:
+        v = own.get(plan.ev_id)
+        if v is not None:
+            plan = replace(plan, vtype_id=v.vtype_id, in_routes=True, insertion=v.insertion,
+                           vtype_file=vtype_file.resolve() if v.vtype_xml is not None else None)
+        out.append(plan)
+    return tuple(out)
 
 
 def _length_m(network: Network, route: Sequence[str]) -> float:
@@ -313,19 +344,140 @@ def id_in_routes(ids: Mapping[str, tuple[str, Path]], vehicle_id: str) -> tuple[
     return None
 
 
+# a vehicle's attributes for where it is inserted and where its trip ends (SUMO's defaults apply
+# where it gives none, as in the free-flow run)
+_INSERTION_ATTRIBUTES = ("departLane", "departPos", "departSpeed", "arrivalLane", "arrivalPos", "arrivalSpeed")
+
+
+@dataclass(frozen=True)
+class RouteFileVehicle:
+    """A vehicle of the route (or additional) files that greenwave escorts (``--escort``) along
+    its own route from its own departure, as SUMO inserts it."""
+
+    vehicle_id: str
+    file: Path
+    depart_s: float
+    route: tuple[str, ...]  # () for a trip
+    trip: tuple[str, str] | None  # a trip's from and to edges (SUMO routes it: planned the fastest way)
+    vtype_id: str
+    vtype_xml: str | None  # its vType's definition, for the free-flow run (None: a SUMO default type)
+    vclass: str
+    insertion: tuple[tuple[str, str], ...]
+
+
+def find_route_file_vehicle(files: Sequence[Path], vehicle_id: str) -> RouteFileVehicle:
+    """``vehicle_id``'s definition in ``files`` (route files, then additional files), for an
+    escort: a ``<vehicle>`` with a route of edges (its own, or a ``<route>`` it names) or a
+    ``<trip>`` from an edge to an edge, a depart time, no stops, and a vehicle type defined in the
+    files or one of SUMO's defaults. Anything else is a :class:`ScenarioError` naming the file and
+    what is there."""
+    what = f"--escort '{vehicle_id}'"
+    found: tuple[ET.Element, Path] | None = None
+    routes: dict[str, ET.Element] = {}
+    vtypes: dict[str, str] = {}
+    distributions: dict[str, str] = {}  # id -> tag (vTypeDistribution, routeDistribution)
+    for path in files:
+        try:
+            with _open_xml(path) as f:
+                for _, el in ET.iterparse(f, events=("end",)):
+                    tag, el_id = el.tag, el.get("id")
+                    if tag == "vType" and el_id is not None:
+                        el.tail = None
+                        vtypes.setdefault(el_id, ET.tostring(el, encoding="unicode"))
+                    elif tag in ("vTypeDistribution", "routeDistribution") and el_id is not None:
+                        distributions.setdefault(el_id, tag)
+                    elif tag == "route" and el_id is not None:
+                        routes.setdefault(el_id, el)
+                    elif tag in _ID_TAGS:
+                        if el_id == vehicle_id and found is None:
+                            found = (el, path)
+                        else:
+                            el.clear()
+        except (OSError, EOFError, ET.ParseError) as e:
+            raise ScenarioError(f"{what}: cannot read {path}: {e}") from None
+    if found is None:
+        flow_vehicle = id_in_routes(route_file_ids(files), vehicle_id)
+        if flow_vehicle is not None:  # (one of a flow's vehicles)
+            raise ScenarioError(f"{what}: {flow_vehicle[0]} has it as {flow_vehicle[1]}: greenwave escorts a "
+                                "<vehicle> of its own, with a route")
+        names = ", ".join(p.name for p in files) or "none"
+        raise ScenarioError(f"{what}: no vehicle of that id in the configuration's route and additional files "
+                            f"({names})")
+    el, path = found
+    where = f"{what}: {path}: its {el.tag}"
+    if el.tag not in ("vehicle", "trip"):
+        raise ScenarioError(f"{where} is not a <vehicle> or <trip>: greenwave escorts one vehicle")
+    depart_raw = el.get("depart", "")
+    depart = sumo_time_s(depart_raw)
+    if depart is None:
+        raise ScenarioError(f"{where} departs at '{depart_raw}': greenwave escorts a vehicle departing at a time")
+    trip: tuple[str, str] | None = None
+    edges: tuple[str, ...] = ()
+    own_route = el.find("route")
+    if el.tag == "trip":
+        from_edge, to_edge = el.get("from"), el.get("to")
+        if from_edge is None or to_edge is None or el.get("via"):
+            raise ScenarioError(f"{where} is not from an edge to an edge without 'via' (greenwave plans a trip the "
+                                "fastest way, as SUMO routes it): give it a route, or its 'from' and 'to' edges")
+        trip = (from_edge, to_edge)
+        route_el = el
+    elif own_route is not None:
+        route_el = own_route
+    elif el.find("routeDistribution") is not None:
+        raise ScenarioError(f"{where} has a route distribution: greenwave escorts a vehicle with one route")
+    else:
+        ref = el.get("route")
+        if ref is None:
+            raise ScenarioError(f"{where} has no route")
+        if distributions.get(ref) == "routeDistribution":
+            raise ScenarioError(f"{where} route '{ref}' is a route distribution: greenwave escorts a vehicle with "
+                                "one route")
+        named = routes.get(ref)
+        if named is None:
+            raise ScenarioError(f"{where} route '{ref}' is not defined in the configuration's route and additional "
+                                "files")
+        route_el = named
+    if trip is None:
+        edges = tuple((route_el.get("edges") or "").split())
+        if not edges:
+            raise ScenarioError(f"{where} route has no edges")
+    if route_el.get("repeat", "0") not in ("0", ""):
+        raise ScenarioError(f"{where} route repeats: greenwave escorts a vehicle driving its route once")
+    if el.find("stop") is not None or route_el.find("stop") is not None:
+        raise ScenarioError(f"{where} has stops: greenwave escorts a vehicle driving to its destination "
+                            "without stopping (its stops would count as delay)")
+    vtype_id = el.get("type") or "DEFAULT_VEHTYPE"
+    if distributions.get(vtype_id) == "vTypeDistribution":
+        raise ScenarioError(f"{where} type '{vtype_id}' is a type distribution: give the vehicle one vehicle type")
+    vtype_xml = vtypes.get(vtype_id)
+    if vtype_xml is None and not vtype_id.startswith("DEFAULT_"):
+        raise ScenarioError(f"{where} type '{vtype_id}' is not defined in the configuration's route and additional "
+                            "files")
+    vclass = (ET.fromstring(vtype_xml).get("vClass") if vtype_xml is not None else None) or (
+        "pedestrian" if vtype_id == "DEFAULT_PEDTYPE" else "bicycle" if vtype_id == "DEFAULT_BIKETYPE" else "passenger")
+    insertion = tuple((name, str(el.get(name))) for name in _INSERTION_ATTRIBUTES if el.get(name) is not None)
+    return RouteFileVehicle(vehicle_id, path, depart, edges, trip, vtype_id, vtype_xml, vclass, insertion)
+
+
 def _ordinal(n: int) -> str:
     return f"{n}{'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
 
 
-def _check_ids_free(route_files: Sequence[Path], ids: Sequence[str]) -> None:
+def _check_ids_free(route_files: Sequence[Path], ids: Sequence[str],
+                    escorted: Mapping[str, RouteFileVehicle] | None = None) -> None:
     """An EV id that a vehicle of the route files has already: an error now, naming both, rather
-    than SUMO refusing one of them during the run."""
+    than SUMO refusing one of them during the run (``escorted``: the route files' own vehicles
+    greenwave escorts, whose ids are theirs)."""
     seen: set[str] = set()
     for n, ev_id in enumerate(ids, 1):
         if ev_id in seen:
+            if escorted and ev_id in escorted:
+                raise ScenarioError(f"EV id '{ev_id}' is given twice: --escort '{ev_id}' escorts the vehicle of "
+                                    f"{escorted[ev_id].file.name}, an --ev with that ID would add another")
             raise ScenarioError(f"EV id '{ev_id}' is given twice (the {_ordinal(n)} EV's; an EV given no id gets "
                                 f"'ev<n>', n its place in the list: give the EVs distinct ids)")
         seen.add(ev_id)
+    ids = [ev_id for ev_id in ids if not escorted or ev_id not in escorted]
     if not ids:
         return
     taken = route_file_ids(route_files)
@@ -407,8 +559,10 @@ def _finish(
     bluelight: bool,
     scenario_file: Path | None = None,
     redirect_outputs: bool = True,
+    escorted: Sequence[RouteFileVehicle] = (),
 ) -> RunSetup:
-    _check_ids_free(inputs.route_files, [ev.id for ev in evs])
+    own = {v.vehicle_id: v for v in escorted}
+    _check_ids_free(inputs.route_files, [ev.id for ev in evs], escorted=own)
     inputs_dir = out_dir / "inputs"
     inputs_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / RUN_MARK).touch()  # a run's folder: --out may reuse it (see is_run_folder)
@@ -416,7 +570,9 @@ def _finish(
     additionals = (tuple(redirect_additional_outputs(a, out_dir, used) for a in inputs.additional_files)
                    if redirect_outputs else inputs.additional_files)
     network = load_network(inputs.net_file, inputs.additional_files)
-    plans = _plan_evs(network, evs, scenario_file)
+    plans = _plan_evs(network, evs, scenario_file, {v.vehicle_id: v.vclass for v in escorted})
+    if own:
+        plans = _escorted_plans(plans, own, inputs_dir / "greenwave_escorted_vtypes.add.xml")
     vtypes = inputs_dir / "greenwave_vtypes.add.xml"
     _write_ev_vtypes(vtypes, bluelight)
     cross = inputs_dir / "greenwave_cross_streets.add.xml"
@@ -545,11 +701,20 @@ def prepare_sumocfg(
     end_s: float | None = None,
     bluelight: bool = False,
     attached: bool = False,
+    escorts: Sequence[tuple[str, str]] = (),
 ) -> RunSetup:
-    """A run of ``sumocfg`` with ``evs``. ``attached``: for a SUMO the user started with it, whose
-    additional files write their outputs where they say (greenwave's copies with the outputs
-    moved into ``out_dir`` would be neither loaded nor written)."""
+    """A run of ``sumocfg`` with ``evs``, and the vehicles of its route files ``escorts``
+    names ((vehicle id, EV type): escorted along their own routes, :func:`find_route_file_vehicle`).
+    ``attached``: for a SUMO the user started with it, whose additional files write their outputs
+    where they say (greenwave's copies with the outputs moved into ``out_dir`` would be neither
+    loaded nor written)."""
     inputs = read_sumocfg(sumocfg)
+    escorted = [find_route_file_vehicle((*inputs.route_files, *inputs.additional_files), vehicle_id)
+                for vehicle_id, _ in escorts]
+    evs = [*evs, *(EvSpec.model_validate({"id": v.vehicle_id, "depart_s": v.depart_s, "type": kind,
+                                          **({"route": v.route} if v.trip is None else
+                                             {"from": v.trip[0], "to": v.trip[1]})})
+                   for v, (_, kind) in zip(escorted, escorts, strict=True))]
     begin = inputs.begin_s if inputs.begin_s is not None else 0.0
     last_depart = max(ev.depart_s for ev in evs)
     given_end = end_s is not None
@@ -594,6 +759,7 @@ def prepare_sumocfg(
         seed=seed,
         bluelight=bluelight,
         redirect_outputs=not attached,
+        escorted=escorted,
     )
 
 

@@ -26,7 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Literal
@@ -198,6 +198,7 @@ class SumoAdapter:
         # (dicts, not sets: read in the order watched, so that what the step returns, and the
         # monitor's violations listed from it, do not depend on Python's hash seed)
         self._vehicles: dict[str, None] = {}
+        self._awaiting: dict[str, None] = {}  # vehicles of the route files to watch once they depart
         self._route_ids: dict[str, str] = {}  # watched vehicle -> the id of its route, as last read
         # watched vehicles whose route is new in the last step: seen for the first time since they
         # departed (SUMO may have routed them at insertion), or given another by SUMO since
@@ -452,7 +453,13 @@ class SumoAdapter:
             self._traci_proc = None
 
     # -- what to read ------------------------------------------------------------------------
-    def watch_vehicle(self, vehicle_id: str) -> None:
+    def watch_vehicle(self, vehicle_id: str, *, from_departure: bool = False) -> None:
+        """Read ``vehicle_id`` every step. ``from_departure``: a vehicle of the route files, which
+        SUMO knows only once it has read that far (a few minutes ahead): watched from the step it
+        departs in."""
+        if from_departure:
+            self._awaiting[vehicle_id] = None
+            return
         self._api.vehicle.subscribe(vehicle_id, list(_VEHICLE_VARS))
         self._vehicles[vehicle_id] = None
 
@@ -512,6 +519,10 @@ class SumoAdapter:
         return len(self._vehicles), len(self._signals), len(self._lanes)
 
     # -- setup calls -------------------------------------------------------------------------
+    def vehicle_type_ids(self) -> frozenset[str]:
+        """The vehicle types SUMO has loaded."""
+        return frozenset(str(t) for t in self._api.vehicletype.getIDList())
+
     def vehicle_type(self, type_id: str) -> dict[str, float]:
         """Dynamics of a vehicle type: max speed, acceleration, deceleration, speed factor, length."""
         vt = self._api.vehicletype
@@ -524,8 +535,13 @@ class SumoAdapter:
         }
 
     def add_vehicle(
-        self, vehicle_id: str, route: Sequence[str], type_id: str, depart: str = "now"
+        self, vehicle_id: str, route: Sequence[str], type_id: str, depart: str = "now",
+        insertion: Mapping[str, str] | None = None,
     ) -> None:
+        """``insertion``: SUMO's vehicle attributes for where it is inserted and where its trip
+        ends (``departLane``, ``departSpeed``, ...; SUMO's defaults where not given; None: the best
+        lane at the maximum speed, as greenwave's EVs depart)."""
+        how = dict(insertion) if insertion is not None else {"departLane": "best", "departSpeed": "max"}
         # a route SUMO keeps when it then refuses the vehicle (TraCI cannot remove a route): a
         # retry with the same vehicle id takes another route id
         taken = set(self._api.route.getIDList())
@@ -536,9 +552,7 @@ class SumoAdapter:
             route_id = f"{vehicle_id}__route{n}"
         try:
             self._api.route.add(route_id, list(route))
-            self._api.vehicle.add(
-                vehicle_id, route_id, typeID=type_id, depart=depart, departLane="best", departSpeed="max"
-            )
+            self._api.vehicle.add(vehicle_id, route_id, typeID=type_id, depart=depart, **how)
         except SUMO_ERRORS as e:
             raise SimulationError(f"SUMO refused vehicle '{vehicle_id}': {e}") from None
 
@@ -634,8 +648,19 @@ class SumoAdapter:
         self.time_s = float(api.simulation.getTime())
         sim = api.simulation.getSubscriptionResults()
         arrived = tuple(sim.get(tc.VAR_ARRIVED_VEHICLES_IDS, ()))
+        departed = tuple(sim.get(tc.VAR_DEPARTED_VEHICLES_IDS, ()))
         vehicles: dict[str, VehicleState] = {}
         all_vehicles = {} if direct else api.vehicle.getAllSubscriptionResults()  # one call for all
+        if self._awaiting:
+            # (read with plain getters in the step they depart in: subscribed now, their results come
+            # with the next step's)
+            running = set(api.vehicle.getIDList()) if direct else departed
+            for vid in [v for v in self._awaiting if v in running]:
+                del self._awaiting[vid]
+                api.vehicle.subscribe(vid, list(_VEHICLE_VARS))
+                self._vehicles[vid] = None
+                all_vehicles = dict(all_vehicles)
+                all_vehicles[vid] = self._direct_vehicle(vid)
         replaced: set[str] = set()
         route_ids = self._route_ids
         for vid in self._vehicles:
@@ -687,7 +712,7 @@ class SumoAdapter:
             vehicles=vehicles,
             signals=signals,
             lanes=lanes,
-            departed=tuple(sim.get(tc.VAR_DEPARTED_VEHICLES_IDS, ())),
+            departed=departed,
             arrived=arrived,
             teleports_started=int(sim.get(tc.VAR_TELEPORT_STARTING_VEHICLES_NUMBER, 0)),
             colliding=tuple(sim.get(tc.VAR_COLLIDING_VEHICLES_IDS, ())),

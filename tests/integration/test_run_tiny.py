@@ -443,6 +443,56 @@ def test_a_switched_signal_reports_the_links_with_a_vehicle_on_the_crossing(tiny
         assert seen == {":B1_11_0", ":B1_15_0", "rear inside"}
 
 
+def test_vehicles_of_the_route_files_are_escorted_along_their_own_routes(tmp_path: Path, tiny_net: Path) -> None:
+    # a traffic engineer's configuration with its own emergency vehicles: --escort follows them as
+    # SUMO inserts them (not a second copy), with their own type (the free flow too) and insertion
+    routes = tmp_path / "city.rou.xml"
+    routes.write_text(
+        '<routes><vType id="slowamb" vClass="emergency" maxSpeed="6" speedFactor="1" speedDev="0"/>'
+        '<route id="r1" edges="left1A1 A1B1 B1C1 C1right1"/>'
+        '<flow id="bg" begin="0" end="300" period="4" from="left1A1" to="C1right1"/>'
+        '<flow id="cross" begin="0" end="300" period="5" from="bottom1B0" to="B2top1"/>'
+        '<vehicle id="amb7" type="slowamb" depart="60" route="r1" departSpeed="max"/>'
+        '<trip id="t1" depart="65" from="left1A1" to="C1right1"/>'
+        '<vehicle id="s1" depart="80" route="r1"><stop edge="B1C1" duration="5"/></vehicle>'
+        "</routes>")
+    cfg = tmp_path / "city.sumocfg"
+    cfg.write_text(f'<configuration><input><net-file value="{tiny_net}"/><route-files value="{routes}"/></input>'
+                   '<time><begin value="0"/><end value="400"/></time></configuration>')
+    runs = {}
+    for controller in ("greenwave", "none"):
+        out = tmp_path / controller
+        runs[controller] = run_ok(["run", "--sumocfg", str(cfg), "--escort", "amb7", "--escort", "t1,police",
+                                   "--controller", controller, "--out", str(out)])
+        trips = [t.get("id") for t in ET.parse(out / "tripinfo.xml").getroot().iter("tripinfo")]
+        assert trips.count("amb7") == 1 and trips.count("t1") == 1  # SUMO's own, not another added
+        # (the other traffic: every trip but the two escorted)
+        assert runs[controller]["background"]["trips"] == len(trips) - 2
+    gw, none = ({e["id"]: e for e in runs[c]["evs"]} for c in ("greenwave", "none"))
+    amb, trip = gw["amb7"], gw["t1"]
+    assert (amb["type"], amb["vehicle_type"], amb["from_route_files"], amb["dispatched"]) == (
+        "ambulance", "slowamb", True, 60.0)
+    assert (trip["type"], trip["vehicle_type"], trip["dispatched"]) == ("police", "DEFAULT_VEHTYPE", 65.0)
+    # its own type, in the run and in the free-flow run: 600 m at 6 m/s (SUMO's default type: 46 s)
+    assert amb["free_flow_time"] >= 100 and amb["travel_time"] >= amb["free_flow_time"]
+    assert trip["free_flow_time"] < 60
+    for ev in (amb, trip):
+        assert ev["arrived"] and ev["tls"] == ["A1", "B1", "C1"] and ev["preempted"] == 3
+        assert none[ev["id"]]["preempted"] == 0 and none[ev["id"]]["travel_time"] >= ev["travel_time"]
+    assert gw["t1"]["stops_at_signals"] == 0 and none["t1"]["stops_at_signals"] >= 1
+    assert sum(runs["greenwave"]["safety"][k] for k in ("S1", "S2", "S3", "S4", "S5")) == 0
+    # what cannot be escorted is refused before anything runs, naming the file and why
+    for vehicle, why in (("s1", "its vehicle has stops"), ("bg", "its flow is not a <vehicle> or <trip>"),
+                         ("nope", "no vehicle of that id")):
+        out = tmp_path / f"refused-{vehicle}"
+        result = CliRunner().invoke(main, ["run", "--sumocfg", str(cfg), "--escort", vehicle, "--out", str(out)])
+        assert result.exit_code == 2 and why in result.output and "Traceback" not in result.output, result.output
+        assert not (out / "summary.json").exists()
+    twice = CliRunner().invoke(main, ["run", "--sumocfg", str(cfg), "--escort", "amb7",
+                                      "--ev", "left1A1,C1right1,20,fire,amb7", "--out", str(tmp_path / "twice")])
+    assert twice.exit_code == 2 and "EV id 'amb7' is given twice: --escort 'amb7'" in twice.output
+
+
 def test_user_config_folder_is_left_untouched(tmp_path: Path, tiny_net: Path) -> None:
     user = tmp_path / "user"
     user.mkdir()
