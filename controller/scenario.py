@@ -146,6 +146,21 @@ class EvSpec(_Model):
         return self
 
 
+class EscortSpec(_Model):
+    """A vehicle of the scenario's route files to escort along its own route (``[[escort]]``; the
+    CLI's ``--escort``)."""
+
+    vehicle: str = Field(min_length=1)
+    type: EvType = "ambulance"
+
+    @model_validator(mode="after")
+    def _id_fits_sumo_outputs(self) -> EscortSpec:
+        problem = ev_id_problem(self.vehicle)
+        if problem:
+            raise ValueError(f"vehicle {self.vehicle!r} {problem}")
+        return self
+
+
 class ControllerSpec(_Model):
     """Settings of the preemption controllers for this scenario (defaults in core/greenwave.py)."""
 
@@ -208,7 +223,8 @@ class Scenario(_Model):
     demand: DemandSpec = DemandSpec()
     simulation: SimulationSpec
     controller: ControllerSpec = ControllerSpec()
-    ev: tuple[EvSpec, ...] = Field(min_length=1)
+    ev: tuple[EvSpec, ...] = ()
+    escort: tuple[EscortSpec, ...] = ()
     source: Path | None = None  # the file this scenario was read from
 
     @field_validator("name")
@@ -223,10 +239,17 @@ class Scenario(_Model):
 
     @model_validator(mode="after")
     def _evs(self) -> Scenario:
+        if not self.ev and not self.escort:
+            raise ValueError("field 'ev': give at least one [[ev]] (or [[escort]]: a vehicle of the route files)")
         ids = [e.id for e in self.ev]
         dup = {i for i in ids if ids.count(i) > 1}
         if dup:
             raise ValueError(f"field 'ev': duplicate ev id(s): {', '.join(sorted(dup))}")
+        escorted = [e.vehicle for e in self.escort]
+        dup = {i for i in escorted if escorted.count(i) > 1} | set(ids).intersection(escorted)
+        if dup:
+            raise ValueError(f"field 'escort': vehicle(s) given twice (in [[escort]] or as an [[ev]] id): "
+                             f"{', '.join(sorted(dup))}")
         sim = self.simulation
         rate, span = self.demand.vehicles_per_hour, sim.end_s - sim.begin_s
         if self.demand.generator is not None and rate is not None and rate * span / 3600.0 > MAX_TRIPS:

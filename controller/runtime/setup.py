@@ -189,7 +189,10 @@ def _plan_evs(network: Network, evs: Sequence[EvSpec], source: Path | None = Non
                     detour = f"{why}; the route taken avoids it ({extra:+.0f} m)"
             corridor = build_corridor(network, route)
         except GreenwaveError as e:  # which EV, then what is wrong with it
-            where = f"{source.name}: field 'ev[{n}]': " if source is not None else ""
+            # ([[escort]] entries come after the [[ev]] ones)
+            added = sum(1 for e in evs if classes is None or e.id not in classes)
+            entry = f"escort[{n - added}]" if classes is not None and ev.id in classes else f"ev[{n}]"
+            where = f"{source.name}: field '{entry}': " if source is not None else ""
             raise type(e)(f"{where}EV '{ev.id}' ({_describe(ev)}): {e}") from None
         plans.append(
             EvPlan(
@@ -365,13 +368,13 @@ class RouteFileVehicle:
     insertion: tuple[tuple[str, str], ...]
 
 
-def find_route_file_vehicle(files: Sequence[Path], vehicle_id: str) -> RouteFileVehicle:
+def find_route_file_vehicle(files: Sequence[Path], vehicle_id: str, what: str = "") -> RouteFileVehicle:
     """``vehicle_id``'s definition in ``files`` (route files, then additional files), for an
     escort: a ``<vehicle>`` with a route of edges (its own, or a ``<route>`` it names) or a
     ``<trip>`` from an edge to an edge, a depart time, no stops, and a vehicle type defined in the
     files or one of SUMO's defaults. Anything else is a :class:`ScenarioError` naming the file and
     what is there."""
-    what = f"--escort '{vehicle_id}'"
+    what = what or f"--escort '{vehicle_id}'"  # (how the vehicle was asked for, in messages)
     found: tuple[ET.Element, Path] | None = None
     routes: dict[str, ET.Element] = {}
     vtypes: dict[str, str] = {}
@@ -625,8 +628,36 @@ def check_scenario(scenario: Scenario) -> None:
     the network and its programs, writes nothing and starts no SUMO (a bench checks its suite so,
     before any run)."""
     inputs = _scenario_inputs(scenario)
-    _check_ids_free(inputs.route_files, [ev.id for ev in scenario.ev])
-    _plan_evs(load_network(inputs.net_file, inputs.additional_files), scenario.ev, scenario.source)
+    escorted, evs = _scenario_escorts(scenario, inputs)
+    _check_ids_free(inputs.route_files, [ev.id for ev in evs], escorted={v.vehicle_id: v for v in escorted})
+    _plan_evs(load_network(inputs.net_file, inputs.additional_files), evs, scenario.source,
+              {v.vehicle_id: v.vclass for v in escorted})
+
+
+def _scenario_escorts(scenario: Scenario, inputs: SumoInputs) -> tuple[list[RouteFileVehicle], list[EvSpec]]:
+    """The scenario's ``[[escort]]`` vehicles found in its route files (generated demand apart),
+    and its EVs with them (errors name the entry)."""
+    escorted = []
+    for n, e in enumerate(scenario.escort):
+        try:
+            v = find_route_file_vehicle((*inputs.route_files, *inputs.additional_files), e.vehicle,
+                                        f"vehicle '{e.vehicle}'")
+        except ScenarioError as err:
+            raise ScenarioError(f"{scenario.source or scenario.name}: field 'escort[{n}]': {err}") from None
+        sim = scenario.simulation
+        if not sim.begin_s <= v.depart_s < sim.end_s:
+            raise ScenarioError(f"{scenario.source or scenario.name}: field 'escort[{n}]': vehicle '{v.vehicle_id}' "
+                                f"of {v.file.name} departs at {v.depart_s:g} s, outside the simulation "
+                                f"[{sim.begin_s:g}, {sim.end_s:g}) s")
+        escorted.append(v)
+    return escorted, [*scenario.ev, *_escort_specs(escorted, [e.type for e in scenario.escort])]
+
+
+def _escort_specs(escorted: Sequence[RouteFileVehicle], types: Sequence[str]) -> list[EvSpec]:
+    """The EVs of the route files' vehicles escorted, as the EVs greenwave adds are given."""
+    return [EvSpec.model_validate({"id": v.vehicle_id, "depart_s": v.depart_s, "type": kind,
+                                   **({"route": v.route} if v.trip is None else {"from": v.trip[0], "to": v.trip[1]})})
+            for v, kind in zip(escorted, types, strict=True)]
 
 
 def prepare_scenario(scenario: Scenario, *, seed: int, out_dir: Path, bluelight: bool = False,
@@ -636,6 +667,8 @@ def prepare_scenario(scenario: Scenario, *, seed: int, out_dir: Path, bluelight:
     an entry it never dispatches must not refuse it, or cost its routing)."""
     sim = scenario.simulation
     inputs = _scenario_inputs(scenario)
+    # (the scenario's own route files: generated demand has no vehicle to escort)
+    escorted, evs = _scenario_escorts(scenario, inputs) if with_evs else ([], [])
     demand = scenario.demand
     if demand.generator is not None:
         from controller.sim.demand import write_random_trips
@@ -671,12 +704,13 @@ def prepare_scenario(scenario: Scenario, *, seed: int, out_dir: Path, bluelight:
         begin_s=sim.begin_s,
         end_s=sim.end_s,
         step_length_s=sim.step_length_s,
-        evs=scenario.ev if with_evs else (),
+        evs=evs,
         out_dir=out_dir,
         seed=seed,
         bluelight=bluelight,
         scenario_file=scenario.source,
         redirect_outputs=not attached,
+        escorted=escorted,
     )
     return replace(setup, controller=scenario.controller.overrides())
 
@@ -711,10 +745,7 @@ def prepare_sumocfg(
     inputs = read_sumocfg(sumocfg)
     escorted = [find_route_file_vehicle((*inputs.route_files, *inputs.additional_files), vehicle_id)
                 for vehicle_id, _ in escorts]
-    evs = [*evs, *(EvSpec.model_validate({"id": v.vehicle_id, "depart_s": v.depart_s, "type": kind,
-                                          **({"route": v.route} if v.trip is None else
-                                             {"from": v.trip[0], "to": v.trip[1]})})
-                   for v, (_, kind) in zip(escorted, escorts, strict=True))]
+    evs = [*evs, *_escort_specs(escorted, [kind for _, kind in escorts])]
     begin = inputs.begin_s if inputs.begin_s is not None else 0.0
     last_depart = max(ev.depart_s for ev in evs)
     given_end = end_s is not None

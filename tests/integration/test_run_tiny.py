@@ -491,6 +491,17 @@ def test_vehicles_of_the_route_files_are_escorted_along_their_own_routes(tmp_pat
     twice = CliRunner().invoke(main, ["run", "--sumocfg", str(cfg), "--escort", "amb7",
                                       "--ev", "left1A1,C1right1,20,fire,amb7", "--out", str(tmp_path / "twice")])
     assert twice.exit_code == 2 and "EV id 'amb7' is given twice: --escort 'amb7'" in twice.output
+    # a scenario file's [[escort]]: the same run as --escort
+    scenario = tmp_path / "city.toml"
+    scenario.write_text(f'name = "city"\n[network]\nnet = "{tiny_net}"\n[demand]\nroutes = ["{routes}"]\n'
+                        '[simulation]\nbegin_s = 0\nend_s = 400\n'
+                        '[[escort]]\nvehicle = "amb7"\n[[escort]]\nvehicle = "t1"\ntype = "police"\n')
+    from_file = run_ok(["run", str(scenario), "--out", str(tmp_path / "from-file")])
+    assert from_file["evs"] == runs["greenwave"]["evs"]
+    scenario.write_text(scenario.read_text().replace('vehicle = "t1"', 'vehicle = "s1"'))
+    refused = CliRunner().invoke(main, ["run", str(scenario), "--out", str(tmp_path / "refused-file")])
+    assert refused.exit_code == 2 and "city.toml: field 'escort[1]': vehicle 's1': " in refused.output
+    assert "its vehicle has stops" in refused.output
 
 
 def test_user_config_folder_is_left_untouched(tmp_path: Path, tiny_net: Path) -> None:

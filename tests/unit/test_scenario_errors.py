@@ -146,3 +146,18 @@ def test_a_file_that_cannot_be_read_is_named(tmp_path: Path, monkeypatch: pytest
     monkeypatch.setattr(Path, "read_text", refuse)
     with pytest.raises(ScenarioError, match=r"s\.toml: cannot be read: Permission denied"):
         load_scenario(path)
+
+
+def test_escorts_of_route_file_vehicles_are_checked_with_the_evs(tmp_path: Path) -> None:
+    # [[escort]] (a vehicle of the route files) may stand for the [[ev]] entries; one of the two is needed
+    ev = "[[ev]]" + GRID.read_text().split("[[ev]]")[1]
+    path = _scenario(tmp_path, (ev, '[[escort]]\nvehicle = "amb7"\ntype = "fire"\n'))
+    assert [(e.vehicle, e.type) for e in load_scenario(path).escort] == [("amb7", "fire")]
+    path = _scenario(tmp_path, (ev, ""))
+    assert _message(path) == (f"{path}: field 'ev': give at least one [[ev]] (or [[escort]]: a vehicle of the "
+                              "route files)")
+    path = _scenario(tmp_path, (ev, ev + '\n[[escort]]\nvehicle = "ambulance_1"\n'))
+    assert _message(path) == (f"{path}: field 'escort': vehicle(s) given twice (in [[escort]] or as an [[ev]] id): "
+                              "ambulance_1")
+    path = _scenario(tmp_path, (ev, '[[escort]]\nvehicle = "a b"\n'))
+    assert "field 'escort[0]': " in _message(path) and "may not hold white space" in _message(path)
