@@ -98,6 +98,12 @@ class EvProgress:
         # (a float start: with no stop the Python files gave int 0, the compiled core 0.0)
         return sum(((s.end_s if s.end_s is not None else end_s) - s.start_s for s in self.stops), 0.0)
 
+    def not_inserted(self, t_s: float) -> None:
+        """The vehicle will not depart (SUMO did not load it): its escort ends, as for a vehicle
+        that vanished, before it began."""
+        if self.depart_s is None and self.vanished_s is None:
+            self.vanished_s = t_s
+
     def update(self, t_s: float, vehicle: VehicleState | None, *, arrived: bool = False,
                sure_arrival: bool = False) -> None:
         """``sure_arrival``: an arrival that is not SUMO's (an external escort's fix at its route's

@@ -42,7 +42,8 @@ def _key(setup: RunSetup, ev: EvPlan, vtypes: Path) -> str:
     parts: list[object] = [CACHE_VERSION, _file_digest(setup.inputs.net_file), _file_digest(vtypes), ev.vtype_id,
                            list(ev.route), setup.step_length_s]
     if ev.in_routes:  # (a vehicle of the route files: its own type's definition and insertion)
-        parts += [_file_digest(ev.vtype_file) if ev.vtype_file is not None else None, [list(a) for a in ev.insertion]]
+        parts += ["as defined", _file_digest(ev.vtype_file) if ev.vtype_file is not None else None,
+                  [list(a) for a in ev.insertion]]
     payload = json.dumps(parts)
     return hashlib.sha256(payload.encode()).hexdigest()
 
@@ -115,8 +116,17 @@ def _simulate(setup: RunSetup, ev: EvPlan, vtypes: Path, backend: Backend) -> fl
             "--no-warnings", "true",
             "--tripinfo-output", str(tripinfo),
         ]  # fmt: skip
+        if ev.in_routes:
+            # (a vehicle of the route files: defined as there, so that SUMO's defaults for what it
+            # does not give are those of the run, not TraCI's)
+            vehicle = ET.Element("vehicle", {**dict(ev.insertion), "id": ev.ev_id, "type": ev.vtype_id, "depart": "0"})
+            ET.SubElement(vehicle, "route", {"edges": " ".join(ev.route)})
+            routes = Path(tmp) / "vehicle.rou.xml"
+            routes.write_text(f"<routes>{ET.tostring(vehicle, encoding='unicode')}</routes>", "utf-8")
+            args += ["--route-files", str(routes)]
         with SumoAdapter(args, backend=backend, error_log=Path(tmp) / "errors.log") as sim:
-            sim.add_vehicle(ev.ev_id, ev.route, ev.vtype_id, depart="0", insertion=dict(ev.insertion))
+            if not ev.in_routes:
+                sim.add_vehicle(ev.ev_id, ev.route, ev.vtype_id, depart="0", insertion=dict(ev.insertion))
             sim.apply([
                 SignalCommand(tls, "set_state", reason="free flow: route green", state="".join(
                     "G" if i in ln else "r" for i in range(network.programs[tls].link_count)))

@@ -326,6 +326,8 @@ def run(
         forget = getattr(controller, "forget_signal", None)
         watch = CorridorWatch(sim, [f for f in (forget, monitor.pause) if f is not None])  # the planner may refuse
         pending = sorted(setup.evs, key=lambda e: e.depart_s)  # corridors not read yet
+        # vehicles of the route files not yet checked to be in the simulation at their departure
+        unchecked = [ev for ev in pending if ev.in_routes]
         t = sim.time_s
 
         # a controller planning so far ahead: each EV's corridor is read in a window sliding with it
@@ -344,6 +346,15 @@ def run(
             monitor.observe(snap.t_s, {s.tls_id: (s.state, s.program_id) for s in snap.signals.values()})
             t2 = time.perf_counter()
             arrived = set(snap.arrived)
+            while unchecked and unchecked[0].depart_s + setup.step_length_s <= snap.t_s + 1e-9:
+                ev = unchecked.pop(0)
+                if progress[ev.ev_id].depart_s is None and not sim.awaited_in_simulation(ev.ev_id):
+                    progress[ev.ev_id].not_inserted(snap.t_s)
+                    watch.release(ev.ev_id, snap.t_s)
+                    note(f"EV '{ev.ev_id}' (--escort) was not inserted at its departure ({ev.depart_s:g} s), nor "
+                         f"waits for it: SUMO did not load it (see {SUMO_LOG if attach is None else 'its log'}: it "
+                         "ignores a vehicle listed out of departure order; an attached SUMO may not load its file); "
+                         "its escort ended there")
             for ev_id, p in progress.items():
                 vehicle = snap.vehicles.get(ev_id)
                 if route_changed(sim, ev_id, vehicle, p, route_check):
@@ -422,6 +433,10 @@ def run(
     # a vehicle in the route it gives it): its free flow, signals and length are that route's
     driven = [replace(ev, route=progress[ev.ev_id].corridor.route, corridor=progress[ev.ev_id].corridor)
               if progress[ev.ev_id].reroutes else ev for ev in setup.evs]
+    # a vehicle of the route files drives its free flow with the speed factor SUMO drew for it in the run
+    driven = [replace(ev, insertion=(*((k, v) for k, v in ev.insertion if k != "speedFactor"),
+                                     ("speedFactor", f"{sim.speed_factors[ev.ev_id]:.6g}")))
+              if ev.in_routes and ev.ev_id in sim.speed_factors else ev for ev in driven]
     free_flow_error: str | None = None
     try:
         free_flow: dict[str, float] = free_flow_times(setup, driven, backend=backend)

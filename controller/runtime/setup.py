@@ -53,8 +53,9 @@ class EvPlan:
     # default types); greenwave adds the others
     in_routes: bool = False
     vtype_file: Path | None = None
-    # how the vehicle is inserted and where its trip ends (SUMO's vehicle attributes), the same in
-    # the free-flow run
+    # how the vehicle is inserted and where its trip ends (SUMO's vehicle attributes: departLane,
+    # departSpeed, ...; for a vehicle of the route files all of its own, and once it has departed
+    # the speed factor SUMO drew for it), the same in the free-flow run
     insertion: tuple[tuple[str, str], ...] = (("departLane", "best"), ("departSpeed", "max"))
 
 
@@ -347,9 +348,12 @@ def id_in_routes(ids: Mapping[str, tuple[str, Path]], vehicle_id: str) -> tuple[
     return None
 
 
-# a vehicle's attributes for where it is inserted and where its trip ends (SUMO's defaults apply
-# where it gives none, as in the free-flow run)
-_INSERTION_ATTRIBUTES = ("departLane", "departPos", "departSpeed", "arrivalLane", "arrivalPos", "arrivalSpeed")
+# a vehicle's attributes that are not kept for its free-flow run (there it departs at 0 on the route
+# it drove, of its type); the others (departLane, departSpeed, arrivalPos, speedFactor, ...) are
+_NOT_KEPT = frozenset({"id", "type", "depart", "route", "from", "to", "via"})
+# attributes that start or end the trip elsewhere than the route's ends: refused (the corridor and
+# its signals run from the route's first edge to its last)
+_ROUTE_PART = ("departEdge", "arrivalEdge")
 
 
 @dataclass(frozen=True)
@@ -365,7 +369,7 @@ class RouteFileVehicle:
     vtype_id: str
     vtype_xml: str | None  # its vType's definition, for the free-flow run (None: a SUMO default type)
     vclass: str
-    insertion: tuple[tuple[str, str], ...]
+    insertion: tuple[tuple[str, str], ...]  # its other attributes (SUMO's defaults where it gives none)
 
 
 def find_route_file_vehicle(files: Sequence[Path], vehicle_id: str, what: str = "") -> RouteFileVehicle:
@@ -458,7 +462,11 @@ def find_route_file_vehicle(files: Sequence[Path], vehicle_id: str, what: str = 
                             "files")
     vclass = (ET.fromstring(vtype_xml).get("vClass") if vtype_xml is not None else None) or (
         "pedestrian" if vtype_id == "DEFAULT_PEDTYPE" else "bicycle" if vtype_id == "DEFAULT_BIKETYPE" else "passenger")
-    insertion = tuple((name, str(el.get(name))) for name in _INSERTION_ATTRIBUTES if el.get(name) is not None)
+    part = next((name for name in _ROUTE_PART if el.get(name) is not None), None)
+    if part is not None:
+        raise ScenarioError(f"{where} has {part}=\"{el.get(part)}\": greenwave escorts a vehicle from its route's "
+                            "first edge to its last")
+    insertion = tuple((name, value) for name, value in el.attrib.items() if name not in _NOT_KEPT)
     return RouteFileVehicle(vehicle_id, path, depart, edges, trip, vtype_id, vtype_xml, vclass, insertion)
 
 
@@ -743,6 +751,10 @@ def prepare_sumocfg(
     where they say (greenwave's copies with the outputs moved into ``out_dir`` would be neither
     loaded nor written)."""
     inputs = read_sumocfg(sumocfg)
+    asked = [vehicle_id for vehicle_id, _ in escorts]
+    twice = next((v for v in asked if asked.count(v) > 1), None)
+    if twice is not None:
+        raise ScenarioError(f"--escort '{twice}' is given twice")
     escorted = [find_route_file_vehicle((*inputs.route_files, *inputs.additional_files), vehicle_id)
                 for vehicle_id, _ in escorts]
     evs = [*evs, *_escort_specs(escorted, [kind for _, kind in escorts])]

@@ -199,6 +199,7 @@ class SumoAdapter:
         # monitor's violations listed from it, do not depend on Python's hash seed)
         self._vehicles: dict[str, None] = {}
         self._awaiting: dict[str, None] = {}  # vehicles of the route files to watch once they depart
+        self.speed_factors: dict[str, float] = {}  # those departed: the speed factor SUMO drew for each
         self._route_ids: dict[str, str] = {}  # watched vehicle -> the id of its route, as last read
         # watched vehicles whose route is new in the last step: seen for the first time since they
         # departed (SUMO may have routed them at insertion), or given another by SUMO since
@@ -519,6 +520,12 @@ class SumoAdapter:
         return len(self._vehicles), len(self._signals), len(self._lanes)
 
     # -- setup calls -------------------------------------------------------------------------
+    def awaited_in_simulation(self, vehicle_id: str) -> bool:
+        """A vehicle of the route files watched from its departure (:meth:`watch_vehicle`) has
+        departed, or waits for insertion: False where SUMO did not load it (it ignores a vehicle
+        listed out of departure order), or an attached SUMO does not load its file."""
+        return vehicle_id not in self._awaiting or vehicle_id in self._api.simulation.getPendingVehicles()
+
     def vehicle_type_ids(self) -> frozenset[str]:
         """The vehicle types SUMO has loaded."""
         return frozenset(str(t) for t in self._api.vehicletype.getIDList())
@@ -657,6 +664,7 @@ class SumoAdapter:
             running = set(api.vehicle.getIDList()) if direct else departed
             for vid in [v for v in self._awaiting if v in running]:
                 del self._awaiting[vid]
+                self.speed_factors[vid] = float(api.vehicle.getSpeedFactor(vid))
                 api.vehicle.subscribe(vid, list(_VEHICLE_VARS))
                 self._vehicles[vid] = None
                 all_vehicles = dict(all_vehicles)

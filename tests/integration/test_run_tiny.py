@@ -453,8 +453,10 @@ def test_vehicles_of_the_route_files_are_escorted_along_their_own_routes(tmp_pat
         '<flow id="bg" begin="0" end="300" period="4" from="left1A1" to="C1right1"/>'
         '<flow id="cross" begin="0" end="300" period="5" from="bottom1B0" to="B2top1"/>'
         '<vehicle id="amb7" type="slowamb" depart="60" route="r1" departSpeed="max"/>'
+        '<vehicle id="lost" depart="50" route="r1"/>'  # (out of departure order: SUMO ignores it)
         '<trip id="t1" depart="65" from="left1A1" to="C1right1"/>'
         '<vehicle id="s1" depart="80" route="r1"><stop edge="B1C1" duration="5"/></vehicle>'
+        '<vehicle id="half" depart="90" speedFactor="0.5"><route edges="left0A0 A0B0 B0C0 C0right0"/></vehicle>'
         "</routes>")
     cfg = tmp_path / "city.sumocfg"
     cfg.write_text(f'<configuration><input><net-file value="{tiny_net}"/><route-files value="{routes}"/></input>'
@@ -463,11 +465,19 @@ def test_vehicles_of_the_route_files_are_escorted_along_their_own_routes(tmp_pat
     for controller in ("greenwave", "none"):
         out = tmp_path / controller
         runs[controller] = run_ok(["run", "--sumocfg", str(cfg), "--escort", "amb7", "--escort", "t1,police",
-                                   "--controller", controller, "--out", str(out)])
-        trips = [t.get("id") for t in ET.parse(out / "tripinfo.xml").getroot().iter("tripinfo")]
+                                   "--escort", "half", "--escort", "lost", "--controller", controller,
+                                   "--out", str(out)])
+        infos = list(ET.parse(out / "tripinfo.xml").getroot().iter("tripinfo"))
+        trips = [t.get("id") for t in infos]
         assert trips.count("amb7") == 1 and trips.count("t1") == 1  # SUMO's own, not another added
-        # (the other traffic: every trip but the two escorted)
-        assert runs[controller]["background"]["trips"] == len(trips) - 2
+        # (the other traffic: every trip to the end but those escorted)
+        assert runs[controller]["background"]["trips"] == sum(
+            1 for t in infos if t.get("id") not in ("amb7", "t1", "half") and float(t.get("arrival", 0)) <= 400)
+        # one SUMO did not load: said, its escort ended at its departure (not held to the end + 1800 s)
+        lost = runs[controller]["evs"][3]
+        assert (lost["id"], lost["depart"], lost["vanished"]) == ("lost", None, 51.0)
+        assert any("EV 'lost' (--escort) was not inserted" in n for n in runs[controller]["notes"])
+        assert runs[controller]["simulated_until"] <= 410
     gw, none = ({e["id"]: e for e in runs[c]["evs"]} for c in ("greenwave", "none"))
     amb, trip = gw["amb7"], gw["t1"]
     assert (amb["type"], amb["vehicle_type"], amb["from_route_files"], amb["dispatched"]) == (
@@ -476,6 +486,10 @@ def test_vehicles_of_the_route_files_are_escorted_along_their_own_routes(tmp_pat
     # its own type, in the run and in the free-flow run: 600 m at 6 m/s (SUMO's default type: 46 s)
     assert amb["free_flow_time"] >= 100 and amb["travel_time"] >= amb["free_flow_time"]
     assert trip["free_flow_time"] < 60
+    # the free flow as SUMO inserts it (at its default speed, not TraCI's 0) and with the speed
+    # factor it drew (0.5, the vehicle's own): a few seconds short of it gave negative delays
+    half = gw["half"]
+    assert half["free_flow_time"] > 80 and half["delay"] >= 0 and trip["delay"] >= 0
     for ev in (amb, trip):
         assert ev["arrived"] and ev["tls"] == ["A1", "B1", "C1"] and ev["preempted"] == 3
         assert none[ev["id"]]["preempted"] == 0 and none[ev["id"]]["travel_time"] >= ev["travel_time"]
@@ -491,11 +505,15 @@ def test_vehicles_of_the_route_files_are_escorted_along_their_own_routes(tmp_pat
     twice = CliRunner().invoke(main, ["run", "--sumocfg", str(cfg), "--escort", "amb7",
                                       "--ev", "left1A1,C1right1,20,fire,amb7", "--out", str(tmp_path / "twice")])
     assert twice.exit_code == 2 and "EV id 'amb7' is given twice: --escort 'amb7'" in twice.output
+    twice = CliRunner().invoke(main, ["run", "--sumocfg", str(cfg), "--escort", "amb7", "--escort", "amb7,fire",
+                                      "--out", str(tmp_path / "twice")])
+    assert twice.exit_code == 2 and "--escort 'amb7' is given twice" in twice.output
     # a scenario file's [[escort]]: the same run as --escort
     scenario = tmp_path / "city.toml"
     scenario.write_text(f'name = "city"\n[network]\nnet = "{tiny_net}"\n[demand]\nroutes = ["{routes}"]\n'
                         '[simulation]\nbegin_s = 0\nend_s = 400\n'
-                        '[[escort]]\nvehicle = "amb7"\n[[escort]]\nvehicle = "t1"\ntype = "police"\n')
+                        '[[escort]]\nvehicle = "amb7"\n[[escort]]\nvehicle = "t1"\ntype = "police"\n'
+                        '[[escort]]\nvehicle = "half"\n[[escort]]\nvehicle = "lost"\n')
     from_file = run_ok(["run", str(scenario), "--out", str(tmp_path / "from-file")])
     assert from_file["evs"] == runs["greenwave"]["evs"]
     scenario.write_text(scenario.read_text().replace('vehicle = "t1"', 'vehicle = "s1"'))

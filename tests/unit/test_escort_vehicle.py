@@ -27,6 +27,7 @@ ROUTES = """<routes>
     <vehicle id="mixed" type="mix" depart="74" route="r1"/>
     <vehicle id="untyped" type="nope" depart="75" route="r1"/>
     <vehicle id="noroute" depart="76" route="r9"/>
+    <vehicle id="partway" depart="76" route="r1" departEdge="1"/>
     <person id="walker" depart="77"><walk edges="a b"/></person>
 </routes>
 """
@@ -47,7 +48,7 @@ def test_a_vehicle_with_a_named_route_its_type_and_insertion(routes: Path, tmp_p
     assert (v.file, v.depart_s, v.route, v.trip) == (routes, 60.0, ("a", "b", "c"), None)
     assert v.vtype_id == "amb" and v.vclass == "emergency"
     assert v.vtype_xml is not None and 'maxSpeed="20"' in v.vtype_xml and "has.bluelight.device" in v.vtype_xml
-    assert dict(v.insertion) == {"departLane": "best", "departSpeed": "max", "arrivalPos": "20"}
+    assert dict(v.insertion) == {"departLane": "best", "departSpeed": "max", "arrivalPos": "20"}  # (as given)
     late = find_route_file_vehicle([routes, extra], "late")
     assert late.file == extra and late.vtype_id == "DEFAULT_VEHTYPE" and late.vtype_xml is None
 
@@ -73,6 +74,7 @@ def test_a_vehicle_with_its_own_route_and_a_trip(routes: Path) -> None:
     ("mixed", "type 'mix' is a type distribution"),
     ("untyped", "type 'nope' is not defined in the configuration's route and additional files"),
     ("noroute", "route 'r9' is not defined"),
+    ("partway", "its vehicle has departEdge=\"1\": greenwave escorts a vehicle from its route's first edge"),
 ])
 def test_what_cannot_be_escorted_is_named(routes: Path, vehicle: str, message: str) -> None:
     with pytest.raises(ScenarioError) as e:
