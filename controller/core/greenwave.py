@@ -34,6 +34,7 @@ ExclusiveService = Literal["whole", "discharge", "ev-lane", "own-turn"]  # see C
 # why the service of an EV SUMO no longer has ended (a preemption record's exit_reason, an
 # escort's cancel reason: one wording for both)
 VANISHED = "vanished from the simulation"
+NOT_INSERTED = "not inserted by SUMO"  # (a vehicle of the route files SUMO did not load)
 PRIORITY = {"ambulance": 1, "fire": 1, "police": 2, "transit": 3}
 
 
@@ -349,6 +350,9 @@ class PreemptionController:
             vehicle = snapshot.vehicles.get(ev_id)
             if p.depart_s is not None and vehicle is None:
                 self.cancel(ev_id, VANISHED)  # removed from the simulation: hand back
+                continue
+            if p.vanished_s is not None:
+                self.cancel(ev_id, NOT_INSERTED)  # (gone before it departed: it never will)
                 continue
             live.append((ev_id, ev, p, vehicle))
         engaged = self.planner.engaged()

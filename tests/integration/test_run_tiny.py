@@ -477,6 +477,9 @@ def test_vehicles_of_the_route_files_are_escorted_along_their_own_routes(tmp_pat
         lost = runs[controller]["evs"][3]
         assert (lost["id"], lost["depart"], lost["vanished"]) == ("lost", None, 51.0)
         assert any("EV 'lost' (--escort) was not inserted" in n for n in runs[controller]["notes"])
+        # (switched for before its departure, as planned, and handed back at it: not served after)
+        assert all(r["exit"] <= 52 and r["exit_reason"] == "not inserted by SUMO"
+                   for r in runs[controller].get("preemptions", []) if r["ev"] == "lost")
         assert runs[controller]["simulated_until"] <= 410
     gw, none = ({e["id"]: e for e in runs[c]["evs"]} for c in ("greenwave", "none"))
     amb, trip = gw["amb7"], gw["t1"]
