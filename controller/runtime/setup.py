@@ -74,6 +74,9 @@ class RunSetup:
     seed: int
     bluelight: bool
     controller: dict[str, Any] = field(default_factory=dict)  # the scenario's controller settings
+    # vehicles, trips and flows of the route files of an emergency vehicle type (vClass emergency)
+    # that are not escorted: they run as other traffic
+    emergency_in_routes: tuple[str, ...] = ()
 
     @property
     def watched_tls(self) -> tuple[str, ...]:
@@ -259,7 +262,17 @@ def setup_notes(setup: RunSetup, *, attached: bool = False, ours: str = "summary
         if not ev.corridor.junctions:
             notes.append(f"EV '{ev.ev_id}' crosses no traffic light on its route ({ev.route[0]} to {ev.route[-1]}): "
                          "there is nothing to preempt for it")
+    if setup.emergency_in_routes:
+        named = setup.emergency_in_routes
+        listed = ", ".join(f"'{v}'" for v in named[:EMERGENCY_NAMED])
+        listed += ", ..." if len(named) > EMERGENCY_NAMED else ""
+        notes.append(f"{len(named)} vehicle(s), trip(s) or flow(s) of the route files have an emergency vehicle type "
+                     f"({listed}): they run as other traffic, not escorted (escort one with --escort VEHICLE, in a "
+                     "scenario file [[escort]], through the API vehicle_id once it runs)")
     return notes
+
+
+EMERGENCY_NAMED = 5  # the route files' emergency vehicles named in the note
 
 
 _ID_TAGS = frozenset({"vehicle", "trip", "flow", "person"})
@@ -270,11 +283,14 @@ def _open_xml(path: Path) -> gzip.GzipFile | BinaryIO:
     return gzip.GzipFile(path, "rb") if path.suffix == ".gz" else path.open("rb")
 
 
-def route_file_ids(route_files: Sequence[Path]) -> dict[str, tuple[str, Path]]:
+def route_file_ids(route_files: Sequence[Path], *, types: dict[str, str] | None = None,
+                   classes: dict[str, str] | None = None) -> dict[str, tuple[str, Path]]:
     """The ids of the vehicles, trips, flows and persons in route files: id -> (tag, file).
     Parsed as XML (a line-by-line search took a commented-out vehicle for one and missed a tag
     split over lines). Unreadable or malformed files keep what was read before the fault (SUMO
-    names the file when it loads it)."""
+    names the file when it loads it). Where given, ``types`` gets the vehicle type each vehicle,
+    trip and flow names, and ``classes`` the vehicle class of each vehicle type defined (as
+    :func:`vtype_classes`), in the same pass."""
     found: dict[str, tuple[str, Path]] = {}
     for path in route_files:
         try:
@@ -285,6 +301,10 @@ def route_file_ids(route_files: Sequence[Path]) -> dict[str, tuple[str, Path]]:
                         root = el
                     elif event == "start" and el.tag in _ID_TAGS and el.get("id") is not None:
                         found.setdefault(str(el.get("id")), (str(el.tag), path))
+                        if types is not None and el.tag != "person" and el.get("type") is not None:
+                            types.setdefault(str(el.get("id")), str(el.get("type")))
+                    elif event == "start" and classes is not None and el.tag == "vType" and el.get("id") is not None:
+                        classes.setdefault(str(el.get("id")), el.get("vClass") or "passenger")
                     elif event == "end" and el in root:  # (a top-level element read: let it go)
                         root.remove(el)
         except (OSError, EOFError, ET.ParseError):  # (a truncated gzip file raises EOFError)
@@ -475,10 +495,12 @@ def _ordinal(n: int) -> str:
 
 
 def _check_ids_free(route_files: Sequence[Path], ids: Sequence[str],
-                    escorted: Mapping[str, RouteFileVehicle] | None = None) -> None:
+                    escorted: Mapping[str, RouteFileVehicle] | None = None,
+                    taken: Mapping[str, tuple[str, Path]] | None = None) -> None:
     """An EV id that a vehicle of the route files has already: an error now, naming both, rather
     than SUMO refusing one of them during the run (``escorted``: the route files' own vehicles
-    greenwave escorts, whose ids are theirs)."""
+    greenwave escorts, whose ids are theirs; ``taken``: :func:`route_file_ids` of the route
+    files, where read already)."""
     seen: set[str] = set()
     for n, ev_id in enumerate(ids, 1):
         if ev_id in seen:
@@ -491,7 +513,7 @@ def _check_ids_free(route_files: Sequence[Path], ids: Sequence[str],
     ids = [ev_id for ev_id in ids if not escorted or ev_id not in escorted]
     if not ids:
         return
-    taken = route_file_ids(route_files)
+    taken = route_file_ids(route_files) if taken is None else taken
     for ev_id in ids:
         hit = id_in_routes(taken, ev_id)
         if hit is not None:
@@ -573,7 +595,14 @@ def _finish(
     escorted: Sequence[RouteFileVehicle] = (),
 ) -> RunSetup:
     own = {v.vehicle_id: v for v in escorted}
-    _check_ids_free(inputs.route_files, [ev.id for ev in evs], escorted=own)
+    types: dict[str, str] = {}
+    classes: dict[str, str] = {}
+    taken = route_file_ids(inputs.route_files, types=types, classes=classes)
+    _check_ids_free(inputs.route_files, [ev.id for ev in evs], escorted=own, taken=taken)
+    for vtype, vclass in vtype_classes(inputs.additional_files).items():
+        classes.setdefault(vtype, vclass)
+    # the route files' emergency vehicles greenwave does not escort: a note says they run as other traffic
+    emergency = tuple(vid for vid, vtype in types.items() if classes.get(vtype) == "emergency" and vid not in own)
     inputs_dir = out_dir / "inputs"
     inputs_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / RUN_MARK).touch()  # a run's folder: --out may reuse it (see is_run_folder)
@@ -611,6 +640,7 @@ def _finish(
         out_dir=out_dir,
         seed=seed,
         bluelight=bluelight,
+        emergency_in_routes=emergency,
     )
 
 

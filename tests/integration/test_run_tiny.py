@@ -498,6 +498,11 @@ def test_vehicles_of_the_route_files_are_escorted_along_their_own_routes(tmp_pat
         assert none[ev["id"]]["preempted"] == 0 and none[ev["id"]]["travel_time"] >= ev["travel_time"]
     assert gw["t1"]["stops_at_signals"] == 0 and none["t1"]["stops_at_signals"] >= 1
     assert sum(runs["greenwave"]["safety"][k] for k in ("S1", "S2", "S3", "S4", "S5")) == 0
+    # an emergency vehicle of the route files not escorted is named: it runs as other traffic
+    assert not any("emergency vehicle type" in n for n in runs["greenwave"]["notes"])
+    added = run_ok(["run", "--sumocfg", str(cfg), "--ev", "left1A1,C1right1,20", "--out", str(tmp_path / "added")])
+    assert any(n.startswith("1 vehicle(s), trip(s) or flow(s) of the route files have an emergency vehicle type "
+                            "('amb7'): they run as other traffic") for n in added["notes"])
     # what cannot be escorted is refused before anything runs, naming the file and why
     for vehicle, why in (("s1", "its vehicle has stops"), ("bg", "its flow is not a <vehicle> or <trip>"),
                          ("nope", "no vehicle of that id")):
