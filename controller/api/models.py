@@ -60,7 +60,8 @@ def _check_edge_ids(route: list[str] | None) -> None:
 
 class DispatchRequest(_In):
     """Dispatch an escort: ``origin`` and ``destination``, or a ``route``, or the ``vehicle_id`` of
-    a vehicle already running in the simulation (escorted along its own route)."""
+    a vehicle running in the simulation (escorted along its own route), or of one of the
+    scenario's route files not yet departed (escorted from its departure)."""
 
     id: str | None = Field(default=None, pattern=ID_PATTERN, max_length=MAX_ID_LENGTH,
                             description="Escort id [default: escort-N]: letters, digits and _ . : # - (not dots "
@@ -71,7 +72,9 @@ class DispatchRequest(_In):
     origin: Place | None = None
     destination: Place | None = None
     route: list[str] | None = Field(default=None, min_length=1, max_length=2000, description="Edge ids.")
-    vehicle_id: str | None = Field(default=None, min_length=1, max_length=256)
+    vehicle_id: str | None = Field(default=None, min_length=1, max_length=256,
+                                   description="A vehicle running in the simulation, or one of the scenario's route "
+                                               "files that departs later: escorted along its own route.")
     tracking: Literal["simulation", "external"] = Field(
         default="simulation",
         description="simulation: greenwave adds the vehicle to SUMO and follows it; external: positions come "

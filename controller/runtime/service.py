@@ -37,7 +37,7 @@ from typing import Any
 from controller.core.corridor import Corridor, build_corridor, escortable_route
 from controller.core.eta import EvDynamics
 from controller.core.geometry import match_to_route, project
-from controller.core.greenwave import PRIORITY, VANISHED, EvSetup, PreemptionController
+from controller.core.greenwave import NOT_INSERTED, PRIORITY, VANISHED, EvSetup, PreemptionController
 from controller.core.network import Network
 from controller.core.progress import EvProgress
 from controller.core.routing import reachable_from, validate_route
@@ -66,8 +66,10 @@ from controller.runtime.service_model import (
 from controller.runtime.setup import (
     EV_VTYPE_PREFIX,
     SUMO_ERROR_LOG,
+    RouteFileVehicle,
     RunSetup,
     check_running_programs,
+    find_route_file_vehicle,
     id_in_routes,
     program_sources,
     rejection_hint,
@@ -134,6 +136,9 @@ class _Escort:
     # kept as it is instead of rebuilt every tick (460 ended escorts made an idle tick 8-10 ms)
     final: bool = False
     joined: bool = False  # escorts a vehicle already running (vehicle_id): it may have crossed junctions before
+    # a vehicle of the route files dispatched before it departs (vehicle_id): its departure, until
+    # SUMO is seen to have loaded it then (or it ends, not inserted)
+    scheduled_s: float | None = None
     first_seen_s: float | None = None  # the tick its progress first had a position
 
     def eta_due(self, t_s: float) -> bool:
@@ -559,6 +564,11 @@ class SimService:
                     self._release(esc, t)
                     continue
                 p = self._progress[key]
+            if esc.scheduled_s is not None and t >= esc.scheduled_s + self.setup.step_length_s - 1e-9:
+                # (a vehicle of the route files dispatched before its departure: once, loaded or not)
+                if p.depart_s is None and not sim.awaited_in_simulation(key):
+                    p.not_inserted(t)
+                esc.scheduled_s = None
             # (an external escort's arrival is its fix's, at its route's end: not SUMO's, which a
             # vehicle last seen far from the end may be listed in when it was removed on the way)
             p.update(t, vehicle, arrived=key in arrived, sure_arrival=esc.tracking == "external")
@@ -794,7 +804,7 @@ class SimService:
                     self._release(esc, t_s)
                 elif p.vanished_s is not None:
                     # (the controller let it go on this tick already: the signals it held before)
-                    self._cancelled(esc, t_s, VANISHED, before_tick=True)
+                    self._cancelled(esc, t_s, VANISHED if p.depart_s is not None else NOT_INSERTED, before_tick=True)
                     self._release(esc, t_s)
 
     def _cancelled(self, esc: _Escort, t_s: float, reason: str, *, shared: bool = False,
@@ -1043,10 +1053,14 @@ class SimService:
                     raise RequestError(f"vehicle_id: vehicle '{key}' was escorted already (escort '{earlier.id}', "
                                        f"{earlier.state}): a vehicle is escorted at most once a run", 409)
                 raise RequestError(f"vehicle_id: vehicle '{key}' is escorted already (escort '{earlier.id}')", 409)
-            if not sim.vehicle_exists(key):
-                raise RequestError(f"vehicle_id: no vehicle '{key}' is running in the simulation")
-            route = sim.vehicle_route(key)  # whole: the edges behind it count as crossed at once
-            vtype = sim.vehicle_type_id(key)
+            if sim.vehicle_exists(key):
+                route = sim.vehicle_route(key)  # whole: the edges behind it count as crossed at once
+                vtype = sim.vehicle_type_id(key)
+            else:
+                scheduled = self._scheduled(sim, key)
+                route, vtype = scheduled.route, scheduled.vtype_id
+                if scheduled.trip is not None:  # (SUMO routes it as it departs: a re-route where it differs)
+                    route = escortable_route(self.network, scheduled.trip[0], scheduled.trip[1])
         else:
             key = escort_id
             if key in self._by_key:
@@ -1075,25 +1089,55 @@ class SimService:
         dynamics = EvDynamics(**sim.vehicle_type(vtype))
         if owns_vehicle:
             sim.add_vehicle(key, route, vtype, depart="now")
-        if cmd.tracking == "simulation":
+        scheduled_s = None
+        if cmd.vehicle_id is not None and not sim.vehicle_exists(key):
+            sim.watch_vehicle(key, from_departure=True)
+            scheduled_s = scheduled.depart_s
+        elif cmd.tracking == "simulation":
             sim.watch_vehicle(key)
         ev = EvSetup(key, cmd.vehicle_type, corridor, dynamics, t, priority_class=cmd.priority,
                      in_lanes=cmd.tracking == "simulation")
         # a vehicle already running departed before it was escorted: its departure, not the escort's
-        departed = sim.vehicle_departure_s(key) if cmd.vehicle_id is not None else None
+        departed = sim.vehicle_departure_s(key) if cmd.vehicle_id is not None and scheduled_s is None else None
         self._controller.add_ev(ev)
         self._watch(key, corridor, t)  # (after what may fail: a refused dispatch leaves nothing read)
         self._progress[key] = EvProgress(key, corridor, depart_s=departed)
         self._escorts[escort_id] = _Escort(escort_id, key, cmd.vehicle_type, ev.priority, corridor, t, cmd.tracking,
-                                           joined=cmd.vehicle_id is not None)
+                                           joined=cmd.vehicle_id is not None and scheduled_s is None,
+                                           scheduled_s=scheduled_s)
         if cmd.tracking == "external":
             self._no_fix_yet.add(key)
         self._by_key[key] = escort_id
         detail: dict[str, Any] = {"vehicle_id": key, "vehicle_type": cmd.vehicle_type, "priority": ev.priority,
                   "tracking": cmd.tracking, "route": list(route), "tls": list(corridor.tls_ids())}
+        if scheduled_s is not None:
+            detail["departs_s"] = scheduled_s
         self.audit.record("dispatch", t_s=t, escort_id=escort_id, **detail)
         self.events.publish("dispatch", escort=escort_id, t_s=t, **detail)
         return escort_id
+
+    def _scheduled(self, sim: SumoAdapter, key: str) -> RouteFileVehicle:
+        """The vehicle ``key`` of the scenario's route files that SUMO has not inserted yet, for a
+        dispatch by ``vehicle_id`` before it departs; a :class:`RequestError` where there is none
+        (it has run already, or is no vehicle that can be escorted)."""
+        if id_in_routes(self._route_ids(), key) is None:
+            raise RequestError(f"vehicle_id: no vehicle '{key}' is running in the simulation, nor does the "
+                               "scenario's route files' schedule hold one")
+        inputs = self.setup.inputs
+        try:
+            scheduled = find_route_file_vehicle((*inputs.route_files, *inputs.additional_files), key,
+                                                f"vehicle_id: vehicle '{key}'")
+        except ScenarioError as e:
+            raise RequestError(str(e)) from None
+        if scheduled.depart_s < sim.time_s and not sim.pending_vehicle(key):
+            raise RequestError(f"vehicle_id: vehicle '{key}' of {scheduled.file.name} was to depart at "
+                               f"{scheduled.depart_s:g} s and is not running: it has run already, or SUMO did not "
+                               "load it", 409)
+        if scheduled.vtype_id not in sim.vehicle_type_ids():
+            raise RequestError(f"vehicle_id: vehicle '{key}' departs at {scheduled.depart_s:g} s, and SUMO has not "
+                               f"loaded its vehicle type '{scheduled.vtype_id}' yet (it reads route files a few "
+                               "minutes ahead): dispatch it nearer its departure", 409)
+        return scheduled
 
     def _escort(self, escort_id: str) -> _Escort:
         esc = self._escorts.get(escort_id)

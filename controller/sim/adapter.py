@@ -520,6 +520,10 @@ class SumoAdapter:
         return len(self._vehicles), len(self._signals), len(self._lanes)
 
     # -- setup calls -------------------------------------------------------------------------
+    def pending_vehicle(self, vehicle_id: str) -> bool:
+        """The vehicle waits for SUMO to insert it (its departure time reached, no room yet)."""
+        return vehicle_id in self._api.simulation.getPendingVehicles()
+
     def awaited_in_simulation(self, vehicle_id: str) -> bool:
         """A vehicle of the route files watched from its departure (:meth:`watch_vehicle`) has
         departed, or waits for insertion: False where SUMO did not load it (it ignores a vehicle

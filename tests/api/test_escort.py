@@ -329,22 +329,24 @@ def test_sigterm_mid_route_hands_every_junction_back(tiny_scenario: Path, tmp_pa
 
 
 def test_escort_a_vehicle_already_running(server: Server) -> None:
-    trips = ElementTree.parse(server.workdir / "out" / "inputs" / "background.rou.xml").getroot().iter("trip")
+    trips = list(ElementTree.parse(server.workdir / "out" / "inputs" / "background.rou.xml").getroot().iter("trip"))
     with server.client() as c:
-        now = c.get("/healthz").json()["t_s"]
-        trip = next(t for t in trips if float(t.get("depart", "0")) > now + 2)
+
+        def dispatched() -> tuple[ElementTree.Element, dict[str, Any]] | None:
+            # a trip that departed a few seconds ago and is still running (one gone already: 409)
+            now = c.get("/healthz").json()["t_s"]
+            for trip in [t for t in trips if now - 20 <= float(t.get("depart", "0")) <= now - 2][:5]:
+                r = c.post("/v1/emergencies", json={"vehicle_id": trip.get("id"), "id": "escort-bg",
+                                                    "vehicle_type": "transit"})
+                if r.status_code == 409:
+                    assert "is not running: it has run already" in r.json()["detail"], r.text
+                    continue
+                assert r.status_code == 201, r.text
+                return trip, r.json()
+            return None
+
+        trip, escort = wait_for(dispatched, timeout_s=60, every_s=0.5, what="a running vehicle")
         vid = trip.get("id")
-
-        def dispatched() -> dict[str, Any] | None:
-            r = c.post("/v1/emergencies", json={"vehicle_id": vid, "id": "escort-bg", "vehicle_type": "transit"})
-            if r.status_code == 422:
-                assert f"no vehicle '{vid}' is running" in r.json()["detail"]
-                return None
-            assert r.status_code == 201, r.text
-            body: dict[str, Any] = r.json()
-            return body
-
-        escort = wait_for(dispatched, timeout_s=60, every_s=0.2, what=f"vehicle {vid} to depart")
         assert escort["vehicle_id"] == vid and escort["route"][0] == trip.get("from")
         assert escort["route"][-1] == trip.get("to") and escort["junctions"]
         r = c.post("/v1/emergencies", json={"vehicle_id": vid})
@@ -358,6 +360,36 @@ def test_escort_a_vehicle_already_running(server: Server) -> None:
             "at most once a run")
         # it departed before it was escorted: its own departure, not the dispatch's next step
         assert float(trip.get("depart", "0")) <= done["departed_s"] <= done["dispatched_s"]
+        wait_for(lambda: all_handed_back(c), timeout_s=30, what="every signal handed back")
+
+
+def test_escort_a_vehicle_of_the_route_files_before_it_departs(server: Server) -> None:
+    # dispatched by its vehicle_id ahead of its departure, it is escorted from it (a vehicle of the
+    # route files was refused until it ran)
+    trips = list(ElementTree.parse(server.workdir / "out" / "inputs" / "background.rou.xml").getroot().iter("trip"))
+    with server.client() as c:
+        now = c.get("/healthz").json()["t_s"]
+        trip = next(t for t in trips if float(t.get("depart", "0")) > now + 20)
+        vid, depart = trip.get("id"), float(trip.get("depart", "0"))
+        r = c.post("/v1/emergencies", json={"vehicle_id": vid, "id": "early"})
+        assert r.status_code == 201, r.text
+        escort = r.json()
+        assert escort["state"] == "dispatched" and escort["departed_s"] is None
+        assert escort["route"][0] == trip.get("from") and escort["route"][-1] == trip.get("to")
+        done = wait_for(lambda: (x := c.get("/v1/emergencies/early").json())["state"] == "arrived" and x,
+                        timeout_s=90, what="arrival of the escorted vehicle")
+        assert done["departed_s"] >= depart  # its own departure, after the dispatch
+        # (every trip of the tiny grid crosses a signal: a fringe edge leads to one)
+        assert done["junctions"] and all(j["crossed_s"] is not None and j["crossed_s"] > depart
+                                         for j in done["junctions"])
+        row = next(a for a in c.get("/v1/audit", params={"kind": "dispatch"}).json() if a["escort_id"] == "early")
+        assert row["detail"]["departs_s"] == depart
+        # one that has run already is refused, saying so
+        gone = trips[0]  # (the first: arrived once the simulation is 250 s past its departure)
+        wait_for(lambda: c.get("/healthz").json()["t_s"] > float(gone.get("depart", "0")) + 250, timeout_s=60,
+                 what="the first trip to have run")
+        r = c.post("/v1/emergencies", json={"vehicle_id": gone.get("id")})
+        assert r.status_code == 409 and "is not running: it has run already" in r.json()["detail"], r.text
         wait_for(lambda: all_handed_back(c), timeout_s=30, what="every signal handed back")
 
 
