@@ -1095,7 +1095,8 @@ class SimService:
             scheduled_s = scheduled.depart_s
         elif cmd.tracking == "simulation":
             sim.watch_vehicle(key)
-        ev = EvSetup(key, cmd.vehicle_type, corridor, dynamics, t, priority_class=cmd.priority,
+        # (a vehicle of the route files not yet departed is planned for from its departure, as in a run)
+        ev = EvSetup(key, cmd.vehicle_type, corridor, dynamics, max(t, scheduled_s or t), priority_class=cmd.priority,
                      in_lanes=cmd.tracking == "simulation")
         # a vehicle already running departed before it was escorted: its departure, not the escort's
         departed = sim.vehicle_departure_s(key) if cmd.vehicle_id is not None and scheduled_s is None else None
