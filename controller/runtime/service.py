@@ -136,8 +136,9 @@ class _Escort:
     # kept as it is instead of rebuilt every tick (460 ended escorts made an idle tick 8-10 ms)
     final: bool = False
     joined: bool = False  # escorts a vehicle already running (vehicle_id): it may have crossed junctions before
-    # a vehicle of the route files dispatched before it departs (vehicle_id): its departure, until
-    # SUMO is seen to have loaded it then (or it ends, not inserted)
+    # a vehicle of the route files dispatched before it departs (vehicle_id): its departure (no ETA
+    # before it has departed), and that departure until SUMO is seen to have loaded it then
+    departs_s: float | None = None
     scheduled_s: float | None = None
     first_seen_s: float | None = None  # the tick its progress first had a position
 
@@ -352,7 +353,8 @@ class SimService:
             with self._starting as sim:
                 self._sim = sim
                 programs = self.network.programs
-                self.notes = setup_notes(setup, attached=self.attach is not None, ours="the audit log (by default)")
+                self.notes = setup_notes(setup, attached=self.attach is not None, ours="the audit log (by default)",
+                                         service=True)
                 if self.attach is not None:  # (its network first; every type an escort may have)
                     self.notes += check_attached(sim, setup, ev_types=PRIORITY, departs=False)
                     if self.end_s is not None and self.end_s <= sim.time_s + 1e-9:
@@ -843,9 +845,11 @@ class SimService:
         p = self._progress[esc.key]
         active = esc.state in ("dispatched", "en_route")
         # every signal still ahead (a tick plans only those within its horizon; the others get a
-        # fresh look); none for an external escort before its first fix: where it is is not known
+        # fresh look); none for an external escort before its first fix, nor for a vehicle of the
+        # route files before it departs: where, or when, it is is not known
+        waiting = esc.departs_s is not None and p.depart_s is None
         etas = {e.junction_index: e for e in ctrl.route_etas(esc.key, t_s) if e.junction_index not in p.crossed_s} \
-            if active and esc.key not in self._no_fix_yet else {}
+            if active and esc.key not in self._no_fix_yet and not waiting else {}
         junctions = []
         for j in esc.corridor.junctions:
             stage, granted = ctrl.junction_status(esc.key, j.index, j.tls_id)
@@ -1009,9 +1013,11 @@ class SimService:
         return sim.lonlat_to_xy(lon, lat)
 
     def _route_ids(self) -> dict[str, tuple[str, Path]]:
-        """The ids in the scenario's route files (read on the first dispatch that needs them)."""
+        """The ids in the scenario's route files, and in its additional files, which may hold
+        vehicles too (read on the first dispatch that needs them)."""
         if self._route_file_ids is None:
-            self._route_file_ids = route_file_ids(self.setup.inputs.route_files)
+            inputs = self.setup.inputs
+            self._route_file_ids = route_file_ids((*inputs.route_files, *inputs.additional_files))
         return self._route_file_ids
 
     def _new_escort_id(self, sim: SumoAdapter) -> str:
@@ -1105,7 +1111,7 @@ class SimService:
         self._progress[key] = EvProgress(key, corridor, depart_s=departed)
         self._escorts[escort_id] = _Escort(escort_id, key, cmd.vehicle_type, ev.priority, corridor, t, cmd.tracking,
                                            joined=cmd.vehicle_id is not None and scheduled_s is None,
-                                           scheduled_s=scheduled_s)
+                                           departs_s=scheduled_s, scheduled_s=scheduled_s)
         if cmd.tracking == "external":
             self._no_fix_yet.add(key)
         self._by_key[key] = escort_id
@@ -1169,6 +1175,10 @@ class SimService:
         t, key, old = sim.time_s, esc.key, esc.corridor.route
         if esc.tracking == "simulation":
             if not sim.vehicle_exists(key):
+                if esc.departs_s is not None:  # (the route files' vehicle: a vehicle is escorted once a run)
+                    raise RequestError(f"escort '{esc.id}': its vehicle (of the scenario's route files, departing at "
+                                       f"{esc.departs_s:g} s) has not entered the simulation yet; re-route it once "
+                                       "it runs", 409)
                 raise RequestError(f"escort '{esc.id}': its vehicle has not entered the simulation yet; cancel it and "
                                    "dispatch it again with the new route", 409)
             old = sim.vehicle_route(key)  # (SUMO's, which a rerouter may have changed since the last tick)

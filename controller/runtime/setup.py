@@ -238,11 +238,13 @@ def _length_m(network: Network, route: Sequence[str]) -> float:
 OPTIONS_NOT_USED = "the configuration's output, console report and TraCI server options are not used"
 
 
-def setup_notes(setup: RunSetup, *, attached: bool = False, ours: str = "summary.json and trace.json") -> list[str]:
+def setup_notes(setup: RunSetup, *, attached: bool = False, ours: str = "summary.json and trace.json",
+                service: bool = False) -> list[str]:
     """What a user should know of ``setup`` before its run: options of the configuration not
     used, EVs turning round, routes that are not the fastest, EVs crossing no traffic light.
     ``greenwave run`` prints them; summary.json keeps them (``notes``). ``ours``: what greenwave
-    writes into --out itself (a service: its audit log)."""
+    writes into --out itself (a service: its audit log); ``service``: for ``greenwave serve``, whose
+    escorts come through its API."""
     notes = []
     outputs = [name for name in setup.inputs.dropped if name not in CONSOLE_AND_SERVER_OPTIONS]
     if outputs and attached:
@@ -266,9 +268,10 @@ def setup_notes(setup: RunSetup, *, attached: bool = False, ours: str = "summary
         named = setup.emergency_in_routes
         listed = ", ".join(f"'{v}'" for v in named[:EMERGENCY_NAMED])
         listed += ", ..." if len(named) > EMERGENCY_NAMED else ""
+        how = ("POST /v1/emergencies with its vehicle_id" if service
+               else "--escort VEHICLE, or [[escort]] in a scenario file")
         notes.append(f"{len(named)} vehicle(s), trip(s) or flow(s) of the route files have an emergency vehicle type "
-                     f"({listed}): they run as other traffic, not escorted (escort one with --escort VEHICLE, in a "
-                     "scenario file [[escort]], through the API vehicle_id once it runs)")
+                     f"({listed}): they run as other traffic unless escorted ({how})")
     return notes
 
 
@@ -597,10 +600,9 @@ def _finish(
     own = {v.vehicle_id: v for v in escorted}
     types: dict[str, str] = {}
     classes: dict[str, str] = {}
-    taken = route_file_ids(inputs.route_files, types=types, classes=classes)
+    # (vehicles may be defined in additional files too)
+    taken = route_file_ids((*inputs.route_files, *inputs.additional_files), types=types, classes=classes)
     _check_ids_free(inputs.route_files, [ev.id for ev in evs], escorted=own, taken=taken)
-    for vtype, vclass in vtype_classes(inputs.additional_files).items():
-        classes.setdefault(vtype, vclass)
     # the route files' emergency vehicles greenwave does not escort: a note says they run as other traffic
     emergency = tuple(vid for vid, vtype in types.items() if classes.get(vtype) == "emergency" and vid not in own)
     inputs_dir = out_dir / "inputs"

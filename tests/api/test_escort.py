@@ -375,6 +375,10 @@ def test_escort_a_vehicle_of_the_route_files_before_it_departs(server: Server) -
         assert r.status_code == 201, r.text
         escort = r.json()
         assert escort["state"] == "dispatched" and escort["departed_s"] is None
+        # no ETA before it departs (predicted as if it set off now, they slid a second a tick)
+        assert escort["junctions"] and all(j["eta_s"] is None for j in escort["junctions"])
+        r = c.post("/v1/emergencies/early/route", json={"destination": {"edge": "C1right1"}})
+        assert r.status_code == 409 and "re-route it once it runs" in r.json()["detail"], r.text
         assert escort["route"][0] == trip.get("from") and escort["route"][-1] == trip.get("to")
         done = wait_for(lambda: (x := c.get("/v1/emergencies/early").json())["state"] == "arrived" and x,
                         timeout_s=90, what="arrival of the escorted vehicle")

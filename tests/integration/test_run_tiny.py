@@ -502,7 +502,8 @@ def test_vehicles_of_the_route_files_are_escorted_along_their_own_routes(tmp_pat
     assert not any("emergency vehicle type" in n for n in runs["greenwave"]["notes"])
     added = run_ok(["run", "--sumocfg", str(cfg), "--ev", "left1A1,C1right1,20", "--out", str(tmp_path / "added")])
     assert any(n.startswith("1 vehicle(s), trip(s) or flow(s) of the route files have an emergency vehicle type "
-                            "('amb7'): they run as other traffic") for n in added["notes"])
+                            "('amb7'): they run as other traffic unless escorted (--escort VEHICLE")
+               for n in added["notes"])
     # what cannot be escorted is refused before anything runs, naming the file and why
     for vehicle, why in (("s1", "its vehicle has stops"), ("bg", "its flow is not a <vehicle> or <trip>"),
                          ("nope", "no vehicle of that id")):
