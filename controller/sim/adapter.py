@@ -528,7 +528,7 @@ class SumoAdapter:
         """A vehicle of the route files watched from its departure (:meth:`watch_vehicle`) has
         departed, or waits for insertion: False where SUMO did not load it (it ignores a vehicle
         listed out of departure order), or an attached SUMO does not load its file."""
-        return vehicle_id not in self._awaiting or vehicle_id in self._api.simulation.getPendingVehicles()
+        return vehicle_id not in self._awaiting or self.pending_vehicle(vehicle_id)
 
     def vehicle_type_ids(self) -> frozenset[str]:
         """The vehicle types SUMO has loaded."""
