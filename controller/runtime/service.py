@@ -137,9 +137,9 @@ class _Escort:
     final: bool = False
     joined: bool = False  # escorts a vehicle already running (vehicle_id): it may have crossed junctions before
     # a vehicle of the route files dispatched before it departs (vehicle_id): its departure (no ETA
-    # before it has departed), and that departure until SUMO is seen to have loaded it then
+    # before it has departed), and whether SUMO was seen to have loaded it then
     departs_s: float | None = None
-    scheduled_s: float | None = None
+    load_checked: bool = False
     first_seen_s: float | None = None  # the tick its progress first had a position
 
     def eta_due(self, t_s: float) -> bool:
@@ -566,11 +566,12 @@ class SimService:
                     self._release(esc, t)
                     continue
                 p = self._progress[key]
-            if esc.scheduled_s is not None and t >= esc.scheduled_s + self.setup.step_length_s - 1e-9:
+            if (esc.departs_s is not None and not esc.load_checked
+                    and t >= esc.departs_s + self.setup.step_length_s - 1e-9):
                 # (a vehicle of the route files dispatched before its departure: once, loaded or not)
                 if p.depart_s is None and not sim.awaited_in_simulation(key):
                     p.not_inserted(t)
-                esc.scheduled_s = None
+                esc.load_checked = True
             # (an external escort's arrival is its fix's, at its route's end: not SUMO's, which a
             # vehicle last seen far from the end may be listed in when it was removed on the way)
             p.update(t, vehicle, arrived=key in arrived, sure_arrival=esc.tracking == "external")
@@ -1050,6 +1051,7 @@ class SimService:
         if escort_id in self._escorts:
             raise RequestError(f"id: escort '{escort_id}' exists already", 409)
         owns_vehicle = cmd.vehicle_id is None and cmd.tracking == "simulation"
+        scheduled: RouteFileVehicle | None = None  # a vehicle of the route files not yet departed
         if cmd.vehicle_id is not None:
             key = cmd.vehicle_id
             if key in self._by_key:
@@ -1095,10 +1097,9 @@ class SimService:
         dynamics = EvDynamics(**sim.vehicle_type(vtype))
         if owns_vehicle:
             sim.add_vehicle(key, route, vtype, depart="now")
-        scheduled_s = None
-        if cmd.vehicle_id is not None and not sim.vehicle_exists(key):
+        scheduled_s = scheduled.depart_s if scheduled is not None else None
+        if scheduled is not None:
             sim.watch_vehicle(key, from_departure=True)
-            scheduled_s = scheduled.depart_s
         elif cmd.tracking == "simulation":
             sim.watch_vehicle(key)
         # (a vehicle of the route files not yet departed is planned for from its departure, as in a run)
@@ -1111,7 +1112,7 @@ class SimService:
         self._progress[key] = EvProgress(key, corridor, depart_s=departed)
         self._escorts[escort_id] = _Escort(escort_id, key, cmd.vehicle_type, ev.priority, corridor, t, cmd.tracking,
                                            joined=cmd.vehicle_id is not None and scheduled_s is None,
-                                           departs_s=scheduled_s, scheduled_s=scheduled_s)
+                                           departs_s=scheduled_s)
         if cmd.tracking == "external":
             self._no_fix_yet.add(key)
         self._by_key[key] = escort_id
