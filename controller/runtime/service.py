@@ -795,8 +795,9 @@ class SimService:
                 continue
             if esc.state == "dispatched" and p.depart_s is not None:
                 esc.state = "en_route"
-                # (a vehicle_id escort's vehicle departed before it was escorted: that time)
-                self.events.publish("departed", escort=esc.id, t_s=min(p.depart_s, t_s))
+                # (the event's time is this tick's, as every event's, in order; a vehicle_id
+                # escort's vehicle departed before it was escorted: departed_s says when)
+                self.events.publish("departed", escort=esc.id, t_s=t_s, departed_s=min(p.depart_s, t_s))
             if esc.state in ("dispatched", "en_route"):
                 if p.arrived_s is not None:
                     esc.state = "arrived"

@@ -330,7 +330,7 @@ def test_sigterm_mid_route_hands_every_junction_back(tiny_scenario: Path, tmp_pa
 
 def test_escort_a_vehicle_already_running(server: Server) -> None:
     trips = list(ElementTree.parse(server.workdir / "out" / "inputs" / "background.rou.xml").getroot().iter("trip"))
-    with server.client() as c:
+    with server.client() as c, EventCollector(server.url, TOKEN) as sse:
 
         def dispatched() -> tuple[ElementTree.Element, dict[str, Any]] | None:
             # a trip that departed a few seconds ago and is still running (one gone already: 409)
@@ -361,6 +361,16 @@ def test_escort_a_vehicle_already_running(server: Server) -> None:
         # it departed before it was escorted: its own departure, not the dispatch's next step
         assert float(trip.get("depart", "0")) <= done["departed_s"] <= done["dispatched_s"]
         wait_for(lambda: all_handed_back(c), timeout_s=30, what="every signal handed back")
+        # its 'departed' event says so, and comes, as every event, in time order (its t_s was that
+        # departure, earlier than the 'dispatch' event before it)
+        wait_for(lambda: any(e["data"].get("escort") == "escort-bg" for e in sse.of("arrival")),
+                 what="the arrival event")
+        ours = [e for e in sse.snapshot() if e["data"].get("escort") == "escort-bg"]
+        assert [e["event"] for e in ours][:2] == ["dispatch", "departed"], ours[:3]
+        assert ours[1]["data"]["departed_s"] == done["departed_s"]
+        assert ours[1]["data"]["t_s"] >= ours[0]["data"]["t_s"] == done["dispatched_s"]
+        times = [e["data"]["t_s"] for e in sse.snapshot() if "t_s" in e["data"]]
+        assert times == sorted(times)
 
 
 def test_escort_a_vehicle_of_the_route_files_before_it_departs(server: Server) -> None:
