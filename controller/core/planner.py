@@ -556,9 +556,9 @@ class Planner:
             return {}
         if j.stage == "exit":
             reasons: dict[str, str] = {}
-            for rec in [*j.ended, *j.current.values()]:  # (each EV's first, as at the hand-back)
+            for rec in [*j.ended, *j.current.values()]:  # (each EV's last to end, as at the hand-back)
                 if rec.entry_s is not None and rec.exit_reason:
-                    reasons.setdefault(rec.ev_id, rec.exit_reason)
+                    reasons[rec.ev_id] = rec.exit_reason
             return reasons
         return dict(j.last_exits)
 
@@ -1193,11 +1193,17 @@ class Planner:
     def _end_gone(self, j: JunctionControl, t_s: float, reqs: Sequence[ServiceRequest]) -> None:
         """An EV with no request left at the signal (it crossed, was cancelled or re-routed) while
         another EV's go on: it no longer holds the signal (:meth:`holders`), and its records that
-        were switched for end now, with the reason its requests ended. (An EV's record for a
-        junction of the signal it has crossed, while it still asks for another, stays open: the
-        signal's exit is its exit.)"""
-        live = {r.ev_id for r in reqs}
-        for key in [k for k in j.current if k[0] not in live]:
+        were switched for end now, with the reason its requests ended. So does an EV's record for
+        a junction of the signal it has left behind while it asks for one further on (a signal
+        of two junctions of its route, or a route passing it again): its exit is when its own
+        request ended, not the signal's hand-back for the later one (which a time-space diagram
+        showed as a dwell over the red of the movement crossed)."""
+        furthest: dict[str, int] = {}
+        for r in reqs:
+            furthest[r.ev_id] = max(furthest.get(r.ev_id, -1), r.junction_index)
+        asked = {r.key for r in reqs}
+        for key in [k for k in j.current
+                    if k[0] not in furthest or (k not in asked and k[1] < furthest[k[0]])]:
             rec = j.current.pop(key)
             if rec.entry_s is not None:  # armed but never switched: nothing to report
                 rec.exit_s = t_s
@@ -1222,7 +1228,7 @@ class Planner:
             if rec.exit_s is None:
                 rec.exit_s = t_s
                 rec.exit_reason = rec.exit_reason or reason
-            j.last_exits.setdefault(rec.ev_id, rec.exit_reason)
+            j.last_exits[rec.ev_id] = rec.exit_reason  # (its last record's: those ended before come first)
             if restored:
                 rec.restored_s = t_s + self.config.step_s
                 rec.in_step_s = in_step_s

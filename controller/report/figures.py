@@ -190,6 +190,13 @@ def time_space_diagram(run: RunData, ev_id: str) -> Figure | None:
     fig = Figure(figsize=(11.5, max(5.5, 0.42 * len(leg.junctions) + 3.5)))
     ax = fig.add_subplot()
     records = [r for r in run.summary.get("preemptions", []) if r.get("ev") == ev_id]
+    # where the signal's hand-back began: the last exit of the records it ended (a record whose own
+    # request ended earlier, the signal held on for a later junction or EV, shows no stage between)
+    handback_from: dict[tuple[Any, Any], float] = {}
+    for r in run.summary.get("preemptions", []):
+        if isinstance(r.get("exit"), (int, float)) and r.get("restored") is not None:
+            key = (r.get("tls"), r.get("restored"))
+            handback_from[key] = max(handback_from.get(key, -math.inf), float(r["exit"]))
     used_colours: set[str] = set()
     used_stages: set[str] = set()
     for j in leg.junctions:
@@ -215,7 +222,8 @@ def time_space_diagram(run: RunData, ev_id: str) -> Figure | None:
                 continue
             stages = (("entry", r.get("entry"), r.get("dwell") or r.get("exit") or r.get("restored")),
                       ("dwell", r.get("dwell"), r.get("exit") or r.get("restored")),
-                      ("exit", r.get("exit"), r.get("restored")))
+                      ("exit", handback_from.get((r.get("tls"), r.get("restored")), r.get("exit")),
+                       r.get("restored")))
             for stage, start, end in stages:
                 if isinstance(start, (int, float)) and isinstance(end, (int, float)) and end > start:
                     used_stages.add(stage)

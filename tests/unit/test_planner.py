@@ -469,6 +469,42 @@ def test_a_later_pass_of_the_same_ev_does_not_hold_back_the_entry_for_the_first(
     assert r.violations == []
 
 
+def test_a_junction_crossed_ends_its_record_while_the_signal_is_held_for_the_next_one() -> None:
+    # two junctions of one signal on the route (a loop passing it again 17 s on): the record of
+    # the first ended with the signal's hand-back after the second, so a time-space diagram
+    # showed a 17 s dwell over the red of the movement the EV had crossed
+    r = rig()
+
+    def reqs(t: float) -> list[ServiceRequest]:
+        later = req(eta=80.0, need=77.0, index=4, links=(1,))  # (A's phase serves both)
+        return [req(eta=63.0, need=60.0, index=3, links=(0,)), later] if t < 63 else [later] if t < 80 else []
+
+    r.run_until(120, reqs)
+    recs = {rec.junction_index: rec.as_dict() for rec in r.planner.records()}
+    assert recs[3]["exit"] == 63.0 and recs[3]["exit_reason"] == "crossed"
+    assert recs[4]["exit"] == 80.0 and recs[4]["exit_reason"] == "crossed"
+    assert recs[3]["restored"] == recs[4]["restored"] and recs[3]["entry"] == recs[4]["entry"]
+    assert recs[3]["recovery_s"] == recs[4]["recovery_s"] + 17.0
+    assert r.planner.exit_reasons("J") == {"ev": "crossed"}
+    assert r.violations == [] and r.finish() == []
+
+
+def test_an_evs_hand_back_reason_is_its_last_requests_not_the_crossed_ones() -> None:
+    # its first junction of the signal crossed, the second handed back on the maximum presence
+    # time: the hand-back's reason for the EV is that one
+    r = rig(config=MP120)
+
+    def reqs(t: float) -> list[ServiceRequest]:
+        later = req(eta=max(80.0, t + 5.0), need=max(77.0, t + 2.0), index=4, links=(1,))  # (never comes)
+        return [req(eta=63.0, need=60.0, index=3, links=(0,)), later] if t < 63 else [later]
+
+    r.run_until(200, reqs)
+    recs = {rec.junction_index: rec.as_dict() for rec in r.planner.records()}
+    assert recs[3]["exit_reason"] == "crossed" and recs[4]["exit_reason"] == "max presence"
+    assert r.planner.exit_reasons("J") == {"ev": "max presence"}
+    assert r.safety() == []
+
+
 # --- one EV: arm, entry at the last safe moment, dwell, exit, hand-back ------------------------
 
 

@@ -633,6 +633,32 @@ def test_the_bars_of_close_stop_lines_do_not_overlap(tmp_path: Path) -> None:
     assert extents["j0"][1] <= extents["j1"][0], extents  # J1's bar and band end below J2's bar
 
 
+def test_a_record_ended_before_the_signals_hand_back_draws_its_exit_from_the_hand_back(tmp_path: Path) -> None:
+    # J3 (#2) is the same signal as J2 (#1) here: the EV crossed #1 at 131 while the signal
+    # was held on for #2 until 150, then handed back (restored 158). #1's "exit (hand-back)"
+    # bar spanned 131..158, 19 s of which the signal was still held for #2.
+    folder = write_run(tmp_path / "greenwave-s1", "greenwave")
+    summary = json.loads((folder / "summary.json").read_text())
+    first = dict(summary["preemptions"][0], restored=158.0, recovery_s=27.0, preempted_s=43.0)
+    second = dict(first, junction_index=2, tls="J2", dwell=121.0, exit=150.0, recovery_s=8.0)
+    summary["preemptions"] = [first, second]
+    (folder / "summary.json").write_text(json.dumps(summary))
+    trace = json.loads((folder / "trace.json").read_text())
+    trace["evs"][0]["legs"][0]["junctions"][2]["tls"] = "J2"
+    (folder / "trace.json").write_text(json.dumps(trace))
+    fig = time_space_diagram(load_run(folder), "amb")
+    assert fig is not None
+    spans = {}
+    for patch in fig.axes[0].patches:
+        gid = patch.get_gid() or ""
+        if "-preempt-" in gid:
+            box = patch.get_path().get_extents(patch.get_patch_transform())
+            spans[gid] = (round(box.x0, 6), round(box.x1, 6))
+    assert spans["j1-preempt-dwell"] == (120.0, 131.0)
+    assert spans["j1-preempt-exit"] == (150.0, 158.0) == spans["j2-preempt-exit"]
+    assert spans["j2-preempt-dwell"] == (121.0, 150.0)
+
+
 def test_the_eta_figure_marks_an_entry_started_more_than_120_s_ahead(tmp_path: Path) -> None:
     # entries that started further ahead than the figure's 120 s had no diamond, though they
     # carry the largest errors (the heavy arterial's J5 and J6: -22.6 and -22.9 s)
