@@ -202,6 +202,9 @@ class PreemptionRecord:
     exit_s: float | None = None
     restored_s: float | None = None
     in_step_s: float | None = None  # the program back in step with its schedule (synced hand-back)
+    # how much later than its schedule a fixed-time program goes on after the hand-back (None
+    # where its schedule is not known or it has none: actuated programs)
+    schedule_offset_s: float | None = None
     exit_reason: str = ""
 
     def as_dict(self) -> dict[str, object]:
@@ -216,6 +219,7 @@ class PreemptionRecord:
             "exit": self.exit_s,
             "restored": self.restored_s,
             "in_step": None if self.in_step_s is None else round(self.in_step_s, 2),
+            "schedule_offset_s": self.schedule_offset_s,
             "preempted_s": None if self.entry_s is None or self.restored_s is None
             else round(self.restored_s - self.entry_s, 2),
             "recovery_s": None if self.exit_s is None or self.restored_s is None
@@ -422,8 +426,11 @@ def synced_duration_s(program: Program, phase: int, cycle_start_s: float, t_s: f
     less than ``min_s`` away, or so far that the phase would run longer than its duration plus
     what an in-step re-entry may pass over before it (``share`` of the longest phase, and the
     phases without a green or with a yellow), ``min_s``: the program then runs out of step by the
-    difference. Never until an end a cycle later: that held one phase green, and the others red,
-    for a cycle and more (a 30 s phase shown for 98 s, a 6 s one for 93 s)."""
+    difference. Never until an end a cycle later (that held one phase green, and the others red,
+    for a cycle and more: a 30 s phase shown for 98 s, a 6 s one for 93 s), but where no other
+    phase greens anything this one does not: then the program's yellow and red phases are
+    passed over once, and no movement waits for it (Berlin's J3, green 82 s of its 90 s, went on
+    39 s late for the rest of the run)."""
     cycle = program.cycle_s
     duration = program.phases[phase].duration_s
     end = cycle_start_s + _phase_start_s(program, phase) + duration
@@ -431,9 +438,28 @@ def synced_duration_s(program: Program, phase: int, cycle_start_s: float, t_s: f
     passed = share * max(p.duration_s for p in program.phases) + sum(
         p.duration_s for p in program.phases
         if any(is_yellow(c) for c in p.state) or not any(is_green(c) for c in p.state))
+    if end - t_s < min_s - 1e-9 and _greens_all_of(program, phase):
+        end += cycle
     if min_s - 1e-9 <= end - t_s <= duration + passed + 1e-9:
         return end - t_s, True
     return min_s, False
+
+
+def _greens_all_of(program: Program, phase: int) -> bool:
+    """Whether ``phase`` shows green every link any phase of the program does."""
+    state = program.phases[phase].state
+    return all(not is_green(c) or is_green(state[i])
+               for p in program.phases for i, c in enumerate(p.state))
+
+
+def schedule_offset_s(program: Program, phase: int, cycle_start_s: float, end_s: float) -> float:
+    """How much later (positive) or earlier than its schedule (a cycle began at ``cycle_start_s``)
+    a fixed-time program goes on once ``phase`` ends at ``end_s`` (when the next phase is seen),
+    within half a cycle either way: 0 where it is in step."""
+    cycle = program.cycle_s
+    scheduled = cycle_start_s + _phase_start_s(program, phase) + program.phases[phase].duration_s
+    late = round((end_s - scheduled) % cycle, 6)
+    return round(late - cycle if late > cycle / 2 or late == cycle else late, 2)
 
 
 class Planner:
@@ -834,7 +860,7 @@ class Planner:
             if not j.holding:  # never switched: the program is still running
                 j.stage = "idle"
                 self._lockouts_from(j, t_s, switched=False)
-                self._close(j, t_s, "", restored=True)
+                self._close(j, t_s, "", restored=True, offset_s=0.0 if self._syncs(j) else None)
                 return None
             if j.clock.state == back:
                 if not j.timing.handback_ready(j.clock, j.reentry_phase, t_s, cfg.step_s):
@@ -850,7 +876,13 @@ class Planner:
                     steps = math.ceil(short / cfg.step_s - 1e-9)
                     remaining = (ph.duration_s if remaining is None else remaining) + steps * cfg.step_s
                     in_step = None
-                self._close(j, t_s, "", restored=True, in_step_s=in_step)
+                offset = None
+                if self._syncs(j):
+                    assert j.cycle_start_s is not None
+                    shown_for = ph.duration_s if remaining is None else remaining
+                    offset = schedule_offset_s(j.program, j.reentry_phase, j.cycle_start_s,
+                                               t_s + cfg.step_s + shown_for)
+                self._close(j, t_s, "", restored=True, in_step_s=in_step, offset_s=offset)
                 j.restored_phase = j.reentry_phase
                 j.restored_end_s = -math.inf if remaining is None else t_s + cfg.step_s + remaining
                 return SignalCommand(
@@ -1214,13 +1246,14 @@ class Planner:
         return self.end_reasons.get((rec.ev_id, rec.junction_index)) or self.release_reasons.get(rec.ev_id, "crossed")
 
     def _close(
-        self, j: JunctionControl, t_s: float, reason: str, *, restored: bool, in_step_s: float | None = None
+        self, j: JunctionControl, t_s: float, reason: str, *, restored: bool, in_step_s: float | None = None,
+        offset_s: float | None = None,
     ) -> None:
         j.last_exits = {}
         for rec in j.taken_back:  # (their reasons are not the hand-back's)
             if restored:
                 rec.restored_s = t_s + self.config.step_s
-                rec.in_step_s = in_step_s
+                rec.in_step_s, rec.schedule_offset_s = in_step_s, offset_s
             j.records.append(rec)
         for rec in [*j.ended, *j.current.values()]:
             if rec.entry_s is None:
@@ -1231,7 +1264,7 @@ class Planner:
             j.last_exits[rec.ev_id] = rec.exit_reason  # (its last record's: those ended before come first)
             if restored:
                 rec.restored_s = t_s + self.config.step_s
-                rec.in_step_s = in_step_s
+                rec.in_step_s, rec.schedule_offset_s = in_step_s, offset_s
             j.records.append(rec)
         j.current.clear()
         j.ended.clear()

@@ -116,7 +116,8 @@ def junction_rows(run: RunData, ev_id: str) -> list[list[object]]:
                 entry_err if first else None, err60 if first else None,
                 _num(r.get("entry")), dwell,
                 round(exit_ - dwell, 1) if dwell is not None and exit_ is not None else None,
-                _num(r.get("preempted_s")), _num(r.get("recovery_s")), r.get("exit_reason") or None,
+                _num(r.get("preempted_s")), _num(r.get("recovery_s")), _num(r.get("schedule_offset_s")),
+                r.get("exit_reason") or None,
                 violations.get(j["tls"], unnamed) if first else None,
             ])  # fmt: skip
     return rows
@@ -124,7 +125,8 @@ def junction_rows(run: RunData, ev_id: str) -> list[list[object]]:
 
 JUNCTION_HEAD = ("junction", "traffic light", "stop line at (m)", "EV crossed (s)", "ETA error at entry (s)",
                  "ETA error 60 s ahead (s)", "entry starts (s)", "dwell from (s)", "dwell for (s)",
-                 "preempted for (s)", "recovery (s)", "hand-back reason", "S1–S5 violations at this signal")
+                 "preempted for (s)", "recovery (s)", "off schedule after (s)", "hand-back reason",
+                 "S1–S5 violations at this signal")
 
 
 def _figure(fig: Any, cls: str, caption: str, attrs: Mapping[str, str]) -> str:

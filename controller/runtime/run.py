@@ -903,6 +903,8 @@ def recovery_section(preemptions: Sequence[Mapping[str, Any]]) -> dict[str, Any]
     recoveries = [float(r["recovery_s"]) for r in handbacks if isinstance(r["recovery_s"], (int, float))]
     in_step = [float(r["in_step"]) - float(r["exit"]) for r in handbacks
                if isinstance(r["in_step"], (int, float)) and isinstance(r["exit"], (int, float))]
+    # fixed-time signals that went on off their schedule (out of coordination for the rest of the run)
+    off = [float(o) for r in handbacks if isinstance(o := r.get("schedule_offset_s"), (int, float)) and o != 0.0]
     return {
         "junctions": len(recoveries),
         "mean_s": round(sum(recoveries) / len(recoveries), 2) if recoveries else None,
@@ -910,6 +912,8 @@ def recovery_section(preemptions: Sequence[Mapping[str, Any]]) -> dict[str, Any]
         # exit to the program back in step with its schedule (fixed-time signals handed back in step)
         "in_step_junctions": len(in_step),
         "in_step_mean_s": round(sum(in_step) / len(in_step), 2) if in_step else None,
+        "off_schedule_junctions": len(off),
+        "off_schedule_max_s": max(off, key=abs) if off else None,
     }
 
 

@@ -39,6 +39,7 @@ from controller.core.planner import (
     ServiceRequest,
     merge_targets,
     reentry_phase,
+    schedule_offset_s,
     synced_duration_s,
 )
 from controller.core.safety import SafetyConfig, SignalWatch, Violation
@@ -1769,3 +1770,50 @@ def test_the_re_entry_share_is_counted_in_whole_steps() -> None:
     assert reentry_share_s(0.5, 37.0, 0.5) == 18.5
     assert reentry_share_s(0.5, 36.0, 1.0) == 18.0
     assert reentry_share_s(0.3, 10.0, 1.0) == 3.0  # 3.0000000000000004 is 3 steps, not 2
+
+
+ONE_GREEN = Program("J", "0", "static", 0.0, (
+    Phase("GGgg", 82, 82, 82, min_dur_given=False),
+    Phase("yyyy", 3, 3, 3, min_dur_given=False),
+    Phase("rrrr", 5, 5, 5, min_dur_given=False),
+))  # fmt: skip
+
+
+def test_a_program_with_one_green_phase_is_handed_back_in_step_holding_that_green() -> None:
+    # (Berlin's J3) the EV's lanes kept green, the other two held red for it; crossed at 165, the
+    # hand-back shows GGgg again with 7 s of the schedule's 82 s left, under half: it ran 41 s
+    # and the signal went on 34 s late for the rest of the run. The phase greens everything any
+    # phase does: held on to its next scheduled end (262), passing over one yellow and all-red.
+    r = rig({"J": ONE_GREEN})
+    r.run_until(400, until(165, req(target="GGrr", phase=0, eta=168.0, need=160.0)))
+    undisturbed = rig({"J": ONE_GREEN})
+    undisturbed.run_until(400)
+    assert r.changes("J", 262, 400) == undisturbed.changes("J", 262, 400)
+    assert [s for _, s in r.changes("J", 166, 262)] == ["GGgg"]
+    d = r.planner.records()[0].as_dict()
+    assert d["exit"] == 165.0 and d["schedule_offset_s"] == 0.0 and d["in_step"] is not None
+    assert r.safety() == [] and r.finish() == []
+
+
+def test_the_schedule_offset_says_how_late_a_program_goes_on_where_it_cannot_stay_in_step() -> None:
+    # the EV crosses at 115: the hand-back's re-entry runs its minimum past the schedule's end,
+    # and the program goes on that much late for the rest of the run (a fixed-time program does
+    # not catch up): the record says by how much, not only that in_step is null
+    r = rig()
+    r.run_until(400, until(115, req(eta=118.0, need=110.0)))
+    undisturbed = rig()
+    undisturbed.run_until(400)
+    d = r.planner.records()[0].as_dict()
+    late = [t for t, _ in r.changes("J", 250, 400)][1:]
+    scheduled = [t for t, _ in undisturbed.changes("J", 250, 400)][1:]
+    assert d["in_step"] is None and d["schedule_offset_s"] == 1.0
+    assert [a - b for a, b in zip(late, scheduled, strict=True)] == [1.0] * len(late)
+    assert r.safety() == [] and r.finish() == []
+
+
+def test_schedule_offset_wraps_within_half_a_cycle() -> None:
+    # PROG's cycle is 71 s; B (phase 3) is scheduled to end at 65, 136, ...
+    assert schedule_offset_s(PROG, 3, 0.0, 136.0) == 0.0
+    assert schedule_offset_s(PROG, 3, 0.0, 140.0) == 4.0
+    assert schedule_offset_s(PROG, 3, 0.0, 130.0) == -6.0
+    assert schedule_offset_s(PROG, 3, 0.0, 136.0 + 71.0 - 1.0) == -1.0

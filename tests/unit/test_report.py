@@ -165,7 +165,7 @@ def test_eta_table_and_per_junction_rows(tmp_path: Path) -> None:
     # J2: crossed at 130, the entry prediction erred by +0.5 s (from summary.json's ETA section);
     # green for the EV from 120, held 11 s
     assert "<td>J2</td><td>300</td><td>130.0</td><td>0.5</td>" in rows[1]
-    assert "<td>120.0</td><td>11.0</td><td>25.0</td><td>9.0</td><td>crossed</td>" in rows[1]
+    assert "<td>120.0</td><td>11.0</td><td>25.0</td><td>9.0</td><td>–</td><td>crossed</td>" in rows[1]
     assert "<td>J3</td><td>500</td><td>150.0</td><td>–</td><td>-2.0</td>" in rows[2]
 
 

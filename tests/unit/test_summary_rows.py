@@ -82,9 +82,20 @@ def test_recovery_counts_each_hand_back_once() -> None:
         {"tls": "U", "exit": 300.0, "restored": None, "recovery_s": None, "in_step": None},
     ]
     assert recovery_section(records) == {"junctions": 2, "mean_s": 10.0, "max_s": 10.0,
-                                         "in_step_junctions": 2, "in_step_mean_s": 25.0}
+                                         "in_step_junctions": 2, "in_step_mean_s": 25.0,
+                                         "off_schedule_junctions": 0, "off_schedule_max_s": None}
     assert recovery_section([]) == {"junctions": 0, "mean_s": None, "max_s": None, "in_step_junctions": 0,
-                                    "in_step_mean_s": None}
+                                    "in_step_mean_s": None, "off_schedule_junctions": 0, "off_schedule_max_s": None}
+    # a fixed-time signal handed back off its schedule (it goes on 39 s late), one in step, one
+    # whose schedule is not known: the first is counted, with how far off
+    records = [
+        {"tls": "S", "exit": 100.0, "restored": 102.0, "recovery_s": 2.0, "in_step": None, "schedule_offset_s": 39.0},
+        {"tls": "T", "exit": 200.0, "restored": 210.0, "recovery_s": 10.0, "in_step": 230.0, "schedule_offset_s": 0.0},
+        {"tls": "V", "exit": 200.0, "restored": 205.0, "recovery_s": 5.0, "in_step": None, "schedule_offset_s": None},
+        {"tls": "W", "exit": 200.0, "restored": 205.0, "recovery_s": 5.0, "in_step": None, "schedule_offset_s": -41.0},
+    ]
+    section = recovery_section(records)
+    assert (section["off_schedule_junctions"], section["off_schedule_max_s"]) == (2, -41.0)
 
 
 def test_an_ev_counts_the_signals_switched_for_it_not_those_switched_for_another() -> None:
