@@ -304,6 +304,11 @@ def run(
             for text in check_attached(sim, setup):
                 attached_notes.append(text)
                 note(text)
+            setup, end_note = attached_end(sim, setup)
+            end_s = setup.end_s
+            if end_note is not None:
+                attached_notes.append(end_note)
+                note(end_note)
         check_running_programs(every, sim.running_programs(every), program_sources(setup.inputs),
                                attached=f"{attach[0]}:{attach[1]}" if attach is not None else None)
         seed: int | None = setup.seed
@@ -638,6 +643,26 @@ def check_attached(sim: SumoAdapter, setup: RunSetup, ev_types: Collection[str] 
         notes.append(f"{where} runs route files {', '.join(their_routes) or '(none)'}, {setup.source} names "
                      f"{', '.join(our_routes) or '(none)'}: its demand is its own")
     return notes
+
+
+def attached_end(sim: SumoAdapter, setup: RunSetup) -> tuple[RunSetup, str | None]:
+    """The run's end with an attached SUMO that has an end of its own (``--end`` when started):
+    that end where it comes before the configuration's (or the default after the last EV's
+    departure), unless the user gave ``--end``; else the run's, with a note where the two
+    differ. An EV departing at or after the SUMO's end is an error."""
+    where = f"the SUMO at {sim.attach[0]}:{sim.attach[1]}" if sim.attach is not None else "SUMO"
+    theirs = sim.end_time_s()
+    if theirs is None or abs(theirs - setup.end_s) < 1e-9:
+        return setup, None
+    if theirs > setup.end_s or setup.end_given:
+        return setup, (f"attached: {where} ends at {theirs:g} s (its end option); greenwave steps it to "
+                       f"{setup.end_s:g} s" + (" (--end)" if setup.end_given else ""))
+    late = max(setup.evs, key=lambda ev: ev.depart_s)
+    if late.depart_s >= theirs:
+        raise ScenarioError(f"{where} ends at {theirs:g} s (its end option): EV '{late.ev_id}' departs at "
+                            f"{late.depart_s:g} s; start SUMO with a later end, or give greenwave --end")
+    return replace(setup, end_s=theirs), (f"attached: {where} ends at {theirs:g} s (its end option), before "
+                                          f"{setup.end_s:g} s: the run ends there")
 
 
 def escorted_type(sim: SumoAdapter, ev: EvPlan) -> dict[str, float]:

@@ -357,6 +357,14 @@ class SimService:
                                          service=True)
                 if self.attach is not None:  # (its network first; every type an escort may have)
                     self.notes += check_attached(sim, setup, ev_types=PRIORITY, departs=False)
+                    theirs, where = sim.end_time_s(), f"the SUMO at {self.attach[0]}:{self.attach[1]}"
+                    if theirs is not None and self.end_s is None and theirs > sim.time_s + 1e-9:
+                        self.end_s = theirs  # (stepped on, it ran past its end: SUMO ends it with its last client)
+                        self.notes.append(f"attached: {where} ends at {theirs:g} s (its end option): the service "
+                                          "steps it until then")
+                    elif theirs is not None and self.end_s is not None and abs(theirs - self.end_s) > 1e-9:
+                        self.notes.append(f"attached: {where} ends at {theirs:g} s (its end option); the service "
+                                          f"steps it to {self.end_s:g} s (--end)")
                     if self.end_s is not None and self.end_s <= sim.time_s + 1e-9:
                         raise ScenarioError(f"--end {self.end_s:g} s is not after the attached SUMO's time "
                                             f"({sim.time_s:g} s)")

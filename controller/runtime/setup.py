@@ -77,6 +77,9 @@ class RunSetup:
     # vehicles, trips and flows of the route files of an emergency vehicle type (vClass emergency)
     # that are not escorted: they run as other traffic
     emergency_in_routes: tuple[str, ...] = ()
+    # the end is the user's own (--end, or a scenario file's), not the configuration's or the
+    # default after the last departure: an attached SUMO's own end does not replace it
+    end_given: bool = True
 
     @property
     def watched_tls(self) -> tuple[str, ...]:
@@ -596,6 +599,7 @@ def _finish(
     scenario_file: Path | None = None,
     redirect_outputs: bool = True,
     escorted: Sequence[RouteFileVehicle] = (),
+    end_given: bool = True,
 ) -> RunSetup:
     own = {v.vehicle_id: v for v in escorted}
     types: dict[str, str] = {}
@@ -643,6 +647,7 @@ def _finish(
         seed=seed,
         bluelight=bluelight,
         emergency_in_routes=emergency,
+        end_given=end_given,
     )
 
 
@@ -835,6 +840,7 @@ def prepare_sumocfg(
         bluelight=bluelight,
         redirect_outputs=not attached,
         escorted=escorted,
+        end_given=given_end,
     )
 
 

@@ -341,6 +341,11 @@ class SumoAdapter:
     def step_length_s(self) -> float:
         return float(self._api.simulation.getDeltaT())
 
+    def end_time_s(self) -> float | None:
+        """SUMO's own end (its ``end`` option), None where it has none."""
+        end = float(self._api.simulation.getEndTime())
+        return end if end >= 0 else None
+
     def define_ev_type(self, type_id: str, color: tuple[int, int, int]) -> None:
         """Create the vehicle type ``type_id`` for emergency vehicles in a running SUMO, as the
         vType files greenwave writes define it (vClass emergency, speed factor 1 without

@@ -211,6 +211,47 @@ def test_an_attached_sumo_of_another_step_length_is_refused(config: Path, tmp_pa
     assert "the SUMO at localhost:{port} steps 0.5 s" in said
 
 
+def test_an_attached_sumo_with_an_end_of_its_own_ends_the_run_there(config: Path, tmp_path: Path) -> None:
+    # started with --end 150 (its configuration says 300): greenwave drove it on to 300 s, unsaid
+    sumo = UserSumo(config, "--end", "150")
+    try:
+        result = CliRunner().invoke(main, ["run", "--sumocfg", str(config), "--ev", EV, "--attach", str(sumo.port),
+                                           "--out", str(tmp_path / "o")])
+        assert result.exit_code == 0, result.output
+        assert sumo.wait() == 0
+    finally:
+        sumo.stop()
+    summary = json.loads((tmp_path / "o" / "summary.json").read_text())
+    assert summary["end"] == 150.0 and summary["evs"][0]["arrived"]
+    assert summary["attached_notes"] == [f"attached: the SUMO at 127.0.0.1:{sumo.port} ends at 150 s (its end "
+                                         "option), before 300 s: the run ends there"]
+    assert max(float(t.get("arrival", "0")) for t in ET.parse(sumo.trips).getroot().iter("tripinfo")) <= 151.0
+    # --end is the user's word: the run goes to it, with a note
+    sumo = UserSumo(config, "--end", "150")
+    try:
+        result = CliRunner().invoke(main, ["run", "--sumocfg", str(config), "--ev", EV, "--attach", str(sumo.port),
+                                           "--end", "200", "--out", str(tmp_path / "o2")])
+        assert result.exit_code == 0, result.output
+        assert sumo.wait() == 0
+    finally:
+        sumo.stop()
+    summary = json.loads((tmp_path / "o2" / "summary.json").read_text())
+    assert summary["end"] == 200.0
+    assert summary["attached_notes"] == [f"attached: the SUMO at 127.0.0.1:{sumo.port} ends at 150 s (its end "
+                                         "option); greenwave steps it to 200 s (--end)"]
+    # an EV departing after that SUMO's end: refused, saying so
+    sumo = UserSumo(config, "--end", "50")
+    try:
+        result = CliRunner().invoke(main, ["run", "--sumocfg", str(config), "--ev", EV, "--attach", str(sumo.port),
+                                           "--out", str(tmp_path / "o3")])
+        said = " ".join(result.output.split())
+        assert result.exit_code == 2 and "Traceback" not in said, said
+        assert "ends at 50 s (its end option): EV 'ev1' departs at 60 s" in said
+        assert sumo.wait() == 0
+    finally:
+        sumo.stop()
+
+
 def test_an_attached_sumo_running_other_programs_is_refused(config: Path, tmp_path: Path, tiny_net: Path) -> None:
     # (greenwave's own files were listed as where the programs came from, with a WAUT as the likely cause)
     logic = next(t for t in ET.parse(tiny_net).getroot().iter("tlLogic") if t.get("id") == "A1")
