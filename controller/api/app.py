@@ -2,9 +2,10 @@
 
 Handlers never touch SUMO: writes are commands queued to the service (answered by its thread),
 reads come from the state it publishes each tick. Every ``/v1`` request needs the bearer token
-(401 without one, 403 with a wrong one, compared in constant time); bodies are limited in size
-(413); every error is JSON ``{"error": ..., "detail": ...}`` naming what is wrong; every rejected
-``/v1`` request is written to the audit log.
+(401 without one, 403 with a wrong one, compared in constant time, checked first); bodies are
+limited in size (413); every error is JSON ``{"error": ..., "detail": ...}`` naming what is
+wrong; every rejected ``/v1`` request is written to the audit log (those refused for their token
+at most once a minute, :class:`Rejections`).
 """
 
 
@@ -12,6 +13,7 @@ import asyncio
 import hmac
 import json
 import logging
+import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping, Sequence
 from concurrent.futures import Future
@@ -81,13 +83,16 @@ def _is_json(content_type: bytes) -> bool:
 
 
 class Guard:
-    """Pure ASGI middleware: limits request bodies (413), refuses bodies that are not JSON (415),
-    counts responses by route, method and status."""
+    """Pure ASGI middleware: checks a ``/v1`` request's token first (401, 403: a request without
+    one was told about its body's size or type), then limits request bodies (413), refuses
+    bodies that are not JSON (415), counts responses by route, method and status."""
 
-    def __init__(self, app: ASGIApp, service: SimService, max_body_bytes: int = MAX_BODY_BYTES,
-                 routes: Sequence[BaseRoute] = ()) -> None:
+    def __init__(self, app: ASGIApp, service: SimService, rejections: "Rejections", token: bytes,
+                 max_body_bytes: int = MAX_BODY_BYTES, routes: Sequence[BaseRoute] = ()) -> None:
         self.app = app
         self.service = service
+        self.rejections = rejections
+        self.token = token
         self.max_body = max_body_bytes
         self.routes = routes  # the app's, to name the route of a request refused here, before routing
 
@@ -113,6 +118,11 @@ class Guard:
         length = headers.get(b"content-length")
         too_large = _Refused(413, f"request body larger than {self.max_body} bytes")
         try:
+            path = str(scope.get("path", ""))
+            if path == "/v1" or path.startswith("/v1/"):
+                refusal = token_refusal(headers.get(b"authorization"), self.token)
+                if refusal is not None:
+                    raise _Refused(*refusal)
             if length is not None and (not length.isdigit() or int(length) > self.max_body):
                 raise too_large
             content_type = headers.get(b"content-type")
@@ -148,7 +158,7 @@ class Guard:
             await self.app(scope, body_receive, send_counted)
         except _Refused as refused:
             if status == 0:
-                _reject(self.service, scope.get("method", ""), scope.get("path", ""), refused.status, refused.detail)
+                self.rejections.record(scope.get("method", ""), scope.get("path", ""), refused.status, refused.detail)
                 response = _error(refused.status, refused.detail)
                 await response(scope, receive, send_counted)
         finally:
@@ -172,16 +182,55 @@ def _clip(text: str) -> str:
     return text if len(text) <= AUDIT_TEXT_MAX else f"{text[:AUDIT_TEXT_MAX]}… ({len(text)} characters)"
 
 
-def _reject(service: SimService, method: str, path: str, status: int, detail: str) -> None:
-    # (clipped: a client, with a token or without, must not grow the log by the size of its URLs)
-    if path.startswith("/v1") and 400 <= status < 600:
+UNAUTHORIZED_ROW_EVERY_S = 60.0  # at most one audit row this often for requests refused for their token
+
+
+class Rejections:
+    """Writes the rejected ``/v1`` requests to the audit log. Those refused for their token (401,
+    403) at most one row every ``UNAUTHORIZED_ROW_EVERY_S`` of wall time, saying how many more
+    were refused since the last such row: anyone who can reach the port, token or not, grew the
+    log by a row a request (1,000 requests, 1,000 rows). ``/metrics`` counts every one.
+    Used from the event loop's thread only."""
+
+    def __init__(self, service: SimService) -> None:
+        self.service = service
+        self._unauthorized_at = -math.inf  # (time.monotonic() of the last such row)
+        self._unauthorized_since = 0
+
+    def record(self, method: str, path: str, status: int, detail: str) -> None:
+        if not (path.startswith("/v1") and 400 <= status < 600):
+            return
+        if status in (401, 403):
+            now = time.monotonic()
+            if now - self._unauthorized_at < UNAUTHORIZED_ROW_EVERY_S:
+                self._unauthorized_since += 1
+                return
+            if self._unauthorized_since:
+                detail = (f"{detail} ({self._unauthorized_since} more requests refused for their token since "
+                          "the last such row)")
+            self._unauthorized_at, self._unauthorized_since = now, 0
+        service = self.service
         # (the escort the path names, so that filtering the audit by escort finds its refusals;
-        # an id the path gives at the length an id may have, else none)
+        # an id the path gives at the length an id may have, else none; clipped: a client, with a
+        # token or without, must not grow the log by the size of its URLs)
         parts = path.split("/")
         named = parts[3] if len(parts) > 3 and parts[2] == "emergencies" and parts[3] else None
         service.audit.record("rejected", t_s=service.state.t_s,
                              escort_id=named if named is not None and len(named) <= MAX_ID_LENGTH else None,
                              method=_clip(method), path=_clip(path), status=status, detail=_clip(detail))
+
+
+def token_refusal(authorization: bytes | None, expected: bytes) -> tuple[int, str] | None:
+    """Why a ``/v1`` request's ``Authorization`` header is refused (status, detail), None where it
+    carries the token: as FastAPI's HTTPBearer reads it."""
+    if authorization is None:
+        return 401, "missing bearer token (Authorization: Bearer <token>)"
+    scheme, _, credentials = authorization.decode("latin-1").partition(" ")
+    if scheme.lower() != "bearer" or not credentials:
+        return 401, "missing bearer token (Authorization: Bearer <token>)"
+    if not hmac.compare_digest(credentials.encode("latin-1"), expected):
+        return 403, "wrong bearer token"
+    return None
 
 
 PLACE_TAGS = ("edge", "geo")  # the tags of models.Place's members, which pydantic puts in an error's path
@@ -294,8 +343,11 @@ def create_app(service: SimService, token: str, *, max_body_bytes: int = MAX_BOD
     _offline_docs(app)
     bearer = HTTPBearer(auto_error=False, description="The token of `greenwave serve`.")
     expected = token.encode()
+    rejections = Rejections(service)
 
     def authorize(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> None:
+        # (Guard has checked it already, before the body: here for the OpenAPI document, and in
+        # case a route is ever reached past it)
         if credentials is None:
             raise HTTPException(401, "missing bearer token (Authorization: Bearer <token>)")
         if not hmac.compare_digest(credentials.credentials.encode(), expected):
@@ -308,7 +360,7 @@ def create_app(service: SimService, token: str, *, max_body_bytes: int = MAX_BOD
     async def _greenwave_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, GreenwaveError)
         status = _status_of(exc)
-        _reject(service, request.method, request.url.path, status, str(exc))
+        rejections.record(request.method, request.url.path, status, str(exc))
         return _error(status, str(exc))
 
     @app.exception_handler(RequestValidationError)
@@ -326,7 +378,7 @@ def create_app(service: SimService, token: str, *, max_body_bytes: int = MAX_BOD
             where = ".".join(str(x) for x in _field_path(e.get("loc", ()))) or "body"
             errors.append({"field": where, "message": str(e.get("msg", "invalid"))})
         detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors) or "invalid request"
-        _reject(service, request.method, request.url.path, 422, detail)
+        rejections.record(request.method, request.url.path, 422, detail)
         return _error(422, detail, errors)
 
     @app.exception_handler(HTTPException)
@@ -338,11 +390,11 @@ def create_app(service: SimService, token: str, *, max_body_bytes: int = MAX_BOD
         if status == 400 and exc.detail == "There was an error parsing the body":
             # (FastAPI's own 400 for a body it cannot decode: not UTF-8 text, or nested too deep)
             status, detail = 422, "body: not valid JSON (not UTF-8 text, or nested too deep)"
-            _reject(service, request.method, request.url.path, status, detail)
+            rejections.record(request.method, request.url.path, status, detail)
             return _error(status, detail, [{"field": "body", "message": detail.removeprefix("body: ")}])
         if status == 405:
             detail = f"{request.method} is not allowed on '{request.url.path}'"
-        _reject(service, request.method, request.url.path, status, detail)
+        rejections.record(request.method, request.url.path, status, detail)
         return _error(status, detail)
 
     @app.exception_handler(Exception)
@@ -508,5 +560,6 @@ def create_app(service: SimService, token: str, *, max_body_bytes: int = MAX_BOD
         return PlainTextResponse(service.metrics.render(gauges), media_type="text/plain; version=0.0.4")
 
     # (the v1 routes themselves: the app's list holds the included router, which names no route)
-    app.add_middleware(Guard, service=service, max_body_bytes=max_body_bytes, routes=[*v1.routes, *app.router.routes])
+    app.add_middleware(Guard, service=service, rejections=rejections, token=expected, max_body_bytes=max_body_bytes,
+                       routes=[*v1.routes, *app.router.routes])
     return app

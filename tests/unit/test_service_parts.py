@@ -316,3 +316,38 @@ def test_stage_events_name_the_escorts_served_and_tell_a_waiting_one_it_is_armed
     # a decision row for each of an escort's own stages (the released row names those released)
     rows = [(r.escort_id, r.detail.get("stage")) for r in service.audit.since(0, kind="decision")]
     assert ("f", "armed") in rows[2:4] and rows.count(("v", "armed")) == 1
+
+
+def test_refusals_for_the_token_are_written_once_a_minute_with_how_many_more(monkeypatch: pytest.MonkeyPatch) -> None:
+    from types import SimpleNamespace
+
+    import controller.api.app as app_module
+
+    rows: list[dict[str, object]] = []
+    service = SimpleNamespace(state=SimpleNamespace(t_s=5.0),
+                              audit=SimpleNamespace(record=lambda kind, **kw: rows.append({"kind": kind, **kw})))
+    clock = [1000.0]
+    monkeypatch.setattr("controller.api.app.time.monotonic", lambda: clock[0])
+    rejections = app_module.Rejections(service)  # type: ignore[arg-type]
+    for _ in range(3):
+        rejections.record("GET", "/v1/emergencies", 401, "missing bearer token")
+    rejections.record("POST", "/v1/emergencies/x", 409, "conflict")  # (others: every one)
+    rejections.record("GET", "/healthz", 401, "not /v1")  # (not an API request: none)
+    clock[0] += 61.0
+    rejections.record("GET", "/v1/audit", 403, "wrong bearer token")
+    assert [(r["status"], r["detail"]) for r in rows] == [
+        (401, "missing bearer token"), (409, "conflict"),
+        (403, "wrong bearer token (2 more requests refused for their token since the last such row)")]
+    assert rows[1]["escort_id"] == "x"
+
+
+def test_a_token_is_read_as_fastapis_bearer_scheme_reads_it() -> None:
+    from controller.api.app import token_refusal
+
+    assert token_refusal(b"Bearer s3cret", b"s3cret") is None
+    assert token_refusal(b"bearer s3cret", b"s3cret") is None
+    assert token_refusal(None, b"s3cret") == (401, "missing bearer token (Authorization: Bearer <token>)")
+    assert token_refusal(b"Basic s3cret", b"s3cret") == (401, "missing bearer token (Authorization: Bearer <token>)")
+    assert token_refusal(b"Bearer", b"s3cret") == (401, "missing bearer token (Authorization: Bearer <token>)")
+    assert token_refusal(b"Bearer s3cre", b"s3cret") == (403, "wrong bearer token")
+    assert token_refusal(b"Bearer s3cret ", b"s3cret") == (403, "wrong bearer token")
