@@ -576,17 +576,36 @@ class Planner:
     def exit_reasons(self, tls_id: str) -> dict[str, str]:
         """Why the signal leaves (in exit) or left (at its last hand-back) each EV's service:
         ``crossed``, ``max presence``, ``cancelled``, ``EV stalled``, ... (the preemption
-        records' ``exit_reason``); EVs armed but never switched for are not named."""
+        records' ``exit_reason``); an EV it was armed for but never switched for, why its
+        requests there ended (``service stopped``, ``EV stalled``, ``crossed``: the program
+        showed its green), where it has no record switched for it."""
         j = self.junctions.get(tls_id)
         if j is None:
             return {}
         if j.stage == "exit":
             reasons: dict[str, str] = {}
+            armed: dict[str, str] = {}
             for rec in [*j.ended, *j.current.values()]:  # (each EV's last to end, as at the hand-back)
                 if rec.entry_s is not None and rec.exit_reason:
                     reasons[rec.ev_id] = rec.exit_reason
-            return reasons
+                elif rec.entry_s is None:
+                    armed[rec.ev_id] = rec.exit_reason or self._why_armed_ended(rec)
+            return {**armed, **reasons}
         return dict(j.last_exits)
+
+    def released_reasons(self, tls_id: str, ev_ids: Iterable[str]) -> dict[str, str]:
+        """Why a signal let go of these EVs other than by their crossing: their releases of the
+        last tick (cancelled, re-routed, vanished), else the reason their switched records there
+        ended with (an exit another EV took back: the cancel a tick before it)."""
+        j = self.junctions.get(tls_id)
+        records = [] if j is None else [*j.taken_back, *j.ended, *j.current.values()]
+        out: dict[str, str] = {}
+        for ev_id in ev_ids:
+            why = self.last_release_reasons.get(ev_id) or next(
+                (r.exit_reason for r in reversed(records) if r.ev_id == ev_id and r.exit_reason), "")
+            if why and why != "crossed":
+                out[ev_id] = why
+        return out
 
     def served(self, tls_id: str) -> tuple[str, ...]:
         """The EVs a switched signal (entry, dwell) is switched for (sorted): those its target
@@ -1245,19 +1264,25 @@ class Planner:
     def _why_ended(self, rec: PreemptionRecord) -> str:
         return self.end_reasons.get((rec.ev_id, rec.junction_index)) or self.release_reasons.get(rec.ev_id, "crossed")
 
+    def _why_armed_ended(self, rec: PreemptionRecord) -> str:
+        """Why an EV's request ended at a signal armed, never switched, for it."""
+        return self.stop_reason or self._why_ended(rec)
+
     def _close(
         self, j: JunctionControl, t_s: float, reason: str, *, restored: bool, in_step_s: float | None = None,
         offset_s: float | None = None,
     ) -> None:
         j.last_exits = {}
+        armed: dict[str, str] = {}  # EVs it was armed for, never switched for: why their requests ended
         for rec in j.taken_back:  # (their reasons are not the hand-back's)
             if restored:
                 rec.restored_s = t_s + self.config.step_s
                 rec.in_step_s, rec.schedule_offset_s = in_step_s, offset_s
             j.records.append(rec)
         for rec in [*j.ended, *j.current.values()]:
-            if rec.entry_s is None:
-                continue  # armed but never switched: nothing to report
+            if rec.entry_s is None:  # armed but never switched: no record to report, a reason to give
+                armed[rec.ev_id] = rec.exit_reason or self._why_armed_ended(rec)
+                continue
             if rec.exit_s is None:
                 rec.exit_s = t_s
                 rec.exit_reason = rec.exit_reason or reason
@@ -1266,6 +1291,7 @@ class Planner:
                 rec.restored_s = t_s + self.config.step_s
                 rec.in_step_s, rec.schedule_offset_s = in_step_s, offset_s
             j.records.append(rec)
+        j.last_exits = {**armed, **j.last_exits}
         j.current.clear()
         j.ended.clear()
         j.taken_back.clear()

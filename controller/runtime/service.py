@@ -700,7 +700,7 @@ class SimService:
                 # escorts the signal is no longer held for (crossed, cancelled), while it stays held
                 # for others: their stream would otherwise end at the stage they had
                 held_for = [self._by_key.get(k, k) for k in holders]
-                why = self._released_why([k for k in before_holders if k not in holders])
+                why = self._released_why([k for k in before_holders if k not in holders], tls)
                 self.events.publish("released", tls_id=tls, t_s=t_s, stage=stage, escorts=left, held_for=held_for,
                                     **why)
                 self.audit.record("decision", t_s=t_s, tls_id=tls, escort_id=left[0], stage=stage, previous=before,
@@ -742,8 +742,10 @@ class SimService:
                 switched = previous in ("entry", "dwell", "exit")
                 kind = step if step != "idle" else ("handback" if switched else "disarmed")
                 # why it leaves each escort's service (crossed, max presence, cancelled, ...)
+                # (disarmed: why the requests of those it was armed for ended, other than by crossing)
                 why = ({"reasons": {self._by_key.get(k, k): r for k, r in planner.exit_reasons(tls).items()}}
-                       if kind in ("exit", "handback") else self._released_why(named) if kind == "disarmed" else {})
+                       if kind in ("exit", "handback") else self._released_why(named, tls) if kind == "disarmed"
+                       else {})
                 self.events.publish(kind, tls_id=tls, t_s=t_s, stage=step, previous=previous, escorts=escorts, **why)
                 if kind == "handback":
                     self.audit.record("handback", t_s=t_s, tls_id=tls, escort_id=escorts[0] if escorts else None,
@@ -752,13 +754,18 @@ class SimService:
                     self.audit.record("decision", t_s=t_s, tls_id=tls, escort_id=escorts[0] if escorts else None,
                                       stage=step, previous=previous, escorts=escorts, **why)
 
-    def _released_why(self, keys: Iterable[str]) -> dict[str, Any]:
-        """``reasons`` for escorts a signal let go on the last tick without having been switched
-        for them, where their requests ended for a reason (re-routed, cancelled, vanished), not
-        by crossing: ``{}`` for none."""
+    def _released_why(self, keys: Iterable[str], tls: str) -> dict[str, Any]:
+        """``reasons`` for escorts signal ``tls`` let go on the last tick while held for others, or
+        without having been switched for them, where their requests ended other than by crossing
+        (re-routed, cancelled, vanished; service stopped, simulation ended, EV stalled, where it was
+        armed for them): ``{}`` for none."""
         assert self._controller is not None
-        released = self._controller.planner.last_release_reasons
-        reasons = {self._by_key.get(k, k): released[k] for k in keys if k in released}
+        planner = self._controller.planner
+        keys = list(keys)
+        found = planner.released_reasons(tls, keys)
+        if planner.stage(tls) == "idle":  # (disarmed: the reasons its hand-back kept, crossing apart)
+            found = {**{k: r for k, r in planner.exit_reasons(tls).items() if k in keys and r != "crossed"}, **found}
+        reasons = {self._by_key.get(k, k): found[k] for k in keys if k in found}
         return {"reasons": reasons} if reasons else {}
 
     def _joined(self, tls: str, t_s: float, stage: str, previous: str, escorts: list[str], *,

@@ -1086,6 +1086,44 @@ def test_stop_while_armed_switches_nothing() -> None:
     assert r.planner.stage("J") == "idle" and r.commands == []
 
 
+def test_the_reasons_name_an_ev_the_signal_was_armed_for_too() -> None:
+    # switched for "amb" (A), armed for "pol", whose B comes later: a stop's exit and hand-back
+    # gave a reason for amb alone, though both were named; and a signal armed for one EV alone
+    # and let go kept no reason for it
+    r = rig()
+    amb, pol = req(ev="amb", eta=63.0, need=60.0), req("rrGg", 3, ev="pol", priority=2, eta=130.0, need=125.0)
+    r.run_until(62, lambda t: [amb, pol])
+    assert r.planner.stage("J") == "dwell" and r.planner.holders("J") == ("amb", "pol")
+    r.planner.stop("service stopped")
+    r.run_until(120, lambda t: [amb, pol])
+    assert r.planner.stage("J") == "idle"
+    assert r.planner.exit_reasons("J") == {"amb": "service stopped", "pol": "service stopped"}
+
+    r = rig()
+    r.run_until(30, until(10_000, req()))
+    assert r.planner.stage("J") == "armed"
+    r.planner.release("ev", "cancelled by request")
+    r.step([])
+    assert r.planner.stage("J") == "idle" and r.commands == []
+    assert r.planner.exit_reasons("J") == {"ev": "cancelled by request"}
+
+
+def test_a_released_ev_whose_exit_was_taken_back_keeps_its_reason() -> None:
+    # "a" cancelled at 61 (the exit begins), "b" needs A too and takes the exit back a tick later:
+    # the release of "a" said no reason (its cancel was the tick before)
+    r = rig(config=PlannerConfig(handback_sync=False))  # (an exit of several steps: to B)
+    a, b = req(ev="a", eta=70.0, need=66.0), req(ev="b", eta=75.0, need=68.0)
+    r.run_until(66, lambda t: [a])
+    assert r.planner.stage("J") == "dwell"
+    r.planner.release("a", "cancelled by request")
+    r.step([])
+    assert r.planner.stage("J") == "exit"
+    r.step([b])
+    assert r.planner.stage("J") in ("entry", "dwell") and r.planner.holders("J") == ("b",)
+    assert r.planner.released_reasons("J", ["a", "b"]) == {"a": "cancelled by request"}
+    assert r.safety() == []
+
+
 # --- several EVs -------------------------------------------------------------------------------
 
 

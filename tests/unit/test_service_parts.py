@@ -235,6 +235,9 @@ class _Planner:
     def exit_reasons(self, tls: str) -> dict[str, str]:
         return self.reasons
 
+    def released_reasons(self, tls: str, ev_ids: list[str]) -> dict[str, str]:
+        return {k: self.last_release_reasons[k] for k in ev_ids if k in self.last_release_reasons}
+
 
 def test_a_hand_back_names_an_escort_cancelled_during_its_exit(tmp_path: Path) -> None:
     # cancelled while the signal was in its exit: no longer a holder there, and the hand-back
