@@ -427,16 +427,23 @@ class SimService:
             views = {esc.id: _ended_view(esc.view, esc) for esc in self._escorts.values() if esc.view is not None}
         with self._lock:
             self._state = replace(self._state, escorts=views)
+        # (the same fields as any hand-back's, and ``forced``; ``restored``: the adapter set the
+        # signal back to its program, or SUMO itself was gone and the signals with it)
+        restored = not self.sumo_ended
         for tls in preempted:
-            self.events.publish("handback", tls_id=tls, t_s=t_s, forced=True)
+            stage, holders, _ = self._stages.get(tls, ("idle", (), ()))
+            escorts = [self._by_key.get(k, k) for k in holders]
+            self.events.publish("handback", tls_id=tls, t_s=t_s, stage="idle", previous=stage, escorts=escorts,
+                                reasons=dict.fromkeys(escorts, reason), forced=True, restored=restored)
         for tls, (stage, holders, _) in sorted(self._stages.items()):  # (armed only: nothing to hand back)
             if stage == "armed" and tls not in preempted:
+                escorts = [self._by_key.get(k, k) for k in holders]
                 self.events.publish("disarmed", tls_id=tls, t_s=t_s, stage="idle", previous="armed",
-                                    escorts=[self._by_key.get(k, k) for k in holders], forced=True)
+                                    escorts=escorts, reasons=dict.fromkeys(escorts, reason), forced=True)
         if preempted:
-            self.audit.record("handback", t_s=t_s, forced=True, tls=list(preempted))
-        self.events.publish("error", detail=message)
-        self.audit.record("service", event="failed", detail=message)
+            self.audit.record("handback", t_s=t_s, forced=True, restored=restored, tls=list(preempted))
+        self.events.publish("error", t_s=t_s, detail=message)
+        self.audit.record("service", t_s=t_s, event="failed", detail=message)
 
     def _answer_after_ticks(self, error: GreenwaveError) -> None:
         """Answer the dispatches and cancels carried out that wait for a tick no longer coming

@@ -70,6 +70,15 @@ def test_a_failed_simulation_ends_its_escorts_and_reports_the_hand_backs(
     assert row.detail["handing_back"] == cancel["handing_back"]
     handed = {d["tls_id"] for k, d in events if k == "handback" and d.get("forced")}
     assert handed >= set(held)
+    # the shape of any hand-back's (it had tls_id, t_s and forced alone: a client reading its
+    # escorts broke); restored: the adapter set the signals back (SUMO itself did not die)
+    for d in (d for k, d in events if k in ("handback", "disarmed") and d.get("forced")):
+        assert d["stage"] == "idle" and d["previous"] in ("armed", "entry", "dwell", "exit"), d
+        assert d["escorts"] == ["amb"] and d["reasons"]["amb"].startswith("the simulation failed"), d
+    assert all(d["restored"] is True for k, d in events if k == "handback" and d.get("forced"))
+    assert next(d for k, d in events if k == "error")["t_s"] is not None
+    failed = next(r for r in service.audit.since(0, kind="service") if r.detail.get("event") == "failed")
+    assert failed.t_s is not None
     # a signal only armed for the escort (none to hand back) got no event at all: now disarmed
     stage_of = {d["tls_id"]: k for k, d in events if k in ("armed", "entry", "dwell", "exit", "handback", "disarmed")
                 and not d.get("forced")}

@@ -5,6 +5,7 @@ them; at --end the escorts under way are cancelled and handed back."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import sqlite3
@@ -174,6 +175,10 @@ def test_sumo_killed_under_a_traci_service_is_not_said_handed_back(tiny_scenario
     # it said "every signal was handed back", SUMO having gone with every signal
     server = Server(tiny_scenario, tmp_path, speed=10.0, extra=("--backend", "traci")).start()
     assert server.proc is not None
+    with server.client() as c:  # (an escort with a signal switched for it: its hand-back is reported)
+        assert c.post("/v1/emergencies", json={"id": "k", "route": ["left1A1", "A1B1", "B1C1", "C1right1"]}
+                      ).status_code == 201
+        wait_for(lambda: c.get("/healthz").json()["preempted"], timeout_s=30, what="a signal preempted")
     sumo = next(pid for pid, name in _children(server.proc.pid).items() if name == "sumo")
     os.kill(sumo, signal.SIGKILL)
     assert server.proc.wait(timeout=60) == 1
@@ -184,6 +189,10 @@ def test_sumo_killed_under_a_traci_service_is_not_said_handed_back(tiny_scenario
     out = tmp_path / "out"
     assert not (out / "tripinfo.xml").exists() and (out / "tripinfo.partial.xml").is_file()
     assert "This service did not complete" in (out / "INCOMPLETE.txt").read_text()
+    # the audit's forced hand-back does not claim the signals were set back: SUMO went with them
+    rows = [json.loads(d) for (d,) in sqlite3.connect(server.audit_db).execute(
+        "SELECT detail FROM audit WHERE kind = 'handback'")]
+    assert rows and rows[-1]["forced"] is True and rows[-1]["restored"] is False, rows
 
 
 def test_sumo_killed_after_the_end_of_a_traci_service_leaves_no_output_looking_complete(
