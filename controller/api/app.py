@@ -96,10 +96,13 @@ class Guard:
         self.max_body = max_body_bytes
         self.routes = routes  # the app's, to name the route of a request refused here, before routing
 
-    def _route(self, scope: Scope) -> str:
+    def _route(self, scope: Scope, asked: Scope) -> str:
+        """The route that answered (``scope`` after the app), else the one matching the request as
+        it came (``asked``: a mount, the documentation's static files, rewrites the scope's
+        ``root_path``, and matching it afterwards named them "unmatched")."""
         route = scope.get("route")
         if route is None:
-            route = next((r for r in self.routes if r.matches(scope)[0] == Match.FULL), None)
+            route = next((r for r in self.routes if r.matches(asked)[0] == Match.FULL), None)
         return str(getattr(route, "path", "unmatched"))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -114,6 +117,7 @@ class Guard:
                 status = int(message["status"])
             await send(message)
 
+        asked = dict(scope)  # (as it came: the app may change the scope)
         headers = dict(scope.get("headers") or [])
         length = headers.get(b"content-length")
         too_large = _Refused(413, f"request body larger than {self.max_body} bytes")
@@ -162,7 +166,7 @@ class Guard:
                 response = _error(refused.status, refused.detail)
                 await response(scope, receive, send_counted)
         finally:
-            self.service.metrics.request(str(scope.get("method", "")), self._route(scope), status)
+            self.service.metrics.request(str(scope.get("method", "")), self._route(scope, asked), status)
 
 
 def _error(status: int, detail: str, errors: list[dict[str, Any]] | None = None) -> JSONResponse:

@@ -338,6 +338,11 @@ def test_the_docs_pages_load_everything_from_the_server_itself(srv: Server) -> N
             served = httpx.get(f"{srv.url}/docs-static/{asset}", timeout=10)
             assert served.status_code == 200 and len(served.content) > 100_000, asset
     assert httpx.get(srv.url + "/openapi.json", timeout=10).json()["info"]["title"] == "greenwave city-brain API"
+    # counted as the docs' route, not "unmatched" (which reads as requests for no route)
+    with srv.client() as c:
+        counted = _requests_counted(c)
+    assert counted.get('greenwave_http_requests_total{route="/docs-static",method="GET",status="200"}', 0) >= 3
+    assert not any('route="unmatched"' in k and 'status="200"' in k for k in counted), counted
 
 
 def test_openapi_declares_the_location_header_of_a_dispatch(c: httpx.Client) -> None:
