@@ -23,6 +23,7 @@ import signal
 import socket
 import threading
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from types import FrameType
 from typing import IO
@@ -33,7 +34,7 @@ import uvicorn
 from controller.errors import GreenwaveError, ScenarioError
 from controller.runtime.audit import AuditLog
 from controller.runtime.folder_lock import hold_folder
-from controller.runtime.run import clear_run_folder, mark_incomplete
+from controller.runtime.run import INCOMPLETE_FILE, clear_run_folder, mark_incomplete
 from controller.runtime.service import SimService, StartStopped
 from controller.runtime.setup import prepare_scenario
 from controller.scenario import Scenario, load_scenario
@@ -198,6 +199,20 @@ def _serve(options: ServeOptions, scenario: Scenario, token: str, generated: boo
         setup = prepare_scenario(scenario, seed=options.seed, out_dir=out, attached=options.attach is not None,
                                  with_evs=False)
         clear_run_folder(setup)  # (an earlier run's summary, trace and outputs: not this serve's)
+        # (the folder marked until a clean stop: killed, its SUMO outputs cut off looked complete)
+        (out / INCOMPLETE_FILE).write_text(
+            f"This service is running (greenwave serve, process {os.getpid()}, started "
+            f"{datetime.now(timezone.utc).isoformat(timespec='seconds')}). The file goes when it stops "
+            "cleanly; if it is here and that process is gone, the service was killed (SIGKILL, out of "
+            "memory): SUMO's outputs here then cover part of the simulated time only, and may be cut off.\n",
+            "utf-8")
+        unfinished = audit.unfinished_session()
+        if unfinished is not None:  # (a log held by one service at a time: that one was killed)
+            audit.record("service", event="unfinished", session_started_at=unfinished.at,
+                         detail="the previous session recorded no stop: it was killed (SIGKILL, out of memory), "
+                                "its escorts and preemptions ending with it")
+            click.echo(f"greenwave: note: the audit log's previous session (started {unfinished.at}) recorded no "
+                       "stop: it was killed", err=True)
         service = SimService(setup, audit=audit, speed=options.speed, end_s=options.end_s,
                              backend=options.backend, gui=options.gui, attach=options.attach)
         if options.attach is not None:
@@ -207,6 +222,7 @@ def _serve(options: ServeOptions, scenario: Scenario, token: str, generated: boo
             service.start(stop_asked=lambda: bool(stop_signal))
         except StartStopped as e:
             click.echo(f"greenwave: {signal.Signals(stop_signal[0]).name}: {e}", err=True)
+            (out / INCOMPLETE_FILE).unlink(missing_ok=True)
             return 0
         for note in service.notes:
             click.echo(f"greenwave: note: {note}", err=True)
@@ -230,6 +246,10 @@ def _serve(options: ServeOptions, scenario: Scenario, token: str, generated: boo
             click.echo(f"greenwave: no --token-file or ${TOKEN_ENV}: token {token}", err=True)
         if not stop_signal:
             server.run(sockets=[sock])
+    except BaseException as e:  # (it did not start, or serving failed: not left saying it runs)
+        if (out / INCOMPLETE_FILE).is_file():
+            mark_incomplete(out, e if isinstance(e, KeyboardInterrupt) else f"{type(e).__name__}: {e}", "service")
+        raise
     finally:
         if service is not None:
             service.stop()
@@ -248,9 +268,11 @@ def _serve(options: ServeOptions, scenario: Scenario, token: str, generated: boo
         click.echo(f"greenwave: error: the simulation failed: {service.state.failed}; {after}", err=True)
         return 1
     if service is not None and not service.finished:
+        mark_incomplete(out, "it did not finish handing back within its stop timeout", "service")
         click.echo(f"greenwave: error: the service did not finish handing back within its stop timeout "
                    f"(at {service.state.t_s:g} s simulated); see the audit log {audit.path}", err=True)
         return 1
+    (out / INCOMPLETE_FILE).unlink(missing_ok=True)  # (a clean stop, or nothing served)
     if service is not None:
         click.echo(f"greenwave: stopped at {service.state.t_s:g} s simulated; every signal handed back; "
                    f"audit log {audit.path}", err=True)

@@ -100,6 +100,17 @@ class AuditLog:
         return max((int(n) for n in numbers if n.isascii() and n.isdigit()
                     and len(prefix) + len(str(int(n) + 1)) <= MAX_ID_LENGTH), default=0)
 
+    def unfinished_session(self) -> AuditEntry | None:
+        """The last ``service`` row where it is a ``started`` one: a session that recorded no stop
+        (it was killed: SIGKILL, out of memory, a power cut), or one still running on this log."""
+        with self._lock:
+            row = self._db.execute("SELECT id, at, t_s, kind, escort_id, tls_id, detail FROM audit "
+                                   "WHERE kind = 'service' ORDER BY id DESC LIMIT 1").fetchone()
+        if row is None:
+            return None
+        entry = AuditEntry(row[0], row[1], row[2], row[3], row[4], row[5], _encodable(json.loads(row[6])))
+        return entry if isinstance(entry.detail, dict) and entry.detail.get("event") == "started" else None
+
     def close(self) -> None:
         with self._lock:
             self._db.close()

@@ -309,3 +309,29 @@ def test_port_0_says_the_port_the_system_gave(tiny_scenario: Path, tmp_path: Pat
         proc.wait(timeout=60)
         if proc.stderr is not None:
             proc.stderr.close()
+
+
+def test_a_killed_service_leaves_its_folder_marked_and_the_next_one_says_so(tiny_scenario: Path,
+                                                                              tmp_path: Path) -> None:
+    # SIGKILL left SUMO's outputs cut off under their names with nothing saying so, and the next
+    # session's audit rows followed the killed one's as if it had stopped
+    server = Server(tiny_scenario, tmp_path, speed=10.0).start()
+    assert server.proc is not None
+    out = tmp_path / "out"
+    assert "This service is running" in (out / "INCOMPLETE.txt").read_text()
+    with server.client() as c:
+        assert c.post("/v1/emergencies", json={"id": "gone", "route": ["left1A1", "A1B1", "B1C1"]}).status_code == 201
+    server.proc.kill()
+    server.proc.wait(timeout=30)
+    assert "if it is here and that process is gone, the service was killed" in (out / "INCOMPLETE.txt").read_text()
+    again = Server(tiny_scenario, tmp_path, speed=10.0).start()
+    try:
+        with again.client() as c:
+            rows = c.get("/v1/audit", params={"kind": "service"}).json()
+            assert [r["detail"]["event"] for r in rows] == ["started", "unfinished", "started"], rows
+            assert rows[1]["detail"]["session_started_at"] == rows[0]["at"]
+        assert "This service is running" in (out / "INCOMPLETE.txt").read_text()
+    finally:
+        assert again.stop() == 0
+    assert not (out / "INCOMPLETE.txt").exists()  # (stopped cleanly: its outputs are complete)
+    assert "the audit log's previous session (started " in " ".join(again.log.read_text().split())
