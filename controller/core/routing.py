@@ -159,6 +159,18 @@ def _lane_allows(network: Network, lane_id: str) -> bool:
     return True
 
 
+def route_cost(network: Network, route: Sequence[str], cost: Cost = "time", *, vclass_emergency: bool = True) -> float:
+    """What :func:`fastest_route` counts for ``route`` (its first edge included): its free-flow
+    time at the speed limits, or its length, crossings included."""
+    first = network.edges[route[0]]
+    total = first.length_m if cost == "length" else first.length_m / first.speed_mps
+    succ = _successors(network, vclass_emergency, cost)
+    for a, b in itertools.pairwise(route):
+        edge_cost, via_cost = succ[a][b]
+        total += edge_cost + via_cost
+    return total
+
+
 def _crossing_cost(network: Network, c: Connection, cost: Cost) -> float:
     if c.via_length_m <= 0.0:
         return 0.0

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import importlib.metadata
+import itertools
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
@@ -20,7 +21,7 @@ from controller import MAX_WINDOW_S
 from controller.core.corridor import Corridor, build_corridor, escortable_route
 from controller.core.greenwave import PRIORITY
 from controller.core.network import Network, Program, program_differences
-from controller.core.routing import validate_route
+from controller.core.routing import route_cost, validate_route
 from controller.core.states import is_green
 from controller.errors import GreenwaveError, NetworkError, ScenarioError
 from controller.runtime.outputs import CROSS_STREETS_FILE
@@ -192,8 +193,10 @@ def _plan_evs(network: Network, evs: Sequence[EvSpec], source: Path | None = Non
                 passed_over: list[tuple[tuple[str, ...], str]] = []
                 route = escortable_route(network, ev.from_edge, ev.to_edge, passed_over=passed_over)
                 for fastest, why in passed_over:
+                    # (as summary.json's route_length_m counts, and the free-flow time the route was chosen by)
                     extra = _length_m(network, route) - _length_m(network, fastest)
-                    detour = f"{why}; the route taken avoids it ({extra:+.0f} m)"
+                    later = route_cost(network, route) - route_cost(network, fastest)
+                    detour = f"{why}; the route taken avoids it ({extra:+.0f} m, {later:+.0f} s at the speed limits)"
             corridor = build_corridor(network, route)
         except GreenwaveError as e:  # which EV, then what is wrong with it
             # ([[escort]] entries come after the [[ev]] ones)
@@ -235,7 +238,10 @@ def _escorted_plans(plans: Sequence[EvPlan], own: Mapping[str, RouteFileVehicle]
 
 
 def _length_m(network: Network, route: Sequence[str]) -> float:
-    return sum(network.edges[e].length_m for e in route)
+    """A route's length as its corridor (and summary.json's ``route_length_m``) counts it: its
+    edges and the crossings between them (a note's detour left out the junctions' internal lanes)."""
+    return sum(network.edges[e].length_m for e in route) + sum(
+        min(c.via_length_m for c in network.connections_between(a, b)) for a, b in itertools.pairwise(route))
 
 
 OPTIONS_NOT_USED = "the configuration's output, console report and TraCI server options are not used"

@@ -696,13 +696,21 @@ def test_an_ev_goes_round_a_movement_no_phase_serves_and_is_told_so(tmp_path: Pa
     assert result.exit_code == 0, result.output
     said = " ".join(result.output.split())
     assert ("EV 'amb' does not take the fastest route: traffic light 'B1'" in said
-            and "from edge 'A1B1' to 'B1B2'" in said and "the route taken avoids it (+" in said), said
+            and "from edge 'A1B1' to 'B1B2'" in said and "the route taken avoids it (" in said), said
     summary = json.loads((tmp_path / "o" / "summary.json").read_text())
     ev = summary["evs"][0]
     assert ev["arrived"] and summary["safety"]["S1"] == 0
     # summary.json keeps the note (a bench, which prints no run's console, routed round silently)
     (note,) = [n for n in summary["notes"] if "does not take the fastest route" in n]
     assert note.startswith("EV 'amb' does not take the fastest route: traffic light 'B1'") and note in said
+    # the detour as route_length_m counts routes (the crossings too: it counted the edges alone)
+    from controller.core.corridor import build_corridor
+    from controller.sim.netload import load_network
+
+    fastest = build_corridor(load_network(net), ("left1A1", "A1B1", "B1B2", "B2top1"), unservable=[])
+    detour, later = note.split("the route taken avoids it (")[1].split(" s at the speed limits)")[0].split(" m, ")
+    assert float(detour) == round(ev["route_length_m"] - fastest.length_m)
+    assert float(later) > 0  # (shorter, the turn it takes is slower: the fastest way is the one passed over)
     # a route given edge by edge is the user's: still refused, naming the scenario's field, the
     # EV and the movement
     given = write_scenario(tmp_path / "g.toml", net, ev='route = ["left1A1", "A1B1", "B1B2", "B2top1"]')
