@@ -195,6 +195,7 @@ def _serve(options: ServeOptions, scenario: Scenario, token: str, generated: boo
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     service: SimService | None = None
+    marked = False  # (INCOMPLETE.txt written: this service's folder until a clean stop)
     try:
         setup = prepare_scenario(scenario, seed=options.seed, out_dir=out, attached=options.attach is not None,
                                  with_evs=False)
@@ -206,6 +207,7 @@ def _serve(options: ServeOptions, scenario: Scenario, token: str, generated: boo
             "cleanly; if it is here and that process is gone, the service was killed (SIGKILL, out of "
             "memory): SUMO's outputs here then cover part of the simulated time only, and may be cut off.\n",
             "utf-8")
+        marked = True
         unfinished = audit.unfinished_session()
         if unfinished is not None:  # (a log held by one service at a time: that one was killed)
             audit.record("service", event="unfinished", session_started_at=unfinished.at,
@@ -247,7 +249,7 @@ def _serve(options: ServeOptions, scenario: Scenario, token: str, generated: boo
         if not stop_signal:
             server.run(sockets=[sock])
     except BaseException as e:  # (it did not start, or serving failed: not left saying it runs)
-        if (out / INCOMPLETE_FILE).is_file():
+        if marked:
             mark_incomplete(out, e if isinstance(e, KeyboardInterrupt) else f"{type(e).__name__}: {e}", "service")
         raise
     finally:
