@@ -36,7 +36,7 @@ import difflib
 import re
 import sys
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -277,10 +277,33 @@ def _field_path(loc: tuple[int | str, ...], raw: dict[str, Any]) -> str:
     return ".".join(parts)
 
 
-def describe_validation_error(err: ValidationError, source: str, raw: dict[str, Any], shown: int = 3) -> str:
+def _fields_at(model: type[BaseModel] | None, loc: tuple[int | str, ...]) -> list[str]:
+    """The field names of the model found at ``loc`` inside ``model`` (through its sub-models,
+    lists and optional ones), none where there is no model there."""
+    for part in loc:
+        if model is None:
+            return []
+        if isinstance(part, int):
+            continue  # (an item of a list: the list's field gave its item's model already)
+        info = model.model_fields.get(part)
+        if info is None:
+            return []
+        inner: Any = info.annotation
+        model = None
+        for candidate in (inner, *get_args(inner), *(a for x in get_args(inner)
+                                                              for a in get_args(x))):
+            if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+                model = candidate
+                break
+    return list(model.model_fields) if model is not None else []
+
+
+def describe_validation_error(err: ValidationError, source: str, raw: dict[str, Any], shown: int = 3,
+                              model: type[BaseModel] | None = None) -> str:
     """One line naming the file and the offending fields (the first ``shown``). A field name
     the file has but the model does not comes first: usually a misspelling, which also makes
-    the field meant look missing; where one of those is close, it is suggested."""
+    the field meant look missing; where one of those is close, it is suggested, else a close
+    field of ``model`` there (an optional one: ``margn_s`` for ``margin_s``)."""
 
     def loc_of(e: Any) -> tuple[int | str, ...]:
         return tuple(x for x in e["loc"] if not (isinstance(x, str) and x.startswith("function-after")))
@@ -300,7 +323,8 @@ def describe_validation_error(err: ValidationError, source: str, raw: dict[str, 
         loc = loc_of(e)
         msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden" and loc and isinstance(loc[-1], str):
-            close = difflib.get_close_matches(loc[-1], missing.get(loc[:-1], []), n=1)
+            close = (difflib.get_close_matches(loc[-1], missing.get(loc[:-1], []), n=1)
+                     or difflib.get_close_matches(loc[-1], _fields_at(model, loc[:-1]), n=1))
             msg = "not a field here" + (f" (did you mean '{close[0]}'?)" if close else "")
         # (a check across fields, the whole file's: its message names the fields)
         parts.append(f"field '{_field_path(loc, raw)}': {msg}" if loc else msg)
@@ -339,7 +363,7 @@ def read_toml_model(path: Path, model: type[M], what: str) -> M:
     try:
         return model.model_validate(raw)
     except ValidationError as e:
-        raise ScenarioError(describe_validation_error(e, str(path), raw)) from None
+        raise ScenarioError(describe_validation_error(e, str(path), raw, model=model)) from None
 
 
 def load_scenario(path: Path | str) -> Scenario:

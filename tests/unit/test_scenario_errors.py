@@ -40,11 +40,23 @@ def test_a_misspelled_section_is_named_with_the_one_meant(tmp_path: Path) -> Non
                             "field 'simulation': Field required")
 
 
+def test_a_misspelled_optional_field_is_named_with_the_one_meant(tmp_path: Path) -> None:
+    # only a missing (required) field was suggested: an optional one misspelled got no hint
+    path = _scenario(tmp_path, ("[simulation]", "[controller]\nmargn_s = 3\n\n[simulation]"))
+    assert _message(path) == f"{path}: field 'controller.margn_s': not a field here (did you mean 'margin_s'?)"
+    path = _scenario(tmp_path, ("[simulation]", "[simulation]\nstep_lenght_s = 0.5"))
+    assert _message(path) == (f"{path}: field 'simulation.step_lenght_s': not a field here "
+                              "(did you mean 'step_length_s'?)")
+    path = _scenario(tmp_path, ("[simulation]", "[controller]\nzzz = 3\n\n[simulation]"))
+    assert _message(path) == f"{path}: field 'controller.zzz': not a field here"
+
+
 def test_several_mistakes_are_listed_up_to_three(tmp_path: Path) -> None:
     path = _scenario(tmp_path, ("depart_s = 600", "depart = 600"), ("vehicles_per_hour", "vehicles_per_hr"),
                      ('type = "ambulance"', 'type = "tank"'))
     msg = _message(path)
-    assert msg.startswith(f"{path}: field 'demand.vehicles_per_hr': not a field here; "
+    assert msg.startswith(f"{path}: field 'demand.vehicles_per_hr': not a field here (did you mean "
+                          "'vehicles_per_hour'?); "
                           "field 'ev[0].depart': not a field here (did you mean 'depart_s'?); ")
     assert msg.endswith("more problem)") or msg.endswith("more problems)")
     assert "\n" not in msg
