@@ -149,6 +149,8 @@ def run_bench(
         written = write_baseline is not None and not failures
         unwritten = ""  # why the baseline asked for could not be written
         updated = update and written  # moved on purpose: --update-baseline rewrites the baseline; listed, not a failure
+        # (every figure the rewrite changes: the baseline's diff, within the tolerances too)
+        changes = baseline_changes(base, _timings_kept(rows, base)) if updated and base is not None else None
         write_json(out / "bench.json", {
             "suite": suite_info,
             "greenwave_version": __version__,
@@ -156,7 +158,8 @@ def run_bench(
             "out_dir": str(out),
             "aggregate": rows,
             "verdicts": verdict_list,
-            "check": None if check is None else {"baseline": str(baseline), **check, "updated": updated},
+            "check": None if check is None else {"baseline": str(baseline), **check, "updated": updated,
+                                                 **({"changes": changes} if changes is not None else {})},
             "failures": failures,
             "runs": [run_row(r) for r in results],
             "notes": {
@@ -206,7 +209,7 @@ def run_bench(
             assert base is not None
             for note in check["notes"]:
                 console.print(f"check: {note}", highlight=False, markup=False)
-            moved = check["regressions"]
+            moved = changes if changes is not None else check["regressions"]
             if moved:
                 console.print(f"baseline {baseline} updated; what moved ({len(moved)}):" if updated else
                               f"check against {baseline}: {len(moved)} regression(s):", highlight=False)
@@ -292,6 +295,30 @@ def _seed_text(seeds: tuple[int, ...]) -> str:
 
 
 TIMING_FIELDS = ("wall_mean_s", "tick_ms_p99_mean", "sumo_step_ms_p50_mean", "tick_to_step_p50")
+
+
+def baseline_changes(base: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Every figure of ``rows`` that differs from the baseline ``base`` (a group new or gone
+    included), as the check lists its regressions (``scenario``, ``controller``, ``metric``,
+    ``baseline``, ``current``): what --update-baseline rewrote, within the tolerances too (a
+    travel time 184 -> 195 s, 4 -> 3 collisions were rewritten unsaid)."""
+    old = {(g.get("scenario"), g.get("controller")): g for g in base.get("groups", []) if isinstance(g, Mapping)}
+    new = {(r.get("scenario"), r.get("controller")): r for r in rows}
+    out: list[dict[str, Any]] = []
+    for key in [*old, *(k for k in new if k not in old)]:
+        a, b = old.get(key), new.get(key)
+        scenario, controller = key
+        if a is None or b is None:
+            out.append({"scenario": scenario, "controller": controller, "metric": "group",
+                        "baseline": "absent" if a is None else "present", "current": "absent" if b is None
+                        else "present"})
+            continue
+        for metric in [*a, *(m for m in b if m not in a)]:
+            if metric in ("scenario", "controller") or a.get(metric) == b.get(metric):
+                continue
+            out.append({"scenario": scenario, "controller": controller, "metric": metric,
+                        "baseline": a.get(metric), "current": b.get(metric)})
+    return out
 
 
 def _timings_kept(rows: Sequence[Mapping[str, Any]], base: Mapping[str, Any]) -> list[dict[str, Any]]:

@@ -154,9 +154,10 @@ def render_bench(data: Mapping[str, Any], source: Path) -> str:
     ]
     check = data.get("check")
     if isinstance(check, dict):
-        moved = check.get("regressions") or []
-        base = _e(check.get("baseline", "?"))
         updated = bool(check.get("updated"))
+        # (rewritten on purpose: every figure that changed, as the console lists them)
+        moved = (check.get("changes") if updated and "changes" in check else check.get("regressions")) or []
+        base = _e(check.get("baseline", "?"))
         listed = "; ".join(_e(moved_text(g, updated=updated)) for g in moved)
         if moved and updated:
             body.append(f'<p class="meta">baseline {base} updated on purpose; what moved ({len(moved)}): {listed}</p>')

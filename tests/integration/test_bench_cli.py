@@ -67,19 +67,25 @@ def test_bench_tiny_suite(tmp_path: Path) -> None:
     # (it used to say "regression" and exit 1 after writing)
     moved = json.loads(baseline.read_text())
     next(g for g in moved["groups"] if g["controller"] == "oracle")["ev_travel_mean_s"] += 50.0
+    # (and one within the check's tolerance: rewritten unlisted before)
+    none_was = next(g for g in moved["groups"] if g["controller"] == "none")["collisions"]
+    next(g for g in moved["groups"] if g["controller"] == "none")["collisions"] = none_was + 1
     for g in moved["groups"]:  # (timings: kept from the baseline rewritten, not made a diff of each update)
         g["wall_mean_s"] = 123.0
     baseline.write_text(json.dumps(moved))
     update = ["bench", str(suite), "--jobs", "2", "--out", str(out), "--check", str(baseline), "--update-baseline"]
     result = CliRunner().invoke(main, update)
     assert result.exit_code == 0, result.output
-    assert "updated; what moved (1)" in result.output and "ingolstadt7 / oracle: ev_travel_mean_s" in result.output
+    said = " ".join(result.output.split())
+    assert "updated; what moved (2)" in said and "ingolstadt7 / oracle: ev_travel_mean_s" in said, said
+    assert f"ingolstadt7 / none: collisions {none_was + 1} -> {none_was}" in said, said
+    assert len(json.loads((out / "bench.json").read_text())["check"]["changes"]) == 2
     rewritten = json.loads(baseline.read_text())["groups"]
     assert all(g["wall_mean_s"] == 123.0 for g in rewritten)
     oracle_was = next(g for g in moved["groups"] if g["controller"] == "oracle")["ev_travel_mean_s"]
     assert next(g for g in rewritten if g["controller"] == "oracle")["ev_travel_mean_s"] == oracle_was - 50.0
     page = (out / "report.html").read_text()
-    assert "updated on purpose; what moved (1)" in page and "regression(s)" not in page
+    assert "updated on purpose; what moved (2)" in page and "regression(s)" not in page
     result = CliRunner().invoke(main, [*args, "--check", str(baseline)])
     assert result.exit_code == 0 and "no regression" in result.output, result.output
 
