@@ -3,8 +3,10 @@ controller/cli.py): plan the jobs, run them, aggregate, report, write, check."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -30,7 +32,7 @@ from controller.bench.suite import default_suite, load_suite, parse_controllers,
 from controller.errors import GreenwaveError
 from controller.report.bench import write_bench_report
 from controller.runtime.folder_lock import hold_folder
-from controller.runtime.setup import OPTIONS_NOT_USED
+from controller.runtime.setup import OPTIONS_NOT_USED, is_run_folder
 
 
 def _progress(console: Console, width: int) -> Any:
@@ -121,6 +123,7 @@ def run_bench(
         # beside runs it no longer describes (report redrew it without a word)
         for name in sorted(_BENCH_OUTPUTS - {"runs"}):
             (out / name).unlink(missing_ok=True)
+        _clear_earlier_runs(out / "runs")
 
         plan = [
             Job(sc.name, sc.source, ctrl, seed, out / "runs" / sc.name / f"{ctrl}-s{seed}")
@@ -295,6 +298,24 @@ def _seed_text(seeds: tuple[int, ...]) -> str:
 
 
 TIMING_FIELDS = ("wall_mean_s", "tick_ms_p99_mean", "sumo_step_ms_p50_mean", "tick_to_step_p50")
+
+
+def _clear_earlier_runs(runs: Path) -> None:
+    """Remove the run folders an earlier bench left in ``runs`` (``runs/<scenario>/<run>``): those
+    of scenarios, controllers or seeds this bench does not run stayed, each looking complete,
+    and ``greenwave report`` compared them with this bench's; so did those of an interrupted
+    rerun's jobs not yet begun. Only greenwave's run folders go (a file of the user's stays)."""
+    if not runs.is_dir():
+        return
+    for scenario in runs.iterdir():
+        if not scenario.is_dir() or scenario.is_symlink():
+            continue
+        for run in scenario.iterdir():
+            if run.is_dir() and not run.is_symlink() and (
+                    is_run_folder(run) or (run / "error.txt").is_file() or (run / "INCOMPLETE.txt").is_file()):
+                shutil.rmtree(run, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            scenario.rmdir()  # (where nothing else is left in it)
 
 
 def baseline_changes(base: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:

@@ -90,6 +90,28 @@ def test_bench_tiny_suite(tmp_path: Path) -> None:
     assert result.exit_code == 0 and "no regression" in result.output, result.output
 
 
+def test_a_reused_bench_folder_keeps_none_of_the_earlier_benchs_runs(tmp_path: Path) -> None:
+    # only its bench.json, bench.csv and report.html went: the runs of controllers, seeds and
+    # scenarios the new bench does not run stayed, each complete, and `greenwave report`
+    # compared one of them with the new runs (an interrupted rerun left all the old ones)
+    out = tmp_path / "out"
+    old = {out / "runs" / "gone-scenario" / "none-s9", out / "runs" / "ingolstadt7" / "greenwave-s1",
+           out / "runs" / "ingolstadt7" / "oracle-s1"}
+    for run in old:
+        run.mkdir(parents=True)
+        (run / ".greenwave-run").touch()
+        (run / "summary.json").write_text("{}")
+    (out / "bench.json").write_text("{}")
+    (out / "runs" / "ingolstadt7" / "my-notes.txt").write_text("mine")
+    (out / "notes.txt").write_text("mine too")
+    result = CliRunner().invoke(main, ["bench", str(REPO / "scenarios" / "ingolstadt7.toml"), "--seeds", "1",
+                                       "--controllers", "none", "--jobs", "1", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert not any(run.exists() for run in old) and not (out / "runs" / "gone-scenario").exists()
+    assert sorted(p.name for p in (out / "runs" / "ingolstadt7").iterdir()) == ["my-notes.txt", "none-s1"]
+    assert (out / "notes.txt").read_text() == "mine too"
+
+
 def test_bench_refuses_unavailable_controllers_before_running(tmp_path: Path,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     import controller.runtime.run as run_module
