@@ -1,9 +1,10 @@
 """Run the jobs of a bench: one per (scenario, controller, seed), each in a worker process.
 
 libsumo runs one simulation per process, so every job runs in a spawned worker, and a worker
-runs its jobs one after another. At most ``jobs`` are in flight at a time, so when a worker dies
-(SUMO crashing takes the process with it) only the jobs that were running are suspects: they are
-tried once more in a fresh pool, and recorded as failed if that worker dies too.
+runs its jobs one after another. At most ``jobs`` are in flight at a time. When a worker dies
+(SUMO crashing takes the process with it) the pool breaks: the job whose worker it was (the pid
+each job writes into its folder while it runs) is tried once more in a fresh pool, and recorded
+as failed if that worker dies too; the others running then are run again without being charged.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from controller.bench.aggregate import RunResult
 from controller.errors import GreenwaveError
 
 MAX_ATTEMPTS = 2  # tries of a job whose worker process died
+WORKER_FILE = ".greenwave-worker"  # in a job's folder while it runs: its worker's pid
 
 
 @dataclass(frozen=True)
@@ -121,17 +123,21 @@ def run_job(job: Job) -> tuple[dict[str, Any], float]:
     """In a worker: set up and run one simulation; its summary and the job's wall time in s."""
     global _busy, _stopping
     _busy, _stopping = True, False  # (first: a stop during the imports below is not lost)
+    worker_file = job.out_dir / WORKER_FILE
     try:
         if _stop_pending:
             raise Stopped  # (the bench stopped before this job began)
-        from controller.runtime.run import run
-        from controller.runtime.setup import prepare_scenario
-        from controller.scenario import load_scenario
-
         started = time.perf_counter()
         # (the folder is this job's: what an earlier bench, or an attempt whose worker died, left
         # there would pass for this run's output if this one failed before writing its own)
         shutil.rmtree(job.out_dir, ignore_errors=True)
+        # which worker runs it: where one dies, the bench tells its job from the others running
+        job.out_dir.mkdir(parents=True, exist_ok=True)
+        worker_file.write_text(str(os.getpid()), encoding="utf-8")
+        from controller.runtime.run import run
+        from controller.runtime.setup import prepare_scenario
+        from controller.scenario import load_scenario
+
         setup = prepare_scenario(load_scenario(job.scenario_file), seed=job.seed, out_dir=job.out_dir)
         summary = run(setup, job.controller)
     except Stopped:
@@ -142,10 +148,26 @@ def run_job(job: Job) -> tuple[dict[str, Any], float]:
                                                              encoding="utf-8")
         raise
     finally:
+        with contextlib.suppress(OSError):
+            worker_file.unlink(missing_ok=True)
         _busy = False
         if _gone:
             os._exit(0)  # (its run stopped and marked; the pool it would answer is gone)
     return summary, time.perf_counter() - started
+
+
+def _died_with_its_worker(jobs: Sequence[Job], suspects: Sequence[int], dead: set[int]) -> set[int]:
+    """Of the jobs running when a worker died (``suspects``, indices into ``jobs``), those whose
+    worker it was (``dead``: the pids of the workers gone), by the pid each job's worker wrote
+    into its folder; all of them where none can be told (a worker dying before it wrote it).
+    One kill failed every job running beside it, and a job that crashes SUMO each time failed
+    the others with it."""
+    mine = set()
+    for i in suspects:
+        with contextlib.suppress(OSError, ValueError):
+            if int((jobs[i].out_dir / WORKER_FILE).read_text(encoding="utf-8")) in dead:
+                mine.add(i)
+    return mine or set(suspects)
 
 
 def _abandon(processes: Sequence[BaseProcess], wait_s: float = 60.0) -> None:
@@ -249,7 +271,8 @@ def run_jobs(
                         in_flight[pool.submit(job_fn, jobs[i])] = i
                     known = list((getattr(pool, "_processes", None) or {}).values()) or known
                     done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
-                    broken = False
+                    suspects: list[int] = []  # jobs a worker's death ended (those still running too)
+                    broken: BaseException | None = None
                     for fut in done:
                         i = in_flight.pop(fut)
                         error = fut.exception()
@@ -257,14 +280,25 @@ def run_jobs(
                             summary, wall = fut.result()
                             record(i, RunResult(jobs[i].scenario, jobs[i].controller, jobs[i].seed, summary,
                                                 out_dir=str(jobs[i].out_dir), wall_s=wall, attempts=attempts[i]))
-                            continue
-                        broken = broken or isinstance(error, BrokenProcessPool)
-                        if isinstance(error, BrokenProcessPool) and attempts[i] < MAX_ATTEMPTS:
-                            retry.append(i)
+                        elif isinstance(error, BrokenProcessPool):
+                            broken = error
+                            suspects.append(i)
                         else:
                             record(i, _failed(jobs[i], error, attempts[i]))
-                    if broken:  # the jobs not yet finished go to a fresh pool (this one takes no more)
-                        retry.extend(in_flight.values())
+                    if broken is not None:  # the jobs not yet finished go to a fresh pool (this one takes no more)
+                        suspects += in_flight.values()
+                        dead = {p.pid for p in known if p.pid is not None and not p.is_alive()}
+                        charged = _died_with_its_worker(jobs, suspects, dead)
+                        for i in suspects:
+                            if i not in charged:
+                                attempts[i] -= 1  # (its worker lived: stopped with the pool, not its fault)
+                                retry.append(i)
+                                continue
+                            _mark_cut_off(jobs[i])
+                            if attempts[i] < MAX_ATTEMPTS:
+                                retry.append(i)
+                            else:
+                                record(i, _failed(jobs[i], broken, attempts[i]))
                         _abandon(known)
                         break
             except KeyboardInterrupt:
@@ -272,6 +306,17 @@ def run_jobs(
                 raise
         pending = sorted(set(retry) | set(pending))
     return [results[i] for i in range(len(jobs))]
+
+
+def _mark_cut_off(job: Job) -> None:
+    """A job whose worker died: SUMO's outputs in its folder are cut off (renamed ``*.partial.xml``,
+    with ``INCOMPLETE.txt``), not left under their names looking complete."""
+    from controller.runtime.run import mark_incomplete
+
+    with contextlib.suppress(OSError):
+        (job.out_dir / WORKER_FILE).unlink(missing_ok=True)
+    if job.out_dir.is_dir():
+        mark_incomplete(job.out_dir, "its worker process died (SUMO crashed?)")
 
 
 def _failed(job: Job, error: BaseException, attempts: int = 1) -> RunResult:

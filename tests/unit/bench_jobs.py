@@ -25,3 +25,19 @@ def crash_once(job: Job) -> tuple[dict[str, Any], float]:
         marker.write_text("1")
         os.kill(os.getpid(), signal.SIGKILL)
     return {"seed": job.seed}, 0.0
+
+
+def crash_beside_a_running_one(job: Job) -> tuple[dict[str, Any], float]:
+    """As run_job marks its folder (its worker's pid), with a SUMO output being written: seed 1's
+    worker dies half a second in, while the other job is still running."""
+    from controller.bench.runner import WORKER_FILE
+
+    job.out_dir.mkdir(parents=True, exist_ok=True)
+    (job.out_dir / WORKER_FILE).write_text(str(os.getpid()), encoding="utf-8")
+    (job.out_dir / "tripinfo.xml").write_text('<tripinfos>\n    <tripinfo id="a" depart="1', encoding="utf-8")
+    if job.seed == 1:
+        time.sleep(0.5)
+        os.kill(os.getpid(), signal.SIGKILL)
+    time.sleep(2.0)
+    (job.out_dir / WORKER_FILE).unlink()
+    return {"seed": job.seed}, 0.0

@@ -69,3 +69,21 @@ def test_a_failed_job_leaves_no_earlier_run_in_its_folder_and_says_why(tmp_path:
     assert result.error is not None and not result.ok
     assert sorted(p.name for p in folder.iterdir()) == ["error.txt"]
     assert (folder / "error.txt").read_text(encoding="utf-8").startswith(result.error)
+
+
+def test_only_the_job_whose_worker_died_is_charged_and_its_cut_off_outputs_are_marked(tmp_path: Path) -> None:
+    # every job running when a worker died was charged an attempt (two kills failed both, and a
+    # scenario that crashes SUMO each time failed whatever ran beside it), and the dead job's
+    # tripinfo.xml was left cut off under its name, with no INCOMPLETE.txt
+    script = tmp_path / "run.py"
+    script.write_text(SCRIPT.replace("crash_or_return", "crash_beside_a_running_one").replace(
+        "print([(r.seed, r.error) for r in results])", "print([(r.seed, r.error, r.attempts) for r in results])",
+    ).format(tmp=tmp_path, seeds=[0, 1], workers=2))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, str(script)], cwd=REPO, capture_output=True, text=True, timeout=120,
+                          check=False, env=env)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    assert done.stdout.strip() == str([(0, None, 1), (1, "the worker process died (SUMO crashed?)", 2)])
+    dead = tmp_path / "1"
+    assert sorted(p.name for p in dead.iterdir()) == ["INCOMPLETE.txt", "error.txt", "tripinfo.partial.xml"]
+    assert "its worker process died" in (dead / "INCOMPLETE.txt").read_text(encoding="utf-8")
