@@ -332,7 +332,8 @@ def _group(results: Sequence[RunResult], none: dict[int, Mapping[str, Any]] | No
         else None
     row["cross_time_loss_mean_s"] = _r(_mean(_num(_get(s, *cross)) for s in summaries), 3)
     row["cross_time_loss_change_pct"] = _r(_paired_change_pct(runs, none, *cross), 3) if none is not None else None
-    row["runs_past_end"] = sum(1 for s in summaries if past_end_s(s) is not None)
+    # (a group with no completed run counts nothing: null, as its other counts, not 0)
+    row["runs_past_end"] = sum(1 for s in summaries if past_end_s(s) is not None) if summaries else None
     row["recovery_mean_s"] = _r(_mean(_num(_get(s, "recovery", "mean_s")) for s in summaries), 2)
     # (to the schedule: a fixed-time signal back in step with its neighbours, coordination restored)
     row["in_step_mean_s"] = _r(_mean(_num(_get(s, "recovery", "in_step_mean_s")) for s in summaries), 2)

@@ -174,7 +174,10 @@ def read_baseline(path: Path) -> dict[str, Any]:
     needed = {"scenario", "controller", "seeds", *SAFETY_RULES, *BASELINE_REQUIRED}
     seen: set[tuple[str, str]] = set()
     for i, g in enumerate(data["groups"]):
-        missing = needed - set(g) if isinstance(g, dict) else needed
+        if not isinstance(g, dict):
+            raise ScenarioError(f"{path}: field 'groups[{i}]' must be an object (a scenario and controller's "
+                                f"figures), not {json.dumps(g)[:60]}")
+        missing = needed - set(g)
         if missing:
             raise ScenarioError(f"{path}: field 'groups[{i}].{sorted(missing)[0]}' is missing")
         problem = _group_problem(g)

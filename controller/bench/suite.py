@@ -111,6 +111,8 @@ def load_suite(path: Path | str) -> Suite:
     names: dict[str, int] = {}
     for i, rel in enumerate(spec.scenarios):
         file = rel if rel.is_absolute() else (base / rel).resolve()
+        if file.is_dir():
+            raise ScenarioError(f"{path}: field 'scenarios[{i}]': '{file}' is a folder, not a scenario file")
         if not file.is_file():
             raise ScenarioError(f"{path}: field 'scenarios[{i}]': file '{file}' does not exist")
         try:

@@ -316,7 +316,7 @@ def test_a_scenario_whose_runs_all_failed_claims_no_safety() -> None:
     for row in aggregate(results):
         assert row["runs"] == 0 and row["failed"] == 1
         assert all(row[k] is None for k in ("S1", "S5", "collisions", "collisions_ev", "teleports", "evs",
-                                            "evs_not_arrived")), row
+                                            "evs_not_arrived", "runs_past_end")), row
 
 
 def test_check_says_what_it_could_not_compare_without_none_and_the_oracle() -> None:
@@ -516,6 +516,8 @@ def test_a_scenario_file_is_a_suite_of_that_scenario() -> None:
          "field 'foo'"),
         ('name = "s"\nversion = 1\nseeds = [1]\ncontrollers = ["none"]\nscenarios = ["x.toml"]',
          r"field 'scenarios\[0\]'.*does not exist"),
+        ('name = "s"\nversion = 1\nseeds = [1]\ncontrollers = ["none"]\nscenarios = ["/tmp"]',
+         r"field 'scenarios\[0\]': '/tmp' is a folder, not a scenario file"),
         ("name = ", "not valid TOML"),
     ],
 )
@@ -769,6 +771,12 @@ def test_a_baseline_group_without_a_safety_count_is_refused(tmp_path: Path) -> N
         path.write_text(json.dumps(base))
         with pytest.raises(ScenarioError, match=rf"groups\[1\]\.{name}' is missing"):
             read_baseline(path)
+    # a group that is no object is named as such (it was "groups[0].S1 is missing")
+    base = make_baseline({"name": "t", "version": 1}, aggregate(basic()))
+    base["groups"][0] = 5
+    path.write_text(json.dumps(base))
+    with pytest.raises(ScenarioError, match=r"field 'groups\[0\]' must be an object .*, not 5$"):
+        read_baseline(path)
 
 
 def test_a_figure_the_baseline_lacks_is_noted_not_passed_silently() -> None:
