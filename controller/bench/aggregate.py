@@ -609,6 +609,14 @@ def verdicts(results: Sequence[RunResult], rows: Sequence[Mapping[str, Any]]) ->
 # --- baseline ---------------------------------------------------------------------------------
 
 
+def sumo_version_of(results: Sequence[RunResult]) -> str | None:
+    """The SUMO the completed runs ran (their summaries' ``sumo_version``), several joined with
+    " / " should they differ; None where none says."""
+    versions = sorted({str(v) for r in results if r.summary is not None
+                       and (v := r.summary.get("sumo_version")) is not None})
+    return " / ".join(versions) if versions else None
+
+
 def moved_text(g: Mapping[str, Any], *, updated: bool) -> str:
     """One entry of a check's ``regressions``, as the bench prints it and its report shows it
     (with its allowed range unless the baseline was rewritten on purpose)."""
@@ -655,6 +663,12 @@ def check_baseline(
         if was != now:
             regress(("(all)", "(all)"), "suite", was, now, "the baseline's suite and version")
             return {"regressions": regressions, "notes": notes}
+        sumo_was, sumo_now = made.get("sumo_version"), suite.get("sumo_version")
+        if sumo_was is not None and sumo_now is not None and sumo_was != sumo_now:
+            notes.append(f"the baseline's figures were made with {sumo_was}, this bench ran {sumo_now}: "
+                         "SUMO's own changes move them too")
+        elif sumo_was is None and sumo_now is not None:
+            notes.append(f"the baseline does not say which SUMO made it (this bench ran {sumo_now})")
     compared = 0
     for key, r in cur.items():
         b = base.get(key)

@@ -24,6 +24,7 @@ from controller.bench.aggregate import (
     moved_text,
     run_ev_mean,
     run_row,
+    sumo_version_of,
     verdicts,
 )
 from controller.bench.report import print_report, read_baseline, write_csv, write_json
@@ -144,7 +145,9 @@ def run_bench(
         rows = aggregate(results)
         verdict_list = verdicts(results, rows)
         suite_info = {"name": s.name, "version": s.version, "file": str(s.source), "seeds": list(seed_list),
-                      "controllers": list(ctrl_list), "scenarios": [sc.name for sc in s.scenarios]}
+                      "controllers": list(ctrl_list), "scenarios": [sc.name for sc in s.scenarios],
+                      # (the SUMO the runs ran: a baseline's figures are that version's)
+                      "sumo_version": sumo_version_of(results)}
         print_report(console, rows, verdict_list,
                      f"{s.name} v{s.version} · seeds {_seed_text(seed_list)} · times in s, changes vs none in %")
         check = check_baseline(rows, base, suite_info) if base is not None else None

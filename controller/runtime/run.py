@@ -288,6 +288,7 @@ def run(
         contextlib.ExitStack() as closing,
     ):
         boundary.arm()
+        sumo_version = sim.sumo_version()
         # every signal's, not only the watched ones': a re-routed EV's new corridor is planned with them
         every = setup.network.programs
         # every note of the run, for summary.json (those of the setup, printed before it by the
@@ -518,6 +519,7 @@ def run(
         **({"attached": f"{attach[0]}:{attach[1]}", "attached_notes": attached_notes} if attach is not None else {}),
         "notes": notes,
         "greenwave_version": __version__,
+        "sumo_version": sumo_version,
         "evs": evs,
         "background": {
             "trips": bg_trips,

@@ -381,7 +381,7 @@ class SimService:
                                             if self.attach is not None else {"notes": self.notes} if self.notes
                                             else {})
                 self.audit.record("service", t_s=sim.time_s, event="started", scenario=setup.name,
-                                  backend=self.backend, **attached)
+                                  backend=self.backend, sumo_version=sim.sumo_version(), **attached)
                 self._ready.set()
                 self._loop(sim)
                 self._drain(sim)

@@ -341,6 +341,11 @@ class SumoAdapter:
     def step_length_s(self) -> float:
         return float(self._api.simulation.getDeltaT())
 
+    def sumo_version(self) -> str:
+        """The SUMO this runs (``SUMO v1_28_0+0000-...`` as SUMO says it): its figures are that
+        version's (a baseline's deterministic figures move with it)."""
+        return str(self._api.getVersion()[1])
+
     def end_time_s(self) -> float | None:
         """SUMO's own end (its ``end`` option), None where it has none."""
         end = float(self._api.simulation.getEndTime())

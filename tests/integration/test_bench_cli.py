@@ -34,6 +34,7 @@ def test_bench_tiny_suite(tmp_path: Path) -> None:
 
     data = json.loads((out / "bench.json").read_text())
     assert data["suite"]["name"] == "tiny" and data["suite"]["version"] == 3 and data["suite"]["seeds"] == [1]
+    assert data["suite"]["sumo_version"].startswith("SUMO 1.")
     assert data["code"]["path"] == str(REPO / "controller")  # which code ran (a shared venv may run another's)
     assert data["code"]["git_commit"] is None or len(data["code"]["git_commit"]) == 40
     assert [(r["scenario"], r["controller"], r["seed"], r["status"]) for r in data["runs"]] == [
@@ -61,7 +62,8 @@ def test_bench_tiny_suite(tmp_path: Path) -> None:
     assert json.loads(baseline.read_text())["format"] == "greenwave-bench-baseline"
     result = CliRunner().invoke(main, [*args, "--check", str(baseline)])
     assert result.exit_code == 0, result.output
-    assert "no regression" in result.output
+    assert "no regression" in result.output and "check: " not in result.output  # (the same SUMO: no note)
+    assert json.loads(baseline.read_text())["suite"]["sumo_version"] == data["suite"]["sumo_version"]
 
     # --update-baseline on a baseline whose figures moved: rewritten, what moved listed, exit 0
     # (it used to say "regression" and exit 1 after writing)

@@ -700,6 +700,7 @@ def test_an_ev_goes_round_a_movement_no_phase_serves_and_is_told_so(tmp_path: Pa
     summary = json.loads((tmp_path / "o" / "summary.json").read_text())
     ev = summary["evs"][0]
     assert ev["arrived"] and summary["safety"]["S1"] == 0
+    assert summary["sumo_version"].startswith("SUMO 1.")  # (the figures are that SUMO's)
     # summary.json keeps the note (a bench, which prints no run's console, routed round silently)
     (note,) = [n for n in summary["notes"] if "does not take the fastest route" in n]
     assert note.startswith("EV 'amb' does not take the fastest route: traffic light 'B1'") and note in said

@@ -985,3 +985,30 @@ def test_the_runs_notes_are_listed_once_per_scenario_with_the_runs_that_gave_the
     lines = run_notes(many)
     assert len(lines) == NOTES_SHOWN + 1 and lines[0] == "note: g (none s1): n0"
     assert lines[-1].startswith("note: 3 more: each run's notes are in bench.json")
+
+
+def test_a_baseline_of_another_sumo_is_noted() -> None:
+    # no output said which SUMO made the figures: a check under another SUMO showed its changes
+    # as plain regressions
+    rows = aggregate(basic())
+    suite = {"name": "t", "version": 1, "sumo_version": "SUMO 1.28.0"}
+    base = make_baseline(suite, rows)
+    assert check_baseline(rows, base, suite)["notes"] == []
+    other = check_baseline(rows, base, {**suite, "sumo_version": "SUMO 1.29.0"})
+    assert other["regressions"] == []
+    assert other["notes"] == ["the baseline's figures were made with SUMO 1.28.0, this bench ran SUMO 1.29.0: "
+                              "SUMO's own changes move them too"]
+    unsaid = make_baseline({"name": "t", "version": 1}, rows)
+    assert check_baseline(rows, unsaid, suite)["notes"] == [
+        "the baseline does not say which SUMO made it (this bench ran SUMO 1.28.0)"]
+
+
+def test_the_sumo_the_runs_ran_is_told() -> None:
+    from controller.bench.aggregate import sumo_version_of
+
+    assert sumo_version_of(basic()) is None  # (summaries that do not say)
+    said = [res("a", "none", seed, {**summary(200.0), "sumo_version": version})
+            for seed, version in ((1, "SUMO 1.28.0"), (2, "SUMO 1.28.0"))]
+    assert sumo_version_of([*said, res("a", "none", 3, None, error="x")]) == "SUMO 1.28.0"
+    other = res("a", "local", 1, {**summary(150.0), "sumo_version": "SUMO 1.29.0"})
+    assert sumo_version_of([*said, other]) == "SUMO 1.28.0 / SUMO 1.29.0"
