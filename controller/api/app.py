@@ -101,8 +101,10 @@ class Guard:
         it came (``asked``: a mount, the documentation's static files, rewrites the scope's
         ``root_path``, and matching it afterwards named them "unmatched")."""
         route = scope.get("route")
-        if route is None:
-            route = next((r for r in self.routes if r.matches(asked)[0] == Match.FULL), None)
+        if route is None:  # (a route of that path for other methods: its own, a 405 or a 401 before it)
+            matches = [(r, r.matches(asked)[0]) for r in self.routes]
+            route = next((r for r, m in matches if m == Match.FULL), None) or next(
+                (r for r, m in matches if m == Match.PARTIAL), None)
         return str(getattr(route, "path", "unmatched"))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -200,6 +202,7 @@ class Rejections:
         self.service = service
         self._unauthorized_at = -math.inf  # (time.monotonic() of the last such row)
         self._unauthorized_since = 0
+        self._unauthorized_last: tuple[str, str, int, str] = ("", "", 401, "")  # the last one not written
 
     def record(self, method: str, path: str, status: int, detail: str) -> None:
         if not (path.startswith("/v1") and 400 <= status < 600):
@@ -208,6 +211,7 @@ class Rejections:
             now = time.monotonic()
             if now - self._unauthorized_at < UNAUTHORIZED_ROW_EVERY_S:
                 self._unauthorized_since += 1
+                self._unauthorized_last = (method, path, status, detail)
                 return
             if self._unauthorized_since:
                 detail = (f"{detail} ({self._unauthorized_since} more requests refused for their token since "
@@ -222,6 +226,15 @@ class Rejections:
         service.audit.record("rejected", t_s=service.state.t_s,
                              escort_id=named if named is not None and len(named) <= MAX_ID_LENGTH else None,
                              method=_clip(method), path=_clip(path), status=status, detail=_clip(detail))
+
+    def flush(self) -> None:
+        """At the stop: the requests refused for their token since the last such row, in one
+        row (the last of them, saying how many more), so that the log counts every one."""
+        if self._unauthorized_since:
+            # (the row is the last of them: the others before it are "more")
+            self._unauthorized_since -= 1
+            self._unauthorized_at = -math.inf
+            self.record(*self._unauthorized_last)
 
 
 def token_refusal(authorization: bytes | None, expected: bytes) -> tuple[int, str] | None:
@@ -348,6 +361,7 @@ def create_app(service: SimService, token: str, *, max_body_bytes: int = MAX_BOD
     bearer = HTTPBearer(auto_error=False, description="The token of `greenwave serve`.")
     expected = token.encode()
     rejections = Rejections(service)
+    app.state.rejections = rejections  # (serve flushes its count at the stop)
 
     def authorize(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> None:
         # (Guard has checked it already, before the body: here for the OpenAPI document, and in

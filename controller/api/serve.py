@@ -248,6 +248,7 @@ def _serve(options: ServeOptions, scenario: Scenario, token: str, generated: boo
             click.echo(f"greenwave: no --token-file or ${TOKEN_ENV}: token {token}", err=True)
         if not stop_signal:
             server.run(sockets=[sock])
+        app.state.rejections.flush()  # (the requests refused for their token since its last row)
     except BaseException as e:  # (it did not start, or serving failed: not left saying it runs)
         if marked:
             mark_incomplete(out, e if isinstance(e, KeyboardInterrupt) else f"{type(e).__name__}: {e}", "service")

@@ -879,7 +879,7 @@ class Planner:
             if not j.holding:  # never switched: the program is still running
                 j.stage = "idle"
                 self._lockouts_from(j, t_s, switched=False)
-                self._close(j, t_s, "", restored=True, offset_s=0.0 if self._syncs(j) else None)
+                self._close(j, t_s, "", restored=True, offset_s=0.0 if self._schedule_known(j) else None)
                 return None
             if j.clock.state == back:
                 if not j.timing.handback_ready(j.clock, j.reentry_phase, t_s, cfg.step_s):
@@ -896,7 +896,7 @@ class Planner:
                     remaining = (ph.duration_s if remaining is None else remaining) + steps * cfg.step_s
                     in_step = None
                 offset = None
-                if self._syncs(j):
+                if self._schedule_known(j):  # (handed back out of step on purpose too: handback_sync off)
                     assert j.cycle_start_s is not None
                     shown_for = ph.duration_s if remaining is None else remaining
                     offset = schedule_offset_s(j.program, j.reentry_phase, j.cycle_start_s,
@@ -921,10 +921,12 @@ class Planner:
         return self._scheduled_reentry(j, t_s, fallback, starved) if self._syncs(j) else fallback
 
     def _syncs(self, j: JunctionControl) -> bool:
-        return (
-            self.config.handback_sync and j.program.kind == "static"
-            and j.cycle_start_s is not None and j.program.cycle_s > 0
-        )
+        return self.config.handback_sync and self._schedule_known(j)
+
+    @staticmethod
+    def _schedule_known(j: JunctionControl) -> bool:
+        """A fixed-time program whose schedule was learned (a hand-back can be told off it)."""
+        return j.program.kind == "static" and j.cycle_start_s is not None and j.program.cycle_s > 0
 
     def _scheduled_reentry(self, j: JunctionControl, t_s: float, fallback: int, starved: bool = True) -> int:
         """The first phase, in the schedule's order from the one it shows when the hand-back

@@ -74,6 +74,7 @@ def test_the_token_is_checked_before_the_body_and_refusals_for_it_do_not_grow_th
         assert "bearer token" in _err(anon.post("/v1/emergencies", content=b"x" * 70_000), 401)["detail"]
         for _ in range(50):
             assert anon.get("/v1/emergencies").status_code == 401
+        assert anon.put("/v1/emergencies", json={}).status_code == 401
     with srv.client(token="nope") as bad:
         assert _err(bad.post("/v1/emergencies", content=b"x" * 70_000), 403)["detail"] == "wrong bearer token"
     with srv.client() as c:
@@ -81,6 +82,8 @@ def test_the_token_is_checked_before_the_body_and_refusals_for_it_do_not_grow_th
         # (at most one a minute: none where an earlier test's refusal was written within it)
         assert len(rows) <= 1 and all(r["detail"]["status"] in (401, 403) for r in rows), rows
         metrics = c.get("/metrics").text
+        # (a method the route does not take is counted under the route, not as unmatched)
+        assert 'greenwave_http_requests_total{route="/v1/emergencies",method="PUT",status="401"}' in metrics
         assert re.search(r'greenwave_http_requests_total\{route="/v1/emergencies",method="GET",status="401"\} '
                          r"([5-9]\d|\d{3,})", metrics), metrics
 

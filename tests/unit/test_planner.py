@@ -1849,6 +1849,19 @@ def test_the_schedule_offset_says_how_late_a_program_goes_on_where_it_cannot_sta
     assert r.safety() == [] and r.finish() == []
 
 
+def test_a_hand_back_out_of_step_on_purpose_says_by_how_much_too() -> None:
+    # handback_sync off (the cross street's full phase first): every fixed-time signal went on
+    # off its schedule, and its record said null, the summary 0 signals off schedule
+    r = rig(config=PlannerConfig(handback_sync=False))
+    r.run_until(300, until(63, req()))
+    undisturbed = rig()
+    undisturbed.run_until(300)
+    d = r.planner.records()[0].as_dict()
+    late = next(t for t, s in r.changes("J", 150, 300) if s == "rryy")
+    scheduled = next(t for t, s in undisturbed.changes("J", 150, 300) if s == "rryy")
+    assert d["schedule_offset_s"] == (late - scheduled) % PROG.cycle_s == 35.0  # (171 against 136)
+
+
 def test_schedule_offset_wraps_within_half_a_cycle() -> None:
     # PROG's cycle is 71 s; B (phase 3) is scheduled to end at 65, 136, ...
     assert schedule_offset_s(PROG, 3, 0.0, 136.0) == 0.0

@@ -342,6 +342,16 @@ def test_refusals_for_the_token_are_written_once_a_minute_with_how_many_more(mon
         (401, "missing bearer token"), (409, "conflict"),
         (403, "wrong bearer token (2 more requests refused for their token since the last such row)")]
     assert rows[1]["escort_id"] == "x"
+    # those after the last row are written at the stop (they reached only /metrics), once
+    rows.clear()
+    rejections.flush()
+    assert rows == []
+    for path in ("/v1/a", "/v1/b", "/v1/c"):
+        rejections.record("GET", path, 401, "missing bearer token")
+    rejections.flush()
+    rejections.flush()
+    assert [(r["path"], r["detail"]) for r in rows] == [
+        ("/v1/c", "missing bearer token (2 more requests refused for their token since the last such row)")]
 
 
 def test_a_token_is_read_as_fastapis_bearer_scheme_reads_it() -> None:
