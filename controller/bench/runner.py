@@ -156,18 +156,35 @@ def run_job(job: Job) -> tuple[dict[str, Any], float]:
     return summary, time.perf_counter() - started
 
 
-def _died_with_its_worker(jobs: Sequence[Job], suspects: Sequence[int], dead: set[int]) -> set[int]:
+def _died_with_its_worker(jobs: Sequence[Job], suspects: Sequence[int], known: Sequence[BaseProcess]) -> set[int]:
     """Of the jobs running when a worker died (``suspects``, indices into ``jobs``), those whose
-    worker it was (``dead``: the pids of the workers gone), by the pid each job's worker wrote
-    into its folder; all of them where none can be told (a worker dying before it wrote it).
-    One kill failed every job running beside it, and a job that crashes SUMO each time failed
-    the others with it."""
+    worker it was, by the pid each job's worker wrote into its folder (``known``: the pool's
+    workers); all of them where none can be told (a worker dying before it wrote it). One kill
+    failed every job running beside it, and a job that crashes SUMO each time failed the others
+    with it."""
     mine = set()
     for i in suspects:
         with contextlib.suppress(OSError, ValueError):
-            if int((jobs[i].out_dir / WORKER_FILE).read_text(encoding="utf-8")) in dead:
+            if _worker_gone(int((jobs[i].out_dir / WORKER_FILE).read_text(encoding="utf-8")), known):
                 mine.add(i)
     return mine or set(suspects)
+
+
+def _worker_gone(pid: int, known: Sequence[BaseProcess]) -> bool:
+    """Has the worker of this pid died? Its process object says so once it has been waited for
+    (by the pool's own thread, maybe: then only the system knows), else the system: no such
+    process, or a zombie (Linux)."""
+    if any(p.pid == pid and p.exitcode is not None for p in known):
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False
+    with contextlib.suppress(OSError, IndexError):
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] == "Z"
+    return False
 
 
 def _abandon(processes: Sequence[BaseProcess], wait_s: float = 60.0) -> None:
@@ -269,7 +286,9 @@ def run_jobs(
                         i = pending.pop(0)
                         attempts[i] += 1
                         in_flight[pool.submit(job_fn, jobs[i])] = i
-                    known = list((getattr(pool, "_processes", None) or {}).values()) or known
+                    # (every worker this pool had: it forgets them when it breaks)
+                    known = list({id(p): p for p in (*known, *(getattr(pool, "_processes", None) or {}).values())
+                                  }.values())
                     done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
                     suspects: list[int] = []  # jobs a worker's death ended (those still running too)
                     broken: BaseException | None = None
@@ -287,8 +306,7 @@ def run_jobs(
                             record(i, _failed(jobs[i], error, attempts[i]))
                     if broken is not None:  # the jobs not yet finished go to a fresh pool (this one takes no more)
                         suspects += in_flight.values()
-                        dead = {p.pid for p in known if p.pid is not None and not p.is_alive()}
-                        charged = _died_with_its_worker(jobs, suspects, dead)
+                        charged = _died_with_its_worker(jobs, suspects, known)
                         for i in suspects:
                             if i not in charged:
                                 attempts[i] -= 1  # (its worker lived: stopped with the pool, not its fault)
