@@ -295,7 +295,8 @@ def _fields_at(model: type[BaseModel] | None, loc: tuple[int | str, ...]) -> lis
             if isinstance(candidate, type) and issubclass(candidate, BaseModel):
                 model = candidate
                 break
-    return list(model.model_fields) if model is not None else []
+    # (the keys a file uses: an alias where the field has one, ``from`` for ``from_edge``)
+    return [info.alias or name for name, info in model.model_fields.items()] if model is not None else []
 
 
 def describe_validation_error(err: ValidationError, source: str, raw: dict[str, Any], shown: int = 3,

@@ -213,6 +213,8 @@ def _group_problem(g: Mapping[str, Any]) -> str | None:
                                                                                       *_NULLABLE_COUNTS)):
             return f"{name}' must be a count (a whole number, 0 or more), not {g[name]!r}"
     for name, by_seed in g.items():
+        if name.endswith("_by_seed") and by_seed is not None and not isinstance(by_seed, dict):
+            return f"{name}' must be an object of per-seed figures ({{\"1\": ...}}) or null, not {by_seed!r}"
         if name.endswith("_by_seed") and name.startswith("collisions") and isinstance(by_seed, dict):
             bad = next((k for k, v in by_seed.items() if not _is_count(v)), None)
             if bad is not None:

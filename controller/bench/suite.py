@@ -113,8 +113,10 @@ def load_suite(path: Path | str) -> Suite:
         file = rel if rel.is_absolute() else (base / rel).resolve()
         if file.is_dir():
             raise ScenarioError(f"{path}: field 'scenarios[{i}]': '{file}' is a folder, not a scenario file")
-        if not file.is_file():
+        if not file.exists():
             raise ScenarioError(f"{path}: field 'scenarios[{i}]': file '{file}' does not exist")
+        if not file.is_file():
+            raise ScenarioError(f"{path}: field 'scenarios[{i}]': '{file}' is not a file")
         try:
             sc = load_scenario(file)
         except ScenarioError as e:

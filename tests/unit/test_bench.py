@@ -518,6 +518,8 @@ def test_a_scenario_file_is_a_suite_of_that_scenario() -> None:
          r"field 'scenarios\[0\]'.*does not exist"),
         ('name = "s"\nversion = 1\nseeds = [1]\ncontrollers = ["none"]\nscenarios = ["/tmp"]',
          r"field 'scenarios\[0\]': '/tmp' is a folder, not a scenario file"),
+        ('name = "s"\nversion = 1\nseeds = [1]\ncontrollers = ["none"]\nscenarios = ["/dev/null"]',
+         r"field 'scenarios\[0\]': '/dev/null' is not a file"),
         ("name = ", "not valid TOML"),
     ],
 )
@@ -776,6 +778,11 @@ def test_a_baseline_group_without_a_safety_count_is_refused(tmp_path: Path) -> N
     base["groups"][0] = 5
     path.write_text(json.dumps(base))
     with pytest.raises(ScenarioError, match=r"field 'groups\[0\]' must be an object .*, not 5$"):
+        read_baseline(path)
+    base = make_baseline({"name": "t", "version": 1}, aggregate(basic()))
+    base["groups"][0]["collisions_by_seed"] = [1]
+    path.write_text(json.dumps(base))
+    with pytest.raises(ScenarioError, match=r"collisions_by_seed' must be an object of per-seed figures"):
         read_baseline(path)
 
 

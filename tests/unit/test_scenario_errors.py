@@ -47,6 +47,9 @@ def test_a_misspelled_optional_field_is_named_with_the_one_meant(tmp_path: Path)
     path = _scenario(tmp_path, ("[simulation]", "[simulation]\nstep_lenght_s = 0.5"))
     assert _message(path) == (f"{path}: field 'simulation.step_lenght_s': not a field here "
                               "(did you mean 'step_length_s'?)")
+    # a key the file writes under another name than the field's (an alias): that key
+    path = _scenario(tmp_path, ('from = "', 'fromm = "'))
+    assert _message(path).startswith(f"{path}: field 'ev[0].fromm': not a field here (did you mean 'from'?)")
     path = _scenario(tmp_path, ("[simulation]", "[controller]\nzzz = 3\n\n[simulation]"))
     assert _message(path) == f"{path}: field 'controller.zzz': not a field here"
 
