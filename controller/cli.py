@@ -666,8 +666,8 @@ def bench(
                 raise ScenarioError("--update-baseline runs the baseline's whole suite: drop --seeds and --controllers")
             write_baseline = baseline
         if out_dir is not None:
-            _out_folder(out_dir, reusable=lambda p: (p / "bench.json").is_file() or (p / "runs").is_dir(),
-                        kind="bench")
+            _out_folder(out_dir, reusable=lambda p: (p / "bench.json").is_file() or (p / ".greenwave-bench").is_file()
+                        or (p / "runs").is_dir(), kind="bench")
         code = run_bench(console, suite=suite, seeds=seeds, controllers=controllers, out_dir=out_dir, jobs=jobs,
                          baseline=baseline, write_baseline=write_baseline, update=update_baseline)
     except GreenwaveError as e:

@@ -119,12 +119,17 @@ def run_bench(
     if write_baseline is not None:
         _check_baseline_target(write_baseline, out)
     with hold_folder(out, "--out", "bench"):
+        # (its run folders go only where it was a bench's: a folder holding a `runs/` of the
+        # user's `greenwave run` outputs lost them)
+        was_bench = (out / BENCH_MARK).is_file() or (out / "bench.json").is_file()
         out.mkdir(parents=True, exist_ok=True)
+        (out / BENCH_MARK).touch()
         # an earlier bench's aggregate goes now: an interrupted or failing bench would leave it
         # beside runs it no longer describes (report redrew it without a word)
         for name in sorted(_BENCH_OUTPUTS - {"runs"}):
             (out / name).unlink(missing_ok=True)
-        _clear_earlier_runs(out / "runs")
+        if was_bench:
+            _clear_earlier_runs(out / "runs")
 
         plan = [
             Job(sc.name, sc.source, ctrl, seed, out / "runs" / sc.name / f"{ctrl}-s{seed}")
@@ -156,7 +161,9 @@ def run_bench(
         unwritten = ""  # why the baseline asked for could not be written
         updated = update and written  # moved on purpose: --update-baseline rewrites the baseline; listed, not a failure
         # (every figure the rewrite changes: the baseline's diff, within the tolerances too)
-        changes = baseline_changes(base, _timings_kept(rows, base)) if updated and base is not None else None
+        changes = (baseline_changes(base, _timings_kept(rows, base),
+                                    {**suite_info, "file": _portable(s.source, write_baseline)})
+                   if updated and base is not None and write_baseline is not None else None)
         write_json(out / "bench.json", {
             "suite": suite_info,
             "greenwave_version": __version__,
@@ -321,14 +328,23 @@ def _clear_earlier_runs(runs: Path) -> None:
             scenario.rmdir()  # (where nothing else is left in it)
 
 
-def baseline_changes(base: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+def baseline_changes(base: Mapping[str, Any], rows: Sequence[Mapping[str, Any]],
+                     suite: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
     """Every figure of ``rows`` that differs from the baseline ``base`` (a group new or gone
-    included), as the check lists its regressions (``scenario``, ``controller``, ``metric``,
-    ``baseline``, ``current``): what --update-baseline rewrote, within the tolerances too (a
-    travel time 184 -> 195 s, 4 -> 3 collisions were rewritten unsaid)."""
+    included), and every field of its ``suite`` (the SUMO that ran, the suite file's path), as
+    the check lists its regressions (``scenario``, ``controller``, ``metric``, ``baseline``,
+    ``current``): what --update-baseline rewrote, within the tolerances too (a travel time
+    184 -> 195 s, 4 -> 3 collisions, another SUMO were rewritten unsaid)."""
     old = {(g.get("scenario"), g.get("controller")): g for g in base.get("groups", []) if isinstance(g, Mapping)}
     new = {(r.get("scenario"), r.get("controller")): r for r in rows}
     out: list[dict[str, Any]] = []
+    if suite is not None:
+        given = base.get("suite")
+        made: Mapping[str, Any] = given if isinstance(given, Mapping) else {}
+        for field in [*made, *(f for f in suite if f not in made)]:
+            if made.get(field) != suite.get(field):
+                out.append({"scenario": "(suite)", "controller": "(all)", "metric": field,
+                            "baseline": made.get(field), "current": suite.get(field)})
     for key in [*old, *(k for k in new if k not in old)]:
         a, b = old.get(key), new.get(key)
         scenario, controller = key
@@ -393,3 +409,4 @@ def _check_baseline_path(path: Path, out: Path) -> None:
 
 
 _BENCH_OUTPUTS = frozenset({"bench.json", "bench.csv", "report.html", "runs"})
+BENCH_MARK = ".greenwave-bench"  # in a bench's --out from its start: a folder a bench may clear and reuse

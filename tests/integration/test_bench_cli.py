@@ -112,6 +112,16 @@ def test_a_reused_bench_folder_keeps_none_of_the_earlier_benchs_runs(tmp_path: P
     assert not any(run.exists() for run in old) and not (out / "runs" / "gone-scenario").exists()
     assert sorted(p.name for p in (out / "runs" / "ingolstadt7").iterdir()) == ["my-notes.txt", "none-s1"]
     assert (out / "notes.txt").read_text() == "mine too"
+    # a folder no bench wrote (no bench.json, no mark) holding a runs/ of `greenwave run`
+    # outputs: they stay (`--out .` beside them lost runs/trials/greenwave-try1)
+    mine = tmp_path / "scratch" / "runs" / "trials" / "greenwave-try1"
+    mine.mkdir(parents=True)
+    (mine / ".greenwave-run").touch()
+    (mine / "summary.json").write_text("{}")
+    result = CliRunner().invoke(main, ["bench", str(REPO / "scenarios" / "ingolstadt7.toml"), "--seeds", "1",
+                                       "--controllers", "none", "--jobs", "1", "--out", str(tmp_path / "scratch")])
+    assert result.exit_code == 0, result.output
+    assert (mine / "summary.json").is_file() and (tmp_path / "scratch" / ".greenwave-bench").is_file()
 
 
 def test_bench_refuses_unavailable_controllers_before_running(tmp_path: Path,

@@ -1019,3 +1019,16 @@ def test_the_sumo_the_runs_ran_is_told() -> None:
     assert sumo_version_of([*said, res("a", "none", 3, None, error="x")]) == "SUMO 1.28.0"
     other = res("a", "local", 1, {**summary(150.0), "sumo_version": "SUMO 1.29.0"})
     assert sumo_version_of([*said, other]) == "SUMO 1.28.0 / SUMO 1.29.0"
+
+
+def test_update_baseline_lists_the_suite_fields_it_rewrites_too() -> None:
+    # another SUMO's baseline, rewritten by --update-baseline, came back naming this one unsaid
+    from controller.bench.command import baseline_changes
+
+    rows = aggregate(basic())
+    base = make_baseline({"name": "t", "version": 1, "sumo_version": "SUMO 1.27.1", "file": "ci.toml"}, rows)
+    now = {"name": "t", "version": 1, "sumo_version": "SUMO 1.28.0", "file": "ci.toml"}
+    assert baseline_changes(base, rows, now) == [
+        {"scenario": "(suite)", "controller": "(all)", "metric": "sumo_version", "baseline": "SUMO 1.27.1",
+         "current": "SUMO 1.28.0"}]
+    assert baseline_changes(base, rows) == []  # (no suite given: the groups only)
