@@ -31,6 +31,8 @@ from controller.errors import GreenwaveError
 
 MAX_ATTEMPTS = 2  # tries of a job whose worker process died
 WORKER_FILE = ".greenwave-worker"  # in a job's folder while it runs: its worker's pid
+WORKER_GONE_WAIT_S = 5.0  # how long a broken pool's dead worker is waited for to show gone
+MAX_UNCHARGED_BREAKS = 3  # pool breaks charging no job before the jobs running are all charged
 
 
 @dataclass(frozen=True)
@@ -156,18 +158,28 @@ def run_job(job: Job) -> tuple[dict[str, Any], float]:
     return summary, time.perf_counter() - started
 
 
-def _died_with_its_worker(jobs: Sequence[Job], suspects: Sequence[int], known: Sequence[BaseProcess]) -> set[int]:
+def _died_with_its_worker(jobs: Sequence[Job], suspects: Sequence[int], known: Sequence[BaseProcess],
+                          wait_s: float = WORKER_GONE_WAIT_S) -> set[int]:
     """Of the jobs running when a worker died (``suspects``, indices into ``jobs``), those whose
     worker it was, by the pid each job's worker wrote into its folder (``known``: the pool's
-    workers); all of them where none can be told (a worker dying before it wrote it). One kill
-    failed every job running beside it, and a job that crashes SUMO each time failed the others
-    with it."""
-    mine = set()
+    workers), waiting up to ``wait_s`` for the system to show it gone (a process killed with
+    much memory to free shows as running a while after its pool broke); where none names a dead
+    worker, those that named none (a worker dying before it wrote its pid), none where each names
+    a live one (an idle worker died). One kill failed every job running beside it, and a job that
+    crashes SUMO each time failed the others with it."""
+    pids: dict[int, int | None] = {}
     for i in suspects:
-        with contextlib.suppress(OSError, ValueError):
-            if _worker_gone(int((jobs[i].out_dir / WORKER_FILE).read_text(encoding="utf-8")), known):
-                mine.add(i)
-    return mine or set(suspects)
+        try:
+            pids[i] = int((jobs[i].out_dir / WORKER_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            pids[i] = None
+    deadline = time.monotonic() + (wait_s if any(pid is not None for pid in pids.values()) else 0.0)
+    while True:
+        gone = {i for i, pid in pids.items() if pid is not None and _worker_gone(pid, known)}
+        if gone or time.monotonic() >= deadline:
+            break
+        time.sleep(0.05)
+    return gone or {i for i, pid in pids.items() if pid is None}
 
 
 def _worker_gone(pid: int, known: Sequence[BaseProcess]) -> bool:
@@ -267,6 +279,7 @@ def run_jobs(
     each job finishes. ``job_fn`` must be a module-level function (it is pickled)."""
     results: dict[int, RunResult] = {}
     attempts = dict.fromkeys(range(len(jobs)), 0)
+    uncharged = 0  # pool breaks in a row that charged no job (idle workers dying)
     pending = list(range(len(jobs)))
     ctx = multiprocessing.get_context("spawn")
 
@@ -307,6 +320,9 @@ def run_jobs(
                     if broken is not None:  # the jobs not yet finished go to a fresh pool (this one takes no more)
                         suspects += in_flight.values()
                         charged = _died_with_its_worker(jobs, suspects, known)
+                        uncharged = 0 if charged else uncharged + 1
+                        if uncharged > MAX_UNCHARGED_BREAKS:  # (workers dying for ever: the runs end)
+                            charged, uncharged = set(suspects), 0
                         for i in suspects:
                             if i not in charged:
                                 attempts[i] -= 1  # (its worker lived: stopped with the pool, not its fault)

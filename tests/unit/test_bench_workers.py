@@ -87,3 +87,19 @@ def test_only_the_job_whose_worker_died_is_charged_and_its_cut_off_outputs_are_m
     dead = tmp_path / "1"
     assert sorted(p.name for p in dead.iterdir()) == ["INCOMPLETE.txt", "error.txt", "tripinfo.partial.xml"]
     assert "its worker process died" in (dead / "INCOMPLETE.txt").read_text(encoding="utf-8")
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="finds the sibling worker in /proc (Linux)")
+def test_an_idle_worker_dying_charges_no_job(tmp_path: Path) -> None:
+    # the job running beside it was charged (where no job named the dead worker, every one
+    # running was): an idle worker dying twice failed a healthy run
+    script = tmp_path / "run.py"
+    script.write_text(SCRIPT.replace("crash_or_return", "kill_the_idle_sibling_once").replace(
+        "print([(r.seed, r.error) for r in results])", "print([(r.seed, r.error, r.attempts) for r in results])",
+    ).format(tmp=tmp_path, seeds=[0, 1], workers=2))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, str(script)], cwd=REPO, capture_output=True, text=True, timeout=120,
+                          check=False, env=env)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    assert done.stdout.strip() == str([(0, None, 1), (1, None, 1)])
+    assert (tmp_path / "1.tried").is_file()  # (it did kill its sibling, and was run again)
