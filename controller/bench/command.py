@@ -203,6 +203,13 @@ def run_bench(
                 except OSError as e:  # (checked before the runs; a disk full, a read-only mount since)
                     unwritten = f"baseline NOT written: {write_baseline}: {e.strerror or e}"
                     console.print(unwritten, highlight=False, markup=False)
+                    if updated:  # (nothing was rewritten: bench.json and the report said "updated")
+                        updated, changes = False, None
+                        data = json.loads((out / "bench.json").read_text(encoding="utf-8"))
+                        data["check"] = {k: v for k, v in data["check"].items() if k != "changes"} | {
+                            "updated": False}
+                        write_json(out / "bench.json", data)
+                        write_bench_report(out)
 
         code = 0
         for r in results:

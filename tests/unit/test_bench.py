@@ -729,9 +729,11 @@ def test_bench_exit_code_and_baseline_update(tmp_path: Path, monkeypatch: pytest
         return write_json(path, data)
 
     monkeypatch.setattr(command, "write_json", refuse)
-    code, text, _ = _bench_with(basic(), tmp_path / "unwritable", monkeypatch, update=True)
+    code, text, bench = _bench_with(basic(), tmp_path / "unwritable", monkeypatch, update=True)
     assert code == 2 and "baseline NOT written" in text and "Permission denied" in text, text
-    assert "no regression" in text
+    assert "no regression" in text and "updated" not in text  # (nothing rewritten: nothing listed as moved)
+    assert json.loads(bench.read_text())["check"]["updated"] is False
+    assert "changes" not in json.loads(bench.read_text())["check"]
 
 
 def test_bench_table_marks_an_unjudged_gap_and_totals_s1_to_s5() -> None:
