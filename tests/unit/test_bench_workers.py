@@ -23,6 +23,20 @@ if __name__ == "__main__":
 """
 
 
+def _attempts(tmp_path: Path, job_fn: str, seeds: list[int], workers: int) -> str:
+    """Run ``job_fn`` (of tests/unit/bench_jobs.py) for ``seeds`` in a bench's workers; what it
+    prints: each job's (seed, error, attempts)."""
+    script = tmp_path / "run.py"
+    script.write_text(SCRIPT.replace("crash_or_return", job_fn).replace(
+        "print([(r.seed, r.error) for r in results])", "print([(r.seed, r.error, r.attempts) for r in results])",
+    ).format(tmp=tmp_path, seeds=seeds, workers=workers))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, str(script)], cwd=REPO, capture_output=True, text=True, timeout=120,
+                          check=False, env=env)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    return done.stdout.strip()
+
+
 @pytest.mark.parametrize(("seeds", "workers"), [([0, 1], 2), ([1, 0, 0], 1), ([0, 1, 0], 3)])
 def test_a_dying_worker_beside_idle_ones_neither_hangs_nor_stops_the_bench(tmp_path: Path, seeds: list[int],
                                                                            workers: int) -> None:
@@ -41,15 +55,7 @@ def test_a_dying_worker_beside_idle_ones_neither_hangs_nor_stops_the_bench(tmp_p
 def test_a_job_whose_worker_died_once_says_it_was_run_again(tmp_path: Path) -> None:
     # it completed on its second attempt and nothing said a worker had died: a flaky SUMO crash
     # was invisible to CI
-    script = tmp_path / "run.py"
-    script.write_text(SCRIPT.replace("crash_or_return", "crash_once").replace(
-        "print([(r.seed, r.error) for r in results])", "print([(r.seed, r.error, r.attempts) for r in results])",
-    ).format(tmp=tmp_path, seeds=[3], workers=1))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-    done = subprocess.run([sys.executable, str(script)], cwd=REPO, capture_output=True, text=True, timeout=120,
-                          check=False, env=env)
-    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
-    assert done.stdout.strip() == "[(3, None, 2)]"
+    assert _attempts(tmp_path, "crash_once", [3], 1) == "[(3, None, 2)]"
 
 
 def test_a_failed_job_leaves_no_earlier_run_in_its_folder_and_says_why(tmp_path: Path) -> None:
@@ -75,15 +81,8 @@ def test_only_the_job_whose_worker_died_is_charged_and_its_cut_off_outputs_are_m
     # every job running when a worker died was charged an attempt (two kills failed both, and a
     # scenario that crashes SUMO each time failed whatever ran beside it), and the dead job's
     # tripinfo.xml was left cut off under its name, with no INCOMPLETE.txt
-    script = tmp_path / "run.py"
-    script.write_text(SCRIPT.replace("crash_or_return", "crash_beside_a_running_one").replace(
-        "print([(r.seed, r.error) for r in results])", "print([(r.seed, r.error, r.attempts) for r in results])",
-    ).format(tmp=tmp_path, seeds=[0, 1], workers=2))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-    done = subprocess.run([sys.executable, str(script)], cwd=REPO, capture_output=True, text=True, timeout=120,
-                          check=False, env=env)
-    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
-    assert done.stdout.strip() == str([(0, None, 1), (1, "the worker process died (SUMO crashed?)", 2)])
+    died = "the worker process died (SUMO crashed?)"
+    assert _attempts(tmp_path, "crash_beside_a_running_one", [0, 1], 2) == str([(0, None, 1), (1, died, 2)])
     dead = tmp_path / "1"
     assert sorted(p.name for p in dead.iterdir()) == ["INCOMPLETE.txt", "error.txt", "tripinfo.partial.xml"]
     assert "its worker process died" in (dead / "INCOMPLETE.txt").read_text(encoding="utf-8")
@@ -93,13 +92,5 @@ def test_only_the_job_whose_worker_died_is_charged_and_its_cut_off_outputs_are_m
 def test_an_idle_worker_dying_charges_no_job(tmp_path: Path) -> None:
     # the job running beside it was charged (where no job named the dead worker, every one
     # running was): an idle worker dying twice failed a healthy run
-    script = tmp_path / "run.py"
-    script.write_text(SCRIPT.replace("crash_or_return", "kill_the_idle_sibling_once").replace(
-        "print([(r.seed, r.error) for r in results])", "print([(r.seed, r.error, r.attempts) for r in results])",
-    ).format(tmp=tmp_path, seeds=[0, 1], workers=2))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-    done = subprocess.run([sys.executable, str(script)], cwd=REPO, capture_output=True, text=True, timeout=120,
-                          check=False, env=env)
-    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
-    assert done.stdout.strip() == str([(0, None, 1), (1, None, 1)])
+    assert _attempts(tmp_path, "kill_the_idle_sibling_once", [0, 1], 2) == str([(0, None, 1), (1, None, 1)])
     assert (tmp_path / "1.tried").is_file()  # (it did kill its sibling, and was run again)
