@@ -119,6 +119,13 @@ def ev_id_problem(ev_id: str) -> str | None:
             "or any of & < > \" '")
 
 
+def _check_vehicle_id(field: str, vehicle_id: str) -> None:
+    """A vehicle id SUMO's outputs can carry (:func:`ev_id_problem`), else a ValueError naming the field."""
+    problem = ev_id_problem(vehicle_id)
+    if problem:
+        raise ValueError(f"{field} {vehicle_id!r} {problem}")
+
+
 class EvSpec(_Model):
     id: str = Field(min_length=1)
     from_edge: str | None = Field(default=None, alias="from")
@@ -129,9 +136,7 @@ class EvSpec(_Model):
 
     @model_validator(mode="after")
     def _id_fits_sumo_outputs(self) -> EvSpec:
-        problem = ev_id_problem(self.id)
-        if problem:
-            raise ValueError(f"id {self.id!r} {problem}")
+        _check_vehicle_id("id", self.id)
         return self
 
     @model_validator(mode="after")
@@ -155,9 +160,7 @@ class EscortSpec(_Model):
 
     @model_validator(mode="after")
     def _id_fits_sumo_outputs(self) -> EscortSpec:
-        problem = ev_id_problem(self.vehicle)
-        if problem:
-            raise ValueError(f"vehicle {self.vehicle!r} {problem}")
+        _check_vehicle_id("vehicle", self.vehicle)
         return self
 
 
