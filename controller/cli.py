@@ -17,13 +17,12 @@ from typing import Any, NoReturn, TypeVar
 
 import click
 from click.core import ParameterSource
-from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from controller import MAX_SEED
 from controller.errors import GreenwaveError, ScenarioError
+from controller.tables import print_uncut, uncut_table
 
 T = TypeVar("T")
 
@@ -335,17 +334,16 @@ def print_summary(summary: dict[str, Any], out_dir: Path, console: Console) -> N
     seed = summary["seed"] if summary["seed"] is not None else "random"  # (an attached SUMO run with --random)
     title = (f"{summary['scenario']} · controller {summary['controller']} · seed {seed}{bluelight} · "
              "times in s")
-    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
-    for col in ("EV", "depart", "travel", "free flow", "ratio", "delay", "stops", "stopped", "junctions", "preempted",
-                "green lost"):
-        table.add_column(col, justify="left" if col == "EV" else "right")
-    for ev in summary["evs"]:
-        table.add_row(
-            ev["id"], _fmt(ev["depart"], 0), _fmt(ev["travel_time"]), _fmt(ev["free_flow_time"]),
-            _fmt(ratio_to_free_flow(ev), 2), _fmt(ev["delay"]), str(ev["stops"]), _fmt(ev["time_stopped"]),
-            str(ev["junctions"]), str(ev["preempted"]), _fmt(ev.get("green_lost"), 0),
-        )
-    console.print(table)
+    body = [[
+        ev["id"], _fmt(ev["depart"], 0), _fmt(ev["travel_time"]), _fmt(ev["free_flow_time"]),
+        _fmt(ratio_to_free_flow(ev), 2), _fmt(ev["delay"]), str(ev["stops"]), _fmt(ev["time_stopped"]),
+        str(ev["junctions"]), str(ev["preempted"]), _fmt(ev.get("green_lost"), 0),
+    ] for ev in summary["evs"]]
+    table = uncut_table(title, ("EV", "depart", "travel", "free flow", "ratio", "delay", "stops", "stopped",
+                                "junctions", "preempted", "green lost"), body, no_wrap=1)
+    for cells in body:
+        table.add_row(*cells)
+    print_uncut(console, table)
     s = summary["safety"]
     bg = summary["background"]
     rt = summary["realtime"]

@@ -10,9 +10,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from rich import box
 from rich.console import Console
-from rich.measure import Measurement
 from rich.table import Table
 
 from controller.bench.aggregate import (
@@ -29,6 +27,7 @@ from controller.bench.aggregate import (
     past_end,
 )
 from controller.errors import ScenarioError
+from controller.tables import print_uncut, uncut_table
 
 _COUNTS = ("runs", "failed", "evs", "evs_not_arrived")  # a baseline group's counts besides SAFETY_KEYS
 _NULLABLE_COUNTS = ("ev_green_lost",)  # counts that are null where not recorded (none, the oracle)
@@ -85,10 +84,7 @@ def table(rows: Sequence[Mapping[str, Any]], title: str) -> Table:
             _fmt(r["wall_mean_s"], 1),
         ])  # fmt: skip
         last = r["scenario"]
-    t = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
-    for i, header in enumerate(headers):
-        width = max([len(row[i]) for row in body] + [max(len(w) for w in header.split())])
-        t.add_column(header, justify="left" if i < 2 else "right", min_width=width, no_wrap=i < 2)
+    t = uncut_table(title, headers, body, left=2, no_wrap=2)
     for i, cells in enumerate(body):
         if i and cells[0]:
             t.add_section()
@@ -98,10 +94,7 @@ def table(rows: Sequence[Mapping[str, Any]], title: str) -> Table:
 
 def print_report(console: Console, rows: Sequence[Mapping[str, Any]], verdicts: Sequence[Mapping[str, Any]],
                  title: str) -> None:
-    t = table(rows, title)
-    # Never squeeze or drop columns to fit a narrow terminal: a figure cut short is worse than a long line.
-    needed = Measurement.get(console, console.options.update(width=10_000), t).maximum
-    console.print(t, width=max(needed, min(console.width, 10_000)), crop=False)
+    print_uncut(console, table(rows, title))
     if any(r["gap_judged"] is False and r["gap_closed"] is not None for r in rows):
         console.print("* gap not judged: the oracle saves less than 10 % of none's EV time", highlight=False)
     for note in [*not_arrived(rows), *past_end(rows), *fewer_trips(rows)]:

@@ -686,6 +686,12 @@ def test_a_run_going_on_for_its_ev_measures_the_cross_streets_to_the_scenarios_e
     console = Console(record=True, width=200)
     print_summary(s, tmp_path / "o", console)
     assert "collisions 1 to the end (+2 after it); in the whole run with an EV 0" in console.export_text()
+    # on a narrow terminal the EV table's id and figures are whole (they were cut to "amb…", "538…")
+    ev = s["evs"][0]
+    narrow = Console(record=True, width=40)
+    print_summary(s, tmp_path / "o", narrow)
+    row = next(line.split() for line in narrow.export_text().splitlines() if line.startswith(ev["id"]))
+    assert row[:3] == [ev["id"], f"{ev['depart']:.0f}", f"{ev['travel_time']:.1f}"], row
 
 
 def test_an_ev_goes_round_a_movement_no_phase_serves_and_is_told_so(tmp_path: Path, tiny_net: Path) -> None:
