@@ -34,6 +34,10 @@ from typing import Any
 import httpx
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from controller.errors import GreenwaveError, ScenarioError  # noqa: E402
+
 TOKEN = "api-load-benchmark"
 ROUTES = {  # origin and destination edges of the escorts per scenario; others: the scenario's first EV
     "grid5-moderate": [("left0A0", "E4top4"), ("bottom2C0", "C4top2"), ("right2E2", "A2left2")],
@@ -60,9 +64,9 @@ def _routes(scenario: Path) -> list[tuple[str, str]]:
     sc = load_scenario(scenario)
     if sc.name in ROUTES:
         return ROUTES[sc.name]
-    ev = sc.ev[0]
-    assert ev.from_edge is not None and ev.to_edge is not None, "give a scenario whose first EV has from/to"
-    return [(ev.from_edge, ev.to_edge)]
+    if not sc.ev or sc.ev[0].from_edge is None or sc.ev[0].to_edge is None:
+        raise ScenarioError(f"{scenario}: give a scenario whose first [[ev]] has 'from' and 'to' (the escorts' way)")
+    return [(sc.ev[0].from_edge, sc.ev[0].to_edge)]
 
 
 class Dispatcher:
@@ -192,7 +196,12 @@ def main() -> int:
     p.add_argument("--speed", type=float, default=10.0)
     p.add_argument("--out", type=Path, default=None, help="also write the result as JSON here")
     args = p.parse_args()
-    routes = _routes(args.scenario)
+    if args.clients < 1 or args.rate <= 0 or args.duration <= 0 or args.speed <= 0:
+        p.error("--clients must be at least 1, and --rate, --duration and --speed above 0")
+    try:
+        routes = _routes(args.scenario)
+    except GreenwaveError as e:
+        p.error(str(e))
     with tempfile.TemporaryDirectory(prefix="greenwave-load-") as tmp:
         token_file = Path(tmp) / "token"
         token_file.write_text(TOKEN)

@@ -6,7 +6,7 @@
 Runs the two one after the other in this process's children and prints, per backend: wall time,
 SUMO's step p50, the controller's tick p50/p99 (which includes reading the watched objects: the
 part TraCI makes slower), and whether every EV travel time and the background figures match.
-Exits 1 when they do not.
+Exits 1 when they do not, 2 when a run fails (its message printed).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parent.parent
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("scenario", nargs="?", default=str(REPO / "scenarios" / "grid5-heavy.toml"))
-    ap.add_argument("--controller", default="greenwave")
+    ap.add_argument("--controller", default="greenwave", choices=("none", "local", "greenwave", "oracle"))
     ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args()
     results = {}
@@ -33,7 +33,11 @@ def main() -> int:
             out = Path(tmp) / backend
             cmd = [sys.executable, "-m", "controller", "run", args.scenario, "--controller", args.controller,
                    "--seed", str(args.seed), "--backend", backend, "--out", str(out)]
-            subprocess.run(cmd, check=True, capture_output=True)
+            done = subprocess.run(cmd, capture_output=True, text=True)
+            if done.returncode != 0:  # (greenwave's own message: a scenario not found, ...)
+                said = done.stderr.strip() or done.stdout.strip()
+                print(f"the {backend} run failed (exit {done.returncode}): {said}", file=sys.stderr)
+                return 2
             results[backend] = json.loads((out / "summary.json").read_text())
     print(f"{Path(args.scenario).stem}, controller {args.controller}, seed {args.seed}")
     print(f"{'backend':<8} {'wall s':>8} {'SUMO step p50 ms':>17} {'tick p50 ms':>12} {'tick p99 ms':>12}")

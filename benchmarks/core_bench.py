@@ -27,6 +27,7 @@ import random
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -38,6 +39,20 @@ from controller.sim.netload import load_network  # noqa: E402
 
 NDS = REPO / "networks" / "nds_alltls" / "nds_main_alltls.net.xml.gz"
 P99_TARGET_MS = 10.0
+
+
+def _recording_header(path: Path) -> dict[str, Any] | str:
+    """The first line of a recording of ``greenwave run --record``, or what is wrong with it."""
+    try:
+        with path.open(encoding="utf-8") as f:
+            header = json.loads(f.readline())
+    except OSError as e:
+        return e.strerror or str(e)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return "not a recording of greenwave run --record (its first line is not JSON)"
+    if not isinstance(header, dict) or "net_file" not in header:
+        return "not a recording of greenwave run --record (its first line has no 'net_file')"
+    return header
 
 
 def main() -> int:
@@ -52,11 +67,22 @@ def main() -> int:
                     help="write through this many MB before each tick (untimed), evicting the caches as SUMO's "
                          "step does in a run (0: no flush, warm caches)")
     args = ap.parse_args()
+    try:
+        counts = sorted({int(x) for x in args.evs.split(",")})
+    except ValueError:
+        ap.error(f"--evs '{args.evs}': expected EV counts separated by commas, such as 1,10,100")
+    if counts[0] < 1 or args.ticks < 1:
+        ap.error("--evs and --ticks must be at least 1")
+    header: dict[str, Any] = {}
+    if args.replay is not None:
+        read = _recording_header(args.replay)
+        if isinstance(read, str):
+            ap.error(f"--replay {args.replay}: {read}")
+        header = read
 
     t0 = time.perf_counter()
     print(f"core: {'compiled (greenwave accel)' if core.COMPILED else 'python (greenwave accel compiles it)'}")
     if args.replay is not None:
-        header = json.loads(args.replay.open(encoding="utf-8").readline())
         network = load_network(Path(header["net_file"]))
         result = replay(network, args.replay, controller_config(header.get("controller_settings", {})))
         print(f"replay of {args.replay} ({header.get('scenario')}, {len(header.get('evs', []))} EVs): "
@@ -67,7 +93,6 @@ def main() -> int:
         return 1 if result["command_mismatches"] else 0
 
     network = load_network(args.net)
-    counts = sorted(int(x) for x in args.evs.split(","))
     rng = random.Random(args.seed)
     corridors = {f"ev{k:03d}": random_corridor(network, rng) for k in range(max(counts))}
     signals = len({t for c in corridors.values() for t in c.tls_ids()})

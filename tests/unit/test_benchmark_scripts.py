@@ -1,0 +1,29 @@
+"""The benchmark scripts README sends users to refuse a mistaken input with a message, not a traceback."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize(("script", "args", "said"), [
+    ("core_bench.py", ["--replay", "nope.jsonl"], "--replay nope.jsonl: No such file or directory"),
+    ("core_bench.py", ["--replay", "README.md"], "not a recording of greenwave run --record"),
+    ("core_bench.py", ["--evs", "0"], "--evs and --ticks must be at least 1"),
+    ("core_bench.py", ["--evs", "1,x"], "--evs '1,x': expected EV counts"),
+    ("backends.py", ["scenarios/nope.toml"], "the libsumo run failed (exit 2): greenwave: error: scenario file "
+                                              "'scenarios/nope.toml' does not exist"),
+    ("backends.py", ["--controller", "greenwav"], "invalid choice: 'greenwav'"),
+    ("api_load.py", ["--scenario", "nope.toml"], "scenario file 'nope.toml' does not exist"),
+    ("api_load.py", ["--clients", "0"], "--clients must be at least 1"),
+])
+def test_a_benchmark_script_names_the_mistake(script: str, args: list[str], said: str) -> None:
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / script), *args], cwd=REPO, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert said in " ".join(done.stderr.split()) and "Traceback" not in done.stderr, done.stderr
