@@ -71,7 +71,8 @@ class NetworkSpec(_Model):
 
 
 class DemandSpec(_Model):
-    level: str = "none"
+    # a label for reports; "moderate" also turns on the bench's "no EV stop at a signal" verdict
+    level: Literal["none", "light", "moderate", "heavy", "real", "synthetic"] = "none"
     generator: Literal["random_trips"] | None = None
     vehicles_per_hour: float | None = Field(default=None, gt=0, strict=True)
     params: dict[str, Any] = Field(default_factory=dict)  # checked by the generator

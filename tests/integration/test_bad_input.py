@@ -245,7 +245,7 @@ def test_program_that_cannot_serve_the_route(tmp_path: Path, tiny_net: Path) -> 
 
 @pytest.mark.parametrize(("params", "needle"), [("{ bogus = 1 }", "bogus"), ("{ seed = 3 }", "seed")])
 def test_bad_generator_parameter_is_named(tmp_path: Path, tiny_net: Path, params: str, needle: str) -> None:
-    demand = f'[demand]\nlevel = "x"\ngenerator = "random_trips"\nvehicles_per_hour = 100\nparams = {params}\n'
+    demand = f'[demand]\nlevel = "light"\ngenerator = "random_trips"\nvehicles_per_hour = 100\nparams = {params}\n'
     path = write_scenario(tmp_path / "s.toml", tiny_net, demand=demand)
     code, out = _run(["run", str(path), "--out", str(tmp_path / "o")])
     _assert_error(code, out, "s.toml", "demand", needle)

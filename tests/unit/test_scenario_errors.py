@@ -54,6 +54,13 @@ def test_a_misspelled_optional_field_is_named_with_the_one_meant(tmp_path: Path)
     assert _message(path) == f"{path}: field 'controller.zzz': not a field here"
 
 
+def test_a_misspelled_demand_level_is_refused(tmp_path: Path) -> None:
+    # a label, but "moderate" turns on a verdict: "moderat" silently dropped it
+    path = _scenario(tmp_path, ('level = "moderate"', 'level = "moderat"'))
+    assert _message(path) == (f"{path}: field 'demand.level': Input should be 'none', 'light', 'moderate', 'heavy', "
+                              "'real' or 'synthetic'")
+
+
 def test_several_mistakes_are_listed_up_to_three(tmp_path: Path) -> None:
     path = _scenario(tmp_path, ("depart_s = 600", "depart = 600"), ("vehicles_per_hour", "vehicles_per_hr"),
                      ('type = "ambulance"', 'type = "tank"'))
