@@ -112,7 +112,7 @@ def junction_rows(run: RunData, ev_id: str) -> list[list[object]]:
             dwell, exit_ = _num(r.get("dwell")), _num(r.get("exit"))
             first = k == 0
             rows.append([
-                f"#{j['index']}", j["tls"], round(j["distance_m"]), actual if first else None,
+                f"#{j['index']}", j.get("junction"), j["tls"], round(j["distance_m"]), actual if first else None,
                 entry_err if first else None, err60 if first else None,
                 _num(r.get("entry")), dwell,
                 round(exit_ - dwell, 1) if dwell is not None and exit_ is not None else None,
@@ -123,7 +123,7 @@ def junction_rows(run: RunData, ev_id: str) -> list[list[object]]:
     return rows
 
 
-JUNCTION_HEAD = ("junction", "traffic light", "stop line at (m)", "EV crossed (s)", "ETA error at entry (s)",
+JUNCTION_HEAD = ("#", "junction", "traffic light", "stop line at (m)", "EV crossed (s)", "ETA error at entry (s)",
                  "ETA error 60 s ahead (s)", "entry starts (s)", "dwell from (s)", "dwell for (s)",
                  "preempted for (s)", "recovery (s)", "off schedule after (s)", "hand-back reason",
                  "S1–S5 violations at this signal")
@@ -396,7 +396,8 @@ def render_run(
           if isinstance(s.get("notes"), list) and s["notes"] else []),
         "<h2>Emergency vehicles</h2>",
         table(("EV", "type", "depart (s)", "arrival (s)", "travel time (s)", "free flow (s)", "ratio", "delay (s)",
-               "stops", "stops at signals", "signals on route", "preempted", "green lost"), ev_rows, cls="evs"),
+               "stops", "stops at signals", "signalized junctions on route", "preempted", "green lost"),
+              ev_rows, cls="evs"),
         "<h3>Controllers compared (same scenario and seed)</h3>",
         _comparison(run, companions),
         "<h3>ETA accuracy, all EVs</h3>",

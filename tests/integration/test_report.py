@@ -47,6 +47,11 @@ def test_report_on_a_grid5_heavy_greenwave_run(grid5_heavy: Path) -> None:
         assert re.search(rf'id="j{i}-signal-green"', diagram)  # the EV met green at every junction
         assert f'id="j{i}-preempt-dwell"' in diagram  # and greenwave held each one for it
     assert f'id="trajectory-{summary["evs"][0]["id"]}"' in diagram
+    # the junction table names each junction (it showed "#0", "#1", ... only), and the EV table
+    # counts the route's signalized junctions as such
+    for i, tls_id in enumerate(tls):
+        assert f"<td>#{i}</td><td>{tls_id}</td><td>{tls_id}</td>" in page  # (grid: a junction's signal is its own)
+    assert "<th>signalized junctions on route</th>" in page
 
     # the none run beside it is found and compared, and other traffic is measured against it
     assert re.search(r'<figure class="time-space-comparison" data-ev="[^"]+" data-controllers="none greenwave"',
