@@ -374,9 +374,19 @@ def print_summary(summary: dict[str, Any], out_dir: Path, console: Console) -> N
         f"core {rt.get('core', '?')}; "
         f"wall {rt['wall_s']} s" + (f"; paced x{rt['paced_speed']:g}, tick start jitter p99 "
                                     f"{_fmt(rt['jitter_ms_p99'], 1)} ms" if rt.get("paced_speed") else "") + "\n"
-        f"written: {out_dir / 'summary.json'}; pictures: greenwave report {out_dir}",
+        + _fell_behind(rt)
+        + f"written: {out_dir / 'summary.json'}; pictures: greenwave report {out_dir}",
         highlight=False,
     )
+
+
+def _fell_behind(rt: dict[str, Any]) -> str:
+    """A line saying a paced run could not keep pace, where it fell behind by more than a second."""
+    speed, achieved, late_ms = rt.get("paced_speed"), rt.get("achieved_speed"), rt.get("jitter_ms_max")
+    if not speed or not achieved or not late_ms or late_ms < 1000:
+        return ""
+    return (f"note: the run could not keep pace x{speed:g}: it went at x{achieved:g}, its ticks starting up to "
+            f"{late_ms / 1000:.1f} s late (a faster machine, a lower --speed, or greenwave accel)\n")
 
 
 class _RunProgress:

@@ -19,6 +19,7 @@ class Pacer:
         self.speed = speed
         self._clock, self._sleep = clock, sleep
         self._start: float | None = None
+        self._last: tuple[float, float] = (0.0, 0.0)  # (simulated s from the first call, wall s since it)
 
     def wait(self, sim_elapsed_s: float) -> float:
         """Sleep until the wall clock reaches ``sim_elapsed_s`` of simulated time (counted from
@@ -30,4 +31,11 @@ class Pacer:
         if due > now:
             self._sleep(due - now)
             now = self._clock()
+        self._last = (sim_elapsed_s, now - self._start)
         return max(0.0, (now - due) * 1000.0)
+
+    def achieved_speed(self) -> float | None:
+        """Simulated seconds per wall second so far (``speed`` when on time, less where the
+        machine could not keep pace); None before two ticks."""
+        sim_s, wall_s = self._last
+        return sim_s / wall_s if sim_s > 0 and wall_s > 0 else None

@@ -608,6 +608,19 @@ def test_paced_run_follows_the_wall_clock_and_reports_jitter(scenario: Path, tmp
     span = s["simulated_until"] - s["begin"]
     assert rt["paced_speed"] == 100.0 and rt["jitter_ms_p50"] is not None and rt["jitter_ms_max"] >= 0
     assert rt["wall_s"] >= 0.9 * span / 100.0  # it did wait for the clock
+    assert 0 < rt["achieved_speed"] <= 100.0 * 1.01  # (never faster than asked)
+    # a run that could not keep pace says so (it printed only the ticks' "jitter")
+    from rich.console import Console
+
+    from controller.cli import print_summary
+
+    console = Console(record=True, width=200)
+    print_summary({**s, "realtime": {**rt, "achieved_speed": 80.0, "jitter_ms_max": 3031.4}}, tmp_path, console)
+    assert "note: the run could not keep pace x100: it went at x80, its ticks starting up to 3.0 s late" \
+        in console.export_text()
+    console = Console(record=True, width=200)
+    print_summary({**s, "realtime": {**rt, "achieved_speed": 99.9, "jitter_ms_max": 12.0}}, tmp_path, console)
+    assert "could not keep pace" not in console.export_text()
     assert rt["budget_ms"] == 50.0 and rt["over_budget"] == 0
     fast = run_ok(["run", str(scenario), "--speed", "200", "--out", str(tmp_path / "c")])["realtime"]
     assert fast["budget_ms"] == 5.0  # no --budget-ms: the wall time a tick has at 200 x (serve counts it so)

@@ -41,6 +41,9 @@ def test_pacer_sleeps_to_the_wall_clock_and_reports_lateness() -> None:
     assert pacer.wait(1.0) == 0.0 and clock.slept == [pytest.approx(0.4)]
     clock.now += 0.8  # a slow step: 0.3 s late for simulated second 2
     assert pacer.wait(2.0) == pytest.approx(300.0) and len(clock.slept) == 1
+    # 2 simulated s in 1.3 wall s: it could not keep pace x2 (a run says so)
+    assert pacer.achieved_speed() == pytest.approx(2.0 / 1.3)
+    assert Pacer(2.0, clock=clock, sleep=clock.sleep).achieved_speed() is None
     with pytest.raises(ValueError, match="positive"):
         Pacer(0.0)
 
