@@ -230,6 +230,12 @@ class Scenario(_Model):
     ev: tuple[EvSpec, ...] = ()
     escort: tuple[EscortSpec, ...] = ()
     source: Path | None = None  # the file this scenario was read from
+    given_as: str | None = None  # that file as the user named it (errors name it so)
+
+    @property
+    def shown(self) -> str:
+        """The scenario as errors name it: its file as given, else its name."""
+        return self.given_as or (str(self.source) if self.source is not None else self.name)
 
     @field_validator("name")
     @classmethod
@@ -394,4 +400,5 @@ def load_scenario(path: Path | str) -> Scenario:
                 raise ScenarioError(f"{path}: field '{field}': '{f}' is a folder, not a file")
             if not f.is_file():
                 raise ScenarioError(f"{path}: field '{field}': file '{f}' does not exist")
-    return scenario.model_copy(update={"network": network, "demand": demand, "source": path.resolve()})
+    return scenario.model_copy(update={"network": network, "demand": demand, "source": path.resolve(),
+                                       "given_as": str(path)})

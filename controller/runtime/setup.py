@@ -176,9 +176,9 @@ def _write_cross_street_data(path: Path, network: Network, plans: Sequence[EvPla
     path.write_text(f'<?xml version="1.0" encoding="UTF-8"?>\n<additional>\n{body}</additional>\n', "utf-8")
 
 
-def _plan_evs(network: Network, evs: Sequence[EvSpec], source: Path | None = None,
+def _plan_evs(network: Network, evs: Sequence[EvSpec], source: str | None = None,
               classes: Mapping[str, str] | None = None) -> tuple[EvPlan, ...]:
-    """``source``: the scenario file the EVs come from (its entries are named in errors);
+    """``source``: the scenario file the EVs come from, as errors name it (with its entries);
     ``classes``: the vehicle class of an EV of the route files (--escort), by id (the others
     are added as vClass emergency)."""
     plans = []
@@ -202,7 +202,7 @@ def _plan_evs(network: Network, evs: Sequence[EvSpec], source: Path | None = Non
             # ([[escort]] entries come after the [[ev]] ones)
             added = sum(1 for e in evs if classes is None or e.id not in classes)
             entry = f"escort[{n - added}]" if classes is not None and ev.id in classes else f"ev[{n}]"
-            where = f"{source.name}: field '{entry}': " if source is not None else ""
+            where = f"{source}: field '{entry}': " if source is not None else ""
             raise type(e)(f"{where}EV '{ev.id}' ({_describe(ev)}): {e}") from None
         plans.append(
             EvPlan(
@@ -602,7 +602,7 @@ def _finish(
     out_dir: Path,
     seed: int,
     bluelight: bool,
-    scenario_file: Path | None = None,
+    scenario_file: str | None = None,
     redirect_outputs: bool = True,
     escorted: Sequence[RouteFileVehicle] = (),
     end_given: bool = True,
@@ -681,7 +681,7 @@ def check_scenario(scenario: Scenario) -> None:
     inputs = _scenario_inputs(scenario)
     escorted, evs = _scenario_escorts(scenario, inputs)
     _check_ids_free(inputs.route_files, [ev.id for ev in evs], escorted={v.vehicle_id: v for v in escorted})
-    _plan_evs(load_network(inputs.net_file, inputs.additional_files), evs, scenario.source,
+    _plan_evs(load_network(inputs.net_file, inputs.additional_files), evs, scenario.shown,
               {v.vehicle_id: v.vclass for v in escorted})
 
 
@@ -694,10 +694,10 @@ def _scenario_escorts(scenario: Scenario, inputs: SumoInputs) -> tuple[list[Rout
             v = find_route_file_vehicle((*inputs.route_files, *inputs.additional_files), e.vehicle,
                                         f"vehicle '{e.vehicle}'")
         except ScenarioError as err:
-            raise ScenarioError(f"{scenario.source or scenario.name}: field 'escort[{n}]': {err}") from None
+            raise ScenarioError(f"{scenario.shown}: field 'escort[{n}]': {err}") from None
         sim = scenario.simulation
         if not sim.begin_s <= v.depart_s < sim.end_s:
-            raise ScenarioError(f"{scenario.source or scenario.name}: field 'escort[{n}]': vehicle '{v.vehicle_id}' "
+            raise ScenarioError(f"{scenario.shown}: field 'escort[{n}]': vehicle '{v.vehicle_id}' "
                                 f"of {v.file.name} departs at {v.depart_s:g} s, outside the simulation "
                                 f"[{sim.begin_s:g}, {sim.end_s:g}) s")
         escorted.append(v)
@@ -739,7 +739,7 @@ def prepare_scenario(scenario: Scenario, *, seed: int, out_dir: Path, bluelight:
                 **generator_params,
             )
         except ScenarioError as e:
-            raise ScenarioError(f"{scenario.source}: field 'demand.params': {e}") from None
+            raise ScenarioError(f"{scenario.shown}: field 'demand.params': {e}") from None
         inputs = SumoInputs(
             net_file=inputs.net_file,
             route_files=(*inputs.route_files, trips.resolve()),
@@ -759,7 +759,7 @@ def prepare_scenario(scenario: Scenario, *, seed: int, out_dir: Path, bluelight:
         out_dir=out_dir,
         seed=seed,
         bluelight=bluelight,
-        scenario_file=scenario.source,
+        scenario_file=scenario.shown,
         redirect_outputs=not attached,
         escorted=escorted,
     )

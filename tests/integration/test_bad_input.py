@@ -130,11 +130,16 @@ def test_missing_network_file_is_named(tmp_path: Path) -> None:
     _assert_error(code, out, "network.net", "missing.net.xml")
 
 
-def test_unknown_edge_is_named(tmp_path: Path, tiny_net: Path) -> None:
-    path = write_scenario(tmp_path / "s.toml", tiny_net, ev='from = "left1A1"\nto = "NoSuchEdge"')
+def test_unknown_edge_is_named(tmp_path: Path, tiny_net: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "sc").mkdir()
+    path = write_scenario(tmp_path / "sc" / "s.toml", tiny_net, ev='from = "left1A1"\nto = "NoSuchEdge"')
     code, out = _run(["run", str(path), "--out", str(tmp_path / "runs" / "o")])
-    _assert_error(code, out, "s.toml: field 'ev[0]': EV ", "to edge 'NoSuchEdge' is not in network")
+    _assert_error(code, out, f"greenwave: error: {path}: field 'ev[0]': EV ", "to edge 'NoSuchEdge' is not in network")
     assert not (tmp_path / "runs").exists()  # the folders it made are removed again (not even inputs/)
+    # the file as the user named it, as every other field's error names it (this one gave "s.toml")
+    monkeypatch.chdir(tmp_path)
+    code, out = _run(["run", "sc/s.toml", "--out", str(tmp_path / "runs" / "o")])
+    _assert_error(code, out, "greenwave: error: sc/s.toml: field 'ev[0]': EV ")
 
 
 def test_no_route_between_edges(tmp_path: Path, tiny_net: Path) -> None:
@@ -248,7 +253,7 @@ def test_bad_generator_parameter_is_named(tmp_path: Path, tiny_net: Path, params
     demand = f'[demand]\nlevel = "light"\ngenerator = "random_trips"\nvehicles_per_hour = 100\nparams = {params}\n'
     path = write_scenario(tmp_path / "s.toml", tiny_net, demand=demand)
     code, out = _run(["run", str(path), "--out", str(tmp_path / "o")])
-    _assert_error(code, out, "s.toml", "demand", needle)
+    _assert_error(code, out, f"greenwave: error: {path}: field 'demand", needle)
 
 
 def test_invalid_ev_entry_is_named_once(tmp_path: Path, tiny_net: Path) -> None:

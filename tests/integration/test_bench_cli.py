@@ -148,7 +148,7 @@ def test_an_ev_that_cannot_be_planned_is_refused_before_running(tmp_path: Path) 
     out = tmp_path / "out"
     result = CliRunner().invoke(main, ["bench", str(suite), "--jobs", "1", "--out", str(out)])
     assert result.exit_code == 2, result.output
-    assert "suite.toml: scenario 'bad-grid': bad.toml: field 'ev[0]'" in result.output
+    assert f"suite.toml: scenario 'bad-grid': {scenario.resolve()}: field 'ev[0]'" in result.output
     assert "to edge 'no_such_edge' is not in network grid5.net.xml" in result.output
     assert not out.exists()
 
