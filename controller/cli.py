@@ -69,6 +69,11 @@ def _out_folder(out: Path, option: str = "--out", *, reusable: Callable[[Path], 
                                 "nothing next to your files; give a new folder (or a previous run's)")
         others = sorted(p.name for p in out.iterdir())
         if others and not reusable(out):
+            is_kind = {".greenwave-run": "run", ".greenwave-bench": "bench", "bench.json": "bench"}
+            other = next((is_kind[n] for n in others if n in is_kind and is_kind[n] != kind), None)
+            if other is not None:  # (not "other files" where they are greenwave's own)
+                raise ScenarioError(f"{option} '{out}' is a greenwave {other}'s folder, not a {kind}'s: give a new "
+                                    f"or empty folder, or a previous {kind}'s (it is replaced)")
             more = f" and {len(others) - 3} more" if len(others) > 3 else ""
             shown = ", ".join(f"'{n}'" for n in others[:3]) + more
             raise ScenarioError(f"{option} '{out}' has other files in it ({shown}) and is not a greenwave {kind}'s "

@@ -328,7 +328,18 @@ def test_output_folder_with_the_users_files_in_it_is_refused(tmp_path: Path, tin
         _assert_error(code, out, f"--out '{other}' has other files in it ('notes.txt')",
                       f"is not a greenwave {kind}'s folder")
     assert sorted(p.name for p in other.iterdir()) == ["notes.txt"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*before, "cfg", "other"])
+    # greenwave's own folders of the other kind are named as such (they were "other files")
+    ran, benched = tmp_path / "ran", tmp_path / "benched"
+    for folder, mark, made in ((ran, ".greenwave-run", "summary.json"), (benched, ".greenwave-bench", "bench.json")):
+        folder.mkdir()
+        (folder / mark).touch()
+        (folder / made).write_text("{}", encoding="utf-8")
+    code, out = _run(["bench", "benchmarks/ci.toml", "--out", str(ran)])
+    _assert_error(code, out, f"--out '{ran}' is a greenwave run's folder, not a bench's: give a new or empty folder")
+    code, out = _run(["run", str(path), "--out", str(benched)])
+    _assert_error(code, out, f"--out '{benched}' is a greenwave bench's folder, not a run's")
+    assert sorted(p.name for p in ran.iterdir()) == [".greenwave-run", "summary.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*before, "cfg", "other", "ran", "benched"])
 
 
 def test_an_id_given_to_one_ev_and_by_default_to_another_is_explained(tmp_path: Path, tiny_net: Path) -> None:
