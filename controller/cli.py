@@ -794,7 +794,7 @@ def serve(
 @main.command()
 @click.option("--status", is_flag=True, help="Only say whether a build of the current sources is in use.")
 def accel(status: bool) -> None:
-    """Compile the per-tick core (ETA, planner, transitions, controller) with mypyc, about twice
+    """Compile the per-tick core (ETA, planner, transitions, controller, EV progress) with mypyc, about twice
     as fast, into a cache folder keyed by the sources' hash: used from then on by every run, until
     a source changes. GREENWAVE_PURE=1 runs the Python files. Needs mypy and a C compiler."""
     from controller import core
@@ -805,9 +805,8 @@ def accel(status: bool) -> None:
         click.echo(f"core: {'compiled' if core.COMPILED else 'python'}; build of these sources: "
                    f"{where if compiled.built(where) else 'none'}")
         return
-    click.echo("compiling the core with mypyc (a minute or two) ...")
     try:
-        target = compiled.build()
+        target = compiled.build(lambda: click.echo("compiling the core with mypyc (a minute or two) ..."))
     except RuntimeError as e:
         click.echo(f"greenwave: error: {e}", err=True)
         sys.exit(2)

@@ -19,7 +19,7 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
-from collections.abc import MutableSequence
+from collections.abc import Callable, MutableSequence
 from pathlib import Path
 
 MODULES = ("eta", "planner", "greenwave", "transitions", "progress", "corridor", "snapshot", "states")
@@ -72,8 +72,9 @@ def install(package_path: MutableSequence[str]) -> bool:
     return True
 
 
-def build() -> Path:
-    """Compile :data:`MODULES` into :func:`build_dir` (nothing to do when it is there).
+def build(starting: Callable[[], None] = lambda: None) -> Path:
+    """Compile :data:`MODULES` into :func:`build_dir` (nothing to do when it is there; else
+    ``starting()`` first, once what the build needs is there).
 
     Raises RuntimeError naming what is missing (mypy, a C compiler) or what failed."""
     target = build_dir()
@@ -85,6 +86,7 @@ def build() -> Path:
         raise RuntimeError(
             "the compiled core needs mypy (with mypyc): pip install -e '.[accel]' in the greenwave checkout"
         ) from None
+    starting()
     with tempfile.TemporaryDirectory(prefix="greenwave-accel-") as tmp:
         work = Path(tmp)
         shutil.copytree(_PACKAGE, work / "controller", ignore=shutil.ignore_patterns("__pycache__", "*.so"))
