@@ -592,11 +592,13 @@ def run(
         # (an EV's table counts each crossing: a route through a junction twice counts it twice)
         twice = [e.ev_id for e in setup.evs if len({j.junction_id for j in e.corridor.junctions})
                  < len(e.corridor.junctions)]
+        # (an attached SUMO's own end, which ends the run where earlier, is read once attached)
+        their_end = " (or to the attached SUMO's own end, where earlier)" if address and not setup.end_given else ""
         console.print(
             f"greenwave: {setup.name}: {len(setup.evs)} EV(s), {len(junctions)} signalized junction(s) of "
             f"{len({j.tls_id for e in setup.evs for j in e.corridor.junctions})} traffic light(s) on their routes"
             f"{' (crossed more than once by ' + ', '.join(twice) + ')' if twice else ''}; "
-            f"simulating {setup.begin_s:g}-{setup.end_s:g} s with controller '{controller_name}' ...",
+            f"simulating {setup.begin_s:g}-{setup.end_s:g} s{their_end} with controller '{controller_name}' ...",
             highlight=False,
         )
         for note in setup_notes(setup, attached=address is not None):

@@ -223,6 +223,8 @@ def test_an_attached_sumo_with_an_end_of_its_own_ends_the_run_there(config: Path
         sumo.stop()
     summary = json.loads((tmp_path / "o" / "summary.json").read_text())
     assert summary["end"] == 150.0 and summary["evs"][0]["arrived"]
+    # (the first line, printed before attaching, said "simulating 0-300 s" alone)
+    assert "simulating 0-300 s (or to the attached SUMO's own end, where earlier)" in " ".join(result.output.split())
     assert summary["attached_notes"] == [f"attached: the SUMO at 127.0.0.1:{sumo.port} ends at 150 s (its end "
                                          "option), before 300 s: the run ends there"]
     assert max(float(t.get("arrival", "0")) for t in ET.parse(sumo.trips).getroot().iter("tripinfo")) <= 151.0
@@ -236,7 +238,7 @@ def test_an_attached_sumo_with_an_end_of_its_own_ends_the_run_there(config: Path
     finally:
         sumo.stop()
     summary = json.loads((tmp_path / "o2" / "summary.json").read_text())
-    assert summary["end"] == 200.0
+    assert summary["end"] == 200.0 and "own end" not in result.output
     assert summary["attached_notes"] == [f"attached: the SUMO at 127.0.0.1:{sumo.port} ends at 150 s (its end "
                                          "option); greenwave steps it to 200 s (--end)"]
     # an EV departing after that SUMO's end: refused, saying so
