@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import glob
+import json
 import math
 import os
 import shutil
@@ -159,9 +160,10 @@ class _PreviousRun:
     cannot be done safely: the folder holds one of the run's inputs (``inputs``, a configuration's
     own files included), it is or holds the working directory, or it cannot be renamed."""
 
-    def __init__(self, out: Path, inputs: Sequence[Path]) -> None:
+    def __init__(self, out: Path, inputs: Sequence[Path], source: Path) -> None:
         self.out, self.here = out, out.resolve()
         self.kept: Path | None = None
+        self._another_source(source)
         for left in sorted(self.here.parent.glob(f".{glob.escape(self.here.name)}.previous-*")):
             if not _alive(left.name.rpartition("-")[2]):  # (a run killed while preparing: SIGKILL, no memory)
                 click.echo(f"greenwave: note: '{left}' holds an earlier run of '{out}' that a run killed while "
@@ -182,6 +184,17 @@ class _PreviousRun:
                        "fails, it is lost", err=True)
             return
         self.kept = aside
+
+    def _another_source(self, source: Path) -> None:
+        """A note where the folder holds a run of another scenario or configuration (two of one
+        name share their default folder: a scenario file and a --sumocfg named alike)."""
+        try:
+            previous = json.loads((self.here / "summary.json").read_text(encoding="utf-8")).get("source")
+        except (OSError, ValueError, AttributeError):
+            return
+        if isinstance(previous, str) and previous and Path(previous).resolve() != source.resolve():
+            click.echo(f"greenwave: note: '{self.out}' holds a run of {previous}: this run of {source} replaces "
+                       "it once it simulates (give another --out to keep both)", err=True)
 
     def started(self) -> None:
         """The new run simulates: the previous run's outputs go, the user's own files come back
@@ -568,7 +581,7 @@ def run(
             _out_folder(out, reusable=is_run_folder, inputs=[sumocfg])
             _check_record(record, out)
             lock = hold_folder(out)
-            kept_run = _PreviousRun(out, _config_files([sumocfg]))
+            kept_run = _PreviousRun(out, _config_files([sumocfg]), sumocfg)
             setup = _prepared(out, lambda: prepare_sumocfg(sumocfg, specs, seed=seed, out_dir=out.resolve(),
                                                            end_s=end_s, bluelight=bluelight,
                                                            attached=address is not None, escorts=escorted))
@@ -583,7 +596,7 @@ def run(
                               reusable=is_run_folder, inputs=scenario_inputs)
             _check_record(record, out)
             lock = hold_folder(out)
-            kept_run = _PreviousRun(out, _config_files(scenario_inputs))
+            kept_run = _PreviousRun(out, _config_files(scenario_inputs), scenario)
             setup = _prepared(out, lambda: prepare_scenario(sc, seed=seed, out_dir=out.resolve(),
                                                             bluelight=bluelight))
         flags = {"detect_range_m": detect_range_m, "detect_eta_s": detect_eta_s}

@@ -161,9 +161,18 @@ def test_a_rerun_that_fails_before_it_simulates_keeps_the_previous_run(tmp_path:
     assert "NOPE" in unknown.output
     assert_kept(unknown)
     # a run that simulates replaces it, and leaves nothing set aside
-    s = run_ok(["run", "--sumocfg", str(cfg), "--ev", "left1A1,C1right1,20", "--out", str(out)])
+    again = CliRunner().invoke(main, ["run", "--sumocfg", str(cfg), "--ev", "left1A1,C1right1,20", "--out", str(out)])
+    assert again.exit_code == 0 and "holds a run of" not in again.output, again.output
+    s = json.loads((out / "summary.json").read_text())
     assert s["evs"][0]["depart"] == 20 and (out / "notes.txt").read_text() == "mine"
     assert sorted(p.name for p in out.parent.iterdir()) == ["o"]
+    # a run of another scenario or configuration into it says whose run it replaces (a scenario
+    # file and a --sumocfg named alike share their default folder)
+    other = write_scenario(tmp_path / "run.toml", tiny_net)
+    replaced = CliRunner().invoke(main, ["run", str(other), "--out", str(out)])
+    assert replaced.exit_code == 0, replaced.output
+    assert (f"greenwave: note: '{out}' holds a run of {cfg}: this run of {other} replaces it once it simulates"
+            in " ".join(replaced.output.split()))
 
 
 def test_a_run_into_a_folder_another_run_is_writing_into_is_refused(scenario: Path, tmp_path: Path) -> None:
