@@ -40,6 +40,9 @@ class CorridorJunction:
     distance_m: float  # from the start of the route's first edge to this stop line
     program_id: str = ""  # the program the phases refer to
     crossing_length_m: float = 0.0  # length of the crossing from this stop line onto exit_edge
+    # every phase of the program shows all link_indices protected green ('G'): the program never
+    # stops the EV here, and a preemption would only hold the other approaches red
+    never_red: bool = False
 
 
 @dataclass(frozen=True)
@@ -214,6 +217,7 @@ def _junction(
         distance_m=distance_m,
         program_id=program.program_id,
         crossing_length_m=crossing_length_m,
+        never_red=all(p.state[i] == "G" for p in program.phases for i in links),
     )
 
 

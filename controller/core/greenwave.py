@@ -444,6 +444,10 @@ class PreemptionController:
         upstream = 0.0  # vehicles queued at the signals between the EV and this one
         for eta in etas:
             j = junctions[eta.junction_index]
+            if j.never_red:
+                # nothing to switch (the queue it lets through does go on to the next signal: the
+                # progression chain runs on from the signal before it)
+                continue
             eta_s = eta.eta_s
             key = (ev_id, j.index)
             service = services[key]

@@ -420,6 +420,26 @@ def test_greenwave_ev_passes_on_green_and_signals_are_handed_back() -> None:
     assert r.safety() == []
 
 
+@pytest.mark.parametrize("mode", ["greenwave", "local"])
+def test_a_signal_that_never_stops_the_ev_is_not_preempted(mode: Literal["greenwave", "local"]) -> None:
+    # T2 shows the EV's link (0) protected green in every phase, its yellows and all-reds too: a
+    # preemption held its cross street red past the program's switch for nothing (NDS city)
+    t2 = program("T2", ("GGr", 25), ("Gyr", 3), ("Grr", 2), ("GrG", 25), ("Gry", 3), ("Grr", 2))
+    net = Network(NET.edges, NET.connections, {**NET.programs, "T2": t2}, NET.junction_types, source="hand.net.xml")
+    corridor = build_corridor(net, MAIN)
+    assert [j.never_red for j in corridor.junctions] == [False, True]
+    assert not build_corridor(NET, MAIN).junctions[1].never_red
+    ctrl = PreemptionController(net, [EvSetup("ev", "ambulance", corridor, DYN, 0.0)], ControllerConfig(mode=mode))
+    r = CtrlRig(ctrl, corridor, {"T1": FakeSignal(T1, 3, 60.0), "T2": FakeSignal(t2, 3, 80.0)})
+    while r.t < 120:
+        r.step(present=r.x < 800, arrived=r.x == 800)
+    assert r.progress["ev"].arrived_s == 80.0
+    assert r.first_command_s("T1") is not None and r.first_command_s("T2") is None
+    assert {rec.tls_id for rec in r.ctrl.planner.records()} == {"T1"}
+    assert all(q.tls_id == "T1" for _t, reqs in r.requests for q in reqs)
+    assert r.safety() == []
+
+
 def test_eta_log_records_predictions_and_tags_the_entry_tick() -> None:
     r = make_rig(ControllerConfig(progression=False))
     r.run_until(45)
