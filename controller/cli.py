@@ -347,6 +347,7 @@ def _fmt(x: object, digits: int = 1) -> str:
 
 def print_summary(summary: dict[str, Any], out_dir: Path, console: Console) -> None:
     from controller.report.load import ratio_to_free_flow
+    from controller.runtime.run import traffic_notes
 
     bluelight = " · EVs with SUMO's bluelight device (may pass red)" if summary.get("bluelight") else ""
     seed = summary["seed"] if summary["seed"] is not None else "random"  # (an attached SUMO run with --random)
@@ -372,10 +373,8 @@ def print_summary(summary: dict[str, Any], out_dir: Path, console: Console) -> N
     if attached:
         console.print(f"note: attached to the SUMO at {attached}: the other traffic, emergency braking and teleports "
                       "are in its own outputs, not measured here", highlight=False, markup=False)
-    elif not bg.get("trips"):
-        console.print(f"note: no other vehicle finished a trip between {summary['begin']:g} and "
-                      f"{summary['simulated_until']:g} s: other traffic is not measured (if your demand should "
-                      "run then, do its departures fall inside the simulated time?)", highlight=False, markup=False)
+    for note in traffic_notes(summary):
+        console.print(f"note: {note}", highlight=False, markup=False)
     console.print(
         (f"background: {bg['trips']} trips, mean time loss {_fmt(bg['mean_time_loss'])} s\n" if not attached else "")
         + f"safety: S1 {s['S1']}  S2 {s['S2']}  S3 {s['S3']}  S4 {s['S4']}  S5 {s['S5']}  ·  "

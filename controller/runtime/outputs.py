@@ -39,6 +39,7 @@ class SumoOutputs:
     teleports: int = 0  # SUMO's total, which counts the vehicles teleported after a collision too
     teleports_traffic: int = 0  # jam, yield and wrong-lane teleports: the others
     collision_list: tuple[Collision, ...] = field(default_factory=tuple)  # collisions.xml's
+    inserted: int | None = None  # vehicles SUMO inserted over the whole run (statistics.xml)
 
 
 PREEMPTED_COLLISION_AFTER_S = 30.0  # collisions_preempted: up to this long after the hand-back
@@ -66,6 +67,7 @@ def read_outputs(out_dir: Path) -> SumoOutputs:
             vtype=t.get("vType", ""),
         )
     stats = _parse(out_dir / "statistics.xml")
+    vehicles = stats.find("vehicles")
     safety = stats.find("safety")
     teleports = stats.find("teleports")
     collisions: list[Collision] = []
@@ -84,6 +86,7 @@ def read_outputs(out_dir: Path) -> SumoOutputs:
         teleports_traffic=sum(int(teleports.get(k, "0")) for k in ("jam", "yield", "wrongLane"))
         if teleports is not None else 0,
         collision_list=tuple(collisions),
+        inserted=int(vehicles.get("inserted", "0")) if vehicles is not None else None,
     )
 
 
@@ -131,6 +134,17 @@ def collisions_until(outputs: SumoOutputs, end_s: float) -> tuple[int, int]:
 def collisions_involving(collisions: Iterable[Collision], vehicle_ids: Collection[str]) -> int:
     """How many collisions had one of ``vehicle_ids`` (the EVs) as collider or victim."""
     return sum(1 for c in collisions if c.collider in vehicle_ids or c.victim in vehicle_ids)
+
+
+def unfinished(outputs: SumoOutputs, exclude: Collection[str], until_s: float, evs_inserted: int) -> int | None:
+    """How many other vehicles (not in ``exclude``, the ``evs_inserted`` EVs) SUMO had inserted
+    that had not arrived by ``until_s``: on the road then, or inserted after it (a run going on
+    for an EV) and not yet arrived at the run's end; None without SUMO's statistics."""
+    if outputs.inserted is None:
+        return None
+    done = sum(1 for vid, t in outputs.trips.items()
+               if vid not in exclude and (t.arrival_s <= until_s + 1e-9 or t.depart_s > until_s + 1e-9))
+    return max(0, outputs.inserted - evs_inserted - done)
 
 
 def background(outputs: SumoOutputs, exclude: Collection[str], until_s: float) -> tuple[int, float | None]:

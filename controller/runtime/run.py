@@ -45,6 +45,7 @@ from controller.runtime.outputs import (
     collisions_while_preempted,
     cross_streets,
     read_outputs,
+    unfinished,
 )
 from controller.runtime.pacing import Pacer
 from controller.runtime.setup import (
@@ -451,9 +452,11 @@ def run(
     ev_ids = {ev.ev_id for ev in setup.evs}
     bg_trips: int | None = None
     bg_loss: float | None = None
+    bg_unfinished: int | None = None
     if attach is None:
         outputs = read_outputs(out)
         bg_trips, bg_loss = background(outputs, ev_ids, end_s)
+        bg_unfinished = unfinished(outputs, ev_ids, end_s, sum(1 for p in progress.values() if p.depart_s is not None))
     else:
         outputs = attached_outputs(progress, sim.collision_log, setup.step_length_s)
     counts = monitor.counts()
@@ -525,11 +528,14 @@ def run(
         "background": {
             "trips": bg_trips,
             "mean_time_loss": None if bg_loss is None else round(bg_loss, 3),
+            # (other vehicles inserted that had not arrived by the end: not in the figures above)
+            "unfinished": bg_unfinished,
             # (bicycles, trams and buses count in the figures above: here apart)
             "by_class": background_by_class(
                 outputs, ev_ids, end_s, vtype_classes([*setup.inputs.route_files, *setup.inputs.additional_files])),
             "cross_streets": cross_streets(out),
-        } if measured else {"trips": None, "mean_time_loss": None, "by_class": None, "cross_streets": None,
+        } if measured else {"trips": None, "mean_time_loss": None, "unfinished": None, "by_class": None,
+                            "cross_streets": None,
                             "notes": "not measured: attached to a SUMO greenwave did not start, whose outputs are "
                                      "its own"},
         "eta": _eta_section(controller, progress),
@@ -593,6 +599,7 @@ def run(
                      "tick started against the wall clock; achieved_speed = simulated s per wall s of a paced run",
         },
     }
+    summary["notes"] = [*notes, *traffic_notes(summary)]
     eta_log = getattr(controller, "eta_log", None)
     eta_records = [
         (r.ev_id, r.junction_index, r.t_s, round(r.eta_s, 2), round(r.low_s, 2), round(r.high_s, 2), r.tag)
@@ -648,6 +655,24 @@ def check_attached(sim: SumoAdapter, setup: RunSetup, ev_types: Collection[str] 
         notes.append(f"{where} runs route files {', '.join(their_routes) or '(none)'}, {setup.source} names "
                      f"{', '.join(our_routes) or '(none)'}: its demand is its own")
     return notes
+
+
+def traffic_notes(summary: Mapping[str, Any]) -> list[str]:
+    """What the other traffic's figures leave out: no trip finished by the end, or most of the
+    vehicles inserted still on the road then (summary.json's ``notes`` has them; the console too)."""
+    bg = summary.get("background") or {}
+    trips, left = bg.get("trips"), bg.get("unfinished")
+    if trips is None:  # (attached: not measured, said apart)
+        return []
+    if not trips:
+        return [f"no other vehicle finished a trip between {summary['begin']:g} and {summary['end']:g} s: other "
+                "traffic is not measured (if your demand should run then, do its departures fall inside the "
+                "simulated time?)"]
+    if left is not None and left > trips:
+        return [f"other traffic is measured on the {trips} trips finished by the end ({summary['end']:g} s); "
+                f"{left} other vehicles inserted had not arrived by then and are left out, so the figures may not "
+                "show what the preemptions cost the traffic they held up (a later end measures more of it)"]
+    return []
 
 
 def attached_end(sim: SumoAdapter, setup: RunSetup) -> tuple[RunSetup, str | None]:

@@ -100,6 +100,23 @@ def test_a_run_no_other_vehicle_finished_a_trip_in_says_so(tmp_path: Path, tiny_
         assert result.exit_code == 0, result.output
         said = "note: no other vehicle finished a trip between" in result.output
         assert said == noted and ("background: 0 trips" in result.output) == noted, result.output
+        notes = json.loads((tmp_path / "o" / "summary.json").read_text())["notes"]  # (it was printed alone)
+        assert any(n.startswith(f"no other vehicle finished a trip between {begin} and ") for n in notes) == noted
+    # most of the vehicles inserted still on the road at the end: the figures leave them out, said
+    busy = tmp_path / "busy.rou.xml"
+    busy.write_text("<routes>" + "".join(f'<trip id="w{k}" depart="{k}" from="left1A1" to="C1right1"/>'
+                                         for k in range(30)) + "</routes>")
+    cfg.write_text(f'<configuration><input><net-file value="{tiny_net}"/><route-files value="{busy.name}"/>'
+                   '</input><time><begin value="0"/></time></configuration>')
+    result = CliRunner().invoke(main, ["run", "--sumocfg", str(cfg), "--ev", "left1A1,C1right1,10", "--end", "80",
+                                       "--out", str(tmp_path / "o")])
+    assert result.exit_code == 0, result.output
+    s = json.loads((tmp_path / "o" / "summary.json").read_text())
+    bg = s["background"]
+    assert 0 < bg["trips"] < bg["unfinished"] and bg["trips"] + bg["unfinished"] <= 30, bg
+    note = (f"other traffic is measured on the {bg['trips']} trips finished by the end (80 s); {bg['unfinished']} "
+            "other vehicles inserted had not arrived by then and are left out")
+    assert any(n.startswith(note) for n in s["notes"]) and note in " ".join(result.output.split()), s["notes"]
 
 
 def test_the_inputs_digest_does_not_depend_on_the_run_folders_name(tmp_path: Path, tiny_net: Path) -> None:
