@@ -508,11 +508,12 @@ def _ordinal(n: int) -> str:
 
 def _check_ids_free(route_files: Sequence[Path], ids: Sequence[str],
                     escorted: Mapping[str, RouteFileVehicle] | None = None,
-                    taken: Mapping[str, tuple[str, Path]] | None = None) -> None:
+                    taken: Mapping[str, tuple[str, Path]] | None = None, source: str | None = None) -> None:
     """An EV id that a vehicle of the route files has already: an error now, naming both, rather
     than SUMO refusing one of them during the run (``escorted``: the route files' own vehicles
     greenwave escorts, whose ids are theirs; ``taken``: :func:`route_file_ids` of the route
-    files, where read already)."""
+    files, where read already; ``source``: the scenario file the EVs come from, as errors name
+    it, the ids being its ``[[ev]]`` entries' in order; else they are --ev's)."""
     seen: set[str] = set()
     for n, ev_id in enumerate(ids, 1):
         if ev_id in seen:
@@ -522,12 +523,15 @@ def _check_ids_free(route_files: Sequence[Path], ids: Sequence[str],
             raise ScenarioError(f"EV id '{ev_id}' is given twice (the {_ordinal(n)} EV's; an EV given no id gets "
                                 f"'ev<n>', n its place in the list: give the EVs distinct ids)")
         seen.add(ev_id)
-    ids = [ev_id for ev_id in ids if not escorted or ev_id not in escorted]
-    if not ids:
+    entries = [(n, ev_id) for n, ev_id in enumerate(ids) if not escorted or ev_id not in escorted]
+    if not entries:
         return
     taken = route_file_ids(route_files) if taken is None else taken
-    for ev_id in ids:
+    for n, ev_id in entries:
         hit = id_in_routes(taken, ev_id)
+        if hit is not None and source is not None:
+            raise ScenarioError(f"{source}: field 'ev[{n}].id': {hit[1]} of {hit[0]} has it already: give the EV "
+                                "another id")
         if hit is not None:
             raise ScenarioError(
                 f"{hit[0]}: {hit[1]} is there already: give the EV another id (--ev FROM,TO,DEPART,TYPE,ID)")
@@ -612,7 +616,7 @@ def _finish(
     classes: dict[str, str] = {}
     # (vehicles may be defined in additional files too)
     taken = route_file_ids((*inputs.route_files, *inputs.additional_files), types=types, classes=classes)
-    _check_ids_free(inputs.route_files, [ev.id for ev in evs], escorted=own, taken=taken)
+    _check_ids_free(inputs.route_files, [ev.id for ev in evs], escorted=own, taken=taken, source=scenario_file)
     # the route files' emergency vehicles greenwave does not escort: a note says they run as other traffic
     emergency = tuple(vid for vid, vtype in types.items() if classes.get(vtype) == "emergency" and vid not in own)
     inputs_dir = out_dir / "inputs"
@@ -680,7 +684,8 @@ def check_scenario(scenario: Scenario) -> None:
     before any run)."""
     inputs = _scenario_inputs(scenario)
     escorted, evs = _scenario_escorts(scenario, inputs)
-    _check_ids_free(inputs.route_files, [ev.id for ev in evs], escorted={v.vehicle_id: v for v in escorted})
+    _check_ids_free(inputs.route_files, [ev.id for ev in evs], escorted={v.vehicle_id: v for v in escorted},
+                    source=scenario.shown)
     _plan_evs(load_network(inputs.net_file, inputs.additional_files), evs, scenario.shown,
               {v.vehicle_id: v.vclass for v in escorted})
 

@@ -626,6 +626,15 @@ def test_user_config_folder_is_left_untouched(tmp_path: Path, tiny_net: Path) ->
     s = run_ok(["run", "--sumocfg", str(user / "cars.sumocfg"), "--ev", "left1A1,C1right1,20,fire,amb-7",
                 "--out", str(tmp_path / "named")])
     assert [(e["id"], e["type"]) for e in s["evs"]] == [("amb-7", "fire")] and s["evs"][0]["arrival"] is not None
+    # in a scenario file: its [[ev]] entry is named (it was told of --ev's syntax)
+    scenario = user / "cars.toml"
+    scenario.write_text('name = "cars"\n[network]\nsumocfg = "cars.sumocfg"\n[simulation]\nend_s = 150\n'
+                        '[[ev]]\nid = "amb"\nfrom = "left1A1"\nto = "C1right1"\ndepart_s = 20\n'
+                        '[[ev]]\nid = "ev1"\nfrom = "left1A1"\nto = "C1right1"\ndepart_s = 30\n')
+    clash = CliRunner().invoke(main, ["run", str(scenario), "--out", str(tmp_path / "clash")])
+    said = " ".join(clash.output.split())
+    assert clash.exit_code == 2 and f"{scenario}: field 'ev[1].id': a trip 'ev1' of " in said, said
+    assert "cars.rou.xml has it already: give the EV another id" in said and "--ev" not in said
 
 
 def test_paced_run_follows_the_wall_clock_and_reports_jitter(scenario: Path, tmp_path: Path) -> None:
