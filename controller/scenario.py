@@ -43,6 +43,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from controller import MAX_TRIPS, MAX_WINDOW_S
 from controller.core.greenwave import ExclusiveService
 from controller.errors import ScenarioError
+from controller.sim.xmlroot import ADDITIONAL_ROOTS, CONFIG_ROOTS, NET_ROOTS, ROUTE_ROOTS, wrong_kind
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -389,16 +390,21 @@ def load_scenario(path: Path | str) -> Scenario:
         sumocfg=_resolve(base, net.sumocfg) if net.sumocfg else None,
     )
     demand = scenario.demand.model_copy(update={"routes": tuple(_resolve(base, r) for r in scenario.demand.routes)})
-    for field, files in (
-        ("network.net", [network.net] if network.net else []),
-        ("network.sumocfg", [network.sumocfg] if network.sumocfg else []),
-        ("network.additional", list(network.additional)),
-        ("demand.routes", list(demand.routes)),
+    for field, files, roots, what in (
+        ("network.net", [network.net] if network.net else [], NET_ROOTS, "a SUMO network"),
+        ("network.sumocfg", [network.sumocfg] if network.sumocfg else [], CONFIG_ROOTS, "a SUMO configuration"),
+        ("network.additional", list(network.additional), ADDITIONAL_ROOTS, "an additional file"),
+        ("demand.routes", list(demand.routes), ROUTE_ROOTS, "a route file"),
     ):
-        for f in files:
+        for k, f in enumerate(files):
+            named = field if field in ("network.net", "network.sumocfg") else f"{field}[{k}]"
             if f.is_dir():  # ('' resolves to the scenario's own folder)
-                raise ScenarioError(f"{path}: field '{field}': '{f}' is a folder, not a file")
+                raise ScenarioError(f"{path}: field '{named}': '{f}' is a folder, not a file")
             if not f.is_file():
-                raise ScenarioError(f"{path}: field '{field}': file '{f}' does not exist")
+                raise ScenarioError(f"{path}: field '{named}': file '{f}' does not exist")
+            # (a route file given as the net read as a network without the EV's edges, and a net
+            # given as a route file ran with no traffic, SUMO's warning in its log alone)
+            if problem := wrong_kind(f, roots, what):
+                raise ScenarioError(f"{path}: field '{named}': {problem}")
     return scenario.model_copy(update={"network": network, "demand": demand, "source": path.resolve(),
                                        "given_as": str(path)})

@@ -40,6 +40,7 @@ import sumolib
 
 from controller.core.network import Connection, Edge, Lane, Network, Phase, Program
 from controller.errors import NetworkError
+from controller.sim.xmlroot import NET_ROOTS, wrong_kind
 
 EMERGENCY = "emergency"
 _KEPT_FUNCTIONS = ("", "internal")
@@ -53,6 +54,8 @@ def load_network(net_file: Path, additional_files: Sequence[Path] = ()) -> Netwo
     """
     net_file = Path(net_file)
     _check_readable(net_file, "network file")
+    if problem := wrong_kind(net_file, NET_ROOTS, "a SUMO network"):
+        raise NetworkError(f"network file {net_file}: {problem}")
     for add in additional_files:
         _check_readable(Path(add), "additional file")
 

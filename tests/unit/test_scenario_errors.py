@@ -61,6 +61,22 @@ def test_a_misspelled_demand_level_is_refused(tmp_path: Path) -> None:
                               "'real' or 'synthetic'")
 
 
+def test_a_file_of_the_wrong_kind_is_named(tmp_path: Path) -> None:
+    # a route file given as the net was read as a network without the EV's edges ("edge ... is not
+    # in network x.rou.xml"); a net given as a route file ran with no traffic, said in SUMO's log alone
+    routes = tmp_path / "r.rou.xml"
+    routes.write_text('<routes><trip id="t" depart="0" from="a" to="b"/></routes>')
+    net = GRID.parent.parent / "networks" / "grid5" / "grid5.net.xml"
+    path = _scenario(tmp_path, (f'net = "{net}"', f'net = "{routes}"'))
+    assert _message(path) == (f"{path}: field 'network.net': 'r.rou.xml' is a route file (its root element is "
+                              "<routes>, a SUMO network's is <net>)")
+    path = _scenario(tmp_path, ("[simulation]", f'routes = ["{routes}", "{net}"]\n\n[simulation]'),
+                     ('generator = "random_trips"\n', ""), ("vehicles_per_hour = 5400\n", ""),
+                     ("params = { through_share = 0.6 }\n", ""))
+    assert _message(path) == (f"{path}: field 'demand.routes[1]': 'grid5.net.xml' is a SUMO network (its root "
+                              "element is <net>, a route file's is <routes>)")
+
+
 def test_several_mistakes_are_listed_up_to_three(tmp_path: Path) -> None:
     path = _scenario(tmp_path, ("depart_s = 600", "depart = 600"), ("vehicles_per_hour", "vehicles_per_hr"),
                      ('type = "ambulance"', 'type = "tank"'))
