@@ -488,7 +488,7 @@ def scenario_verdict(rows: Sequence[Mapping[str, Any]], scenario: str) -> dict[s
     gap = gw["gap_closed"]
     if gap is None:
         if none is None or oracle_row is None:
-            why = "needs none and oracle"
+            why = "needs " + " and ".join(n for n, row in (("none", none), ("oracle", oracle_row)) if row is None)
         elif not set(gw["seeds"]) & set(none["seeds"]) & set(oracle_row["seeds"]):
             why = "no seed completed under greenwave, none and the oracle alike"
         else:

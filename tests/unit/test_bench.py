@@ -963,6 +963,9 @@ def test_the_gap_verdict_says_why_it_has_no_figure() -> None:
     assert _detail(_verdict(results), "gap") == "n/a (no seed completed under greenwave, none and the oracle alike)"
     assert _detail(_verdict(results), "delay") == "n/a (no seed, or no arrived EV, common to greenwave and the oracle)"
     assert _detail(_verdict(results[2:]), "gap") == "n/a (needs none and oracle)"
+    # one of them run: the other named alone (it said "needs none and oracle" with none run)
+    assert _detail(_verdict([results[0], results[2]]), "gap") == "n/a (needs oracle)"
+    assert _detail(_verdict(results[1:]), "gap") == "n/a (needs none)"
 
 
 def test_a_baseline_saved_with_a_byte_order_mark_is_read(tmp_path: Path) -> None:
