@@ -111,11 +111,11 @@ class SignalTiming:
         """How much longer than ``remaining_s`` the program's ``phase``, restored at ``t_s``
         (shown from ``t_s + dt_s``), must run so that every link red now stays red for its pair
         clearance before each green the program then starts (its phases at their shortest: an
-        actuated one may end them at minDur); 0 where none is owed. The program's own
-        transitions keep the clearances between its phases, but not from a red the preemption
-        began: a hand-back into the middle of a joined signal's red would cut it."""
-        if self.max_clearance_s <= self.clearance_s:  # (no pair clearance: the program's own switches keep it)
-            return 0.0
+        actuated one may end them at minDur), its own next green included; 0 where none is
+        owed. The program's own transitions keep the clearances between its phases, but not
+        from a red the preemption began: a hand-back into the middle of a joined signal's red
+        would cut it, and so would one into a short phase before the one that greens again
+        what the exit has just turned red."""
         phases = self.program.phases
         n = len(phases)
         onsets: dict[int, float] = {}  # link -> seconds after the restore shows when the program greens it
@@ -129,12 +129,13 @@ class SignalTiming:
             before = ph.state
         short = 0.0
         for m, row in enumerate(self.pair_clearance_s):
-            if not row or clock.classes[m] != RED:
+            if clock.classes[m] != RED:
                 continue
             red_s = t_s + dt_s - clock.since_s[m]  # when the restore shows
-            for link, need in row.items():
-                if link in onsets:
-                    short = max(short, need - (red_s + onsets[link]))
+            if red_s >= self.max_clearance_s:
+                continue
+            for link, at in onsets.items():  # (as a switch of the preemption's own would wait)
+                short = max(short, row.get(link, self.clearance_s) - (red_s + at))
         return short if short > EPS_S else 0.0
 
     @property

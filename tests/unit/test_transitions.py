@@ -101,7 +101,17 @@ def test_a_restore_into_a_joined_signals_red_is_told_the_clearance_it_still_owes
     assert timing.restore_shortfall_s(clock, 2, 2.0, 34.0, 1.0) == 1.0
     assert timing.restore_shortfall_s(clock, 2, 4.0, 34.0, 1.0) == 0.0
     assert timing.restore_shortfall_s(clock, 2, 2.0, 36.0, 1.0) == 0.0  # (2 s later: red long enough)
-    assert SignalTiming.from_program(PROG).restore_shortfall_s(clock, 2, 0.0, 34.0, 1.0) == 0.0  # (no pairs)
+    # a program with no pair clearance: the red the exit began still owes the program's all-red
+    # (2 s) before the program greens it again; re-entering the all-red phase 5 with 0.5 s left,
+    # C and D (red from 34) would be green 1.5 s after their red, to them and to A
+    timing = SignalTiming.from_program(PROG)
+    clock = DisplayClock(4)
+    clock.observe(0.0, "rrGg")
+    clock.observe(30.0, "rryy")
+    clock.observe(34.0, "rrrr")
+    assert timing.restore_shortfall_s(clock, 5, 0.5, 34.0, 1.0) == 0.5  # (it was 0: "no pairs")
+    assert timing.restore_shortfall_s(clock, 5, 1.0, 34.0, 1.0) == 0.0
+    assert timing.restore_shortfall_s(clock, 5, 0.5, 60.0, 1.0) == 0.0  # (red long since)
 
 
 def test_explicit_min_dur_sets_minimum_green() -> None:
