@@ -629,6 +629,12 @@ class SafetyMonitor:
             if watch is not None:
                 self.violations.extend(watch.observe(t_s, state, program_id))
 
+    def watch(self, tls_id: str, program: Program) -> None:
+        """Watch one more signal from now on (an EV re-routed onto it, an escort dispatched);
+        one watched already goes on as it was."""
+        if tls_id not in self.watches:
+            self.watches[tls_id] = SignalWatch(program, self.config, tls_id)
+
     def pause(self, tls_id: str) -> None:
         """Stop watching a signal for a while (it runs its own program and no EV needs it): its
         history is dropped, so that when it is observed again the checks start afresh rather

@@ -365,7 +365,7 @@ def run(
             for ev_id, p in progress.items():
                 vehicle = snap.vehicles.get(ev_id)
                 if route_changed(sim, ev_id, vehicle, p, route_check):
-                    _reroute(sim, controller, setup, progress, watch, ev_id, snap.t_s, note)
+                    _reroute(sim, controller, setup, progress, watch, monitor, ev_id, snap.t_s, note)
                 was_done = p.done
                 progress[ev_id].update(snap.t_s, vehicle, arrived=ev_id in arrived)
                 if progress[ev_id].done and not was_done:
@@ -812,6 +812,7 @@ def _reroute(
     setup: RunSetup,
     progress: dict[str, EvProgress],
     watch: CorridorWatch,
+    monitor: SafetyMonitor,
     ev_id: str,
     t_s: float,
     on_note: Callable[[str], None] | None = None,
@@ -829,6 +830,8 @@ def _reroute(
         on_note(f"EV '{ev_id}' was re-routed by SUMO at {t_s:g} s onto a way with a signal greenwave cannot "
                 f"serve, left to its program: {unservable[0]}")
     progress[ev_id] = progress[ev_id].rerouted(corridor)
+    for tls in corridor.tls_ids():  # (the signals of the new way are judged too: they were not)
+        monitor.watch(tls, setup.network.programs[tls])
     watch.activate(ev_id, corridor, t_s, _free_flow_clock(setup, corridor) if _plans_ahead(controller) else None)
     reroute = getattr(controller, "reroute", None)
     if reroute is not None:

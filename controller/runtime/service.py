@@ -41,7 +41,7 @@ from controller.core.greenwave import NOT_INSERTED, PRIORITY, VANISHED, EvSetup,
 from controller.core.network import Network
 from controller.core.progress import EvProgress
 from controller.core.routing import reachable_from, validate_route
-from controller.core.safety import SafetyConfig, SafetyMonitor, SignalWatch
+from controller.core.safety import SafetyConfig, SafetyMonitor
 from controller.core.snapshot import Snapshot, VehicleState
 from controller.errors import CorridorError, GreenwaveError, RequestError, RouteError, ScenarioError, SimulationError
 from controller.runtime.audit import AuditLog
@@ -685,8 +685,7 @@ class SimService:
         assert self._reading is not None
         self._reading.activate(key, corridor, t_s)
         for tls in corridor.tls_ids():
-            if tls not in self._monitor.watches:
-                self._monitor.watches[tls] = SignalWatch(self.network.programs[tls], self._monitor.config, tls)
+            self._monitor.watch(tls, self.network.programs[tls])
 
     def _track_stages(self, t_s: float) -> None:
         """Events and audit rows for every change of a signal's preemption stage, and of the

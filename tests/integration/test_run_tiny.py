@@ -774,8 +774,8 @@ def test_an_ev_goes_round_a_movement_no_phase_serves_and_is_told_so(tmp_path: Pa
     assert refused.exit_code == 2 and "g.toml: field 'ev[0]': EV 'amb'" in said and "'A1B1' to 'B1B2'" in said, said
 
 
-def test_an_ev_sumo_re_routes_through_a_movement_no_phase_serves_goes_on_with_a_note(tmp_path: Path,
-                                                                                     tiny_net: Path) -> None:
+def test_an_ev_sumo_re_routes_through_a_movement_no_phase_serves_goes_on_with_a_note(
+        tmp_path: Path, tiny_net: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # SUMO's rerouter sends the EV, routed round B1's red left turn, back through it: the run
     # stopped with that error (exit 2, every EV's results lost); now the signal is left to its
     # program and the run goes on
@@ -789,6 +789,16 @@ def test_an_ev_sumo_re_routes_through_a_movement_no_phase_serves_goes_on_with_a_
                         '<destProbReroute id="C2right2" probability="1"/></interval></rerouter></additional>')
     scenario = write_scenario(tmp_path / "s.toml", net, ev='from = "left1A1"\nto = "B2top1"',
                               additional=f'["{rerouter}"]')
+    from controller.core.safety import SafetyMonitor
+
+    judged: set[str] = set()  # the signals the independent monitor judged, read by a spy
+    observe = SafetyMonitor.observe
+
+    def spy(self: SafetyMonitor, t_s: float, states: Any) -> None:
+        judged.update(tls for tls in states if tls in self.watches)
+        observe(self, t_s, states)
+
+    monkeypatch.setattr(SafetyMonitor, "observe", spy)
     result = CliRunner().invoke(main, ["run", str(scenario), "--out", str(tmp_path / "o")])
     assert result.exit_code == 0, result.output
     said = " ".join(result.output.split())
@@ -797,6 +807,9 @@ def test_an_ev_sumo_re_routes_through_a_movement_no_phase_serves_goes_on_with_a_
     ev = summary["evs"][0]
     assert ev["arrived"] and ev["reroutes"] == 2 and "B1" not in ev["tls"] and "C2" in ev["tls"]
     assert all(summary["safety"][rule] == 0 for rule in ("S1", "S2", "S3", "S4", "S5"))
+    # the monitor judged the signals of the ways SUMO gave it too (it judged the planned route's
+    # alone: a violation at C2 went unseen), every signal read
+    assert "C2" in judged and len(judged) == summary["safety"]["watched_signals"], judged
     # summary.json keeps both notes, the setup's (routed round B1) and the run's, in that order
     heads = ("EV 'amb' does not take the fastest route: ", "EV 'amb' was re-routed by SUMO at ")
     # (and, the scenario having no demand, that no other vehicle finished a trip)
