@@ -398,12 +398,23 @@ def run(
         gc.disable()
         gc.freeze()
         ticks = 0
+        # Ctrl-C or SIGTERM with an attached SUMO: it goes on (other clients, or its own end) with
+        # the signals as greenwave leaves them, so they are handed back through the safe
+        # transitions below first (a bare switch back to the program cut greens with no yellow);
+        # a second one leaves at once. SUMO greenwave started ends with the run: nothing to keep.
+        interrupted: KeyboardInterrupt | None = None
         try:
             while not (
                 t >= end_s - 1e-9
                 and (all(p.done for p in progress.values()) or t >= end_s + MAX_EXTENSION_S)
             ):
-                boundary.check()
+                try:
+                    boundary.check()
+                except KeyboardInterrupt as e:
+                    if attach is None:
+                        raise
+                    interrupted = e
+                    break
                 if pacer is not None:
                     timing.jitter_ms.append(pacer.wait(t - setup.begin_s))
                 snap = sim.step()
@@ -430,6 +441,8 @@ def run(
             boundary.check()
             control_tick(snap, sim.last_read_ms)
             snap = sim.step()
+        if interrupted is not None:  # (handed back: the run ends as interrupted, no summary)
+            raise interrupted
         monitor.observe(snap.t_s, {s.tls_id: (s.state, s.program_id) for s in snap.signals.values()})
         monitor.finish(snap.t_s)
         last_t = snap.t_s

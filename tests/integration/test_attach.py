@@ -191,6 +191,61 @@ def test_an_interrupted_attached_run_hands_back_and_lets_the_sumo_end_cleanly(tm
         sumo.stop()
 
 
+def test_an_attached_run_interrupted_mid_preemption_hands_back_through_yellow_and_red(tmp_path: Path,
+                                                                                     tiny_net: Path) -> None:
+    # a SUMO with another client goes on after greenwave leaves: an interrupted run switched its
+    # signals straight back to their programs, greens cut with no yellow (a safety review's S1);
+    # the other client's view of the signals, judged by the independent monitor, must be clean
+    import threading
+
+    import traci
+
+    from controller.core.safety import SafetyConfig, SafetyMonitor
+    from controller.sim.netload import load_network
+
+    cfg = user_config(tmp_path, tiny_net, "two", '<flow id="f" begin="0" end="300" vehsPerHour="400" '
+                      'from="left1A1" to="C1right1"/>', 300)
+    sumo = UserSumo(cfg, "--num-clients", "2")
+    seen: list[tuple[float, dict[str, tuple[str, str]]]] = []
+
+    def other_client() -> None:
+        conn = traci.connect(sumo.port, numRetries=60, label="other-client")
+        conn.setOrder(2)
+        try:
+            while True:
+                conn.simulationStep()
+                if conn.simulation.getTime() >= 300:  # (SUMO steps past its end while a client asks)
+                    break
+                tls = conn.trafficlight
+                seen.append((conn.simulation.getTime(), {i: (tls.getRedYellowGreenState(i), tls.getProgram(i))
+                                                         for i in tls.getIDList()}))
+        except traci.exceptions.FatalTraCIError:
+            pass  # SUMO's end
+        finally:
+            conn.close(wait=False)
+
+    watcher = threading.Thread(target=other_client, daemon=True)
+    watcher.start()
+    try:
+        code, output = interrupt_mid_run(["run", "--sumocfg", str(cfg), "--ev", EV, "--attach",
+                                          str(sumo.port), "--speed", "20", "--out", str(tmp_path / "o")],
+                                         signal.SIGINT, REPO)  # (at 75 s: the EV, departed at 60 s, on its way)
+        assert code == 130 and "Traceback" not in output, output
+        watcher.join(timeout=120)
+        assert sumo.wait() == 0
+    finally:
+        sumo.stop()
+    assert seen and seen[-1][0] >= 299, seen[-1:]  # the other client stepped SUMO on to its end
+    network = load_network(tiny_net)
+    monitor = SafetyMonitor(network.programs, SafetyConfig())
+    for t, states in seen:
+        monitor.observe(t, states)
+    monitor.finish(seen[-1][0])
+    preempted = {t for t, states in seen for tls, (_s, program) in states.items() if program != "0"}
+    assert preempted and min(preempted) < 75.0 < max(preempted), "no signal was preempted at the interrupt"
+    assert monitor.violations == [], monitor.violations
+
+
 def _refused_by(config: Path, tmp_path: Path, *sumo_options: str, host: str = "127.0.0.1") -> str:
     """Attach ``run`` to a SUMO started with ``sumo_options``, which must be refused (exit 2, no
     traceback) and end that SUMO cleanly: the output, on one line, with ``{port}`` for its port."""
