@@ -30,6 +30,7 @@ the next command takes effect.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -81,9 +82,13 @@ class SignalTiming:
         for i in range(n):
             seq = [classes[p][i] for p in range(n_ph)]
             yellow.append(max([*_runs(seq, phases, YELLOW, use_min_dur=False), default_yellow_s]))
-            # the shortest green run counted with explicit minDur only (0 where none is given)
+            # the shortest green run counted with explicit minDur only (0 where none is given),
+            # at most the shortest counted with the durations (SUMO takes a minDur over the
+            # duration silently; the monitor caps it so, and a longer one held preemptions on)
             green_min_runs = _runs(seq, phases, GREEN, use_min_dur=True)
-            min_green.append(max(min(green_min_runs, default=0.0), min_green_floor_s))
+            green_runs = _runs(seq, phases, GREEN, use_min_dur=False)
+            shortest = min(min(green_min_runs, default=0.0), min(green_runs, default=math.inf))
+            min_green.append(max(shortest, min_green_floor_s))
         clearance = max(_all_red_runs(classes, phases), default=0.0)
         pairs = _pair_clearances(classes, phases, clearance)
         longest = max((c for row in pairs for c in row.values()), default=clearance)  # (each pair's > clearance)

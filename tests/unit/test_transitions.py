@@ -119,6 +119,11 @@ def test_explicit_min_dur_sets_minimum_green() -> None:
     t = SignalTiming.from_program(Program("K", "0", "actuated", 0.0, phases))
     assert t.min_green_s == (12.0, 8.0)
     assert t.clearance_s == 0.0
+    # a minDur over the phase's duration (SUMO takes it silently): at most the duration, as the
+    # monitor counts it (the planner held a green 30 s where the program runs it 10 s: S5 on)
+    phases = (Phase("Gr", 10, 30, 60), Phase("yr", 3, 3, 3), Phase("rG", 4, 8, 60), Phase("ry", 3, 3, 3))
+    t = SignalTiming.from_program(Program("K", "0", "actuated", 0.0, phases))
+    assert t.min_green_s == (10.0, 5.0)  # (the 5 s floor above a 4 s green)
 
 
 def _drive(start: str, since: float, target: str, t0: float, ticks: int,
