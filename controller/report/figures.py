@@ -159,7 +159,8 @@ def _junction_axis(ax: Axes, leg: Leg, fig: Figure) -> None:
             right.annotate("", xy=(1.0, y), xycoords=right.get_yaxis_transform(), xytext=(1.0, at), textcoords=lead,
                            arrowprops={"arrowstyle": "-", "lw": 0.5, "color": "#888888", "shrinkA": 0, "shrinkB": 0},
                            annotation_clip=False)
-    right.set_ylabel("signalized junction on the route (traffic light id, #order)")
+    # (room between the axis title and the labels: the longest touched it)
+    right.set_ylabel("signalized junction on the route (traffic light id, #order)", labelpad=10.0)
 
 
 def _step_s(run: RunData) -> float:
