@@ -633,7 +633,10 @@ def run(
         _fail(e)
     except KeyboardInterrupt as e:
         what = "terminated" if isinstance(e, Terminated) else "interrupted"
-        click.echo(f"greenwave: {what}; signals handed back, SUMO closed, no summary written", err=True)
+        handed = ("signals switched straight back to their programs (the hand-back through yellow and red "
+                  "clearance was cut short by a second signal)" if getattr(e, "hand_back_cut", False)
+                  else "signals handed back")
+        click.echo(f"greenwave: {what}; {handed}, SUMO closed, no summary written", err=True)
         sys.exit(143 if isinstance(e, Terminated) else 130)
     finally:
         if main_thread:

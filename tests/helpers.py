@@ -32,12 +32,15 @@ def write_scenario(path: Path, net: Path, *, ev: str = 'from = "left1A1"\nto = "
     return path
 
 
-def interrupt_mid_run(args: list[str], sig: int, cwd: Path, *, after: str = "25% simulated") -> tuple[int, str]:
+def interrupt_mid_run(args: list[str], sig: int, cwd: Path, *, after: str = "25% simulated",
+                      again_after_s: float | None = None) -> tuple[int, str]:
     """``greenwave ARGS`` as a process of its own, sent ``sig`` once it has printed ``after`` (a
-    progress line: SUMO busy stepping); its exit code and output (stdout and stderr)."""
+    progress line: SUMO busy stepping), and again ``again_after_s`` later if given; its exit code
+    and output (stdout and stderr)."""
     import os
     import subprocess
     import sys
+    import time
 
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "controller", *args], cwd=cwd, env=env, text=True,
@@ -48,6 +51,9 @@ def interrupt_mid_run(args: list[str], sig: int, cwd: Path, *, after: str = "25%
         said.append(line)
         if after in line:
             proc.send_signal(sig)
+            if again_after_s is not None:
+                time.sleep(again_after_s)
+                proc.send_signal(sig)
             break
     try:
         rest, _ = proc.communicate(timeout=120)

@@ -6,43 +6,56 @@ hand-back that follows read the rest of the old answer as its own (``struct.erro
 for ever, and SUMO crashed. :class:`StepBoundary` defers the first SIGINT or SIGTERM to the next
 :meth:`StepBoundary.check` (the run calls it before each step) or to its end, and re-delivers it
 there to the handler that was in place, so that what the caller does on Ctrl-C still happens,
-at a point where every exchange is complete. A second signal is delivered at once: a SUMO that
-does not answer can still be left.
+at a point where every exchange is complete. Another signal while one is held is held too (a
+double Ctrl-C; :attr:`StepBoundary.repeated` tells the caller), unless the first has waited for
+``patience_s`` already: then it is delivered at once, so that a SUMO that does not answer can
+still be left.
 """
 
 from __future__ import annotations
 
 import signal
 import threading
+import time
 from types import FrameType, TracebackType
 from typing import Any
 
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
+PATIENCE_S = 5.0  # a step, and a paced run's wait before it, take less than this
 
 
 class StepBoundary:
     """``with StepBoundary() as boundary: ... boundary.arm() ... boundary.check() ...``: armed
-    (from the main thread only: signal handlers can be set there alone), the first SIGINT or
-    SIGTERM is held until ``check()`` or the block's end."""
+    (from the main thread only: signal handlers can be set there alone), a SIGINT or SIGTERM is
+    held until ``check()`` or the block's end; ``repeated``: another came while it was held."""
 
-    def __init__(self) -> None:
+    def __init__(self, patience_s: float = PATIENCE_S) -> None:
+        self.patience_s = patience_s
         self.pending: int | None = None
+        self.repeated = False
+        self._held_at = 0.0
         self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> StepBoundary:
         return self
 
     def arm(self) -> None:
+        """Hold the signals from now (again, after one was delivered: ``repeated`` is reset)."""
         if self._previous or threading.current_thread() is not threading.main_thread():
             return
+        self.repeated = False
         for sig in _SIGNALS:
             self._previous[sig] = signal.signal(sig, self._hold)
 
     def _hold(self, signum: int, frame: FrameType | None) -> None:
         if self.pending is None:
             self.pending = signum
+            self._held_at = time.monotonic()
             return
-        self._deliver(signum, frame)  # a second one: at once
+        if time.monotonic() - self._held_at < self.patience_s:
+            self.repeated = True  # (delivered with the first, at the check)
+            return
+        self._deliver(signum, frame)  # the step the first waits for does not end: at once
 
     def check(self) -> None:
         """Deliver a signal held since the last check (raising what its handler raises)."""

@@ -401,7 +401,9 @@ def run(
         # Ctrl-C or SIGTERM with an attached SUMO: it goes on (other clients, or its own end) with
         # the signals as greenwave leaves them, so they are handed back through the safe
         # transitions below first (a bare switch back to the program cut greens with no yellow);
-        # a second one leaves at once. SUMO greenwave started ends with the run: nothing to keep.
+        # a second one, held to a step boundary too (at once, it cut a TraCI exchange and the
+        # hand-back after it failed or hung), ends that: the signals are switched straight back.
+        # SUMO greenwave started ends with the run: nothing to keep.
         interrupted: KeyboardInterrupt | None = None
         try:
             while not (
@@ -413,7 +415,11 @@ def run(
                 except KeyboardInterrupt as e:
                     if attach is None:
                         raise
+                    if boundary.repeated:  # (a double Ctrl-C: no hand-back through the transitions)
+                        e.hand_back_cut = True  # type: ignore[attr-defined]
+                        raise
                     interrupted = e
+                    boundary.arm()
                     break
                 if pacer is not None:
                     timing.jitter_ms.append(pacer.wait(t - setup.begin_s))
@@ -438,7 +444,16 @@ def run(
         drain_until = t + DRAIN_LIMIT_S
         snap = sim.step()
         while getattr(controller, "busy", False) and snap.t_s < drain_until:
-            boundary.check()
+            try:
+                boundary.check()
+            except KeyboardInterrupt as e:
+                if attach is None:
+                    raise
+                if interrupted is not None or boundary.repeated:  # a second: the adapter switches them straight back
+                    e.hand_back_cut = True  # type: ignore[attr-defined]
+                    raise
+                interrupted = e  # (the first, in the hand-back at the run's end: it goes on)
+                boundary.arm()
             control_tick(snap, sim.last_read_ms)
             snap = sim.step()
         if interrupted is not None:  # (handed back: the run ends as interrupted, no summary)

@@ -22,6 +22,7 @@ import itertools
 import os
 import re
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -87,6 +88,7 @@ ATTACH_ORDER = 1  # greenwave's client order at an attached SUMO serving several
 # seconds an attached SUMO may take to answer greenwave's first command: one started with
 # --num-clients N answers none until all N have connected
 FIRST_ANSWER_S = 60.0
+RESTORE_ANSWER_S = 10.0  # seconds SUMO may take to answer a hand-back as greenwave closes (it answers at once)
 CLOSE_WAIT_S = 30.0  # seconds SUMO (its own, over TraCI) may take to end once closed: it writes its outputs
 # SUMO's defaults for vClass "emergency" that a type made by TraCI does not take from its class
 # (Vehicle_Type_Parameter_Defaults; the dynamics, Krauss's, are the passenger car's already)
@@ -442,6 +444,10 @@ class SumoAdapter:
         if self._api is None:
             return
         try:
+            sock = getattr(self._api, "_socket", None)  # (over TraCI: a connection cut mid-message by a
+            if sock is not None:                          # third Ctrl-C may never answer again)
+                with contextlib.suppress(OSError):
+                    sock.settimeout(RESTORE_ANSWER_S)
             self.restore_all()
         finally:
             with contextlib.suppress(*SUMO_ERRORS, OSError):  # SUMO may already be gone; don't mask the cause
@@ -866,6 +872,13 @@ class SumoAdapter:
                 restored.append(tls_id)
             except SUMO_ERRORS:  # keep restoring the others
                 continue
+            except (OSError, struct.error, KeyError, ValueError, IndexError):
+                # over TraCI, a connection cut inside an exchange (a signal delivered at once, SUMO
+                # killed): its answers are no longer read right, and the others would fare no better
+                left = sorted(set(self._original_program) - set(restored))
+                print(f"greenwave: the connection to SUMO broke while handing the signals back; left switched "
+                      f"away from their programs: {', '.join(left)}", file=sys.stderr)
+                break
         self._original_program.clear()
         return restored
 

@@ -7,6 +7,7 @@ import json
 import signal
 import subprocess
 import sys
+import threading
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
@@ -191,22 +192,13 @@ def test_an_interrupted_attached_run_hands_back_and_lets_the_sumo_end_cleanly(tm
         sumo.stop()
 
 
-def test_an_attached_run_interrupted_mid_preemption_hands_back_through_yellow_and_red(tmp_path: Path,
-                                                                                     tiny_net: Path) -> None:
-    # a SUMO with another client goes on after greenwave leaves: an interrupted run switched its
-    # signals straight back to their programs, greens cut with no yellow (a safety review's S1);
-    # the other client's view of the signals, judged by the independent monitor, must be clean
-    import threading
+Seen = list[tuple[float, dict[str, tuple[str, str]]]]  # (time, every signal's state and program)
 
+
+def _watched_by_another_client(sumo: UserSumo, seen: Seen) -> threading.Thread:
+    """A second client of ``sumo`` (order 2), stepping it to its end and putting what every signal
+    shows (state, program) after each step in ``seen``: its thread, started."""
     import traci
-
-    from controller.core.safety import SafetyConfig, SafetyMonitor
-    from controller.sim.netload import load_network
-
-    cfg = user_config(tmp_path, tiny_net, "two", '<flow id="f" begin="0" end="300" vehsPerHour="400" '
-                      'from="left1A1" to="C1right1"/>', 300)
-    sumo = UserSumo(cfg, "--num-clients", "2")
-    seen: list[tuple[float, dict[str, tuple[str, str]]]] = []
 
     def other_client() -> None:
         conn = traci.connect(sumo.port, numRetries=60, label="other-client")
@@ -226,6 +218,22 @@ def test_an_attached_run_interrupted_mid_preemption_hands_back_through_yellow_an
 
     watcher = threading.Thread(target=other_client, daemon=True)
     watcher.start()
+    return watcher
+
+
+def test_an_attached_run_interrupted_mid_preemption_hands_back_through_yellow_and_red(tmp_path: Path,
+                                                                                     tiny_net: Path) -> None:
+    # a SUMO with another client goes on after greenwave leaves: an interrupted run switched its
+    # signals straight back to their programs, greens cut with no yellow (a safety review's S1);
+    # the other client's view of the signals, judged by the independent monitor, must be clean
+    from controller.core.safety import SafetyConfig, SafetyMonitor
+    from controller.sim.netload import load_network
+
+    cfg = user_config(tmp_path, tiny_net, "two", '<flow id="f" begin="0" end="300" vehsPerHour="400" '
+                      'from="left1A1" to="C1right1"/>', 300)
+    sumo = UserSumo(cfg, "--num-clients", "2")
+    seen: Seen = []
+    watcher = _watched_by_another_client(sumo, seen)
     try:
         code, output = interrupt_mid_run(["run", "--sumocfg", str(cfg), "--ev", EV, "--attach",
                                           str(sumo.port), "--speed", "20", "--out", str(tmp_path / "o")],
@@ -244,6 +252,35 @@ def test_an_attached_run_interrupted_mid_preemption_hands_back_through_yellow_an
     preempted = {t for t, states in seen for tls, (_s, program) in states.items() if program != "0"}
     assert preempted and min(preempted) < 75.0 < max(preempted), "no signal was preempted at the interrupt"
     assert monitor.violations == [], monitor.violations
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_second_signal_cuts_the_hand_back_short_without_breaking_the_connection(tmp_path: Path, tiny_net: Path,
+                                                                                  sig: int) -> None:
+    # a second Ctrl-C (or SIGTERM) 50 ms after the first, during the hand-back, came inside a TraCI
+    # exchange: a traceback (KeyError, struct.error) with a signal left on greenwave's program in
+    # the user's SUMO, or a hand-back that hung (a safety review); now the signals are switched
+    # straight back at the next step boundary, and said so
+    cfg = user_config(tmp_path, tiny_net, "two", '<flow id="f" begin="0" end="300" vehsPerHour="400" '
+                      'from="left1A1" to="C1right1"/>', 300)
+    sumo = UserSumo(cfg, "--num-clients", "2")
+    seen: Seen = []
+    watcher = _watched_by_another_client(sumo, seen)
+    try:
+        code, output = interrupt_mid_run(["run", "--sumocfg", str(cfg), "--ev", EV, "--attach",
+                                          str(sumo.port), "--speed", "20", "--out", str(tmp_path / "o")],
+                                         sig, REPO, again_after_s=0.05)
+        assert code == (130 if sig == signal.SIGINT else 143) and "Traceback" not in output, output
+        assert "the connection to SUMO broke" not in output, output
+        assert "SUMO closed, no summary written" in output, output
+        watcher.join(timeout=120)
+        assert sumo.wait() == 0
+        ET.parse(sumo.trips)  # its outputs complete
+    finally:
+        sumo.stop()
+    assert seen and seen[-1][0] >= 299, seen[-1:]  # the other client stepped SUMO on to its end
+    left = {tls: program for tls, (_s, program) in seen[-1][1].items() if program != "0"}
+    assert not left, left  # every signal back on its program
 
 
 def _refused_by(config: Path, tmp_path: Path, *sumo_options: str, host: str = "127.0.0.1") -> str:
