@@ -221,14 +221,11 @@ def _watched_by_another_client(sumo: UserSumo, seen: Seen) -> threading.Thread:
     return watcher
 
 
-def test_an_attached_run_interrupted_mid_preemption_hands_back_through_yellow_and_red(tmp_path: Path,
-                                                                                     tiny_net: Path) -> None:
-    # a SUMO with another client goes on after greenwave leaves: an interrupted run switched its
-    # signals straight back to their programs, greens cut with no yellow (a safety review's S1);
-    # the other client's view of the signals, judged by the independent monitor, must be clean
-    from controller.core.safety import SafetyConfig, SafetyMonitor
-    from controller.sim.netload import load_network
-
+def _interrupted_while_watched(tmp_path: Path, tiny_net: Path, sig: int,
+                               again_after_s: float | None = None) -> tuple[int, str, Seen]:
+    """An attached run (the EV departing at 60 s) sent ``sig`` at 75 s (and again ``again_after_s``
+    later), while another client steps the SUMO to its end: greenwave's exit code and output, and
+    what the other client saw. The SUMO must end cleanly, its outputs complete."""
     cfg = user_config(tmp_path, tiny_net, "two", '<flow id="f" begin="0" end="300" vehsPerHour="400" '
                       'from="left1A1" to="C1right1"/>', 300)
     sumo = UserSumo(cfg, "--num-clients", "2")
@@ -237,13 +234,26 @@ def test_an_attached_run_interrupted_mid_preemption_hands_back_through_yellow_an
     try:
         code, output = interrupt_mid_run(["run", "--sumocfg", str(cfg), "--ev", EV, "--attach",
                                           str(sumo.port), "--speed", "20", "--out", str(tmp_path / "o")],
-                                         signal.SIGINT, REPO)  # (at 75 s: the EV, departed at 60 s, on its way)
-        assert code == 130 and "Traceback" not in output, output
+                                         sig, REPO, again_after_s=again_after_s)
         watcher.join(timeout=120)
-        assert sumo.wait() == 0
+        assert sumo.wait() == 0, output
+        ET.parse(sumo.trips)  # its outputs complete
     finally:
         sumo.stop()
     assert seen and seen[-1][0] >= 299, seen[-1:]  # the other client stepped SUMO on to its end
+    return code, output, seen
+
+
+def test_an_attached_run_interrupted_mid_preemption_hands_back_through_yellow_and_red(tmp_path: Path,
+                                                                                     tiny_net: Path) -> None:
+    # a SUMO with another client goes on after greenwave leaves: an interrupted run switched its
+    # signals straight back to their programs, greens cut with no yellow (a safety review's S1);
+    # the other client's view of the signals, judged by the independent monitor, must be clean
+    from controller.core.safety import SafetyConfig, SafetyMonitor
+    from controller.sim.netload import load_network
+
+    code, output, seen = _interrupted_while_watched(tmp_path, tiny_net, signal.SIGINT)
+    assert code == 130 and "Traceback" not in output, output
     network = load_network(tiny_net)
     monitor = SafetyMonitor(network.programs, SafetyConfig())
     for t, states in seen:
@@ -261,24 +271,10 @@ def test_a_second_signal_cuts_the_hand_back_short_without_breaking_the_connectio
     # exchange: a traceback (KeyError, struct.error) with a signal left on greenwave's program in
     # the user's SUMO, or a hand-back that hung (a safety review); now the signals are switched
     # straight back at the next step boundary, and said so
-    cfg = user_config(tmp_path, tiny_net, "two", '<flow id="f" begin="0" end="300" vehsPerHour="400" '
-                      'from="left1A1" to="C1right1"/>', 300)
-    sumo = UserSumo(cfg, "--num-clients", "2")
-    seen: Seen = []
-    watcher = _watched_by_another_client(sumo, seen)
-    try:
-        code, output = interrupt_mid_run(["run", "--sumocfg", str(cfg), "--ev", EV, "--attach",
-                                          str(sumo.port), "--speed", "20", "--out", str(tmp_path / "o")],
-                                         sig, REPO, again_after_s=0.05)
-        assert code == (130 if sig == signal.SIGINT else 143) and "Traceback" not in output, output
-        assert "the connection to SUMO broke" not in output, output
-        assert "SUMO closed, no summary written" in output, output
-        watcher.join(timeout=120)
-        assert sumo.wait() == 0
-        ET.parse(sumo.trips)  # its outputs complete
-    finally:
-        sumo.stop()
-    assert seen and seen[-1][0] >= 299, seen[-1:]  # the other client stepped SUMO on to its end
+    code, output, seen = _interrupted_while_watched(tmp_path, tiny_net, sig, again_after_s=0.05)
+    assert code == (130 if sig == signal.SIGINT else 143) and "Traceback" not in output, output
+    assert "the connection to SUMO broke" not in output, output
+    assert "SUMO closed, no summary written" in output, output
     left = {tls: program for tls, (_s, program) in seen[-1][1].items() if program != "0"}
     assert not left, left  # every signal back on its program
 
