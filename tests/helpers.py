@@ -38,13 +38,17 @@ def interrupt_mid_run(args: list[str], sig: int, cwd: Path, *, after: str = "25%
     progress line: SUMO busy stepping), and again ``again_after_s`` later if given; its exit code
     and output (stdout and stderr)."""
     import os
+    import signal
     import subprocess
     import sys
     import time
 
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    # (SIGINT as at a terminal: a shell's background job, pytest started with '&' among them,
+    # ignores it, and so would the child, running on to its end)
     proc = subprocess.Popen([sys.executable, "-m", "controller", *args], cwd=cwd, env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     assert proc.stdout is not None
     said = []
     for line in proc.stdout:
