@@ -788,7 +788,7 @@ class Planner:
             target, phase, served = self._merge(j, self._joinable(j, t_s, reqs))
             start = self._episode_start(j, t_s)
             if self._entry_due(j, t_s, target, served, start) and self._fits(j, t_s, start + cfg.presence_limit_s,
-                                                                              target):
+                                                                              target, phase):
                 # (an entry whose switch-over and hand-back could not be done within the presence
                 # limit is not started: long minimum greens, a long all-red extension; counted from
                 # the episode before where the program has hardly run since its hand-back)
@@ -831,7 +831,7 @@ class Planner:
                     j.lockout[r.ev_id] = math.inf  # from the hand-back on, lockout_s (see _lockouts_from)
                 return self._begin_exit(j, t_s, "max presence")
             target, phase, served = self._merge(j, reqs)
-            if near_limit and target not in (j.target, j.clock.state) and not self._fits(j, t_s, limit, target):
+            if near_limit and target not in (j.target, j.clock.state) and not self._fits(j, t_s, limit, target, phase):
                 # no room for another switch-over and its hand-back: hand back now; the
                 # requests not served so far get a fresh entry (and presence) once the program
                 # has run ``lockout_s``
@@ -860,14 +860,23 @@ class Planner:
                         if j.current[key].dwell_s is None:
                             j.current[key].dwell_s = t_s
             cmd = next_state(j.timing, j.clock, target, t_s, cfg.step_s, j.occupied, cfg.red_extension_s)
-            extension_limit = j.timing.max_clearance_s + cfg.red_extension_s
             if not j.holding and (cmd is None or (
                     cmd == target and cfg.red_extension_s > 0.0
-                    and may_extend_all_red(j.clock, target, t_s, cfg.step_s, extension_limit))):
+                    and may_extend_all_red(j.timing, j.clock, target, t_s, cfg.step_s, cfg.red_extension_s))):
                 # take the signal over where it is (same display, now held); where the target's
                 # greens would come within the all-red extension of a red, first: its crossings
                 # are read only once it is switched (the adapter), so they are known next step
                 cmd = j.clock.state
+            if near_limit and cmd is not None and cmd != j.clock.state \
+                    and not self._fits_showing(j, t_s, limit, cmd):
+                # a change shown now can lengthen the hand-back: new greens must run their minimum
+                # first, and a green the re-entry phase would have kept, ended, must run its
+                # yellow, its red clearance and then the phase's whole minimum. Where the hand-back
+                # from there would no longer fit, hand back from here instead (the estimate a switch
+                # to another target was started on cannot know the re-entry phase and its hold)
+                for ev_id, _ in j.serving:
+                    j.lockout[ev_id] = math.inf
+                return self._begin_exit(j, t_s, "max presence")
             if j.stage == "entry" and (cmd == target or (cmd is None and j.clock.state == target)):
                 j.stage, j.dwell_from_s = "dwell", t_s + cfg.step_s
                 for key in j.serving:
@@ -1152,41 +1161,73 @@ class Planner:
             return j.restored_end_s if j.program.kind == "static" else min(end, j.restored_end_s)
         return end
 
-    def _handback_s(self, j: JunctionControl, t_s: float, target: str | None = None) -> float:
+    def _handback_s(self, j: JunctionControl, t_s: float, target: str | None = None, phase: int = -1) -> float:
         """An upper bound of the time from ``t_s`` until the signal is back in its program, with
-        the exit starting now (``target`` None) or after a switch to ``target``: what it shows
-        (then ``target``) kept to its minimum green, yellow and red clearance, the re-entry phase
-        shown and held until the program cannot cut its greens short, and the restore step; each
-        switch to greens with its all-red extension at the most."""
+        the exit starting now (``target`` None) or once a switch to ``target`` (the program's
+        ``phase`` serving it) has shown it: what it shows (then ``target``) kept to its minimum
+        green, yellow and red clearance, the re-entry phase shown and held until the program
+        cannot cut its greens short, and the restore step; each switch to greens with its
+        all-red extension at the most. (An exit later than that has its own estimate then:
+        each tick's :meth:`_fits`, and :meth:`_fits_showing` before each change shown.)"""
         timing, dt, ext = j.timing, self.config.step_s, self.config.red_extension_s
+        if target is not None and target != j.clock.state:
+            # the re-entry phase follows the target (and, handed back in step, the time), and
+            # how long it is held, what the target's greens have run: worked out as the signal
+            # will be when the target shows, on each step it may (its all-red extension, if any)
+            earliest = time_to_show_s(timing, j.clock, target, t_s, dt)
+            was = j.clock, j.target, j.phase
+            longest = 0.0
+            try:
+                for k in range(math.ceil(ext / dt - 1e-9) + 1):
+                    shown_s = t_s + earliest + k * dt
+                    clock = was[0].copy()
+                    clock.observe(shown_s, target)
+                    j.clock, j.target, j.phase = clock, target, phase
+                    longest = max(longest, shown_s - t_s + self._handback_s(j, shown_s))
+            finally:
+                j.clock, j.target, j.phase = was
+            # (two steps more, as ever: the switch's and the exit's commands, each shown a step on)
+            return longest + 2 * dt
         longest = 0.0
         # the re-entry phase depends on the exit's reason (see _begin_exit)
         for starved in (True, False) if self.config.reentry_starved else (False,):
-            phase = self._reentry_now(j, t_s, starved)
-            back = j.program.phases[phase].state
-            # (held until the program's own phase would not cut a green below its minimum:
-            # SignalTiming.handback_ready; where that phase runs the minimum, not at all)
-            hold = max((timing.min_green_s[i] - timing.green_left_s(phase, i) for i, c in enumerate(back)
-                        if is_green(c)), default=0.0)
-            hold = max(hold, 0.0)
-            if target is None or target == j.clock.state:
-                longest = max(longest, time_to_show_s(timing, j.clock, back, t_s, dt) + ext + hold + dt)
-                continue
-            greens = [i for i, c in enumerate(target) if is_green(c)]
-            after = (max((timing.min_green_s[i] for i in greens), default=0.0)
-                     + max((timing.yellow_s[i] for i in greens), default=0.0) + timing.max_clearance_s)
-            longest = max(longest, time_to_show_s(timing, j.clock, target, t_s, dt) + after + 2 * ext + hold + 3 * dt)
+            reentry = self._reentry_now(j, t_s, starved)
+            back = j.program.phases[reentry].state
+            longest = max(longest, time_to_show_s(timing, j.clock, back, t_s, dt) + ext
+                          + self._reentry_hold_s(j, reentry) + dt)
         return longest
 
-    def _fits(self, j: JunctionControl, t_s: float, limit_s: float, target: str | None = None) -> bool:
+    @staticmethod
+    def _reentry_hold_s(j: JunctionControl, phase: int) -> float:
+        """How long a hand-back at ``phase`` holds it at most once shown, until the program's own
+        phase would not cut a green below its minimum (:meth:`SignalTiming.handback_ready`; where
+        that phase runs the minimum, not at all)."""
+        timing = j.timing
+        return max(0.0, max((timing.min_green_s[i] - timing.green_left_s(phase, i)
+                             for i, c in enumerate(j.program.phases[phase].state) if is_green(c)), default=0.0))
+
+    def _fits(self, j: JunctionControl, t_s: float, limit_s: float, target: str | None = None,
+              phase: int = -1) -> bool:
         """Would the signal be back in its program before ``limit_s`` with the exit starting on
-        the next tick (``target`` None) or after a switch to ``target``? :meth:`_handback_s` for
-        an exit starting now or on the next tick, whichever is longer: an in-step re-entry phase
-        can change from one tick to the next (one that keeps the current green, then one that
-        needs yellow and clearance first)."""
+        the next tick (``target`` None) or after a switch to ``target`` (served by the program's
+        ``phase``)? :meth:`_handback_s` for an exit starting now or on the next tick, whichever is
+        longer: an in-step re-entry phase can change from one tick to the next (one that keeps
+        the current green, then one that needs yellow and clearance first)."""
         dt = self.config.step_s
-        longest = max(self._handback_s(j, t_s, target), self._handback_s(j, t_s + dt, target))
+        longest = max(self._handback_s(j, t_s, target, phase), self._handback_s(j, t_s + dt, target, phase))
         return t_s + dt + longest < limit_s
+
+    def _fits_showing(self, j: JunctionControl, t_s: float, limit_s: float, state: str) -> bool:
+        """:meth:`_fits` for an exit starting on the tick after ``state`` is commanded at ``t_s``
+        (shown from the next step): as the signal will then be, its new greens just turned on."""
+        dt = self.config.step_s
+        clock = j.clock.copy()
+        clock.observe(t_s + dt, state)
+        shown, j.clock = j.clock, clock
+        try:
+            return self._fits(j, t_s + dt, limit_s)
+        finally:
+            j.clock = shown
 
     def _lockouts_from(self, j: JunctionControl, t_s: float, switched: bool = True) -> None:
         """The hand-back ends at ``t_s`` (``switched``: the signal goes back to its program now):
@@ -1222,10 +1263,10 @@ class Planner:
         if not joinable:
             return False
         j.serving = ()  # (those of the exit's episode go first no more: the same merge as the entry's)
-        target, _, served = self._merge(j, joinable)
+        target, phase, served = self._merge(j, joinable)
         start = j.presence_from_s
         if not (self._entry_due(j, t_s, target, served, start)
-                and self._fits(j, t_s, start + cfg.presence_limit_s, target)):
+                and self._fits(j, t_s, start + cfg.presence_limit_s, target, phase)):
             return False
         # (records only armed, never switched for, have nothing to report: those EVs' are made afresh)
         j.taken_back += [rec for rec in (*j.ended, *j.current.values()) if rec.entry_s is not None]

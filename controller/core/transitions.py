@@ -341,13 +341,9 @@ def next_state(
                 # of others and before its own green again (a yellow is followed by the full red
                 # clearance even where the same movement is served again at once)
                 ready = False
-    if ready and occupied and extension_s > 0.0:
-        # (the extension runs beyond the longest clearance these greens owe: a joined signal's
-        # pair clearance can be longer than the signal's)
-        owed_s = max((timing.clearance_before_s(i, new_greens) for i in range(len(target))
-                      if clock.classes[i] == RED), default=timing.clearance_s)
-        if _extend_all_red(clock, target, t_s, dt_s, occupied, owed_s + extension_s):
-            ready = False
+    if ready and occupied and extension_s > 0.0 and _extend_all_red(
+            clock, target, t_s, dt_s, occupied, _extension_ends_s(timing, clock, target, extension_s)):
+        ready = False
     if ready:
         return target
     candidate = "".join(new)
@@ -362,7 +358,8 @@ def _new_greens(timing: SignalTiming, clock: DisplayClock, target: str) -> list[
     return [i for i, want in enumerate(target) if is_green(want) and clock.classes[i] != GREEN]
 
 
-def may_extend_all_red(clock: DisplayClock, target: str, t_s: float, dt_s: float, limit_s: float) -> bool:
+def may_extend_all_red(timing: SignalTiming, clock: DisplayClock, target: str, t_s: float, dt_s: float,
+                       extension_s: float) -> bool:
     """Would a vehicle still on the crossing (of any link not green in the target, in any new
     green's path) hold the target's new greens back now? For a display whose crossings are not
     known yet."""
@@ -370,8 +367,19 @@ def may_extend_all_red(clock: DisplayClock, target: str, t_s: float, dt_s: float
     return (
         any(not is_green(c) for c in target)
         and any(classes[i] == RED and is_green(c) for i, c in enumerate(target))
-        and _within_extension(clock, t_s, dt_s, limit_s)
+        and t_s + dt_s < _extension_ends_s(timing, clock, target, extension_s) - EPS_S
     )
+
+
+def _extension_ends_s(timing: SignalTiming, clock: DisplayClock, target: str, extension_s: float) -> float:
+    """When an all-red extension before ``target``'s new greens ends: ``extension_s`` after the
+    last red clearance a red link owes them has run (each counted from when that link turned
+    red: a link red long ago owes nothing now, however long the clearance a joined signal's
+    program keeps between it and the new greens)."""
+    new_greens = _new_greens(timing, clock, target)
+    owed = max((clock.since_s[i] + timing.clearance_before_s(i, new_greens)
+                for i in range(len(target)) if clock.classes[i] == RED), default=-float("inf"))
+    return owed + extension_s
 
 
 def _extend_all_red(
@@ -380,25 +388,18 @@ def _extend_all_red(
     t_s: float,
     dt_s: float,
     occupied: Sequence[tuple[int, Sequence[int]]],
-    limit_s: float,
+    ends_s: float,
 ) -> bool:
     """Hold the target's new greens back: a link not green in the target still has a vehicle on
-    its crossing, in the path of a new green, within the extension (:func:`_within_extension`)."""
+    its crossing, in the path of a new green, and a command given at ``t_s`` would show before
+    the extension ends at ``ends_s`` (:func:`_extension_ends_s`)."""
     n = len(target)
     classes = clock.classes
-    return any(
+    return t_s + dt_s < ends_s - EPS_S and any(
         0 <= k < n and not is_green(target[k])
         and any(0 <= i < n and classes[i] == RED and is_green(target[i]) for i in foes)
         for k, foes in occupied
-    ) and _within_extension(clock, t_s, dt_s, limit_s)  # fmt: skip
-
-
-def _within_extension(clock: DisplayClock, t_s: float, dt_s: float, limit_s: float) -> bool:
-    """Has the red shown since the last link turned red lasted less than ``limit_s`` (the red
-    clearance plus the extension) when a command given at ``t_s`` shows?"""
-    classes = clock.classes
-    last_red = max((clock.since_s[i] for i in range(len(classes)) if classes[i] == RED), default=-float("inf"))
-    return t_s + dt_s - last_red < limit_s - EPS_S
+    )  # fmt: skip
 
 
 def time_to_show_s(timing: SignalTiming, clock: DisplayClock, target: str, t_s: float, dt_s: float) -> float:

@@ -34,6 +34,7 @@ from hypothesis import strategies as st
 
 from controller.core.network import Phase, Program
 from controller.core.planner import (
+    JunctionControl,
     Planner,
     PlannerConfig,
     ServiceRequest,
@@ -64,6 +65,7 @@ class FakeSignal(Signal):
     # the links with a vehicle on their crossing, reported while switched (as SumoAdapter does)
     occupied: Callable[[float], Occupied] = lambda t: ()
     t: float = 0.0
+    dt: float = 1.0  # the step (the rig's)
 
     def __post_init__(self) -> None:
         if self.left_s < 0:
@@ -90,9 +92,9 @@ class FakeSignal(Signal):
             # for its remaining time) is shown from t + dt for its whole duration
             if cmd.phase is not None:
                 self.phase = cmd.phase
-                self.left_s = self.length_s(cmd.phase) + 1.0
+                self.left_s = self.length_s(cmd.phase) + self.dt
             if cmd.phase_remaining_s is not None:
-                self.left_s = cmd.phase_remaining_s + 1.0
+                self.left_s = cmd.phase_remaining_s + self.dt
 
 
 Requests = Callable[[float], Sequence[ServiceRequest]]
@@ -113,6 +115,7 @@ class Rig:
 
     def __post_init__(self) -> None:
         for tls, sig in self.signals.items():
+            sig.dt = self.dt
             self.watches.setdefault(tls, SignalWatch(sig.program, SafetyConfig(max_presence_s=180.0)))
             self.shown.setdefault(tls, {})
 
@@ -1564,8 +1567,12 @@ def test_in_step_hand_back_is_safe_where_movements_stay_green_across_phases(data
     plans = [p if data.draw(st.integers(0, 9)) >= 7 else
              replace(p, target="".join(c if is_green(c) else "r" for c in prog.phases[p.phase].state), links=())
              for p in plans]
+    # (at 0.5 s steps too, with all-red extensions of 0-6 s: a switch near the presence limit
+    # judged on the wrong re-entry phase overran it by 1-6 s, found only so)
     config = PlannerConfig(max_presence_s=data.draw(st.sampled_from([120.0, 150.0, 170.0])),
-                           sync_min_share=data.draw(st.sampled_from([0.3, 0.5, 0.8])))
+                           sync_min_share=data.draw(st.sampled_from([0.3, 0.5, 0.8])),
+                           step_s=data.draw(st.sampled_from([1.0, 0.5])),
+                           red_extension_s=data.draw(st.sampled_from([0.0, 2.0, 4.0, 6.0])))
     _check_random_preemptions(data, prog, plans, config)
 
 
@@ -1576,9 +1583,10 @@ def _check_random_preemptions(data: st.DataObject, prog: Program, plans: Sequenc
     start_phase = data.draw(st.integers(0, len(prog.phases) - 1))
     left = data.draw(st.integers(1, int(prog.phases[start_phase].duration_s)))
     stop_at = data.draw(st.one_of(st.none(), st.integers(20, 500)))
-    ticks = data.draw(st.integers(400, 600))
+    dt = config.step_s
+    ticks = round(data.draw(st.integers(400, 600)) / dt)
     sync = config.handback_sync
-    r = Rig(Planner({"P": prog}, config), {"P": FakeSignal(prog, start_phase, float(left))})
+    r = Rig(Planner({"P": prog}, config), {"P": FakeSignal(prog, start_phase, float(left))}, dt=dt)
     # vehicles on the crossings while switched: none, on every link always (each switch's red
     # extended in full: the presence limit must still hold), or at random
     occupancy = data.draw(st.sampled_from(["none", "all", "random"]))
@@ -1614,7 +1622,7 @@ def _check_random_preemptions(data: st.DataObject, prog: Program, plans: Sequenc
         step(requests(r.t))
     if stop_at is None:
         r.planner.stop()
-    for _ in range(200):  # drain: the hand-back goes through safe transitions
+    for _ in range(round(200 / dt)):  # drain: the hand-back goes through safe transitions
         step(requests(r.t))
         if not r.planner.busy and r.signals["P"].online is None:
             break
@@ -1624,7 +1632,7 @@ def _check_random_preemptions(data: st.DataObject, prog: Program, plans: Sequenc
         # synced: once the re-entry phase has run (at most a cycle), the program is where its
         # undisturbed schedule is (where the schedule left the re-entry phase less than its
         # minimum, it ran its minimum and the program goes on that much late: in_step_s None)
-        for _ in range(int(2 * prog.cycle_s) + 2):
+        for _ in range(int(2 * prog.cycle_s / dt) + 2):
             step()
         assert (r.signals["P"].phase, round(r.signals["P"].left_s, 6)) == (reference.phase, round(reference.left_s, 6))
         # and from in_step_s on it showed what its schedule showed, second by second
@@ -1748,6 +1756,68 @@ def test_the_presence_limit_counts_the_re_entry_the_exit_will_have() -> None:
     rec = r.planner.records()[0]
     assert rec.entry_s == 123.0 and rec.restored_s is not None and rec.restored_s - rec.entry_s <= 180.0
     assert r.safety() == [] and [v for v in r.violations if v.rule == "S5"] + r.finish() == []
+
+
+def _two_local_evs_near_the_presence_limit() -> Rig:
+    """Link 2's green runs through phases 0-2: 68 s of minimum green. Two local EVs of one
+    class: A holds 'rrg' from 100 (its ETA drifting away); B takes the signal for 'Ggr'
+    (142-152) and asks again from 167. A switch to B's target must wait for link 2's minimum
+    (to 225), and after B's green (link 0's minimum is 77 s) no hand-back fits before A's
+    presence limit, 280. Run to 300 s at 0.5 s steps."""
+    prog = Program("J", "0", "static", 0.0, (
+        Phase("rrG", 34, 33, 34), Phase("rrg", 19, 19, 19), Phase("rrG", 37, 16, 37), Phase("rry", 6, 6, 6),
+        Phase("Grr", 48, 48, 48, min_dur_given=False), Phase("Ggr", 29, 29, 29, min_dur_given=False),
+        Phase("yyr", 3, 3, 3)))
+    dt = 0.5
+    r = Rig(Planner({"J": prog}, PlannerConfig(step_s=dt, red_extension_s=0.0)), {"J": FakeSignal(prog, 4, 10.0)},
+            dt=dt)
+
+    def asking(t: float) -> list[ServiceRequest]:
+        out = []
+        if 100 <= t < 442 and not 235 <= t < 253:  # A
+            out.append(req("rrg", 1, eta=t + 138, need=t + 128, ev="A", priority=3, start_now=True))
+        if 142 <= t < 487 and not 152 <= t < 167:  # B
+            out.append(req("Ggr", 5, eta=t - 4, need=t - 27, ev="B", priority=3, start_now=True))
+        return out
+
+    r.run_until(300, asking)
+    return r
+
+
+def _within_the_presence_limit(r: Rig) -> bool:
+    recs = r.planner.records()
+    return bool(recs) and all(rec.restored_s is not None and rec.entry_s is not None
+                              and rec.restored_s - rec.entry_s <= 180.0 for rec in recs) \
+        and r.safety() == [] and [v for v in r.violations if v.rule == "S5"] == []
+
+
+def test_a_switch_is_judged_on_the_hand_back_its_own_target_will_have() -> None:
+    # (found by fuzzing, _two_local_evs_near_the_presence_limit) The switch to B's target at 167
+    # was started all the same: judged on the re-entry phase A's target would have (phase 0,
+    # link 2 kept green: 1 s). At 225 link 2's yellow came, the exit began there, and
+    # re-entering phase 2 held link 2's fresh green 52 s: back at 284.5, 184.5 s after the
+    # entry. Judged on the re-entry B's target will have, the switch is not made: the signal is
+    # handed back at 167 and B gets a fresh entry after the lockout.
+    r = _two_local_evs_near_the_presence_limit()
+    first = r.planner.records()[0]
+    assert (first.ev_id, first.entry_s, first.exit_s, first.exit_reason) == ("A", 100.0, 167.0, "max presence")
+    assert _within_the_presence_limit(r)
+
+
+def test_no_change_is_shown_near_the_presence_limit_that_the_hand_back_after_it_would_overrun(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # whatever a switch was started on (here: every switch judged to fit), a change that would
+    # leave no hand-back within the limit is not shown: the signal is handed back from where it is
+    fits = Planner._fits
+
+    def optimistic(self: Planner, j: JunctionControl, t_s: float, limit_s: float, target: str | None = None,
+                   phase: int = -1) -> bool:
+        return True if target is not None else fits(self, j, t_s, limit_s)
+
+    monkeypatch.setattr(Planner, "_fits", optimistic)
+    assert _within_the_presence_limit(_two_local_evs_near_the_presence_limit())
+    monkeypatch.setattr(Planner, "_fits_showing", lambda self, j, t_s, limit_s, state: True)
+    assert not _within_the_presence_limit(_two_local_evs_near_the_presence_limit())  # (the check that holds it)
 
 
 def test_no_entry_is_started_that_could_not_be_handed_back_within_the_presence_limit() -> None:

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from controller.core.network import Phase, Program
 from controller.core.safety import SafetyConfig, SignalWatch
-from controller.core.transitions import DisplayClock, SignalTiming, next_state, time_to_show_s
+from controller.core.transitions import DisplayClock, SignalTiming, may_extend_all_red, next_state, time_to_show_s
 
 Occupied = tuple[tuple[int, tuple[int, ...]], ...]  # links with a vehicle on the crossing, with their foes
 
@@ -88,6 +88,45 @@ def test_the_all_red_extension_runs_beyond_a_joined_signals_pair_clearance() -> 
         shown = next_state(timing, clock, "rGG", t, 1.0, occupied=((0, (1,)),), extension_s=3.0) or shown
         t += 1.0
     assert t == 41.0  # yellow from 31, red from 34, + 4 s + 3 s
+
+
+# A (link 0) and B (link 1) cross; C (link 2) is green with both; D (link 3) crosses all three.
+# The program keeps B 30 s after A's red (a pair clearance: only C green in between), D's
+# clearance is the signal's 2 s all-red.
+LONG_PAIR = Program("L", "0", "static", 0.0, (
+    Phase("GrGr", 20, 20, 20, min_dur_given=False), Phase("yrGr", 3, 3, 3), Phase("rrGr", 30, 30, 30),
+    Phase("rGGr", 20, 20, 20, min_dur_given=False), Phase("ryGr", 3, 3, 3), Phase("rrGr", 4, 4, 4),
+    Phase("rrrG", 10, 10, 10, min_dur_given=False), Phase("rrry", 3, 3, 3), Phase("rrrr", 2, 2, 2)))
+
+
+def test_the_all_red_extension_counts_each_red_links_clearance_from_its_own_red() -> None:
+    # A has been red since 23, B's 30 s after it long run; D turns red at 104 and owes B 2 s:
+    # with a vehicle of D's on the crossing, B's green waits those 2 s and the 3 s extension
+    # (it waited A's 30 s counted from D's red, 33 s of all-red: at a hand-back near the
+    # presence limit that ran the signal past it)
+    timing = SignalTiming.from_program(LONG_PAIR)
+    assert timing.clearance_s == 2.0 and timing.pair_clearance_s[0] == {1: 30.0}
+
+    def first_green(occupied: Occupied) -> float:
+        clock = DisplayClock(4)
+        clock.observe(0.0, "GrGr")
+        clock.observe(20.0, "yrGr")
+        clock.observe(23.0, "rrrG")
+        shown, t = "rrrG", 100.0
+        while shown != "rGGr":
+            clock.observe(t, shown)
+            shown = next_state(timing, clock, "rGGr", t, 1.0, occupied, 3.0) or shown
+            t += 1.0
+        return t
+
+    assert first_green(()) == 106.0  # D yellow from 101, red from 104, + 2 s
+    assert first_green(((3, (1,)),)) == 109.0  # + the 3 s extension
+    clock = DisplayClock(4)
+    clock.observe(23.0, "rrrG")
+    clock.observe(101.0, "rrry")
+    clock.observe(104.0, "rrrr")
+    assert may_extend_all_red(timing, clock, "rGGr", 107.0, 1.0, 3.0)
+    assert not may_extend_all_red(timing, clock, "rGGr", 108.0, 1.0, 3.0)
 
 
 def test_a_restore_into_a_joined_signals_red_is_told_the_clearance_it_still_owes() -> None:
