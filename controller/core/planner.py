@@ -1170,6 +1170,15 @@ class Planner:
         all-red extension at the most. (An exit later than that has its own estimate then:
         each tick's :meth:`_fits`, and :meth:`_fits_showing` before each change shown.)"""
         timing, dt, ext = j.timing, self.config.step_s, self.config.red_extension_s
+        if target is not None and target == j.clock.state and (target, phase) != (j.target, j.phase):
+            # shown already (an entry holding the display): the re-entry phase still follows
+            # the target served (the one shown before would be handed back from elsewhere)
+            was = j.clock, j.target, j.phase
+            j.target, j.phase = target, phase
+            try:
+                return self._handback_s(j, t_s)
+            finally:
+                j.clock, j.target, j.phase = was
         if target is not None and target != j.clock.state:
             # the re-entry phase follows the target (and, handed back in step, the time), and
             # how long it is held, what the target's greens have run: worked out as the signal

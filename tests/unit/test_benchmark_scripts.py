@@ -21,9 +21,21 @@ REPO = Path(__file__).resolve().parents[2]
     ("backends.py", ["--controller", "greenwav"], "invalid choice: 'greenwav'"),
     ("api_load.py", ["--scenario", "nope.toml"], "scenario file 'nope.toml' does not exist"),
     ("api_load.py", ["--clients", "0"], "--clients must be at least 1"),
+    ("planner_fuzz.py", ["--seeds", "x"], "'x': expected a seed or a range such as 1-2000"),
+    ("planner_fuzz.py", ["--seeds", "9-3"], "'9-3': the range ends before it starts"),
 ])
 def test_a_benchmark_script_names_the_mistake(script: str, args: list[str], said: str) -> None:
     done = subprocess.run([sys.executable, str(REPO / "benchmarks" / script), *args], cwd=REPO, capture_output=True,
                           text=True, timeout=120)
     assert done.returncode == 2, done.stdout + done.stderr
     assert said in " ".join(done.stderr.split()) and "Traceback" not in done.stderr, done.stderr
+
+
+def test_the_planner_fuzz_runs_its_seeds_and_says_how_many_failed() -> None:
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "planner_fuzz.py"), "--seeds", "1-12"], cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.strip().endswith("12 seeds (1-12), 0 failing"), done.stdout
+    shown = subprocess.run([sys.executable, str(REPO / "benchmarks" / "planner_fuzz.py"), "--show", "7"], cwd=REPO,
+                           capture_output=True, text=True, timeout=300)
+    assert shown.returncode == 0 and shown.stdout.startswith("seed 7: ") and "phase 0: " in shown.stdout, shown.stdout

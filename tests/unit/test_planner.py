@@ -1490,6 +1490,14 @@ class EvPlan:
     gap_at: int = 0
     gap: int = 0
 
+    def request(self, t: float, tls_id: str = "P") -> ServiceRequest | None:
+        """The EV's request at ``t``, if it asks then."""
+        if not self.appear <= t < self.vanish or self.appear + self.gap_at <= t < self.appear + self.gap_at + self.gap:
+            return None
+        eta = self.eta + self.eta_drift * (t - self.appear)
+        return ServiceRequest(self.ev_id, self.priority, tls_id, 0, self.target, self.phase, eta,
+                              eta - self.need_before_eta, self.start_now, self.links)
+
 
 @st.composite
 def ev_plans(draw: st.DrawFn, prog: Program, n: int) -> list[EvPlan]:
@@ -1600,14 +1608,7 @@ def _check_random_preemptions(data: st.DataObject, prog: Program, plans: Sequenc
     reference = FakeSignal(prog, start_phase, float(left))  # the program undisturbed
 
     def requests(t: float) -> list[ServiceRequest]:
-        out = []
-        for p in plans:
-            if p.appear <= t < p.vanish and not p.appear + p.gap_at <= t < p.appear + p.gap_at + p.gap:
-                eta = p.eta + p.eta_drift * (t - p.appear)
-                need = eta - p.need_before_eta
-                out.append(ServiceRequest(p.ev_id, p.priority, "P", 0, p.target, p.phase, eta, need, p.start_now,
-                                          p.links))
-        return out
+        return [q for p in plans if (q := p.request(t)) is not None]
 
     undisturbed: dict[float, str] = {}
 
@@ -1818,6 +1819,24 @@ def test_no_change_is_shown_near_the_presence_limit_that_the_hand_back_after_it_
     assert _within_the_presence_limit(_two_local_evs_near_the_presence_limit())
     monkeypatch.setattr(Planner, "_fits_showing", lambda self, j, t_s, limit_s, state: True)
     assert not _within_the_presence_limit(_two_local_evs_near_the_presence_limit())  # (the check that holds it)
+
+
+def test_an_entry_holding_what_the_signal_shows_is_judged_on_the_re_entry_its_target_will_have() -> None:
+    # (found by fuzzing) Link 0 is green all cycle; the program keeps 44 s between links 1 and
+    # 3's red and link 2's green (its 'grrr' phase 4, a pair clearance). A local EV crosses on
+    # 'grrr' (hand-back at 344) and asks again at 358, within the re-service gap: the episode's
+    # limit is 195 + 180 = 375. The program shows 'grrr' then, and the entry holds it. Judged
+    # as if nothing were served (re-entering phase 4, 1 s) the entry was made; the exit at 359,
+    # for the target served, re-entered phase 0, 44 s away: back at 403 (S5 at 377).
+    prog = Program("J", "0", "static", 0.0, (
+        Phase("GrGr", 10, 7, 10), Phase("Gryr", 3, 3, 3), Phase("gGrG", 11, 10, 11), Phase("gyry", 3, 3, 3),
+        Phase("grrr", 44, 44, 44, min_dur_given=False)))
+    ev = EvPlan("ev0", 1, "grrr", 4, appear=195, vanish=497, eta=336, need_before_eta=24, eta_drift=0.5,
+                start_now=True, links=(0,), gap_at=148, gap=15)
+    r = Rig(Planner({"J": prog}, PlannerConfig(red_extension_s=0.0)), {"J": FakeSignal(prog, 3, 3.0)})
+    r.run_until(420, lambda t: [q] if (q := ev.request(t, "J")) is not None else [])
+    assert [rec.entry_s for rec in r.planner.records()][:1] == [195.0]
+    assert _within_the_presence_limit(r)
 
 
 def test_no_entry_is_started_that_could_not_be_handed_back_within_the_presence_limit() -> None:
