@@ -1172,29 +1172,19 @@ class Planner:
         timing, dt, ext = j.timing, self.config.step_s, self.config.red_extension_s
         if target is not None and target == j.clock.state and (target, phase) != (j.target, j.phase):
             # shown already (an entry holding the display): the re-entry phase still follows
-            # the target served (the one shown before would be handed back from elsewhere)
-            was = j.clock, j.target, j.phase
-            j.target, j.phase = target, phase
-            try:
-                return self._handback_s(j, t_s)
-            finally:
-                j.clock, j.target, j.phase = was
+            # the target served, not the one served before (or none)
+            return self._handback_as_s(j, t_s, j.clock, target, phase)
         if target is not None and target != j.clock.state:
             # the re-entry phase follows the target (and, handed back in step, the time), and
             # how long it is held, what the target's greens have run: worked out as the signal
             # will be when the target shows, on each step it may (its all-red extension, if any)
             earliest = time_to_show_s(timing, j.clock, target, t_s, dt)
-            was = j.clock, j.target, j.phase
             longest = 0.0
-            try:
-                for k in range(math.ceil(ext / dt - 1e-9) + 1):
-                    shown_s = t_s + earliest + k * dt
-                    clock = was[0].copy()
-                    clock.observe(shown_s, target)
-                    j.clock, j.target, j.phase = clock, target, phase
-                    longest = max(longest, shown_s - t_s + self._handback_s(j, shown_s))
-            finally:
-                j.clock, j.target, j.phase = was
+            for k in range(math.ceil(ext / dt - 1e-9) + 1):
+                shown_s = t_s + earliest + k * dt
+                clock = j.clock.copy()
+                clock.observe(shown_s, target)
+                longest = max(longest, shown_s - t_s + self._handback_as_s(j, shown_s, clock, target, phase))
             # (two steps more, as ever: the switch's and the exit's commands, each shown a step on)
             return longest + 2 * dt
         longest = 0.0
@@ -1205,6 +1195,16 @@ class Planner:
             longest = max(longest, time_to_show_s(timing, j.clock, back, t_s, dt) + ext
                           + self._reentry_hold_s(j, reentry) + dt)
         return longest
+
+    def _handback_as_s(self, j: JunctionControl, t_s: float, clock: DisplayClock, target: str, phase: int) -> float:
+        """:meth:`_handback_s` for an exit starting at ``t_s`` with the signal as it will be then:
+        showing what ``clock`` says, serving ``target`` (the program's ``phase``)."""
+        was = j.clock, j.target, j.phase
+        j.clock, j.target, j.phase = clock, target, phase
+        try:
+            return self._handback_s(j, t_s)
+        finally:
+            j.clock, j.target, j.phase = was
 
     @staticmethod
     def _reentry_hold_s(j: JunctionControl, phase: int) -> float:
@@ -1232,11 +1232,8 @@ class Planner:
         dt = self.config.step_s
         clock = j.clock.copy()
         clock.observe(t_s + dt, state)
-        shown, j.clock = j.clock, clock
-        try:
-            return self._fits(j, t_s + dt, limit_s)
-        finally:
-            j.clock = shown
+        longest = max(self._handback_as_s(j, t, clock, j.target, j.phase) for t in (t_s + dt, t_s + 2 * dt))
+        return t_s + 2 * dt + longest < limit_s  # (as _fits, from the next tick)
 
     def _lockouts_from(self, j: JunctionControl, t_s: float, switched: bool = True) -> None:
         """The hand-back ends at ``t_s`` (``switched``: the signal goes back to its program now):
