@@ -148,20 +148,32 @@ class Case:
         return "\n".join(lines)
 
 
-def seed_range(text: str) -> range:
-    first, _, last = text.partition("-")
-    try:
-        a, b = int(first), int(last or first)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected a seed or a range such as 1-2000") from None
-    if b < a:
-        raise argparse.ArgumentTypeError(f"{text!r}: the range ends before it starts")
-    return range(a, b + 1)
+def seed_range(text: str) -> list[int]:
+    """Seeds from ``1-2000``, ``34012`` or a comma list of such (``1-500,8636,34012``)."""
+    seeds: list[int] = []
+    for part in text.split(","):
+        first, _, last = part.strip().partition("-")
+        try:
+            a, b = int(first), int(last or first)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{part!r}: expected a seed or a range such as 1-2000") from None
+        if b < a:
+            raise argparse.ArgumentTypeError(f"{part!r}: the range ends before it starts")
+        seeds += range(a, b + 1)
+    return seeds
+
+
+def describe_seeds(seeds: list[int]) -> str:
+    """``1-12`` for a run of seeds, else the list (``1..500`` past 12 seeds)."""
+    if seeds == list(range(seeds[0], seeds[-1] + 1)):
+        return f"{seeds[0]}-{seeds[-1]}"
+    return ",".join(map(str, seeds)) if len(seeds) <= 12 else f"{seeds[0]}..{seeds[-1]}"
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seeds", type=seed_range, default=range(1, 501), help="seeds to run, e.g. 1-2000 [1-500]")
+    ap.add_argument("--seeds", type=seed_range, default=list(range(1, 501)),
+                    help="seeds to run, e.g. 1-2000 or 1-500,8636 [1-500]")
     ap.add_argument("--show", type=int, metavar="SEED", help="print one seed's case and what it found, and stop")
     args = ap.parse_args()
     if args.show is not None:
@@ -178,7 +190,7 @@ def main() -> int:
             print(f"seed {seed}: " + "; ".join(found[:3]), flush=True)
         if n % 500 == 0:
             print(f"{n} seeds, {len(failed)} failing ({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
-    print(f"{len(args.seeds)} seeds ({args.seeds.start}-{args.seeds.stop - 1}), {len(failed)} failing"
+    print(f"{len(args.seeds)} seeds ({describe_seeds(args.seeds)}), {len(failed)} failing"
           + (f": {' '.join(map(str, failed))} (see --show SEED)" if failed else ""))
     return 1 if failed else 0
 

@@ -831,10 +831,12 @@ class Planner:
                     j.lockout[r.ev_id] = math.inf  # from the hand-back on, lockout_s (see _lockouts_from)
                 return self._begin_exit(j, t_s, "max presence")
             target, phase, served = self._merge(j, reqs)
-            if near_limit and target not in (j.target, j.clock.state) and not self._fits(j, t_s, limit, target, phase):
+            if near_limit and (target, phase) != (j.target, j.phase) and not self._fits(j, t_s, limit, target, phase):
                 # no room for another switch-over and its hand-back: hand back now; the
                 # requests not served so far get a fresh entry (and presence) once the program
-                # has run ``lockout_s``
+                # has run ``lockout_s``. A target shown already counts too: its re-entry phase is
+                # another's (a served EV gone, the one left served by what the signal shows, whose
+                # re-entry phase holds its minimum greens longer)
                 for ev_id, _ in j.serving:
                     j.lockout[ev_id] = math.inf
                 return self._begin_exit(j, t_s, "max presence")
