@@ -272,6 +272,8 @@ class JunctionControl:
     # armed: each request's latest needs (``PlannerConfig.need_median_ticks``), as of ``needs_s``
     needs: dict[tuple[str, int], deque[float]] = field(default_factory=dict)
     needs_s: float = -math.inf
+    # EVs predicted to cross within their links' yellow on the green shown: since when (see _crossing_now)
+    crossing_since: dict[str, float] = field(default_factory=dict)
 
     @property
     def tls_id(self) -> str:
@@ -288,6 +290,7 @@ def merge_targets(
     serve_first_s: float | None = None,
     keep_first_s: float = 0.0,
     serving: Collection[str] = (),
+    crossing: Collection[str] = (),
 ) -> tuple[str, int, tuple[ServiceRequest, ...]]:
     """One program phase's greens serving the winner and every request compatible with it.
 
@@ -302,6 +305,8 @@ def merge_targets(
       EV the signal already serves (``serving``) keeps going first with ``keep_first_s`` instead
       of ``serve_first_s``: needs that move from tick to tick do not flip the signal. Nor do
       ETAs: against an EV of its own class, one served ranks as if ``keep_first_s`` earlier.
+    - **Crossing** (``crossing``): an EV about to cross on the green shown for it (too close to
+      stop for a yellow) goes first of all, whatever its class: its green is not ended under it.
     - **Served.** A request whose EV movement (``links``; the target's greens where it names
       none) the phase shows green, protected ('G') wherever the request's target is. The state
       shows the served requests' target greens that the phase has.
@@ -343,6 +348,9 @@ def merge_targets(
             go = min(early, key=lambda e: (first_eta[e], e))
             evs.remove(go)
             evs.insert(0, go)
+    if crossing:
+        first = sorted((e for e in evs if e in crossing), key=lambda e: (first_eta[e], e))
+        evs = first + [e for e in evs if e not in crossing]
     rank = {e: k for k, e in enumerate(evs)}
     ordered = sorted(reqs, key=lambda r: (rank[r.ev_id], r.junction_index))
     winner = ordered[0]
@@ -785,7 +793,7 @@ class Planner:
                 return None
             # (a request further away takes no part: merged, it held back the entry of a nearer
             # compatible one until it came within max_lead_s itself, or won it as the target)
-            target, phase, served = self._merge(j, self._joinable(j, t_s, reqs))
+            target, phase, served = self._merge(j, self._joinable(j, t_s, reqs), t_s)
             start = self._episode_start(j, t_s)
             if self._entry_due(j, t_s, target, served, start) and self._fits(j, t_s, start + cfg.presence_limit_s,
                                                                               target, phase):
@@ -830,7 +838,7 @@ class Planner:
                 for r in reqs:
                     j.lockout[r.ev_id] = math.inf  # from the hand-back on, lockout_s (see _lockouts_from)
                 return self._begin_exit(j, t_s, "max presence")
-            target, phase, served = self._merge(j, reqs)
+            target, phase, served = self._merge(j, reqs, t_s)
             if near_limit and (target, phase) != (j.target, j.phase) and not self._fits(j, t_s, limit, target, phase):
                 # no room for another switch-over and its hand-back: hand back now; the
                 # requests not served so far get a fresh entry (and presence) once the program
@@ -1065,16 +1073,41 @@ class Planner:
                 keys.add(r.key)
         return [r for r in reqs if r.key in keys]
 
-    def _merge(self, j: JunctionControl, reqs: Sequence[ServiceRequest]) -> tuple[str, int, tuple[ServiceRequest, ...]]:
+    def _merge(self, j: JunctionControl, reqs: Sequence[ServiceRequest],
+               t_s: float | None = None) -> tuple[str, int, tuple[ServiceRequest, ...]]:
         """:func:`merge_targets` for the signal: the EVs its current target serves keep going
-        first with the all-red extension as margin (none before an entry)."""
+        first with the all-red extension as margin (none before an entry); an EV about to cross
+        on the green shown (:meth:`_crossing_now`, at ``t_s``) goes first of all."""
         if len(reqs) == 1:  # (the common case, every tick: nothing to arbitrate)
+            j.crossing_since.clear()
             return merge_targets(j.timing, reqs)
         serving = frozenset(ev_id for ev_id, _ in j.serving) if j.stage in ("entry", "dwell") else frozenset()
-        merged = merge_targets(j.timing, reqs, self._serve_first_s, self.config.red_extension_s, serving)
+        crossing = self._crossing_now(j, t_s, reqs) if t_s is not None else frozenset()
+        merged = merge_targets(j.timing, reqs, self._serve_first_s, self.config.red_extension_s, serving, crossing)
         if not self._valid_target(j.tls_id, merged[0]):  # (never, by construction): the winner alone
             return merge_targets(j.timing, merged[2][:1])
         return merged
+
+    def _crossing_now(self, j: JunctionControl, t_s: float, reqs: Sequence[ServiceRequest]) -> frozenset[str]:
+        """The EVs whose movement the signal shows green and that are predicted at its stop line
+        within that movement's yellow: too close to stop for it (the dilemma zone), so their green
+        is not ended under them for another EV (a police car 7 m from the line at 13 m/s met the
+        yellow of a fire engine's switch and crossed on it). For two yellows at most from when
+        first seen so: an EV standing at the line (a blocked exit) holds no one up for long."""
+        shown = j.clock.state
+        timing = j.timing
+        within: dict[str, float] = {}  # in the zone now: since when
+        for r in reqs:
+            links = r.links or tuple(i for i, c in enumerate(r.target) if is_green(c))
+            if not links or not all(is_green(shown[i]) for i in links):
+                continue
+            yellow = max(timing.yellow_s[i] for i in links)
+            if r.eta_s - t_s <= yellow and r.ev_id not in within:
+                within[r.ev_id] = j.crossing_since.get(r.ev_id, t_s)
+                if t_s - within[r.ev_id] > 2.0 * yellow:
+                    within[r.ev_id] = -math.inf  # (held too long: out until it leaves the zone)
+        j.crossing_since = within
+        return frozenset(e for e, since in within.items() if since > -math.inf)
 
     def _crossing_soon(self, j: JunctionControl, t_s: float, reqs: Sequence[ServiceRequest]) -> bool:
         """Past the maximum presence time but within its grace: is an EV the signal serves

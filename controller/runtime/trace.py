@@ -151,7 +151,9 @@ class TraceRecorder:
             lost = 0
             green = False
             for t, state in changes[start:]:
-                if t >= until or t > back or not state:  # (not read any more)
+                # (the state read at the tick the EV is first seen past the line is the one it
+                # crossed under: SUMO moved it in that step with that state)
+                if t > until or t > back or not state:  # (not read any more)
                     break
                 now = all(state[i] in "Gg" for i in j.link_indices)
                 if t > dwell and green and not now:

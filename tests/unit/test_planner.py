@@ -1977,3 +1977,38 @@ def test_schedule_offset_wraps_within_half_a_cycle() -> None:
     assert schedule_offset_s(PROG, 3, 0.0, 140.0) == 4.0
     assert schedule_offset_s(PROG, 3, 0.0, 130.0) == -6.0
     assert schedule_offset_s(PROG, 3, 0.0, 136.0 + 71.0 - 1.0) == -1.0
+
+
+def test_an_ev_about_to_cross_on_its_green_keeps_it_against_a_higher_class() -> None:
+    # the program shows A (police) until 30; the police crosses at 20. An ambulance asks for B
+    # at 17, its need right away: a yellow at 18 would meet the police 2 s from the line (within
+    # A's 3 s yellow), so A stays green until the police has crossed, then B's switch begins
+    police = req("Ggrr", 0, eta=20, need=17, ev="police", priority=2)
+    amb = req("rrGg", 3, eta=40, need=20, ev="amb", priority=1)
+
+    def requests(t: float) -> list[ServiceRequest]:
+        return ([police] if t < 20 else []) + ([amb] if 17 <= t < 40 else [])
+
+    r = rig()
+    r.run_until(60, requests)
+    assert r.changes("J", 0, 26) == [(0, "Ggrr"), (21, "yyrr"), (24, "rrrr")]
+    assert r.safety() == [] and r.finish() == []
+    # with the police 5 s from the line (beyond the yellow) the ambulance's switch starts at once
+    police_far = req("Ggrr", 0, eta=22, need=19, ev="police", priority=2)
+    r = rig()
+    r.run_until(60, lambda t: ([police_far] if t < 22 else []) + ([amb] if 17 <= t < 40 else []))
+    assert r.changes("J", 0, 22)[:2] == [(0, "Ggrr"), (18, "yyrr")]
+
+
+def test_an_ev_standing_at_the_line_keeps_its_green_for_two_yellows_at_most() -> None:
+    # the police is predicted 1 s from the line from 17 on but never crosses (a blocked exit):
+    # the ambulance's switch waits two yellows (2 x 3 s) for it, not longer
+    def requests(t: float) -> list[ServiceRequest]:
+        return ([req("Ggrr", 0, eta=t + 1, need=t - 2, ev="police", priority=2)] if t >= 17 else []) \
+            + ([req("rrGg", 3, eta=45, need=20, ev="amb", priority=1)] if 17 <= t < 45 else [])
+
+    r = rig()
+    r.run_until(60, requests)
+    # in the zone from 17; at 24 for more than 6 s: the switch is commanded then, shown at 25
+    assert r.changes("J", 0, 26) == [(0, "Ggrr"), (25, "yyrr")]
+    assert r.safety() == []

@@ -50,13 +50,20 @@ def test_green_lost_counts_the_evs_movement_turning_yellow_between_dwell_and_cro
 
 
 def test_green_lost_is_zero_when_the_movement_stays_green_until_the_crossing() -> None:
-    states = ["rrrr", "rGGr", *(["rGGr"] * 8), "ryyr", "rrrr"]
+    states = ["rrrr", "rGGr", *(["rGGr"] * 9), "ryyr", "rrrr"]
     assert _record(states, crosses_at=10).green_lost([_preemption(1.0)]) == [0]
     # an EV that never crosses: counted until the signal is back in its program
     never = _record(states, crosses_at=100)
     assert never.green_lost([_preemption(1.0)]) == [1]
-    assert never.green_lost([{**_preemption(1.0), "restored": 10.0}]) == [1]  # the hand-back's own yellow
-    assert never.green_lost([{**_preemption(1.0), "restored": 9.0}]) == [0]  # the program's, after it
+    assert never.green_lost([{**_preemption(1.0), "restored": 11.0}]) == [1]  # the hand-back's own yellow
+    assert never.green_lost([{**_preemption(1.0), "restored": 10.0}]) == [0]  # the program's, after it
+
+
+def test_green_lost_counts_a_yellow_read_at_the_tick_the_ev_is_first_past_the_line() -> None:
+    # the state read at a tick is the one SUMO moved the vehicles under in the step that ended
+    # there: an EV first seen at the line at 10 s crossed under the yellow read at 10 s
+    states = ["rrrr", "rGGr", *(["rGGr"] * 8), "ryyr", "rrrr"]
+    assert _record(states, crosses_at=10).green_lost([_preemption(1.0)]) == [1]
 
 
 def test_green_lost_ends_where_the_ev_leaves_the_corridor() -> None:
