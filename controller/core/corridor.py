@@ -43,6 +43,11 @@ class CorridorJunction:
     # every phase of the program shows all link_indices protected green ('G'): the program never
     # stops the EV here, and a preemption would only hold the other approaches red
     never_red: bool = False
+    # the movement enters a section the other direction uses too (``exit_edge`` has a ``bidi``
+    # edge: a single track, or a single-lane road both ways): the signal guards its ends, and a
+    # green held for the EV could send it head-on into a vehicle on the section; left to its
+    # program (the bidi edge's id, '' where there is none)
+    single_track: str = ""
 
 
 @dataclass(frozen=True)
@@ -218,6 +223,7 @@ def _junction(
         program_id=program.program_id,
         crossing_length_m=crossing_length_m,
         never_red=all(p.state[i] == "G" for p in program.phases for i in links),
+        single_track=network.edges[exit_].bidi if exit_ in network.edges else "",
     )
 
 

@@ -444,9 +444,10 @@ class PreemptionController:
         upstream = 0.0  # vehicles queued at the signals between the EV and this one
         for eta in etas:
             j = junctions[eta.junction_index]
-            if j.never_red:
+            if j.never_red or j.single_track:
                 # nothing to switch (the queue it lets through does go on to the next signal: the
-                # progression chain runs on from the signal before it)
+                # progression chain runs on from the signal before it); or a signal guarding a
+                # single-track section, whose program alone knows when the other end is let in
                 continue
             eta_s = eta.eta_s
             key = (ev_id, j.index)

@@ -112,6 +112,9 @@ class Edge:
     speed_mps: float
     lanes: tuple[Lane, ...]
     function: str = ""  # "" for normal edges, "internal", "connector", ...
+    # the edge over the same lane(s) the other way (SUMO's ``bidi``: a single track, or a
+    # single-lane road used both ways), '' if none
+    bidi: str = ""
 
     @property
     def is_internal(self) -> bool:

@@ -273,6 +273,7 @@ def setup_notes(setup: RunSetup, *, attached: bool = False, ours: str = "summary
         if not ev.corridor.junctions:
             notes.append(f"EV '{ev.ev_id}' crosses no traffic light on its route ({ev.route[0]} to {ev.route[-1]}): "
                          "there is nothing to preempt for it")
+        notes += single_track_notes(ev.ev_id, ev.corridor)
     if setup.emergency_in_routes:
         named = setup.emergency_in_routes
         listed = ", ".join(f"'{v}'" for v in named[:EMERGENCY_NAMED])
@@ -282,6 +283,15 @@ def setup_notes(setup: RunSetup, *, attached: bool = False, ours: str = "summary
         notes.append(f"{len(named)} vehicle(s), trip(s) or flow(s) of the route files have an emergency vehicle type "
                      f"({listed}): they run as other traffic unless escorted ({how})")
     return notes
+
+
+def single_track_notes(ev_id: str, corridor: Corridor) -> list[str]:
+    """A note for each signal on the corridor left to its program because the EV's movement there
+    enters a section the other direction uses too (:attr:`CorridorJunction.single_track`)."""
+    return [f"EV '{ev_id}': traffic light '{j.tls_id}' lets it onto edge {j.exit_edge}, which the other "
+            f"direction uses too (bidi edge {j.single_track}: a single track or a one-lane two-way road); "
+            "it is left to its program for this EV: a green held for it could send it head-on into a "
+            "vehicle on that section" for j in corridor.junctions if j.single_track]
 
 
 EMERGENCY_NAMED = 5  # the route files' emergency vehicles named in the note

@@ -141,6 +141,7 @@ def _edges(net: Any) -> dict[str, Edge]:
             speed_mps=float(e.getSpeed()),
             lanes=lanes,
             function=function,
+            bidi=e.getBidi().getID() if e.getBidi() is not None else "",
         )
     return edges
 

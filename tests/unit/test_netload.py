@@ -312,3 +312,10 @@ def test_a_tllogic_offset_must_be_finite(tmp_path: Path) -> None:
     add.write_text((DATA / "line5_ev.add.xml").read_text().replace('offset="5"', 'offset="nan"'))
     with pytest.raises(NetworkError, match=r"tlLogic 'B1': offset nan is not a finite number of seconds"):
         load_network(LINE5, [add])
+
+
+def test_a_bidi_edge_is_read_and_its_signal_marked_single_track() -> None:
+    net = load_network(DATA / "single_track.net.xml")
+    assert (net.edges["track"].bidi, net.edges["-track"].bidi, net.edges["in"].bidi) == ("-track", "track", "")
+    east = build_corridor(net, ("in", "track", "out2"))
+    assert [(j.tls_id, j.single_track) for j in east.junctions] == [("A", "-track"), ("B", "")]

@@ -34,6 +34,7 @@ from controller.core.planner import PreemptionRecord, ServiceRequest
 from controller.core.progress import EvProgress
 from controller.core.safety import SafetyConfig, SignalWatch, Violation
 from controller.core.snapshot import LaneState, SignalCommand, Snapshot, VehicleState
+from controller.runtime.setup import single_track_notes
 from tests.unit.test_planner import FakeSignal
 
 SPEED = 10.0
@@ -418,6 +419,28 @@ def test_greenwave_ev_passes_on_green_and_signals_are_handed_back() -> None:
     assert all(rec.restored_s is not None for rec in recs)
     assert not r.ctrl.busy and all(s.online is None for s in r.signals.values())
     assert r.safety() == []
+
+
+@pytest.mark.parametrize("mode", ["greenwave", "local"])
+def test_a_signal_letting_the_ev_onto_a_single_track_is_left_to_its_program(
+        mode: Literal["greenwave", "local"]) -> None:
+    # e2, the edge T2 lets the EV onto, is a single track (its bidi edge e2r runs the other way
+    # over the same lane): T2's program lets one end in at a time; a green held for the EV could
+    # send it head-on into a vehicle on the section (Berlin's tram signal: two trams met there)
+    edges = {**NET.edges, "e2": replace(NET.edges["e2"], bidi="e2r")}
+    net = Network(edges, NET.connections, NET.programs, NET.junction_types, source="hand.net.xml")
+    corridor = build_corridor(net, MAIN)
+    assert [j.single_track for j in corridor.junctions] == ["", "e2r"]
+    ctrl = PreemptionController(net, [EvSetup("ev", "ambulance", corridor, DYN, 0.0)], ControllerConfig(mode=mode))
+    r = CtrlRig(ctrl, corridor, {"T1": FakeSignal(T1, 3, 60.0), "T2": FakeSignal(T2, 3, 80.0)})
+    while r.t < 150:
+        r.step(present=r.x < 800, arrived=r.x == 800)
+    assert r.first_command_s("T1") is not None and r.first_command_s("T2") is None
+    assert all(q.tls_id == "T1" for _t, reqs in r.requests for q in reqs)
+    assert r.safety() == []
+    [note] = single_track_notes("ev", corridor)
+    assert "'T2'" in note and "e2" in note and "bidi edge e2r" in note and "left to its program" in note
+    assert single_track_notes("ev", build_corridor(NET, MAIN)) == []
 
 
 @pytest.mark.parametrize("mode", ["greenwave", "local"])
