@@ -34,6 +34,7 @@ ExclusiveService = Literal["whole", "discharge", "ev-lane", "own-turn"]  # see C
 # why the service of an EV SUMO no longer has ended (a preemption record's exit_reason, an
 # escort's cancel reason: one wording for both)
 VANISHED = "vanished from the simulation"
+TELEPORTED = "teleported by SUMO"  # (off the road: its signals go back; it asks again once back on)
 NOT_INSERTED = "not inserted by SUMO"  # (a vehicle of the route files SUMO did not load)
 PRIORITY = {"ambulance": 1, "fire": 1, "police": 2, "transit": 3}
 
@@ -190,6 +191,7 @@ class PreemptionController:
         self._reroutes: dict[str, int] = {}
         self._latest: dict[str, list[Eta]] = {}  # ev_id -> the last tick's ETAs at the signals ahead
         self._last_requests: dict[str, list[ServiceRequest]] = {}  # ev_id -> its last plan
+        self._teleported: set[str] = set()  # EVs SUMO took off the road, until they are back on
         self._updated_s: dict[str, float] = {}  # ev_id -> when its plan was last made
         # ev_id -> the start of a stop during which its next signal's green went unused (released)
         self._green_unused_stop: dict[str, float] = {}
@@ -348,9 +350,21 @@ class PreemptionController:
             if p is None or ev_id in self.cancelled or p.arrived_s is not None or t < ev.dispatch_s:
                 continue
             vehicle = snapshot.vehicles.get(ev_id)
+            if p.depart_s is not None and vehicle is None and ev_id in snapshot.teleporting:
+                # off the road for now: what was switched for it goes back to its program; once
+                # it is back on, further on its route, it is planned afresh from there (its
+                # jump is no progress to learn an ETA factor from)
+                self.planner.release(ev_id, TELEPORTED)
+                self._last_requests.pop(ev_id, None)
+                self._teleported.add(ev_id)
+                continue
             if p.depart_s is not None and vehicle is None:
                 self.cancel(ev_id, VANISHED)  # removed from the simulation: hand back
                 continue
+            if ev_id in self._teleported and vehicle is not None:
+                self._teleported.discard(ev_id)
+                self._predictors[ev_id] = EtaPredictor(ev.corridor, build_profile(self.network, ev.corridor),
+                                                       ev.dynamics, self.config.eta)
             if p.vanished_s is not None:
                 self.cancel(ev_id, NOT_INSERTED)  # (gone before it departed: it never will)
                 continue

@@ -41,6 +41,8 @@ class EvProgress:
     stops: list[StopEpisode] = field(default_factory=list)
     reroutes: int = 0  # how often the EV left its planned route and got a new corridor
     vanished_s: float | None = None  # left the simulation without arriving (removed by someone)
+    teleports: int = 0  # how often SUMO took it off the road in a teleport (and put it back on)
+    off_road: bool = False  # in a teleport now
     _offset_m: float | None = None  # route position minus odometer
     _last_t_s: float | None = None
 
@@ -105,11 +107,22 @@ class EvProgress:
             self.vanished_s = t_s
 
     def update(self, t_s: float, vehicle: VehicleState | None, *, arrived: bool = False,
-               sure_arrival: bool = False) -> None:
+               sure_arrival: bool = False, teleporting: bool = False, teleport_started: bool = False) -> None:
         """``sure_arrival``: an arrival that is not SUMO's (an external escort's fix at its route's
-        end) is taken as it is, however far the last position was from the end."""
-        if arrived and not sure_arrival and self.depart_s is not None and self.arrived_s is None \
-                and not self._reached_end(t_s):
+        end) is taken as it is, however far the last position was from the end. ``teleporting``:
+        SUMO has taken the vehicle off the road in a teleport (a jam, a wait too long); it comes
+        back further on its route, or arrives: it has not vanished meanwhile (``teleport_started``:
+        one began in this step, whether it is back on already or not)."""
+        if teleport_started and self.running:
+            self.teleports += 1
+        if teleporting and vehicle is None and not arrived and self.running:
+            if not self.off_road:
+                self.off_road = True
+                self._close_stop(t_s)
+            return
+        # (an arrival straight out of a teleport is one: its route's end was reached off the road)
+        if arrived and not sure_arrival and not self.off_road and self.depart_s is not None \
+                and self.arrived_s is None and not self._reached_end(t_s):
             # SUMO lists a vehicle it removed among the arrived (``time-to-teleport.remove``, a
             # jam's teleport ending nowhere; a rerouter closing its way): one last seen short of
             # its route's last edge, and unable to have driven there since, has vanished
@@ -128,6 +141,7 @@ class EvProgress:
             return
         if self.depart_s is None:
             self.depart_s = t_s
+        self.off_road = False
         if not vehicle.on_junction and 0 <= vehicle.route_index < len(self.corridor.route):
             on_route = self.corridor.position_m(vehicle.route_index, vehicle.lane_pos_m)
             self._offset_m = on_route - vehicle.odometer_m

@@ -49,6 +49,10 @@ class Snapshot:
     departed: tuple[str, ...] = ()
     arrived: tuple[str, ...] = ()
     teleports_started: int = 0
+    # the watched vehicles SUMO is teleporting (off the road, back on it further on its route):
+    # absent from ``vehicles`` without having vanished
+    teleporting: frozenset[str] = frozenset()
+    teleport_started: frozenset[str] = frozenset()  # those whose teleport began in this step (back on already or not)
     colliding: tuple[str, ...] = ()
     emergency_stopping: int = 0
     extra: Mapping[str, object] = field(default_factory=dict)

@@ -367,7 +367,9 @@ def run(
                 if route_changed(sim, ev_id, vehicle, p, route_check):
                     _reroute(sim, controller, setup, progress, watch, monitor, ev_id, snap.t_s, note)
                 was_done = p.done
-                progress[ev_id].update(snap.t_s, vehicle, arrived=ev_id in arrived)
+                progress[ev_id].update(snap.t_s, vehicle, arrived=ev_id in arrived,
+                                       teleporting=ev_id in snap.teleporting,
+                                       teleport_started=ev_id in snap.teleport_started)
                 if progress[ev_id].done and not was_done:
                     watch.release(ev_id, snap.t_s)
             deadline = t2 + (budget_ms - read_ms) / 1000.0
@@ -937,6 +939,7 @@ def ev_summary(ev: EvPlan, p: EvProgress, trip: Trip | None, free_flow_s: float 
         "arrival": trip.arrival_s if trip else None,
         "arrived": trip is not None,
         "vanished": p.vanished_s,
+        "teleports": p.teleports,  # SUMO took it off the road and put it back on further on (not vanished)
         "travel_time": tt,
         "free_flow_time": ff,
         "ratio_to_free_flow": round(tt / ff, 4) if tt is not None and ff is not None and ff > 0 else None,

@@ -589,7 +589,8 @@ class SimService:
                 esc.load_checked = True
             # (an external escort's arrival is its fix's, at its route's end: not SUMO's, which a
             # vehicle last seen far from the end may be listed in when it was removed on the way)
-            p.update(t, vehicle, arrived=key in arrived, sure_arrival=esc.tracking == "external")
+            p.update(t, vehicle, arrived=key in arrived, sure_arrival=esc.tracking == "external",
+                     teleporting=key in snap.teleporting, teleport_started=key in snap.teleport_started)
             if esc.first_seen_s is None and p.position_m is not None:
                 esc.first_seen_s = t
         # an externally tracked escort plans nothing before its first fix: where it is is not known

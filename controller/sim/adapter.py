@@ -60,6 +60,8 @@ _SIM_VARS = (
     tc.VAR_DEPARTED_VEHICLES_IDS,
     tc.VAR_ARRIVED_VEHICLES_IDS,
     tc.VAR_TELEPORT_STARTING_VEHICLES_NUMBER,
+    tc.VAR_TELEPORT_STARTING_VEHICLES_IDS,
+    tc.VAR_TELEPORT_ENDING_VEHICLES_IDS,
     tc.VAR_COLLIDING_VEHICLES_IDS,
     tc.VAR_EMERGENCYSTOPPING_VEHICLES_NUMBER,
 )
@@ -201,6 +203,7 @@ class SumoAdapter:
         # monitor's violations listed from it, do not depend on Python's hash seed)
         self._vehicles: dict[str, None] = {}
         self._awaiting: dict[str, None] = {}  # vehicles of the route files to watch once they depart
+        self._teleporting: set[str] = set()  # watched vehicles off the road in a teleport
         self.speed_factors: dict[str, float] = {}  # those departed: the speed factor SUMO drew for each
         self._route_ids: dict[str, str] = {}  # watched vehicle -> the id of its route, as last read
         # watched vehicles whose route is new in the last step: seen for the first time since they
@@ -708,6 +711,13 @@ class SumoAdapter:
         for vid in arrived:
             self._vehicles.pop(vid, None)
             route_ids.pop(vid, None)
+        # (a jump teleport starts and ends in one step: it is over)
+        starting = sim.get(tc.VAR_TELEPORT_STARTING_VEHICLES_IDS, ())
+        ending = sim.get(tc.VAR_TELEPORT_ENDING_VEHICLES_IDS, ())
+        if starting or ending or self._teleporting:
+            self._teleporting = {v for v in (self._teleporting | set(starting)) - set(ending)
+                                 if v in self._vehicles and v not in vehicles}
+        started = frozenset(v for v in starting if v in self._vehicles) if starting else frozenset()
         self.routes_new = frozenset(replaced)
         # one call per domain for every subscribed object (not one per object); an unchanged
         # signal or lane keeps last step's state object
@@ -743,6 +753,8 @@ class SumoAdapter:
             departed=departed,
             arrived=arrived,
             teleports_started=int(sim.get(tc.VAR_TELEPORT_STARTING_VEHICLES_NUMBER, 0)),
+            teleporting=frozenset(self._teleporting),
+            teleport_started=started,
             colliding=tuple(sim.get(tc.VAR_COLLIDING_VEHICLES_IDS, ())),
             emergency_stopping=int(sim.get(tc.VAR_EMERGENCYSTOPPING_VEHICLES_NUMBER, 0)),
         )

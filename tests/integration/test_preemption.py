@@ -244,6 +244,28 @@ def test_a_route_replaced_while_the_ev_crosses_a_junction_is_planned_once_it_is_
     assert "B1#1" in ev["crossed_s"] and ev["crossed_s"]["B1#1"] <= inside[0], ev["crossed_s"]
 
 
+def test_an_ev_sumo_teleports_is_escorted_on_and_arrives(tiny_net: Path, tmp_path: Path) -> None:
+    # A car stopped on B1C1: the ambulance waits behind it 15 s, SUMO teleports it on (off the
+    # road for a while) and it arrives. It was counted as vanished: its escort dropped, its
+    # crossings after the teleport recorded past its "vanishing", the bench leaving it out.
+    (tmp_path / "block.rou.xml").write_text(
+        '<routes><vType id="blk"/><route id="rb" edges="A1B1 B1C1 C1right1"/>'
+        '<vehicle id="blk0" type="blk" route="rb" depart="0"><stop lane="B1C1_0" endPos="120" duration="1000"/>'
+        '</vehicle></routes>')
+    (tmp_path / "run.sumocfg").write_text(
+        f'<configuration><input><net-file value="{tiny_net}"/><route-files value="block.rou.xml"/></input>'
+        '<time><begin value="0"/><end value="300"/></time><processing><time-to-teleport value="15"/>'
+        '</processing></configuration>')
+    s = run_ok(["run", "--sumocfg", str(tmp_path / "run.sumocfg"), "--ev", "left1A1,C1right1,30",
+                "--out", str(tmp_path / "out")])
+    _assert_safe(s)
+    ev = s["evs"][0]
+    assert ev["arrived"] and ev["vanished"] is None and ev["teleports"] == 1 and ev["travel_time"] > 0, ev
+    assert sorted(ev["crossed_s"]) == ["A1#0", "B1#1", "C1#2"], ev["crossed_s"]
+    assert all(p["restored"] is not None for p in s["preemptions"]), s["preemptions"]
+    assert "vanished from the simulation" not in {p["exit_reason"] for p in s["preemptions"]}, s["preemptions"]
+
+
 def test_an_ev_sumo_removes_on_the_way_has_vanished_not_arrived(tiny_net: Path, tmp_path: Path) -> None:
     # A car stopped on B1C1 and another at the start of C1right1: the ambulance waits behind the
     # first 15 s, SUMO teleports it, finds no room beyond and removes it

@@ -157,15 +157,19 @@ class CtrlRig:
 
         planner.tick = spy  # type: ignore[method-assign]
 
-    def step(self, *, present: bool = True, arrived: bool = False, moving: bool = True) -> list[SignalCommand]:
+    def step(self, *, present: bool = True, arrived: bool = False, moving: bool = True,
+             teleporting: bool = False) -> list[SignalCommand]:
         t = self.t
+        present = present and not teleporting
         vehicle = ev_at(self.corridor, self.x, SPEED if moving else 0.0, lane=self.lane) if present else None
         signals = {tls: s.signal_state() for tls, s in self.signals.items() if tls not in self.hidden}
         for tls, st_ in signals.items():
             self.violations += self.watches[tls].observe(t, st_.state, st_.program_id)
         snap = Snapshot(t, {"ev": vehicle} if vehicle is not None else {}, signals, self.lanes(t),
-                        arrived=("ev",) if arrived else ())  # fmt: skip
-        self.progress["ev"].update(t, vehicle, arrived=arrived)
+                        arrived=("ev",) if arrived else (),
+                        teleporting=frozenset({"ev"}) if teleporting else frozenset())  # fmt: skip
+        started = teleporting and self.progress["ev"].running and not self.progress["ev"].off_road
+        self.progress["ev"].update(t, vehicle, arrived=arrived, teleporting=teleporting, teleport_started=started)
         cmds = self.ctrl.tick(snap, self.progress)
         for c in cmds:
             self.commands.append((t, c))
@@ -173,7 +177,7 @@ class CtrlRig:
         for s in self.signals.values():
             s.advance(1.0)
         self.t += 1.0
-        if present and moving:
+        if (present and moving) or teleporting:
             self.x += SPEED
         return cmds
 
@@ -419,6 +423,23 @@ def test_greenwave_ev_passes_on_green_and_signals_are_handed_back() -> None:
     assert all(rec.restored_s is not None for rec in recs)
     assert not r.ctrl.busy and all(s.online is None for s in r.signals.values())
     assert r.safety() == []
+
+
+def test_an_ev_sumo_teleports_is_not_cancelled_and_is_served_again_once_back_on_the_road() -> None:
+    # off the road from 40 s to 55 s (SUMO moves it on meanwhile, from 400 m to 550 m, past T1's
+    # stop line at 500 m): T1, switched for it, goes back to its program at once; back on, T2
+    # is served; the EV has not vanished (it was cancelled as vanished, its escort dropped)
+    r = make_rig()
+    while r.t < 120:
+        r.step(present=r.x < 800, arrived=r.x == 800, teleporting=40 <= r.t < 55)
+    p = r.progress["ev"]
+    assert (p.arrived_s, p.vanished_s, p.teleports) == (80.0, None, 1) and "ev" not in r.ctrl.cancelled
+    assert all(q.ev_id != "ev" for t, reqs in r.requests if 40 <= t < 55 for q in reqs)
+    t1 = [rec for rec in r.ctrl.planner.records() if rec.tls_id == "T1"]
+    assert [rec.exit_reason for rec in t1] == ["teleported by SUMO"] and t1[0].exit_s == 40.0
+    t2 = [rec for rec in r.ctrl.planner.records() if rec.tls_id == "T2"]
+    assert [rec.exit_reason for rec in t2] == ["crossed"] and p.crossed_s[0] == 50.0
+    assert not r.ctrl.busy and r.safety() == []
 
 
 @pytest.mark.parametrize("mode", ["greenwave", "local"])
