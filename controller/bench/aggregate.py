@@ -497,7 +497,9 @@ def scenario_verdict(rows: Sequence[Mapping[str, Any]], scenario: str) -> dict[s
     elif gw["gap_judged"] is False:
         crit.append(_criterion("gap closed >= 0.90", True, f"{gap:.2f}, not judged (oracle saves < 10 %)"))
     else:
-        crit.append(_criterion("gap closed >= 0.90", gap >= ACCEPT_GAP_MIN - _EPS, f"{gap:.2f}"))
+        ok_gap = gap >= ACCEPT_GAP_MIN - _EPS
+        k = 2 if ok_gap else _decimals_apart(2, gap, ACCEPT_GAP_MIN)
+        crit.append(_criterion("gap closed >= 0.90", ok_gap, f"{gap:.{k}f}"))
 
     d = gw["delay_over_oracle_s"]
     d_local = local["delay_over_oracle_s"] if local else None
@@ -510,12 +512,14 @@ def scenario_verdict(rows: Sequence[Mapping[str, Any]], scenario: str) -> dict[s
         )
         if not ok and d_local is None:
             ok = None  # (more than 5 s: half of local's cannot be judged without local)
-        local_txt = (f"local {d_local:.1f} s" if d_local is not None else "local not run" if not local else
+        bounds = [ACCEPT_DELAY_MAX_S] + ([ACCEPT_DELAY_FACTOR_OF_LOCAL * d_local] if d_local is not None else [])
+        k = 1 if ok is not False else _decimals_apart(1, d, *bounds)
+        local_txt = (f"local {d_local:.{k}f} s" if d_local is not None else "local not run" if not local else
                      "local: no completed run" if not local.get("runs") else "local: no delay figure")
         se = gw.get("delay_over_oracle_se_s")
         se_txt = "" if se is None else f", standard error {se:.1f} s"
         crit.append(_criterion("delay over oracle <= 0.5 x local's or <= 5 s", ok,
-                               f"{d:.1f} s{se_txt} ({local_txt})"))
+                               f"{d:.{k}f} s{se_txt} ({local_txt})"))
 
     c = gw["bg_time_loss_change_pct"]
     c_local = local["bg_time_loss_change_pct"] if local else None
@@ -525,12 +529,14 @@ def scenario_verdict(rows: Sequence[Mapping[str, Any]], scenario: str) -> dict[s
         within = c <= ACCEPT_BG_CHANGE_MAX_PCT + _EPS
         if c_local is None or local is None:
             ok_bg: bool | None = False if not within else None
+            k = 1 if within else _decimals_apart(1, c, ACCEPT_BG_CHANGE_MAX_PCT)
             local_txt = "local not run"
         else:
             ok_bg = within and c <= c_local + _EPS
-            local_txt = f"local {c_local:+.1f} %" + _paired_text(gw, local)
+            k = 1 if ok_bg else _decimals_apart(1, c, ACCEPT_BG_CHANGE_MAX_PCT, c_local)
+            local_txt = f"local {c_local:+.{k}f} %" + _paired_text(gw, local)
         crit.append(_criterion("background time loss change <= +2 % and <= local's", ok_bg,
-                               f"{c:+.1f} % ({local_txt})"))
+                               f"{c:+.{k}f} % ({local_txt})"))
 
     if not gw["runs"]:  # no run completed: nothing was measured
         crit.append(_criterion("zero S1-S5", None, "n/a (no run completed)"))
@@ -547,6 +553,16 @@ def scenario_verdict(rows: Sequence[Mapping[str, Any]], scenario: str) -> dict[s
                                f"{mine} vs none {theirs}{on} (with the EV {gw['collisions_ev']}, at "
                                f"preempted signals {_count(gw['collisions_preempted'])})"))
     return {"scenario": scenario, "controller": ACCEPT_CONTROLLER, "status": _status(crit), "criteria": crit}
+
+
+def _decimals_apart(decimals: int, value: float, *bounds: float) -> int:
+    """How many decimals (``decimals`` to 3 more) show ``value`` apart from every bound it was
+    judged against: a failing figure rounded to its bound read "gap closed >= 0.90: 0.90 ✗"
+    (0.8999)."""
+    for k in range(decimals, decimals + 4):
+        if all(f"{value:.{k}f}" != f"{b:.{k}f}" for b in bounds):
+            return k
+    return decimals + 3
 
 
 def _collisions_on_common_seeds(x: Mapping[str, Any], none: Mapping[str, Any]) -> tuple[int, int, int]:

@@ -1037,3 +1037,14 @@ def test_update_baseline_lists_the_suite_fields_it_rewrites_too() -> None:
         {"scenario": "(suite)", "controller": "(all)", "metric": "sumo_version", "baseline": "SUMO 1.27.1",
          "current": "SUMO 1.28.0"}]
     assert baseline_changes(base, rows) == []  # (no suite given: the groups only)
+
+
+def test_a_failing_figure_that_rounds_to_its_bound_is_shown_with_the_digits_that_tell_them_apart(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    assert agg._decimals_apart(2, 0.8999, 0.90) == 4 and agg._decimals_apart(2, 0.87, 0.90) == 2
+    assert agg._decimals_apart(1, 2.04, 2.0, 1.96) == 2
+    shown = float(_detail(_verdict(basic()), "gap"))
+    monkeypatch.setattr(agg, "ACCEPT_GAP_MIN", shown + 0.004)  # fails, and rounds to the bound at 2 decimals
+    v = _verdict(basic())
+    assert _crit(v, "gap") is False and _detail(v, "gap") != f"{shown:.2f}", _detail(v, "gap")
+    assert len(_detail(v, "gap").split(".")[1]) > 2
