@@ -28,8 +28,9 @@ JAM_SPACING_M = 7.5  # one halted vehicle's share of a queue (5 m car + 2.5 m ga
 SIGNAL_COLOURS = {"green": "#2ca02c", "partial": "#98df8a", "yellow": "#ffbf00", "red": "#d62728", "off": "#bbbbbb"}
 SIGNAL_LABELS = {"green": "EV's movement green", "partial": "green on some of its lanes", "yellow": "yellow",
                  "red": "red", "off": "off / blinking"}
-STAGE_COLOURS = {"entry": "#ff7f0e", "dwell": "#1f77b4", "exit": "#9467bd"}
+STAGE_COLOURS = {"entry": "#ff7f0e", "dwell": "#1f77b4", "held": "#8c8c8c", "exit": "#9467bd"}
 STAGE_LABELS = {"entry": "preemption entry (running phase ends)", "dwell": "dwell (held green for the EV)",
+                "held": "held for another EV (the EV's movement not green)",
                 "exit": "exit (hand-back to the program)"}
 CONTROLLER_COLOURS = {"none": "#7f7f7f", "local": "#d62728", "greenwave": "#2ca02c", "oracle": "#1f77b4"}
 
@@ -79,6 +80,32 @@ def movement_intervals(
         else:
             spans.append((start, end, colour))
     return spans
+
+
+def split_dwell(spans: Sequence[tuple[float, float, str]], start: float, end: float) -> list[tuple[str, float, float]]:
+    """A dwell ``[start, end)`` as ``(stage, from, to)`` pieces: ``dwell`` where the EV's movement
+    showed green (on all its lanes or some), ``held`` where it did not (the signal serving
+    another EV first, the record's dwell going on: a police car's 108 s "dwell" at Bologna's 210
+    was 83 s of red while it served an ambulance and a fire engine). Spans from
+    :func:`movement_intervals` of the states as read (the records' clock: a dwell starts at the
+    first tick its target is read, an exit's yellow is read a step after it); where they do not
+    cover the dwell, it is dwell."""
+    pieces: list[tuple[str, float, float]] = []
+    for s, e, colour in spans:
+        a, b = max(s, start), min(e, end)
+        if b <= a:
+            continue
+        stage = "dwell" if colour in ("green", "partial") else "held"
+        if pieces and pieces[-1][0] == stage and abs(pieces[-1][2] - a) < 1e-9:
+            pieces[-1] = (stage, pieces[-1][1], b)
+        else:
+            pieces.append((stage, a, b))
+    return pieces or [("dwell", start, end)]
+
+
+def held_s(spans: Sequence[tuple[float, float, str]], start: float, end: float) -> float:
+    """How long of ``[start, end)`` the EV's movement did not show green (:func:`split_dwell`)."""
+    return sum(b - a for stage, a, b in split_dwell(spans, start, end) if stage == "held")
 
 
 def governing(changes: Sequence[tuple[float, str]], step_s: float) -> list[tuple[float, str]]:
@@ -163,7 +190,8 @@ def _junction_axis(ax: Axes, leg: Leg, fig: Figure) -> None:
     right.set_ylabel("signalized junction on the route (traffic light id, #order)", labelpad=10.0)
 
 
-def _step_s(run: RunData) -> float:
+def step_s_of(run: RunData) -> float:
+    """The run's simulation step (1 s where summary.json does not say)."""
     step = number(run.summary.get("step_length"))
     return step if step is not None and step > 0 else 1.0
 
@@ -187,7 +215,7 @@ def time_space_diagram(run: RunData, ev_id: str) -> Figure | None:
         nearest[a], nearest[b] = min(nearest[a], b - a), min(nearest[b], b - a)
     bars = {y: min(length * 0.012, max(gap / 2.4, length * 0.0015)) for y, gap in nearest.items()}
     crossings = run.crossings(ev_id)
-    step = _step_s(run)
+    step = step_s_of(run)
     fig = Figure(figsize=(11.5, max(5.5, 0.42 * len(leg.junctions) + 3.5)))
     ax = fig.add_subplot()
     records = [r for r in run.summary.get("preemptions", []) if r.get("ev") == ev_id]
@@ -204,6 +232,7 @@ def time_space_diagram(run: RunData, ev_id: str) -> Figure | None:
         y, idx = j["distance_m"], j["index"]
         bar = bars[float(y)]
         spans = movement_intervals(governing(run.signals.get(j["tls"], []), step), j["links"], t0, t1)
+        read = movement_intervals(run.signals.get(j["tls"], []), j["links"], t0, t1)
         for colour in SIGNAL_COLOURS:
             runs = [(s, e - s) for s, e, c in spans if c == colour]
             if runs:
@@ -227,9 +256,13 @@ def time_space_diagram(run: RunData, ev_id: str) -> Figure | None:
                        r.get("restored")))
             for stage, start, end in stages:
                 if isinstance(start, (int, float)) and isinstance(end, (int, float)) and end > start:
-                    used_stages.add(stage)
-                    ax.add_patch(Rectangle((start, y + bar / 2), end - start, bar * 1.3, lw=0, alpha=0.55,
-                                           facecolor=STAGE_COLOURS[stage], gid=f"j{idx}-preempt-{stage}", zorder=2))
+                    # (split on the states as read, the clock of the records' times, not as drawn)
+                    pieces = split_dwell(read, start, end) if stage == "dwell" else [(stage, start, end)]
+                    for piece, a, b in pieces:
+                        used_stages.add(piece)
+                        ax.add_patch(Rectangle((a, y + bar / 2), b - a, bar * 1.3, lw=0, alpha=0.55,
+                                               facecolor=STAGE_COLOURS[piece], gid=f"j{idx}-preempt-{piece}",
+                                               zorder=2))
     ax.plot(leg.t, leg.pos, color="black", lw=1.6, gid=f"trajectory-{safe_id(ev_id)}", zorder=3)
     cross = [(crossings[j["index"]], j["distance_m"]) for j in leg.junctions if j["index"] in crossings]
     if cross:

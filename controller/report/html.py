@@ -12,6 +12,8 @@ from controller import __version__
 from controller.bench.aggregate import GAP_JUDGED_MIN_SAVING, arrived_times, past_end_s
 from controller.report.figures import (
     eta_accuracy,
+    held_s,
+    movement_intervals,
     other_traffic,
     safe_id,
     time_space_diagram,
@@ -110,12 +112,16 @@ def junction_rows(run: RunData, ev_id: str) -> list[list[object]]:
         entry_err, err60 = _num(eta.get("entry_error_s")), _num(eta.get("error_60_s"))
         for k, r in enumerate(records.get((j["tls"], j["index"])) or [{}]):
             dwell, exit_ = _num(r.get("dwell")), _num(r.get("exit"))
+            held = None
+            if dwell is not None and exit_ is not None and exit_ > dwell and run.signals.get(j["tls"]):
+                spans = movement_intervals(run.signals[j["tls"]], j["links"], dwell, exit_)  # (as read)
+                held = round(held_s(spans, dwell, exit_), 1)
             first = k == 0
             rows.append([
                 f"#{j['index']}", j.get("junction"), j["tls"], round(j["distance_m"]), actual if first else None,
                 entry_err if first else None, err60 if first else None,
                 _num(r.get("entry")), dwell,
-                round(exit_ - dwell, 1) if dwell is not None and exit_ is not None else None,
+                round(exit_ - dwell, 1) if dwell is not None and exit_ is not None else None, held,
                 _num(r.get("preempted_s")), _num(r.get("recovery_s")), _num(r.get("schedule_offset_s")),
                 r.get("exit_reason") or None,
                 violations.get(j["tls"], unnamed) if first else None,
@@ -125,8 +131,8 @@ def junction_rows(run: RunData, ev_id: str) -> list[list[object]]:
 
 JUNCTION_HEAD = ("#", "junction", "traffic light", "stop line at (m)", "EV crossed (s)", "ETA error at entry (s)",
                  "ETA error 60 s ahead (s)", "entry starts (s)", "dwell from (s)", "dwell for (s)",
-                 "preempted for (s)", "recovery (s)", "off schedule after (s)", "hand-back reason",
-                 "S1–S5 violations at this signal")
+                 "of it, its movement not green (s)", "preempted for (s)", "recovery (s)", "off schedule after (s)",
+                 "hand-back reason", "S1–S5 violations at this signal")
 
 
 def _figure(fig: Any, cls: str, caption: str, attrs: Mapping[str, str]) -> str:

@@ -165,7 +165,7 @@ def test_eta_table_and_per_junction_rows(tmp_path: Path) -> None:
     # J2: crossed at 130, the entry prediction erred by +0.5 s (from summary.json's ETA section);
     # green for the EV from 120, held 11 s
     assert "<td>J2</td><td>300</td><td>130.0</td><td>0.5</td>" in rows[1]
-    assert "<td>120.0</td><td>11.0</td><td>25.0</td><td>9.0</td><td>–</td><td>crossed</td>" in rows[1]
+    assert "<td>120.0</td><td>11.0</td><td>0</td><td>25.0</td><td>9.0</td><td>–</td><td>crossed</td>" in rows[1]
     assert "<td>J3</td><td>500</td><td>150.0</td><td>–</td><td>-2.0</td>" in rows[2]
 
 
@@ -645,6 +645,7 @@ def test_a_record_ended_before_the_signals_hand_back_draws_its_exit_from_the_han
     (folder / "summary.json").write_text(json.dumps(summary))
     trace = json.loads((folder / "trace.json").read_text())
     trace["evs"][0]["legs"][0]["junctions"][2]["tls"] = "J2"
+    trace["signals"]["J2"] = [[0, "rr"], [115, "yr"], [118, "rG"], [150, "rr"]]  # held green for #2
     (folder / "trace.json").write_text(json.dumps(trace))
     fig = time_space_diagram(load_run(folder), "amb")
     assert fig is not None
@@ -674,3 +675,25 @@ def test_the_eta_figure_marks_an_entry_started_more_than_120_s_ahead(tmp_path: P
     entry = next(line for line in fig.axes[0].get_lines() if line.get_gid() == "eta-j1-entry")
     assert np.asarray(entry.get_xdata(), dtype=float).tolist() == [160.0]
     assert np.asarray(entry.get_ydata(), dtype=float).tolist() == [-20.0]
+
+
+def test_a_dwell_while_the_signal_serves_another_ev_is_drawn_and_counted_as_held(tmp_path: Path) -> None:
+    # Bologna's 210: the police record dwelled 591..699 while the signal served an ambulance and
+    # a fire engine from 615 to 698, its movement red; drawn as 108 s of "dwell (held green)"
+    folder = write_run(tmp_path / "greenwave-s1", "greenwave",
+                       signals={"J1": [[0, "GG"]], "J2": [[0, "rr"], [118, "rG"], [124, "ry"], [127, "rr"],
+                                                         [140, "rG"], [150, "rr"]], "J3": [[0, "GG"]]})
+    summary = json.loads((folder / "summary.json").read_text())
+    summary["preemptions"][0].update(dwell=120.0, exit=145.0)  # J2's record: its link (1) red 127..140
+    (folder / "summary.json").write_text(json.dumps(summary))
+    run = load_run(folder)
+    fig = time_space_diagram(run, "amb")
+    assert fig is not None
+    spans = sorted((patch.get_gid(), round(patch.get_x(), 6), round(patch.get_x() + patch.get_width(), 6))
+                   for patch in fig.axes[0].patches if (patch.get_gid() or "").startswith("j1-preempt-"))
+    assert [s for s in spans if s[0] != "j1-preempt-entry"] == [
+        ("j1-preempt-dwell", 120.0, 124.0), ("j1-preempt-dwell", 140.0, 145.0), ("j1-preempt-held", 124.0, 140.0)]
+    table = re.search(r'<table class="junctions">.*?</table>', render_run(run, [run]), flags=re.S)
+    assert table is not None
+    rows = re.findall(r"<tr><td>#\d+</td>.*?</tr>", table.group(0))
+    assert "<td>120.0</td><td>25.0</td><td>16.0</td>" in rows[1], rows[1]
