@@ -35,6 +35,10 @@ class OracleController:
         self._shown: dict[str, str] = {}  # tls_id -> state we last set
         self.preempted: set[str] = set()  # every tls this controller ever switched
         self.switched_for: dict[str, set[str]] = {}  # EV -> the tls switched (held) for it
+        # signals where two EVs' crossing (or merging) movements were shown green at once: then
+        # the oracle is no bound a safe controller could reach (tls_id -> the first time)
+        self.conflicts: dict[str, float] = {}
+        self._foes: dict[str, dict[int, frozenset[int]]] = {}
 
     def tick(
         self, snapshot: Snapshot, progress: Mapping[str, EvProgress], over_budget: Callable[[], bool] | None = None
@@ -52,6 +56,8 @@ class OracleController:
         for tls_id, evs in wanted_by.items():
             for ev in evs:
                 self.switched_for.setdefault(ev, set()).add(tls_id)
+            if len(evs) > 1 and tls_id not in self.conflicts and self._conflicting(tls_id, evs, progress):
+                self.conflicts[tls_id] = snapshot.t_s
         commands: list[SignalCommand] = []
         for tls_id, links in sorted(wanted.items()):
             n = self._network.programs[tls_id].link_count
@@ -63,6 +69,20 @@ class OracleController:
         for tls_id in sorted(set(self._shown) - set(wanted)):
             commands.append(self._restore(tls_id))
         return commands
+
+    def _conflicting(self, tls_id: str, evs: set[str], progress: Mapping[str, EvProgress]) -> bool:
+        """Are two of ``evs``' own movements at the signal foes (cross or merge at its junction)?
+        (The approaches' other links, all green too, conflict wherever two approaches are served:
+        unsafe for cross traffic, as the oracle is; only the EVs' own movements decide whether it
+        is a bound.)"""
+        foes = self._foes.get(tls_id)
+        if foes is None:
+            foes = self._foes[tls_id] = {c.link_index: frozenset(c.foe_links)
+                                         for c in self._network.connections_of_tls(tls_id) if c.link_index >= 0}
+        sets = [{i for j in self._corridors[ev].junctions if j.tls_id == tls_id and not progress[ev].crossed(j.index)
+                 for i in j.link_indices} for ev in sorted(evs)]
+        return any(foes.get(a, frozenset()) & b_links
+                   for k, a_links in enumerate(sets) for b_links in sets[k + 1:] for a in a_links - b_links)
 
     def stop(self) -> list[SignalCommand]:
         return [self._restore(tls_id) for tls_id in sorted(self._shown)]

@@ -176,7 +176,9 @@ def render_bench(data: Mapping[str, Any], source: Path) -> str:
             body.append(f'<figure class="{cls}">{to_svg(fig)}<figcaption>{_e(caption)}</figcaption></figure>')
     body += ["<h2>Comparison</h2>", table(head, table_rows, cls="aggregate")]
     if any(r.get("gap_judged") is False and r.get("gap_closed") is not None for r in rows):
-        body.append('<p class="note">* gap not judged: the oracle saves less than 10 % of none\'s EV time</p>')
+        body.append('<p class="note">* gap not judged: the oracle saves less than 10 % of none\'s EV time, or '
+                    'it showed several EVs\' crossing movements green at once (no bound a safe controller '
+                    'could reach)</p>')
     if any(r.get("failed") for r in rows):
         body.append('<p class="note">n (k✗): n runs completed, k failed (their figures are left out)</p>')
     body.append('<p class="note">±: the standard error over the seeds (of the per-seed delay over the oracle; of '

@@ -552,6 +552,10 @@ def run(
         "backend": "traci" if gui or attach is not None else backend,
         **({"attached": f"{attach[0]}:{attach[1]}", "attached_notes": attached_notes} if attach is not None else {}),
         "notes": notes,
+        # the oracle only: signals where it showed two EVs' crossing movements green at once (no
+        # bound a safe controller could reach: the bench and report do not judge against it)
+        **({"oracle_conflicts": [{"tls": tls, "from_s": t} for tls, t in sorted(controller.conflicts.items())]}
+           if isinstance(controller, OracleController) else {}),
         "greenwave_version": __version__,
         "sumo_version": sumo_version,
         "evs": evs,

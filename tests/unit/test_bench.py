@@ -1048,3 +1048,15 @@ def test_a_failing_figure_that_rounds_to_its_bound_is_shown_with_the_digits_that
     v = _verdict(basic())
     assert _crit(v, "gap") is False and _detail(v, "gap") != f"{shown:.2f}", _detail(v, "gap")
     assert len(_detail(v, "gap").split(".")[1]) > 2
+
+
+def test_the_gap_is_not_judged_against_an_oracle_that_showed_evs_crossing_movements_at_once() -> None:
+    results = basic()
+    for r in results:
+        if r.controller == "oracle" and r.seed == 2 and r.summary is not None:
+            r.summary["oracle_conflicts"] = [{"tls": "C2", "from_s": 600.0}]
+    rows = rows_by_ctrl(aggregate(results))
+    assert rows["greenwave"]["gap_judged"] is False and rows["greenwave"]["oracle_conflicts_seeds"] == [2]
+    v = _verdict(results)
+    assert "not judged (the oracle showed EVs' crossing movements green at once)" in _detail(v, "gap")
+    assert rows_by_ctrl(aggregate(basic()))["greenwave"]["gap_judged"] is True

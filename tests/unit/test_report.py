@@ -689,8 +689,12 @@ def test_a_dwell_while_the_signal_serves_another_ev_is_drawn_and_counted_as_held
     run = load_run(folder)
     fig = time_space_diagram(run, "amb")
     assert fig is not None
-    spans = sorted((patch.get_gid(), round(patch.get_x(), 6), round(patch.get_x() + patch.get_width(), 6))
-                   for patch in fig.axes[0].patches if (patch.get_gid() or "").startswith("j1-preempt-"))
+    spans = []
+    for patch in fig.axes[0].patches:
+        if (patch.get_gid() or "").startswith("j1-preempt-"):
+            box = patch.get_path().get_extents(patch.get_patch_transform())
+            spans.append((patch.get_gid(), round(box.x0, 6), round(box.x1, 6)))
+    spans.sort()
     assert [s for s in spans if s[0] != "j1-preempt-entry"] == [
         ("j1-preempt-dwell", 120.0, 124.0), ("j1-preempt-dwell", 140.0, 145.0), ("j1-preempt-held", 124.0, 140.0)]
     table = re.search(r'<table class="junctions">.*?</table>', render_run(run, [run]), flags=re.S)

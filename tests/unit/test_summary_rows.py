@@ -142,3 +142,31 @@ def test_the_oracle_hands_back_the_signals_of_an_ev_gone_from_the_simulation() -
     assert progress.vanished_s is not None
     handed = oracle.tick(Snapshot(50.0, {}, {}), {"ev": progress})
     assert {(c.tls_id, c.kind) for c in handed} == {("T1", "restore"), ("T2", "restore")}
+
+
+def test_the_oracle_records_where_it_showed_two_evs_crossing_movements_green_at_once() -> None:
+    # four EVs converging on one crossing of the grid: the oracle showed every approach green
+    # (C2 all 'G') and all four passed at free flow, the bound no safe controller can reach
+    from dataclasses import replace
+    from types import SimpleNamespace
+
+    from controller.core.corridor import build_corridor
+    from controller.core.network import Network
+    from controller.core.oracle import OracleController
+    from tests.unit.test_preemption_controller import MAIN, NET
+
+    foes = {0: (3,), 3: (0,)}  # T1: the main road (e0 -> e1) crosses the cross street (c1 -> c1o)
+    conns = tuple(replace(c, foe_links=foes.get(c.link_index, ())) if c.tls_id == "T1" else c for c in NET.connections)
+    net = Network(NET.edges, conns, NET.programs, NET.junction_types, source="hand.net.xml")
+    corridors = {"a": build_corridor(net, MAIN), "cross": build_corridor(net, ["c1", "c1o"]),
+                 "opposite": build_corridor(net, ["o1", "w1"])}
+    oracle = OracleController(net, {k: corridors[k] for k in ("a", "opposite")}, {"a": 0.0, "opposite": 5.0})
+    progress = {ev: EvProgress(ev, c) for ev, c in corridors.items()}
+    oracle.tick(SimpleNamespace(t_s=10.0), progress)  # type: ignore[arg-type]
+    assert oracle.conflicts == {}  # opposite directions: their own movements do not cross
+    oracle = OracleController(net, {k: corridors[k] for k in ("a", "cross")}, {"a": 0.0, "cross": 5.0})
+    oracle.tick(SimpleNamespace(t_s=1.0), progress)  # type: ignore[arg-type]
+    assert oracle.conflicts == {}  # the cross street's EV not dispatched yet
+    oracle.tick(SimpleNamespace(t_s=10.0), progress)  # type: ignore[arg-type]
+    oracle.tick(SimpleNamespace(t_s=11.0), progress)  # type: ignore[arg-type]
+    assert oracle.conflicts == {"T1": 10.0}
