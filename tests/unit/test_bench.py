@@ -1051,10 +1051,10 @@ def test_a_failing_figure_that_rounds_to_its_bound_is_shown_with_the_digits_that
 
 
 def test_the_gap_is_not_judged_against_an_oracle_that_showed_evs_crossing_movements_at_once() -> None:
-    results = basic()
-    for r in results:
-        if r.controller == "oracle" and r.seed == 2 and r.summary is not None:
-            r.summary["oracle_conflicts"] = [{"tls": "C2", "from_s": 600.0}]
+    from dataclasses import replace
+
+    results = [replace(r, summary={**r.summary, "oracle_conflicts": [{"tls": "C2", "from_s": 600.0}]})
+               if r.controller == "oracle" and r.seed == 2 and r.summary is not None else r for r in basic()]
     rows = rows_by_ctrl(aggregate(results))
     assert rows["greenwave"]["gap_judged"] is False and rows["greenwave"]["oracle_conflicts_seeds"] == [2]
     v = _verdict(results)
