@@ -67,6 +67,9 @@ def read_token(token_file: Path | None) -> tuple[str, bool]:
             token = token_file.read_text(encoding="utf-8").strip()
         except OSError as e:
             raise GreenwaveError(f"--token-file '{token_file}': {e.strerror or e}") from None
+        except UnicodeDecodeError as e:
+            raise GreenwaveError(f"--token-file '{token_file}' is not text (byte {e.start + 1} is not UTF-8): a "
+                                 "token is visible ASCII characters") from None
         if not token:
             raise GreenwaveError(f"--token-file '{token_file}' is empty")
         _check_token(token, f"--token-file '{token_file}'")

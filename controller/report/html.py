@@ -370,8 +370,14 @@ def _safety(run: RunData) -> str:
                ("teleports_traffic", "of them jam, yield, wrong lane"))
     keys = tuple(k for k, _ in columns)
     total = _violations_total(s)
-    verdict = ('<p class="ok">The independent monitor saw no violation of S1–S5.</p>' if total == 0 else
-               f'<p class="bad">The independent monitor counted {total} violation(s) of S1–S5.</p>')
+    missing = [k for k in ("S1", "S2", "S3", "S4", "S5") if not isinstance(s.get(k), int)]
+    if missing:  # (a summary without them: another version's, or edited; no count is no violation)
+        verdict = (f'<p class="bad">This run\'s summary.json records no safety count for {", ".join(missing)}: '
+                   "what the independent monitor saw is not known.</p>")
+    elif total == 0:
+        verdict = '<p class="ok">The independent monitor saw no violation of S1–S5.</p>'
+    else:
+        verdict = f'<p class="bad">The independent monitor counted {total} violation(s) of S1–S5.</p>'
     viol = s.get("violations", [])[:30]
     listing = table(("rule", "traffic light", "time (s)", "link", "detail"),
                     [[v.get("rule"), v.get("tls"), v.get("t"), v.get("link"), v.get("detail")] for v in viol]) if viol \

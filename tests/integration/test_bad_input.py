@@ -530,6 +530,9 @@ def test_serve_refuses_a_token_no_http_header_can_carry(tmp_path: Path, tiny_net
     code, out = _run(["serve", "--scenario", str(path), "--out", str(tmp_path / "o"), "--token-file", str(token)])
     _assert_error(code, out, f"--token-file '{token}': the token has the character 'é' (U+00E9)",
                   "visible ASCII characters only")
+    token.write_bytes(b"tok\xff\n")  # (a traceback: UnicodeDecodeError)
+    code, out = _run(["serve", "--scenario", str(path), "--out", str(tmp_path / "o"), "--token-file", str(token)])
+    _assert_error(code, out, f"--token-file '{token}' is not text (byte 4 is not UTF-8)")
     monkeypatch.setenv("GREENWAVE_TOKEN", "two words")
     code, out = _run(["serve", "--scenario", str(path), "--out", str(tmp_path / "o")])
     _assert_error(code, out, "$GREENWAVE_TOKEN: the token has the character ' ' (U+0020)")

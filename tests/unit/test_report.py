@@ -701,3 +701,16 @@ def test_a_dwell_while_the_signal_serves_another_ev_is_drawn_and_counted_as_held
     assert table is not None
     rows = re.findall(r"<tr><td>#\d+</td>.*?</tr>", table.group(0))
     assert "<td>120.0</td><td>25.0</td><td>16.0</td>" in rows[1], rows[1]
+
+
+def test_a_summary_without_safety_counts_is_not_reported_as_free_of_violations(tmp_path: Path) -> None:
+    # a run of another version, or an edited summary, without "safety": the page said "the
+    # independent monitor saw no violation of S1-S5" over a table of dashes
+    folder = write_run(tmp_path / "greenwave-s1", "greenwave")
+    summary = json.loads((folder / "summary.json").read_text())
+    assert "no violation of S1–S5" in render_run(load_run(folder), [load_run(folder)])
+    del summary["safety"]
+    (folder / "summary.json").write_text(json.dumps(summary))
+    run = load_run(folder)
+    page = render_run(run, [run])
+    assert "no violation" not in page and "records no safety count for S1, S2, S3, S4, S5" in page
