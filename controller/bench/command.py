@@ -96,6 +96,12 @@ def run_bench(
             raise GreenwaveError(f"--seeds {seeds}: {baseline} was made with seeds "
                                  f"{', '.join(str(list(x)) for x in sorted(base_seeds))}; the check compares the same "
                                  "seeds only")
+        base_ctrls = sorted({str(g.get("controller")) for g in base.get("groups", [])} - set(ctrl_list))
+        if base_ctrls and not update:
+            # (a gate run with --controllers none,local passed without checking greenwave at all)
+            raise GreenwaveError(f"--controllers {','.join(ctrl_list)}: {baseline} checks "
+                                 f"{', '.join(base_ctrls)} too; the check runs every controller of its baseline "
+                                 "(--update-baseline rewrites it with these)")
     if write_baseline is not None and baseline is not None and not update \
             and write_baseline.resolve() == baseline.resolve():
         raise GreenwaveError(f"--write-baseline {write_baseline} is the --check baseline: give --update-baseline to "

@@ -179,6 +179,9 @@ def test_a_check_that_could_not_compare_is_refused_before_running(tmp_path: Path
         (["--check", str(good), "--seeds", "2"], "--seeds 2: "),
         (["--check", str(good), "--write-baseline", str(good)], "is the --check baseline: give --update-baseline"),
         (["--check", str(baseline("f99.json", format_version=99))], "field 'format_version' is 99"),
+        # a gate leaving out a controller its baseline checks passed without checking it
+        (["--check", str(baseline("two.json", groups=[group, {**group, "controller": "greenwave"}])),
+          "--controllers", "none"], "--controllers none: "),
     ]:
         result = CliRunner().invoke(main, ["bench", str(suite), "--jobs", "1", "--out", str(out), *args])
         assert result.exit_code == 2 and needle in result.output, (args, result.output)
