@@ -62,6 +62,14 @@ def _out_folder(out: Path, option: str = "--out", *, reusable: Callable[[Path], 
     folder)."""
     if out.exists() and not out.is_dir():
         raise ScenarioError(f"{option} '{out}' is a file, not a folder")
+    if kind == "run":
+        # a run folder of a bench (BENCH/runs/SCENARIO/CONTROLLER-sN): a run there replaced one of
+        # the bench's, whose bench.json and report went on describing the run it no longer holds
+        bench = next((p for p in out.resolve().parents if (p / ".greenwave-bench").is_file()
+                      or ((p / "bench.json").is_file() and (p / "runs").is_dir())), None)
+        if bench is not None:
+            raise ScenarioError(f"{option} '{out}' is inside the greenwave bench folder '{bench}': its bench.json "
+                                "and report describe the runs there; give a folder outside it")
     if reusable is not None and out.is_dir():
         here = out.resolve()
         mine = [p for p in inputs if p.resolve().parent == here]

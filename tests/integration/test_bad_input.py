@@ -338,6 +338,13 @@ def test_output_folder_with_the_users_files_in_it_is_refused(tmp_path: Path, tin
     _assert_error(code, out, f"--out '{ran}' is a greenwave run's folder, not a bench's: give a new or empty folder")
     code, out = _run(["run", str(path), "--out", str(benched)])
     _assert_error(code, out, f"--out '{benched}' is a greenwave bench's folder, not a run's")
+    # nor one of its run folders (a run there replaced the bench's, which bench.json still described)
+    inside = benched / "runs" / "grid5-moderate" / "none-s1"
+    inside.mkdir(parents=True)
+    (inside / ".greenwave-run").touch()
+    code, out = _run(["run", str(path), "--out", str(inside)])
+    _assert_error(code, out, f"--out '{inside}' is inside the greenwave bench folder '{benched.resolve()}'")
+    assert sorted(p.name for p in inside.iterdir()) == [".greenwave-run"]
     assert sorted(p.name for p in ran.iterdir()) == [".greenwave-run", "summary.json"]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*before, "cfg", "other", "ran", "benched"])
 
