@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
@@ -48,20 +49,28 @@ def hold_folder(out: Path, option: str = "--out", what: str = "run", noun: str =
     """Take the lock of ``out`` (a folder, or a file: ``noun``): a ScenarioError naming the other
     process where it, or a folder it is in, is held (``inside_own``: but for a folder this process
     holds).
-    Where no lock can be had (no ``fcntl``, the cache folder cannot be written) the command goes
-    on unlocked, as before."""
+    The locks are kept in the cache folder, else (it cannot be written: a service account's home
+    missing or read-only) in the system's temporary folder; where neither can be written, a
+    ScenarioError (two runs into one folder went on unlocked, each saying its outputs were
+    written). Without ``fcntl`` (not POSIX) the command goes on unlocked."""
     try:
         import fcntl
     except ImportError:  # not POSIX
         return FolderLock(None)
     path = out.resolve()
-    folder = cache_root() / "locks"
-    own = _lock_file(folder, path)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        handle = _take(fcntl, own, what)
-    except OSError:
-        return FolderLock(None)
+    tried: list[str] = []
+    for folder in lock_folders():
+        own = _lock_file(folder, path)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            handle = _take(fcntl, own, what)
+            break
+        except OSError as e:
+            tried.append(f"'{folder}' ({e.strerror or e})")
+    else:
+        raise ScenarioError(f"{option} '{out}': no lock can be kept for it (one {what} at a time writes into a "
+                            f"{noun}): {' nor '.join(tried)} can be written; set GREENWAVE_CACHE_DIR to a "
+                            "folder that can")
     if isinstance(handle, str):
         who = handle
         raise ScenarioError(f"{option} '{out}': another greenwave {who} is writing into this {noun}; "
@@ -101,6 +110,13 @@ def hold_folder(out: Path, option: str = "--out", what: str = "run", noun: str =
         lock.release()
         raise
     return lock
+
+
+def lock_folders() -> list[Path]:
+    """Where the locks are kept: the cache folder's ``locks``, else one in the system's
+    temporary folder (per user)."""
+    uid = os.getuid() if hasattr(os, "getuid") else 0
+    return [cache_root() / "locks", Path(tempfile.gettempdir()) / f"greenwave-locks-{uid}"]
 
 
 def _take(fcntl: Any, lock: Path, what: str, attempts: int = 5) -> IO[str] | str:

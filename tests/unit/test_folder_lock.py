@@ -119,3 +119,23 @@ def test_a_lock_just_taken_is_seen_with_its_folder(tmp_path: Path, locks: Path) 
         with pytest.raises(ScenarioError, match=r"holds '.*out/x', which another greenwave run"):
             hold_folder(tmp_path / "out", what="bench")
     assert list(locks.glob("*.lock")) == []  # (the refused bench's own file removed too)
+
+
+def test_a_cache_folder_that_cannot_be_written_keeps_the_locks_in_the_temporary_folder(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # a service account whose home is missing: two runs into one folder went on unlocked, both
+    # saying their outputs were written, and a second service took a live one's audit log for
+    # a killed session's
+    not_a_folder = tmp_path / "afile"
+    not_a_folder.write_text("x")
+    monkeypatch.setenv("GREENWAVE_CACHE_DIR", str(not_a_folder))
+    monkeypatch.setattr(folder_lock.tempfile, "gettempdir", lambda: str(tmp_path / "tmp"))
+    with hold_folder(tmp_path / "out"):
+        assert len(list((tmp_path / "tmp").glob("greenwave-locks-*/*.lock"))) == 1
+        with pytest.raises(ScenarioError, match="another greenwave run"):
+            hold_folder(tmp_path / "out")
+    # neither can be written: refused, naming both and what to do
+    (tmp_path / "tmp2").write_text("x")
+    monkeypatch.setattr(folder_lock.tempfile, "gettempdir", lambda: str(tmp_path / "tmp2"))
+    with pytest.raises(ScenarioError, match=r"no lock can be kept for it .* set GREENWAVE_CACHE_DIR to a folder"):
+        hold_folder(tmp_path / "out")
