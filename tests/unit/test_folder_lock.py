@@ -129,13 +129,13 @@ def test_a_cache_folder_that_cannot_be_written_keeps_the_locks_in_the_temporary_
     not_a_folder = tmp_path / "afile"
     not_a_folder.write_text("x")
     monkeypatch.setenv("GREENWAVE_CACHE_DIR", str(not_a_folder))
-    monkeypatch.setattr(folder_lock.tempfile, "gettempdir", lambda: str(tmp_path / "tmp"))
+    monkeypatch.setattr("tempfile.gettempdir", lambda: str(tmp_path / "tmp"))
     with hold_folder(tmp_path / "out"):
         assert len(list((tmp_path / "tmp").glob("greenwave-locks-*/*.lock"))) == 1
         with pytest.raises(ScenarioError, match="another greenwave run"):
             hold_folder(tmp_path / "out")
     # neither can be written: refused, naming both and what to do
     (tmp_path / "tmp2").write_text("x")
-    monkeypatch.setattr(folder_lock.tempfile, "gettempdir", lambda: str(tmp_path / "tmp2"))
+    monkeypatch.setattr("tempfile.gettempdir", lambda: str(tmp_path / "tmp2"))
     with pytest.raises(ScenarioError, match=r"no lock can be kept for it .* set GREENWAVE_CACHE_DIR to a folder"):
         hold_folder(tmp_path / "out")
