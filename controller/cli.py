@@ -62,6 +62,11 @@ def _out_folder(out: Path, option: str = "--out", *, reusable: Callable[[Path], 
     folder)."""
     if out.exists() and not out.is_dir():
         raise ScenarioError(f"{option} '{out}' is a file, not a folder")
+    for path, what in [(out, option), *((p, "input") for p in inputs)]:
+        if "," in str(path.resolve()):
+            # (SUMO splits its file lists at commas: "The route file '/tmp/r/out' is not accessible")
+            raise ScenarioError(f"{what} '{path}': SUMO reads a comma in a path as the end of a file name in its "
+                                "file lists; give a path without one")
     if kind == "run":
         # a run folder of a bench (BENCH/runs/SCENARIO/CONTROLLER-sN): a run there replaced one of
         # the bench's, whose bench.json and report went on describing the run it no longer holds

@@ -667,3 +667,19 @@ def test_a_sumo_slow_to_load_is_waited_for_not_restarted(tmp_path: Path, tiny_ne
     # one SUMO per connection made (the run's, and its free-flow run's): none restarted
     sumos = [p for p in started if isinstance(p.args, list) and "--remote-port" in p.args]
     assert tries[0] >= 2 and len(sumos) == tries[0] - 1
+
+
+def test_a_comma_in_the_output_or_an_input_path_is_refused_before_sumo_reads_it(tmp_path: Path,
+                                                                              tiny_net: Path) -> None:
+    # SUMO splits its file lists at commas: "SUMO rejected the configuration: The route file
+    # '/tmp/r/out' is not accessible", the folder left marked incomplete
+    path = write_scenario(tmp_path / "s.toml", tiny_net)
+    out = tmp_path / "out,with comma"
+    code, text = _run(["run", str(path), "--out", str(out)])
+    _assert_error(code, text, f"--out '{out}': SUMO reads a comma in a path as the end of a file name")
+    assert not out.exists()
+    odd = tmp_path / "we ird,dir"
+    odd.mkdir()
+    moved = write_scenario(odd / "s.toml", tiny_net)
+    code, text = _run(["run", str(moved), "--out", str(tmp_path / "o")])
+    _assert_error(code, text, f"input '{moved}': SUMO reads a comma in a path")
