@@ -94,7 +94,7 @@ def read_sumocfg(path: Path) -> SumoInputs:
             if not isinstance(opt.tag, str):
                 continue
             name = _RENAMED.get(opt.tag, opt.tag)
-            value = opt.get("value")
+            value = opt.get("value", opt.get("v"))  # (SUMO takes the short attribute 'v' too)
             if value is None:
                 continue
             if _is_output_option(name):

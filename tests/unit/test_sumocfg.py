@@ -98,3 +98,13 @@ def test_a_copied_additional_file_still_finds_what_it_includes(tmp_path: Path) -
     hrefs = [el.get("href") for el in ET.parse(copy).getroot().iter("include")]
     assert hrefs == [str((user / "parts" / "sub.add.xml").resolve()), "/abs/other.add.xml"]
     assert 'href="parts/sub.add.xml"' in main.read_text(encoding="utf-8")  # the user's file as it was
+
+
+def test_an_option_given_with_the_short_attribute_v_is_read(tmp_path: Path) -> None:
+    # <net-file v="..."/> runs in SUMO; it was refused: "no 'net-file' in the configuration"
+    (tmp_path / "net.net.xml").write_text("<net/>", encoding="utf-8")
+    cfg = tmp_path / "short.sumocfg"
+    cfg.write_text('<configuration><input><net-file v="net.net.xml"/></input>'
+                   '<time><begin v="100"/><end value="700"/></time></configuration>', encoding="utf-8")
+    inputs = read_sumocfg(cfg)
+    assert inputs.net_file == (tmp_path / "net.net.xml").resolve() and (inputs.begin_s, inputs.end_s) == (100.0, 700.0)
