@@ -96,7 +96,7 @@ class SimulationSpec(_Model):
 
     begin_s: float = Field(default=0.0, ge=0)  # (SUMO refuses a negative begin)
     end_s: float = Field(gt=0)
-    step_length_s: float = Field(default=1.0, gt=0, le=1.0)
+    step_length_s: float = Field(default=1.0, ge=0.001, le=1.0)  # (SUMO's least: 0.001 s)
 
     @model_validator(mode="after")
     def _order(self) -> SimulationSpec:

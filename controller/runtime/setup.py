@@ -9,6 +9,7 @@ from __future__ import annotations
 import gzip
 import importlib.metadata
 import itertools
+import math
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
@@ -676,6 +677,16 @@ def _scenario_inputs(scenario: Scenario) -> SumoInputs:
     net = scenario.network
     if net.sumocfg is not None:
         inputs = read_sumocfg(net.sumocfg)
+        sim = scenario.simulation
+        lo = inputs.begin_s if inputs.begin_s is not None else -math.inf
+        hi = inputs.end_s if inputs.end_s is not None and inputs.end_s >= 0 else math.inf
+        if sim.end_s <= lo or sim.begin_s >= hi:
+            # (the scenario's window replaces the configuration's: one outside it simulated an empty
+            # city, "background: 0 trips", reported as a clean result)
+            shown = f"[{'' if lo == -math.inf else f'{lo:g}'}, {'' if hi == math.inf else f'{hi:g}'}) s"
+            raise ScenarioError(f"{scenario.shown}: field 'simulation': the window [{sim.begin_s:g}, {sim.end_s:g}) s "
+                                f"lies outside its configuration's {shown} ({net.sumocfg.name}), whose demand "
+                                "departs there; set simulation.begin_s and end_s within it")
         return SumoInputs(
             net_file=inputs.net_file,
             route_files=inputs.route_files + scenario.demand.routes,

@@ -635,6 +635,15 @@ def test_user_config_folder_is_left_untouched(tmp_path: Path, tiny_net: Path) ->
     said = " ".join(clash.output.split())
     assert clash.exit_code == 2 and f"{scenario}: field 'ev[1].id': a trip 'ev1' of " in said, said
     assert "cars.rou.xml has it already: give the EV another id" in said and "--ev" not in said
+    # a window outside the configuration's (an empty city, "background: 0 trips", reported as clean)
+    (user / "later.sumocfg").write_text((user / "cars.sumocfg").read_text().replace(
+        '<begin value="0"/><end value="150"/>', '<begin value="1000"/><end value="1150"/>'))
+    scenario.write_text('name = "later"\n[network]\nsumocfg = "later.sumocfg"\n[simulation]\nend_s = 150\n'
+                        '[[ev]]\nid = "amb"\nfrom = "left1A1"\nto = "C1right1"\ndepart_s = 20\n')
+    outside = CliRunner().invoke(main, ["run", str(scenario), "--out", str(tmp_path / "outside")])
+    said = " ".join(outside.output.split())
+    assert outside.exit_code == 2 and f"{scenario}: field 'simulation': the window [0, 150) s lies outside its " \
+        "configuration's [1000, 1150) s (later.sumocfg)" in said, said
 
 
 def test_paced_run_follows_the_wall_clock_and_reports_jitter(scenario: Path, tmp_path: Path) -> None:
