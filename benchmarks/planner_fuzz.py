@@ -9,7 +9,9 @@ one to three EVs (mostly local, start-now; requests that drop out for 4-25 s and
 ETAs drifting away) and the vehicles on the crossings (every link, or half at random). The
 planner drives the fake signal of ``tests/unit/test_planner.py`` for 400-700 s, then stops;
 the safety monitor watches every displayed state. A seed fails on any S1-S5 violation, a
-signal back in its program more than 180 s after an entry, or a signal left switched.
+signal back in its program more than 180 s after an entry, a signal left switched, or (in the
+half of the cases with the net's foes drawn: which links cross) a permissive green ended while a
+foe it yields to goes on, as the program itself never does (the yellow trap).
 
 The property tests draw such cases with hypothesis, a few hundred per run; this goes through
 thousands, reproducibly by seed (stop 42 found three causes of S5 overruns so, in 4 of ~4,000).
@@ -18,6 +20,7 @@ thousands, reproducibly by seed (stop 42 found three causes of S5 overruns so, i
 from __future__ import annotations
 
 import argparse
+import itertools
 import random
 import sys
 import time
@@ -28,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from controller.core.network import Phase, Program
 from controller.core.planner import Planner, PlannerConfig, ServiceRequest
 from controller.core.states import is_green
+from controller.core.transitions import SignalTiming
 from tests.unit.test_planner import EvPlan, FakeSignal, Rig
 
 PRESENCE_LIMIT_S = 180.0
@@ -91,7 +95,7 @@ def draw_plans(rng: random.Random, prog: Program, n: int) -> list[EvPlan]:
 class Case:
     """One seed's draw."""
 
-    def __init__(self, seed: int) -> None:
+    def __init__(self, seed: int, foes: bool = True) -> None:
         rng = random.Random(seed)
         self.seed = seed
         self.program = draw_program(rng)
@@ -105,6 +109,18 @@ class Case:
         self.left_s = float(rng.randint(1, int(self.program.phases[self.start_phase].duration_s)))
         self.occupancy = rng.choice(["all", "all", "half"])
         self.run_s = float(rng.randint(400, 700))
+        # the net's foes (which links cross), drawn apart so that a seed's case is the same
+        # without them (--no-foes): in half the cases, none known
+        frng = random.Random(seed * 7919 + 1)
+        n = self.program.link_count
+        self.foes: list[set[int]] | None = None
+        if foes and frng.random() < 0.5:
+            self.foes = [set() for _ in range(n)]
+            for _ in range(frng.randint(1, 2 * n)):
+                a, b = frng.randrange(n), frng.randrange(n)
+                if a != b:
+                    self.foes[a].add(b)
+                    self.foes[b].add(a)
 
     def requests(self, t: float) -> list[ServiceRequest]:
         return [q for p in self.plans if (q := p.request(t)) is not None]
@@ -112,8 +128,9 @@ class Case:
     def run(self) -> list[str]:
         """What went wrong: the monitor's violations, hand-backs past the limit, a signal left switched."""
         dt = self.config.step_s
-        r = Rig(Planner({"P": self.program}, self.config), {"P": FakeSignal(self.program, self.start_phase,
-                                                                             self.left_s)}, dt=dt)
+        foes = self.foes
+        r = Rig(Planner({"P": self.program}, self.config, lambda tls_id: foes),
+                {"P": FakeSignal(self.program, self.start_phase, self.left_s)}, dt=dt)
         everyone = tuple(range(self.program.link_count))
         if self.occupancy == "all":
             r.signals["P"].occupied = lambda t: tuple((i, everyone) for i in everyone)
@@ -136,6 +153,13 @@ class Case:
                   and rec.restored_s - rec.entry_s > PRESENCE_LIMIT_S]
         if r.signals["P"].online is not None:
             found.append("left switched after the stop")
+        if foes is not None:  # no permissive green ended while a foe it yields to goes on, but as the program does
+            shown_by_program = SignalTiming.from_program(self.program, foes=foes).trap_shown
+            states = [s for _, s in sorted(r.shown["P"].items())]
+            found += [f"yellow trap: {a} -> {b} (link {i} ended, its foe {f} going on)"
+                      for a, b in itertools.pairwise(states) if a != b
+                      for i in range(len(a)) if a[i] == "g" and not is_green(b[i])
+                      for f in foes[i] if a[f] == "G" and is_green(b[f]) and (i, f) not in shown_by_program][:3]
         return found
 
     def describe(self) -> str:
@@ -145,6 +169,7 @@ class Case:
         lines += [f"  phase {k}: {ph.state} {ph.duration_s:g} s (minDur {ph.min_dur_s:g}"
                   f"{'' if ph.min_dur_given else ', not given'})" for k, ph in enumerate(self.program.phases)]
         lines += [f"  {p}" for p in self.plans]
+        lines.append(f"  foes: {[sorted(f) for f in self.foes] if self.foes is not None else 'not known'}")
         return "\n".join(lines)
 
 
@@ -175,16 +200,17 @@ def main() -> int:
     ap.add_argument("--seeds", type=seed_range, default=list(range(1, 501)),
                     help="seeds to run, e.g. 1-2000 or 1-500,8636 [1-500]")
     ap.add_argument("--show", type=int, metavar="SEED", help="print one seed's case and what it found, and stop")
+    ap.add_argument("--no-foes", action="store_true", help="no foes known (each seed's case as before they were drawn)")
     args = ap.parse_args()
     if args.show is not None:
-        case = Case(args.show)
+        case = Case(args.show, foes=not args.no_foes)
         print(case.describe())
         found = case.run()
         print("\n".join(found) if found else "no violation")
         return 1 if found else 0
     failed, t0 = [], time.perf_counter()
     for n, seed in enumerate(args.seeds, 1):
-        found = Case(seed).run()
+        found = Case(seed, foes=not args.no_foes).run()
         if found:
             failed.append(seed)
             print(f"seed {seed}: " + "; ".join(found[:3]), flush=True)

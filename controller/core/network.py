@@ -170,6 +170,19 @@ class Network:
         """The connections a traffic light controls."""
         return self._index("_tls_cache", lambda c: c.tls_id).get(tls_id, ())
 
+    def link_foes(self, tls_id: str) -> tuple[frozenset[int], ...] | None:
+        """Per link index of the traffic light, the link indices whose connections cross or merge
+        with its own (the net's right-of-way ``foes``); None where the net gives none."""
+        program = self.programs.get(tls_id)
+        conns = self.connections_of_tls(tls_id)
+        if program is None or not any(c.foe_links for c in conns):
+            return None
+        out: list[set[int]] = [set() for _ in range(program.link_count)]
+        for c in conns:
+            if 0 <= c.link_index < len(out):
+                out[c.link_index].update(f for f in c.foe_links if 0 <= f < len(out) and f != c.link_index)
+        return tuple(frozenset(f) for f in out)
+
     def _index(self, name: str, key: Callable[[Connection], str]) -> Mapping[str, tuple[Connection, ...]]:
         cache: Mapping[str, tuple[Connection, ...]] | None = self.__dict__.get(name)
         if cache is None:

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -473,12 +473,18 @@ def schedule_offset_s(program: Program, phase: int, cycle_start_s: float, end_s:
 class Planner:
     """Plans every signal on the EVs' corridors; fed each tick with the signals' states."""
 
-    def __init__(self, programs: Mapping[str, Program], config: PlannerConfig = PlannerConfig()) -> None:
+    def __init__(self, programs: Mapping[str, Program], config: PlannerConfig = PlannerConfig(),
+                 foes: Callable[[str], Sequence[Collection[int]] | None] | None = None) -> None:
+        """``foes(tls_id)``: per link of the signal, the links whose connections cross or merge with
+        its own (:attr:`SignalTiming.foes`: a permissive movement is not ended alone while what it
+        yields to goes on); None, or not given: not known."""
         self.config = config
         self._median_ticks = config.median_ticks
+        self._foes: Callable[[str], Sequence[Collection[int]] | None] = foes or (lambda tls_id: None)
         self.junctions: dict[str, JunctionControl] = {
             tls: JunctionControl(
-                SignalTiming.from_program(p, min_green_floor_s=config.min_green_floor_s), DisplayClock(p.link_count)
+                SignalTiming.from_program(p, min_green_floor_s=config.min_green_floor_s, foes=self._foes(tls)),
+                DisplayClock(p.link_count),
             )
             for tls, p in programs.items()
         }
@@ -511,7 +517,8 @@ class Planner:
         """Plan one more signal (an EV was re-routed onto it)."""
         if program.tls_id not in self.junctions:
             self.junctions[program.tls_id] = JunctionControl(
-                SignalTiming.from_program(program, min_green_floor_s=self.config.min_green_floor_s),
+                SignalTiming.from_program(program, min_green_floor_s=self.config.min_green_floor_s,
+                                          foes=self._foes(program.tls_id)),
                 DisplayClock(program.link_count),
             )
             self._order[program.tls_id] = len(self._order)

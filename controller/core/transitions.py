@@ -31,7 +31,7 @@ the next command takes effect.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from controller.core.network import Phase, Program
@@ -66,10 +66,17 @@ class SignalTiming:
     # The longest minimum green, yellow and red clearance together: with three steps added, an
     # upper bound of the time any target takes to show from any display (:func:`time_to_show_s`).
     switch_bound_s: float
+    # per link, the links whose connections cross or merge with its own at the junction (the
+    # net's right-of-way foes; empty where not known): a permissive green ('g') yields to a foe
+    # shown 'G'
+    foes: tuple[frozenset[int], ...] = ()
+    # (permissive link, foe) pairs whose 'g' the program itself ends with the foe going on 'G'
+    trap_shown: frozenset[tuple[int, int]] = frozenset()
 
     @classmethod
     def from_program(
-        cls, program: Program, *, min_green_floor_s: float = 5.0, default_yellow_s: float = 3.0
+        cls, program: Program, *, min_green_floor_s: float = 5.0, default_yellow_s: float = 3.0,
+        foes: Sequence[Collection[int]] | None = None,
     ) -> SignalTiming:
         if min_green_floor_s < 5.0:
             raise ValueError("the minimum green floor is at least 5 s")
@@ -102,6 +109,14 @@ class SignalTiming:
             pair_clearance_s=pairs,
             max_clearance_s=longest,
             switch_bound_s=max(min_green, default=0.0) + max(yellow, default=0.0) + longest,
+            foes=tuple(frozenset(f) for f in foes) if foes is not None and len(foes) == n else (),
+            trap_shown=frozenset(
+                (i, f)
+                for a, b in zip(phases, (*phases[1:], phases[0]), strict=True)
+                for i in range(n) if a.state[i] == "g" and not is_green(b.state[i])
+                for f in (foes[i] if foes is not None and len(foes) == n else ())
+                if a.state[f] == "G" and is_green(b.state[f])
+            ),
         )
 
     def clearance_before_s(self, link: int, new_greens: Sequence[int]) -> float:
@@ -321,14 +336,32 @@ def next_state(
     new = list(current)
     ready = True  # can the target's new greens turn on now?
     new_greens = _new_greens(timing, clock, target)
+    ties = _trap_ties(timing, clock, target)
+    cycled = _cycled(ties, target)
+    ending: set[int] | None = None
+    if ties:
+        # the greens that may end now (their minimum green run), less those whose end is tied to
+        # one that may not: a permissive link ends no earlier than the foes it yields to, a cycled
+        # foe only with a permissive link it is cycled for
+        ending = {i for i in range(len(current)) if clock.classes[i] == GREEN
+                  and (i in cycled or not is_green(target[i]))
+                  and clock.elapsed_s(i, t_s, dt_s) >= timing.min_green_s[i] - EPS_S}
+        changed = True
+        while changed:
+            changed = False
+            for i in [k for k in ending if k in ties]:
+                held = not (ties[i] & ending) if i in cycled else not ties[i] <= ending
+                if held:
+                    ending.discard(i)
+                    changed = True
     for i, (c, want) in enumerate(zip(current, target, strict=True)):
         cls = clock.classes[i]
-        want_green = is_green(want)
+        want_green = is_green(want) and i not in cycled
         if cls == GREEN:
             if want_green:
                 continue  # kept green (its character is set when the target is shown)
             ready = False
-            if clock.elapsed_s(i, t_s, dt_s) >= timing.min_green_s[i] - EPS_S:
+            if (clock.elapsed_s(i, t_s, dt_s) >= timing.min_green_s[i] - EPS_S) if ending is None else i in ending:
                 new[i] = "y"
         elif cls == YELLOW:
             ready = False
@@ -348,6 +381,36 @@ def next_state(
         return target
     candidate = "".join(new)
     return None if candidate == current else candidate
+
+
+def _trap_ties(timing: SignalTiming, clock: DisplayClock, target: str) -> dict[int, frozenset[int]]:
+    """The yellow trap, kept out: a permissive green ('g') ended while a foe it yields to (shown
+    'G') goes on traps its vehicles (a left turner waiting inside the junction, or one entering on
+    its yellow, while the through traffic it yields to keeps its green). For each link whose end
+    is tied to others: a permissive link the target ends, to the foes shown 'G' it yields to (it
+    ends no earlier than every one of them); a foe the target keeps green, to the permissive
+    links it must end with (it is "cycled": yellow, red clearance, green again). Where the
+    program itself ends that permissive movement with the foe going on, it is the program's own
+    practice and left so. Empty where the foes are not known."""
+    foes = timing.foes
+    if not foes:
+        return {}
+    current, classes = clock.state, clock.classes
+    ties: dict[int, set[int]] = {}
+    for i, c in enumerate(current):
+        if c != "g" or classes[i] != GREEN or is_green(target[i]):
+            continue
+        for f in foes[i]:
+            if current[f] == "G" and classes[f] == GREEN and (i, f) not in timing.trap_shown:
+                ties.setdefault(i, set()).add(f)
+                if is_green(target[f]):
+                    ties.setdefault(f, set()).add(i)
+    return {i: frozenset(t) for i, t in ties.items()}
+
+
+def _cycled(ties: dict[int, frozenset[int]], target: str) -> frozenset[int]:
+    """The links the target keeps green that must end and come back (:func:`_trap_ties`)."""
+    return frozenset(i for i in ties if is_green(target[i]))
 
 
 def _new_greens(timing: SignalTiming, clock: DisplayClock, target: str) -> list[int]:
@@ -413,15 +476,28 @@ def time_to_show_s(timing: SignalTiming, clock: DisplayClock, target: str, t_s: 
     cleared_at = t_s + dt_s
     any_change = False
     new_greens = _new_greens(timing, clock, target)
+    ties = _trap_ties(timing, clock, target)
+    cycled = _cycled(ties, target)
+    # (tied ends: a permissive link's yellow waits for the foes it yields to, a cycled foe's for
+    # the permissive link it is cycled for)
+    def own(k: int) -> float:
+        return clock.since_s[k] + timing.min_green_s[k]
+
+    tied_from = {i: max([own(i), *(own(f) for f in ties[i])]) for i in ties if i not in cycled}
+    tied_from.update({f: max(own(f), min(tied_from.get(i, own(i)) for i in ties[f])) for f in cycled})
     for i, want in enumerate(target):
         clearance_s = timing.clearance_before_s(i, new_greens)
         cls = clock.classes[i]
         want_green = is_green(want)
-        if cls == GREEN and want_green:
+        if cls == GREEN and want_green and i not in cycled:
             continue
         if cls == GREEN:
-            yellow_from = max(t_s + dt_s, clock.since_s[i] + timing.min_green_s[i])
+            yellow_from = max(t_s + dt_s, clock.since_s[i] + timing.min_green_s[i], tied_from.get(i, -math.inf))
             red_from = yellow_from + timing.yellow_s[i]
+            if want_green:  # cycled: yellow, red for its clearance (a step at least), green again
+                any_change = True
+                cleared_at = max(cleared_at, red_from + max(dt_s, clearance_s))
+                continue
         elif cls == YELLOW:
             red_from = max(t_s + dt_s, clock.since_s[i] + timing.yellow_s[i])
             if want_green:  # yellow, then red for the clearance (at least a step), then green again

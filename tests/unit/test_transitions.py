@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from controller.core.network import Phase, Program
 from controller.core.safety import SafetyConfig, SignalWatch
+from controller.core.states import is_green
 from controller.core.transitions import DisplayClock, SignalTiming, may_extend_all_red, next_state, time_to_show_s
 
 Occupied = tuple[tuple[int, tuple[int, ...]], ...]  # links with a vehicle on the crossing, with their foes
@@ -308,7 +309,16 @@ def _subset_of(phase_state: str, keep: list[bool]) -> str:
 @settings(max_examples=250, deadline=None)
 @given(data=st.data(), prog=programs())
 def test_generator_never_violates_s1_to_s4(data: st.DataObject, prog: Program) -> None:
-    timing = SignalTiming.from_program(prog)
+    n = prog.link_count
+    # the net's foes (symmetric), or none known
+    pairs = data.draw(st.lists(st.tuples(st.integers(0, n - 1), st.integers(0, n - 1)), max_size=2 * n))
+    linked: list[set[int]] = [set() for _ in range(n)]
+    for a, b in pairs:
+        if a != b:
+            linked[a].add(b)
+            linked[b].add(a)
+    foes = linked if pairs else None
+    timing = SignalTiming.from_program(prog, foes=foes)
     green_phases = [i for i, p in enumerate(prog.phases) if any(c in "Gg" for c in p.state)]
     sig = Signal(prog, data.draw(st.sampled_from(range(len(prog.phases)))), 0.0)
     sig.left_s = data.draw(st.integers(1, int(prog.phases[sig.phase].duration_s)))
@@ -355,6 +365,12 @@ def test_generator_never_violates_s1_to_s4(data: st.DataObject, prog: Program) -
                 cmd = next_state(timing, clock, target, float(t), 1.0, occupied, extension_s)
                 if cmd is not None:
                     assert timing.is_program_subset(cmd) or not any(c in "Gg" for c in cmd)
+                    # no permissive green ended while a foe it yields to goes on (the yellow trap),
+                    # but as the program itself does
+                    assert not [(i, f) for i in range(n) if shown[i] == "g" and not is_green(cmd[i])
+                                for f in (foes[i] if foes is not None else ())
+                                if shown[f] == "G" and is_green(cmd[f]) and (i, f) not in timing.trap_shown], \
+                        (shown, cmd, [p.state for p in prog.phases], sorted(timing.trap_shown), foes)
                     sig.online = cmd
         sig.advance(1.0)
     assert [v for v in violations if v.rule in ("S1", "S2", "S3", "S4")] == []
@@ -376,3 +392,52 @@ def test_time_to_show_counts_a_red_links_own_clearance_before_an_all_green_targe
         shown = next_state(timing, clock, "GG", t, 1.0) or shown
         t += 1.0
     assert predicted == t - 3.0 == 2.0
+
+
+# N through (0), N left (1, permissive), S through (2), S left (3, permissive): each left turn
+# crosses the opposing through (SUMO's foes); the program ends all four together
+OPPOSED = Program("O", "0", "static", 0.0, (
+    Phase("GgGg", 30, 30, 30), Phase("yyyy", 4, 4, 4), Phase("rrrr", 2, 2, 2),
+))  # fmt: skip
+OPPOSED_FOES = ((3,), (2,), (1,), (0,))
+
+
+def _drive_opposed(foes: tuple[tuple[int, ...], ...] | None, start_since: float = 0.0) -> list[tuple[float, str]]:
+    timing = SignalTiming.from_program(OPPOSED, foes=foes)
+    clock = DisplayClock(4)
+    clock.observe(start_since, "GgGg")
+    state, shown = "GgGg", [(40.0, "GgGg")]
+    for k in range(20):
+        t = 40.0 + k
+        clock.observe(t, state)
+        cmd = next_state(timing, clock, "Ggrr", t, 1.0)
+        if cmd is not None:
+            state = cmd
+        shown.append((t + 1, state))
+    return _changes(shown)
+
+
+def test_a_permissive_turn_is_not_ended_while_the_through_it_yields_to_goes_on() -> None:
+    # the EV's approach (N) served alone: S's left turn ended while N's through kept its green
+    # trapped S's left turners (one waiting inside the junction was run into by a bus on N's
+    # green): N's through ends with it, and comes back after the red clearance
+    assert _drive_opposed(None) == [(40.0, "GgGg"), (41.0, "Ggyy"), (45.0, "Ggrr")]  # foes not known: as before
+    assert _drive_opposed(OPPOSED_FOES) == [(40.0, "GgGg"), (41.0, "ygyy"), (45.0, "rgrr"), (47.0, "Ggrr")]
+    # their minimum green (30 s) not run yet (green since 20): they end together once it has
+    assert _drive_opposed(OPPOSED_FOES, start_since=20.0) == [
+        (40.0, "GgGg"), (50.0, "ygyy"), (54.0, "rgrr"), (56.0, "Ggrr")]
+    timing = SignalTiming.from_program(OPPOSED, foes=OPPOSED_FOES)
+    clock = DisplayClock(4)
+    clock.observe(0.0, "GgGg")
+    clock.observe(40.0, "GgGg")
+    assert time_to_show_s(timing, clock, "Ggrr", 40.0, 1.0) == 7.0  # shown at 47, as driven
+    # a program that itself ends the left turn with the through going on: its own practice, left so
+    lagging = Program("O", "0", "static", 0.0, (
+        Phase("GgGg", 30, 30, 30), Phase("GgGy", 3, 3, 3), Phase("GgGr", 10, 10, 10), Phase("yyyr", 4, 4, 4),
+        Phase("rrrr", 2, 2, 2),
+    ))  # fmt: skip
+    timing = SignalTiming.from_program(lagging, foes=OPPOSED_FOES)
+    assert timing.trap_shown == {(3, 0)}
+    clock = DisplayClock(4)
+    clock.observe(0.0, "GgGg")
+    assert next_state(timing, clock, "GgGr", 40.0, 1.0) == "GgGy"
