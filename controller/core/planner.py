@@ -308,8 +308,10 @@ def merge_targets(
     - **Crossing** (``crossing``): an EV about to cross on the green shown for it (too close to
       stop for a yellow) goes first of all, whatever its class: its green is not ended under it.
     - **Served.** A request whose EV movement (``links``; the target's greens where it names
-      none) the phase shows green, protected ('G') wherever the request's target is. The state
-      shows the served requests' target greens that the phase has.
+      none) the phase shows green, protected ('G') wherever the request's target is, and that
+      neither yields to another EV's movement served before it (in rank order) nor is yielded to
+      by one (a permissive 'g' crossing a 'G': the net's foes). The state shows the served
+      requests' target greens that the phase has.
     - **Phase.** Among those the requests ask for, one that shows the winner's movement and
       serves the most requests (ties: the winner's own, then the next request's): a lower class
       served first keeps a phase that serves the higher one too.
@@ -366,8 +368,12 @@ def merge_targets(
         tried.add(base.phase)
         shown = timing.phase_greens[base.phase]
         state = phases[base.phase].state
-        served = [k for k, wanted in enumerate(needs)
-                  if wanted <= shown and all(state[i] == "G" for i in protected[k])]
+        served: list[int] = []
+        for k, wanted in enumerate(needs):
+            if wanted <= shown and all(state[i] == "G" for i in protected[k]) and not any(
+                    _yields_to(timing, state, wanted, needs[m]) or _yields_to(timing, state, needs[m], wanted)
+                    for m in served if ordered[m].ev_id != ordered[k].ev_id):
+                served.append(k)
         if not served or served[0] != 0:
             continue  # it does not show the winner's movement (protected where it asks so)
         score = (len(served), len(targets[0] & shown))
@@ -377,6 +383,15 @@ def merge_targets(
     greens = {i for k in best_served for i in targets[k] & shown}
     state = "".join(c if i in greens else "r" for i, c in enumerate(phases[best_phase].state))
     return state, best_phase, tuple(ordered[k] for k in best_served)
+
+
+def _yields_to(timing: SignalTiming, state: str, links: Collection[int], others: Collection[int]) -> bool:
+    """Does one of ``links``, permissive ('g') in ``state``, cross (or merge with) one of ``others``
+    shown 'G' there (the net's foes)? Two EVs are not served so: an ambulance turning left
+    permissively, served with a police car coming straight the other way, stopped for it (in the
+    junction, in two of three seeds)."""
+    foes = timing.foes
+    return bool(foes) and any(state[i] == "g" and any(state[f] == "G" for f in foes[i] & set(others)) for i in links)
 
 
 def reentry_phase(program: Program, served_phase: int, target: str) -> int:
@@ -1084,16 +1099,39 @@ class Planner:
                t_s: float | None = None) -> tuple[str, int, tuple[ServiceRequest, ...]]:
         """:func:`merge_targets` for the signal: the EVs its current target serves keep going
         first with the all-red extension as margin (none before an entry); an EV about to cross
-        on the green shown (:meth:`_crossing_now`, at ``t_s``) goes first of all."""
+        on the green shown (:meth:`_crossing_now`, at ``t_s``) goes first of all. The target
+        keeps a permissive green shown that yields to one of its own (:meth:`_untrapped`)."""
         if len(reqs) == 1:  # (the common case, every tick: nothing to arbitrate)
             j.crossing_since.clear()
-            return merge_targets(j.timing, reqs)
-        serving = frozenset(ev_id for ev_id, _ in j.serving) if j.stage in ("entry", "dwell") else frozenset()
-        crossing = self._crossing_now(j, t_s, reqs) if t_s is not None else frozenset()
-        merged = merge_targets(j.timing, reqs, self._serve_first_s, self.config.red_extension_s, serving, crossing)
-        if not self._valid_target(j.tls_id, merged[0]):  # (never, by construction): the winner alone
-            return merge_targets(j.timing, merged[2][:1])
-        return merged
+            merged = merge_targets(j.timing, reqs)
+        else:
+            serving = frozenset(ev_id for ev_id, _ in j.serving) if j.stage in ("entry", "dwell") else frozenset()
+            crossing = self._crossing_now(j, t_s, reqs) if t_s is not None else frozenset()
+            merged = merge_targets(j.timing, reqs, self._serve_first_s, self.config.red_extension_s, serving,
+                                   crossing)
+            if not self._valid_target(j.tls_id, merged[0]):  # (never, by construction): the winner alone
+                merged = merge_targets(j.timing, merged[2][:1])
+        return (self._untrapped(j, merged[0]), *merged[1:]) if j.timing.foes else merged
+
+    @staticmethod
+    def _untrapped(j: JunctionControl, target: str) -> str:
+        """``target`` with the permissive greens shown ('g') that yield to a foe it keeps green
+        ('G') kept too, where a program phase shows them so. Ended alone they would trap their
+        vehicles (the yellow trap: the opposing left turn ended for the EV's approach served
+        alone, its through going on); kept, they go on yielding to the EV's approach. Where no
+        phase shows them with the target, the transition ends the foe with them instead and
+        greens it again (:func:`~controller.core.transitions.next_state`), as it does at a
+        hand-back, whose target is the program's own phase."""
+        timing, shown = j.timing, j.clock.state
+        if not shown or len(shown) != len(target):
+            return target
+        keep = [i for i, c in enumerate(shown) if c == "g" and not is_green(target[i])
+                and any(shown[f] == "G" and is_green(target[f]) and (i, f) not in timing.trap_shown
+                        for f in timing.foes[i])]
+        if not keep:
+            return target
+        kept = "".join("g" if i in keep else c for i, c in enumerate(target))
+        return kept if timing.is_program_subset(kept) else target
 
     def _crossing_now(self, j: JunctionControl, t_s: float, reqs: Sequence[ServiceRequest]) -> frozenset[str]:
         """The EVs whose movement the signal shows green and that are predicted at its stop line

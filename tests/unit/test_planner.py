@@ -2012,3 +2012,25 @@ def test_an_ev_standing_at_the_line_keeps_its_green_for_two_yellows_at_most() ->
     # in the zone from 17; at 24 for more than 6 s: the switch is commanded then, shown at 25
     assert r.changes("J", 0, 26) == [(0, "Ggrr"), (25, "yyrr")]
     assert r.safety() == []
+
+
+def test_merge_targets_does_not_serve_an_evs_permissive_turn_with_another_evs_movement_it_yields_to() -> None:
+    # one phase shows N through (0), N left (1, permissive), S through (2), S left (3, permissive);
+    # each left turn crosses the opposing through. An ambulance turning left from N was served
+    # with a police car coming straight from S: it stopped for it, in the junction
+    prog = Program("O", "0", "static", 0.0, (
+        Phase("GgGg", 30, 30, 30), Phase("yyyy", 4, 4, 4), Phase("rrrr", 2, 2, 2),
+    ))  # fmt: skip
+    timing = SignalTiming.from_program(prog, foes=((3,), (2,), (1,), (0,)))
+    amb = req("Ggrr", 0, eta=30, need=25, ev="amb", priority=1, tls="O", links=(1,))
+    police = req("rrGr", 0, eta=31, need=26, ev="police", priority=2, tls="O", links=(2,))
+    state, _, served = merge_targets(timing, [amb, police])
+    assert (state, [r.ev_id for r in served]) == ("Ggrr", ["amb"])
+    # the other way round (the police car turning left, the ambulance straight on): the same
+    amb_straight = req("rrGr", 0, eta=30, need=25, ev="amb", priority=1, tls="O", links=(2,))
+    police_left = req("Ggrr", 0, eta=31, need=26, ev="police", priority=2, tls="O", links=(1,))
+    assert [r.ev_id for r in merge_targets(timing, [amb_straight, police_left])[2]] == ["amb"]
+    # foes not known, or movements that do not cross (both straight on): served together
+    assert len(merge_targets(SignalTiming.from_program(prog), [amb, police])[2]) == 2
+    police_n = req("Grrr", 0, eta=31, need=26, ev="police", priority=2, tls="O", links=(0,))
+    assert len(merge_targets(timing, [amb_straight, police_n])[2]) == 2
