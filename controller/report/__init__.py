@@ -23,6 +23,10 @@ def write_reports(run_dirs: Sequence[Path], *, evs: Sequence[str] = (), max_evs:
 
     limit = MAX_FIGURE_EVS if max_evs is None else max_evs
     benches = [p for p in run_dirs if (p / BENCH_FILE).is_file() and not (p / SUMMARY_FILE).is_file()]
+    if benches and (evs or max_evs is not None) and len(benches) == len(run_dirs):
+        # (a bench's report draws no EV's figures: they were ignored without a word)
+        raise ReportError(f"{benches[0]} is a bench's folder: --ev and --max-evs choose the figures of a run's "
+                          f"report; give its run folders (greenwave report {benches[0]}/runs/SCENARIO/CONTROLLER-sN)")
     runs = [load_run(p) for p in run_dirs if p not in benches]
     drawn: list[list[str]] = []
     for r in runs:  # an EV named that is not in a run: say so before writing anything

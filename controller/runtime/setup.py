@@ -720,6 +720,10 @@ def _scenario_escorts(scenario: Scenario, inputs: SumoInputs) -> tuple[list[Rout
             v = find_route_file_vehicle((*inputs.route_files, *inputs.additional_files), e.vehicle,
                                         f"vehicle '{e.vehicle}'")
         except ScenarioError as err:
+            if scenario.demand.generator is not None and not inputs.route_files:
+                raise ScenarioError(f"{scenario.shown}: field 'escort[{n}]': vehicle '{e.vehicle}': the scenario's "
+                                    "demand is generated (demand.generator), with no vehicle of its own to escort; "
+                                    "give the EV as an [[ev]] entry") from None
             raise ScenarioError(f"{scenario.shown}: field 'escort[{n}]': {err}") from None
         sim = scenario.simulation
         if not sim.begin_s <= v.depart_s < sim.end_s:

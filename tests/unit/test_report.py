@@ -375,6 +375,14 @@ def test_a_bench_result_of_an_unexpected_shape_is_named_not_a_traceback(tmp_path
     assert "Traceback" not in result.output and not (tmp_path / "report.html").exists()
 
 
+def test_ev_options_on_a_bench_folder_are_refused_not_ignored(tmp_path: Path) -> None:
+    (tmp_path / "bench.json").write_text(json.dumps({"suite": None, "aggregate": []}))
+    result = CliRunner().invoke(main, ["report", str(tmp_path), "--ev", "amb"])
+    assert result.exit_code == 2 and "is a bench's folder: --ev and --max-evs choose the figures of a run's" \
+        in " ".join(result.output.split()), result.output
+    assert not (tmp_path / "report.html").exists()
+
+
 def test_figures_for_the_evs_an_engineer_looks_at_first() -> None:
     evs = [{"id": "a", "arrived": True, "delay": 5.0}, {"id": "b", "arrived": True, "delay": 40.0},
            {"id": "c", "arrived": False, "delay": None}, {"id": "d", "arrived": True, "delay": 12.0}]

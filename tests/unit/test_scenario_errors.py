@@ -199,3 +199,15 @@ def test_escorts_of_route_file_vehicles_are_checked_with_the_evs(tmp_path: Path)
                               "ambulance_1")
     path = _scenario(tmp_path, (ev, '[[escort]]\nvehicle = "a b"\n'))
     assert "field 'escort[0]': " in _message(path) and "may not hold white space" in _message(path)
+
+
+def test_an_escort_in_a_scenario_of_generated_demand_is_told_there_is_nothing_to_escort(tmp_path: Path) -> None:
+    # it said "no vehicle of that id in the configuration's route and additional files (none)"
+    from controller.runtime.setup import check_scenario
+
+    ev = "[[ev]]" + GRID.read_text().split("[[ev]]")[1]
+    path = _scenario(tmp_path, (ev, '[[escort]]\nvehicle = "ghost"\n'))
+    with pytest.raises(ScenarioError) as e:
+        check_scenario(load_scenario(path))
+    assert str(e.value) == (f"{path}: field 'escort[0]': vehicle 'ghost': the scenario's demand is generated "
+                            "(demand.generator), with no vehicle of its own to escort; give the EV as an [[ev]] entry")
