@@ -173,7 +173,8 @@ class PreemptionController:
         self.evs: dict[str, EvSetup] = {e.ev_id: e for e in evs}
         self.cancelled: set[str] = set()
         programs = {tls: network.programs[tls] for e in evs for tls in e.corridor.tls_ids()}
-        self.planner = Planner(programs, self.config.planner, network.link_foes)
+        self.planner = Planner(programs, self.config.planner, network.link_foes,
+                               keep_yielding=not self.config.hold_crossing_turns)
         self.eta_log = EtaLog()
         self._predictors: dict[str, EtaPredictor] = {}
         if self.config.exclusive_service not in EXCLUSIVE_SERVICE:

@@ -489,11 +489,15 @@ class Planner:
     """Plans every signal on the EVs' corridors; fed each tick with the signals' states."""
 
     def __init__(self, programs: Mapping[str, Program], config: PlannerConfig = PlannerConfig(),
-                 foes: Callable[[str], Sequence[Collection[int]] | None] | None = None) -> None:
+                 foes: Callable[[str], Sequence[Collection[int]] | None] | None = None,
+                 keep_yielding: bool = True) -> None:
         """``foes(tls_id)``: per link of the signal, the links whose connections cross or merge with
         its own (:attr:`SignalTiming.foes`: a permissive movement is not ended alone while what it
-        yields to goes on); None, or not given: not known."""
+        yields to goes on); None, or not given: not known. ``keep_yielding``: such a movement is
+        kept green, yielding (:meth:`_untrapped`); False (the permissive turns crossing the EV's
+        path held red on purpose): it ends, and what it yields to ends with it and comes back."""
         self.config = config
+        self._keep_yielding = keep_yielding
         self._median_ticks = config.median_ticks
         self._foes: Callable[[str], Sequence[Collection[int]] | None] = foes or (lambda tls_id: None)
         self.junctions: dict[str, JunctionControl] = {
@@ -1111,7 +1115,7 @@ class Planner:
                                    crossing)
             if not self._valid_target(j.tls_id, merged[0]):  # (never, by construction): the winner alone
                 merged = merge_targets(j.timing, merged[2][:1])
-        return (self._untrapped(j, merged[0]), *merged[1:]) if j.timing.foes else merged
+        return (self._untrapped(j, merged[0]), *merged[1:]) if j.timing.foes and self._keep_yielding else merged
 
     @staticmethod
     def _untrapped(j: JunctionControl, target: str) -> str:

@@ -2034,3 +2034,26 @@ def test_merge_targets_does_not_serve_an_evs_permissive_turn_with_another_evs_mo
     assert len(merge_targets(SignalTiming.from_program(prog), [amb, police])[2]) == 2
     police_n = req("Grrr", 0, eta=31, need=26, ev="police", priority=2, tls="O", links=(0,))
     assert len(merge_targets(timing, [amb_straight, police_n])[2]) == 2
+
+
+def test_an_opposing_left_turn_goes_on_yielding_where_the_evs_approach_is_served_alone() -> None:
+    # N through (0), N left (1), S through (2), S left (3, permissive, crossing N's through). The
+    # EV's approach N served alone ("Ggrr") from "GgGg": S's left turn ended with N's through
+    # going on trapped its turners. It is kept, yielding to N; or, where the permissive turns
+    # crossing the EV's path are held red on purpose, N's through ends with it and comes back.
+    prog = Program("O", "0", "static", 0.0, (
+        Phase("GgGgr", 30, 10, 30), Phase("yyyyr", 4, 4, 4), Phase("rrrrr", 2, 2, 2),
+        Phase("rrrrG", 30, 30, 30), Phase("rrrry", 4, 4, 4), Phase("rrrrr", 2, 2, 2),
+    ))  # fmt: skip
+    foes = ((3, 4), (2, 4), (1, 4), (0, 4), (0, 1, 2, 3))  # (4: the cross street)
+    amb = req("Ggrrr", 0, eta=40, need=36, ev="amb", tls="O", start_now=True, links=(0,))
+
+    def run(keep: bool) -> list[tuple[float, str]]:
+        r = Rig(Planner({"O": prog}, PlannerConfig(), lambda tls_id: foes, keep_yielding=keep),
+                {"O": FakeSignal(prog, 0, 25.0)})
+        r.run_until(45, lambda t: [amb] if 20 <= t < 40 else [])
+        assert r.safety() == []
+        return r.changes("O", 0, 45)
+
+    assert run(True)[:3] == [(0, "GgGgr"), (21, "Ggygr"), (25, "Ggrgr")]
+    assert run(False)[:4] == [(0, "GgGgr"), (21, "ygyyr"), (25, "rgrrr"), (27, "Ggrrr")]
