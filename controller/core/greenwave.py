@@ -205,11 +205,15 @@ class PreemptionController:
         for tls in ev.corridor.tls_ids():
             if tls not in self.planner.junctions:
                 self.planner.add_signal(self.network.programs[tls])
+        self._new_predictor(ev)
+        for j in ev.corridor.junctions:
+            self._service[(ev.ev_id, j.index)] = self._plan_service(j)
+
+    def _new_predictor(self, ev: EvSetup) -> None:
+        """A fresh ETA predictor for the EV's corridor (nothing learned of its progress yet)."""
         self._predictors[ev.ev_id] = EtaPredictor(
             ev.corridor, build_profile(self.network, ev.corridor), ev.dynamics, self.config.eta
         )
-        for j in ev.corridor.junctions:
-            self._service[(ev.ev_id, j.index)] = self._plan_service(j)
 
     def _plan_service(self, j: CorridorJunction) -> _Service:
         """How ``exclusive_service`` serves the EV's approach at ``j`` (decided once per corridor,
@@ -364,8 +368,7 @@ class PreemptionController:
                 continue
             if ev_id in self._teleported and vehicle is not None:
                 self._teleported.discard(ev_id)
-                self._predictors[ev_id] = EtaPredictor(ev.corridor, build_profile(self.network, ev.corridor),
-                                                       ev.dynamics, self.config.eta)
+                self._new_predictor(ev)
             if p.vanished_s is not None:
                 self.cancel(ev_id, NOT_INSERTED)  # (gone before it departed: it never will)
                 continue
