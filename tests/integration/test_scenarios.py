@@ -98,28 +98,30 @@ def test_controller_settings_of_a_scenario_reach_the_controller(tmp_path: Path) 
     assert default.planner.serve_first_s == 10
 
 
-@pytest.mark.parametrize("spillback_link_m", [100.0, 0.0])
-def test_the_ev_does_not_stand_on_green_for_the_next_signals_queue(tmp_path: Path, spillback_link_m: float) -> None:
+def test_the_ev_does_not_stand_on_green_for_the_next_signals_queue(tmp_path: Path) -> None:
     # Ingolstadt 21 westbound (the scenario's route the other way), seed 3: gneJ207's queue backs
     # up over the 17 m street out of the long joined junction before it, and SUMO lets no vehicle
     # enter a junction without room beyond it: the EV stood 6 s at its stop line on green, with
-    # gneJ207 timed for its own approach's queue only (spillback_link_m 0, as before)
+    # gneJ207 timed for its own approach's queue only (spillback_link_m 0, as before). (Since the
+    # yellow-trap rule it crawls there instead of standing, 9 s slower than with the setting.)
     from dataclasses import replace
 
     from controller.runtime.run import run
     from controller.runtime.setup import prepare_sumocfg
     from controller.scenario import EvSpec
 
-    ev = EvSpec.model_validate({"id": "ev2", "from": "315358244", "to": "201956820", "depart_s": 58050})
-    setup = prepare_sumocfg(REPO / "networks" / "resco_ingolstadt21" / "ingolstadt21.sumocfg", [ev], seed=3,
-                            out_dir=tmp_path, end_s=58400)
-    summary = run(replace(setup, controller={**setup.controller, "spillback_link_m": spillback_link_m}), "greenwave")
-    (result,) = summary["evs"]
-    assert result["arrival"] is not None and all(summary["safety"][r] == 0 for r in ("S1", "S2", "S3", "S4", "S5"))
-    if spillback_link_m:
-        assert result["stops"] == 0 and result["time_stopped"] == 0, result
-    else:
-        assert result["time_stopped"] >= 5, result
+    results = {}
+    for spillback_link_m in (100.0, 0.0):
+        ev = EvSpec.model_validate({"id": "ev2", "from": "315358244", "to": "201956820", "depart_s": 58050})
+        setup = prepare_sumocfg(REPO / "networks" / "resco_ingolstadt21" / "ingolstadt21.sumocfg", [ev], seed=3,
+                                out_dir=tmp_path / f"s{spillback_link_m:g}", end_s=58400)
+        summary = run(replace(setup, controller={**setup.controller, "spillback_link_m": spillback_link_m}),
+                      "greenwave")
+        (result,) = summary["evs"]
+        assert result["arrival"] is not None and all(summary["safety"][r] == 0 for r in ("S1", "S2", "S3", "S4", "S5"))
+        results[spillback_link_m] = result
+    assert results[100.0]["stops"] == 0 and results[100.0]["time_stopped"] == 0, results[100.0]
+    assert results[0.0]["travel_time"] >= results[100.0]["travel_time"] + 5.0, (results[0.0], results[100.0])
 
 
 def test_a_run_lists_the_same_violations_whatever_pythons_hash_seed(tmp_path: Path) -> None:
