@@ -645,6 +645,12 @@ def run(
     except GreenwaveError as e:
         _fail(e)
     except KeyboardInterrupt as e:
+        if main_thread:
+            # (the hand-back is done: a second Ctrl-C or SIGTERM landing now, after the first's,
+            # killed the process on its way out, exit -2 or -15 instead of 130 or 143)
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, signal.SIG_IGN)
+            previous = signal.SIG_IGN  # (kept so to the exit)
         what = "terminated" if isinstance(e, Terminated) else "interrupted"
         handed = ("signals switched straight back to their programs (the hand-back through yellow and red "
                   "clearance was cut short by a second signal)" if getattr(e, "hand_back_cut", False)
