@@ -53,6 +53,21 @@ def _raise_terminated(signum: int, frame: object) -> None:
     raise Terminated
 
 
+def _ignore_signal(signum: int, frame: object) -> None:
+    """A signal taken and let go (a second Ctrl-C while an interrupted run exits)."""
+
+
+_OWN_PROCESS = False  # the command runs as greenwave's own process (entry()), not inside a caller's
+
+
+def entry() -> None:
+    """The ``greenwave`` command and ``python -m controller``: :func:`main` in a process of its
+    own, which an interrupted run ends (its signal handlers need not be given back)."""
+    global _OWN_PROCESS
+    _OWN_PROCESS = True
+    main()
+
+
 def _out_folder(out: Path, option: str = "--out", *, reusable: Callable[[Path], bool] | None = None,
                 inputs: Sequence[Path] = (), kind: str = "run") -> Path:
     """A one-line error where the output folder cannot be used: a file, or under one, or where
@@ -558,6 +573,7 @@ def run(
     # handlers can only be set in the main thread)
     main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _raise_terminated) if main_thread else None
+    on_interrupt: Any = None  # SIGINT's handler before an interrupt's exit took it over
     try:
         if realtime and speed is not None:
             raise ScenarioError("give --realtime or --speed X, not both")
@@ -647,10 +663,14 @@ def run(
     except KeyboardInterrupt as e:
         if main_thread:
             # (the hand-back is done: a second Ctrl-C or SIGTERM landing now, after the first's,
-            # killed the process on its way out, exit -2 or -15 instead of 130 or 143)
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                signal.signal(sig, signal.SIG_IGN)
-            previous = signal.SIG_IGN  # (kept so to the exit)
+            # killed the process on its way out, exit -2 or -15 instead of 130 or 143. Greenwave's
+            # own process ignores them to its end, through Python's finalization, which puts a
+            # handler of Python's back to the default; inside a caller's process they are taken by
+            # a handler that does nothing and given back after: an ignored signal stays ignored
+            # in every process the caller starts later)
+            hold = signal.SIG_IGN if _OWN_PROCESS else _ignore_signal
+            on_interrupt = signal.signal(signal.SIGINT, hold)
+            signal.signal(signal.SIGTERM, hold)
         what = "terminated" if isinstance(e, Terminated) else "interrupted"
         handed = ("signals switched straight back to their programs (the hand-back through yellow and red "
                   "clearance was cut short by a second signal)" if getattr(e, "hand_back_cut", False)
@@ -658,12 +678,16 @@ def run(
         click.echo(f"greenwave: {what}; {handed}, SUMO closed, no summary written", err=True)
         sys.exit(143 if isinstance(e, Terminated) else 130)
     finally:
-        if main_thread:
+        if main_thread and on_interrupt is None:
             signal.signal(signal.SIGTERM, previous)
         if kept_run is not None:
             kept_run.restore()  # (nothing to do once the new run simulated)
         if lock is not None:
             lock.release()
+        if main_thread and on_interrupt is not None and not _OWN_PROCESS:
+            # (inside a caller's process, its handlers back)
+            signal.signal(signal.SIGTERM, previous)
+            signal.signal(signal.SIGINT, on_interrupt)
     print_summary(summary, out, console)
 
 

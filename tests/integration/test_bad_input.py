@@ -683,3 +683,26 @@ def test_a_comma_in_the_output_or_an_input_path_is_refused_before_sumo_reads_it(
     moved = write_scenario(odd / "s.toml", tiny_net)
     code, text = _run(["run", str(moved), "--out", str(tmp_path / "o")])
     _assert_error(code, text, f"input '{moved}': SUMO reads a comma in a path")
+
+
+@pytest.mark.parametrize("error", [KeyboardInterrupt, "terminated"])
+def test_an_interrupted_run_gives_back_the_signal_handlers_it_had(tmp_path: Path, tiny_net: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch,
+                                                                   error: Any) -> None:
+    # a second Ctrl-C or SIGTERM while an interrupted run exits is let go (it killed the process:
+    # exit -2 or -15); left ignored instead, every process the caller started later ignored
+    # SIGTERM (a multiprocessing pool's workers could not be stopped: a test run hung)
+    import signal
+
+    from controller import cli
+    from controller.runtime import run as run_module
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise (cli.Terminated if error == "terminated" else KeyboardInterrupt)
+
+    monkeypatch.setattr(run_module, "run", interrupted)
+    path = write_scenario(tmp_path / "s.toml", tiny_net)
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    result = CliRunner().invoke(main, ["run", str(path), "--out", str(tmp_path / "o")])
+    assert result.exit_code == (143 if error == "terminated" else 130), result.output
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
