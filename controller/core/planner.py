@@ -41,7 +41,14 @@ from typing import Literal
 from controller.core.network import Program
 from controller.core.snapshot import SignalCommand, SignalState
 from controller.core.states import is_green, is_yellow
-from controller.core.transitions import DisplayClock, SignalTiming, may_extend_all_red, next_state, time_to_show_s
+from controller.core.transitions import (
+    DisplayClock,
+    SignalTiming,
+    may_extend_all_red,
+    next_state,
+    time_to_show_s,
+    trapping,
+)
 
 Stage = Literal["idle", "armed", "entry", "dwell", "exit"]
 
@@ -1129,9 +1136,7 @@ class Planner:
         timing, shown = j.timing, j.clock.state
         if not shown or len(shown) != len(target):
             return target
-        keep = [i for i, c in enumerate(shown) if c == "g" and not is_green(target[i])
-                and any(shown[f] == "G" and is_green(target[f]) and (i, f) not in timing.trap_shown
-                        for f in timing.foes[i])]
+        keep = trapping(timing, j.clock, target)
         if not keep:
             return target
         kept = "".join("g" if i in keep else c for i, c in enumerate(target))

@@ -408,6 +408,13 @@ def _trap_ties(timing: SignalTiming, clock: DisplayClock, target: str) -> dict[i
     return {i: frozenset(t) for i, t in ties.items()}
 
 
+def trapping(timing: SignalTiming, clock: DisplayClock, target: str) -> list[int]:
+    """The permissive links shown that ``target`` ends while a foe they yield to stays green in
+    it (:func:`_trap_ties`): ended so, they would trap their vehicles."""
+    return [i for i, tied in _trap_ties(timing, clock, target).items()
+            if not is_green(target[i]) and any(is_green(target[f]) for f in tied)]
+
+
 def _cycled(ties: dict[int, frozenset[int]], target: str) -> frozenset[int]:
     """The links the target keeps green that must end and come back (:func:`_trap_ties`)."""
     return frozenset(i for i in ties if is_green(target[i]))
