@@ -206,24 +206,29 @@ def _endpoints(net: Any, net_file: Path, *, fringe_only: bool, min_trip_m: float
         exits = list(edges)
     reachable: dict[str, list[Any]] = {}
     exit_ids = {e.getID() for e in exits}
+    farthest = 0.0  # (the longest connected pair, for the message when min_trip_m leaves none)
     for entry in entries:
         seen = _reachable_ids(entry)
-        ok = [
-            x
+        apart = [
+            (x, _distance(entry, x))
             for x in exits
-            if x.getID() in seen
-            and x is not entry
-            and x.getToNode() is not entry.getFromNode()
-            and _distance(entry, x) >= min_trip_m
+            if x.getID() in seen and x is not entry and x.getToNode() is not entry.getFromNode()
         ]
+        farthest = max([farthest, *(d for _, d in apart)])
+        ok = [x for x, d in apart if d >= min_trip_m]
         if ok:
             reachable[entry.getID()] = ok
     entries = [e for e in entries if e.getID() in reachable]
+    if not entries and farthest > 0:
+        # (the user's parameter, not the network, leaves no pair: a ScenarioError, which the
+        # scenario's loader names by its file and field)
+        raise ScenarioError(
+            f"random_trips: 'min_trip_m' {min_trip_m:g} m leaves no trip: the farthest connected "
+            f"entry and exit of {net_file} are {farthest:.0f} m apart"
+        )
     if not entries or not exit_ids:
         # (named by its file: the message showed sumolib's object, '<sumolib.net.Net object at 0x...>')
-        far = f" at least 'min_trip_m' {min_trip_m:g} m apart" if min_trip_m > 0 and exit_ids else ""
-        raise NetworkError(f"network {net_file} has no connected boundary entry and exit edges for passenger "
-                           f"cars{far}")
+        raise NetworkError(f"network {net_file} has no connected boundary entry and exit edges for passenger cars")
     return _Endpoints(entries=entries, exits=exits, reachable=reachable)
 
 

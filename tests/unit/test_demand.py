@@ -95,6 +95,10 @@ def test_main_edges_share(tmp_path: Path) -> None:
         ({"main_share": 0.5}, "main_share"),
         ({"main_edges": ["nope"], "main_share": 0.5}, "main_edges"),
         ({"main_edges": "left0A0"}, "main_edges"),
+        # (a user's value that leaves no pair: their field, with what would work, not "the
+        # network has no boundary edges")
+        ({"min_trip_m": 99999}, r"'min_trip_m' 99999 m leaves no trip: .* are 1803 m apart"),
+        ({"min_trip_m": -1}, "min_trip_m"),
     ],
 )
 def test_invalid_params_name_the_parameter(tmp_path: Path, kw: dict[str, Any], name: str) -> None:
