@@ -3,6 +3,7 @@ re-routing. Every run is judged by the independent safety monitor."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -267,7 +268,7 @@ def _blocked_run(tiny_net: Path, tmp_path: Path, *, exit_blocked: bool) -> dict[
 
 def test_an_ev_sumo_teleports_is_escorted_on_and_arrives(tiny_net: Path, tmp_path: Path) -> None:
     # SUMO teleports the ambulance on (here within one step; off the road for longer, its signals
-    # are handed back meanwhile: the unit tests) and it arrives: counted, not taken for vanished
+    # are handed back meanwhile: the next test) and it arrives: counted, not taken for vanished
     # (an escorted tram in Berlin, off the road 64 s, was dropped and left out of the comparison)
     s = _blocked_run(tiny_net, tmp_path, exit_blocked=False)
     ev = s["evs"][0]
@@ -275,6 +276,42 @@ def test_an_ev_sumo_teleports_is_escorted_on_and_arrives(tiny_net: Path, tmp_pat
     assert sorted(ev["crossed_s"]) == ["A1#0", "B1#1", "C1#2"], ev["crossed_s"]
     assert all(p["restored"] is not None for p in s["preemptions"]), s["preemptions"]
     assert "vanished from the simulation" not in {p["exit_reason"] for p in s["preemptions"]}, s["preemptions"]
+
+
+def test_an_ev_off_the_road_for_long_has_its_signals_handed_back_and_is_escorted_again(
+        tiny_net: Path, tmp_path: Path) -> None:
+    # The ambulance behind a car stopped on A1B1 for good; B1C1 is filled by a long stopped
+    # vehicle, so SUMO's teleport finds no room there and carries the ambulance on, off the road,
+    # until it finds some on C1C2 (here about three minutes). Meanwhile the signals held for it go
+    # back to their programs; once it is back on, C2 ahead is planned and served again.
+    (tmp_path / "block.rou.xml").write_text(
+        '<routes><vType id="blk"/><vType id="long" length="182" minGap="1"/>'
+        '<route id="rb" edges="A1B1 B1C1"/><route id="rc" edges="B1C1 C1right1"/>'
+        '<vehicle id="blk0" type="blk" route="rb" depart="0" departPos="100">'
+        '<stop lane="A1B1_0" endPos="120" duration="1000"/></vehicle>'
+        '<vehicle id="blk1" type="long" route="rc" depart="0" departPos="184">'
+        '<stop lane="B1C1_0" endPos="185" duration="1000"/></vehicle></routes>')
+    (tmp_path / "run.sumocfg").write_text(
+        f'<configuration><input><net-file value="{tiny_net}"/><route-files value="block.rou.xml"/></input>'
+        '<time><begin value="0"/><end value="400"/></time><processing><time-to-teleport value="15"/>'
+        '</processing></configuration>')
+    s = run_ok(["run", "--sumocfg", str(tmp_path / "run.sumocfg"), "--ev", "left1A1,C2right2,30",
+                "--out", str(tmp_path / "out")])
+    _assert_safe(s)
+    log = (tmp_path / "out" / "sumo-errors.log").read_text()
+    gone = float(re.search(r"Teleporting vehicle 'ev1'.*time=(\d+(?:\.\d+)?)", log)[1])  # type: ignore[index]
+    back = float(re.search(r"Vehicle 'ev1' ends teleporting.*time=(\d+(?:\.\d+)?)", log)[1])  # type: ignore[index]
+    assert back - gone > 60, (gone, back)  # off the road for long, not within one step
+    ev = s["evs"][0]
+    assert ev["arrived"] and ev["vanished"] is None and ev["teleports"] == 1, ev
+    by_tls = {p["tls"]: p for p in s["preemptions"]}
+    assert sorted(by_tls) == ["A1", "B1", "C1", "C2"], s["preemptions"]
+    for tls in ("B1", "C1"):  # held for it when it went: back in their programs within seconds
+        p = by_tls[tls]
+        assert p["exit_reason"] == "teleported by SUMO" and gone <= p["exit"] <= p["restored"] <= gone + 15, p
+    c2 = by_tls["C2"]  # planned again once it was back, and served
+    assert back <= c2["armed"] and c2["exit_reason"] == "crossed", c2
+    assert all(p["restored"] is not None for p in s["preemptions"]), s["preemptions"]
 
 
 def test_an_ev_sumo_removes_on_the_way_has_vanished_not_arrived(tiny_net: Path, tmp_path: Path) -> None:
