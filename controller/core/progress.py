@@ -43,6 +43,9 @@ class EvProgress:
     vanished_s: float | None = None  # left the simulation without arriving (removed by someone)
     teleports: int = 0  # how often SUMO took it off the road in a teleport (and put it back on)
     off_road: bool = False  # in a teleport now
+    # corridor junctions it went past off the road, in a teleport: their ``crossed_s`` is when it
+    # was back (or arrived), not when it crossed; no arrival to score an ETA against
+    passed_off_road: set[int] = field(default_factory=set)
     _offset_m: float | None = None  # route position minus odometer
     _last_t_s: float | None = None
 
@@ -81,12 +84,17 @@ class EvProgress:
             common += 1
         before: dict[tuple[int, str], int] = {(j.route_index, j.junction_id): j.index for j in self.corridor.junctions}
         crossed: dict[int, float] = {}
+        off_road: set[int] = set()
         for j in corridor.junctions:
             k = before.get((j.route_index, j.junction_id))
             if j.route_index + 1 < common and k is not None and k in self.crossed_s:
                 crossed[j.index] = self.crossed_s[k]
+                if k in self.passed_off_road:
+                    off_road.add(j.index)
+        # (a teleport's count and state carry over too: the count restarted at 0 on a new route)
         moved = EvProgress(self.ev_id, corridor, depart_s=self.depart_s, crossed_s=crossed, stops=self.stops,
-                           reroutes=self.reroutes + 1)
+                           reroutes=self.reroutes + 1, teleports=self.teleports, off_road=self.off_road,
+                           passed_off_road=off_road)
         # where it is, if on the edges both routes share (route positions are the same there):
         # re-routed inside a junction it is not placed again until it has left it, and meanwhile
         # had no position (its requests dropped, the signals it still needed handed back)
@@ -131,7 +139,10 @@ class EvProgress:
         if arrived and self.depart_s is not None and self.arrived_s is None:
             self.arrived_s = t_s
             for j in self.corridor.junctions:  # it reached its destination: everything is behind it
-                self.crossed_s.setdefault(j.index, t_s)
+                if j.index not in self.crossed_s:
+                    self.crossed_s[j.index] = t_s
+                    if self.off_road:
+                        self.passed_off_road.add(j.index)
             self._close_stop(t_s)
             return
         if vehicle is None:
@@ -141,7 +152,7 @@ class EvProgress:
             return
         if self.depart_s is None:
             self.depart_s = t_s
-        self.off_road = False
+        returning, self.off_road = self.off_road, False
         if not vehicle.on_junction and 0 <= vehicle.route_index < len(self.corridor.route):
             on_route = self.corridor.position_m(vehicle.route_index, vehicle.lane_pos_m)
             self._offset_m = on_route - vehicle.odometer_m
@@ -159,7 +170,11 @@ class EvProgress:
             )
             if not past_stop_line:
                 break
-            self.crossed_s[j.index] = self._interpolate(t_s, previous, position, j.distance_m)
+            if returning:  # passed in the teleport: first seen past it now
+                self.crossed_s[j.index] = t_s
+                self.passed_off_road.add(j.index)
+            else:
+                self.crossed_s[j.index] = self._interpolate(t_s, previous, position, j.distance_m)
         self._track_stops(t_s, vehicle)
         self._last_t_s = t_s
 

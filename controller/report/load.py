@@ -114,11 +114,15 @@ class RunData:
         return {}
 
     def crossings(self, ev_id: str) -> dict[int, float]:
-        """Junction index -> the time the EV crossed its stop line (from summary.json)."""
+        """Junction index -> the time the EV crossed its stop line (from summary.json). Not the
+        junctions it went past off the road, in a teleport (``passed_off_road``): no crossing was
+        seen there, and an ETA has no arrival to be measured against."""
+        ev = self.ev_summary(ev_id)
+        off_road = {str(k) for k in ev.get("passed_off_road") or ()}
         out: dict[int, float] = {}
-        for key, t in (self.ev_summary(ev_id).get("crossed_s") or {}).items():
+        for key, t in (ev.get("crossed_s") or {}).items():
             _, _, idx = str(key).rpartition("#")
-            if idx.isdigit() and isinstance(t, (int, float)):
+            if idx.isdigit() and isinstance(t, (int, float)) and str(key) not in off_road:
                 out[int(idx)] = float(t)
         return out
 

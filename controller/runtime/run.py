@@ -958,6 +958,8 @@ def ev_summary(ev: EvPlan, p: EvProgress, trip: Trip | None, free_flow_s: float 
         "tls": [j.tls_id for j in ev.corridor.junctions],
         # (indices of the corridor driven: the planned one's unless the EV was re-routed)
         "crossed_s": {p.corridor.junctions[i].tls_id + f"#{i}": round(s, 2) for i, s in sorted(p.crossed_s.items())},
+        # (passed off the road, in a teleport: ``crossed_s`` says when it was back, or arrived)
+        "passed_off_road": [p.corridor.junctions[i].tls_id + f"#{i}" for i in sorted(p.passed_off_road)],
         "stop_episodes": [
             {"start": s.start_s, "end": s.end_s, "next_junction": s.next_junction,
              "distance_to_stop_line_m": None if s.distance_to_stop_line_m is None
@@ -1037,6 +1039,8 @@ def _eta_section(controller: Controller, progress: Mapping[str, EvProgress]) -> 
             "at_entry": dict(empty),
             "note": f"controller '{controller.name}' makes no predictions",
         }
-    actual = {(ev_id, j): t for ev_id, p in progress.items() for j, t in p.crossed_s.items()}
+    # (a junction passed off the road, in a teleport, has no crossing time to score against)
+    actual = {(ev_id, j): t for ev_id, p in progress.items() for j, t in p.crossed_s.items()
+              if j not in p.passed_off_road}
     result: dict[str, Any] = log.evaluate(actual)
     return result

@@ -312,6 +312,10 @@ def test_an_ev_off_the_road_for_long_has_its_signals_handed_back_and_is_escorted
     c2 = by_tls["C2"]  # planned again once it was back, and served
     assert back <= c2["armed"] and c2["exit_reason"] == "crossed", c2
     assert all(p["restored"] is not None for p in s["preemptions"]), s["preemptions"]
+    # B1 and C1 went by off the road: no crossing time made up between where it went and came back
+    # (one was interpolated: B1 at 112 s, C1 at 240 s), and no ETA scored against one
+    assert ev["passed_off_road"] == ["B1#1", "C1#2"] and back <= ev["crossed_s"]["B1#1"] <= back + 1, ev
+    assert {k for k in s["eta"]["by_junction"] if k.startswith("ev1#")} <= {"ev1#0", "ev1#3"}, s["eta"]["by_junction"]
 
 
 def test_an_ev_sumo_removes_on_the_way_has_vanished_not_arrived(tiny_net: Path, tmp_path: Path) -> None:

@@ -103,3 +103,24 @@ def test_a_new_route_keeps_where_the_ev_is_on_the_edges_both_share() -> None:
     # where it is not on the shared edges, it is placed afresh (its next update off a junction)
     away = Corridor(route=("a", "e"), junctions=(), edge_offsets_m=(0.0, 100.0), length_m=200.0)
     assert p.rerouted(away).position_m is None
+
+
+def test_a_junction_passed_off_the_road_has_no_made_up_crossing_and_a_new_route_keeps_the_teleports() -> None:
+    # seen at 60 m, off the road (a teleport) from 1 s, back on at 150 m at 20 s: J was passed off
+    # the road, first seen past it at 20 s (interpolated, 60 -> 150 m over 19 s put it at 9.4 s)
+    p = EvProgress("ev", CORRIDOR)
+    p.update(0.0, _at(60.0, 10.0))
+    p.update(1.0, None, teleporting=True, teleport_started=True)
+    p.update(10.0, None, teleporting=True)
+    assert p.off_road and p.teleports == 1 and p.vanished_s is None and p.crossed_s == {}
+    p.update(20.0, _at(150.0, 10.0))
+    assert not p.off_road and p.crossed_s == {0: 20.0} and p.passed_off_road == {0}
+    moved = p.rerouted(Corridor(route=("a", "b", "c"), junctions=(J,), edge_offsets_m=(0.0, 100.0, 200.0),
+                                length_m=300.0))
+    assert (moved.teleports, moved.passed_off_road, moved.crossed_s) == (1, {0}, {0: 20.0})
+    # arriving straight out of a teleport: what was left was passed off the road too
+    q = EvProgress("ev", CORRIDOR)
+    q.update(0.0, _at(60.0, 10.0))
+    q.update(1.0, None, teleporting=True, teleport_started=True)
+    q.update(30.0, None, arrived=True)
+    assert (q.arrived_s, q.crossed_s, q.passed_off_road) == (30.0, {0: 30.0}, {0})
