@@ -48,6 +48,11 @@ class CorridorJunction:
     # green held for the EV could send it head-on into a vehicle on the section; left to its
     # program (the bidi edge's id, '' where there is none)
     single_track: str = ""
+    # the program switches a link between signalled and off ('o', 'O': no signal, the junction's
+    # right of way alone) from phase to phase: greenwave does not know how to end an unsignalled
+    # right of way safely (SUMO shows no yellow before it), so the signal is left to its program
+    # (which link and phases, '' where there is none). A link off in every phase is kept as shown.
+    signal_off: str = ""
 
 
 @dataclass(frozen=True)
@@ -224,7 +229,21 @@ def _junction(
         crossing_length_m=crossing_length_m,
         never_red=all(p.state[i] == "G" for p in program.phases for i in links),
         single_track=network.edges[exit_].bidi if exit_ in network.edges else "",
+        signal_off=switched_off_link(program),
     )
+
+
+def switched_off_link(program: Program) -> str:
+    """The first link the program shows off ('o', 'O') in some phases and signalled in others,
+    described ('' where none is): see :attr:`CorridorJunction.signal_off`."""
+    phases = program.phases
+    for i in range(program.link_count):
+        off = [k for k, p in enumerate(phases) if p.state[i] in "oO"]
+        if off and len(off) < len(phases):
+            on = next(k for k, p in enumerate(phases) if p.state[i] not in "oO")
+            return (f"link {i} is '{phases[off[0]].state[i]}' (off) in phase {off[0]} and "
+                    f"'{phases[on].state[i]}' in phase {on}")
+    return ""
 
 
 def green_phases(program: Program, links: Sequence[int]) -> tuple[int, ...]:

@@ -27,7 +27,7 @@ from controller.core.network import Network, Program
 from controller.core.planner import Planner, PlannerConfig, ServiceRequest, Stage
 from controller.core.progress import EvProgress
 from controller.core.snapshot import SignalCommand, Snapshot, VehicleState
-from controller.core.states import is_green
+from controller.core.states import KEPT_AS_SHOWN, is_green
 
 Mode = Literal["greenwave", "local"]
 ExclusiveService = Literal["whole", "discharge", "ev-lane", "own-turn"]  # see ControllerConfig
@@ -138,7 +138,7 @@ def approach_targets(
     permissive = any(state[i] == "g" for i in (approach if exclusive else junction.link_indices))
     keep = {i for i, c in enumerate(state)
             if is_green(c) and (i in approach or not (permissive or (c == "g" and i in foes)))}
-    return "".join(c if i in keep else "r" for i, c in enumerate(state)), phase
+    return "".join(c if i in keep or c in KEPT_AS_SHOWN else "r" for i, c in enumerate(state)), phase
 
 
 EXCLUSIVE_SERVICE: tuple[str, ...] = get_args(ExclusiveService)
@@ -462,10 +462,11 @@ class PreemptionController:
         upstream = 0.0  # vehicles queued at the signals between the EV and this one
         for eta in etas:
             j = junctions[eta.junction_index]
-            if j.never_red or j.single_track:
+            if j.never_red or j.single_track or j.signal_off:
                 # nothing to switch (the queue it lets through does go on to the next signal: the
                 # progression chain runs on from the signal before it); or a signal guarding a
-                # single-track section, whose program alone knows when the other end is let in
+                # single-track section, whose program alone knows when the other end is let in;
+                # or one that switches a link off and on
                 continue
             eta_s = eta.eta_s
             key = (ev_id, j.index)

@@ -40,7 +40,7 @@ from typing import Literal
 
 from controller.core.network import Program
 from controller.core.snapshot import SignalCommand, SignalState
-from controller.core.states import is_green, is_yellow
+from controller.core.states import KEPT_AS_SHOWN, is_green, is_yellow
 from controller.core.transitions import (
     DisplayClock,
     SignalTiming,
@@ -388,7 +388,7 @@ def merge_targets(
             best_phase, best_served, best_score = base.phase, served, score
     shown = timing.phase_greens[best_phase]
     greens = {i for k in best_served for i in targets[k] & shown}
-    state = "".join(c if i in greens else "r" for i, c in enumerate(phases[best_phase].state))
+    state = "".join(c if i in greens or c in KEPT_AS_SHOWN else "r" for i, c in enumerate(phases[best_phase].state))
     return state, best_phase, tuple(ordered[k] for k in best_served)
 
 

@@ -41,7 +41,9 @@ S5  Preempted (running another program than the original) longer than ``max_pres
 
 Characters: G/g green; y/Y yellow; r/u red (as in :mod:`controller.core.states`); s (stop,
 then go) and o/O (off) count as red, and S4 allows them only on a link the program shows them
-on (vehicles may pass on them). Time is only ever an argument. A run's length is the time of the tick showing
+on (vehicles may pass on them). An off state (o/O) ended by a red (r, u, s) that the program
+never follows it with on that link is S1 (an uncontrolled right of way taken away without
+yellow). Time is only ever an argument. A run's length is the time of the tick showing
 the change minus the time of the tick that first showed the run, i.e. ``(k+1)*dt`` for a
 state seen on ``k+1`` ticks; this works for any step length. The first run of every link
 (started before observation began, or after a state of the wrong length) is not judged.
@@ -222,6 +224,10 @@ class ProgramRules:
     # per link: which of SUMO's states that let vehicles pass without a green ('s': stop, then
     # go; 'o', 'O': off, blinking or not) the program shows on it (S4 allows those only)
     passable: tuple[frozenset[str], ...] = ()
+    # per link: the characters the program follows an off state ('o', 'O') with, itself
+    # included (an off state ended with no yellow takes an uncontrolled right of way away at once:
+    # S1 where the program never does so on that link)
+    off_ends: tuple[frozenset[str], ...] = ()
 
     @classmethod
     def from_program(cls, program: Program, config: SafetyConfig) -> ProgramRules:
@@ -328,6 +334,8 @@ class ProgramRules:
             transitions=tuple(transitions),
             green_sets=green_sets,
             passable=tuple(frozenset(p.state[i] for p in phases if p.state[i] in PASSABLE_CHARS) for i in range(n)),
+            off_ends=tuple(frozenset(phases[(k + 1) % n_ph].state[i] for k in range(n_ph)
+                                     if phases[k].state[i] in OFF_CHARS) for i in range(n)),
             compatible=tuple(compatible),
             clearance_s=clearance,
             all_red_s=all_red_s,
@@ -460,6 +468,12 @@ class SignalWatch:
         for i in range(len(state)):
             if state[i] != prev[i]:
                 new = char_class(state[i])
+                if prev[i] in OFF_CHARS and new == RED and state[i] not in OFF_CHARS and self.rules.off_ends \
+                        and state[i] not in self.rules.off_ends[i]:
+                    out.append(Violation("S1", self._tls_id, t_s, i,
+                                         f"link {i} {prev[i]!r}→{state[i]!r}: the signal's off state (vehicles pass "
+                                         "by the junction's right of way) ended without yellow; the program never "
+                                         "does so"))
                 if new != self._cls[i]:
                     self._change(t_s, i, prev[i], state[i], new, out)
                     if new == GREEN:

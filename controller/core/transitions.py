@@ -368,7 +368,7 @@ def next_state(
             if clock.elapsed_s(i, t_s, dt_s) >= timing.yellow_s[i] - EPS_S:
                 new[i] = "r"
         else:
-            new[i] = "r" if c not in "rs" else c
+            new[i] = c if c in "rs" or c == want else "r"  # (a link kept as shown: 's', 'o', 'O')
             if clock.elapsed_s(i, t_s, dt_s) < timing.clearance_before_s(i, new_greens) - EPS_S:
                 # a link that turned red lately: red clearance still running, before the greens
                 # of others and before its own green again (a yellow is followed by the full red

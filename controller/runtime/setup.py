@@ -274,7 +274,7 @@ def setup_notes(setup: RunSetup, *, attached: bool = False, ours: str = "summary
         if not ev.corridor.junctions:
             notes.append(f"EV '{ev.ev_id}' crosses no traffic light on its route ({ev.route[0]} to {ev.route[-1]}): "
                          "there is nothing to preempt for it")
-        notes += single_track_notes(ev.ev_id, ev.corridor)
+        notes += single_track_notes(ev.ev_id, ev.corridor) + signal_off_notes(ev.ev_id, ev.corridor)
     if setup.emergency_in_routes:
         named = setup.emergency_in_routes
         listed = ", ".join(f"'{v}'" for v in named[:EMERGENCY_NAMED])
@@ -293,6 +293,15 @@ def single_track_notes(ev_id: str, corridor: Corridor) -> list[str]:
             f"direction uses too (bidi edge {j.single_track}: a single track or a one-lane two-way road); "
             "it is left to its program for this EV: a green held for it could send it head-on into a "
             "vehicle on that section" for j in corridor.junctions if j.single_track]
+
+
+def signal_off_notes(ev_id: str, corridor: Corridor) -> list[str]:
+    """A note for each signal on the corridor left to its program because the program switches a
+    link off and on (:attr:`CorridorJunction.signal_off`)."""
+    return [f"EV '{ev_id}': traffic light '{j.tls_id}' is left to its program for this EV: its program "
+            f"'{j.program_id}' switches a link between signalled and off ({j.signal_off}), and greenwave "
+            "does not end an off state (vehicles passing by the junction's right of way) safely"
+            for j in corridor.junctions if j.signal_off]
 
 
 EMERGENCY_NAMED = 5  # the route files' emergency vehicles named in the note

@@ -34,7 +34,7 @@ from controller.core.planner import PreemptionRecord, ServiceRequest
 from controller.core.progress import EvProgress
 from controller.core.safety import SafetyConfig, SignalWatch, Violation
 from controller.core.snapshot import LaneState, SignalCommand, Snapshot, VehicleState
-from controller.runtime.setup import single_track_notes
+from controller.runtime.setup import signal_off_notes, single_track_notes
 from tests.unit.test_planner import FakeSignal
 
 SPEED = 10.0
@@ -463,6 +463,42 @@ def test_a_signal_letting_the_ev_onto_a_single_track_is_left_to_its_program(
     [note] = single_track_notes("ev", corridor)
     assert "'T2'" in note and "e2" in note and "bidi edge e2r" in note and "left to its program" in note
     assert single_track_notes("ev", build_corridor(NET, MAIN)) == []
+
+
+@pytest.mark.parametrize("mode", ["greenwave", "local"])
+def test_a_link_the_program_shows_off_is_kept_so_and_a_signal_switching_one_off_is_left_alone(
+        mode: Literal["greenwave", "local"]) -> None:
+    # T2's link 1 shown 'O' (the signal off there: the junction's right of way alone) in every
+    # phase: the preemption keeps it 'O' (it was set 'r' at the entry, with no yellow, and given
+    # back at the hand-back); 's' (stop, then go) likewise. Where the program switches link 1
+    # between 'O' and signalled, the signal is left to its program, with a note.
+    for off in "Os":
+        t2 = program("T2", (f"G{off}r", 25), (f"y{off}r", 3), (f"r{off}r", 2), (f"r{off}G", 25), (f"r{off}y", 3),
+                     (f"r{off}r", 2))
+        net = Network(NET.edges, NET.connections, {**NET.programs, "T2": t2}, NET.junction_types)
+        corridor = build_corridor(net, MAIN)
+        assert [j.signal_off for j in corridor.junctions] == ["", ""]
+        ctrl = PreemptionController(net, [EvSetup("ev", "ambulance", corridor, DYN, 0.0)],
+                                    ControllerConfig(mode=mode))
+        r = CtrlRig(ctrl, corridor, {"T1": FakeSignal(T1, 3, 60.0), "T2": FakeSignal(t2, 3, 80.0)})
+        shown = set()
+        while r.t < 150:
+            r.step(present=r.x < 800, arrived=r.x == 800)
+            shown.add(r.signals["T2"].display())
+        commanded = {c.state[1] for _t, c in r.commands if c.tls_id == "T2" and c.state}
+        assert r.first_command_s("T2") is not None and commanded == {off}, r.commands
+        assert {s[1] for s in shown} == {off} and r.safety() == []
+    t2 = program("T2", ("GGr", 25), ("yyr", 3), ("rrr", 2), ("rOG", 25), ("rOy", 3), ("rrr", 2))
+    net = Network(NET.edges, NET.connections, {**NET.programs, "T2": t2}, NET.junction_types)
+    corridor = build_corridor(net, MAIN)
+    assert [j.signal_off for j in corridor.junctions] == ["", "link 1 is 'O' (off) in phase 3 and 'G' in phase 0"]
+    ctrl = PreemptionController(net, [EvSetup("ev", "ambulance", corridor, DYN, 0.0)], ControllerConfig(mode=mode))
+    r = CtrlRig(ctrl, corridor, {"T1": FakeSignal(T1, 3, 60.0), "T2": FakeSignal(t2, 3, 80.0)})
+    while r.t < 150:
+        r.step(present=r.x < 800, arrived=r.x == 800)
+    assert r.first_command_s("T1") is not None and r.first_command_s("T2") is None and r.safety() == []
+    [note] = signal_off_notes("ev", corridor)
+    assert "'T2'" in note and "left to its program" in note and "link 1 is 'O'" in note
 
 
 @pytest.mark.parametrize("mode", ["greenwave", "local"])

@@ -283,6 +283,21 @@ def test_states_that_let_vehicles_pass_without_a_green_are_allowed_only_where_th
     assert feed(SignalWatch(prog), [("Grs", 10), ("yrs", 3), ("rrs", 2), ("rGs", 5)], program_id=ONLINE) == []
 
 
+def test_an_off_state_ended_without_yellow_is_s1_unless_the_program_does_so() -> None:
+    # link 2 off ('O': vehicles pass by the junction's right of way) in every phase: taken to 'r'
+    # at a preemption's entry it was red to red for the monitor, and nothing was counted
+    prog = program([("GrO", 10), ("yrO", 3), ("rrO", 2), ("rGO", 10), ("ryO", 3), ("rrO", 2)])
+    assert feed(SignalWatch(prog), own_segments(prog, 2)) == []
+    for cut in ("Grr", "Grs", "Gru"):
+        found = feed(SignalWatch(prog), [("GrO", 10), (cut, 3), ("yrr", 3)], program_id=ONLINE)
+        s1 = [v for v in found if v.rule == "S1"]  # ('s' there is S4 too: the program never shows it)
+        assert len(s1) == 1 and s1[0].link_index == 2 and "off state" in s1[0].detail, (cut, found)
+    # through a yellow, or where the program itself ends it so ('o' then 'r' on link 1): not S1
+    assert count(feed(SignalWatch(prog), [("GrO", 10), ("Gry", 3), ("Grr", 3)], program_id=ONLINE))["S1"] == 0
+    own = program([("Go", 10), ("yo", 3), ("rr", 2), ("rG", 10), ("ry", 3), ("rr", 2)])
+    assert feed(SignalWatch(own), own_segments(own, 2)) == []
+
+
 def test_s2_all_red_skipped_between_incompatible_links() -> None:
     watch = SignalWatch(P2)
     found = feed(watch, [("rr", 2), ("Gr", 10), ("yr", 3), ("rr", 1), ("rG", 10)])
