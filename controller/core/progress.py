@@ -152,7 +152,9 @@ class EvProgress:
             return
         if self.depart_s is None:
             self.depart_s = t_s
-        returning, self.off_road = self.off_road, False
+        # (back from a teleport, or through one within this step: what it went past since it was
+        # last seen, it went past off the road)
+        returning, self.off_road = self.off_road or teleport_started, False
         if not vehicle.on_junction and 0 <= vehicle.route_index < len(self.corridor.route):
             on_route = self.corridor.position_m(vehicle.route_index, vehicle.lane_pos_m)
             self._offset_m = on_route - vehicle.odometer_m

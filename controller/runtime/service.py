@@ -885,10 +885,12 @@ class SimService:
                 eta_low_s=None if eta is None else round(eta.low_s, 2),
                 eta_high_s=None if eta is None else round(eta.high_s, 2),
                 stage=stage, granted=granted,
-                # (null where a vehicle_id escort's vehicle had crossed it before it was escorted:
-                # the time is not known; it was the first tick's)
-                crossed_s=None if j.index not in p.crossed_s or (
-                    esc.joined and p.crossed_s[j.index] == esc.first_seen_s) else round(p.crossed_s[j.index], 2),
+                # (null where a vehicle_id escort's vehicle had crossed it before it was escorted,
+                # or an external escort's first fix lay beyond it: the time is not known, it was
+                # the first tick's; or where SUMO carried it past off the road, in a teleport)
+                crossed_s=None if j.index not in p.crossed_s or j.index in p.passed_off_road or (
+                    (esc.joined or esc.tracking == "external") and p.crossed_s[j.index] == esc.first_seen_s)
+                else round(p.crossed_s[j.index], 2),
                 locked_until_s=ctrl.planner.locked_until(j.tls_id, t_s, esc.key)
                 if active and j.index not in p.crossed_s else None,
             ))

@@ -211,6 +211,23 @@ def test_a_fix_just_past_a_stop_line_does_not_hand_its_signal_back(geo_server: S
         wait_for(lambda: all_handed_back(c), timeout_s=30, what="every signal handed back")
 
 
+def test_a_first_fix_beyond_signals_gives_them_no_crossing_time(geo_server: Server) -> None:
+    # dispatched as it drives (a first fix 100 m into B1C1): A1 and B1 behind it were given the
+    # fix's time as their crossing, a time no one saw it cross (null, as for a running vehicle
+    # escorted by vehicle_id)
+    with geo_server.client() as c:
+        dispatch_external(c, "late", ["left1A1", "A1B1", "B1C1", "C1right1"])
+        r = c.post("/v1/emergencies/late/positions", json={"edge": "B1C1", "offset_m": 100.0, "speed_mps": 10.0})
+        assert r.status_code == 200, r.text
+        now = c.get("/healthz").json()["t_s"]
+        wait_for(lambda: c.get("/healthz").json()["t_s"] >= now + 2.0, what="2 simulated s")
+        view = c.get("/v1/emergencies/late").json()
+        assert [j["crossed_s"] for j in view["junctions"]] == [None, None, None], view["junctions"]
+        assert [j["eta_s"] is None for j in view["junctions"]] == [True, True, False], view["junctions"]
+        assert c.delete("/v1/emergencies/late").status_code == 200
+        wait_for(lambda: all_handed_back(c), timeout_s=30, what="every signal handed back")
+
+
 def test_an_escort_carried_to_a_stop_line_and_held_there_stands(geo_server: Server) -> None:
     # one fix at 12 m/s, then none: carried to just short of A2's stop line it stayed "moving"
     # at 12 m/s, so the stall release never let the signals further on go: A2 and B2 stayed

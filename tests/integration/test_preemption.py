@@ -274,6 +274,7 @@ def test_an_ev_sumo_teleports_is_escorted_on_and_arrives(tiny_net: Path, tmp_pat
     ev = s["evs"][0]
     assert ev["arrived"] and ev["vanished"] is None and ev["teleports"] == 1 and ev["travel_time"] > 0, ev
     assert sorted(ev["crossed_s"]) == ["A1#0", "B1#1", "C1#2"], ev["crossed_s"]
+    assert ev["passed_off_road"] == ["C1#2"], ev  # (the teleport carried it over C1 within the step)
     assert all(p["restored"] is not None for p in s["preemptions"]), s["preemptions"]
     assert "vanished from the simulation" not in {p["exit_reason"] for p in s["preemptions"]}, s["preemptions"]
 
