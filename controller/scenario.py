@@ -38,7 +38,7 @@ import sys
 from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from controller import MAX_TRIPS, MAX_WINDOW_S
 from controller.core.greenwave import ExclusiveService
@@ -249,8 +249,9 @@ class Scenario(_Model):
         return name
 
     @model_validator(mode="after")
-    def _evs(self) -> Scenario:
-        if not self.ev and not self.escort:
+    def _evs(self, info: ValidationInfo) -> Scenario:
+        # (a service's scenario needs none: its escorts come through the API, and it ignores these)
+        if not self.ev and not self.escort and not (info.context or {}).get("service"):
             raise ValueError("field 'ev': give at least one [[ev]] (or [[escort]]: a vehicle of the route files)")
         ids = [e.id for e in self.ev]
         dup = {i for i in ids if ids.count(i) > 1}
@@ -352,8 +353,9 @@ def _resolve(base: Path, p: Path) -> Path:
 M = TypeVar("M", bound=BaseModel)
 
 
-def read_toml_model(path: Path, model: type[M], what: str) -> M:
-    """Read a TOML file into a validated model; errors name the file and the field."""
+def read_toml_model(path: Path, model: type[M], what: str, context: dict[str, Any] | None = None) -> M:
+    """Read a TOML file into a validated model; errors name the file and the field. ``context``:
+    pydantic's validation context."""
     if path.is_dir():
         raise ScenarioError(f"'{path}' is a folder, not a {what} file")
     if not path.is_file():
@@ -373,15 +375,17 @@ def read_toml_model(path: Path, model: type[M], what: str) -> M:
                                 "[network] sumocfg") from None
         raise ScenarioError(f"{path}: not valid TOML: {e}") from None
     try:
-        return model.model_validate(raw)
+        return model.model_validate(raw, context=context)
     except ValidationError as e:
         raise ScenarioError(describe_validation_error(e, str(path), raw, model=model)) from None
 
 
-def load_scenario(path: Path | str) -> Scenario:
-    """Read and validate a scenario file; paths in it are resolved against its folder."""
+def load_scenario(path: Path | str, *, service: bool = False) -> Scenario:
+    """Read and validate a scenario file; paths in it are resolved against its folder.
+    ``service``: for ``greenwave serve``, which dispatches nothing of the file's own: it may have
+    no ``[[ev]]`` or ``[[escort]]``."""
     path = Path(path)
-    scenario = read_toml_model(path, Scenario, "scenario")
+    scenario = read_toml_model(path, Scenario, "scenario", {"service": service})
     base = path.resolve().parent
     net = scenario.network
     network = NetworkSpec(

@@ -139,7 +139,7 @@ def _take_folder(out: Path) -> IO[str]:
 def serve(options: ServeOptions) -> int:
     """Run the service until a signal; returns the exit code (0 after a clean stop, 1 after a failure)."""
     token, generated = read_token(options.token_file)
-    scenario = load_scenario(options.scenario)
+    scenario = load_scenario(options.scenario, service=True)
     if options.attach is not None and scenario.demand.generator is not None:
         raise ScenarioError(f"--attach: {options.scenario} generates its demand ([demand] generator), which a SUMO "
                             "you started does not run: attach with a scenario naming the network and route files "

@@ -108,7 +108,8 @@ def in_process_service(scenario: Path, tmp_path: Path, speed: float, end_s: floa
     from controller.runtime.setup import prepare_scenario
     from controller.scenario import load_scenario
 
-    setup = prepare_scenario(load_scenario(scenario), seed=1, out_dir=tmp_path / "out", with_evs=False)  # (as serve)
+    setup = prepare_scenario(load_scenario(scenario, service=True), seed=1, out_dir=tmp_path / "out",
+                             with_evs=False)  # (as serve)
     return SimService(setup, audit=AuditLog(tmp_path / "audit.sqlite"), speed=speed, end_s=end_s)
 
 

@@ -12,8 +12,9 @@ from typing import Any
 import httpx
 import pytest
 
-from controller.errors import CorridorError, RequestError
+from controller.errors import CorridorError, RequestError, ScenarioError
 from controller.runtime.service_model import Cancel, Dispatch, Place, Reroute
+from controller.scenario import load_scenario
 from controller.sim.adapter import SumoAdapter
 from tests.api.conftest import TOKEN, Server, all_handed_back, in_process_service, wait_for
 from tests.api.sse import EventCollector
@@ -168,6 +169,23 @@ def test_serve_starts_on_a_scenario_whose_ev_it_would_not_escort(tiny_net: Path,
             assert r.json()["route"][-1] == "B2top1" and "B1B2" not in r.json()["route"]  # routed round it
     finally:
         assert server.stop() == 0
+
+
+def test_serve_starts_on_a_scenario_without_any_ev(tiny_net: Path, tmp_path: Path) -> None:
+    # a service dispatches nothing of the file's own (its escorts come through the API): a scenario
+    # written for it, with no [[ev]], was refused ("give at least one [[ev]]"); `run` still needs one
+    scenario = tmp_path / "s.toml"
+    scenario.write_text(f'name = "svc"\n[network]\nnet = "{tiny_net}"\n[simulation]\nbegin_s = 0\nend_s = 600\n')
+    with pytest.raises(ScenarioError, match="give at least one"):
+        load_scenario(scenario)
+    service = in_process_service(scenario, tmp_path, speed=50.0)
+    service.start()
+    try:
+        service.submit(Dispatch(escort_id="amb", route=tuple(ROW))).result(timeout=30)
+        _ticks(service, 3)
+        assert service.state.failed is None and service.state.escorts["amb"].state == "en_route"
+    finally:
+        service.stop()
 
 
 def test_a_service_notes_the_configurations_options_it_does_not_use(tiny_net: Path, tmp_path: Path) -> None:
