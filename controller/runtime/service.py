@@ -136,6 +136,7 @@ class _Escort:
     # kept as it is instead of rebuilt every tick (460 ended escorts made an idle tick 8-10 ms)
     final: bool = False
     joined: bool = False  # escorts a vehicle already running (vehicle_id): it may have crossed junctions before
+    owns_vehicle: bool = False  # greenwave added its vehicle to SUMO (tracking simulation, no vehicle_id)
     # a vehicle of the route files dispatched before it departs (vehicle_id): its departure (no ETA
     # before it has departed), and whether SUMO was seen to have loaded it then
     departs_s: float | None = None
@@ -834,13 +835,15 @@ class SimService:
                     self._release(esc, t_s)
 
     def _cancelled(self, esc: _Escort, t_s: float, reason: str, *, shared: bool = False,
-                   before_tick: bool = False) -> None:
+                   before_tick: bool = False, vehicle_removed: bool = False) -> None:
         """The escort is cancelled: its state, and the cancel event and audit row listing the
-        signals handed back for it (``shared``, ``before_tick``: see :meth:`_handing_back`)."""
+        signals handed back for it (``shared``, ``before_tick``: see :meth:`_handing_back`);
+        ``vehicle_removed``: its vehicle, not yet inserted, was taken out of the simulation."""
         esc.state, esc.reason, esc.cancelled_s = "cancelled", reason, t_s
         held = self._handing_back(esc, shared=shared, before_tick=before_tick)
-        self.events.publish("cancel", escort=esc.id, t_s=t_s, reason=reason, handing_back=held)
-        self.audit.record("cancel", t_s=t_s, escort_id=esc.id, reason=reason, handing_back=held)
+        extra: dict[str, Any] = {"vehicle_removed": True} if vehicle_removed else {}
+        self.events.publish("cancel", escort=esc.id, t_s=t_s, reason=reason, handing_back=held, **extra)
+        self.audit.record("cancel", t_s=t_s, escort_id=esc.id, reason=reason, handing_back=held, **extra)
 
     def _handing_back(self, esc: _Escort, *, shared: bool = False, before_tick: bool = False) -> list[str]:
         """The signals of an escort that ends, armed or switched for it alone, as the last tick left
@@ -1137,7 +1140,7 @@ class SimService:
         self._progress[key] = EvProgress(key, corridor, depart_s=departed)
         self._escorts[escort_id] = _Escort(escort_id, key, cmd.vehicle_type, ev.priority, corridor, t, cmd.tracking,
                                            joined=cmd.vehicle_id is not None and scheduled_s is None,
-                                           departs_s=scheduled_s)
+                                           departs_s=scheduled_s, owns_vehicle=owns_vehicle)
         if cmd.tracking == "external":
             self._no_fix_yet.add(key)
         self._by_key[key] = escort_id
@@ -1190,7 +1193,11 @@ class SimService:
         assert self._controller is not None
         esc = self._escort_under_way(cmd.escort_id, " already")
         self._controller.cancel(esc.key, "cancelled by request")
-        self._cancelled(esc, sim.time_s, "cancelled by request")
+        # a vehicle greenwave added for the escort and SUMO has not inserted yet (no room at its
+        # origin) is taken out: it departed later, unescorted, and ran its whole route as a ghost
+        # ambulance the API no longer showed; one on the road drives on, as a vehicle would
+        removed = esc.owns_vehicle and sim.remove_pending_vehicle(esc.key)
+        self._cancelled(esc, sim.time_s, "cancelled by request", vehicle_removed=removed)
         self._release(esc, sim.time_s)
         return esc.id
 

@@ -609,6 +609,17 @@ class SumoAdapter:
         SUMO keeps the edges it has driven in its route."""
         self._api.vehicle.setRoute(vehicle_id, list(edges))
 
+    def remove_pending_vehicle(self, vehicle_id: str) -> bool:
+        """Take a vehicle SUMO has not inserted yet (waiting for room to depart) out of its
+        insertion queue: True if it was waiting there, False otherwise (running, arrived, unknown)."""
+        if vehicle_id not in self._api.simulation.getPendingVehicles():
+            return False
+        try:
+            self._api.vehicle.remove(vehicle_id)
+        except SUMO_ERRORS:
+            return False
+        return True
+
     def vehicle_exists(self, vehicle_id: str) -> bool:
         """The vehicle is running in the simulation now (departed, not arrived)."""
         return vehicle_id in self._api.vehicle.getIDList()

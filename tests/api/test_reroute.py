@@ -171,6 +171,39 @@ def test_serve_starts_on_a_scenario_whose_ev_it_would_not_escort(tiny_net: Path,
         assert server.stop() == 0
 
 
+def test_a_cancelled_escort_whose_vehicle_is_not_on_the_road_yet_takes_it_out(tiny_net: Path,
+                                                                                 tmp_path: Path) -> None:
+    # left1A1 blocked at its start (a car stopped there): the ambulance greenwave adds cannot be
+    # inserted. Cancelled (as the 409 for re-routing it says to), it stayed in SUMO's insertion
+    # queue, departed once there was room and ran its whole route unescorted, a vehicle the API
+    # no longer showed. Now it is taken out; one already on the road drives on.
+    (tmp_path / "block.rou.xml").write_text(
+        '<routes><route id="rb" edges="left1A1 A1B1"/><vehicle id="blk" route="rb" depart="0" departPos="2">'
+        '<stop lane="left1A1_0" endPos="8" duration="30"/></vehicle></routes>')
+    demand = f'[demand]\nlevel = "light"\nroutes = ["{tmp_path / "block.rou.xml"}"]\n'
+    service = in_process_service(write_scenario(tmp_path / "s.toml", tiny_net, end_s=3600, demand=demand), tmp_path,
+                                 speed=20.0)
+    service.start()
+    try:
+        _ticks(service, 3)
+        service.submit(Dispatch(escort_id="held", route=tuple(ROW))).result(timeout=30)
+        service.submit(Dispatch(escort_id="other", route=("bottom1B0", "B0B1", "B1B2", "B2top1"))).result(timeout=30)
+        _ticks(service, 3)
+        assert service.state.escorts["held"].state == "dispatched"  # not on the road: no room
+        assert service.state.escorts["other"].state == "en_route"
+        service.submit(Cancel("held")).result(timeout=30)
+        service.submit(Cancel("other")).result(timeout=30)
+        _ticks(service, 200)  # (the stop ended at 30 s: room again; time to drive the route)
+        cancels = {e.escort_id: e.detail for e in service.audit.since(0, kind="cancel")}
+        assert cancels["held"].get("vehicle_removed") is True and "vehicle_removed" not in cancels["other"], cancels
+        assert {e.data["escort"]: e.data.get("vehicle_removed") for e in service.events.since(0)
+                if e.type == "cancel"} == {"held": True, "other": None}
+    finally:
+        service.stop()
+    trips = (tmp_path / "out" / "tripinfo.xml").read_text()
+    assert 'id="held"' not in trips and 'id="other"' in trips  # the one on the road drove on to its end
+
+
 def test_serve_starts_on_a_scenario_without_any_ev(tiny_net: Path, tmp_path: Path) -> None:
     # a service dispatches nothing of the file's own (its escorts come through the API): a scenario
     # written for it, with no [[ev]], was refused ("give at least one [[ev]]"); `run` still needs one
