@@ -751,7 +751,10 @@ class SimService:
                 kind = step if step != "idle" else ("handback" if switched else "disarmed")
                 # why it leaves each escort's service (crossed, max presence, cancelled, ...)
                 # (disarmed: why the requests of those it was armed for ended, other than by crossing)
-                why = ({"reasons": {self._by_key.get(k, k): r for k, r in planner.exit_reasons(tls).items()}}
+                # (of the escorts named: one the signal was released for earlier, while held on for
+                # others, had its reason in the ``released`` event, and is not named here)
+                why = ({"reasons": {self._by_key.get(k, k): r for k, r in planner.exit_reasons(tls).items()
+                                    if k in named}}
                        if kind in ("exit", "handback") else self._released_why(named, tls) if kind == "disarmed"
                        else {})
                 self.events.publish(kind, tls_id=tls, t_s=t_s, stage=step, previous=previous, escorts=escorts, **why)

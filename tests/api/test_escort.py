@@ -257,6 +257,12 @@ def test_an_escort_joining_a_signal_held_for_another_gets_that_stages_event(serv
         assert [(a["escort_id"], a["detail"]["held_for"]) for a in rows] == [("follow", ["lead"])]
         assert c.delete("/v1/emergencies/lead").status_code == 200
         wait_for(lambda: all_handed_back(c), timeout_s=30, what="hand-back after the cancels")
+        # the hand-back names 'lead', the escort it was held for then, and gives the reasons of
+        # those it names ('follow''s was in its 'released'; it was given here too, unnamed)
+        [handback] = wait_for(lambda: [e for e in sse.of("handback") if e["data"]["tls_id"] == "B1"],
+                              what="B1's handback event")
+        assert handback["data"]["escorts"] == ["lead"], handback
+        assert handback["data"]["reasons"] == {"lead": "cancelled by request"}, handback
 
 
 def test_a_signal_switched_for_one_escort_does_not_name_another_waiting_for_it(server: Server) -> None:
