@@ -263,7 +263,6 @@ class SimService:
         self._after_tick: list[tuple[Future[Any], str]] = []
         # signal -> (stage, holders, served) as last tracked; those the last tick changed, before it
         self._stages: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {}
-        self._stages_before: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {}
         self._refused_seen: set[tuple[str, str]] = set()  # (signal, target) refused, reported once each
         self._refused_total = 0  # planner ticks that refused a target (the sum of its counts)
         self._sim: SumoAdapter | None = None
@@ -605,9 +604,11 @@ class SimService:
         if commands:
             sim.apply(commands)
             now = sim.signals_now({c.tls_id for c in commands})
+        # (an escort's own events first: its arrival or cancel (vanished) comes before the exits and
+        # hand-backs it causes on this tick, as a cancel by request does)
+        self._track_escorts(t)
         self._track_stages(t)
         self._track_refusals(t)
-        self._track_escorts(t)
         assert self._reading is not None
         self._reading.tick(t, sim.switched)
         self._publish(t, running=True, snap=snap, now=now)
@@ -695,13 +696,11 @@ class SimService:
         serves; an escort waiting for it (armed: the signal serves another first) is not named."""
         assert self._controller is not None
         planner = self._controller.planner
-        self._stages_before = {}
         for tls in planner.junctions:
             stage, holders, served = planner.stage(tls), planner.holders(tls), planner.served(tls)
             before, before_holders, before_served = self._stages.get(tls, ("idle", (), ()))
             if (stage, holders, served) == (before, before_holders, before_served):
                 continue
-            self._stages_before[tls] = (before, before_holders, before_served)
             self._stages[tls] = (stage, holders, served)
             left = [self._by_key.get(k, k) for k in before_holders if k not in holders]
             if left and holders and stage != "idle":
@@ -827,37 +826,39 @@ class SimService:
             if esc.state in ("dispatched", "en_route"):
                 if p.arrived_s is not None:
                     esc.state = "arrived"
-                    # (the controller let it go on this tick already: the signals it held before)
-                    held = self._handing_back(esc, before_tick=True)
+                    # (the controller let it go on this tick already: the signals it held before,
+                    # as the last tick's stages still say)
+                    held = self._handing_back(esc)
                     self.events.publish("arrival", escort=esc.id, t_s=p.arrived_s, handing_back=held)
                     self.audit.record("arrival", t_s=p.arrived_s, escort_id=esc.id, handing_back=held)
                     self._release(esc, t_s)
                 elif p.vanished_s is not None:
-                    # (the controller let it go on this tick already: the signals it held before)
-                    self._cancelled(esc, t_s, VANISHED if p.depart_s is not None else NOT_INSERTED, before_tick=True)
+                    # (the controller let it go on this tick already: the signals it held before,
+                    # as the last tick's stages still say)
+                    self._cancelled(esc, t_s, VANISHED if p.depart_s is not None else NOT_INSERTED)
                     self._release(esc, t_s)
 
     def _cancelled(self, esc: _Escort, t_s: float, reason: str, *, shared: bool = False,
-                   before_tick: bool = False, vehicle_removed: bool = False) -> None:
+                   vehicle_removed: bool = False) -> None:
         """The escort is cancelled: its state, and the cancel event and audit row listing the
-        signals handed back for it (``shared``, ``before_tick``: see :meth:`_handing_back`);
+        signals handed back for it (``shared``: see :meth:`_handing_back`);
         ``vehicle_removed``: its vehicle, not yet inserted, was taken out of the simulation."""
         esc.state, esc.reason, esc.cancelled_s = "cancelled", reason, t_s
-        held = self._handing_back(esc, shared=shared, before_tick=before_tick)
+        held = self._handing_back(esc, shared=shared)
         extra: dict[str, Any] = {"vehicle_removed": True} if vehicle_removed else {}
         self.events.publish("cancel", escort=esc.id, t_s=t_s, reason=reason, handing_back=held, **extra)
         self.audit.record("cancel", t_s=t_s, escort_id=esc.id, reason=reason, handing_back=held, **extra)
 
-    def _handing_back(self, esc: _Escort, *, shared: bool = False, before_tick: bool = False) -> list[str]:
-        """The signals of an escort that ends, armed or switched for it alone, as the last tick left
-        them: they are handed back now (one held for others too stays held for them). ``shared``:
-        also those held for others, every signal being handed back (a stop, a failure);
-        ``before_tick``: as they were before the last tick (the controller let the escort go on it)."""
+    def _handing_back(self, esc: _Escort, *, shared: bool = False) -> list[str]:
+        """The signals of an escort that ends, armed or switched for it alone, as the stages last
+        tracked say (before the controller's tick that let an arrived or vanished escort go: its
+        events come before the stage events of that tick): they are handed back now (one held for
+        others too stays held for them). ``shared``: also those held for others, every signal being
+        handed back (a stop, a failure)."""
         held = []
         # (also those of a way it was re-routed from since the last tick, not yet handed back)
         for tls in dict.fromkeys([*esc.corridor.tls_ids(), *self._stages]):
-            _, holders, _ = ((self._stages_before.get(tls) if before_tick else None)
-                             or self._stages.get(tls, ("idle", (), ())))
+            _, holders, _ = self._stages.get(tls, ("idle", (), ()))
             if esc.key in holders and (shared or holders == (esc.key,)):
                 held.append(tls)
         return sorted(set(held))

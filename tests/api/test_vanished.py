@@ -63,3 +63,9 @@ def test_a_vanished_escorts_cancel_lists_the_signals_it_held(
     # the exits and hand-backs give the cancel's wording (the planner's was 'vanished')
     reasons = [d["reasons"] for _, k, d in events if k in ("exit", "handback") and d["t_s"] >= t and "reasons" in d]
     assert reasons and all(r == {"amb": "vanished from the simulation"} for r in reasons), reasons
+    # and the cancel comes first in the stream, as a cancel by request's does: the signals' exits
+    # and disarms it causes on its tick followed it (they came before it, the escort still
+    # "en_route" for a client updating it on the cancel)
+    cancel_id = next(i for i, k, _ in events if k == "cancel")
+    caused = [(i, k) for i, k, d in events if k in ("exit", "disarmed", "handback") and d["t_s"] == t]
+    assert caused and all(i > cancel_id for i, _ in caused), (cancel_id, caused)
