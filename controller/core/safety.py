@@ -27,8 +27,10 @@ S2  No yellow→green for a link unless the program has it. When link L turns gr
     before it is green again.
 S3  A green run (G and g both count; G↔g continues a run) that ends is at least its minimum.
     For a run that was shown, even for one tick, under a program other than the original, the
-    minimum is ``min(max(min_green_floor_s, minDur-run), duration-run)`` (the shortest green run
-    of that link in the program computed with minDur and with duration). For a run shown
+    minimum is ``min(max(min_green_floor_s, minDur-run), duration-run)`` of each green run of
+    that link in the program, computed with minDur and with duration, the largest over its runs
+    (which run a green shown belongs to is not known from the states; with the smallest, a run
+    whose minDur is longer could be cut at the shorter run's). For a run shown
     entirely under the original program it is the lo-run: what SUMO itself may do with that
     program (judgment call: the floor must not flag an actuated program's own minDur).
 S4  The greens shown are a subset of one phase's greens ('G' ⊆ the phase's 'G', 'g' ⊆ the same
@@ -52,7 +54,7 @@ state seen on ``k+1`` ticks; this works for any step length. The first run of ev
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from controller.core.network import Program
@@ -163,6 +165,28 @@ def _runs(classes: list[int], lo: list[float], md: list[float], dur: list[float]
     return runs
 
 
+def _run_minimums(classes: list[int], md: list[float], dur: list[float], floor_s: float,
+                  shown: Callable[[float], float]) -> tuple[float | None, ...]:
+    """Per phase, the minimum green of the link's green run the phase belongs to (``min(max(floor,
+    minDur-run), duration-run)``, as shown), None where the link is not green in it."""
+    n = len(classes)
+    out: list[float | None] = [None] * n
+    start = next((p for p in range(n) if classes[p] != classes[p - 1]), None)
+    if start is None:
+        return tuple(out)  # never or always green: ``min_green_s`` (the floor) applies
+    p = start
+    while p < start + n:
+        q = p
+        while q < start + n and classes[q % n] == classes[p % n]:
+            q += 1
+        if classes[p % n] == GREEN:
+            run = shown(min(max(floor_s, sum(md[k % n] for k in range(p, q))), sum(dur[k % n] for k in range(p, q))))
+            for k in range(p, q):
+                out[k % n] = run
+        p = q
+    return tuple(out)
+
+
 def _nothing_served(cls_: list[list[int]], compatible: list[int], m: int, link: int, j: int) -> bool:
     """In the phases in which ``m`` is red just before phase ``j``, is no link that crosses
     ``m`` or ``link`` (is never green with it) green, and no link's green starting?"""
@@ -228,6 +252,11 @@ class ProgramRules:
     # included (an off state ended with no yellow takes an uncontrolled right of way away at once:
     # S1 where the program never does so on that link)
     off_ends: tuple[frozenset[str], ...] = ()
+    # per link, per phase: the minimum of the link's green run that phase belongs to (as
+    # ``min_green_s``, of that run alone; None where the link is not green in the phase), and per
+    # phase the mask of its greens: a green's run is told by the state shown at its start
+    run_min_green_s: tuple[tuple[float | None, ...], ...] = ()
+    phase_masks: tuple[int, ...] = ()
 
     @classmethod
     def from_program(cls, program: Program, config: SafetyConfig) -> ProgramRules:
@@ -251,9 +280,7 @@ class ProgramRules:
             required_yellow.append(min(yellows) if yellows else config.default_yellow_s)
             greens = [r for r in runs if r.cls == GREEN]
             if greens:
-                md_run = min(r.min_dur_s for r in greens)
-                dur_run = min(r.duration_s for r in greens)
-                min_green.append(min(max(floor_s, md_run), dur_run))
+                min_green.append(min(min(max(floor_s, r.min_dur_s), r.duration_s) for r in greens))
                 own_min_green.append(min(r.lo_s for r in greens))
             else:  # never green, or always green: nothing to learn from the program
                 min_green.append(floor_s)
@@ -336,6 +363,9 @@ class ProgramRules:
             passable=tuple(frozenset(p.state[i] for p in phases if p.state[i] in PASSABLE_CHARS) for i in range(n)),
             off_ends=tuple(frozenset(phases[(k + 1) % n_ph].state[i] for k in range(n_ph)
                                      if phases[k].state[i] in OFF_CHARS) for i in range(n)),
+            run_min_green_s=tuple(_run_minimums([cls_[k][i] for k in range(n_ph)], md, dur, floor_s, shown)
+                                  for i in range(n)),
+            phase_masks=tuple(sum(1 << i for i in range(n) if cls_[k][i] == GREEN) for k in range(n_ph)),
             compatible=tuple(compatible),
             clearance_s=clearance,
             all_red_s=all_red_s,
@@ -395,6 +425,7 @@ class SignalWatch:
         self._s4_cache: dict[str, str | None] = {}
         self._cls = [RED] * n
         self._green_start: list[float | None] = [None] * n
+        self._green_need: list[float | None] = [None] * n  # a green's minimum if touched by another program: its run's
         self._yellow_start: list[float | None] = [None] * n  # only for yellow that followed green
         self._red_onset: list[float | None] = [None] * n
         self._red_after_yellow = [False] * n  # the red run began with the end of a yellow
@@ -480,12 +511,28 @@ class SignalWatch:
                         onsets.append(i)
         for L in onsets:
             self._clearance(t_s, L, state, out)
+            self._green_need[L] = self._run_need(L, state)
         return out
+
+    def _run_need(self, link: int, state: str) -> float:
+        """The minimum of a green of ``link`` that starts with ``state`` shown: its run's, the run
+        told by the phases showing the state's greens (exactly those; else the phases whose greens
+        hold them); of several, the smallest; of none, the smallest over the link's runs
+        (``min_green_s``)."""
+        rules = self.rules
+        if not rules.run_min_green_s:
+            return rules.min_green_s[link]
+        mask = sum(1 << i for i, c in enumerate(state) if char_class(c) == GREEN)
+        runs, masks = rules.run_min_green_s[link], rules.phase_masks
+        needs = [need for k, need in enumerate(runs) if need is not None and masks[k] == mask] or \
+            [need for k, need in enumerate(runs) if need is not None and mask & ~masks[k] == 0]
+        return min(needs) if needs else rules.min_green_s[link]
 
     def _start(self, state: str) -> None:
         n = self.rules.link_count
         self._cls = [char_class(c) for c in state]
         self._green_start = [None] * n
+        self._green_need = [None] * n
         self._yellow_start = [None] * n
         self._red_onset = [None] * n
         self._red_after_yellow = [False] * n
@@ -496,12 +543,13 @@ class SignalWatch:
         self._cls[i] = new
         what = f"link {i} {old_c!r}→{new_c!r} ({_CLASS_NAMES[old]}→{_CLASS_NAMES[new]})"
         if old == GREEN:
-            start = self._green_start[i]
-            self._green_start[i] = None
+            start, run_need = self._green_start[i], self._green_need[i]
+            self._green_start[i] = self._green_need[i] = None
             if start is not None:
                 length = t_s - start
                 foreign = self._last_foreign_t is not None and self._last_foreign_t >= start - EPS_S
-                need = rules.min_green_s[i] if foreign else rules.own_min_green_s[i]
+                need = (run_need if run_need is not None else rules.min_green_s[i]) if foreign \
+                    else rules.own_min_green_s[i]
                 if length < need - EPS_S:
                     out.append(
                         Violation(

@@ -6,8 +6,8 @@ the one state to command now (shown from the next step on), or ``None`` to leave
 as it is. Per link:
 
 - a green that must end stays green until it has run its minimum (the program's explicit
-  minDur, never below the 5 s floor; a link green in several runs of the cycle has the shortest
-  run's: the shortest green its program may give it), then shows yellow for the program's yellow
+  minDur, never below the 5 s floor; a link green in several runs of the cycle has the longest
+  run's: which run a green shown belongs to is not known), then shows yellow for the program's yellow
   time for that link (the longest it shows, at least 3 s), then red: never shortened (S1, S3);
 - a yellow always runs to its full time and then turns red: never back to green (S2);
 - the target's new greens turn on together, and only once every link that is not green in the
@@ -89,13 +89,16 @@ class SignalTiming:
         for i in range(n):
             seq = [classes[p][i] for p in range(n_ph)]
             yellow.append(max([*_runs(seq, phases, YELLOW, use_min_dur=False), default_yellow_s]))
-            # the shortest green run counted with explicit minDur only (0 where none is given),
-            # at most the shortest counted with the durations (SUMO takes a minDur over the
-            # duration silently; the monitor caps it so, and a longer one held preemptions on)
+            # each green run counted with explicit minDur only (0 where none is given), at most as
+            # counted with the durations (SUMO takes a minDur over the duration silently; the
+            # monitor caps it so, and a longer one held preemptions on); the longest of the runs:
+            # which run a green shown belongs to is not known from the display, and the shortest's
+            # cut a run whose minDur is longer (Ingolstadt 21's 1863241632 and 2330725114: link 2
+            # green in runs of 7 s and 10 s minimum, cut at 7 s)
             green_min_runs = _runs(seq, phases, GREEN, use_min_dur=True)
             green_runs = _runs(seq, phases, GREEN, use_min_dur=False)
-            shortest = min(min(green_min_runs, default=0.0), min(green_runs, default=math.inf))
-            min_green.append(max(shortest, min_green_floor_s))
+            longest_min = max((min(m, d) for m, d in zip(green_min_runs, green_runs, strict=True)), default=0.0)
+            min_green.append(max(longest_min, min_green_floor_s))
         clearance = max(_all_red_runs(classes, phases), default=0.0)
         pairs = _pair_clearances(classes, phases, clearance)
         longest = max((c for row in pairs for c in row.values()), default=clearance)  # (each pair's > clearance)

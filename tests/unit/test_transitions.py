@@ -166,6 +166,29 @@ def test_explicit_min_dur_sets_minimum_green() -> None:
     assert t.min_green_s == (10.0, 5.0)  # (the 5 s floor above a 4 s green)
 
 
+def test_a_link_green_in_runs_of_different_minimums_has_the_longest() -> None:
+    # link 0 green in phase 0 (minDur 20 s) and again with link 2 in an 8 s phase without minDur:
+    # the shortest run's minimum (the 5 s floor) let its 20 s run be cut after 5 s, the monitor
+    # agreeing (Ingolstadt 21's 1863241632 and 2330725114: runs of 7 s and 10 s minimum). The
+    # planner holds every green of the link to the longest run's minimum (the display does not
+    # tell the run); the monitor judges each green by its run, told by the state it started with.
+    phases = (Phase("Grr", 40, 20, 60), Phase("yrr", 3, 3, 3), Phase("rGr", 30, 23, 40), Phase("ryr", 3, 3, 3),
+              Phase("GrG", 8, 8, 8, min_dur_given=False), Phase("yry", 3, 3, 3))
+    program = Program("K", "0", "actuated", 0.0, phases)
+    assert SignalTiming.from_program(program).min_green_s == (20.0, 23.0, 5.0)
+    watch = SignalWatch(program)  # a preemption's green of link 0, ended after 6 s
+    found = []
+    for t, state in enumerate(["rrr"] * 2 + ["Grr"] * 6 + ["yrr"] * 3 + ["rGr"]):
+        found += watch.observe(float(t), state, "online")
+    assert [(v.rule, v.link_index) for v in found] == [("S3", 0)], found
+    # started as the 8 s phase shows it (link 2 too), the green is that run's: 5 s is its minimum
+    watch = SignalWatch(program)
+    found = []
+    for t, state in enumerate(["rrr"] * 2 + ["GrG"] * 6 + ["yry"] * 3 + ["rGr"]):
+        found += watch.observe(float(t), state, "online")
+    assert found == [], found
+
+
 def _drive(start: str, since: float, target: str, t0: float, ticks: int,
            occupied: Callable[[float], Occupied] = lambda t: (), extension_s: float = 0.0,
            ) -> list[tuple[float, str]]:
