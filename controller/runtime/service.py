@@ -147,6 +147,18 @@ class _Escort:
         return t_s - self.last_eta_event_s >= ETA_EVENT_EVERY_S
 
 
+MAX_SIGNAL_PASSES = 200  # signalized crossings one escort's route may have (Hangzhou's 7 km: 21)
+
+
+def _check_signal_passes(corridor: Corridor, what: str) -> None:
+    """Refuse a route crossing more signals than :data:`MAX_SIGNAL_PASSES` (a route looping 499
+    times round a block, 2,000 crossings, took every tick from 6 to 160 ms, over the budget)."""
+    n = len(corridor.junctions)
+    if n > MAX_SIGNAL_PASSES:
+        raise RequestError(f"{what}: crosses signals {n} times; an escort's route may cross at most "
+                           f"{MAX_SIGNAL_PASSES} (a route round and round a block?)", 422)
+
+
 def _locate(corridor: Corridor, position_m: float) -> tuple[int, float]:
     """(route index, position on that edge) of a position along the route; in a crossing, the
     end of the edge before it."""
@@ -1126,6 +1138,7 @@ class SimService:
                                             self._resolve(sim, cmd.destination, "destination"))
             vtype = f"{EV_VTYPE_PREFIX}{cmd.vehicle_type}"
         corridor = build_corridor(self.network, route)
+        _check_signal_passes(corridor, "route")
         dynamics = EvDynamics(**sim.vehicle_type(vtype))
         if owns_vehicle:
             sim.add_vehicle(key, route, vtype, depart="now")
@@ -1259,6 +1272,7 @@ class SimService:
                                   unservable_from=here if entering is None else here + 1)
         if blocked:
             raise CorridorError(blocked[0])
+        _check_signal_passes(corridor, "new route")
         if esc.tracking == "simulation":
             try:
                 sim.set_vehicle_route(key, new)

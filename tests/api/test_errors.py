@@ -141,6 +141,8 @@ def test_413_for_a_large_body(c: httpx.Client) -> None:
         ({"route": ["A1B1"], "vehicle_id": "v1"}, "give exactly one of"),
         ({"vehicle_id": "not-running"}, "vehicle_id: no vehicle 'not-running'"),
         ({}, "give exactly one of"),
+        # round and round a block, 2,000 signal crossings: every tick took 160 ms (a 200 cap)
+        ({"route": ["left1A1", *["A1B1", "B1B0", "B0A0", "A0A1"] * 60]}, "route: crosses signals 240 times"),
     ],
 )
 def test_422_names_the_field_or_id(c: httpx.Client, body: dict[str, Any], expected: str) -> None:
