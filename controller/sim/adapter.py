@@ -610,9 +610,10 @@ class SumoAdapter:
         self._api.vehicle.setRoute(vehicle_id, list(edges))
 
     def remove_pending_vehicle(self, vehicle_id: str) -> bool:
-        """Take a vehicle SUMO has not inserted yet (waiting for room to depart) out of its
-        insertion queue: True if it was waiting there, False otherwise (running, arrived, unknown)."""
-        if vehicle_id not in self._api.simulation.getPendingVehicles():
+        """Take a vehicle SUMO has not inserted yet (waiting for room to depart, or added since the
+        last step, which SUMO's pending list does not show yet) out of the simulation: True if it
+        was taken out, False otherwise (running, arrived, unknown)."""
+        if vehicle_id in self._api.vehicle.getIDList():
             return False
         try:
             self._api.vehicle.remove(vehicle_id)

@@ -722,6 +722,23 @@ def test_a_vehicle_sumo_refused_can_be_added_again_under_its_id(tiny_net: Path,
         assert any("v" in sim.step().vehicles for _ in range(5))
 
 
+@pytest.mark.parametrize("backend", ["libsumo", "traci"])
+def test_a_vehicle_added_and_not_yet_on_the_road_can_be_taken_out(tiny_net: Path,
+                                                                  backend: Literal["libsumo", "traci"]) -> None:
+    # (a service's cancel right after its dispatch: SUMO's pending list does not show a vehicle
+    # added since the last step, and the vehicle was left to depart, unescorted)
+    with SumoAdapter(["--net-file", str(tiny_net), "--no-step-log", "true"], backend=backend) as sim:
+        sim.add_vehicle("gone", ["A1B1", "B1B2"], "DEFAULT_VEHTYPE")
+        sim.add_vehicle("stays", ["B1B2"], "DEFAULT_VEHTYPE")
+        sim.watch_vehicle("gone")
+        sim.watch_vehicle("stays")
+        assert sim.remove_pending_vehicle("gone")
+        assert any("stays" in sim.step().vehicles for _ in range(3))
+        assert not sim.remove_pending_vehicle("stays")  # on the road: it drives on
+        assert not any("gone" in sim.step().vehicles for _ in range(10))
+        assert not sim.remove_pending_vehicle("never-added")
+
+
 def test_a_run_going_on_for_its_ev_measures_the_cross_streets_to_the_scenarios_end(
     tiny_net: Path, tmp_path: Path
 ) -> None:
