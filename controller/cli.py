@@ -837,7 +837,7 @@ def serve(
         if out_dir is not None:
             # (as for run: not a folder of other files, nor the scenario's own folder; it overwrote them)
             _out_folder(out_dir)
-            sc = load_scenario(scenario)
+            sc = load_scenario(scenario, service=True)
             # (a serve that failed while preparing left its lock and audit log before the run's mark)
             _out_folder(out_dir, reusable=lambda p: is_run_folder(p) or (p / "audit.sqlite").is_file()
                         or (p / ".serve.lock").exists(), inputs=[scenario, *_scenario_inputs(sc)], kind="serve")

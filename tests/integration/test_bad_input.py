@@ -486,6 +486,16 @@ def test_serve_out_reuses_the_folder_of_a_serve_that_failed_while_preparing(tmp_
     assert code == 2 and "other files" not in text and "nope" in text, text
 
 
+def test_serve_out_takes_a_scenario_without_any_ev(tmp_path: Path, tiny_net: Path) -> None:
+    # a service's scenario needs no [[ev]]: with --out it was still refused ("give at least one"),
+    # the folder check reading the scenario as run does; here it gets on to the token file
+    path = tmp_path / "s.toml"
+    path.write_text(f'name = "svc"\n[network]\nnet = "{tiny_net}"\n[simulation]\nbegin_s = 0\nend_s = 600\n')
+    code, text = _run(["serve", "--scenario", str(path), "--out", str(tmp_path / "srv"), "--token-file",
+                       str(tmp_path / "nope")])
+    assert code == 2 and "give at least one" not in text and "nope" in text, text
+
+
 def test_serve_refuses_an_end_not_after_the_scenarios_begin(tmp_path: Path, tiny_net: Path) -> None:
     # (it used to start and report the simulation ended at once)
     from tests.api.conftest import free_port
