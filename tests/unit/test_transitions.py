@@ -375,8 +375,10 @@ def test_generator_never_violates_s1_to_s4(data: st.DataObject, prog: Program) -
             assert timing.is_program_subset(target)
             # the planner's cheap test skips an entry on this bound: it must hold for any display
             assert time_to_show_s(timing, clock, target, float(t), 1.0) <= timing.switch_bound_s + 3.0 + 1e-9
-            if isinstance(request, int) and shown == target:
-                sig.online, sig.phase = None, request  # restore: the program resumes at that phase
+            if isinstance(request, int) and shown == target and timing.handback_ready(clock, request, float(t), 1.0):
+                # restore, as the planner does once no green shown would be cut below its minimum:
+                # the program resumes at that phase
+                sig.online, sig.phase = None, request
                 sig.left_s = prog.phases[request].duration_s + 1.0
                 request = None
             else:
