@@ -234,15 +234,17 @@ def _junction(
 
 
 def switched_off_link(program: Program) -> str:
-    """The first link the program shows off ('o', 'O') in some phases and signalled in others,
+    """The first link the program shows off ('o', 'O') in some phases and otherwise in others
+    (signalled, or the other off state: SUMO switches between them with no yellow either),
     described ('' where none is): see :attr:`CorridorJunction.signal_off`."""
     phases = program.phases
     for i in range(program.link_count):
         off = [k for k, p in enumerate(phases) if p.state[i] in "oO"]
-        if off and len(off) < len(phases):
-            on = next(k for k, p in enumerate(phases) if p.state[i] not in "oO")
+        other = next((k for k, p in enumerate(phases) if p.state[i] != phases[off[0]].state[i]), None) \
+            if off else None
+        if other is not None:  # (signalled in some phases, or off blinking in some and not in others)
             return (f"link {i} is '{phases[off[0]].state[i]}' (off) in phase {off[0]} and "
-                    f"'{phases[on].state[i]}' in phase {on}")
+                    f"'{phases[other].state[i]}' in phase {other}")
     return ""
 
 

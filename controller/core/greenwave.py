@@ -136,8 +136,10 @@ def approach_targets(
     phase = max(junction.green_phases, key=score)
     state = program.phases[phase].state
     permissive = any(state[i] == "g" for i in (approach if exclusive else junction.link_indices))
+    # ('s', stop then go, is kept as a permissive green is; 'o' and 'O', the signal off there, as
+    # the phase shows them: ended, they would lose their right of way with no yellow)
     keep = {i for i, c in enumerate(state)
-            if is_green(c) and (i in approach or not (permissive or (c == "g" and i in foes)))}
+            if (is_green(c) or c == "s") and (i in approach or not (permissive or (c in "gs" and i in foes)))}
     return "".join(c if i in keep or c in KEPT_AS_SHOWN else "r" for i, c in enumerate(state)), phase
 
 

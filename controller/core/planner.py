@@ -388,7 +388,12 @@ def merge_targets(
             best_phase, best_served, best_score = base.phase, served, score
     shown = timing.phase_greens[best_phase]
     greens = {i for k in best_served for i in targets[k] & shown}
-    state = "".join(c if i in greens or c in KEPT_AS_SHOWN else "r" for i, c in enumerate(phases[best_phase].state))
+    # (an off state as the phase shows it; a stop-then-go 's' where every request served keeps it:
+    # served alone, an approach's target holds the others' red)
+    stops = {i for i, c in enumerate(phases[best_phase].state) if c == "s"
+             and all(ordered[k].target[i] == "s" for k in best_served)}
+    state = "".join(c if i in greens or i in stops or c in KEPT_AS_SHOWN else "r"
+                    for i, c in enumerate(phases[best_phase].state))
     return state, best_phase, tuple(ordered[k] for k in best_served)
 
 

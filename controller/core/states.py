@@ -12,12 +12,12 @@ from __future__ import annotations
 GREEN_CHARS = frozenset("Gg")
 YELLOW_CHARS = frozenset("yY")
 RED_CHARS = frozenset("rsu")
-# Not green, yet vehicles may pass: 's' (stop, then go), 'o' and 'O' (the signal off: the
-# junction's right of way alone). A target taken from a program phase keeps them as the phase
-# shows them (ending 'o' or 'O' with no yellow would take an uncontrolled right of way away at
-# once; a signal whose program switches a link off and on is left to its program:
-# ``CorridorJunction.signal_off``).
-KEPT_AS_SHOWN = "soO"
+# The signal off: 'o' and 'O' (the junction's right of way alone). A target taken from a program
+# phase keeps them as the phase shows them (ended with no yellow, they would take an uncontrolled
+# right of way away at once; a signal whose program switches a link off and on is left to its
+# program: ``CorridorJunction.signal_off``). 's' (stop, then go) is kept as a permissive green
+# is, where the service keeps those.
+KEPT_AS_SHOWN = "oO"
 
 
 def is_green(c: str) -> bool:

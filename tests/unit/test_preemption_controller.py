@@ -251,6 +251,14 @@ def test_approach_targets_drops_opposing_movements_when_the_approach_is_permissi
     assert approach_targets(NET, T1, main.junctions[0], exclusive=False) == (T1.phases[0].state, 0)
     assert T1.phases[0].state != "Ggrr"
     assert approach_targets(NET, T1, alt.junctions[0], exclusive=False) == ("Ggrr", 0)
+    # a stop-then-go 's' of another approach (a right turn on red) goes as a permissive green does:
+    # red where the approach is served alone (it was kept whatever), kept where the phase's greens are
+    t1s = program("T1", ("GgGs", 30), ("yyys", 3), ("rrrs", 2), ("rrrG", 30), ("rrry", 4), ("rrrr", 2))
+    assert approach_targets(NET, t1s, main.junctions[0]) == ("Ggrr", 0)
+    assert approach_targets(NET, t1s, main.junctions[0], exclusive=False) == ("GgGs", 0)
+    # 'o' or 'O' (the signal off there) stays as the phase shows it, the approach served alone too
+    t1o = program("T1", ("GgGO", 30), ("yyyO", 3), ("rrrO", 2), ("rrrO", 30), ("rrrO", 4), ("rrrO", 2))
+    assert approach_targets(NET, t1o, main.junctions[0]) == ("GgrO", 0)
 
 
 def test_approach_targets_can_hold_a_permissive_turn_across_the_evs_path() -> None:
@@ -488,6 +496,11 @@ def test_a_link_the_program_shows_off_is_kept_so_and_a_signal_switching_one_off_
         commanded = {c.state[1] for _t, c in r.commands if c.tls_id == "T2" and c.state}
         assert r.first_command_s("T2") is not None and commanded == {off}, r.commands
         assert {s[1] for s in shown} == {off} and r.safety() == []
+    # (off blinking in some phases and off in others: SUMO switches them with no yellow too)
+    t2 = program("T2", ("Gor", 25), ("yor", 3), ("ror", 2), ("rOG", 25), ("rOy", 3), ("rOr", 2))
+    assert [j.signal_off for j in build_corridor(Network(NET.edges, NET.connections, {**NET.programs, "T2": t2},
+                                                         NET.junction_types), MAIN).junctions] == [
+        "", "link 1 is 'o' (off) in phase 0 and 'O' in phase 3"]
     t2 = program("T2", ("GGr", 25), ("yyr", 3), ("rrr", 2), ("rOG", 25), ("rOy", 3), ("rrr", 2))
     net = Network(NET.edges, NET.connections, {**NET.programs, "T2": t2}, NET.junction_types)
     corridor = build_corridor(net, MAIN)
