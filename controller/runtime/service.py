@@ -150,10 +150,12 @@ class _Escort:
 MAX_SIGNAL_PASSES = 200  # signalized crossings one escort's route may have (Hangzhou's 7 km: 21)
 
 
-def _check_signal_passes(corridor: Corridor, what: str) -> None:
-    """Refuse a route crossing more signals than :data:`MAX_SIGNAL_PASSES` (a route looping 499
-    times round a block, 2,000 crossings, took every tick from 6 to 160 ms, over the budget)."""
-    n = len(corridor.junctions)
+def _check_signal_passes(corridor: Corridor, what: str, from_route_index: int = 0) -> None:
+    """Refuse a route crossing more signals than :data:`MAX_SIGNAL_PASSES` from its edge
+    ``from_route_index`` on (a route looping 499 times round a block, 2,000 crossings, took every
+    tick from 6 to 160 ms, over the budget). (SUMO's own re-routes are not refused: the vehicle
+    drives that way whatever greenwave says.)"""
+    n = sum(1 for j in corridor.junctions if j.route_index >= from_route_index)
     if n > MAX_SIGNAL_PASSES:
         raise RequestError(f"{what}: crosses signals {n} times; an escort's route may cross at most "
                            f"{MAX_SIGNAL_PASSES} (a route round and round a block?)", 422)
@@ -621,6 +623,7 @@ class SimService:
         self._track_escorts(t)
         self._track_stages(t)
         self._track_refusals(t)
+        self._track_lost_fixes(t)
         assert self._reading is not None
         self._reading.tick(t, sim.switched)
         self._publish(t, running=True, snap=snap, now=now)
@@ -817,19 +820,27 @@ class SimService:
             self.events.publish("target_refused", tls_id=tls, t_s=t_s, target=target)
             self.audit.record("decision", t_s=t_s, tls_id=tls, stage="target_refused", target=target)
 
-    def _track_escorts(self, t_s: float) -> None:
+    def _track_lost_fixes(self, t_s: float) -> None:
+        """An external escort with no position for ``FIX_LOST_S`` is cancelled (after this tick's
+        stage events: the controller lets it go on the next tick)."""
         assert self._controller is not None
         for esc in self._escorts.values():
-            p = self._progress[esc.key]
+            if esc.tracking != "external" or esc.state not in ("dispatched", "en_route"):
+                continue
             # (no fix yet: counted from the dispatch, so an escort that never reports lets go too)
             last_fix_s = esc.fix_t_s if esc.fix_t_s is not None else esc.dispatched_s
-            lost = esc.tracking == "external" and t_s - last_fix_s > FIX_LOST_S
-            if lost and esc.state in ("dispatched", "en_route") and p.arrived_s is None:
+            if t_s - last_fix_s > FIX_LOST_S and self._progress[esc.key].arrived_s is None:
                 reason = f"no position for {FIX_LOST_S:g} s"
                 self._controller.cancel(esc.key, reason)
                 self._cancelled(esc, t_s, reason)
                 self._release(esc, t_s)
-                continue
+
+    def _track_escorts(self, t_s: float) -> None:
+        """An escort's departure, arrival, or vanishing (a cancel), before the stage events of the
+        tick that saw it (the controller let an arrived or vanished escort go on it already)."""
+        assert self._controller is not None
+        for esc in self._escorts.values():
+            p = self._progress[esc.key]
             if esc.state == "dispatched" and p.depart_s is not None:
                 esc.state = "en_route"
                 # (the event's time is this tick's, as every event's, in order; a vehicle_id
@@ -1272,7 +1283,7 @@ class SimService:
                                   unservable_from=here if entering is None else here + 1)
         if blocked:
             raise CorridorError(blocked[0])
-        _check_signal_passes(corridor, "new route")
+        _check_signal_passes(corridor, "new route", from_route_index=here)
         if esc.tracking == "simulation":
             try:
                 sim.set_vehicle_route(key, new)
