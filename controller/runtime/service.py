@@ -75,6 +75,8 @@ from controller.runtime.setup import (
     rejection_hint,
     route_file_ids,
     setup_notes,
+    signal_off_notes,
+    single_track_notes,
     sumo_args,
 )
 from controller.runtime.watch import CorridorWatch
@@ -692,9 +694,9 @@ class SimService:
         esc = self._escorts[self._by_key[key]]
         esc.corridor = corridor
         esc.shapes = None
+        left = [*unservable, *single_track_notes(esc.id, corridor), *signal_off_notes(esc.id, corridor)]
         detail: dict[str, Any] = {"route": list(corridor.route), "tls": list(corridor.tls_ids()),
-                                  "requested": requested, **({"left_to_program": list(unservable)} if unservable
-                                                              else {})}
+                                  "requested": requested, **({"left_to_program": left} if left else {})}
         self.events.publish("reroute", escort=esc.id, t_s=t_s, **detail)
         self.audit.record("reroute", t_s=t_s, escort_id=esc.id, **detail)
 
@@ -1176,6 +1178,10 @@ class SimService:
                   "tracking": cmd.tracking, "route": list(route), "tls": list(corridor.tls_ids())}
         if scheduled_s is not None:
             detail["departs_s"] = scheduled_s
+        # signals on its way left to their programs (a single track's guard; a program switching a
+        # link off and on), as a run notes them
+        if left := [*single_track_notes(escort_id, corridor), *signal_off_notes(escort_id, corridor)]:
+            detail["left_to_program"] = left
         self.audit.record("dispatch", t_s=t, escort_id=escort_id, **detail)
         self.events.publish("dispatch", escort=escort_id, t_s=t, **detail)
         return escort_id

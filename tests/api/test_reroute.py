@@ -205,6 +205,29 @@ def test_a_cancelled_escort_whose_vehicle_is_not_on_the_road_yet_takes_it_out(ti
     assert 'id="held"' not in trips and 'id="other"' in trips  # the one on the road drove on to its end
 
 
+def test_a_dispatch_names_the_signals_it_leaves_to_their_programs(tiny_net: Path, tmp_path: Path) -> None:
+    # B1's program switches its first link between 'O' (off) and signalled: a run notes that it is
+    # left to its program; a service's dispatch said nothing of it
+    add = tmp_path / "mix.add.xml"
+    add.write_text('<additional><tlLogic id="B1" type="static" programID="mix" offset="0">'
+                   '<phase duration="40" state="GGgrrrGGgrrr"/><phase duration="3" state="yyyrrryyyrrr"/>'
+                   '<phase duration="2" state="rrrrrrrrrrrr"/><phase duration="40" state="OrrGGgrrrGGg"/>'
+                   '<phase duration="3" state="Orryyyrrryyy"/><phase duration="2" state="rrrrrrrrrrrr"/>'
+                   '</tlLogic></additional>')
+    scenario = write_scenario(tmp_path / "s.toml", tiny_net, end_s=3600, additional=f'["{add}"]')
+    service = in_process_service(scenario, tmp_path, speed=20.0)
+    service.start()
+    try:
+        service.submit(Dispatch(escort_id="amb", route=tuple(ROW))).result(timeout=30)
+        [row] = [r for r in service.audit.since(0, kind="dispatch") if r.escort_id == "amb"]
+        [note] = row.detail["left_to_program"]
+        assert "'B1' is left to its program" in note and "link 0 is 'O' (off)" in note, note
+        [event] = [e for e in service.events.since(0) if e.type == "dispatch"]
+        assert event.data["left_to_program"] == [note]
+    finally:
+        service.stop()
+
+
 def test_serve_starts_on_a_scenario_without_any_ev(tiny_net: Path, tmp_path: Path) -> None:
     # a service dispatches nothing of the file's own (its escorts come through the API): a scenario
     # written for it, with no [[ev]], was refused ("give at least one [[ev]]"); `run` still needs one
