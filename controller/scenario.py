@@ -250,8 +250,16 @@ class Scenario(_Model):
 
     @model_validator(mode="after")
     def _evs(self, info: ValidationInfo) -> Scenario:
-        # (a service's scenario needs none: its escorts come through the API, and it ignores these)
-        if not self.ev and not self.escort and not (info.context or {}).get("service"):
+        sim = self.simulation
+        rate, span = self.demand.vehicles_per_hour, sim.end_s - sim.begin_s
+        if self.demand.generator is not None and rate is not None and rate * span / 3600.0 > MAX_TRIPS:
+            raise ValueError(
+                f"field 'demand.vehicles_per_hour': {rate:g} over the {span:g} s simulated makes "
+                f"{rate * span / 3600.0:.3g} trips; at most {MAX_TRIPS:,} are generated for one run"
+            )
+        if (info.context or {}).get("service"):
+            return self  # (a service ignores [[ev]] and [[escort]]: its escorts come through the API)
+        if not self.ev and not self.escort:
             raise ValueError("field 'ev': give at least one [[ev]] (or [[escort]]: a vehicle of the route files)")
         ids = [e.id for e in self.ev]
         dup = {i for i in ids if ids.count(i) > 1}
@@ -262,13 +270,6 @@ class Scenario(_Model):
         if dup:
             raise ValueError(f"field 'escort': vehicle(s) given twice (in [[escort]] or as an [[ev]] id): "
                              f"{', '.join(sorted(dup))}")
-        sim = self.simulation
-        rate, span = self.demand.vehicles_per_hour, sim.end_s - sim.begin_s
-        if self.demand.generator is not None and rate is not None and rate * span / 3600.0 > MAX_TRIPS:
-            raise ValueError(
-                f"field 'demand.vehicles_per_hour': {rate:g} over the {span:g} s simulated makes "
-                f"{rate * span / 3600.0:.3g} trips; at most {MAX_TRIPS:,} are generated for one run"
-            )
         for k, e in enumerate(self.ev):
             if not sim.begin_s <= e.depart_s < sim.end_s:
                 raise ValueError(

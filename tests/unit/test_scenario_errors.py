@@ -197,6 +197,9 @@ def test_escorts_of_route_file_vehicles_are_checked_with_the_evs(tmp_path: Path)
     path = _scenario(tmp_path, (ev, ev + '\n[[escort]]\nvehicle = "ambulance_1"\n'))
     assert _message(path) == (f"{path}: field 'escort': vehicle(s) given twice (in [[escort]] or as an [[ev]] id): "
                               "ambulance_1")
+    # a service ignores them, none given or given twice (README: "not dispatched, nor planned or checked")
+    assert load_scenario(path, service=True).escort[0].vehicle == "ambulance_1"
+    assert load_scenario(_scenario(tmp_path, (ev, "")), service=True).ev == ()
     path = _scenario(tmp_path, (ev, '[[escort]]\nvehicle = "a b"\n'))
     assert "field 'escort[0]': " in _message(path) and "may not hold white space" in _message(path)
 
