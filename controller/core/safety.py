@@ -27,10 +27,11 @@ S2  No yellow→green for a link unless the program has it. When link L turns gr
     before it is green again.
 S3  A green run (G and g both count; G↔g continues a run) that ends is at least its minimum.
     For a run that was shown, even for one tick, under a program other than the original, the
-    minimum is ``min(max(min_green_floor_s, minDur-run), duration-run)`` of each green run of
-    that link in the program, computed with minDur and with duration, the largest over its runs
-    (which run a green shown belongs to is not known from the states; with the smallest, a run
-    whose minDur is longer could be cut at the shorter run's). For a run shown
+    minimum is ``min(max(min_green_floor_s, minDur-run), duration-run)`` of the program's green
+    run of that link it is taken for, computed with minDur and with duration: the run told by the
+    state shown at its start (the phases showing exactly its greens, else those whose greens hold
+    them; of several, the smallest; of none, the smallest over the link's runs). (With the
+    smallest always, a run whose minDur is longer could be cut at a shorter run's.) For a run shown
     entirely under the original program it is the lo-run: what SUMO itself may do with that
     program (judgment call: the floor must not flag an actuated program's own minDur).
 S4  The greens shown are a subset of one phase's greens ('G' ⊆ the phase's 'G', 'g' ⊆ the same
