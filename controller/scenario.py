@@ -199,6 +199,9 @@ class ControllerSpec(_Model):
     # this long (beyond the longest switch-over and the all-red extension) before every EV ranked
     # above needs its green
     serve_first_s: float | None = Field(default=None, ge=0, le=120)
+    # several EVs at one signal: the one it serves keeps going first by this much (s) against one
+    # ranked above it whose need comes and goes, or one of its class with an ETA this much earlier
+    keep_first_s: float | None = Field(default=None, ge=0, le=30)
     # false: a signal turns green for the EV's own queue only, not also in time for the vehicles
     # the previous signal releases ahead of it (less harm to cross streets, a slower EV in congestion)
     progression: bool | None = None

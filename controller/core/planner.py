@@ -128,6 +128,11 @@ class PlannerConfig:
     # then ETA, always. In the NDS city a police car stood 75 s at the stop line of a signal
     # held for an ambulance whose green was due 70 s later.
     serve_first_s: float | None = 10.0
+    # Several EVs at one signal: the EV the signal serves keeps going first against one ranked
+    # above it (or of its class with an earlier ETA) by this much (two ambulances 0.3 s apart,
+    # their ETAs swapping, flipped a crossing's signal through yellow and red before either came;
+    # it was the all-red extension's setting, so that turning that off turned this off too).
+    keep_first_s: float = 4.0
     # Hand a static (fixed-time) program back in step with its own schedule, so the signal is
     # coordinated with its neighbours again at once instead of running shifted by the preemption
     # for the rest of the day: re-enter at the phase the schedule shows when the hand-back can
@@ -1123,7 +1128,7 @@ class Planner:
         else:
             serving = frozenset(ev_id for ev_id, _ in j.serving) if j.stage in ("entry", "dwell") else frozenset()
             crossing = self._crossing_now(j, t_s, reqs) if t_s is not None else frozenset()
-            merged = merge_targets(j.timing, reqs, self._serve_first_s, self.config.red_extension_s, serving,
+            merged = merge_targets(j.timing, reqs, self._serve_first_s, self.config.keep_first_s, serving,
                                    crossing)
             if not self._valid_target(j.tls_id, merged[0]):  # (never, by construction): the winner alone
                 merged = merge_targets(j.timing, merged[2][:1])

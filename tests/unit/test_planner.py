@@ -310,8 +310,11 @@ def test_merge_targets_keeps_the_ev_served_against_one_of_its_class_a_little_ear
     assert merge_targets(timing, [e, police], 10.0, 4.0, serving={"police"})[2][0].ev_id == "e"
 
 
-def test_two_evs_of_one_class_with_swapping_etas_do_not_flip_the_signal() -> None:
-    r = rig()
+@pytest.mark.parametrize("extension", [4.0, 0.0])
+def test_two_evs_of_one_class_with_swapping_etas_do_not_flip_the_signal(extension: float) -> None:
+    # (with the all-red extension turned off too: the margin was that setting's, and the signal
+    # flipped again; a reviewer)
+    r = rig(config=PlannerConfig(red_extension_s=extension))
 
     def reqs(t: float) -> list[ServiceRequest]:
         swap = 0.3 if int(t) % 2 else -0.3
