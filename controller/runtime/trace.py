@@ -115,14 +115,23 @@ class TraceRecorder:
         """For each preemption record (``PreemptionRecord.as_dict``): how many times the EV's
         movement at the record's junction turned from green to not green after the record's
         dwell began (the movement shown green for the EV), before the EV crossed the stop line
-        or left that corridor, and until the signal was back in its program (the hand-back's
-        own yellow included). None where the record has no dwell, its EV's corridor is not
-        traced, or the signal's states lack the EV's links. Anything but 0 means the EV's
-        approach, preempted for it, turned yellow before it crossed: another EV served first (a
-        higher class, or a lower one while this EV's green was not yet needed), a hand-back
-        before it crossed (maximum presence, the EV stalled), or a fault of the plan (two
-        junctions of one signal flipping it between their phases)."""
+        or left that corridor, and before the next preemption of that junction for it began
+        (which counts its own): the hand-back's own yellow included, and the program's after
+        it. None where the record has no dwell, its EV's corridor is not traced, or the signal's
+        states lack the EV's links. Anything but 0 means the EV's approach, preempted for it,
+        turned yellow before it crossed: another EV served first (a higher class, or a lower one
+        while this EV's green was not yet needed), a hand-back before it crossed (maximum
+        presence, the EV stalled: counted until it crosses, also where the program took over in
+        a phase still showing the EV's green and ended it a few seconds later; those were not
+        counted), or a fault of the plan (two junctions of one signal flipping it between their
+        phases)."""
         out: list[int | None] = []
+        # the entries of each EV's preemptions of each junction, in order: a record counts until
+        # the next one's
+        entries: dict[tuple[Any, Any, Any], list[float]] = {}
+        for r in records:
+            if isinstance(r.get("entry"), (int, float)):
+                entries.setdefault((r.get("ev"), r.get("tls"), r.get("junction_index")), []).append(float(r["entry"]))
         for r in records:
             dwell, ev_id, tls_id, index = r.get("dwell"), r.get("ev"), r.get("tls"), r.get("junction_index")
             if not isinstance(dwell, (int, float)) or not isinstance(index, int):
@@ -142,10 +151,9 @@ class TraceRecorder:
                 out.append(None)  # links the signal's states do not have
                 continue
             # until the EV crossed, or left this corridor (re-routed, cancelled, vanished, or the
-            # trace ended), and the signal was back in its program
+            # trace ended), and before the next preemption of the junction for it began
             until = next((t for t, x in zip(leg.t, leg.pos, strict=True) if x >= j.distance_m), leg.t[-1])
-            restored = r.get("restored")
-            back = float(restored) if isinstance(restored, (int, float)) else math.inf
+            back = min((e for e in entries.get((ev_id, tls_id, index), []) if e > dwell), default=math.inf)
             # from the state shown at the dwell (the last change at or before it) on
             start = max(bisect.bisect_right(changes, (dwell, "\uffff")) - 1, 0)
             lost = 0
@@ -153,7 +161,7 @@ class TraceRecorder:
             for t, state in changes[start:]:
                 # (the state read at the tick the EV is first seen past the line is the one it
                 # crossed under: SUMO moved it in that step with that state)
-                if t > until or t > back or not state:  # (not read any more)
+                if t > until or t >= back or not state:  # (not read any more)
                     break
                 now = all(state[i] in "Gg" for i in j.link_indices)
                 if t > dwell and green and not now:

@@ -52,11 +52,17 @@ def test_green_lost_counts_the_evs_movement_turning_yellow_between_dwell_and_cro
 def test_green_lost_is_zero_when_the_movement_stays_green_until_the_crossing() -> None:
     states = ["rrrr", "rGGr", *(["rGGr"] * 9), "ryyr", "rrrr"]
     assert _record(states, crosses_at=10).green_lost([_preemption(1.0)]) == [0]
-    # an EV that never crosses: counted until the signal is back in its program
+    # an EV that has not crossed yet: the hand-back's own yellow counts, and so does the program's
+    # after it (a maximum-presence hand-back into a phase still green for the EV, ended by the
+    # program 7 s later: Bologna's 235 in a reviewer's run, not counted), until the next
+    # preemption of the junction for the EV begins, which counts its own
     never = _record(states, crosses_at=100)
     assert never.green_lost([_preemption(1.0)]) == [1]
     assert never.green_lost([{**_preemption(1.0), "restored": 11.0}]) == [1]  # the hand-back's own yellow
-    assert never.green_lost([{**_preemption(1.0), "restored": 10.0}]) == [0]  # the program's, after it
+    assert never.green_lost([{**_preemption(1.0), "restored": 10.0}]) == [1]  # the program's, after it
+    again = {**_preemption(11.5), "entry": 11.0}
+    assert never.green_lost([{**_preemption(1.0), "restored": 10.0}, again]) == [0, 0]
+    assert never.green_lost([{**_preemption(1.0), "restored": 10.0}, {**again, "entry": 12.0}]) == [1, 0]
 
 
 def test_green_lost_counts_a_yellow_read_at_the_tick_the_ev_is_first_past_the_line() -> None:
