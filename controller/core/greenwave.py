@@ -140,6 +140,15 @@ def approach_targets(
     # the phase shows them: ended, they would lose their right of way with no yellow)
     keep = {i for i, c in enumerate(state)
             if (is_green(c) or c == "s") and (i in approach or not (permissive or (c in "gs" and i in foes)))}
+    # a movement the program shows protected green in every phase stays so (it crosses nothing
+    # the program ever serves; another EV on it makes no request, the program never stopping it,
+    # and it met yellow and red for this one's service); one onto a section the other direction
+    # uses too (a single track) is never held green past its program: red while preempted (held
+    # for another movement's EV, it let a tram onto the track the program would have closed)
+    n = program.link_count
+    keep |= {i for i in range(n) if all(p.state[i] == "G" for p in program.phases)}
+    keep -= {c.link_index for c in network.connections_of_tls(junction.tls_id)
+             if c.to_edge in network.edges and network.edges[c.to_edge].bidi and c.link_index not in approach}
     return "".join(c if i in keep or c in KEPT_AS_SHOWN else "r" for i, c in enumerate(state)), phase
 
 

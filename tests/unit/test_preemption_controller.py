@@ -261,6 +261,22 @@ def test_approach_targets_drops_opposing_movements_when_the_approach_is_permissi
     assert approach_targets(NET, t1o, main.junctions[0]) == ("GgrO", 0)
 
 
+def test_approach_targets_keep_an_always_green_movement_and_never_hold_a_single_tracks_entry() -> None:
+    main = build_corridor(NET, MAIN)
+    # T1's cross street (link 3) protected green in every phase: kept green where the approach is
+    # served alone (a police car on it makes no request, the program never stopping it, and met
+    # yellow and red for the ambulance's service; a multi-EV review)
+    t1g = program("T1", ("GgGG", 30), ("yyyG", 3), ("rrrG", 2), ("rrrG", 30), ("rrrG", 4), ("rrrG", 2))
+    assert approach_targets(NET, t1g, main.junctions[0]) == ("GgrG", 0)
+    # the opposing through (link 2) onto a single track (w1 has a bidi edge): red under the
+    # preemption, whatever the phase shows (held green for the ambulance's through, it let a tram
+    # onto a track its program would have closed)
+    edges = {**NET.edges, "w1": replace(NET.edges["w1"], bidi="w1r")}
+    net = Network(edges, NET.connections, NET.programs, NET.junction_types, source="hand.net.xml")
+    assert approach_targets(net, T1, main.junctions[0], exclusive=False) == ("Ggrr", 0)
+    assert approach_targets(NET, T1, main.junctions[0], exclusive=False) == (T1.phases[0].state, 0)
+
+
 def test_approach_targets_can_hold_a_permissive_turn_across_the_evs_path() -> None:
     # T2 with a left turn from the opposite approach (link 3, o2 -> c2o), permissive with the
     # EV's through (link 0) and across it: held red with hold_crossing_turns, the opposing
