@@ -402,6 +402,11 @@ def merge_targets(
     return state, best_phase, tuple(ordered[k] for k in best_served)
 
 
+def _movement(r: ServiceRequest) -> tuple[int, ...]:
+    """The links of a request's EV movement (its target's greens where it names none)."""
+    return r.links or tuple(i for i, c in enumerate(r.target) if is_green(c))
+
+
 def _yields_to(timing: SignalTiming, state: str, links: Collection[int], others: Collection[int]) -> bool:
     """Does one of ``links``, permissive ('g') in ``state``, cross (or merge with) one of ``others``
     shown 'G' there (the net's foes)? Two EVs are not served so: an ambulance turning left
@@ -1128,8 +1133,27 @@ class Planner:
         else:
             serving = frozenset(ev_id for ev_id, _ in j.serving) if j.stage in ("entry", "dwell") else frozenset()
             crossing = self._crossing_now(j, t_s, reqs) if t_s is not None else frozenset()
-            merged = merge_targets(j.timing, reqs, self._serve_first_s, self.config.keep_first_s, serving,
-                                   crossing)
+            shown, phases = j.clock.state, j.timing.program.phases
+            now: tuple[str, int] | None = None  # the display as a target: the one switched to, or the program's phase
+            if j.stage in ("entry", "dwell") and j.target and shown == j.target:
+                now = (j.target, j.phase)
+            elif j.in_program and 0 <= j.program_phase < len(phases) and phases[j.program_phase].state == shown:
+                now = (shown, j.program_phase)
+            if crossing and now is not None:
+                # EVs crossing on the display: ranked as ever (class, then ETA), but the target
+                # changes only to one that keeps their movements green; else the display stays.
+                # (Put first, a bus crossing on a permissive left turn took the protected arrow it
+                # asked for, ending the through green of a fire engine 2 s from its line; of two
+                # EVs crossing on foe movements shown together, one met yellow.)
+                merged = merge_targets(j.timing, reqs, self._serve_first_s, self.config.keep_first_s, serving)
+                kept = {i for i, c in enumerate(merged[0]) if is_green(c)}
+                if not all(set(_movement(r)) <= kept for r in reqs if r.ev_id in crossing):
+                    on = {i for i, c in enumerate(now[0]) if is_green(c)}
+                    served = sorted((r for r in reqs if set(_movement(r)) <= on), key=lambda r: (r.priority, r.eta_s))
+                    merged = (now[0], now[1], tuple(served))
+            else:
+                merged = merge_targets(j.timing, reqs, self._serve_first_s, self.config.keep_first_s, serving,
+                                       crossing)
             if not self._valid_target(j.tls_id, merged[0]):  # (never, by construction): the winner alone
                 merged = merge_targets(j.timing, merged[2][:1])
         return (self._untrapped(j, merged[0]), *merged[1:]) if j.timing.foes and self._keep_yielding else merged
@@ -1162,7 +1186,7 @@ class Planner:
         timing = j.timing
         within: dict[str, float] = {}  # in the zone now: since when
         for r in reqs:
-            links = r.links or tuple(i for i, c in enumerate(r.target) if is_green(c))
+            links = _movement(r)
             if not links or not all(is_green(shown[i]) for i in links):
                 continue
             yellow = max(timing.yellow_s[i] for i in links)

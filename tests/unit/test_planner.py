@@ -2003,6 +2003,62 @@ def test_an_ev_about_to_cross_on_its_green_keeps_it_against_a_higher_class() -> 
     assert r.changes("J", 0, 22)[:2] == [(0, "Ggrr"), (18, "yyrr")]
 
 
+def test_evs_crossing_on_the_display_keep_it_whatever_their_rank_or_the_phase_they_asked_for() -> None:
+    # the program shows a through (G) and the opposite left turn (g) together. A fire engine goes
+    # straight (link 0), a bus turns left (link 1, asking for the protected arrow 'rGr'), both 2 s
+    # from their lines (1.5 s for the bus). Crossing EVs went first by ETA, then id: the bus won,
+    # and its arrow's switch ended the fire engine's through (yellow at 21, 1 s before its line).
+    # The display stays until they have crossed; the lower-ranked bus does not take its arrow.
+    prog = Program("J", "0", "static", 0.0, (
+        Phase("Ggr", 30, 30, 30, min_dur_given=False), Phase("yyr", 3, 3, 3, min_dur_given=False),
+        Phase("rGr", 10, 10, 10, min_dur_given=False), Phase("ryr", 3, 3, 3, min_dur_given=False),
+        Phase("rrG", 30, 30, 30, min_dur_given=False), Phase("rry", 3, 3, 3, min_dur_given=False),
+        Phase("rrr", 2, 2, 2, min_dur_given=False)))
+    for bus_eta in (22.0, 21.5):
+        fire = req("Ggr", 0, eta=22.0, need=18.0, ev="fire", priority=1, links=(0,))
+        bus = req("rGr", 2, eta=bus_eta, need=18.0, ev="bus", priority=3, links=(1,))
+        r = rig({"J": prog}, start={"J": (0, 30.0)})
+        r.run_until(20)
+        now = ((fire, 22.0), (bus, bus_eta))
+
+        def requests(t: float, now: tuple[tuple[ServiceRequest, float], ...] = now) -> list[ServiceRequest]:
+            return [q for q, eta in now if t < eta]
+
+        r.run_until(40, requests)
+        assert [r.shown["J"][t][:2] for t in (20, 21, 22)] == ["Gg"] * 3, r.changes("J", 15, 40)
+        assert r.safety() == []
+    # the fire engine 6 s away (beyond its yellow), the bus crossing on its 'g': the fire engine's
+    # through stays green too (it went yellow at 21 and red at 24, 2 s before it came)
+    fire = req("Ggr", 0, eta=26.0, need=22.0, ev="fire", priority=1, links=(0,))
+    bus = req("rGr", 2, eta=22.0, need=18.0, ev="bus", priority=3, links=(1,))
+    r = rig({"J": prog}, start={"J": (0, 30.0)})
+    r.run_until(20)
+    r.run_until(45, lambda t: [q for q, eta in ((fire, 26.0), (bus, 22.0)) if t < eta])
+    assert [r.shown["J"][t][0] for t in range(20, 27)] == ["G"] * 7, r.changes("J", 15, 45)
+    assert r.safety() == []
+
+
+def test_two_evs_crossing_on_foe_movements_shown_together_both_keep_them() -> None:
+    # the program shows both throughs (G) and both left turns (g); an ambulance turns left from
+    # the north (link 1, yielding to link 2), a police car goes straight from the south (link 2),
+    # both 2 s from their lines: served alone, the ambulance's turn ended the police car's green
+    # (yellow at 21, in its dilemma zone); the display stays, the turner yielding as ever
+    prog = Program("O", "0", "static", 0.0, (
+        Phase("GgGgr", 30, 10, 30), Phase("yyyyr", 4, 4, 4), Phase("rrrrr", 2, 2, 2),
+        Phase("rrrrG", 30, 30, 30), Phase("rrrry", 4, 4, 4), Phase("rrrrr", 2, 2, 2)))
+    foes = ((3, 4), (2, 4), (1, 4), (0, 4), (0, 1, 2, 3))
+    r = Rig(Planner({"O": prog}, PlannerConfig(), lambda tls: foes), {"O": FakeSignal(prog, 0, 30.0)})
+    r.run_until(20.0, lambda t: [])
+
+    def requests(t: float) -> list[ServiceRequest]:
+        return [req("Ggrrr", 0, eta=22.0, need=18.0, ev="amb", priority=1, tls="O", links=(1,)),
+                req("rrGgr", 0, eta=22.0, need=18.0, ev="police", priority=2, tls="O", links=(2,))] if t < 22 else []
+
+    r.run_until(40, requests)
+    assert [r.shown["O"][t][1:3] for t in (20, 21, 22)] == ["gG"] * 3, r.changes("O", 15, 40)
+    assert r.safety() == []
+
+
 def test_an_ev_standing_at_the_line_keeps_its_green_for_two_yellows_at_most() -> None:
     # the police is predicted 1 s from the line from 17 on but never crosses (a blocked exit):
     # the ambulance's switch waits two yellows (2 x 3 s) for it, not longer
