@@ -1109,12 +1109,20 @@ class Planner:
         EV's request for the junction right after one of these on its route, predicted within
         ``chain_within_s`` of it (the signal's next crossing, as at a signal of two or three
         junctions in a row, served as one)."""
-        lead = self.config.max_lead_s
+        cfg = self.config
+        lead = cfg.max_lead_s
+        if j.stage in ("entry", "dwell", "exit") and j.presence_from_s is not None:
+            # joining a preemption under way: only where the EV is predicted to cross within its
+            # maximum presence (its grace the margin; one joining 100 s ahead was held green for
+            # 87 s, then handed back on the maximum presence 13 s before it came, and locked out);
+            # one that cannot gets an entry of its own after the hand-back
+            latest = j.presence_from_s + cfg.max_presence_s
+            reqs = [r for r in reqs if r.key in j.serving or r.start_now or r.eta_s <= latest]
         if all(t_s >= r.eta_s - lead for r in reqs):
             return reqs  # (the common case)
         keys = {r.key for r in reqs if r.start_now or r.key in j.serving or t_s >= r.eta_s - lead}
         eta_at = {r.key: r.eta_s for r in reqs}
-        within = self.config.chain_within_s
+        within = cfg.chain_within_s
         for r in sorted(reqs, key=lambda q: q.junction_index):
             before = (r.ev_id, r.junction_index - 1)
             if before in keys and r.eta_s - eta_at[before] <= within:
@@ -1124,9 +1132,11 @@ class Planner:
     def _merge(self, j: JunctionControl, reqs: Sequence[ServiceRequest],
                t_s: float | None = None) -> tuple[str, int, tuple[ServiceRequest, ...]]:
         """:func:`merge_targets` for the signal: the EVs its current target serves keep going
-        first with the all-red extension as margin (none before an entry); an EV about to cross
-        on the green shown (:meth:`_crossing_now`, at ``t_s``) goes first of all. The target
-        keeps a permissive green shown that yields to one of its own (:meth:`_untrapped`)."""
+        first by ``keep_first_s`` (none before an entry); EVs about to cross on the green shown
+        (:meth:`_crossing_now`, at ``t_s``) keep it: the display stays unless the target keeps
+        their movements green (where it shows a target or the program's phase), else they go
+        first of all. The target keeps a permissive green shown that yields to one of its own
+        (:meth:`_untrapped`)."""
         if len(reqs) == 1:  # (the common case, every tick: nothing to arbitrate)
             j.crossing_since.clear()
             merged = merge_targets(j.timing, reqs)

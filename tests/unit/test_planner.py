@@ -2059,6 +2059,22 @@ def test_two_evs_crossing_on_foe_movements_shown_together_both_keep_them() -> No
     assert r.safety() == []
 
 
+def test_an_ev_joins_a_preemption_under_way_only_where_it_can_cross_within_its_presence() -> None:
+    # A (queue ahead: green from 60, ETA 130), then B on the same approach, ETA 215. From 115
+    # (max_lead_s) B joined A's preemption: held green for it after A crossed, handed back on the
+    # maximum presence (entry 52 + 150 s) 13 s before B came, and locked out: with the hand-back
+    # at the skipped cross street, B met yellow at 203 and red from 206 to past its ETA. B gets an
+    # entry of its own now, its green shown at its ETA
+    a = req("Ggrr", 0, eta=130, need=60, ev="A", priority=1)
+    b = req("Ggrr", 0, eta=215, need=212, ev="B", priority=2)
+    r = rig(config=PlannerConfig(handback_sync=False))
+    r.run_until(260, lambda t: ([a] if t < 130 else []) + ([b] if t < 215 else []))
+    records = [(d["ev"], d["exit_reason"]) for d in (rec.as_dict() for rec in r.planner.records())]
+    assert records == [("A", "crossed"), ("B", "crossed")], records
+    assert all(r.shown["J"][t][0] == "G" for t in range(205, 216)), r.changes("J", 40, 260)
+    assert r.safety() == [] and r.finish() == []
+
+
 def test_an_ev_standing_at_the_line_keeps_its_green_for_two_yellows_at_most() -> None:
     # the police is predicted 1 s from the line from 17 on but never crosses (a blocked exit):
     # the ambulance's switch waits two yellows (2 x 3 s) for it, not longer
