@@ -69,3 +69,44 @@ def test_a_vanished_escorts_cancel_lists_the_signals_it_held(
     cancel_id = next(i for i, k, _ in events if k == "cancel")
     caused = [(i, k) for i, k, d in events if k in ("exit", "disarmed", "handback") and d["t_s"] == t]
     assert caused and all(i > cancel_id for i, _ in caused), (cancel_id, caused)
+
+
+def test_an_escort_sumo_carries_off_the_road_for_long_arrives_with_no_made_up_crossings(
+        tiny_net: Path, tmp_path: Path) -> None:
+    # (the run's integration test, through the service: the ambulance stuck behind a car stopped
+    # on A1B1, B1C1 filled by a long stopped vehicle: SUMO's teleport carries it off the road for
+    # about three minutes, to C1C2.) It is not taken for vanished: its held signals go back while
+    # it is off the road, C2 is served once it is back, it arrives; B1 and C1, passed off the road,
+    # have no crossing time
+    (tmp_path / "block.rou.xml").write_text(
+        '<routes><vType id="blk"/><vType id="long" length="182" minGap="1"/>'
+        '<route id="rb" edges="A1B1 B1C1"/><route id="rc" edges="B1C1 C1right1"/>'
+        '<vehicle id="blk0" type="blk" route="rb" depart="0" departPos="100">'
+        '<stop lane="A1B1_0" endPos="120" duration="1000"/></vehicle>'
+        '<vehicle id="blk1" type="long" route="rc" depart="0" departPos="184">'
+        '<stop lane="B1C1_0" endPos="185" duration="1000"/></vehicle></routes>')
+    (tmp_path / "run.sumocfg").write_text(
+        f'<configuration><input><net-file value="{tiny_net}"/><route-files value="block.rou.xml"/></input>'
+        '<processing><time-to-teleport value="15"/></processing></configuration>')
+    scenario = tmp_path / "s.toml"
+    scenario.write_text(f'name = "tp"\n[network]\nsumocfg = "{tmp_path / "run.sumocfg"}"\n'
+                        '[simulation]\nbegin_s = 0\nend_s = 600\n')
+    service: SimService = in_process_service(scenario, tmp_path, speed=100.0)
+    service.start()
+    try:
+        service.submit(Dispatch(escort_id="amb", route=("left1A1", "A1B1", "B1C1", "C1C2", "C2right2"))).result(
+            timeout=30)
+        deadline = time.monotonic() + 60
+        while service.state.escorts["amb"].state not in ("arrived", "cancelled") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        view = service.state.escorts["amb"]
+        assert view.state == "arrived", (view.state, view.reason)
+        crossed = {j.tls_id: j.crossed_s for j in view.junctions}
+        assert crossed["B1"] is None and crossed["C1"] is None, crossed
+        assert crossed["A1"] is not None and crossed["C2"] is not None, crossed
+        events = [(e.type, e.data) for e in service.events.since(0)]
+        assert not [d for k, d in events if k == "cancel"], events
+        reasons = {d["tls_id"]: d.get("reasons", {}).get("amb") for k, d in events if k in ("exit", "handback")}
+        assert reasons.get("B1") == "teleported by SUMO" and reasons.get("C2") == "crossed", reasons
+    finally:
+        service.stop()
