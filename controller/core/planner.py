@@ -1109,20 +1109,12 @@ class Planner:
         EV's request for the junction right after one of these on its route, predicted within
         ``chain_within_s`` of it (the signal's next crossing, as at a signal of two or three
         junctions in a row, served as one)."""
-        cfg = self.config
-        lead = cfg.max_lead_s
-        if j.stage in ("entry", "dwell", "exit") and j.presence_from_s is not None:
-            # joining a preemption under way: only where the EV is predicted to cross within its
-            # maximum presence (its grace the margin; one joining 100 s ahead was held green for
-            # 87 s, then handed back on the maximum presence 13 s before it came, and locked out);
-            # one that cannot gets an entry of its own after the hand-back
-            latest = j.presence_from_s + cfg.max_presence_s
-            reqs = [r for r in reqs if r.key in j.serving or r.start_now or r.eta_s <= latest]
+        lead = self.config.max_lead_s
         if all(t_s >= r.eta_s - lead for r in reqs):
             return reqs  # (the common case)
         keys = {r.key for r in reqs if r.start_now or r.key in j.serving or t_s >= r.eta_s - lead}
         eta_at = {r.key: r.eta_s for r in reqs}
-        within = cfg.chain_within_s
+        within = self.config.chain_within_s
         for r in sorted(reqs, key=lambda q: q.junction_index):
             before = (r.ev_id, r.junction_index - 1)
             if before in keys and r.eta_s - eta_at[before] <= within:
@@ -1147,8 +1139,9 @@ class Planner:
             now: tuple[str, int] | None = None  # the display as a target: the one switched to, or the program's phase
             if j.stage in ("entry", "dwell") and j.target and shown == j.target:
                 now = (j.target, j.phase)
-            elif j.in_program and 0 <= j.program_phase < len(phases) and phases[j.program_phase].state == shown:
-                now = (shown, j.program_phase)
+            elif j.in_program and 0 <= j.program_phase < len(phases) and phases[j.program_phase].state == shown \
+                    and not any(is_yellow(c) for c in shown):
+                now = (shown, j.program_phase)  # (a green phase: one with a yellow is not held)
             if crossing and now is not None:
                 # EVs crossing on the display: ranked as ever (class, then ETA), but the target
                 # changes only to one that keeps their movements green; else the display stays.
@@ -1156,8 +1149,9 @@ class Planner:
                 # asked for, ending the through green of a fire engine 2 s from its line; of two
                 # EVs crossing on foe movements shown together, one met yellow.)
                 merged = merge_targets(j.timing, reqs, self._serve_first_s, self.config.keep_first_s, serving)
-                kept = {i for i, c in enumerate(merged[0]) if is_green(c)}
-                if not all(set(_movement(r)) <= kept for r in reqs if r.ev_id in crossing):
+                # (kept as shown: 'G' staying 'G'; a protected arrow turned permissive under an EV
+                # crossing on it would let the opposing through on with no yellow)
+                if not all(merged[0][i] == shown[i] for r in reqs if r.ev_id in crossing for i in _movement(r)):
                     on = {i for i, c in enumerate(now[0]) if is_green(c)}
                     served = sorted((r for r in reqs if set(_movement(r)) <= on), key=lambda r: (r.priority, r.eta_s))
                     merged = (now[0], now[1], tuple(served))

@@ -2059,19 +2059,29 @@ def test_two_evs_crossing_on_foe_movements_shown_together_both_keep_them() -> No
     assert r.safety() == []
 
 
-def test_an_ev_joins_a_preemption_under_way_only_where_it_can_cross_within_its_presence() -> None:
-    # A (queue ahead: green from 60, ETA 130), then B on the same approach, ETA 215. From 115
-    # (max_lead_s) B joined A's preemption: held green for it after A crossed, handed back on the
-    # maximum presence (entry 52 + 150 s) 13 s before B came, and locked out: with the hand-back
-    # at the skipped cross street, B met yellow at 203 and red from 206 to past its ETA. B gets an
-    # entry of its own now, its green shown at its ETA
-    a = req("Ggrr", 0, eta=130, need=60, ev="A", priority=1)
-    b = req("Ggrr", 0, eta=215, need=212, ev="B", priority=2)
-    r = rig(config=PlannerConfig(handback_sync=False))
-    r.run_until(260, lambda t: ([a] if t < 130 else []) + ([b] if t < 215 else []))
-    records = [(d["ev"], d["exit_reason"]) for d in (rec.as_dict() for rec in r.planner.records())]
-    assert records == [("A", "crossed"), ("B", "crossed")], records
-    assert all(r.shown["J"][t][0] == "G" for t in range(205, 216)), r.changes("J", 40, 260)
+def test_an_ev_crossing_on_a_protected_arrow_keeps_it_protected_and_no_yellow_phase_is_held() -> None:
+    # (a review of the rule above) a bus crossing on its protected arrow (link 1, 'G'): a fire
+    # engine's target kept the bus's link green, but permissive ('g'), the opposing through
+    # turning green as the bus crossed; the display stays as shown until the bus has crossed
+    p = [Phase(s, d, d, d, min_dur_given=False) for s, d in (("Ggr", 30), ("yyr", 3), ("rGr", 10), ("ryr", 3),
+                                                            ("rrG", 30), ("rry", 3), ("rrr", 2))]
+    prog = Program("J", "0", "static", 0.0, tuple(p))
+    bus = req("rGr", 2, eta=8.0, need=5.0, ev="bus", priority=3, links=(1,))
+    fire = req("Ggr", 0, eta=20.0, need=6.0, ev="fire", priority=1, links=(0,))
+    r = Rig(Planner({"J": prog}, PlannerConfig(), lambda tls: ((1,), (0,), ())), {"J": FakeSignal(prog, 2, 10.0)})
+    r.run_until(40, lambda t: ([bus] if t < 8 else []) + ([fire] if t < 20 else []))
+    assert [r.shown["J"][t] for t in range(5, 9)] == ["rGr"] * 4, r.changes("J", 0, 40)
+    assert r.safety() == [] and r.finish() == []
+    # a police car crossing on the through while the program shows the left turn's yellow
+    # ('Gyr'): that display was taken as the target and the yellow held 4-8 s (the program's 3 s)
+    p = [Phase(s, d, d, d, min_dur_given=False) for s, d in (("GGr", 10), ("Gyr", 3), ("Grr", 20), ("yrr", 3),
+                                                            ("rrr", 2), ("rrG", 30), ("rry", 3), ("rrr", 2))]
+    prog = Program("J", "0", "static", 0.0, tuple(p))
+    police = req("Grr", 2, eta=13.0, need=9.0, ev="police", priority=2, links=(0,))
+    amb = req("rrG", 5, eta=40.0, need=17.0, ev="amb", priority=1, links=(2,))
+    r = rig({"J": prog})
+    r.run_until(60, lambda t: ([police] if t < 13 else []) + ([amb] if t < 40 else []))
+    assert sum(1 for t in range(60) if r.shown["J"][t][1] == "y") == 3, r.changes("J", 0, 60)
     assert r.safety() == [] and r.finish() == []
 
 
