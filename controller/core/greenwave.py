@@ -145,10 +145,16 @@ def approach_targets(
     # and it met yellow and red for this one's service); one onto a section the other direction
     # uses too (a single track) is never held green past its program: red while preempted (held
     # for another movement's EV, it let a tram onto the track the program would have closed)
-    n = program.link_count
-    keep |= {i for i in range(n) if all(p.state[i] == "G" for p in program.phases)}
-    keep -= {c.link_index for c in network.connections_of_tls(junction.tls_id)
-             if c.to_edge in network.edges and network.edges[c.to_edge].bidi and c.link_index not in approach}
+    # (an always-green link the EV's permissive movement yields to is not kept where the approach
+    # is served alone: the EV would wait for gaps in it; one onto a single track that the program
+    # never closes is left as it is)
+    conns = network.connections_of_tls(junction.tls_id)
+    own = set(junction.link_indices)
+    always = {i for i in range(program.link_count) if all(p.state[i] == "G" for p in program.phases)}
+    crossing_own = {k for c in conns if c.link_index in own for k in c.foe_links} if permissive else set()
+    keep |= always - crossing_own
+    keep -= {c.link_index for c in conns if c.to_edge in network.edges and network.edges[c.to_edge].bidi
+             and c.link_index not in own and c.link_index not in always}
     return "".join(c if i in keep or c in KEPT_AS_SHOWN else "r" for i, c in enumerate(state)), phase
 
 

@@ -275,6 +275,11 @@ def test_approach_targets_keep_an_always_green_movement_and_never_hold_a_single_
     net = Network(edges, NET.connections, NET.programs, NET.junction_types, source="hand.net.xml")
     assert approach_targets(net, T1, main.junctions[0], exclusive=False) == ("Ggrr", 0)
     assert approach_targets(NET, T1, main.junctions[0], exclusive=False) == (T1.phases[0].state, 0)
+    # also a turn off the EV's own approach onto a single track (l1), the EV going straight on: it
+    # was exempt as a link of the approach
+    edges = {**NET.edges, "l1": replace(NET.edges["l1"], bidi="l1r")}
+    net = Network(edges, NET.connections, NET.programs, NET.junction_types, source="hand.net.xml")
+    assert approach_targets(net, T1, main.junctions[0], exclusive=False) == ("GrGr", 0)
 
 
 def test_approach_targets_can_hold_a_permissive_turn_across_the_evs_path() -> None:
