@@ -32,6 +32,25 @@ def write_scenario(path: Path, net: Path, *, ev: str = 'from = "left1A1"\nto = "
     return path
 
 
+def long_teleport_sumocfg(folder: Path, net: Path, *, end_s: float | None = None) -> Path:
+    """A SUMO configuration on the tiny grid (``net``) where an EV coming along the middle row is
+    carried off the road by SUMO for about three minutes: a car stopped on A1B1 for good holds it
+    up (``time-to-teleport`` 15 s), and B1C1 is filled by a long stopped vehicle, so the teleport
+    finds no room until C1C2. ``end_s``: the configuration's end (none where not given)."""
+    (folder / "block.rou.xml").write_text(
+        '<routes><vType id="blk"/><vType id="long" length="182" minGap="1"/>'
+        '<route id="rb" edges="A1B1 B1C1"/><route id="rc" edges="B1C1 C1right1"/>'
+        '<vehicle id="blk0" type="blk" route="rb" depart="0" departPos="100">'
+        '<stop lane="A1B1_0" endPos="120" duration="1000"/></vehicle>'
+        '<vehicle id="blk1" type="long" route="rc" depart="0" departPos="184">'
+        '<stop lane="B1C1_0" endPos="185" duration="1000"/></vehicle></routes>')
+    end = f'<time><begin value="0"/><end value="{end_s:g}"/></time>' if end_s is not None else ""
+    cfg = folder / "run.sumocfg"
+    cfg.write_text(f'<configuration><input><net-file value="{net}"/><route-files value="block.rou.xml"/></input>'
+                   f'{end}<processing><time-to-teleport value="15"/></processing></configuration>')
+    return cfg
+
+
 def interrupt_mid_run(args: list[str], sig: int, cwd: Path, *, after: str = "25% simulated",
                       again_after_s: float | None = None) -> tuple[int, str]:
     """``greenwave ARGS`` as a process of its own, sent ``sig`` once it has printed ``after`` (a

@@ -15,6 +15,7 @@ from controller.runtime.service import SimService
 from controller.runtime.service_model import Dispatch
 from controller.sim.adapter import SumoAdapter
 from tests.api.conftest import ROW, in_process_service
+from tests.helpers import long_teleport_sumocfg
 
 pytestmark = pytest.mark.sumo
 
@@ -78,18 +79,8 @@ def test_an_escort_sumo_carries_off_the_road_for_long_arrives_with_no_made_up_cr
     # about three minutes, to C1C2.) It is not taken for vanished: its held signals go back while
     # it is off the road, C2 is served once it is back, it arrives; B1 and C1, passed off the road,
     # have no crossing time
-    (tmp_path / "block.rou.xml").write_text(
-        '<routes><vType id="blk"/><vType id="long" length="182" minGap="1"/>'
-        '<route id="rb" edges="A1B1 B1C1"/><route id="rc" edges="B1C1 C1right1"/>'
-        '<vehicle id="blk0" type="blk" route="rb" depart="0" departPos="100">'
-        '<stop lane="A1B1_0" endPos="120" duration="1000"/></vehicle>'
-        '<vehicle id="blk1" type="long" route="rc" depart="0" departPos="184">'
-        '<stop lane="B1C1_0" endPos="185" duration="1000"/></vehicle></routes>')
-    (tmp_path / "run.sumocfg").write_text(
-        f'<configuration><input><net-file value="{tiny_net}"/><route-files value="block.rou.xml"/></input>'
-        '<processing><time-to-teleport value="15"/></processing></configuration>')
     scenario = tmp_path / "s.toml"
-    scenario.write_text(f'name = "tp"\n[network]\nsumocfg = "{tmp_path / "run.sumocfg"}"\n'
+    scenario.write_text(f'name = "tp"\n[network]\nsumocfg = "{long_teleport_sumocfg(tmp_path, tiny_net)}"\n'
                         '[simulation]\nbegin_s = 0\nend_s = 600\n')
     service: SimService = in_process_service(scenario, tmp_path, speed=100.0)
     service.start()

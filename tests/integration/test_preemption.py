@@ -15,7 +15,7 @@ from controller.runtime.run import run
 from controller.runtime.setup import prepare_scenario
 from controller.scenario import load_scenario
 from controller.sim.adapter import SumoAdapter
-from tests.helpers import run_ok
+from tests.helpers import long_teleport_sumocfg, run_ok
 from tests.integration.test_run_tiny import assert_design_fields
 
 pytestmark = pytest.mark.sumo
@@ -285,19 +285,8 @@ def test_an_ev_off_the_road_for_long_has_its_signals_handed_back_and_is_escorted
     # vehicle, so SUMO's teleport finds no room there and carries the ambulance on, off the road,
     # until it finds some on C1C2 (here about three minutes). Meanwhile the signals held for it go
     # back to their programs; once it is back on, C2 ahead is planned and served again.
-    (tmp_path / "block.rou.xml").write_text(
-        '<routes><vType id="blk"/><vType id="long" length="182" minGap="1"/>'
-        '<route id="rb" edges="A1B1 B1C1"/><route id="rc" edges="B1C1 C1right1"/>'
-        '<vehicle id="blk0" type="blk" route="rb" depart="0" departPos="100">'
-        '<stop lane="A1B1_0" endPos="120" duration="1000"/></vehicle>'
-        '<vehicle id="blk1" type="long" route="rc" depart="0" departPos="184">'
-        '<stop lane="B1C1_0" endPos="185" duration="1000"/></vehicle></routes>')
-    (tmp_path / "run.sumocfg").write_text(
-        f'<configuration><input><net-file value="{tiny_net}"/><route-files value="block.rou.xml"/></input>'
-        '<time><begin value="0"/><end value="400"/></time><processing><time-to-teleport value="15"/>'
-        '</processing></configuration>')
-    s = run_ok(["run", "--sumocfg", str(tmp_path / "run.sumocfg"), "--ev", "left1A1,C2right2,30",
-                "--out", str(tmp_path / "out")])
+    cfg = long_teleport_sumocfg(tmp_path, tiny_net, end_s=400)
+    s = run_ok(["run", "--sumocfg", str(cfg), "--ev", "left1A1,C2right2,30", "--out", str(tmp_path / "out")])
     _assert_safe(s)
     log = (tmp_path / "out" / "sumo-errors.log").read_text()
     gone = float(re.search(r"Teleporting vehicle 'ev1'.*time=(\d+(?:\.\d+)?)", log)[1])  # type: ignore[index]
