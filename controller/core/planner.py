@@ -1108,18 +1108,50 @@ class Planner:
         within ``max_lead_s`` of their ETA (or detected: ``start_now``), those it serves, and an
         EV's request for the junction right after one of these on its route, predicted within
         ``chain_within_s`` of it (the signal's next crossing, as at a signal of two or three
-        junctions in a row, served as one)."""
-        lead = self.config.max_lead_s
+        junctions in a row, served as one).
+
+        An EV joining a preemption under way (entry, dwell, or an exit it would take back) that
+        is predicted to cross too late for it takes no part (:meth:`_too_late_to_join`): held for
+        it, the signal would be handed back on the maximum presence before it came, and locked
+        out; it gets an entry of its own after the hand-back instead."""
+        cfg = self.config
+        if j.stage in ("entry", "dwell", "exit") and j.entry_s is not None and j.presence_from_s is not None:
+            late = self._too_late_to_join(j, reqs)
+            if late:
+                reqs = [r for r in reqs if r.ev_id not in late]
+        lead = cfg.max_lead_s
         if all(t_s >= r.eta_s - lead for r in reqs):
             return reqs  # (the common case)
         keys = {r.key for r in reqs if r.start_now or r.key in j.serving or t_s >= r.eta_s - lead}
         eta_at = {r.key: r.eta_s for r in reqs}
-        within = self.config.chain_within_s
+        within = cfg.chain_within_s
         for r in sorted(reqs, key=lambda q: q.junction_index):
             before = (r.ev_id, r.junction_index - 1)
             if before in keys and r.eta_s - eta_at[before] <= within:
                 keys.add(r.key)
         return [r for r in reqs if r.key in keys]
+
+    def _too_late_to_join(self, j: JunctionControl, reqs: Sequence[ServiceRequest]) -> set[str]:
+        """The EVs asking for a signal under preemption that it has not been switched for in
+        this episode and that are predicted to cross (their first junction of the signal) later
+        than the episode allows: past the maximum presence and its grace, or so late that the
+        hand-back would no longer fit the presence limit (``presence_reserve_s`` short of it, as
+        an entry's :meth:`_entry_due` and so a take-back's judge: an EV left out here cannot take
+        the exit back on the next tick). An EV once switched for stays in whatever its ETA does
+        (its junctions further on in a row included), so an EV is left out only until it joins."""
+        cfg = self.config
+        assert j.entry_s is not None and j.presence_from_s is not None
+        latest = min(j.entry_s + cfg.max_presence_s + cfg.max_presence_grace_s,
+                     j.presence_from_s + cfg.presence_limit_s - cfg.presence_reserve_s)
+        first: dict[str, ServiceRequest] = {}
+        for r in reqs:
+            if r.ev_id not in first or r.junction_index < first[r.ev_id].junction_index:
+                first[r.ev_id] = r
+        late = {ev for ev, r in first.items() if r.eta_s > latest and not r.start_now}
+        if late:
+            late -= {key[0] for key in j.serving}
+            late -= {key[0] for key, rec in j.current.items() if rec.entry_s is not None}
+        return late
 
     def _merge(self, j: JunctionControl, reqs: Sequence[ServiceRequest],
                t_s: float | None = None) -> tuple[str, int, tuple[ServiceRequest, ...]]:

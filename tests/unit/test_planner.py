@@ -2059,6 +2059,68 @@ def test_two_evs_crossing_on_foe_movements_shown_together_both_keep_them() -> No
     assert r.safety() == []
 
 
+def _joined(r: Rig) -> list[tuple[str, str]]:
+    return [(d["ev"], str(d["exit_reason"])) for d in (rec.as_dict() for rec in r.planner.records())]
+
+
+def test_an_ev_too_late_for_a_preemption_under_way_gets_an_entry_of_its_own() -> None:
+    # A (queue ahead: green from 60, ETA 130), then B on the same approach, ETA 215. From 115
+    # (max_lead_s) B joined A's preemption: held green for it after A crossed, handed back on the
+    # maximum presence (entry 52 + 150 s) 13 s before B came, and locked out: with the hand-back
+    # at the skipped cross street, B met yellow at 203 and red from 206 to past its ETA. B gets an
+    # entry of its own now, its green shown at its ETA; whichever of the two ranks first
+    for a_class, b_class in ((1, 2), (2, 1)):
+        a = req("Ggrr", 0, eta=130, need=60, ev="A", priority=a_class)
+        b = req("Ggrr", 0, eta=215, need=212, ev="B", priority=b_class)
+        r = rig(config=PlannerConfig(handback_sync=False))
+        r.run_until(260, lambda t, a=a, b=b: ([a] if t < 130 else []) + ([b] if t < 215 else []))
+        assert _joined(r) == [("A", "crossed"), ("B", "crossed")], (b_class, _joined(r))
+        assert all(r.shown["J"][t][0] == "G" for t in range(60, 131)), r.changes("J", 40, 260)
+        assert all(r.shown["J"][t][0] == "G" for t in range(205, 216)), r.changes("J", 40, 260)
+        assert r.safety() == [] and r.finish() == []
+
+
+def test_an_ev_once_joined_stays_in_whatever_its_eta_does() -> None:
+    # B joins A's preemption predicted well within it (ETA 150), then, from 180, its ETA swings
+    # across the latest crossing the preemption allows (entry 52 + 160 s) from tick to tick: it
+    # stays served and crosses on green within the maximum presence's grace (left out on every
+    # other tick, it took the signal into its exit and back, over and over). So does an EV's own
+    # second junction of the signal (a signal of two junctions in a row)
+    a = req("Ggrr", 0, eta=130, need=60, ev="A", priority=1)
+    for ev, priority, index in (("B", 2, 0), ("A", 1, 1)):
+        r = rig(config=PlannerConfig(handback_sync=False))
+
+        def requests(t: float, ev: str = ev, priority: int = priority, index: int = index) -> list[ServiceRequest]:
+            eta = 150.0 if t < 180 else 211.0 if int(t) % 2 == 0 else 213.0
+            later = ServiceRequest(ev, priority, "J", index, "Ggrr", 0, eta, eta - 3.0, False, ())
+            return ([a] if t < 130 else []) + ([later] if t < 211 else [])
+
+        r.run_until(260, requests)
+        assert all(r.shown["J"][t][0] == "G" for t in range(60, 212)), (ev, r.changes("J", 40, 260))
+        assert r.safety() == [] and r.finish() == []
+
+
+def test_an_ev_on_the_edge_of_a_preemptions_reach_flips_no_signal() -> None:
+    # B asks once A has crossed, its ETA swinging across the latest crossing the preemption under
+    # way allows (entry 52 + 160 s) from tick to tick: left out on one tick, the signal goes into
+    # its exit; taken in on the next, it may not take the exit back (nor on any tick until the
+    # hand-back), so the signal goes back to its program once, and B gets an entry of its own
+    a = req("Ggrr", 0, eta=130, need=60, ev="A", priority=1)
+    r = rig(config=PlannerConfig(handback_sync=False))
+
+    def requests(t: float) -> list[ServiceRequest]:
+        eta = 211.0 if int(t) % 2 else 213.0
+        b = ServiceRequest("B", 2, "J", 0, "Ggrr", 0, eta, eta - 3.0, False, ())
+        return ([a] if t < 130 else []) + ([b] if 130 <= t < 211 else [])
+
+    r.run_until(260, requests)
+    reasons = [(t, c.reason) for t, c in r.commands_between(125, 260, "J")]
+    assert [why for _, why in reasons if not why.startswith("exit")][:2] == ["hand-back at phase 3", "dwell"], reasons
+    assert _joined(r) == [("A", "crossed"), ("B", "crossed")], _joined(r)
+    assert all(r.shown["J"][t][0] == "G" for t in range(200, 212)), r.changes("J", 120, 260)
+    assert r.safety() == [] and r.finish() == []
+
+
 def test_an_ev_crossing_on_a_protected_arrow_keeps_it_protected_and_no_yellow_phase_is_held() -> None:
     # (a review of the rule above) a bus crossing on its protected arrow (link 1, 'G'): a fire
     # engine's target kept the bus's link green, but permissive ('g'), the opposing through
