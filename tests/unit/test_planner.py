@@ -2060,7 +2060,7 @@ def test_two_evs_crossing_on_foe_movements_shown_together_both_keep_them() -> No
 
 
 def _joined(r: Rig) -> list[tuple[str, str]]:
-    return [(d["ev"], str(d["exit_reason"])) for d in (rec.as_dict() for rec in r.planner.records())]
+    return [(rec.ev_id, str(rec.exit_reason)) for rec in r.planner.records()]
 
 
 def test_an_ev_too_late_for_a_preemption_under_way_gets_an_entry_of_its_own() -> None:
@@ -2073,7 +2073,11 @@ def test_an_ev_too_late_for_a_preemption_under_way_gets_an_entry_of_its_own() ->
         a = req("Ggrr", 0, eta=130, need=60, ev="A", priority=a_class)
         b = req("Ggrr", 0, eta=215, need=212, ev="B", priority=b_class)
         r = rig(config=PlannerConfig(handback_sync=False))
-        r.run_until(260, lambda t, a=a, b=b: ([a] if t < 130 else []) + ([b] if t < 215 else []))
+
+        def requests(t: float, a: ServiceRequest = a, b: ServiceRequest = b) -> list[ServiceRequest]:
+            return ([a] if t < 130 else []) + ([b] if t < 215 else [])
+
+        r.run_until(260, requests)
         assert _joined(r) == [("A", "crossed"), ("B", "crossed")], (b_class, _joined(r))
         assert all(r.shown["J"][t][0] == "G" for t in range(60, 131)), r.changes("J", 40, 260)
         assert all(r.shown["J"][t][0] == "G" for t in range(205, 216)), r.changes("J", 40, 260)
