@@ -203,6 +203,7 @@ def snapshot_to_json(snap: Snapshot) -> dict[str, Any]:
               for k, s in snap.signals.items()},
         "l": {k: [ln.vehicles, ln.halting] for k, ln in snap.lanes.items()},
         "a": list(snap.arrived),
+        **({"sf": dict(snap.speed_factors)} if snap.speed_factors else {}),
     }
 
 
@@ -215,6 +216,7 @@ def snapshot_from_json(d: Mapping[str, Any]) -> Snapshot:
          for k, s in d["s"].items()},
         {k: LaneState(k, int(ln[0]), int(ln[1])) for k, ln in d["l"].items()},
         arrived=tuple(d.get("a", ())),
+        speed_factors={k: float(f) for k, f in d.get("sf", {}).items()},
     )
 
 

@@ -53,6 +53,9 @@ class Snapshot:
     # absent from ``vehicles`` without having vanished
     teleporting: frozenset[str] = frozenset()
     teleport_started: frozenset[str] = frozenset()  # those whose teleport began in this step (back on already or not)
+    # the speed factor SUMO drew for each watched vehicle seen on the road so far (its chosen
+    # speed is that × the lane's speed limit, capped by its type's maximum speed)
+    speed_factors: Mapping[str, float] = field(default_factory=dict)
     colliding: tuple[str, ...] = ()
     emergency_stopping: int = 0
     extra: Mapping[str, object] = field(default_factory=dict)

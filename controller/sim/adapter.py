@@ -204,7 +204,7 @@ class SumoAdapter:
         self._vehicles: dict[str, None] = {}
         self._awaiting: dict[str, None] = {}  # vehicles of the route files to watch once they depart
         self._teleporting: set[str] = set()  # watched vehicles off the road in a teleport
-        self.speed_factors: dict[str, float] = {}  # those departed: the speed factor SUMO drew for each
+        self.speed_factors: Mapping[str, float] = {}  # those seen on the road: the speed factor SUMO drew for each
         self._route_ids: dict[str, str] = {}  # watched vehicle -> the id of its route, as last read
         # watched vehicles whose route is new in the last step: seen for the first time since they
         # departed (SUMO may have routed them at insertion), or given another by SUMO since
@@ -699,12 +699,12 @@ class SumoAdapter:
             running = set(api.vehicle.getIDList()) if direct else departed
             for vid in [v for v in self._awaiting if v in running]:
                 del self._awaiting[vid]
-                self.speed_factors[vid] = float(api.vehicle.getSpeedFactor(vid))
                 api.vehicle.subscribe(vid, list(_VEHICLE_VARS))
                 self._vehicles[vid] = None
                 all_vehicles = dict(all_vehicles)
                 all_vehicles[vid] = self._direct_vehicle(vid)
         replaced: set[str] = set()
+        factors: dict[str, float] = {}
         route_ids = self._route_ids
         for vid in self._vehicles:
             r = self._direct_vehicle(vid) if direct else all_vehicles.get(vid)
@@ -720,6 +720,10 @@ class SumoAdapter:
             vehicles[vid] = VehicleState(vid, road, r[tc.VAR_LANE_ID], float(r[tc.VAR_LANEPOSITION]),
                                          float(r[tc.VAR_SPEED]), int(r[tc.VAR_ROUTE_INDEX]),
                                          float(r[tc.VAR_DISTANCE]))
+            if vid not in self.speed_factors:  # (once a vehicle: drawn at its insertion)
+                factors[vid] = float(api.vehicle.getSpeedFactor(vid))
+        if factors:  # (a new mapping: a snapshot handed out before keeps its own)
+            self.speed_factors = {**self.speed_factors, **factors}
         for vid in arrived:
             self._vehicles.pop(vid, None)
             route_ids.pop(vid, None)
@@ -767,6 +771,7 @@ class SumoAdapter:
             teleports_started=int(sim.get(tc.VAR_TELEPORT_STARTING_VEHICLES_NUMBER, 0)),
             teleporting=frozenset(self._teleporting),
             teleport_started=started,
+            speed_factors=self.speed_factors,
             colliding=tuple(sim.get(tc.VAR_COLLIDING_VEHICLES_IDS, ())),
             emergency_stopping=int(sim.get(tc.VAR_EMERGENCYSTOPPING_VEHICLES_NUMBER, 0)),
         )

@@ -142,6 +142,7 @@ class CtrlRig:
     requests: list[tuple[float, list[ServiceRequest]]] = field(default_factory=list)
     hidden: set[str] = field(default_factory=set)  # signals left out of the next snapshot
     lane: int = 0  # the EV's lane on the first route edge
+    speed_factors: dict[str, float] = field(default_factory=dict)  # as SUMO drew them
 
     def __post_init__(self) -> None:
         self.progress["ev"] = EvProgress("ev", self.corridor)
@@ -167,7 +168,8 @@ class CtrlRig:
             self.violations += self.watches[tls].observe(t, st_.state, st_.program_id)
         snap = Snapshot(t, {"ev": vehicle} if vehicle is not None else {}, signals, self.lanes(t),
                         arrived=("ev",) if arrived else (),
-                        teleporting=frozenset({"ev"}) if teleporting else frozenset())  # fmt: skip
+                        teleporting=frozenset({"ev"}) if teleporting else frozenset(),
+                        speed_factors=self.speed_factors)  # fmt: skip
         started = teleporting and self.progress["ev"].running and not self.progress["ev"].off_road
         self.progress["ev"].update(t, vehicle, arrived=arrived, teleporting=teleporting, teleport_started=started)
         cmds = self.ctrl.tick(snap, self.progress)
@@ -470,6 +472,22 @@ def test_an_ev_sumo_teleports_is_not_cancelled_and_is_served_again_once_back_on_
     assert [rec.exit_reason for rec in t2] == ["crossed"]
     assert p.crossed_s[0] == 55.0 and p.passed_off_road == {0}  # T1 passed off the road: first seen past it
     assert not r.ctrl.busy and r.safety() == []
+
+
+def test_the_ev_is_predicted_at_the_speed_factor_sumo_drew_for_it_not_its_types_mean() -> None:
+    # its type's speed factor is 0.8 on average (speedDev): predicted at 8 m/s, the EV was due at
+    # J1 (500 m) at 62.5 s, and no online correction learns that it is faster; SUMO drew 1.0 for
+    # it (it drives the limit, 10 m/s): it is predicted there at 50 s from its first tick on
+    corridor = build_corridor(NET, MAIN)
+    slow = replace(DYN, speed_factor=0.8)
+    for factors, due in (({}, 62.5), ({"ev": 1.0}, 50.0)):
+        ctrl = PreemptionController(NET, [EvSetup("ev", "ambulance", corridor, slow, 0.0)])
+        r = CtrlRig(ctrl, corridor, {"T1": FakeSignal(T1, 0, 30.0), "T2": FakeSignal(T2, 0, 25.0)},
+                    speed_factors=factors)
+        r.run_until(3)
+        eta = next(e for e in ctrl.etas("ev") if e.junction_index == 0)
+        assert eta.eta_s == pytest.approx(due, abs=0.6), (factors, eta)
+    assert ctrl.evs["ev"].dynamics.speed_factor == 1.0
 
 
 @pytest.mark.parametrize("mode", ["greenwave", "local"])
