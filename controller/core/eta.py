@@ -377,6 +377,10 @@ class EtaConfig:
     band_per_s: float = 0.08
     saturation_headway_s: float = 2.0  # queue discharge: count × headway + lost time
     startup_lost_s: float = 2.0
+    # Where an EV first in line waits at a red: SUMO stops a vehicle about this far before the
+    # stop line; it crosses once it has driven that from rest after the green (no start-up lost
+    # time of its own: that is the queue's ahead of it)
+    stop_gap_m: float = 1.0
     smoothing_s: float = 10.0  # time constant of the factor's exponential smoothing
     band_spread_z: float = 1.5  # multiple of the RMS relative error of past predictions
     min_moving_s: float = 3.0  # less moving time than this in the window: the factor is not updated
@@ -410,7 +414,10 @@ class QueueAhead:
 
     junction_index: int
     vehicles: int  # on the EV's approach lanes ahead of it (max over lanes)
-    red_for_s: float  # how long, from now, the EV's movement stays red (0 if green now and kept green)
+    # how long, from now, the EV's movement stays red (0 if green now and kept green): until the
+    # green is in force, i.e. a step before it is first read (the vehicles move under a state
+    # in the step after it is set, and it is read at that step's end)
+    red_for_s: float
 
 
 class Eta:
@@ -601,8 +608,17 @@ class EtaPredictor:
         ahead = self._corridor.junctions[first:first + len(kin)]
         bound: dict[int, float] = {}
         for q in queues:
-            lost = cfg.startup_lost_s if q.red_for_s > 0 else 0.0
-            earliest = t_s + max(q.red_for_s, 0.0) + lost + max(q.vehicles, 0) * cfg.saturation_headway_s
+            if q.vehicles > 0:
+                lost = cfg.startup_lost_s if q.red_for_s > 0 else 0.0
+                earliest = t_s + max(q.red_for_s, 0.0) + lost + q.vehicles * cfg.saturation_headway_s
+            elif q.red_for_s > 0 and 0 <= q.junction_index < len(distances):
+                # first in line: from where it waits (or nearer, where it is nearer now), from rest
+                line = distances[q.junction_index]
+                gap = min(max(line - x0, 0.0), cfg.stop_gap_m)
+                pull = self._kin.times_unchecked(line - gap, 0.0, [line])[0] if gap > 0 else 0.0
+                earliest = t_s + q.red_for_s + pull
+            else:
+                continue
             bound[q.junction_index] = max(earliest, bound.get(q.junction_index, -math.inf))
         per_s = max(cfg.band_per_s, cfg.band_spread_z * self.spread_per_s)
         horizon = cfg.recent_horizon_s if cfg.recent_horizon_s is not None else math.inf

@@ -640,8 +640,8 @@ class PreemptionController:
 
     def _switch_waits(self, ev: EvSetup, snapshot: Snapshot, due: Mapping[int, float] | None) -> list[QueueAhead]:
         """Where a signal's switch-over to the EV's approach is under way and its movement is
-        not green yet, the EV cannot cross before the switch-over shows it green (and the
-        start-up lost time): the ETAs published and scored carry that wait, and every later
+        not green yet, the EV cannot cross before the switch-over shows it green (and it has
+        pulled away from the line): the ETAs published and scored carry that wait, and every later
         junction the delay and the time lost pulling away again. The plan does not: it asks for
         green by when the EV could arrive, since a green that comes late stops it and one that
         comes early only costs others.
@@ -649,9 +649,11 @@ class PreemptionController:
         if not due:
             return []
         t, junctions, signals = snapshot.t_s, ev.corridor.junctions, snapshot.signals
+        step = self.config.planner.step_s  # (``due`` is when the green is first read; in force a step before)
         # only switch-overs for what the EV still asks for: after a re-route the planner may still
         # list an entry for a junction index of the old corridor until its next tick ends it
         requested = {r.junction_index for r in self._last_requests.get(ev.ev_id, ())}
+        vehicle = snapshot.vehicles.get(ev.ev_id)
         out = []
         for index, due_s in due.items():
             if index not in requested:
@@ -660,7 +662,11 @@ class PreemptionController:
             signal = signals.get(j.tls_id)
             if due_s <= t or signal is None or all(is_green(signal.state[i]) for i in j.link_indices):
                 continue
-            out.append(QueueAhead(index, 0, due_s - t))
+            # on its approach, the queue ahead of it discharges first (the EV first in line
+            # crosses once it has pulled away from where it waits)
+            ahead = self._queue_ahead(j, snapshot, vehicle, ev.in_lanes) \
+                if vehicle is not None and vehicle.road_id == j.approach_edge else 0
+            out.append(QueueAhead(index, ahead, due_s - step - t))
         return out
 
     def _queue_ahead(self, j: CorridorJunction, snapshot: Snapshot, vehicle: VehicleState | None,

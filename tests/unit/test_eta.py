@@ -461,11 +461,31 @@ def test_each_wait_restarts_the_drive_from_its_own_stop_line() -> None:
     waits = [QueueAhead(0, vehicles=4, red_for_s=12.0), QueueAhead(1, vehicles=10, red_for_s=40.0)]
     assert [e.eta_s for e in pred.predict(0.0, waits)] == pytest.approx([22.0, 62.0, 85.0, 115.0])
     # a wait of a moment barely slows the EV: the later ETAs move by little more than the wait
-    # (red for 8.05 s more + 2 s start-up lost time: 0.05 s after the EV could be there)
+    # (red for 6.05 s more, 2 s start-up lost time, one vehicle ahead discharging in 2 s: 0.05 s
+    # after the EV could be there)
     wait = 0.05
-    etas = pred.predict(0.0, [QueueAhead(0, vehicles=0, red_for_s=10.0 - 2.0 + wait)])
+    etas = pred.predict(0.0, [QueueAhead(0, vehicles=1, red_for_s=10.0 - 4.0 + wait)])
     assert etas[0].eta_s == pytest.approx(10.0 + wait)
     assert 30.0 + wait < etas[1].eta_s < 30.0 + wait + 0.1
+
+
+def test_an_ev_first_in_line_crosses_once_it_has_pulled_away_from_where_it_waits() -> None:
+    # nobody ahead of it: no start-up lost time (that is the queue's), only the stop_gap_m (1 m)
+    # SUMO leaves before the line, from rest at 2.5 m/s²: sqrt(2 × 1 / 2.5) s after the green is
+    # in force. It was 2 s, and every ETA published at a switch-over the EV waited for was late
+    # by a second or so (Bologna's 210, where the EV stops in every run: +2.3 s)
+    pull = math.sqrt(2.0 / 2.5)
+    pred = EtaPredictor(_corridor(150.0, 450.0), LONG, EV)
+    pred.observe(0.0, 149.0, 0.0)  # waiting at the first line
+    assert pred.predict(0.0, [QueueAhead(0, vehicles=0, red_for_s=5.0)])[0].eta_s == pytest.approx(5.0 + pull)
+    pred = EtaPredictor(_corridor(150.0, 450.0), LONG, EV)
+    pred.observe(0.0, 149.6, 0.0)  # (nearer than that: from where it is)
+    assert pred.predict(0.0, [QueueAhead(0, vehicles=0, red_for_s=5.0)])[0].eta_s == pytest.approx(
+        5.0 + math.sqrt(2.0 * 0.4 / 2.5))
+    # still driving up to it: it will stop there, and the same holds
+    pred = EtaPredictor(_corridor(150.0, 450.0), LONG, EV)
+    pred.observe(0.0, 100.0, V)
+    assert pred.predict(0.0, [QueueAhead(0, vehicles=0, red_for_s=20.0)])[0].eta_s == pytest.approx(20.0 + pull)
 
 
 def test_passed_junctions_are_dropped_and_band_grows_with_horizon() -> None:

@@ -20,6 +20,7 @@ there (free flow, correction factor 1).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal
@@ -650,19 +651,24 @@ def test_detect_eta_alone_replaces_the_range_and_with_one_either_triggers() -> N
 
 def test_published_etas_wait_for_a_switch_over_under_way_but_the_plan_does_not() -> None:
     # detected 50 m out at t = 45: the cross street's yellow shows 46..49, the red clearance 50..51,
-    # the EV's approach 52; with 2 s of start-up the EV cannot cross J1 before 54, nor J2 before
-    # 54 + 21.9 (a 4 s wait, longer than the 3.0 s a stop and start cost at 10 m/s: from rest
-    # there, 3.85 s to reach 10 m/s over 19.2 m, then 180.8 m at 10 m/s)
+    # the EV's approach 52 (read then: in force from 51, the vehicles moving under it in the step
+    # before); waiting 1 m before the line, the EV cannot cross J1 before 51 + 0.88 s from rest
+    # (it was 54: 2 s of start-up lost time, which is the queue's ahead, and the step), and J2
+    # after a 1.88 s wait, against the 3.03 s a stop and start cost at 10 m/s: it crosses J1 at
+    # 10 × (1 − 1.88 / 3.03) m/s and reaches 10 m/s again within 200 m
     r = make_rig(ControllerConfig(mode="local", detect_range_m=50.0))
     r.run_until(46)
     (req,) = r.requests_at(45.0)
     assert req.eta_s == pytest.approx(50.0)  # the plan: when the EV could arrive
     published = [(e.junction_index, e.eta_s) for e in r.ctrl.etas("ev")]
-    assert published == [(0, pytest.approx(54.0)), (1, pytest.approx(54.0 + 10 / 2.6 + (200 - 100 / 5.2) / 10))]
+    j1 = 51.0 + math.sqrt(2.0 / 2.6)
+    v = 10.0 * (1.0 - (j1 - 50.0) / (10.0 / 9.0 + 10.0 / 5.2))
+    j2 = j1 + (10 - v) / 2.6 + (200 - (100 - v * v) / 5.2) / 10
+    assert published == [(0, pytest.approx(j1)), (1, pytest.approx(j2))]
     entry = [rec for rec in r.ctrl.eta_log.records if rec.tag == "entry"]
-    assert [(rec.t_s, rec.junction_index, rec.eta_s) for rec in entry] == [(45.0, 0, pytest.approx(54.0))]
+    assert [(rec.t_s, rec.junction_index, rec.eta_s) for rec in entry] == [(45.0, 0, pytest.approx(j1))]
     r.run_until(49)
-    assert r.ctrl.etas("ev")[0].eta_s == pytest.approx(54.0)
+    assert r.ctrl.etas("ev")[0].eta_s == pytest.approx(j1)
     # nothing under way at T2, and none once the approach is green: the ETAs are the EV's own
     r = make_rig(ControllerConfig(mode="local", detect_range_m=300.0))
     r.run_until(30)
