@@ -11,7 +11,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
@@ -46,11 +46,45 @@ class Finite(click.FloatRange):
 
 
 class Terminated(KeyboardInterrupt):
-    """SIGTERM, handled as Ctrl-C is: signals handed back, SUMO closed, no summary."""
+    """SIGTERM or SIGHUP (the terminal or the SSH session closed), handled as Ctrl-C is:
+    signals handed back, SUMO closed, no summary."""
+
+    def __init__(self, signum: int = signal.SIGTERM) -> None:
+        super().__init__()
+        self.signum = int(signum)
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum  # (143 for SIGTERM, 129 for SIGHUP, as the shell reports a kill)
+
+
+# the signals handled as Ctrl-C is, besides it (SIGHUP: a terminal or an SSH session closing
+# killed a run with no hand-back, its cut-off outputs under their final names)
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP) if hasattr(signal, "SIGHUP") else (signal.SIGTERM,)
 
 
 def _raise_terminated(signum: int, frame: object) -> None:
-    raise Terminated
+    raise Terminated(signum)
+
+
+def _take_stop_signals(handler: Any) -> dict[int, Any]:
+    """Set ``handler`` for :data:`STOP_SIGNALS`; the handlers they had."""
+    return {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
+
+
+def _give_back(previous: Mapping[int, Any] | None) -> None:
+    for sig, handler in (previous or {}).items():
+        signal.signal(sig, handler)
+
+
+def _exit_code(e: KeyboardInterrupt) -> int:
+    return e.exit_code if isinstance(e, Terminated) else 130
+
+
+def _what(e: KeyboardInterrupt) -> str:
+    if not isinstance(e, Terminated):
+        return "interrupted"
+    return "terminated" if e.signum == signal.SIGTERM else f"terminated ({signal.Signals(e.signum).name})"
 
 
 def _ignore_signal(signum: int, frame: object) -> None:
@@ -483,9 +517,8 @@ class _Main(click.Group):
         try:
             return super().invoke(ctx)
         except KeyboardInterrupt as e:
-            what = "terminated" if isinstance(e, Terminated) else "interrupted"
-            click.echo(f"greenwave: {what}", err=True)
-            sys.exit(143 if isinstance(e, Terminated) else 130)
+            click.echo(f"greenwave: {_what(e)}", err=True)
+            sys.exit(_exit_code(e))
 
 
 @click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]})
@@ -572,7 +605,7 @@ def run(
     # SIGTERM as Ctrl-C: hand back, close SUMO, put a previous run set aside back (signal
     # handlers can only be set in the main thread)
     main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _raise_terminated) if main_thread else None
+    previous = _take_stop_signals(_raise_terminated) if main_thread else None
     on_interrupt: Any = None  # SIGINT's handler before an interrupt's exit took it over
     try:
         if realtime and speed is not None:
@@ -670,23 +703,23 @@ def run(
             # in every process the caller starts later)
             hold = signal.SIG_IGN if _OWN_PROCESS else _ignore_signal
             on_interrupt = signal.signal(signal.SIGINT, hold)
-            signal.signal(signal.SIGTERM, hold)
-        what = "terminated" if isinstance(e, Terminated) else "interrupted"
+            _take_stop_signals(hold)
+        what = _what(e)
         handed = ("signals switched straight back to their programs (the hand-back through yellow and red "
                   "clearance was cut short by a second signal)" if getattr(e, "hand_back_cut", False)
                   else "signals handed back")
         click.echo(f"greenwave: {what}; {handed}, SUMO closed, no summary written", err=True)
-        sys.exit(143 if isinstance(e, Terminated) else 130)
+        sys.exit(_exit_code(e))
     finally:
         if main_thread and on_interrupt is None:
-            signal.signal(signal.SIGTERM, previous)
+            _give_back(previous)
         if kept_run is not None:
             kept_run.restore()  # (nothing to do once the new run simulated)
         if lock is not None:
             lock.release()
         if main_thread and on_interrupt is not None and not _OWN_PROCESS:
             # (inside a caller's process, its handlers back)
-            signal.signal(signal.SIGTERM, previous)
+            _give_back(previous)
             signal.signal(signal.SIGINT, on_interrupt)
     print_summary(summary, out, console)
 
@@ -728,7 +761,7 @@ def bench(
     console = Console() if sys.stdout.isatty() else Console(width=200)
     # SIGTERM as Ctrl-C: the workers' runs stopped (signal handlers only in the main thread)
     main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _raise_terminated) if main_thread else None
+    previous = _take_stop_signals(_raise_terminated) if main_thread else None
     try:
         if update_baseline:
             if baseline is None:
@@ -746,13 +779,12 @@ def bench(
     except GreenwaveError as e:
         _fail(e)
     except KeyboardInterrupt as e:
-        what = "terminated" if isinstance(e, Terminated) else "interrupted"
-        click.echo(f"greenwave: {what}; the runs in progress were stopped (their folders hold INCOMPLETE.txt), "
+        click.echo(f"greenwave: {_what(e)}; the runs in progress were stopped (their folders hold INCOMPLETE.txt), "
                    "nothing aggregated", err=True)
-        sys.exit(143 if isinstance(e, Terminated) else 130)
+        sys.exit(_exit_code(e))
     finally:
         if main_thread:
-            signal.signal(signal.SIGTERM, previous)
+            _give_back(previous)
     sys.exit(code)
 
 

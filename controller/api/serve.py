@@ -22,6 +22,7 @@ import shutil
 import signal
 import socket
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -169,14 +170,32 @@ def serve(options: ServeOptions) -> int:
         return _serve(options, scenario, token, generated, out, sock)
 
 
+# a service stops on these (SIGHUP too: a terminal or an SSH session closing killed it at once,
+# its preempted signals not handed back and no stop in its audit log)
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, *((signal.SIGHUP,) if hasattr(signal, "SIGHUP") else ()))
+
+
 class _Server(uvicorn.Server):
-    """uvicorn's server; its first SIGINT or SIGTERM stops the service (the hand-back) while the
-    server still answers and streams, and the server exits once the service has stopped."""
+    """uvicorn's server; its first SIGINT, SIGTERM or SIGHUP stops the service (the hand-back)
+    while the server still answers and streams, and the server exits once the service has stopped."""
 
     def __init__(self, config: uvicorn.Config, service: SimService, signals: list[int]) -> None:
         super().__init__(config)
         self.service = service
         self.signals = signals
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        """uvicorn's, for SIGHUP too (uvicorn takes SIGINT and SIGTERM only)."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        original = {sig: signal.signal(sig, self.handle_exit) for sig in _STOP_SIGNALS}
+        try:
+            yield
+        finally:
+            for sig, handler in original.items():
+                signal.signal(sig, handler)
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         self.signals.append(sig)
@@ -196,7 +215,7 @@ def _serve(options: ServeOptions, scenario: Scenario, token: str, generated: boo
     def on_signal(sig: int, frame: FrameType | None) -> None:
         stop_signal.append(sig)
 
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous = {sig: signal.signal(sig, on_signal) for sig in _STOP_SIGNALS}
     service: SimService | None = None
     marked = False  # (INCOMPLETE.txt written: this service's folder until a clean stop)
     try:

@@ -1,4 +1,4 @@
-"""Ctrl-C and SIGTERM taken between SUMO's steps, not inside a call to it.
+"""Ctrl-C, SIGTERM and SIGHUP taken between SUMO's steps, not inside a call to it.
 
 Over TraCI, an exception raised by a signal handler while the client is inside an exchange with
 SUMO (it spends most of its time waiting for a step's answer) leaves the socket mid-message: the
@@ -20,7 +20,7 @@ import time
 from types import FrameType, TracebackType
 from typing import Any
 
-_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+_SIGNALS = (signal.SIGINT, signal.SIGTERM, *((signal.SIGHUP,) if hasattr(signal, "SIGHUP") else ()))
 PATIENCE_S = 5.0  # a step, and a paced run's wait before it, take less than this
 
 

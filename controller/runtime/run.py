@@ -200,7 +200,7 @@ def mark_incomplete(out: Path, why: BaseException | str, what_ran: str = "run") 
             if f.is_file():
                 f.replace(f.with_name(_partial(name)))
                 renamed.append(name)
-        what = "interrupted (Ctrl-C or SIGTERM)" if isinstance(why, KeyboardInterrupt) else f"stopped: {why}"
+        what = "interrupted (Ctrl-C, SIGTERM or SIGHUP)" if isinstance(why, KeyboardInterrupt) else f"stopped: {why}"
         summary = "; no summary.json was written" if what_ran == "run" else ""
         detectors = out / "outputs"
         if renamed or (detectors.is_dir() and any(detectors.iterdir())):

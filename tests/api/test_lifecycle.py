@@ -116,6 +116,22 @@ def test_sigint_hands_back_while_streams_are_open_then_ends_them(tiny_scenario: 
     assert ids == sorted(ids) and ids[0] > 10**12  # from the start time in ms: they go on rising across restarts
 
 
+def test_sighup_stops_the_service_as_sigterm_does(tiny_scenario: Path, tmp_path: Path) -> None:
+    # a terminal or an SSH session closing (SIGHUP) killed the service at once: no cancel, no
+    # hand-back of the junction it held, no stop in the audit log
+    server = Server(tiny_scenario, tmp_path, speed=10.0).start()
+    assert server.proc is not None
+    with server.client() as c:
+        assert c.post("/v1/emergencies", json={**DISPATCH, "id": "amb-h"}).status_code == 201
+        wait_for(lambda: c.get("/healthz").json()["preempted"], what="a preempted junction")
+    server.proc.send_signal(signal.SIGHUP)
+    server.proc.wait(timeout=60)
+    log = server.log.read_text()
+    assert server.proc.returncode == 0, log
+    assert "every signal handed back" in log and "Traceback" not in log, log
+    assert not (tmp_path / "out" / "INCOMPLETE.txt").exists()
+
+
 @pytest.mark.parametrize("gap_s", [0.05, 0.3, 1.0])
 def test_a_repeated_sigterm_still_exits_0_after_the_hand_back(tiny_scenario: Path, tmp_path: Path,
                                                               gap_s: float) -> None:

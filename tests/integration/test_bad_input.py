@@ -712,7 +712,8 @@ def test_an_interrupted_run_gives_back_the_signal_handlers_it_had(tmp_path: Path
 
     monkeypatch.setattr(run_module, "run", interrupted)
     path = write_scenario(tmp_path / "s.toml", tiny_net)
-    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    taken = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    before = [signal.getsignal(sig) for sig in taken]
     result = CliRunner().invoke(main, ["run", str(path), "--out", str(tmp_path / "o")])
     assert result.exit_code == (143 if error == "terminated" else 130), result.output
-    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
+    assert [signal.getsignal(sig) for sig in taken] == before

@@ -304,7 +304,8 @@ def test_a_rerun_keeps_the_users_files_and_what_it_cannot_set_aside_it_says(
 
 
 @pytest.mark.parametrize(("sig", "code", "said"), [(signal.SIGINT, 130, "greenwave: interrupted"),
-                                                   (signal.SIGTERM, 143, "greenwave: terminated")])
+                                                   (signal.SIGTERM, 143, "greenwave: terminated"),
+                                                   (signal.SIGHUP, 129, "greenwave: terminated (SIGHUP)")])
 def test_ctrl_c_over_traci_waits_for_the_step_then_hands_back(tmp_path: Path, tiny_net: Path, sig: int, code: int,
                                                              said: str) -> None:
     # over TraCI the signal nearly always came while greenwave waited for a step's answer: the
@@ -317,6 +318,10 @@ def test_ctrl_c_over_traci_waits_for_the_step_then_hands_back(tmp_path: Path, ti
     assert exit_code == code and "Traceback" not in output, output
     assert f"{said}; signals handed back, SUMO closed, no summary written" in output
     assert not (tmp_path / "o" / "summary.json").exists()
+    # (SIGHUP, a terminal or an SSH session closing, killed the run: no hand-back, and SUMO's
+    # outputs cut off under their final names, with no INCOMPLETE.txt)
+    assert (tmp_path / "o" / "INCOMPLETE.txt").is_file() and (tmp_path / "o" / "tripinfo.partial.xml").is_file()
+    assert not (tmp_path / "o" / "tripinfo.xml").exists()
 
 
 def test_an_interrupted_run_leaves_no_output_that_looks_complete(scenario: Path, tmp_path: Path) -> None:
@@ -340,7 +345,7 @@ def test_an_interrupted_run_leaves_no_output_that_looks_complete(scenario: Path,
     assert not (out / "summary.json").exists() and not (out / "tripinfo.xml").exists()
     assert not (out / "statistics.xml").exists()
     assert (out / "tripinfo.partial.xml").is_file() and (out / "statistics.partial.xml").is_file()
-    assert "did not complete (interrupted (Ctrl-C or SIGTERM))" in (out / "INCOMPLETE.txt").read_text()
+    assert "did not complete (interrupted (Ctrl-C, SIGTERM or SIGHUP))" in (out / "INCOMPLETE.txt").read_text()
     # the next complete run into the folder clears both
     run_ok(["run", str(scenario), "--controller", "none", "--out", str(out)])
     assert not (out / "INCOMPLETE.txt").exists() and not (out / "tripinfo.partial.xml").exists()
