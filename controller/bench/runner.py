@@ -91,17 +91,34 @@ def _on_gone(signum: int, frame: object) -> None:
 
 
 def _worker_init() -> None:
-    """A worker ignores Ctrl-C (a terminal sends it to every process of the group: the bench
-    stops its workers itself). On Linux it is sent ``GONE_SIGNAL`` when the bench dies without
+    """A worker ignores Ctrl-C and SIGHUP (a terminal sends them to every process of the group:
+    the bench stops its workers itself). On Linux it is sent ``GONE_SIGNAL`` when the bench dies without
     stopping it (SIGKILL, the OOM killer): it ends, a run in progress stopped first (the workers
     lived on for ever, idle ones ignoring SIGTERM, and could write into a folder another bench
     had taken)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if hasattr(signal, "SIGHUP"):  # (a closing terminal sends it to the whole group too)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _on_stop)
     if STOP_SIGNAL is not None and GONE_SIGNAL is not None:
         signal.signal(STOP_SIGNAL, _on_stop)
         signal.signal(GONE_SIGNAL, _on_gone)
         _end_with_the_bench(GONE_SIGNAL)
+
+
+def _start_resource_tracker() -> None:
+    """Start multiprocessing's resource tracker (the pools' semaphores) with SIGHUP ignored, which
+    it keeps: a closing terminal sends SIGHUP to the whole group, and the tracker, which ignores
+    only SIGINT and SIGTERM, died of it (relaunched, a traceback for every semaphore)."""
+    if not hasattr(signal, "SIGHUP") or threading.current_thread() is not threading.main_thread():
+        return
+    from multiprocessing import resource_tracker
+
+    before = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        resource_tracker.ensure_running()
+    finally:
+        signal.signal(signal.SIGHUP, before)
 
 
 def _end_with_the_bench(signum: signal.Signals) -> None:
@@ -238,7 +255,8 @@ def _stop_workers(pool: ProcessPoolExecutor, wait_s: float = 120.0) -> None:
     them (the bench's folder stays locked until none writes into it). Ctrl-C and SIGTERM are
     ignored meanwhile: a second one cut this short and left the runs going."""
     main = threading.current_thread() is threading.main_thread()
-    before = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)} if main else {}
+    taken = (signal.SIGINT, signal.SIGTERM, *((signal.SIGHUP,) if hasattr(signal, "SIGHUP") else ()))
+    before = {sig: signal.signal(sig, signal.SIG_IGN) for sig in taken} if main else {}
     try:
         processes = list((getattr(pool, "_processes", None) or {}).values())  # (shutdown forgets them)
         pool.shutdown(wait=False, cancel_futures=True)
@@ -282,6 +300,7 @@ def run_jobs(
     uncharged = 0  # pool breaks in a row that charged no job (idle workers dying)
     pending = list(range(len(jobs)))
     ctx = multiprocessing.get_context("spawn")
+    _start_resource_tracker()
 
     def record(i: int, result: RunResult) -> None:
         results[i] = result

@@ -229,7 +229,7 @@ def test_ci_gate_fails_on_an_injected_regression(tmp_path: Path) -> None:
     assert "regression" in result.output and "grid5-moderate / greenwave: ev_travel_mean_s" in result.output
 
 
-@pytest.mark.parametrize("to", ["bench", "group", "kill"])
+@pytest.mark.parametrize("to", ["bench", "group", "kill", "hangup"])
 def test_a_terminated_bench_stops_its_runs_and_leaves_no_aggregate(tmp_path: Path, tiny_net: Path, to: str) -> None:
     # SIGTERM killed the bench at once: its workers went on writing into the folder, no longer
     # locked, for minutes; and an earlier bench's bench.json stayed beside runs it no longer
@@ -237,7 +237,8 @@ def test_a_terminated_bench_stops_its_runs_and_leaves_no_aggregate(tmp_path: Pat
     # ended holding the pool's queue lock hung the other and the bench for ever. "group": a
     # signal to every process (a service manager's stop): the runs stopped once, cleanly.
     # "kill": SIGKILL to the bench alone (the OOM killer): its workers lived on for ever, an idle
-    # one ignoring SIGTERM; now they end with it, the run in progress stopped and marked
+    # one ignoring SIGTERM; now they end with it, the run in progress stopped and marked.
+    # "hangup": SIGHUP to every process (the terminal closing) killed them all at once
     import os
     import signal
     import subprocess
@@ -276,13 +277,14 @@ def test_a_terminated_bench_stops_its_runs_and_leaves_no_aggregate(tmp_path: Pat
         assert not any(_alive(pid) for pid in spawned), spawned
         assert (running / "INCOMPLETE.txt").is_file() and not (running / "summary.json").exists()
         return
-    if to == "group":
-        os.killpg(bench.pid, signal.SIGTERM)
+    if to in ("group", "hangup"):
+        os.killpg(bench.pid, signal.SIGHUP if to == "hangup" else signal.SIGTERM)
     else:
         bench.send_signal(signal.SIGTERM)
     output, _ = bench.communicate(timeout=120)
-    assert bench.returncode == 143, output
-    assert "terminated; the runs in progress were stopped" in output and "Traceback" not in output, output
+    assert bench.returncode == (129 if to == "hangup" else 143), output
+    said = "terminated (SIGHUP)" if to == "hangup" else "terminated"
+    assert f"{said}; the runs in progress were stopped" in output and "Traceback" not in output, output
     for pid in spawned:  # every worker gone with the bench
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
