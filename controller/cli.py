@@ -705,7 +705,10 @@ def run(
             on_interrupt = signal.signal(signal.SIGINT, hold)
             _take_stop_signals(hold)
         what = _what(e)
-        handed = ("signals switched straight back to their programs (the hand-back through yellow and red "
+        left = getattr(e, "left_switched", ())
+        handed = (f"signals NOT handed back, the connection to SUMO broke: {', '.join(left)} left switched away "
+                  "from their programs" if left
+                  else "signals switched straight back to their programs (the hand-back through yellow and red "
                   "clearance was cut short by a second signal)" if getattr(e, "hand_back_cut", False)
                   else "signals handed back")
         click.echo(f"greenwave: {what}; {handed}, SUMO closed, no summary written", err=True)

@@ -204,6 +204,8 @@ class SumoAdapter:
         self._vehicles: dict[str, None] = {}
         self._awaiting: dict[str, None] = {}  # vehicles of the route files to watch once they depart
         self._teleporting: set[str] = set()  # watched vehicles off the road in a teleport
+        # the signals the hand-back as greenwave closed could not switch back (the connection broke)
+        self.left_switched: tuple[str, ...] = ()
         self.speed_factors: Mapping[str, float] = {}  # those seen on the road: the speed factor SUMO drew for each
         self._route_ids: dict[str, str] = {}  # watched vehicle -> the id of its route, as last read
         # watched vehicles whose route is new in the last step: seen for the first time since they
@@ -235,6 +237,9 @@ class SumoAdapter:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+        if isinstance(exc, KeyboardInterrupt) and self.left_switched:
+            # (the CLI says so, not "signals handed back")
+            exc.left_switched = self.left_switched  # type: ignore[attr-defined]
 
     def start(self) -> None:
         global _libsumo_open
@@ -894,20 +899,25 @@ class SumoAdapter:
 
     def restore_all(self) -> list[str]:
         """Return every signal this adapter switched to its original program (S5 on any exit)."""
-        restored = []
+        restored: list[str] = []
+        if self.ended:  # (SUMO ended under a step: its signals went with it)
+            self._original_program.clear()
+            return restored
         for tls_id, program in list(self._original_program.items()):
             try:
                 self._api.trafficlight.setProgram(tls_id, program)
                 restored.append(tls_id)
-            except SUMO_ERRORS:  # keep restoring the others
-                continue
-            except (OSError, struct.error, KeyError, ValueError, IndexError):
+            except (*_SUMO_GONE, OSError, struct.error, KeyError, ValueError, IndexError):
                 # over TraCI, a connection cut inside an exchange (a signal delivered at once, SUMO
-                # killed): its answers are no longer read right, and the others would fare no better
+                # killed), or a SUMO that no longer answers (stopped: its answer timed out): its
+                # answers are no longer read right, and the others would fare no better
                 left = sorted(set(self._original_program) - set(restored))
+                self.left_switched = tuple(left)
                 print(f"greenwave: the connection to SUMO broke while handing the signals back; left switched "
                       f"away from their programs: {', '.join(left)}", file=sys.stderr)
                 break
+            except SUMO_ERRORS:  # keep restoring the others
+                continue
         self._original_program.clear()
         return restored
 
