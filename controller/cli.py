@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from controller import MAX_SEED
-from controller.errors import GreenwaveError, ScenarioError
+from controller.errors import GreenwaveError, OutputError, ScenarioError, is_disk_full
 from controller.tables import print_uncut, uncut_table
 
 T = TypeVar("T")
@@ -205,6 +205,9 @@ def _prepared(out: Path, prepare: Callable[[], T]) -> T:
     except BaseException as e:
         if made is not None:
             shutil.rmtree(made, ignore_errors=True)
+        if isinstance(e, OSError) and is_disk_full(e):  # (a write to an open file names none)
+            raise OutputError(f"--out '{out}': no space left on the device while preparing the run"
+                              + (f" (writing '{e.filename}')" if e.filename else "")) from None
         if isinstance(e, OSError) and e.filename is not None and str(Path(str(e.filename)).resolve()).startswith(
                 str(out.resolve())):
             raise ScenarioError(f"--out '{out}': cannot write '{e.filename}': {e.strerror or e}") from None

@@ -10,11 +10,14 @@ field or id that is wrong, and the CLI maps it to ``exit_code`` without a traceb
     ├── CorridorError              a signal program the corridor cannot serve
     ├── SimulationError            SUMO refused the configuration or died
     │   └── SumoCrashed            exit 1: SUMO ended without saying why (killed, crashed)
+    ├── OutputError                exit 1: an output could not be written (a full disk)
     └── RequestError               an HTTP API request that cannot be served (``status``: 404 unknown
                                    id, 409 conflict, 422 invalid; the API answers it as JSON)
 """
 
 from __future__ import annotations
+
+import errno
 
 
 class GreenwaveError(Exception):
@@ -48,6 +51,18 @@ class SumoCrashed(SimulationError):
     the input's fault (exit 1, as a failed run; a refusal of the input is exit 2)."""
 
     exit_code = 1
+
+
+class OutputError(GreenwaveError):
+    """An output could not be written for want of space (a full disk, a quota reached): the run
+    failed, its input was not at fault (exit 1)."""
+
+    exit_code = 1
+
+
+def is_disk_full(e: BaseException) -> bool:
+    """Is ``e`` a write refused for want of space (ENOSPC, EDQUOT)?"""
+    return isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
 class RequestError(GreenwaveError):

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import shutil
 import xml.etree.ElementTree as ET
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from controller.errors import SimulationError
+from controller.errors import OutputError, SimulationError
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,21 @@ def _parse(path: Path) -> ET.Element:
     try:
         return ET.parse(path).getroot()
     except (OSError, ET.ParseError) as e:
+        free = _free_bytes(path.parent)
+        if free is not None and free < _NEARLY_FULL_BYTES:
+            raise OutputError(f"SUMO output '{path}' is missing or incomplete ({e}): the device holding it is "
+                              f"full ({free // 1024} kB free), and SUMO cut its outputs off") from None
         raise SimulationError(f"SUMO output '{path}' is missing or incomplete: {e}") from None
+
+
+_NEARLY_FULL_BYTES = 1 << 20  # less free space than this where an output is cut off: the disk is full
+
+
+def _free_bytes(folder: Path) -> int | None:
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:
+        return None
 
 
 def read_outputs(out_dir: Path) -> SumoOutputs:

@@ -30,7 +30,7 @@ from controller.core.planner import PlannerConfig
 from controller.core.progress import EvProgress, StopEpisode
 from controller.core.safety import SafetyConfig, SafetyMonitor
 from controller.core.snapshot import SignalCommand, Snapshot, VehicleState
-from controller.errors import GreenwaveError, ScenarioError
+from controller.errors import GreenwaveError, OutputError, ScenarioError, is_disk_full
 from controller.report.html import REPORT_FILE
 from controller.runtime.freeflow import free_flow_times
 from controller.runtime.interrupts import StepBoundary
@@ -227,6 +227,12 @@ def _incomplete_on_failure(
         try:
             return f(setup, *args, **kwargs)
         except BaseException as e:
+            if isinstance(e, OSError) and is_disk_full(e):
+                failure = OutputError(f"--out '{setup.out_dir}': no space left on the device"
+                                      + (f" (writing '{e.filename}')" if e.filename else "")
+                                      + "; no summary.json was written")
+                mark_incomplete(setup.out_dir, failure)
+                raise failure from None
             mark_incomplete(setup.out_dir, e)
             raise
 
@@ -787,7 +793,11 @@ def _write_json(path: Path, data: Any, *, indent: int | None) -> None:
     tmp = path.with_suffix(".json.tmp")
     text = json.dumps(data, indent=indent, allow_nan=False, default=_json_default, separators=None if indent
                       else (",", ":"))
-    tmp.write_text(text + "\n", "utf-8")
+    try:
+        tmp.write_text(text + "\n", "utf-8")
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # (a full disk: no stray half-written file)
+        raise
     tmp.replace(path)
 
 

@@ -717,3 +717,72 @@ def test_an_interrupted_run_gives_back_the_signal_handlers_it_had(tmp_path: Path
     result = CliRunner().invoke(main, ["run", str(path), "--out", str(tmp_path / "o")])
     assert result.exit_code == (143 if error == "terminated" else 130), result.output
     assert [signal.getsignal(sig) for sig in taken] == before
+
+
+def test_a_full_disk_is_a_one_line_error_and_leaves_no_output_that_looks_complete(
+        tmp_path: Path, tiny_net: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # a full disk gave tracebacks (writing the generated traffic, the trace, the summary), left
+    # trace.json.tmp or summary.json.tmp behind, and SUMO's cut-off tripinfo was "bad input" (exit 2)
+    import errno
+
+    import controller.runtime.run as run_module
+    import controller.sim.demand as demand_module
+
+    def full(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    demand = '[demand]\nlevel = "light"\ngenerator = "random_trips"\nvehicles_per_hour = 300\n'
+    path = write_scenario(tmp_path / "s.toml", tiny_net, demand=demand)
+    with monkeypatch.context() as m:  # preparing: writing the generated traffic (no file named)
+        m.setattr(demand_module, "write_random_trips", full)
+        result = CliRunner().invoke(main, ["run", str(path), "--out", str(tmp_path / "p")])
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert f"greenwave: error: --out '{tmp_path / 'p'}': no space left on the device while preparing the run" \
+        in result.output
+    real = run_module._write_json
+
+    def full_at_the_summary(file: Path, data: Any, *, indent: int | None) -> None:
+        if file.name != "summary.json":
+            return real(file, data, indent=indent)
+        file.with_suffix(".json.tmp").write_text("{\"half\": ")
+        raise OSError(errno.ENOSPC, "No space left on device", str(file.with_suffix(".json.tmp")))
+
+    out = tmp_path / "o"
+    with monkeypatch.context() as m:  # the run: writing its summary
+        m.setattr(run_module, "_write_json", full_at_the_summary)
+        result = CliRunner().invoke(main, ["run", str(path), "--out", str(out)])
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert "no space left on the device (writing" in result.output and "no summary.json was written" in result.output
+    assert not (out / "summary.json").exists() and (out / "tripinfo.partial.xml").is_file()
+    assert "no space left on the device" in (out / "INCOMPLETE.txt").read_text()
+
+
+def test_a_json_output_cut_off_by_a_full_disk_leaves_no_stray_file(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    from controller.runtime.run import _write_json
+
+    def full(self: Path, *args: object, **kwargs: object) -> None:
+        with self.open("w") as f:
+            f.write("{")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_text", full)
+    with pytest.raises(OSError):
+        _write_json(tmp_path / "trace.json", {"a": 1}, indent=None)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_sumo_outputs_cut_off_on_a_full_disk_say_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import controller.runtime.outputs as outputs
+    from controller.errors import OutputError, SimulationError
+
+    (tmp_path / "tripinfo.xml").write_text("<tripinfos><tripinfo id=")
+    with pytest.raises(SimulationError, match="is missing or incomplete") as plain:
+        outputs.read_outputs(tmp_path)
+    assert not isinstance(plain.value, OutputError)
+    monkeypatch.setattr(outputs, "_free_bytes", lambda folder: 4096)
+    with pytest.raises(OutputError, match=r"the device holding it is full \(4 kB free\)") as full:
+        outputs.read_outputs(tmp_path)
+    assert full.value.exit_code == 1
