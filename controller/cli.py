@@ -841,6 +841,9 @@ def report(run_dirs: tuple[Path, ...], evs: tuple[str, ...], max_evs: int | None
 @click.option("--attach", default=None, metavar="[HOST:]PORT",
               help="Drive a SUMO you started with --remote-port PORT (on the network and route files the "
                    "scenario names), over TraCI, instead of starting one (it ends when the service stops).")
+@click.option("--stall-after", "stall_after_s", type=Finite(min=1.0), default=30.0, show_default=True,
+              help="/healthz answers 503 'stalled' once no simulation step has ended for this long (and ten "
+                   "steps at --speed): a SUMO that does not answer.")
 def serve(
     scenario: Path,
     host: str,
@@ -856,6 +859,7 @@ def serve(
     backend: str,
     gui: bool,
     attach: str | None,
+    stall_after_s: float,
 ) -> None:
     """Run SCENARIO's simulation live with the controller and the HTTP API (see README, "HTTP API")."""
     from controller.api.serve import ServeOptions
@@ -883,7 +887,7 @@ def serve(
                                        speed=1.0 if realtime else speed, audit_db=audit_db, seed=seed, end_s=end_s,
                                        out_dir=out_dir, sse_max_s=sse_max_s,
                                        backend="traci" if backend == "traci" else "libsumo", gui=gui,
-                                       attach=address))
+                                       attach=address, stall_after_s=stall_after_s))
     except GreenwaveError as e:
         _fail(e)
     sys.exit(code)

@@ -553,11 +553,17 @@ def create_app(service: SimService, token: str, *, max_body_bytes: int = MAX_BOD
              summary="Liveness")
     async def healthz(response: Response) -> Health:
         s = service.state
-        status: Literal["ok", "ended", "failed", "stopped"] = (
+        status: Literal["ok", "ended", "failed", "stopped", "stalled"] = (
             "failed" if s.failed else ("stopped" if not s.running else ("ended" if s.ended else "ok")))
-        if status in ("failed", "stopped"):
+        detail = s.failed
+        stalled = service.stalled_s() if status == "ok" else None
+        if stalled is not None:
+            status = "stalled"
+            detail = (f"no simulation step has ended for {stalled:.0f} s: the SUMO does not answer (stopped, or "
+                      "stuck); the signals stay as they are shown until it does")
+        if status in ("failed", "stopped", "stalled"):
             response.status_code = 503
-        return Health(status=status, t_s=s.t_s, ticks=s.ticks, detail=s.failed, preempted=list(s.preempted),
+        return Health(status=status, t_s=s.t_s, ticks=s.ticks, detail=detail, preempted=list(s.preempted),
                       escorts_active=sum(1 for e in s.escorts.values() if e.active), safety=dict(s.safety),
                       targets_refused=s.targets_refused, ticks_recent=service.tick_stats())
 
@@ -573,7 +579,8 @@ def create_app(service: SimService, token: str, *, max_body_bytes: int = MAX_BOD
                                             float(sum(s.safety.values()))),
             "greenwave_targets_refused": ("Planner ticks that refused a green target no program phase shows.",
                                           float(s.targets_refused)),
-            "greenwave_up": ("1 while the simulation runs.", 1.0 if s.running and not s.failed else 0.0),
+            "greenwave_up": ("1 while the simulation runs (0 once a step has not ended for long: stalled).",
+                             1.0 if s.running and not s.failed and service.stalled_s() is None else 0.0),
         }
         return PlainTextResponse(service.metrics.render(gauges), media_type="text/plain; version=0.0.4")
 

@@ -219,7 +219,7 @@ class AuditOut(_Out):
 
 
 class Health(BaseModel):
-    status: Literal["ok", "ended", "failed", "stopped"]
+    status: Literal["ok", "ended", "failed", "stopped", "stalled"]
     t_s: float
     ticks: int
     escorts_active: int

@@ -59,6 +59,7 @@ class ServeOptions:
     backend: Backend = "libsumo"
     gui: bool = False  # sumo-gui, over TraCI
     attach: tuple[str, int] | None = None  # (host, port) of a SUMO the user started, driven over TraCI
+    stall_after_s: float = 30.0  # /healthz says "stalled" once no step has ended for this long
 
 
 def read_token(token_file: Path | None) -> tuple[str, bool]:
@@ -170,6 +171,9 @@ def serve(options: ServeOptions) -> int:
         return _serve(options, scenario, token, generated, out, sock)
 
 
+STOP_S = 120.0  # a stop waits this long for the hand-back (a few seconds, as SUMO steps on)
+SECOND_SIGNAL_STOP_S = 10.0  # after a second signal, this long more
+
 # a service stops on these (SIGHUP too: a terminal or an SSH session closing killed it at once,
 # its preempted signals not handed back and no stop in its audit log)
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, *((signal.SIGHUP,) if hasattr(signal, "SIGHUP") else ()))
@@ -238,7 +242,8 @@ def _serve(options: ServeOptions, scenario: Scenario, token: str, generated: boo
             click.echo(f"greenwave: note: the audit log's previous session (started {unfinished.at}) recorded no "
                        "stop: it was killed", err=True)
         service = SimService(setup, audit=audit, speed=options.speed, end_s=options.end_s,
-                             backend=options.backend, gui=options.gui, attach=options.attach)
+                             backend=options.backend, gui=options.gui, attach=options.attach,
+                             stall_after_s=options.stall_after_s)
         if options.attach is not None:
             click.echo(f"greenwave: attaching to the SUMO at {options.attach[0]}:{options.attach[1]} (one waiting for "
                        "more clients, --num-clients, answers once they have all connected) ...", err=True)
@@ -277,7 +282,9 @@ def _serve(options: ServeOptions, scenario: Scenario, token: str, generated: boo
         raise
     finally:
         if service is not None:
-            service.stop()
+            # (a second signal: the hand-back waits 10 s more at most, not 120: a SUMO that does not
+            # answer, stopped or stuck, held the service for as long after it)
+            service.stop(SECOND_SIGNAL_STOP_S if len(stop_signal) > 1 else STOP_S)
         audit.close()
         for sig, handler in previous.items():
             # nothing was served: the caller's handlers back; else the process ends after its
@@ -294,8 +301,14 @@ def _serve(options: ServeOptions, scenario: Scenario, token: str, generated: boo
         return 1
     if service is not None and not service.finished:
         mark_incomplete(out, "it did not finish handing back within its stop timeout", "service")
+        held = service.state.preempted
+        stalled = service.stalled_s()
         click.echo(f"greenwave: error: the service did not finish handing back within its stop timeout "
-                   f"(at {service.state.t_s:g} s simulated); see the audit log {audit.path}", err=True)
+                   f"(at {service.state.t_s:g} s simulated"
+                   + (f"; no simulation step has ended for {stalled:.0f} s: the SUMO does not answer" if stalled
+                      else "") + ")"
+                   + (f"; left switched away from their programs: {', '.join(held)}" if held else "")
+                   + f"; see the audit log {audit.path}", err=True)
         return 1
     (out / INCOMPLETE_FILE).unlink(missing_ok=True)  # (a clean stop, or nothing served)
     if service is not None:

@@ -240,6 +240,7 @@ class SimService:
         backend: Backend = "libsumo",
         gui: bool = False,
         attach: tuple[str, int] | None = None,
+        stall_after_s: float = 30.0,
     ) -> None:
         if speed is not None and speed <= 0:
             raise GreenwaveError(f"--speed must be above 0, not {speed:g}")
@@ -268,6 +269,10 @@ class SimService:
         self._lock = threading.Lock()
         self._stats_lock = threading.Lock()
         self._state = ServiceState(t_s=setup.begin_s, ticks=0, running=False, ended=False, failed=None)
+        self._looped_at: float | None = None  # (monotonic) the simulation thread's last pass between ticks
+        # /healthz says "stalled" once a tick has not ended for this long (and ten paced steps): a
+        # stopped attached SUMO left the service answering "ok", its time standing still
+        self.stall_after_s = stall_after_s
         self._stop = threading.Event()
         self._ready = threading.Event()
         self._thread: threading.Thread | None = None
@@ -490,6 +495,7 @@ class SimService:
         step_wall_s = self.setup.step_length_s / self.speed if self.speed is not None else 0.0
         next_wall = time.perf_counter()
         while not self._stop.is_set():
+            self._looped_at = time.monotonic()
             self._run_commands(sim)
             if self._ended or (self.end_s is not None and sim.time_s >= self.end_s - 1e-9):
                 if not self._ended:
@@ -635,6 +641,17 @@ class SimService:
         self._after_tick.clear()
         with self._stats_lock:
             self.control_ms.append((time.perf_counter() - t0) * 1000.0)
+
+    def stalled_s(self) -> float | None:
+        """How long the simulation thread has been inside one tick (a SUMO step that does not
+        end: an attached SUMO stopped, or stuck), where that is more than ``stall_after_s`` and
+        ten paced steps; else None."""
+        looped = self._looped_at
+        if looped is None or self.finished:
+            return None
+        age = time.monotonic() - looped
+        step_wall_s = self.setup.step_length_s / self.speed if self.speed is not None else 0.0
+        return age if age > max(self.stall_after_s, 10.0 * step_wall_s) else None
 
     def tick_stats(self, last: int = 1000) -> dict[str, float | int | None]:
         """Quantiles of the last ``last`` ticks' wall time (whole tick, and without SUMO's step), in ms."""

@@ -8,13 +8,14 @@ import contextlib
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from controller.runtime.service import SimService
 from controller.runtime.service_model import Dispatch
 from controller.sim.adapter import SumoAdapter
-from tests.api.conftest import ROW, in_process_service
+from tests.api.conftest import ROW, in_process_service, wait_for
 
 pytestmark = pytest.mark.sumo
 
@@ -107,3 +108,54 @@ def test_escorts_read_ended_where_the_failure_leaves_their_views_unreadable(
     assert view.cancelled_s is not None and view.position is None and view.speed_mps is None
     assert all(j.eta_s is None and j.stage == "idle" for j in view.junctions)
     assert [j.tls_id for j in view.junctions] == [j.tls_id for j in live.junctions]
+
+
+def test_a_simulation_step_that_does_not_end_is_reported_stalled(
+    tiny_scenario: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # an attached SUMO stopped (SIGSTOP) mid-escort: /healthz went on answering 200 "ok", its
+    # time standing still, and a liveness probe saw nothing wrong
+    import asyncio
+    import threading
+
+    import httpx
+
+    from controller.api.app import create_app
+
+    class Client:  # (the app in this process, without a server)
+        def __init__(self, app: Any) -> None:
+            self.app = app
+
+        def get(self, path: str) -> httpx.Response:
+            async def get() -> httpx.Response:
+                async with httpx.AsyncClient(transport=httpx.ASGITransport(app=self.app),
+                                             base_url="http://test") as c:
+                    return await c.get(path)
+
+            return asyncio.run(get())
+
+    with _escorting(tiny_scenario, tmp_path) as (service, _deadline):
+        service.stall_after_s = 1.0
+        client = Client(create_app(service, "t"))
+        assert client.get("/healthz").json()["status"] == "ok"
+        answer = threading.Event()
+        stepping = SumoAdapter.step
+
+        def frozen(self: SumoAdapter) -> object:
+            answer.wait(30)
+            return stepping(self)
+
+        monkeypatch.setattr(SumoAdapter, "step", frozen)
+        try:
+            r = wait_for(lambda: (h := client.get("/healthz")).status_code == 503 and h, timeout_s=10,
+                         what="a stalled service")
+            body = r.json()
+            assert body["status"] == "stalled" and body["preempted"], body
+            detail = body["detail"]
+            assert detail.startswith("no simulation step has ended for ") and "does not answer" in detail
+            assert "\ngreenwave_up 0\n" in client.get("/metrics").text
+        finally:
+            answer.set()  # (SUMO answers again: the service steps on)
+        monkeypatch.setattr(SumoAdapter, "step", stepping)
+        wait_for(lambda: client.get("/healthz").json()["status"] == "ok", timeout_s=10,
+                 what="the service stepping again")

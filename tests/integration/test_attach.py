@@ -512,3 +512,43 @@ def test_serve_attached_escorts_in_the_users_sumo(config: Path, tmp_path: Path, 
         assert "--end 50 s is not after the attached SUMO's time (100 s)" in said
     finally:
         late.stop()
+
+
+def test_serve_attached_to_a_sumo_that_stops_answering_says_so_and_can_be_stopped(config: Path, tmp_path: Path,
+                                                                                  tiny_net: Path) -> None:
+    # the user's SUMO stopped (SIGSTOP) with a signal preempted: /healthz went on saying "ok",
+    # and the service could not be stopped until SUMO went on (a second SIGTERM, a third: ignored)
+    import httpx
+
+    from tests.api.conftest import Server, wait_for
+    from tests.api.test_lifecycle import DISPATCH
+
+    routes = config.parent / "user.rou.xml"
+    scenario = write_scenario(tmp_path / "mine.toml", tiny_net, end_s=300,
+                              demand=f'[demand]\nlevel = "real"\nroutes = ["{routes}"]\n')
+    user_sumo = UserSumo(config)
+    try:
+        server = Server(scenario, tmp_path, speed=10.0,
+                        extra=("--attach", str(user_sumo.port), "--stall-after", "2")).start()
+        assert server.proc is not None
+        with server.client() as c:
+            assert c.post("/v1/emergencies", json={**DISPATCH, "id": "amb-f"}).status_code == 201
+            held = wait_for(lambda: c.get("/healthz").json()["preempted"], what="a preempted junction")
+            user_sumo.proc.send_signal(signal.SIGSTOP)
+            health = wait_for(lambda: (h := c.get("/healthz")).status_code == 503 and h.json(), timeout_s=20,
+                              what="a stalled service")
+            assert health["status"] == "stalled" and "the SUMO does not answer" in health["detail"], health
+        started = time.monotonic()
+        server.proc.send_signal(signal.SIGTERM)
+        time.sleep(1.0)
+        server.proc.send_signal(signal.SIGTERM)
+        code = server.proc.wait(timeout=60)
+        said = " ".join(server.log.read_text().split())
+        assert code == 1 and time.monotonic() - started < 30, said
+        assert "did not finish handing back within its stop timeout" in said and "the SUMO does not answer" in said
+        assert f"left switched away from their programs: {', '.join(held)}" in said, said
+        with pytest.raises(httpx.TransportError):
+            httpx.get(server.url + "/healthz", timeout=1.0)
+    finally:
+        user_sumo.proc.send_signal(signal.SIGCONT)
+        user_sumo.stop()
