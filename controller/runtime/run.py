@@ -10,10 +10,12 @@ import gc
 import hashlib
 import json
 import math
+import os
 import time
 from collections import Counter
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any, Concatenate, ParamSpec, Protocol
 from xml.sax.saxutils import escape
@@ -271,6 +273,13 @@ def run(
     out = setup.out_dir
     summary_path = out / SUMMARY_FILE
     clear_run_folder(setup)
+    # (the folder marked until the summary is written: a run killed (SIGKILL, out of memory) left
+    # SUMO's outputs cut off under their own names, looking complete)
+    (out / INCOMPLETE_FILE).write_text(
+        f"This run is in progress (greenwave, process {os.getpid()}, started "
+        f"{datetime.now(timezone.utc).isoformat(timespec='seconds')}). The file goes when its summary.json is "
+        "written; if it is here and that process is gone, the run was killed (SIGKILL, out of memory): SUMO's "
+        "outputs here then cover part of the simulated time only, and may be cut off.\n", "utf-8")
     started = time.perf_counter()
     check_controller(controller_name)
     programs = {tls: setup.network.programs[tls] for tls in setup.watched_tls}
@@ -649,6 +658,7 @@ def run(
     # the trace first: a summary.json present means the run's outputs are complete
     _write_json(out / TRACE_FILE, trace.as_dict(header=header, eta_records=eta_records), indent=None)
     _write_json(summary_path, summary, indent=2)
+    (out / INCOMPLETE_FILE).unlink(missing_ok=True)
     return summary
 
 

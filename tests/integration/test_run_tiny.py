@@ -324,6 +324,19 @@ def test_ctrl_c_over_traci_waits_for_the_step_then_hands_back(tmp_path: Path, ti
     assert not (tmp_path / "o" / "tripinfo.xml").exists()
 
 
+def test_a_run_killed_mid_way_leaves_its_folder_marked(tmp_path: Path, tiny_net: Path) -> None:
+    # SIGKILL (the OOM killer) mid-run: nothing can be done then, and SUMO's outputs were left cut
+    # off under their own names with nothing to say so; the folder is marked from the start
+    demand = '[demand]\nlevel = "heavy"\ngenerator = "random_trips"\nvehicles_per_hour = 1500\n'
+    scenario = write_scenario(tmp_path / "long.toml", tiny_net, demand=demand, end_s=3600)
+    out = tmp_path / "o"
+    exit_code, output = interrupt_mid_run(["run", str(scenario), "--out", str(out)], signal.SIGKILL, REPO)
+    assert exit_code == -signal.SIGKILL, output
+    note = (out / "INCOMPLETE.txt").read_text()
+    assert "This run is in progress" in note and "if it is here and that process is gone, the run was killed" in note
+    assert not (out / "summary.json").exists()
+
+
 def test_an_interrupted_run_leaves_no_output_that_looks_complete(scenario: Path, tmp_path: Path) -> None:
     # a complete run first, then one interrupted into the same folder: its SUMO outputs (a
     # tripinfo closed properly, statistics) cover part of the time only
