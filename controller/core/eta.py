@@ -775,6 +775,8 @@ class EtaLog:
     def __init__(self) -> None:
         # one entry per EV and tick, as predicted (a tick's cost stays per EV, not per ETA)
         self._batches: list[tuple[str, float, Sequence[Eta], Mapping[int, str] | None]] = []
+        # the arrivals of retired corridors (:meth:`retire`): (label, junction index) -> time
+        self._retired_actual: dict[tuple[str, int], float] = {}
 
     @property
     def records(self) -> tuple[EtaRecord, ...]:
@@ -785,10 +787,14 @@ class EtaLog:
             for e in etas
         )
 
-    def retire(self, ev_id: str, label: str) -> None:
+    def retire(self, ev_id: str, label: str, crossed_s: Mapping[int, float] | None = None) -> None:
         """Relabel an EV's records (its corridor changed: their junction indices refer to the
-        old one and must not be matched with arrivals on the new one)."""
+        old one and must not be matched with arrivals on the new one). ``crossed_s``: the old
+        corridor's junctions the EV had crossed, and when: their records are scored against
+        these (they were dropped from every figure)."""
         self._batches = [(label if e == ev_id else e, t, etas, tags) for e, t, etas, tags in self._batches]
+        for j, t_s in (crossed_s or {}).items():
+            self._retired_actual[(label, j)] = t_s
 
     def record(self, ev_id: str, t_s: float, etas: Sequence[Eta], tag_for: Mapping[int, str] | None = None) -> None:
         """Keep ``etas`` (not copied: the caller hands them over) as predicted at ``t_s``."""
@@ -806,6 +812,8 @@ class EtaLog:
         junction) the prediction whose actual − t is closest to h, within ±1 s. Entry: the
         records tagged "entry".
         """
+        if self._retired_actual:
+            actual_s = {**self._retired_actual, **actual_s}
         scored: list[tuple[EtaRecord, float, float]] = []  # record, actual, horizon
         for r in self.records:
             actual = actual_s.get((r.ev_id, r.junction_index))

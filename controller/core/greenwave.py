@@ -277,14 +277,15 @@ class PreemptionController:
         self._last_requests.pop(ev_id, None)
         self.planner.release(ev_id, reason)
 
-    def reroute(self, ev_id: str, corridor: Corridor) -> None:
+    def reroute(self, ev_id: str, corridor: Corridor, crossed_s: Mapping[int, float] | None = None) -> None:
         """The EV left its route: plan the new corridor; signals it no longer needs are handed
-        back on the next tick (their requests are gone)."""
+        back on the next tick (their requests are gone). ``crossed_s``: the old corridor's
+        junctions it crossed, and when (its ETAs for them are scored against these)."""
         old = self.evs[ev_id]
         self.planner.release(ev_id, "re-routed")
         self._last_requests.pop(ev_id, None)  # they refer to the old corridor
         self._reroutes[ev_id] = self._reroutes.get(ev_id, 0) + 1
-        self.eta_log.retire(ev_id, f"{ev_id}@route{self._reroutes[ev_id]}")
+        self.eta_log.retire(ev_id, f"{ev_id}@route{self._reroutes[ev_id]}", crossed_s)
         self.evs[ev_id] = replace(old, corridor=corridor)
         for key in [k for k in self._service if k[0] == ev_id]:
             del self._service[key]

@@ -883,13 +883,16 @@ def _reroute(
     if unservable and on_note is not None:
         on_note(f"EV '{ev_id}' was re-routed by SUMO at {t_s:g} s onto a way with a signal greenwave cannot "
                 f"serve, left to its program: {unservable[0]}")
-    progress[ev_id] = progress[ev_id].rerouted(corridor)
+    old = progress[ev_id]
+    # (the old corridor's crossings, for its ETAs' errors; none where it passed off the road)
+    crossed = {j: t for j, t in old.crossed_s.items() if j not in old.passed_off_road}
+    progress[ev_id] = old.rerouted(corridor)
     for tls in corridor.tls_ids():  # (the signals of the new way are judged too: they were not)
         monitor.watch(tls, setup.network.programs[tls])
     watch.activate(ev_id, corridor, t_s, _free_flow_clock(setup, corridor) if _plans_ahead(controller) else None)
     reroute = getattr(controller, "reroute", None)
     if reroute is not None:
-        reroute(ev_id, corridor)
+        reroute(ev_id, corridor, crossed)
 
 
 def _plans_ahead(controller: Controller) -> bool:

@@ -657,3 +657,16 @@ def test_crossed_stop_lines_score_the_predictions_made_for_them() -> None:
     for t, x, n in [(5.0, 60.0, 1), (20.0, 240.0, 2), (100.0, 1440.0, 3), (150.0, 2040.0, 3)]:
         pred.observe(t, x, 12.0)
         assert pred.spread_per_s == pytest.approx(math.sqrt(sum(r * r for r in rel[:n]) / n))
+
+
+def test_a_retired_corridors_etas_are_scored_against_the_junctions_it_crossed() -> None:
+    # an EV re-routed: its records of the old corridor were relabelled and never matched again,
+    # those of the junctions it had crossed before the re-route included (dropped from every figure)
+    log = EtaLog()
+    log.record("ev", 0.0, [Eta(0, 10.0, 9.0, 11.0, 10.0), Eta(1, 30.0, 29.0, 31.0, 30.0)])
+    log.retire("ev", "ev@route1", {0: 12.0})  # crossed J0 at 12 s; re-routed before J1
+    log.record("ev", 13.0, [Eta(0, 40.0, 39.0, 41.0, 40.0)])  # the new corridor's first junction
+    result = log.evaluate({("ev", 0): 41.0})
+    assert result["n"] == 2 and result["bias_s"] == pytest.approx(((10.0 - 12.0) + (40.0 - 41.0)) / 2)
+    by_junction = result["by_junction"]
+    assert isinstance(by_junction, dict) and set(by_junction) == {"ev@route1#0", "ev#0"}
