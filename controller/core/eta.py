@@ -373,9 +373,7 @@ class EtaConfig:
     correction_window_s: float = 30.0  # online correction from recent progress
     min_factor: float = 1.0
     max_factor: float = 4.0
-    # the band: base + max(per_s, spread_z × learned spread) × horizon on either side, the spread
-    # learned on each side of the ETA apart (EtaPredictor.spreads_per_s)
-    band_base_s: float = 1.0
+    band_base_s: float = 1.0  # band half-width = base + max(per_s, spread_z × learned spread) × horizon
     band_per_s: float = 0.08
     saturation_headway_s: float = 2.0  # queue discharge: count × headway + lost time
     startup_lost_s: float = 2.0
@@ -479,7 +477,6 @@ class EtaPredictor:
         self._rel_errors: deque[float] = deque(maxlen=_ERRORS_KEPT)
         self._mean_cache: float | None = None  # of _rel_errors, until it changes
         self._rms_cache: float | None = None
-        self._sides_cache: tuple[float, float] | None = None  # (early, late) spreads, until it changes
 
     @property
     def factor(self) -> float:
@@ -532,24 +529,6 @@ class EtaPredictor:
         if self._rms_cache is None:
             self._rms_cache = math.sqrt(sum(r * r for r in self._rel_errors) / len(self._rel_errors))
         return self._rms_cache
-
-    @property
-    def spreads_per_s(self) -> tuple[float, float]:
-        """The spread of the predictions scored so far on either side, per second of horizon:
-        (early, late), each the RMS of the errors on that side over all of them, × √2 (an error
-        as often early as late gives :attr:`spread_per_s` on both sides). The EV arrives late
-        far more often than early (traffic ahead slows it; nothing makes it faster than its
-        free flow): one band for both sides held 74 % of the heavy arterial's arrivals, 241
-        late of it and 10 early."""
-        errors = self._rel_errors
-        if not errors:
-            return 0.0, 0.0
-        if self._sides_cache is None:
-            early = sum(r * r for r in errors if r > 0.0)  # (predicted − actual > 0: it came early)
-            late = sum(r * r for r in errors if r < 0.0)
-            n = len(errors)
-            self._sides_cache = math.sqrt(2.0 * early / n), math.sqrt(2.0 * late / n)
-        return self._sides_cache
 
     def observe(self, t_s: float, position_m: float, speed_mps: float) -> None:
         """The EV's position along the corridor and speed at ``t_s``.
@@ -641,9 +620,7 @@ class EtaPredictor:
             else:
                 continue
             bound[q.junction_index] = max(earliest, bound.get(q.junction_index, -math.inf))
-        early_s, late_s = self.spreads_per_s
-        early_per_s = max(cfg.band_per_s, cfg.band_spread_z * early_s)
-        late_per_s = max(cfg.band_per_s, cfg.band_spread_z * late_s)
+        per_s = max(cfg.band_per_s, cfg.band_spread_z * self.spread_per_s)
         horizon = cfg.recent_horizon_s if cfg.recent_horizon_s is not None else math.inf
         shift = 0.0
         out: list[Eta] = []
@@ -668,9 +645,9 @@ class EtaPredictor:
                 eta = max(eta - bias * max(eta - t_s, _SPREAD_MIN_HORIZON_S), t_s)
             if max_ahead_s is not None and j.index > at_least and eta - t_s > max_ahead_s:
                 break
-            lead_s = max(eta - t_s, 0.0)
-            low = max(eta - cfg.band_base_s - early_per_s * lead_s, min(free, eta) - cfg.band_base_s)
-            out.append(Eta(j.index, eta, low, eta + cfg.band_base_s + late_per_s * lead_s, free))
+            half = cfg.band_base_s + per_s * max(eta - t_s, 0.0)
+            low = max(eta - half, min(free, eta) - cfg.band_base_s)
+            out.append(Eta(j.index, eta, low, eta + half, free))
             if not learn:
                 continue
             made = predictions.get(j.index)
@@ -749,7 +726,7 @@ class EtaPredictor:
                 horizon = actual - t_made
                 if 0 < horizon <= _SPREAD_MAX_HORIZON_S:
                     self._rel_errors.append((eta - actual) / max(horizon, _SPREAD_MIN_HORIZON_S))
-                    self._mean_cache = self._rms_cache = self._sides_cache = None
+                    self._mean_cache = self._rms_cache = None
 
 
 # ----------------------------------------------------------------------------------------------
