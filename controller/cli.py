@@ -206,8 +206,8 @@ def _prepared(out: Path, prepare: Callable[[], T]) -> T:
         if made is not None:
             shutil.rmtree(made, ignore_errors=True)
         if isinstance(e, OSError) and is_disk_full(e):  # (a write to an open file names none)
-            raise OutputError(f"--out '{out}': no space left on the device while preparing the run"
-                              + (f" (writing '{e.filename}')" if e.filename else "")) from None
+            where = f"'{e.filename}'" if e.filename else f"into --out '{out}'"
+            raise OutputError(f"no space left on the device while preparing the run, writing {where}") from None
         if isinstance(e, OSError) and e.filename is not None and str(Path(str(e.filename)).resolve()).startswith(
                 str(out.resolve())):
             raise ScenarioError(f"--out '{out}': cannot write '{e.filename}': {e.strerror or e}") from None

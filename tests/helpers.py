@@ -52,10 +52,11 @@ def long_teleport_sumocfg(folder: Path, net: Path, *, end_s: float | None = None
 
 
 def interrupt_mid_run(args: list[str], sig: int, cwd: Path, *, after: str = "25% simulated",
-                      again_after_s: float | None = None) -> tuple[int, str]:
+                      again_after_s: float | None = None, to_group: bool = False) -> tuple[int, str]:
     """``greenwave ARGS`` as a process of its own, sent ``sig`` once it has printed ``after`` (a
     progress line: SUMO busy stepping), and again ``again_after_s`` later if given; its exit code
-    and output (stdout and stderr)."""
+    and output (stdout and stderr). ``to_group``: sent to its whole process group, as a terminal
+    sends Ctrl-C or a hang-up (the process leads a group of its own)."""
     import os
     import signal
     import subprocess
@@ -66,17 +67,24 @@ def interrupt_mid_run(args: list[str], sig: int, cwd: Path, *, after: str = "25%
     # (SIGINT as at a terminal: a shell's background job, pytest started with '&' among them,
     # ignores it, and so would the child, running on to its end)
     proc = subprocess.Popen([sys.executable, "-m", "controller", *args], cwd=cwd, env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=to_group,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+
+    def send() -> None:
+        if to_group:
+            os.killpg(proc.pid, sig)
+        else:
+            proc.send_signal(sig)
+
     assert proc.stdout is not None
     said = []
     for line in proc.stdout:
         said.append(line)
         if after in line:
-            proc.send_signal(sig)
+            send()
             if again_after_s is not None:
                 time.sleep(again_after_s)
-                proc.send_signal(sig)
+                send()
             break
     try:
         rest, _ = proc.communicate(timeout=120)

@@ -22,6 +22,7 @@ import shutil
 import signal
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -172,7 +173,7 @@ def serve(options: ServeOptions) -> int:
 
 
 STOP_S = 120.0  # a stop waits this long for the hand-back (a few seconds, as SUMO steps on)
-SECOND_SIGNAL_STOP_S = 10.0  # after a second signal, this long more
+SECOND_SIGNAL_STOP_S = 10.0  # after a second signal, this long at least, then until SUMO is stalled
 
 # a service stops on these (SIGHUP too: a terminal or an SSH session closing killed it at once,
 # its preempted signals not handed back and no stop in its audit log)
@@ -282,9 +283,16 @@ def _serve(options: ServeOptions, scenario: Scenario, token: str, generated: boo
         raise
     finally:
         if service is not None:
-            # (a second signal: the hand-back waits 10 s more at most, not 120: a SUMO that does not
-            # answer, stopped or stuck, held the service for as long after it)
-            service.stop(SECOND_SIGNAL_STOP_S if len(stop_signal) > 1 else STOP_S)
+            if len(stop_signal) > 1:
+                # (a second signal: a hand-back SUMO does not answer, stopped or stuck, is given up
+                # once it is stalled (10 s at least), not 120 s on; one SUMO answers, slow as it
+                # may be, runs its course)
+                service.stop(SECOND_SIGNAL_STOP_S)
+                deadline = time.monotonic() + STOP_S
+                while not service.finished and service.stalled_s() is None and time.monotonic() < deadline:
+                    service.stop(1.0)
+            else:
+                service.stop(STOP_S)
         audit.close()
         for sig, handler in previous.items():
             # nothing was served: the caller's handlers back; else the process ends after its

@@ -667,7 +667,9 @@ class PreemptionController:
             # crosses once it has pulled away from where it waits)
             ahead = self._queue_ahead(j, snapshot, vehicle, ev.in_lanes) \
                 if vehicle is not None and vehicle.road_id == j.approach_edge else 0
-            out.append(QueueAhead(index, ahead, due_s - step - t))
+            # (not green yet: the queue starts with the green, its start-up lost time counted even
+            # where that green is in force from now on)
+            out.append(QueueAhead(index, ahead, max(due_s - step - t, 1e-6)))
         return out
 
     def _queue_ahead(self, j: CorridorJunction, snapshot: Snapshot, vehicle: VehicleState | None,

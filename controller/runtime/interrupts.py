@@ -45,6 +45,8 @@ class StepBoundary:
             return
         self.repeated = False
         for sig in _SIGNALS:
+            if signal.getsignal(sig) is signal.SIG_IGN:
+                continue  # (ignored where it runs, a bench's worker's SIGHUP: it stays so)
             self._previous[sig] = signal.signal(sig, self._hold)
 
     def _hold(self, signum: int, frame: FrameType | None) -> None:

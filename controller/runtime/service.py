@@ -1400,6 +1400,7 @@ class SimService:
                 self._release(esc, sim.time_s)
         until = sim.time_s + DRAIN_LIMIT_S
         while self._controller.busy and sim.time_s < until:
+            self._looped_at = time.monotonic()  # (stepping on: not stalled)
             self._tick(sim)
         self._publish(sim.time_s, running=False)
 

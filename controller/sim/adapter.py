@@ -393,7 +393,10 @@ class SumoAdapter:
             port = getFreeSocketPort()
             err = tempfile.TemporaryFile()  # noqa: SIM115 (kept open while SUMO runs: _echo_traci_stderr)
             try:
-                proc = subprocess.Popen([*cmd, "--remote-port", str(port)], stderr=err)
+                # (a session of its own: a terminal's Ctrl-C or hang-up, sent to its whole process
+                # group, reached SUMO too, which ended at once, the hand-back lost; greenwave takes
+                # them and closes it)
+                proc = subprocess.Popen([*cmd, "--remote-port", str(port)], stderr=err, start_new_session=True)
             except OSError as e:  # (not executable, another architecture: a traceback before)
                 err.close()
                 raise SimulationError(f"SUMO could not be started: {cmd[0]}: {e.strerror or e}") from None
@@ -680,14 +683,20 @@ class SumoAdapter:
         self.last_step_ms = (t1 - t0) * 1000.0
         if self._traci_stderr is not None:
             self._echo_traci_stderr()  # (its warnings as they come, as libsumo's in this process)
-        snapshot = self._read(direct)
-        self.last_read_ms = (time.perf_counter() - t1) * 1000.0
-        if self.attach is not None and snapshot.colliding:
-            # (SUMO's collision output is the starting SUMO's, not greenwave's: read here, stamped
-            # with the step's start as that output stamps them)
-            start = self.time_s - float(self._api.simulation.getDeltaT())
-            self.collision_log.extend((start, c.lane, c.collider, c.victim)
-                                      for c in self._api.simulation.getCollisions())
+        try:
+            snapshot = self._read(direct)
+            self.last_read_ms = (time.perf_counter() - t1) * 1000.0
+            if self.attach is not None and snapshot.colliding:
+                # (SUMO's collision output is the starting SUMO's, not greenwave's: read here, stamped
+                # with the step's start as that output stamps them)
+                start = self.time_s - float(self._api.simulation.getDeltaT())
+                self.collision_log.extend((start, c.lane, c.collider, c.victim)
+                                          for c in self._api.simulation.getCollisions())
+        except _SUMO_GONE as e:  # (gone between the step and its reading: a traceback before)
+            self.ended = True
+            detail = " ".join(str(e).split())
+            raise SumoCrashed(f"SUMO stopped: {detail} (it ended without an error message: killed, "
+                              "or crashed)") from None
         return snapshot
 
     def _read(self, direct: bool) -> Snapshot:
@@ -900,7 +909,8 @@ class SumoAdapter:
     def restore_all(self) -> list[str]:
         """Return every signal this adapter switched to its original program (S5 on any exit)."""
         restored: list[str] = []
-        if self.ended:  # (SUMO ended under a step: its signals went with it)
+        if self.ended or (self._traci_proc is not None and self._traci_proc.poll() is not None):
+            # (SUMO ended under a step, or its process has: its signals went with it)
             self._original_program.clear()
             return restored
         for tls_id, program in list(self._original_program.items()):

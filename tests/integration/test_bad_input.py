@@ -721,8 +721,8 @@ def test_an_interrupted_run_gives_back_the_signal_handlers_it_had(tmp_path: Path
 
 def test_a_full_disk_is_a_one_line_error_and_leaves_no_output_that_looks_complete(
         tmp_path: Path, tiny_net: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # a full disk gave tracebacks (writing the generated traffic, the trace, the summary), left
-    # trace.json.tmp or summary.json.tmp behind, and SUMO's cut-off tripinfo was "bad input" (exit 2)
+    # a full disk gave tracebacks (writing the generated traffic, the trace, the summary), and
+    # SUMO's cut-off tripinfo was "bad input" (exit 2); the stray .json.tmp: the test below
     import errno
 
     import controller.runtime.run as run_module
@@ -737,14 +737,13 @@ def test_a_full_disk_is_a_one_line_error_and_leaves_no_output_that_looks_complet
         m.setattr(demand_module, "write_random_trips", full)
         result = CliRunner().invoke(main, ["run", str(path), "--out", str(tmp_path / "p")])
     assert result.exit_code == 1 and "Traceback" not in result.output, result.output
-    assert f"greenwave: error: --out '{tmp_path / 'p'}': no space left on the device while preparing the run" \
-        in result.output
+    assert ("greenwave: error: no space left on the device while preparing the run, writing into --out "
+            f"'{tmp_path / 'p'}'") in result.output
     real = run_module._write_json
 
     def full_at_the_summary(file: Path, data: Any, *, indent: int | None) -> None:
         if file.name != "summary.json":
             return real(file, data, indent=indent)
-        file.with_suffix(".json.tmp").write_text("{\"half\": ")
         raise OSError(errno.ENOSPC, "No space left on device", str(file.with_suffix(".json.tmp")))
 
     out = tmp_path / "o"
@@ -786,3 +785,23 @@ def test_sumo_outputs_cut_off_on_a_full_disk_say_so(tmp_path: Path, monkeypatch:
     with pytest.raises(OutputError, match=r"the device holding it is full \(4 kB free\)") as full:
         outputs.read_outputs(tmp_path)
     assert full.value.exit_code == 1
+
+
+def test_an_interrupted_run_that_could_not_hand_back_says_so(tmp_path: Path, tiny_net: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    # (an attached SUMO that stopped answering: the adapter names the signals left switched on the
+    # interrupt; "signals handed back" was said)
+    from controller.runtime import run as run_module
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        e = KeyboardInterrupt()
+        e.left_switched = ("A1", "B1")  # type: ignore[attr-defined]
+        raise e
+
+    monkeypatch.setattr(run_module, "run", interrupted)
+    path = write_scenario(tmp_path / "s.toml", tiny_net)
+    result = CliRunner().invoke(main, ["run", str(path), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 130, result.output
+    assert ("greenwave: interrupted; signals NOT handed back, the connection to SUMO broke: A1, B1 left switched "
+            "away from their programs") in result.output
+    assert "signals handed back" not in result.output

@@ -303,18 +303,21 @@ def test_a_rerun_keeps_the_users_files_and_what_it_cannot_set_aside_it_says(
     assert f"the previous run in '{out}' is replaced in place (it holds the run's input files)" in result.output
 
 
-@pytest.mark.parametrize(("sig", "code", "said"), [(signal.SIGINT, 130, "greenwave: interrupted"),
-                                                   (signal.SIGTERM, 143, "greenwave: terminated"),
-                                                   (signal.SIGHUP, 129, "greenwave: terminated (SIGHUP)")])
+@pytest.mark.parametrize(("sig", "code", "said", "to_group"), [
+    (signal.SIGINT, 130, "greenwave: interrupted", False), (signal.SIGTERM, 143, "greenwave: terminated", False),
+    (signal.SIGHUP, 129, "greenwave: terminated (SIGHUP)", False),
+    # a terminal's Ctrl-C or hang-up reaches its whole process group: SUMO, greenwave's child,
+    # ended at once on it, the hand-back lost (its own session now)
+    (signal.SIGINT, 130, "greenwave: interrupted", True), (signal.SIGHUP, 129, "greenwave: terminated (SIGHUP)", True)])
 def test_ctrl_c_over_traci_waits_for_the_step_then_hands_back(tmp_path: Path, tiny_net: Path, sig: int, code: int,
-                                                             said: str) -> None:
+                                                             said: str, to_group: bool) -> None:
     # over TraCI the signal nearly always came while greenwave waited for a step's answer: the
     # hand-back then read the rest of that answer as its own (struct.error, a traceback, exit 1),
     # or both sides waited for ever
     demand = '[demand]\nlevel = "heavy"\ngenerator = "random_trips"\nvehicles_per_hour = 1500\n'
     scenario = write_scenario(tmp_path / "long.toml", tiny_net, demand=demand, end_s=3600)
     exit_code, output = interrupt_mid_run(["run", str(scenario), "--backend", "traci", "--out", str(tmp_path / "o")],
-                                          sig, REPO)
+                                          sig, REPO, to_group=to_group)
     assert exit_code == code and "Traceback" not in output, output
     assert f"{said}; signals handed back, SUMO closed, no summary written" in output
     assert not (tmp_path / "o" / "summary.json").exists()
@@ -322,6 +325,9 @@ def test_ctrl_c_over_traci_waits_for_the_step_then_hands_back(tmp_path: Path, ti
     # outputs cut off under their final names, with no INCOMPLETE.txt)
     assert (tmp_path / "o" / "INCOMPLETE.txt").is_file() and (tmp_path / "o" / "tripinfo.partial.xml").is_file()
     assert not (tmp_path / "o" / "tripinfo.xml").exists()
+    # SUMO was closed by greenwave, not killed by the signal: its outputs of the part that ran are whole
+    ET.parse(tmp_path / "o" / "tripinfo.partial.xml")
+    ET.parse(tmp_path / "o" / "statistics.partial.xml")
 
 
 def test_a_run_killed_mid_way_leaves_its_folder_marked(tmp_path: Path, tiny_net: Path) -> None:
