@@ -116,14 +116,21 @@ def test_sigint_hands_back_while_streams_are_open_then_ends_them(tiny_scenario: 
     assert ids == sorted(ids) and ids[0] > 10**12  # from the start time in ms: they go on rising across restarts
 
 
+def _preempting(scenario: Path, tmp_path: Path, escort_id: str) -> Server:
+    """A service (10 simulated s a second) with escort ``escort_id`` dispatched along the row and
+    a junction preempted for it."""
+    server = Server(scenario, tmp_path, speed=10.0).start()
+    with server.client() as c:
+        assert c.post("/v1/emergencies", json={**DISPATCH, "id": escort_id}).status_code == 201
+        wait_for(lambda: c.get("/healthz").json()["preempted"], what="a preempted junction")
+    return server
+
+
 def test_sighup_stops_the_service_as_sigterm_does(tiny_scenario: Path, tmp_path: Path) -> None:
     # a terminal or an SSH session closing (SIGHUP) killed the service at once: no cancel, no
     # hand-back of the junction it held, no stop in the audit log
-    server = Server(tiny_scenario, tmp_path, speed=10.0).start()
+    server = _preempting(tiny_scenario, tmp_path, "amb-h")
     assert server.proc is not None
-    with server.client() as c:
-        assert c.post("/v1/emergencies", json={**DISPATCH, "id": "amb-h"}).status_code == 201
-        wait_for(lambda: c.get("/healthz").json()["preempted"], what="a preempted junction")
     server.proc.send_signal(signal.SIGHUP)
     server.proc.wait(timeout=60)
     log = server.log.read_text()
@@ -136,11 +143,8 @@ def test_sighup_stops_the_service_as_sigterm_does(tiny_scenario: Path, tmp_path:
 def test_a_repeated_sigterm_still_exits_0_after_the_hand_back(tiny_scenario: Path, tmp_path: Path,
                                                               gap_s: float) -> None:
     # the second one landed after the handlers were reset and killed the process (exit 143)
-    server = Server(tiny_scenario, tmp_path, speed=10.0).start()
+    server = _preempting(tiny_scenario, tmp_path, "amb-t")
     assert server.proc is not None
-    with server.client() as c:
-        assert c.post("/v1/emergencies", json={**DISPATCH, "id": "amb-t"}).status_code == 201
-        wait_for(lambda: c.get("/healthz").json()["preempted"], what="a preempted junction")
     server.proc.send_signal(signal.SIGTERM)
     time.sleep(gap_s)
     if server.proc.poll() is None:
