@@ -1049,6 +1049,25 @@ def test_a_hand_back_into_a_short_phase_keeps_the_red_clearance_of_what_the_exit
         assert any(c.kind == "restore" for _t, c in r.commands), vanish
 
 
+def test_a_fractional_shortfall_of_a_hand_back_runs_a_whole_step_more() -> None:
+    # the same with the program's last two phases 2.5 s and 1.5 s: 0.5 s of clearance short, the
+    # re-entry phase runs a whole step more (rounded down, it ran none, and link 2 was green
+    # again too early: S2; found by a mutation test)
+    def ph(state: str, d: float, min_d: float | None = None) -> Phase:
+        return Phase(state, d, d if min_d is None else min_d, d, min_dur_given=min_d is not None)
+
+    prog = Program("P", "0", "static", 0.0, (ph("grGgr", 7, 7), ph("GggGG", 36), ph("yygyy", 1), ph("rrGrr", 16, 16),
+                                             ph("rrrrr", 4), ph("rrrrr", 2.5, 2.5), ph("grrrr", 1.5, 1.5)))
+    for vanish in range(186, 197):
+        r = Rig(Planner({"P": prog}, PlannerConfig()), {"P": FakeSignal(prog, 1, 36.0)},
+                watches={"P": SignalWatch(prog, SafetyConfig(max_presence_s=180.0))})
+        for _ in range(300):
+            t = r.t
+            r.step([ServiceRequest("amb", 1, "P", 0, "grGgr", 0, t + 20, t + 16, True, ())] if 100 <= t < vanish
+                   else [])
+        assert [v for v in r.violations + r.finish() if v.rule != "S5"] == [], vanish
+
+
 # --- cancel and stop ----------------------------------------------------------------------------
 
 
