@@ -387,6 +387,9 @@ def run(
                                        teleport_started=ev_id in snap.teleport_started)
                 if progress[ev_id].done and not was_done:
                     watch.release(ev_id, snap.t_s)
+                    if p.vanished_s is not None and p.depart_s is not None:
+                        note(f"EV '{ev_id}' vanished from the simulation at {snap.t_s:g} s (removed by another "
+                             "TraCI client, or by SUMO), not at its destination: its signals are handed back")
             deadline = t2 + (budget_ms - read_ms) / 1000.0
             tc0 = time.perf_counter()
             commands = controller.tick(snap, progress, lambda: time.perf_counter() > deadline)

@@ -663,7 +663,13 @@ class SumoAdapter:
         direct = False  # read with plain getters: this step's subscription results are lost
         t0 = time.perf_counter()
         try:
-            self._api.simulationStep()
+            if self.backend == "libsumo":
+                self._api.simulationStep()
+            else:
+                # (TraCI prints "Error! Vehicle 'x' is not known." for each variable subscribed of
+                # a vehicle another client removed, seven lines a step: the run says it vanished)
+                with contextlib.redirect_stdout(io.StringIO()):
+                    self._api.simulationStep()
         except SUMO_ERRORS as e:
             if isinstance(e, _SUMO_GONE):
                 self.ended = True

@@ -124,6 +124,9 @@ def test_vanished_ev_hands_every_signal_back(tmp_path: Path) -> None:
     assert removed
     assert s["evs"][0]["vanished"] == removed[0] + 1 and s["evs"][0]["arrival"] is None
     assert s["simulated_until"] < s["end"] + 400  # the run did not wait for it to arrive
+    # (said, as the run goes: summary.json alone had it)
+    assert any(n.startswith(f"EV '{s['evs'][0]['id']}' vanished from the simulation at {removed[0] + 1:g} s")
+               for n in s["notes"]), s["notes"]
     _assert_safe(s)
     cut = [p for p in s["preemptions"] if p["entry"] is not None and p["entry"] <= removed[0] <= (p["exit"] or 0)]
     assert cut, "some junction was preempted when the EV vanished"
