@@ -13,6 +13,7 @@ process ends. A second signal stops the server at once (the hand-back still comp
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
 import logging
@@ -180,6 +181,17 @@ SECOND_SIGNAL_STOP_S = 10.0  # after a second signal, this long at least, then u
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, *((signal.SIGHUP,) if hasattr(signal, "SIGHUP") else ()))
 
 
+class QuietCancel(logging.Filter):
+    """uvicorn's error log without the traceback of each request it cancels as a forced stop
+    gives up waiting for it (an open event stream, on a second signal): "Exception in ASGI
+    application ... CancelledError: Task cancelled, timeout graceful shutdown exceeded", a
+    traceback for a stop as asked. Its line saying how many it cancelled stays."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not isinstance(exc, asyncio.CancelledError)
+
+
 class _Server(uvicorn.Server):
     """uvicorn's server; its first SIGINT, SIGTERM or SIGHUP stops the service (the hand-back)
     while the server still answers and streams, and the server exits once the service has stopped."""
@@ -275,7 +287,13 @@ def _serve(options: ServeOptions, scenario: Scenario, token: str, generated: boo
         if generated:
             click.echo(f"greenwave: no --token-file or ${TOKEN_ENV}: token {token}", err=True)
         if not stop_signal:
-            server.run(sockets=[sock])
+            quiet = QuietCancel()
+            uvicorn_log = logging.getLogger("uvicorn.error")
+            uvicorn_log.addFilter(quiet)
+            try:
+                server.run(sockets=[sock])
+            finally:
+                uvicorn_log.removeFilter(quiet)
         app.state.rejections.flush()  # (the requests refused for their token since its last row)
     except BaseException as e:  # (it did not start, or serving failed: not left saying it runs)
         if marked:

@@ -159,3 +159,22 @@ def test_a_simulation_step_that_does_not_end_is_reported_stalled(
         monkeypatch.setattr(SumoAdapter, "step", stepping)
         wait_for(lambda: client.get("/healthz").json()["status"] == "ok", timeout_s=10,
                  what="the service stepping again")
+
+
+def test_a_forced_stop_logs_no_traceback_for_the_streams_it_cancels() -> None:
+    # (a second signal with an event stream open: uvicorn logged "Exception in ASGI application"
+    # and a CancelledError traceback for a stop as asked)
+    import asyncio
+    import logging
+
+    from controller.api.serve import QuietCancel
+
+    def record(exc: BaseException | None) -> logging.LogRecord:
+        info = (type(exc), exc, None) if exc is not None else None
+        return logging.LogRecord("uvicorn.error", logging.ERROR, __file__, 1, "Exception in ASGI application",
+                                 None, info)
+
+    quiet = QuietCancel()
+    assert not quiet.filter(record(asyncio.CancelledError("Task cancelled, timeout graceful shutdown exceeded")))
+    assert quiet.filter(record(RuntimeError("a real failure")))  # (still logged)
+    assert quiet.filter(record(None))

@@ -477,7 +477,8 @@ def test_serve_attached_to_a_sumo_that_stops_answering_says_so_and_can_be_stoppe
     # and the service could not be stopped until SUMO went on (a second SIGTERM, a third: ignored)
     import httpx
 
-    from tests.api.conftest import Server, wait_for
+    from tests.api.conftest import TOKEN, Server, wait_for
+    from tests.api.sse import EventCollector
     from tests.api.test_lifecycle import DISPATCH
 
     routes = config.parent / "user.rou.xml"
@@ -495,13 +496,16 @@ def test_serve_attached_to_a_sumo_that_stops_answering_says_so_and_can_be_stoppe
             health = wait_for(lambda: (h := c.get("/healthz")).status_code == 503 and h.json(), timeout_s=20,
                               what="a stalled service")
             assert health["status"] == "stalled" and "the SUMO does not answer" in health["detail"], health
-        started = time.monotonic()
-        server.proc.send_signal(signal.SIGTERM)
-        time.sleep(1.0)
-        server.proc.send_signal(signal.SIGTERM)
-        code = server.proc.wait(timeout=60)
+        with EventCollector(server.url, TOKEN) as stream:  # (an event stream open as it stops)
+            wait_for(lambda: stream.events, what="the stream to replay")
+            started = time.monotonic()
+            server.proc.send_signal(signal.SIGTERM)
+            time.sleep(1.0)
+            server.proc.send_signal(signal.SIGTERM)
+            code = server.proc.wait(timeout=60)
         said = " ".join(server.log.read_text().split())
         assert code == 1 and time.monotonic() - started < 30, said
+        assert "Traceback" not in said and "CancelledError" not in said, said
         assert "did not finish handing back within its stop timeout" in said and "the SUMO does not answer" in said
         assert f"left switched away from their programs: {', '.join(held)}" in said, said
         with pytest.raises(httpx.TransportError):
