@@ -15,6 +15,7 @@ still be left.
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 import time
 from types import FrameType, TracebackType
@@ -35,6 +36,7 @@ class StepBoundary:
         self.repeated = False
         self._held_at = 0.0
         self._previous: dict[int, Any] = {}
+        self._teller: threading.Timer | None = None  # (says a held signal waits for a step: _tell)
 
     def __enter__(self) -> StepBoundary:
         return self
@@ -53,11 +55,27 @@ class StepBoundary:
         if self.pending is None:
             self.pending = signum
             self._held_at = time.monotonic()
+            self._start_telling()
             return
         if time.monotonic() - self._held_at < self.patience_s:
             self.repeated = True  # (delivered with the first, at the check)
             return
         self._deliver(signum, frame)  # the step the first waits for does not end: at once
+
+    def _start_telling(self) -> None:
+        """Say so where the step a held signal waits for has not ended within ``patience_s`` (a
+        SUMO that does not answer: a Ctrl-C, held for it, did nothing to be seen)."""
+        if self._teller is not None:
+            self._teller.cancel()
+        self._teller = threading.Timer(self.patience_s, self._tell)
+        self._teller.daemon = True
+        self._teller.start()
+
+    def _tell(self) -> None:
+        if self.pending is not None:
+            print(f"greenwave: waiting for SUMO to answer its step ({self.patience_s:g} s so far) before handing "
+                  "back; one more Ctrl-C leaves now, the signals then switched back to their programs as far as "
+                  "SUMO answers", file=sys.stderr, flush=True)
 
     def check(self) -> None:
         """Deliver a signal held since the last check (raising what its handler raises)."""
@@ -68,6 +86,9 @@ class StepBoundary:
         handler = self._previous.get(signum, signal.SIG_DFL)
         self._disarm()
         self.pending = None
+        if self._teller is not None:
+            self._teller.cancel()
+            self._teller = None
         if callable(handler):
             handler(signum, frame)
         elif handler == signal.SIG_DFL:
@@ -80,6 +101,8 @@ class StepBoundary:
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
+        if self._teller is not None:
+            self._teller.cancel()
         if self.pending is not None and exc is None:
             self._deliver(self.pending, None)
         self._disarm()

@@ -73,3 +73,26 @@ def test_a_signal_after_the_patience_is_not_held_and_a_held_one_is_delivered_at_
         # (no check: the block's end delivers it)
     with StepBoundary() as boundary:  # never armed: nothing is taken over
         assert signal.getsignal(signal.SIGINT) is _raise
+
+
+@pytest.mark.skipif(threading.current_thread() is not threading.main_thread(), reason="signals: main thread only")
+def test_a_signal_held_for_a_step_that_does_not_end_is_said(own_handlers: object,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    # (a SUMO that stopped answering: the Ctrl-C held for its step did nothing to be seen)
+    import time
+
+    with StepBoundary(patience_s=0.2) as boundary:
+        boundary.arm()
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.6)  # (the step SUMO does not answer)
+        assert "greenwave: waiting for SUMO to answer its step (0.2 s so far)" in capsys.readouterr().err
+        with pytest.raises(Stopped):
+            boundary.check()
+    # a step that ends in time says nothing
+    with StepBoundary(patience_s=0.5) as boundary:
+        boundary.arm()
+        os.kill(os.getpid(), signal.SIGINT)
+        with pytest.raises(Stopped):
+            boundary.check()
+        time.sleep(0.7)
+    assert capsys.readouterr().err == ""
