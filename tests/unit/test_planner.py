@@ -1029,22 +1029,35 @@ def test_a_phase_re_entered_by_a_hand_back_ends_when_the_restore_said() -> None:
     assert r.violations == []
 
 
+def _short_phase_program(last_two_s: tuple[float, float]) -> Program:
+    """A safety review's program: its exit ends links 2-3 with yellow, and its last two phases
+    (an all-red, then one greening link 0) last ``last_two_s``, after which phase 0 greens link 2."""
+    def ph(state: str, d: float, min_d: float | None = None) -> Phase:
+        return Phase(state, d, d if min_d is None else min_d, d, min_dur_given=min_d is not None)
+
+    red_s, last_s = last_two_s
+    return Program("P", "0", "static", 0.0, (ph("grGgr", 7, 7), ph("GggGG", 36), ph("yygyy", 1), ph("rrGrr", 16, 16),
+                                             ph("rrrrr", 4), ph("rrrrr", red_s, red_s), ph("grrrr", last_s, last_s)))
+
+
+def _served_until(prog: Program, vanish: float, steps: int) -> Rig:
+    """``steps`` steps of ``prog`` with an EV detected from 100 s, its request ending at ``vanish``."""
+    r = Rig(Planner({"P": prog}, PlannerConfig()), {"P": FakeSignal(prog, 1, 36.0)},
+            watches={"P": SignalWatch(prog, SafetyConfig(max_presence_s=180.0))})
+    for _ in range(steps):
+        t = r.t
+        r.step([ServiceRequest("amb", 1, "P", 0, "grGgr", 0, t + 20, t + 16, True, ())] if 100 <= t < vanish
+               else [])
+    return r
+
+
 def test_a_hand_back_into_a_short_phase_keeps_the_red_clearance_of_what_the_exit_ended() -> None:
     # (a safety review's case) the exit ends links 2-3 with yellow and re-enters the program at
     # its 1 s phase 6, after which phase 0 greens link 2 again: shown 1 s after the re-entry,
     # link 2 was green again 4 s after its yellow ended, against the program's 6 s all-red (S2)
-    def ph(state: str, d: float, min_d: float | None = None) -> Phase:
-        return Phase(state, d, d if min_d is None else min_d, d, min_dur_given=min_d is not None)
-
-    prog = Program("P", "0", "static", 0.0, (ph("grGgr", 7, 7), ph("GggGG", 36), ph("yygyy", 1), ph("rrGrr", 16, 16),
-                                             ph("rrrrr", 4), ph("rrrrr", 2, 2), ph("grrrr", 1, 1)))
+    prog = _short_phase_program((2, 1))
     for vanish in range(180, 300, 3):  # the EV crossing (its request ending) at every point of the cycle
-        r = Rig(Planner({"P": prog}, PlannerConfig()), {"P": FakeSignal(prog, 1, 36.0)},
-                watches={"P": SignalWatch(prog, SafetyConfig(max_presence_s=180.0))})
-        for _ in range(400):
-            t = r.t
-            r.step([ServiceRequest("amb", 1, "P", 0, "grGgr", 0, t + 20, t + 16, True, ())] if 100 <= t < vanish
-                   else [])
+        r = _served_until(prog, vanish, 400)
         assert [v for v in r.violations + r.finish() if v.rule != "S5"] == [], vanish
         assert any(c.kind == "restore" for _t, c in r.commands), vanish
 
@@ -1053,18 +1066,9 @@ def test_a_fractional_shortfall_of_a_hand_back_runs_a_whole_step_more() -> None:
     # the same with the program's last two phases 2.5 s and 1.5 s: 0.5 s of clearance short, the
     # re-entry phase runs a whole step more (rounded down, it ran none, and link 2 was green
     # again too early: S2; found by a mutation test)
-    def ph(state: str, d: float, min_d: float | None = None) -> Phase:
-        return Phase(state, d, d if min_d is None else min_d, d, min_dur_given=min_d is not None)
-
-    prog = Program("P", "0", "static", 0.0, (ph("grGgr", 7, 7), ph("GggGG", 36), ph("yygyy", 1), ph("rrGrr", 16, 16),
-                                             ph("rrrrr", 4), ph("rrrrr", 2.5, 2.5), ph("grrrr", 1.5, 1.5)))
+    prog = _short_phase_program((2.5, 1.5))
     for vanish in range(186, 197):
-        r = Rig(Planner({"P": prog}, PlannerConfig()), {"P": FakeSignal(prog, 1, 36.0)},
-                watches={"P": SignalWatch(prog, SafetyConfig(max_presence_s=180.0))})
-        for _ in range(300):
-            t = r.t
-            r.step([ServiceRequest("amb", 1, "P", 0, "grGgr", 0, t + 20, t + 16, True, ())] if 100 <= t < vanish
-                   else [])
+        r = _served_until(prog, vanish, 300)
         assert [v for v in r.violations + r.finish() if v.rule != "S5"] == [], vanish
 
 

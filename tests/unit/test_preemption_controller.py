@@ -491,6 +491,16 @@ def test_the_ev_is_predicted_at_the_speed_factor_sumo_drew_for_it_not_its_types_
     assert ctrl.evs["ev"].dynamics.speed_factor == 1.0
 
 
+def _driven(net: Network, corridor: Corridor, t2: Program, mode: Literal["greenwave", "local"]) -> CtrlRig:
+    """The EV driven along ``corridor`` of ``net`` to 150 s, T1 and T2 (with the program ``t2``)
+    on their cross streets' greens when it departs."""
+    ctrl = PreemptionController(net, [EvSetup("ev", "ambulance", corridor, DYN, 0.0)], ControllerConfig(mode=mode))
+    r = CtrlRig(ctrl, corridor, {"T1": FakeSignal(T1, 3, 60.0), "T2": FakeSignal(t2, 3, 80.0)})
+    while r.t < 150:
+        r.step(present=r.x < 800, arrived=r.x == 800)
+    return r
+
+
 @pytest.mark.parametrize("mode", ["greenwave", "local"])
 def test_a_signal_letting_the_ev_onto_a_single_track_is_left_to_its_program(
         mode: Literal["greenwave", "local"]) -> None:
@@ -501,10 +511,7 @@ def test_a_signal_letting_the_ev_onto_a_single_track_is_left_to_its_program(
     net = Network(edges, NET.connections, NET.programs, NET.junction_types, source="hand.net.xml")
     corridor = build_corridor(net, MAIN)
     assert [j.single_track for j in corridor.junctions] == ["", "e2r"]
-    ctrl = PreemptionController(net, [EvSetup("ev", "ambulance", corridor, DYN, 0.0)], ControllerConfig(mode=mode))
-    r = CtrlRig(ctrl, corridor, {"T1": FakeSignal(T1, 3, 60.0), "T2": FakeSignal(T2, 3, 80.0)})
-    while r.t < 150:
-        r.step(present=r.x < 800, arrived=r.x == 800)
+    r = _driven(net, corridor, T2, mode)
     assert r.first_command_s("T1") is not None and r.first_command_s("T2") is None
     assert all(q.tls_id == "T1" for _t, reqs in r.requests for q in reqs)
     assert r.safety() == []
@@ -545,10 +552,7 @@ def test_a_link_the_program_shows_off_is_kept_so_and_a_signal_switching_one_off_
     net = Network(NET.edges, NET.connections, {**NET.programs, "T2": t2}, NET.junction_types)
     corridor = build_corridor(net, MAIN)
     assert [j.signal_off for j in corridor.junctions] == ["", "link 1 is 'O' (off) in phase 3 and 'G' in phase 0"]
-    ctrl = PreemptionController(net, [EvSetup("ev", "ambulance", corridor, DYN, 0.0)], ControllerConfig(mode=mode))
-    r = CtrlRig(ctrl, corridor, {"T1": FakeSignal(T1, 3, 60.0), "T2": FakeSignal(t2, 3, 80.0)})
-    while r.t < 150:
-        r.step(present=r.x < 800, arrived=r.x == 800)
+    r = _driven(net, corridor, t2, mode)
     assert r.first_command_s("T1") is not None and r.first_command_s("T2") is None and r.safety() == []
     [note] = signal_off_notes("ev", corridor)
     assert "'T2'" in note and "left to its program" in note and "link 1 is 'O'" in note
